@@ -1,0 +1,165 @@
+package kvcore
+
+import "fmt"
+
+// Buffer is a backend's storage for Len() 32-bit words: float32 values, or the
+// packed words of a quantized gradient. Only the backend that allocated a
+// buffer may use it.
+type Buffer interface {
+	Len() int
+}
+
+// Backend is where arrays live and where a store's compute runs. The CPU
+// backend (CPU()) is the reference implementation; package shaders implements
+// it on WebGPU. Every implementation must pass backendtest.Run.
+//
+// A Backend may queue work instead of running it at once (a GPU backend
+// records a step into one command buffer): Read and Sync wait for queued work,
+// and errors of queued work are returned by the next Read or Sync at the
+// latest. A Backend must be safe for concurrent use; kvcore never issues
+// concurrent calls that write the same buffer.
+type Backend interface {
+	// Name says what runs the work, e.g. "cpu" or "webgpu: llvmpipe (Vulkan)".
+	Name() string
+	// Alloc returns a zeroed buffer of n words (n >= 1).
+	Alloc(n int) (Buffer, error)
+	// Free returns b to the backend, which may pool it.
+	Free(b Buffer)
+	// Write copies src into dst starting at word off.
+	Write(dst Buffer, off int, src []float32) error
+	// Read copies len(dst) words of src starting at word off into dst,
+	// after all queued work that writes src.
+	Read(src Buffer, off int, dst []float32) error
+	// Copy copies src into dst; both have the same length.
+	Copy(dst, src Buffer) error
+	// Fill sets every word of dst to v.
+	Fill(dst Buffer, v float32) error
+	// Reduce sets dst[i] = scale * (srcs[0][i] + … + srcs[len(srcs)-1][i])
+	// for 1 <= len(srcs); dst may be one of srcs; lengths are equal.
+	// The sum runs left to right, so results are reproducible.
+	Reduce(dst Buffer, srcs []Buffer, scale float32) error
+	// Step applies one optimizer update: weight and the states change in
+	// place, grad is only read. len(states) == kind.NumStates(p).
+	Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Buffer) error
+	// Quantize adds grad into residual and packs the quantized residual into
+	// out (c.Kind.PackedLen(grad.Len()) words), as MXNet's 2bit/1bit
+	// compression does; see Quantize2Bit and Quantize1Bit.
+	Quantize(c Compression, grad, residual, out Buffer) error
+	// Dequantize unpacks in into out (out.Len() values).
+	Dequantize(c Compression, in, out Buffer) error
+	// Sync submits queued work and waits until it is done.
+	Sync() error
+}
+
+// OptKind selects one fused optimizer kernel. The formulas are MXNet's
+// optimizer of the same name; each kind's doc in optimizer.go is its reference
+// loop.
+type OptKind uint8
+
+// The optimizer kernels every backend implements.
+const (
+	OptSGD OptKind = iota + 1
+	OptNAG
+	OptAdam
+	OptAdamW
+	OptAdaGrad
+	OptRMSProp
+	OptAdaDelta
+	OptSignum
+	OptFTRL
+	OptLAMB
+)
+
+var optKindNames = [...]string{"", "sgd", "nag", "adam", "adamw", "adagrad", "rmsprop", "adadelta", "signum", "ftrl", "lamb"}
+
+func (k OptKind) String() string {
+	if int(k) < len(optKindNames) && k != 0 {
+		return optKindNames[k]
+	}
+	return fmt.Sprintf("OptKind(%d)", uint8(k))
+}
+
+// Step flags, in StepParams.Flags.
+const (
+	FlagCentered       uint32 = 1 << iota // RMSProp: centered variant (Graves 2013)
+	FlagBiasCorrection                    // LAMB: bias-corrected moments
+	FlagClipWeights                       // RMSProp: clip weights to ±ClipWeights
+	FlagBounds                            // LAMB: LowerBound/UpperBound apply to the weight norm
+)
+
+// StepParams are the per-step hyper-parameters of one optimizer update. The
+// layout (24 words, no padding) is the uniform block of the WGSL kernels, so
+// its field order must not change. The host fills derived values (learning
+// rate after the schedule, bias corrections) so kernels need no pow or state
+// of their own.
+type StepParams struct {
+	LR           float32 // learning rate for this update (schedule and lr_mult applied)
+	WD           float32 // weight decay (wd_mult applied)
+	RescaleGrad  float32 // grad is multiplied by this first
+	ClipGradient float32 // if > 0, rescaled grad is clipped to [-c, c]
+
+	Momentum float32 // SGD, NAG, Signum
+	Beta1    float32 // Adam, AdamW, LAMB
+	Beta2    float32 // Adam, AdamW, LAMB
+	Epsilon  float32
+
+	Gamma1 float32 // RMSProp decay (rho of the squared mean)
+	Gamma2 float32 // RMSProp centered: momentum of delta
+	Rho    float32 // AdaDelta
+	Lamda1 float32 // FTRL L1
+
+	Beta        float32 // FTRL
+	WDLH        float32 // Signum decoupled weight decay
+	LowerBound  float32 // LAMB
+	UpperBound  float32 // LAMB
+	ClipWeights float32 // RMSProp
+	Eta         float32 // AdamW schedule multiplier
+
+	Coef1 float32 // derived: Adam/AdamW lr*sqrt(1-b2^t)/(1-b1^t) factor; LAMB 1-b1^t
+	Coef2 float32 // derived: LAMB 1-b2^t
+	T     float32 // update count of this key, from 1
+	Flags uint32
+	Pad0  uint32
+	Pad1  uint32
+}
+
+// CompressionKind selects a gradient compression.
+type CompressionKind uint8
+
+// Gradient compressions (MXNet's set_gradient_compression types).
+const (
+	CompressNone CompressionKind = iota
+	Compress2Bit
+	Compress1Bit
+)
+
+func (c CompressionKind) String() string {
+	switch c {
+	case CompressNone:
+		return "none"
+	case Compress2Bit:
+		return "2bit"
+	case Compress1Bit:
+		return "1bit"
+	}
+	return fmt.Sprintf("CompressionKind(%d)", uint8(c))
+}
+
+// PackedLen is the number of 32-bit words that n quantized values take:
+// ceil(n/16) for 2bit, ceil(n/32) for 1bit, n uncompressed.
+func (c CompressionKind) PackedLen(n int) int {
+	switch c {
+	case Compress2Bit:
+		return (n + 15) / 16
+	case Compress1Bit:
+		return (n + 31) / 32
+	}
+	return n
+}
+
+// Compression is a gradient compression setting: MXNet's
+// {'type': '2bit'|'1bit', 'threshold': t}.
+type Compression struct {
+	Kind      CompressionKind
+	Threshold float32
+}

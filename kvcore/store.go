@@ -1,0 +1,986 @@
+package kvcore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+)
+
+// Updater is MXNet's updater: called once per key per push with the merged
+// (summed) value; it updates stored in place. The arrays are views valid only
+// during the call; they live on the store's backend.
+type Updater func(key Key, merged, stored *Array) error
+
+type storeKind uint8
+
+const (
+	kindLocal storeKind = iota
+	kindDevice
+	kindDist
+)
+
+// Option configures Create.
+type Option func(*config)
+
+type config struct {
+	backend     Backend
+	cpuFallback bool
+	transport   Transport
+	ctx         context.Context
+}
+
+// WithBackend makes a "device" or "dist_device_sync" store reduce and
+// update on be instead of the backend attached to gpu(0).
+func WithBackend(be Backend) Option { return func(c *config) { c.backend = be } }
+
+// WithCPUFallback lets a "device" store run on the CPU backend when no GPU
+// backend is attached, instead of failing. Store.Backend().Name() says which
+// one runs.
+func WithCPUFallback() Option { return func(c *config) { c.cpuFallback = true } }
+
+// WithTransport connects a dist store to its relay (see package relay).
+func WithTransport(t Transport) Option { return func(c *config) { c.transport = t } }
+
+// WithContext bounds the connection set-up of a dist store.
+func WithContext(ctx context.Context) Option { return func(c *config) { c.ctx = ctx } }
+
+// Store is a KVStore. Its methods are safe for concurrent use.
+type Store struct {
+	typ   string
+	kind  storeKind
+	async bool
+	be    Backend
+	tr    *tracker
+	rem   remote
+
+	mu        sync.RWMutex
+	keys      map[Key]*entry
+	keyKind   int8 // 0 unset, 1 int, 2 string
+	nextStr   int
+	updater   Updater
+	opt       *Optimizer
+	optJSON   []byte
+	numUpdate int
+	comp      Compression
+	closed    bool
+}
+
+// entry is one key: its stored value and the scratch its operations reuse.
+// Operations on one key are serialized by v, so the scratch needs no lock.
+type entry struct {
+	key    Key
+	id     int
+	shape  []int
+	n      int
+	v      *evar
+	stored Buffer // nil in dist stores: the server holds the value
+	merge  Buffer
+	stage  []Buffer // inputs copied from other backends, by input position
+	deq    []Buffer // dequantized inputs (device compression)
+	resid  []Buffer // compression residuals, by input position
+	packed []Buffer
+	ins    []Buffer
+	states []Buffer
+	t      int
+	params StepParams
+	host   []float32 // dist: value as sent or received
+	hostP  []float32 // dist: packed words as sent
+	hostIn []float32 // dist: value as pulled
+	mview  Array
+	sview  Array
+}
+
+// Create returns a store of the named type: "local" (aliases
+// "local_update_cpu", "local_allreduce_cpu"), "device" (alias
+// "local_allreduce_device"), "dist_sync", "dist_async", "dist_device_sync"
+// ("dist_sync_device"). Type returns the name as given, lower-cased.
+func Create(name string, opts ...Option) (*Store, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	typ := strings.ToLower(name)
+	s := &Store{typ: typ, tr: newTracker(), keys: map[Key]*entry{}}
+	switch typ {
+	case "local", "local_update_cpu", "local_allreduce_cpu":
+		s.kind, s.be = kindLocal, theCPU
+	case "device", "local_allreduce_device":
+		s.kind = kindDevice
+	case "dist", "dist_sync", "dist_async", "dist_device_sync", "dist_sync_device", "dist_async_device":
+		s.kind = kindDist
+		s.async = strings.Contains(typ, "async")
+		s.be = theCPU
+	case "nccl", "horovod", "byteps", "teststore":
+		return nil, fmt.Errorf("kvcore: create %q: %w", name, ErrUnsupported)
+	default:
+		return nil, fmt.Errorf("kvcore: create %q: %w (want local, device, dist_sync, dist_async or dist_device_sync)", name, ErrUnknownType)
+	}
+	if s.kind == kindDevice || strings.Contains(typ, "device") {
+		be := c.backend
+		if be == nil {
+			gpusMu.RLock()
+			be = gpus[0]
+			gpusMu.RUnlock()
+		}
+		if be == nil {
+			if !c.cpuFallback {
+				return nil, fmt.Errorf("kvcore: create %q: no GPU backend attached to gpu(0) (open one with package native, or allow WithCPUFallback)", name)
+			}
+			be = theCPU
+		}
+		s.be = be
+	}
+	if s.kind == kindDist {
+		if c.transport == nil {
+			return nil, fmt.Errorf("kvcore: create %q: %w", name, ErrNoTransport)
+		}
+		ctx := c.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		r, err := newRemote(ctx, typ, s.async, c.transport)
+		if err != nil {
+			return nil, fmt.Errorf("kvcore: create %q: %w", name, err)
+		}
+		s.rem = r
+	}
+	return s, nil
+}
+
+// Type is the name the store was created with, lower-cased.
+func (s *Store) Type() string { return s.typ }
+
+// Backend is where the store reduces and updates values.
+func (s *Store) Backend() Backend { return s.be }
+
+// Rank is this worker's rank: 0 unless dist.
+func (s *Store) Rank() int {
+	if s.rem != nil {
+		return s.rem.rank()
+	}
+	return 0
+}
+
+// NumWorkers is the number of workers: 1 unless dist.
+func (s *Store) NumWorkers() int {
+	if s.rem != nil {
+		return s.rem.numWorkers()
+	}
+	return 1
+}
+
+// IsCapable reports whether the store can do capability; the only one known
+// is "optimizer" (updates run in the store).
+func (s *Store) IsCapable(capability string) (bool, error) {
+	if strings.ToLower(capability) == "optimizer" {
+		return true, nil
+	}
+	return false, fmt.Errorf("kvcore: is capable %q: %w", capability, ErrBadCapability)
+}
+
+// lookup returns the entry of k, checking the key kind.
+func (s *Store) lookup(op string, k Key) (*entry, error) {
+	s.mu.RLock()
+	e, ok := s.keys[k]
+	kind, closed := s.keyKind, s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrClosed)
+	}
+	if ok {
+		return e, nil
+	}
+	if kind != 0 && kind != keyKindOf(k) {
+		return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrMixedKeys)
+	}
+	return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrUnknownKey)
+}
+
+func keyKindOf(k Key) int8 {
+	if k.isStr {
+		return 2
+	}
+	return 1
+}
+
+func checkArrays(op string, k Key, e *entry, arrs []*Array, what string) error {
+	if len(arrs) == 0 {
+		return fmt.Errorf("kvcore: %s key %v: no %s given: %w", op, k, what, ErrNilArray)
+	}
+	for i, a := range arrs {
+		if a == nil || a.buf == nil {
+			return fmt.Errorf("kvcore: %s key %v: %s %d: %w", op, k, what, i, ErrNilArray)
+		}
+		if !a.sameShape(e.shape) {
+			return fmt.Errorf("kvcore: %s key %v: %s %d has shape %v, stored %v: %w", op, k, what, i, a.shape, e.shape, ErrShapeMismatch)
+		}
+	}
+	return nil
+}
+
+// Init creates key with a copy of value. In a dist store every worker calls
+// it and rank 0's value wins; it returns once the key exists for all.
+// Initializing a key twice is an error.
+func (s *Store) Init(ctx context.Context, key Key, value *Array) error {
+	return s.InitList(ctx, []Key{key}, []*Array{value})
+}
+
+// InitList initializes several keys; values[i] is the value of keys[i].
+func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("kvcore: init: %d keys but %d values", len(keys), len(values))
+	}
+	entries := make([]*entry, len(keys))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("kvcore: init: %w", ErrClosed)
+	}
+	kind := s.keyKind
+	for i, k := range keys {
+		v := values[i]
+		if v == nil || v.buf == nil {
+			s.mu.Unlock()
+			return fmt.Errorf("kvcore: init key %v: %w", k, ErrNilArray)
+		}
+		if kind != 0 && kind != keyKindOf(k) {
+			s.mu.Unlock()
+			return fmt.Errorf("kvcore: init key %v: %w", k, ErrMixedKeys)
+		}
+		kind = keyKindOf(k)
+		if _, dup := s.keys[k]; dup {
+			s.mu.Unlock()
+			return fmt.Errorf("kvcore: init key %v: %w", k, ErrDuplicateInit)
+		}
+		for _, p := range keys[:i] {
+			if p == k {
+				s.mu.Unlock()
+				return fmt.Errorf("kvcore: init key %v: given twice: %w", k, ErrDuplicateInit)
+			}
+		}
+	}
+	// Allocate before publishing, so a failure leaves the store unchanged.
+	for i, k := range keys {
+		e := &entry{key: k, shape: values[i].Shape(), n: values[i].n, v: newVar()}
+		if s.kind != kindDist {
+			b, err := s.be.Alloc(e.n)
+			if err != nil {
+				for _, d := range entries[:i] {
+					s.be.Free(d.stored)
+				}
+				s.mu.Unlock()
+				return fmt.Errorf("kvcore: init key %v: %w", k, err)
+			}
+			e.stored = b
+		}
+		entries[i] = e
+	}
+	s.keyKind = kind
+	for _, e := range entries {
+		if e.key.isStr {
+			e.id = s.nextStr
+			s.nextStr++
+		} else {
+			e.id = e.key.i
+		}
+		s.keys[e.key] = e
+	}
+	s.mu.Unlock()
+
+	if s.kind == kindDist {
+		for i, e := range entries {
+			host := make([]float32, e.n)
+			if err := values[i].CopyTo(host); err != nil {
+				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+			}
+			if err := s.rem.init(ctx, e.key, e.shape, host); err != nil {
+				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+			}
+		}
+		return nil
+	}
+	for i, e := range entries {
+		o := newOp(runInit, 0, s.tr)
+		o.s, o.e = s, e
+		o.arrs = append(o.arrs, values[i])
+		o.use(e.v, true)
+		o.use(values[i].v, false)
+		theEngine.push(o)
+	}
+	for _, e := range entries {
+		if err := waitVar(ctx, e.v); err != nil {
+			return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+		}
+	}
+	return nil
+}
+
+func runInit(o *op) (bool, error) {
+	s, e := o.s, o.e
+	return false, s.transfer(e, s.be, e.stored, o.arrs[0].be, o.arrs[0].buf)
+}
+
+// transfer copies src (on sb) into dst (on db), through host memory when the
+// backends differ.
+func (s *Store) transfer(e *entry, db Backend, dst Buffer, sb Backend, src Buffer) error {
+	if db == sb {
+		return db.Copy(dst, src)
+	}
+	if cb, ok := src.(*CPUBuffer); ok {
+		return db.Write(dst, 0, cb.data[:e.n])
+	}
+	if cb, ok := dst.(*CPUBuffer); ok {
+		return sb.Read(src, 0, cb.data[:e.n])
+	}
+	if len(e.host) < e.n {
+		e.host = make([]float32, e.n)
+	}
+	if err := sb.Read(src, 0, e.host[:e.n]); err != nil {
+		return err
+	}
+	return db.Write(dst, 0, e.host[:e.n])
+}
+
+// Push queues a push of values (one per device) to key at priority 0:
+// their sum replaces the stored value, or goes through the updater or
+// optimizer. It returns once queued; errors found later surface in WaitAll.
+func (s *Store) Push(key Key, values ...*Array) error {
+	if values == nil {
+		values = []*Array{}
+	}
+	return s.push1("push", key, values, nil, 0)
+}
+
+// Pull queues a copy of key's value into every one of outs.
+func (s *Store) Pull(key Key, outs ...*Array) error {
+	if outs == nil {
+		outs = []*Array{}
+	}
+	return s.push1("pull", key, nil, outs, 0)
+}
+
+// PushPull pushes values and pulls the result into outs in one operation;
+// with outs nil the result is written back into values.
+func (s *Store) PushPull(key Key, values, outs []*Array) error {
+	if outs == nil {
+		outs = values
+	}
+	return s.push1("pushpull", key, values, outs, 0)
+}
+
+// PushList pushes several keys at one priority (higher runs first);
+// values[i] are the values of keys[i]. Values of a key given more than once
+// are summed.
+func (s *Store) PushList(keys []Key, values [][]*Array, priority int) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("kvcore: push: %d keys but %d value lists", len(keys), len(values))
+	}
+	return s.pushList("push", keys, values, nil, priority)
+}
+
+// PullList pulls several keys at one priority; outs[i] receive keys[i].
+func (s *Store) PullList(keys []Key, outs [][]*Array, priority int) error {
+	if len(keys) != len(outs) {
+		return fmt.Errorf("kvcore: pull: %d keys but %d output lists", len(keys), len(outs))
+	}
+	return s.pushList("pull", keys, nil, outs, priority)
+}
+
+// PushPullList is PushPull for several keys; outs may be nil (in place).
+func (s *Store) PushPullList(keys []Key, values, outs [][]*Array, priority int) error {
+	if outs == nil {
+		outs = values
+	}
+	if len(keys) != len(values) || len(keys) != len(outs) {
+		return fmt.Errorf("kvcore: pushpull: %d keys, %d value lists, %d output lists", len(keys), len(values), len(outs))
+	}
+	return s.pushList("pushpull", keys, values, outs, priority)
+}
+
+func (s *Store) pushList(op string, keys []Key, values, outs [][]*Array, prio int) error {
+	// Validate everything first: nothing is queued if any part is bad.
+	for i, k := range keys {
+		e, err := s.lookup(op, k)
+		if err != nil {
+			return err
+		}
+		if values != nil {
+			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
+				return err
+			}
+		}
+		if outs != nil {
+			if err := checkArrays(op, k, e, outs[i], "output"); err != nil {
+				return err
+			}
+		}
+	}
+	for i, k := range keys {
+		dup := false
+		for _, p := range keys[:i] {
+			if p == k {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		e, _ := s.lookup(op, k)
+		o := newOp(nil, prio, s.tr)
+		o.s, o.e = s, e
+		for j := i; j < len(keys); j++ {
+			if keys[j] != k {
+				continue
+			}
+			if values != nil {
+				o.arrs = append(o.arrs, values[j]...)
+			}
+		}
+		o.n = len(o.arrs)
+		if outs != nil {
+			for j := i; j < len(keys); j++ {
+				if keys[j] == k {
+					o.arrs = append(o.arrs, outs[j]...)
+				}
+			}
+		}
+		s.queue(o, values != nil, outs != nil)
+	}
+	return nil
+}
+
+func (s *Store) push1(op string, key Key, values, outs []*Array, prio int) error {
+	e, err := s.lookup(op, key)
+	if err != nil {
+		return err
+	}
+	if values != nil {
+		if err := checkArrays(op, key, e, values, "value"); err != nil {
+			return err
+		}
+	}
+	if outs != nil {
+		if err := checkArrays(op, key, e, outs, "output"); err != nil {
+			return err
+		}
+	}
+	o := newOp(nil, prio, s.tr)
+	o.s, o.e = s, e
+	o.arrs = append(o.arrs, values...)
+	o.n = len(values)
+	o.arrs = append(o.arrs, outs...)
+	s.queue(o, values != nil, outs != nil)
+	return nil
+}
+
+// queue picks the operation's function and variables and hands it to the
+// engine. o.arrs holds o.n inputs followed by the outputs.
+func (s *Store) queue(o *op, push, pull bool) {
+	switch {
+	case s.kind == kindDist && push && pull:
+		o.fn = runDistPushPull
+	case s.kind == kindDist && push:
+		o.fn = runDistPush
+	case s.kind == kindDist:
+		o.fn = runDistPull
+	case push && pull:
+		o.fn = runPushPull
+	case push:
+		o.fn = runPush
+	default:
+		o.fn = runPull
+	}
+	o.use(o.e.v, true)
+	for i, a := range o.arrs {
+		o.use(a.v, i >= o.n)
+	}
+	theEngine.push(o)
+}
+
+func runPush(o *op) (bool, error) {
+	return false, o.s.applyPush(o.e, o.arrs[:o.n])
+}
+
+func runPull(o *op) (bool, error) {
+	return false, o.s.copyOut(o.e, o.arrs[o.n:])
+}
+
+func runPushPull(o *op) (bool, error) {
+	if err := o.s.applyPush(o.e, o.arrs[:o.n]); err != nil {
+		return false, err
+	}
+	return false, o.s.copyOut(o.e, o.arrs[o.n:])
+}
+
+func (s *Store) copyOut(e *entry, outs []*Array) error {
+	for _, a := range outs {
+		if err := s.transfer(e, a.be, a.buf, s.be, e.stored); err != nil {
+			return fmt.Errorf("kvcore: pull key %v: %w", e.key, err)
+		}
+	}
+	return nil
+}
+
+func growBuffers(be Backend, bs []Buffer, i, n int) ([]Buffer, error) {
+	for len(bs) <= i {
+		bs = append(bs, nil)
+	}
+	if bs[i] == nil {
+		b, err := be.Alloc(n)
+		if err != nil {
+			return bs, err
+		}
+		bs[i] = b
+	}
+	return bs, nil
+}
+
+// gather brings the inputs onto the store's backend (and, in a device store
+// with compression, through quantize and dequantize, each input with its own
+// residual as MXNet does) and returns them.
+func (s *Store) gather(e *entry, vals []*Array, perInputCompression bool) ([]Buffer, error) {
+	var err error
+	e.ins = e.ins[:0]
+	for i, a := range vals {
+		b := a.buf
+		if a.be != s.be {
+			if e.stage, err = growBuffers(s.be, e.stage, i, e.n); err != nil {
+				return nil, err
+			}
+			if err = s.transfer(e, s.be, e.stage[i], a.be, a.buf); err != nil {
+				return nil, err
+			}
+			b = e.stage[i]
+		}
+		if perInputCompression {
+			c := s.comp
+			if e.resid, err = growBuffers(s.be, e.resid, i, e.n); err != nil {
+				return nil, err
+			}
+			if e.packed, err = growBuffers(s.be, e.packed, i, c.Kind.PackedLen(e.n)); err != nil {
+				return nil, err
+			}
+			if e.deq, err = growBuffers(s.be, e.deq, i, e.n); err != nil {
+				return nil, err
+			}
+			if err = s.be.Quantize(c, b, e.resid[i], e.packed[i]); err != nil {
+				return nil, err
+			}
+			if err = s.be.Dequantize(c, e.packed[i], e.deq[i]); err != nil {
+				return nil, err
+			}
+			b = e.deq[i]
+		}
+		e.ins = append(e.ins, b)
+	}
+	return e.ins, nil
+}
+
+// merged reduces the inputs into one buffer (the input itself if there is
+// only one).
+func (s *Store) merged(e *entry, ins []Buffer) (Buffer, error) {
+	if len(ins) == 1 {
+		return ins[0], nil
+	}
+	if e.merge == nil {
+		b, err := s.be.Alloc(e.n)
+		if err != nil {
+			return nil, err
+		}
+		e.merge = b
+	}
+	return e.merge, s.be.Reduce(e.merge, ins, 1)
+}
+
+func (s *Store) applyPush(e *entry, vals []*Array) error {
+	s.mu.RLock()
+	opt, upd, comp := s.opt, s.updater, s.comp
+	s.mu.RUnlock()
+	ins, err := s.gather(e, vals, comp.Kind != CompressNone)
+	if err != nil {
+		return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+	}
+	switch {
+	case opt != nil:
+		m, err := s.merged(e, ins)
+		if err != nil {
+			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		}
+		if err := s.step(e, opt, m); err != nil {
+			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		}
+	case upd != nil:
+		m, err := s.merged(e, ins)
+		if err != nil {
+			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		}
+		e.mview = Array{shape: e.shape, n: e.n, ctx: OnCPU(0), be: s.be, buf: m}
+		e.sview = Array{shape: e.shape, n: e.n, ctx: OnCPU(0), be: s.be, buf: e.stored}
+		if err := upd(e.key, &e.mview, &e.sview); err != nil {
+			return fmt.Errorf("kvcore: push key %v: updater: %w", e.key, err)
+		}
+	case len(ins) == 1:
+		err = s.be.Copy(e.stored, ins[0])
+	default:
+		// Assign: the sum goes straight into the stored value.
+		err = s.be.Reduce(e.stored, ins, 1)
+	}
+	if err != nil {
+		return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+	}
+	return nil
+}
+
+// step runs one optimizer update of e with gradient g.
+func (s *Store) step(e *entry, opt *Optimizer, g Buffer) error {
+	e.t++
+	s.mu.Lock()
+	if e.t > s.numUpdate {
+		s.numUpdate = e.t
+	}
+	num := s.numUpdate
+	s.mu.Unlock()
+	opt.Params(e.key, e.t, num, &e.params)
+	kind := opt.Kind()
+	if want := kind.NumStates(&e.params); len(e.states) != want {
+		for _, b := range e.states {
+			s.be.Free(b)
+		}
+		e.states = e.states[:0]
+		for i := range want {
+			b, err := s.be.Alloc(e.n)
+			if err != nil {
+				return err
+			}
+			if v := opt.StateInit(i); v != 0 {
+				if err := s.be.Fill(b, v); err != nil {
+					return err
+				}
+			}
+			e.states = append(e.states, b)
+		}
+	}
+	return s.be.Step(kind, &e.params, e.stored, g, e.states)
+}
+
+// Broadcast initializes key with value (rank 0's, in dist) and pulls it into
+// outs: MXNet's broadcast. Like there, a key can be broadcast once.
+func (s *Store) Broadcast(ctx context.Context, key Key, value *Array, outs ...*Array) error {
+	if err := s.Init(ctx, key, value); err != nil {
+		return err
+	}
+	if len(outs) == 0 {
+		return nil
+	}
+	if err := s.Pull(key, outs...); err != nil {
+		return err
+	}
+	for _, o := range outs {
+		if err := o.Wait(ctx); err != nil {
+			return fmt.Errorf("kvcore: broadcast key %v: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// SetUpdater installs fn as the updater of a local or device store (dist
+// stores take SetOptimizer: no code travels to a server). It replaces an
+// optimizer set before.
+func (s *Store) SetUpdater(fn Updater) error {
+	if s.kind == kindDist {
+		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer)", s.typ, ErrUnsupported)
+	}
+	if err := s.WaitAll(context.Background()); err != nil {
+		return fmt.Errorf("kvcore: set updater: pending operation failed: %w", err)
+	}
+	s.mu.Lock()
+	s.updater, s.opt, s.optJSON = fn, nil, nil
+	s.mu.Unlock()
+	return nil
+}
+
+// SetOptimizer makes every later push run opt on the stored value (in dist
+// stores, on the servers, which receive opt's JSON spec). Optimizer states
+// start fresh, as with a new MXNet updater.
+func (s *Store) SetOptimizer(ctx context.Context, opt *Optimizer) error {
+	if opt == nil {
+		return fmt.Errorf("kvcore: set optimizer: nil optimizer")
+	}
+	if err := opt.Validate(); err != nil {
+		return fmt.Errorf("kvcore: set optimizer: %w", err)
+	}
+	js, err := json.Marshal(opt)
+	if err != nil {
+		return fmt.Errorf("kvcore: set optimizer: %w", err)
+	}
+	if err := s.WaitAll(ctx); err != nil {
+		return fmt.Errorf("kvcore: set optimizer: pending operation failed: %w", err)
+	}
+	if s.rem != nil {
+		if err := s.rem.setOptimizer(ctx, js); err != nil {
+			return fmt.Errorf("kvcore: set optimizer: %w", err)
+		}
+	}
+	cp := *opt
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opt, s.optJSON, s.updater, s.numUpdate = &cp, js, nil, 0
+	for _, e := range s.keys {
+		for _, b := range e.states {
+			s.be.Free(b)
+		}
+		e.states, e.t = e.states[:0], 0
+	}
+	return nil
+}
+
+// SetGradientCompression enables 2bit or 1bit compression of pushed
+// gradients with error feedback. Only device and dist stores compress, as in
+// MXNet; it can be set once.
+func (s *Store) SetGradientCompression(ctx context.Context, c Compression) error {
+	if s.kind == kindLocal {
+		return fmt.Errorf("kvcore: set gradient compression on %q: %w", s.typ, ErrUnsupported)
+	}
+	switch c.Kind {
+	case Compress2Bit:
+		if !(c.Threshold > 0) {
+			return fmt.Errorf("kvcore: set gradient compression: 2bit threshold %v must be > 0: %w", c.Threshold, ErrBadCompression)
+		}
+	case Compress1Bit:
+	default:
+		return fmt.Errorf("kvcore: set gradient compression: type %v: %w", c.Kind, ErrBadCompression)
+	}
+	s.mu.Lock()
+	if s.comp.Kind != CompressNone && s.comp != c {
+		s.mu.Unlock()
+		return fmt.Errorf("kvcore: set gradient compression: already set to %v: %w", s.comp.Kind, ErrBadCompression)
+	}
+	s.mu.Unlock()
+	if s.rem != nil {
+		if err := s.rem.setCompression(ctx, c); err != nil {
+			return fmt.Errorf("kvcore: set gradient compression: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.comp = c
+	s.mu.Unlock()
+	return nil
+}
+
+// Barrier waits until every worker reached it (dist); local stores return at
+// once. Like MXNet's, it does not wait for queued pushes and pulls.
+func (s *Store) Barrier(ctx context.Context) error {
+	if s.rem == nil {
+		return nil
+	}
+	if err := s.rem.barrier(ctx); err != nil {
+		return fmt.Errorf("kvcore: barrier: %w", err)
+	}
+	return nil
+}
+
+// SendCommandToServers sends a command to every server and returns when all
+// handled it; local stores ignore it.
+func (s *Store) SendCommandToServers(ctx context.Context, head int, body []byte) error {
+	if s.rem == nil {
+		return nil
+	}
+	if err := s.rem.command(ctx, head, body); err != nil {
+		return fmt.Errorf("kvcore: send command %d: %w", head, err)
+	}
+	return nil
+}
+
+// WaitAll waits for every queued operation of the store and returns the first
+// error among those that failed since the last WaitAll.
+func (s *Store) WaitAll(ctx context.Context) error {
+	return waitTracker(ctx, s.tr)
+}
+
+// SaveOptimizerStates writes the optimizer states of every key (and, with
+// dumpOptimizer, the optimizer spec) to w in the format of states.go.
+func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimizer bool) error {
+	if err := s.WaitAll(ctx); err != nil {
+		return fmt.Errorf("kvcore: save optimizer states: pending operation failed: %w", err)
+	}
+	var snap *stateSnapshot
+	if s.rem != nil {
+		var err error
+		if snap, err = s.rem.saveStates(ctx); err != nil {
+			return fmt.Errorf("kvcore: save optimizer states: %w", err)
+		}
+	} else {
+		s.mu.RLock()
+		if s.opt == nil {
+			s.mu.RUnlock()
+			return fmt.Errorf("kvcore: save optimizer states: no optimizer set")
+		}
+		snap = &stateSnapshot{NumUpdate: int64(s.numUpdate)}
+		if dumpOptimizer {
+			snap.Optimizer = append([]byte(nil), s.optJSON...)
+		}
+		for _, e := range s.sortedEntries() {
+			ks := keyStates{Key: e.key, T: int64(e.t), N: e.n}
+			for _, b := range e.states {
+				h := make([]float32, e.n)
+				if err := s.be.Read(b, 0, h); err != nil {
+					s.mu.RUnlock()
+					return fmt.Errorf("kvcore: save optimizer states: key %v: %w", e.key, err)
+				}
+				ks.States = append(ks.States, h)
+			}
+			snap.Keys = append(snap.Keys, ks)
+		}
+		s.mu.RUnlock()
+	}
+	if !dumpOptimizer {
+		snap.Optimizer = nil
+	}
+	if err := encodeStates(w, snap); err != nil {
+		return fmt.Errorf("kvcore: save optimizer states: %w", err)
+	}
+	return nil
+}
+
+// LoadOptimizerStates reads states written by SaveOptimizerStates. The whole
+// input is checked before anything changes: on error the store is as before.
+func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
+	snap, err := decodeStates(r)
+	if err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: %w", err)
+	}
+	var opt *Optimizer
+	if snap.Optimizer != nil {
+		if opt, err = ParseOptimizer(snap.Optimizer); err != nil {
+			return fmt.Errorf("kvcore: load optimizer states: %w", err)
+		}
+	}
+	if err := s.WaitAll(ctx); err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: pending operation failed: %w", err)
+	}
+	if s.rem != nil {
+		if err := s.rem.loadStates(ctx, snap); err != nil {
+			return fmt.Errorf("kvcore: load optimizer states: %w", err)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if opt == nil {
+		opt = s.opt
+	}
+	if opt == nil {
+		return fmt.Errorf("kvcore: load optimizer states: no optimizer set and none in the file")
+	}
+	// Check every key first.
+	for _, ks := range snap.Keys {
+		e, ok := s.keys[ks.Key]
+		if !ok {
+			return fmt.Errorf("kvcore: load optimizer states: key %v: %w", ks.Key, ErrUnknownKey)
+		}
+		if ks.N != e.n {
+			return fmt.Errorf("kvcore: load optimizer states: key %v has %d values in the file, %d stored: %w", ks.Key, ks.N, e.n, ErrBadStates)
+		}
+		var p StepParams
+		opt.Params(e.key, max(1, int(ks.T)), max(1, int(snap.NumUpdate)), &p)
+		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
+			return fmt.Errorf("kvcore: load optimizer states: key %v has %d states, %v needs %d: %w", ks.Key, len(ks.States), opt.Kind(), want, ErrBadStates)
+		}
+	}
+	// Allocate everything, then swap in.
+	type repl struct {
+		e  *entry
+		bs []Buffer
+		t  int
+	}
+	var rs []repl
+	freeAll := func() {
+		for _, r := range rs {
+			for _, b := range r.bs {
+				s.be.Free(b)
+			}
+		}
+	}
+	for _, ks := range snap.Keys {
+		e := s.keys[ks.Key]
+		r := repl{e: e, t: int(ks.T)}
+		for _, st := range ks.States {
+			b, err := s.be.Alloc(e.n)
+			if err == nil {
+				err = s.be.Write(b, 0, st)
+			}
+			if err != nil {
+				freeAll()
+				return fmt.Errorf("kvcore: load optimizer states: key %v: %w", ks.Key, err)
+			}
+			r.bs = append(r.bs, b)
+		}
+		rs = append(rs, r)
+	}
+	if snap.Optimizer != nil {
+		js, _ := json.Marshal(opt)
+		s.opt, s.optJSON, s.updater = opt, js, nil
+	}
+	for _, e := range s.keys {
+		for _, b := range e.states {
+			s.be.Free(b)
+		}
+		e.states, e.t = nil, 0
+	}
+	for _, r := range rs {
+		r.e.states, r.e.t = r.bs, r.t
+	}
+	s.numUpdate = int(snap.NumUpdate)
+	return nil
+}
+
+func (s *Store) sortedEntries() []*entry {
+	es := make([]*entry, 0, len(s.keys))
+	for _, e := range s.keys {
+		es = append(es, e)
+	}
+	// Init order for string keys, numeric order for int keys.
+	for i := 1; i < len(es); i++ {
+		for j := i; j > 0 && es[j].id < es[j-1].id; j-- {
+			es[j], es[j-1] = es[j-1], es[j]
+		}
+	}
+	return es
+}
+
+// Close waits for queued operations, frees the store's buffers and closes
+// the dist link. Later calls fail with ErrClosed.
+func (s *Store) Close() error {
+	err := s.WaitAll(context.Background())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, e := range s.keys {
+		for _, l := range [][]Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed, e.states} {
+			for _, b := range l {
+				if b != nil {
+					s.be.Free(b)
+				}
+			}
+		}
+	}
+	s.keys = map[Key]*entry{}
+	s.mu.Unlock()
+	if s.rem != nil {
+		if cerr := s.rem.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("kvcore: close: %w", err)
+	}
+	return nil
+}
