@@ -1,0 +1,389 @@
+package wire
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Mode is a job's synchronization mode.
+type Mode uint8
+
+// Modes.
+const (
+	ModeSync  Mode = 1 // dist_sync: one update per key per round
+	ModeAsync Mode = 2 // dist_async: one update per push
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeSync:
+		return "sync"
+	case ModeAsync:
+		return "async"
+	}
+	return "mode?"
+}
+
+// KeyDecl declares a key and its shape in a Hello.
+type KeyDecl struct {
+	Key   uint64 // int key bits, or StrKeyID(Name)
+	Name  string // string key's name ("" for int keys)
+	Shape []int64
+}
+
+// Hello opens a connection (metadata of a TypeHello message).
+type Hello struct {
+	Job      string // job id: one relay serves many jobs
+	Role     string // "worker"
+	Token    string // the job's access token
+	WorkerID string // "" to join as a new worker, or the id to resume
+	Mode     Mode
+	Want     uint32 // workers the job should wait for before answering joins (0: none)
+	Keys     []KeyDecl
+}
+
+// Welcome answers a Hello.
+type Welcome struct {
+	WorkerID   string // the worker's id (new, or the resumed one)
+	Rank       uint32
+	NumWorkers uint32
+	Shard      uint32 // which shard answered
+	Heartbeat  uint32 // milliseconds between the worker's pings
+	Timeout    uint32 // milliseconds of silence after which the worker is removed
+	Mode       Mode
+}
+
+// InitMeta is the metadata of a TypeInit message.
+type InitMeta struct {
+	Name  string // string key's name ("" for int keys)
+	Shape []int64
+}
+
+// KeyStates are the optimizer states of one key (or one part of a key on
+// one shard) in a States table.
+type KeyStates struct {
+	Key    uint64
+	Name   string // string key's name ("" for int keys)
+	Str    bool
+	T      int64  // updates applied to the key
+	Offset uint32 // the part's element offset in the key
+	Total  uint32 // elements of the whole key
+	N      uint32 // elements of the part: len of every state array
+	States [][]float32
+}
+
+// States is the table of SaveStates / LoadStates.
+type States struct {
+	Optimizer []byte // the optimizer spec (JSON), or nil
+	NumUpdate int64
+	Keys      []KeyStates
+}
+
+// enc is a small append-only encoder.
+type enc []byte
+
+func (e enc) uv(v uint64) enc { return binary.AppendUvarint(e, v) }
+func (e enc) str(s string) enc {
+	return append(e.uv(uint64(len(s))), s...)
+}
+func (e enc) bytes(s []byte) enc { return append(e.uv(uint64(len(s))), s...) }
+func (e enc) u8(v uint8) enc     { return append(e, v) }
+func (e enc) u32(v uint32) enc   { return binary.LittleEndian.AppendUint32(e, v) }
+func (e enc) u64(v uint64) enc   { return binary.LittleEndian.AppendUint64(e, v) }
+
+// dec is a bounds-checked decoder; the first error sticks.
+type dec struct {
+	b   []byte
+	err *Error
+	l   Limits
+	ctx string
+}
+
+func (d *dec) fail(c Code, format string, args ...any) {
+	if d.err == nil {
+		d.err = errf(c, d.ctx+": "+format, args...)
+	}
+}
+
+func (d *dec) uv(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(CodeBadFrame, "truncated or overlong %s", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) take(n uint64, what string) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(CodeBadFrame, "%s needs %d bytes, %d left", what, n, len(d.b))
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *dec) str(what string) string {
+	n := d.uv(what + " length")
+	if d.err == nil && n > uint64(d.l.MaxString) {
+		d.fail(CodeLimit, "%s of %d bytes exceeds the limit of %d", what, n, d.l.MaxString)
+		return ""
+	}
+	return string(d.take(n, what))
+}
+
+func (d *dec) bytes(what string, max uint64) []byte {
+	n := d.uv(what + " length")
+	if d.err == nil && n > max {
+		d.fail(CodeLimit, "%s of %d bytes exceeds the limit of %d", what, n, max)
+		return nil
+	}
+	b := d.take(n, what)
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
+
+func (d *dec) u8(what string) uint8 {
+	b := d.take(1, what)
+	if b == nil {
+		return 0
+	}
+	return b[0]
+}
+
+func (d *dec) u32(what string) uint32 {
+	b := d.take(4, what)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+func (d *dec) u64(what string) uint64 {
+	b := d.take(8, what)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+func (d *dec) shape(what string) []int64 {
+	n := d.uv(what + " rank")
+	if d.err != nil {
+		return nil
+	}
+	if n == 0 || n > uint64(d.l.MaxDims) {
+		d.fail(CodeLimit, "%s has rank %d (want 1 to %d)", what, n, d.l.MaxDims)
+		return nil
+	}
+	if n > uint64(len(d.b)) { // every dim takes at least one byte
+		d.fail(CodeBadFrame, "%s of rank %d is truncated", what, n)
+		return nil
+	}
+	s := make([]int64, n)
+	total := uint64(1)
+	for i := range s {
+		v := d.uv(what + " dimension")
+		if d.err != nil {
+			return nil
+		}
+		if v == 0 || v > math.MaxUint32 {
+			d.fail(CodeShape, "%s dimension %d is %d", what, i, v)
+			return nil
+		}
+		total *= v
+		if total > math.MaxUint32 {
+			d.fail(CodeLimit, "%s has more than 2^32 elements", what)
+			return nil
+		}
+		s[i] = int64(v)
+	}
+	return s
+}
+
+func (d *dec) done() {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(CodeBadFrame, "%d unexpected trailing bytes", len(d.b))
+	}
+}
+
+func (e enc) shape(s []int64) enc {
+	e = e.uv(uint64(len(s)))
+	for _, v := range s {
+		e = e.uv(uint64(v))
+	}
+	return e
+}
+
+// AppendHello appends a whole TypeHello message carrying h to b.
+func AppendHello(b []byte, h *Hello) []byte {
+	start := len(b)
+	b = AppendHeader(b, &Header{Type: TypeHello})
+	e := enc(b).str(h.Job).str(h.Role).str(h.Token).str(h.WorkerID).u8(uint8(h.Mode)).u32(h.Want)
+	e = e.uv(uint64(len(h.Keys)))
+	for _, k := range h.Keys {
+		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
+	}
+	return setPLen(e, start)
+}
+
+func setPLen(b []byte, start int) []byte {
+	binary.LittleEndian.PutUint32(b[start+52:], uint32(len(b)-start-HeaderSize))
+	return b
+}
+
+// DecodeHello decodes the payload of a TypeHello message.
+func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
+	d := dec{b: p, l: lim.get(), ctx: "hello"}
+	h := &Hello{Job: d.str("job"), Role: d.str("role"), Token: d.str("token"), WorkerID: d.str("worker id")}
+	h.Mode = Mode(d.u8("mode"))
+	h.Want = d.u32("want")
+	n := d.uv("key count")
+	if d.err == nil && n > uint64(d.l.MaxKeys) {
+		d.fail(CodeLimit, "%d declared keys exceed the limit of %d", n, d.l.MaxKeys)
+	}
+	if d.err == nil && n > uint64(len(d.b))/10 { // a declaration takes >= 10 bytes
+		d.fail(CodeBadFrame, "%d declared keys cannot fit %d bytes", n, len(d.b))
+	}
+	if d.err == nil && n > 0 {
+		h.Keys = make([]KeyDecl, n)
+		for i := range h.Keys {
+			h.Keys[i] = KeyDecl{Key: d.u64("key"), Name: d.str("key name"), Shape: d.shape("key shape")}
+		}
+	}
+	d.done()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if h.Mode != ModeSync && h.Mode != ModeAsync {
+		return nil, errf(CodeBadFrame, "hello: unknown mode %d", h.Mode)
+	}
+	return h, nil
+}
+
+// AppendWelcome appends a whole TypeWelcome message answering request seq.
+func AppendWelcome(b []byte, w *Welcome) []byte {
+	start := len(b)
+	b = AppendHeader(b, &Header{Type: TypeWelcome})
+	e := enc(b).str(w.WorkerID).u32(w.Rank).u32(w.NumWorkers).u32(w.Shard).u32(w.Heartbeat).u32(w.Timeout).u8(uint8(w.Mode))
+	return setPLen(e, start)
+}
+
+// DecodeWelcome decodes the payload of a TypeWelcome message.
+func DecodeWelcome(p []byte, lim *Limits) (*Welcome, error) {
+	d := dec{b: p, l: lim.get(), ctx: "welcome"}
+	w := &Welcome{WorkerID: d.str("worker id"), Rank: d.u32("rank"), NumWorkers: d.u32("workers"),
+		Shard: d.u32("shard"), Heartbeat: d.u32("heartbeat"), Timeout: d.u32("timeout"), Mode: Mode(d.u8("mode"))}
+	d.done()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return w, nil
+}
+
+// AppendInitMeta appends the metadata of a TypeInit message (the data, the
+// part's float32 values, follows it).
+func AppendInitMeta(b []byte, m *InitMeta) []byte {
+	return enc(b).str(m.Name).shape(m.Shape)
+}
+
+// DecodeInitMeta decodes Msg.Meta() of a TypeInit message.
+func DecodeInitMeta(p []byte, lim *Limits) (*InitMeta, error) {
+	d := dec{b: p, l: lim.get(), ctx: "init"}
+	m := &InitMeta{Name: d.str("key name"), Shape: d.shape("shape")}
+	d.done()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return m, nil
+}
+
+// AppendStates appends the encoding of s (the payload of a SaveStates Ack or
+// a LoadStates request).
+func AppendStates(b []byte, s *States) []byte {
+	e := enc(b).bytes(s.Optimizer).u64(uint64(s.NumUpdate)).uv(uint64(len(s.Keys)))
+	for i := range s.Keys {
+		k := &s.Keys[i]
+		str := uint8(0)
+		if k.Str {
+			str = 1
+		}
+		e = e.u64(k.Key).u8(str).str(k.Name).u64(uint64(k.T)).u32(k.Offset).u32(k.Total).u32(k.N).uv(uint64(len(k.States)))
+		for _, st := range k.States {
+			e = AppendFloat32s(e, st)
+		}
+	}
+	return e
+}
+
+// DecodeStates decodes a States table. Sizes are checked against the bytes
+// left before anything is allocated.
+func DecodeStates(p []byte, lim *Limits) (*States, error) {
+	d := dec{b: p, l: lim.get(), ctx: "states"}
+	s := &States{Optimizer: d.bytes("optimizer spec", uint64(d.l.MaxString))}
+	if len(s.Optimizer) == 0 {
+		s.Optimizer = nil
+	}
+	s.NumUpdate = int64(d.u64("num update"))
+	n := d.uv("key count")
+	if d.err == nil && n > uint64(d.l.MaxKeys) {
+		d.fail(CodeLimit, "%d keys exceed the limit of %d", n, d.l.MaxKeys)
+	}
+	if d.err == nil && n > uint64(len(d.b))/30 { // a key entry takes >= 30 bytes
+		d.fail(CodeBadFrame, "%d keys cannot fit %d bytes", n, len(d.b))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	s.Keys = make([]KeyStates, n)
+	for i := range s.Keys {
+		k := &s.Keys[i]
+		k.Key = d.u64("key")
+		switch d.u8("key kind") {
+		case 0:
+		case 1:
+			k.Str = true
+		default:
+			d.fail(CodeBadFrame, "key %d: bad key kind", i)
+		}
+		k.Name = d.str("key name")
+		k.T = int64(d.u64("update count"))
+		k.Offset, k.Total, k.N = d.u32("offset"), d.u32("total"), d.u32("count")
+		ns := d.uv("state count")
+		if d.err != nil {
+			return nil, d.err
+		}
+		if ns > uint64(d.l.MaxStates) {
+			d.fail(CodeLimit, "key %d: %d state arrays exceed the limit of %d", k.Key, ns, d.l.MaxStates)
+			return nil, d.err
+		}
+		if uint64(k.Offset)+uint64(k.N) > uint64(k.Total) {
+			d.fail(CodeBadFrame, "key %d: part [%d, +%d) outside %d elements", k.Key, k.Offset, k.N, k.Total)
+			return nil, d.err
+		}
+		if ns*uint64(k.N)*4 > uint64(len(d.b)) {
+			d.fail(CodeBadFrame, "key %d: %d states of %d values need %d bytes, %d left", k.Key, ns, k.N, ns*uint64(k.N)*4, len(d.b))
+			return nil, d.err
+		}
+		k.States = make([][]float32, ns)
+		for j := range k.States {
+			raw := d.take(uint64(k.N)*4, "state")
+			k.States[j] = DecodeFloat32s(raw, make([]float32, k.N))
+		}
+	}
+	d.done()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return s, nil
+}
