@@ -1,0 +1,14 @@
+// Package native opens a WebGPU device on the host through wgpu-native
+// (github.com/cogentcore/webgpu, cgo) for webkv's `device` store type and for
+// native apps.
+//
+// Open prefers a real GPU adapter (discrete, then integrated, then virtual)
+// and falls back to a CPU Vulkan adapter (Mesa's lavapipe/llvmpipe), so the
+// same code runs on machines without a GPU. When no adapter exists at all it
+// returns ErrNoAdapter with a hint on what to install. NewBackend wraps the
+// device in the WebGPU kvcore.Backend of package shaders.
+//
+// The package needs cgo. Built without cgo (CGO_ENABLED=0, GOOS=wasip1) it
+// still compiles, and NewBackend returns ErrNoCgo so callers can fall back to
+// kvcore.CPU() and say so.
+package native

@@ -1,0 +1,193 @@
+//go:build cgo && !js
+
+package shaders_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/native"
+	"github.com/webkv/webkv/shaders"
+)
+
+// The tests run for real on whatever adapter native.Open finds: lavapipe on
+// machines without a GPU. No adapter is a failure, not a skip, unless
+// WEBKV_ALLOW_NO_GPU=1 says this machine knowingly lacks Vulkan.
+
+var (
+	devOnce sync.Once
+	dev     *native.Device
+	devErr  error
+)
+
+func TestMain(m *testing.M) {
+	// wgpu-native's Vulkan loader wants a runtime dir; keep it private.
+	if dir, err := os.MkdirTemp("", "webkv-xdg-"); err == nil {
+		os.Setenv("XDG_RUNTIME_DIR", dir)
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+func device(t testing.TB) *native.Device {
+	devOnce.Do(func() { dev, devErr = native.Open(nil) })
+	if devErr != nil {
+		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
+			t.Skipf("no WebGPU adapter (WEBKV_ALLOW_NO_GPU=1): %v", devErr)
+		}
+		t.Fatalf("no WebGPU adapter (set WEBKV_ALLOW_NO_GPU=1 to skip on machines without Vulkan): %v", devErr)
+	}
+	return dev
+}
+
+func newBackend(t testing.TB, opts *shaders.Options) *shaders.Backend {
+	d := device(t)
+	o := shaders.Options{Name: d.Name()}
+	if opts != nil {
+		o.MaxBindingBytes = opts.MaxBindingBytes
+	}
+	b, err := shaders.New(d.Device, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func seeded(t *testing.T) *rand.Rand {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, 1))
+}
+
+func randData(r *rand.Rand, n int) []float32 {
+	d := make([]float32, n)
+	for i := range d {
+		d[i] = float32(r.NormFloat64())
+	}
+	return d
+}
+
+func upload(t *testing.T, b kvcore.Backend, d []float32) kvcore.Buffer {
+	t.Helper()
+	buf, err := b.Alloc(len(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Write(buf, 0, d); err != nil {
+		t.Fatal(err)
+	}
+	return buf
+}
+
+func download(t *testing.T, b kvcore.Backend, buf kvcore.Buffer) []float32 {
+	t.Helper()
+	d := make([]float32, buf.Len())
+	if err := b.Read(buf, 0, d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: word %d: got %v (%#x), want %v (%#x)", what, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+		}
+	}
+}
+
+func TestName(t *testing.T) {
+	b := newBackend(t, nil)
+	t.Logf("backend %s", b.Name())
+	if b.Name() == "webgpu: unnamed adapter" {
+		t.Fatal("backend has no adapter name")
+	}
+}
+
+// TestSplitKeys runs reduce, quantize, a plain and a LAMB step on a key
+// larger than a deliberately small binding limit, so every kernel runs in
+// several pieces, and compares with the CPU reference.
+func TestSplitKeys(t *testing.T) {
+	b := newBackend(t, &shaders.Options{MaxBindingBytes: 64 << 10})
+	r := seeded(t)
+	cpu := kvcore.CPU()
+	if b.ChunkWords() != 16384 {
+		t.Fatalf("chunk of %d words, want 16384", b.ChunkWords())
+	}
+	n := 3*b.ChunkWords() + 1001 // not a multiple of 4, 16 or 32
+	ins := make([][]float32, 9)
+	var gb, cb []kvcore.Buffer
+	for i := range ins {
+		ins[i] = randData(r, n)
+		gb = append(gb, upload(t, b, ins[i]))
+		cb = append(cb, upload(t, cpu, ins[i]))
+	}
+	gout, cout := upload(t, b, make([]float32, n)), upload(t, cpu, make([]float32, n))
+	if err := b.Reduce(gout, gb, 0.25); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpu.Reduce(cout, cb, 0.25); err != nil {
+		t.Fatal(err)
+	}
+	// Same order of float32 additions: bit-exact on IEEE adders.
+	sameBits(t, "split reduce", download(t, b, gout), download(t, cpu, cout))
+
+	for _, c := range []kvcore.Compression{{Kind: kvcore.Compress2Bit, Threshold: 0.5}, {Kind: kvcore.Compress1Bit, Threshold: 0.1}} {
+		p := c.Kind.PackedLen(n)
+		gr, cr := upload(t, b, make([]float32, n)), upload(t, cpu, make([]float32, n))
+		gq, cq := upload(t, b, make([]float32, p)), upload(t, cpu, make([]float32, p))
+		gd, cd := upload(t, b, make([]float32, n)), upload(t, cpu, make([]float32, n))
+		for round := 0; round < 2; round++ {
+			if err := b.Quantize(c, gb[round], gr, gq); err != nil {
+				t.Fatal(err)
+			}
+			if err := cpu.Quantize(c, cb[round], cr, cq); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Dequantize(c, gq, gd); err != nil {
+				t.Fatal(err)
+			}
+			if err := cpu.Dequantize(c, cq, cd); err != nil {
+				t.Fatal(err)
+			}
+			sameBits(t, c.String()+" packed", download(t, b, gq), download(t, cpu, cq))
+			sameBits(t, c.String()+" residual", download(t, b, gr), download(t, cpu, cr))
+			sameBits(t, c.String()+" dequantized", download(t, b, gd), download(t, cpu, cd))
+		}
+	}
+
+	for _, kind := range []kvcore.OptKind{kvcore.OptAdam, kvcore.OptLAMB} {
+		p := &kvcore.StepParams{LR: 0.01, WD: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999,
+			Epsilon: 1e-6, Coef1: 0.01, T: 1, LowerBound: -1, UpperBound: -1}
+		if kind == kvcore.OptLAMB {
+			p.Flags, p.Coef1, p.Coef2 = kvcore.FlagBiasCorrection, 0.1, 0.001
+		}
+		gw, cw := upload(t, b, ins[0]), upload(t, cpu, ins[0])
+		gs := []kvcore.Buffer{upload(t, b, make([]float32, n)), upload(t, b, make([]float32, n))}
+		cs := []kvcore.Buffer{upload(t, cpu, make([]float32, n)), upload(t, cpu, make([]float32, n))}
+		for step := 0; step < 2; step++ {
+			if err := b.Step(kind, p, gw, gb[1+step], gs); err != nil {
+				t.Fatal(err)
+			}
+			if err := cpu.Step(kind, p, cw, cb[1+step], cs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, want := download(t, b, gw), download(t, cpu, cw)
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-6+1e-5*math.Abs(float64(want[i])) {
+				t.Fatalf("split %v step: weight %d: got %v, want %v", kind, i, got[i], want[i])
+			}
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

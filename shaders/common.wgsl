@@ -1,0 +1,41 @@
+// common.wgsl is the prelude of every webkv kernel (a Go text/template; the
+// Go side chooses V). It declares the uniform block, which binding 0 carries
+// at a dynamic offset so one bind group per buffer set serves every dispatch
+// of a step, and the flat index of a 2D dispatch: past 65535 workgroups the
+// Go side folds the grid into y rows, and every kernel bound-checks against
+// P.n.
+
+// V is the element type: vec4<f32> when every buffer of a dispatch is padded
+// to a multiple of 4 words (webkv's own allocations are), else f32.
+alias V = {{.V}};
+
+const WG: u32 = 64u;
+
+// StepParams mirrors kvcore.StepParams word for word (24 words, no padding).
+struct StepParams {
+  lr: f32, wd: f32, rescale_grad: f32, clip_gradient: f32,
+  momentum: f32, beta1: f32, beta2: f32, epsilon: f32,
+  gamma1: f32, gamma2: f32, rho: f32, lamda1: f32,
+  beta: f32, wd_lh: f32, lower_bound: f32, upper_bound: f32,
+  clip_weights: f32, eta: f32, coef1: f32, coef2: f32,
+  t: f32, flags: u32, pad0: u32, pad1: u32,
+}
+
+// Params mirrors the Go struct params in backend.go (32 words).
+struct Params {
+  n: u32,     // elements of type V (or packed words) this dispatch covers
+  aux: u32,   // kernel-specific (value count, partials base)
+  aux2: u32,
+  aux3: u32,
+  scale: f32, // reduce scale; fill value
+  threshold: f32,
+  f2: f32,
+  f3: f32,
+  sp: StepParams,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * WG + lid;
+}

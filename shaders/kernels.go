@@ -1,0 +1,168 @@
+package shaders
+
+import (
+	"embed"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/webkv/webkv/kvcore"
+)
+
+// The kernels are text/templates over WGSL, so that one source gives the
+// vec4 and the scalar variant of a kernel (V = vec4<f32> or f32: WGSL's
+// arithmetic and built-ins are component-wise, so the bodies are the same)
+// and the reduce kernel for any number of inputs. WGSL has no preprocessor;
+// this is the smallest thing that keeps one source per kernel.
+
+//go:embed *.wgsl
+var wgslFiles embed.FS
+
+var (
+	tmplOnce sync.Once
+	tmpls    *template.Template
+	tmplErr  error
+)
+
+func templates() (*template.Template, error) {
+	tmplOnce.Do(func() {
+		tmpls, tmplErr = template.New("").Option("missingkey=error").ParseFS(wgslFiles, "*.wgsl")
+	})
+	return tmpls, tmplErr
+}
+
+// access is how a kernel binds a storage buffer.
+type access byte
+
+const (
+	accRead  access = 'r' // var<storage, read>
+	accWrite access = 'w' // var<storage, read_write>
+)
+
+// kernel names one compiled pipeline: its WGSL file, the template data and
+// the access of storage bindings 1..len(bind) (binding 0 is the uniform).
+type kernel struct {
+	file string
+	vec4 bool
+	data map[string]any
+	bind []access
+}
+
+// key identifies the pipeline built from k.
+func (k *kernel) key() string {
+	return fmt.Sprintf("%s|%v|%v|%s", k.file, k.vec4, k.data, string(accessBytes(k.bind)))
+}
+
+func accessBytes(a []access) []byte {
+	b := make([]byte, len(a))
+	for i, x := range a {
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// source returns the full WGSL of k: the common prelude, then the kernel.
+func (k *kernel) source() (string, error) {
+	t, err := templates()
+	if err != nil {
+		return "", fmt.Errorf("shaders: parsing embedded WGSL: %w", err)
+	}
+	data := map[string]any{"V": "f32", "Vec4": k.vec4}
+	if k.vec4 {
+		data["V"] = "vec4<f32>"
+	}
+	for n, v := range k.data {
+		data[n] = v
+	}
+	var sb strings.Builder
+	if err := t.ExecuteTemplate(&sb, "common.wgsl", data); err != nil {
+		return "", fmt.Errorf("shaders: common.wgsl: %w", err)
+	}
+	sb.WriteString("\n")
+	if err := t.ExecuteTemplate(&sb, k.file, data); err != nil {
+		return "", fmt.Errorf("shaders: %s: %w", k.file, err)
+	}
+	return sb.String(), nil
+}
+
+type srcBinding struct{ I, B int }
+
+// reduceKernel sums k inputs (1..7) into dst; with acc, dst is the leftmost
+// operand (k may then be 0: dst = dst * scale).
+func reduceKernel(k int, acc, vec4 bool) *kernel {
+	srcs := make([]srcBinding, k)
+	bind := make([]access, 0, k+1)
+	for i := range srcs {
+		srcs[i] = srcBinding{I: i, B: i + 1}
+		bind = append(bind, accRead)
+	}
+	bind = append(bind, accWrite)
+	var rest []srcBinding
+	if k > 1 {
+		rest = srcs[1:]
+	}
+	return &kernel{file: "reduce.wgsl", vec4: vec4, bind: bind,
+		data: map[string]any{"Srcs": srcs, "Rest": rest, "DstB": k + 1, "Acc": acc, "K": k}}
+}
+
+func fillKernel(vec4 bool) *kernel {
+	return &kernel{file: "fill.wgsl", vec4: vec4, bind: []access{accWrite}, data: map[string]any{}}
+}
+
+func quantizeKernel(per int) *kernel {
+	return &kernel{file: "quantize.wgsl", bind: []access{accRead, accWrite, accWrite},
+		data: map[string]any{"Per": per}}
+}
+
+func dequantizeKernel(per int) *kernel {
+	return &kernel{file: "dequantize.wgsl", bind: []access{accRead, accWrite},
+		data: map[string]any{"Per": per}}
+}
+
+// optFiles maps an element-wise optimizer to its kernel file.
+var optFiles = map[kvcore.OptKind]string{
+	kvcore.OptSGD:      "opt_sgd.wgsl",
+	kvcore.OptNAG:      "opt_nag.wgsl",
+	kvcore.OptAdam:     "opt_adam.wgsl",
+	kvcore.OptAdamW:    "opt_adamw.wgsl",
+	kvcore.OptAdaGrad:  "opt_adagrad.wgsl",
+	kvcore.OptRMSProp:  "opt_rmsprop.wgsl",
+	kvcore.OptAdaDelta: "opt_adadelta.wgsl",
+	kvcore.OptSignum:   "opt_signum.wgsl",
+	kvcore.OptFTRL:     "opt_ftrl.wgsl",
+}
+
+// optKernel is the fused kernel of an element-wise optimizer with ns
+// states. NAG without momentum is plain SGD, as in MXNet.
+func optKernel(kind kvcore.OptKind, ns int, vec4 bool) (*kernel, error) {
+	if kind == kvcore.OptNAG && ns == 0 {
+		kind = kvcore.OptSGD
+	}
+	file, ok := optFiles[kind]
+	if !ok {
+		return nil, fmt.Errorf("shaders: no kernel for optimizer %v", kind)
+	}
+	states := make([]srcBinding, ns)
+	bind := []access{accWrite, accRead}
+	for i := range states {
+		states[i] = srcBinding{I: i, B: i + 3}
+		bind = append(bind, accWrite)
+	}
+	return &kernel{file: file, vec4: vec4, bind: bind, data: map[string]any{"NS": ns, "States": states}}, nil
+}
+
+// lambKernel is phase 1, 2 or 3 of LAMB (see lamb.wgsl).
+func lambKernel(phase int, vec4 bool) *kernel {
+	var bind []access
+	switch phase {
+	case 1:
+		bind = []access{accWrite, accRead, accWrite, accWrite, accWrite}
+	case 2:
+		bind = []access{accWrite}
+		vec4 = false
+	default:
+		bind = []access{accWrite, accRead, accRead, accRead}
+	}
+	return &kernel{file: "lamb.wgsl", vec4: vec4, bind: bind, data: map[string]any{"Phase": phase}}
+}
