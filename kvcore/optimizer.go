@@ -377,7 +377,8 @@ func (o *Optimizer) LR(key Key, numUpdate int) float64 {
 //   - adamw: Coef1 = eta*lr*sqrt(1-beta2^t)/(1-beta1^t) (or eta*lr without
 //     correct_bias), the contrib adamw_update's eta with its lr = 1, as
 //     MXNet's AdamW optimizer calls it;
-//   - lamb: Coef1 = 1-beta1^t, Coef2 = 1-beta2^t (bias corrections).
+//   - lamb: Coef1 = 1-beta1^t, Coef2 = 1-beta2^t (bias corrections, with
+//     beta rounded to float32 first, as MXNet's operator computes them).
 //
 // Switches that MXNet expresses as "value < 0 means off" keep that form:
 // ClipGradient, ClipWeights, LowerBound and UpperBound are -1 when off.
@@ -445,9 +446,12 @@ func (o *Optimizer) Params(key Key, t, numUpdate int, p *StepParams) {
 		p.Beta1, p.Beta2 = float32(b1), float32(b2)
 		p.Epsilon = float32(o.param(o.Epsilon, &d, "epsilon"))
 		if o.flag(o.BiasCorrection, &d, "bias_correction") {
+			// As LambUpdatePhaseOne: beta^t from the float32 beta (std::pow
+			// of the float parameter), so that 1-beta^t matches the float32
+			// (1-beta) the moments were built with.
 			p.Flags |= FlagBiasCorrection
-			p.Coef1 = float32(1 - math.Pow(b1, tf))
-			p.Coef2 = float32(1 - math.Pow(b2, tf))
+			p.Coef1 = float32(1 - math.Pow(float64(float32(b1)), tf))
+			p.Coef2 = float32(1 - math.Pow(float64(float32(b2)), tf))
 		}
 		p.LowerBound, p.UpperBound = -1, -1
 		if lb := o.param(o.LowerBound, &d, "lower_bound"); lb > 0 {
