@@ -1,0 +1,92 @@
+# webkv. A new user runs `make demo` and `make test`; both install what they
+# need first (tests/deps.sh). `make check` is the build/lint gate, `make bench`
+# prints the benchmarks and their ratios against the baselines.
+#
+# Adding a test step: write a target and append its name to TEST_STEPS (one
+# line). Steps run in the order listed, after deps. A step exists for tests
+# that need another GOOS or runner; Go tests under ./... already run in
+# test-native, so do not run them again from a step.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+GOROOT := $(shell $(GO) env GOROOT)
+WASMEXEC := $(GOROOT)/lib/wasm
+
+# Native WebGPU on lavapipe wants a runtime dir; CI containers have none.
+export XDG_RUNTIME_DIR ?= /tmp/webkv-xdg-$(shell id -u)
+
+TIMEOUT ?= 15m
+# Packages whose tests also run as wasm (-short there: one thread, no -race).
+WASIP1_TEST_PKGS ?= ./kvcore/...
+JS_TEST_PKGS ?= ./kvcore/...
+# Packages that must build for each target (make check).
+BUILD_PKGS ?= ./...
+
+TEST_STEPS := test-native test-wasip1 test-js
+
+.PHONY: all deps test $(TEST_STEPS) check check-build check-vet check-fmt check-tidy check-imports bench demo wazero clean
+
+all: check test
+
+deps:
+	tests/deps.sh
+	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+
+test: deps
+	$(MAKE) --no-print-directory $(TEST_STEPS)
+
+# Every Go test natively, with the race detector.
+test-native:
+	$(GO) test -race -timeout $(TIMEOUT) ./...
+
+# The same kvcore tests compiled for GOOS=wasip1 and run in wazero, through
+# Go's own runner script with a wazero CLI built from the version in go.mod.
+test-wasip1: wazero
+	GOOS=wasip1 GOARCH=wasm GOWASIRUNTIME=wazero PATH="$(CURDIR)/bin:$$PATH" \
+		$(GO) test -short -timeout $(TIMEOUT) -exec $(WASMEXEC)/go_wasip1_wasm_exec $(WASIP1_TEST_PKGS)
+
+# The same kvcore tests compiled for GOOS=js and run in node.
+test-js:
+	GOOS=js GOARCH=wasm $(GO) test -short -timeout $(TIMEOUT) -exec $(WASMEXEC)/go_js_wasm_exec $(JS_TEST_PKGS)
+
+wazero:
+	$(GO) build -o bin/wazero github.com/tetratelabs/wazero/cmd/wazero
+
+check: check-build check-vet check-fmt check-tidy check-imports
+
+check-build:
+	$(GO) build $(BUILD_PKGS)
+	CGO_ENABLED=0 $(GO) build $(BUILD_PKGS)
+	GOOS=js GOARCH=wasm $(GO) build $(BUILD_PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(BUILD_PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/webkv.wasm ./wasm/wasip1
+
+check-vet:
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./...
+
+check-fmt:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
+
+check-tidy:
+	$(GO) mod tidy -diff
+
+check-imports:
+	tests/check-imports.sh ./kvcore/...
+
+# Benchmarks of every package, then each custom metric (the ratios against
+# the baselines, reported with b.ReportMetric) on its own line.
+BENCH ?= .
+BENCHTIME ?= 1s
+bench:
+	mkdir -p bin
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 10m ./... | tee bin/bench.txt
+	@echo "--- ratios and other reported metrics ---"
+	@awk '/^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if (u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-60s %12s %s\n", $$1, $$i, u } }' bin/bench.txt
+
+demo: deps
+	$(GO) run ./tests/localdemo
+
+clean:
+	rm -rf bin
