@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/backendtest"
 	"github.com/webkv/webkv/native"
 	"github.com/webkv/webkv/shaders"
 )
@@ -190,4 +191,17 @@ func TestSplitKeys(t *testing.T) {
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConformance runs kvcore's backend conformance suite on the device.
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newBackend(t, nil) })
+}
+
+// TestConformanceSplit runs the suite with a 1 MiB binding limit, so that
+// 65537-value keys and the large case are processed in pieces.
+func TestConformanceSplit(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
+		return newBackend(t, &shaders.Options{MaxBindingBytes: 1 << 20})
+	}, backendtest.Short())
 }

@@ -1,0 +1,210 @@
+//go:build cgo && !js
+
+package shaders_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cogentcore/webgpu/wgpu"
+	"github.com/webkv/webkv/kvcore"
+)
+
+// Benchmarks of the WebGPU backend against the CPU backend on the same
+// machine, in one run: ns/op and GB/s are the WebGPU backend's (bytes read
+// plus written, work submitted and waited for), cpu-GB/s the CPU backend's
+// on the same operation, and x-vs-cpu = cpu time / webgpu time (above 1:
+// WebGPU is faster). The adapter is logged; on a CPU adapter (lavapipe) the
+// CPU backend is expected to win.
+//
+//	go test -run '^$' -bench . -benchtime 5x ./shaders/
+
+const benchN = 1 << 24 // 16M float32 = 64 MiB per array
+
+func benchData(n int) []float32 {
+	r := rand.New(rand.NewPCG(1, 2))
+	d := make([]float32, n)
+	for i := range d {
+		d[i] = float32(r.NormFloat64())
+	}
+	return d
+}
+
+// timeCPU runs op iters times on the CPU backend and returns the time per op.
+func timeCPU(iters int, op func() error) (time.Duration, error) {
+	if err := op(); err != nil { // warm: first touch of fresh pages
+		return 0, err
+	}
+	start := time.Now()
+	for range iters {
+		if err := op(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start) / time.Duration(iters), nil
+}
+
+func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
+	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9, "GB/s")
+	b.ReportMetric(float64(bytes)/cpuPerOp.Seconds()/1e9, "cpu-GB/s")
+	b.ReportMetric(cpuPerOp.Seconds()/gpuPerOp.Seconds(), "x-vs-cpu")
+}
+
+func benchArrays(b *testing.B, be kvcore.Backend, k int, d []float32) []kvcore.Buffer {
+	bufs := make([]kvcore.Buffer, k)
+	for i := range bufs {
+		buf, err := be.Alloc(len(d))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Write(buf, 0, d); err != nil {
+			b.Fatal(err)
+		}
+		bufs[i] = buf
+	}
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	return bufs
+}
+
+// BenchmarkReduce4x16M: dst = 0.25*(a+b+c+d) over 16M float32.
+func BenchmarkReduce4x16M(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	d := benchData(benchN)
+	gb := benchArrays(b, g, 5, d)
+	cb := benchArrays(b, kvcore.CPU(), 5, d)
+	op := func(be kvcore.Backend, bufs []kvcore.Buffer) error {
+		if err := be.Reduce(bufs[4], bufs[:4], 0.25); err != nil {
+			return err
+		}
+		return be.Sync()
+	}
+	if err := op(g, gb); err != nil { // compile pipelines
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := op(g, gb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	gpu := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	cpu, err := timeCPU(max(b.N, 3), func() error { return op(kvcore.CPU(), cb) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, 5*4*benchN, gpu, cpu)
+}
+
+// BenchmarkAdam16M: one Adam step over 16M parameters (reads w, g, mean,
+// var; writes w, mean, var).
+func BenchmarkAdam16M(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	d := benchData(benchN)
+	gb := benchArrays(b, g, 4, d)
+	cb := benchArrays(b, kvcore.CPU(), 4, d)
+	for i := 2; i < 4; i++ { // zero moments
+		if err := g.Fill(gb[i], 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := kvcore.CPU().Fill(cb[i], 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	op := func(be kvcore.Backend, bufs []kvcore.Buffer) error {
+		if err := be.Step(kvcore.OptAdam, p, bufs[0], bufs[1], bufs[2:]); err != nil {
+			return err
+		}
+		return be.Sync()
+	}
+	if err := op(g, gb); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := op(g, gb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	gpu := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	cpu, err := timeCPU(max(b.N, 3), func() error { return op(kvcore.CPU(), cb) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, 7*4*benchN, gpu, cpu)
+}
+
+// BenchmarkUpload64MB: Backend.Write of 64 MiB then Sync (pooled mapped
+// staging buffers), against Queue.WriteBuffer of the same bytes into the
+// same buffer: x-vs-writebuffer = WriteBuffer time / Write time.
+func BenchmarkUpload64MB(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	d := benchData(benchN)
+	dst := benchArrays(b, g, 1, d)[0]
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := g.Write(dst, 0, d); err != nil {
+			b.Fatal(err)
+		}
+		if err := g.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	q := g.Device().GetQueue()
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*4)
+	wb := dst.(interface{ WGPU() *wgpu.Buffer }).WGPU()
+	iters := min(b.N, 3)
+	start = time.Now()
+	for range iters {
+		if err := q.WriteBuffer(wb, 0, raw); err != nil {
+			b.Fatal(err)
+		}
+		g.Device().Poll(true, nil)
+	}
+	base := time.Since(start) / time.Duration(iters)
+	b.ReportMetric(float64(len(raw))/per.Seconds()/1e9, "GB/s")
+	b.ReportMetric(float64(base.Microseconds())/1e3, "writebuffer-ms")
+	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-writebuffer")
+}
+
+// BenchmarkReadback64MB: Backend.Read of 64 MiB (copy to a pooled MapRead
+// buffer, map, copy out), against the CPU backend's Read of the same size.
+func BenchmarkReadback64MB(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	d := benchData(benchN)
+	src := benchArrays(b, g, 1, d)[0]
+	csrc := benchArrays(b, kvcore.CPU(), 1, d)[0]
+	out := make([]float32, benchN)
+	if err := g.Read(src, 0, out); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := g.Read(src, 0, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	cpu, err := timeCPU(max(b.N, 3), func() error { return kvcore.CPU().Read(csrc, 0, out) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, 4*benchN, per, cpu)
+}
