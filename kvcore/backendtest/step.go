@@ -59,6 +59,7 @@ func placeholderOptimizer() bool {
 func adamParams(t int) kvcore.StepParams {
 	const lr, b1, b2 = 0.01, 0.9, 0.999
 	return kvcore.StepParams{LR: lr, WD: 1e-4, RescaleGrad: 1, ClipGradient: -1,
+		ClipWeights: -1, LowerBound: -1, UpperBound: -1,
 		Beta1: b1, Beta2: b2, Epsilon: 1e-8, T: float32(t),
 		Coef1: float32(lr * math.Sqrt(1-math.Pow(b2, float64(t))) / (1 - math.Pow(b1, float64(t))))}
 }
@@ -70,7 +71,9 @@ func directCases() []stepCase {
 	fixed := func(p kvcore.StepParams) func(int) kvcore.StepParams {
 		return func(t int) kvcore.StepParams { p.T = float32(t); return p }
 	}
-	base := kvcore.StepParams{LR: 0.1, WD: 1e-3, RescaleGrad: 1, ClipGradient: -1}
+	// Switches that are off are -1, as (*Optimizer).Params leaves them.
+	base := kvcore.StepParams{LR: 0.1, WD: 1e-3, RescaleGrad: 1, ClipGradient: -1,
+		ClipWeights: -1, LowerBound: -1, UpperBound: -1}
 	with := func(f func(p *kvcore.StepParams)) kvcore.StepParams { p := base; f(&p); return p }
 	bias := func(p kvcore.StepParams, lamb bool) func(int) kvcore.StepParams {
 		return func(t int) kvcore.StepParams {
