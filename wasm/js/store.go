@@ -1,0 +1,585 @@
+//go:build js
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall/js"
+
+	"github.com/webkv/webkv/kvcore"
+)
+
+// jsStore is one store created by the page, known to JavaScript by id.
+type jsStore struct {
+	id       int
+	s        *kvcore.Store
+	gpu      bool   // the store computes on the WebGPU backend
+	fallback string // why a device store runs on the CPU ("" if it does not)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	dist     distLink // nil unless dist
+
+	mu     sync.Mutex
+	shapes map[kvcore.Key][]int // shapes of initialized keys, to shape pushed values
+}
+
+var (
+	storesMu sync.Mutex
+	stores   = map[int]*jsStore{}
+	nextID   = 1
+	emitter  js.Value // webkv.js's event dispatcher: emitter(id, name, detail)
+)
+
+// distLink is what a dist store's relay connection offers beyond kvcore's
+// Transport (events, close); see dist.go.
+type distLink interface {
+	close() error
+}
+
+// jsCreate is webkv.create(type, opts).
+func jsCreate(this js.Value, args []js.Value) any {
+	if len(args) < 1 || args[0].Type() != js.TypeString {
+		return rejected(badArg("webkv: create: the first argument must be the store type (\"local\", \"device\", \"dist_sync\", …)"))
+	}
+	typ := args[0].String()
+	opts := js.Undefined()
+	if len(args) > 1 {
+		opts = args[1]
+	}
+	allowCPU, err := optBool(opts, "allowCPUFallback", true)
+	if err != nil {
+		return rejected(err)
+	}
+	var pageDev js.Value = js.Undefined()
+	if !opts.IsUndefined() && !opts.IsNull() {
+		pageDev = opts.Get("device")
+	}
+	dopts, err := distOptionsFromJS(opts)
+	if err != nil {
+		return rejected(err)
+	}
+	return promise(func() (any, error) {
+		lt := lower(typ)
+		wantGPU := strings.Contains(lt, "device")
+		var kopts []kvcore.Option
+		fallback := ""
+		if wantGPU {
+			g, err := openGPU(pageDev)
+			if err != nil {
+				return nil, err
+			}
+			if g.be == nil {
+				if !allowCPU {
+					return nil, fmt.Errorf("webkv: create %q: no WebGPU: %s (allowCPUFallback is false)", typ, g.reasonText())
+				}
+				fallback = "WebGPU unavailable: " + g.reasonText()
+				kopts = append(kopts, kvcore.WithCPUFallback(), kvcore.WithBackend(kvcore.CPU()))
+			} else {
+				kopts = append(kopts, kvcore.WithBackend(g.be))
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		js := &jsStore{ctx: ctx, cancel: cancel, shapes: map[kvcore.Key][]int{}, fallback: fallback}
+		storesMu.Lock()
+		js.id = nextID
+		nextID++
+		storesMu.Unlock()
+		if strings.HasPrefix(lt, "dist") {
+			link, o, err := dialDist(ctx, typ, dopts, js)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			js.dist = link
+			kopts = append(kopts, o...)
+		}
+		s, err := kvcore.Create(typ, kopts...)
+		if err != nil {
+			if js.dist != nil {
+				js.dist.close()
+			}
+			cancel()
+			return nil, err
+		}
+		js.s = s
+		js.gpu = s.Backend() != kvcore.CPU()
+		storesMu.Lock()
+		stores[js.id] = js
+		storesMu.Unlock()
+		if fallback != "" {
+			js.emit("backend", map[string]any{"backend": "cpu", "fallback": fallback})
+		}
+		return js.describe(), nil
+	})
+}
+
+func (st *jsStore) describe() js.Value {
+	o := js.Global().Get("Object").New()
+	o.Set("id", st.id)
+	o.Set("type", st.s.Type())
+	o.Set("rank", st.s.Rank())
+	o.Set("numWorkers", st.s.NumWorkers())
+	o.Set("backend", st.s.Backend().Name())
+	if st.fallback != "" {
+		o.Set("fallback", st.fallback)
+	} else {
+		o.Set("fallback", js.Null())
+	}
+	return o
+}
+
+// jsInfo is the synchronous api.info(id): type, rank, numWorkers, backend
+// (rank and numWorkers change as dist workers join and leave).
+func jsInfo(this js.Value, args []js.Value) any {
+	if len(args) < 1 {
+		return js.Null()
+	}
+	st, err := lookupStore(args[0])
+	if err != nil {
+		return js.Null()
+	}
+	return st.describe()
+}
+
+func lookupStore(v js.Value) (*jsStore, error) {
+	if v.Type() != js.TypeNumber {
+		return nil, badArg("webkv: not a store handle")
+	}
+	storesMu.Lock()
+	st := stores[v.Int()]
+	storesMu.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("webkv: store %d: %w", v.Int(), kvcore.ErrClosed)
+	}
+	return st, nil
+}
+
+func (st *jsStore) emit(name string, detail map[string]any) {
+	if emitter.Type() != js.TypeFunction {
+		return
+	}
+	emitter.Invoke(st.id, name, js.ValueOf(detail))
+}
+
+// emitAll sends an event to every open store.
+func emitAll(name string, detail map[string]any) {
+	storesMu.Lock()
+	all := make([]*jsStore, 0, len(stores))
+	for _, s := range stores {
+		all = append(all, s)
+	}
+	storesMu.Unlock()
+	for _, s := range all {
+		s.emit(name, detail)
+	}
+}
+
+// method parses a call's arguments synchronously (typed arrays are copied
+// now) and returns the work that finishes it in a goroutine.
+type method func(st *jsStore, args []js.Value) (work, error)
+
+var storeMethods = map[string]method{
+	"init":                   (*jsStore).init,
+	"push":                   (*jsStore).push,
+	"pull":                   (*jsStore).pull,
+	"pushPull":               (*jsStore).pushPull,
+	"setOptimizer":           (*jsStore).setOptimizer,
+	"setGradientCompression": (*jsStore).setGradientCompression,
+	"barrier":                (*jsStore).barrier,
+	"waitAll":                (*jsStore).waitAll,
+	"saveOptimizerStates":    (*jsStore).saveStates,
+	"loadOptimizerStates":    (*jsStore).loadStates,
+	"close":                  (*jsStore).close,
+}
+
+func storeCall(name string, m method) func(js.Value, []js.Value) any {
+	return func(this js.Value, args []js.Value) any {
+		if len(args) < 1 {
+			return rejected(badArg("webkv: %s: missing store handle", name))
+		}
+		st, err := lookupStore(args[0])
+		if err != nil {
+			return rejected(fmt.Errorf("webkv: %s: %w", name, err))
+		}
+		var w work
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("webkv: %s: internal error: %v", name, r)
+				}
+			}()
+			w, err = m(st, args[1:])
+		}()
+		if err != nil {
+			return rejected(err)
+		}
+		return promise(w)
+	}
+}
+
+func arg(args []js.Value, i int) js.Value {
+	if i < len(args) {
+		return args[i]
+	}
+	return js.Undefined()
+}
+
+// array converts a value argument (Float32Array, or GPUBuffer on a device
+// store) into a kvcore array shaped like key's stored value; a value of the
+// wrong size gets shape [len] so that kvcore reports the mismatch.
+func (st *jsStore) array(op string, k kvcore.Key, v js.Value, shape []int) (*kvcore.Array, error) {
+	if shape == nil {
+		st.mu.Lock()
+		shape = st.shapes[k]
+		st.mu.Unlock()
+	}
+	count := func(s []int) int {
+		n := 1
+		for _, d := range s {
+			n *= d
+		}
+		return n
+	}
+	switch {
+	case isInstance(v, "Float32Array"):
+		data := float32sFromJS(v)
+		if shape == nil || count(shape) != len(data) {
+			if len(data) == 0 {
+				return nil, badArg("webkv: %s key %v: empty Float32Array", op, k)
+			}
+			if shape != nil && op == "init" {
+				return nil, fmt.Errorf("webkv: init key %v: %d values do not fill shape %v (%d): %w", k, len(data), shape, count(shape), kvcore.ErrShapeMismatch)
+			}
+			shape = []int{len(data)}
+		}
+		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, err)
+		}
+		return a, nil
+	case isInstance(v, "GPUBuffer"):
+		if shape == nil {
+			if op == "init" {
+				return nil, badArg("webkv: init key %v: a GPUBuffer value needs an explicit shape", k)
+			}
+			return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, kvcore.ErrUnknownKey)
+		}
+		return wrapGPUBuffer(fmt.Sprintf("%s key %v", op, k), v, shape, count(shape))
+	}
+	return nil, badArg("webkv: %s key %v: value must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
+}
+
+// values converts one value or an array of values (one per device: they are
+// summed).
+func (st *jsStore) values(op string, k kvcore.Key, v js.Value) ([]*kvcore.Array, error) {
+	if js.Global().Get("Array").Call("isArray", v).Bool() {
+		n := v.Length()
+		if n == 0 {
+			return nil, badArg("webkv: %s key %v: empty list of values", op, k)
+		}
+		out := make([]*kvcore.Array, n)
+		for i := range n {
+			a, err := st.array(op, k, v.Index(i), nil)
+			if err != nil {
+				release(out[:i])
+				return nil, err
+			}
+			out[i] = a
+		}
+		return out, nil
+	}
+	a, err := st.array(op, k, v, nil)
+	if err != nil {
+		return nil, err
+	}
+	return []*kvcore.Array{a}, nil
+}
+
+func release(as []*kvcore.Array) {
+	for _, a := range as {
+		if a != nil {
+			a.Release()
+		}
+	}
+}
+
+// output is where a pull lands: a Go array and, for a Float32Array or a new
+// one, the JavaScript array it is copied into once done.
+type output struct {
+	a      *kvcore.Array
+	js     js.Value // Float32Array to fill, undefined for a new one
+	gpuOut js.Value // the page's GPUBuffer, returned as is
+}
+
+func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) {
+	st.mu.Lock()
+	shape := st.shapes[k]
+	st.mu.Unlock()
+	if shape == nil {
+		return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, kvcore.ErrUnknownKey)
+	}
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	switch {
+	case v.IsUndefined() || v.IsNull():
+		a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+		if err != nil {
+			return nil, err
+		}
+		return &output{a: a, js: js.Undefined()}, nil
+	case isInstance(v, "Float32Array"):
+		if v.Length() != n {
+			return nil, fmt.Errorf("webkv: %s key %v: output Float32Array has %d values, the key holds shape %v (%d): %w", op, k, v.Length(), shape, n, kvcore.ErrShapeMismatch)
+		}
+		a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+		if err != nil {
+			return nil, err
+		}
+		return &output{a: a, js: v}, nil
+	case isInstance(v, "GPUBuffer"):
+		a, err := wrapGPUBuffer(fmt.Sprintf("%s key %v", op, k), v, shape, n)
+		if err != nil {
+			return nil, err
+		}
+		return &output{a: a, gpuOut: v}, nil
+	}
+	return nil, badArg("webkv: %s key %v: output must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
+}
+
+// finish waits for o and hands it to JavaScript.
+func (o *output) finish(ctx context.Context) (any, error) {
+	if err := o.a.Wait(ctx); err != nil {
+		return nil, err
+	}
+	if !o.gpuOut.IsUndefined() {
+		return o.gpuOut, nil
+	}
+	data, err := o.a.Data()
+	if err != nil {
+		return nil, err
+	}
+	return float32sToJS(data, o.js), nil
+}
+
+// settle makes the results of finished work visible to the page: the WebGPU
+// backend records kernels and submits them only on Read or Sync, and the
+// page's next submit on the same queue must come after them. It also
+// reports a WebGPU error raised meanwhile.
+func (st *jsStore) settle(err error) error {
+	if st.gpu {
+		if serr := st.s.Backend().Sync(); serr != nil && err == nil {
+			err = serr
+		}
+		if gerr := theGPU.takeErr(); gerr != nil && err == nil {
+			err = gerr
+		}
+	}
+	return err
+}
+
+// init(key, value, shape?)
+func (st *jsStore) init(args []js.Value) (work, error) {
+	k, err := toKey("init", arg(args, 0))
+	if err != nil {
+		return nil, err
+	}
+	shape, err := toShape("init", arg(args, 2))
+	if err != nil {
+		return nil, err
+	}
+	a, err := st.array("init", k, arg(args, 1), shape)
+	if err != nil {
+		return nil, err
+	}
+	return func() (any, error) {
+		defer a.Release()
+		err := st.s.Init(st.ctx, k, a)
+		if err == nil {
+			st.mu.Lock()
+			st.shapes[k] = a.Shape()
+			st.mu.Unlock()
+		}
+		return js.Undefined(), st.settle(err)
+	}, nil
+}
+
+// push(key, value | value[]): resolves once every operation the store had
+// queued finished (MXNet's push is asynchronous; a Promise that resolves
+// before the value was consumed would let the page overwrite a GPUBuffer
+// still in use), and rejects with the first error among them.
+func (st *jsStore) push(args []js.Value) (work, error) {
+	k, err := toKey("push", arg(args, 0))
+	if err != nil {
+		return nil, err
+	}
+	vals, err := st.values("push", k, arg(args, 1))
+	if err != nil {
+		return nil, err
+	}
+	if err := st.s.Push(k, vals...); err != nil {
+		release(vals)
+		return nil, err
+	}
+	return func() (any, error) {
+		err := st.s.WaitAll(st.ctx)
+		release(vals)
+		return js.Undefined(), st.settle(err)
+	}, nil
+}
+
+// pull(key, out?): fills out (Float32Array or GPUBuffer) or a new
+// Float32Array and resolves to it.
+func (st *jsStore) pull(args []js.Value) (work, error) {
+	k, err := toKey("pull", arg(args, 0))
+	if err != nil {
+		return nil, err
+	}
+	out, err := st.output("pull", k, arg(args, 1))
+	if err != nil {
+		return nil, err
+	}
+	if err := st.s.Pull(k, out.a); err != nil {
+		out.a.Release()
+		return nil, err
+	}
+	return func() (any, error) {
+		defer out.a.Release()
+		if err := st.settle(nil); err != nil {
+			return nil, err
+		}
+		return out.finish(st.ctx)
+	}, nil
+}
+
+// pushPull(key, value | value[], out?)
+func (st *jsStore) pushPull(args []js.Value) (work, error) {
+	k, err := toKey("pushPull", arg(args, 0))
+	if err != nil {
+		return nil, err
+	}
+	vals, err := st.values("pushPull", k, arg(args, 1))
+	if err != nil {
+		return nil, err
+	}
+	out, err := st.output("pushPull", k, arg(args, 2))
+	if err != nil {
+		release(vals)
+		return nil, err
+	}
+	if err := st.s.PushPull(k, vals, []*kvcore.Array{out.a}); err != nil {
+		release(vals)
+		out.a.Release()
+		return nil, err
+	}
+	return func() (any, error) {
+		defer out.a.Release()
+		defer release(vals)
+		if err := st.settle(nil); err != nil {
+			return nil, err
+		}
+		return out.finish(st.ctx)
+	}, nil
+}
+
+// setOptimizer(spec): spec is MXNet's optimizer name and arguments, the JSON
+// of kvcore.Optimizer (webkv.js stringifies the object).
+func (st *jsStore) setOptimizer(args []js.Value) (work, error) {
+	spec := arg(args, 0)
+	if spec.Type() != js.TypeString {
+		return nil, badArg("webkv: setOptimizer: want an object like {name: 'adam', learning_rate: 0.001}, got %s", typeName(spec))
+	}
+	opt, err := kvcore.ParseOptimizer([]byte(spec.String()))
+	if err != nil {
+		return nil, fmt.Errorf("kvcore: set optimizer: %w", err)
+	}
+	return func() (any, error) {
+		return js.Undefined(), st.settle(st.s.SetOptimizer(st.ctx, opt))
+	}, nil
+}
+
+// setGradientCompression({type: '2bit'|'1bit', threshold})
+func (st *jsStore) setGradientCompression(args []js.Value) (work, error) {
+	o := arg(args, 0)
+	if o.Type() != js.TypeObject {
+		return nil, badArg("webkv: setGradientCompression: want {type: '2bit', threshold: 0.5}, got %s", typeName(o))
+	}
+	t, err := optString(o, "type")
+	if err != nil {
+		return nil, err
+	}
+	th, err := optNumber(o, "threshold", 0.5)
+	if err != nil {
+		return nil, err
+	}
+	var c kvcore.Compression
+	switch lower(t) {
+	case "2bit":
+		c = kvcore.Compression{Kind: kvcore.Compress2Bit, Threshold: float32(th)}
+	case "1bit":
+		c = kvcore.Compression{Kind: kvcore.Compress1Bit, Threshold: float32(th)}
+	default:
+		return nil, fmt.Errorf("webkv: setGradientCompression: type %q: %w (want '2bit' or '1bit')", t, kvcore.ErrBadCompression)
+	}
+	return func() (any, error) {
+		return js.Undefined(), st.settle(st.s.SetGradientCompression(st.ctx, c))
+	}, nil
+}
+
+func (st *jsStore) barrier(args []js.Value) (work, error) {
+	return func() (any, error) { return js.Undefined(), st.s.Barrier(st.ctx) }, nil
+}
+
+func (st *jsStore) waitAll(args []js.Value) (work, error) {
+	return func() (any, error) { return js.Undefined(), st.settle(st.s.WaitAll(st.ctx)) }, nil
+}
+
+// saveOptimizerStates(dumpOptimizer?) resolves to a Uint8Array.
+func (st *jsStore) saveStates(args []js.Value) (work, error) {
+	dump := false
+	if d := arg(args, 0); d.Type() == js.TypeBoolean {
+		dump = d.Bool()
+	} else if !d.IsUndefined() {
+		return nil, badArg("webkv: saveOptimizerStates: dumpOptimizer must be a boolean, got %s", typeName(d))
+	}
+	return func() (any, error) {
+		var buf bytes.Buffer
+		if err := st.s.SaveOptimizerStates(st.ctx, &buf, dump); err != nil {
+			return nil, err
+		}
+		return bytesToJS(buf.Bytes()), nil
+	}, nil
+}
+
+// loadOptimizerStates(bytes)
+func (st *jsStore) loadStates(args []js.Value) (work, error) {
+	b, err := bytesFromJS("loadOptimizerStates", arg(args, 0))
+	if err != nil {
+		return nil, err
+	}
+	return func() (any, error) {
+		return js.Undefined(), st.settle(st.s.LoadOptimizerStates(st.ctx, bytes.NewReader(b)))
+	}, nil
+}
+
+// close waits for queued work, frees the store and its relay link.
+func (st *jsStore) close(args []js.Value) (work, error) {
+	return func() (any, error) {
+		err := st.s.Close()
+		st.cancel()
+		storesMu.Lock()
+		delete(stores, st.id)
+		storesMu.Unlock()
+		if errors.Is(err, kvcore.ErrClosed) {
+			err = nil
+		}
+		st.emit("close", map[string]any{})
+		return js.Undefined(), err
+	}, nil
+}

@@ -1,0 +1,128 @@
+// Type declarations for webkv.js: MXNet's KVStore for the browser (WebGPU
+// when available, CPU otherwise).
+
+/** A key: an integer or a string; one store takes one kind only. */
+export type Key = number | string;
+
+/** A value: float32 data in JavaScript memory, or a GPUBuffer of webkv's
+ * device (STORAGE | COPY_SRC | COPY_DST usage, at least 4·size bytes). A
+ * plain number[] is converted to a Float32Array. */
+export type Value = Float32Array | GPUBuffer | number[];
+
+/** Store types: 'local' (alias 'local_update_cpu', 'local_allreduce_cpu'),
+ * 'device' ('local_allreduce_device'), 'dist_sync', 'dist_async',
+ * 'dist_device_sync' ('dist_sync_device'). */
+export type StoreType =
+  | 'local' | 'local_update_cpu' | 'local_allreduce_cpu'
+  | 'device' | 'local_allreduce_device'
+  | 'dist_sync' | 'dist_async' | 'dist_device_sync' | 'dist_sync_device'
+  | (string & {});
+
+export interface CreateOptions {
+  /** Relay URL for dist types (ws://, wss://, http://, https://; an empty path means /ws). */
+  url?: string;
+  /** Access token of the job (sent as a websocket subprotocol). */
+  token?: string;
+  /** Job id on the relay (default "default"). */
+  job?: string;
+  /** Bound on connecting to the relay, in ms (default 30000). */
+  timeoutMs?: number;
+  /** A GPUDevice of the page's to compute on (default: webkv requests one
+   * with the adapter's largest buffer limits). Every create must pass the same one. */
+  device?: GPUDevice;
+  /** For 'device' types without WebGPU: run on the CPU (default true) and
+   * say so in KVStore.fallback, or reject (false). */
+  allowCPUFallback?: boolean;
+  /** Where webkv.wasm and wasm_exec.js are (default: next to webkv.js). */
+  wasmURL?: string | URL;
+  execURL?: string | URL;
+}
+
+/** MXNet optimizer spec: name plus MXNet's constructor arguments. Unknown or
+ * inapplicable fields are errors. */
+export interface OptimizerSpec {
+  name: 'sgd' | 'nag' | 'adam' | 'adamw' | 'adagrad' | 'rmsprop' | 'adadelta' | 'signum' | 'ftrl' | 'lamb' | (string & {});
+  version?: number;
+  learning_rate?: number;
+  wd?: number;
+  rescale_grad?: number;
+  clip_gradient?: number;
+  momentum?: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  gamma1?: number;
+  gamma2?: number;
+  centered?: boolean;
+  clip_weights?: number;
+  rho?: number;
+  lamda1?: number;
+  beta?: number;
+  wd_lh?: number;
+  lower_bound?: number;
+  upper_bound?: number;
+  bias_correction?: boolean;
+  correct_bias?: boolean;
+  eta?: number;
+  lr_scheduler?: { type: 'factor' | 'multifactor' | 'poly' | 'cosine' | (string & {}); [k: string]: unknown };
+  lr_mult?: Record<string, number>;
+  wd_mult?: Record<string, number>;
+}
+
+/** Error codes carried by rejected Promises (WebKVError.code). */
+export type ErrorCode =
+  | 'UNKNOWN_KEY' | 'DUPLICATE_INIT' | 'SHAPE_MISMATCH' | 'MIXED_KEYS' | 'NO_VALUE'
+  | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'BAD_COMPRESSION'
+  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'ERROR';
+
+export interface WebKVError extends Error {
+  name: 'WebKVError';
+  code: ErrorCode;
+}
+
+export interface GPUInfo {
+  available: boolean;
+  /** Why there is no WebGPU backend (when available is false). */
+  reason?: string;
+  adapter?: string;
+  /** The backend's name, e.g. "webgpu: google swiftshader". */
+  backend?: string;
+  /** The device webkv computes on: create GPUBuffers for push/pull on it. */
+  device?: GPUDevice;
+  limits?: Record<string, number>;
+}
+
+export interface EventMap {
+  connection: { state: 'connected' | 'lost' | 'reconnected' | 'failed' | 'info'; message?: string; [k: string]: unknown };
+  backend: { backend: string; fallback: string };
+  gpuerror: { message: string };
+  devicelost: { message: string };
+  close: Record<string, never>;
+}
+
+export declare class KVStore {
+  readonly type: string;
+  readonly rank: number;
+  readonly numWorkers: number;
+  readonly backend: string;
+  readonly fallback: string | null;
+
+  init(key: Key, value: Value, shape?: number[]): Promise<void>;
+  push(key: Key, value: Value | Value[]): Promise<void>;
+  pull(key: Key): Promise<Float32Array>;
+  pull<T extends Float32Array | GPUBuffer>(key: Key, out: T): Promise<T>;
+  pushPull(key: Key, value: Value | Value[]): Promise<Float32Array>;
+  pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T): Promise<T>;
+  setOptimizer(spec: OptimizerSpec | string): Promise<void>;
+  setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
+  barrier(): Promise<void>;
+  waitAll(): Promise<void>;
+  saveOptimizerStates(dumpOptimizer?: boolean): Promise<Uint8Array>;
+  loadOptimizerStates(bytes: Uint8Array | ArrayBuffer): Promise<void>;
+  close(): Promise<void>;
+  on<E extends keyof EventMap>(event: E, fn: (detail: EventMap[E]) => void): () => void;
+}
+
+export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL }): Promise<unknown>;
+export declare function gpu(device?: GPUDevice): Promise<GPUInfo>;
+export declare function create(type: StoreType, opts?: CreateOptions): Promise<KVStore>;

@@ -1,0 +1,175 @@
+// webkv.js — the browser face of webkv: MXNet's KVStore in JavaScript, on
+// WebGPU when the page has it.
+//
+//   import * as webkv from './webkv.js';
+//   const kv = await webkv.create('device');            // or 'local', 'dist_sync' + {url, token, job}
+//   await kv.init(3, new Float32Array(1024), [32, 32]);
+//   await kv.setOptimizer({name: 'adam', learning_rate: 0.001});
+//   await kv.push(3, grad);                            // Float32Array or GPUBuffer, or a list of them (summed)
+//   const w = await kv.pull(3);                        // new Float32Array; or kv.pull(3, outFloat32ArrayOrGPUBuffer)
+//
+// Every method returns a Promise that rejects with an Error whose message is
+// kvcore's (it names the operation, the key and what was wrong) and whose
+// `code` names the error class ('UNKNOWN_KEY', 'SHAPE_MISMATCH', …).
+//
+// The module loads webkv.wasm and wasm_exec.js (Go's loader, copied from the
+// Go toolchain at build time) from its own directory, once per page. It sets
+// the global `wasm` to the instantiated module: the WebGPU binding inside
+// webkv.wasm reads Go memory through it.
+
+let loading = null;
+let api = null;
+const handles = new Map(); // store id -> KVStore (for events)
+
+/**
+ * Loads webkv.wasm (once). create() calls it; call it yourself to choose the
+ * wasm URL or to load early.
+ * @param {{wasmURL?: string|URL, execURL?: string|URL}} [opts]
+ */
+export function load(opts = {}) {
+  if (loading) return loading;
+  loading = (async () => {
+    if (typeof globalThis.Go !== 'function') {
+      // wasm_exec.js is a classic script that defines globalThis.Go; a
+      // dynamic import runs it for that side effect.
+      await import(String(opts.execURL ?? new URL('./wasm_exec.js', import.meta.url)));
+    }
+    const go = new globalThis.Go();
+    const ready = new Promise((resolve) => { globalThis.__webkvInit = resolve; });
+    const url = opts.wasmURL ?? new URL('./webkv.wasm', import.meta.url);
+    let inst;
+    try {
+      inst = await WebAssembly.instantiateStreaming(fetch(url), go.importObject);
+    } catch (e) {
+      // Servers that do not send application/wasm: fall back to bytes.
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error(`webkv: cannot fetch ${url}: HTTP ${resp.status}`);
+      inst = await WebAssembly.instantiate(await resp.arrayBuffer(), go.importObject);
+    }
+    globalThis.wasm = inst; // read by github.com/cogentcore/webgpu (jsx.BytesToJS)
+    go.run(inst.instance).then(() => {
+      api = null;
+      console.error('webkv: the Go runtime exited');
+    });
+    api = await ready;
+    delete globalThis.__webkvInit;
+    api.setEmitter((id, name, detail) => {
+      const kv = handles.get(id);
+      if (kv) kv._emit(name, detail);
+    });
+    return api;
+  })();
+  loading.catch(() => { loading = null; });
+  return loading;
+}
+
+/**
+ * Opens the page's WebGPU device (once) and describes it:
+ * {available, adapter, backend, device, limits} or {available: false, reason}.
+ * @param {GPUDevice} [device] a device of the page's to use instead of requesting one
+ */
+export async function gpu(device) {
+  const a = await load();
+  return a.gpu(device);
+}
+
+/**
+ * Creates a store: 'local' (reduce on the CPU), 'device' (reduce and update on
+ * WebGPU; falls back to the CPU without WebGPU unless allowCPUFallback is
+ * false — kv.fallback says why), 'dist_sync', 'dist_async',
+ * 'dist_device_sync' (through a relay: opts.url, opts.token, opts.job).
+ * @param {string} type
+ * @param {object} [opts]
+ * @returns {Promise<KVStore>}
+ */
+export async function create(type, opts = {}) {
+  const a = await load(opts);
+  const info = await a.create(type, opts);
+  const kv = new KVStore(a, info);
+  handles.set(info.id, kv);
+  return kv;
+}
+
+function isValue(v) {
+  return v instanceof Float32Array || (typeof GPUBuffer !== 'undefined' && v instanceof GPUBuffer);
+}
+
+// Plain number arrays are accepted for convenience and converted; an array
+// of Float32Arrays/GPUBuffers is a list of values to sum.
+function value(v) {
+  if (Array.isArray(v) && v.length > 0 && !isValue(v[0])) return Float32Array.from(v);
+  return v;
+}
+
+export class KVStore {
+  #api; #id; #info; #listeners = new Map();
+
+  constructor(a, info) {
+    this.#api = a;
+    this.#id = info.id;
+    this.#info = info;
+  }
+
+  #refresh() {
+    const i = this.#api.info(this.#id);
+    if (i) this.#info = i;
+    return this.#info;
+  }
+
+  /** The store type as created, lower-cased. */
+  get type() { return this.#info.type; }
+  /** This worker's rank (0 unless dist). */
+  get rank() { return this.#refresh().rank; }
+  /** The number of workers (1 unless dist). */
+  get numWorkers() { return this.#refresh().numWorkers; }
+  /** What reduces and updates: 'cpu' or 'webgpu: <adapter>'. */
+  get backend() { return this.#info.backend; }
+  /** Why a 'device' store runs on the CPU, or null. */
+  get fallback() { return this.#info.fallback; }
+
+  /** init(key, value, shape?): creates key (rank 0's value wins in dist). */
+  init(key, val, shape) { return this.#api.init(this.#id, key, value(val), shape); }
+  /** push(key, value | value[]): values of one call are summed first. */
+  push(key, val) { return this.#api.push(this.#id, key, value(val)); }
+  /** pull(key, out?): into out (Float32Array or GPUBuffer), or a new Float32Array. */
+  pull(key, out) { return this.#api.pull(this.#id, key, out); }
+  /** pushPull(key, value | value[], out?) */
+  pushPull(key, val, out) { return this.#api.pushPull(this.#id, key, value(val), out); }
+  /** setOptimizer({name: 'adam', learning_rate: 0.001, …}): MXNet's names and defaults. */
+  setOptimizer(spec) {
+    let s;
+    try { s = JSON.stringify(spec); } catch (e) { return Promise.reject(e); }
+    return this.#api.setOptimizer(this.#id, typeof spec === 'object' && spec !== null ? s : spec);
+  }
+  /** setGradientCompression({type: '2bit'|'1bit', threshold}) */
+  setGradientCompression(c) { return this.#api.setGradientCompression(this.#id, c); }
+  /** barrier(): waits for every worker (dist). */
+  barrier() { return this.#api.barrier(this.#id); }
+  /** waitAll(): waits for every queued operation; rejects with the first failure. */
+  waitAll() { return this.#api.waitAll(this.#id); }
+  /** saveOptimizerStates(dumpOptimizer?) resolves to a Uint8Array. */
+  saveOptimizerStates(dumpOptimizer = false) { return this.#api.saveOptimizerStates(this.#id, dumpOptimizer); }
+  /** loadOptimizerStates(Uint8Array | ArrayBuffer) */
+  loadOptimizerStates(bytes) { return this.#api.loadOptimizerStates(this.#id, bytes); }
+  /** close(): waits for queued work and frees the store. */
+  async close() {
+    try { await this.#api.close(this.#id); } finally { handles.delete(this.#id); }
+  }
+
+  /**
+   * on(event, fn): 'connection' ({state: 'connected'|'lost'|'reconnected'|'failed'|'info', …}),
+   * 'backend' ({backend, fallback}), 'gpuerror' ({message}), 'devicelost' ({message}), 'close'.
+   * Returns a function that removes the listener.
+   */
+  on(event, fn) {
+    if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
+    this.#listeners.get(event).add(fn);
+    return () => this.#listeners.get(event)?.delete(fn);
+  }
+
+  _emit(name, detail) {
+    for (const fn of this.#listeners.get(name) ?? []) {
+      try { fn(detail); } catch (e) { console.error('webkv: event listener failed', e); }
+    }
+  }
+}
