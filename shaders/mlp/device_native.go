@@ -1,0 +1,83 @@
+//go:build cgo && !js
+
+package mlp
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// Device is a WebGPU device opened by OpenDevice.
+type Device struct {
+	Instance *wgpu.Instance
+	Adapter  *wgpu.Adapter
+	Device   *wgpu.Device
+	Info     wgpu.AdapterInfo
+}
+
+// Name describes the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, CPU)".
+func (d *Device) Name() string {
+	name := "unnamed adapter"
+	for _, s := range []string{d.Info.Name, d.Info.DriverDescription, d.Info.VendorName} {
+		if s != "" && !strings.HasPrefix(s, "0x") { // wgpu-native v22 puts "0x0" in Name on Mesa
+			name = s
+			break
+		}
+	}
+	kind := "GPU"
+	if d.Info.AdapterType == wgpu.AdapterTypeCPU {
+		kind = "CPU"
+	}
+	return fmt.Sprintf("%s (%s, %s)", name, d.Info.BackendType, kind)
+}
+
+// Release frees the device, adapter and instance.
+func (d *Device) Release() {
+	if d.Device != nil {
+		d.Device.Release()
+	}
+	if d.Adapter != nil {
+		d.Adapter.Release()
+	}
+	if d.Instance != nil {
+		d.Instance.Release()
+	}
+}
+
+// ErrNoAdapter is returned by OpenDevice when the host has no WebGPU adapter.
+var ErrNoAdapter = errors.New("mlp: no WebGPU adapter (install a GPU driver, or Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)")
+
+// OpenDevice opens a device on the default (high-performance) adapter
+// through wgpu-native, with WebGPU's default limits: the MLP's largest
+// buffer is 784×128 floats, far below them. Why no RequiredLimits: in
+// cogentcore/webgpu v0.23.0 passing the adapter's GetLimits() back fails
+// (an uninitialized extras chain), and the model does not need more.
+// Package native's Open does the same with adapter ranking for the kvcore
+// backend; this one keeps package mlp independent of it.
+func OpenDevice() (*Device, error) {
+	inst := wgpu.CreateInstance(nil)
+	if inst == nil {
+		return nil, fmt.Errorf("%w: CreateInstance failed", ErrNoAdapter)
+	}
+	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
+	if err != nil || ad == nil {
+		inst.Release()
+		if err == nil {
+			return nil, ErrNoAdapter
+		}
+		return nil, fmt.Errorf("%w: %v", ErrNoAdapter, err)
+	}
+	dev, err := ad.RequestDevice(nil)
+	if err != nil || dev == nil {
+		ad.Release()
+		inst.Release()
+		if err == nil {
+			err = errors.New("no device returned")
+		}
+		return nil, fmt.Errorf("mlp: request device: %w", err)
+	}
+	return &Device{Instance: inst, Adapter: ad, Device: dev, Info: ad.GetInfo()}, nil
+}
