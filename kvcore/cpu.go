@@ -323,7 +323,7 @@ func (j *job) runParallel(n int) {
 		return
 	}
 	workersOnce.Do(startWorkers)
-	per := (n/p + 31) &^ 31
+	per := ((n+p-1)/p + 31) &^ 31 // ceil(n/p), rounded up to 32
 	j.wg.Add(p - 1)
 	lo := per
 	for range p - 1 {

@@ -1,0 +1,196 @@
+package kvcore
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// A device store (here on the CPU fallback) with 2bit compression quantizes
+// each device's value with its own residual before summing (MXNet
+// comm.h ReduceCompressed): 0.4 stays in the residuals, the second 0.4 makes
+// 0.8 ≥ 0.5, so each device sends +0.5.
+func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
+	s, err := Create("device", WithCPUFallback())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Backend().Name() != "cpu" {
+		t.Fatalf("fallback backend %q", s.Backend().Name())
+	}
+	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	k := IntKey(0)
+	s.Init(bg, k, full(t, 7, 33))
+	out := full(t, 0, 33)
+	for round, want := range []float32{0, 1, 1, 1, 1, 0} {
+		if err := s.Push(k, full(t, 0.4, 33), full(t, 0.4, 33)); err != nil {
+			t.Fatal(err)
+		}
+		s.Pull(k, out)
+		mustEqual(t, out, want)
+		_ = round
+	}
+	if err := s.SetGradientCompression(bg, Compression{Kind: Compress1Bit}); !errors.Is(err, ErrBadCompression) {
+		t.Fatalf("changing compression: %v", err)
+	}
+	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0}); !errors.Is(err, ErrBadCompression) {
+		t.Fatalf("2bit threshold 0: %v", err)
+	}
+}
+
+// The store's optimizer path equals running the reference kernel by hand,
+// for every optimizer, over several pushes with several devices.
+func TestStoreOptimizerMatchesReference(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	specs := []string{
+		`{"name":"sgd","learning_rate":0.1,"momentum":0.9,"wd":0.01}`,
+		`{"name":"nag","learning_rate":0.1,"momentum":0.9}`,
+		`{"name":"adam","learning_rate":0.01}`,
+		`{"name":"adamw","learning_rate":0.01,"wd":0.1}`,
+		`{"name":"adagrad","learning_rate":0.1}`,
+		`{"name":"rmsprop","learning_rate":0.01,"centered":true}`,
+		`{"name":"adadelta"}`,
+		`{"name":"signum","learning_rate":0.01}`,
+		`{"name":"ftrl","learning_rate":0.1}`,
+		`{"name":"lamb","learning_rate":0.01}`,
+	}
+	for _, js := range specs {
+		opt, err := ParseOptimizer([]byte(js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		r := rand.New(rand.NewPCG(seed, 0))
+		const n = 1000
+		w0 := make([]float32, n)
+		for i := range w0 {
+			w0[i] = float32(r.NormFloat64())
+		}
+		s := newLocal(t)
+		k := StrKey("w")
+		wa, _ := FromSlice(OnCPU(0), w0)
+		s.Init(bg, k, wa)
+		if err := s.SetOptimizer(bg, opt); err != nil {
+			t.Fatal(err)
+		}
+		ref := append([]float32(nil), w0...)
+		var states [][]float32
+		var p StepParams
+		for step := 1; step <= 3; step++ {
+			g1, g2 := make([]float32, n), make([]float32, n)
+			sum := make([]float32, n)
+			for i := range g1 {
+				g1[i], g2[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+				sum[i] = g1[i] + g2[i]
+			}
+			a1, _ := FromSlice(OnCPU(0), g1)
+			a2, _ := FromSlice(OnCPU(0), g2)
+			if err := s.Push(k, a1, a2); err != nil {
+				t.Fatal(err)
+			}
+			opt.Params(k, step, step, &p)
+			if states == nil {
+				for range opt.Kind().NumStates(&p) {
+					states = append(states, make([]float32, n))
+				}
+			}
+			if opt.Kind() == OptLAMB {
+				if err := lambStep(&p, ref, sum, states); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				stepRange(opt.Kind(), &p, ref, sum, states, 0, n)
+			}
+		}
+		out := full(t, 0, n)
+		s.Pull(k, out)
+		got, err := out.ToSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != ref[i] {
+				t.Fatalf("%s: element %d = %v, reference %v", opt.Name, i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+// States saved from one store load into another and continue identically;
+// a corrupt file changes nothing.
+func TestSaveLoadOptimizerStates(t *testing.T) {
+	mk := func() *Store {
+		s := newLocal(t)
+		s.Init(bg, IntKey(1), full(t, 1, 64))
+		s.Init(bg, IntKey(2), full(t, 2, 5))
+		s.SetOptimizer(bg, Adam(0.01))
+		return s
+	}
+	a := mk()
+	for range 3 {
+		a.Push(IntKey(1), full(t, 0.5, 64))
+		a.Push(IntKey(2), full(t, -0.25, 5))
+	}
+	var buf bytes.Buffer
+	if err := a.SaveOptimizerStates(bg, &buf, true); err != nil {
+		t.Fatal(err)
+	}
+	saved := buf.Bytes()
+	// b starts from a's current weights, with no optimizer and no states.
+	b := newLocal(t)
+	for _, k := range []int{1, 2} {
+		n := map[int]int{1: 64, 2: 5}[k]
+		o := full(t, 0, n)
+		a.Pull(IntKey(k), o)
+		if err := b.Init(bg, IntKey(k), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Corrupt or truncated input: an error, and b stays without optimizer.
+	bad := append([]byte(nil), saved...)
+	bad[len(bad)/2] ^= 0xff
+	if err := b.LoadOptimizerStates(bg, bytes.NewReader(bad)); err == nil {
+		t.Fatal("corrupt states loaded without error")
+	}
+	if err := b.LoadOptimizerStates(bg, bytes.NewReader(saved[:len(saved)-3])); err == nil {
+		t.Fatal("truncated states loaded without error")
+	}
+	if b.opt != nil {
+		t.Fatal("failed load changed the optimizer")
+	}
+	if err := b.LoadOptimizerStates(bg, bytes.NewReader(saved)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		for _, s := range []*Store{a, b} {
+			s.Push(IntKey(1), full(t, 0.5, 64))
+			s.Push(IntKey(2), full(t, -0.25, 5))
+		}
+	}
+	for _, k := range []int{1, 2} {
+		n := 64
+		if k == 2 {
+			n = 5
+		}
+		oa, ob := full(t, 0, n), full(t, 0, n)
+		a.Pull(IntKey(k), oa)
+		b.Pull(IntKey(k), ob)
+		da, _ := oa.ToSlice()
+		db, _ := ob.ToSlice()
+		for i := range da {
+			if da[i] != db[i] {
+				t.Fatalf("key %d element %d: %v after reload, %v continuing", k, i, db[i], da[i])
+			}
+		}
+	}
+	// Loading into a store that lacks a key fails and changes nothing.
+	c := newLocal(t)
+	c.Init(bg, IntKey(1), full(t, 1, 64))
+	if err := c.LoadOptimizerStates(bg, bytes.NewReader(saved)); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("load with missing key: %v", err)
+	}
+}
