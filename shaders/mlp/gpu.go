@@ -45,6 +45,8 @@ type GPU struct {
 	steps []step // the 9 dispatches of a training step, in order
 }
 
+var _ Engine = (*GPU)(nil)
+
 // kernel is a compute pipeline with its explicit layout.
 type kernel struct {
 	bgl  *wgpu.BindGroupLayout

@@ -8,7 +8,6 @@ import (
 	"math/rand"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
 )
@@ -32,15 +31,6 @@ func openTestDevice(t testing.TB) *Device {
 	t.Cleanup(d.Release)
 	t.Logf("adapter: %s", d.Name())
 	return d
-}
-
-func seeded(t testing.TB) *rand.Rand {
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("WEBKV_SEED"); s != "" {
-		fmt.Sscan(s, &seed)
-	}
-	t.Logf("seed %d (rerun with WEBKV_SEED=%d)", seed, seed)
-	return rand.New(rand.NewSource(seed))
 }
 
 func randVec(r *rand.Rand, n int) []float32 {
@@ -161,7 +151,7 @@ func newTestGPU(t *testing.T, s Shape, maxBatch int) *GPU {
 
 func TestMatMulKernel(t *testing.T) {
 	g := newTestGPU(t, Shape{3, 3, 2}, 1)
-	r := seeded(t)
+	r := testSeed(t)
 	for _, c := range []struct {
 		m, n, k int
 		transA  bool
@@ -208,7 +198,7 @@ func TestMatMulKernel(t *testing.T) {
 
 func TestReLUKernel(t *testing.T) {
 	g := newTestGPU(t, Shape{3, 3, 2}, 1)
-	r := seeded(t)
+	r := testSeed(t)
 	for _, n := range []int{1, 63, 64, 65, 1000} {
 		for mode := range 2 {
 			x := randVec(r, n)
@@ -232,7 +222,7 @@ func TestReLUKernel(t *testing.T) {
 
 func TestXentKernel(t *testing.T) {
 	g := newTestGPU(t, Shape{3, 3, 2}, 1)
-	r := seeded(t)
+	r := testSeed(t)
 	for _, c := range []struct{ rows, n int }{{1, 2}, {3, 10}, {70, 10}, {130, 7}} {
 		z := randVec(r, c.rows*c.n)
 		for i := range z {
@@ -268,7 +258,7 @@ func TestXentKernel(t *testing.T) {
 
 func TestColSumKernel(t *testing.T) {
 	g := newTestGPU(t, Shape{3, 3, 2}, 1)
-	r := seeded(t)
+	r := testSeed(t)
 	for _, c := range []struct{ rows, n int }{{1, 1}, {63, 10}, {64, 128}, {65, 3}, {200, 128}} {
 		x := randVec(r, c.rows*c.n)
 		scale := float32(0.5)
@@ -304,7 +294,7 @@ func randBatch(r *rand.Rand, s Shape, b int) ([]float32, []uint8) {
 }
 
 func TestGPUGradMatchesCPU(t *testing.T) {
-	r := seeded(t)
+	r := testSeed(t)
 	for _, c := range []struct {
 		s        Shape
 		maxBatch int
@@ -354,7 +344,7 @@ func TestGPUGradMatchesCPU(t *testing.T) {
 }
 
 func TestGPUEvaluateMatchesCPU(t *testing.T) {
-	r := seeded(t)
+	r := testSeed(t)
 	g := newTestGPU(t, MNIST, 64)
 	p, _ := InitParams(MNIST, r.Int63())
 	if err := g.SetParams(p); err != nil {
