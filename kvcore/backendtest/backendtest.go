@@ -139,8 +139,20 @@ func Run(t *testing.T, newBackend func(t *testing.T) kvcore.Backend, opts ...Opt
 	}
 }
 
+// tb is the part of testing.TB the suite uses; the suite's own tests drive
+// it with a recorder to check that broken backends fail.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Error(args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Skip(args ...any)
+}
+
 type suite struct {
-	t   *testing.T
+	t   tb
 	b   kvcore.Backend // under test
 	ref kvcore.Backend // CPU reference
 	cfg *config
@@ -210,13 +222,14 @@ func (s *suite) download(b kvcore.Backend, buf kvcore.Buffer) []float32 {
 }
 
 // random returns n values uniform in [-scale, scale), with some exact zeros
-// and negative zeros mixed in.
+// and negative zeros mixed in (1 in 64 values, none below 64 values, so that
+// short inputs are not all zero).
 func (s *suite) random(n int, scale float32) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = (s.rng.Float32()*2 - 1) * scale
 	}
-	for k := 0; k < n/64+1; k++ {
+	for k := 0; k < n/64; k++ {
 		i := s.rng.IntN(n)
 		if k%2 == 0 {
 			v[i] = 0
@@ -466,6 +479,39 @@ func (s *suite) quantize() {
 		for _, n := range lens {
 			s.quantizeCase(c, n, 4)
 		}
+		s.quantizeTies(c)
+	}
+}
+
+// quantizeTies checks values exactly at the thresholds, where MXNet's
+// comparisons decide: 2bit r >= t and r <= -t quantize, 1bit needs r > t.
+func (s *suite) quantizeTies(c kvcore.Compression) {
+	s.t.Helper()
+	t := c.Threshold
+	below := math.Nextafter32(t, float32(math.Inf(-1)))
+	above := math.Nextafter32(t, float32(math.Inf(1)))
+	g := []float32{t, -t, below, -below, above, -above, 0, float32(math.Copysign(0, -1)),
+		2 * t, -2 * t, 1, -1, t - 1, t + 1, 1 - t, -1 - t, 0.5, -0.5, t, -t}
+	n := len(g)
+	pn := c.Kind.PackedLen(n)
+	bg, br, bo, bd := s.upload(s.b, g), s.alloc(s.b, n), s.alloc(s.b, pn), s.alloc(s.b, n)
+	res := make([]float32, n)
+	wantOut, wantDeq := make([]float32, pn), make([]float32, n)
+	what := fmt.Sprintf("%v values at the threshold", c)
+	for round := range 3 { // the residuals left by round 0 are ties too
+		s.must(what+": Quantize", func() error { return s.b.Quantize(c, bg, br, bo) })
+		s.must(what+": Dequantize", func() error { return s.b.Dequantize(c, bo, bd) })
+		if c.Kind == kvcore.Compress2Bit {
+			kvcore.Quantize2Bit(wantOut, g, res, t)
+			kvcore.Dequantize2Bit(wantDeq, wantOut, t)
+		} else {
+			kvcore.Quantize1Bit(wantOut, g, res, t)
+			kvcore.Dequantize1Bit(wantDeq, wantOut, t)
+		}
+		r := fmt.Sprintf(" round %d", round)
+		s.exact(what+r+": packed words", s.download(s.b, bo), wantOut)
+		s.exact(what+r+": residual", s.download(s.b, br), res)
+		s.exact(what+r+": dequantized", s.download(s.b, bd), wantDeq)
 	}
 }
 

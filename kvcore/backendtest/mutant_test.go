@@ -1,0 +1,318 @@
+package backendtest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/webkv/webkv/kvcore"
+)
+
+// These tests check the suite itself: backends with one deliberate bug
+// ("mutants") must fail the check that covers it, and harmless differences
+// within float32 tolerance must pass. Without them a suite that compares
+// the CPU backend with itself could pass while checking nothing.
+
+// recorder is a tb that records failures; Fatalf and Skip end the checking
+// goroutine as testing.T does.
+type recorder struct {
+	mu       sync.Mutex
+	failed   bool
+	msgs     []string
+	cleanups []func()
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) fail(msg string) {
+	r.mu.Lock()
+	r.failed = true
+	r.msgs = append(r.msgs, msg)
+	r.mu.Unlock()
+}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.fail(fmt.Sprintf(format, args...))
+	runtime.Goexit()
+}
+func (r *recorder) Errorf(format string, args ...any) { r.fail(fmt.Sprintf(format, args...)) }
+func (r *recorder) Error(args ...any)                 { r.fail(fmt.Sprint(args...)) }
+func (r *recorder) Logf(string, ...any)               {}
+func (r *recorder) Cleanup(f func())                  { r.cleanups = append(r.cleanups, f) }
+func (r *recorder) Skip(...any)                       { runtime.Goexit() }
+
+// check runs one part of the suite on b and returns the failure messages.
+func check(t *testing.T, b kvcore.Backend, part func(*suite)) []string {
+	t.Helper()
+	cfg := config{rtol: 1e-5, atol: 1e-6, largeLen: 1<<24 + 5, skipLarge: "mutant", seed: 42}
+	r := &recorder{}
+	s := &suite{t: r, b: b, ref: kvcore.CPU(), cfg: &cfg, rng: rand.New(rand.NewPCG(cfg.seed, 9))}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		part(s)
+	}()
+	<-done
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	return r.msgs
+}
+
+// mutant is the CPU backend with some methods replaced.
+type mutant struct {
+	kvcore.Backend
+	alloc      func(n int) (kvcore.Buffer, error)
+	write      func(dst kvcore.Buffer, off int, src []float32) error
+	copyFn     func(dst, src kvcore.Buffer) error
+	reduce     func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error
+	step       func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error
+	quantize   func(c kvcore.Compression, g, r, out kvcore.Buffer) error
+	dequantize func(c kvcore.Compression, in, out kvcore.Buffer) error
+	// noFree keeps buffers out of the CPU pool (for mutants that hand a
+	// buffer out twice, which would otherwise be pooled twice).
+	noFree bool
+}
+
+func (m *mutant) Free(b kvcore.Buffer) {
+	if !m.noFree {
+		m.Backend.Free(b)
+	}
+}
+
+func (m *mutant) Alloc(n int) (kvcore.Buffer, error) {
+	if m.alloc != nil {
+		return m.alloc(n)
+	}
+	return m.Backend.Alloc(n)
+}
+
+func (m *mutant) Write(dst kvcore.Buffer, off int, src []float32) error {
+	if m.write != nil {
+		return m.write(dst, off, src)
+	}
+	return m.Backend.Write(dst, off, src)
+}
+
+func (m *mutant) Copy(dst, src kvcore.Buffer) error {
+	if m.copyFn != nil {
+		return m.copyFn(dst, src)
+	}
+	return m.Backend.Copy(dst, src)
+}
+
+func (m *mutant) Reduce(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+	if m.reduce != nil {
+		return m.reduce(dst, srcs, scale)
+	}
+	return m.Backend.Reduce(dst, srcs, scale)
+}
+
+func (m *mutant) Step(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+	if m.step != nil {
+		return m.step(k, p, w, g, st)
+	}
+	return m.Backend.Step(k, p, w, g, st)
+}
+
+func (m *mutant) Quantize(c kvcore.Compression, g, r, out kvcore.Buffer) error {
+	if m.quantize != nil {
+		return m.quantize(c, g, r, out)
+	}
+	return m.Backend.Quantize(c, g, r, out)
+}
+
+func (m *mutant) Dequantize(c kvcore.Compression, in, out kvcore.Buffer) error {
+	if m.dequantize != nil {
+		return m.dequantize(c, in, out)
+	}
+	return m.Backend.Dequantize(c, in, out)
+}
+
+var cpu = kvcore.CPU()
+
+func data(b kvcore.Buffer) []float32 { return b.(*kvcore.CPUBuffer).Float32s() }
+
+// perturb applies f to the contents of b after a correct operation.
+func perturb(b kvcore.Buffer, f func(d []float32)) { f(data(b)) }
+
+func TestMutantsFail(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		part func(*suite)
+		m    *mutant
+	}{
+		{"Alloc from a pool without zeroing", (*suite).allocFree, &mutant{Backend: cpu, noFree: true,
+			alloc: func() func(int) (kvcore.Buffer, error) {
+				var last kvcore.Buffer
+				return func(n int) (kvcore.Buffer, error) {
+					if last != nil && last.Len() == n {
+						// hand back the previous buffer dirty
+						b := last
+						last = nil
+						return b, nil
+					}
+					b, err := cpu.Alloc(n)
+					last = b
+					return b, err
+				}
+			}()}},
+		{"Write ignores the offset", (*suite).writeRead, &mutant{Backend: cpu,
+			write: func(dst kvcore.Buffer, off int, src []float32) error { return cpu.Write(dst, 0, src) }}},
+		{"Copy through float64 (quiets signaling NaNs)", (*suite).copyBuf, &mutant{Backend: cpu,
+			copyFn: func(dst, src kvcore.Buffer) error {
+				d, s := data(dst), data(src)
+				if len(d) != len(s) {
+					return fmt.Errorf("lengths")
+				}
+				for i := range s {
+					d[i] = float32(float64(s[i]))
+				}
+				return nil
+			}}},
+		{"Reduce ignores scale", (*suite).reduce, &mutant{Backend: cpu,
+			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+				return cpu.Reduce(dst, srcs, 1)
+			}}},
+		{"Reduce drops input 9 and up", (*suite).reduce, &mutant{Backend: cpu,
+			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+				return cpu.Reduce(dst, srcs[:min(len(srcs), 9)], scale)
+			}}},
+		{"Reduce misses the last element", (*suite).reduce, &mutant{Backend: cpu,
+			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+				d := data(dst)
+				last := d[len(d)-1]
+				err := cpu.Reduce(dst, srcs, scale)
+				if len(d) > 1000 && &data(srcs[0])[0] != &d[0] {
+					d[len(d)-1] = last
+				}
+				return err
+			}}},
+		{"Reduce 1e-4 off", (*suite).reduce, &mutant{Backend: cpu,
+			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+				err := cpu.Reduce(dst, srcs, scale)
+				perturb(dst, func(d []float32) { d[len(d)/2] *= 1 + 1e-4 })
+				return err
+			}}},
+		{"Step with 1% more learning rate", (*suite).step, &mutant{Backend: cpu,
+			step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+				q := *p
+				q.LR *= 1.01
+				q.Coef1 *= 1.01
+				return cpu.Step(k, &q, w, g, st)
+			}}},
+		{"Step of a kind leaves its last state alone", (*suite).step, &mutant{Backend: cpu,
+			step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+				if k != kvcore.OptRMSProp || len(st) == 0 {
+					return cpu.Step(k, p, w, g, st)
+				}
+				last := data(st[len(st)-1])
+				keep := append([]float32(nil), last...)
+				err := cpu.Step(k, p, w, g, st)
+				copy(last, keep)
+				return err
+			}}},
+		{"Step ignores clip_gradient", (*suite).step, &mutant{Backend: cpu,
+			step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+				q := *p
+				q.ClipGradient = -1
+				return cpu.Step(k, &q, w, g, st)
+			}}},
+		{"Step of LAMB ignores bounds", (*suite).step, &mutant{Backend: cpu,
+			step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+				q := *p
+				if k == kvcore.OptLAMB {
+					q.Flags &^= kvcore.FlagBounds
+				}
+				return cpu.Step(k, &q, w, g, st)
+			}}},
+		{"Quantize sets a padding bit", (*suite).quantize, &mutant{Backend: cpu,
+			quantize: func(c kvcore.Compression, g, r, out kvcore.Buffer) error {
+				err := cpu.Quantize(c, g, r, out)
+				if g.Len()%32 != 0 && c.Kind == kvcore.Compress1Bit {
+					perturb(out, func(d []float32) { d[len(d)-1] = math.Float32frombits(math.Float32bits(d[len(d)-1]) | 1) })
+				}
+				return err
+			}}},
+		{"Quantize 2bit with a threshold 1 ulp high", (*suite).quantize, &mutant{Backend: cpu,
+			quantize: func(c kvcore.Compression, g, r, out kvcore.Buffer) error {
+				if c.Kind != kvcore.Compress2Bit {
+					return cpu.Quantize(c, g, r, out)
+				}
+				c.Threshold = math.Nextafter32(c.Threshold, 10)
+				return cpu.Quantize(c, g, r, out)
+			}}},
+		{"Dequantize 2bit code 10 as +t", (*suite).quantize, &mutant{Backend: cpu,
+			dequantize: func(c kvcore.Compression, in, out kvcore.Buffer) error {
+				err := cpu.Dequantize(c, in, out)
+				if c.Kind == kvcore.Compress2Bit {
+					perturb(out, func(d []float32) {
+						for i := range d {
+							if d[i] < 0 {
+								d[i] = -d[i]
+							}
+						}
+					})
+				}
+				return err
+			}}},
+		{"Write panics past the end", (*suite).errors, &mutant{Backend: cpu,
+			write: func(dst kvcore.Buffer, off int, src []float32) error {
+				copy(data(dst)[off:off+len(src)], src)
+				return nil
+			}}},
+		{"Step accepts a state of another length", (*suite).errors, &mutant{Backend: cpu,
+			step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+				for _, s := range st {
+					if s != nil && s.Len() != w.Len() {
+						return nil
+					}
+				}
+				return cpu.Step(k, p, w, g, st)
+			}}},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			msgs := check(t, tc.m, tc.part)
+			if len(msgs) == 0 {
+				t.Fatalf("the suite did not notice: %s", tc.name)
+			}
+			t.Logf("caught: %s", msgs[0])
+		})
+	}
+}
+
+// TestWithinTolerancePasses: a backend whose Reduce and Step results are a
+// couple of ulps off (what FMA or another sqrt gives) passes.
+func TestWithinTolerancePasses(t *testing.T) {
+	ulps := func(d []float32, k int) {
+		for i := range d {
+			if i%3 == 0 {
+				for range k {
+					d[i] = math.Nextafter32(d[i], float32(math.Inf(1)))
+				}
+			}
+		}
+	}
+	m := &mutant{Backend: cpu,
+		reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+			err := cpu.Reduce(dst, srcs, scale)
+			perturb(dst, func(d []float32) { ulps(d, 2) })
+			return err
+		},
+		step: func(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+			err := cpu.Step(k, p, w, g, st)
+			perturb(w, func(d []float32) { ulps(d, 4) })
+			for _, s := range st {
+				perturb(s, func(d []float32) { ulps(d, 4) })
+			}
+			return err
+		},
+	}
+	for name, part := range map[string]func(*suite){"reduce": (*suite).reduce, "step": (*suite).step} {
+		if msgs := check(t, m, part); len(msgs) > 0 {
+			t.Errorf("%s: a few ulps failed the suite: %s", name, msgs[0])
+		}
+	}
+}
