@@ -52,6 +52,7 @@ func newBackend(t testing.TB, opts *shaders.Options) *shaders.Backend {
 	o := shaders.Options{Name: d.Name()}
 	if opts != nil {
 		o.MaxBindingBytes = opts.MaxBindingBytes
+		o.MaxWorkgroups = opts.MaxWorkgroups
 	}
 	b, err := shaders.New(d.Device, &o)
 	if err != nil {
@@ -114,9 +115,10 @@ func TestName(t *testing.T) {
 
 // TestSplitKeys runs reduce, quantize, a plain and a LAMB step on a key
 // larger than a deliberately small binding limit, so every kernel runs in
-// several pieces, and compares with the CPU reference.
+// several pieces, with few workgroups so that every invocation loops, and
+// compares with the CPU reference.
 func TestSplitKeys(t *testing.T) {
-	b := newBackend(t, &shaders.Options{MaxBindingBytes: 64 << 10})
+	b := newBackend(t, &shaders.Options{MaxBindingBytes: 64 << 10, MaxWorkgroups: 3})
 	r := seeded(t)
 	cpu := kvcore.CPU()
 	if b.ChunkWords() != 16384 {
@@ -193,15 +195,25 @@ func TestSplitKeys(t *testing.T) {
 	}
 }
 
-// TestConformance runs kvcore's backend conformance suite on the device.
+// TestConformance runs kvcore's backend conformance suite on the device
+// with the default settings; its large case (16M+5 values, 4.2M vec4s)
+// needs a 2D grid of 65537 workgroups.
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newBackend(t, nil) })
 }
 
-// TestConformanceSplit runs the suite with a 1 MiB binding limit, so that
-// 65537-value keys and the large case are processed in pieces.
+// TestConformanceSplit runs the suite with a 256 KiB binding limit, so
+// that 65537-value keys are processed in pieces.
 func TestConformanceSplit(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
-		return newBackend(t, &shaders.Options{MaxBindingBytes: 1 << 20})
+		return newBackend(t, &shaders.Options{MaxBindingBytes: 256 << 10})
+	}, backendtest.Short())
+}
+
+// TestConformanceCapped runs the suite with at most 5 workgroups per
+// dispatch, so every kernel's grid-stride loop runs many times.
+func TestConformanceCapped(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
+		return newBackend(t, &shaders.Options{MaxWorkgroups: 5})
 	}, backendtest.Short())
 }

@@ -7,8 +7,7 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let j = flat_index(wid, nwg, lid);
-  if (j >= P.n) { return; }
+  for (var j = flat_index(wid, nwg, lid); j < P.n; j = j + grid_stride(nwg)) {
 {{- if eq .Per 16}}
   let k = j % 16u;
   let code = (inw[j / 16u] >> (8u * (k / 4u) + 6u - 2u * (k % 4u))) & 3u;
@@ -24,4 +23,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bit = (inw[j / 32u] >> (8u * (k / 8u) + 7u - k % 8u)) & 1u;
   dst[j] = select(-1.0, 1.0, bit == 1u);
 {{- end}}
+  }
 }

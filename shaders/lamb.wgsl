@@ -97,13 +97,12 @@ fn valid(i: u32) -> V {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = flat_index(wid, nwg, lid);
 {{- if eq .Phase 1}}
-  // No early return: every invocation reaches the barriers.
+  // The loop is uniform per workgroup up to the barriers below.
   var a = 0.0;
   var b = 0.0;
-  if (i < P.n) {
-    let sp = P.sp;
+  let sp = P.sp;
+  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
     let gr = rescaled(g[i]);
     let m = sp.beta1 * s0[i] + (1.0 - sp.beta1) * gr;
     let v = sp.beta2 * s1[i] + (1.0 - sp.beta2) * gr * gr;
@@ -112,8 +111,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let wi = w[i];
     let u = lamb_u(m, v, wi);
     let k = valid(i) != V(0.0);
-    a = hsum(select(V(0.0), wi * wi, k));
-    b = hsum(select(V(0.0), u * u, k));
+    a = a + hsum(select(V(0.0), wi * wi, k));
+    b = b + hsum(select(V(0.0), u * u, k));
   }
   sw[lid] = a;
   su[lid] = b;
@@ -131,8 +130,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     red[p + 1u] = su[0];
   }
 {{- else}}
-  if (i >= P.n) { return; }
-  w[i] = w[i] - red[0] * lamb_u(s0[i], s1[i], w[i]);
+  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
+    w[i] = w[i] - red[0] * lamb_u(s0[i], s1[i], w[i]);
+  }
 {{- end}}
 }
 

@@ -11,4 +11,5 @@
   s0[i] = ag;
   s1[i] = rho * s1[i] + nrho * d * d;
   w[i] = w[i] - (d + sp.wd * w[i]);
+  }
 }

@@ -6,4 +6,5 @@
   let h = s0[i] + gr * gr;
   s0[i] = h;
   w[i] = w[i] + (gr / sqrt(h + sp.epsilon) + w[i] * sp.wd) * (-sp.lr);
+  }
 }

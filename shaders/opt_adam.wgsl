@@ -13,4 +13,5 @@
   s0[i] = m;
   s1[i] = v;
   w[i] = w[i] - sp.coef1 * m / (sqrt(v) + sp.epsilon);
+  }
 }

@@ -10,4 +10,5 @@
   s0[i] = m;
   s1[i] = v;
   w[i] = w[i] - sp.coef1 * (m / (sqrt(v) + sp.epsilon) + sp.wd * w[i]);
+  }
 }

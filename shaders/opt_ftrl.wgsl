@@ -11,4 +11,5 @@
   let l1 = V(sp.lamda1);
   let keep = select(V(0.0), V(1.0), (zi > l1) | (-zi > l1));
   w[i] = (signv(zi) * sp.lamda1 - zi) / ((sp.beta + sqrt(n2)) / sp.lr + sp.wd) * keep;
+  }
 }

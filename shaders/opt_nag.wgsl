@@ -10,4 +10,5 @@
   let wi = w0 - m + mu1 * (m - sp.lr * (gr + sp.wd * w0));
   w[i] = wi;
   s0[i] = m - sp.lr * (gr + sp.wd * wi);
+  }
 }

@@ -26,4 +26,5 @@
     wi = clipv(wi, sp.clip_weights);
   }
   w[i] = wi;
+  }
 }

@@ -13,4 +13,5 @@
   s0[i] = m;
   w[i] = (1.0 - sp.lr * sp.wd_lh) * w[i] + sp.lr * signv(m);
 {{- end}}
+  }
 }

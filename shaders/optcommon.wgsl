@@ -33,11 +33,11 @@ fn rescaled(gi: V) -> V {
 }
 {{- end}}
 
+{{- /* opthead opens main and its grid-stride loop; each kernel closes both. */}}
 {{- define "opthead"}}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = flat_index(wid, nwg, lid);
-  if (i >= P.n) { return; }
   let sp = P.sp;
+  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
 {{- end}}

@@ -11,8 +11,7 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let w = flat_index(wid, nwg, lid);
-  if (w >= P.n) { return; }
+  for (var w = flat_index(wid, nwg, lid); w < P.n; w = w + grid_stride(nwg)) {
   let nvals = P.aux;
   let t = P.threshold;
 {{- if eq .Per 16}}
@@ -50,4 +49,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 {{- end}}
   outw[w] = word;
+  }
 }

@@ -11,8 +11,7 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = flat_index(wid, nwg, lid);
-  if (i >= P.n) { return; }
+  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
 {{- if .Acc}}
   var a: V = dst[i];{{range .Srcs}}
   a = a + s{{.I}}[i];{{end}}
@@ -21,4 +20,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   a = a + s{{.I}}[i];{{end}}
 {{- end}}
   dst[i] = a * P.scale;
+  }
 }

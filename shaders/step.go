@@ -79,7 +79,7 @@ func (b *Backend) lamb(p *kvcore.StepParams, bufs []*Buffer) error {
 	}
 	partials := 0
 	b.pieces(w.n, func(lo, cnt int) error {
-		x, y := grid(count(cnt))
+		x, y := b.grid(count(cnt))
 		partials += int(x) * int(y)
 		return nil
 	})
@@ -97,7 +97,7 @@ func (b *Backend) lamb(p *kvcore.StepParams, bufs []*Buffer) error {
 		if err := b.dispatch(k1, binds, &params{Aux: uint32(cnt), Aux2: uint32(base), SP: *p}, c); err != nil {
 			return err
 		}
-		x, y := grid(c)
+		x, y := b.grid(c)
 		base += int(x) * int(y)
 		return nil
 	})
