@@ -56,6 +56,10 @@ type Options struct {
 	// faster than caps of 256-4096 workgroups (8.6 GB/s for a 4x16M
 	// reduce); on GPUs a cap near a few waves per SM may help.
 	MaxWorkgroups int
+	// ScalarOnly runs the f32 kernel variants even where every buffer is
+	// padded for vec4 (they otherwise run only on wrapped buffers of odd
+	// size). Tests use it to check the scalar variants.
+	ScalarOnly bool
 }
 
 // Buffer is a kvcore.Buffer in GPU memory.
@@ -129,6 +133,7 @@ type Backend struct {
 	chunkWords int // words per binding piece of a split key
 	maxInputs  int // reduce inputs per pass
 	maxGroups  int // workgroups per dispatch
+	scalar     bool
 
 	layouts   map[string]*layout
 	pipelines map[string]*pipeline
@@ -204,6 +209,7 @@ func New(dev *wgpu.Device, opts *Options) (*Backend, error) {
 	if opts.MaxWorkgroups > 0 {
 		b.maxGroups = opts.MaxWorkgroups
 	}
+	b.scalar = opts.ScalarOnly
 	ub, err := dev.CreateBuffer(&wgpu.BufferDescriptor{
 		Label: "webkv uniforms", Size: uniformSlots * uniformStride,
 		Usage: wgpu.BufferUsageUniform | wgpu.BufferUsageCopyDst,
@@ -393,19 +399,26 @@ func (b *Backend) pipeline(k *kernel) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	sm, err := b.dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
-		Label: k.file, WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
+	var cp *wgpu.ComputePipeline
+	err = b.st.checked(b, "building "+k.file, func() error {
+		sm, err := b.dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
+			Label: k.file, WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
+		})
+		if err != nil {
+			return fmt.Errorf("shaders: compiling %s (%s): %w", k.file, key, err)
+		}
+		defer sm.Release()
+		cp, err = b.dev.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
+			Layout:  lay.pl, // explicit: a nil layout panics on GOOS=js
+			Compute: wgpu.ProgrammableStageDescriptor{Module: sm, EntryPoint: "main"},
+		})
+		if err != nil {
+			return fmt.Errorf("shaders: pipeline %s (%s): %w", k.file, key, err)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("shaders: compiling %s (%s): %w", k.file, key, err)
-	}
-	cp, err := b.dev.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
-		Layout:  lay.pl, // explicit: a nil layout panics on GOOS=js
-		Compute: wgpu.ProgrammableStageDescriptor{Module: sm, EntryPoint: "main"},
-	})
-	sm.Release()
-	if err != nil {
-		return nil, fmt.Errorf("shaders: pipeline %s (%s): %w", k.file, key, err)
+		return nil, err
 	}
 	p := &pipeline{lay: lay, cp: cp}
 	b.pipelines[key] = p
@@ -459,6 +472,7 @@ func (b *Backend) dropBindGroups(id uint64) {
 
 func (b *Backend) encoder() (*wgpu.CommandEncoder, error) {
 	if b.enc == nil {
+		b.st.batchStart(b)
 		enc, err := b.dev.CreateCommandEncoder(&wgpu.CommandEncoderDescriptor{Label: "webkv step"})
 		if err != nil {
 			return nil, fmt.Errorf("shaders: command encoder: %w", err)
@@ -624,7 +638,11 @@ func (b *Backend) elemBinds(bufs []*Buffer, lo, cnt int, vec4 bool) []binding {
 	return s
 }
 
-func allPadded(bufs ...*Buffer) bool {
+// vec4 reports whether a dispatch over bufs may use the vec4 variant.
+func (b *Backend) vec4(bufs ...*Buffer) bool {
+	if b.scalar {
+		return false
+	}
 	for _, x := range bufs {
 		if !x.padded() {
 			return false
@@ -635,7 +653,7 @@ func allPadded(bufs ...*Buffer) bool {
 
 // elementwise records kernel mk(vec4) over every piece of bufs.
 func (b *Backend) elementwise(mk func(vec4 bool) *kernel, bufs []*Buffer, p *params) error {
-	vec4 := allPadded(bufs...)
+	vec4 := b.vec4(bufs...)
 	k := mk(vec4)
 	return b.pieces(bufs[0].n, func(lo, cnt int) error {
 		count := cnt

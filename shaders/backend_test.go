@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cogentcore/webgpu/wgpu"
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/backendtest"
 	"github.com/webkv/webkv/native"
@@ -53,6 +54,7 @@ func newBackend(t testing.TB, opts *shaders.Options) *shaders.Backend {
 	if opts != nil {
 		o.MaxBindingBytes = opts.MaxBindingBytes
 		o.MaxWorkgroups = opts.MaxWorkgroups
+		o.ScalarOnly = opts.ScalarOnly
 	}
 	b, err := shaders.New(d.Device, &o)
 	if err != nil {
@@ -210,10 +212,83 @@ func TestConformanceSplit(t *testing.T) {
 	}, backendtest.Short())
 }
 
-// TestConformanceCapped runs the suite with at most 5 workgroups per
-// dispatch, so every kernel's grid-stride loop runs many times.
-func TestConformanceCapped(t *testing.T) {
+// TestConformanceCappedScalar runs the suite on the scalar kernel
+// variants (those of wrapped buffers of odd size) with at most 5
+// workgroups per dispatch, so every grid-stride loop runs many times.
+func TestConformanceCappedScalar(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
-		return newBackend(t, &shaders.Options{MaxWorkgroups: 5})
+		return newBackend(t, &shaders.Options{MaxWorkgroups: 5, ScalarOnly: true})
 	}, backendtest.Short())
+}
+
+// TestWrapBuffer hands the backend an application's own buffers (of an odd
+// size, so the scalar kernels run) and gets them back without a copy.
+func TestWrapBuffer(t *testing.T) {
+	b := newBackend(t, nil)
+	r := seeded(t)
+	dev := b.Device()
+	const n = 1023
+	mk := func(d []float32) *wgpu.Buffer {
+		buf, err := dev.CreateBuffer(&wgpu.BufferDescriptor{Size: n * 4,
+			Usage: wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.GetQueue().WriteBuffer(buf, 0, wgpu.ToBytes(d)); err != nil {
+			t.Fatal(err)
+		}
+		return buf
+	}
+	a, c := randData(r, n), randData(r, n)
+	appA, appC, appOut := mk(a), mk(c), mk(make([]float32, n))
+	var ws []*shaders.Buffer
+	for _, x := range []*wgpu.Buffer{appA, appC, appOut} {
+		w, err := b.WrapBuffer(x, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.WGPU() != x {
+			t.Fatal("WGPU() does not return the wrapped buffer")
+		}
+		ws = append(ws, w)
+	}
+	if err := b.Reduce(ws[2], []kvcore.Buffer{ws[0], ws[1]}, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	cpu := kvcore.CPU()
+	ca, cc, cout := upload(t, cpu, a), upload(t, cpu, c), upload(t, cpu, make([]float32, n))
+	if err := cpu.Reduce(cout, []kvcore.Buffer{ca, cc}, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	want := download(t, cpu, cout)
+	sameBits(t, "reduce into a wrapped buffer", download(t, b, ws[2]), want)
+
+	// Free forgets a wrapped buffer but leaves it to the application.
+	b.Free(ws[2])
+	if err := b.Read(ws[2], 0, make([]float32, 1)); err == nil {
+		t.Fatal("Read of a freed buffer succeeded")
+	}
+	again, err := b.WrapBuffer(appOut, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBits(t, "wrapped buffer after Free", download(t, b, again), want)
+
+	bad, err := dev.CreateBuffer(&wgpu.BufferDescriptor{Size: 64, Usage: wgpu.BufferUsageStorage | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Release()
+	if _, err := b.WrapBuffer(bad, 16); err == nil {
+		t.Fatal("WrapBuffer accepted a buffer without CopySrc usage")
+	}
+	if _, err := b.WrapBuffer(appA, n+1); err == nil {
+		t.Fatal("WrapBuffer accepted a buffer smaller than the words asked for")
+	}
+	if _, err := b.WrapBuffer(nil, 1); err == nil {
+		t.Fatal("WrapBuffer accepted nil")
+	}
+	if _, err := b.Alloc(1 << 40); err == nil {
+		t.Fatal("Alloc of 4 TiB succeeded")
+	}
 }

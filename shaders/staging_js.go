@@ -3,6 +3,7 @@
 package shaders
 
 import (
+	"syscall/js"
 	"unsafe"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -12,17 +13,25 @@ import (
 // never reach the GPU: uploads use Queue.WriteBuffer, after submitting the
 // recorded batch so that the write keeps its place among recorded kernels.
 
-type staging struct{}
+type staging struct {
+	dev     js.Value   // the GPUDevice, when built by NewJS: errors via error scopes
+	open    bool       // the batch's scopes are pushed
+	pending []js.Value // popErrorScope promises of submitted work
+}
 
 func (st *staging) upload(b *Backend, d *Buffer, off int, src []float32) error {
 	b.flush()
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), len(src)*4)
+	if st.scoped() {
+		st.push()
+		defer func() { st.pending = append(st.pending, st.pop()...) }()
+	}
 	return b.q.WriteBuffer(d.buf, uint64(off)*4, raw) // len(src) > 0: WriteBuffer panics on empty slices
 }
 
 func (st *staging) beforeSubmit(b *Backend) {}
-func (st *staging) afterSubmit(b *Backend)  {}
-func (st *staging) afterWait(b *Backend)    {}
+func (st *staging) afterSubmit(b *Backend)  { st.closeBatch() }
+func (st *staging) afterWait(b *Backend)    { st.drainScopes(b) }
 
 // waitIdle blocks until submitted work is done (onSubmittedWorkDone is
 // awaited by the binding; never call this from a js.FuncOf callback).

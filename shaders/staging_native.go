@@ -186,3 +186,9 @@ func checkWrapped(buf *wgpu.Buffer, n int) (int, error) {
 	}
 	return int(size / 4), nil
 }
+
+// batchStart and checked are where GOOS=js opens WebGPU error scopes;
+// natively every call returns its own error.
+func (st *staging) batchStart(b *Backend) {}
+
+func (st *staging) checked(b *Backend, what string, f func() error) error { return f() }

@@ -56,7 +56,7 @@ func (b *Backend) Step(kind kvcore.OptKind, p *kvcore.StepParams, weight, grad k
 	if kind == kvcore.OptLAMB {
 		return b.lamb(p, bufs)
 	}
-	vec4 := allPadded(bufs...)
+	vec4 := b.vec4(bufs...)
 	k, err := optKernel(kind, len(states), vec4)
 	if err != nil {
 		return err
@@ -70,7 +70,7 @@ func (b *Backend) Step(kind kvcore.OptKind, p *kvcore.StepParams, weight, grad k
 // after these dispatches, so reuse is safe.
 func (b *Backend) lamb(p *kvcore.StepParams, bufs []*Buffer) error {
 	w := bufs[0]
-	vec4 := allPadded(bufs...)
+	vec4 := b.vec4(bufs...)
 	count := func(cnt int) int {
 		if vec4 {
 			return (cnt + 3) / 4
