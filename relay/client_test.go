@@ -1,0 +1,302 @@
+//go:build !js
+
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"nhooyr.io/websocket"
+)
+
+// echoServer echoes every binary message; it records the token each
+// connection presented and can drop all connections.
+type echoServer struct {
+	url    string
+	mu     sync.Mutex
+	tokens []string
+	conns  []*websocket.Conn
+	n      atomic.Int32
+}
+
+func newEchoServer(t testing.TB) *echoServer {
+	e := &echoServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("job") == "refuse" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}})
+		if err != nil {
+			return
+		}
+		if c.Subprotocol() != Subprotocol {
+			c.Close(websocket.StatusPolicyViolation, "subprotocol")
+			return
+		}
+		e.n.Add(1)
+		e.mu.Lock()
+		e.tokens = append(e.tokens, tokenFrom(r))
+		e.conns = append(e.conns, c)
+		e.mu.Unlock()
+		c.SetReadLimit(-1)
+		var buf []byte
+		for {
+			_, rd, err := c.Reader(context.Background())
+			if err != nil {
+				return
+			}
+			msg, err := readAllInto(rd, &buf)
+			if err != nil {
+				return
+			}
+			if err := c.Write(context.Background(), websocket.MessageBinary, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+func (e *echoServer) dropAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.conns {
+		c.CloseNow()
+	}
+	e.conns = nil
+}
+
+func TestDialEchoAndToken(t *testing.T) {
+	e := newEchoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, e.url, DialOptions{Job: "j", Token: "s3cret-Tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, n := range []int{0, 1, 4095, 4096, 4097, batchSize - 1, batchSize, batchSize + 3, 3 << 20} {
+		msg := make([]byte, n)
+		for i := range msg {
+			msg[i] = byte(rng.Uint32())
+		}
+		if err := c.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("echo of %d bytes differs", n)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.tokens) != 1 || e.tokens[0] != "s3cret-Tok" {
+		t.Fatalf("server saw tokens %q, want the subprotocol token", e.tokens)
+	}
+}
+
+func TestDialRefusedIsFinal(t *testing.T) {
+	e := newEchoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, e.url, DialOptions{Job: "refuse"})
+	if err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("got %v, want an HTTP 403 refusal", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("a refusal was retried until the context ended")
+	}
+	if _, err := Dial(ctx, e.url, DialOptions{}); err == nil {
+		t.Fatal("dial without a job succeeded")
+	}
+	if _, err := Dial(ctx, "ftp://x", DialOptions{Job: "j"}); err == nil {
+		t.Fatal("dial with an ftp URL succeeded")
+	}
+}
+
+func TestDialWaitsForServer(t *testing.T) {
+	// Reserve a port, start the server on it only after a while.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(w, r, nil)
+			if err == nil {
+				c.Close(websocket.StatusNormalClosure, "")
+			}
+		})}
+		t.Cleanup(func() { srv.Close() })
+		srv.Serve(ln)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "ws://"+addr, DialOptions{Job: "j"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestReconnect(t *testing.T) {
+	e := newEchoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, e.url, DialOptions{Job: "j", ReconnectMin: time.Millisecond, ReconnectMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for round := 0; round < 3; round++ {
+		if err := c.Send(ctx, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+			t.Fatal(err)
+		}
+		e.dropAll()
+		// Recv notices the loss, reconnects and reports it once.
+		_, err := c.Recv(ctx)
+		if !errors.Is(err, ErrReconnected) {
+			t.Fatalf("round %d: Recv after a drop: %v, want ErrReconnected", round, err)
+		}
+		if err := c.Send(ctx, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Recv(ctx)
+		if err != nil || string(got) != "hi" {
+			t.Fatalf("after reconnect: %q, %v", got, err)
+		}
+	}
+	c.Kill()
+	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+		t.Fatalf("after Kill: %v", err)
+	}
+	if got := e.n.Load(); got != 5 {
+		t.Fatalf("%d connections, want 5", got)
+	}
+	c.Close()
+	if err := c.Send(ctx, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: %v", err)
+	}
+	if _, err := c.Recv(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after Close: %v", err)
+	}
+}
+
+func TestReconnectGivesUp(t *testing.T) {
+	e := newEchoServer(t)
+	srvURL := e.url
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, srvURL, DialOptions{Job: "j", ReconnectMin: time.Millisecond, ReconnectMax: 10 * time.Millisecond, GiveUp: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Send(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+		t.Fatal(err)
+	}
+	// Point the client at a dead address, then drop it.
+	c.mu.Lock()
+	c.url = "ws://127.0.0.1:1/ws?job=j"
+	c.mu.Unlock()
+	e.dropAll()
+	_, err = c.Recv(ctx)
+	if err == nil || !strings.Contains(err.Error(), "gave up") {
+		t.Fatalf("got %v, want a give-up error", err)
+	}
+}
+
+func TestWSURL(t *testing.T) {
+	for _, tc := range []struct{ in, job, tok, want string }{
+		{"ws://h:1", "a", "", "ws://h:1/ws?job=a"},
+		{"http://h:1/", "a b", "tok", "ws://h:1/ws?job=a+b"},
+		{"https://h/x/ws", "a", "has space", "wss://h/x/ws?job=a&token=has+space"},
+	} {
+		got, err := wsURL(tc.in, tc.job, tc.tok)
+		if err != nil || got != tc.want {
+			t.Errorf("wsURL(%q,%q,%q) = %q, %v; want %q", tc.in, tc.job, tc.tok, got, err, tc.want)
+		}
+	}
+	if p := subprotocols("a/b"); len(p) != 1 {
+		t.Errorf("a token with '/' was offered as a subprotocol: %q", p)
+	}
+}
+
+// TestBatchConnOrder checks that coalesced writes keep their order and that
+// writes outside begin/end are not held back.
+func TestBatchConnOrder(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	bc := newBatchConn(a, 64)
+	var got bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		buf := make([]byte, 1000)
+		for {
+			n, err := b.Read(buf)
+			got.Write(buf[:n])
+			if err != nil || got.Len() >= 1+200+10+3 {
+				close(done)
+				return
+			}
+		}
+	}()
+	var want bytes.Buffer
+	w := func(p []byte) {
+		if _, err := bc.Write(p); err != nil {
+			t.Error(err)
+		}
+		want.Write(p)
+	}
+	w([]byte{1}) // outside a batch: goes through at once
+	bc.begin()
+	for i := 0; i < 20; i++ {
+		w(bytes.Repeat([]byte{byte(i + 2)}, 10))
+	}
+	w(bytes.Repeat([]byte{99}, 10))
+	if err := bc.end(); err != nil {
+		t.Fatal(err)
+	}
+	w([]byte{7, 8, 9})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bytes held back")
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("coalesced bytes differ from the written bytes")
+	}
+}

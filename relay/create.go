@@ -1,0 +1,51 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/webkv/webkv/kvcore"
+)
+
+// Create makes a dist store (typ: dist_sync, dist_async, dist_device_sync)
+// served by the relay at url. A comma-separated url list names the shards
+// of a sharded relay, in shard order: the store connects to every one and
+// places keys with wire.Place (big keys split over all shards, small ones by
+// hash). Extra kvcore options (a backend, for instance) follow.
+func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts ...kvcore.Option) (*kvcore.Store, error) {
+	urls := splitURLs(url)
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("relay: create %s: no relay url", typ)
+	}
+	ts := make(kvcore.Shards, 0, len(urls))
+	for _, u := range urls {
+		c, err := Dial(ctx, u, opts)
+		if err != nil {
+			ts.Close()
+			return nil, fmt.Errorf("relay: create %s: %w", typ, err)
+		}
+		ts = append(ts, c)
+	}
+	var t kvcore.Transport = ts
+	if len(ts) == 1 {
+		t = ts[0]
+	}
+	o := append([]kvcore.Option{kvcore.WithTransport(t), kvcore.WithContext(ctx)}, kvopts...)
+	s, err := kvcore.Create(typ, o...)
+	if err != nil {
+		ts.Close()
+		return nil, fmt.Errorf("relay: create %s: %w", typ, err)
+	}
+	return s, nil
+}
+
+func splitURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -1,0 +1,12 @@
+//go:build !js
+
+package relay
+
+import (
+	"io/fs"
+	"testing/fstest"
+)
+
+func fstestFS() fs.FS {
+	return fstest.MapFS{"index.html": {Data: []byte("hi")}}
+}

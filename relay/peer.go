@@ -1,0 +1,162 @@
+//go:build !js
+
+package relay
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"nhooyr.io/websocket"
+)
+
+// peer is one accepted websocket connection. Its reader goroutine feeds the
+// job; its writer goroutine drains a bounded queue with a write deadline, so
+// a peer that reads slowly (or not at all) is closed instead of stalling the
+// job goroutine or the other peers.
+type peer struct {
+	id     uint64
+	ws     *websocket.Conn
+	remote string
+	m      *jobMetrics
+
+	out     chan outMsg
+	done    chan struct{} // closed when the peer is closed
+	once    sync.Once
+	authed  bool // token checked at upgrade
+
+	mu     sync.Mutex
+	reason error // why the peer was closed
+}
+
+// outMsg is one message to send. release, when set, returns the message's
+// buffer to its pool once written (or dropped).
+type outMsg struct {
+	b       []byte
+	release func()
+	// closeWith, when set, makes the writer close the connection after
+	// everything queued before it was written (an error frame, then the
+	// close that it explains).
+	closeWith error
+}
+
+func newPeer(id uint64, ws *websocket.Conn, remote string, m *jobMetrics, queue int) *peer {
+	return &peer{id: id, ws: ws, remote: remote, m: m, out: make(chan outMsg, queue), done: make(chan struct{})}
+}
+
+var errSlowPeer = errors.New("peer too slow: send queue full")
+
+// send queues msg without blocking. A full queue means the peer is not
+// keeping up; it is closed (StatusPolicyViolation) and send reports false.
+func (p *peer) send(msg outMsg) bool {
+	select {
+	case <-p.done:
+		if msg.release != nil {
+			msg.release()
+		}
+		return false
+	default:
+	}
+	select {
+	case p.out <- msg:
+		return true
+	default:
+		if msg.release != nil {
+			msg.release()
+		}
+		p.m.dropped.Add(1)
+		p.close(websocket.StatusPolicyViolation, errSlowPeer)
+		return false
+	}
+}
+
+// writeLoop sends queued messages, each under its own write deadline.
+func (p *peer) writeLoop(writeTimeout time.Duration) {
+	for {
+		select {
+		case <-p.done:
+			p.drain()
+			return
+		case msg := <-p.out:
+			if msg.closeWith != nil {
+				p.close(websocket.StatusPolicyViolation, msg.closeWith)
+				p.drain()
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+			err := p.ws.Write(ctx, websocket.MessageBinary, msg.b)
+			cancel()
+			if err == nil {
+				p.m.msgsOut.Add(1)
+				p.m.bytesOut.Add(uint64(len(msg.b)))
+			}
+			if msg.release != nil {
+				msg.release()
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					p.m.dropped.Add(1)
+				}
+				p.close(websocket.StatusPolicyViolation, err)
+				p.drain()
+				return
+			}
+		}
+	}
+}
+
+func (p *peer) drain() {
+	for {
+		select {
+		case msg := <-p.out:
+			if msg.release != nil {
+				msg.release()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// closeAfterQueued closes the connection (StatusPolicyViolation) once the
+// writer has sent what is queued, so an error frame reaches the peer before
+// the close; if the queue is full it closes at once.
+func (p *peer) closeAfterQueued(why error) {
+	select {
+	case p.out <- outMsg{closeWith: why}:
+	default:
+		p.close(websocket.StatusPolicyViolation, why)
+	}
+}
+
+// close closes the connection once; later calls are no-ops.
+func (p *peer) close(code websocket.StatusCode, why error) {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.reason = why
+		p.mu.Unlock()
+		close(p.done)
+		msg := ""
+		if why != nil {
+			msg = why.Error()
+			if len(msg) > 120 { // close reasons are capped at 123 bytes
+				msg = msg[:120]
+			}
+		}
+		if p.ws == nil {
+			return
+		}
+		go func() {
+			// Close waits up to 5s for the peer's close frame; do not
+			// hold the caller (often the job goroutine) for that.
+			_ = p.ws.Close(code, msg)
+		}()
+	})
+}
+
+func (p *peer) closedReason() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reason
+}

@@ -1,0 +1,317 @@
+//go:build !js
+
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/webkv/webkv/kvcore/wire"
+	"nhooyr.io/websocket"
+)
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startServer runs a relay on 127.0.0.1:0 until the test ends.
+func startServer(t testing.TB, cfg Config) (*Server, string) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s, u
+}
+
+// rawDial opens a websocket to the relay without the Conn wrapper.
+func rawDial(t testing.TB, ctx context.Context, base, job, token string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+	u, err := wsURL(base, job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: subprotocols(token), HTTPHeader: hdr})
+	if err == nil {
+		c.SetReadLimit(-1)
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+func sendMsg(t testing.TB, ctx context.Context, c *websocket.Conn, b []byte) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageBinary, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func recvMsg(t testing.TB, ctx context.Context, c *websocket.Conn) *wire.Msg {
+	t.Helper()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var m wire.Msg
+	if err := wire.Decode(b, nil, &m); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return &m
+}
+
+func hello(job, token string) []byte {
+	return wire.AppendHello(nil, &wire.Hello{Job: job, Role: "worker", Token: token, Mode: wire.ModeSync})
+}
+
+// expectClosed reads until the connection ends and returns the error frame
+// seen before the close (nil if none).
+func expectClosed(t testing.TB, ctx context.Context, c *websocket.Conn) *wire.Error {
+	t.Helper()
+	var werr *wire.Error
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatal("connection not closed by the relay")
+			}
+			return werr
+		}
+		var m wire.Msg
+		if wire.Decode(b, nil, &m) == nil && m.Type == wire.TypeError {
+			werr = wire.ErrorOf(&m)
+		}
+	}
+}
+
+func TestHelloWelcome(t *testing.T) {
+	_, u := startServer(t, Config{Tokens: map[string]string{"a": "ta"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := rawDial(t, ctx, u, "a", "ta", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subprotocol() != Subprotocol {
+		t.Fatalf("subprotocol %q", c.Subprotocol())
+	}
+	sendMsg(t, ctx, c, hello("a", "ta"))
+	m := recvMsg(t, ctx, c)
+	if m.Type != wire.TypeWelcome {
+		t.Fatalf("got %v (%v), want welcome", m.Type, wire.ErrorOf(m))
+	}
+	w, err := wire.DecodeWelcome(m.Payload, nil)
+	if err != nil || w.Rank != 0 || w.NumWorkers != 1 {
+		t.Fatalf("welcome %+v, %v", w, err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	_, u := startServer(t, Config{Tokens: map[string]string{"a": "ta", "b": "tb"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Wrong token at upgrade: refused before the websocket exists.
+	if _, resp, err := rawDial(t, ctx, u, "a", "tb", nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("wrong token: err %v, resp %v; want HTTP 403", err, resp)
+	}
+	// Unknown job.
+	if _, resp, err := rawDial(t, ctx, u, "zzz", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("unknown job: err %v; want HTTP 403", err)
+	}
+	// Token in the query.
+	c, _, err := websocket.Dial(ctx, strings.Replace(u, "ws://", "ws://", 1)+"/ws?job=b&token=tb", nil)
+	if err != nil {
+		t.Fatalf("query token: %v", err)
+	}
+	c.CloseNow()
+	// No token at upgrade: the Hello must carry it.
+	c, _, err = rawDial(t, ctx, u, "a", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, hello("a", "wrong"))
+	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeAuth {
+		t.Fatalf("hello with a wrong token: %v, want an auth error then close", werr)
+	}
+	// A Hello for another job than the URL's.
+	c, _, err = rawDial(t, ctx, u, "a", "ta", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, hello("b", "tb"))
+	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeBadRequest {
+		t.Fatalf("hello for another job: %v", werr)
+	}
+	// Requests before a Hello.
+	c, _, err = rawDial(t, ctx, u, "a", "ta", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePull, Seq: 1, Key: 3}))
+	m := recvMsg(t, ctx, c)
+	if m.Type != wire.TypeError || m.Code != wire.CodeNotJoined {
+		t.Fatalf("pull before hello: %v %v", m.Type, m.Code)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	_, u := startServer(t, Config{Origins: []string{"good.example"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, resp, err := rawDial(t, ctx, u, "j", "", http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bad origin: err %v; want HTTP 403", err)
+	}
+	if _, _, err := rawDial(t, ctx, u, "j", "", http.Header{"Origin": {"https://good.example"}}); err != nil {
+		t.Fatalf("allowed origin: %v", err)
+	}
+	if _, _, err := rawDial(t, ctx, u, "j", "", nil); err != nil {
+		t.Fatalf("no origin (native client): %v", err)
+	}
+}
+
+func TestBadFrames(t *testing.T) {
+	_, u := startServer(t, Config{MaxMessage: 1 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A healthy worker of the same job must not notice the others' trouble.
+	good, _, err := rawDial(t, ctx, u, "j", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, good, hello("j", ""))
+	if m := recvMsg(t, ctx, good); m.Type != wire.TypeWelcome {
+		t.Fatalf("good worker: %v", m.Type)
+	}
+	big := wire.AppendHeader(nil, &wire.Header{Type: wire.TypePush, DType: wire.DTypeF32, Count: 1, Total: 1, PLen: 1<<30 - 8})
+	cases := []struct {
+		name string
+		msg  []byte
+		typ  websocket.MessageType
+		code wire.Code
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\n\r\n and then some more bytes to pass 56 bytes of header"), websocket.MessageBinary, wire.CodeBadFrame},
+		{"short", []byte{0x77, 0x6b, 1}, websocket.MessageBinary, wire.CodeBadFrame},
+		{"text", []byte("hello"), websocket.MessageText, wire.CodeBadFrame},
+		{"version", append([]byte{0x77, 0x6b, 9}, make([]byte, 53)...), websocket.MessageBinary, wire.CodeVersion},
+		{"announced-too-big", big, websocket.MessageBinary, wire.CodeLimit},
+		{"truncated", wire.AppendHeader(nil, &wire.Header{Type: wire.TypePush, DType: wire.DTypeF32, Count: 4, Total: 4, PLen: 16}), websocket.MessageBinary, wire.CodeBadFrame},
+		{"trailing", append(wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing}), 1, 2, 3), websocket.MessageBinary, wire.CodeBadFrame},
+		{"bad-hello", append(wire.AppendHeader(nil, &wire.Header{Type: wire.TypeHello, PLen: 4}), 0xff, 0xff, 0xff, 0xff), websocket.MessageBinary, wire.CodeBadFrame},
+	}
+	for _, tc := range cases {
+		c, _, err := rawDial(t, ctx, u, "j", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(ctx, tc.typ, tc.msg); err != nil {
+			t.Fatal(err)
+		}
+		werr := expectClosed(t, ctx, c)
+		if werr == nil || werr.Code != tc.code {
+			t.Errorf("%s: got error frame %v, want code %v", tc.name, werr, tc.code)
+		}
+	}
+	// A real message over the limit, honestly announced: refused from its
+	// header, before the relay buffers its payload.
+	c, _, err := rawDial(t, ctx, u, "j", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := make([]byte, 2<<20)
+	copy(over, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing, PLen: 2<<20 - wire.HeaderSize}))
+	_ = c.Write(ctx, websocket.MessageBinary, over)
+	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeLimit {
+		t.Errorf("oversized message: %v, want a limit error", werr)
+	}
+	// The good worker still works.
+	sendMsg(t, ctx, good, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing}))
+	if m := recvMsg(t, ctx, good); m.Type != wire.TypePong {
+		t.Fatalf("good worker after the bad ones: %v", m.Type)
+	}
+}
+
+func TestMetricsStatus(t *testing.T) {
+	s, u := startServer(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := rawDial(t, ctx, u, "job-x", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, hello("job-x", ""))
+	recvMsg(t, ctx, c)
+	httpURL := "http" + strings.TrimPrefix(u, "ws")
+	resp, err := http.Get(httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`webkv_live_workers{job="job-x"} 1`, `webkv_messages_in_total{job="job-x"} 1`, "# TYPE webkv_round_seconds histogram", "webkv_relay_connections 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	resp, err = http.Get(httpURL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].Job != "job-x" || st.Jobs[0].LiveWorkers != 1 {
+		t.Fatalf("/status: %+v, %v", st, err)
+	}
+	// Mounting the browser app.
+	s.Handle("/app/", http.StripPrefix("/app", http.FileServerFS(fstestFS())))
+	resp, err = http.Get(httpURL + "/app/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hi" {
+		t.Fatalf("mounted handler served %q", body)
+	}
+}
+
+func TestSlowPeerDropped(t *testing.T) {
+	m := &jobMetrics{}
+	p := newPeer(1, nil, "x", m, 2)
+	// No writer goroutine: the queue fills and the third send closes it.
+	released := 0
+	for i := 0; i < 3; i++ {
+		p.out <- outMsg{} // fill directly
+		if i == 1 {
+			break
+		}
+	}
+	ok := p.send(outMsg{b: []byte{1}, release: func() { released++ }})
+	if ok || released != 1 || m.dropped.Load() != 1 {
+		t.Fatalf("send to a full queue: ok %v, released %d, dropped %d", ok, released, m.dropped.Load())
+	}
+	if !errors.Is(p.closedReason(), errSlowPeer) {
+		t.Fatalf("reason %v", p.closedReason())
+	}
+}
