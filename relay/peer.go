@@ -21,10 +21,10 @@ type peer struct {
 	remote string
 	m      *jobMetrics
 
-	out     chan outMsg
-	done    chan struct{} // closed when the peer is closed
-	once    sync.Once
-	authed  bool // token checked at upgrade
+	out    chan outMsg
+	done   chan struct{} // closed when the peer is closed
+	once   sync.Once
+	authed bool // token checked at upgrade
 
 	mu     sync.Mutex
 	reason error // why the peer was closed
