@@ -167,28 +167,35 @@ func shift1(k int) uint { return uint(8*(k/8) + 7 - k%8) }
 
 // quantize2Word quantizes 16 values (len(g) == len(r) == 16) into one word.
 // A byte is built by shifting left, so its first value ends in the top bits.
+// The loop has no data-dependent branch (random gradients would mispredict
+// about half of them): the code and the amount taken off the residual are
+// selected with integer masks, and taking off +0 leaves any residual,
+// including -0, unchanged.
 func quantize2Word(g, r []float32, pos, neg float32) uint32 {
 	g, r = g[:16], r[:16]
+	pb, nb := math.Float32bits(pos), math.Float32bits(neg)
 	var word uint32
 	for b := 0; b < 4; b++ {
 		var byt uint32
 		for c := 0; c < 4; c++ {
 			i := 4*b + c
 			v := r[i] + g[i]
-			var code uint32
-			if v >= pos {
-				code = 3
-				v -= pos
-			} else if v <= neg {
-				code = 2
-				v -= neg
-			}
-			r[i] = v
-			byt = byt<<2 | code
+			ge := b2u(v >= pos)
+			le := b2u(v <= neg) &^ ge // else-if, as MXNet
+			r[i] = v - math.Float32frombits(pb&-ge|nb&-le)
+			byt = byt<<2 | ge*3 | le*2
 		}
 		word |= byt << (8 * b)
 	}
 	return word
+}
+
+// b2u is 1 for true; the compiler turns it into a flag-setting instruction.
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Quantize1Bit adds g into the residual r and packs 1-bit codes into out:
@@ -213,23 +220,20 @@ func Quantize1Bit(out, g, r []float32, threshold float32) {
 	}
 }
 
-// quantize1Word quantizes 32 values into one word.
+// quantize1Word quantizes 32 values into one word, without data-dependent
+// branches: adding -1 is subtracting 1 exactly, so the residual moves by
+// ±1 selected through the sign bit.
 func quantize1Word(g, r []float32, t float32) uint32 {
 	g, r = g[:32], r[:32]
+	const one = 0x3f800000 // float32 1
 	var word uint32
 	for b := 0; b < 4; b++ {
 		var byt uint32
 		for c := 0; c < 8; c++ {
 			i := 8*b + c
 			v := r[i] + g[i]
-			var bit uint32
-			if v > t {
-				bit = 1
-				v -= 1
-			} else {
-				v += 1
-			}
-			r[i] = v
+			bit := b2u(v > t)
+			r[i] = v + math.Float32frombits(one|bit<<31)
 			byt = byt<<1 | bit
 		}
 		word |= byt << (8 * b)
