@@ -1,0 +1,160 @@
+package www
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Report is one peer's progress, posted to /api/report by tabs and native
+// workers (or given to Board.Report in-process).
+type Report struct {
+	ID       string  `json:"id"`                // stable per peer, chosen by the peer
+	Kind     string  `json:"kind"`              // "browser" or "native"
+	Backend  string  `json:"backend"`           // e.g. "webgpu: llvmpipe" or "cpu (no WebGPU adapter)"
+	Rank     int     `json:"rank"`              // rank in the job, -1 before joining
+	Workers  int     `json:"workers"`           // workers in the job as the peer sees it
+	State    string  `json:"state"`             // joining, loading, training, done, error, left
+	Round    int     `json:"round"`             // rounds completed by this peer
+	Samples  int64   `json:"samples"`           // training samples this peer processed
+	Loss     float64 `json:"loss"`              // recent training loss
+	TestAcc  float64 `json:"test_acc"`          // last test accuracy (0 before the first evaluation)
+	TestLoss float64 `json:"test_loss"`         // last test loss
+	Rate     float64 `json:"samples_per_sec"`   // recent throughput
+	Message  string  `json:"message,omitempty"` // error or note
+	Token    string  `json:"token,omitempty"`   // the job token, when the board requires it
+
+	Seen time.Time `json:"seen"` // set by the board
+}
+
+// Point is one entry of a peer's history.
+type Point struct {
+	Round   int     `json:"round"`
+	T       float64 `json:"t"` // seconds since the board started
+	Loss    float64 `json:"loss"`
+	TestAcc float64 `json:"test_acc,omitempty"`
+}
+
+type peer struct {
+	last Report
+	hist []Point
+}
+
+// Board keeps the latest report and a bounded history of every peer, for
+// the dashboard. It is an http.Handler for /api/report, /api/leave and
+// /api/peers, and safe for concurrent use.
+type Board struct {
+	mu    sync.Mutex
+	start time.Time
+	peers map[string]*peer
+	token string
+}
+
+// Stale is how long a peer may stay silent before the dashboard shows it
+// as gone: a tab that was killed without its unload beacon drops out of
+// the table instead of looking stuck.
+const Stale = 15 * time.Second
+
+const maxHistory = 2000
+
+// NewBoard returns an empty board.
+func NewBoard() *Board { return &Board{start: time.Now(), peers: map[string]*peer{}} }
+
+// Report records r (r.ID required).
+func (b *Board) Report(r Report) error {
+	if r.ID == "" || len(r.ID) > 64 {
+		return fmt.Errorf("report: id %q: want 1..64 characters", r.ID)
+	}
+	r.Token = ""
+	r.Seen = time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.peers[r.ID]
+	if p == nil {
+		if len(b.peers) >= 1024 {
+			return fmt.Errorf("report: board full (1024 peers)")
+		}
+		p = &peer{}
+		b.peers[r.ID] = p
+	}
+	newRound := len(p.hist) == 0 || r.Round != p.hist[len(p.hist)-1].Round || r.TestAcc != p.last.TestAcc
+	p.last = r
+	if newRound && r.Round > 0 {
+		p.hist = append(p.hist, Point{Round: r.Round, T: time.Since(b.start).Seconds(), Loss: r.Loss, TestAcc: r.TestAcc})
+		if len(p.hist) > maxHistory {
+			p.hist = append(p.hist[:0], p.hist[len(p.hist)-maxHistory/2:]...)
+		}
+	}
+	return nil
+}
+
+// Leave marks peer id as gone.
+func (b *Board) Leave(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.peers[id]; p != nil {
+		p.last.State = "left"
+		p.last.Seen = time.Now()
+	}
+}
+
+// PeerStatus is one peer in /api/peers.
+type PeerStatus struct {
+	Report
+	Gone    bool    `json:"gone"` // silent for longer than Stale, or left
+	History []Point `json:"history"`
+}
+
+// Peers returns every peer, sorted by kind then id.
+func (b *Board) Peers() []PeerStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]PeerStatus, 0, len(b.peers))
+	for _, p := range b.peers {
+		gone := p.last.State == "left" || (p.last.State != "done" && time.Since(p.last.Seen) > Stale)
+		out = append(out, PeerStatus{Report: p.last, Gone: gone, History: append([]Point(nil), p.hist...)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind > out[j].Kind // native first
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/api/peers" && r.Method == http.MethodGet:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()})
+	case (r.URL.Path == "/api/report" || r.URL.Path == "/api/leave") && r.Method == http.MethodPost:
+		var rep Report
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err == nil {
+			err = json.Unmarshal(body, &rep)
+		}
+		if err != nil {
+			http.Error(w, "bad report: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if b.token != "" && rep.Token != b.token {
+			http.Error(w, "report: wrong or missing job token", http.StatusForbidden)
+			return
+		}
+		if r.URL.Path == "/api/leave" {
+			b.Leave(rep.ID)
+		} else if err := b.Report(rep); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.Error(w, "not found: want GET /api/peers, POST /api/report or POST /api/leave", http.StatusNotFound)
+	}
+}

@@ -1,0 +1,224 @@
+// The demo page: join the job, train, report, and show the dashboard.
+// Query parameters: ?watch (only show the dashboard), ?job=…, ?cpu (force
+// the CPU engine), ?rounds=N; the token comes from #token=… or /api/config.
+import { CpuMLP } from './cpu.js';
+import { GpuMLP, openGPU } from './gpu.js';
+import { draw, color } from './chart.js';
+
+const SHAPE = { In: 784, Hidden: 128, Out: 10 };
+const KEYS = ['w1', 'b1', 'w2', 'b2'];
+const $ = (id) => document.getElementById(id);
+const qs = new URLSearchParams(location.search);
+const hash = new URLSearchParams(location.hash.slice(1));
+const myID = 'tab-' + Math.random().toString(16).slice(2, 8);
+
+const me = { id: myID, kind: 'browser', backend: '', rank: -1, workers: 0, state: 'joining', round: 0, samples: 0,
+  loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '' };
+let cfg = null, token = '', kv = null, leaving = false;
+
+function status(text, cls = '') { const s = $('status'); s.textContent = text; s.className = cls; }
+function fail(e, where) {
+  console.error(where, e);
+  me.state = 'error'; me.message = `${where}: ${e && e.message ? e.message : e}`;
+  status(me.message, 'error'); report();
+}
+
+async function report() {
+  if (qs.has('watch') || !cfg) return;
+  try {
+    await fetch('/api/report', { method: 'POST', keepalive: true, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...me, token }) });
+  } catch (e) { /* the dashboard is best effort */ }
+}
+
+// Leaving cleanly: tell the dashboard (sendBeacon survives the unload) and
+// close the store so the relay drops this worker from the round at once
+// instead of waiting for its heartbeat timeout.
+function leave() {
+  if (leaving) return;
+  leaving = true;
+  me.state = 'left';
+  navigator.sendBeacon('/api/leave', JSON.stringify({ id: myID, token }));
+  if (kv) kv.close().catch(() => {});
+}
+addEventListener('pagehide', leave);
+addEventListener('beforeunload', leave);
+$('leave').onclick = () => { leave(); status('Left the job. Reload the page to join again.', 'warn'); };
+
+// Seeded normal numbers (mulberry32 + Box–Muller) for the initial weights:
+// rank 0's values win in dist init, so they only need to be sensible.
+function rng(seed) {
+  let a = seed >>> 0;
+  const u = () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
+}
+function initParams(seed) {
+  const { In, Hidden: H, Out: O } = SHAPE, n = rng(seed);
+  const p = { w1: new Float32Array(In * H), b1: new Float32Array(H), w2: new Float32Array(H * O), b2: new Float32Array(O) };
+  const s1 = Math.sqrt(2 / In), s2 = Math.sqrt(2 / H);
+  for (let i = 0; i < p.w1.length; i++) p.w1[i] = n() * s1;
+  for (let i = 0; i < p.w2.length; i++) p.w2[i] = n() * s2;
+  return p;
+}
+const zeros = () => ({ w1: new Float32Array(SHAPE.In * SHAPE.Hidden), b1: new Float32Array(SHAPE.Hidden),
+  w2: new Float32Array(SHAPE.Hidden * SHAPE.Out), b2: new Float32Array(SHAPE.Out) });
+const shapes = { w1: [SHAPE.In, SHAPE.Hidden], b1: [SHAPE.Hidden], w2: [SHAPE.Hidden, SHAPE.Out], b2: [SHAPE.Out] };
+
+// fetchShard decodes package mlp's shard format (shard.go).
+async function fetchShard(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}: ${await resp.text()}`);
+  const buf = await resp.arrayBuffer(), dv = new DataView(buf);
+  if (buf.byteLength < 28 || new TextDecoder().decode(new Uint8Array(buf, 0, 4)) !== 'WKM1') throw new Error(`${url}: not a webkv shard`);
+  const n = dv.getUint32(4, true), lpad = (n + 3) & ~3;
+  if (buf.byteLength !== 28 + lpad + n * 784) throw new Error(`${url}: ${buf.byteLength} bytes for ${n} samples`);
+  const labels = new Uint8Array(buf, 28, n), px = new Uint8Array(buf, 28 + lpad, n * 784);
+  return { n, labels, px };
+}
+function toInputs(set, idx, x, y) {
+  for (let k = 0; k < idx.length; k++) {
+    const i = idx[k];
+    for (let j = 0; j < 784; j++) x[k * 784 + j] = set.px[i * 784 + j] / 255;
+    y[k] = set.labels[i];
+  }
+}
+
+async function train() {
+  // 1. Engine: WebGPU with the shared WGSL kernels, else the CPU.
+  let engine;
+  const maxBatch = Math.max(cfg.batch, 256);
+  if (!qs.has('cpu')) {
+    try {
+      const { device, adapter } = await openGPU();
+      engine = await GpuMLP.create(device, SHAPE, maxBatch);
+      me.backend = `webgpu: ${adapter}`;
+      device.lost.then((info) => fail(new Error(info.message), 'WebGPU device lost'));
+    } catch (e) {
+      me.backend = `cpu (no WebGPU: ${e.message})`;
+    }
+  } else me.backend = 'cpu (forced by ?cpu)';
+  if (!engine) engine = new CpuMLP(SHAPE);
+  $('m-backend').textContent = me.backend;
+
+  // 2. Join the job through webkv; without the runtime, train alone.
+  status('Joining the job…'); report();
+  let solo = '';
+  try {
+    const webkv = await import('/webkv/webkv.js');
+    kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000 });
+    kv.on('connection', (d) => { if (d.state !== 'connected' && d.state !== 'info') status(`Relay connection ${d.state}${d.message ? ': ' + d.message : ''}`, d.state === 'failed' ? 'error' : 'warn'); });
+  } catch (e) {
+    solo = `webkv unavailable (${e.message}): training alone in this tab`;
+    kv = null;
+  }
+  me.rank = kv ? kv.rank : 0;
+  me.workers = kv ? kv.numWorkers : 1;
+  const init = initParams(cfg.seed);
+  let w = init;
+  if (kv) {
+    for (const k of KEYS) {
+      try { await kv.init(k, init[k], shapes[k]); } catch (e) { if (e.code !== 'DUPLICATE_INIT') throw e; }
+    }
+    // MXNet's rule: only rank 0 sends the optimizer to the servers.
+    if (kv.rank === 0) await kv.setOptimizer({ name: 'sgd', learning_rate: cfg.learning_rate, momentum: cfg.momentum });
+  }
+
+  // 3. Data: this peer's shard and the test subset.
+  me.state = 'loading'; status('Loading data…'); report();
+  const shardIdx = ((me.rank % cfg.shards) + cfg.shards) % cfg.shards;
+  const [shard, test] = await Promise.all([
+    fetchShard(`/data/shard?i=${shardIdx}&n=${cfg.shards}&iid=${cfg.iid ? 1 : 0}&seed=${cfg.seed}&max=${cfg.max_per_shard || 0}`),
+    fetchShard(`/data/test?max=${cfg.test_size}`),
+  ]);
+  const tx = new Float32Array(test.n * 784), ty = new Uint8Array(test.n);
+  toInputs(test, [...Array(test.n).keys()], tx, ty);
+
+  // 4. Rounds: pull weights, compute the gradient of a batch, push it.
+  me.state = 'training';
+  status(solo || `Training on shard ${shardIdx} of ${cfg.shards} (${shard.n} samples, ${cfg.iid ? 'IID' : 'non-IID'}) as rank ${me.rank}.`, solo ? 'warn' : '');
+  const rounds = Number(qs.get('rounds')) || cfg.rounds || Infinity;
+  const B = cfg.batch, x = new Float32Array(B * 784), y = new Uint8Array(B), g = zeros();
+  const mom = zeros();
+  let order = [...Array(shard.n).keys()], pos = order.length, t0 = performance.now(), s0 = 0;
+  while (me.round < rounds && !leaving) {
+    if (kv) {
+      const vals = await Promise.all(KEYS.map((k) => kv.pull(k)));
+      w = Object.fromEntries(KEYS.map((k, i) => [k, vals[i]]));
+      me.workers = kv.numWorkers;
+    }
+    engine.setParams(w);
+    const idx = [];
+    while (idx.length < B) {
+      if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
+      idx.push(order[pos++]);
+    }
+    toInputs(shard, idx, x, y);
+    const r = await engine.grad(x, y, g);
+    me.loss = me.round ? 0.9 * me.loss + 0.1 * r.loss : r.loss;
+    if (kv) {
+      // The server sums the round's pushes: push this worker's share of the mean.
+      const inv = 1 / Math.max(1, me.workers);
+      await Promise.all(KEYS.map((k) => { const v = g[k]; for (let i = 0; i < v.length; i++) v[i] *= inv; return kv.push(k, v); }));
+    } else {
+      for (const k of KEYS) for (let i = 0; i < w[k].length; i++) { mom[k][i] = cfg.momentum * mom[k][i] - cfg.learning_rate * g[k][i]; w[k][i] += mom[k][i]; }
+    }
+    me.round++; me.samples += B;
+    const now = performance.now();
+    if (now - t0 > 1000) { me.samples_per_sec = ((me.samples - s0) * 1000) / (now - t0); t0 = now; s0 = me.samples; }
+    if (me.round % cfg.eval_every === 0 || me.round === rounds) {
+      if (kv) { const vals = await Promise.all(KEYS.map((k) => kv.pull(k))); w = Object.fromEntries(KEYS.map((k, i) => [k, vals[i]])); engine.setParams(w); }
+      const ev = await engine.evaluate(tx, ty);
+      me.test_acc = ev.acc; me.test_loss = ev.loss;
+      report();
+    }
+    showMe();
+  }
+  if (!leaving) {
+    me.state = 'done';
+    status(`Done: ${me.round} rounds, test accuracy ${(100 * me.test_acc).toFixed(1)} % on ${test.n} test images.`);
+    report();
+    if (kv) await kv.close();
+  }
+}
+
+function showMe() {
+  $('m-id').textContent = qs.has('watch') ? 'watching only' : myID;
+  $('m-rank').textContent = me.rank >= 0 ? `${me.rank} / ${me.workers}` : '–';
+  $('m-round').textContent = String(me.round);
+  $('m-loss').textContent = me.round ? me.loss.toFixed(3) : '–';
+  $('m-acc').textContent = me.test_acc ? `${(100 * me.test_acc).toFixed(1)} %` : '–';
+  $('m-rate').textContent = me.samples_per_sec ? me.samples_per_sec.toFixed(0) : '–';
+}
+
+const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+async function refresh() {
+  try {
+    const resp = await fetch('/api/peers', { cache: 'no-store' });
+    const { peers } = await resp.json();
+    const series = [];
+    const rows = peers.map((p, i) => {
+      const c = color(i);
+      if (p.history.length) series.push({ color: c, points: p.history });
+      const st = p.gone && p.state !== 'left' ? 'gone' : p.state;
+      return `<tr class="${p.gone ? 'gone' : ''} ${p.id === myID ? 'me' : ''}"><td><i style="display:inline-block;width:10px;height:10px;background:${c};margin-right:6px"></i>${esc(p.id)}${p.id === myID ? ' (this tab)' : ''}</td>` +
+        `<td>${esc(p.kind)}</td><td>${esc(p.backend)}</td><td><span class="state ${esc(st)}" title="${esc(p.message)}">${esc(st)}</span></td>` +
+        `<td>${p.rank >= 0 ? p.rank : '–'}</td><td>${p.round}</td><td>${p.samples}</td><td>${p.round ? p.loss.toFixed(3) : '–'}</td>` +
+        `<td>${p.test_acc ? (100 * p.test_acc).toFixed(1) + ' %' : '–'}</td><td>${p.samples_per_sec ? p.samples_per_sec.toFixed(0) : '–'}</td></tr>`;
+    });
+    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="10">No peers yet.</td></tr>';
+    $('legend').innerHTML = '<span><i style="background:#555"></i>test accuracy (left axis)</span><span><i style="background:repeating-linear-gradient(90deg,#555 0 4px,transparent 4px 7px)"></i>training loss (right axis)</span>';
+    draw($('chart'), series);
+  } catch (e) { /* retry on the next tick */ }
+}
+
+(async () => {
+  try {
+    cfg = await (await fetch('/api/config', { cache: 'no-store' })).json();
+    token = hash.get('token') || qs.get('token') || cfg.token || '';
+  } catch (e) { fail(e, 'loading the job configuration'); return; }
+  setInterval(refresh, 1000); refresh();
+  showMe();
+  if (qs.has('watch')) { status('Watching only (remove ?watch to join with this tab).'); return; }
+  setInterval(() => { if (!leaving && me.state !== 'done') report(); }, 2000);
+  try { await train(); } catch (e) { if (!leaving) fail(e, 'training'); }
+})();

@@ -1,0 +1,106 @@
+// Package www is the federated-training demo's web app: the page a browser
+// tab opens to join a job and train the MNIST MLP of package shaders/mlp on
+// WebGPU (or on the CPU), and the dashboard that shows every peer's state,
+// the rounds, loss and test accuracy over time, throughput and backends.
+//
+// Handler returns one http.Handler holding
+//
+//	/                 the page (index.html, app.js, gpu.js, cpu.js, chart.js, style.css; embedded)
+//	/mlp/*.wgsl       the model's WGSL kernels, the very sources native workers run
+//	/data/shard, /data/test   MNIST shards (package mlp's DataHandler)
+//	/api/config       the job's training settings (JSON)
+//	/api/report       POST: a peer's progress report (JSON Report)
+//	/api/leave        POST: a peer leaves (sent with navigator.sendBeacon on unload)
+//	/api/peers        GET: every peer's latest report and history (JSON)
+//	/webkv/           the webkv JavaScript runtime (webkv.js, webkv.wasm, wasm_exec.js), when given
+//
+// The relay binary mounts it on "/" (relay.Server.Handle("/", h)), next to
+// the relay's own /ws, /status and /metrics.
+package www
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+
+	"github.com/webkv/webkv/shaders/mlp"
+)
+
+//go:embed static
+var static embed.FS
+
+// JobConfig is what a joining tab trains with; /api/config serves it.
+type JobConfig struct {
+	Job       string  `json:"job"`             // relay job id
+	Token     string  `json:"token,omitempty"` // served only when Options.ShareToken
+	Type      string  `json:"type"`            // store type, e.g. dist_sync
+	Shards    int     `json:"shards"`          // split of the training set; a peer takes shard rank % Shards
+	IID       bool    `json:"iid"`             // IID or label-sorted split
+	Max       int     `json:"max_per_shard"`   // cap on samples fetched per shard (0: whole shard)
+	Batch     int     `json:"batch"`           // samples per worker per round
+	LR        float64 `json:"learning_rate"`   // SGD learning rate of the server-side optimizer
+	Momentum  float64 `json:"momentum"`        // SGD momentum
+	Rounds    int     `json:"rounds"`          // rounds each peer trains (0: until the page is closed)
+	EvalEvery int     `json:"eval_every"`      // rounds between test evaluations
+	TestSize  int     `json:"test_size"`       // test samples a peer evaluates on
+	Seed      int64   `json:"seed"`            // initial weights and split seed
+}
+
+// DefaultConfig is the demo's job: 4 IID shards, batch 64, SGD 0.1 with
+// momentum 0.9.
+func DefaultConfig() JobConfig {
+	return JobConfig{Job: "mnist", Type: "dist_sync", Shards: 4, IID: true, Max: 0, Batch: 64,
+		LR: 0.1, Momentum: 0.9, Rounds: 300, EvalEvery: 20, TestSize: 2000, Seed: 1}
+}
+
+// Options configure Handler.
+type Options struct {
+	Config JobConfig
+	// ShareToken serves Config.Token in /api/config so that a tab opened
+	// on the printed URL can join without typing it (the demo on loopback).
+	// Without it, a tab reads the token from the URL fragment (#token=…).
+	ShareToken bool
+	// Runtime holds webkv.js, webkv.wasm and wasm_exec.js (built by
+	// wasm/js/build.sh into bin/webkv-js); nil serves a 404 that says so,
+	// and the page then trains alone.
+	Runtime fs.FS
+	// Board collects peer reports; nil makes a new one.
+	Board *Board
+}
+
+// Handler returns the web app (see the package doc).
+func Handler(o Options) http.Handler {
+	if o.Board == nil {
+		o.Board = NewBoard()
+	}
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		panic(err) // "static" is embedded above
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /", http.FileServerFS(sub))
+	mux.Handle("GET /mlp/", http.StripPrefix("/mlp/", http.FileServerFS(mlp.KernelSources())))
+	mux.Handle("GET /data/", mlp.DataHandler())
+	cfg := o.Config
+	if !o.ShareToken {
+		cfg.Token = ""
+	}
+	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(cfg)
+	})
+	o.Board.token = o.Config.Token
+	mux.Handle("GET /api/peers", o.Board)
+	mux.Handle("POST /api/report", o.Board)
+	mux.Handle("POST /api/leave", o.Board)
+	if o.Runtime != nil {
+		mux.Handle("GET /webkv/", http.StripPrefix("/webkv/", http.FileServerFS(o.Runtime)))
+	} else {
+		mux.HandleFunc("GET /webkv/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "webkv runtime not mounted: build it with wasm/js/build.sh and pass its folder (webkv demo -js bin/webkv-js)", http.StatusNotFound)
+		})
+	}
+	return mux
+}
