@@ -80,6 +80,7 @@ func (s *Server) psmConfig(name string) psm.Config {
 		Limits:        &lim,
 		MaxKeys:       s.cfg.MaxKeys,
 		Token:         s.cfg.Tokens[name],
+		MinWorkers:    s.cfg.MinWorkers,
 	}
 	switch q := s.cfg.Quorum; {
 	case q > 1:

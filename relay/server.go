@@ -61,6 +61,11 @@ type Config struct {
 	// at its deadline. 0 means all live workers.
 	Quorum float64
 
+	// MinWorkers holds every job's Welcome answers until that many workers
+	// joined (MXNet's DMLC_NUM_WORKER start barrier); a Hello may ask for
+	// more (DialOptions.Workers). 0: none.
+	MinWorkers int
+
 	// Shards lists the URLs of all relay shards of a sharded deployment;
 	// ShardIndex is this relay's position in it. Empty means one relay.
 	Shards     []string

@@ -44,6 +44,7 @@ func runRelay(args []string) int {
 		ckRounds  = fs.Int("checkpoint-rounds", 100, "checkpoint after this many closed rounds")
 		ckEvery   = fs.Duration("checkpoint-interval", 30*time.Second, "checkpoint at least this often while the state changes")
 		durable   = fs.Bool("durable", true, "acknowledge an update only after it is checkpointed (needs -data)")
+		workers   = fs.Int("workers", 0, "hold each job's start until this many workers joined (0: none; a worker may ask for more)")
 		shardIdx  = fs.Int("shard-index", 0, "this relay's index in -shards")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file (serve wss:// with -tls-key)")
 		tlsKey    = fs.String("tls-key", "", "PEM key file")
@@ -92,6 +93,7 @@ func runRelay(args []string) int {
 		Timeout:            *timeout,
 		RoundDeadline:      *deadline,
 		Quorum:             *quorum,
+		MinWorkers:         *workers,
 		Shards:             shards,
 		ShardIndex:         *shardIdx,
 		TLSCert:            *tlsCert,

@@ -1,0 +1,464 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/shaders/mlp"
+	"github.com/webkv/webkv/www"
+)
+
+func init() {
+	register("worker", "train the demo's MNIST MLP as a native worker of a relay job (or alone)", runWorkerCmd)
+}
+
+// workerConfig is one native worker's job. The zero values of the numeric
+// fields are filled from www.DefaultConfig, so a worker and the tabs of a
+// demo train with the same settings.
+type workerConfig struct {
+	URL, Job, Token string // relay; URL "" or "local": a local store, training alone
+	ID              string // name on the dashboard
+	Steps           int    // rounds to train
+	Batch           int
+	LR, Momentum    float64
+	Shards          int  // split of the training set
+	Shard           int  // this worker's shard; -1: rank % Shards
+	IID             bool // IID or label-sorted split
+	MaxPerShard     int  // cap on this worker's samples (0: whole shard)
+	Seed            int64
+	EvalEvery       int // steps between test evaluations (0: only at the end)
+	TestSize        int // test samples for the periodic evaluations (the final one uses all 10000)
+	CPU             bool
+	Barrier         bool // wait for every worker after set-up (workers started together)
+
+	// Report receives progress (the demo's dashboard board); nil posts to
+	// URL's /api/report when URL is a relay, else drops it.
+	Report func(www.Report)
+	// Log receives human-readable progress lines; nil: none.
+	Log io.Writer
+}
+
+// workerResult is what a finished worker reached.
+type workerResult struct {
+	Rank, Workers int
+	Steps         int
+	Samples       int64
+	Backend       string
+	TestAcc       float64 // on the whole test set, with the final weights
+	TestLoss      float64
+	Elapsed       time.Duration
+}
+
+func (c *workerConfig) defaults() {
+	d := www.DefaultConfig()
+	if c.Batch <= 0 {
+		c.Batch = d.Batch
+	}
+	if c.LR <= 0 {
+		c.LR = d.LR
+	}
+	if c.Shards <= 0 {
+		c.Shards = d.Shards
+	}
+	if c.TestSize <= 0 {
+		c.TestSize = d.TestSize
+	}
+	if c.Job == "" {
+		c.Job = d.Job
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("native-%s-%d", host, os.Getpid())
+	}
+}
+
+func (c *workerConfig) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, format+"\n", args...)
+	}
+}
+
+func isLocal(u string) bool { return u == "" || u == "local" }
+
+// openStore returns a dist_sync store on the relay at cfg.URL, or a local
+// store when there is none.
+func openStore(ctx context.Context, cfg *workerConfig) (*kvcore.Store, error) {
+	if isLocal(cfg.URL) {
+		return kvcore.Create("local")
+	}
+	conn, err := relay.Dial(ctx, cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token})
+	if err != nil {
+		return nil, err
+	}
+	kv, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return kv, nil
+}
+
+// httpBase turns a relay URL (ws://host/ws, http://host) into its http(s)
+// origin, where the web app and its /api and /data routes live.
+func httpBase(u string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", err
+	}
+	switch p.Scheme {
+	case "ws":
+		p.Scheme = "http"
+	case "wss":
+		p.Scheme = "https"
+	case "http", "https":
+	default:
+		return "", fmt.Errorf("relay URL %q: want ws://, wss://, http:// or https://", u)
+	}
+	return p.Scheme + "://" + p.Host, nil
+}
+
+// postReporter posts reports to the relay's dashboard at most once a
+// second (and always for state changes and evaluations).
+func postReporter(base, token string) func(www.Report) {
+	var mu sync.Mutex
+	var last time.Time
+	var lastState string
+	var lastAcc float64
+	cl := &http.Client{Timeout: 3 * time.Second}
+	return func(r www.Report) {
+		mu.Lock()
+		if time.Since(last) < time.Second && r.State == lastState && r.TestAcc == lastAcc {
+			mu.Unlock()
+			return
+		}
+		last, lastState, lastAcc = time.Now(), r.State, r.TestAcc
+		mu.Unlock()
+		r.Token = token
+		b, _ := json.Marshal(r)
+		resp, err := cl.Post(base+"/api/report", "application/json", bytes.NewReader(b))
+		if err == nil {
+			resp.Body.Close() // best effort: a relay without the web app answers 404
+		}
+	}
+}
+
+// loadShard returns this worker's shard and the test set: from the MNIST
+// files of the GoMNIST module, or, when they are not on this machine, from
+// the relay's /data routes.
+func loadShard(ctx context.Context, cfg *workerConfig, shard int) (*mlp.Set, *mlp.Set, error) {
+	train, test, err := mlp.Load()
+	if err == nil {
+		parts, err := mlp.Split(train.Labels, cfg.Shards, cfg.IID, cfg.Seed)
+		if err != nil {
+			return nil, nil, err
+		}
+		idx := parts[shard]
+		if cfg.MaxPerShard > 0 && cfg.MaxPerShard < len(idx) {
+			idx = idx[:cfg.MaxPerShard]
+		}
+		s, err := train.Subset(idx)
+		return s, test, err
+	}
+	if isLocal(cfg.URL) {
+		return nil, nil, err
+	}
+	base, berr := httpBase(cfg.URL)
+	if berr != nil {
+		return nil, nil, berr
+	}
+	cfg.logf("%s: MNIST not on this machine (%v); fetching shard %d from %s", cfg.ID, err, shard, base)
+	iid := 0
+	if cfg.IID {
+		iid = 1
+	}
+	s, err := fetchSet(ctx, fmt.Sprintf("%s/data/shard?i=%d&n=%d&iid=%d&seed=%d&max=%d", base, shard, cfg.Shards, iid, cfg.Seed, cfg.MaxPerShard))
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := fetchSet(ctx, base+"/data/test")
+	return s, t, err
+}
+
+func fetchSet(ctx context.Context, u string) (*mlp.Set, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	s, _, err := mlp.DecodeShard(b)
+	return s, err
+}
+
+// openEngine returns the GPU engine when an adapter is present, else the
+// CPU reference, and a description that says which and why.
+func openEngine(cfg *workerConfig, maxBatch int) (mlp.Engine, string, func()) {
+	if !cfg.CPU {
+		e, name, release, err := mlp.OpenEngine(mlp.MNIST, maxBatch)
+		if err == nil {
+			return e, name, release
+		}
+		e2, _ := mlp.NewCPU(mlp.MNIST)
+		return e2, fmt.Sprintf("cpu (no WebGPU: %v)", err), func() {}
+	}
+	e, _ := mlp.NewCPU(mlp.MNIST)
+	return e, "cpu (chosen with -cpu)", func() {}
+}
+
+// trainWorker runs one worker to the end: join, initialize (rank 0's
+// weights win), set the optimizer (rank 0), then Steps rounds of pull
+// weights → gradient of one batch → push gradient, with periodic test
+// evaluations, and a final one on the whole test set.
+func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err error) {
+	cfg.defaults()
+	if cfg.Steps <= 0 {
+		return res, fmt.Errorf("worker: -steps %d, want > 0", cfg.Steps)
+	}
+	if cfg.Shard >= cfg.Shards {
+		return res, fmt.Errorf("worker: shard %d of %d", cfg.Shard, cfg.Shards)
+	}
+	report := cfg.Report
+	if report == nil {
+		report = func(www.Report) {}
+		if !isLocal(cfg.URL) {
+			if base, err := httpBase(cfg.URL); err == nil {
+				report = postReporter(base, cfg.Token)
+			}
+		}
+	}
+	rep := www.Report{ID: cfg.ID, Kind: "native", Rank: -1, State: "joining"}
+	defer func() {
+		if err != nil {
+			rep.State, rep.Message = "error", err.Error()
+		} else {
+			rep.State = "done"
+		}
+		report(rep)
+	}()
+	start := time.Now()
+	maxBatch := max(cfg.Batch, 256)
+	engine, backend, release := openEngine(&cfg, maxBatch)
+	defer release()
+	rep.Backend, res.Backend = backend, backend
+	report(rep)
+
+	kv, err := openStore(ctx, &cfg)
+	if err != nil {
+		if errors.Is(err, kvcore.ErrNoTransport) {
+			return res, fmt.Errorf("worker: %w (this build's kvcore has no dist mode yet: run with -url local)", err)
+		}
+		return res, fmt.Errorf("worker: join %s: %w", cfg.URL, err)
+	}
+	defer kv.Close()
+	res.Rank, res.Workers = kv.Rank(), kv.NumWorkers()
+	rep.Rank, rep.Workers = res.Rank, res.Workers
+	cfg.logf("%s: rank %d of %d on %s, store %s", cfg.ID, res.Rank, res.Workers, backend, kv.Type())
+
+	// Keys and optimizer.
+	p, err := mlp.InitParams(mlp.MNIST, cfg.Seed)
+	if err != nil {
+		return res, err
+	}
+	shapes := mlp.MNIST.TensorShapes()
+	var wArr, gArr [4]*kvcore.Array
+	for i, t := range p.Tensors() {
+		if wArr[i], err = kvcore.FromSlice(kvcore.OnCPU(0), t, shapes[i]...); err != nil {
+			return res, err
+		}
+		if gArr[i], err = kvcore.NewArray(kvcore.OnCPU(0), shapes[i]...); err != nil {
+			return res, err
+		}
+		if err := kv.Init(ctx, kvcore.StrKey(mlp.TensorNames[i]), wArr[i]); err != nil {
+			return res, fmt.Errorf("worker: init %s: %w", mlp.TensorNames[i], err)
+		}
+	}
+	if kv.Rank() == 0 {
+		if err := kv.SetOptimizer(ctx, kvcore.SGD(cfg.LR, cfg.Momentum)); err != nil {
+			return res, fmt.Errorf("worker: set optimizer: %w", err)
+		}
+	}
+	if cfg.Barrier {
+		if err := kv.Barrier(ctx); err != nil {
+			return res, fmt.Errorf("worker: barrier after set-up: %w", err)
+		}
+	}
+
+	// Data.
+	shard := cfg.Shard
+	if shard < 0 {
+		shard = res.Rank % cfg.Shards
+	}
+	rep.State = "loading"
+	report(rep)
+	set, test, err := loadShard(ctx, &cfg, shard)
+	if err != nil {
+		return res, fmt.Errorf("worker: data: %w", err)
+	}
+	bt, err := mlp.NewBatcher(set, cfg.Batch, cfg.Seed+int64(res.Rank)+1)
+	if err != nil {
+		return res, err
+	}
+	tx, ty := test.Head(cfg.TestSize).Inputs()
+	g, _ := mlp.NewParams(mlp.MNIST)
+	keys := make([]kvcore.Key, 4)
+	for i, n := range mlp.TensorNames {
+		keys[i] = kvcore.StrKey(n)
+	}
+	pull := func() error {
+		for i, k := range keys {
+			if err := kv.Pull(k, wArr[i]); err != nil {
+				return err
+			}
+		}
+		for i, t := range p.Tensors() {
+			if err := wArr[i].CopyTo(t); err != nil {
+				return err
+			}
+		}
+		return engine.SetParams(p)
+	}
+
+	rep.State = "training"
+	cfg.logf("%s: shard %d of %d (%d samples, %s), batch %d, SGD lr %g momentum %g", cfg.ID, shard, cfg.Shards, set.Len(),
+		map[bool]string{true: "IID", false: "non-IID"}[cfg.IID], cfg.Batch, cfg.LR, cfg.Momentum)
+	t0, s0 := time.Now(), int64(0)
+	for step := 1; step <= cfg.Steps; step++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := pull(); err != nil {
+			return res, fmt.Errorf("worker: pull at step %d: %w", step, err)
+		}
+		bt.Next()
+		loss, _, err := engine.Grad(bt.X, bt.Y, g)
+		if err != nil {
+			return res, fmt.Errorf("worker: gradient at step %d: %w", step, err)
+		}
+		// dist_sync sums the round's pushes: push this worker's share of
+		// the mean gradient.
+		nw := max(kv.NumWorkers(), 1)
+		inv := 1 / float32(nw)
+		for i, t := range g.Tensors() {
+			if nw > 1 {
+				for j := range t {
+					t[j] *= inv
+				}
+			}
+			if err := gArr[i].CopyFrom(t); err != nil {
+				return res, err
+			}
+			if err := kv.Push(keys[i], gArr[i]); err != nil {
+				return res, fmt.Errorf("worker: push at step %d: %w", step, err)
+			}
+		}
+		res.Steps, res.Samples = step, res.Samples+int64(cfg.Batch)
+		if rep.Round == 0 {
+			rep.Loss = loss
+		} else {
+			rep.Loss = 0.9*rep.Loss + 0.1*loss
+		}
+		rep.Round, rep.Samples, rep.Workers = step, res.Samples, nw
+		if dt := time.Since(t0); dt > time.Second {
+			rep.Rate = float64(res.Samples-s0) / dt.Seconds()
+			t0, s0 = time.Now(), res.Samples
+		}
+		if cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0 && step < cfg.Steps {
+			if err := pull(); err != nil {
+				return res, fmt.Errorf("worker: pull for evaluation: %w", err)
+			}
+			if rep.TestLoss, rep.TestAcc, err = engine.Evaluate(tx, ty); err != nil {
+				return res, err
+			}
+			cfg.logf("%s: step %d/%d  loss %.3f  test accuracy %.2f%% (%d images)  %.0f samples/s", cfg.ID, step, cfg.Steps, rep.Loss, 100*rep.TestAcc, len(ty), rep.Rate)
+		}
+		report(rep)
+	}
+	if err := kv.WaitAll(ctx); err != nil {
+		return res, err
+	}
+	if err := pull(); err != nil {
+		return res, fmt.Errorf("worker: final pull: %w", err)
+	}
+	fx, fy := test.Inputs()
+	if res.TestLoss, res.TestAcc, err = engine.Evaluate(fx, fy); err != nil {
+		return res, err
+	}
+	rep.TestAcc, rep.TestLoss = res.TestAcc, res.TestLoss
+	res.Elapsed = time.Since(start)
+	cfg.logf("%s: done: %d steps, %d samples, test accuracy %.2f%% on %d images, %.1fs", cfg.ID, res.Steps, res.Samples, 100*res.TestAcc, len(fy), res.Elapsed.Seconds())
+	return res, nil
+}
+
+// workerFlags registers the training flags shared by worker and demo.
+func workerFlags(fs *flag.FlagSet, c *workerConfig) {
+	d := www.DefaultConfig()
+	fs.IntVar(&c.Steps, "steps", d.Rounds, "rounds to train")
+	fs.IntVar(&c.Batch, "batch", d.Batch, "samples per worker per round")
+	fs.Float64Var(&c.LR, "lr", d.LR, "SGD learning rate (server-side optimizer)")
+	fs.Float64Var(&c.Momentum, "momentum", d.Momentum, "SGD momentum")
+	fs.IntVar(&c.Shards, "shards", d.Shards, "split the training set into this many shards")
+	fs.BoolVar(&c.IID, "iid", d.IID, "IID split (false: label-sorted, each shard holds one or two digits)")
+	fs.IntVar(&c.MaxPerShard, "max-per-shard", d.Max, "cap on each worker's samples (0: the whole shard)")
+	fs.Int64Var(&c.Seed, "seed", d.Seed, "seed of the initial weights, split and batch order")
+	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "steps between test evaluations (0: only at the end)")
+	fs.IntVar(&c.TestSize, "test-size", d.TestSize, "test images in the periodic evaluations (the final one uses all 10000)")
+	fs.BoolVar(&c.CPU, "cpu", false, "compute on the CPU reference even when a WebGPU adapter exists")
+}
+
+func runWorkerCmd(args []string) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var c workerConfig
+	fs.StringVar(&c.URL, "url", "local", `relay URL (ws://host:port, http://host:port); "local" trains alone on a local store`)
+	fs.StringVar(&c.Job, "job", www.DefaultConfig().Job, "job id on the relay")
+	fs.StringVar(&c.Token, "token", "", "the job's access token")
+	fs.StringVar(&c.ID, "id", "", "name on the dashboard (default native-<host>-<pid>)")
+	fs.IntVar(&c.Shard, "shard", -1, "shard to train on (-1: rank % shards)")
+	fs.BoolVar(&c.Barrier, "barrier", false, "wait for all workers after set-up (for workers started together)")
+	workerFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "webkv worker: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	c.Log = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := trainWorker(ctx, c)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webkv worker: %v\n", err)
+		return 1
+	}
+	fmt.Printf("test accuracy %.2f%% after %d rounds (%d samples on this worker, %d workers) on %s\n",
+		100*res.TestAcc, res.Steps, res.Samples, res.Workers, res.Backend)
+	return 0
+}
