@@ -1,8 +1,12 @@
 package kvcore
 
-// PLACEHOLDER: the dist-mode link is built by the relay work.
+import (
+	"context"
+	"errors"
+	"fmt"
 
-import "context"
+	"github.com/webkv/webkv/kvcore/wire"
+)
 
 // remote is a dist store's link to its parameter server(s).
 type remote interface {
@@ -29,14 +33,155 @@ type remote interface {
 	close() error
 }
 
-// Transport carries encoded wire messages between a dist store and its
-// relay. Pipe gives an in-memory pair; package relay gives a websocket one.
+// Transport carries encoded wire messages (package kvcore/wire) between a
+// dist store and one parameter server (one relay shard). Pipe gives an
+// in-memory pair; package relay gives a reconnecting websocket one.
+//
+// Contract, as the store's remote uses it:
+//
+//   - Send sends one whole message. The remote never calls Send
+//     concurrently with itself, but Send runs concurrently with Recv and
+//     Close. msg may be reused by the caller once Send returns. Send may
+//     block while a reconnecting transport waits for its next connection.
+//   - Recv returns the next message; the slice stays valid until the next
+//     Recv. One goroutine calls Recv, with a context that lives as long as
+//     the store.
+//   - Reconnection: a transport that replaces a lost connection returns an
+//     error wrapping ErrReconnected from Recv once. Messages sent before it
+//     may or may not have arrived. The remote then sends a Hello with its
+//     worker id (resuming its rank) and resends every request that has no
+//     answer yet with its original sequence number; the server answers a
+//     request it already applied from its cache, so every push is applied
+//     exactly once. A Send that fails while the connection is down is
+//     harmless: its request is resent after ErrReconnected.
+//   - Any other Recv error is permanent: operations waiting on the store
+//     fail with ErrConnLost (wrapping the transport's error) instead of
+//     hanging, and later operations fail at once.
+//   - Close unblocks Send and Recv (they return errors) and releases the
+//     transport; the store calls it once, from Store.Close.
 type Transport interface {
 	Send(ctx context.Context, msg []byte) error
 	Recv(ctx context.Context) ([]byte, error)
 	Close() error
 }
 
+// PartSender is an optional Transport method: send head followed by body as
+// one message, without first copying them together (a websocket writer can
+// write both into one frame). The remote uses it for pushes when present.
+type PartSender interface {
+	SendParts(ctx context.Context, head, body []byte) error
+}
+
+// Joiner is an optional Transport method giving what the remote's handshake
+// says: the job to join, its token and how many workers to wait for.
+// Without it the remote joins job "" with no token and waits for no one.
+type Joiner interface {
+	JoinInfo() JoinInfo
+}
+
+// JoinInfo is what a dist store's handshake carries.
+type JoinInfo struct {
+	Job   string
+	Token string
+	// Workers, if > 0, makes the first join wait until that many workers
+	// joined the job (MXNet's DMLC_NUM_WORKER), so that ranks and
+	// NumWorkers are final before training starts.
+	Workers int
+	// BigArrayBound is the element count from which keys are split over
+	// every shard (0: wire.DefaultBigArrayBound); all workers of a job must
+	// agree on it.
+	BigArrayBound int
+}
+
+// Shards is a Transport made of one Transport per parameter-server shard;
+// give it to WithTransport to shard a dist store's keys with wire.Place:
+// big keys are split over all shards, small ones placed by hash, and
+// commands, barriers and optimizer settings reach every shard. Shards
+// carries no messages itself (Send and Recv fail); Close closes every
+// shard. JoinInfo comes from the first shard that implements Joiner.
+type Shards []Transport
+
+// Send fails: a Shards value is only a list of transports.
+func (s Shards) Send(ctx context.Context, msg []byte) error {
+	return errors.New("kvcore: Shards carries no messages itself; pass it to WithTransport")
+}
+
+// Recv fails: a Shards value is only a list of transports.
+func (s Shards) Recv(ctx context.Context) ([]byte, error) {
+	return nil, errors.New("kvcore: Shards carries no messages itself; pass it to WithTransport")
+}
+
+// Close closes every shard's transport.
+func (s Shards) Close() error {
+	var first error
+	for _, t := range s {
+		if err := t.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Dist-mode errors.
+var (
+	// ErrReconnected is wrapped by a Transport's Recv error after it
+	// replaced a lost connection (see Transport).
+	ErrReconnected = errors.New("transport reconnected")
+	// ErrConnLost is wrapped by the errors of operations that were pending
+	// or issued after a transport failed for good.
+	ErrConnLost = errors.New("connection to the parameter server lost")
+	// ErrServer is wrapped by errors the parameter server returned that
+	// have no more specific kvcore error.
+	ErrServer = errors.New("parameter server error")
+)
+
+// serverErr turns a wire error into a kvcore error: the matching kvcore
+// sentinel (so errors.Is(err, ErrDuplicateInit) works in dist mode too) and
+// the server's text.
+func serverErr(e *wire.Error) error {
+	var s error
+	switch e.Code {
+	case wire.CodeReinit:
+		s = ErrDuplicateInit
+	case wire.CodeUnknownKey:
+		s = ErrUnknownKey
+	case wire.CodeShape:
+		s = ErrShapeMismatch
+	case wire.CodeBadCompression:
+		s = ErrBadCompression
+	case wire.CodeBadStates:
+		s = ErrBadStates
+	case wire.CodeBadOptimizer:
+		s = ErrBadOptimizer
+	case wire.CodeMode:
+		s = ErrUnsupported
+	default:
+		s = ErrServer
+	}
+	return fmt.Errorf("%w (server: %w)", s, e)
+}
+
 func newRemote(ctx context.Context, typ string, async bool, t Transport) (remote, error) {
-	return nil, ErrNoTransport
+	ts := []Transport{t}
+	if sh, ok := t.(Shards); ok {
+		if len(sh) == 0 {
+			return nil, fmt.Errorf("dist: Shards is empty: %w", ErrNoTransport)
+		}
+		ts = sh
+	}
+	var info JoinInfo
+	for _, x := range ts {
+		if x == nil {
+			return nil, fmt.Errorf("dist: nil transport: %w", ErrNoTransport)
+		}
+		if j, ok := x.(Joiner); ok {
+			info = j.JoinInfo()
+			break
+		}
+	}
+	mode := wire.ModeSync
+	if async {
+		mode = wire.ModeAsync
+	}
+	return dialRemote(ctx, ts, mode, info)
 }

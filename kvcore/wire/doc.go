@@ -26,10 +26,13 @@
 //	 48   4  total   elements of the whole key
 //	 52   4  plen    payload bytes
 //
-// The data of a message (DType != DTypeNone) is the last DType.Bytes(count)
+// The data of a message (DType != DTypeNone) is the last Header.DataBytes()
 // bytes of the payload, raw, with no per-element encoding: float32 values
 // little-endian (DTypeF32), or the packed 32-bit words of a 2bit/1bit
-// compressed gradient (kvcore's packing, MXNet's) for count elements. Bytes
+// compressed gradient (kvcore's packing, MXNet's). A compressed part of a key
+// split over shards carries the words that hold its elements (PackedSpan):
+// from the word holding element offset, whose first offset%PerWord elements
+// belong to the previous part and are skipped. Bytes
 // before the data are the message's metadata: the Init metadata (key name
 // and shape), a Hello, a Welcome, a States table, an error text, a command
 // body. Metadata encodings use uvarints for lengths and counts and

@@ -101,6 +101,37 @@ func (d DType) Words(count int) int {
 // Bytes is the number of data bytes count elements take in d.
 func (d DType) Bytes(count int) int { return 4 * d.Words(count) }
 
+// PerWord is the number of elements one 32-bit word holds in d.
+func (d DType) PerWord() int {
+	switch d {
+	case DType2Bit:
+		return 16
+	case DType1Bit:
+		return 32
+	}
+	return 1
+}
+
+// PackedSpan returns the words [first, first+n) of a whole key's packed
+// gradient that hold elements [offset, offset+count): a part of a split key
+// starts at the word holding its first element, and its reader skips the
+// offset%PerWord elements before it. For DTypeF32 it is (offset, count).
+func PackedSpan(d DType, offset, count int) (first, n int) {
+	per := d.PerWord()
+	skip := offset % per
+	return offset / per, (skip + count + per - 1) / per
+}
+
+// DataBytes is the number of data bytes at the end of the payload of a
+// message with this header: the words PackedSpan gives for its part.
+func (h *Header) DataBytes() int {
+	if h.DType == DTypeNone || h.DType >= dtypeEnd {
+		return 0
+	}
+	_, n := PackedSpan(h.DType, int(h.Offset), int(h.Count))
+	return 4 * n
+}
+
 // Flag bits of the header.
 const (
 	FlagStrKey   uint16 = 1 << iota // key is the StrKeyID of a string key
@@ -134,7 +165,7 @@ type Msg struct {
 // Data returns the data bytes at the end of the payload (nil for DTypeNone).
 // Decode has checked that they are there.
 func (m *Msg) Data() []byte {
-	n := m.DType.Bytes(int(m.Count))
+	n := m.DataBytes()
 	if m.DType == DTypeNone || n > len(m.Payload) {
 		return nil
 	}
@@ -143,10 +174,7 @@ func (m *Msg) Data() []byte {
 
 // Meta returns the payload bytes before the data.
 func (m *Msg) Meta() []byte {
-	n := 0
-	if m.DType != DTypeNone {
-		n = m.DType.Bytes(int(m.Count))
-	}
+	n := m.DataBytes()
 	if n > len(m.Payload) {
 		return nil
 	}
@@ -259,7 +287,7 @@ func DecodeHeader(frame []byte, lim *Limits, h *Header) error {
 		return errf(CodeLimit, "%v: payload of %d bytes exceeds the limit of %d", h.Type, h.PLen, l.MaxPayload)
 	}
 	if h.DType != DTypeNone {
-		if need := uint64(h.DType.Bytes(int(h.Count))); need > uint64(h.PLen) {
+		if need := uint64(h.DataBytes()); need > uint64(h.PLen) {
 			return errf(CodeBadFrame, "%v: %d %v elements need %d data bytes, payload has %d", h.Type, h.Count, h.DType, need, h.PLen)
 		}
 	} else if h.Count != 0 && (h.Type == TypePush || h.Type == TypePushPull || h.Type == TypeInit) {
@@ -292,23 +320,23 @@ type Code uint8
 
 // Error codes.
 const (
-	CodeOK            Code = iota
-	CodeBadFrame           // malformed message
-	CodeVersion            // protocol version not spoken
-	CodeLimit              // a size limit was exceeded
-	CodeAuth               // bad or missing token
-	CodeNotJoined          // request before the handshake (resend after Welcome)
-	CodeRemoved            // the worker id was removed (silence timeout or leave)
-	CodeBadRequest         // a request that is well-formed but wrong (unknown type here, bad role)
-	CodeUnknownKey         // key not initialized
-	CodeReinit             // this worker initialized the key before
-	CodeShape              // shape or size does not match the key
-	CodeMode               // sync/async mismatch, or async push without an optimizer
-	CodeBadOptimizer       // optimizer spec rejected
-	CodeBadCompression     // compression spec rejected, or compressed push without one
-	CodeBadStates          // optimizer states rejected
-	CodeInternal           // server failure (backend error)
-	CodeClosed             // the job or server is shutting down
+	CodeOK             Code = iota
+	CodeBadFrame            // malformed message
+	CodeVersion             // protocol version not spoken
+	CodeLimit               // a size limit was exceeded
+	CodeAuth                // bad or missing token
+	CodeNotJoined           // request before the handshake (resend after Welcome)
+	CodeRemoved             // the worker id was removed (silence timeout or leave)
+	CodeBadRequest          // a request that is well-formed but wrong (unknown type here, bad role)
+	CodeUnknownKey          // key not initialized
+	CodeReinit              // this worker initialized the key before
+	CodeShape               // shape or size does not match the key
+	CodeMode                // sync/async mismatch, or async push without an optimizer
+	CodeBadOptimizer        // optimizer spec rejected
+	CodeBadCompression      // compression spec rejected, or compressed push without one
+	CodeBadStates           // optimizer states rejected
+	CodeInternal            // server failure (backend error)
+	CodeClosed              // the job or server is shutting down
 	codeEnd
 )
 

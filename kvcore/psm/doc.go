@@ -1,0 +1,87 @@
+// Package psm is webkv's parameter server as a deterministic state machine,
+// in the style of etcd's raft: no goroutines, no I/O, no clock. The relay (or
+// package inproc in tests) owns connections and time; it feeds a Job what
+// arrives and carries out what the Job returns:
+//
+//	job, err := psm.New(psm.Config{Job: "mnist", Shard: 0, Shards: 1})
+//	rd := job.Step(now, conn, frame)   // a message from connection conn
+//	rd  = job.Disconnect(now, conn)    // conn closed
+//	rd  = job.Tick(now)                // a timer fired (rd.Next says when)
+//	for _, e := range rd.Msgs { send(e.To, e.Append(buf)) }  // before the next call
+//	for _, c := range rd.Close { closeConn(c) }
+//	if rd.Persist { maybeCheckpoint(job.AppendSnapshot(nil)) }
+//
+// now is any monotonic duration (time.Since(start)). Ready and the payloads
+// of its messages alias the Job's memory: encode or copy them before the next
+// call into the Job. One Job is one job on one shard; a relay keeps one per
+// job id (the Hello names it, wire.DecodeHello reads it) and must not call a
+// Job from two goroutines at once.
+//
+// # What a Job does
+//
+// Membership. A Hello without a worker id joins: the worker gets the lowest
+// free rank and a fresh id. With Config.MinWorkers or a Hello's Want, the
+// Welcome answers are held until that many workers joined (MXNet's start
+// barrier), so ranks and NumWorkers are known to all. A Hello with a worker
+// id resumes that worker on the new connection (its held requests answer
+// there). Any message counts as a heartbeat; a worker silent for
+// Config.Timeout (connected or not) is removed: its rank is freed, it drops
+// out of every open round, barrier and init wait, and its id can no longer
+// resume. Leave removes a worker at once.
+//
+// Init. Every worker inits each key; rank 0's value creates it (or, when no
+// live worker holds rank 0, the first init to arrive). Inits that arrive
+// before the key exists are answered when it is created. A worker that
+// inits a key twice gets CodeReinit, never a deadlock; a late joiner's first
+// init of an existing key is answered at once.
+//
+// dist_sync rounds. Each key has a round counter. The first push of a round
+// fixes the round's expected workers: the live, welcomed workers. Push acks
+// are held until every expected worker pushed; then the pushes are summed in
+// rank order (so the result equals a single process summing the same values
+// as devices, bit for bit), the optimizer runs once (or, without one, the sum
+// is assigned), and every push is answered; PushPull answers carry the new
+// value. Pull is answered at once from the stored value. A worker that is
+// not expected in the open round (a late joiner) or pushed already in it has
+// its push queued for the next round. A worker removed mid-round is dropped
+// from the expected set, so it never hangs the round; a push it made before
+// leaving stays in the sum.
+//
+// Deadlines and quorum. With Config.RoundDeadline > 0, a round that has been
+// open that long closes as soon as Quorum workers pushed:
+// max(QuorumMin, ceil(QuorumFrac*expected), 1). The sum of the k pushes that
+// arrived is then multiplied by expected/k (unless Config.NoRescale), so it
+// estimates the full round's sum and the optimizer's rescale_grad (usually
+// 1/(batch*workers)) stays right; such acks carry wire.FlagRescaled. A push
+// that arrives for a round that already closed is acknowledged with
+// wire.FlagLate and not applied (a stale gradient is dropped, as in backup-
+// worker synchronous SGD); its ack tells the worker the current round.
+//
+// dist_async. Every push is applied on arrival with the optimizer; a push
+// before SetOptimizer gets CodeMode ("dist_async needs an optimizer").
+//
+// Exactly once. Requests carry per-worker sequence numbers. A request whose
+// seq was answered is answered again from a cache (wire.FlagDup) without
+// being applied again; one still held (a push waiting for its round) is
+// ignored, because its answer will go to the worker's current connection.
+// The header's ack field (the worker's lowest unanswered seq) lets the Job
+// forget older answers.
+//
+// Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
+// kvcore.ParseOptimizer); installing one resets optimizer states, as a new
+// MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"
+// (kvcore.ParseCompression); compressed pushes are dequantized with it. Other
+// heads are acknowledged. SaveStates answers with a wire.States table;
+// LoadStates installs one after checking all of it.
+//
+// Sharding. Each Job owns the keys or key parts that wire.Place assigns to
+// its shard; Init and Push messages carry the part's offset and the key's
+// total size, and the Job checks them. LAMB's norms, like MXNet's on a
+// partitioned server, are then per part.
+//
+// Snapshots. AppendSnapshot writes values, optimizer spec and states, round
+// counters, membership and the answer cache; Restore rebuilds a Job from it.
+// Requests held in open rounds, barriers and init waits are not saved: they
+// were not acknowledged, and their workers resend them (same seq) when they
+// reconnect, so no acknowledged update is lost and none is applied twice.
+package psm

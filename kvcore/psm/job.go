@@ -1,0 +1,1423 @@
+package psm
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// ConnID names a connection; the caller assigns them (never 0).
+type ConnID uint64
+
+// Config configures a Job. Zero values take the defaults named.
+type Config struct {
+	Job    string // job id, for messages
+	Token  string // if set, a Hello must carry it
+	Shard  int    // this Job's shard index
+	Shards int    // number of shards (default 1)
+
+	Backend kvcore.Backend // where values live and updates run (default kvcore.CPU())
+
+	Heartbeat time.Duration // how often workers ping (default 1s)
+	Timeout   time.Duration // silence after which a worker is removed (default 10s)
+
+	// RoundDeadline, if > 0, lets a dist_sync round close once it has been
+	// open this long and Quorum workers pushed (see the package doc).
+	RoundDeadline time.Duration
+	QuorumMin     int
+	QuorumFrac    float64
+	NoRescale     bool // leave a deadline round's sum unscaled
+
+	MinWorkers int // hold Welcome answers until this many workers joined
+
+	MaxKeys    int // keys per job (default 1<<16)
+	MaxWorkers int // workers per job (default 1024)
+	Limits     *wire.Limits
+}
+
+func (c *Config) fill() error {
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.Shards < 1 || c.Shard < 0 || c.Shard >= c.Shards {
+		return fmt.Errorf("psm: shard %d of %d", c.Shard, c.Shards)
+	}
+	if c.Backend == nil {
+		c.Backend = kvcore.CPU()
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Timeout < c.Heartbeat {
+		return fmt.Errorf("psm: timeout %v is shorter than the heartbeat %v", c.Timeout, c.Heartbeat)
+	}
+	if c.QuorumFrac < 0 || c.QuorumFrac > 1 || math.IsNaN(c.QuorumFrac) {
+		return fmt.Errorf("psm: quorum fraction %v outside [0, 1]", c.QuorumFrac)
+	}
+	if c.QuorumMin < 0 || c.MinWorkers < 0 || c.RoundDeadline < 0 {
+		return fmt.Errorf("psm: negative quorum, min workers or deadline")
+	}
+	if c.MaxKeys <= 0 {
+		c.MaxKeys = 1 << 16
+	}
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = 1024
+	}
+	return nil
+}
+
+// Envelope is a message to send to connection To. Msg.Payload may alias the
+// Job's memory: encode it (Append) before the next call into the Job.
+type Envelope struct {
+	To  ConnID
+	Msg wire.Msg
+}
+
+// Append appends the encoded message to b.
+func (e *Envelope) Append(b []byte) []byte { return wire.Append(b, &e.Msg) }
+
+// Ready is what a call into a Job asks the caller to do. It is reused by
+// the next call.
+type Ready struct {
+	// Msgs to send, in order (per connection, the order matters).
+	Msgs []Envelope
+	// Close lists connections to close after sending their messages (bad
+	// frames, a connection replaced by a resume).
+	Close []ConnID
+	// Persist says that durable state changed (a round closed, a key was
+	// created, membership or the optimizer changed): a checkpoint taken now
+	// would capture it.
+	Persist bool
+	// Next is when Tick should run next (0: no timer needed).
+	Next time.Duration
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Workers     int    // live workers
+	Keys        int    // keys
+	Rounds      uint64 // dist_sync rounds closed (all keys)
+	Updates     uint64 // updates applied (rounds or async pushes)
+	Pushes      uint64 // pushes received (duplicates excluded)
+	Pulls       uint64
+	BytesIn     uint64 // data bytes of pushes and inits
+	BytesOut    uint64 // data bytes of values sent
+	Removed     uint64 // workers removed after a timeout or leave
+	LatePushes  uint64 // pushes that arrived after their round closed
+	Rescaled    uint64 // rounds closed at a deadline without every worker
+	Duplicates  uint64 // retried requests answered from the cache
+	BadMessages uint64
+}
+
+// reply is a cached answer to a request, for retries.
+type reply struct {
+	typ   wire.Type // Ack or Error
+	code  wire.Code
+	flags uint16
+	round uint64
+	count uint32
+	key   uint64
+	req   wire.Type // the request's type
+	msg   string
+}
+
+type worker struct {
+	id       string
+	rank     int
+	conn     ConnID
+	lastSeen time.Duration
+	welcomed bool
+	helloSeq uint64
+	mark     uint64 // lowest unanswered seq, from the worker's ack field
+	done     map[uint64]reply
+	held     map[uint64]bool // requests held (round, barrier, init)
+}
+
+type arrival struct {
+	w     *worker
+	seq   uint64
+	pull  bool
+	buf   kvcore.Buffer
+	flags uint16
+}
+
+type round struct {
+	open     bool
+	opened   time.Duration
+	expected map[*worker]bool // true once arrived
+	arrived  []arrival
+}
+
+type heldInit struct {
+	w     *worker
+	seq   uint64
+	str   bool
+	name  string
+	shape []int64
+	off   uint32
+	total uint32
+	data  []float32 // copied value (only kept for a creator candidate)
+}
+
+type key struct {
+	id      uint64
+	str     bool
+	name    string
+	shape   []int64
+	off     int
+	n       int // elements of this part
+	total   int
+	stored  kvcore.Buffer
+	host    []float32 // host copy of stored (valid unless dirty)
+	dirty   bool
+	inited  map[string]bool
+	rounds  uint64 // completed rounds (or applied async pushes)
+	cur     round
+	queued  []arrival // pushes for later rounds
+	merge   kvcore.Buffer
+	deq     []float32       // host scratch for dequantizing
+	wordTmp []float32       // host scratch where data cannot be viewed in place
+	free    []kvcore.Buffer // arrival buffers for reuse
+	t       int
+	states  []kvcore.Buffer
+	params  kvcore.StepParams
+}
+
+// Job is the parameter server of one job on one shard.
+type Job struct {
+	cfg    Config
+	be     kvcore.Backend
+	lim    *wire.Limits
+	mode   wire.Mode
+	nextID uint64
+	// started is set once MinWorkers (or a Hello's Want) workers joined.
+	started bool
+	want    int
+
+	workers map[string]*worker
+	conns   map[ConnID]*worker
+	ranks   []*worker // by rank; nil = free
+
+	keys      map[uint64]*key
+	heldInits map[uint64][]heldInit
+
+	barrier   map[*worker]uint64 // worker -> seq of its barrier request
+	opt       *kvcore.Optimizer
+	optJSON   []byte
+	numUpdate int
+	comp      kvcore.Compression
+
+	rd      Ready
+	scratch []byte
+	stats   Stats
+	closed  bool
+}
+
+// New returns an empty Job.
+func New(cfg Config) (*Job, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	j := &Job{cfg: cfg, be: cfg.Backend, lim: cfg.Limits, workers: map[string]*worker{},
+		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, heldInits: map[uint64][]heldInit{},
+		barrier: map[*worker]uint64{}}
+	j.want = cfg.MinWorkers
+	j.started = j.want <= 0
+	return j, nil
+}
+
+// Mode is the job's mode, fixed by its first Hello (0 before).
+func (j *Job) Mode() wire.Mode { return j.mode }
+
+// Stats returns the job's counters.
+func (j *Job) Stats() Stats {
+	s := j.stats
+	s.Workers = len(j.workers)
+	s.Keys = len(j.keys)
+	return s
+}
+
+// Close frees the Job's buffers. The Job must not be used afterwards.
+func (j *Job) Close() {
+	if j.closed {
+		return
+	}
+	j.closed = true
+	for _, k := range j.keys {
+		j.freeKey(k)
+	}
+	j.keys = nil
+}
+
+func (j *Job) freeKey(k *key) {
+	for _, b := range []kvcore.Buffer{k.stored, k.merge} {
+		if b != nil {
+			j.be.Free(b)
+		}
+	}
+	for _, b := range k.states {
+		j.be.Free(b)
+	}
+	for _, b := range k.free {
+		j.be.Free(b)
+	}
+	for _, a := range k.cur.arrived {
+		j.be.Free(a.buf)
+	}
+	for _, a := range k.queued {
+		j.be.Free(a.buf)
+	}
+}
+
+func (j *Job) begin() *Ready {
+	rd := &j.rd
+	for i := range rd.Msgs {
+		rd.Msgs[i] = Envelope{}
+	}
+	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
+	j.scratch = j.scratch[:0]
+	return rd
+}
+
+func (j *Job) end(now time.Duration) Ready {
+	j.rd.Next = j.nextTimer(now)
+	return j.rd
+}
+
+func (j *Job) send(to ConnID, m wire.Msg) {
+	if to == 0 {
+		return
+	}
+	m.PLen = uint32(len(m.Payload))
+	j.rd.Msgs = append(j.rd.Msgs, Envelope{To: to, Msg: m})
+}
+
+func (j *Job) fail(to ConnID, seq uint64, err *wire.Error) {
+	j.send(to, wire.Msg{Header: wire.Header{Type: wire.TypeError, Code: err.Code, Seq: seq}, Payload: []byte(err.Msg)})
+}
+
+func (j *Job) closeConn(c ConnID) {
+	for _, x := range j.rd.Close {
+		if x == c {
+			return
+		}
+	}
+	j.rd.Close = append(j.rd.Close, c)
+}
+
+// Step handles frame, one message that arrived on connection from.
+func (j *Job) Step(now time.Duration, from ConnID, frame []byte) Ready {
+	j.begin()
+	var m wire.Msg
+	if err := wire.Decode(frame, j.lim, &m); err != nil {
+		j.badMessage(from, 0, err.(*wire.Error))
+		return j.end(now)
+	}
+	j.step(now, from, &m)
+	return j.end(now)
+}
+
+func (j *Job) badMessage(from ConnID, seq uint64, err *wire.Error) {
+	j.stats.BadMessages++
+	j.fail(from, seq, err)
+	j.closeConn(from)
+	if w := j.conns[from]; w != nil {
+		delete(j.conns, from)
+		w.conn = 0
+	}
+}
+
+func (j *Job) step(now time.Duration, from ConnID, m *wire.Msg) {
+	if j.closed {
+		j.fail(from, m.Seq, wire.Errorf(wire.CodeClosed, "job %q is closed", j.cfg.Job))
+		return
+	}
+	if m.Type == wire.TypeHello {
+		j.hello(now, from, m)
+		return
+	}
+	w := j.conns[from]
+	if w == nil {
+		if m.Type.IsRequest() || m.Type == wire.TypePing {
+			j.fail(from, m.Seq, wire.Errorf(wire.CodeNotJoined, "%v before the handshake: send Hello first", m.Type))
+			return
+		}
+		j.badMessage(from, m.Seq, wire.Errorf(wire.CodeBadRequest, "unexpected %v from a client", m.Type))
+		return
+	}
+	w.lastSeen = now
+	if m.Type == wire.TypePing {
+		j.send(from, wire.Msg{Header: wire.Header{Type: wire.TypePong, Seq: m.Seq}})
+		return
+	}
+	if !m.Type.IsRequest() {
+		j.badMessage(from, m.Seq, wire.Errorf(wire.CodeBadRequest, "unexpected %v from a worker", m.Type))
+		return
+	}
+	if m.Seq == 0 {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeBadFrame, "%v with seq 0 (requests number from 1)", m.Type))
+		return
+	}
+	if !w.welcomed {
+		j.fail(from, m.Seq, wire.Errorf(wire.CodeNotJoined, "%v before the Welcome: the job waits for %d workers", m.Type, j.want))
+		return
+	}
+	j.advanceMark(w, m.Ack)
+	if m.Seq < w.mark {
+		return // settled long ago; the worker no longer waits for it
+	}
+	if w.held[m.Seq] {
+		return // answered when it completes, on the worker's current connection
+	}
+	if r, ok := w.done[m.Seq]; ok {
+		j.stats.Duplicates++
+		j.resend(w, m, r)
+		return
+	}
+	j.request(now, w, m)
+}
+
+func (j *Job) advanceMark(w *worker, ack uint64) {
+	if ack <= w.mark {
+		return
+	}
+	w.mark = ack
+	for s := range w.done {
+		if s < ack {
+			delete(w.done, s)
+		}
+	}
+}
+
+// resend answers a retried request from the cache; reads are re-executed.
+func (j *Job) resend(w *worker, m *wire.Msg, r reply) {
+	if r.typ == wire.TypeError {
+		j.fail(w.conn, m.Seq, &wire.Error{Code: r.code, Msg: r.msg})
+		return
+	}
+	h := wire.Header{Type: wire.TypeAck, Seq: m.Seq, Flags: r.flags | wire.FlagDup, Round: r.round, Count: r.count, Key: r.key}
+	switch r.req {
+	case wire.TypePushPull:
+		if k := j.keys[r.key]; k != nil {
+			j.sendValue(w.conn, h, k)
+			return
+		}
+	case wire.TypeSaveStates:
+		j.saveStates(w, m)
+		return
+	}
+	j.send(w.conn, wire.Msg{Header: h})
+}
+
+func (j *Job) answer(w *worker, seq uint64, req wire.Type, h wire.Header) {
+	h.Type, h.Seq = wire.TypeAck, seq
+	delete(w.held, seq)
+	if w.done == nil {
+		w.done = map[uint64]reply{}
+	}
+	w.done[seq] = reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, count: h.Count, key: h.Key, req: req}
+	j.send(w.conn, wire.Msg{Header: h})
+}
+
+func (j *Job) answerValue(w *worker, seq uint64, req wire.Type, h wire.Header, k *key) {
+	h.Type, h.Seq = wire.TypeAck, seq
+	delete(w.held, seq)
+	if w.done == nil {
+		w.done = map[uint64]reply{}
+	}
+	w.done[seq] = reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, key: k.id, req: req}
+	j.sendValue(w.conn, h, k)
+}
+
+func (j *Job) reject(w *worker, seq uint64, err *wire.Error) {
+	delete(w.held, seq)
+	if w.done == nil {
+		w.done = map[uint64]reply{}
+	}
+	w.done[seq] = reply{typ: wire.TypeError, code: err.Code, msg: err.Msg}
+	j.fail(w.conn, seq, err)
+}
+
+func (j *Job) hold(w *worker, seq uint64) {
+	if w.held == nil {
+		w.held = map[uint64]bool{}
+	}
+	w.held[seq] = true
+}
+
+// sendValue sends h with k's current value as data.
+func (j *Job) sendValue(to ConnID, h wire.Header, k *key) {
+	vals, err := j.hostValue(k)
+	if err != nil {
+		j.fail(to, h.Seq, wire.Errorf(wire.CodeInternal, "key %s: reading the value: %v", k.label(), err))
+		return
+	}
+	var p []byte
+	if b, ok := wire.Float32Bytes(vals); ok {
+		p = b
+	} else {
+		start := len(j.scratch)
+		j.scratch = wire.AppendFloat32s(j.scratch, vals)
+		p = j.scratch[start:]
+	}
+	h.Key, h.DType, h.Count, h.Offset, h.Total = k.id, wire.DTypeF32, uint32(k.n), uint32(k.off), uint32(k.total)
+	if k.str {
+		h.Flags |= wire.FlagStrKey
+	}
+	j.stats.BytesOut += uint64(len(p))
+	j.send(to, wire.Msg{Header: h, Payload: p})
+}
+
+func (j *Job) hostValue(k *key) ([]float32, error) {
+	if cb, ok := k.stored.(*kvcore.CPUBuffer); ok {
+		return cb.Float32s()[:k.n], nil
+	}
+	if k.host == nil {
+		k.host = make([]float32, k.n)
+		k.dirty = true
+	}
+	if k.dirty {
+		if err := j.be.Read(k.stored, 0, k.host); err != nil {
+			return nil, err
+		}
+		k.dirty = false
+	}
+	return k.host, nil
+}
+
+func (k *key) label() string {
+	if k.str {
+		return strconv.Quote(k.name)
+	}
+	return strconv.FormatInt(int64(k.id), 10)
+}
+
+func keyLabel(m *wire.Msg) string {
+	if m.Flags&wire.FlagStrKey != 0 {
+		return fmt.Sprintf("#%016x", m.Key)
+	}
+	return strconv.FormatInt(int64(m.Key), 10)
+}
+
+func (k *key) kvKey() kvcore.Key {
+	if k.str {
+		return kvcore.StrKey(k.name)
+	}
+	return kvcore.IntKey(int(int64(k.id)))
+}
+
+// ---- membership ----
+
+func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
+	if j.conns[from] != nil {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "second hello on one connection"))
+		return
+	}
+	h, err := wire.DecodeHello(m.Payload, j.lim)
+	if err != nil {
+		j.badMessage(from, 0, err.(*wire.Error))
+		return
+	}
+	if h.Role != "" && h.Role != "worker" {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "role %q: only workers join a job", h.Role))
+		return
+	}
+	if j.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(j.cfg.Token)) != 1 {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeAuth, "job %q: bad or missing token", j.cfg.Job))
+		return
+	}
+	if j.mode != 0 && h.Mode != j.mode {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeMode, "job %q runs %v, this worker wants %v", j.cfg.Job, j.mode, h.Mode))
+		return
+	}
+	for _, d := range h.Keys {
+		if k := j.keys[d.Key]; k != nil && !sameShape(k.shape, d.Shape) {
+			j.badMessage(from, 0, wire.Errorf(wire.CodeShape, "declared key %s has shape %v, the job has %v", k.label(), d.Shape, k.shape))
+			return
+		}
+	}
+	var w *worker
+	if h.WorkerID != "" {
+		w = j.workers[h.WorkerID]
+		if w == nil {
+			j.badMessage(from, 0, wire.Errorf(wire.CodeRemoved, "worker %q is not in job %q (removed after a silence timeout or a leave, or never joined): join as a new worker", h.WorkerID, j.cfg.Job))
+			return
+		}
+		if w.conn != 0 && w.conn != from {
+			delete(j.conns, w.conn)
+			j.fail(w.conn, 0, wire.Errorf(wire.CodeClosed, "worker %q resumed on another connection", w.id))
+			j.closeConn(w.conn)
+		}
+	} else {
+		if len(j.workers) >= j.cfg.MaxWorkers {
+			j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "job %q has %d workers, the limit", j.cfg.Job, j.cfg.MaxWorkers))
+			return
+		}
+		j.nextID++
+		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: j.freeRank()}
+		j.workers[w.id] = w
+		for len(j.ranks) <= w.rank {
+			j.ranks = append(j.ranks, nil)
+		}
+		j.ranks[w.rank] = w
+		j.rd.Persist = true
+	}
+	if j.mode == 0 {
+		j.mode = h.Mode
+	}
+	w.conn, w.lastSeen = from, now
+	j.conns[from] = w
+	if int(h.Want) > j.want && !j.started {
+		j.want = int(h.Want)
+	}
+	if w.welcomed {
+		j.welcome(w)
+		return
+	}
+	if !j.started && len(j.workers) >= j.want {
+		j.started = true
+	}
+	if j.started {
+		// Welcome everyone waiting, in rank order.
+		for _, x := range j.ranks {
+			if x != nil && !x.welcomed {
+				x.welcomed = true
+				j.welcome(x)
+			}
+		}
+	}
+}
+
+func (j *Job) welcome(w *worker) {
+	start := len(j.scratch)
+	j.scratch = wire.AppendWelcome(j.scratch, &wire.Welcome{WorkerID: w.id, Rank: uint32(w.rank),
+		NumWorkers: uint32(len(j.workers)), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
+		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode})
+	var m wire.Msg
+	if err := wire.Decode(j.scratch[start:], j.lim, &m); err != nil {
+		panic("psm: own welcome does not decode: " + err.Error())
+	}
+	j.send(w.conn, m)
+}
+
+func (j *Job) freeRank() int {
+	for r, x := range j.ranks {
+		if x == nil {
+			return r
+		}
+	}
+	return len(j.ranks)
+}
+
+// Disconnect tells the Job that connection conn closed. Its worker stays a
+// member until Timeout passes without it resuming.
+func (j *Job) Disconnect(now time.Duration, conn ConnID) Ready {
+	j.begin()
+	if w := j.conns[conn]; w != nil {
+		delete(j.conns, conn)
+		if w.conn == conn {
+			w.conn = 0
+		}
+	}
+	return j.end(now)
+}
+
+// Tick removes silent workers and closes rounds whose deadline passed.
+func (j *Job) Tick(now time.Duration) Ready {
+	j.begin()
+	var gone []*worker
+	for _, w := range j.workers {
+		if now-w.lastSeen >= j.cfg.Timeout {
+			gone = append(gone, w)
+		}
+	}
+	sort.Slice(gone, func(a, b int) bool { return gone[a].rank < gone[b].rank })
+	for _, w := range gone {
+		j.remove(now, w)
+	}
+	if j.cfg.RoundDeadline > 0 {
+		for _, k := range j.sortedKeys() {
+			if k.cur.open && now-k.cur.opened >= j.cfg.RoundDeadline {
+				j.maybeClose(now, k)
+			}
+		}
+	}
+	return j.end(now)
+}
+
+func (j *Job) sortedKeys() []*key {
+	ks := make([]*key, 0, len(j.keys))
+	for _, k := range j.keys {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(a, b int) bool { return ks[a].id < ks[b].id })
+	return ks
+}
+
+func (j *Job) nextTimer(now time.Duration) time.Duration {
+	var next time.Duration
+	min := func(t time.Duration) {
+		if t <= now {
+			t = now + 1
+		}
+		if next == 0 || t < next {
+			next = t
+		}
+	}
+	for _, w := range j.workers {
+		min(w.lastSeen + j.cfg.Timeout)
+	}
+	if j.cfg.RoundDeadline > 0 {
+		for _, k := range j.keys {
+			if k.cur.open {
+				min(k.cur.opened + j.cfg.RoundDeadline)
+			}
+		}
+	}
+	return next
+}
+
+// remove drops w from the job: its rank is freed, it leaves every wait.
+func (j *Job) remove(now time.Duration, w *worker) {
+	j.stats.Removed++
+	delete(j.workers, w.id)
+	if w.conn != 0 {
+		delete(j.conns, w.conn)
+		j.fail(w.conn, 0, wire.Errorf(wire.CodeRemoved, "worker %q removed from job %q", w.id, j.cfg.Job))
+		j.closeConn(w.conn)
+	}
+	if w.rank < len(j.ranks) && j.ranks[w.rank] == w {
+		j.ranks[w.rank] = nil
+	}
+	delete(j.barrier, w)
+	j.rd.Persist = true
+	for id, hs := range j.heldInits {
+		out := hs[:0]
+		for _, h := range hs {
+			if h.w != w {
+				out = append(out, h)
+			}
+		}
+		if len(out) == 0 {
+			delete(j.heldInits, id)
+		} else {
+			j.heldInits[id] = out
+		}
+	}
+	for _, k := range j.sortedKeys() {
+		q := k.queued[:0]
+		for _, a := range k.queued {
+			if a.w == w {
+				j.be.Free(a.buf)
+				continue
+			}
+			q = append(q, a)
+		}
+		k.queued = q
+		if k.cur.open {
+			if arrived, ok := k.cur.expected[w]; ok && !arrived {
+				delete(k.cur.expected, w)
+			}
+			j.maybeClose(now, k)
+		}
+	}
+	// Inits waiting for a rank 0 that is gone: the first waiting one creates.
+	if j.ranks0() == nil {
+		ids := make([]uint64, 0, len(j.heldInits))
+		for id := range j.heldInits {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+		for _, id := range ids {
+			hs := j.heldInits[id]
+			h := hs[0]
+			j.createFromHeld(id, h)
+		}
+	}
+	j.checkBarrier()
+}
+
+func (j *Job) ranks0() *worker {
+	if len(j.ranks) == 0 {
+		return nil
+	}
+	return j.ranks[0]
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- requests ----
+
+func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
+	switch m.Type {
+	case wire.TypeInit:
+		j.init(w, m)
+	case wire.TypePush, wire.TypePushPull:
+		j.push(now, w, m)
+	case wire.TypePull:
+		j.pull(w, m)
+	case wire.TypeBarrier:
+		j.hold(w, m.Seq)
+		j.barrier[w] = m.Seq
+		j.checkBarrier()
+	case wire.TypeCommand:
+		j.command(w, m)
+	case wire.TypeSaveStates:
+		j.saveStates(w, m)
+	case wire.TypeLoadStates:
+		j.loadStates(w, m)
+	case wire.TypeLeave:
+		j.answer(w, m.Seq, m.Type, wire.Header{})
+		j.remove(now, w)
+	}
+}
+
+func (j *Job) checkBarrier() {
+	if len(j.barrier) == 0 {
+		return
+	}
+	for _, w := range j.workers {
+		if w.welcomed {
+			if _, ok := j.barrier[w]; !ok {
+				return
+			}
+		}
+	}
+	n := uint32(len(j.workers))
+	ws := make([]*worker, 0, len(j.barrier))
+	for w := range j.barrier {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(a, b int) bool { return ws[a].rank < ws[b].rank })
+	for _, w := range ws {
+		j.answer(w, j.barrier[w], wire.TypeBarrier, wire.Header{Count: n})
+	}
+	clear(j.barrier)
+}
+
+// checkPart validates the key part a message addresses against k (or, for
+// a new key, against the placement rule).
+func (j *Job) checkPart(m *wire.Msg, total int) *wire.Error {
+	parts, err := wire.Place(nil, m.Key, total, j.cfg.Shards, 0)
+	if err != nil {
+		return wire.Errorf(wire.CodeShape, "key %s: %v", keyLabel(m), err)
+	}
+	for _, p := range parts {
+		if p.Shard == j.cfg.Shard {
+			if p.Offset != int(m.Offset) || p.Len != int(m.Count) {
+				return wire.Errorf(wire.CodeShape, "key %s: shard %d owns elements [%d, %d) of %d, message has [%d, %d)",
+					keyLabel(m), j.cfg.Shard, p.Offset, p.Offset+p.Len, total, m.Offset, m.Offset+m.Count)
+			}
+			return nil
+		}
+	}
+	return wire.Errorf(wire.CodeShape, "key %s of %d elements does not live on shard %d of %d", keyLabel(m), total, j.cfg.Shard, j.cfg.Shards)
+}
+
+func (j *Job) init(w *worker, m *wire.Msg) {
+	if m.DType != wire.DTypeF32 {
+		j.badMessage(w.conn, m.Seq, wire.Errorf(wire.CodeBadFrame, "init of key %s with dtype %v (want float32)", keyLabel(m), m.DType))
+		return
+	}
+	meta, err := wire.DecodeInitMeta(m.Meta(), j.lim)
+	if err != nil {
+		j.badMessage(w.conn, m.Seq, err.(*wire.Error))
+		return
+	}
+	str := m.Flags&wire.FlagStrKey != 0
+	if str && wire.StrKeyID(meta.Name) != m.Key {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "string key %q does not hash to key id %d", meta.Name, m.Key))
+		return
+	}
+	if !str && meta.Name != "" {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "int key %d with a name", int64(m.Key)))
+		return
+	}
+	total := 1
+	for _, d := range meta.Shape {
+		total *= int(d)
+	}
+	if total != int(m.Total) {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "key %s: shape %v has %d elements, message says %d", keyLabel(m), meta.Shape, total, m.Total))
+		return
+	}
+	if e := j.checkPart(m, total); e != nil {
+		j.reject(w, m.Seq, e)
+		return
+	}
+	if k := j.keys[m.Key]; k != nil {
+		if e := k.matches(str, meta.Name, meta.Shape); e != nil {
+			j.reject(w, m.Seq, e)
+			return
+		}
+		if k.inited[w.id] {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeReinit, "key %s: this worker initialized it already (init and broadcast work once per key)", k.label()))
+			return
+		}
+		k.inited[w.id] = true
+		j.answer(w, m.Seq, wire.TypeInit, wire.Header{Key: k.id, Round: k.rounds})
+		return
+	}
+	h := heldInit{w: w, seq: m.Seq, str: str, name: meta.Name, shape: meta.Shape, off: m.Offset, total: m.Total}
+	if w.rank == 0 || j.ranks0() == nil {
+		if len(j.keys) >= j.cfg.MaxKeys {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %q has %d keys, the limit", j.cfg.Job, j.cfg.MaxKeys))
+			return
+		}
+		j.create(m.Key, str, h, wire.Float32View(m.Data(), nil))
+		return
+	}
+	for _, x := range j.heldInits[m.Key] {
+		if x.w == w {
+			return // the same worker, a second request for a key still waiting: wait
+		}
+	}
+	h.data = append([]float32(nil), wire.Float32View(m.Data(), nil)...)
+	j.hold(w, m.Seq)
+	j.heldInits[m.Key] = append(j.heldInits[m.Key], h)
+	j.stats.BytesIn += uint64(len(m.Data()))
+}
+
+func (k *key) matches(str bool, name string, shape []int64) *wire.Error {
+	if str != k.str || name != k.name {
+		return wire.Errorf(wire.CodeShape, "key %s: id collides with another key (%q)", k.label(), name)
+	}
+	if !sameShape(shape, k.shape) {
+		return wire.Errorf(wire.CodeShape, "key %s: shape %v, the job has %v", k.label(), shape, k.shape)
+	}
+	return nil
+}
+
+func (j *Job) createFromHeld(id uint64, h heldInit) {
+	if len(j.keys) >= j.cfg.MaxKeys {
+		for _, x := range j.heldInits[id] {
+			j.reject(x.w, x.seq, wire.Errorf(wire.CodeLimit, "job %q has %d keys, the limit", j.cfg.Job, j.cfg.MaxKeys))
+		}
+		delete(j.heldInits, id)
+		return
+	}
+	j.create(id, h.str, h, h.data)
+}
+
+// create makes key id from value (the creator's init h), answers h and every
+// init waiting for the key.
+func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
+	n := len(value)
+	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	b, err := j.be.Alloc(n)
+	if err == nil {
+		err = j.be.Write(b, 0, value)
+	}
+	if err != nil {
+		if b != nil {
+			j.be.Free(b)
+		}
+		j.reject(h.w, h.seq, wire.Errorf(wire.CodeInternal, "key %s: allocating %d values: %v", k.label(), n, err))
+		return
+	}
+	k.stored, k.dirty = b, true
+	j.keys[id] = k
+	j.rd.Persist = true
+	j.stats.BytesIn += uint64(4 * n)
+	k.inited[h.w.id] = true
+	j.answer(h.w, h.seq, wire.TypeInit, wire.Header{Key: id, Round: 0})
+	hs := j.heldInits[id]
+	delete(j.heldInits, id)
+	for _, x := range hs {
+		if x.w == h.w {
+			continue
+		}
+		if e := k.matches(x.str, x.name, x.shape); e != nil {
+			j.reject(x.w, x.seq, e)
+			continue
+		}
+		k.inited[x.w.id] = true
+		j.answer(x.w, x.seq, wire.TypeInit, wire.Header{Key: id, Round: 0})
+	}
+}
+
+func (j *Job) lookup(w *worker, m *wire.Msg) *key {
+	k := j.keys[m.Key]
+	if k == nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "key %s was not initialized (call Init first)", keyLabel(m)))
+		return nil
+	}
+	if (m.Flags&wire.FlagStrKey != 0) != k.str {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "key %s: int and string keys cannot be mixed", keyLabel(m)))
+		return nil
+	}
+	return k
+}
+
+func (j *Job) pull(w *worker, m *wire.Msg) {
+	k := j.lookup(w, m)
+	if k == nil {
+		return
+	}
+	j.stats.Pulls++
+	// Pulls are reads: not cached (a retry reads again).
+	delete(w.held, m.Seq)
+	j.sendValue(w.conn, wire.Header{Type: wire.TypeAck, Seq: m.Seq, Round: k.rounds}, k)
+}
+
+func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
+	k := j.lookup(w, m)
+	if k == nil {
+		return
+	}
+	if int(m.Count) != k.n || int(m.Offset) != k.off || int(m.Total) != k.total {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "key %s: push of elements [%d, +%d) of %d, this shard holds [%d, +%d) of %d",
+			k.label(), m.Offset, m.Count, m.Total, k.off, k.n, k.total))
+		return
+	}
+	var c kvcore.Compression
+	switch m.DType {
+	case wire.DTypeF32:
+	case wire.DType2Bit, wire.DType1Bit:
+		c = j.comp
+		want := kvcore.Compress2Bit
+		if m.DType == wire.DType1Bit {
+			want = kvcore.Compress1Bit
+		}
+		if c.Kind != want {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "key %s: %v push, but the job's gradient compression is %v (send it with command 4 first)", k.label(), m.DType, c))
+			return
+		}
+	default:
+		j.badMessage(w.conn, m.Seq, wire.Errorf(wire.CodeBadFrame, "push of key %s without data", k.label()))
+		return
+	}
+	if j.mode == wire.ModeAsync && j.opt == nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeMode, "key %s: dist_async needs an optimizer on the server: call SetOptimizer before pushing", k.label()))
+		return
+	}
+	j.stats.Pushes++
+	j.stats.BytesIn += uint64(len(m.Data()))
+	pull := m.Type == wire.TypePushPull
+	if j.mode == wire.ModeSync && m.Round < k.rounds {
+		// Its round closed at a deadline without it: dropped.
+		j.stats.LatePushes++
+		h := wire.Header{Key: k.id, Round: k.rounds - 1, Flags: wire.FlagLate}
+		if pull {
+			j.answerValue(w, m.Seq, m.Type, h, k)
+		} else {
+			j.answer(w, m.Seq, m.Type, h)
+		}
+		return
+	}
+	buf, err := j.decodePush(k, m, c)
+	if err != nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
+		return
+	}
+	a := arrival{w: w, seq: m.Seq, pull: pull, buf: buf}
+	if j.mode == wire.ModeAsync {
+		err := j.update(k, buf)
+		k.free = append(k.free, buf)
+		if err != nil {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: optimizer step: %v", k.label(), err))
+			return
+		}
+		k.dirty = true
+		k.rounds++
+		j.stats.Updates++
+		j.rd.Persist = true
+		h := wire.Header{Key: k.id, Round: k.rounds - 1}
+		if pull {
+			j.answerValue(w, m.Seq, m.Type, h, k)
+		} else {
+			j.answer(w, m.Seq, m.Type, h)
+		}
+		return
+	}
+	j.hold(w, m.Seq)
+	if !k.cur.open {
+		j.openRound(now, k)
+	}
+	if arrived, ok := k.cur.expected[w]; ok && !arrived {
+		k.cur.expected[w] = true
+		k.cur.arrived = append(k.cur.arrived, a)
+		j.maybeClose(now, k)
+		return
+	}
+	k.queued = append(k.queued, a)
+}
+
+func (j *Job) openRound(now time.Duration, k *key) {
+	k.cur.open, k.cur.opened = true, now
+	if k.cur.expected == nil {
+		k.cur.expected = map[*worker]bool{}
+	}
+	clear(k.cur.expected)
+	for _, w := range j.workers {
+		if w.welcomed {
+			k.cur.expected[w] = false
+		}
+	}
+}
+
+// decodePush copies (and dequantizes) a push's data into a backend buffer.
+func (j *Job) decodePush(k *key, m *wire.Msg, c kvcore.Compression) (kvcore.Buffer, error) {
+	var buf kvcore.Buffer
+	if l := len(k.free); l > 0 {
+		buf = k.free[l-1]
+		k.free = k.free[:l-1]
+	} else {
+		b, err := j.be.Alloc(k.n)
+		if err != nil {
+			return nil, err
+		}
+		buf = b
+	}
+	words := wire.Float32View(m.Data(), k.wordTmp)
+	if c.Kind == kvcore.CompressNone {
+		if err := j.be.Write(buf, 0, words); err != nil {
+			k.free = append(k.free, buf)
+			return nil, err
+		}
+		return buf, nil
+	}
+	// Dequantize on the host (the part may start inside a word), then
+	// write the values.
+	per := m.DType.PerWord()
+	skip := int(m.Offset) % per
+	if need := len(words) * per; cap(k.deq) < need {
+		k.deq = make([]float32, need)
+	}
+	deq := k.deq[:len(words)*per]
+	if c.Kind == kvcore.Compress2Bit {
+		kvcore.Dequantize2Bit(deq, words, c.Threshold)
+	} else {
+		kvcore.Dequantize1Bit(deq, words, c.Threshold)
+	}
+	if err := j.be.Write(buf, 0, deq[skip:skip+k.n]); err != nil {
+		k.free = append(k.free, buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+// quorum is how many pushes a round with e expected workers needs to close
+// at its deadline.
+func (j *Job) quorum(e int) int {
+	q := max(j.cfg.QuorumMin, int(math.Ceil(j.cfg.QuorumFrac*float64(e))), 1)
+	return min(q, max(e, 1))
+}
+
+// maybeClose closes k's round when every expected worker pushed, or when
+// the deadline passed with a quorum in.
+func (j *Job) maybeClose(now time.Duration, k *key) {
+	if !k.cur.open || len(k.cur.arrived) == 0 {
+		return
+	}
+	all := true
+	for _, arrived := range k.cur.expected {
+		if !arrived {
+			all = false
+			break
+		}
+	}
+	if all {
+		j.closeRound(now, k, false)
+		return
+	}
+	if j.cfg.RoundDeadline > 0 && now-k.cur.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(len(k.cur.expected)) {
+		j.closeRound(now, k, true)
+	}
+}
+
+func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
+	arr := k.cur.arrived
+	sort.Slice(arr, func(a, b int) bool { return arr[a].w.rank < arr[b].w.rank })
+	scale := float32(1)
+	var flags uint16
+	if deadline && len(arr) < len(k.cur.expected) {
+		j.stats.Rescaled++
+		if !j.cfg.NoRescale {
+			scale = float32(len(k.cur.expected)) / float32(len(arr))
+			flags = wire.FlagRescaled
+		}
+	}
+	srcs := make([]kvcore.Buffer, len(arr))
+	for i, a := range arr {
+		srcs[i] = a.buf
+	}
+	var err error
+	if j.opt != nil {
+		if k.merge == nil {
+			k.merge, err = j.be.Alloc(k.n)
+		}
+		if err == nil {
+			err = j.be.Reduce(k.merge, srcs, scale)
+		}
+		if err == nil {
+			err = j.update(k, k.merge)
+		}
+	} else {
+		err = j.be.Reduce(k.stored, srcs, scale)
+	}
+	k.dirty = true
+	r := k.rounds
+	k.rounds++
+	j.stats.Rounds++
+	j.stats.Updates++
+	j.rd.Persist = true
+	for _, a := range arr {
+		k.free = append(k.free, a.buf)
+		if err != nil {
+			j.reject(a.w, a.seq, wire.Errorf(wire.CodeInternal, "key %s: round %d: %v", k.label(), r, err))
+			continue
+		}
+		h := wire.Header{Key: k.id, Round: r, Flags: flags}
+		if a.pull {
+			j.answerValue(a.w, a.seq, wire.TypePushPull, h, k)
+		} else {
+			j.answer(a.w, a.seq, wire.TypePush, h)
+		}
+	}
+	for i := range arr {
+		arr[i] = arrival{}
+	}
+	k.cur.arrived = arr[:0]
+	k.cur.open = false
+	// Pushes queued for later rounds open the next one.
+	if len(k.queued) > 0 {
+		q := k.queued
+		k.queued = nil
+		j.openRound(now, k)
+		var rest []arrival
+		for _, a := range q {
+			if arrived, ok := k.cur.expected[a.w]; ok && !arrived {
+				k.cur.expected[a.w] = true
+				k.cur.arrived = append(k.cur.arrived, a)
+			} else {
+				rest = append(rest, a)
+			}
+		}
+		k.queued = rest
+		j.maybeClose(now, k)
+	}
+}
+
+// update runs one optimizer update of k with gradient g (kvcore's Store.step).
+func (j *Job) update(k *key, g kvcore.Buffer) error {
+	opt := j.opt
+	if opt == nil {
+		return j.be.Copy(k.stored, g)
+	}
+	k.t++
+	if k.t > j.numUpdate {
+		j.numUpdate = k.t
+	}
+	opt.Params(k.kvKey(), k.t, j.numUpdate, &k.params)
+	kind := opt.Kind()
+	if want := kind.NumStates(&k.params); len(k.states) != want {
+		for _, b := range k.states {
+			j.be.Free(b)
+		}
+		k.states = k.states[:0]
+		for i := range want {
+			b, err := j.be.Alloc(k.n)
+			if err != nil {
+				return err
+			}
+			if v := opt.StateInit(i); v != 0 {
+				if err := j.be.Fill(b, v); err != nil {
+					return err
+				}
+			}
+			k.states = append(k.states, b)
+		}
+	}
+	return j.be.Step(kind, &k.params, k.stored, g, k.states)
+}
+
+// ---- commands and states ----
+
+// Command heads (MXNet's CommandType).
+const (
+	CmdController     = 0 // body: optimizer spec JSON
+	CmdMultiPrecision = 1
+	CmdStopServer     = 2
+	CmdSyncMode       = 3
+	CmdCompression    = 4 // body: "type,threshold"
+	CmdProfiler       = 5
+)
+
+func (j *Job) command(w *worker, m *wire.Msg) {
+	switch int64(m.Key) {
+	case CmdController:
+		opt, err := kvcore.ParseOptimizer(m.Payload)
+		if err != nil {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadOptimizer, "%v", err))
+			return
+		}
+		j.opt, j.optJSON, j.numUpdate = opt, append([]byte(nil), m.Payload...), 0
+		for _, k := range j.keys {
+			for _, b := range k.states {
+				j.be.Free(b)
+			}
+			k.states, k.t = nil, 0
+		}
+		j.rd.Persist = true
+	case CmdCompression:
+		c, err := parseCompression(string(m.Payload))
+		if err != nil {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "%v", err))
+			return
+		}
+		if j.comp.Kind != kvcore.CompressNone && j.comp != c {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "gradient compression is already %v", j.comp))
+			return
+		}
+		j.comp = c
+		j.rd.Persist = true
+	}
+	j.answer(w, m.Seq, wire.TypeCommand, wire.Header{Key: m.Key})
+}
+
+// parseCompression reads MXNet's kSetGradientCompression body "type,threshold".
+func parseCompression(s string) (kvcore.Compression, error) {
+	typ, th, ok := strings.Cut(s, ",")
+	if !ok {
+		return kvcore.Compression{}, fmt.Errorf("gradient compression %q: want \"type,threshold\"", s)
+	}
+	t, err := strconv.ParseFloat(strings.TrimSpace(th), 64)
+	if err != nil {
+		return kvcore.Compression{}, fmt.Errorf("gradient compression %q: threshold: %v", s, err)
+	}
+	return kvcore.ParseCompression(strings.TrimSpace(typ), t)
+}
+
+func (j *Job) saveStates(w *worker, m *wire.Msg) {
+	if j.opt == nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadStates, "save optimizer states: no optimizer set"))
+		return
+	}
+	st := wire.States{Optimizer: j.optJSON, NumUpdate: int64(j.numUpdate)}
+	for _, k := range j.sortedKeys() {
+		ks := wire.KeyStates{Key: k.id, Str: k.str, Name: k.name, T: int64(k.t), Offset: uint32(k.off), Total: uint32(k.total), N: uint32(k.n)}
+		for _, b := range k.states {
+			h := make([]float32, k.n)
+			if err := j.be.Read(b, 0, h); err != nil {
+				j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "save optimizer states: key %s: %v", k.label(), err))
+				return
+			}
+			ks.States = append(ks.States, h)
+		}
+		st.Keys = append(st.Keys, ks)
+	}
+	start := len(j.scratch)
+	j.scratch = wire.AppendStates(j.scratch, &st)
+	delete(w.held, m.Seq)
+	if w.done == nil {
+		w.done = map[uint64]reply{}
+	}
+	w.done[m.Seq] = reply{typ: wire.TypeAck, req: wire.TypeSaveStates}
+	j.send(w.conn, wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: m.Seq}, Payload: j.scratch[start:]})
+}
+
+func (j *Job) loadStates(w *worker, m *wire.Msg) {
+	st, err := wire.DecodeStates(m.Payload, j.lim)
+	if err != nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadStates, "load optimizer states: %v", err))
+		return
+	}
+	if e := j.installStates(st); e != nil {
+		j.reject(w, m.Seq, e)
+		return
+	}
+	j.rd.Persist = true
+	j.answer(w, m.Seq, wire.TypeLoadStates, wire.Header{})
+}
+
+// installStates checks all of st, then replaces the optimizer states (and,
+// if st has one, the optimizer). On error nothing changed.
+func (j *Job) installStates(st *wire.States) *wire.Error {
+	opt := j.opt
+	if st.Optimizer != nil {
+		o, err := kvcore.ParseOptimizer(st.Optimizer)
+		if err != nil {
+			return wire.Errorf(wire.CodeBadStates, "load optimizer states: %v", err)
+		}
+		opt = o
+	}
+	if opt == nil {
+		return wire.Errorf(wire.CodeBadStates, "load optimizer states: no optimizer set and none in the file")
+	}
+	for _, ks := range st.Keys {
+		k := j.keys[ks.Key]
+		if k == nil || k.str != ks.Str {
+			return wire.Errorf(wire.CodeUnknownKey, "load optimizer states: key %d (%q) is not on this shard", int64(ks.Key), ks.Name)
+		}
+		if int(ks.N) != k.n || int(ks.Offset) != k.off || int(ks.Total) != k.total {
+			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s: part [%d,+%d) of %d, stored [%d,+%d) of %d",
+				k.label(), ks.Offset, ks.N, ks.Total, k.off, k.n, k.total)
+		}
+		var p kvcore.StepParams
+		opt.Params(k.kvKey(), max(1, int(ks.T)), max(1, int(st.NumUpdate)), &p)
+		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
+			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s has %d states, %v needs %d", k.label(), len(ks.States), opt.Kind(), want)
+		}
+	}
+	type repl struct {
+		k  *key
+		bs []kvcore.Buffer
+		t  int
+	}
+	var rs []repl
+	for _, ks := range st.Keys {
+		k := j.keys[ks.Key]
+		r := repl{k: k, t: int(ks.T)}
+		for _, s := range ks.States {
+			b, err := j.be.Alloc(k.n)
+			if err == nil {
+				err = j.be.Write(b, 0, s)
+			}
+			if err != nil {
+				for _, r := range rs {
+					for _, b := range r.bs {
+						j.be.Free(b)
+					}
+				}
+				return wire.Errorf(wire.CodeInternal, "load optimizer states: key %s: %v", k.label(), err)
+			}
+			r.bs = append(r.bs, b)
+		}
+		rs = append(rs, r)
+	}
+	if st.Optimizer != nil {
+		j.opt, j.optJSON = opt, append([]byte(nil), st.Optimizer...)
+	}
+	for _, k := range j.keys {
+		for _, b := range k.states {
+			j.be.Free(b)
+		}
+		k.states, k.t = nil, 0
+	}
+	for _, r := range rs {
+		r.k.states, r.k.t = r.bs, r.t
+	}
+	j.numUpdate = int(st.NumUpdate)
+	return nil
+}

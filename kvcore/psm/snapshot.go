@@ -1,0 +1,351 @@
+package psm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"time"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// Snapshot format, version 1 (all numbers little-endian; uv = uvarint):
+//
+//	"WKPS" magic, u32 version
+//	u8 mode, u8 started, uv want, uv next worker number
+//	bytes optimizer spec (uv length + JSON), uv num_update,
+//	u8 compression kind, u32 threshold bits
+//	uv workers; each: str id, uv rank, uv ack mark, u8 welcomed,
+//	  uv answers; each: uv seq, u8 type, u8 code, u16 flags, uv round,
+//	  uv count, u64 key, u8 request type, str message
+//	uv keys; each: u64 id, u8 is-string, str name, uv rank, uv dims...,
+//	  uv offset, uv n, uv total, uv rounds, uv t,
+//	  uv inited; str worker ids..., n float32 value,
+//	  uv states; n float32 each
+//	u32 CRC-32 (IEEE) of everything before it
+//
+// Held requests (open rounds, barriers, init waits) are not part of it: see
+// the package doc.
+const snapVersion = 1
+
+var snapMagic = [4]byte{'W', 'K', 'P', 'S'}
+
+// ErrBadSnapshot is wrapped by Restore's errors.
+var ErrBadSnapshot = errors.New("psm: bad snapshot")
+
+type senc []byte
+
+func (e senc) uv(v uint64) senc  { return binary.AppendUvarint(e, v) }
+func (e senc) u8(v uint8) senc   { return append(e, v) }
+func (e senc) u16(v uint16) senc { return binary.LittleEndian.AppendUint16(e, v) }
+func (e senc) u32(v uint32) senc { return binary.LittleEndian.AppendUint32(e, v) }
+func (e senc) u64(v uint64) senc { return binary.LittleEndian.AppendUint64(e, v) }
+func (e senc) str(s string) senc { return append(e.uv(uint64(len(s))), s...) }
+func (e senc) bool(b bool) senc {
+	if b {
+		return e.u8(1)
+	}
+	return e.u8(0)
+}
+
+// AppendSnapshot appends the Job's durable state to b. It reads values and
+// states from the backend, so it returns an error if the backend fails.
+func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
+	start := len(b)
+	e := senc(append(b, snapMagic[:]...)).u32(snapVersion)
+	e = e.u8(uint8(j.mode)).bool(j.started).uv(uint64(j.want)).uv(j.nextID)
+	e = e.str(string(j.optJSON)).uv(uint64(j.numUpdate)).u8(uint8(j.comp.Kind)).u32(math.Float32bits(j.comp.Threshold))
+	ws := make([]*worker, 0, len(j.workers))
+	for _, r := range j.ranks {
+		if r != nil {
+			ws = append(ws, r)
+		}
+	}
+	e = e.uv(uint64(len(ws)))
+	for _, w := range ws {
+		e = e.str(w.id).uv(uint64(w.rank)).uv(w.mark).bool(w.welcomed).uv(uint64(len(w.done)))
+		for _, seq := range sortedSeqs(w.done) {
+			r := w.done[seq]
+			e = e.uv(seq).u8(uint8(r.typ)).u8(uint8(r.code)).u16(r.flags).uv(r.round).uv(uint64(r.count)).u64(r.key).u8(uint8(r.req)).str(r.msg)
+		}
+	}
+	ks := j.sortedKeys()
+	e = e.uv(uint64(len(ks)))
+	for _, k := range ks {
+		e = e.u64(k.id).bool(k.str).str(k.name).uv(uint64(len(k.shape)))
+		for _, d := range k.shape {
+			e = e.uv(uint64(d))
+		}
+		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.t))
+		e = e.uv(uint64(len(k.inited)))
+		for _, id := range sortedStrings(k.inited) {
+			e = e.str(id)
+		}
+		v, err := j.hostValue(k)
+		if err != nil {
+			return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
+		}
+		e = senc(wire.AppendFloat32s(e, v))
+		e = e.uv(uint64(len(k.states)))
+		tmp := make([]float32, k.n)
+		for _, s := range k.states {
+			if err := j.be.Read(s, 0, tmp); err != nil {
+				return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
+			}
+			e = senc(wire.AppendFloat32s(e, tmp))
+		}
+	}
+	e = e.u32(crc32.ChecksumIEEE(e[start:]))
+	return e, nil
+}
+
+func sortedSeqs(m map[uint64]reply) []uint64 {
+	s := make([]uint64, 0, len(m))
+	for k := range m {
+		s = append(s, k)
+	}
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
+
+func sortedStrings(m map[string]bool) []string {
+	s := make([]string, 0, len(m))
+	for k := range m {
+		s = append(s, k)
+	}
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
+
+type sdec struct {
+	b   []byte
+	err error
+}
+
+func (d *sdec) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, args...)...)
+	}
+}
+
+func (d *sdec) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("truncated (%d bytes needed, %d left)", n, len(d.b))
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *sdec) uv() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a count of items that each take at least per bytes.
+func (d *sdec) count(per int) int {
+	v := d.uv()
+	if d.err == nil && v > uint64(len(d.b))/uint64(per) {
+		d.fail("count %d cannot fit %d bytes", v, len(d.b))
+		return 0
+	}
+	return int(v)
+}
+
+func (d *sdec) u8() uint8 {
+	if b := d.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+func (d *sdec) u16() uint16 {
+	if b := d.take(2); b != nil {
+		return binary.LittleEndian.Uint16(b)
+	}
+	return 0
+}
+func (d *sdec) u32() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
+	}
+	return 0
+}
+func (d *sdec) u64() uint64 {
+	if b := d.take(8); b != nil {
+		return binary.LittleEndian.Uint64(b)
+	}
+	return 0
+}
+func (d *sdec) str() string { return string(d.take(d.uv())) }
+func (d *sdec) floats(n int) []float32 {
+	b := d.take(uint64(n) * 4)
+	if b == nil {
+		return nil
+	}
+	return wire.DecodeFloat32s(b, make([]float32, n))
+}
+
+// Restore rebuilds a Job from a snapshot written by AppendSnapshot, with
+// configuration cfg (which may differ from the one that wrote it: timeouts,
+// limits, backend). Every worker is disconnected and counts as seen at now:
+// each has cfg.Timeout to resume. The snapshot is checked (checksum, sizes)
+// before anything is allocated on the backend.
+func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
+	j, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(snap) < 12 || [4]byte(snap[:4]) != snapMagic {
+		return nil, fmt.Errorf("%w: not a psm snapshot", ErrBadSnapshot)
+	}
+	body := snap[:len(snap)-4]
+	if crc := binary.LittleEndian.Uint32(snap[len(snap)-4:]); crc != crc32.ChecksumIEEE(body) {
+		return nil, fmt.Errorf("%w: checksum mismatch (truncated or corrupt)", ErrBadSnapshot)
+	}
+	d := &sdec{b: body[4:]}
+	if v := d.u32(); v != snapVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, v, snapVersion)
+	}
+	j.mode = wire.Mode(d.u8())
+	j.started = d.u8() == 1
+	j.want = int(d.uv())
+	j.nextID = d.uv()
+	if js := d.str(); js != "" {
+		opt, err := kvcore.ParseOptimizer([]byte(js))
+		if err != nil && d.err == nil {
+			return nil, fmt.Errorf("%w: optimizer: %v", ErrBadSnapshot, err)
+		}
+		j.opt, j.optJSON = opt, []byte(js)
+	}
+	j.numUpdate = int(d.uv())
+	j.comp = kvcore.Compression{Kind: kvcore.CompressionKind(d.u8()), Threshold: math.Float32frombits(d.u32())}
+	if err := j.comp.Validate(); err != nil && d.err == nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	nw := d.count(4)
+	for range nw {
+		w := &worker{id: d.str(), rank: int(d.uv()), mark: d.uv(), welcomed: d.u8() == 1, lastSeen: now}
+		nd := d.count(8)
+		if nd > 0 {
+			w.done = make(map[uint64]reply, nd)
+		}
+		for range nd {
+			seq := d.uv()
+			w.done[seq] = reply{typ: wire.Type(d.u8()), code: wire.Code(d.u8()), flags: d.u16(), round: d.uv(),
+				count: uint32(d.uv()), key: d.u64(), req: wire.Type(d.u8()), msg: d.str()}
+		}
+		if d.err != nil {
+			break
+		}
+		if w.rank > j.cfg.MaxWorkers || j.workers[w.id] != nil {
+			d.fail("worker %q: rank %d or duplicate id", w.id, w.rank)
+			break
+		}
+		for len(j.ranks) <= w.rank {
+			j.ranks = append(j.ranks, nil)
+		}
+		if j.ranks[w.rank] != nil {
+			d.fail("rank %d held twice", w.rank)
+			break
+		}
+		j.ranks[w.rank] = w
+		j.workers[w.id] = w
+	}
+	type pending struct {
+		k      *key
+		value  []float32
+		states [][]float32
+	}
+	var ps []pending
+	nk := d.count(20)
+	for range nk {
+		k := &key{id: d.u64(), str: d.u8() == 1, name: d.str(), inited: map[string]bool{}}
+		nd := d.count(1)
+		if d.err == nil && (nd == 0 || nd > 64) {
+			d.fail("key %d: rank %d", k.id, nd)
+		}
+		k.shape = make([]int64, nd)
+		for i := range k.shape {
+			k.shape[i] = int64(d.uv())
+		}
+		k.off, k.n, k.total = int(d.uv()), int(d.uv()), int(d.uv())
+		k.rounds, k.t = d.uv(), int(d.uv())
+		ni := d.count(1)
+		for range ni {
+			k.inited[d.str()] = true
+		}
+		if d.err == nil && (k.n < 1 || uint64(k.n)*4 > uint64(len(d.b)) || k.off+k.n > k.total) {
+			d.fail("key %d: part [%d,+%d) of %d", k.id, k.off, k.n, k.total)
+		}
+		if d.err != nil {
+			break
+		}
+		p := pending{k: k, value: d.floats(k.n)}
+		ns := d.count(4 * k.n)
+		for range ns {
+			p.states = append(p.states, d.floats(k.n))
+		}
+		if d.err != nil {
+			break
+		}
+		if j.keys[k.id] != nil {
+			d.fail("key %d twice", k.id)
+			break
+		}
+		j.keys[k.id] = k
+		ps = append(ps, p)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	for _, p := range ps {
+		k := p.k
+		b, err := j.be.Alloc(k.n)
+		if err == nil {
+			err = j.be.Write(b, 0, p.value)
+		}
+		if err != nil {
+			j.Close()
+			return nil, fmt.Errorf("psm: restore key %s: %w", k.label(), err)
+		}
+		k.stored, k.dirty = b, true
+		for _, s := range p.states {
+			sb, err := j.be.Alloc(k.n)
+			if err == nil {
+				err = j.be.Write(sb, 0, s)
+			}
+			if err != nil {
+				j.Close()
+				return nil, fmt.Errorf("psm: restore key %s: %w", k.label(), err)
+			}
+			k.states = append(k.states, sb)
+		}
+	}
+	return j, nil
+}
