@@ -26,6 +26,11 @@ const (
 	chunkAlign = 2048
 
 	maxPooledBytes = 512 << 20 // idle device buffers kept for reuse, at most
+
+	// maxBindGroups bounds the bind-group cache: an app that reduces fresh
+	// arrays every step would otherwise grow it without end. When full it
+	// is emptied (recorded commands keep their own references).
+	maxBindGroups = 8192
 )
 
 // params is the uniform block of every kernel (common.wgsl's Params).
@@ -435,6 +440,13 @@ func (b *Backend) bindGroup(p *pipeline, binds []binding) (*wgpu.BindGroup, erro
 	}
 	if bg := b.bgs[key]; bg != nil {
 		return bg, nil
+	}
+	if len(b.bgs) >= maxBindGroups {
+		for _, bg := range b.bgs {
+			bg.Release()
+		}
+		clear(b.bgs)
+		clear(b.bgByBuf)
 	}
 	entries := make([]wgpu.BindGroupEntry, 0, len(binds)+1)
 	entries = append(entries, wgpu.BindGroupEntry{Binding: 0, Buffer: b.uniBuf, Offset: 0, Size: paramsSize})

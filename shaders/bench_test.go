@@ -16,7 +16,9 @@ import (
 // machine, in one run: ns/op and GB/s are the WebGPU backend's (bytes read
 // plus written, work submitted and waited for), cpu-GB/s the CPU backend's
 // on the same operation, and x-vs-cpu = cpu time / webgpu time (above 1:
-// WebGPU is faster). The adapter is logged; on a CPU adapter (lavapipe) the
+// WebGPU is faster). copy-GB/s is the adapter's buffer-to-buffer copy
+// bandwidth and of-copy-bw the kernel's fraction of it (the goal on a real
+// GPU is >= 0.7). The adapter is logged; on a CPU adapter (lavapipe) the
 // CPU backend is expected to win.
 //
 //	go test -run '^$' -bench . -benchtime 5x ./shaders/
@@ -32,7 +34,8 @@ func benchData(n int) []float32 {
 	return d
 }
 
-// timeCPU runs op iters times on the CPU backend and returns the time per op.
+// timeCPU runs op once to warm up (first touch of fresh pages, pipeline
+// builds), then iters times, and returns the time per op.
 func timeCPU(iters int, op func() error) (time.Duration, error) {
 	if err := op(); err != nil { // warm: first touch of fresh pages
 		return 0, err
@@ -50,6 +53,29 @@ func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
 	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9, "GB/s")
 	b.ReportMetric(float64(bytes)/cpuPerOp.Seconds()/1e9, "cpu-GB/s")
 	b.ReportMetric(cpuPerOp.Seconds()/gpuPerOp.Seconds(), "x-vs-cpu")
+}
+
+// copyGBps measures the adapter's device-to-device copy bandwidth (bytes
+// read + written per second) with Backend.Copy (CopyBufferToBuffer) of two
+// 64 MiB buffers, the yardstick for kernel bandwidth on a real GPU.
+func copyGBps(b *testing.B, g kvcore.Backend, bufs []kvcore.Buffer) float64 {
+	op := func() error {
+		if err := g.Copy(bufs[1], bufs[0]); err != nil {
+			return err
+		}
+		return g.Sync()
+	}
+	per, err := timeCPU(5, op)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(2*4*bufs[0].Len()) / per.Seconds() / 1e9
+}
+
+// reportVsCopy adds the kernel's bandwidth as a fraction of copy bandwidth.
+func reportVsCopy(b *testing.B, bytes int64, gpuPerOp time.Duration, copyBW float64) {
+	b.ReportMetric(copyBW, "copy-GB/s")
+	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9/copyBW, "of-copy-bw")
 }
 
 func benchArrays(b *testing.B, be kvcore.Backend, k int, d []float32) []kvcore.Buffer {
@@ -100,6 +126,7 @@ func BenchmarkReduce4x16M(b *testing.B) {
 		b.Fatal(err)
 	}
 	report(b, 5*4*benchN, gpu, cpu)
+	reportVsCopy(b, 5*4*benchN, gpu, copyGBps(b, g, gb))
 }
 
 // BenchmarkAdam16M: one Adam step over 16M parameters (reads w, g, mean,
@@ -142,6 +169,7 @@ func BenchmarkAdam16M(b *testing.B) {
 		b.Fatal(err)
 	}
 	report(b, 7*4*benchN, gpu, cpu)
+	reportVsCopy(b, 7*4*benchN, gpu, copyGBps(b, g, gb))
 }
 
 // BenchmarkUpload64MB: Backend.Write of 64 MiB then Sync (pooled mapped

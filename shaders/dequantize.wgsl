@@ -8,20 +8,20 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   for (var j = flat_index(wid, nwg, lid); j < P.n; j = j + grid_stride(nwg)) {
-{{- if eq .Per 16}}
-  let k = j % 16u;
-  let code = (inw[j / 16u] >> (8u * (k / 4u) + 6u - 2u * (k % 4u))) & 3u;
-  var v = 0.0;
-  if (code == 3u) {
-    v = P.threshold;
-  } else if (code == 2u) {
-    v = -1.0 * P.threshold;
-  }
-  dst[j] = v;
-{{- else}}
-  let k = j % 32u;
-  let bit = (inw[j / 32u] >> (8u * (k / 8u) + 7u - k % 8u)) & 1u;
-  dst[j] = select(-1.0, 1.0, bit == 1u);
-{{- end}}
+  {{- if eq .Per 16}}
+    let k = j % 16u;
+    let code = (inw[j / 16u] >> (8u * (k / 4u) + 6u - 2u * (k % 4u))) & 3u;
+    var v = 0.0;
+    if (code == 3u) {
+      v = P.threshold;
+    } else if (code == 2u) {
+      v = -1.0 * P.threshold;
+    }
+    dst[j] = v;
+  {{- else}}
+    let k = j % 32u;
+    let bit = (inw[j / 32u] >> (8u * (k / 8u) + 7u - k % 8u)) & 1u;
+    dst[j] = select(-1.0, 1.0, bit == 1u);
+  {{- end}}
   }
 }

@@ -6,6 +6,6 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
-  dst[i] = V(P.scale);
+    dst[i] = V(P.scale);
   }
 }

@@ -2,13 +2,13 @@
 // coef1 = eta times the (bias-corrected) learning rate. s0 = mean, s1 = var.
 {{template "optbind" .}}
 {{template "opthead" .}}
-  let nb1 = 1.0 - sp.beta1;
-  let nb2 = 1.0 - sp.beta2;
-  let gr = rescaled(g[i]);
-  let m = sp.beta1 * s0[i] + nb1 * gr;
-  let v = sp.beta2 * s1[i] + nb2 * gr * gr;
-  s0[i] = m;
-  s1[i] = v;
-  w[i] = w[i] - sp.coef1 * (m / (sqrt(v) + sp.epsilon) + sp.wd * w[i]);
+    let nb1 = 1.0 - sp.beta1;
+    let nb2 = 1.0 - sp.beta2;
+    let gr = rescaled(g[i]);
+    let m = sp.beta1 * s0[i] + nb1 * gr;
+    let v = sp.beta2 * s1[i] + nb2 * gr * gr;
+    s0[i] = m;
+    s1[i] = v;
+    w[i] = w[i] - sp.coef1 * (m / (sqrt(v) + sp.epsilon) + sp.wd * w[i]);
   }
 }

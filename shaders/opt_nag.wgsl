@@ -3,12 +3,12 @@
 // in-place nag_mom_update does.
 {{template "optbind" .}}
 {{template "opthead" .}}
-  let gr = rescaled(g[i]);
-  let mu1 = sp.momentum + 1.0;
-  let m = sp.momentum * s0[i];
-  let w0 = w[i];
-  let wi = w0 - m + mu1 * (m - sp.lr * (gr + sp.wd * w0));
-  w[i] = wi;
-  s0[i] = m - sp.lr * (gr + sp.wd * wi);
+    let gr = rescaled(g[i]);
+    let mu1 = sp.momentum + 1.0;
+    let m = sp.momentum * s0[i];
+    let w0 = w[i];
+    let wi = w0 - m + mu1 * (m - sp.lr * (gr + sp.wd * w0));
+    w[i] = wi;
+    s0[i] = m - sp.lr * (gr + sp.wd * wi);
   }
 }

@@ -12,13 +12,13 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
-{{- if .Acc}}
-  var a: V = dst[i];{{range .Srcs}}
-  a = a + s{{.I}}[i];{{end}}
-{{- else}}
-  var a: V = s0[i];{{range .Rest}}
-  a = a + s{{.I}}[i];{{end}}
-{{- end}}
-  dst[i] = a * P.scale;
+  {{- if .Acc}}
+    var a: V = dst[i];{{range .Srcs}}
+    a = a + s{{.I}}[i];{{end}}
+  {{- else}}
+    var a: V = s0[i];{{range .Rest}}
+    a = a + s{{.I}}[i];{{end}}
+  {{- end}}
+    dst[i] = a * P.scale;
   }
 }

@@ -81,3 +81,19 @@ func OpenDevice() (*Device, error) {
 	}
 	return &Device{Instance: inst, Adapter: ad, Device: dev, Info: ad.GetInfo()}, nil
 }
+
+// OpenEngine opens the host's WebGPU adapter and returns the GPU engine on
+// it for batches of up to maxBatch, a description of the adapter, and a
+// function that frees both. Callers fall back to NewCPU on error.
+func OpenEngine(s Shape, maxBatch int) (Engine, string, func(), error) {
+	d, err := OpenDevice()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	g, err := NewGPU(d.Device, s, maxBatch)
+	if err != nil {
+		d.Release()
+		return nil, "", nil, err
+	}
+	return g, "webgpu: " + d.Name(), func() { g.Release(); d.Release() }, nil
+}
