@@ -71,7 +71,7 @@ const (
 	statesMaxKeyLen  = 1 << 16
 	statesMaxValues  = 1 << 40
 	statesMaxArrays  = 8
-	stateEagerValues = 1 << 20 // arrays up to 4 MiB are allocated at once
+	stateEagerValues = 1 << 16 // arrays up to 256 KiB are allocated at once
 	statesChunkBytes = 64 << 10
 )
 
@@ -145,10 +145,11 @@ func encodeStates(w io.Writer, s *stateSnapshot) error {
 // stateWriter writes fields and updates the checksum; the first write error
 // sticks and stops all later writes.
 type stateWriter struct {
-	w   io.Writer
-	crc hash.Hash32
-	buf [statesChunkBytes]byte
-	err error
+	w     io.Writer
+	crc   hash.Hash32
+	small [8]byte
+	chunk []byte // float payload buffer, sized by the largest array up to statesChunkBytes
+	err   error
 }
 
 func (e *stateWriter) bytes(b []byte) {
@@ -159,35 +160,38 @@ func (e *stateWriter) bytes(b []byte) {
 	_, e.err = e.w.Write(b)
 }
 
-func (e *stateWriter) u8(v uint8) { e.buf[0] = v; e.bytes(e.buf[:1]) }
+func (e *stateWriter) u8(v uint8) { e.small[0] = v; e.bytes(e.small[:1]) }
 func (e *stateWriter) u16(v uint16) {
-	binary.LittleEndian.PutUint16(e.buf[:2], v)
-	e.bytes(e.buf[:2])
+	binary.LittleEndian.PutUint16(e.small[:2], v)
+	e.bytes(e.small[:2])
 }
 func (e *stateWriter) u32(v uint32) {
-	binary.LittleEndian.PutUint32(e.buf[:4], v)
-	e.bytes(e.buf[:4])
+	binary.LittleEndian.PutUint32(e.small[:4], v)
+	e.bytes(e.small[:4])
 }
 func (e *stateWriter) u64(v uint64) {
-	binary.LittleEndian.PutUint64(e.buf[:8], v)
-	e.bytes(e.buf[:8])
+	binary.LittleEndian.PutUint64(e.small[:8], v)
+	e.bytes(e.small[:8])
 }
 
 func (e *stateWriter) u32noCRC(v uint32) {
 	if e.err != nil {
 		return
 	}
-	binary.LittleEndian.PutUint32(e.buf[:4], v)
-	_, e.err = e.w.Write(e.buf[:4])
+	binary.LittleEndian.PutUint32(e.small[:4], v)
+	_, e.err = e.w.Write(e.small[:4])
 }
 
 func (e *stateWriter) floats(f []float32) {
+	if need := min(4*len(f), statesChunkBytes); len(e.chunk) < need {
+		e.chunk = make([]byte, need)
+	}
 	for len(f) > 0 && e.err == nil {
-		n := min(len(f), len(e.buf)/4)
+		n := min(len(f), len(e.chunk)/4)
 		for i, v := range f[:n] {
-			binary.LittleEndian.PutUint32(e.buf[4*i:], math.Float32bits(v))
+			binary.LittleEndian.PutUint32(e.chunk[4*i:], math.Float32bits(v))
 		}
-		e.bytes(e.buf[:4*n])
+		e.bytes(e.chunk[:4*n])
 		f = f[n:]
 	}
 }
@@ -195,10 +199,22 @@ func (e *stateWriter) floats(f []float32) {
 // stateReader reads fields, updates the checksum and counts the offset for
 // error messages.
 type stateReader struct {
-	r   io.Reader
-	crc hash.Hash32
-	off int64
-	buf [statesChunkBytes]byte
+	r     io.Reader
+	crc   hash.Hash32
+	off   int64
+	small [8]byte
+	chunk []byte // grown on demand up to statesChunkBytes
+}
+
+// buf returns a scratch buffer of min(n, statesChunkBytes) bytes or more,
+// allocated only as large as the input has needed so far, so that small or
+// hostile inputs stay cheap.
+func (d *stateReader) buf(n int) []byte {
+	n = min(n, statesChunkBytes)
+	if len(d.chunk) < n {
+		d.chunk = make([]byte, min(statesChunkBytes, max(n, 2*len(d.chunk))))
+	}
+	return d.chunk
 }
 
 func (d *stateReader) fail(what string, err error) error {
@@ -208,7 +224,7 @@ func (d *stateReader) fail(what string, err error) error {
 	return fmt.Errorf("%w: reading %s at byte %d: %v", ErrBadStates, what, d.off, err)
 }
 
-// read fills b (len(b) <= len(d.buf) is not required) from the input.
+// read fills b from the input and adds it to the checksum.
 func (d *stateReader) read(b []byte, what string) error {
 	n, err := io.ReadFull(d.r, b)
 	d.off += int64(n)
@@ -220,35 +236,36 @@ func (d *stateReader) read(b []byte, what string) error {
 }
 
 func (d *stateReader) u8(what string) (uint8, error) {
-	err := d.read(d.buf[:1], what)
-	return d.buf[0], err
+	err := d.read(d.small[:1], what)
+	return d.small[0], err
 }
 
 func (d *stateReader) u16(what string) (uint16, error) {
-	err := d.read(d.buf[:2], what)
-	return binary.LittleEndian.Uint16(d.buf[:2]), err
+	err := d.read(d.small[:2], what)
+	return binary.LittleEndian.Uint16(d.small[:2]), err
 }
 
 func (d *stateReader) u32(what string) (uint32, error) {
-	err := d.read(d.buf[:4], what)
-	return binary.LittleEndian.Uint32(d.buf[:4]), err
+	err := d.read(d.small[:4], what)
+	return binary.LittleEndian.Uint32(d.small[:4]), err
 }
 
 func (d *stateReader) u64(what string) (uint64, error) {
-	err := d.read(d.buf[:8], what)
-	return binary.LittleEndian.Uint64(d.buf[:8]), err
+	err := d.read(d.small[:8], what)
+	return binary.LittleEndian.Uint64(d.small[:8]), err
 }
 
 // bytesN reads n bytes into a new slice, in chunks, so a false length cannot
 // allocate more than the input holds plus one chunk.
 func (d *stateReader) bytesN(n int, what string) ([]byte, error) {
-	out := make([]byte, 0, min(n, len(d.buf)))
+	out := make([]byte, 0, min(n, statesChunkBytes))
 	for len(out) < n {
-		c := min(n-len(out), len(d.buf))
-		if err := d.read(d.buf[:c], what); err != nil {
+		buf := d.buf(n - len(out))
+		c := min(n-len(out), len(buf))
+		if err := d.read(buf[:c], what); err != nil {
 			return nil, err
 		}
-		out = append(out, d.buf[:c]...)
+		out = append(out, buf[:c]...)
 	}
 	return out, nil
 }
@@ -258,8 +275,9 @@ func (d *stateReader) bytesN(n int, what string) ([]byte, error) {
 func (d *stateReader) floats(n int, what string) ([]float32, error) {
 	out := make([]float32, 0, min(n, stateEagerValues))
 	for len(out) < n {
-		c := min(n-len(out), len(d.buf)/4)
-		if err := d.read(d.buf[:4*c], what); err != nil {
+		buf := d.buf(4 * (n - len(out)))
+		c := min(n-len(out), len(buf)/4)
+		if err := d.read(buf[:4*c], what); err != nil {
 			return nil, err
 		}
 		if len(out)+c > cap(out) {
@@ -268,7 +286,7 @@ func (d *stateReader) floats(n int, what string) ([]float32, error) {
 			out = grown
 		}
 		for i := range c {
-			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(d.buf[4*i:])))
+			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
 		}
 	}
 	return out, nil
@@ -405,12 +423,12 @@ func decodeStates(r io.Reader) (*stateSnapshot, error) {
 		s.Keys = append(s.Keys, ks)
 	}
 	want := d.crc.Sum32()
-	n, err := io.ReadFull(d.r, d.buf[:4])
+	n, err := io.ReadFull(d.r, d.small[:4])
 	d.off += int64(n)
 	if err != nil {
 		return nil, d.fail("checksum", err)
 	}
-	if got := binary.LittleEndian.Uint32(d.buf[:4]); got != want {
+	if got := binary.LittleEndian.Uint32(d.small[:4]); got != want {
 		return nil, fmt.Errorf("%w: checksum mismatch (file says %#08x, content gives %#08x): the file is corrupt", ErrBadStates, got, want)
 	}
 	return s, nil
