@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/relay/internal/relaytest"
 )
@@ -109,5 +110,180 @@ func TestDistSyncMatchesSingleProcess(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDistAsyncEveryPushOnce: with SGD(lr=1) and small integer gradients
+// every update is exact in float32, so the final value is -(sum of every
+// push) whatever the order; a push applied twice or lost changes it. One
+// worker's connection is cut several times mid-training, so retried pushes
+// must be answered from the relay's cache, not applied again.
+func TestDistAsyncEveryPushOnce(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	_, u := start(t, relay.Config{MinWorkers: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const workers, rounds, n = 3, 40, 64
+	grad := func(rank, round int, dst []float32) {
+		r := rand.New(rand.NewPCG(seed, uint64(rank*1000+round)))
+		for i := range dst {
+			dst[i] = float32(r.IntN(17) - 8)
+		}
+	}
+	want := make([]float32, n)
+	g := make([]float32, n)
+	for rank := 0; rank < workers; rank++ {
+		for round := 0; round < rounds; round++ {
+			grad(rank, round, g)
+			for i := range want {
+				want[i] -= g[i]
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	finals := make([][]float32, workers)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			finals[i], errs[i] = asyncWorker(ctx, u, i == 0, rounds, n, grad)
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+		if err := relaytest.Compare([][]float32{finals[i]}, [][]float32{want}); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+}
+
+// asyncWorker pushes rounds gradients to key 0 of a dist_async store; the
+// killer cuts its connection every few pushes.
+func asyncWorker(ctx context.Context, u string, killer bool, rounds, n int, grad func(rank, round int, dst []float32)) ([]float32, error) {
+	c, err := relay.Dial(ctx, u, relay.DialOptions{Job: "async", Workers: 3, Logger: quiet(), ReconnectMin: time.Millisecond, ReconnectMax: 10 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	s, err := kvcore.Create("dist_async", kvcore.WithTransport(c), kvcore.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	rank := s.Rank()
+	if rank == 0 {
+		if err := s.SetOptimizer(ctx, kvcore.SGD(1, 0)); err != nil {
+			return nil, err
+		}
+	}
+	a, err := kvcore.NewArray(kvcore.OnCPU(0), n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Init(ctx, kvcore.IntKey(0), a); err != nil {
+		return nil, err
+	}
+	if err := s.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	g := make([]float32, n)
+	for round := 0; round < rounds; round++ {
+		grad(rank, round, g)
+		if err := a.CopyFrom(g); err != nil {
+			return nil, err
+		}
+		if err := s.Push(kvcore.IntKey(0), a); err != nil {
+			return nil, err
+		}
+		if killer && round%7 == 3 {
+			c.Kill()
+		}
+		if err := a.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("round %d: %w", round, err)
+		}
+	}
+	if err := s.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.Pull(kvcore.IntKey(0), a); err != nil {
+		return nil, err
+	}
+	return a.ToSlice()
+}
+
+// TestUnevenBatchesLeave: a worker that runs out of batches leaves; the
+// others' rounds close without it (no hang) and match a single process in
+// which its pushes stop at the same round.
+func TestUnevenBatchesLeave(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := &relaytest.Workload{Seed: seed, Workers: 3, Rounds: 6, Sizes: []int{10, 300}, ShortRank: 1, ShortRounds: 2,
+		Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.1,"momentum":0.9}`)}
+	_, u := start(t, relay.Config{MinWorkers: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runWorkers(t, ctx, u, "dist_sync", "uneven", w) {
+		if r.Rank == 1 {
+			if r.Values != nil {
+				t.Fatal("the short worker reported final values")
+			}
+			continue
+		}
+		if err := relaytest.Compare(r.Values, want); err != nil {
+			t.Fatalf("rank %d: %v", r.Rank, err)
+		}
+	}
+}
+
+// TestShards: two relay shards, a big key split over both and small keys
+// placed by hash, give the single-process result.
+func TestShards(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	// psm places keys with MXNet's default bound (1M elements); the
+	// client's BigArrayBound must agree, so the big key is just over it.
+	w := &relaytest.Workload{Seed: seed, Workers: 2, Rounds: 2, Sizes: []int{1_000_003, 7, 9, 11},
+		Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.1,"momentum":0.5}`)}
+	s0, u0 := start(t, relay.Config{MinWorkers: 2, Shards: []string{"a", "b"}, ShardIndex: 0})
+	s1, u1 := start(t, relay.Config{MinWorkers: 2, Shards: []string{"a", "b"}, ShardIndex: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make([]*relaytest.Result, w.Workers)
+	errs := make([]error, w.Workers)
+	var wg sync.WaitGroup
+	for i := range res {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			res[i], errs[i] = relaytest.RunWorker(ctx, u0+","+u1, "dist_sync", w, relay.DialOptions{Job: "sharded", Logger: quiet()})
+		}(i)
+	}
+	wg.Wait()
+	for i := range res {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if err := relaytest.Compare(res[i].Values, want); err != nil {
+			t.Fatalf("rank %d: %v", res[i].Rank, err)
+		}
+	}
+	// The big key was split: each shard received about half of its pushes.
+	for i, s := range []*relay.Server{s0, s1} {
+		st := s.Status()
+		if len(st.Jobs) != 1 || st.Jobs[0].BytesIn < uint64(2*w.Rounds*500_000*4) {
+			t.Fatalf("shard %d received %+v, want half of the big key's pushes", i, st.Jobs)
+		}
 	}
 }
