@@ -1,0 +1,51 @@
+//go:build wasip1
+
+// Command wazeroreduce is a WASI reactor that runs kvcore's CPU reduce, so
+// BenchmarkReduceWazero (tests/wasm_wazero_bench_test.go) can time the same
+// kernel in wazero and natively. Built with -buildmode=c-shared for
+// GOOS=wasip1; exports setup(nsrc, n) and reduce().
+package main
+
+import "github.com/webkv/webkv/kvcore"
+
+func main() {}
+
+var (
+	dst  kvcore.Buffer
+	srcs []kvcore.Buffer
+)
+
+// setup allocates nsrc input arrays and one output of n float32 each on the
+// CPU backend and fills the inputs; it returns 0, or -1 on error.
+//
+//go:wasmexport setup
+func setup(nsrc, n uint32) int32 {
+	be := kvcore.CPU()
+	var err error
+	if dst, err = be.Alloc(int(n)); err != nil {
+		return -1
+	}
+	srcs = srcs[:0]
+	for i := range nsrc {
+		b, err := be.Alloc(int(n))
+		if err != nil {
+			return -1
+		}
+		if be.Fill(b, float32(i+1)) != nil {
+			return -1
+		}
+		srcs = append(srcs, b)
+	}
+	return 0
+}
+
+// reduce sums the inputs into the output once and returns dst[0], which
+// is nsrc*(nsrc+1)/2 when the kernel is right.
+//
+//go:wasmexport reduce
+func reduce() float32 {
+	if kvcore.CPU().Reduce(dst, srcs, 1) != nil {
+		return -1
+	}
+	return dst.(*kvcore.CPUBuffer).Float32s()[0]
+}
