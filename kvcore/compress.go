@@ -288,3 +288,43 @@ func Dequantize1Bit(out, in []float32, threshold float32) {
 		}
 	}
 }
+
+// quantizeRange quantizes values [lo, hi) of g with residual r into their
+// words of out, for the CPU backend's parallel chunks: lo must be a multiple
+// of 32 (a word boundary for both kinds) and hi a multiple of 32 or len(g).
+// Chunks that cover [0, len(g)) give the same words as one whole call.
+func quantizeRange(c Compression, out, g, r []float32, lo, hi int) {
+	if lo >= hi {
+		return
+	}
+	per := 16
+	if c.Kind == Compress1Bit {
+		per = 32
+	}
+	o := out[lo/per : (hi+per-1)/per]
+	switch c.Kind {
+	case Compress2Bit:
+		Quantize2Bit(o, g[lo:hi], r[lo:hi], c.Threshold)
+	case Compress1Bit:
+		Quantize1Bit(o, g[lo:hi], r[lo:hi], c.Threshold)
+	}
+}
+
+// dequantizeRange unpacks values [lo, hi) of out from in, with lo and hi as
+// for quantizeRange.
+func dequantizeRange(c Compression, out, in []float32, lo, hi int) {
+	if lo >= hi {
+		return
+	}
+	per := 16
+	if c.Kind == Compress1Bit {
+		per = 32
+	}
+	i := in[lo/per : (hi+per-1)/per]
+	switch c.Kind {
+	case Compress2Bit:
+		Dequantize2Bit(out[lo:hi], i, c.Threshold)
+	case Compress1Bit:
+		Dequantize1Bit(out[lo:hi], i, c.Threshold)
+	}
+}
