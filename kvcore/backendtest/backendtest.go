@@ -13,8 +13,9 @@
 // (see Short for the large one):
 //   - Alloc returns zeroed buffers of the asked length, also after Free of a
 //     dirty buffer of that size; Write/Read at offsets; Copy; Fill;
-//   - Reduce with 1 to 16 inputs, scale 1 and scale != 1, and the output
-//     aliasing input 0;
+//   - Reduce with 1 to 16 inputs, scale 1 and scale != 1, the output
+//     aliasing input 0, one buffer passed several times, and the output
+//     aliasing a later input (refused with an error, or summed correctly);
 //   - Step for every OptKind, with several hyper-parameter sets (flags
 //     included), several steps in a row, weights and every state compared
 //     after each step; the sets come from kvcore.ParseOptimizer and
@@ -417,7 +418,50 @@ func (s *suite) reduce() {
 		s.reduceCase(n, 2, 1, true)
 		s.reduceCase(n, 5, 2.5, true)
 		s.reduceCase(n, 16, 1.0/16, true)
+		s.reduceRepeated(n)
+		s.reduceAliasLater(n)
 	}
+}
+
+// reduceRepeated passes one buffer several times (a store summing the
+// same array pushed twice): it is read each time, never written.
+func (s *suite) reduceRepeated(n int) {
+	s.t.Helper()
+	x, y := s.random(n, 1), s.random(n, 1)
+	bx, by, bd := s.upload(s.b, x), s.upload(s.b, y), s.alloc(s.b, n)
+	rx, ry, rd := s.upload(s.ref, x), s.upload(s.ref, y), s.alloc(s.ref, n)
+	what := fmt.Sprintf("Reduce n=%d of [x y x x]", n)
+	s.must(what, func() error { return s.b.Reduce(bd, []kvcore.Buffer{bx, by, bx, bx}, 0.5) })
+	s.must(what+" (reference)", func() error { return s.ref.Reduce(rd, []kvcore.Buffer{rx, ry, rx, rx}, 0.5) })
+	mag := make([]float32, n)
+	for i := range mag {
+		mag[i] = 0.5 * (3*abs32(x[i]) + abs32(y[i]))
+	}
+	s.close(what, s.download(s.b, bd), s.download(s.ref, rd), mag, 0)
+	s.exact(what+": x unchanged", s.download(s.b, bx), x)
+}
+
+// reduceAliasLater makes the output an input other than the first. The
+// contract only promises aliasing of input 0, so a backend may refuse with
+// an error; if it accepts, the result must be the sum of the inputs as they
+// were before the call.
+func (s *suite) reduceAliasLater(n int) {
+	s.t.Helper()
+	ins := [][]float32{s.random(n, 1), s.random(n, 1), s.random(n, 1)}
+	bs := []kvcore.Buffer{s.upload(s.b, ins[0]), s.upload(s.b, ins[1]), s.upload(s.b, ins[2])}
+	rs := []kvcore.Buffer{s.upload(s.ref, ins[0]), s.upload(s.ref, ins[1]), s.upload(s.ref, ins[2])}
+	rd := s.alloc(s.ref, n)
+	what := fmt.Sprintf("Reduce n=%d into input 2", n)
+	if err := s.call(what, func() error { return s.b.Reduce(bs[2], bs, 1) }); err != nil {
+		s.exact(what+": refused, input 2 unchanged", s.download(s.b, bs[2]), ins[2])
+		return
+	}
+	s.must(what+" (reference)", func() error { return s.ref.Reduce(rd, rs, 1) })
+	mag := make([]float32, n)
+	for i := range mag {
+		mag[i] = abs32(ins[0][i]) + abs32(ins[1][i]) + abs32(ins[2][i])
+	}
+	s.close(what, s.download(s.b, bs[2]), s.download(s.ref, rd), mag, 0)
 }
 
 // reduceCase reduces k random inputs of length n with scale on both backends

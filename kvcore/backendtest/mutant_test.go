@@ -190,6 +190,20 @@ func TestMutantsFail(t *testing.T) {
 				}
 				return err
 			}}},
+		{"Reduce into a later input, summed in place", (*suite).reduce, &mutant{Backend: cpu,
+			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+				d := data(dst)
+				copy(d, data(srcs[0]))
+				for _, x := range srcs[1:] {
+					for i, v := range data(x)[:len(d)] {
+						d[i] += v
+					}
+				}
+				for i := range d {
+					d[i] *= scale
+				}
+				return nil
+			}}},
 		{"Reduce 1e-4 off", (*suite).reduce, &mutant{Backend: cpu,
 			reduce: func(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
 				err := cpu.Reduce(dst, srcs, scale)
