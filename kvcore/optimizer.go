@@ -291,6 +291,9 @@ func (o *Optimizer) Validate() error {
 			if !finite(v) || v < 0 {
 				return bad("%s[%q] = %v must be a finite number >= 0", m.name, k, v)
 			}
+			if v == 0 && d.kind == OptFTRL && m.name == "lr_mult" {
+				return bad("lr_mult[%q] = 0: ftrl divides by the learning rate", k)
+			}
 		}
 	}
 	if o.LRScheduler != nil {
@@ -303,6 +306,49 @@ func (o *Optimizer) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Clone returns a deep copy of o, so that a store can keep a spec that its
+// caller may change afterwards.
+func (o *Optimizer) Clone() *Optimizer {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	for _, p := range []**float64{&c.LearningRate, &c.WD, &c.RescaleGrad, &c.ClipGradient,
+		&c.Momentum, &c.Beta1, &c.Beta2, &c.Epsilon, &c.Gamma1, &c.Gamma2, &c.ClipWeights,
+		&c.Rho, &c.Lamda1, &c.Beta, &c.WDLH, &c.LowerBound, &c.UpperBound, &c.Eta} {
+		if *p != nil {
+			*p = new(**p)
+		}
+	}
+	for _, p := range []**bool{&c.Centered, &c.BiasCorrection, &c.CorrectBias} {
+		if *p != nil {
+			*p = new(**p)
+		}
+	}
+	if o.LRScheduler != nil {
+		s := *o.LRScheduler
+		for _, p := range []**float64{&s.BaseLR, &s.Factor, &s.StopFactorLR, &s.Pwr} {
+			if *p != nil {
+				*p = new(**p)
+			}
+		}
+		if s.Steps != nil {
+			s.Steps = append([]int{}, s.Steps...)
+		}
+		c.LRScheduler = &s
+	}
+	for _, m := range []*map[string]float64{&c.LRMult, &c.WDMult} {
+		if *m != nil {
+			cp := make(map[string]float64, len(*m))
+			for k, v := range *m {
+				cp[k] = v
+			}
+			*m = cp
+		}
+	}
+	return &c
 }
 
 func (o *Optimizer) get(p *float64, def float64) float64 {

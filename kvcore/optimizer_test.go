@@ -202,6 +202,61 @@ func TestOptJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOptClone checks that a clone shares no memory with the original.
+func TestOptClone(t *testing.T) {
+	o := &Optimizer{Name: "lamb", LearningRate: new(0.1), BiasCorrection: new(true), UpperBound: new(3.0),
+		LRScheduler: &LRScheduler{Type: "multifactor", Steps: []int{5, 9}, Factor: new(0.5)},
+		LRMult:      map[string]float64{"1": 2}, WDMult: map[string]float64{"b": 0}}
+	c := o.Clone()
+	if !reflect.DeepEqual(o, c) {
+		t.Fatalf("clone differs: %+v", c)
+	}
+	*c.LearningRate, *c.BiasCorrection, *c.UpperBound = 9, false, 9
+	c.LRScheduler.Steps[0], *c.LRScheduler.Factor = 1, 0.9
+	c.LRMult["1"], c.WDMult["b"] = 7, 7
+	if *o.LearningRate != 0.1 || !*o.BiasCorrection || *o.UpperBound != 3 || o.LRScheduler.Steps[0] != 5 ||
+		*o.LRScheduler.Factor != 0.5 || o.LRMult["1"] != 2 || o.WDMult["b"] != 0 {
+		t.Errorf("changing the clone changed the original: %+v", o)
+	}
+	if (*Optimizer)(nil).Clone() != nil {
+		t.Error("nil clone")
+	}
+	// Every pointer, slice and map field, including ones added later, must be
+	// copied: set them all by reflection and compare addresses.
+	full := &Optimizer{LRScheduler: &LRScheduler{}}
+	for _, v := range []reflect.Value{reflect.ValueOf(full).Elem(), reflect.ValueOf(full.LRScheduler).Elem()} {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.Pointer:
+				if f.IsNil() {
+					f.Set(reflect.New(f.Type().Elem()))
+				}
+			case reflect.Map:
+				f.Set(reflect.MakeMap(f.Type()))
+				f.SetMapIndex(reflect.ValueOf("k"), reflect.ValueOf(1.0))
+			case reflect.Slice:
+				f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+			}
+		}
+	}
+	cl := full.Clone()
+	for _, pair := range [][2]reflect.Value{
+		{reflect.ValueOf(full).Elem(), reflect.ValueOf(cl).Elem()},
+		{reflect.ValueOf(full.LRScheduler).Elem(), reflect.ValueOf(cl.LRScheduler).Elem()},
+	} {
+		for i := range pair[0].NumField() {
+			a, b := pair[0].Field(i), pair[1].Field(i)
+			switch a.Kind() {
+			case reflect.Pointer, reflect.Map, reflect.Slice:
+				if a.Pointer() == b.Pointer() {
+					t.Errorf("Clone shares field %s", pair[0].Type().Field(i).Name)
+				}
+			}
+		}
+	}
+}
+
 // TestOptValidate checks that bad specs give errors that name the field.
 func TestOptValidate(t *testing.T) {
 	for _, c := range []struct{ spec, want string }{
@@ -236,6 +291,7 @@ func TestOptValidate(t *testing.T) {
 		{`{"name":"sgd","lr_mult":{"1":-1}}`, `lr_mult["1"] = -1`},
 		{`{"name":"sgd","wd_mult":{"x":-2}}`, `wd_mult["x"] = -2`},
 		{`{"name":"sgd","version":2}`, "version 2 is not supported"},
+		{`{"name":"ftrl","lr_mult":{"3":0}}`, `lr_mult["3"] = 0: ftrl`},
 		{`{"name":"sgd","learning_rte":0.1}`, `unknown field "learning_rte"`},
 		{`{"name":"sgd"} {}`, "trailing data"},
 		{`{"name":"sgd","learning_rate":"0.1"}`, "learning_rate"},
