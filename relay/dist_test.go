@@ -15,7 +15,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/relay"
-	"github.com/webkv/webkv/relay/internal/relaytest"
+	"github.com/webkv/webkv/relay/relaytest"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

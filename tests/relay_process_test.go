@@ -1,0 +1,301 @@
+package tests
+
+// Multi-process relay tests: the relay is the real `webkv relay` binary and
+// every worker is a separate process (this test binary re-executed), talking
+// over 127.0.0.1 sockets. They cover what goroutines cannot: a worker
+// process killed mid-round and a relay killed with SIGKILL and restarted on
+// its data directory.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/relay/relaytest"
+)
+
+const relayWorkerEnv = "WEBKV_RELAY_TEST_WORKER"
+
+// relayWorkerSpec is what a worker process is told.
+type relayWorkerSpec struct {
+	URL, Typ, Job, Token string
+	Workload             relaytest.Workload
+}
+
+// TestRelayWorkerProcess is the body of a worker process; it does nothing
+// in a normal test run.
+func TestRelayWorkerProcess(t *testing.T) {
+	js := os.Getenv(relayWorkerEnv)
+	if js == "" {
+		t.Skip("only runs as a worker process of the relay tests")
+	}
+	var spec relayWorkerSpec
+	if err := json.Unmarshal([]byte(js), &spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := relaytest.RunWorker(ctx, spec.URL, spec.Typ, &spec.Workload, relay.DialOptions{
+		Job: spec.Job, Token: spec.Token, Logger: log, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Printf("RESULT %s\n", b)
+}
+
+var (
+	relayBinOnce sync.Once
+	relayBin     string
+	relayBinErr  error
+)
+
+// buildRelay builds the webkv binary once per test run.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	relayBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "webkv-relay-bin")
+		if err != nil {
+			relayBinErr = err
+			return
+		}
+		relayBin = filepath.Join(dir, "webkv")
+		out, err := exec.Command("go", "build", "-o", relayBin, "../relay/cmd/webkv").CombinedOutput()
+		if err != nil {
+			relayBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if relayBinErr != nil {
+		t.Fatal(relayBinErr)
+	}
+	return relayBin
+}
+
+// relayProc is a running `webkv relay`.
+type relayProc struct {
+	cmd  *exec.Cmd
+	url  string
+	addr string
+	logs *strings.Builder
+	mu   *sync.Mutex
+}
+
+// startRelayProc starts the relay binary and waits for the URL it prints.
+func startRelayProc(t *testing.T, args ...string) *relayProc {
+	t.Helper()
+	bin := buildRelay(t)
+	cmd := exec.Command(bin, append([]string{"relay", "-log-level", "warn"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &relayProc{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b, _ := io.ReadAll(stderr)
+		p.mu.Lock()
+		p.logs.Write(b)
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if s := sc.Text(); strings.HasPrefix(s, "webkv relay listening on ") {
+				line <- strings.TrimPrefix(s, "webkv relay listening on ")
+			}
+		}
+		close(line)
+	}()
+	select {
+	case u, ok := <-line:
+		if !ok {
+			cmd.Wait()
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("relay exited before it was ready:\n%s", p.logs)
+		}
+		p.url = u
+		p.addr = strings.TrimPrefix(u, "ws://")
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay did not print its URL")
+	}
+	return p
+}
+
+// workerProc is a running worker process.
+type workerProc struct {
+	cmd *exec.Cmd
+	out strings.Builder
+	err strings.Builder
+}
+
+func startWorkerProc(t *testing.T, spec relayWorkerSpec) *workerProc {
+	t.Helper()
+	js, _ := json.Marshal(spec)
+	w := &workerProc{}
+	w.cmd = exec.Command(os.Args[0], "-test.run=^TestRelayWorkerProcess$", "-test.v=false")
+	w.cmd.Env = append(os.Environ(), relayWorkerEnv+"="+string(js))
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.err
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.cmd.Process.Kill()
+		w.cmd.Wait()
+	})
+	return w
+}
+
+// result waits for the worker and parses its RESULT line.
+func (w *workerProc) result() (*relaytest.Result, error) {
+	err := w.cmd.Wait()
+	for _, l := range strings.Split(w.out.String(), "\n") {
+		if s, ok := strings.CutPrefix(l, "RESULT "); ok {
+			var r relaytest.Result
+			if err := json.Unmarshal([]byte(s), &r); err != nil {
+				return nil, err
+			}
+			return &r, nil
+		}
+	}
+	return nil, fmt.Errorf("worker failed (%v):\n%s\n%s", err, w.out.String(), w.err.String())
+}
+
+// TestRelayProcesses16: 16 worker processes give exactly the single-process
+// result (dist_sync, Adam), through the relay binary.
+func TestRelayProcesses16(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := relaytest.Workload{Seed: seed, Workers: 16, Rounds: 3, Sizes: []int{100, 7},
+		Optimizer: json.RawMessage(`{"name":"adam","learning_rate":0.01}`)}
+	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16", "-workers", "16")
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []*workerProc
+	for i := 0; i < w.Workers; i++ {
+		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "p16", Token: "tok16", Workload: w}))
+	}
+	ranks := map[int]bool{}
+	for _, wp := range ws {
+		res, err := wp.result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ranks[res.Rank] = true
+		if err := relaytest.Compare(res.Values, want); err != nil {
+			t.Fatalf("rank %d: %v", res.Rank, err)
+		}
+	}
+	if len(ranks) != 16 {
+		t.Fatalf("ranks %v, want 16 distinct", ranks)
+	}
+}
+
+// TestRelayKillWorker: a worker process killed mid-training (SIGKILL) is
+// dropped after the silence timeout; the others finish, agree, and do not
+// wait past the deadline.
+func TestRelayKillWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := relaytest.Workload{Seed: seed, Workers: 4, Rounds: 12, Sizes: []int{50}, Pause: 50 * time.Millisecond,
+		Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.1}`)}
+	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-workers", "4", "-heartbeat", "100ms", "-timeout", "1s", "-round-deadline", "3s")
+	var ws []*workerProc
+	for i := 0; i < w.Workers; i++ {
+		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "kill", Workload: w}))
+	}
+	time.Sleep(400 * time.Millisecond) // a few rounds in
+	victim := ws[2]
+	victim.cmd.Process.Signal(syscall.SIGKILL)
+	start := time.Now()
+	var first []float32
+	for i, wp := range ws {
+		if wp == victim {
+			continue
+		}
+		res, err := wp.result()
+		if err != nil {
+			t.Fatalf("survivor %d: %v", i, err)
+		}
+		if first == nil {
+			first = res.Values[0]
+		} else if err := relaytest.Compare(res.Values, [][]float32{first}); err != nil {
+			t.Fatalf("survivors disagree: %v", err)
+		}
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("survivors took %v after the kill", d)
+	}
+}
+
+// TestRelayKill9Restart: the relay is killed with SIGKILL mid-training and
+// restarted on the same data directory and address. Workers reconnect,
+// resume their ranks and resend unanswered requests; because the relay
+// acknowledges an update only after it is checkpointed (-durable), no
+// acknowledged update is lost and none is applied twice: the final values
+// equal the single-process result bit for bit.
+func TestRelayKill9Restart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := relaytest.Workload{Seed: seed, Workers: 3, Rounds: 16, Sizes: []int{64, 5}, Pause: 40 * time.Millisecond,
+		Optimizer: json.RawMessage(`{"name":"adam","learning_rate":0.01}`)}
+	dir := t.TempDir()
+	args := []string{"-data", dir, "-durable", "-workers", "3", "-heartbeat", "200ms", "-timeout", "10s"}
+	r := startRelayProc(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []*workerProc
+	for i := 0; i < w.Workers; i++ {
+		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "crash", Workload: w}))
+	}
+	time.Sleep(500 * time.Millisecond)
+	r.cmd.Process.Signal(syscall.SIGKILL)
+	r.cmd.Wait()
+	time.Sleep(100 * time.Millisecond)
+	r2 := startRelayProc(t, append([]string{"-listen", r.addr}, args...)...)
+	for _, wp := range ws {
+		res, err := wp.result()
+		if err != nil {
+			r2.mu.Lock()
+			t.Fatalf("%v\nrelay log:\n%s", err, r2.logs)
+		}
+		if err := relaytest.Compare(res.Values, want); err != nil {
+			t.Fatalf("rank %d after the relay restart: %v", res.Rank, err)
+		}
+	}
+}
