@@ -64,7 +64,9 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 		return nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)
 	}
 	st.emit("connection", map[string]any{"state": "connected", "url": o.url, "job": o.job})
-	return relayLink{c}, []kvcore.Option{kvcore.WithTransport(c), kvcore.WithContext(dctx)}, nil
+	// The store's set-up (joining the job) gets the same bound, counted
+	// again from here; it must not be dctx, which ends when Dial returns.
+	return relayLink{c}, []kvcore.Option{kvcore.WithTransport(c), kvcore.WithContext(withTimeoutNoCancel(ctx, o.timeout))}, nil
 }
 
 // eventHandler is a slog.Handler that turns the relay client's records into
@@ -108,3 +110,11 @@ func (h *eventHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *eventHandler) WithGroup(string) slog.Handler { return h }
+
+// withTimeoutNoCancel is context.WithTimeout for a context used only
+// through kvcore.Create: its timer releases it.
+func withTimeoutNoCancel(ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	time.AfterFunc(d, cancel)
+	return c
+}

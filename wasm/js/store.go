@@ -321,7 +321,13 @@ func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) 
 	shape := st.shapes[k]
 	st.mu.Unlock()
 	if shape == nil {
-		return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, kvcore.ErrUnknownKey)
+		// Not initialized (or another kind of key): a placeholder output
+		// lets kvcore report it with its own message.
+		a, err := kvcore.NewArray(kvcore.OnCPU(0), 1)
+		if err != nil {
+			return nil, err
+		}
+		return &output{a: a, js: js.Undefined()}, nil
 	}
 	n := 1
 	for _, d := range shape {

@@ -1,0 +1,765 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/relay"
+)
+
+// The browser tests build webkv's GOOS=js runtime (wasm/js), serve it with
+// the pages in tests/browser on 127.0.0.1, and drive Debian's headless
+// Chromium with WebGPU on SwiftShader through chromedp. A page posts its
+// result as JSON in window.__webkvResult; the test polls for it (never
+// --dump-dom, which returns before asynchronous work ends).
+//
+// Environment:
+//   - WEBKV_ALLOW_NO_GPU=1: a browser without a WebGPU adapter is accepted
+//     (device stores then run on the CPU fallback); otherwise it fails.
+//   - WEBKV_ALLOW_NO_BROWSER=1: skip when chromium is not installed
+//     (otherwise that fails too).
+//   - WEBKV_CHROMIUM: the browser binary (default /usr/bin/chromium).
+//   - WEBKV_SEED: the seed of the random inputs (default: time).
+
+// brChromiumPath returns the browser to drive, or skips/fails.
+func brChromiumPath(tb testing.TB) string {
+	p := os.Getenv("WEBKV_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		if lp, lerr := exec.LookPath("chromium"); lerr == nil {
+			return lp
+		}
+		if os.Getenv("WEBKV_ALLOW_NO_BROWSER") == "1" {
+			tb.Skipf("chromium not installed (%v) and WEBKV_ALLOW_NO_BROWSER=1", err)
+		}
+		tb.Fatalf("chromium not installed (%v): install Debian's chromium (make test does), or set WEBKV_ALLOW_NO_BROWSER=1", err)
+	}
+	return p
+}
+
+func brAllowNoGPU() bool { return os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" }
+
+// brSeed returns the seed of this run's random inputs, logged so a failure
+// can be replayed with WEBKV_SEED.
+func brSeed(tb testing.TB) uint32 {
+	seed := uint32(time.Now().UnixNano())
+	if s := os.Getenv("WEBKV_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			tb.Fatalf("WEBKV_SEED=%q: %v", s, err)
+		}
+		seed = uint32(v)
+	}
+	tb.Logf("seed %d (replay with WEBKV_SEED=%d)", seed, seed)
+	return seed
+}
+
+// brMulberry is mulberry32, the generator of tests/browser/common.js.
+func brMulberry(a uint32) func() uint32 {
+	return func() uint32 {
+		a += 0x6D2B79F5
+		t := a
+		t = (t ^ t>>15) * (1 | t)
+		t = (t + (t^t>>7)*(61|t)) ^ t
+		return t ^ t>>14
+	}
+}
+
+// brRand is common.js's rand(seed, n): n float32 values in [-1, 1).
+func brRand(seed uint32, n int) []float32 {
+	next := brMulberry(seed)
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(float64(next()>>8)/16777216*2 - 1)
+	}
+	return out
+}
+
+// brRepoRoot is the module root (tests/..).
+func brRepoRoot(tb testing.TB) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatal("cannot locate the test source")
+	}
+	return filepath.Dir(filepath.Dir(file))
+}
+
+var brBuilt struct {
+	sync.Mutex
+	dir string
+	err error
+}
+
+// brBuild builds wasm/js with wasm/js/build.sh (webkv.wasm, wasm_exec.js from
+// this Go toolchain, webkv.js) once per test process, into a temporary
+// directory removed when the process' first test using it ends.
+func brBuild(tb testing.TB) string {
+	brBuilt.Lock()
+	defer brBuilt.Unlock()
+	if brBuilt.dir != "" || brBuilt.err != nil {
+		if brBuilt.err != nil {
+			tb.Fatal(brBuilt.err)
+		}
+		return brBuilt.dir
+	}
+	root := brRepoRoot(tb)
+	dir, err := os.MkdirTemp("", "webkv-js-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command("sh", filepath.Join(root, "wasm/js/build.sh"), dir)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		brBuilt.err = fmt.Errorf("building wasm/js: %v\n%s", err, out)
+		tb.Fatal(brBuilt.err)
+	}
+	tb.Logf("%s", bytes.TrimSpace(out))
+	brBuilt.dir = dir
+	return dir
+}
+
+// brServer serves the built runtime at /webkv/, the test pages at /, the
+// tfjs bundles at /tfjs/ and any extra handlers, on 127.0.0.1 (a secure
+// context, so navigator.gpu exists).
+func brServer(tb testing.TB, extra map[string]http.Handler) *httptest.Server {
+	root := brRepoRoot(tb)
+	dist := brBuild(tb)
+	mux := http.NewServeMux()
+	mux.Handle("/webkv/", http.StripPrefix("/webkv/", http.FileServer(http.Dir(dist))))
+	mux.Handle("/tfjs/", http.StripPrefix("/tfjs/", http.FileServer(http.Dir(filepath.Join(root, "tests/tfjs/node_modules/@tensorflow")))))
+	mux.Handle("/", http.FileServer(http.Dir(filepath.Join(root, "tests/browser"))))
+	for p, h := range extra {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".wasm") {
+			w.Header().Set("Content-Type", "application/wasm")
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		mux.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
+// brBrowser starts headless Chromium with WebGPU on SwiftShader and a fresh
+// profile; the page's console goes to the test log.
+func brBrowser(tb testing.TB) context.Context {
+	path := brChromiumPath(tb)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(tb.TempDir()),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("enable-unsafe-webgpu", true),
+		chromedp.Flag("use-webgpu-adapter", "swiftshader"),
+		chromedp.Flag("enable-features", "Vulkan"),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("mute-audio", true),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	tb.Cleanup(func() { cancel(); acancel() })
+	if err := chromedp.Do(ctx); err != nil { // start the browser
+		tb.Fatalf("starting %s: %v", path, err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			tb.Logf("page %s: %s", m.Type, m.Text)
+		}
+	}()
+	return ctx
+}
+
+// brRunPage opens url and waits (at most timeout) for the JSON the page
+// posts in window.__webkvResult, decoded into out.
+func brRunPage(tb testing.TB, ctx context.Context, url string, timeout time.Duration, out any) {
+	tb.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		tb.Fatalf("navigating to %s: %v", url, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := chromedp.Run(wctx, chromedp.Poll[string]("window.__webkvResult",
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		tb.Fatalf("waiting for %s to post its result: %v", url, err)
+	}
+	var fatal struct {
+		Fatal string `json:"fatal"`
+	}
+	if json.Unmarshal([]byte(res), &fatal) == nil && fatal.Fatal != "" {
+		tb.Fatalf("page %s failed: %s", url, fatal.Fatal)
+	}
+	if err := json.Unmarshal([]byte(res), out); err != nil {
+		tb.Fatalf("decoding the result of %s: %v\n%s", url, err, res)
+	}
+}
+
+// --- the API script ---
+
+// brVal is a step's value: one Float32Array per seed (a GPUBuffer where gpu
+// says so), passed as a list when there are several or list is set; bad is
+// passed as is (a wrong type).
+type brVal struct {
+	Seeds []uint32 `json:"seeds,omitempty"`
+	N     int      `json:"n,omitempty"`
+	GPU   []bool   `json:"gpu,omitempty"`
+	List  bool     `json:"list,omitempty"`
+	Bad   any      `json:"bad,omitempty"`
+}
+
+// brStep is one API call. JSOnly marks an argument error that only the
+// JavaScript layer can make (a wrong type, a too small GPUBuffer): it must
+// fail with code JSOnly; every other step is also run natively on kvcore
+// and must give the same outcome.
+type brStep struct {
+	Op       string         `json:"op"`
+	Type     string         `json:"type,omitempty"`
+	Opts     map[string]any `json:"opts,omitempty"`
+	Key      any            `json:"key,omitempty"`
+	Val      *brVal         `json:"val,omitempty"`
+	Shape    []int          `json:"shape,omitempty"`
+	Out      string         `json:"out,omitempty"`
+	N        int            `json:"n,omitempty"`
+	Spec     any            `json:"spec,omitempty"`
+	Dump     bool           `json:"dump,omitempty"`
+	Garbage  bool           `json:"garbage,omitempty"`
+	NeedsGPU bool           `json:"needsGPU,omitempty"`
+	JSOnly   string         `json:"-"`
+	// WantCode is the error code the step must fail with (also checked
+	// natively through errors.Is); "" means it must succeed.
+	WantCode string `json:"-"`
+}
+
+// brRec is the outcome of one step.
+type brRec struct {
+	Skipped bool      `json:"skipped,omitempty"`
+	OK      bool      `json:"ok"`
+	Message string    `json:"message,omitempty"`
+	Code    string    `json:"code,omitempty"`
+	IsError bool      `json:"isError,omitempty"`
+	Values  []float64 `json:"values,omitempty"`
+	Info    *brInfo   `json:"info,omitempty"`
+	Bytes   int       `json:"bytes,omitempty"`
+	Hex     string    `json:"hex,omitempty"`
+}
+
+type brInfo struct {
+	Type       string  `json:"type"`
+	Rank       int     `json:"rank"`
+	NumWorkers int     `json:"numWorkers"`
+	Backend    string  `json:"backend,omitempty"`
+	Fallback   *string `json:"fallback,omitempty"`
+}
+
+type brResult struct {
+	GPU struct {
+		Available bool   `json:"available"`
+		Adapter   string `json:"adapter"`
+		Backend   string `json:"backend"`
+		Reason    string `json:"reason"`
+	} `json:"gpu"`
+	Steps  []brRec     `json:"steps"`
+	Events [][2]string `json:"events"`
+}
+
+// brStoreScript exercises every call of a store of type typ. Seeds are
+// offset by base; gpu adds GPUBuffer inputs and outputs (device types).
+func brStoreScript(typ string, opts map[string]any, base uint32, gpu, canCompress bool) []brStep {
+	s := func(i uint32) uint32 { return base*1000 + i }
+	v := func(n int, seeds ...uint32) *brVal {
+		for i := range seeds {
+			seeds[i] = s(seeds[i])
+		}
+		return &brVal{Seeds: seeds, N: n}
+	}
+	vg := func(n int, onGPU []bool, seeds ...uint32) *brVal {
+		x := v(n, seeds...)
+		if gpu {
+			x.GPU = onGPU
+		}
+		return x
+	}
+	out := func(o string) string {
+		if o == "gpu" && !gpu {
+			return "f32"
+		}
+		return o
+	}
+	steps := []brStep{
+		{Op: "create", Type: typ, Opts: opts},
+		{Op: "info"},
+		{Op: "init", Key: 3, Val: v(20, 1), Shape: []int{4, 5}},
+		{Op: "init", Key: 3, Val: v(20, 2), Shape: []int{4, 5}, WantCode: "DUPLICATE_INIT"},
+		{Op: "init", Key: "w", Val: v(4, 2), WantCode: "MIXED_KEYS"},
+		{Op: "init", Key: 5, Val: v(6, 2), Shape: []int{2, 4}, JSOnly: "SHAPE_MISMATCH"},
+		{Op: "init", Key: 7, Val: vg(8, []bool{true}, 3), Shape: []int{8}},
+		{Op: "pull", Key: 3, Out: "new", N: 20},
+		{Op: "pull", Key: 7, Out: "f32", N: 8},
+		// two values in one call are summed, and the sum is assigned
+		{Op: "push", Key: 3, Val: vg(20, []bool{false, true}, 4, 5)},
+		{Op: "pull", Key: 3, Out: out("gpu"), N: 20},
+		{Op: "push", Key: 99, Val: v(20, 6), WantCode: "UNKNOWN_KEY"},
+		{Op: "push", Key: 3, Val: v(7, 6), WantCode: "SHAPE_MISMATCH"},
+		{Op: "push", Key: 3, Val: &brVal{Bad: "hello"}, JSOnly: "BAD_ARGUMENT"},
+		{Op: "push", Key: 2.5, Val: v(20, 6), JSOnly: "BAD_ARGUMENT"},
+		{Op: "pull", Key: 3, Out: "f32bad", N: 20, JSOnly: "SHAPE_MISMATCH"},
+		{Op: "pull", Key: 42, Out: "new", N: 1, WantCode: "UNKNOWN_KEY"},
+		{Op: "setOptimizer", Spec: map[string]any{"name": "adam", "learnin_rate": 0.1}, WantCode: "BAD_OPTIMIZER"},
+		{Op: "setOptimizer", Spec: map[string]any{"name": "nosuch"}, WantCode: "BAD_OPTIMIZER"},
+		{Op: "setOptimizer", Spec: map[string]any{"name": "adam", "learning_rate": 0.01, "wd": 0.001, "rescale_grad": 0.5}},
+		{Op: "push", Key: 3, Val: v(20, 7)},
+		{Op: "push", Key: 3, Val: vg(20, []bool{true, false}, 8, 9)},
+		{Op: "pushPull", Key: 3, Val: v(20, 10), Out: "new", N: 20},
+		{Op: "pushPull", Key: 7, Val: vg(8, []bool{true}, 11), Out: out("gpu"), N: 8},
+		{Op: "save", Dump: true},
+		{Op: "load"},
+		{Op: "load", Garbage: true, WantCode: "BAD_STATES"},
+		{Op: "pull", Key: 3, Out: "new", N: 20},
+		{Op: "setOptimizer", Spec: map[string]any{"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}},
+		{Op: "push", Key: 3, Val: v(20, 12)},
+		{Op: "push", Key: 3, Val: v(20, 13)},
+		{Op: "pull", Key: 3, Out: "f32", N: 20},
+	}
+	if gpu {
+		steps = append(steps,
+			brStep{Op: "pull", Key: 3, Out: "gpusmall", N: 20, JSOnly: "BAD_ARGUMENT", NeedsGPU: true},
+			brStep{Op: "pull", Key: 3, Out: "gpunostorage", N: 20, JSOnly: "BAD_ARGUMENT", NeedsGPU: true},
+		)
+	}
+	if canCompress {
+		steps = append(steps,
+			brStep{Op: "setGradientCompression", Spec: map[string]any{"type": "3bit"}, WantCode: "BAD_COMPRESSION"},
+			brStep{Op: "setGradientCompression", Spec: map[string]any{"type": "2bit", "threshold": 0.25}},
+			brStep{Op: "push", Key: 7, Val: v(8, 14)},
+			brStep{Op: "pull", Key: 7, Out: "new", N: 8},
+		)
+	} else {
+		steps = append(steps, brStep{Op: "setGradientCompression", Spec: map[string]any{"type": "2bit", "threshold": 0.5}, WantCode: "UNSUPPORTED"})
+	}
+	steps = append(steps,
+		brStep{Op: "barrier"},
+		brStep{Op: "waitAll"},
+		brStep{Op: "info"},
+		brStep{Op: "close"},
+		brStep{Op: "push", Key: 3, Val: v(20, 15), JSOnly: "CLOSED"},
+	)
+	return steps
+}
+
+// brNative runs steps on kvcore directly, as wasm/js does (device types on
+// the CPU backend: the reference the WebGPU results are held to).
+type brNative struct {
+	s      *kvcore.Store
+	shapes map[kvcore.Key][]int
+	saved  []byte
+	dial   func(opts map[string]any) (kvcore.Transport, error)
+}
+
+func brKey(k any) kvcore.Key {
+	switch k := k.(type) {
+	case string:
+		return kvcore.StrKey(k)
+	case int:
+		return kvcore.IntKey(k)
+	}
+	panic(fmt.Sprintf("key %v", k))
+}
+
+func (nv *brNative) arrays(k kvcore.Key, v *brVal) []*kvcore.Array {
+	var as []*kvcore.Array
+	for _, seed := range v.Seeds {
+		data := brRand(seed, v.N)
+		shape := nv.shapes[k]
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		if shape == nil || n != len(data) {
+			shape = []int{len(data)}
+		}
+		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
+		if err != nil {
+			panic(err)
+		}
+		as = append(as, a)
+	}
+	return as
+}
+
+func (nv *brNative) out(k kvcore.Key) *kvcore.Array {
+	shape := nv.shapes[k]
+	if shape == nil {
+		shape = []int{1}
+	}
+	a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func (nv *brNative) step(st brStep) (rec brRec) {
+	ctx := context.Background()
+	fail := func(err error) brRec {
+		return brRec{OK: false, Message: err.Error(), Code: brCodeOf(err), IsError: true}
+	}
+	switch st.Op {
+	case "create":
+		var opts []kvcore.Option
+		if strings.Contains(st.Type, "device") {
+			opts = append(opts, kvcore.WithBackend(kvcore.CPU()))
+		}
+		if strings.HasPrefix(st.Type, "dist") && nv.dial != nil {
+			t, err := nv.dial(st.Opts)
+			if err != nil {
+				return fail(err)
+			}
+			opts = append(opts, kvcore.WithTransport(t))
+		}
+		s, err := kvcore.Create(st.Type, opts...)
+		if err != nil {
+			return fail(err)
+		}
+		nv.s, nv.shapes = s, map[kvcore.Key][]int{}
+		return brRec{OK: true, Info: &brInfo{Type: s.Type(), Rank: s.Rank(), NumWorkers: s.NumWorkers()}}
+	case "info":
+		return brRec{OK: true, Info: &brInfo{Type: nv.s.Type(), Rank: nv.s.Rank(), NumWorkers: nv.s.NumWorkers()}}
+	case "init":
+		k := brKey(st.Key)
+		data := brRand(st.Val.Seeds[0], st.Val.N)
+		shape := st.Shape
+		if shape == nil {
+			shape = []int{len(data)}
+		}
+		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
+		if err != nil {
+			return fail(err)
+		}
+		if err := nv.s.Init(ctx, k, a); err != nil {
+			return fail(err)
+		}
+		nv.shapes[k] = shape
+		return brRec{OK: true}
+	case "push":
+		k := brKey(st.Key)
+		if err := nv.s.Push(k, nv.arrays(k, st.Val)...); err != nil {
+			return fail(err)
+		}
+		if err := nv.s.WaitAll(ctx); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "pull", "pushPull":
+		k := brKey(st.Key)
+		o := nv.out(k)
+		var err error
+		if st.Op == "pull" {
+			err = nv.s.Pull(k, o)
+		} else {
+			err = nv.s.PushPull(k, nv.arrays(k, st.Val), []*kvcore.Array{o})
+		}
+		if err != nil {
+			return fail(err)
+		}
+		data, err := o.ToSlice()
+		if err != nil {
+			return fail(err)
+		}
+		rec := brRec{OK: true}
+		for _, x := range data {
+			rec.Values = append(rec.Values, float64(x))
+		}
+		return rec
+	case "setOptimizer":
+		js, _ := json.Marshal(st.Spec)
+		opt, err := kvcore.ParseOptimizer(js)
+		if err != nil {
+			return fail(fmt.Errorf("kvcore: set optimizer: %w", err))
+		}
+		if err := nv.s.SetOptimizer(ctx, opt); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "setGradientCompression":
+		m := st.Spec.(map[string]any)
+		c := kvcore.Compression{Threshold: 0.5}
+		if th, ok := m["threshold"].(float64); ok {
+			c.Threshold = float32(th)
+		}
+		switch m["type"] {
+		case "2bit":
+			c.Kind = kvcore.Compress2Bit
+		case "1bit":
+			c.Kind = kvcore.Compress1Bit
+		default:
+			return fail(fmt.Errorf("webkv: setGradientCompression: type %q: %w (want '2bit' or '1bit')", m["type"], kvcore.ErrBadCompression))
+		}
+		if err := nv.s.SetGradientCompression(ctx, c); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "barrier":
+		if err := nv.s.Barrier(ctx); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "waitAll":
+		if err := nv.s.WaitAll(ctx); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "save":
+		var b bytes.Buffer
+		if err := nv.s.SaveOptimizerStates(ctx, &b, st.Dump); err != nil {
+			return fail(err)
+		}
+		nv.saved = b.Bytes()
+		return brRec{OK: true, Bytes: b.Len(), Hex: hex.EncodeToString(b.Bytes())}
+	case "load":
+		in := nv.saved
+		if st.Garbage {
+			in = []byte{1, 2, 3, 4, 5}
+		}
+		if err := nv.s.LoadOptimizerStates(ctx, bytes.NewReader(in)); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	case "close":
+		if err := nv.s.Close(); err != nil {
+			return fail(err)
+		}
+		return brRec{OK: true}
+	}
+	panic("unknown step " + st.Op)
+}
+
+// run runs the steps natively and returns those to compare with their
+// outcomes: all of them, or up to a create that failed natively (the page's
+// later steps of that store then fail for want of a store).
+func (nv *brNative) run(t *testing.T, label string, steps []brStep) ([]brStep, []brRec) {
+	var want []brRec
+	for i, st := range steps {
+		if st.JSOnly != "" {
+			want = append(want, brRec{})
+			continue
+		}
+		w := nv.step(st)
+		if st.WantCode != "" && (w.OK || w.Code != st.WantCode) {
+			t.Errorf("%s step %d %s: native ok=%v code=%s (%s), the script expects code %s", label, i, st.Op, w.OK, w.Code, w.Message, st.WantCode)
+		}
+		want = append(want, w)
+		if st.Op == "create" && !w.OK && st.WantCode == "" {
+			if w.Code == "NO_TRANSPORT" {
+				t.Logf("%s: kvcore has no dist mode yet natively either (%s); only the create is compared", label, w.Message)
+			}
+			return steps[:i+1], want
+		}
+	}
+	return steps, want
+}
+
+// brCodeOf is the code wasm/js gives err (its codes table).
+func brCodeOf(err error) string {
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{kvcore.ErrUnknownKey, "UNKNOWN_KEY"}, {kvcore.ErrDuplicateInit, "DUPLICATE_INIT"},
+		{kvcore.ErrShapeMismatch, "SHAPE_MISMATCH"}, {kvcore.ErrMixedKeys, "MIXED_KEYS"},
+		{kvcore.ErrNilArray, "NO_VALUE"}, {kvcore.ErrUnknownType, "UNKNOWN_TYPE"},
+		{kvcore.ErrUnsupported, "UNSUPPORTED"}, {kvcore.ErrClosed, "CLOSED"},
+		{kvcore.ErrNoTransport, "NO_TRANSPORT"}, {kvcore.ErrBadCompression, "BAD_COMPRESSION"},
+		{kvcore.ErrBadStates, "BAD_STATES"}, {kvcore.ErrBadOptimizer, "BAD_OPTIMIZER"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "ERROR"
+}
+
+// brCompare checks the browser's outcome of each step against the native
+// one. exact demands bit-equal values (same CPU code on both sides);
+// otherwise float32-fit tolerances apply (WebGPU vs the CPU reference).
+func brCompare(t *testing.T, label string, steps []brStep, got []brRec, want []brRec, exact bool, wantGPU bool) {
+	t.Helper()
+	if len(got) != len(steps) {
+		t.Fatalf("%s: page ran %d of %d steps", label, len(got), len(steps))
+	}
+	for i, st := range steps {
+		g, w := got[i], want[i]
+		name := fmt.Sprintf("%s step %d %s(%v)", label, i, st.Op, st.Key)
+		if st.Op == "create" {
+			name = fmt.Sprintf("%s step %d create(%q)", label, i, st.Type)
+		}
+		if g.Skipped {
+			if !st.NeedsGPU {
+				t.Errorf("%s: skipped by the page", name)
+			}
+			continue
+		}
+		if st.JSOnly != "" {
+			if g.OK || g.Code != st.JSOnly || !g.IsError {
+				t.Errorf("%s: want a rejection with code %s, got ok=%v code=%q message=%q", name, st.JSOnly, g.OK, g.Code, g.Message)
+			}
+			continue
+		}
+		if st.WantCode != "" && (g.OK || g.Code != st.WantCode) {
+			t.Errorf("%s: want a rejection with code %s, got ok=%v code=%q message=%q", name, st.WantCode, g.OK, g.Code, g.Message)
+		}
+		if g.OK != w.OK {
+			t.Errorf("%s: browser ok=%v (%s %s), native ok=%v (%s)", name, g.OK, g.Code, g.Message, w.OK, w.Message)
+			continue
+		}
+		if !g.OK {
+			if !g.IsError || g.Message != w.Message || g.Code != w.Code {
+				t.Errorf("%s: browser rejected with %s %q (an Error: %v), native failed with %s %q", name, g.Code, g.Message, g.IsError, w.Code, w.Message)
+			}
+			continue
+		}
+		if w.Info != nil {
+			if g.Info == nil || g.Info.Type != w.Info.Type || g.Info.Rank != w.Info.Rank || g.Info.NumWorkers != w.Info.NumWorkers {
+				t.Errorf("%s: info %+v, native %+v", name, g.Info, w.Info)
+			}
+			if st.Op == "create" && strings.Contains(st.Type, "device") {
+				if wantGPU && !strings.HasPrefix(g.Info.Backend, "webgpu") {
+					t.Errorf("%s: backend %q, want webgpu", name, g.Info.Backend)
+				}
+				if !wantGPU && (g.Info.Fallback == nil || *g.Info.Fallback == "") {
+					t.Errorf("%s: runs on %q without WebGPU but gives no fallback reason", name, g.Info.Backend)
+				}
+			}
+		}
+		if len(g.Values) != len(w.Values) {
+			t.Errorf("%s: %d values, native %d", name, len(g.Values), len(w.Values))
+			continue
+		}
+		bad := 0
+		for j := range w.Values {
+			a, b := g.Values[j], w.Values[j]
+			ok := a == b
+			if !exact {
+				ok = math.Abs(a-b) <= 1e-5+1e-5*math.Abs(b)
+			}
+			if !ok {
+				if bad < 3 {
+					t.Errorf("%s: value %d = %v, native %v", name, j, a, b)
+				}
+				bad++
+			}
+		}
+		if st.Op == "save" {
+			if exact && g.Hex != w.Hex {
+				t.Errorf("%s: saved states differ from native:\n%s\n%s", name, g.Hex, w.Hex)
+			}
+			if g.Bytes != w.Bytes {
+				t.Errorf("%s: saved %d bytes, native %d", name, g.Bytes, w.Bytes)
+			}
+		}
+	}
+}
+
+// TestBrowserAPI runs every call of webkv's JS API in headless Chromium on
+// local and device stores (and dist ones against an in-process relay), error
+// cases included, and compares each outcome with the same call on kvcore.
+func TestBrowserAPI(t *testing.T) {
+	seed := brSeed(t)
+
+	// The relay that the dist steps use, mounted on the page's own origin.
+	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"browser": "tok-b", "native": "tok-n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script struct {
+		Steps []brStep `json:"steps"`
+	}
+	srv := brServer(t, map[string]http.Handler{
+		"/ws": rs,
+		"/script.json": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(script)
+		}),
+	})
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+
+	type section struct {
+		label string
+		steps []brStep
+		exact bool
+		dist  bool
+	}
+	sections := []section{
+		{label: "local", steps: brStoreScript("local", nil, seed, false, false), exact: true},
+		{label: "device", steps: brStoreScript("device", nil, seed+1, true, true)},
+		{label: "dist_sync", steps: brStoreScript("dist_sync", map[string]any{"url": wsURL, "job": "browser", "token": "tok-b"}, seed+2, false, true), exact: true, dist: true},
+	}
+	misc := []brStep{
+		{Op: "create", Type: "bogus", WantCode: "UNKNOWN_TYPE"},
+		{Op: "create", Type: "dist_sync", JSOnly: "BAD_ARGUMENT"},
+		{Op: "create", Type: "dist_sync", Opts: map[string]any{"url": wsURL, "job": "browser", "token": "wrong", "timeoutMs": 3000}, JSOnly: "ERROR"},
+	}
+	sections = append(sections, section{label: "create errors", steps: misc, exact: true})
+	// The Go runtime in the page must have survived all of the above (a
+	// deadlock there kills it, and every later call would fail).
+	alive := []brStep{{Op: "create", Type: "local"}, {Op: "info"}, {Op: "close"}}
+	sections = append(sections, section{label: "runtime alive", steps: alive, exact: true})
+	for _, s := range sections {
+		script.Steps = append(script.Steps, s.steps...)
+	}
+
+	ctx := brBrowser(t)
+	var res brResult
+	brRunPage(t, ctx, srv.URL+"/api.html", 3*time.Minute, &res)
+	t.Logf("browser WebGPU: available=%v adapter=%q backend=%q reason=%q", res.GPU.Available, res.GPU.Adapter, res.GPU.Backend, res.GPU.Reason)
+	if !res.GPU.Available && !brAllowNoGPU() {
+		t.Fatalf("the browser has no WebGPU adapter (%s); set WEBKV_ALLOW_NO_GPU=1 to accept the CPU fallback", res.GPU.Reason)
+	}
+
+	off := 0
+	for _, s := range sections {
+		got := res.Steps[off : off+len(s.steps)]
+		off += len(s.steps)
+		nv := &brNative{dial: func(opts map[string]any) (kvcore.Transport, error) {
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return relay.Dial(dctx, wsURL, relay.DialOptions{Job: "native", Token: "tok-n"})
+		}}
+		steps, want := nv.run(t, s.label, s.steps)
+		brCompare(t, s.label, steps, got[:len(steps)], want, s.exact, res.GPU.Available)
+	}
+	t.Logf("events seen by the page: %v", res.Events)
+}
