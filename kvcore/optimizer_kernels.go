@@ -3,6 +3,9 @@ package kvcore
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // CPU reference kernels of the optimizers. Each one is the element loop of
@@ -422,6 +425,10 @@ func ftrlStep(p *StepParams, w, g, z, n []float32) {
 // work is split.
 const lambBlock = 4096
 
+// lambParallelMin is the length from which lambStep splits its two passes
+// across goroutines (below it, one goroutine is faster).
+const lambParallelMin = 1 << 17
+
 // lambStep is LAMB, MXNet's lamb_update_phase1 / lamb_update_phase2
 // (LambUpdatePhaseOneKernel, LambUpdatePhaseTwoKernel in
 // src/operator/optimizer_op-inl.h) as optimizer.LAMB
@@ -442,7 +449,9 @@ const lambBlock = 4096
 // updated mean and var and the unchanged weight (the same float32
 // operations, so the same bits), which needs no scratch array. The norms
 // are summed in float64 per block of lambBlock elements, then the blocks in
-// order, so they do not depend on GOMAXPROCS (MXNet sums in float32).
+// order, so they do not depend on how many goroutines ran the blocks (MXNet
+// sums in float32). Large arrays run on a fixed pool of worker goroutines;
+// a step allocates nothing.
 func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("lamb step needs 2 states (mean, var), got %d", len(states))
@@ -451,12 +460,21 @@ func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
 	if len(g) != len(w) || len(mean) != len(w) || len(vr) != len(w) {
 		return fmt.Errorf("lamb step: lengths differ: weight %d, grad %d, mean %d, var %d", len(w), len(g), len(mean), len(vr))
 	}
+	j := lambJobs.Get().(*lambJob)
+	defer func() {
+		j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
+		lambJobs.Put(j)
+	}()
+	nb := (len(w) + lambBlock - 1) / lambBlock
+	if cap(j.partial) < 2*nb {
+		j.partial = make([]float64, 2*nb)
+	}
+	j.p, j.w, j.g, j.mean, j.vr, j.partial = p, w, g, mean, vr, j.partial[:2*nb]
+	j.run(1, nb)
 	var ww, uu float64
-	for lo := 0; lo < len(w); lo += lambBlock {
-		hi := min(lo+lambBlock, len(w))
-		bw, bu := lambPhase1(p, w[lo:hi], g[lo:hi], mean[lo:hi], vr[lo:hi])
-		ww += bw
-		uu += bu
+	for b := range nb {
+		ww += j.partial[2*b]
+		uu += j.partial[2*b+1]
 	}
 	r1, r2 := float32(math.Sqrt(ww)), float32(math.Sqrt(uu))
 	if p.Flags&FlagBounds != 0 {
@@ -467,12 +485,78 @@ func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
 			r1 = min(r1, p.UpperBound)
 		}
 	}
-	lr := p.LR
+	j.lr = p.LR
 	if r1 != 0 && r2 != 0 {
-		lr = lr * r1 / r2
+		j.lr = j.lr * r1 / r2
 	}
-	lambPhase2(p, lr, w, mean, vr)
+	j.run(2, nb)
 	return nil
+}
+
+// lambJob is one LAMB step shared by the goroutines that run its blocks.
+type lambJob struct {
+	p              *StepParams
+	w, g, mean, vr []float32
+	partial        []float64 // w*w and u*u sums of each block
+	lr             float32
+	phase          int
+	nblocks        int
+	next           atomic.Int64 // next block to take
+	wg             sync.WaitGroup
+}
+
+var (
+	lambJobs    = sync.Pool{New: func() any { return new(lambJob) }}
+	lambOnce    sync.Once
+	lambWork    chan *lambJob
+	lambHelpers int
+)
+
+// run runs one phase over all blocks: alone for small arrays, else with the
+// pool's helpers taking blocks from a shared counter.
+func (j *lambJob) run(phase, nb int) {
+	j.phase, j.nblocks = phase, nb
+	j.next.Store(0)
+	if len(j.w) < lambParallelMin || runtime.GOMAXPROCS(0) == 1 {
+		j.work()
+		return
+	}
+	lambOnce.Do(func() {
+		lambHelpers = runtime.GOMAXPROCS(0) - 1
+		lambWork = make(chan *lambJob, lambHelpers)
+		for range lambHelpers {
+			go func() {
+				for j := range lambWork {
+					j.work()
+					j.wg.Done()
+				}
+			}()
+		}
+	})
+	h := min(lambHelpers, nb-1)
+	j.wg.Add(h)
+	for range h {
+		lambWork <- j
+	}
+	j.work()
+	j.wg.Wait()
+}
+
+// work takes blocks until none are left.
+func (j *lambJob) work() {
+	for {
+		b := int(j.next.Add(1) - 1)
+		if b >= j.nblocks {
+			return
+		}
+		lo := b * lambBlock
+		hi := min(lo+lambBlock, len(j.w))
+		if j.phase == 1 {
+			j.partial[2*b], j.partial[2*b+1] = lambPhase1(j.p, j.w[lo:hi], j.g[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+		} else {
+			lambPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+		}
+	}
 }
 
 // lambU is LAMB's per-element update direction u from the updated moments.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -631,20 +633,69 @@ func TestOptLAMBEdgeCases(t *testing.T) {
 	}
 }
 
-// TestOptLAMBNoAllocs checks that a LAMB step allocates nothing.
+// TestOptLAMBNoAllocs checks that a LAMB step allocates nothing, on the
+// serial and on the parallel path.
 func TestOptLAMBNoAllocs(t *testing.T) {
 	opt, _ := ParseOptimizer([]byte(`{"name":"lamb"}`))
 	var p StepParams
 	opt.Params(IntKey(0), 1, 1, &p)
-	n := 10000
-	w, g := make([]float32, n), make([]float32, n)
-	st := [][]float32{make([]float32, n), make([]float32, n)}
-	for i := range w {
-		w[i], g[i] = float32(i%7)-3, float32(i%5)-2
+	for _, n := range []int{10000, lambParallelMin + 5000} {
+		w, g := make([]float32, n), make([]float32, n)
+		st := [][]float32{make([]float32, n), make([]float32, n)}
+		for i := range w {
+			w[i], g[i] = float32(i%7)-3, float32(i%5)-2
+		}
+		lambStep(&p, w, g, st) // fills the pool
+		if a := testing.AllocsPerRun(10, func() { lambStep(&p, w, g, st) }); a != 0 {
+			t.Errorf("n=%d: lambStep allocates %v times per call", n, a)
+		}
 	}
-	if a := testing.AllocsPerRun(10, func() { lambStep(&p, w, g, st) }); a != 0 {
-		t.Errorf("lambStep allocates %v times per call", a)
+}
+
+// TestOptLAMBParallelMatchesOneGoroutine checks that the parallel LAMB
+// gives the same bits as with GOMAXPROCS=1, from several goroutines at
+// once (the pool of helpers is shared).
+func TestOptLAMBParallelMatchesOneGoroutine(t *testing.T) {
+	seed := uint64(rand.Int64())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 4))
+	opt, _ := ParseOptimizer([]byte(`{"name":"lamb","wd":0.01,"lower_bound":0.001}`))
+	var p StepParams
+	opt.Params(IntKey(0), 2, 2, &p)
+	n := 2*lambParallelMin + 1234
+	w0, g := randSlice(r, n, 1), randSlice(r, n, 1)
+	m0, v0 := randSlice(r, n, 0.1), randSlice(r, n, 0.1)
+	for i := range v0 {
+		v0[i] *= v0[i]
 	}
+	prev := runtime.GOMAXPROCS(1)
+	w1, st1 := append([]float32(nil), w0...), cloneStates([][]float32{m0, v0})
+	err := lambStep(&p, w1, g, st1)
+	runtime.GOMAXPROCS(max(prev, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w2, st2 := append([]float32(nil), w0...), cloneStates([][]float32{m0, v0})
+			if err := lambStep(&p, w2, g, st2); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range w1 {
+				if math.Float32bits(w1[i]) != math.Float32bits(w2[i]) || math.Float32bits(st1[0][i]) != math.Float32bits(st2[0][i]) ||
+					math.Float32bits(st1[1][i]) != math.Float32bits(st2[1][i]) {
+					t.Errorf("element %d differs: w %v/%v", i, w1[i], w2[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	runtime.GOMAXPROCS(prev)
 }
 
 // TestOptNumStates checks the state counts the kernels expect against the
