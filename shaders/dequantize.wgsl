@@ -15,7 +15,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (code == 3u) {
       v = P.threshold;
     } else if (code == 2u) {
-      v = -1.0 * P.threshold;
+      v = bitcast<f32>(bitcast<u32>(P.threshold) ^ 0x80000000u); // -t without arithmetic (subnormal t)
     }
     dst[j] = v;
   {{- else}}

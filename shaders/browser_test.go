@@ -1,0 +1,132 @@
+//go:build !js && !wasip1
+
+package shaders_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestInBrowser builds this package's tests for GOOS=js and runs the js
+// ones (backend_js_test.go: the conformance suite and error scopes) in
+// headless Chromium on its WebGPU (SwiftShader), so the browser build of
+// the dispatch code is checked for real, not only compiled. It is left out
+// under -short (it builds a wasm test binary and starts a browser). Without
+// Chromium it fails, unless WEBKV_ALLOW_NO_GPU=1.
+func TestInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a GOOS=js test binary and starts Chromium; left out under -short")
+	}
+	browser := ""
+	for _, name := range []string{os.Getenv("WEBKV_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
+		if name == "" {
+			continue
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
+			t.Skip("no Chromium (WEBKV_ALLOW_NO_GPU=1)")
+		}
+		t.Fatal("no Chromium found (install chromium, set WEBKV_CHROMIUM, or WEBKV_ALLOW_NO_GPU=1 to skip)")
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "test", "-c", "-o", filepath.Join(dir, "shaders.test.wasm"), ".")
+	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm", "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the js tests: %v\n%s", err, out)
+	}
+	execJS, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := os.Getenv("WEBKV_SEED")
+	page := fmt.Sprintf(browserPage, seed)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, page) })
+	mux.HandleFunc("/wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		w.Write(execJS)
+	})
+	mux.HandleFunc("/shaders.test.wasm", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/wasm")
+		http.ServeFile(w, r, filepath.Join(dir, "shaders.test.wasm"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Flag("disable-gpu", false),
+		chromedp.Flag("enable-unsafe-webgpu", true),
+		chromedp.Flag("enable-features", "Vulkan"),
+		chromedp.Flag("use-webgpu-adapter", "swiftshader"),
+		chromedp.Flag("use-angle", "swiftshader"),
+		chromedp.NoSandbox,
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	_, err = chromedp.Run(ctx, chromedp.Poll[bool]("window.__done === true",
+		chromedp.WithPollingInterval(time.Second), chromedp.WithPollingTimeout(8*time.Minute)))
+	lines, lerr := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__lines.join("\n")`))
+	if err != nil || lerr != nil {
+		t.Fatalf("running the js tests in Chromium: %v, %v\n%s", err, lerr, lines)
+	}
+	t.Logf("output of the GOOS=js tests in Chromium:\n%s", lines)
+	passed := false
+	for _, l := range strings.Split(lines, "\n") {
+		if strings.TrimSpace(l) == "PASS" {
+			passed = true
+		}
+		if strings.HasPrefix(strings.TrimSpace(l), "--- FAIL") || strings.TrimSpace(l) == "FAIL" || strings.HasPrefix(l, "LOADER ERROR") {
+			passed = false
+			break
+		}
+	}
+	if !passed {
+		t.Fatal("the GOOS=js tests did not pass in Chromium (output above)")
+	}
+	if !strings.Contains(lines, "--- PASS: TestConformanceJS") {
+		t.Fatal("TestConformanceJS did not run in Chromium")
+	}
+}
+
+// browserPage loads the js test binary. cogentcore/webgpu's
+// Queue.WriteBuffer needs the instantiate result in a global named wasm.
+const browserPage = `<!doctype html><html><body><script src="wasm_exec.js"></script><script>
+window.__lines = []; window.__done = false;
+const log = console.log.bind(console);
+console.log = (...a) => { window.__lines.push(a.join(" ")); log(...a); };
+(async () => {
+  try {
+    const go = new Go();
+    go.argv = ["shaders.test", "-test.v", "-test.run", "JS$"];
+    go.env = {WEBKV_SEED: %q};
+    const res = await WebAssembly.instantiateStreaming(fetch("shaders.test.wasm"), go.importObject);
+    globalThis.wasm = res;
+    await go.run(res.instance);
+  } catch (e) {
+    window.__lines.push("LOADER ERROR " + e);
+  }
+  window.__done = true;
+})();
+</script></body></html>`
