@@ -49,4 +49,7 @@ if [ "$node_major" -lt 18 ]; then
 	echo "deps: node $node_v is too old for Go's wasm runner (need >= 18)" >&2
 	exit 1
 fi
-echo "deps: ok (${did[*]}); $(go version | cut -d' ' -f3), node ${node_v}, lavapipe: $(have_pkg mesa-vulkan-drivers && echo yes), chromium: $(command -v chromium)"
+if ((${#missing[@]} == 0)); then
+	did=("nothing to install" "${did[@]}")
+fi
+echo "deps: $(IFS=';'; echo "${did[*]}" | sed 's/;/; /g'). Have: $(go version | cut -d' ' -f3), node ${node_v}, mesa-vulkan-drivers, libvulkan1, $(command -v chromium)"
