@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -144,6 +145,28 @@ func startRelayProc(t *testing.T, args ...string) *relayProc {
 	return p
 }
 
+// waitRounds polls /status until job closed at least n rounds (summed
+// over keys), so faults land in the middle of training.
+func (p *relayProc) waitRounds(t *testing.T, job string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.addr + "/status")
+		if err == nil {
+			var st relay.Status
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			for _, j := range st.Jobs {
+				if err == nil && j.Job == job && j.Rounds >= n {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("job %s did not reach %d rounds", job, n)
+}
+
 // workerProc is a running worker process.
 type workerProc struct {
 	cmd *exec.Cmd
@@ -234,7 +257,7 @@ func TestRelayKillWorker(t *testing.T) {
 	for i := 0; i < w.Workers; i++ {
 		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "kill", Workload: w}))
 	}
-	time.Sleep(400 * time.Millisecond) // a few rounds in
+	r.waitRounds(t, "kill", 3)
 	victim := ws[2]
 	victim.cmd.Process.Signal(syscall.SIGKILL)
 	start := time.Now()
@@ -253,6 +276,7 @@ func TestRelayKillWorker(t *testing.T) {
 			t.Fatalf("survivors disagree: %v", err)
 		}
 	}
+	t.Logf("survivors finished %v after the kill", time.Since(start))
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("survivors took %v after the kill", d)
 	}
@@ -283,7 +307,7 @@ func TestRelayKill9Restart(t *testing.T) {
 	for i := 0; i < w.Workers; i++ {
 		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "crash", Workload: w}))
 	}
-	time.Sleep(500 * time.Millisecond)
+	r.waitRounds(t, "crash", 10) // 5 of 16 rounds over 2 keys
 	r.cmd.Process.Signal(syscall.SIGKILL)
 	r.cmd.Wait()
 	time.Sleep(100 * time.Millisecond)
