@@ -148,7 +148,7 @@ func Open(opts *Options) (*Device, error) {
 		if opts.RequireGPU && len(cands) > 0 {
 			return nil, fmt.Errorf("%w: only CPU adapters, and Options.RequireGPU is set", ErrNoAdapter)
 		}
-		return nil, ErrNoAdapter
+		return nil, fmt.Errorf("%w: %s", ErrNoAdapter, noDriverHint)
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return rank(cs[i].info) < rank(cs[j].info) })
 	var errs []error
