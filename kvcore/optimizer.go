@@ -52,7 +52,7 @@ type Optimizer struct {
 	Momentum       *float64 `json:"momentum,omitempty"`        // sgd, nag (default 0), signum (0.9)
 	Beta1          *float64 `json:"beta1,omitempty"`           // adam, adamw, lamb (0.9)
 	Beta2          *float64 `json:"beta2,omitempty"`           // adam, adamw, lamb (0.999)
-	Epsilon        *float64 `json:"epsilon,omitempty"`         // see optimizerDefaults
+	Epsilon        *float64 `json:"epsilon,omitempty"`         // see optimizerDefaults; AdaGrad's eps in MXNet 1.x
 	Gamma1         *float64 `json:"gamma1,omitempty"`          // rmsprop (0.9)
 	Gamma2         *float64 `json:"gamma2,omitempty"`          // rmsprop, centered only (0.9)
 	Centered       *bool    `json:"centered,omitempty"`        // rmsprop (false)
@@ -136,12 +136,18 @@ var optimizerDefaults = map[string]optDefaults{
 	"lamb":     {OptLAMB, 0.001, map[string]float64{"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-6, "lower_bound": 0, "upper_bound": 0, "bias_correction": 1}},
 }
 
+// defaults looks the name up case-insensitively without allocating (Params
+// runs on every push).
 func (o *Optimizer) defaults() (optDefaults, bool) {
-	d, ok := optimizerDefaults[o.Name]
-	if !ok {
-		d, ok = optimizerDefaults[strings.ToLower(o.Name)]
+	if d, ok := optimizerDefaults[o.Name]; ok {
+		return d, true
 	}
-	return d, ok
+	for name, d := range optimizerDefaults {
+		if strings.EqualFold(name, o.Name) {
+			return d, true
+		}
+	}
+	return optDefaults{}, false
 }
 
 // optField is one optional hyper-parameter: its JSON name and pointer.

@@ -145,13 +145,16 @@ func TestOptParamsNoAllocs(t *testing.T) {
 	}
 	var p StepParams
 	keys := []Key{IntKey(123456), IntKey(7), StrKey("w"), StrKey("zz")}
-	a := testing.AllocsPerRun(100, func() {
-		for i, k := range keys {
-			opt.Params(k, i+1, 50, &p)
+	for _, name := range []string{"adam", "AdamW"} {
+		opt.Name = name
+		a := testing.AllocsPerRun(100, func() {
+			for i, k := range keys {
+				opt.Params(k, i+1, 50, &p)
+			}
+		})
+		if a != 0 {
+			t.Errorf("%s: Params allocates %v times per call", name, a)
 		}
-	})
-	if a != 0 {
-		t.Errorf("Params allocates %v times per call", a)
 	}
 }
 
