@@ -45,6 +45,7 @@ type workerConfig struct {
 	TestSize        int // test samples for the periodic evaluations (the final one uses all 10000)
 	CPU             bool
 	Barrier         bool // wait for every worker after set-up (workers started together)
+	Workers         int  // hold the job's start until this many workers joined (0: no wait)
 
 	// Report receives progress (the demo's dashboard board); nil posts to
 	// URL's /api/report when URL is a relay, else drops it.
@@ -101,7 +102,7 @@ func openStore(ctx context.Context, cfg *workerConfig) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
 		return kvcore.Create("local")
 	}
-	conn, err := relay.Dial(ctx, cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token})
+	conn, err := relay.Dial(ctx, cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers})
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +347,8 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	rep.State = "training"
 	cfg.logf("%s: shard %d of %d (%d samples, %s), batch %d, SGD lr %g momentum %g", cfg.ID, shard, cfg.Shards, set.Len(),
 		map[bool]string{true: "IID", false: "non-IID"}[cfg.IID], cfg.Batch, cfg.LR, cfg.Momentum)
-	t0, s0 := time.Now(), int64(0)
+	tStart := time.Now()
+	t0, s0 := tStart, int64(0)
 	for step := 1; step <= cfg.Steps; step++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -384,8 +386,10 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 		}
 		rep.Round, rep.Samples, rep.Workers = step, res.Samples, nw
 		if dt := time.Since(t0); dt > time.Second {
-			rep.Rate = float64(res.Samples-s0) / dt.Seconds()
+			rep.Rate = float64(res.Samples-s0) / dt.Seconds() // over the last second or so
 			t0, s0 = time.Now(), res.Samples
+		} else if s0 == 0 {
+			rep.Rate = float64(res.Samples) / time.Since(tStart).Seconds() // first second: since the start
 		}
 		if cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0 && step < cfg.Steps {
 			if err := pull(); err != nil {
@@ -439,6 +443,7 @@ func runWorkerCmd(args []string) int {
 	fs.StringVar(&c.ID, "id", "", "name on the dashboard (default native-<host>-<pid>)")
 	fs.IntVar(&c.Shard, "shard", -1, "shard to train on (-1: rank % shards)")
 	fs.BoolVar(&c.Barrier, "barrier", false, "wait for all workers after set-up (for workers started together)")
+	fs.IntVar(&c.Workers, "workers", 0, "hold the job's start until this many workers joined (0: start at once)")
 	workerFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

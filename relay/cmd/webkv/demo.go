@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/www"
+)
+
+func init() {
+	register("demo", "federated MNIST demo: a relay serving the web page, and N native workers training together", runDemoCmd)
+}
+
+type demoConfig struct {
+	Workers int
+	Listen  string
+	JSDir   string        // webkv JS runtime (wasm/js/build.sh output); "" or missing: tabs train alone
+	Linger  time.Duration // keep serving after the workers finished
+	Token   string
+	Train   workerConfig // the shared training settings
+	Out     io.Writer
+}
+
+// demoResult is what the demo reached.
+type demoResult struct {
+	URL     string
+	Results []workerResult
+}
+
+// runDemo starts a relay with the web app mounted, runs cfg.Workers native
+// workers in this process against it (each its own relay connection, its
+// own shard, its own WebGPU engine), draws their progress and returns once
+// they all finished (and Linger passed). Tabs opened on the URL join the
+// same job while it runs.
+func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
+	var res demoResult
+	if cfg.Workers <= 0 {
+		return res, fmt.Errorf("demo: -workers %d, want > 0", cfg.Workers)
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Token == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.Token = hex.EncodeToString(b[:])
+	}
+	tc := cfg.Train
+	tc.defaults()
+	if tc.Shards < cfg.Workers {
+		tc.Shards = cfg.Workers // one shard per worker at least
+	}
+	job := www.DefaultConfig()
+	job.Job, job.Token = tc.Job, cfg.Token
+	job.Shards, job.IID, job.Max, job.Batch = tc.Shards, tc.IID, tc.MaxPerShard, tc.Batch
+	job.LR, job.Momentum, job.Rounds, job.Seed = tc.LR, tc.Momentum, tc.Steps, tc.Seed
+	job.EvalEvery, job.TestSize = max(tc.EvalEvery, 1), tc.TestSize
+
+	srv, err := relay.NewServer(relay.Config{
+		Tokens: map[string]string{job.Job: cfg.Token},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	if err != nil {
+		return res, err
+	}
+	var runtime fs.FS
+	runtimeNote := ""
+	if cfg.JSDir != "" {
+		if _, err := os.Stat(cfg.JSDir + "/webkv.js"); err == nil {
+			runtime = os.DirFS(cfg.JSDir)
+		} else {
+			runtimeNote = fmt.Sprintf("note: no webkv JS runtime in %s (build it with wasm/js/build.sh): tabs will train alone\n", cfg.JSDir)
+		}
+	}
+	board := www.NewBoard()
+	srv.Handle("/", www.Handler(www.Options{Config: job, ShareToken: true, Runtime: runtime, Board: board}))
+	base, err := srv.Listen(cfg.Listen)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return res, err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	page, _ := httpBase(base)
+	res.URL = page + "/"
+	fmt.Fprintf(cfg.Out, "webkv demo: %d native workers, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
+		cfg.Workers, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
+	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s\n", res.URL, job.Job, runtimeNote)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res.Results = make([]workerResult, cfg.Workers)
+	errs := make([]error, cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range cfg.Workers {
+		wc := tc
+		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, cfg.Workers, true
+		wc.ID = fmt.Sprintf("native-%d", i)
+		wc.Report = func(r www.Report) { _ = board.Report(r) }
+		wc.Log = nil
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.Results[i], errs[i] = trainWorker(ctx, wc)
+			if errs[i] != nil && ctx.Err() == nil {
+				cancel() // one failed worker would stall the others' rounds
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	drawProgress(ctx, cfg.Out, board, tc.Steps, done, serveErr)
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	if cfg.Linger > 0 {
+		fmt.Fprintf(cfg.Out, "serving %s for %v more (Ctrl-C to stop)\n", res.URL, cfg.Linger)
+		select {
+		case <-time.After(cfg.Linger):
+		case <-ctx.Done():
+		}
+	}
+	return res, nil
+}
+
+// drawProgress redraws one progress bar per peer on the board (native
+// workers and tabs) until done; on a terminal in place, otherwise as a
+// status line every 5 s.
+func drawProgress(ctx context.Context, out io.Writer, board *www.Board, steps int, done <-chan struct{}, serveErr <-chan error) {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	period := 5 * time.Second
+	if tty {
+		period = 300 * time.Millisecond
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	drawn := 0
+	draw := func() {
+		peers := board.Peers()
+		var lines []string
+		for _, p := range peers {
+			total := steps
+			if p.Kind != "native" {
+				total = max(total, p.Round)
+			}
+			frac := 0.0
+			if total > 0 {
+				frac = min(float64(p.Round)/float64(total), 1)
+			}
+			const width = 24
+			n := int(frac * width)
+			bar := strings.Repeat("█", n) + strings.Repeat("░", width-n)
+			acc := "   –  "
+			if p.TestAcc > 0 {
+				acc = fmt.Sprintf("%5.1f%%", 100*p.TestAcc)
+			}
+			st := p.State
+			if p.Gone && st != "left" {
+				st = "gone"
+			}
+			lines = append(lines, fmt.Sprintf("%-10s %s %4d/%-4d loss %6.3f  acc %s  %6.0f samples/s  %-8s %s",
+				trunc(p.ID, 10), bar, p.Round, total, p.Loss, acc, p.Rate, st, trunc(p.Backend, 40)))
+		}
+		if tty {
+			if drawn > 0 {
+				fmt.Fprintf(out, "\x1b[%dA", drawn) // back to the first bar
+			}
+			for _, l := range lines {
+				fmt.Fprintf(out, "\x1b[2K%s\n", l)
+			}
+			drawn = len(lines)
+		} else {
+			fmt.Fprintf(out, "%s\n", strings.Join(lines, "\n"))
+		}
+	}
+	for {
+		select {
+		case <-done:
+			draw()
+			return
+		case <-ctx.Done():
+			return
+		case err := <-serveErr:
+			fmt.Fprintf(out, "relay stopped: %v\n", err)
+			return
+		case <-tick.C:
+			draw()
+		}
+	}
+}
+
+func trunc(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func runDemoCmd(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var c demoConfig
+	fs.IntVar(&c.Workers, "workers", 2, "native workers to run")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
+	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
+	fs.DurationVar(&c.Linger, "linger", 0, "keep serving the page this long after the workers finished")
+	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
+	fs.StringVar(&c.Train.Job, "job", www.DefaultConfig().Job, "job id")
+	workerFlags(fs, &c.Train)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "webkv demo: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	c.Train.Shard = -1
+	c.Out = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	res, err := runDemo(ctx, c)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webkv demo: %v\n", err)
+		return 1
+	}
+	best := res.Results[0]
+	var samples int64
+	for _, r := range res.Results {
+		samples += r.Samples
+	}
+	fmt.Printf("test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs on %s\n",
+		100*best.TestAcc, best.Steps, len(res.Results), c.Train.Batch, samples, time.Since(start).Seconds(), best.Backend)
+	return 0
+}
