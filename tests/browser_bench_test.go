@@ -1,0 +1,100 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// brBenchResult is what tests/browser/bench.js posts.
+type brBenchResult struct {
+	GPU struct {
+		Adapter string `json:"adapter"`
+		Backend string `json:"backend"`
+		Store   string `json:"store"`
+	} `json:"gpu"`
+	Error string `json:"error"`
+	N     int    `json:"n"`
+	K     int    `json:"k"`
+	Iters int    `json:"iters"`
+	Webkv struct {
+		ReduceMs           float64 `json:"reduceMs"`
+		AdamMs             float64 `json:"adamMs"`
+		PushFloat32ArrayMs float64 `json:"pushFloat32ArrayMs"`
+		PullFloat32ArrayMs float64 `json:"pullFloat32ArrayMs"`
+		CallOverheadMs     float64 `json:"callOverheadMs"`
+	} `json:"webkv"`
+	HandFused struct {
+		ReduceMs float64 `json:"reduceMs"`
+		AdamMs   float64 `json:"adamMs"`
+	} `json:"handFused"`
+	Tfjs struct {
+		Version string  `json:"version"`
+		AddNMs  float64 `json:"addNMs"`
+		AdamMs  float64 `json:"adamMs"`
+	} `json:"tfjs"`
+	Check map[string]float64 `json:"check"`
+}
+
+// BenchmarkBrowserWebGPU runs, in one headless Chromium page on one WebGPU
+// adapter (SwiftShader here), webkv's reduce of 4 × 4M float32 (a push of
+// four GPUBuffers to a "device" store) and one Adam step over 4M parameters
+// (a push with the adam optimizer set) against @tensorflow/tfjs-backend-webgpu
+// 4.22.0's tf.addN and tf.train.adam on the same data, each timed to GPU
+// completion (median of the page's iterations). It reports both times and
+// the ratios tfjs/webkv (the goals: ≥2 for the reduce, ≥5 for Adam), plus
+// the cost of a 16 MB Float32Array push (upload) and pull (readback).
+//
+//	go test ./tests -run '^$' -bench BrowserWebGPU -benchtime 1x
+//
+// Needs tests/tfjs/node_modules (npm ci --prefix tests/tfjs).
+func BenchmarkBrowserWebGPU(b *testing.B) {
+	root := brRepoRoot(b)
+	if _, err := os.Stat(filepath.Join(root, "tests/tfjs/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js")); err != nil {
+		b.Fatalf("tfjs is not installed (%v): run npm ci --prefix tests/tfjs", err)
+	}
+	const n, k = 4 << 20, 4
+	seed := brSeed(b)
+	srv := brServer(b, nil)
+	ctx := brBrowser(b)
+	var res brBenchResult
+	for range b.N {
+		url := fmt.Sprintf("%s/bench.html?n=%d&k=%d&iters=10&warmup=2&seed=%d", srv.URL, n, k, seed%100000)
+		brRunPage(b, ctx, url, 8*time.Minute, &res)
+	}
+	if res.Error != "" {
+		if brAllowNoGPU() {
+			b.Skipf("no WebGPU in the browser: %s", res.Error)
+		}
+		b.Fatalf("bench page: %s (set WEBKV_ALLOW_NO_GPU=1 to skip)", res.Error)
+	}
+	for name, e := range res.Check {
+		b.Logf("check %s = %.3g", name, e)
+		if e > 1e-5 {
+			b.Errorf("%s = %g: results differ from the reference", name, e)
+		}
+	}
+	w, t := res.Webkv, res.Tfjs
+	b.Logf("adapter %q, webkv backend %q, tfjs-core %s", res.GPU.Adapter, res.GPU.Store, t.Version)
+	b.Logf("reduce %d×%d f32: webkv %.1f ms, tfjs addN %.1f ms (%.2f×)", k, n, w.ReduceMs, t.AddNMs, t.AddNMs/w.ReduceMs)
+	b.Logf("adam %d params: webkv %.1f ms, tfjs %.1f ms (%.2f×)", n, w.AdamMs, t.AdamMs, t.AdamMs/w.AdamMs)
+	b.Logf("hand-fused WGSL in the page: reduce %.1f ms, adam %.1f ms; one webkv call on 4 floats %.1f ms",
+		res.HandFused.ReduceMs, res.HandFused.AdamMs, w.CallOverheadMs)
+	b.Logf("Float32Array push %.1f ms, pull %.1f ms (%d MB)", w.PushFloat32ArrayMs, w.PullFloat32ArrayMs, n*4>>20)
+	mb := float64(n*4) / 1e6
+	b.ReportMetric(w.ReduceMs, "webkv-reduce-ms")
+	b.ReportMetric(t.AddNMs, "tfjs-addN-ms")
+	b.ReportMetric(t.AddNMs/w.ReduceMs, "reduce-x-tfjs")
+	b.ReportMetric(w.AdamMs, "webkv-adam-ms")
+	b.ReportMetric(t.AdamMs, "tfjs-adam-ms")
+	b.ReportMetric(t.AdamMs/w.AdamMs, "adam-x-tfjs")
+	b.ReportMetric(float64(k+1)*mb/w.ReduceMs, "webkv-reduce-GB/s")
+	b.ReportMetric(7*mb/w.AdamMs, "webkv-adam-GB/s")
+	b.ReportMetric(res.HandFused.ReduceMs, "handfused-reduce-ms")
+	b.ReportMetric(res.HandFused.AdamMs, "handfused-adam-ms")
+	b.ReportMetric(w.CallOverheadMs, "webkv-call-ms")
+	b.ReportMetric(w.PushFloat32ArrayMs, "push16MB-ms")
+	b.ReportMetric(w.PullFloat32ArrayMs, "pull16MB-ms")
+}
