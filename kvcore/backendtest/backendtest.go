@@ -22,9 +22,16 @@
 //     (*Optimizer).Params where the spec parses, and from StepParams filled
 //     here so each flag of every kernel is reached;
 //   - Quantize/Dequantize for 2bit and 1bit, residual carried across calls;
+//   - ordering of queued work: a Write, Fill or Copy issued after an
+//     operation that reads the buffer does not leak into that operation's
+//     result (with WebGPU, queue.writeBuffer runs before command buffers
+//     encoded earlier but submitted later), and Write does not keep the
+//     caller's slice;
 //   - Sync, concurrent use from several goroutines, and errors: every
 //     malformed call (bad lengths or offsets, wrong state count, a buffer of
-//     another backend, nil, unknown kinds) must return an error, never panic.
+//     another backend, nil, unknown kinds) must return an error from the
+//     call itself (they are known without running anything, even on a
+//     backend that queues work), never panic, and leave the backend usable.
 //
 // Tolerance. Copy, Fill, Write/Read and quantization (packed words, residuals
 // and dequantized values) must be bit-exact. Reduce and Step are compared as
@@ -122,6 +129,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) kvcore.Backend, opts ...Opt
 		{"Step", (*suite).step},
 		{"Quantize", (*suite).quantize},
 		{"Errors", (*suite).errors},
+		{"Ordering", (*suite).ordering},
 		{"Concurrent", (*suite).concurrent},
 		{"Large", (*suite).large},
 	}
@@ -452,7 +460,13 @@ func (s *suite) reduceAliasLater(n int) {
 	rs := []kvcore.Buffer{s.upload(s.ref, ins[0]), s.upload(s.ref, ins[1]), s.upload(s.ref, ins[2])}
 	rd := s.alloc(s.ref, n)
 	what := fmt.Sprintf("Reduce n=%d into input 2", n)
-	if err := s.call(what, func() error { return s.b.Reduce(bs[2], bs, 1) }); err != nil {
+	// A queuing backend may report the refusal at the next Sync.
+	if err := s.call(what, func() error {
+		if err := s.b.Reduce(bs[2], bs, 1); err != nil {
+			return err
+		}
+		return s.b.Sync()
+	}); err != nil {
 		s.exact(what+": refused, input 2 unchanged", s.download(s.b, bs[2]), ins[2])
 		return
 	}
@@ -692,6 +706,71 @@ func (s *suite) errors() {
 	data := s.random(n, 1)
 	s.must("Write after errors", func() error { return b.Write(a, 0, data) })
 	s.exact("Read after errors", s.download(b, a), data)
+}
+
+// --- Ordering of queued work ---
+
+// ordering issues operations back to back without reading in between, then
+// checks that each saw the buffers as the calls before it left them.
+func (s *suite) ordering() {
+	for _, n := range []int{4, 65537} {
+		x1, x2, y := s.random(n, 1), s.random(n, 1), s.random(n, 1)
+		a, b, d := s.upload(s.b, x1), s.upload(s.b, y), s.alloc(s.b, n)
+		c := s.alloc(s.b, n)
+		// Write after Reduce: the sum uses x1.
+		s.must("Reduce", func() error { return s.b.Reduce(d, []kvcore.Buffer{a, b}, 1) })
+		s.must("Write", func() error { return s.b.Write(a, 0, x2) })
+		// Copy after the Write sees x2; a Fill after the Copy does not.
+		s.must("Copy", func() error { return s.b.Copy(c, a) })
+		s.must("Fill", func() error { return s.b.Fill(a, 3) })
+		// Write reuses the caller's slice: the backend must have taken
+		// its values at the call.
+		host := append([]float32(nil), y...)
+		s.must("Write", func() error { return s.b.Write(b, 0, host) })
+		for i := range host {
+			host[i] = -7
+		}
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = x1[i] + y[i]
+		}
+		what := fmt.Sprintf("n=%d ordering", n)
+		s.exact(what+": Reduce issued before a Write of its input", s.download(s.b, d), want)
+		s.exact(what+": Copy issued between a Write and a Fill", s.download(s.b, c), x2)
+		for i := range want {
+			want[i] = 3
+		}
+		s.exact(what+": Fill after Copy", s.download(s.b, a), want)
+		s.exact(what+": Write of a slice changed after the call", s.download(s.b, b), y)
+
+		// A step, then new gradient values: the step used the old ones.
+		w := s.random(n, 1)
+		g1, g2 := s.random(n, 1), s.random(n, 1)
+		p := adamParams(1)
+		bw, bg := s.upload(s.b, w), s.upload(s.b, g1)
+		st := []kvcore.Buffer{s.alloc(s.b, n), s.alloc(s.b, n)}
+		rw, rg := s.upload(s.ref, w), s.upload(s.ref, g1)
+		rst := []kvcore.Buffer{s.alloc(s.ref, n), s.alloc(s.ref, n)}
+		s.must("Step", func() error { return s.b.Step(kvcore.OptAdam, &p, bw, bg, st) })
+		s.must("Write grad", func() error { return s.b.Write(bg, 0, g2) })
+		s.must("Step (reference)", func() error { return s.ref.Step(kvcore.OptAdam, &p, rw, rg, rst) })
+		s.close(what+": Step issued before a Write of its grad", s.download(s.b, bw), s.download(s.ref, rw), w, 0)
+
+		// Quantize, then a new gradient and a Dequantize of the words.
+		cm := kvcore.Compression{Kind: kvcore.Compress2Bit, Threshold: 0.25}
+		res, out, deq := s.alloc(s.b, n), s.alloc(s.b, cm.Kind.PackedLen(n)), s.alloc(s.b, n)
+		s.must("Write grad", func() error { return s.b.Write(bg, 0, g1) })
+		s.must("Quantize", func() error { return s.b.Quantize(cm, bg, res, out) })
+		s.must("Write grad", func() error { return s.b.Write(bg, 0, g2) })
+		s.must("Dequantize", func() error { return s.b.Dequantize(cm, out, deq) })
+		words := make([]float32, cm.Kind.PackedLen(n))
+		kvcore.Quantize2Bit(words, g1, make([]float32, n), cm.Threshold)
+		wantDeq := make([]float32, n)
+		kvcore.Dequantize2Bit(wantDeq, words, cm.Threshold)
+		s.exact(what+": Quantize issued before a Write of its grad", s.download(s.b, out), words)
+		s.exact(what+": Dequantize after Quantize", s.download(s.b, deq), wantDeq)
+		s.sync()
+	}
 }
 
 // --- Concurrent use ---

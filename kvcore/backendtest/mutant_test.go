@@ -334,3 +334,111 @@ func TestWithinTolerancePasses(t *testing.T) {
 		}
 	}
 }
+
+// queued is the CPU backend turned into a queuing one, like a GPU backend
+// that records work and submits it at Read or Sync: every compute call is
+// deferred. How it treats Write is the bug under test: jump runs writes at
+// once (ahead of the work queued before them, as WebGPU's queue.writeBuffer
+// does to command buffers submitted later), lazy queues them without
+// copying the caller's slice. With neither it is a correct backend.
+type queued struct {
+	kvcore.Backend
+	mu         sync.Mutex
+	pending    []func() error
+	jump, lazy bool
+}
+
+func (q *queued) defer_(f func() error) error {
+	q.mu.Lock()
+	q.pending = append(q.pending, f)
+	q.mu.Unlock()
+	return nil
+}
+
+func (q *queued) flush() error {
+	q.mu.Lock()
+	p := q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	var first error
+	for _, f := range p {
+		if err := f(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (q *queued) Write(dst kvcore.Buffer, off int, src []float32) error {
+	if dst == nil || off < 0 || off+len(src) > dst.Len() {
+		return cpu.Write(dst, off, src) // its error
+	}
+	switch {
+	case q.jump:
+		return cpu.Write(dst, off, src)
+	case q.lazy:
+		return q.defer_(func() error { return cpu.Write(dst, off, src) })
+	}
+	c := append([]float32(nil), src...)
+	return q.defer_(func() error { return cpu.Write(dst, off, c) })
+}
+
+func (q *queued) Read(src kvcore.Buffer, off int, dst []float32) error {
+	if err := q.flush(); err != nil {
+		return err
+	}
+	return cpu.Read(src, off, dst)
+}
+
+func (q *queued) Sync() error { return q.flush() }
+
+func (q *queued) Copy(dst, src kvcore.Buffer) error {
+	return q.defer_(func() error { return cpu.Copy(dst, src) })
+}
+
+func (q *queued) Fill(dst kvcore.Buffer, v float32) error {
+	return q.defer_(func() error { return cpu.Fill(dst, v) })
+}
+
+func (q *queued) Reduce(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+	srcs = append([]kvcore.Buffer(nil), srcs...)
+	return q.defer_(func() error { return cpu.Reduce(dst, srcs, scale) })
+}
+
+func (q *queued) Step(k kvcore.OptKind, p *kvcore.StepParams, w, g kvcore.Buffer, st []kvcore.Buffer) error {
+	pc := *p
+	st = append([]kvcore.Buffer(nil), st...)
+	return q.defer_(func() error { return cpu.Step(k, &pc, w, g, st) })
+}
+
+func (q *queued) Quantize(c kvcore.Compression, g, r, out kvcore.Buffer) error {
+	return q.defer_(func() error { return cpu.Quantize(c, g, r, out) })
+}
+
+func (q *queued) Dequantize(c kvcore.Compression, in, out kvcore.Buffer) error {
+	return q.defer_(func() error { return cpu.Dequantize(c, in, out) })
+}
+
+func TestQueuedBackends(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		q    *queued
+	}{{"writes jump the queue", &queued{Backend: cpu, jump: true}}, {"writes keep the caller's slice", &queued{Backend: cpu, lazy: true}}} {
+		if msgs := check(t, tc.q, (*suite).ordering); len(msgs) == 0 {
+			t.Errorf("the suite did not notice: %s", tc.name)
+		} else {
+			t.Logf("%s: caught: %s", tc.name, msgs[0])
+		}
+	}
+	// A correct queuing backend passes; errors of queued work surface at
+	// the next Read or Sync, which the contract allows, so the error
+	// checks are not run on it.
+	for name, part := range map[string]func(*suite){
+		"ordering": (*suite).ordering, "reduce": (*suite).reduce, "step": (*suite).step,
+		"quantize": (*suite).quantize, "copy": (*suite).copyBuf, "fill": (*suite).fill, "writeRead": (*suite).writeRead,
+	} {
+		if msgs := check(t, &queued{Backend: cpu}, part); len(msgs) > 0 {
+			t.Errorf("a correct queuing backend fails %s: %s", name, msgs[0])
+		}
+	}
+}
