@@ -134,8 +134,10 @@ var optFiles = map[kvcore.OptKind]string{
 }
 
 // optKernel is the fused kernel of an element-wise optimizer with ns
-// states. NAG without momentum is plain SGD, as in MXNet.
-func optKernel(kind kvcore.OptKind, ns int, vec4 bool) (*kernel, error) {
+// states. With ins > 0 the gradient is not one buffer but scale times the
+// sum of ins inputs (ReduceStep). NAG without momentum is plain SGD, as in
+// MXNet.
+func optKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
 	if kind == kvcore.OptNAG && ns == 0 {
 		kind = kvcore.OptSGD
 	}
@@ -143,26 +145,50 @@ func optKernel(kind kvcore.OptKind, ns int, vec4 bool) (*kernel, error) {
 	if !ok {
 		return nil, fmt.Errorf("shaders: no kernel for optimizer %v", kind)
 	}
+	data, bind := gradData(ins)
 	states := make([]srcBinding, ns)
-	bind := []access{accWrite, accRead}
 	for i := range states {
-		states[i] = srcBinding{I: i, B: i + 3}
+		states[i] = srcBinding{I: i, B: len(bind) + 1}
 		bind = append(bind, accWrite)
 	}
-	return &kernel{file: file, vec4: vec4, bind: bind, data: map[string]any{"NS": ns, "States": states}}, nil
+	data["NS"], data["States"] = ns, states
+	return &kernel{file: file, vec4: vec4, bind: bind, data: data}, nil
 }
 
-// lambKernel is phase 1, 2 or 3 of LAMB (see lamb.wgsl).
-func lambKernel(phase int, vec4 bool) *kernel {
+// gradData is the template data and bindings (weight, then the gradient
+// buffer or the ins inputs) of a kernel that reads a gradient.
+func gradData(ins int) (map[string]any, []access) {
+	bind := []access{accWrite}
+	var in, rest []srcBinding
+	for i := range ins {
+		in = append(in, srcBinding{I: i, B: i + 2})
+		bind = append(bind, accRead)
+	}
+	if ins > 1 {
+		rest = in[1:]
+	}
+	if ins == 0 {
+		bind = append(bind, accRead)
+	}
+	return map[string]any{"Ins": in, "InsRest": rest}, bind
+}
+
+// lambKernel is phase 1, 2 or 3 of LAMB (see lamb.wgsl); phase 1 reads
+// the gradient as optKernel does.
+func lambKernel(phase, ins int, vec4 bool) *kernel {
+	data := map[string]any{"Phase": phase}
 	var bind []access
 	switch phase {
 	case 1:
-		bind = []access{accWrite, accRead, accWrite, accWrite, accWrite}
+		data, bind = gradData(ins)
+		data["Phase"] = 1
+		data["SB"], data["SB1"], data["SB2"] = len(bind)+1, len(bind)+2, len(bind)+3
+		bind = append(bind, accWrite, accWrite, accWrite)
 	case 2:
 		bind = []access{accWrite}
 		vec4 = false
 	default:
 		bind = []access{accWrite, accRead, accRead, accRead}
 	}
-	return &kernel{file: "lamb.wgsl", vec4: vec4, bind: bind, data: map[string]any{"Phase": phase}}
+	return &kernel{file: "lamb.wgsl", vec4: vec4, bind: bind, data: data}
 }

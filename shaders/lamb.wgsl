@@ -54,10 +54,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 {{- else}}
 @group(0) @binding(1) var<storage, read_write> w: array<V>;
 {{- if eq .Phase 1}}
-@group(0) @binding(2) var<storage, read> g: array<V>;
-@group(0) @binding(3) var<storage, read_write> s0: array<V>;
-@group(0) @binding(4) var<storage, read_write> s1: array<V>;
-@group(0) @binding(5) var<storage, read_write> red: array<f32>;
+{{- template "gradbind" .}}
+@group(0) @binding({{.SB}}) var<storage, read_write> s0: array<V>;
+@group(0) @binding({{.SB1}}) var<storage, read_write> s1: array<V>;
+@group(0) @binding({{.SB2}}) var<storage, read_write> red: array<f32>;
 
 var<workgroup> sw: array<f32, 64>;
 var<workgroup> su: array<f32, 64>;
@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var b = 0.0;
   let sp = P.sp;
   for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let m = sp.beta1 * s0[i] + (1.0 - sp.beta1) * gr;
     let v = sp.beta2 * s1[i] + (1.0 - sp.beta2) * gr * gr;
     s0[i] = m;

@@ -5,7 +5,7 @@
     let rho = sp.rho;
     let nrho = 1.0 - sp.rho;
     let eps = sp.epsilon;
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let ag = rho * s0[i] + nrho * gr * gr;
     let d = sqrt(s1[i] + eps) / sqrt(ag + eps) * gr;
     s0[i] = ag;

@@ -4,7 +4,7 @@
 {{template "opthead" .}}
     let nb1 = 1.0 - sp.beta1;
     let nb2 = 1.0 - sp.beta2;
-    var gr = g[i] * sp.rescale_grad + w[i] * sp.wd;
+    var gr = grad(i) * sp.rescale_grad + w[i] * sp.wd;
     if (sp.clip_gradient >= 0.0) {
       gr = clipv(gr, sp.clip_gradient);
     }

@@ -4,7 +4,7 @@
 {{template "opthead" .}}
     let nb1 = 1.0 - sp.beta1;
     let nb2 = 1.0 - sp.beta2;
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let m = sp.beta1 * s0[i] + nb1 * gr;
     let v = sp.beta2 * s1[i] + nb2 * gr * gr;
     s0[i] = m;

@@ -1,7 +1,7 @@
 // opt_ftrl.wgsl: FTRL-Proximal (ftrlStep in kvcore). s0 = z, s1 = n.
 {{template "optbind" .}}
 {{template "opthead" .}}
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let ni = s1[i];
     let gg = gr * gr;
     let zi = s0[i] + (gr - (sqrt(ni + gg) - sqrt(ni)) * w[i] / sp.lr);

@@ -3,7 +3,7 @@
 // in-place nag_mom_update does.
 {{template "optbind" .}}
 {{template "opthead" .}}
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let mu1 = sp.momentum + 1.0;
     let m = sp.momentum * s0[i];
     let w0 = w[i];

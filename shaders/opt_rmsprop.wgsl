@@ -5,7 +5,7 @@
 {{template "opthead" .}}
     let g1 = sp.gamma1;
     let ng1 = 1.0 - sp.gamma1;
-    var gr = sp.rescale_grad * g[i] + sp.wd * w[i];
+    var gr = sp.rescale_grad * grad(i) + sp.wd * w[i];
     if (sp.clip_gradient >= 0.0) {
       gr = clipv(gr, sp.clip_gradient);
     }

@@ -6,19 +6,19 @@
   {{- if eq .NS 0}}
     let decay = 1.0 - sp.lr * sp.wd;
     if (sp.clip_gradient >= 0.0) {
-      w[i] = decay * wi - sp.lr * clipv(sp.rescale_grad * g[i], sp.clip_gradient);
+      w[i] = decay * wi - sp.lr * clipv(sp.rescale_grad * grad(i), sp.clip_gradient);
     } else {
       let lrs = sp.lr * sp.rescale_grad;
-      w[i] = decay * wi - lrs * g[i];
+      w[i] = decay * wi - lrs * grad(i);
     }
   {{- else}}
     let lrwd = sp.lr * sp.wd;
     var m: V;
     if (sp.clip_gradient >= 0.0) {
-      m = sp.momentum * s0[i] - lrwd * wi - sp.lr * clipv(sp.rescale_grad * g[i], sp.clip_gradient);
+      m = sp.momentum * s0[i] - lrwd * wi - sp.lr * clipv(sp.rescale_grad * grad(i), sp.clip_gradient);
     } else {
       let lrs = sp.lr * sp.rescale_grad;
-      m = sp.momentum * s0[i] - lrwd * wi - lrs * g[i];
+      m = sp.momentum * s0[i] - lrwd * wi - lrs * grad(i);
     }
     s0[i] = m;
     w[i] = wi + m;

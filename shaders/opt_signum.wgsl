@@ -4,11 +4,11 @@
 {{template "opthead" .}}
   {{- if eq .NS 0}}
     let decay = 1.0 - sp.lr * (sp.wd + sp.wd_lh);
-    w[i] = decay * w[i] - sp.lr * signv(g[i]);
+    w[i] = decay * w[i] - sp.lr * signv(grad(i));
   {{- else}}
     let mu = sp.momentum;
     let nmu = 1.0 - sp.momentum;
-    let gr = rescaled(g[i]);
+    let gr = rescaled(grad(i));
     let m = mu * s0[i] - nmu * sp.wd * w[i] - nmu * gr;
     s0[i] = m;
     w[i] = (1.0 - sp.lr * sp.wd_lh) * w[i] + sp.lr * signv(m);

@@ -6,7 +6,7 @@ operation, so results differ from the CPU only where the GPU compiler fuses
 a multiply-add. */}}
 {{- define "optbind"}}
 @group(0) @binding(1) var<storage, read_write> w: array<V>;
-@group(0) @binding(2) var<storage, read> g: array<V>;
+{{- template "gradbind" .}}
 {{- range .States}}
 @group(0) @binding({{.B}}) var<storage, read_write> s{{.I}}: array<V>;
 {{- end}}
@@ -31,6 +31,30 @@ fn rescaled(gi: V) -> V {
   }
   return gr;
 }
+{{- end}}
+
+{{- /* gradbind declares the gradient: one buffer g, or with .Ins (the
+fused ReduceStep) the inputs whose sum times P.scale is the gradient, added
+left to right as Reduce does, so the gradient has the bits Reduce would
+have written. */}}
+{{- define "gradbind"}}
+{{- if .Ins}}
+{{- range .Ins}}
+@group(0) @binding({{.B}}) var<storage, read> in{{.I}}: array<V>;
+{{- end}}
+
+fn grad(i: u32) -> V {
+  var a: V = in0[i];
+{{- range .InsRest}}
+  a = a + in{{.I}}[i];
+{{- end}}
+  return a * P.scale;
+}
+{{- else}}
+@group(0) @binding(2) var<storage, read> g: array<V>;
+
+fn grad(i: u32) -> V { return g[i]; }
+{{- end}}
 {{- end}}
 
 {{- /* opthead opens main and its grid-stride loop; each kernel closes both. */}}
