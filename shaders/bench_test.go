@@ -236,3 +236,52 @@ func BenchmarkReadback64MB(b *testing.B) {
 	}
 	report(b, 4*benchN, per, cpu)
 }
+
+// BenchmarkReduceAdamFused4x16M: ReduceStep (4 gradients summed inside the
+// Adam kernel) against Reduce then Step on the same backend:
+// x-vs-unfused = unfused time / fused time.
+func BenchmarkReduceAdamFused4x16M(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	d := benchData(benchN)
+	bufs := benchArrays(b, g, 8, d) // w, mean, var, merged, 4 gradients
+	for i := 1; i < 3; i++ {
+		if err := g.Fill(bufs[i], 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	fused := func() error {
+		if err := g.ReduceStep(kvcore.OptAdam, p, bufs[0], bufs[4:], 0.25, bufs[1:3]); err != nil {
+			return err
+		}
+		return g.Sync()
+	}
+	unfused := func() error {
+		if err := g.Reduce(bufs[3], bufs[4:], 0.25); err != nil {
+			return err
+		}
+		if err := g.Step(kvcore.OptAdam, p, bufs[0], bufs[3], bufs[1:3]); err != nil {
+			return err
+		}
+		return g.Sync()
+	}
+	if err := fused(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := fused(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	base, err := timeCPU(max(b.N, 3), unfused)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(10*4*benchN)/per.Seconds()/1e9, "GB/s")
+	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-unfused")
+}
