@@ -700,7 +700,7 @@ func TestBrowserAPI(t *testing.T) {
 	seed := brSeed(t)
 
 	// The relay that the dist steps use, mounted on the page's own origin.
-	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"browser": "tok-b", "native": "tok-n"}})
+	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"browser": "tok-b", "browser2": "tok-b2", "native": "tok-n", "native2": "tok-n2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,6 +709,7 @@ func TestBrowserAPI(t *testing.T) {
 	}
 	srv := brServer(t, map[string]http.Handler{
 		"/ws": rs,
+		"/favicon.ico": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }),
 		"/script.json": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(script)
@@ -726,6 +727,7 @@ func TestBrowserAPI(t *testing.T) {
 		{label: "local", steps: brStoreScript("local", nil, seed, false, false), exact: true},
 		{label: "device", steps: brStoreScript("device", nil, seed+1, true, true)},
 		{label: "dist_sync", steps: brStoreScript("dist_sync", map[string]any{"url": wsURL, "job": "browser", "token": "tok-b"}, seed+2, false, true), exact: true, dist: true},
+		{label: "dist_device_sync", steps: brStoreScript("dist_device_sync", map[string]any{"url": wsURL, "job": "browser2", "token": "tok-b2"}, seed+3, true, true), dist: true},
 	}
 	misc := []brStep{
 		{Op: "create", Type: "bogus", WantCode: "UNKNOWN_TYPE"},
@@ -754,9 +756,12 @@ func TestBrowserAPI(t *testing.T) {
 		got := res.Steps[off : off+len(s.steps)]
 		off += len(s.steps)
 		nv := &brNative{dial: func(opts map[string]any) (kvcore.Transport, error) {
+			// The native twin of the page's job, in a job of its own.
+			job := strings.Replace(opts["job"].(string), "browser", "native", 1)
+			tok := strings.Replace(opts["token"].(string), "tok-b", "tok-n", 1)
 			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return relay.Dial(dctx, wsURL, relay.DialOptions{Job: "native", Token: "tok-n"})
+			return relay.Dial(dctx, wsURL, relay.DialOptions{Job: job, Token: tok})
 		}}
 		steps, want := nv.run(t, s.label, s.steps)
 		brCompare(t, s.label, steps, got[:len(steps)], want, s.exact, res.GPU.Available)

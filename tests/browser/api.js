@@ -52,6 +52,7 @@ async function main() {
           kv = null;
           kv = await webkv.create(st.type, st.opts ?? {});
           kv.on('connection', (d) => events.push(['connection', d.state]));
+          kv.on('membership', (d) => events.push(['membership', `${d.rank}/${d.numWorkers}`]));
           rec.info = {type: kv.type, rank: kv.rank, numWorkers: kv.numWorkers, backend: kv.backend, fallback: kv.fallback};
           break;
         case 'init': await kv.init(st.key, value(st.val), st.shape); break;

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall/js"
+	"time"
 
 	"github.com/webkv/webkv/kvcore"
 )
@@ -26,6 +27,38 @@ type jsStore struct {
 
 	mu     sync.Mutex
 	shapes map[kvcore.Key][]int // shapes of initialized keys, to shape pushed values
+	// rank and numWorkers as last read by a goroutine: the synchronous
+	// api.info must not take the dist link's lock from a js.FuncOf
+	// callback (a callback that blocks can deadlock the page's event loop).
+	rank, numWorkers int
+}
+
+// refresh reads rank and numWorkers (from a goroutine, never a callback) and
+// emits "membership" when they changed.
+func (st *jsStore) refresh() {
+	r, n := st.s.Rank(), st.s.NumWorkers()
+	st.mu.Lock()
+	changed := r != st.rank || n != st.numWorkers
+	st.rank, st.numWorkers = r, n
+	st.mu.Unlock()
+	if changed {
+		st.emit("membership", map[string]any{"rank": r, "numWorkers": n})
+	}
+}
+
+// watch refreshes a dist store's membership every interval until it closes,
+// so that "membership" events come without calls.
+func (st *jsStore) watch(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-t.C:
+			st.refresh()
+		}
+	}
 }
 
 var (
@@ -108,6 +141,10 @@ func jsCreate(this js.Value, args []js.Value) any {
 		}
 		js.s = s
 		js.gpu = s.Backend() != kvcore.CPU()
+		js.rank, js.numWorkers = s.Rank(), s.NumWorkers()
+		if js.dist != nil {
+			go js.watch(500 * time.Millisecond)
+		}
 		storesMu.Lock()
 		stores[js.id] = js
 		storesMu.Unlock()
@@ -122,8 +159,10 @@ func (st *jsStore) describe() js.Value {
 	o := js.Global().Get("Object").New()
 	o.Set("id", st.id)
 	o.Set("type", st.s.Type())
-	o.Set("rank", st.s.Rank())
-	o.Set("numWorkers", st.s.NumWorkers())
+	st.mu.Lock()
+	o.Set("rank", st.rank)
+	o.Set("numWorkers", st.numWorkers)
+	st.mu.Unlock()
 	o.Set("backend", st.s.Backend().Name())
 	if st.fallback != "" {
 		o.Set("fallback", st.fallback)
@@ -218,7 +257,13 @@ func storeCall(name string, m method) func(js.Value, []js.Value) any {
 		if err != nil {
 			return rejected(err)
 		}
-		return promise(w)
+		return promise(func() (any, error) {
+			v, err := w()
+			if name != "close" {
+				st.refresh()
+			}
+			return v, err
+		})
 	}
 }
 

@@ -94,6 +94,8 @@ export interface GPUInfo {
 
 export interface EventMap {
   connection: { state: 'connected' | 'lost' | 'reconnected' | 'failed' | 'info'; message?: string; [k: string]: unknown };
+  /** rank or numWorkers of a dist store changed (checked every 0.5 s and after each call). */
+  membership: { rank: number; numWorkers: number };
   backend: { backend: string; fallback: string };
   gpuerror: { message: string };
   devicelost: { message: string };

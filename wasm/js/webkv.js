@@ -158,7 +158,8 @@ export class KVStore {
 
   /**
    * on(event, fn): 'connection' ({state: 'connected'|'lost'|'reconnected'|'failed'|'info', …}),
-   * 'backend' ({backend, fallback}), 'gpuerror' ({message}), 'devicelost' ({message}), 'close'.
+   * 'membership' ({rank, numWorkers}: dist workers joined or left), 'backend' ({backend, fallback}),
+   * 'gpuerror' ({message}), 'devicelost' ({message}), 'close'.
    * Returns a function that removes the listener.
    */
   on(event, fn) {
