@@ -18,4 +18,16 @@
 // vec4s so kernels use vec4 loads; buffers wrapped from an application run the
 // scalar variants. Keys larger than the device's storage-binding limit are
 // bound and dispatched in binding-sized pieces.
+//
+// Beyond kvcore.Backend: ReduceStep fuses a reduction into the optimizer
+// kernel; WrapBuffer and Buffer.WGPU hand an application's own *wgpu.Buffer
+// in and out without a copy; on GOOS=js, NewJS takes the page's GPUDevice
+// and turns WebGPU validation errors (which the binding never returns on js)
+// into errors of the next Read or Sync, through error scopes.
+//
+// Numerics: Reduce adds in the CPU reference's order, so it is bit-exact
+// with it on IEEE adders; quantization is bit-exact on every adapter (its
+// comparisons work on the bits, see quantize.wgsl); optimizer kernels follow
+// the reference loops operation by operation and differ only by fused
+// multiply-adds and WGSL's sqrt/division precision.
 package shaders
