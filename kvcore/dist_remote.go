@@ -107,6 +107,8 @@ type link struct {
 	welcomed bool
 	hello    bool // a Hello is to be sent first
 	pings    int  // pings to send
+	rankHint uint32
+	attempt  uint32 // Hellos sent
 
 	hdr []byte // sender's scratch
 }
@@ -125,14 +127,28 @@ func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinIn
 		l.cond.L = &l.mu
 		r.links = append(r.links, l)
 	}
-	for _, l := range r.links {
-		r.wg.Add(2)
-		go l.sender()
-		go l.receiver()
-	}
 	r.wg.Add(1)
 	go r.heartbeat()
-	for _, l := range r.links {
+	// Shard 0 first: the others are asked for the rank it gives.
+	for i, l := range r.links {
+		if i == 1 {
+			r.links[0].mu.Lock()
+			hint := uint32(r.links[0].rank + 1)
+			r.links[0].mu.Unlock()
+			for _, x := range r.links[1:] {
+				x.rankHint = hint
+			}
+		}
+		if i <= 1 {
+			for _, x := range r.links[i:] {
+				if i == 0 && x.idx > 0 {
+					break
+				}
+				r.wg.Add(2)
+				go x.sender()
+				go x.receiver()
+			}
+		}
 		select {
 		case <-l.welcome:
 		case <-ctx.Done():
@@ -182,8 +198,9 @@ func (l *link) sender() {
 		switch {
 		case l.hello:
 			l.hello = false
+			l.attempt++
 			l.hdr = wire.AppendHello(l.hdr[:0], &wire.Hello{Job: l.r.info.Job, Role: "worker", Token: l.r.info.Token,
-				WorkerID: l.workerID, Mode: l.r.mode, Want: uint32(max(0, l.r.info.Workers))})
+				WorkerID: l.workerID, Mode: l.r.mode, Want: uint32(max(0, l.r.info.Workers)), RankHint: l.rankHint, Attempt: l.attempt})
 			msg = l.hdr
 		case l.state != linkReady:
 			// Not joined yet: requests wait in pending and are resent at
@@ -366,7 +383,10 @@ func (l *link) handle(m *wire.Msg) bool {
 	case wire.TypePong:
 	case wire.TypeAck, wire.TypeError:
 		if m.Seq == 0 {
-			if m.Type == wire.TypeError {
+			if m.Type == wire.TypeError && m.Code != wire.CodeClosed {
+				// CodeClosed: the server hangs up this connection (it shuts
+				// down, or the worker resumed elsewhere); a reconnecting
+				// transport carries on, another one reports its end.
 				l.die(fmt.Errorf("dist: shard %d closed the connection: %w", l.idx, serverErr(wire.ErrorOf(m))))
 				return false
 			}

@@ -137,7 +137,7 @@ type worker struct {
 	conn     ConnID
 	lastSeen time.Duration
 	welcomed bool
-	helloSeq uint64
+	attempt  uint32 // Attempt of the worker's latest Hello
 	mark     uint64 // lowest unanswered seq, from the worker's ack field
 	done     map[uint64]reply
 	held     map[uint64]bool // requests held (round, barrier, init)
@@ -232,7 +232,6 @@ func New(cfg Config) (*Job, error) {
 		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
-	j.started = j.want <= 0
 	return j, nil
 }
 
@@ -519,13 +518,23 @@ func (k *key) kvKey() kvcore.Key {
 // ---- membership ----
 
 func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
-	if j.conns[from] != nil {
-		j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "second hello on one connection"))
-		return
-	}
 	h, err := wire.DecodeHello(m.Payload, j.lim)
 	if err != nil {
 		j.badMessage(from, 0, err.(*wire.Error))
+		return
+	}
+	if w := j.conns[from]; w != nil {
+		// A reconnecting client may say Hello twice on one connection (it
+		// learns of the reconnect after sending on the new connection):
+		// the same worker is welcomed again; another is an error.
+		if h.WorkerID != "" && h.WorkerID != w.id {
+			j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "hello as %q on the connection of worker %q", h.WorkerID, w.id))
+			return
+		}
+		w.lastSeen = now
+		if w.welcomed {
+			j.welcome(w)
+		}
 		return
 	}
 	if h.Role != "" && h.Role != "worker" {
@@ -553,9 +562,17 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			j.badMessage(from, 0, wire.Errorf(wire.CodeRemoved, "worker %q is not in job %q (removed after a silence timeout or a leave, or never joined): join as a new worker", h.WorkerID, j.cfg.Job))
 			return
 		}
+		if h.Attempt != 0 && h.Attempt < w.attempt {
+			// An older Hello read after a newer one (the old connection's
+			// reader was slower): that connection is stale.
+			j.closeConn(from)
+			return
+		}
+		w.attempt = h.Attempt
 		if w.conn != 0 && w.conn != from {
+			// The old connection is stale (its client moved on): close it
+			// without a word, the client reads nothing more from it.
 			delete(j.conns, w.conn)
-			j.fail(w.conn, 0, wire.Errorf(wire.CodeClosed, "worker %q resumed on another connection", w.id))
 			j.closeConn(w.conn)
 		}
 	} else {
@@ -564,7 +581,14 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 		j.nextID++
-		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: j.freeRank()}
+		rank := j.freeRank()
+		if h.RankHint > 0 && int(h.RankHint) <= j.cfg.MaxWorkers {
+			// The rank the worker holds on shard 0, if free here.
+			if r := int(h.RankHint - 1); r >= len(j.ranks) || j.ranks[r] == nil {
+				rank = r
+			}
+		}
+		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt}
 		j.workers[w.id] = w
 		for len(j.ranks) <= w.rank {
 			j.ranks = append(j.ranks, nil)
@@ -788,6 +812,10 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		j.loadStates(w, m)
 	case wire.TypeLeave:
 		j.answer(w, m.Seq, m.Type, wire.Header{})
+		// A clean leave: the connection stays open for the worker to
+		// close, but no longer belongs to a member.
+		delete(j.conns, w.conn)
+		w.conn = 0
 		j.remove(now, w)
 	}
 }
@@ -813,25 +841,6 @@ func (j *Job) checkBarrier() {
 		j.answer(w, j.barrier[w], wire.TypeBarrier, wire.Header{Count: n})
 	}
 	clear(j.barrier)
-}
-
-// checkPart validates the key part a message addresses against k (or, for
-// a new key, against the placement rule).
-func (j *Job) checkPart(m *wire.Msg, total int) *wire.Error {
-	parts, err := wire.Place(nil, m.Key, total, j.cfg.Shards, 0)
-	if err != nil {
-		return wire.Errorf(wire.CodeShape, "key %s: %v", keyLabel(m), err)
-	}
-	for _, p := range parts {
-		if p.Shard == j.cfg.Shard {
-			if p.Offset != int(m.Offset) || p.Len != int(m.Count) {
-				return wire.Errorf(wire.CodeShape, "key %s: shard %d owns elements [%d, %d) of %d, message has [%d, %d)",
-					keyLabel(m), j.cfg.Shard, p.Offset, p.Offset+p.Len, total, m.Offset, m.Offset+m.Count)
-			}
-			return nil
-		}
-	}
-	return wire.Errorf(wire.CodeShape, "key %s of %d elements does not live on shard %d of %d", keyLabel(m), total, j.cfg.Shard, j.cfg.Shards)
 }
 
 func (j *Job) init(w *worker, m *wire.Msg) {
@@ -861,13 +870,14 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "key %s: shape %v has %d elements, message says %d", keyLabel(m), meta.Shape, total, m.Total))
 		return
 	}
-	if e := j.checkPart(m, total); e != nil {
-		j.reject(w, m.Seq, e)
-		return
-	}
 	if k := j.keys[m.Key]; k != nil {
 		if e := k.matches(str, meta.Name, meta.Shape); e != nil {
 			j.reject(w, m.Seq, e)
+			return
+		}
+		if int(m.Offset) != k.off || int(m.Count) != k.n {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "key %s: init of elements [%d, +%d), this shard holds [%d, +%d) (workers disagree on the big-array bound or the number of shards)",
+				k.label(), m.Offset, m.Count, k.off, k.n))
 			return
 		}
 		if k.inited[w.id] {
@@ -949,6 +959,11 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 		}
 		if e := k.matches(x.str, x.name, x.shape); e != nil {
 			j.reject(x.w, x.seq, e)
+			continue
+		}
+		if int(x.off) != k.off || len(x.data) != k.n {
+			j.reject(x.w, x.seq, wire.Errorf(wire.CodeShape, "key %s: init of elements [%d, +%d), this shard holds [%d, +%d) (workers disagree on the big-array bound or the number of shards)",
+				k.label(), x.off, len(x.data), k.off, k.n))
 			continue
 		}
 		k.inited[x.w.id] = true
@@ -1229,7 +1244,12 @@ func (j *Job) update(k *key, g kvcore.Buffer) error {
 	if k.t > j.numUpdate {
 		j.numUpdate = k.t
 	}
-	opt.Params(k.kvKey(), k.t, j.numUpdate, &k.params)
+	// The schedule follows the key's own update count: MXNet's num_update
+	// (the largest count of any key) would depend on the order in which
+	// rounds of different keys close, which varies from run to run; when
+	// every key is updated every step (training) both are equal, and equal
+	// to a single process's.
+	opt.Params(k.kvKey(), k.t, k.t, &k.params)
 	kind := opt.Kind()
 	if want := kind.NumStates(&k.params); len(k.states) != want {
 		for _, b := range k.states {

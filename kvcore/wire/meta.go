@@ -39,7 +39,16 @@ type Hello struct {
 	WorkerID string // "" to join as a new worker, or the id to resume
 	Mode     Mode
 	Want     uint32 // workers the job should wait for before answering joins (0: none)
-	Keys     []KeyDecl
+	// RankHint is 1 + the rank a new worker asks for (0: any). A worker of
+	// a sharded job joins shard 0 first and asks the other shards for the
+	// rank shard 0 gave it, so that ranks (and rank 0's init values) agree
+	// across shards.
+	RankHint uint32
+	// Attempt numbers the Hellos of one client (1, 2, ...; 0: not
+	// counted). A server may read an old connection's Hello after the new
+	// one's; with Attempt it tells the stale one and ignores it.
+	Attempt uint32
+	Keys    []KeyDecl
 }
 
 // Welcome answers a Hello.
@@ -229,7 +238,7 @@ func (e enc) shape(s []int64) enc {
 func AppendHello(b []byte, h *Hello) []byte {
 	start := len(b)
 	b = AppendHeader(b, &Header{Type: TypeHello})
-	e := enc(b).str(h.Job).str(h.Role).str(h.Token).str(h.WorkerID).u8(uint8(h.Mode)).u32(h.Want)
+	e := enc(b).str(h.Job).str(h.Role).str(h.Token).str(h.WorkerID).u8(uint8(h.Mode)).u32(h.Want).u32(h.RankHint).u32(h.Attempt)
 	e = e.uv(uint64(len(h.Keys)))
 	for _, k := range h.Keys {
 		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
@@ -248,6 +257,8 @@ func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
 	h := &Hello{Job: d.str("job"), Role: d.str("role"), Token: d.str("token"), WorkerID: d.str("worker id")}
 	h.Mode = Mode(d.u8("mode"))
 	h.Want = d.u32("want")
+	h.RankHint = d.u32("rank hint")
+	h.Attempt = d.u32("attempt")
 	n := d.uv("key count")
 	if d.err == nil && n > uint64(d.l.MaxKeys) {
 		d.fail(CodeLimit, "%d declared keys exceed the limit of %d", n, d.l.MaxKeys)

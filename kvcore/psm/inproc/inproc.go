@@ -227,6 +227,7 @@ func (s *Server) Connect(id string, workers int) *Conn {
 func (s *Server) ConnectInfo(info kvcore.JoinInfo) *Conn {
 	c := &Conn{srv: s, info: info, up: make(chan struct{})}
 	c.dial()
+	c.recvGen = c.gen
 	return c
 }
 
@@ -354,9 +355,6 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 			return nil, kvcore.ErrPipeClosed
 		}
 		t, gen := c.cur, c.gen
-		if c.recvGen == 0 {
-			c.recvGen = gen
-		}
 		if gen != c.recvGen {
 			c.recvGen = gen
 			c.mu.Unlock()

@@ -1,0 +1,720 @@
+package kvcore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/psm"
+	"github.com/webkv/webkv/kvcore/psm/inproc"
+)
+
+// Dist-mode tests: real dist stores over kvcore.Pipe transports to psm jobs
+// served by package inproc, one goroutine per worker.
+
+func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
+	t.Helper()
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 20 * time.Millisecond
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	srv := inproc.New(cfg)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// workload is a deterministic training run: keys of the given sizes, each
+// worker (by rank) pushing seeded random gradients every step.
+type workload struct {
+	n        int // workers
+	sizes    []int
+	steps    int
+	seed     uint64
+	opt      *kvcore.Optimizer
+	comp     *kvcore.Compression
+	pushpull bool
+	strKeys  bool
+}
+
+func (w *workload) key(i int) kvcore.Key {
+	if w.strKeys {
+		return kvcore.StrKey(fmt.Sprintf("w%d", i))
+	}
+	return kvcore.IntKey(10 + i)
+}
+
+func (w *workload) initVal(i int) []float32 {
+	r := rand.New(rand.NewPCG(w.seed, uint64(1000000+i)))
+	v := make([]float32, w.sizes[i])
+	for j := range v {
+		v[j] = r.Float32()*2 - 1
+	}
+	return v
+}
+
+func (w *workload) grad(step, rank, i int) []float32 {
+	r := rand.New(rand.NewPCG(w.seed, uint64(step*10000+rank*100+i)))
+	v := make([]float32, w.sizes[i])
+	for j := range v {
+		v[j] = r.Float32()*2 - 1
+	}
+	return v
+}
+
+func arr(t testing.TB, v []float32) *kvcore.Array {
+	t.Helper()
+	a, err := kvcore.FromSlice(kvcore.OnCPU(0), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func values(t testing.TB, a *kvcore.Array) []float32 {
+	t.Helper()
+	v, err := a.ToSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// runLocal is the single-process reference: one store, the n workers'
+// gradients pushed as n devices of one call (summed in rank order).
+func (w *workload) runLocal(t *testing.T) [][]float32 {
+	typ, opts := "local", []kvcore.Option(nil)
+	if w.comp != nil {
+		typ, opts = "device", []kvcore.Option{kvcore.WithCPUFallback()}
+	}
+	s, err := kvcore.Create(typ, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+	if w.comp != nil {
+		if err := s.SetGradientCompression(ctx, *w.comp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.opt != nil {
+		if err := s.SetOptimizer(ctx, w.opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs := make([]*kvcore.Array, len(w.sizes))
+	for i := range w.sizes {
+		if err := s.Init(ctx, w.key(i), arr(t, w.initVal(i))); err != nil {
+			t.Fatal(err)
+		}
+		outs[i] = arr(t, make([]float32, w.sizes[i]))
+	}
+	for step := range w.steps {
+		for i := range w.sizes {
+			gs := make([]*kvcore.Array, w.n)
+			for r := range gs {
+				gs[r] = arr(t, w.grad(step, r, i))
+			}
+			if w.pushpull {
+				err = s.PushPull(w.key(i), gs, []*kvcore.Array{outs[i]})
+			} else if err = s.Push(w.key(i), gs...); err == nil {
+				err = s.Pull(w.key(i), outs[i])
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Keys run concurrently in the engine: without this wait a key of
+		// the next step could update before a key of this one, and a
+		// learning-rate schedule (which follows the largest update count
+		// of any key) would see a count that depends on timing.
+		if err := s.WaitAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make([][]float32, len(outs))
+	for i, o := range outs {
+		res[i] = values(t, o)
+	}
+	return res
+}
+
+// runWorker is one dist worker's training loop; it returns its final
+// values.
+func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr kvcore.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
+	s, err := kvcore.Create(typ, kvcore.WithTransport(tr), kvcore.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if w.comp != nil {
+		if err := s.SetGradientCompression(ctx, *w.comp); err != nil {
+			return nil, err
+		}
+	}
+	if w.opt != nil {
+		if err := s.SetOptimizer(ctx, w.opt); err != nil {
+			return nil, err
+		}
+	}
+	rank := s.Rank()
+	outs := make([]*kvcore.Array, len(w.sizes))
+	for i := range w.sizes {
+		init := w.initVal(i)
+		if rank != 0 {
+			for j := range init {
+				init[j] = 1000 // rank 0's value must win
+			}
+		}
+		if err := s.Init(ctx, w.key(i), arr(t, init)); err != nil {
+			return nil, err
+		}
+		outs[i] = arr(t, make([]float32, w.sizes[i]))
+	}
+	for step := range w.steps {
+		if hook != nil {
+			hook(wi, s, step)
+		}
+		for i := range w.sizes {
+			g := arr(t, w.grad(step, rank, i))
+			if w.pushpull {
+				err = s.PushPull(w.key(i), []*kvcore.Array{g}, []*kvcore.Array{outs[i]})
+			} else if err = s.Push(w.key(i), g); err == nil {
+				err = s.Pull(w.key(i), outs[i])
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.WaitAll(ctx); err != nil {
+		return nil, err
+	}
+	res := make([][]float32, len(outs))
+	for i, o := range outs {
+		if res[i], err = o.ToSlice(); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// runDist runs the workload with n dist workers; conn makes worker i's
+// transport.
+func (w *workload) runDist(t *testing.T, typ string, conn func(i int) kvcore.Transport, hook func(i int, s *kvcore.Store, step int)) [][][]float32 {
+	ctx := testCtx(t)
+	res := make([][][]float32, w.n)
+	errs := make([]error, w.n)
+	var wg sync.WaitGroup
+	for i := range w.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = w.runWorker(ctx, t, typ, conn(i), hook, i)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	return res
+}
+
+func sameBits(t *testing.T, what string, got, want [][]float32) {
+	t.Helper()
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("%s key %d: %d values, want %d", what, i, len(got[i]), len(want[i]))
+		}
+		for j := range want[i] {
+			if got[i][j] != want[i][j] && !(got[i][j] != got[i][j] && want[i][j] != want[i][j]) {
+				t.Fatalf("%s key %d [%d] = %v, single process %v", what, i, j, got[i][j], want[i][j])
+			}
+		}
+	}
+}
+
+func optimizers() map[string]*kvcore.Optimizer {
+	p := func(v float64) *float64 { return &v }
+	tr := true
+	return map[string]*kvcore.Optimizer{
+		"none":             nil,
+		"sgd":              {Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9), WD: p(0.01), RescaleGrad: p(0.25)},
+		"nag":              {Name: "nag", LearningRate: p(0.1), Momentum: p(0.9)},
+		"adam":             {Name: "adam", LearningRate: p(0.01), ClipGradient: p(0.5)},
+		"adamw":            {Name: "adamw", LearningRate: p(0.01), WD: p(0.1)},
+		"adagrad":          {Name: "adagrad", LearningRate: p(0.1)},
+		"rmsprop-centered": {Name: "rmsprop", LearningRate: p(0.01), Centered: &tr},
+		"adadelta":         {Name: "adadelta"},
+		"signum":           {Name: "signum", LearningRate: p(0.01)},
+		"ftrl":             {Name: "ftrl", LearningRate: p(0.1)},
+		"lamb":             {Name: "lamb", LearningRate: p(0.01)},
+		"sgd-schedule": {Name: "sgd", LearningRate: p(0.1),
+			LRScheduler: &kvcore.LRScheduler{Type: "factor", Step: 2, Factor: p(0.5)}},
+	}
+}
+
+// N workers produce exactly the single-process result in dist_sync, for
+// every optimizer (and the assign of no optimizer).
+func TestDistSyncMatchesLocal(t *testing.T) {
+	for name, opt := range optimizers() {
+		t.Run(name, func(t *testing.T) {
+			w := &workload{n: 4, sizes: []int{1, 37, 300}, steps: 5, seed: 7, opt: opt, pushpull: name == "adam"}
+			t.Logf("seed %d", w.seed)
+			want := w.runLocal(t)
+			srv := testServer(t, psm.Config{})
+			got := w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+			for r := range got {
+				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+			}
+		})
+	}
+}
+
+// Keys split over two shards (a small BigArrayBound splits the big key)
+// give the same result as one process, with string keys too.
+func TestDistSyncSharded(t *testing.T) {
+	p := func(v float64) *float64 { return &v }
+	w := &workload{n: 3, sizes: []int{5, 40, 101}, steps: 4, seed: 11, strKeys: true,
+		opt: &kvcore.Optimizer{Name: "adam", LearningRate: p(0.01)}}
+	t.Logf("seed %d", w.seed)
+	want := w.runLocal(t)
+	srvs := []*inproc.Server{
+		testServer(t, psm.Config{Shard: 0, Shards: 2}),
+		testServer(t, psm.Config{Shard: 1, Shards: 2}),
+	}
+	got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
+		var sh kvcore.Shards
+		for _, s := range srvs {
+			sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 30}))
+		}
+		return sh
+	}, nil)
+	for r := range got {
+		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+	}
+	// Both shards hold keys: the big ones are split.
+	for i, s := range srvs {
+		s.Do("job", func(j *psm.Job) {
+			if st := j.Stats(); st.Keys < 2 {
+				t.Errorf("shard %d holds %d keys, want the two split keys at least", i, st.Keys)
+			}
+		})
+	}
+}
+
+// Gradient compression on the wire gives what a device store with one
+// device per worker gives (each input quantized with its own residual),
+// also with a key split over shards at an offset inside a packed word.
+func TestDistCompressionMatchesDevice(t *testing.T) {
+	p := func(v float64) *float64 { return &v }
+	for _, c := range []kvcore.Compression{{Kind: kvcore.Compress2Bit, Threshold: 0.3}, {Kind: kvcore.Compress1Bit, Threshold: 0}} {
+		for _, shards := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%v/%dshards", c.Kind, shards), func(t *testing.T) {
+				w := &workload{n: 4, sizes: []int{3, 50, 77}, steps: 6, seed: 3, comp: &c,
+					opt: &kvcore.Optimizer{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.5)}}
+				t.Logf("seed %d", w.seed)
+				want := w.runLocal(t)
+				var srvs []*inproc.Server
+				for i := range shards {
+					srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: shards}))
+				}
+				got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
+					var sh kvcore.Shards
+					for _, s := range srvs {
+						sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 40}))
+					}
+					return sh
+				}, nil)
+				for r := range got {
+					sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+				}
+			})
+		}
+	}
+}
+
+// Connections that break mid-training (requests reach the server but the
+// answers are lost, or the other way round) are resumed: every push is
+// applied exactly once and the result is still the single-process one.
+func TestDistSyncSurvivesReconnects(t *testing.T) {
+	p := func(v float64) *float64 { return &v }
+	w := &workload{n: 3, sizes: []int{8, 64}, steps: 12, seed: 5, opt: &kvcore.Optimizer{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
+	t.Logf("seed %d", w.seed)
+	want := w.runLocal(t)
+	srv := testServer(t, psm.Config{})
+	conns := make([]*inproc.Conn, w.n)
+	for i := range conns {
+		conns[i] = srv.Connect("job", w.n)
+	}
+	got := w.runDist(t, "dist_sync", func(i int) kvcore.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
+		c := conns[i]
+		switch step % 4 {
+		case 1:
+			c.BreakAfter(1 + s.Rank()) // a request arrives, its answer is lost
+		case 3:
+			c.Break()
+		}
+	})
+	for r := range got {
+		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+	}
+	srv.Do("job", func(j *psm.Job) {
+		st := j.Stats()
+		t.Logf("stats: %+v", st)
+		if st.Rounds != uint64(w.steps*len(w.sizes)) {
+			t.Errorf("%d rounds closed, want %d", st.Rounds, w.steps*len(w.sizes))
+		}
+	})
+}
+
+// dist_async applies every push exactly once: with SGD (lr 1) and integer
+// gradients the final value is the initial one minus the sum of all
+// pushes, whatever their order, also across broken connections.
+func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
+	const n, steps, size = 4, 25, 16
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	lr := 1.0
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := srv.Connect("async", n)
+			s, err := kvcore.Create("dist_async", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer s.Close()
+			if err := s.Init(ctx, kvcore.IntKey(0), arr(t, make([]float32, size))); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := s.SetOptimizer(ctx, &kvcore.Optimizer{Name: "sgd", LearningRate: &lr}); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := s.Barrier(ctx); err != nil {
+				errs[i] = err
+				return
+			}
+			g := make([]float32, size)
+			for step := range steps {
+				for j := range g {
+					g[j] = float32(s.Rank() + 1)
+				}
+				if step%7 == 3 {
+					conn.BreakAfter(1)
+				}
+				if err := s.Push(kvcore.IntKey(0), arr(t, g)); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			errs[i] = s.WaitAll(ctx)
+			if errs[i] == nil {
+				errs[i] = s.Barrier(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	// Sum of (rank+1) over ranks, times steps.
+	want := -float32(steps * n * (n + 1) / 2)
+	srv.Do("async", func(j *psm.Job) {
+		if u := j.Stats().Updates; u != n*steps {
+			t.Errorf("%d updates applied, want %d", u, n*steps)
+		}
+		snap, err := j.AppendSnapshot(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := psm.Restore(psm.Config{}, snap, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+	})
+	s, err := kvcore.Create("dist_async", kvcore.WithTransport(srv.Connect("async", 0)), kvcore.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(ctx, kvcore.IntKey(0), arr(t, make([]float32, size))); err != nil {
+		t.Fatal(err)
+	}
+	out := arr(t, make([]float32, size))
+	if err := s.Pull(kvcore.IntKey(0), out); err != nil {
+		t.Fatal(err)
+	}
+	for j, v := range values(t, out) {
+		if v != want {
+			t.Fatalf("value[%d] = %v, want %v (every push once)", j, v, want)
+		}
+	}
+}
+
+// dist_async without an optimizer fails with a clear error on the push.
+func TestDistAsyncNeedsOptimizer(t *testing.T) {
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	s, err := kvcore.Create("dist_async", kvcore.WithTransport(srv.Connect("a", 1)), kvcore.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(ctx, kvcore.IntKey(1), arr(t, []float32{1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(kvcore.IntKey(1), arr(t, []float32{1})); err != nil {
+		t.Fatal(err)
+	}
+	err = s.WaitAll(ctx)
+	if !errors.Is(err, kvcore.ErrUnsupported) {
+		t.Fatalf("push without optimizer: %v, want ErrUnsupported", err)
+	}
+	t.Logf("error: %v", err)
+}
+
+// Init: rank 0's value wins for everyone; a second init of a key fails;
+// barrier and commands reach the server; a bad optimizer is refused there.
+func TestDistInitBarrierCommands(t *testing.T) {
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	const n = 3
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if s.NumWorkers() != n {
+					return fmt.Errorf("NumWorkers %d, want %d", s.NumWorkers(), n)
+				}
+				out := arr(t, []float32{0, 0})
+				if err := s.Broadcast(ctx, kvcore.StrKey("b"), arr(t, []float32{float32(s.Rank()), 7}), out); err != nil {
+					return err
+				}
+				if v := values(t, out); v[0] != 0 || v[1] != 7 {
+					return fmt.Errorf("broadcast gave %v, want rank 0's [0 7]", v)
+				}
+				if err := s.Init(ctx, kvcore.StrKey("b"), arr(t, []float32{1, 1})); !errors.Is(err, kvcore.ErrDuplicateInit) {
+					return fmt.Errorf("second init: %v, want ErrDuplicateInit", err)
+				}
+				if err := s.SendCommandToServers(ctx, 5, []byte("profile")); err != nil {
+					return err
+				}
+				if err := s.SendCommandToServers(ctx, 0, []byte(`{"name":"nope"}`)); !errors.Is(err, kvcore.ErrBadOptimizer) {
+					return fmt.Errorf("bad optimizer command: %v, want ErrBadOptimizer", err)
+				}
+				for range 3 {
+					if err := s.Barrier(ctx); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+}
+
+// A worker that stops early (uneven batches at epoch end) leaves cleanly
+// when its store closes; the others finish their rounds without it.
+func TestDistLeaveDoesNotHang(t *testing.T) {
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	const n = 3
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	finals := make([][]float32, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{0})); err != nil {
+					return err
+				}
+				batches := 5
+				if s.Rank() == 2 {
+					batches = 2
+				}
+				out := arr(t, []float32{0})
+				for range batches {
+					if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+						return err
+					}
+					if err := s.WaitAll(ctx); err != nil {
+						return err
+					}
+				}
+				finals[i] = values(t, out)
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	// Assign semantics: the last rounds summed the two remaining workers.
+	for i, f := range finals {
+		if len(f) == 1 && f[0] != 2 && f[0] != 3 {
+			t.Errorf("worker %d final %v, want 2 (two workers left) or 3", i, f)
+		}
+	}
+}
+
+// SaveOptimizerStates works in dist mode and writes exactly what a local
+// store with the same history writes; LoadOptimizerStates sends them back.
+func TestDistSaveLoadStates(t *testing.T) {
+	p := func(v float64) *float64 { return &v }
+	w := &workload{n: 2, sizes: []int{4, 9}, steps: 3, seed: 9, opt: &kvcore.Optimizer{Name: "adam", LearningRate: p(0.01)}}
+	// Local reference file.
+	ls, err := kvcore.Create("local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	ctx := testCtx(t)
+	ls.SetOptimizer(ctx, w.opt)
+	for i := range w.sizes {
+		ls.Init(ctx, w.key(i), arr(t, w.initVal(i)))
+	}
+	for step := range w.steps {
+		for i := range w.sizes {
+			ls.Push(w.key(i), arr(t, w.grad(step, 0, i)), arr(t, w.grad(step, 1, i)))
+		}
+	}
+	var want bytes.Buffer
+	if err := ls.SaveOptimizerStates(ctx, &want, true); err != nil {
+		t.Fatal(err)
+	}
+	srv := testServer(t, psm.Config{})
+	files := make([][]byte, w.n)
+	w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+	// A fresh pair of workers on the same job saves and reloads.
+	var wg sync.WaitGroup
+	errs := make([]error, w.n)
+	for i := range w.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("job", 0)), kvcore.WithContext(ctx))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				for k := range w.sizes {
+					if err := s.Init(ctx, w.key(k), arr(t, make([]float32, w.sizes[k]))); err != nil {
+						return err
+					}
+				}
+				var b bytes.Buffer
+				if err := s.SaveOptimizerStates(ctx, &b, true); err != nil {
+					return err
+				}
+				files[i] = b.Bytes()
+				return s.LoadOptimizerStates(ctx, bytes.NewReader(b.Bytes()))
+			}()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	for i, f := range files {
+		if !bytes.Equal(f, want.Bytes()) {
+			t.Fatalf("worker %d saved %d bytes that differ from the local store's %d", i, len(f), want.Len())
+		}
+	}
+}
+
+// A transport that delivers garbage, or dies, fails the operations waiting
+// on it with ErrConnLost instead of hanging.
+func TestDistBadTransport(t *testing.T) {
+	ctx := testCtx(t)
+	srv := testServer(t, psm.Config{})
+	conn := srv.Connect("j", 1)
+	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{1})); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close() // the transport dies for good
+	if err := s.Push(kvcore.IntKey(0), arr(t, []float32{1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitAll(ctx); !errors.Is(err, kvcore.ErrConnLost) {
+		t.Fatalf("push on a dead transport: %v, want ErrConnLost", err)
+	}
+	if err := s.Barrier(ctx); !errors.Is(err, kvcore.ErrConnLost) {
+		t.Fatalf("barrier on a dead transport: %v, want ErrConnLost", err)
+	}
+	s.Close()
+
+	// Garbage from the server side.
+	a, b := kvcore.Pipe()
+	go func() {
+		b.Recv(ctx) // the Hello
+		b.Send(ctx, []byte("not a webkv message"))
+	}()
+	if _, err := kvcore.Create("dist_sync", kvcore.WithTransport(a), kvcore.WithContext(ctx)); !errors.Is(err, kvcore.ErrConnLost) {
+		t.Fatalf("create over a garbage transport: %v, want ErrConnLost", err)
+	}
+	// A server that never answers: Create gives up with the context.
+	a, b = kvcore.Pipe()
+	defer b.Close()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := kvcore.Create("dist_sync", kvcore.WithTransport(a), kvcore.WithContext(short)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("create without an answer: %v, want DeadlineExceeded", err)
+	}
+}
