@@ -121,3 +121,58 @@ func TestCPUStepFloat64(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUReduceHost checks the CPU reference's Reduce bit for bit against a
+// plain left-to-right float32 loop, for 1 to 16 inputs, lengths across the
+// parallel threshold, scale 1 and not, and the output aliasing input 0 (the
+// suite compares the CPU backend with itself, so this is its own check).
+func TestCPUReduceHost(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	cpu := kvcore.CPU()
+	for _, n := range []int{1, 5, 2047, 2049, 65536, 65537, 131073} {
+		for k := 1; k <= 16; k++ {
+			for _, alias := range []bool{false, true} {
+				scale := float32(1)
+				if k%2 == 1 {
+					scale = 0.37
+				}
+				ins := make([][]float32, k)
+				bufs := make([]kvcore.Buffer, k)
+				for j := range ins {
+					ins[j] = make([]float32, n)
+					for i := range ins[j] {
+						ins[j][i] = rng.Float32()*2 - 1
+					}
+					bufs[j], _ = cpu.Alloc(n)
+					cpu.Write(bufs[j], 0, ins[j])
+				}
+				dst := bufs[0]
+				if !alias {
+					dst, _ = cpu.Alloc(n)
+				}
+				if err := cpu.Reduce(dst, bufs, scale); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]float32, n)
+				cpu.Read(dst, 0, got)
+				for i := range got {
+					sum := ins[0][i]
+					for j := 1; j < k; j++ {
+						sum += ins[j][i]
+					}
+					if want := sum * scale; math.Float32bits(got[i]) != math.Float32bits(want) {
+						t.Fatalf("n=%d k=%d alias=%v: value %d = %v, want %v", n, k, alias, i, got[i], want)
+					}
+				}
+				for _, b := range bufs {
+					cpu.Free(b)
+				}
+				if !alias {
+					cpu.Free(dst)
+				}
+			}
+		}
+	}
+}
