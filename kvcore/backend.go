@@ -52,8 +52,8 @@ type Backend interface {
 }
 
 // OptKind selects one fused optimizer kernel. The formulas are MXNet's
-// optimizer of the same name; each kind's doc in optimizer.go is its reference
-// loop.
+// optimizer of the same name; each kernel's doc in optimizer_kernels.go is its
+// reference loop.
 type OptKind uint8
 
 // The optimizer kernels every backend implements.

@@ -726,10 +726,10 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *Optimizer) error {
 			return fmt.Errorf("kvcore: set optimizer: %w", err)
 		}
 	}
-	cp := *opt
+	cp := opt.Clone() // the caller may change opt afterwards
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.opt, s.optJSON, s.updater, s.numUpdate = &cp, js, nil, 0
+	s.opt, s.optJSON, s.updater, s.numUpdate = cp, js, nil, 0
 	for _, e := range s.keys {
 		for _, b := range e.states {
 			s.be.Free(b)
