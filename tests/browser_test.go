@@ -150,6 +150,7 @@ func brServer(tb testing.TB, extra map[string]http.Handler) *httptest.Server {
 	mux.Handle("/webkv/", http.StripPrefix("/webkv/", http.FileServer(http.Dir(dist))))
 	mux.Handle("/tfjs/", http.StripPrefix("/tfjs/", http.FileServer(http.Dir(filepath.Join(root, "tests/tfjs/node_modules/@tensorflow")))))
 	mux.Handle("/", http.FileServer(http.Dir(filepath.Join(root, "tests/browser"))))
+	mux.Handle("/favicon.ico", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	for p, h := range extra {
 		mux.Handle(p, h)
 	}
@@ -709,7 +710,6 @@ func TestBrowserAPI(t *testing.T) {
 	}
 	srv := brServer(t, map[string]http.Handler{
 		"/ws": rs,
-		"/favicon.ico": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }),
 		"/script.json": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(script)
@@ -767,4 +767,34 @@ func TestBrowserAPI(t *testing.T) {
 		brCompare(t, s.label, steps, got[:len(steps)], want, s.exact, res.GPU.Available)
 	}
 	t.Logf("events seen by the page: %v", res.Events)
+}
+
+// TestBrowserNoWebGPU loads webkv in a page whose navigator.gpu is hidden:
+// a "device" store must fall back to the CPU backend, say why, and compute
+// correctly; with allowCPUFallback: false, create must reject.
+func TestBrowserNoWebGPU(t *testing.T) {
+	srv := brServer(t, nil)
+	ctx := brBrowser(t)
+	var res struct {
+		GPU      map[string]any `json:"gpu"`
+		Backend  string         `json:"backend"`
+		Fallback string         `json:"fallback"`
+		Pulled   []float64      `json:"pulled"`
+		Strict   string         `json:"strict"`
+	}
+	brRunPage(t, ctx, srv.URL+"/nogpu.html", time.Minute, &res)
+	t.Logf("%+v", res)
+	if res.GPU["available"] != false {
+		t.Errorf("webkv.gpu() = %v, want available false", res.GPU)
+	}
+	if res.Backend != "cpu" || !strings.Contains(res.Fallback, "navigator.gpu") {
+		t.Errorf("device store without WebGPU: backend %q, fallback %q; want cpu and a reason naming navigator.gpu", res.Backend, res.Fallback)
+	}
+	want := []float64{1.5, 1.5, 1.5, 1.5}
+	if fmt.Sprint(res.Pulled) != fmt.Sprint(want) {
+		t.Errorf("pulled %v, want %v", res.Pulled, want)
+	}
+	if !strings.HasPrefix(res.Strict, "NO_WEBGPU: ") || !strings.Contains(res.Strict, "allowCPUFallback is false") {
+		t.Errorf("create('device', {allowCPUFallback: false}) without WebGPU: %q, want a rejection", res.Strict)
+	}
 }

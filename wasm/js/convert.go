@@ -74,7 +74,11 @@ var codes = []struct {
 	{kvcore.ErrBadOptimizer, "BAD_OPTIMIZER"},
 	{errBadArgument, "BAD_ARGUMENT"},
 	{errWebGPU, "WEBGPU"},
+	{errNoWebGPU, "NO_WEBGPU"},
 }
+
+// errNoWebGPU marks a device store refused for want of WebGPU.
+var errNoWebGPU = errors.New("no WebGPU")
 
 // errBadArgument marks arguments this layer rejects before kvcore sees them
 // (a value that is neither a Float32Array nor a GPUBuffer, say).

@@ -108,7 +108,7 @@ func jsCreate(this js.Value, args []js.Value) any {
 			}
 			if g.be == nil {
 				if !allowCPU {
-					return nil, fmt.Errorf("webkv: create %q: no WebGPU: %s (allowCPUFallback is false)", typ, g.reasonText())
+					return nil, fmt.Errorf("webkv: create %q: %w: %s (allowCPUFallback is false)", typ, errNoWebGPU, g.reasonText())
 				}
 				fallback = "WebGPU unavailable: " + g.reasonText()
 				kopts = append(kopts, kvcore.WithCPUFallback(), kvcore.WithBackend(kvcore.CPU()))

@@ -73,7 +73,7 @@ export interface OptimizerSpec {
 export type ErrorCode =
   | 'UNKNOWN_KEY' | 'DUPLICATE_INIT' | 'SHAPE_MISMATCH' | 'MIXED_KEYS' | 'NO_VALUE'
   | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'BAD_COMPRESSION'
-  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'ERROR';
+  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU' | 'ERROR';
 
 export interface WebKVError extends Error {
   name: 'WebKVError';
