@@ -129,38 +129,43 @@ func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinIn
 	}
 	r.wg.Add(1)
 	go r.heartbeat()
-	// Shard 0 first: the others are asked for the rank it gives.
-	for i, l := range r.links {
-		if i == 1 {
-			r.links[0].mu.Lock()
-			hint := uint32(r.links[0].rank + 1)
-			r.links[0].mu.Unlock()
-			for _, x := range r.links[1:] {
-				x.rankHint = hint
-			}
-		}
-		if i <= 1 {
-			for _, x := range r.links[i:] {
-				if i == 0 && x.idx > 0 {
-					break
-				}
-				r.wg.Add(2)
-				go x.sender()
-				go x.receiver()
-			}
-		}
+	start := func(l *link) {
+		r.wg.Add(2)
+		go l.sender()
+		go l.receiver()
+	}
+	joined := func(l *link) error {
 		select {
 		case <-l.welcome:
 		case <-ctx.Done():
-			r.shutdown(ctx.Err())
-			return nil, fmt.Errorf("dist: joining shard %d: %w", l.idx, ctx.Err())
+			return fmt.Errorf("dist: joining shard %d: %w", l.idx, ctx.Err())
 		}
 		l.mu.Lock()
-		err := l.dead
-		l.mu.Unlock()
-		if err != nil {
+		defer l.mu.Unlock()
+		if l.dead != nil {
+			return fmt.Errorf("dist: joining shard %d: %w", l.idx, l.dead)
+		}
+		return nil
+	}
+	// Shard 0 first: the other shards are asked for the rank it gave, so
+	// that ranks agree everywhere.
+	l0 := r.links[0]
+	start(l0)
+	if err := joined(l0); err != nil {
+		r.shutdown(err)
+		return nil, err
+	}
+	l0.mu.Lock()
+	hint := uint32(l0.rank + 1)
+	l0.mu.Unlock()
+	for _, l := range r.links[1:] {
+		l.rankHint = hint
+		start(l)
+	}
+	for _, l := range r.links[1:] {
+		if err := joined(l); err != nil {
 			r.shutdown(err)
-			return nil, fmt.Errorf("dist: joining shard %d: %w", l.idx, err)
+			return nil, err
 		}
 	}
 	return r, nil

@@ -18,7 +18,7 @@ import (
 //	u8 mode, u8 started, uv want, uv next worker number
 //	bytes optimizer spec (uv length + JSON), uv num_update,
 //	u8 compression kind, u32 threshold bits
-//	uv workers; each: str id, uv rank, uv ack mark, u8 welcomed,
+//	uv workers; each: str id, uv rank, uv ack mark, u8 welcomed, u32 attempt,
 //	  uv answers; each: uv seq, u8 type, u8 code, u16 flags, uv round,
 //	  uv count, u64 key, u8 request type, str message
 //	uv keys; each: u64 id, u8 is-string, str name, uv rank, uv dims...,
@@ -66,7 +66,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 	}
 	e = e.uv(uint64(len(ws)))
 	for _, w := range ws {
-		e = e.str(w.id).uv(uint64(w.rank)).uv(w.mark).bool(w.welcomed).uv(uint64(len(w.done)))
+		e = e.str(w.id).uv(uint64(w.rank)).uv(w.mark).bool(w.welcomed).u32(w.attempt).uv(uint64(len(w.done)))
 		for _, seq := range sortedSeqs(w.done) {
 			r := w.done[seq]
 			e = e.uv(seq).u8(uint8(r.typ)).u8(uint8(r.code)).u16(r.flags).uv(r.round).uv(uint64(r.count)).u64(r.key).u8(uint8(r.req)).str(r.msg)
@@ -247,7 +247,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	}
 	nw := d.count(4)
 	for range nw {
-		w := &worker{id: d.str(), rank: int(d.uv()), mark: d.uv(), welcomed: d.u8() == 1, lastSeen: now}
+		w := &worker{id: d.str(), rank: int(d.uv()), mark: d.uv(), welcomed: d.u8() == 1, attempt: d.u32(), lastSeen: now}
 		nd := d.count(8)
 		if nd > 0 {
 			w.done = make(map[uint64]reply, nd)

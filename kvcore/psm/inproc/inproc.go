@@ -178,7 +178,7 @@ func (s *Server) Do(id string, fn func(j *psm.Job)) {
 
 // Restore replaces job id with one restored from snap (as a restarted
 // relay would): every connection of the old job is dropped, so its workers
-// reconnect and resume.
+// reconnect (Conn does that by itself) and resume.
 func (s *Server) Restore(id string, snap []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -225,7 +225,7 @@ func (s *Server) Connect(id string, workers int) *Conn {
 
 // ConnectInfo is Connect with a full JoinInfo.
 func (s *Server) ConnectInfo(info kvcore.JoinInfo) *Conn {
-	c := &Conn{srv: s, info: info, up: make(chan struct{})}
+	c := &Conn{srv: s, info: info}
 	c.dial()
 	c.recvGen = c.gen
 	return c
@@ -266,8 +266,7 @@ type Conn struct {
 	gen       uint64
 	recvGen   uint64
 	closed    bool
-	up        chan struct{} // closed when cur changes or on Close
-	breakSend int           // Break after this many more sends (0: off)
+	breakSend int // Break after this many more sends (0: off)
 }
 
 func (c *Conn) dial() {
@@ -290,8 +289,6 @@ func (c *Conn) Break() {
 	}
 	c.cur.Close()
 	c.dial()
-	close(c.up)
-	c.up = make(chan struct{})
 }
 
 // BreakAfter makes the connection Break right after the n-th next Send
@@ -369,14 +366,20 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		c.srv.mu.Lock()
+		down := c.srv.closed
+		c.srv.mu.Unlock()
 		c.mu.Lock()
-		same := c.gen == gen && !c.closed
-		c.mu.Unlock()
-		if same && errors.Is(err, kvcore.ErrPipeClosed) {
-			// The server closed this connection: like a relay that hung
-			// up, the transport is gone for good.
-			return nil, err
+		if c.gen == gen && !c.closed {
+			if down {
+				c.mu.Unlock()
+				return nil, err // the server is gone for good
+			}
+			// The server hung up (a restart, a removal): reconnect, as
+			// the relay client does; the store then says Hello again.
+			c.dial()
 		}
+		c.mu.Unlock()
 	}
 }
 
@@ -389,6 +392,5 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	c.cur.Close()
-	close(c.up)
 	return nil
 }
