@@ -1,0 +1,74 @@
+package shaders
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/webkv/webkv/kvcore"
+)
+
+// TestKernelSources expands every kernel template the backend can ask for
+// (no GPU needed, so it runs in every build) and checks that each has one
+// entry point and declares exactly the bindings its layout describes.
+func TestKernelSources(t *testing.T) {
+	var ks []*kernel
+	for _, vec4 := range []bool{false, true} {
+		for k := 0; k <= 7; k++ {
+			ks = append(ks, reduceKernel(k, true, vec4))
+			if k > 0 {
+				ks = append(ks, reduceKernel(k, false, vec4))
+			}
+		}
+		ks = append(ks, fillKernel(vec4))
+		for kind := kvcore.OptSGD; kind < kvcore.OptLAMB; kind++ {
+			for ns := 0; ns <= 3; ns++ {
+				for ins := 0; ins <= 5; ins++ {
+					k, err := optKernel(kind, ns, ins, vec4)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ks = append(ks, k)
+				}
+			}
+		}
+		for phase := 1; phase <= 3; phase++ {
+			for ins := 0; ins <= 4; ins++ {
+				ks = append(ks, lambKernel(phase, ins, vec4))
+			}
+		}
+	}
+	for _, per := range []int{16, 32} {
+		ks = append(ks, quantizeKernel(per), dequantizeKernel(per))
+	}
+	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false); err == nil {
+		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
+	}
+	for _, k := range ks {
+		src, err := k.source()
+		if err != nil {
+			t.Fatalf("%s: %v", k.key(), err)
+		}
+		if n := strings.Count(src, "@compute"); n != 1 {
+			t.Fatalf("%s: %d entry points", k.key(), n)
+		}
+		if strings.Contains(src, "<no value>") {
+			t.Fatalf("%s: template left a hole:\n%s", k.key(), src)
+		}
+		// binding 0 is the uniform; 1..len(bind) the storage buffers.
+		if n := strings.Count(src, "@binding("); n != len(k.bind)+1 {
+			t.Fatalf("%s: %d bindings declared, layout has %d:\n%s", k.key(), n, len(k.bind)+1, src)
+		}
+		for i, a := range k.bind {
+			decl := "var<storage, read>"
+			if a == accWrite {
+				decl = "var<storage, read_write>"
+			}
+			want := "@binding(" + strconv.Itoa(i+1) + ") " + decl
+			if !strings.Contains(src, want) {
+				t.Fatalf("%s: binding %d is not declared as %q:\n%s", k.key(), i+1, decl, src)
+			}
+		}
+	}
+	t.Logf("%d kernel variants expand", len(ks))
+}
