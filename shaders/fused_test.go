@@ -26,7 +26,9 @@ func stepCases() []struct {
 		{kvcore.OptSGD, with(func(p *kvcore.StepParams) { p.Momentum, p.ClipGradient = 0.9, 0.3 })},
 		{kvcore.OptNAG, with(func(p *kvcore.StepParams) { p.Momentum = 0.9 })},
 		{kvcore.OptAdam, with(func(p *kvcore.StepParams) { p.Beta1, p.Beta2, p.Epsilon, p.Coef1 = 0.9, 0.999, 1e-8, 0.01 })},
-		{kvcore.OptAdamW, with(func(p *kvcore.StepParams) { p.Beta1, p.Beta2, p.Epsilon, p.Coef1, p.ClipGradient = 0.9, 0.999, 1e-8, 0.01, 0.4 })},
+		{kvcore.OptAdamW, with(func(p *kvcore.StepParams) {
+			p.Beta1, p.Beta2, p.Epsilon, p.Coef1, p.ClipGradient = 0.9, 0.999, 1e-8, 0.01, 0.4
+		})},
 		{kvcore.OptAdaGrad, with(func(p *kvcore.StepParams) { p.Epsilon = 1e-7 })},
 		{kvcore.OptRMSProp, with(func(p *kvcore.StepParams) { p.Gamma1, p.Epsilon = 0.9, 1e-8 })},
 		{kvcore.OptRMSProp, with(func(p *kvcore.StepParams) {
