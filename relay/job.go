@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webkv/webkv/kvcore/psm"
@@ -49,6 +50,12 @@ type job struct {
 	mode    string
 }
 
+// payloadID identifies a payload in the state machine's memory.
+type payloadID struct {
+	p *byte
+	n int
+}
+
 type eventKind uint8
 
 const (
@@ -64,9 +71,28 @@ type event struct {
 }
 
 type pendingMsg struct {
-	p   *peer
-	buf *[]byte
+	p    *peer
+	buf  *[]byte
+	body *sharedBuf // payload shared with other messages (buf is then the header)
 }
+
+// sharedBuf is one copy of a payload that several messages carry (the new
+// value of a key answered to every worker of a round): copied once, released
+// when the last writer is done with it.
+type sharedBuf struct {
+	b    *[]byte
+	refs atomic.Int32
+}
+
+func (s *sharedBuf) release() {
+	if s.refs.Add(-1) == 0 {
+		wire.PutBuf(s.b)
+	}
+}
+
+// shareMin is the payload size from which identical payloads in one Ready
+// are copied once and shared.
+const shareMin = 64 << 10
 
 func (s *Server) psmConfig(name string) psm.Config {
 	lim := s.limits()
@@ -322,15 +348,36 @@ func (j *job) handle(e event, timer *time.Timer) {
 // until the next call) and queues it; flush sends it after the checkpoint
 // that Durable mode requires.
 func (j *job) apply(rd psm.Ready, timer *time.Timer) {
+	var shared map[payloadID]*sharedBuf
 	for i := range rd.Msgs {
 		m := &rd.Msgs[i]
 		p, ok := j.peers[uint64(m.To)]
 		if !ok {
 			continue
 		}
+		if pl := m.Msg.Payload; len(pl) >= shareMin {
+			id := payloadID{&pl[0], len(pl)}
+			sb := shared[id]
+			if sb == nil {
+				b := wire.GetBuf(len(pl))
+				*b = append(*b, pl...)
+				sb = &sharedBuf{b: b}
+				if shared == nil {
+					shared = map[payloadID]*sharedBuf{}
+				}
+				shared[id] = sb
+			}
+			sb.refs.Add(1)
+			h := m.Msg.Header
+			h.PLen = uint32(len(pl))
+			hb := wire.GetBuf(wire.HeaderSize)
+			*hb = wire.AppendHeader(*hb, &h)
+			j.pending = append(j.pending, pendingMsg{p: p, buf: hb, body: sb})
+			continue
+		}
 		b := wire.GetBuf(wire.HeaderSize + len(m.Msg.Payload))
 		*b = m.Append(*b)
-		j.pending = append(j.pending, pendingMsg{p, b})
+		j.pending = append(j.pending, pendingMsg{p: p, buf: b})
 	}
 	for _, c := range rd.Close {
 		if p, ok := j.peers[uint64(c)]; ok {
@@ -377,6 +424,9 @@ func (j *job) flush() {
 	for i, pm := range j.pending {
 		if pm.buf == nil {
 			pm.p.closeAfterQueued(errors.New("closed by the parameter server"))
+		} else if pm.body != nil {
+			b, sb := pm.buf, pm.body
+			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { wire.PutBuf(b); sb.release() }})
 		} else {
 			b := pm.buf
 			pm.p.send(outMsg{b: *b, release: func() { wire.PutBuf(b) }})
@@ -428,6 +478,9 @@ func (j *job) shutdown() {
 	for _, pm := range j.pending {
 		if pm.buf != nil {
 			wire.PutBuf(pm.buf)
+		}
+		if pm.body != nil {
+			pm.body.release()
 		}
 	}
 	j.pending = nil

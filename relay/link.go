@@ -60,7 +60,14 @@ func (l *link) sendParts(ctx context.Context, head, body []byte) error {
 }
 
 func (l *link) writeParts(ctx context.Context, head, body []byte) error {
-	w, err := l.ws.Writer(ctx, websocket.MessageBinary)
+	return writeParts(ctx, l.ws, head, body)
+}
+
+// writeParts writes head and body as one websocket message (two frames),
+// so a big payload shared by several messages is never copied behind a
+// per-message header.
+func writeParts(ctx context.Context, ws *websocket.Conn, head, body []byte) error {
+	w, err := ws.Writer(ctx, websocket.MessageBinary)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ type peer struct {
 // buffer to its pool once written (or dropped).
 type outMsg struct {
 	b       []byte
+	body    []byte // optional second part, sent in the same message
 	release func()
 	// closeWith, when set, makes the writer close the connection after
 	// everything queued before it was written (an error frame, then the
@@ -85,11 +86,16 @@ func (p *peer) writeLoop(writeTimeout time.Duration) {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-			err := p.ws.Write(ctx, websocket.MessageBinary, msg.b)
+			var err error
+			if msg.body == nil {
+				err = p.ws.Write(ctx, websocket.MessageBinary, msg.b)
+			} else {
+				err = writeParts(ctx, p.ws, msg.b, msg.body)
+			}
 			cancel()
 			if err == nil {
 				p.m.msgsOut.Add(1)
-				p.m.bytesOut.Add(uint64(len(msg.b)))
+				p.m.bytesOut.Add(uint64(len(msg.b) + len(msg.body)))
 			}
 			if msg.release != nil {
 				msg.release()

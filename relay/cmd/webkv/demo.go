@@ -27,6 +27,7 @@ func init() {
 
 type demoConfig struct {
 	Workers int
+	Tabs    int // browser tabs the job waits for before it starts
 	Listen  string
 	JSDir   string        // webkv JS runtime (wasm/js/build.sh output); "" or missing: tabs train alone
 	Linger  time.Duration // keep serving after the workers finished
@@ -69,6 +70,10 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	job.Shards, job.IID, job.Max, job.Batch = tc.Shards, tc.IID, tc.MaxPerShard, tc.Batch
 	job.LR, job.Momentum, job.Rounds, job.Seed = tc.LR, tc.Momentum, tc.Steps, tc.Seed
 	job.EvalEvery, job.TestSize = max(tc.EvalEvery, 1), tc.TestSize
+	if cfg.Tabs < 0 {
+		return res, fmt.Errorf("demo: -tabs %d, want >= 0", cfg.Tabs)
+	}
+	job.StartWorkers = cfg.Workers + cfg.Tabs
 
 	srv, err := relay.NewServer(relay.Config{
 		Tokens: map[string]string{job.Job: cfg.Token},
@@ -104,7 +109,11 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	res.URL = page + "/"
 	fmt.Fprintf(cfg.Out, "webkv demo: %d native workers, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
 		cfg.Workers, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
-	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s\n", res.URL, job.Job, runtimeNote)
+	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s", res.URL, job.Job, runtimeNote)
+	if cfg.Tabs > 0 {
+		fmt.Fprintf(cfg.Out, "the job starts once %d browser tab(s) joined: open the URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
+	}
+	fmt.Fprintln(cfg.Out)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -113,7 +122,7 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	var wg sync.WaitGroup
 	for i := range cfg.Workers {
 		wc := tc
-		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, cfg.Workers, true
+		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, job.StartWorkers, true
 		wc.ID = fmt.Sprintf("native-%d", i)
 		wc.Report = func(r www.Report) { _ = board.Report(r) }
 		wc.Log = nil
@@ -225,6 +234,7 @@ func runDemoCmd(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var c demoConfig
 	fs.IntVar(&c.Workers, "workers", 2, "native workers to run")
+	fs.IntVar(&c.Tabs, "tabs", 0, "browser tabs the job waits for before it starts (tabs opened later join a running job)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
 	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
 	fs.DurationVar(&c.Linger, "linger", 0, "keep serving the page this long after the workers finished")
