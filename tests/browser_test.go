@@ -798,3 +798,105 @@ func TestBrowserNoWebGPU(t *testing.T) {
 		t.Errorf("create('device', {allowCPUFallback: false}) without WebGPU: %q, want a rejection", res.Strict)
 	}
 }
+
+// TestBrowserDistWithNative runs one dist_sync (and one dist_device_sync)
+// job whose two workers are a browser page and a native Go store, through an
+// in-process relay: each round both push seeded values and pull; both must
+// see the exact sum of the two pushes, and the page must see the native
+// worker leave (a "membership" event, numWorkers back to 1).
+func TestBrowserDistWithNative(t *testing.T) {
+	seed := brSeed(t) % 100000
+	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"mix": "tok", "mixdev": "tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := brServer(t, map[string]http.Handler{"/ws": rs})
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	ctx := brBrowser(t)
+	const rounds, n = 3, 1000
+	for _, c := range []struct{ typ, job string }{{"dist_sync", "mix"}, {"dist_device_sync", "mixdev"}} {
+		t.Run(c.typ, func(t *testing.T) {
+			nseed := seed + 50000
+			native := make(chan error, 1)
+			var nativeSums [][]float32
+			go func() {
+				native <- func() error {
+					bctx := context.Background()
+					dctx, cancel := context.WithTimeout(bctx, 10*time.Second)
+					defer cancel()
+					tr, err := relay.Dial(dctx, wsURL, relay.DialOptions{Job: c.job, Token: "tok", Workers: 2})
+					if err != nil {
+						return err
+					}
+					s, err := kvcore.Create(c.typ, kvcore.WithTransport(tr), kvcore.WithBackend(kvcore.CPU()))
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					z, _ := kvcore.NewArray(kvcore.OnCPU(0), n)
+					if err := s.Init(bctx, kvcore.StrKey("w"), z); err != nil {
+						return err
+					}
+					if err := s.Barrier(bctx); err != nil {
+						return err
+					}
+					for r := range rounds {
+						a, _ := kvcore.FromSlice(kvcore.OnCPU(0), brRand(nseed*100+uint32(r), n))
+						if err := s.Push(kvcore.StrKey("w"), a); err != nil {
+							return err
+						}
+						o, _ := kvcore.NewArray(kvcore.OnCPU(0), n)
+						if err := s.Pull(kvcore.StrKey("w"), o); err != nil {
+							return err
+						}
+						got, err := o.ToSlice()
+						if err != nil {
+							return err
+						}
+						nativeSums = append(nativeSums, got)
+					}
+					return s.Barrier(bctx)
+				}()
+			}()
+			var res struct {
+				Rank, NumWorkers, After int
+				Backend                 string
+				Sums                    [][]float64
+				Membership              [][2]int
+			}
+			url := fmt.Sprintf("%s/mix.html?type=%s&url=%s&job=%s&token=tok&seed=%d&rounds=%d&n=%d", srv.URL, c.typ, wsURL, c.job, seed, rounds, n)
+			brRunPage(t, ctx, url, 2*time.Minute, &res)
+			if err := <-native; err != nil {
+				t.Fatalf("native worker: %v", err)
+			}
+			t.Logf("page: rank %d of %d on %s; membership events %v; workers after the native one left: %d", res.Rank, res.NumWorkers, res.Backend, res.Membership, res.After)
+			if res.NumWorkers != 2 && !slicesContainWorkers(res.Membership, 2) {
+				t.Errorf("the page never saw 2 workers (numWorkers %d, events %v)", res.NumWorkers, res.Membership)
+			}
+			if res.After != 1 || len(res.Membership) == 0 {
+				t.Errorf("after the native worker left: numWorkers %d, membership events %v; want 1 and an event", res.After, res.Membership)
+			}
+			if len(res.Sums) != rounds || len(nativeSums) != rounds {
+				t.Fatalf("rounds: page %d, native %d, want %d", len(res.Sums), len(nativeSums), rounds)
+			}
+			for r := range rounds {
+				a, b := brRand(seed*100+uint32(r), n), brRand(nseed*100+uint32(r), n)
+				for i := range n {
+					want := a[i] + b[i] // two terms: the same in either order
+					if float32(res.Sums[r][i]) != want || nativeSums[r][i] != want {
+						t.Fatalf("round %d value %d: page %v, native %v, want %v", r, i, res.Sums[r][i], nativeSums[r][i], want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func slicesContainWorkers(ev [][2]int, n int) bool {
+	for _, e := range ev {
+		if e[1] == n {
+			return true
+		}
+	}
+	return false
+}

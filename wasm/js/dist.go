@@ -16,8 +16,9 @@ import (
 
 // distOptions are create's options for dist types.
 type distOptions struct {
-	url, token, job string
-	timeout         time.Duration
+	url, token, job        string
+	workers, bigArrayBound int
+	timeout                time.Duration
 }
 
 func distOptionsFromJS(opts js.Value) (distOptions, error) {
@@ -32,6 +33,18 @@ func distOptionsFromJS(opts js.Value) (distOptions, error) {
 	if d.job, err = optString(opts, "job"); err != nil {
 		return d, err
 	}
+	w, err := optNumber(opts, "workers", 0)
+	if err != nil {
+		return d, err
+	}
+	bb, err := optNumber(opts, "bigArrayBound", 0)
+	if err != nil {
+		return d, err
+	}
+	if w < 0 || w != float64(int(w)) || bb < 0 || bb != float64(int(bb)) {
+		return d, badArg("webkv: options workers (%v) and bigArrayBound (%v) must be non-negative integers", w, bb)
+	}
+	d.workers, d.bigArrayBound = int(w), int(bb)
 	ms, err := optNumber(opts, "timeoutMs", 30000)
 	if err != nil {
 		return d, err
@@ -57,7 +70,7 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 	dctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	c, err := relay.Dial(dctx, o.url, relay.DialOptions{
-		Job: o.job, Token: o.token,
+		Job: o.job, Token: o.token, Workers: o.workers, BigArrayBound: o.bigArrayBound,
 		Logger: slog.New(&eventHandler{st: st}),
 	})
 	if err != nil {

@@ -25,7 +25,11 @@ export interface CreateOptions {
   token?: string;
   /** Job id on the relay (default "default"). */
   job?: string;
-  /** Bound on connecting to the relay, in ms (default 30000). */
+  /** Workers the job waits for before its first round (MXNet's DMLC_NUM_WORKER; 0: start at once). */
+  workers?: number;
+  /** Element count from which keys are split over every relay shard (0: 1,000,000); all workers must agree. */
+  bigArrayBound?: number;
+  /** Bound on connecting to the relay and joining the job, in ms (default 30000). */
   timeoutMs?: number;
   /** A GPUDevice of the page's to compute on (default: webkv requests one
    * with the adapter's largest buffer limits). Every create must pass the same one. */
@@ -94,7 +98,8 @@ export interface GPUInfo {
 
 export interface EventMap {
   connection: { state: 'connected' | 'lost' | 'reconnected' | 'failed' | 'info'; message?: string; [k: string]: unknown };
-  /** rank or numWorkers of a dist store changed (checked every 0.5 s and after each call). */
+  /** rank or numWorkers of a dist store changed (checked after each call and every 0.5 s; kvcore learns
+   *  the job's membership from join and barrier answers). */
   membership: { rank: number; numWorkers: number };
   backend: { backend: string; fallback: string };
   gpuerror: { message: string };
