@@ -81,10 +81,15 @@ func (b *Board) Report(r Report) error {
 		p = &peer{}
 		b.peers[r.ID] = p
 	}
-	newRound := len(p.hist) == 0 || r.Round != p.hist[len(p.hist)-1].Round || r.TestAcc != p.last.TestAcc
+	evaluated := r.TestAcc != p.last.TestAcc
+	newRound := len(p.hist) == 0 || r.Round != p.hist[len(p.hist)-1].Round || evaluated
 	p.last = r
 	if newRound && r.Round > 0 {
-		p.hist = append(p.hist, Point{Round: r.Round, T: time.Since(b.start).Seconds(), Loss: r.Loss, TestAcc: r.TestAcc})
+		pt := Point{Round: r.Round, T: time.Since(b.start).Seconds(), Loss: r.Loss}
+		if evaluated {
+			pt.TestAcc = r.TestAcc // only at evaluations, so the chart joins real measurements
+		}
+		p.hist = append(p.hist, pt)
 		if len(p.hist) > maxHistory {
 			p.hist = append(p.hist[:0], p.hist[len(p.hist)-maxHistory/2:]...)
 		}

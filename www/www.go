@@ -45,6 +45,11 @@ type JobConfig struct {
 	EvalEvery int     `json:"eval_every"`      // rounds between test evaluations
 	TestSize  int     `json:"test_size"`       // test samples a peer evaluates on
 	Seed      int64   `json:"seed"`            // initial weights and split seed
+	// StartWorkers is the number of workers that start the job together
+	// (the relay holds their joins until all arrived); those with rank
+	// below it wait at a barrier after set-up so that nobody pushes before
+	// rank 0 set the optimizer. 0: peers join whenever and skip it.
+	StartWorkers int `json:"start_workers"`
 }
 
 // DefaultConfig is the demo's job: 4 IID shards, batch 64, SGD 0.1 with

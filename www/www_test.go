@@ -83,7 +83,7 @@ func TestHandlerServesApp(t *testing.T) {
 	if len(st.Peers) != 2 || st.Peers[0].ID != "a" || st.Peers[1].ID != "b" {
 		t.Fatalf("peers: %+v", st.Peers)
 	}
-	if a := st.Peers[0]; a.Gone || len(a.History) != 2 || a.History[1].TestAcc != 0.8 || a.Token != "" {
+	if a := st.Peers[0]; a.Gone || len(a.History) != 2 || a.History[0].TestAcc != 0 || a.History[1].TestAcc != 0.8 || a.Token != "" {
 		t.Errorf("peer a: %+v", a)
 	}
 	if b := st.Peers[1]; !b.Gone || b.State != "left" {

@@ -15,6 +15,7 @@ const myID = 'tab-' + Math.random().toString(16).slice(2, 8);
 const me = { id: myID, kind: 'browser', backend: '', rank: -1, workers: 0, state: 'joining', round: 0, samples: 0,
   loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '' };
 let cfg = null, token = '', kv = null, leaving = false;
+window.__demo = me; // for automated tests: state, round, test_acc, backend
 
 function status(text, cls = '') { const s = $('status'); s.textContent = text; s.className = cls; }
 function fail(e, where) {
@@ -23,12 +24,14 @@ function fail(e, where) {
   status(me.message, 'error'); report();
 }
 
-async function report() {
-  if (qs.has('watch') || !cfg) return;
-  try {
-    await fetch('/api/report', { method: 'POST', keepalive: true, headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ ...me, token }) });
-  } catch (e) { /* the dashboard is best effort */ }
+// Reports go out one at a time, each with the state at its sending, so a
+// late 'training' report can never overtake the final 'done'.
+let reportChain = Promise.resolve();
+function report() {
+  if (qs.has('watch') || !cfg) return reportChain;
+  reportChain = reportChain.then(() => fetch('/api/report', { method: 'POST', keepalive: true,
+    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...me, token }) })).catch(() => { /* best effort */ });
+  return reportChain;
 }
 
 // Leaving cleanly: tell the dashboard (sendBeacon survives the unload) and
@@ -121,6 +124,9 @@ async function train() {
     }
     // MXNet's rule: only rank 0 sends the optimizer to the servers.
     if (kv.rank === 0) await kv.setOptimizer({ name: 'sgd', learning_rate: cfg.learning_rate, momentum: cfg.momentum });
+    // Workers that start the job together meet once after set-up, so that
+    // nobody pushes before rank 0 set the optimizer; later joiners skip it.
+    if (cfg.start_workers > 0 && kv.rank < cfg.start_workers) { status('Waiting for the other workers…'); await kv.barrier(); }
   }
 
   // 3. Data: this peer's shard and the test subset.
@@ -176,7 +182,7 @@ async function train() {
   if (!leaving) {
     me.state = 'done';
     status(`Done: ${me.round} rounds, test accuracy ${(100 * me.test_acc).toFixed(1)} % on ${test.n} test images.`);
-    report();
+    await report();
     if (kv) await kv.close();
   }
 }
@@ -211,7 +217,39 @@ async function refresh() {
   } catch (e) { /* retry on the next tick */ }
 }
 
+// selfTest runs the WebGPU kernels and the JavaScript CPU reference on the
+// same seeded batch and compares the gradients (?selftest); the result is
+// also left in window.__selftest for automated tests.
+async function selfTest() {
+  const { device, adapter } = await openGPU();
+  const gpu = await GpuMLP.create(device, SHAPE, 256), cpu = new CpuMLP(SHAPE);
+  const seed = Number(qs.get('seed')) || Date.now() % 1e9, n = rng(seed);
+  const p = initParams(seed);
+  for (const k of ['b1', 'b2']) for (let i = 0; i < p[k].length; i++) p[k][i] = 0.1 * n();
+  gpu.setParams(p); cpu.setParams(p);
+  const out = { seed, adapter, batches: [] };
+  for (const b of [1, 37, 64, 256]) {
+    const x = new Float32Array(b * 784), y = new Uint8Array(b);
+    for (let i = 0; i < x.length; i++) x[i] = Math.abs(n()) < 0.25 ? Math.random() : 0;
+    for (let i = 0; i < b; i++) y[i] = Math.floor(Math.random() * 10);
+    const gg = zeros(), gc = zeros();
+    const rg = await gpu.grad(x, y, gg), rc = await cpu.grad(x, y, gc);
+    const rel = {};
+    for (const k of KEYS) {
+      let d = 0, m = 1e-12;
+      for (let i = 0; i < gc[k].length; i++) { d = Math.max(d, Math.abs(gg[k][i] - gc[k][i])); m = Math.max(m, Math.abs(gc[k][i])); }
+      rel[k] = d / m;
+    }
+    out.batches.push({ batch: b, lossGPU: rg.loss, lossCPU: rc.loss, correctGPU: rg.correct, correctCPU: rc.correct, maxRelDiff: rel });
+  }
+  out.ok = out.batches.every((r) => Math.abs(r.lossGPU - r.lossCPU) < 1e-4 * Math.max(1, r.lossCPU) && r.correctGPU === r.correctCPU &&
+    KEYS.every((k) => r.maxRelDiff[k] < 1e-3));
+  window.__selftest = out;
+  status(`selftest (seed ${seed}) on ${adapter}: ${out.ok ? 'GPU gradients match the CPU reference' : 'MISMATCH'}: ` + JSON.stringify(out.batches.map((r) => r.maxRelDiff)), out.ok ? '' : 'error');
+}
+
 (async () => {
+  if (qs.has('selftest')) { try { await selfTest(); } catch (e) { window.__selftest = { ok: false, error: String(e) }; fail(e, 'selftest'); } return; }
   try {
     cfg = await (await fetch('/api/config', { cache: 'no-store' })).json();
     token = hash.get('token') || qs.get('token') || cfg.token || '';
