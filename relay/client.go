@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -144,6 +145,16 @@ type finalError struct{ err error }
 func (e *finalError) Error() string { return e.err.Error() }
 func (e *finalError) Unwrap() error { return e.err }
 
+// isCertError reports a TLS certificate the client does not trust: waiting
+// does not fix that.
+func isCertError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+}
+
 func isFinal(err error) bool {
 	var f *finalError
 	return errors.As(err, &f)
@@ -159,6 +170,9 @@ func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return nil, &finalError{fmt.Errorf("relay refused the connection (HTTP %d): %w", resp.StatusCode, err)}
+		}
+		if isCertError(err) {
+			return nil, &finalError{err}
 		}
 		return nil, err
 	}
