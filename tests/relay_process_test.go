@@ -12,9 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,6 +320,53 @@ func TestRelayKill9Restart(t *testing.T) {
 		}
 		if err := relaytest.Compare(res.Values, want); err != nil {
 			t.Fatalf("rank %d after the relay restart: %v", res.Rank, err)
+		}
+	}
+}
+
+// TestRelaySIGTERMResume: without -durable and with periodic checkpoints
+// out of reach, only the checkpoint written on SIGTERM persists the job; a
+// relay restarted from it lets training resume with nothing lost or
+// applied twice.
+func TestRelaySIGTERMResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := relaytest.Workload{Seed: seed, Workers: 2, Rounds: 16, Sizes: []int{33}, Pause: 40 * time.Millisecond,
+		Optimizer: json.RawMessage(`{"name":"rmsprop","learning_rate":0.01}`)}
+	dir := t.TempDir()
+	args := []string{"-data", dir, "-durable=false", "-checkpoint-rounds", "1000000", "-checkpoint-interval", "1h", "-workers", "2", "-timeout", "10s"}
+	r := startRelayProc(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []*workerProc
+	for i := 0; i < w.Workers; i++ {
+		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "term", Workload: w}))
+	}
+	r.waitRounds(t, "term", 5)
+	t0 := time.Now()
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	err = r.cmd.Wait()
+	t.Logf("relay stopped %v after SIGTERM", time.Since(t0))
+	if err != nil {
+		r.mu.Lock()
+		t.Fatalf("relay after SIGTERM: %v\n%s", err, r.logs)
+	}
+	r2 := startRelayProc(t, append([]string{"-listen", r.addr}, args...)...)
+	t.Logf("relay restarted %v after SIGTERM", time.Since(t0))
+	for _, wp := range ws {
+		res, err := wp.result()
+		if err != nil {
+			r2.mu.Lock()
+			t.Fatalf("%v\nrelay log:\n%s", err, r2.logs)
+		}
+		t.Logf("worker done %v after SIGTERM", time.Since(t0))
+		if err := relaytest.Compare(res.Values, want); err != nil {
+			t.Fatalf("rank %d after SIGTERM and restart: %v", res.Rank, err)
 		}
 	}
 }
