@@ -96,6 +96,30 @@ func rank(info wgpu.AdapterInfo) int {
 	return r
 }
 
+// Adapter describes one adapter the host offers.
+type Adapter struct {
+	Info wgpu.AdapterInfo
+	Name string // as Device.Name
+	Rank int    // Open's preference: lower is tried first
+}
+
+// Adapters lists the adapters Open chooses from, best first.
+func Adapters() []Adapter {
+	inst := wgpu.CreateInstance(nil)
+	defer inst.Release()
+	var out []Adapter
+	for _, a := range inst.EnumerateAdapters(nil) {
+		if a == nil {
+			continue
+		}
+		info := a.GetInfo()
+		out = append(out, Adapter{Info: info, Name: adapterName(info), Rank: rank(info)})
+		a.Release()
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Rank < out[j].Rank })
+	return out
+}
+
 // Open creates an instance, picks the best adapter and opens a device on
 // it with the buffer limits webkv needs.
 //
