@@ -98,7 +98,9 @@ func TestDistSyncMatchesSingleProcess(t *testing.T) {
 			name = o.Name
 		}
 		t.Run(name, func(t *testing.T) {
-			_, u := start(t, relay.Config{MinWorkers: w.Workers})
+			// The start barrier comes from the workers' Hello (Want),
+			// not from the relay's configuration.
+			_, u := start(t, relay.Config{})
 			want, err := w.Reference()
 			if err != nil {
 				t.Fatal(err)
@@ -248,9 +250,7 @@ func TestUnevenBatchesLeave(t *testing.T) {
 func TestShards(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	// psm places keys with MXNet's default bound (1M elements); the
-	// client's BigArrayBound must agree, so the big key is just over it.
-	w := &relaytest.Workload{Seed: seed, Workers: 2, Rounds: 2, Sizes: []int{1_000_003, 7, 9, 11},
+	w := &relaytest.Workload{Seed: seed, Workers: 2, Rounds: 2, Sizes: []int{10_003, 7, 9, 11},
 		Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.1,"momentum":0.5}`)}
 	s0, u0 := start(t, relay.Config{MinWorkers: 2, Shards: []string{"a", "b"}, ShardIndex: 0})
 	s1, u1 := start(t, relay.Config{MinWorkers: 2, Shards: []string{"a", "b"}, ShardIndex: 1})
@@ -267,7 +267,7 @@ func TestShards(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			res[i], errs[i] = relaytest.RunWorker(ctx, u0+","+u1, "dist_sync", w, relay.DialOptions{Job: "sharded", Logger: quiet()})
+			res[i], errs[i] = relaytest.RunWorker(ctx, u0+","+u1, "dist_sync", w, relay.DialOptions{Job: "sharded", BigArrayBound: 1000, Logger: quiet()})
 		}(i)
 	}
 	wg.Wait()
@@ -282,7 +282,7 @@ func TestShards(t *testing.T) {
 	// The big key was split: each shard received about half of its pushes.
 	for i, s := range []*relay.Server{s0, s1} {
 		st := s.Status()
-		if len(st.Jobs) != 1 || st.Jobs[0].BytesIn < uint64(2*w.Rounds*500_000*4) {
+		if len(st.Jobs) != 1 || st.Jobs[0].BytesIn < uint64(2*w.Rounds*5_000*4) {
 			t.Fatalf("shard %d received %+v, want half of the big key's pushes", i, st.Jobs)
 		}
 	}

@@ -216,7 +216,7 @@ func TestRelayProcesses16(t *testing.T) {
 	t.Logf("seed %d", seed)
 	w := relaytest.Workload{Seed: seed, Workers: 16, Rounds: 3, Sizes: []int{100, 7},
 		Optimizer: json.RawMessage(`{"name":"adam","learning_rate":0.01}`)}
-	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16", "-workers", "16")
+	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16")
 	want, err := w.Reference()
 	if err != nil {
 		t.Fatal(err)
