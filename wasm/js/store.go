@@ -404,9 +404,11 @@ func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) 
 	return nil, badArg("webkv: %s key %v: output must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
 }
 
-// finish waits for o and hands it to JavaScript.
-func (o *output) finish(ctx context.Context) (any, error) {
-	if err := o.a.Wait(ctx); err != nil {
+// finish waits for o, submits the GPU work that wrote it (after the wait:
+// a dist pull writes its output only when the answer arrives) and hands it
+// to JavaScript.
+func (o *output) finish(st *jsStore) (any, error) {
+	if err := st.settle(o.a.Wait(st.ctx)); err != nil {
 		return nil, err
 	}
 	if !o.gpuOut.IsUndefined() {
@@ -502,10 +504,7 @@ func (st *jsStore) pull(args []js.Value) (work, error) {
 	}
 	return func() (any, error) {
 		defer out.a.Release()
-		if err := st.settle(nil); err != nil {
-			return nil, err
-		}
-		return out.finish(st.ctx)
+		return out.finish(st)
 	}, nil
 }
 
@@ -532,10 +531,7 @@ func (st *jsStore) pushPull(args []js.Value) (work, error) {
 	return func() (any, error) {
 		defer out.a.Release()
 		defer release(vals)
-		if err := st.settle(nil); err != nil {
-			return nil, err
-		}
-		return out.finish(st.ctx)
+		return out.finish(st)
 	}, nil
 }
 
