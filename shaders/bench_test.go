@@ -285,3 +285,44 @@ func BenchmarkReduceAdamFused4x16M(b *testing.B) {
 	b.ReportMetric(float64(10*4*benchN)/per.Seconds()/1e9, "GB/s")
 	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-unfused")
 }
+
+// BenchmarkStep200SmallKeys: one training step over 200 keys of 1024
+// values (reduce of 4 gradients, then Adam, per key), recorded into one
+// command buffer and submitted once: the per-dispatch overhead of the
+// backend. Reported per key.
+func BenchmarkStep200SmallKeys(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	const keys, n = 200, 1024
+	d := benchData(n)
+	type key struct{ w, m, v, merged kvcore.Buffer }
+	ks := make([]key, keys)
+	for i := range ks {
+		bufs := benchArrays(b, g, 4, d)
+		ks[i] = key{bufs[0], bufs[1], bufs[2], bufs[3]}
+	}
+	grads := benchArrays(b, g, 4, d)
+	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	step := func() error {
+		for _, k := range ks {
+			if err := g.Reduce(k.merged, grads, 0.25); err != nil {
+				return err
+			}
+			if err := g.Step(kvcore.OptAdam, p, k.w, k.merged, []kvcore.Buffer{k.m, k.v}); err != nil {
+				return err
+			}
+		}
+		return g.Sync()
+	}
+	if err := step(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := step(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N*keys), "µs/key")
+}
