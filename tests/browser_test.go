@@ -900,3 +900,33 @@ func slicesContainWorkers(ev [][2]int, n int) bool {
 	}
 	return false
 }
+
+// TestBrowserDistChurn opens and closes dist stores in a loop, with pushes
+// in flight and refused tokens in between, and checks that the page's Go
+// runtime survives (a deadlock in a websocket close path once killed it).
+func TestBrowserDistChurn(t *testing.T) {
+	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"churn": "tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := brServer(t, map[string]http.Handler{"/ws": rs})
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	ctx := brBrowser(t)
+	const loops = 16
+	var res struct {
+		Closed, Refused int
+		Errors          []string
+		Alive           []float64
+	}
+	brRunPage(t, ctx, fmt.Sprintf("%s/churn.html?url=%s&loops=%d", srv.URL, wsURL, loops), 3*time.Minute, &res)
+	t.Logf("%+v", res)
+	if res.Closed != loops || len(res.Errors) > 0 {
+		t.Errorf("closed %d of %d stores; errors %q", res.Closed, loops, res.Errors)
+	}
+	if res.Refused != loops/4 {
+		t.Errorf("%d of %d wrong-token creates were refused", res.Refused, loops/4)
+	}
+	if fmt.Sprint(res.Alive) != "[1 2]" {
+		t.Errorf("runtime after the churn: pulled %v, want [1 2]", res.Alive)
+	}
+}
