@@ -292,3 +292,50 @@ func TestWrapBuffer(t *testing.T) {
 		t.Fatal("Alloc of 4 TiB succeeded")
 	}
 }
+
+// TestLongBatch records one long batch with no Sync: uploads that fill
+// several staging pages, each consumed by a reduction before the next
+// upload overwrites the same array, then more dispatches than the uniform
+// arena holds. Results must equal the same sequence on the CPU, bit for
+// bit: any upload or parameter that jumped its place would show.
+func TestLongBatch(t *testing.T) {
+	b := newBackend(t, nil)
+	r := seeded(t)
+	cpu := kvcore.CPU()
+	const n = 100003 // 400 KB per upload: 30 uploads span 3 pages of 4 MiB
+	gx, gacc := upload(t, b, make([]float32, n)), upload(t, b, make([]float32, n))
+	cx, cacc := upload(t, cpu, make([]float32, n)), upload(t, cpu, make([]float32, n))
+	for i := 0; i < 30; i++ {
+		d := randData(r, n)
+		for _, be := range []struct {
+			b      kvcore.Backend
+			x, acc kvcore.Buffer
+		}{{b, gx, gacc}, {cpu, cx, cacc}} {
+			if err := be.b.Write(be.x, 0, d); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.b.Reduce(be.acc, []kvcore.Buffer{be.acc, be.x}, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// 1500 dispatches with distinct parameters (the arena holds 1024).
+	gs, cs := upload(t, b, make([]float32, 7)), upload(t, cpu, make([]float32, 7))
+	for i := 0; i < 1500; i++ {
+		v := float32(i)
+		for _, be := range []struct {
+			b kvcore.Backend
+			s kvcore.Buffer
+		}{{b, gs}, {cpu, cs}} {
+			if i%2 == 0 {
+				if err := be.b.Fill(be.s, v); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := be.b.Reduce(be.s, []kvcore.Buffer{be.s}, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sameBits(t, "accumulated uploads", download(t, b, gacc), download(t, cpu, cacc))
+	sameBits(t, "1500 dispatches", download(t, b, gs), download(t, cpu, cs))
+}
