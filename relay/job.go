@@ -298,6 +298,7 @@ func (j *job) run() {
 	ckTicker := time.NewTicker(j.s.cfg.CheckpointInterval)
 	defer ckTicker.Stop()
 	j.apply(j.sm.Tick(j.now()), timer)
+	var retry <-chan time.Time // set while a durable checkpoint keeps failing
 	for {
 		select {
 		case <-j.quit:
@@ -322,8 +323,12 @@ func (j *job) run() {
 			if j.dirty {
 				j.checkpoint()
 			}
+		case <-retry:
 		}
-		j.flush()
+		retry = nil
+		if !j.flush() {
+			retry = time.After(time.Second)
+		}
 	}
 }
 
@@ -417,9 +422,15 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 
 // flush checkpoints when due (always before acks in Durable mode), then
 // hands the queued messages to their peers' writers.
-func (j *job) flush() {
+//
+// In Durable mode a failed checkpoint holds every answer back (they stay
+// in j.pending) and flush reports false; the run loop retries every second.
+// Answering anyway would acknowledge updates a crash could lose.
+func (j *job) flush() bool {
 	if j.dirty && j.s.db != nil && (j.s.cfg.Durable || j.sinceCk >= j.s.cfg.CheckpointRounds) {
-		j.checkpoint()
+		if err := j.checkpoint(); err != nil && j.s.cfg.Durable {
+			return false
+		}
 	}
 	for i, pm := range j.pending {
 		if pm.buf == nil {
@@ -434,6 +445,7 @@ func (j *job) flush() {
 		j.pending[i] = pendingMsg{}
 	}
 	j.pending = j.pending[:0]
+	return true
 }
 
 // checkpoint writes the job's snapshot in one bbolt transaction.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,6 +24,8 @@ import (
 // transaction so snapshot and header never disagree.
 type checkpointDB struct {
 	db *bolt.DB
+	// failSave, when set (tests), makes save fail with its error.
+	failSave atomic.Pointer[error]
 }
 
 const (
@@ -67,6 +70,9 @@ type checkpoint struct {
 
 // save writes job's snapshot atomically (one fsynced transaction).
 func (c *checkpointDB) save(job string, ck checkpoint) error {
+	if e := c.failSave.Load(); e != nil {
+		return fmt.Errorf("relay: checkpoint job %q: %w", job, *e)
+	}
 	hdr := make([]byte, 24)
 	binary.LittleEndian.PutUint64(hdr[0:], ckptVersion)
 	binary.LittleEndian.PutUint64(hdr[8:], ck.Round)

@@ -81,6 +81,7 @@ type Config struct {
 	MaxElems       int64 // elements of one key
 	MaxConns       int   // connections in total
 	MaxConnsPerJob int   // connections per job
+	MaxJobs        int   // jobs (an open relay creates one per new job id)
 
 	// WriteTimeout bounds each message write; SendQueue is the number of
 	// messages queued per connection before it is closed as too slow.
@@ -117,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1024
+	}
+	if c.MaxJobs <= 0 {
+		c.MaxJobs = 256
 	}
 	if c.MaxConnsPerJob <= 0 {
 		c.MaxConnsPerJob = 256
@@ -395,6 +399,9 @@ func (s *Server) jobFor(name string) (*job, error) {
 	}
 	if j, ok := s.jobs[name]; ok {
 		return j, nil
+	}
+	if len(s.jobs) >= s.cfg.MaxJobs {
+		return nil, fmt.Errorf("too many jobs (%d)", s.cfg.MaxJobs)
 	}
 	j, err := s.newJob(name)
 	if err != nil {

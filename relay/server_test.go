@@ -315,3 +315,73 @@ func TestSlowPeerDropped(t *testing.T) {
 		t.Fatalf("reason %v", p.closedReason())
 	}
 }
+
+func TestConnectionLimits(t *testing.T) {
+	_, u := startServer(t, Config{MaxConnsPerJob: 2, MaxConns: 4, MaxJobs: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		if _, _, err := rawDial(t, ctx, u, "a", "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, resp, err := rawDial(t, ctx, u, "a", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection of a job: %v; want HTTP 503", err)
+	}
+	if _, _, err := rawDial(t, ctx, u, "b", "", nil); err != nil {
+		t.Fatalf("another job: %v", err)
+	}
+	if _, resp, err := rawDial(t, ctx, u, "c", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a third job: %v; want HTTP 503", err)
+	}
+	if _, _, err := rawDial(t, ctx, u, "b", "", nil); err != nil {
+		t.Fatalf("fourth connection: %v", err)
+	}
+	if _, resp, err := rawDial(t, ctx, u, "b", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("fifth connection in all: %v; want HTTP 503", err)
+	}
+}
+
+// TestDurableHoldsAnswers: in Durable mode an answer that follows a state
+// change leaves only after a checkpoint succeeded; while checkpoints fail,
+// nothing is acknowledged.
+func TestDurableHoldsAnswers(t *testing.T) {
+	s, u := startServer(t, Config{DataDir: t.TempDir(), Durable: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	diskFull := errors.New("disk full")
+	s.db.failSave.Store(&diskFull)
+	c, _, err := rawDial(t, ctx, u, "j", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, hello("j", "")) // a join changes durable state
+	got := make(chan *wire.Msg, 1)
+	go func() {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		var m wire.Msg
+		if wire.Decode(b, nil, &m) == nil {
+			got <- &m
+		}
+	}()
+	select {
+	case m := <-got:
+		t.Fatalf("answered %v while checkpoints fail", m.Type)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	s.db.failSave.Store(nil)
+	select {
+	case m := <-got:
+		if m.Type != wire.TypeWelcome {
+			t.Fatalf("got %v, want the held welcome", m.Type)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the welcome was not released after the checkpoint succeeded")
+	}
+	if st := s.Status(); st.Jobs[0].Checkpoints == 0 {
+		t.Fatal("no checkpoint counted")
+	}
+}

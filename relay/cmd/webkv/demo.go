@@ -266,7 +266,8 @@ func runDemoCmd(args []string) int {
 	for _, r := range res.Results {
 		samples += r.Samples
 	}
-	fmt.Printf("test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs on %s\n",
-		100*best.TestAcc, best.Steps, len(res.Results), c.Train.Batch, samples, time.Since(start).Seconds(), best.Backend)
+	fmt.Printf("test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
+		100*best.TestAcc, best.Steps, len(res.Results), c.Train.Batch, samples, time.Since(start).Seconds(),
+		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
 	return 0
 }

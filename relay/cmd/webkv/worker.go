@@ -63,6 +63,7 @@ type workerResult struct {
 	TestAcc       float64 // on the whole test set, with the final weights
 	TestLoss      float64
 	Elapsed       time.Duration
+	TrainTime     time.Duration // the rounds alone: no set-up, data loading or final evaluation
 }
 
 func (c *workerConfig) defaults() {
@@ -405,6 +406,7 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	if err := kv.WaitAll(ctx); err != nil {
 		return res, err
 	}
+	res.TrainTime = time.Since(tStart)
 	if err := pull(); err != nil {
 		return res, fmt.Errorf("worker: final pull: %w", err)
 	}
@@ -463,7 +465,7 @@ func runWorkerCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "webkv worker: %v\n", err)
 		return 1
 	}
-	fmt.Printf("test accuracy %.2f%% after %d rounds (%d samples on this worker, %d workers) on %s\n",
-		100*res.TestAcc, res.Steps, res.Samples, res.Workers, res.Backend)
+	fmt.Printf("test accuracy %.2f%% after %d rounds (%d samples on this worker, %d workers) on %s; %.1f rounds/s\n",
+		100*res.TestAcc, res.Steps, res.Samples, res.Workers, res.Backend, float64(res.Steps)/res.TrainTime.Seconds())
 	return 0
 }
