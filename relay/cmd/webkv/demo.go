@@ -269,5 +269,8 @@ func runDemoCmd(args []string) int {
 	fmt.Printf("test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
 		100*best.TestAcc, best.Steps, len(res.Results), c.Train.Batch, samples, time.Since(start).Seconds(),
 		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
+	if cpuAdapter(best.Backend) {
+		fmt.Println("note: that WebGPU adapter is a CPU rasterizer; with -cpu the workers use the Go reference, usually faster here")
+	}
 	return 0
 }

@@ -232,6 +232,13 @@ func openEngine(cfg *workerConfig, maxBatch int) (mlp.Engine, string, func()) {
 	return e, "cpu (chosen with -cpu)", func() {}
 }
 
+// cpuAdapter reports whether a backend description names a WebGPU adapter
+// that runs on the CPU (lavapipe, llvmpipe, SwiftShader): there the kernels
+// compete with, and lose to, the plain Go reference.
+func cpuAdapter(backend string) bool {
+	return strings.HasPrefix(backend, "webgpu:") && strings.HasSuffix(backend, ", CPU)")
+}
+
 // trainWorker runs one worker to the end: join, initialize (rank 0's
 // weights win), set the optimizer (rank 0), then Steps rounds of pull
 // weights → gradient of one batch → push gradient, with periodic test
@@ -267,6 +274,9 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	engine, backend, release := openEngine(&cfg, maxBatch)
 	defer release()
 	rep.Backend, res.Backend = backend, backend
+	if cpuAdapter(backend) {
+		cfg.logf("%s: note: the WebGPU adapter is a CPU rasterizer; the CPU reference (-cpu) is usually faster on it", cfg.ID)
+	}
 	report(rep)
 
 	kv, err := openStore(ctx, &cfg)
