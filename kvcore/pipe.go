@@ -28,7 +28,8 @@ func Pipe() (Transport, Transport) {
 
 type pipeQueue struct {
 	mu     sync.Mutex
-	msgs   []*[]byte
+	msgs   []*[]byte // queued messages are msgs[head:]
+	head   int
 	closed bool
 	signal chan struct{} // capacity 1: "something changed"
 }
@@ -102,12 +103,14 @@ func (p *pipeEnd) Recv(ctx context.Context) ([]byte, error) {
 	q := p.in
 	for {
 		q.mu.Lock()
-		if len(q.msgs) > 0 {
-			b := q.msgs[0]
-			q.msgs[0] = nil
-			q.msgs = q.msgs[1:]
-			if len(q.msgs) == 0 {
-				q.msgs = nil
+		if q.head < len(q.msgs) {
+			b := q.msgs[q.head]
+			q.msgs[q.head] = nil
+			q.head++
+			if q.head == len(q.msgs) {
+				// Empty: reuse the slice from its start (no allocation in
+				// steady state).
+				q.msgs, q.head = q.msgs[:0], 0
 			}
 			q.mu.Unlock()
 			p.last = b

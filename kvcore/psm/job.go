@@ -219,6 +219,7 @@ type Job struct {
 
 	rd      Ready
 	scratch []byte
+	srcs    []kvcore.Buffer
 	stats   Stats
 	closed  bool
 }
@@ -1163,7 +1164,12 @@ func (j *Job) maybeClose(now time.Duration, k *key) {
 
 func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	arr := k.cur.arrived
-	sort.Slice(arr, func(a, b int) bool { return arr[a].w.rank < arr[b].w.rank })
+	// Rank order (insertion sort: few workers, and no allocation).
+	for i := 1; i < len(arr); i++ {
+		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
+			arr[x], arr[x-1] = arr[x-1], arr[x]
+		}
+	}
 	scale := float32(1)
 	var flags uint16
 	if deadline && len(arr) < len(k.cur.expected) {
@@ -1173,10 +1179,11 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 			flags = wire.FlagRescaled
 		}
 	}
-	srcs := make([]kvcore.Buffer, len(arr))
-	for i, a := range arr {
-		srcs[i] = a.buf
+	srcs := j.srcs[:0]
+	for _, a := range arr {
+		srcs = append(srcs, a.buf)
 	}
+	j.srcs = srcs
 	var err error
 	if j.opt != nil {
 		if k.merge == nil {

@@ -158,8 +158,10 @@ func (s *Server) carryOut(rd psm.Ready) {
 		if c == nil {
 			continue
 		}
-		s.buf = e.Append(s.buf[:0])
-		c.t.Send(context.Background(), s.buf) // a closed pipe drops it, like a lost connection
+		// Header and payload go out as one message without being copied
+		// together first; a closed pipe drops it, like a lost connection.
+		s.buf = wire.AppendHeader(s.buf[:0], &e.Msg.Header)
+		c.t.(kvcore.PartSender).SendParts(context.Background(), s.buf, e.Msg.Payload)
 	}
 	for _, id := range rd.Close {
 		if c := s.conns[id]; c != nil {
