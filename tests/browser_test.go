@@ -239,6 +239,8 @@ type brVal struct {
 	N     int      `json:"n,omitempty"`
 	GPU   []bool   `json:"gpu,omitempty"`
 	List  bool     `json:"list,omitempty"`
+	// Destroyed passes a GPUBuffer destroyed before the call.
+	Destroyed bool `json:"destroyed,omitempty"`
 	Bad   any      `json:"bad,omitempty"`
 }
 
@@ -359,6 +361,9 @@ func brStoreScript(typ string, opts map[string]any, base uint32, gpu, canCompres
 		steps = append(steps,
 			brStep{Op: "pull", Key: 3, Out: "gpusmall", N: 20, JSOnly: "BAD_ARGUMENT", NeedsGPU: true},
 			brStep{Op: "pull", Key: 3, Out: "gpunostorage", N: 20, JSOnly: "BAD_ARGUMENT", NeedsGPU: true},
+			// WebGPU's own validation errors must reach the caller too.
+			brStep{Op: "push", Key: 3, Val: &brVal{Seeds: []uint32{s(16)}, N: 20, Destroyed: true}, JSOnly: "WEBGPU", NeedsGPU: true},
+			brStep{Op: "pull", Key: 3, Out: "new", N: 20},
 		)
 	}
 	if canCompress {

@@ -18,6 +18,11 @@ async function main() {
   // seed, a list when there are several (or list is set), or a raw bad value.
   const value = (v) => {
     if (v.bad !== undefined) return v.bad;
+    if (v.destroyed) {
+      const b = gpuBuffer(device, rand(v.seeds[0], v.n));
+      b.destroy();
+      return b;
+    }
     const vals = v.seeds.map((s, i) => {
       const d = rand(s, v.n);
       return v.gpu && v.gpu[i] ? gpuBuffer(device, d) : d;

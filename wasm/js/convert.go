@@ -100,6 +100,11 @@ func jsError(err error) js.Value {
 			break
 		}
 	}
+	if code == "ERROR" && strings.Contains(err.Error(), "WebGPU error") {
+		// package shaders reports error-scope failures as text (it has no
+		// sentinel error yet).
+		code = "WEBGPU"
+	}
 	e.Set("code", code)
 	return e
 }

@@ -79,8 +79,9 @@ func openGPU(page js.Value) (*gpuState, error) {
 		emitAll("devicelost", map[string]any{"message": msg})
 		return nil
 	}))
-	d := wgpu.NewDevice(dev)
-	be, err := shaders.New(&d, &shaders.Options{Name: adapter})
+	// NewJS keeps the raw device to wrap its batches in error scopes, so
+	// WebGPU validation errors come back from Sync and Read as Go errors.
+	be, err := shaders.NewJS(dev, &shaders.Options{Name: adapter})
 	if err != nil {
 		g.reason = err.Error()
 		return g, nil
