@@ -241,7 +241,7 @@ type brVal struct {
 	List  bool     `json:"list,omitempty"`
 	// Destroyed passes a GPUBuffer destroyed before the call.
 	Destroyed bool `json:"destroyed,omitempty"`
-	Bad   any      `json:"bad,omitempty"`
+	Bad       any  `json:"bad,omitempty"`
 }
 
 // brStep is one API call. JSOnly marks an argument error that only the
