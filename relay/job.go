@@ -108,11 +108,15 @@ func (s *Server) psmConfig(name string) psm.Config {
 		Token:         s.cfg.Tokens[name],
 		MinWorkers:    s.cfg.MinWorkers,
 	}
+	// Quorum 0 means every expected worker: the deadline then never closes
+	// a round short (psm's own default would be a quorum of one).
 	switch q := s.cfg.Quorum; {
 	case q > 1:
 		c.QuorumMin = int(q)
 	case q > 0:
 		c.QuorumFrac = q
+	default:
+		c.QuorumFrac = 1
 	}
 	return c
 }
