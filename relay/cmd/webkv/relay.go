@@ -41,7 +41,7 @@ func runRelay(args []string) int {
 		timeout   = fs.Duration("timeout", 10*time.Second, "silence after which a worker leaves its job's rounds")
 		deadline  = fs.Duration("round-deadline", 30*time.Second, "a dist_sync round closes this long after its first push once the quorum is in")
 		quorum    = fs.Float64("quorum", 0, "pushes needed to close a round at its deadline: a share of live workers (0,1] or a count (>1); 0 = all")
-		ckRounds  = fs.Int("checkpoint-rounds", 100, "checkpoint after this many closed rounds")
+		ckRounds  = fs.Int("checkpoint-rounds", 100, "checkpoint after this many state-changing steps (closed rounds, new keys, joins)")
 		ckEvery   = fs.Duration("checkpoint-interval", 30*time.Second, "checkpoint at least this often while the state changes")
 		durable   = fs.Bool("durable", true, "acknowledge an update only after it is checkpointed (needs -data)")
 		workers   = fs.Int("workers", 0, "hold each job's start until this many workers joined (0: none; a worker may ask for more)")
@@ -50,6 +50,11 @@ func runRelay(args []string) int {
 		tlsKey    = fs.String("tls-key", "", "PEM key file")
 		maxMsg    = fs.Int64("max-message", 1<<30+4096, "largest accepted message in bytes")
 		maxConns  = fs.Int("max-conns", 1024, "largest number of connections")
+		maxPerJob = fs.Int("max-conns-per-job", 256, "largest number of connections of one job")
+		maxJobs   = fs.Int("max-jobs", 256, "largest number of jobs")
+		maxKeys   = fs.Int("max-keys", 1<<16, "largest number of keys per job")
+		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "a peer that takes longer to accept one message is disconnected")
+		sendQueue = fs.Int("send-queue", 64, "messages queued per connection before a slow peer is disconnected")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		tokens    listFlag
 		shards    listFlag
@@ -100,6 +105,11 @@ func runRelay(args []string) int {
 		TLSKey:             *tlsKey,
 		MaxMessage:         *maxMsg,
 		MaxConns:           *maxConns,
+		MaxConnsPerJob:     *maxPerJob,
+		MaxJobs:            *maxJobs,
+		MaxKeys:            *maxKeys,
+		WriteTimeout:       *wTimeout,
+		SendQueue:          *sendQueue,
 		Logger:             log,
 	})
 	if err != nil {
