@@ -233,11 +233,15 @@ func (j *job) readLoop(p *peer) error {
 			return err
 		}
 		n := wire.HeaderSize + int(h.PLen)
+		if !p.acquire(n) {
+			return nil
+		}
 		b := wire.GetBuf(n)
 		*b = append(*b, hdr[:]...)
 		*b = (*b)[:n]
 		if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
 			wire.PutBuf(b)
+			p.release(n)
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen)
 			}
@@ -247,6 +251,7 @@ func (j *job) readLoop(p *peer) error {
 		var one [1]byte
 		if k, _ := r.Read(one[:]); k > 0 {
 			wire.PutBuf(b)
+			p.release(n)
 			return wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen)
 		}
 		if h.Type == wire.TypeHello {
@@ -255,10 +260,12 @@ func (j *job) readLoop(p *peer) error {
 			hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], &lim)
 			if err != nil {
 				wire.PutBuf(b)
+				p.release(n)
 				return err
 			}
 			if hl.Job != j.name {
 				wire.PutBuf(b)
+				p.release(n)
 				return wire.Errorf(wire.CodeBadRequest, "hello names job %q on a connection for job %q", hl.Job, j.name)
 			}
 		}
@@ -271,6 +278,7 @@ func (j *job) readLoop(p *peer) error {
 			j.m.pulls.Add(1)
 		}
 		if !j.post(event{kind: evMsg, p: p, buf: b}) {
+			p.release(n)
 			return nil
 		}
 	}
@@ -349,6 +357,7 @@ func (j *job) handle(e event, timer *time.Timer) {
 		if _, ok := j.peers[e.p.id]; ok {
 			j.apply(j.sm.Step(j.now(), psm.ConnID(e.p.id), *e.buf), timer)
 		}
+		e.p.release(len(*e.buf))
 		wire.PutBuf(e.buf)
 	}
 }
@@ -508,6 +517,7 @@ func (j *job) shutdown() {
 		select {
 		case e := <-j.in:
 			if e.buf != nil {
+				e.p.release(len(*e.buf))
 				wire.PutBuf(e.buf)
 			}
 		default:

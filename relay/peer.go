@@ -28,6 +28,42 @@ type peer struct {
 
 	mu     sync.Mutex
 	reason error // why the peer was closed
+
+	// Inbound credit: bytes of this peer's frames read but not yet handled
+	// by the job. The reader waits while it is over inboundLimit, so one
+	// fast peer cannot queue unbounded memory in front of the job (the
+	// backpressure reaches the peer through TCP).
+	cmu     sync.Mutex
+	ccond   *sync.Cond
+	inbound int
+}
+
+// inboundLimit bounds a peer's frames in flight to the job goroutine; one
+// frame larger than it is still accepted when nothing else is in flight.
+const inboundLimit = 64 << 20
+
+// acquire waits until n more inbound bytes fit; false if the peer closed.
+func (p *peer) acquire(n int) bool {
+	p.cmu.Lock()
+	defer p.cmu.Unlock()
+	for p.inbound > 0 && p.inbound+n > inboundLimit {
+		select {
+		case <-p.done:
+			return false
+		default:
+		}
+		p.ccond.Wait()
+	}
+	p.inbound += n
+	return true
+}
+
+// release returns n inbound bytes (the job handled a frame).
+func (p *peer) release(n int) {
+	p.cmu.Lock()
+	p.inbound -= n
+	p.cmu.Unlock()
+	p.ccond.Broadcast()
 }
 
 // outMsg is one message to send. release, when set, returns the message's
@@ -43,7 +79,9 @@ type outMsg struct {
 }
 
 func newPeer(id uint64, ws *websocket.Conn, remote string, m *jobMetrics, queue int) *peer {
-	return &peer{id: id, ws: ws, remote: remote, m: m, out: make(chan outMsg, queue), done: make(chan struct{})}
+	p := &peer{id: id, ws: ws, remote: remote, m: m, out: make(chan outMsg, queue), done: make(chan struct{})}
+	p.ccond = sync.NewCond(&p.cmu)
+	return p
 }
 
 var errSlowPeer = errors.New("peer too slow: send queue full")
@@ -143,6 +181,9 @@ func (p *peer) close(code websocket.StatusCode, why error) {
 		p.reason = why
 		p.mu.Unlock()
 		close(p.done)
+		p.cmu.Lock()
+		p.ccond.Broadcast() // a reader waiting for credit sees done
+		p.cmu.Unlock()
 		msg := ""
 		if why != nil {
 			msg = why.Error()

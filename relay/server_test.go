@@ -385,3 +385,27 @@ func TestDurableHoldsAnswers(t *testing.T) {
 		t.Fatal("no checkpoint counted")
 	}
 }
+
+func TestInboundCredit(t *testing.T) {
+	p := newPeer(1, nil, "x", &jobMetrics{}, 1)
+	if !p.acquire(inboundLimit + 10) { // one frame over the limit passes alone
+		t.Fatal("first frame refused")
+	}
+	got := make(chan bool)
+	go func() { got <- p.acquire(1) }()
+	select {
+	case <-got:
+		t.Fatal("a second frame passed while the first one is over the limit")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.release(inboundLimit + 10)
+	if !<-got {
+		t.Fatal("credit not returned")
+	}
+	go func() { got <- p.acquire(inboundLimit) }()
+	time.Sleep(20 * time.Millisecond)
+	p.close(websocket.StatusNormalClosure, nil)
+	if <-got {
+		t.Fatal("acquire succeeded on a closed peer")
+	}
+}
