@@ -39,7 +39,7 @@ deps:
 	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 
 test: deps
-	$(MAKE) --no-print-directory $(TEST_STEPS)
+	$(MAKE) --no-print-directory -k $(TEST_STEPS)
 
 # Every Go test natively, with the race detector.
 test-native:
