@@ -274,7 +274,7 @@ func TestDataHandler(t *testing.T) {
 		t.Errorf("test set: code %d err %v", code, err)
 	}
 	for _, q := range []string{"/data/shard", "/data/shard?n=4", "/data/shard?i=4&n=4", "/data/shard?i=0&n=0",
-		"/data/shard?i=0&n=2&iid=maybe", "/data/shard?i=x&n=2", "/data/test?max=-1", "/data/shard?i=0&n=2&max=999999"} {
+		"/data/shard?i=0&n=2&iid=maybe", "/data/shard?i=x&n=2", "/data/test?max=-1", "/data/shard?i=0&n=2&max=999999", "/data/test?max=10001"} {
 		if code, b := get(q); code != http.StatusBadRequest {
 			t.Errorf("%s: status %d (%s), want 400", q, code, b)
 		}

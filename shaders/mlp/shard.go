@@ -122,11 +122,7 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 }
 
 func serveShard(w http.ResponseWriter, r *http.Request) {
-	train, _, err := Load()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	// Parameters first: a bad request is answered without reading MNIST.
 	n, err := intParam(r, "n", -1, 1, 10000)
 	if err == nil && n < 0 {
 		err = errors.New("query parameter n (number of shards) is required")
@@ -148,7 +144,7 @@ func serveShard(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	maxN, err := intParam(r, "max", 0, 0, train.Len())
+	maxN, err := intParam(r, "max", 0, 0, 60000)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -160,6 +156,11 @@ func serveShard(w http.ResponseWriter, r *http.Request) {
 		iid = false
 	default:
 		http.Error(w, fmt.Sprintf("query parameter iid=%q: want 1 or 0", r.URL.Query().Get("iid")), http.StatusBadRequest)
+		return
+	}
+	train, _, err := Load()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	parts, err := Split(train.Labels, n, iid, int64(seed))
@@ -180,14 +181,14 @@ func serveShard(w http.ResponseWriter, r *http.Request) {
 }
 
 func serveTest(w http.ResponseWriter, r *http.Request) {
+	maxN, err := intParam(r, "max", 0, 0, 10000)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	_, test, err := Load()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	maxN, err := intParam(r, "max", 0, 0, test.Len())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	writeShard(w, EncodeShard(test.Head(maxN), ShardInfo{Index: 0, Shards: 1, IID: true}))
