@@ -417,6 +417,8 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 		return res, err
 	}
 	res.TrainTime = time.Since(tStart)
+	rep.State = "evaluating"
+	report(rep)
 	if err := pull(); err != nil {
 		return res, fmt.Errorf("worker: final pull: %w", err)
 	}
