@@ -110,6 +110,7 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	fmt.Fprintf(cfg.Out, "webkv demo: %d native workers, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
 		cfg.Workers, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
 	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s", res.URL, job.Job, runtimeNote)
+	fmt.Fprintf(cfg.Out, "more native workers can join with: webkv worker -url %s -job %s -token %s -steps %d\n", page, job.Job, cfg.Token, tc.Steps)
 	if cfg.Tabs > 0 {
 		fmt.Fprintf(cfg.Out, "the job starts once %d browser tab(s) joined: open the URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
 	}
