@@ -409,3 +409,67 @@ func TestInboundCredit(t *testing.T) {
 		t.Fatal("acquire succeeded on a closed peer")
 	}
 }
+
+// TestSlowPeerDoesNotStall: a worker that asks for big values and never
+// reads them is disconnected (write deadline or full queue); another worker
+// of the same job keeps getting answers meanwhile.
+func TestSlowPeerDoesNotStall(t *testing.T) {
+	s, u := startServer(t, Config{WriteTimeout: 300 * time.Millisecond, SendQueue: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	join := func() *websocket.Conn {
+		c, _, err := rawDial(t, ctx, u, "j", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sendMsg(t, ctx, c, hello("j", ""))
+		if m := recvMsg(t, ctx, c); m.Type != wire.TypeWelcome {
+			t.Fatalf("join: %v", m.Type)
+		}
+		return c
+	}
+	good := join()
+	slow := join()
+	// The good worker creates a 4 MB key.
+	const n = 1 << 20
+	meta := wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{n}})
+	payload := append(meta, make([]byte, 4*n)...)
+	init := wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeInit, Seq: 1, Ack: 1, Key: 7, DType: wire.DTypeF32, Count: n, Total: n}, Payload: payload})
+	sendMsg(t, ctx, good, init)
+	if m := recvMsg(t, ctx, good); m.Type != wire.TypeAck {
+		t.Fatalf("init: %v %v", m.Type, wire.ErrorOf(m))
+	}
+	// The slow one inits too (answered at once: the key exists), then
+	// floods pulls and never reads.
+	init2 := append([]byte(nil), init...)
+	sendMsg(t, ctx, slow, init2)
+	for seq := uint64(2); seq < 40; seq++ {
+		if err := slow.Write(ctx, websocket.MessageBinary, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePull, Seq: seq, Ack: 1, Key: 7})); err != nil {
+			break // already closed by the relay
+		}
+	}
+	// Meanwhile the good worker's pings are answered promptly.
+	for i := 0; i < 20; i++ {
+		t0 := time.Now()
+		sendMsg(t, ctx, good, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing}))
+		if m := recvMsg(t, ctx, good); m.Type != wire.TypePong {
+			t.Fatalf("good worker got %v", m.Type)
+		}
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Fatalf("ping took %v while another peer stalled", d)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Status().Jobs[0].Connections != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow peer was not disconnected: %+v", s.Status().Jobs[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.mu.Lock()
+	j := s.jobs["j"]
+	s.mu.Unlock()
+	if j.m.dropped.Load() == 0 {
+		t.Fatal("the slow peer was not counted in webkv_slow_peers_total")
+	}
+}
