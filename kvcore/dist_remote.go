@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -50,6 +51,7 @@ type distRemote struct {
 	mu     sync.Mutex
 	keys   map[Key]*rkey
 	closed bool
+	bar    *barrierWait // the barrier entered last, until a call saw it end
 
 	reqPool  sync.Pool
 	callPool sync.Pool
@@ -77,6 +79,10 @@ type req struct {
 	c    *call
 	l    *link
 	sent bool
+	// pooled reqs (of asynchronous operations) go back to the pool when
+	// finished; those of synchronous calls are not reused, because their
+	// caller may still look at them to abandon them when its context ends.
+	pooled bool
 }
 
 // qent is a queued request; seq tells a stale entry (its req was answered
@@ -468,8 +474,10 @@ func (l *link) answer(q *req, m *wire.Msg) error {
 // call.
 func (r *distRemote) finish(q *req, err error) {
 	c := q.c
-	*q = req{}
-	r.reqPool.Put(q)
+	if q.pooled {
+		*q = req{}
+		r.reqPool.Put(q)
+	}
 	c.mu.Lock()
 	if err != nil && c.err == nil {
 		c.err = err
@@ -504,18 +512,16 @@ func (r *distRemote) putCall(c *call) {
 	r.callPool.Put(c)
 }
 
+// newReq returns a request of an asynchronous operation (pooled).
 func (r *distRemote) newReq(c *call, typ wire.Type) *req {
 	q := r.reqPool.Get().(*req)
-	q.c, q.h.Type = c, typ
+	q.c, q.h.Type, q.pooled = c, typ, true
 	return q
 }
 
-// failParts ends the parts of c that could not be started.
-func (r *distRemote) failParts(c *call, n int, err error) {
-	for range n {
-		q := r.newReq(c, 0)
-		r.finish(q, err)
-	}
+// syncReq returns a request of a synchronous call (see req.pooled).
+func (r *distRemote) syncReq(c *call, typ wire.Type) *req {
+	return &req{c: c, h: wire.Header{Type: typ}}
 }
 
 // wait waits for a synchronous call; on ctx's end it abandons its requests.
@@ -590,12 +596,17 @@ func (r *distRemote) init(ctx context.Context, k Key, shape []int, data []float3
 	for _, d := range shape {
 		rk.shape = append(rk.shape, int64(d))
 	}
-	if len(data) > int(^uint32(0)) {
+	if uint64(len(data)) > math.MaxUint32 {
 		return fmt.Errorf("dist: key %v: %d values exceed the wire's 2^32-1: %w", k, len(data), ErrShapeMismatch)
 	}
 	parts, err := wire.Place(nil, id, len(data), len(r.links), r.bound)
 	if err != nil {
 		return err
+	}
+	for _, p := range parts {
+		if 4*uint64(p.Len)+1<<16 > math.MaxUint32 {
+			return fmt.Errorf("dist: key %v: a part of %d values does not fit one wire message (4 GiB): use more shards: %w", k, p.Len, ErrShapeMismatch)
+		}
 	}
 	rk.parts, rk.next = parts, make([]uint64, len(parts))
 	r.mu.Lock()
@@ -613,7 +624,7 @@ func (r *distRemote) init(ctx context.Context, k Key, shape []int, data []float3
 	c := r.newCall(len(parts), nil)
 	qs := make([]*req, 0, len(parts))
 	for i, p := range parts {
-		q := r.newReq(c, wire.TypeInit)
+		q := r.syncReq(c, wire.TypeInit)
 		q.h.Flags, q.h.Key, q.h.DType = flags, id, wire.DTypeF32
 		q.h.Count, q.h.Offset, q.h.Total = uint32(p.Len), uint32(p.Offset), uint32(len(data))
 		q.meta, q.k, q.part = meta, rk, i
@@ -720,7 +731,7 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c Compression, out [
 func (r *distRemote) all(ctx context.Context, c *call, mk func(q *req, shard int)) error {
 	qs := make([]*req, 0, len(r.links))
 	for i, l := range r.links {
-		q := r.newReq(c, 0)
+		q := r.syncReq(c, 0)
 		mk(q, i)
 		qs = append(qs, q)
 		if err := l.start(q); err != nil {
@@ -739,18 +750,49 @@ func (r *distRemote) checkOpen() error {
 	return nil
 }
 
+// barrierWait is the barrier this worker entered last; it outlives a
+// Barrier call whose context ended, because the server counts the arrival
+// anyway: the next Barrier call waits for that same barrier instead of
+// entering a new one, so the workers' barriers stay aligned.
+type barrierWait struct {
+	done chan struct{}
+	err  error
+}
+
 func (r *distRemote) barrier(ctx context.Context) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	// One barrier, on shard 0: every worker talks to every shard, so one
-	// shard's membership is the job's.
-	c := r.newCall(1, nil)
-	q := r.newReq(c, wire.TypeBarrier)
-	if err := r.links[0].start(q); err != nil {
-		r.finish(q, err)
+	r.mu.Lock()
+	b := r.bar
+	if b == nil {
+		b = &barrierWait{done: make(chan struct{})}
+		r.bar = b
+		// One barrier, on shard 0: every worker talks to every shard, so
+		// one shard's membership is the job's.
+		c := r.newCall(1, func(err error) {
+			b.err = err
+			close(b.done)
+		})
+		q := r.syncReq(c, wire.TypeBarrier)
+		r.mu.Unlock()
+		if err := r.links[0].start(q); err != nil {
+			r.finish(q, err)
+		}
+	} else {
+		r.mu.Unlock()
 	}
-	return r.wait(ctx, c, []*req{q})
+	select {
+	case <-b.done:
+		r.mu.Lock()
+		if r.bar == b {
+			r.bar = nil
+		}
+		r.mu.Unlock()
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *distRemote) command(ctx context.Context, head int, body []byte) error {

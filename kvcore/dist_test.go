@@ -759,3 +759,48 @@ func TestDistSyncSurvivesServerRestarts(t *testing.T) {
 		t.Fatal("no restart happened")
 	}
 }
+
+// A synchronous call whose context ends returns the context's error and
+// leaves the store usable: a later barrier completes normally.
+func TestDistCancelledBarrier(t *testing.T) {
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	const n = 2
+	stores := make([]*kvcore.Store, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			stores[i] = s
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	defer stores[0].Close()
+	defer stores[1].Close()
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if err := stores[0].Barrier(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("barrier alone: %v, want DeadlineExceeded", err)
+	}
+	for range 2 {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := stores[i].Barrier(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}

@@ -209,6 +209,7 @@ type Job struct {
 	ranks   []*worker // by rank; nil = free
 
 	keys      map[uint64]*key
+	open      map[*key]bool // keys with an open round
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
@@ -230,7 +231,7 @@ func New(cfg Config) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{cfg: cfg, be: cfg.Backend, lim: cfg.Limits, workers: map[string]*worker{},
-		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, heldInits: map[uint64][]heldInit{},
+		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, open: map[*key]bool{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
 	return j, nil
@@ -670,11 +671,16 @@ func (j *Job) Tick(now time.Duration) Ready {
 	for _, w := range gone {
 		j.remove(now, w)
 	}
-	if j.cfg.RoundDeadline > 0 {
-		for _, k := range j.sortedKeys() {
-			if k.cur.open && now-k.cur.opened >= j.cfg.RoundDeadline {
-				j.maybeClose(now, k)
+	if j.cfg.RoundDeadline > 0 && len(j.open) > 0 {
+		due := make([]*key, 0, len(j.open))
+		for k := range j.open {
+			if now-k.cur.opened >= j.cfg.RoundDeadline {
+				due = append(due, k)
 			}
+		}
+		sort.Slice(due, func(a, b int) bool { return due[a].id < due[b].id })
+		for _, k := range due {
+			j.maybeClose(now, k)
 		}
 	}
 	return j.end(now)
@@ -703,10 +709,8 @@ func (j *Job) nextTimer(now time.Duration) time.Duration {
 		min(w.lastSeen + j.cfg.Timeout)
 	}
 	if j.cfg.RoundDeadline > 0 {
-		for _, k := range j.keys {
-			if k.cur.open {
-				min(k.cur.opened + j.cfg.RoundDeadline)
-			}
+		for k := range j.open {
+			min(k.cur.opened + j.cfg.RoundDeadline)
 		}
 	}
 	return next
@@ -740,6 +744,9 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 	}
 	for _, k := range j.sortedKeys() {
+		if !k.cur.open && len(k.queued) == 0 {
+			continue
+		}
 		q := k.queued[:0]
 		for _, a := range k.queued {
 			if a.w == w {
@@ -802,6 +809,9 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 	case wire.TypePull:
 		j.pull(w, m)
 	case wire.TypeBarrier:
+		if old, ok := j.barrier[w]; ok {
+			delete(w.held, old) // a barrier its worker gave up on
+		}
 		j.hold(w, m.Seq)
 		j.barrier[w] = m.Seq
 		j.checkBarrier()
@@ -1081,6 +1091,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
+	j.open[k] = true
 	if k.cur.expected == nil {
 		k.cur.expected = map[*worker]bool{}
 	}
@@ -1222,6 +1233,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	k.cur.arrived = arr[:0]
 	k.cur.open = false
+	delete(j.open, k)
 	// Pushes queued for later rounds open the next one.
 	if len(k.queued) > 0 {
 		q := k.queued
