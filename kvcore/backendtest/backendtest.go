@@ -18,9 +18,10 @@
 //     aliasing a later input (refused with an error, or summed correctly);
 //   - Step for every OptKind, with several hyper-parameter sets (flags
 //     included), several steps in a row, weights and every state compared
-//     after each step; the sets come from kvcore.ParseOptimizer and
-//     (*Optimizer).Params where the spec parses, and from StepParams filled
-//     here so each flag of every kernel is reached;
+//     after each step; the sets come from JSON specs through
+//     kvcore.ParseOptimizer and (*Optimizer).Params (every kind at least
+//     once), and from StepParams filled here so each flag of every kernel
+//     is reached;
 //   - Quantize/Dequantize for 2bit and 1bit, residual carried across calls;
 //   - ordering of queued work: a Write, Fill or Copy issued after an
 //     operation that reads the buffer does not leak into that operation's

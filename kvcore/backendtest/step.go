@@ -47,15 +47,6 @@ var stepSpecs = []struct {
 	{kvcore.OptLAMB, `{"name":"lamb","learning_rate":0.01,"lower_bound":0.001,"upper_bound":10,"bias_correction":false}`},
 }
 
-// placeholderOptimizer reports whether kvcore's optimizer code is still the
-// SGD-only placeholder that predates the full set: then specs of other
-// optimizers cannot parse, and the CPU reference has no LAMB. Once Adam
-// parses, every spec above must parse and every kernel must run.
-func placeholderOptimizer() bool {
-	_, err := kvcore.ParseOptimizer([]byte(`{"name":"adam","learning_rate":0.01}`))
-	return err != nil
-}
-
 func adamParams(t int) kvcore.StepParams {
 	const lr, b1, b2 = 0.01, 0.9, 0.999
 	return kvcore.StepParams{LR: lr, WD: 1e-4, RescaleGrad: 1, ClipGradient: -1,
@@ -136,15 +127,10 @@ func directCases() []stepCase {
 
 // parsedCases turns stepSpecs into cases through the optimizer API.
 func (s *suite) parsedCases() []stepCase {
-	placeholder := placeholderOptimizer()
 	var cases []stepCase
 	for _, sp := range stepSpecs {
 		o, err := kvcore.ParseOptimizer([]byte(sp.spec))
 		if err != nil {
-			if placeholder {
-				s.t.Logf("skipping spec %s until kvcore's full optimizer set lands: %v", sp.spec, err)
-				continue
-			}
 			s.t.Errorf("ParseOptimizer(%s): %v", sp.spec, err)
 			continue
 		}
@@ -167,30 +153,28 @@ func (s *suite) parsedCases() []stepCase {
 }
 
 func (s *suite) step() {
-	cases := append(directCases(), s.parsedCases()...)
-	covered := map[kvcore.OptKind]bool{}
-	for _, c := range cases {
+	parsed := s.parsedCases()
+	for _, c := range append(directCases(), parsed...) {
 		for _, n := range Lengths {
-			if s.stepCase(c, n, 3) {
-				covered[c.kind] = true
-			}
+			s.stepCase(c, n, 3)
 		}
 	}
+	// Every kernel must also run with parameters made by the store's own
+	// optimizer code.
+	viaSpec := map[kvcore.OptKind]bool{}
+	for _, c := range parsed {
+		viaSpec[c.kind] = true
+	}
 	for k := kvcore.OptSGD; k <= kvcore.OptLAMB; k++ {
-		if !covered[k] {
-			if placeholderOptimizer() {
-				s.t.Logf("%v not covered yet: kvcore's optimizer is still the placeholder", k)
-				continue
-			}
-			s.t.Errorf("%v: no step case ran", k)
+		if !viaSpec[k] {
+			s.t.Errorf("%v: no optimizer spec ran it", k)
 		}
 	}
 }
 
 // stepCase runs steps updates of case c on arrays of length n on both
-// backends and compares the weight and every state after each update. It
-// returns false if the case was skipped.
-func (s *suite) stepCase(c stepCase, n, steps int) bool {
+// backends and compares the weight and every state after each update.
+func (s *suite) stepCase(c stepCase, n, steps int) {
 	s.t.Helper()
 	p0 := c.params(1)
 	ns := c.kind.NumStates(&p0)
@@ -220,10 +204,6 @@ func (s *suite) stepCase(c stepCase, n, steps int) bool {
 		s.must("Write grad", func() error { return s.b.Write(bg, 0, g) })
 		s.must("Write grad (reference)", func() error { return s.ref.Write(rg, 0, g) })
 		if err := s.call(what+" (reference)", func() error { return s.ref.Step(c.kind, &p, rw, rg, rst) }); err != nil {
-			if placeholderOptimizer() {
-				s.t.Logf("%s: skipped until kvcore's full optimizer set lands: reference: %v", what, err)
-				return false
-			}
 			s.t.Fatalf("%s: reference: %v", what, err)
 		}
 		pb := p // the backend must not depend on the reference leaving p alone
@@ -246,5 +226,4 @@ func (s *suite) stepCase(c stepCase, n, steps int) bool {
 			}
 		}
 	}
-	return true
 }
