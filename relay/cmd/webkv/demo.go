@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/shaders/mlp"
 	"github.com/webkv/webkv/www"
 )
 
@@ -118,6 +119,19 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// One device for all workers (see mlp.OpenEngines), or the CPU.
+	engines := make([]mlp.Engine, cfg.Workers)
+	engineName := ""
+	if !tc.CPU {
+		es, name, release, err := mlp.OpenEngines(mlp.MNIST, max(tc.Batch, 256), cfg.Workers)
+		if err == nil {
+			defer release()
+			engines, engineName = es, name
+		} else {
+			fmt.Fprintf(cfg.Out, "no WebGPU for the native workers (%v): they compute on the CPU\n", err)
+			tc.CPU = true
+		}
+	}
 	res.Results = make([]workerResult, cfg.Workers)
 	errs := make([]error, cfg.Workers)
 	var wg sync.WaitGroup
@@ -125,6 +139,7 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 		wc := tc
 		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, job.StartWorkers, true
 		wc.ID = fmt.Sprintf("native-%d", i)
+		wc.Engine, wc.EngineName = engines[i], engineName
 		wc.Report = func(r www.Report) { _ = board.Report(r) }
 		wc.Log = nil
 		wg.Add(1)

@@ -47,6 +47,12 @@ type workerConfig struct {
 	Barrier         bool // wait for every worker after set-up (workers started together)
 	Workers         int  // hold the job's start until this many workers joined (0: no wait)
 
+	// Engine, when set, computes the gradients instead of an engine the
+	// worker opens itself (the demo shares one device among its workers);
+	// EngineName describes it.
+	Engine     mlp.Engine
+	EngineName string
+
 	// Report receives progress (the demo's dashboard board); nil posts to
 	// URL's /api/report when URL is a relay, else drops it.
 	Report func(www.Report)
@@ -271,7 +277,10 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	}()
 	start := time.Now()
 	maxBatch := max(cfg.Batch, 256)
-	engine, backend, release := openEngine(&cfg, maxBatch)
+	engine, backend, release := cfg.Engine, cfg.EngineName, func() {}
+	if engine == nil {
+		engine, backend, release = openEngine(&cfg, maxBatch)
+	}
 	defer release()
 	rep.Backend, res.Backend = backend, backend
 	if cpuAdapter(backend) {
