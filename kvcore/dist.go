@@ -8,6 +8,33 @@ import (
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
+// Dist mode (dist_sync, dist_async, dist_device_sync).
+//
+// A dist store talks to parameter servers through Transports that carry
+// kvcore/wire messages; the servers are kvcore/psm state machines, run by
+// package relay over websockets or by kvcore/psm/inproc over Pipes:
+//
+//	srv := inproc.New(psm.Config{})                          // tests: no sockets
+//	s, _ := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("job", 4)))
+//	s, _ := kvcore.Create("dist_sync", kvcore.WithTransport(kvcore.Shards{t0, t1}))
+//
+// Create sends a Hello (JoinInfo from a Transport implementing Joiner) to
+// shard 0, then to the other shards asking for the same rank, and returns
+// once every shard welcomed it: Rank and NumWorkers come from shard 0.
+// Keys are placed with wire.Place (big keys split over every shard). Init
+// sends every worker's value and the servers keep rank 0's; Push and
+// PushPull send the locally reduced value (or the 2bit/1bit words, with one
+// residual per key); Pull receives the value. Each request carries a
+// per-shard sequence number; a request stays pending until answered, and
+// after a reconnect (Recv reporting ErrReconnected) the store resumes its
+// worker id and resends all pending requests, which the servers answer
+// without applying twice. Sends run on one goroutine per shard and answers
+// on another, so engine workers never wait on the network; a heartbeat
+// goroutine pings every shard. Close sends Leave (so others' rounds do not
+// wait for this worker's timeout), stops the goroutines and closes the
+// transports; an operation pending on a transport that failed for good
+// fails with ErrConnLost.
+
 // remote is a dist store's link to its parameter server(s).
 type remote interface {
 	rank() int

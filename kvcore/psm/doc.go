@@ -57,6 +57,16 @@
 // wire.FlagLate and not applied (a stale gradient is dropped, as in backup-
 // worker synchronous SGD); its ack tells the worker the current round.
 //
+// A worker waits for its push's ack before pushing the key again, so at
+// most one of its pushes per key waits behind the open round; a second one
+// is refused (CodeBadRequest), which bounds the memory a peer can pin.
+//
+// Learning-rate schedules follow each key's own update count. MXNet's
+// num_update (the largest count of any key) would depend on the order in
+// which rounds of different keys close, which differs between runs; when
+// every key is updated every step the two are equal, and equal to what a
+// single process computes.
+//
 // dist_async. Every push is applied on arrival with the optimizer; a push
 // before SetOptimizer gets CodeMode ("dist_async needs an optimizer").
 //
@@ -74,10 +84,15 @@
 // heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
-// Sharding. Each Job owns the keys or key parts that wire.Place assigns to
-// its shard; Init and Push messages carry the part's offset and the key's
-// total size, and the Job checks them. LAMB's norms, like MXNet's on a
-// partitioned server, are then per part.
+// Barrier. A barrier completes when every live worker entered it; a
+// worker's newer barrier request replaces its older one.
+//
+// Sharding. Each Job holds the keys or key parts (wire.Place) its workers
+// send it: Init and Push carry the part's offset and the key's total size,
+// and the Job checks that every worker sends the same part. A Hello's
+// RankHint gives a worker the rank shard 0 gave it, so ranks (and rank 0's
+// init values) agree across shards. LAMB's norms, like MXNet's on a
+// partitioned server, are per part.
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
 // counters, membership and the answer cache; Restore rebuilds a Job from it.

@@ -139,6 +139,7 @@ type worker struct {
 	welcomed bool
 	attempt  uint32 // Attempt of the worker's latest Hello
 	mark     uint64 // lowest unanswered seq, from the worker's ack field
+	maxSeq   uint64 // newest answered seq
 	done     map[uint64]reply
 	held     map[uint64]bool // requests held (round, barrier, init)
 }
@@ -420,32 +421,46 @@ func (j *Job) resend(w *worker, m *wire.Msg, r reply) {
 	j.send(w.conn, wire.Msg{Header: h})
 }
 
-func (j *Job) answer(w *worker, seq uint64, req wire.Type, h wire.Header) {
-	h.Type, h.Seq = wire.TypeAck, seq
-	delete(w.held, seq)
+// maxAnswers bounds a worker's answer cache: a worker that never advances
+// its ack field loses exactly-once for requests this far behind its newest.
+const maxAnswers = 1 << 16
+
+// remember caches r as the answer to w's request seq.
+func (j *Job) remember(w *worker, seq uint64, r reply) {
 	if w.done == nil {
 		w.done = map[uint64]reply{}
 	}
-	w.done[seq] = reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, count: h.Count, key: h.Key, req: req}
+	w.done[seq] = r
+	if seq > w.maxSeq {
+		w.maxSeq = seq
+	}
+	if len(w.done) > maxAnswers && w.maxSeq > maxAnswers/2 {
+		cut := w.maxSeq - maxAnswers/2
+		for s := range w.done {
+			if s < cut {
+				delete(w.done, s)
+			}
+		}
+	}
+}
+
+func (j *Job) answer(w *worker, seq uint64, req wire.Type, h wire.Header) {
+	h.Type, h.Seq = wire.TypeAck, seq
+	delete(w.held, seq)
+	j.remember(w, seq, reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, count: h.Count, key: h.Key, req: req})
 	j.send(w.conn, wire.Msg{Header: h})
 }
 
 func (j *Job) answerValue(w *worker, seq uint64, req wire.Type, h wire.Header, k *key) {
 	h.Type, h.Seq = wire.TypeAck, seq
 	delete(w.held, seq)
-	if w.done == nil {
-		w.done = map[uint64]reply{}
-	}
-	w.done[seq] = reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, key: k.id, req: req}
+	j.remember(w, seq, reply{typ: wire.TypeAck, flags: h.Flags, round: h.Round, key: k.id, req: req})
 	j.sendValue(w.conn, h, k)
 }
 
 func (j *Job) reject(w *worker, seq uint64, err *wire.Error) {
 	delete(w.held, seq)
-	if w.done == nil {
-		w.done = map[uint64]reply{}
-	}
-	w.done[seq] = reply{typ: wire.TypeError, code: err.Code, msg: err.Msg}
+	j.remember(w, seq, reply{typ: wire.TypeError, code: err.Code, msg: err.Msg})
 	j.fail(w.conn, seq, err)
 }
 
@@ -1086,6 +1101,16 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		j.maybeClose(now, k)
 		return
 	}
+	for _, q := range k.queued {
+		if q.w == w {
+			// A worker waits for its push's ack before it pushes the key
+			// again, so it never has two pushes ahead of the round; one
+			// that does is misbehaving (and would pin memory).
+			k.free = append(k.free, buf)
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
+			return
+		}
+	}
 	k.queued = append(k.queued, a)
 }
 
@@ -1369,10 +1394,7 @@ func (j *Job) saveStates(w *worker, m *wire.Msg) {
 	start := len(j.scratch)
 	j.scratch = wire.AppendStates(j.scratch, &st)
 	delete(w.held, m.Seq)
-	if w.done == nil {
-		w.done = map[uint64]reply{}
-	}
-	w.done[m.Seq] = reply{typ: wire.TypeAck, req: wire.TypeSaveStates}
+	j.remember(w, m.Seq, reply{typ: wire.TypeAck, req: wire.TypeSaveStates})
 	j.send(w.conn, wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: m.Seq}, Payload: j.scratch[start:]})
 }
 

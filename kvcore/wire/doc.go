@@ -42,8 +42,9 @@
 // # Conversation
 //
 // A client opens with Hello (protocol version, job id, role, auth token,
-// worker id to resume or "" to join, sync/async mode, expected workers,
-// declared keys and shapes); the server answers Welcome (worker id, rank,
+// worker id to resume or "" to join, sync/async mode, expected workers, the
+// rank it holds on shard 0, a per-client Hello counter, declared keys and
+// shapes); the server answers Welcome (worker id, rank,
 // number of workers, heartbeat interval and silence timeout) or an Error.
 // Then the client sends requests with increasing seq numbers (per worker,
 // never reused, also across reconnects) and the server answers each with
