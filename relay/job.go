@@ -48,6 +48,7 @@ type job struct {
 	err     error // final checkpoint error, read after done
 	lastCkT time.Time
 	mode    string
+	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
 }
 
 // payloadID identifies a payload in the state machine's memory.
@@ -418,6 +419,12 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 	st := j.sm.Stats()
 	j.m.liveWorkers.Store(int64(st.Workers))
 	j.m.rounds.Store(st.Rounds)
+	j.mu.Lock()
+	j.stats = st
+	if j.mode == "" && j.sm.Mode() != 0 {
+		j.mode = j.sm.Mode().String()
+	}
+	j.mu.Unlock()
 	switch {
 	case st.Rounds > j.lastRounds:
 		var d time.Duration
@@ -528,10 +535,17 @@ func (j *job) shutdown() {
 
 func (j *job) status() JobStatus {
 	j.mu.Lock()
-	last := j.lastCkT
+	last, mode, st := j.lastCkT, j.mode, j.stats
 	j.mu.Unlock()
 	return JobStatus{
 		Job:         j.name,
+		Mode:        mode,
+		Keys:        st.Keys,
+		Updates:     st.Updates,
+		LatePushes:  st.LatePushes,
+		Rescaled:    st.Rescaled,
+		Duplicates:  st.Duplicates,
+		Removed:     st.Removed,
 		LiveWorkers: j.m.liveWorkers.Load(),
 		Connections: j.m.conns.Load(),
 		Rounds:      j.m.rounds.Load(),

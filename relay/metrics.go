@@ -118,3 +118,28 @@ func writeMetrics(w io.Writer, jobs map[string]*jobMetrics, conns int64, started
 func escapeLabel(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
+
+// writeStateMetrics prints the counters the state machine keeps (psm.Stats).
+func writeStateMetrics(w io.Writer, jobs map[string]JobStatus) {
+	names := make([]string, 0, len(jobs))
+	for n := range jobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, s := range []struct {
+		name, help, typ string
+		get             func(JobStatus) uint64
+	}{
+		{"webkv_keys", "Keys of the job.", "gauge", func(j JobStatus) uint64 { return uint64(j.Keys) }},
+		{"webkv_updates_total", "Updates applied (closed rounds, async pushes).", "counter", func(j JobStatus) uint64 { return j.Updates }},
+		{"webkv_late_pushes_total", "Pushes that arrived after their round closed (not applied).", "counter", func(j JobStatus) uint64 { return j.LatePushes }},
+		{"webkv_rescaled_rounds_total", "Rounds closed at their deadline without every worker (sum rescaled).", "counter", func(j JobStatus) uint64 { return j.Rescaled }},
+		{"webkv_duplicate_requests_total", "Retried requests answered from the cache, not applied again.", "counter", func(j JobStatus) uint64 { return j.Duplicates }},
+		{"webkv_removed_workers_total", "Workers removed after a silence timeout or a leave.", "counter", func(j JobStatus) uint64 { return j.Removed }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", s.name, s.help, s.name, s.typ)
+		for _, n := range names {
+			fmt.Fprintf(w, "%s{job=\"%s\"} %d\n", s.name, escapeLabel(n), s.get(jobs[n]))
+		}
+	}
+}

@@ -414,12 +414,15 @@ func (s *Server) jobFor(name string) (*job, error) {
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	ms := make(map[string]*jobMetrics, len(s.jobs))
+	sts := make(map[string]JobStatus, len(s.jobs))
 	for n, j := range s.jobs {
 		ms[n] = j.m
+		sts[n] = j.status()
 	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	writeMetrics(w, ms, s.conns.Load(), s.started)
+	writeStateMetrics(w, sts)
 }
 
 // JobStatus is one job in /status.
@@ -428,7 +431,13 @@ type JobStatus struct {
 	Mode        string    `json:"mode,omitempty"`
 	LiveWorkers int64     `json:"live_workers"`
 	Connections int64     `json:"connections"`
+	Keys        int       `json:"keys"`
 	Rounds      uint64    `json:"rounds"`
+	Updates     uint64    `json:"updates"`
+	LatePushes  uint64    `json:"late_pushes"`
+	Rescaled    uint64    `json:"rescaled_rounds"`
+	Duplicates  uint64    `json:"duplicate_requests"`
+	Removed     uint64    `json:"removed_workers"`
 	Pushes      uint64    `json:"pushes"`
 	Pulls       uint64    `json:"pulls"`
 	BytesIn     uint64    `json:"bytes_in"`

@@ -268,7 +268,7 @@ func TestMetricsStatus(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`webkv_live_workers{job="job-x"} 1`, `webkv_messages_in_total{job="job-x"} 1`, "# TYPE webkv_round_seconds histogram", "webkv_relay_connections 1"} {
+	for _, want := range []string{`webkv_live_workers{job="job-x"} 1`, `webkv_messages_in_total{job="job-x"} 1`, "# TYPE webkv_round_seconds histogram", "webkv_relay_connections 1", `webkv_keys{job="job-x"} 0`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
@@ -280,7 +280,7 @@ func TestMetricsStatus(t *testing.T) {
 	var st Status
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].Job != "job-x" || st.Jobs[0].LiveWorkers != 1 {
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].Job != "job-x" || st.Jobs[0].LiveWorkers != 1 || st.Jobs[0].Mode != "sync" {
 		t.Fatalf("/status: %+v, %v", st, err)
 	}
 	// Mounting the browser app.
