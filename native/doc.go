@@ -8,6 +8,10 @@
 // returns ErrNoAdapter with a hint on what to install. NewBackend wraps the
 // device in the WebGPU kvcore.Backend of package shaders.
 //
+// Adapters lists what Open chooses from; the command webkv-gpu
+// (native/cmd/webkv-gpu) prints it, checks the WebGPU backend against the
+// CPU backend and compares their speed, and says which one to prefer.
+//
 // The package needs cgo. Built without cgo (CGO_ENABLED=0, GOOS=wasip1) it
 // still compiles, and NewBackend returns ErrNoCgo so callers can fall back to
 // kvcore.CPU() and say so.
