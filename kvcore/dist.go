@@ -85,7 +85,8 @@ type remote interface {
 //     fail with ErrConnLost (wrapping the transport's error) instead of
 //     hanging, and later operations fail at once.
 //   - Close unblocks Send and Recv (they return errors) and releases the
-//     transport; the store calls it once, from Store.Close.
+//     transport. The store calls it from Store.Close, and also when Recv
+//     failed for good; a second call must do nothing.
 type Transport interface {
 	Send(ctx context.Context, msg []byte) error
 	Recv(ctx context.Context) ([]byte, error)

@@ -100,7 +100,10 @@ type link struct {
 
 	mu       sync.Mutex
 	cond     sync.Cond // signals queue changes to the sender
-	queue    []qent
+	queue    []qent // to send: queue[qhead:]
+	qhead    int
+	sending  *req      // the request the sender is writing
+	sent     sync.Cond // signals sending == nil
 	pending  map[uint64]*req
 	seq      uint64
 	state    int
@@ -131,6 +134,7 @@ func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinIn
 		l := &link{r: r, idx: i, t: t, pending: map[uint64]*req{}, welcome: make(chan struct{}), hello: true}
 		l.ps, _ = t.(PartSender)
 		l.cond.L = &l.mu
+		l.sent.L = &l.mu
 		r.links = append(r.links, l)
 	}
 	r.wg.Add(1)
@@ -197,7 +201,7 @@ func (l *link) sender() {
 	defer l.r.wg.Done()
 	l.mu.Lock()
 	for {
-		for !l.hello && l.pings == 0 && len(l.queue) == 0 && l.state != linkDead && l.r.ctx.Err() == nil {
+		for !l.hello && l.pings == 0 && l.qhead == len(l.queue) && l.state != linkDead && l.r.ctx.Err() == nil {
 			l.cond.Wait()
 		}
 		if l.state == linkDead || l.r.ctx.Err() != nil {
@@ -217,7 +221,7 @@ func (l *link) sender() {
 			// Not joined yet: requests wait in pending and are resent at
 			// the Welcome.
 			clear(l.queue)
-			l.queue = l.queue[:0]
+			l.queue, l.qhead = l.queue[:0], 0
 			l.pings = 0
 			continue
 		case l.pings > 0:
@@ -225,10 +229,12 @@ func (l *link) sender() {
 			l.hdr = wire.AppendHeader(l.hdr[:0], &wire.Header{Type: wire.TypePing})
 			msg = l.hdr
 		default:
-			e := l.queue[0]
-			copy(l.queue, l.queue[1:])
-			l.queue[len(l.queue)-1] = qent{}
-			l.queue = l.queue[:len(l.queue)-1]
+			e := l.queue[l.qhead]
+			l.queue[l.qhead] = qent{}
+			l.qhead++
+			if l.qhead == len(l.queue) {
+				l.queue, l.qhead = l.queue[:0], 0
+			}
 			if l.pending[e.seq] != e.q {
 				continue // answered or abandoned meanwhile
 			}
@@ -237,7 +243,7 @@ func (l *link) sender() {
 			q.h.PLen = uint32(len(q.meta) + len(q.data))
 			l.hdr = wire.AppendHeader(l.hdr[:0], &q.h)
 			l.hdr = append(l.hdr, q.meta...)
-			q.sent = true
+			l.sending = q
 			msg = l.hdr
 		}
 		body := []byte(nil)
@@ -261,6 +267,10 @@ func (l *link) sender() {
 		// reconnect, or failed when the transport reports its death.
 		_ = err
 		l.mu.Lock()
+		if q != nil {
+			l.sending = nil
+			l.sent.Broadcast()
+		}
 	}
 }
 
@@ -349,12 +359,21 @@ func (l *link) die(err error) {
 	}
 	clear(l.pending)
 	clear(l.queue)
-	l.queue = l.queue[:0]
+	l.queue, l.qhead = l.queue[:0], 0
 	if !l.welcomed {
 		l.welcomed = true
 		close(l.welcome)
 	}
 	l.cond.Broadcast()
+	l.mu.Unlock()
+	// Close the dead transport (it unblocks a Send in progress), and wait
+	// until the sender no longer reads a request's data before its caller
+	// gets it back.
+	l.t.Close()
+	l.mu.Lock()
+	for l.sending != nil {
+		l.sent.Wait()
+	}
 	l.mu.Unlock()
 	sort.Slice(ps, func(a, b int) bool { return ps[a].h.Seq < ps[b].h.Seq })
 	for _, q := range ps {
@@ -376,7 +395,8 @@ func (l *link) handle(m *wire.Msg) bool {
 		l.hb = time.Duration(w.Heartbeat) * time.Millisecond
 		l.state = linkReady
 		// Resend every unanswered request, oldest first.
-		l.queue = l.queue[:0]
+		clear(l.queue)
+		l.queue, l.qhead = l.queue[:0], 0
 		seqs := make([]uint64, 0, len(l.pending))
 		for s := range l.pending {
 			seqs = append(seqs, s)
@@ -420,6 +440,12 @@ func (l *link) handle(m *wire.Msg) bool {
 			return true
 		}
 		delete(l.pending, m.Seq)
+		// An answer can arrive while a resend of the request is still
+		// being written (after a reconnect); the caller's data must stay
+		// untouched until that write is over.
+		for l.sending == q {
+			l.sent.Wait()
+		}
 		l.mu.Unlock()
 		l.r.finish(q, l.answer(q, m))
 	default:
