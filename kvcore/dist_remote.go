@@ -100,7 +100,7 @@ type link struct {
 
 	mu       sync.Mutex
 	cond     sync.Cond // signals queue changes to the sender
-	queue    []qent // to send: queue[qhead:]
+	queue    []qent    // to send: queue[qhead:]
 	qhead    int
 	sending  *req      // the request the sender is writing
 	sent     sync.Cond // signals sending == nil
