@@ -1,6 +1,7 @@
 // webkv's WebGPU reduce and Adam step vs @tensorflow/tfjs-backend-webgpu
 // 4.22.0 (tf.addN, tf.train.adam) in one page, each timed to GPU completion
-// (onSubmittedWorkDone after the last submit). Parameters come from the query
+// (onSubmittedWorkDone after the last submit), interleaved so that each sees
+// the same machine load (see timeAll). Parameters come from the query
 // string: n (floats per array), k (arrays summed), iters, warmup, seed.
 // Posts {gpu, webkv: {...ms}, tfjs: {...ms}, check: {...}} for
 // tests/browser_bench_test.go.
@@ -71,10 +72,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   m[i] = mi; v[i] = vi;
   w[i] = w[i] - 0.0001 * mi / (sqrt(vi) + vec4<f32>(1e-8));
 }`;
-  const run = async (code, buffers) => {
+  const op = (code, buffers) => {
     const p = dev.createComputePipeline({layout: 'auto', compute: {module: dev.createShaderModule({code}), entryPoint: 'main'}});
     const bg = dev.createBindGroup({layout: p.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({binding, resource: {buffer}}))});
-    return (await time(async () => {
+    return async () => {
       const enc = dev.createCommandEncoder();
       const pass = enc.beginComputePass();
       pass.setPipeline(p);
@@ -83,14 +84,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       pass.end();
       dev.queue.submit([enc.finish()]);
       await dev.queue.onSubmittedWorkDone();
-    })).median;
+    };
   };
   const dst = gpuBuffer(dev, null, N);
-  const reduceMs = await run(redCode, [...bufs, dst]);
   const w = gpuBuffer(dev, w0), m = gpuBuffer(dev, null, N), v = gpuBuffer(dev, null, N);
-  const adamMs = await run(adamCode, [w, m, v, g]);
-  for (const b of [dst, w, m, v]) b.destroy();
-  return {reduceMs, adamMs};
+  return {reduce: op(redCode, [...bufs, dst]), adam: op(adamCode, [w, m, v, g])};
+}
+
+// timeAll runs every named operation WARMUP times, then ITERS rounds in
+// which each runs once, in turn: on a loaded machine all of them see the
+// same load, so their ratios hold even when absolute times drift.
+async function timeAll(ops) {
+  const names = Object.keys(ops);
+  for (const n of names) for (let i = 0; i < WARMUP; i++) await ops[n]();
+  const ts = Object.fromEntries(names.map((n) => [n, []]));
+  for (let i = 0; i < ITERS; i++) {
+    for (const n of names) {
+      const t0 = performance.now();
+      await ops[n]();
+      ts[n].push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(names.map((n) => [n, median(ts[n])]));
 }
 
 async function main() {
@@ -110,8 +125,7 @@ async function main() {
   out.gpu.store = kv.backend;
   const bufs = data.map((d) => gpuBuffer(dev, d));
   await kv.init(0, new Float32Array(N));
-  const red = await time(() => kv.push(0, bufs));
-  out.webkv.reduceMs = red.median;
+  await kv.push(0, bufs);
   const sum = await readGPU(dev, await kv.pull(0, gpuBuffer(dev, null, N)), N);
   const want = new Float32Array(N);
   for (let j = 0; j < N; j++) {
@@ -133,8 +147,6 @@ async function main() {
   await kvA.init(1, w0);
   await kvA.setOptimizer({name: 'adam', learning_rate: 0.001});
   const g = gpuBuffer(dev, grad);
-  const adam = await time(() => kvA.push(1, g));
-  out.webkv.adamMs = adam.median;
   // Check the first step on a fresh store against the same step in JS (MXNet's Adam).
   const kvC = await webkv.create('device', {allowCPUFallback: false});
   await kvC.init(1, w0);
@@ -156,7 +168,7 @@ async function main() {
   out.webkv.callOverheadMs = (await time(() => kv.push(3, tiny))).median;
 
   // --- hand-fused vec4 WGSL kernels in the page: the floor for this adapter ---
-  out.handFused = await handFused(dev, bufs, g, w0);
+  const hand = await handFused(dev, bufs, g, w0);
 
   // --- tfjs-backend-webgpu 4.22.0 ---
   await tf.setBackend('webgpu');
@@ -170,24 +182,33 @@ async function main() {
     await be.queue.onSubmittedWorkDone();
   };
   const ts = data.map((d) => tf.tensor1d(d));
-  const addn = await time(async () => {
-    const r = tf.addN(ts);
-    await flush();
-    r.dispose();
-  });
-  out.tfjs.addNMs = addn.median;
   const r = tf.addN(ts);
   out.check.tfjsAddNMaxRelErr = maxRelErr(await r.data(), want);
   r.dispose();
-
   const wv = tf.variable(tf.tensor1d(w0), true, 'w');
   const gt = tf.tensor1d(grad);
   const opt = tf.train.adam(0.001);
-  const tfAdam = await time(async () => {
-    opt.applyGradients({w: gt});
-    await flush();
+
+  const t = await timeAll({
+    webkvReduce: () => kv.push(0, bufs),
+    tfjsAddN: async () => {
+      const r = tf.addN(ts);
+      await flush();
+      r.dispose();
+    },
+    handReduce: hand.reduce,
+    webkvAdam: () => kvA.push(1, g),
+    tfjsAdam: async () => {
+      opt.applyGradients({w: gt});
+      await flush();
+    },
+    handAdam: hand.adam,
   });
-  out.tfjs.adamMs = tfAdam.median;
+  out.webkv.reduceMs = t.webkvReduce;
+  out.webkv.adamMs = t.webkvAdam;
+  out.tfjs.addNMs = t.tfjsAddN;
+  out.tfjs.adamMs = t.tfjsAdam;
+  out.handFused = {reduceMs: t.handReduce, adamMs: t.handAdam};
   log(JSON.stringify(out));
   await kv.close();
   await kvA.close();
