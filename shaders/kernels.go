@@ -43,6 +43,7 @@ const (
 // kernel names one compiled pipeline: its WGSL file, the template data and
 // the access of storage bindings 1..len(bind) (binding 0 is the uniform).
 type kernel struct {
+	name string // key(), computed once for cached kernels
 	file string
 	vec4 bool
 	data map[string]any
@@ -51,6 +52,9 @@ type kernel struct {
 
 // key identifies the pipeline built from k.
 func (k *kernel) key() string {
+	if k.name != "" {
+		return k.name
+	}
 	return fmt.Sprintf("%s|%v|%v|%s", k.file, k.vec4, k.data, string(accessBytes(k.bind)))
 }
 
@@ -90,7 +94,7 @@ type srcBinding struct{ I, B int }
 
 // reduceKernel sums k inputs (1..7) into dst; with acc, dst is the leftmost
 // operand (k may then be 0: dst = dst * scale).
-func reduceKernel(k int, acc, vec4 bool) *kernel {
+func makeReduceKernel(k int, acc, vec4 bool) *kernel {
 	srcs := make([]srcBinding, k)
 	bind := make([]access, 0, k+1)
 	for i := range srcs {
@@ -106,16 +110,16 @@ func reduceKernel(k int, acc, vec4 bool) *kernel {
 		data: map[string]any{"Srcs": srcs, "Rest": rest, "DstB": k + 1, "Acc": acc, "K": k}}
 }
 
-func fillKernel(vec4 bool) *kernel {
+func makeFillKernel(vec4 bool) *kernel {
 	return &kernel{file: "fill.wgsl", vec4: vec4, bind: []access{accWrite}, data: map[string]any{}}
 }
 
-func quantizeKernel(per int) *kernel {
+func makeQuantizeKernel(per int) *kernel {
 	return &kernel{file: "quantize.wgsl", bind: []access{accRead, accWrite, accWrite},
 		data: map[string]any{"Per": per}}
 }
 
-func dequantizeKernel(per int) *kernel {
+func makeDequantizeKernel(per int) *kernel {
 	return &kernel{file: "dequantize.wgsl", bind: []access{accRead, accWrite},
 		data: map[string]any{"Per": per}}
 }
@@ -137,7 +141,7 @@ var optFiles = map[kvcore.OptKind]string{
 // states. With ins > 0 the gradient is not one buffer but scale times the
 // sum of ins inputs (ReduceStep). NAG without momentum is plain SGD, as in
 // MXNet.
-func optKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
+func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
 	if kind == kvcore.OptNAG && ns == 0 {
 		kind = kvcore.OptSGD
 	}
@@ -175,7 +179,7 @@ func gradData(ins int) (map[string]any, []access) {
 
 // lambKernel is phase 1, 2 or 3 of LAMB (see lamb.wgsl); phase 1 reads
 // the gradient as optKernel does.
-func lambKernel(phase, ins int, vec4 bool) *kernel {
+func makeLambKernel(phase, ins int, vec4 bool) *kernel {
 	data := map[string]any{"Phase": phase}
 	var bind []access
 	switch phase {
@@ -191,4 +195,65 @@ func lambKernel(phase, ins int, vec4 bool) *kernel {
 		bind = []access{accWrite, accRead, accRead, accRead}
 	}
 	return &kernel{file: "lamb.wgsl", vec4: vec4, bind: bind, data: data}
+}
+
+// Kernels are immutable once built, so every variant is made once per
+// process: a dispatch then costs a map lookup, not template data and a
+// formatted key.
+
+type kernelID struct {
+	ctor    uint8
+	vec4    bool
+	a, b, c int
+}
+
+var kernelCache sync.Map // kernelID -> *kernel
+
+func cachedKernel(id kernelID, mk func() (*kernel, error)) (*kernel, error) {
+	if k, ok := kernelCache.Load(id); ok {
+		return k.(*kernel), nil
+	}
+	k, err := mk()
+	if err != nil {
+		return nil, err
+	}
+	k.name = k.key()
+	kernelCache.Store(id, k)
+	return k, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func reduceKernel(k int, acc, vec4 bool) *kernel {
+	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), 0}, func() (*kernel, error) { return makeReduceKernel(k, acc, vec4), nil })
+	return r
+}
+
+func fillKernel(vec4 bool) *kernel {
+	r, _ := cachedKernel(kernelID{2, vec4, 0, 0, 0}, func() (*kernel, error) { return makeFillKernel(vec4), nil })
+	return r
+}
+
+func quantizeKernel(per int) *kernel {
+	r, _ := cachedKernel(kernelID{3, false, per, 0, 0}, func() (*kernel, error) { return makeQuantizeKernel(per), nil })
+	return r
+}
+
+func dequantizeKernel(per int) *kernel {
+	r, _ := cachedKernel(kernelID{4, false, per, 0, 0}, func() (*kernel, error) { return makeDequantizeKernel(per), nil })
+	return r
+}
+
+func optKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
+	return cachedKernel(kernelID{5, vec4, int(kind), ns, ins}, func() (*kernel, error) { return makeOptKernel(kind, ns, ins, vec4) })
+}
+
+func lambKernel(phase, ins int, vec4 bool) *kernel {
+	r, _ := cachedKernel(kernelID{6, vec4, phase, ins, 0}, func() (*kernel, error) { return makeLambKernel(phase, ins, vec4), nil })
+	return r
 }
