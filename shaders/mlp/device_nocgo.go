@@ -13,3 +13,8 @@ var ErrNoNativeGPU = errors.New("mlp: built without cgo, so there is no native W
 func OpenEngine(s Shape, maxBatch int) (Engine, string, func(), error) {
 	return nil, "", nil, ErrNoNativeGPU
 }
+
+// OpenEngines always fails in builds without cgo; see the cgo version.
+func OpenEngines(s Shape, maxBatch, n int) ([]Engine, string, func(), error) {
+	return nil, "", nil, ErrNoNativeGPU
+}
