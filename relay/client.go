@@ -41,6 +41,12 @@ type DialOptions struct {
 	// GiveUp is how long the client keeps trying to reconnect before Recv
 	// and Send fail for good (default 2 min).
 	GiveUp time.Duration
+	// IdleTimeout is how long Recv waits for any message before it deems
+	// the connection dead and reconnects (default 60 s; the store pings
+	// every heartbeat and the relay answers each ping, so a healthy
+	// connection is never silent that long). It also bounds the transfer
+	// of one message. Negative disables it.
+	IdleTimeout time.Duration
 	// Header is added to the HTTP upgrade request (native only; browsers
 	// set their own, e.g. Origin).
 	Header http.Header
@@ -62,6 +68,9 @@ func (o DialOptions) withDefaults() DialOptions {
 	}
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = o.ReconnectMin
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 60 * time.Second
 	}
 	if o.GiveUp <= 0 {
 		o.GiveUp = 2 * time.Minute
@@ -338,7 +347,14 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 			c.recvGen = gen
 			return nil, ErrReconnected
 		}
-		msg, err := l.recv(ctx)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if c.opts.IdleTimeout > 0 {
+			// An expired read context makes the library close the
+			// connection, which is what a dead link deserves.
+			rctx, cancel = context.WithTimeout(ctx, c.opts.IdleTimeout)
+		}
+		msg, err := l.recv(rctx)
+		cancel()
 		if err == nil {
 			return msg, nil
 		}

@@ -83,7 +83,7 @@ func TestDialEchoAndToken(t *testing.T) {
 	e := newEchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, e.url, DialOptions{Job: "j", Token: "s3cret-Tok"})
+	c, err := Dial(ctx, e.url, DialOptions{Job: "j", Token: "s3cret-Tok", Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,11 @@ func TestReconnect(t *testing.T) {
 	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
 		t.Fatalf("after Kill: %v", err)
 	}
-	if got := e.n.Load(); got != 5 {
-		t.Fatalf("%d connections, want 5", got)
+	for i := 0; e.n.Load() != 5; i++ { // the server counts after its Accept returns
+		if i > 100 {
+			t.Fatalf("%d connections, want 5", e.n.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	c.Close()
 	if err := c.Send(ctx, []byte("x")); !errors.Is(err, ErrClosed) {
@@ -298,5 +301,32 @@ func TestBatchConnOrder(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
 		t.Fatal("coalesced bytes differ from the written bytes")
+	}
+}
+
+// TestIdleTimeoutReconnects: a connection on which nothing arrives for
+// IdleTimeout is deemed dead (a half-open TCP connection looks like this)
+// and replaced.
+func TestIdleTimeoutReconnects(t *testing.T) {
+	e := newEchoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, e.url, DialOptions{Job: "j", IdleTimeout: 200 * time.Millisecond, ReconnectMin: time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t0 := time.Now()
+	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+		t.Fatalf("Recv on a silent connection: %v, want ErrReconnected", err)
+	}
+	if d := time.Since(t0); d < 200*time.Millisecond {
+		t.Fatalf("reconnected after %v, before the idle timeout", d)
+	}
+	for i := 0; e.n.Load() != 2; i++ { // the server counts after its Accept returns
+		if i > 100 {
+			t.Fatalf("%d connections, want 2", e.n.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -216,73 +216,92 @@ func (j *job) readLoop(p *peer) error {
 	lim := j.s.limits()
 	var hdr [wire.HeaderSize]byte
 	for {
-		typ, r, err := p.ws.Reader(context.Background())
+		// The context covers waiting for the message and reading it; when
+		// it expires the library closes the connection.
+		ctx, cancel := context.WithTimeout(context.Background(), j.s.cfg.IdleTimeout)
+		err := j.readFrame(ctx, p, &lim, hdr[:])
+		cancel()
+		if err == errStop {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageBinary {
-			return wire.Errorf(wire.CodeBadFrame, "text message; the protocol is binary")
+	}
+}
+
+// errStop ends the read loop quietly (the job stopped or the peer closed).
+var errStop = errors.New("stop")
+
+// readFrame reads, validates and posts one frame.
+func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []byte) error {
+	typ, r, err := p.ws.Reader(ctx)
+	if err != nil {
+		return err
+	}
+	if typ != websocket.MessageBinary {
+		return wire.Errorf(wire.CodeBadFrame, "text message; the protocol is binary")
+	}
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return wire.Errorf(wire.CodeBadFrame, "message shorter than the %d-byte header", wire.HeaderSize)
 		}
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return wire.Errorf(wire.CodeBadFrame, "message shorter than the %d-byte header", wire.HeaderSize)
-			}
-			return err
+		return err
+	}
+	var h wire.Header
+	if err := wire.DecodeHeader(hdr[:], lim, &h); err != nil {
+		return err
+	}
+	n := wire.HeaderSize + int(h.PLen)
+	if !p.acquire(n) {
+		return errStop
+	}
+	b := wire.GetBuf(n)
+	*b = append(*b, hdr[:]...)
+	*b = (*b)[:n]
+	if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
+		wire.PutBuf(b)
+		p.release(n)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen)
 		}
-		var h wire.Header
-		if err := wire.DecodeHeader(hdr[:], &lim, &h); err != nil {
-			return err
-		}
-		n := wire.HeaderSize + int(h.PLen)
-		if !p.acquire(n) {
-			return nil
-		}
-		b := wire.GetBuf(n)
-		*b = append(*b, hdr[:]...)
-		*b = (*b)[:n]
-		if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
+		return err
+	}
+	// Trailing bytes after the announced payload are malformed too.
+	var one [1]byte
+	if k, _ := r.Read(one[:]); k > 0 {
+		wire.PutBuf(b)
+		p.release(n)
+		return wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen)
+	}
+	if h.Type == wire.TypeHello {
+		// The URL chose the job (and its token was checked for it);
+		// a Hello naming another job is refused, not rerouted.
+		hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], lim)
+		if err != nil {
 			wire.PutBuf(b)
 			p.release(n)
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen)
-			}
 			return err
 		}
-		// Trailing bytes after the announced payload are malformed too.
-		var one [1]byte
-		if k, _ := r.Read(one[:]); k > 0 {
+		if hl.Job != j.name {
 			wire.PutBuf(b)
 			p.release(n)
-			return wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen)
-		}
-		if h.Type == wire.TypeHello {
-			// The URL chose the job (and its token was checked for it);
-			// a Hello naming another job is refused, not rerouted.
-			hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], &lim)
-			if err != nil {
-				wire.PutBuf(b)
-				p.release(n)
-				return err
-			}
-			if hl.Job != j.name {
-				wire.PutBuf(b)
-				p.release(n)
-				return wire.Errorf(wire.CodeBadRequest, "hello names job %q on a connection for job %q", hl.Job, j.name)
-			}
-		}
-		j.m.msgsIn.Add(1)
-		j.m.bytesIn.Add(uint64(n))
-		switch h.Type {
-		case wire.TypePush, wire.TypePushPull:
-			j.m.pushes.Add(1)
-		case wire.TypePull:
-			j.m.pulls.Add(1)
-		}
-		if !j.post(event{kind: evMsg, p: p, buf: b}) {
-			p.release(n)
-			return nil
+			return wire.Errorf(wire.CodeBadRequest, "hello names job %q on a connection for job %q", hl.Job, j.name)
 		}
 	}
+	j.m.msgsIn.Add(1)
+	j.m.bytesIn.Add(uint64(n))
+	switch h.Type {
+	case wire.TypePush, wire.TypePushPull:
+		j.m.pushes.Add(1)
+	case wire.TypePull:
+		j.m.pulls.Add(1)
+	}
+	if !j.post(event{kind: evMsg, p: p, buf: b}) {
+		p.release(n)
+		return errStop
+	}
+	return nil
 }
 
 func (j *job) stop() {

@@ -83,6 +83,12 @@ type Config struct {
 	MaxConnsPerJob int   // connections per job
 	MaxJobs        int   // jobs (an open relay creates one per new job id)
 
+	// IdleTimeout closes a connection that sent nothing for that long (a
+	// half-open TCP connection, a peer that stopped without closing); it
+	// also bounds the transfer of one message. Default: 3*Timeout, at
+	// least 2 minutes.
+	IdleTimeout time.Duration
+
 	// WriteTimeout bounds each message write; SendQueue is the number of
 	// messages queued per connection before it is closed as too slow.
 	WriteTimeout time.Duration
@@ -124,6 +130,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConnsPerJob <= 0 {
 		c.MaxConnsPerJob = 256
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = max(3*c.Timeout, 2*time.Minute)
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
