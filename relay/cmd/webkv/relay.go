@@ -53,6 +53,7 @@ func runRelay(args []string) int {
 		maxPerJob = fs.Int("max-conns-per-job", 256, "largest number of connections of one job")
 		maxJobs   = fs.Int("max-jobs", 256, "largest number of jobs")
 		maxKeys   = fs.Int("max-keys", 1<<16, "largest number of keys per job")
+		idle      = fs.Duration("idle-timeout", 0, "close a connection silent this long (0: 3x -timeout, at least 2m)")
 		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "a peer that takes longer to accept one message is disconnected")
 		sendQueue = fs.Int("send-queue", 64, "messages queued per connection before a slow peer is disconnected")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
@@ -109,6 +110,7 @@ func runRelay(args []string) int {
 		MaxJobs:            *maxJobs,
 		MaxKeys:            *maxKeys,
 		WriteTimeout:       *wTimeout,
+		IdleTimeout:        *idle,
 		SendQueue:          *sendQueue,
 		Logger:             log,
 	})
