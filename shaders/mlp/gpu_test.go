@@ -387,3 +387,79 @@ func TestGPUBadInput(t *testing.T) {
 		t.Error("nil device: no error")
 	}
 }
+
+// TestOpenEnginesConcurrent runs 3 engines sharing one device from 3
+// goroutines, each on its own weights and batch, and checks every result
+// against the CPU reference (the lock must keep their buffers apart).
+func TestOpenEnginesConcurrent(t *testing.T) {
+	if os.Getenv("XDG_RUNTIME_DIR") == "" {
+		t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	}
+	es, name, release, err := OpenEngines(MNIST, 64, 3)
+	if err != nil {
+		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
+			t.Skipf("no WebGPU adapter and WEBKV_ALLOW_NO_GPU=1: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer release()
+	t.Logf("adapter: %s", name)
+	r := testSeed(t)
+	type job struct {
+		p    *Params
+		x    []float32
+		y    []uint8
+		want *Params
+		wl   float64
+	}
+	jobs := make([]job, len(es))
+	for i := range jobs {
+		p, _ := InitParams(MNIST, r.Int63())
+		x, y := randBatch(r, MNIST, 64)
+		want, _ := NewParams(MNIST)
+		wl, _, err := Grad(p, x, y, want, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs[i] = job{p, x, y, want, wl}
+	}
+	errs := make(chan error, len(es))
+	for i, e := range es {
+		go func() {
+			j := jobs[i]
+			for range 3 {
+				if err := e.SetParams(j.p); err != nil {
+					errs <- err
+					return
+				}
+				got, _ := NewParams(MNIST)
+				gl, _, err := e.Grad(j.x, j.y, got)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if math.Abs(gl-j.wl) > 1e-4*math.Max(1, j.wl) {
+					errs <- fmt.Errorf("engine %d: loss %g, CPU %g", i, gl, j.wl)
+					return
+				}
+				for k := range TensorNames {
+					for n, v := range j.want.Tensors()[k] {
+						if d := math.Abs(float64(got.Tensors()[k][n] - v)); d > 1e-4+1e-3*math.Abs(float64(v)) {
+							errs <- fmt.Errorf("engine %d: grad %s[%d] = %g, CPU %g", i, TensorNames[k], n, got.Tensors()[k][n], v)
+							return
+						}
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range es {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, _, _, err := OpenEngines(MNIST, 64, 0); err == nil {
+		t.Error("0 engines: no error")
+	}
+}
