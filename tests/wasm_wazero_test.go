@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -47,11 +48,13 @@ func buildReactor(tb testing.TB, pkg string) []byte {
 	if wasmBuilds.bins == nil {
 		wasmBuilds.bins, wasmBuilds.errs = map[string][]byte{}, map[string]error{}
 	}
+	start := time.Now()
 	b, err := goBuildWasip1(pkg)
 	if err != nil {
 		wasmBuilds.errs[pkg] = err
 		tb.Fatal(err)
 	}
+	tb.Logf("built %s for wasip1 (%d bytes) in %v", pkg, len(b), time.Since(start).Round(time.Millisecond))
 	wasmBuilds.bins[pkg] = b
 	return b
 }
@@ -72,9 +75,19 @@ func goBuildWasip1(pkg string) ([]byte, error) {
 	return os.ReadFile(out)
 }
 
-// wazeroCache is one compilation cache for the process, so a module that
-// several tests instantiate is compiled to machine code once.
-var wazeroCache = sync.OnceValue(func() wazero.CompilationCache { return wazero.NewCompilationCache() })
+// wazeroCache is a compilation cache kept on disk (under the user cache
+// dir, as wazero's CLI and go_wasip1_wasm_exec do), so a module is compiled
+// to machine code once, not once per test run: compiling a 4 MB Go module
+// takes wazero's compiler seconds, and close to a minute when the test runs
+// with -race. wazero keys entries by module hash and its own version.
+var wazeroCache = sync.OnceValue(func() wazero.CompilationCache {
+	if dir, err := os.UserCacheDir(); err == nil {
+		if c, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "webkv", "wazero")); err == nil {
+			return c
+		}
+	}
+	return wazero.NewCompilationCache()
+})
 
 // wasmModule is one instance of a reactor in its own wazero runtime.
 type wasmModule struct {
@@ -93,10 +106,12 @@ func instantiate(tb testing.TB, bin []byte) *wasmModule {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(wazeroCache()))
 	tb.Cleanup(func() { rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	start := time.Now()
 	cm, err := rt.CompileModule(ctx, bin)
 	if err != nil {
 		tb.Fatalf("wazero compile: %v", err)
 	}
+	compiled := time.Now()
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithStdout(os.Stdout).WithStderr(os.Stderr).
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader)
@@ -104,6 +119,8 @@ func instantiate(tb testing.TB, bin []byte) *wasmModule {
 	if err != nil {
 		tb.Fatalf("wazero instantiate: %v", err)
 	}
+	tb.Logf("wazero: compiled (or loaded from cache) in %v, instantiated in %v",
+		compiled.Sub(start).Round(time.Millisecond), time.Since(compiled).Round(time.Millisecond))
 	return &wasmModule{tb: tb, ctx: ctx, rt: rt, mod: mod, fns: map[string]api.Function{}}
 }
 
