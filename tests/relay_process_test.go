@@ -206,38 +206,57 @@ func (w *workerProc) result() (*relaytest.Result, error) {
 	return nil, fmt.Errorf("worker failed (%v):\n%s\n%s", err, w.out.String(), w.err.String())
 }
 
-// TestRelayProcesses16: 16 worker processes give exactly the single-process
-// result (dist_sync, Adam), through the relay binary.
-func TestRelayProcesses16(t *testing.T) {
+// TestRelayProcesses: N worker processes (up to 16) give exactly the
+// single-process result through the relay binary, for several optimizers,
+// with Push+Pull and with PushPull; two jobs run on one relay at once.
+func TestRelayProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	w := relaytest.Workload{Seed: seed, Workers: 16, Rounds: 3, Sizes: []int{100, 7},
-		Optimizer: json.RawMessage(`{"name":"adam","learning_rate":0.01}`)}
-	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16")
-	want, err := w.Reference()
-	if err != nil {
-		t.Fatal(err)
+	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16", "-token", "p5=tok5")
+	jobs := []struct {
+		job, token string
+		w          relaytest.Workload
+	}{
+		{"p16", "tok16", relaytest.Workload{Seed: seed, Workers: 16, Rounds: 3, Sizes: []int{100, 7},
+			Optimizer: json.RawMessage(`{"name":"adam","learning_rate":0.01}`)}},
+		{"p5", "tok5", relaytest.Workload{Seed: seed + 1, Workers: 5, Rounds: 4, Sizes: []int{64, 3, 9}, PushPull: true,
+			Optimizer: json.RawMessage(`{"name":"lamb","learning_rate":0.01}`)}},
 	}
-	var ws []*workerProc
-	for i := 0; i < w.Workers; i++ {
-		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "p16", Token: "tok16", Workload: w}))
+	type run struct {
+		job  string
+		want [][]float32
+		ws   []*workerProc
 	}
-	ranks := map[int]bool{}
-	for _, wp := range ws {
-		res, err := wp.result()
+	var runs []run
+	for _, j := range jobs {
+		want, err := j.w.Reference()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ranks[res.Rank] = true
-		if err := relaytest.Compare(res.Values, want); err != nil {
-			t.Fatalf("rank %d: %v", res.Rank, err)
+		rn := run{job: j.job, want: want}
+		for i := 0; i < j.w.Workers; i++ {
+			rn.ws = append(rn.ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: j.job, Token: j.token, Workload: j.w}))
 		}
+		runs = append(runs, rn)
 	}
-	if len(ranks) != 16 {
-		t.Fatalf("ranks %v, want 16 distinct", ranks)
+	for _, rn := range runs {
+		ranks := map[int]bool{}
+		for _, wp := range rn.ws {
+			res, err := wp.result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ranks[res.Rank] = true
+			if err := relaytest.Compare(res.Values, rn.want); err != nil {
+				t.Fatalf("job %s rank %d: %v", rn.job, res.Rank, err)
+			}
+		}
+		if len(ranks) != len(rn.ws) {
+			t.Fatalf("job %s: ranks %v, want %d distinct", rn.job, ranks, len(rn.ws))
+		}
 	}
 }
 
