@@ -616,6 +616,15 @@ func (b *Backend) wait() error {
 	return b.takeErr()
 }
 
+// Flush submits the work recorded so far without waiting for it, so the
+// GPU can start while the caller prepares the next step. Errors of that
+// work come back from the next Read or Sync.
+func (b *Backend) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flush()
+}
+
 // Sync submits queued work and waits until it is done.
 func (b *Backend) Sync() error {
 	b.mu.Lock()

@@ -319,6 +319,9 @@ func TestLongBatch(t *testing.T) {
 			}
 		}
 	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	// 1500 dispatches with distinct parameters (the arena holds 1024).
 	gs, cs := upload(t, b, make([]float32, 7)), upload(t, cpu, make([]float32, 7))
 	for i := 0; i < 1500; i++ {
@@ -335,6 +338,9 @@ func TestLongBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+	if err := b.Flush(); err != nil { // submitted early: the rest must still follow it
+		t.Fatal(err)
 	}
 	sameBits(t, "accumulated uploads", download(t, b, gacc), download(t, cpu, cacc))
 	sameBits(t, "1500 dispatches", download(t, b, gs), download(t, cpu, cs))
