@@ -36,13 +36,13 @@ all: check test
 
 deps:
 	tests/deps.sh
-	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 
 test: deps
 	$(MAKE) --no-print-directory -k $(TEST_STEPS)
 
 # Every Go test natively, with the race detector.
 test-native:
+	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(GO) test -race -timeout $(TIMEOUT) ./...
 
 # The same kvcore tests compiled for GOOS=wasip1 and run in wazero, through
