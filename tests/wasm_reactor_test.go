@@ -134,10 +134,12 @@ func TestWasip1ReactorErrors(t *testing.T) {
 	bad = `{"name":"adamax"}`
 	wantErr(t, k, "unknown optimizer", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(bad))), uint64(len(bad))), "adamax")
 	wantErr(t, k, "free of a non-block", k.rc("kv_free", 12345), "kv_free")
-	if p := k.call("kv_alloc", 0); p != 0 {
-		t.Errorf("kv_alloc(0) = %#x, want 0", p)
-	} else if msg := k.lastError(); !strings.Contains(msg, "size 0") {
-		t.Errorf("kv_alloc(0): error %q does not mention size 0", msg)
+	for _, size := range []uint64{0, 3 << 30} {
+		if p := k.call("kv_alloc", size); p != 0 {
+			t.Errorf("kv_alloc(%d) = %#x, want 0", size, p)
+		} else if msg := k.lastError(); !strings.Contains(msg, fmt.Sprintf("size %d", size)) {
+			t.Errorf("kv_alloc(%d): error %q does not name the size", size, msg)
+		}
 	}
 
 	// The store still works: push [1 2 3 4] from two devices and pull.

@@ -28,7 +28,7 @@
 //
 // # Functions
 //
-//	kv_alloc(size u32) -> ptr u32              0 on error
+//	kv_alloc(size u32) -> ptr u32              0 on error; size <= 1 GiB
 //	kv_free(ptr u32) -> i32
 //	kv_create(name ptr, len u32) -> handle i32 "local", "device", ...
 //	kv_close(h i32) -> i32
@@ -62,6 +62,10 @@ import (
 )
 
 func main() {}
+
+// maxBlock bounds one kv_alloc: wasm32 memory is 4 GiB in all, and a Go
+// allocation that cannot be met is a fatal error, not one we can return.
+const maxBlock = 1 << 30
 
 // blocks holds the memory given out by kv_alloc, by address, so the Go GC
 // keeps it alive while the host uses it, and so pointers can be checked.
@@ -145,8 +149,8 @@ func store(call string, h int32) (*handle, error) {
 
 //go:wasmexport kv_alloc
 func kvAlloc(size uint32) uint32 {
-	if size == 0 {
-		fail(fmt.Errorf("kv_alloc: size 0"))
+	if size == 0 || size > maxBlock {
+		fail(fmt.Errorf("kv_alloc: size %d, want 1 to %d bytes", size, maxBlock))
 		return 0
 	}
 	b := make([]byte, size)
