@@ -334,6 +334,7 @@ func brStoreScript(typ string, opts map[string]any, base uint32, gpu, canCompres
 		{Op: "init", Key: 7, Val: vg(8, []bool{true}, 3), Shape: []int{8}},
 		{Op: "pull", Key: 3, Out: "new", N: 20},
 		{Op: "pull", Key: 7, Out: "f32", N: 8},
+		{Op: "burst", Key: 11, Val: v(6, 17, 18), Shape: []int{2, 3}},
 		// two values in one call are summed, and the sum is assigned
 		{Op: "push", Key: 3, Val: vg(20, []bool{false, true}, 4, 5)},
 		{Op: "pull", Key: 3, Out: out("gpu"), N: 20},
@@ -464,6 +465,29 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		}
 		nv.s, nv.shapes = s, map[kvcore.Key][]int{}
 		return brRec{OK: true, Info: &brInfo{Type: s.Type(), Rank: s.Rank(), NumWorkers: s.NumWorkers()}}
+	case "burst":
+		k := brKey(st.Key)
+		a, _ := kvcore.FromSlice(kvcore.OnCPU(0), brRand(st.Val.Seeds[0], st.Val.N), st.Shape...)
+		if err := nv.s.Init(ctx, k, a); err != nil {
+			return fail(err)
+		}
+		nv.shapes[k] = st.Shape
+		if err := nv.s.Push(k, nv.arrays(k, &brVal{Seeds: st.Val.Seeds[1:], N: st.Val.N})...); err != nil {
+			return fail(err)
+		}
+		o := nv.out(k)
+		if err := nv.s.Pull(k, o); err != nil {
+			return fail(err)
+		}
+		data, err := o.ToSlice()
+		if err != nil {
+			return fail(err)
+		}
+		rec := brRec{OK: true}
+		for _, x := range data {
+			rec.Values = append(rec.Values, float64(x))
+		}
+		return rec
 	case "info":
 		return brRec{OK: true, Info: &brInfo{Type: nv.s.Type(), Rank: nv.s.Rank(), NumWorkers: nv.s.NumWorkers()}}
 	case "init":

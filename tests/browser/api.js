@@ -75,6 +75,16 @@ async function main() {
           rec.values = await result(r, st.out, st.n);
           break;
         }
+        case 'burst': {
+          // init, push, pull issued without awaiting: they must run in order.
+          const [, , r] = await Promise.all([
+            kv.init(st.key, rand(st.val.seeds[0], st.val.n), st.shape),
+            kv.push(st.key, rand(st.val.seeds[1], st.val.n)),
+            kv.pull(st.key),
+          ]);
+          rec.values = Array.from(r);
+          break;
+        }
         case 'setOptimizer': await kv.setOptimizer(st.spec); break;
         case 'setGradientCompression': await kv.setGradientCompression(st.spec); break;
         case 'barrier': await kv.barrier(); break;

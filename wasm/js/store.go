@@ -31,6 +31,9 @@ type jsStore struct {
 	// api.info must not take the dist link's lock from a js.FuncOf
 	// callback (a callback that blocks can deadlock the page's event loop).
 	rank, numWorkers int
+	// tail is closed once the last call made so far has been enqueued on
+	// kvcore; each call waits for its predecessor's (see storeCall).
+	tail chan struct{}
 }
 
 // refresh reads rank and numWorkers (from a goroutine, never a callback) and
@@ -117,7 +120,8 @@ func jsCreate(this js.Value, args []js.Value) any {
 			}
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		js := &jsStore{ctx: ctx, cancel: cancel, shapes: map[kvcore.Key][]int{}, fallback: fallback}
+		js := &jsStore{ctx: ctx, cancel: cancel, shapes: map[kvcore.Key][]int{}, fallback: fallback, tail: make(chan struct{})}
+		close(js.tail)
 		storesMu.Lock()
 		js.id = nextID
 		nextID++
@@ -218,9 +222,24 @@ func emitAll(name string, detail map[string]any) {
 	}
 }
 
-// method parses a call's arguments synchronously (typed arrays are copied
-// now) and returns the work that finishes it in a goroutine.
-type method func(st *jsStore, args []js.Value) (work, error)
+// A call runs in three phases:
+//
+//  1. parse, in the js.FuncOf callback: arguments are checked and typed
+//     arrays copied into Go memory, so the page may reuse them at once.
+//     Nothing here may wait on anything (a blocked callback stalls the
+//     page's event loop, and the WebGPU backend holds its lock while it
+//     awaits mapAsync).
+//  2. enqueue, in a goroutine, strictly in the order the page made its
+//     calls on the store (a chain of channels): arrays are built (shaped
+//     like the key, GPUBuffers wrapped) and the operation is queued on
+//     kvcore. Calls that change what later calls see (init,
+//     setOptimizer, loadOptimizerStates, close) finish here, so
+//     kv.init(k, …); kv.push(k, …) works without awaiting the init.
+//  3. the work that settles the Promise: waiting for the operation.
+type (
+	enqueue func() (work, error)
+	method  func(st *jsStore, args []js.Value) (enqueue, error)
+)
 
 var storeMethods = map[string]method{
 	"init":                   (*jsStore).init,
@@ -245,19 +264,31 @@ func storeCall(name string, m method) func(js.Value, []js.Value) any {
 		if err != nil {
 			return rejected(fmt.Errorf("webkv: %s: %w", name, err))
 		}
-		var w work
+		var enq enqueue
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
 					err = fmt.Errorf("webkv: %s: internal error: %v", name, r)
 				}
 			}()
-			w, err = m(st, args[1:])
+			enq, err = m(st, args[1:])
 		}()
 		if err != nil {
 			return rejected(err)
 		}
+		st.mu.Lock()
+		prev, mine := st.tail, make(chan struct{})
+		st.tail = mine
+		st.mu.Unlock()
 		return promise(func() (any, error) {
+			w, err := func() (work, error) {
+				defer close(mine)
+				<-prev
+				return runEnqueue(name, enq)
+			}()
+			if err != nil {
+				return nil, err
+			}
 			v, err := w()
 			if name != "close" {
 				st.refresh()
@@ -267,6 +298,23 @@ func storeCall(name string, m method) func(js.Value, []js.Value) any {
 	}
 }
 
+func runEnqueue(name string, enq enqueue) (w work, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("webkv: %s: internal error: %v", name, r)
+		}
+	}()
+	return enq()
+}
+
+// done is the work of calls that finished while enqueuing.
+func done(v any, err error) (work, error) {
+	if err != nil {
+		return nil, err
+	}
+	return func() (any, error) { return v, nil }, nil
+}
+
 func arg(args []js.Value, i int) js.Value {
 	if i < len(args) {
 		return args[i]
@@ -274,75 +322,98 @@ func arg(args []js.Value, i int) js.Value {
 	return js.Undefined()
 }
 
-// array converts a value argument (Float32Array, or GPUBuffer on a device
-// store) into a kvcore array shaped like key's stored value; a value of the
-// wrong size gets shape [len] so that kvcore reports the mismatch.
-func (st *jsStore) array(op string, k kvcore.Key, v js.Value, shape []int) (*kvcore.Array, error) {
+// rawVal is a value argument after parsing: data copied from a
+// Float32Array, or the page's GPUBuffer.
+type rawVal struct {
+	data []float32
+	buf  js.Value
+}
+
+func parseVal(op string, k kvcore.Key, v js.Value) (rawVal, error) {
+	switch {
+	case isInstance(v, "Float32Array"):
+		if v.Length() == 0 {
+			return rawVal{}, badArg("webkv: %s key %v: empty Float32Array", op, k)
+		}
+		return rawVal{data: float32sFromJS(v)}, nil
+	case isInstance(v, "GPUBuffer"):
+		return rawVal{buf: v}, nil
+	}
+	return rawVal{}, badArg("webkv: %s key %v: value must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
+}
+
+// parseVals parses one value or an array of values (one per device: they
+// are summed).
+func parseVals(op string, k kvcore.Key, v js.Value) ([]rawVal, error) {
+	if !js.Global().Get("Array").Call("isArray", v).Bool() {
+		rv, err := parseVal(op, k, v)
+		return []rawVal{rv}, err
+	}
+	n := v.Length()
+	if n == 0 {
+		return nil, badArg("webkv: %s key %v: empty list of values", op, k)
+	}
+	out := make([]rawVal, n)
+	for i := range n {
+		rv, err := parseVal(op, k, v.Index(i))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = rv
+	}
+	return out, nil
+}
+
+func count(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// array makes rv a kvcore array shaped like key's stored value (or like
+// shape, for init); a value of the wrong size gets shape [len] so that
+// kvcore reports the mismatch with its own message.
+func (st *jsStore) array(op string, k kvcore.Key, rv rawVal, shape []int) (*kvcore.Array, error) {
 	if shape == nil {
 		st.mu.Lock()
 		shape = st.shapes[k]
 		st.mu.Unlock()
 	}
-	count := func(s []int) int {
-		n := 1
-		for _, d := range s {
-			n *= d
-		}
-		return n
-	}
-	switch {
-	case isInstance(v, "Float32Array"):
-		data := float32sFromJS(v)
-		if shape == nil || count(shape) != len(data) {
-			if len(data) == 0 {
-				return nil, badArg("webkv: %s key %v: empty Float32Array", op, k)
-			}
-			if shape != nil && op == "init" {
-				return nil, fmt.Errorf("webkv: init key %v: %d values do not fill shape %v (%d): %w", k, len(data), shape, count(shape), kvcore.ErrShapeMismatch)
-			}
-			shape = []int{len(data)}
-		}
-		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
-		if err != nil {
-			return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, err)
-		}
-		return a, nil
-	case isInstance(v, "GPUBuffer"):
+	if rv.data == nil {
 		if shape == nil {
 			if op == "init" {
 				return nil, badArg("webkv: init key %v: a GPUBuffer value needs an explicit shape", k)
 			}
-			return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, kvcore.ErrUnknownKey)
+			return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, kvcore.ErrUnknownKey)
 		}
-		return wrapGPUBuffer(fmt.Sprintf("%s key %v", op, k), v, shape, count(shape))
+		return wrapGPUBuffer(fmt.Sprintf("%s key %v", op, k), rv.buf, shape, count(shape))
 	}
-	return nil, badArg("webkv: %s key %v: value must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
+	if shape == nil || count(shape) != len(rv.data) {
+		if shape != nil && op == "init" {
+			return nil, fmt.Errorf("webkv: init key %v: %d values do not fill shape %v (%d): %w", k, len(rv.data), shape, count(shape), kvcore.ErrShapeMismatch)
+		}
+		shape = []int{len(rv.data)}
+	}
+	a, err := kvcore.FromSlice(kvcore.OnCPU(0), rv.data, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, err)
+	}
+	return a, nil
 }
 
-// values converts one value or an array of values (one per device: they are
-// summed).
-func (st *jsStore) values(op string, k kvcore.Key, v js.Value) ([]*kvcore.Array, error) {
-	if js.Global().Get("Array").Call("isArray", v).Bool() {
-		n := v.Length()
-		if n == 0 {
-			return nil, badArg("webkv: %s key %v: empty list of values", op, k)
+func (st *jsStore) arrays(op string, k kvcore.Key, rvs []rawVal) ([]*kvcore.Array, error) {
+	out := make([]*kvcore.Array, 0, len(rvs))
+	for _, rv := range rvs {
+		a, err := st.array(op, k, rv, nil)
+		if err != nil {
+			release(out)
+			return nil, err
 		}
-		out := make([]*kvcore.Array, n)
-		for i := range n {
-			a, err := st.array(op, k, v.Index(i), nil)
-			if err != nil {
-				release(out[:i])
-				return nil, err
-			}
-			out[i] = a
-		}
-		return out, nil
+		out = append(out, a)
 	}
-	a, err := st.array(op, k, v, nil)
-	if err != nil {
-		return nil, err
-	}
-	return []*kvcore.Array{a}, nil
+	return out, nil
 }
 
 func release(as []*kvcore.Array) {
@@ -353,6 +424,20 @@ func release(as []*kvcore.Array) {
 	}
 }
 
+// rawOut is a parsed output argument: undefined (a new Float32Array), a
+// Float32Array to fill, or a GPUBuffer.
+type rawOut struct{ v js.Value }
+
+func parseOut(op string, k kvcore.Key, v js.Value) (rawOut, error) {
+	if v.IsUndefined() || v.IsNull() || isInstance(v, "Float32Array") || isInstance(v, "GPUBuffer") {
+		if v.IsNull() {
+			v = js.Undefined()
+		}
+		return rawOut{v}, nil
+	}
+	return rawOut{}, badArg("webkv: %s key %v: output must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
+}
+
 // output is where a pull lands: a Go array and, for a Float32Array or a new
 // one, the JavaScript array it is copied into once done.
 type output struct {
@@ -361,7 +446,8 @@ type output struct {
 	gpuOut js.Value // the page's GPUBuffer, returned as is
 }
 
-func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) {
+func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
+	v := ro.v
 	st.mu.Lock()
 	shape := st.shapes[k]
 	st.mu.Unlock()
@@ -374,12 +460,9 @@ func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) 
 		}
 		return &output{a: a, js: js.Undefined()}, nil
 	}
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
+	n := count(shape)
 	switch {
-	case v.IsUndefined() || v.IsNull():
+	case v.IsUndefined():
 		a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
 		if err != nil {
 			return nil, err
@@ -394,20 +477,20 @@ func (st *jsStore) output(op string, k kvcore.Key, v js.Value) (*output, error) 
 			return nil, err
 		}
 		return &output{a: a, js: v}, nil
-	case isInstance(v, "GPUBuffer"):
+	default: // GPUBuffer
 		a, err := wrapGPUBuffer(fmt.Sprintf("%s key %v", op, k), v, shape, n)
 		if err != nil {
 			return nil, err
 		}
 		return &output{a: a, gpuOut: v}, nil
 	}
-	return nil, badArg("webkv: %s key %v: output must be a Float32Array or a GPUBuffer, got %s", op, k, typeName(v))
 }
 
 // finish waits for o, submits the GPU work that wrote it (after the wait:
 // a dist pull writes its output only when the answer arrives) and hands it
 // to JavaScript.
 func (o *output) finish(st *jsStore) (any, error) {
+	defer o.a.Release()
 	if err := st.settle(o.a.Wait(st.ctx)); err != nil {
 		return nil, err
 	}
@@ -437,8 +520,9 @@ func (st *jsStore) settle(err error) error {
 	return err
 }
 
-// init(key, value, shape?)
-func (st *jsStore) init(args []js.Value) (work, error) {
+// init(key, value, shape?): finishes while enqueuing, so that later calls
+// see the key.
+func (st *jsStore) init(args []js.Value) (enqueue, error) {
 	k, err := toKey("init", arg(args, 0))
 	if err != nil {
 		return nil, err
@@ -447,19 +531,23 @@ func (st *jsStore) init(args []js.Value) (work, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := st.array("init", k, arg(args, 1), shape)
+	rv, err := parseVal("init", k, arg(args, 1))
 	if err != nil {
 		return nil, err
 	}
-	return func() (any, error) {
+	return func() (work, error) {
+		a, err := st.array("init", k, rv, shape)
+		if err != nil {
+			return nil, err
+		}
 		defer a.Release()
-		err := st.s.Init(st.ctx, k, a)
+		err = st.s.Init(st.ctx, k, a)
 		if err == nil {
 			st.mu.Lock()
 			st.shapes[k] = a.Shape()
 			st.mu.Unlock()
 		}
-		return js.Undefined(), st.settle(err)
+		return done(js.Undefined(), st.settle(err))
 	}, nil
 }
 
@@ -467,77 +555,95 @@ func (st *jsStore) init(args []js.Value) (work, error) {
 // queued finished (MXNet's push is asynchronous; a Promise that resolves
 // before the value was consumed would let the page overwrite a GPUBuffer
 // still in use), and rejects with the first error among them.
-func (st *jsStore) push(args []js.Value) (work, error) {
+func (st *jsStore) push(args []js.Value) (enqueue, error) {
 	k, err := toKey("push", arg(args, 0))
 	if err != nil {
 		return nil, err
 	}
-	vals, err := st.values("push", k, arg(args, 1))
+	rvs, err := parseVals("push", k, arg(args, 1))
 	if err != nil {
 		return nil, err
 	}
-	if err := st.s.Push(k, vals...); err != nil {
-		release(vals)
-		return nil, err
-	}
-	return func() (any, error) {
-		err := st.s.WaitAll(st.ctx)
-		release(vals)
-		return js.Undefined(), st.settle(err)
+	return func() (work, error) {
+		vals, err := st.arrays("push", k, rvs)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.s.Push(k, vals...); err != nil {
+			release(vals)
+			return nil, err
+		}
+		return func() (any, error) {
+			err := st.s.WaitAll(st.ctx)
+			release(vals)
+			return js.Undefined(), st.settle(err)
+		}, nil
 	}, nil
 }
 
 // pull(key, out?): fills out (Float32Array or GPUBuffer) or a new
 // Float32Array and resolves to it.
-func (st *jsStore) pull(args []js.Value) (work, error) {
+func (st *jsStore) pull(args []js.Value) (enqueue, error) {
 	k, err := toKey("pull", arg(args, 0))
 	if err != nil {
 		return nil, err
 	}
-	out, err := st.output("pull", k, arg(args, 1))
+	ro, err := parseOut("pull", k, arg(args, 1))
 	if err != nil {
 		return nil, err
 	}
-	if err := st.s.Pull(k, out.a); err != nil {
-		out.a.Release()
-		return nil, err
-	}
-	return func() (any, error) {
-		defer out.a.Release()
-		return out.finish(st)
+	return func() (work, error) {
+		out, err := st.output("pull", k, ro)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.s.Pull(k, out.a); err != nil {
+			out.a.Release()
+			return nil, err
+		}
+		return func() (any, error) { return out.finish(st) }, nil
 	}, nil
 }
 
 // pushPull(key, value | value[], out?)
-func (st *jsStore) pushPull(args []js.Value) (work, error) {
+func (st *jsStore) pushPull(args []js.Value) (enqueue, error) {
 	k, err := toKey("pushPull", arg(args, 0))
 	if err != nil {
 		return nil, err
 	}
-	vals, err := st.values("pushPull", k, arg(args, 1))
+	rvs, err := parseVals("pushPull", k, arg(args, 1))
 	if err != nil {
 		return nil, err
 	}
-	out, err := st.output("pushPull", k, arg(args, 2))
+	ro, err := parseOut("pushPull", k, arg(args, 2))
 	if err != nil {
-		release(vals)
 		return nil, err
 	}
-	if err := st.s.PushPull(k, vals, []*kvcore.Array{out.a}); err != nil {
-		release(vals)
-		out.a.Release()
-		return nil, err
-	}
-	return func() (any, error) {
-		defer out.a.Release()
-		defer release(vals)
-		return out.finish(st)
+	return func() (work, error) {
+		vals, err := st.arrays("pushPull", k, rvs)
+		if err != nil {
+			return nil, err
+		}
+		out, err := st.output("pushPull", k, ro)
+		if err != nil {
+			release(vals)
+			return nil, err
+		}
+		if err := st.s.PushPull(k, vals, []*kvcore.Array{out.a}); err != nil {
+			release(vals)
+			out.a.Release()
+			return nil, err
+		}
+		return func() (any, error) {
+			defer release(vals)
+			return out.finish(st)
+		}, nil
 	}, nil
 }
 
 // setOptimizer(spec): spec is MXNet's optimizer name and arguments, the JSON
 // of kvcore.Optimizer (webkv.js stringifies the object).
-func (st *jsStore) setOptimizer(args []js.Value) (work, error) {
+func (st *jsStore) setOptimizer(args []js.Value) (enqueue, error) {
 	spec := arg(args, 0)
 	if spec.Type() != js.TypeString {
 		return nil, badArg("webkv: setOptimizer: want an object like {name: 'adam', learning_rate: 0.001}, got %s", typeName(spec))
@@ -546,13 +652,13 @@ func (st *jsStore) setOptimizer(args []js.Value) (work, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
-	return func() (any, error) {
-		return js.Undefined(), st.settle(st.s.SetOptimizer(st.ctx, opt))
+	return func() (work, error) {
+		return done(js.Undefined(), st.settle(st.s.SetOptimizer(st.ctx, opt)))
 	}, nil
 }
 
 // setGradientCompression({type: '2bit'|'1bit', threshold})
-func (st *jsStore) setGradientCompression(args []js.Value) (work, error) {
+func (st *jsStore) setGradientCompression(args []js.Value) (enqueue, error) {
 	o := arg(args, 0)
 	if o.Type() != js.TypeObject {
 		return nil, badArg("webkv: setGradientCompression: want {type: '2bit', threshold: 0.5}, got %s", typeName(o))
@@ -574,59 +680,68 @@ func (st *jsStore) setGradientCompression(args []js.Value) (work, error) {
 	default:
 		return nil, fmt.Errorf("webkv: setGradientCompression: type %q: %w (want '2bit' or '1bit')", t, kvcore.ErrBadCompression)
 	}
-	return func() (any, error) {
-		return js.Undefined(), st.settle(st.s.SetGradientCompression(st.ctx, c))
+	return func() (work, error) {
+		return done(js.Undefined(), st.settle(st.s.SetGradientCompression(st.ctx, c)))
 	}, nil
 }
 
-func (st *jsStore) barrier(args []js.Value) (work, error) {
-	return func() (any, error) { return js.Undefined(), st.s.Barrier(st.ctx) }, nil
+// barrier and waitAll wait after enqueuing: later calls need not wait for
+// them.
+func (st *jsStore) barrier(args []js.Value) (enqueue, error) {
+	return func() (work, error) {
+		return func() (any, error) { return js.Undefined(), st.s.Barrier(st.ctx) }, nil
+	}, nil
 }
 
-func (st *jsStore) waitAll(args []js.Value) (work, error) {
-	return func() (any, error) { return js.Undefined(), st.settle(st.s.WaitAll(st.ctx)) }, nil
+func (st *jsStore) waitAll(args []js.Value) (enqueue, error) {
+	return func() (work, error) {
+		return func() (any, error) { return js.Undefined(), st.settle(st.s.WaitAll(st.ctx)) }, nil
+	}, nil
 }
 
-// saveOptimizerStates(dumpOptimizer?) resolves to a Uint8Array.
-func (st *jsStore) saveStates(args []js.Value) (work, error) {
+// saveOptimizerStates(dumpOptimizer?) resolves to a Uint8Array of the
+// states as of the call.
+func (st *jsStore) saveStates(args []js.Value) (enqueue, error) {
 	dump := false
 	if d := arg(args, 0); d.Type() == js.TypeBoolean {
 		dump = d.Bool()
 	} else if !d.IsUndefined() {
 		return nil, badArg("webkv: saveOptimizerStates: dumpOptimizer must be a boolean, got %s", typeName(d))
 	}
-	return func() (any, error) {
+	return func() (work, error) {
 		var buf bytes.Buffer
 		if err := st.s.SaveOptimizerStates(st.ctx, &buf, dump); err != nil {
 			return nil, err
 		}
-		return bytesToJS(buf.Bytes()), nil
+		b := buf.Bytes()
+		return func() (any, error) { return bytesToJS(b), nil }, nil
 	}, nil
 }
 
 // loadOptimizerStates(bytes)
-func (st *jsStore) loadStates(args []js.Value) (work, error) {
+func (st *jsStore) loadStates(args []js.Value) (enqueue, error) {
 	b, err := bytesFromJS("loadOptimizerStates", arg(args, 0))
 	if err != nil {
 		return nil, err
 	}
-	return func() (any, error) {
-		return js.Undefined(), st.settle(st.s.LoadOptimizerStates(st.ctx, bytes.NewReader(b)))
+	return func() (work, error) {
+		return done(js.Undefined(), st.settle(st.s.LoadOptimizerStates(st.ctx, bytes.NewReader(b))))
 	}, nil
 }
 
-// close waits for queued work, frees the store and its relay link.
-func (st *jsStore) close(args []js.Value) (work, error) {
-	return func() (any, error) {
-		err := st.s.Close()
-		st.cancel()
+// close waits for queued work, frees the store and its relay link; later
+// calls fail with CLOSED.
+func (st *jsStore) close(args []js.Value) (enqueue, error) {
+	return func() (work, error) {
 		storesMu.Lock()
 		delete(stores, st.id)
 		storesMu.Unlock()
+		err := st.s.Close()
+		st.cancel()
 		if errors.Is(err, kvcore.ErrClosed) {
 			err = nil
 		}
 		st.emit("close", map[string]any{})
-		return js.Undefined(), err
+		return done(js.Undefined(), err)
 	}, nil
 }
