@@ -804,3 +804,137 @@ func TestDistCancelledBarrier(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// A worker that joins a running job inits (its init is answered at once),
+// pulls the current value and takes part from the next round; the others
+// never wait for it before that, and its leave does not hang them.
+func TestDistLateJoin(t *testing.T) {
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	joined := make(chan struct{})
+	train := func(i, steps int, late bool) error {
+		n := 2
+		if late {
+			n = 0
+		}
+		s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{0})); err != nil {
+			return err
+		}
+		out := arr(t, []float32{-1})
+		if late {
+			if err := s.Pull(kvcore.IntKey(0), out); err != nil {
+				return err
+			}
+			if v := values(t, out); v[0] != 2 {
+				return fmt.Errorf("late joiner pulled %v, want 2 (the sum of a two-worker round)", v)
+			}
+			close(joined)
+		}
+		for step := range steps {
+			if !late && step == 3 && i == 0 {
+				<-joined // the third worker is in before round 3 opens... or during it
+			}
+			if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+				return err
+			}
+			if err := s.WaitAll(ctx); err != nil {
+				return err
+			}
+			if v := values(t, out)[0]; v != 2 && v != 3 {
+				return fmt.Errorf("worker %d step %d: round sum %v, want 2 or 3", i, step, v)
+			}
+		}
+		return nil
+	}
+	for i := range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = train(i, 12, false) }()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Join once the first rounds are done.
+		time.Sleep(20 * time.Millisecond)
+		errs[2] = train(2, 4, true)
+	}()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	srv.Do("j", func(j *psm.Job) {
+		if st := j.Stats(); st.Rounds != 12 || st.Workers != 0 {
+			t.Errorf("stats %+v: want 12 rounds and no workers left", st)
+		}
+	})
+}
+
+// With a round deadline and a quorum, a straggler does not slow the others
+// down: rounds close without it (sum rescaled), its late pushes are
+// acknowledged without being applied, and it carries on from the current
+// round. The fast workers leave when done (uneven progress at the end of an
+// epoch), so the straggler's last rounds close with it alone.
+func TestDistStragglerDeadline(t *testing.T) {
+	srv := testServer(t, psm.Config{RoundDeadline: 30 * time.Millisecond, QuorumMin: 2, Timeout: 10 * time.Second})
+	ctx := testCtx(t)
+	const n, steps = 3, 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{0})); err != nil {
+					return err
+				}
+				out := arr(t, []float32{0})
+				straggler := s.Rank() == 2
+				for range steps {
+					if straggler {
+						time.Sleep(80 * time.Millisecond)
+					}
+					if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+						return err
+					}
+					if err := s.WaitAll(ctx); err != nil {
+						return err
+					}
+					// A full round sums 3; a deadline round sums 2, rescaled
+					// by 3/2: 3 as well. The straggler's rounds after the
+					// others left hold its push alone: 1.
+					if v := values(t, out)[0]; v != 3 && !(straggler && v == 1) {
+						return fmt.Errorf("rank %d: round value %v, want 3", s.Rank(), v)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	srv.Do("j", func(j *psm.Job) {
+		st := j.Stats()
+		t.Logf("stats %+v", st)
+		if st.Rescaled == 0 || st.LatePushes == 0 {
+			t.Errorf("no deadline round or late push: %+v", st)
+		}
+	})
+}

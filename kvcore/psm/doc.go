@@ -55,7 +55,11 @@
 // 1/(batch*workers)) stays right; such acks carry wire.FlagRescaled. A push
 // that arrives for a round that already closed is acknowledged with
 // wire.FlagLate and not applied (a stale gradient is dropped, as in backup-
-// worker synchronous SGD); its ack tells the worker the current round.
+// worker synchronous SGD); its ack tells the worker the current round. So a
+// straggler makes fewer contributions than it makes pushes: workers that
+// run a fixed number of steps must leave when done (Store.Close sends
+// Leave), or the straggler's last rounds would wait for peers that already
+// stopped pushing.
 //
 // A worker waits for its push's ack before pushing the key again, so at
 // most one of its pushes per key waits behind the open round; a second one
