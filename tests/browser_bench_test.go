@@ -4,10 +4,16 @@ package tests
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/webkv/webkv/relay"
 )
 
 // brBenchResult is what tests/browser/bench.js posts.
@@ -105,4 +111,66 @@ func BenchmarkBrowserWebGPU(b *testing.B) {
 	b.ReportMetric(w.CallOverheadMs, "webkv-call-ms")
 	b.ReportMetric(w.PushFloat32ArrayMs, "push16MB-ms")
 	b.ReportMetric(w.PullFloat32ArrayMs, "pull16MB-ms")
+}
+
+// BenchmarkBrowserDistRounds measures dist_sync rounds per second with 1, 2
+// and 4 browser tabs as the workers of one job on an in-process relay: each
+// round every tab pushPulls the four keys of the demo's 784-128-10 MLP
+// (101,770 float32; Float32Array gradients in, weights out, so a round
+// includes the upload and readback through JavaScript memory). The tabs
+// share one headless Chromium on this shared 2-core machine, so the figures
+// compare worker counts with each other, not with real deployments.
+//
+//	go test ./tests -run '^$' -bench BrowserDistRounds -benchtime 1x
+func BenchmarkBrowserDistRounds(b *testing.B) {
+	for _, peers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("peers=%d", peers), func(b *testing.B) {
+			rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"rounds": "tok"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := brServer(b, map[string]http.Handler{"/ws": rs})
+			wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+			ctx := brBrowser(b)
+			const rounds = 20
+			type tabRes struct {
+				Ms         float64 `json:"ms"`
+				Rank       int     `json:"rank"`
+				NumWorkers int     `json:"numWorkers"`
+				W0         float64 `json:"w0"`
+			}
+			var worst float64
+			for range b.N {
+				res := make([]tabRes, peers)
+				errs := make([]error, peers)
+				var wg sync.WaitGroup
+				for i := range peers {
+					tctx, cancel := chromedp.NewContext(ctx) // a new tab
+					defer cancel()
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						url := fmt.Sprintf("%s/rounds.html?type=dist_sync&url=%s&job=rounds&workers=%d&rounds=%d", srv.URL, wsURL, peers, rounds)
+						errs[i] = brRunPageErr(tctx, url, 5*time.Minute, &res[i])
+					}()
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						b.Fatalf("tab %d: %v", i, err)
+					}
+				}
+				worst = 0
+				for i, r := range res {
+					worst = max(worst, r.Ms)
+					if r.W0 != res[0].W0 {
+						b.Errorf("tab %d ends with bias[0] = %v, tab 0 with %v: the workers diverged", i, r.W0, res[0].W0)
+					}
+				}
+				b.Logf("%d tabs: %+v", peers, res)
+			}
+			b.ReportMetric(rounds/(worst/1000), "rounds/s")
+			b.ReportMetric(worst/rounds, "ms/round")
+		})
+	}
 }

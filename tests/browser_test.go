@@ -187,6 +187,10 @@ func brBrowser(tb testing.TB) context.Context {
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("no-default-browser-check", true),
 		chromedp.Flag("mute-audio", true),
+		// Several tabs run workers at once: none may be throttled as hidden.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
@@ -210,25 +214,33 @@ func brBrowser(tb testing.TB) context.Context {
 // posts in window.__webkvResult, decoded into out.
 func brRunPage(tb testing.TB, ctx context.Context, url string, timeout time.Duration, out any) {
 	tb.Helper()
+	if err := brRunPageErr(ctx, url, timeout, out); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// brRunPageErr is brRunPage for goroutines other than the test's.
+func brRunPageErr(ctx context.Context, url string, timeout time.Duration, out any) error {
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		tb.Fatalf("navigating to %s: %v", url, err)
+		return fmt.Errorf("navigating to %s: %v", url, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := chromedp.Run(wctx, chromedp.Poll[string]("window.__webkvResult",
 		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
 	if err != nil {
-		tb.Fatalf("waiting for %s to post its result: %v", url, err)
+		return fmt.Errorf("waiting for %s to post its result: %v", url, err)
 	}
 	var fatal struct {
 		Fatal string `json:"fatal"`
 	}
 	if json.Unmarshal([]byte(res), &fatal) == nil && fatal.Fatal != "" {
-		tb.Fatalf("page %s failed: %s", url, fatal.Fatal)
+		return fmt.Errorf("page %s failed: %s", url, fatal.Fatal)
 	}
 	if err := json.Unmarshal([]byte(res), out); err != nil {
-		tb.Fatalf("decoding the result of %s: %v\n%s", url, err, res)
+		return fmt.Errorf("decoding the result of %s: %v\n%s", url, err, res)
 	}
+	return nil
 }
 
 // --- the API script ---
