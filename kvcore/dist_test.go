@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,7 +157,11 @@ func (w *workload) runLocal(t *testing.T) [][]float32 {
 // runWorker is one dist worker's training loop; it returns its final
 // values.
 func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr kvcore.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
-	s, err := kvcore.Create(typ, kvcore.WithTransport(tr), kvcore.WithContext(ctx))
+	opts := []kvcore.Option{kvcore.WithTransport(tr), kvcore.WithContext(ctx)}
+	if strings.Contains(typ, "device") {
+		opts = append(opts, kvcore.WithCPUFallback()) // no GPU in these tests
+	}
+	s, err := kvcore.Create(typ, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +284,11 @@ func TestDistSyncMatchesLocal(t *testing.T) {
 			t.Logf("seed %d", w.seed)
 			want := w.runLocal(t)
 			srv := testServer(t, psm.Config{})
-			got := w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+			typ := "dist_sync"
+			if name == "sgd" {
+				typ = "dist_device_sync" // the same path, local reduce on the store's backend
+			}
+			got := w.runDist(t, typ, func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
 			for r := range got {
 				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
 			}
