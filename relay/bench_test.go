@@ -3,8 +3,9 @@
 package relay_test
 
 // Benchmarks of the relay's data path (run with `make bench`, or
-// go test -run XXX -bench . -benchtime 5x ./relay/). Each one measures its
-// baseline in the same run and reports the ratio:
+// go test -run XXX -bench . -benchtime 10x ./relay/). Each one measures its
+// baseline in the same run, interleaved with the contender, and reports
+// medians and their ratio:
 //
 //   - BenchmarkPushPull{16,64}MB: one native worker's PushPull of one key
 //     through a dist_sync relay, against a plain websocket echo of the same
@@ -24,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,26 +127,29 @@ func fastEcho(b *testing.B, size int) func() {
 }
 
 // timed runs the functions in turn b.N times (after one warm-up each) and
-// returns each one's mean time. Interleaving makes the comparison fair on
-// a shared, noisy machine: load hits every contender alike.
+// returns each one's median time. Interleaving and the median make the
+// comparison fair on a shared, noisy machine: load hits every contender
+// alike, and a descheduled outlier does not move the result.
 func timed(b *testing.B, fs ...func()) []time.Duration {
 	for _, f := range fs {
 		f()
 	}
-	tot := make([]time.Duration, len(fs))
+	ds := make([][]time.Duration, len(fs))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for k, f := range fs {
 			t0 := time.Now()
 			f()
-			tot[k] += time.Since(t0)
+			ds[k] = append(ds[k], time.Since(t0))
 		}
 	}
 	b.StopTimer()
-	for k := range tot {
-		tot[k] /= time.Duration(b.N)
+	med := make([]time.Duration, len(fs))
+	for k, d := range ds {
+		slices.Sort(d)
+		med[k] = d[len(d)/2]
 	}
-	return tot
+	return med
 }
 
 func gbps(bytes int, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e9 }
