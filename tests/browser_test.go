@@ -18,7 +18,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,39 +105,20 @@ func brRepoRoot(tb testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-var brBuilt struct {
-	sync.Mutex
-	dir string
-	err error
-}
-
 // brBuild builds wasm/js with wasm/js/build.sh (webkv.wasm, wasm_exec.js from
-// this Go toolchain, webkv.js) once per test process, into a temporary
-// directory removed when the process' first test using it ends.
+// this Go toolchain, webkv.js) into a temporary directory of tb's. Each test
+// builds its own (the Go build cache makes the rebuild a link step), so no
+// output outlives its test.
 func brBuild(tb testing.TB) string {
-	brBuilt.Lock()
-	defer brBuilt.Unlock()
-	if brBuilt.dir != "" || brBuilt.err != nil {
-		if brBuilt.err != nil {
-			tb.Fatal(brBuilt.err)
-		}
-		return brBuilt.dir
-	}
 	root := brRepoRoot(tb)
-	dir, err := os.MkdirTemp("", "webkv-js-")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	dir := tb.TempDir()
 	cmd := exec.Command("sh", filepath.Join(root, "wasm/js/build.sh"), dir)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		os.RemoveAll(dir)
-		brBuilt.err = fmt.Errorf("building wasm/js: %v\n%s", err, out)
-		tb.Fatal(brBuilt.err)
+		tb.Fatalf("building wasm/js: %v\n%s", err, out)
 	}
 	tb.Logf("%s", bytes.TrimSpace(out))
-	brBuilt.dir = dir
 	return dir
 }
 
