@@ -134,6 +134,7 @@ func (s *Server) newJob(name string) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.log.Info("job created", "job", name)
 	return s.startJob(name, sm), nil
 }
 

@@ -5,6 +5,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ type peer struct {
 	ws     *websocket.Conn
 	remote string
 	m      *jobMetrics
+	log    *slog.Logger // nil in unit tests
 
 	out    chan outMsg
 	done   chan struct{} // closed when the peer is closed
@@ -181,6 +183,9 @@ func (p *peer) close(code websocket.StatusCode, why error) {
 		p.reason = why
 		p.mu.Unlock()
 		close(p.done)
+		if p.log != nil && code != websocket.StatusNormalClosure {
+			p.log.Info("closing connection", "peer", p.id, "remote", p.remote, "code", code, "reason", why)
+		}
 		p.cmu.Lock()
 		p.ccond.Broadcast() // a reader waiting for credit sees done
 		p.cmu.Unlock()

@@ -394,6 +394,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.cfg.MaxMessage)
 	p := newPeer(s.nextID.Add(1), ws, r.RemoteAddr, j.m, s.cfg.SendQueue)
+	p.log = j.log
 	p.authed = tok != ""
 	s.log.Debug("peer connected", "job", job, "peer", p.id, "remote", p.remote)
 	go p.writeLoop(s.cfg.WriteTimeout)
