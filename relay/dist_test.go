@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,5 +286,64 @@ func TestShards(t *testing.T) {
 		if len(st.Jobs) != 1 || st.Jobs[0].BytesIn < uint64(2*w.Rounds*5_000*4) {
 			t.Fatalf("shard %d received %+v, want half of the big key's pushes", i, st.Jobs)
 		}
+	}
+}
+
+// TestRestoreJobs: jobs checkpointed at shutdown come back, values and all,
+// in a new server on the same data dir; a second relay on a dir in use is
+// refused.
+func TestRestoreJobs(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	dir := t.TempDir()
+	s1, err := relay.NewServer(relay.Config{DataDir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.NewServer(relay.Config{DataDir: dir, Logger: quiet()}); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second relay on the same data dir: %v, want a lock error", err)
+	}
+	u, err := s1.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s1.Serve()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := &relaytest.Workload{Seed: seed, Workers: 2, Rounds: 2, Sizes: []int{16}, Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.5}`)}
+	want, err := w.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWorkers(t, ctx, u, "dist_sync", "a", w)
+	runWorkers(t, ctx, u, "dist_sync", "b", w)
+	if err := s1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2, u2 := start(t, relay.Config{DataDir: dir})
+	st := s2.Status()
+	if len(st.Jobs) != 2 || st.Jobs[0].Job != "a" || st.Jobs[1].Job != "b" || st.Jobs[0].Keys != 1 || st.Jobs[0].LastCkpt.IsZero() {
+		t.Fatalf("restored status: %+v", st)
+	}
+	// A new worker of job a reads the trained value.
+	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "a", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, _ := kvcore.NewArray(kvcore.OnCPU(0), 16)
+	init, _ := kvcore.FromSlice(kvcore.OnCPU(0), w.Init(0), 16)
+	if err := s.Init(ctx, kvcore.IntKey(0), init); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pull(kvcore.IntKey(0), out); err != nil {
+		t.Fatal(err)
+	}
+	got, err := out.ToSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relaytest.Compare([][]float32{got}, want); err != nil {
+		t.Fatalf("restored value: %v", err)
 	}
 }
