@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -148,6 +149,8 @@ type Backend struct {
 
 	pool        map[int][]pooled // idle buffers by capWords
 	pooledBytes uint64
+	live        map[uint64]*wgpu.Buffer // every buffer this backend created (Close destroys them)
+	closed      atomic.Bool
 	doomed      []pooled // to destroy after the next submit
 
 	// the batch being recorded
@@ -208,7 +211,7 @@ func New(dev *wgpu.Device, opts *Options) (*Backend, error) {
 		maxBuffer: maxBuf, chunkWords: chunk, maxInputs: inputs, maxGroups: 1 << 30,
 		layouts: map[string]*layout{}, pipelines: map[string]*pipeline{},
 		bgs: map[bgKey]*wgpu.BindGroup{}, bgByBuf: map[uint64][]bgKey{},
-		pool: map[int][]pooled{}, readPool: map[uint64][]*sized{},
+		pool: map[int][]pooled{}, readPool: map[uint64][]*sized{}, live: map[uint64]*wgpu.Buffer{},
 		uni: make([]byte, uniformSlots*uniformStride),
 	}
 	if opts.MaxWorkgroups > 0 {
@@ -250,6 +253,9 @@ func (b *Backend) takeErr() error {
 
 // buffer checks that x is a live buffer of this backend.
 func (b *Backend) buffer(x kvcore.Buffer, what string) (*Buffer, error) {
+	if b.closed.Load() {
+		return nil, errClosed
+	}
 	bb, ok := x.(*Buffer)
 	if !ok || bb == nil {
 		return nil, fmt.Errorf("shaders: %s: buffer %T does not belong to a webgpu backend", what, x)
@@ -279,6 +285,9 @@ func (b *Backend) Alloc(n int) (kvcore.Buffer, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil, errClosed
+	}
 	return b.alloc(n)
 }
 
@@ -301,6 +310,7 @@ func (b *Backend) alloc(n int) (*Buffer, error) {
 		return nil, fmt.Errorf("shaders: creating a buffer of %d words: %w", n, err)
 	}
 	b.nextID++
+	b.live[b.nextID] = wb
 	return &Buffer{be: b, buf: wb, n: n, capWords: capWords, id: b.nextID}, nil // WebGPU zeroes new buffers
 }
 
@@ -353,6 +363,9 @@ func (b *Backend) WrapBuffer(buf *wgpu.Buffer, n int) (*Buffer, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil, errClosed
+	}
 	b.nextID++
 	return &Buffer{be: b, buf: buf, n: n, capWords: capWords, id: b.nextID, wrapped: true}, nil
 }
@@ -596,6 +609,7 @@ func (b *Backend) flush() error {
 	b.dirty = true
 	for _, d := range b.doomed {
 		b.dropBindGroups(d.id)
+		delete(b.live, d.id)
 		d.buf.Destroy()
 		d.buf.Release()
 	}
@@ -622,6 +636,9 @@ func (b *Backend) wait() error {
 func (b *Backend) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return errClosed
+	}
 	return b.flush()
 }
 
@@ -629,7 +646,49 @@ func (b *Backend) Flush() error {
 func (b *Backend) Sync() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return errClosed
+	}
 	return b.wait()
+}
+
+var errClosed = errors.New("shaders: the backend is closed")
+
+// Close waits for queued work, then destroys every GPU buffer the backend
+// created (its buffers, pools and staging; not wrapped application
+// buffers) and releases its bind groups. The device stays open. Later calls
+// return an error. WebGPU buffers are not garbage collected, so a program
+// that makes backends repeatedly (tests, benchmarks) must close them.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Swap(true) {
+		return nil
+	}
+	err := b.wait()
+	for id, buf := range b.live {
+		b.dropBindGroups(id)
+		buf.Destroy()
+		buf.Release()
+	}
+	clear(b.live)
+	clear(b.pool)
+	for _, l := range b.readPool {
+		for _, rs := range l {
+			rs.buf.Destroy()
+			rs.buf.Release()
+		}
+	}
+	clear(b.readPool)
+	b.st.close(b)
+	for _, bg := range b.bgs {
+		bg.Release()
+	}
+	clear(b.bgs)
+	clear(b.bgByBuf)
+	b.uniBuf.Destroy()
+	b.uniBuf.Release()
+	return err
 }
 
 // --- element-wise plumbing ---

@@ -79,6 +79,7 @@ func newJSBackend(t *testing.T) *shaders.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { b.Close() }) // an error scope test may leave its error to Close
 	return b
 }
 

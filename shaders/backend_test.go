@@ -60,6 +60,12 @@ func newBackend(t testing.TB, opts *shaders.Options) *shaders.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// WebGPU buffers are not garbage collected: free them with the test.
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return b
 }
 
@@ -344,4 +350,33 @@ func TestLongBatch(t *testing.T) {
 	}
 	sameBits(t, "accumulated uploads", download(t, b, gacc), download(t, cpu, cacc))
 	sameBits(t, "1500 dispatches", download(t, b, gs), download(t, cpu, cs))
+}
+
+// TestClose: Close waits for queued work, frees everything, and later
+// calls fail cleanly instead of touching destroyed buffers.
+func TestClose(t *testing.T) {
+	b := newBackend(t, nil)
+	x := upload(t, b, []float32{1, 2, 3})
+	if err := b.Fill(x, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := b.Alloc(3); err == nil {
+		t.Fatal("Alloc after Close succeeded")
+	}
+	if err := b.Read(x, 0, make([]float32, 3)); err == nil {
+		t.Fatal("Read after Close succeeded")
+	}
+	if err := b.Reduce(x, []kvcore.Buffer{x}, 2); err == nil {
+		t.Fatal("Reduce after Close succeeded")
+	}
+	if err := b.Sync(); err == nil {
+		t.Fatal("Sync after Close succeeded")
+	}
+	b.Free(x) // no panic
 }

@@ -102,6 +102,15 @@ func (st *staging) afterWait(b *Backend) {
 	st.big, st.bigBytes = st.big[:0], 0
 }
 
+// close destroys the upload buffers (the queue is idle).
+func (st *staging) close(b *Backend) {
+	for _, x := range append(st.pages, st.big...) {
+		x.buf.Destroy()
+		x.buf.Release()
+	}
+	st.pages, st.big, st.bigBytes, st.cur, st.used = nil, nil, 0, 0, 0
+}
+
 // waitIdle blocks until submitted work is done (onSubmittedWorkDone is
 // awaited by the binding; never call this from a js.FuncOf callback).
 func waitIdle(b *Backend) { b.q.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) {}) }

@@ -169,6 +169,22 @@ func remap(b *Backend, m *mapped) error {
 	return nil
 }
 
+// close destroys every staging buffer (the queue is idle).
+func (st *staging) close(b *Backend) {
+	st.retirePage()
+	for _, m := range append(st.used, st.inflight...) {
+		m.buf.Destroy()
+		m.buf.Release()
+	}
+	for _, l := range st.free {
+		for _, m := range l {
+			m.buf.Destroy()
+			m.buf.Release()
+		}
+	}
+	*st = staging{}
+}
+
 // waitIdle blocks until all submitted work is done.
 func waitIdle(b *Backend) { b.dev.Poll(true, nil) }
 
