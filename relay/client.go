@@ -118,8 +118,9 @@ type Conn struct {
 
 // Dial connects to the relay at url (ws://, wss://, http:// or https://;
 // an empty path means /ws) for opts.Job. The first connection attempt is
-// retried with backoff until ctx ends, so workers may start before their
-// relay; an HTTP refusal (bad token, unknown job, bad origin) is final.
+// retried with backoff until ctx ends or opts.GiveUp passes, so workers may
+// start before their relay; an HTTP refusal (bad token, unknown job, bad
+// origin) or an untrusted certificate is final.
 func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if opts.Job == "" {
 		return nil, errors.New("relay: dial: DialOptions.Job is empty")
@@ -130,6 +131,8 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	}
 	c := &Conn{url: u, opts: opts.withDefaults(), protos: subprotocols(opts.Token), closeCh: make(chan struct{})}
 	var l *link
+	ctx, cancel := context.WithTimeout(ctx, c.opts.GiveUp)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
 		l, err = c.dialOnce(ctx)
 		if err == nil {
