@@ -152,9 +152,6 @@ func jsCreate(this js.Value, args []js.Value) any {
 		storesMu.Lock()
 		stores[js.id] = js
 		storesMu.Unlock()
-		if fallback != "" {
-			js.emit("backend", map[string]any{"backend": "cpu", "fallback": fallback})
-		}
 		return js.describe(), nil
 	})
 }

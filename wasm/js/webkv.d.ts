@@ -101,7 +101,6 @@ export interface EventMap {
   /** rank or numWorkers of a dist store changed (checked after each call and every 0.5 s; kvcore learns
    *  the job's membership from join and barrier answers). */
   membership: { rank: number; numWorkers: number };
-  backend: { backend: string; fallback: string };
   gpuerror: { message: string };
   devicelost: { message: string };
   close: Record<string, never>;

@@ -87,6 +87,7 @@ export async function create(type, opts = {}) {
   const info = await a.create(type, opts);
   const kv = new KVStore(a, info);
   handles.set(info.id, kv);
+  if (info.fallback) console.warn(`webkv: '${info.type}' store runs on the CPU: ${info.fallback}`);
   return kv;
 }
 
@@ -158,8 +159,8 @@ export class KVStore {
 
   /**
    * on(event, fn): 'connection' ({state: 'connected'|'lost'|'reconnected'|'failed'|'info', …}),
-   * 'membership' ({rank, numWorkers}: dist workers joined or left), 'backend' ({backend, fallback}),
-   * 'gpuerror' ({message}), 'devicelost' ({message}), 'close'.
+   * 'membership' ({rank, numWorkers}: dist workers joined or left), 'gpuerror' ({message}),
+   * 'devicelost' ({message}), 'close'. (A CPU fallback is in kv.fallback and on the console.)
    * Returns a function that removes the listener.
    */
   on(event, fn) {
