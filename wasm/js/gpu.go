@@ -233,7 +233,7 @@ func wrapGPUBuffer(op string, v js.Value, shape []int, n int) (*kvcore.Array, er
 	be := g.be
 	g.mu.Unlock()
 	if be == nil {
-		return nil, badArg("webkv: %s: a GPUBuffer was given but webkv has no WebGPU device (%s); create a \"device\" store first or pass Float32Arrays", op, g.reasonText())
+		return nil, badArg("webkv: %s: a GPUBuffer was given but webkv has no WebGPU device (%s); open it with webkv.gpu() or a \"device\" store first, or pass Float32Arrays", op, g.reasonText())
 	}
 	size := v.Get("size").Float()
 	if size < float64(n)*4 {
