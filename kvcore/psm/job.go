@@ -1231,6 +1231,10 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		if err == nil {
 			err = j.update(k, k.merge)
 		}
+	} else if len(arr) == 1 && scale == 1 {
+		// Assign of a single push: take its buffer as the value (the old
+		// value's buffer goes to the free list) instead of copying.
+		k.stored, arr[0].buf = arr[0].buf, k.stored
 	} else {
 		err = j.be.Reduce(k.stored, srcs, scale)
 	}
