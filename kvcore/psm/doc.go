@@ -98,6 +98,12 @@
 // init values) agree across shards. LAMB's norms, like MXNet's on a
 // partitioned server, are per part.
 //
+// Persistence. Ready.Persist marks calls that changed durable state. A
+// relay that writes AppendSnapshot durably before it sends the messages of
+// such a Ready loses no acknowledged update in a crash; one that
+// checkpoints every N rounds or seconds loses at most the rounds acknowledged
+// since (their workers have moved on and do not resend them).
+//
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
 // counters, membership and the answer cache; Restore rebuilds a Job from it.
 // Requests held in open rounds, barriers and init waits are not saved: they

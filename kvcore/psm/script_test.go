@@ -34,7 +34,8 @@ import (
 //	tick
 //
 // Outputs: "<conn> <type> seq=.. key=.. round=.. flags.. vals=.." per
-// message, "close <conn>" per closed connection.
+// message, "close <conn>" per closed connection, "persist" when the Ready
+// asks for a checkpoint.
 
 var update = flag.Bool("update", false, "rewrite testdata expected outputs")
 
@@ -319,6 +320,9 @@ func (e *scriptEnv) format(rd Ready) string {
 	}
 	for _, c := range rd.Close {
 		fmt.Fprintf(&b, "close %s\n", e.names[c])
+	}
+	if rd.Persist {
+		b.WriteString("persist\n")
 	}
 	return b.String()
 }
