@@ -47,7 +47,10 @@ type Config struct {
 	// until a checkpoint containing that change is committed (group
 	// commit: one transaction per job-goroutine turn). Without it, a
 	// kill -9 can lose the updates acknowledged since the last periodic
-	// checkpoint.
+	// checkpoint. Every acknowledged round then costs one snapshot write
+	// (the whole job state, fsynced), which is the price of the guarantee;
+	// big models may prefer periodic checkpoints. The webkv command turns
+	// it on whenever -data is given.
 	Durable bool
 
 	// Heartbeat is the interval workers are told to ping at; Timeout is the
