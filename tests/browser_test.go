@@ -255,6 +255,12 @@ type brStep struct {
 	Dump     bool           `json:"dump,omitempty"`
 	Garbage  bool           `json:"garbage,omitempty"`
 	NeedsGPU bool           `json:"needsGPU,omitempty"`
+	// key-list calls
+	Keys   []any    `json:"keys,omitempty"`
+	Vals   []*brVal `json:"vals,omitempty"`
+	Ns     []int    `json:"ns,omitempty"`
+	OutF32 bool     `json:"outF32,omitempty"`
+	Prio   int      `json:"prio,omitempty"`
 	JSOnly   string         `json:"-"`
 	// WantCode is the error code the step must fail with (also checked
 	// natively through errors.Is); "" means it must succeed.
@@ -327,6 +333,11 @@ func brStoreScript(typ string, opts map[string]any, base uint32, gpu, canCompres
 		{Op: "pull", Key: 3, Out: "new", N: 20},
 		{Op: "pull", Key: 7, Out: "f32", N: 8},
 		{Op: "burst", Key: 11, Val: v(6, 17, 18), Shape: []int{2, 3}},
+		// MXNet's key lists, with a key given twice (its values are summed)
+		{Op: "pushList", Keys: []any{3, 7, 3}, Vals: []*brVal{v(20, 19), vg(8, []bool{true}, 20), v(20, 21)}, Prio: 2},
+		{Op: "pullList", Keys: []any{7, 3}, Ns: []int{8, 20}, OutF32: true},
+		{Op: "pullList", Keys: []any{3, 99}, Ns: []int{20, 1}, WantCode: "UNKNOWN_KEY"},
+		{Op: "pushList", Keys: []any{3, 7}, Vals: []*brVal{v(20, 22)}, JSOnly: "BAD_ARGUMENT"},
 		// two values in one call are summed, and the sum is assigned
 		{Op: "push", Key: 3, Val: vg(20, []bool{false, true}, 4, 5)},
 		{Op: "pull", Key: 3, Out: out("gpu"), N: 20},
@@ -343,6 +354,7 @@ func brStoreScript(typ string, opts map[string]any, base uint32, gpu, canCompres
 		{Op: "push", Key: 3, Val: vg(20, []bool{true, false}, 8, 9)},
 		{Op: "pushPull", Key: 3, Val: v(20, 10), Out: "new", N: 20},
 		{Op: "pushPull", Key: 7, Val: vg(8, []bool{true}, 11), Out: out("gpu"), N: 8},
+		{Op: "pushPullList", Keys: []any{7, 3}, Vals: []*brVal{v(8, 23), v(20, 24)}, Prio: -1},
 		{Op: "save", Dump: true},
 		{Op: "load"},
 		{Op: "load", Garbage: true, WantCode: "BAD_STATES"},
@@ -478,6 +490,45 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		rec := brRec{OK: true}
 		for _, x := range data {
 			rec.Values = append(rec.Values, float64(x))
+		}
+		return rec
+	case "pushList", "pullList", "pushPullList":
+		var keys []kvcore.Key
+		var vals, outs [][]*kvcore.Array
+		for j, k := range st.Keys {
+			key := brKey(k)
+			keys = append(keys, key)
+			if st.Vals != nil {
+				vals = append(vals, nv.arrays(key, st.Vals[j]))
+			}
+			if st.Op != "pushList" {
+				outs = append(outs, []*kvcore.Array{nv.out(key)})
+			}
+		}
+		var err error
+		switch st.Op {
+		case "pushList":
+			err = nv.s.PushList(keys, vals, st.Prio)
+			if err == nil {
+				err = nv.s.WaitAll(ctx)
+			}
+		case "pullList":
+			err = nv.s.PullList(keys, outs, st.Prio)
+		default:
+			err = nv.s.PushPullList(keys, vals, outs, st.Prio)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		rec := brRec{OK: true}
+		for _, o := range outs {
+			data, err := o[0].ToSlice()
+			if err != nil {
+				return fail(err)
+			}
+			for _, x := range data {
+				rec.Values = append(rec.Values, float64(x))
+			}
 		}
 		return rec
 	case "info":

@@ -85,6 +85,18 @@ async function main() {
           rec.values = Array.from(r);
           break;
         }
+        case 'pushList': await kv.push(st.keys, st.vals.map(value), st.prio); break;
+        case 'pullList': {
+          const r = await kv.pull(st.keys, st.outF32 ? st.ns.map((n) => new Float32Array(n)) : undefined, st.prio);
+          if (!Array.isArray(r) || r.length !== st.keys.length) throw new Error('pull of a key list did not resolve to an array');
+          rec.values = r.flatMap((x) => Array.from(x));
+          break;
+        }
+        case 'pushPullList': {
+          const r = await kv.pushPull(st.keys, st.vals.map(value), undefined, st.prio);
+          rec.values = r.flatMap((x) => Array.from(x));
+          break;
+        }
         case 'setOptimizer': await kv.setOptimizer(st.spec); break;
         case 'setGradientCompression': await kv.setGradientCompression(st.spec); break;
         case 'barrier': await kv.barrier(); break;

@@ -548,92 +548,258 @@ func (st *jsStore) init(args []js.Value) (enqueue, error) {
 	}, nil
 }
 
-// push(key, value | value[]): resolves once every operation the store had
-// queued finished (MXNet's push is asynchronous; a Promise that resolves
-// before the value was consumed would let the page overwrite a GPUBuffer
-// still in use), and rejects with the first error among them.
-func (st *jsStore) push(args []js.Value) (enqueue, error) {
-	k, err := toKey("push", arg(args, 0))
-	if err != nil {
-		return nil, err
+// keyArgs is the parsed key part of push, pull and pushPull: one key, or
+// a list of keys (MXNet's push(keys, values)), with their values and
+// outputs, and the priority (higher runs first across keys).
+type keyArgs struct {
+	list bool
+	keys []kvcore.Key
+	vals [][]rawVal // per key (push, pushPull)
+	outs []rawOut   // per key (pull, pushPull)
+	prio int
+}
+
+// parseKeyArgs reads (key, value?, out?, priority?) or (keys[], values[]?,
+// outs[]?, priority?).
+func parseKeyArgs(op string, args []js.Value, withVals, withOuts bool) (*keyArgs, error) {
+	ka := &keyArgs{}
+	i := 0
+	k0 := arg(args, i)
+	i++
+	ka.list = js.Global().Get("Array").Call("isArray", k0).Bool()
+	var vArg, oArg js.Value = js.Undefined(), js.Undefined()
+	if withVals {
+		vArg = arg(args, i)
+		i++
 	}
-	rvs, err := parseVals("push", k, arg(args, 1))
+	if withOuts {
+		oArg = arg(args, i)
+		i++
+	}
+	if p := arg(args, i); !p.IsUndefined() && !p.IsNull() {
+		if p.Type() != js.TypeNumber || p.Float() != float64(p.Int()) {
+			return nil, badArg("webkv: %s: priority must be an integer, got %s", op, typeName(p))
+		}
+		ka.prio = p.Int()
+	}
+	if !ka.list {
+		k, err := toKey(op, k0)
+		if err != nil {
+			return nil, err
+		}
+		ka.keys = []kvcore.Key{k}
+		if withVals {
+			rv, err := parseVals(op, k, vArg)
+			if err != nil {
+				return nil, err
+			}
+			ka.vals = [][]rawVal{rv}
+		}
+		if withOuts {
+			ro, err := parseOut(op, k, oArg)
+			if err != nil {
+				return nil, err
+			}
+			ka.outs = []rawOut{ro}
+		}
+		return ka, nil
+	}
+	n := k0.Length()
+	if n == 0 {
+		return nil, badArg("webkv: %s: empty list of keys", op)
+	}
+	isArr := func(v js.Value) bool { return js.Global().Get("Array").Call("isArray", v).Bool() }
+	if withVals && (!isArr(vArg) || vArg.Length() != n) {
+		return nil, badArg("webkv: %s: %d keys need a list of %d values", op, n, n)
+	}
+	hasOuts := withOuts && !oArg.IsUndefined() && !oArg.IsNull()
+	if hasOuts && (!isArr(oArg) || oArg.Length() != n) {
+		return nil, badArg("webkv: %s: %d keys need a list of %d outputs (or none)", op, n, n)
+	}
+	for j := range n {
+		k, err := toKey(op, k0.Index(j))
+		if err != nil {
+			return nil, err
+		}
+		ka.keys = append(ka.keys, k)
+		if withVals {
+			rv, err := parseVals(op, k, vArg.Index(j))
+			if err != nil {
+				return nil, err
+			}
+			ka.vals = append(ka.vals, rv)
+		}
+		if withOuts {
+			o := js.Undefined()
+			if hasOuts {
+				o = oArg.Index(j)
+			}
+			ro, err := parseOut(op, k, o)
+			if err != nil {
+				return nil, err
+			}
+			ka.outs = append(ka.outs, ro)
+		}
+	}
+	return ka, nil
+}
+
+// build makes the kvcore arrays of ka (in the enqueue phase).
+func (st *jsStore) build(op string, ka *keyArgs) (vals [][]*kvcore.Array, outs []*output, err error) {
+	free := func() {
+		for _, v := range vals {
+			release(v)
+		}
+		for _, o := range outs {
+			o.a.Release()
+		}
+	}
+	for j, k := range ka.keys {
+		if ka.vals != nil {
+			v, err := st.arrays(op, k, ka.vals[j])
+			if err != nil {
+				free()
+				return nil, nil, err
+			}
+			vals = append(vals, v)
+		}
+		if ka.outs != nil {
+			o, err := st.output(op, k, ka.outs[j])
+			if err != nil {
+				free()
+				return nil, nil, err
+			}
+			outs = append(outs, o)
+		}
+	}
+	return vals, outs, nil
+}
+
+// results waits for every output and resolves to one result, or to an
+// array of them for a key list.
+func (st *jsStore) results(list bool, outs []*output) (any, error) {
+	var firstErr error
+	res := make([]any, len(outs))
+	for j, o := range outs {
+		v, err := o.finish(st)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		res[j] = v
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if !list {
+		return res[0], nil
+	}
+	return js.ValueOf(res), nil
+}
+
+func outArrays(outs []*output) [][]*kvcore.Array {
+	r := make([][]*kvcore.Array, len(outs))
+	for j, o := range outs {
+		r[j] = []*kvcore.Array{o.a}
+	}
+	return r
+}
+
+// push(key | keys[], value | value[] | values[], priority?): resolves once
+// every operation the store had queued finished (MXNet's push is
+// asynchronous; a Promise that resolves before the value was consumed
+// would let the page overwrite a GPUBuffer still in use), and rejects with
+// the first error among them.
+func (st *jsStore) push(args []js.Value) (enqueue, error) {
+	ka, err := parseKeyArgs("push", args, true, false)
 	if err != nil {
 		return nil, err
 	}
 	return func() (work, error) {
-		vals, err := st.arrays("push", k, rvs)
+		vals, _, err := st.build("push", ka)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.s.Push(k, vals...); err != nil {
-			release(vals)
+		if !ka.list && ka.prio == 0 {
+			err = st.s.Push(ka.keys[0], vals[0]...)
+		} else {
+			err = st.s.PushList(ka.keys, vals, ka.prio)
+		}
+		if err != nil {
+			for _, v := range vals {
+				release(v)
+			}
 			return nil, err
 		}
 		return func() (any, error) {
 			err := st.s.WaitAll(st.ctx)
-			release(vals)
+			for _, v := range vals {
+				release(v)
+			}
 			return js.Undefined(), st.settle(err)
 		}, nil
 	}, nil
 }
 
-// pull(key, out?): fills out (Float32Array or GPUBuffer) or a new
-// Float32Array and resolves to it.
+// pull(key | keys[], out? | outs[]?, priority?): fills each out
+// (Float32Array or GPUBuffer) or a new Float32Array and resolves to it (to
+// an array of them for a key list).
 func (st *jsStore) pull(args []js.Value) (enqueue, error) {
-	k, err := toKey("pull", arg(args, 0))
-	if err != nil {
-		return nil, err
-	}
-	ro, err := parseOut("pull", k, arg(args, 1))
+	ka, err := parseKeyArgs("pull", args, false, true)
 	if err != nil {
 		return nil, err
 	}
 	return func() (work, error) {
-		out, err := st.output("pull", k, ro)
+		_, outs, err := st.build("pull", ka)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.s.Pull(k, out.a); err != nil {
-			out.a.Release()
+		if !ka.list && ka.prio == 0 {
+			err = st.s.Pull(ka.keys[0], outs[0].a)
+		} else {
+			err = st.s.PullList(ka.keys, outArrays(outs), ka.prio)
+		}
+		if err != nil {
+			for _, o := range outs {
+				o.a.Release()
+			}
 			return nil, err
 		}
-		return func() (any, error) { return out.finish(st) }, nil
+		return func() (any, error) { return st.results(ka.list, outs) }, nil
 	}, nil
 }
 
-// pushPull(key, value | value[], out?)
+// pushPull(key | keys[], value(s), out? | outs[]?, priority?)
 func (st *jsStore) pushPull(args []js.Value) (enqueue, error) {
-	k, err := toKey("pushPull", arg(args, 0))
-	if err != nil {
-		return nil, err
-	}
-	rvs, err := parseVals("pushPull", k, arg(args, 1))
-	if err != nil {
-		return nil, err
-	}
-	ro, err := parseOut("pushPull", k, arg(args, 2))
+	ka, err := parseKeyArgs("pushPull", args, true, true)
 	if err != nil {
 		return nil, err
 	}
 	return func() (work, error) {
-		vals, err := st.arrays("pushPull", k, rvs)
+		vals, outs, err := st.build("pushPull", ka)
 		if err != nil {
 			return nil, err
 		}
-		out, err := st.output("pushPull", k, ro)
-		if err != nil {
-			release(vals)
-			return nil, err
+		if !ka.list && ka.prio == 0 {
+			err = st.s.PushPull(ka.keys[0], vals[0], []*kvcore.Array{outs[0].a})
+		} else {
+			err = st.s.PushPullList(ka.keys, vals, outArrays(outs), ka.prio)
 		}
-		if err := st.s.PushPull(k, vals, []*kvcore.Array{out.a}); err != nil {
-			release(vals)
-			out.a.Release()
+		if err != nil {
+			for _, v := range vals {
+				release(v)
+			}
+			for _, o := range outs {
+				o.a.Release()
+			}
 			return nil, err
 		}
 		return func() (any, error) {
-			defer release(vals)
-			return out.finish(st)
+			defer func() {
+				for _, v := range vals {
+					release(v)
+				}
+			}()
+			return st.results(ka.list, outs)
 		}, nil
 	}, nil
 }

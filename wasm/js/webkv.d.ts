@@ -114,11 +114,15 @@ export declare class KVStore {
   readonly fallback: string | null;
 
   init(key: Key, value: Value, shape?: number[]): Promise<void>;
-  push(key: Key, value: Value | Value[]): Promise<void>;
-  pull(key: Key): Promise<Float32Array>;
-  pull<T extends Float32Array | GPUBuffer>(key: Key, out: T): Promise<T>;
-  pushPull(key: Key, value: Value | Value[]): Promise<Float32Array>;
-  pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T): Promise<T>;
+  /** Values given in one call for one key are summed; higher priorities run first. */
+  push(key: Key, value: Value | Value[], priority?: number): Promise<void>;
+  push(keys: Key[], values: (Value | Value[])[], priority?: number): Promise<void>;
+  pull(key: Key, out?: undefined, priority?: number): Promise<Float32Array>;
+  pull<T extends Float32Array | GPUBuffer>(key: Key, out: T, priority?: number): Promise<T>;
+  pull(keys: Key[], outs?: (Float32Array | GPUBuffer | undefined)[], priority?: number): Promise<(Float32Array | GPUBuffer)[]>;
+  pushPull(key: Key, value: Value | Value[], out?: undefined, priority?: number): Promise<Float32Array>;
+  pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T, priority?: number): Promise<T>;
+  pushPull(keys: Key[], values: (Value | Value[])[], outs?: (Float32Array | GPUBuffer | undefined)[], priority?: number): Promise<(Float32Array | GPUBuffer)[]>;
   setOptimizer(spec: OptimizerSpec | string): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
   barrier(): Promise<void>;

@@ -95,11 +95,12 @@ function isValue(v) {
   return v instanceof Float32Array || (typeof GPUBuffer !== 'undefined' && v instanceof GPUBuffer);
 }
 
-// Plain number arrays are accepted for convenience and converted; an array
-// of Float32Arrays/GPUBuffers is a list of values to sum.
+// Plain number arrays are accepted for convenience and converted; other
+// arrays are lists (values to sum, or one entry per key of a key list).
 function value(v) {
-  if (Array.isArray(v) && v.length > 0 && !isValue(v[0])) return Float32Array.from(v);
-  return v;
+  if (!Array.isArray(v)) return v;
+  if (v.length > 0 && typeof v[0] === 'number') return Float32Array.from(v);
+  return v.map(value);
 }
 
 export class KVStore {
@@ -130,12 +131,19 @@ export class KVStore {
 
   /** init(key, value, shape?): creates key (rank 0's value wins in dist). */
   init(key, val, shape) { return this.#api.init(this.#id, key, value(val), shape); }
-  /** push(key, value | value[]): values of one call are summed first. */
-  push(key, val) { return this.#api.push(this.#id, key, value(val)); }
-  /** pull(key, out?): into out (Float32Array or GPUBuffer), or a new Float32Array. */
-  pull(key, out) { return this.#api.pull(this.#id, key, out); }
-  /** pushPull(key, value | value[], out?) */
-  pushPull(key, val, out) { return this.#api.pushPull(this.#id, key, value(val), out); }
+  /**
+   * push(key, value | value[], priority?): values of one call are summed first.
+   * push(keys[], values[], priority?): several keys at once (MXNet's lists);
+   * higher priorities run first.
+   */
+  push(key, val, priority) { return this.#api.push(this.#id, key, value(val), priority); }
+  /**
+   * pull(key, out?, priority?): into out (Float32Array or GPUBuffer), or a new Float32Array.
+   * pull(keys[], outs[]?, priority?) resolves to an array.
+   */
+  pull(key, out, priority) { return this.#api.pull(this.#id, key, out, priority); }
+  /** pushPull(key | keys[], value(s), out(s)?, priority?) */
+  pushPull(key, val, out, priority) { return this.#api.pushPull(this.#id, key, value(val), out, priority); }
   /** setOptimizer({name: 'adam', learning_rate: 0.001, …}): MXNet's names and defaults. */
   setOptimizer(spec) {
     let s;
