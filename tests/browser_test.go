@@ -261,7 +261,7 @@ type brStep struct {
 	Ns     []int    `json:"ns,omitempty"`
 	OutF32 bool     `json:"outF32,omitempty"`
 	Prio   int      `json:"prio,omitempty"`
-	JSOnly   string         `json:"-"`
+	JSOnly string   `json:"-"`
 	// WantCode is the error code the step must fail with (also checked
 	// natively through errors.Is); "" means it must succeed.
 	WantCode string `json:"-"`
