@@ -18,6 +18,8 @@ package relay_test
 //     the one-worker echo throughput.
 //   - BenchmarkShards2vs1: a 64 MB key split over two relay shards against
 //     the same key on one.
+//   - BenchmarkDurableRounds: rounds with a checkpoint before every answer
+//     against rounds in memory only.
 
 import (
 	"context"
@@ -273,4 +275,19 @@ func BenchmarkShards2vs1(b *testing.B) {
 	b.ReportMetric(gbps(2*size, t[0]), "1shard_GB/s")
 	b.ReportMetric(gbps(2*size, t[1]), "2shards_GB/s")
 	b.ReportMetric(t[0].Seconds()/t[1].Seconds(), "ratio_2shards_vs_1")
+}
+
+// BenchmarkDurableRounds: dist_sync rounds of one 1 MB key with durable
+// acknowledgements (a fsynced bbolt checkpoint before every answer) against
+// the same rounds without persistence.
+func BenchmarkDurableRounds(b *testing.B) {
+	const size = 1 << 20
+	plainU := startBench(b, relay.Config{})
+	durU := startBench(b, relay.Config{DataDir: b.TempDir(), Durable: true})
+	wp := newBenchWorkers(b, plainU, "nodisk", 1, size/4)
+	wd := newBenchWorkers(b, durU, "durable", 1, size/4)
+	t := timed(b, func() { round(b, wp) }, func() { round(b, wd) })
+	b.ReportMetric(float64(t[0].Microseconds()), "us/round_memory")
+	b.ReportMetric(float64(t[1].Microseconds()), "us/round_durable")
+	b.ReportMetric(t[0].Seconds()/t[1].Seconds(), "ratio_durable_vs_memory")
 }
