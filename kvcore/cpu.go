@@ -167,6 +167,9 @@ func (c *cpuBackend) Step(kind OptKind, p *StepParams, weight, grad Buffer, stat
 	if len(g) != len(w) {
 		return fmt.Errorf("cpu: %v step: grad has %d values, weight %d", kind, len(g), len(w))
 	}
+	if kind < OptSGD || kind > OptLAMB {
+		return fmt.Errorf("cpu: step: unknown optimizer kind %v", kind)
+	}
 	if want := kind.NumStates(p); len(states) != want {
 		return fmt.Errorf("cpu: %v step needs %d states, got %d", kind, want, len(states))
 	}
@@ -210,14 +213,12 @@ func (c *cpuBackend) Quantize(cm Compression, grad, residual, out Buffer) error 
 		return fmt.Errorf("cpu: quantize %v of %d values: residual %d, out %d words (want %d)",
 			cm.Kind, len(g), len(r), len(o), cm.Kind.PackedLen(len(g)))
 	}
-	switch cm.Kind {
-	case Compress2Bit:
-		Quantize2Bit(o, g, r, cm.Threshold)
-	case Compress1Bit:
-		Quantize1Bit(o, g, r, cm.Threshold)
-	default:
-		return fmt.Errorf("cpu: quantize: unknown compression %v", cm.Kind)
+	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
+		return fmt.Errorf("cpu: quantize: bad compression %v: %v", cm, err)
 	}
+	j := getJob()
+	j.kind, j.dst, j.grad, j.src, j.comp = jobQuantize, o, g, r, cm
+	j.runParallel(len(g))
 	return nil
 }
 
@@ -234,14 +235,12 @@ func (c *cpuBackend) Dequantize(cm Compression, in, out Buffer) error {
 		return fmt.Errorf("cpu: dequantize %v into %d values: input has %d words (want %d)",
 			cm.Kind, len(o), len(i), cm.Kind.PackedLen(len(o)))
 	}
-	switch cm.Kind {
-	case Compress2Bit:
-		Dequantize2Bit(o, i, cm.Threshold)
-	case Compress1Bit:
-		Dequantize1Bit(o, i, cm.Threshold)
-	default:
-		return fmt.Errorf("cpu: dequantize: unknown compression %v", cm.Kind)
+	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
+		return fmt.Errorf("cpu: dequantize: bad compression %v: %v", cm, err)
 	}
+	j := getJob()
+	j.kind, j.dst, j.src, j.comp = jobDequantize, o, i, cm
+	j.runParallel(len(o))
 	return nil
 }
 
@@ -263,6 +262,8 @@ const (
 	jobCopy
 	jobReduce
 	jobStep
+	jobQuantize   // dst: packed words, grad: values, src: residual
+	jobDequantize // dst: values, src: packed words
 )
 
 type job struct {
@@ -274,6 +275,7 @@ type job struct {
 	scale  float32
 	params *StepParams
 	opt    OptKind
+	comp   Compression
 	wg     sync.WaitGroup
 }
 
@@ -350,6 +352,10 @@ func (j *job) run(lo, hi int) {
 	case jobStep:
 		states := j.srcs // per-range views are taken inside stepRange
 		stepRange(j.opt, j.params, j.dst, j.grad, states, lo, hi)
+	case jobQuantize:
+		quantizeRange(j.comp, j.dst, j.grad, j.src, lo, hi)
+	case jobDequantize:
+		dequantizeRange(j.comp, j.dst, j.src, lo, hi)
 	}
 }
 
@@ -369,60 +375,94 @@ func parallelCopy(d, s []float32) {
 	j.runParallel(len(d))
 }
 
-// reduceRange computes dst[i] = scale * (((s0+s1)+s2)+…) over [lo, hi), in
-// blocks so the output stays in cache while the inputs stream through.
+// reduceRange computes dst[i] = scale * (((s0+s1)+s2)+…) over [lo, hi).
+// Up to 4 inputs go in one streaming pass with the scale fused (x*1 == x
+// exactly, so scale 1 needs no branch): the hardware prefetchers see 5 long
+// streams and nothing is touched twice. More inputs go in blocks that keep
+// the output in L1 while the rest stream through, the scale fused into the
+// last pass.
 func reduceRange(dst []float32, srcs [][]float32, scale float32, lo, hi int) {
+	d := dst[lo:hi]
+	switch len(srcs) {
+	case 1:
+		scale1(d, srcs[0][lo:hi], scale)
+		return
+	case 2:
+		sum2s(d, srcs[0][lo:hi], srcs[1][lo:hi], scale)
+		return
+	case 3:
+		sum3s(d, srcs[0][lo:hi], srcs[1][lo:hi], srcs[2][lo:hi], scale)
+		return
+	case 4:
+		sum4s(d, srcs[0][lo:hi], srcs[1][lo:hi], srcs[2][lo:hi], srcs[3][lo:hi], scale)
+		return
+	}
 	for b := lo; b < hi; b += reduceBlock {
 		e := min(b+reduceBlock, hi)
 		d := dst[b:e]
-		rest := srcs
-		switch {
-		case len(rest) >= 4:
-			sum4(d, rest[0][b:e], rest[1][b:e], rest[2][b:e], rest[3][b:e])
-			rest = rest[4:]
-		case len(rest) == 3:
-			sum3(d, rest[0][b:e], rest[1][b:e], rest[2][b:e])
-			rest = nil
-		case len(rest) == 2:
-			sum2(d, rest[0][b:e], rest[1][b:e])
-			rest = nil
-		default:
-			copy(d, rest[0][b:e])
-			rest = nil
-		}
-		for len(rest) >= 3 {
+		sum4s(d, srcs[0][b:e], srcs[1][b:e], srcs[2][b:e], srcs[3][b:e], 1)
+		rest := srcs[4:]
+		for len(rest) > 3 {
 			acc3(d, rest[0][b:e], rest[1][b:e], rest[2][b:e])
 			rest = rest[3:]
 		}
-		for _, s := range rest {
-			acc1(d, s[b:e])
-		}
-		if scale != 1 {
-			for i := range d {
-				d[i] *= scale
-			}
+		switch len(rest) { // the last 1 to 3 inputs, scaled
+		case 3:
+			acc3s(d, rest[0][b:e], rest[1][b:e], rest[2][b:e], scale)
+		case 2:
+			acc2s(d, rest[0][b:e], rest[1][b:e], scale)
+		case 1:
+			acc1s(d, rest[0][b:e], scale)
 		}
 	}
 }
 
-func sum2(d, a, b []float32) {
+func scale1(d, a []float32, s float32) {
+	a = a[:len(d)]
+	for i := range d {
+		d[i] = a[i] * s
+	}
+}
+
+func sum2s(d, a, b []float32, s float32) {
 	a, b = a[:len(d)], b[:len(d)]
 	for i := range d {
-		d[i] = a[i] + b[i]
+		d[i] = (a[i] + b[i]) * s
 	}
 }
 
-func sum3(d, a, b, c []float32) {
+func sum3s(d, a, b, c []float32, s float32) {
 	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
 	for i := range d {
-		d[i] = (a[i] + b[i]) + c[i]
+		d[i] = ((a[i] + b[i]) + c[i]) * s
 	}
 }
 
-func sum4(d, a, b, c, e []float32) {
+func sum4s(d, a, b, c, e []float32, s float32) {
 	a, b, c, e = a[:len(d)], b[:len(d)], c[:len(d)], e[:len(d)]
 	for i := range d {
-		d[i] = ((a[i] + b[i]) + c[i]) + e[i]
+		d[i] = (((a[i] + b[i]) + c[i]) + e[i]) * s
+	}
+}
+
+func acc3s(d, a, b, c []float32, s float32) {
+	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
+	for i := range d {
+		d[i] = (((d[i] + a[i]) + b[i]) + c[i]) * s
+	}
+}
+
+func acc2s(d, a, b []float32, s float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := range d {
+		d[i] = ((d[i] + a[i]) + b[i]) * s
+	}
+}
+
+func acc1s(d, a []float32, s float32) {
+	a = a[:len(d)]
+	for i := range d {
+		d[i] = (d[i] + a[i]) * s
 	}
 }
 
@@ -430,12 +470,5 @@ func acc3(d, a, b, c []float32) {
 	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
 	for i := range d {
 		d[i] = ((d[i] + a[i]) + b[i]) + c[i]
-	}
-}
-
-func acc1(d, a []float32) {
-	a = a[:len(d)]
-	for i := range d {
-		d[i] += a[i]
 	}
 }

@@ -746,14 +746,8 @@ func (s *Store) SetGradientCompression(ctx context.Context, c Compression) error
 	if s.kind == kindLocal {
 		return fmt.Errorf("kvcore: set gradient compression on %q: %w", s.typ, ErrUnsupported)
 	}
-	switch c.Kind {
-	case Compress2Bit:
-		if !(c.Threshold > 0) {
-			return fmt.Errorf("kvcore: set gradient compression: 2bit threshold %v must be > 0: %w", c.Threshold, ErrBadCompression)
-		}
-	case Compress1Bit:
-	default:
-		return fmt.Errorf("kvcore: set gradient compression: type %v: %w", c.Kind, ErrBadCompression)
+	if err := c.Validate(); err != nil || c.Kind == CompressNone {
+		return fmt.Errorf("kvcore: set gradient compression %v: %w: %v", c, ErrBadCompression, err)
 	}
 	s.mu.Lock()
 	if s.comp.Kind != CompressNone && s.comp != c {
