@@ -294,10 +294,17 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 	if s.kind == kindDist {
 		for i, e := range entries {
 			host := make([]float32, e.n)
-			if err := values[i].CopyTo(host); err != nil {
-				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+			err := values[i].CopyTo(host)
+			if err == nil {
+				err = s.rem.init(ctx, e.key, e.shape, host)
 			}
-			if err := s.rem.init(ctx, e.key, e.shape, host); err != nil {
+			if err != nil {
+				// Forget the keys not created yet, so the caller can retry.
+				s.mu.Lock()
+				for _, f := range entries[i:] {
+					delete(s.keys, f.key)
+				}
+				s.mu.Unlock()
 				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
 			}
 		}
