@@ -135,7 +135,11 @@ func Open(opts *Options) (*Device, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	inst := wgpu.CreateInstance(nil) // nil: v0.23.0 leaves descriptor extras uninitialized
+	// nil: with a descriptor v0.23.0 leaves fields of the instance extras
+	// uninitialized. So every backend is initialized, GL included; a host
+	// whose libEGL finds no vendor library makes wgpu-native v22 abort here
+	// (a Rust panic in wgpu-hal's egl.rs), which Go cannot recover.
+	inst := wgpu.CreateInstance(nil)
 	var cands []*wgpu.Adapter
 	for _, a := range inst.EnumerateAdapters(nil) {
 		if a != nil {
