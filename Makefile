@@ -89,7 +89,7 @@ bench:
 	mkdir -p bin
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 10m ./... | tee bin/bench.txt
 	@echo "--- ratios and other reported metrics ---"
-	@awk '/^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if (u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-60s %12s %s\n", $$1, $$i, u } }' bin/bench.txt
+	@awk '/^pkg: / { pkg = $$2; sub(".*/", "", pkg) } /^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if ($$i ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$$/ && u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-50s %12s %s\n", pkg "." $$1, $$i, u } }' bin/bench.txt
 
 demo: deps
 	$(GO) run ./tests/localdemo
