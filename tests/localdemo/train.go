@@ -20,7 +20,8 @@ const (
 )
 
 // DefaultOptimizer is SGD with momentum, as MXNet's Module.fit defaults to
-// SGD; rescale_grad (1/batch) is added by Train.
+// SGD; Train adds rescale_grad (1/batch) and a cosine learning-rate schedule
+// with warm-up over the whole run unless the spec has its own.
 const DefaultOptimizer = `{"name":"sgd","learning_rate":0.1,"momentum":0.9,"wd":0.0001}`
 
 // Config says how to train.
@@ -56,10 +57,19 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
-	opt, err := optimizer(c.Optimizer, c.Batch)
+	n := train.Count()
+	if c.TrainLimit > 0 {
+		n = min(n, c.TrainLimit)
+	}
+	if n < c.Batch {
+		return Result{}, fmt.Errorf("batch %d is larger than the %d training images", c.Batch, n)
+	}
+	opt, err := optimizer(c.Optimizer, c.Batch, c.Epochs*(n/c.Batch))
 	if err != nil {
 		return Result{}, err
 	}
+	spec, _ := json.Marshal(opt)
+	c.Log("optimizer %s", spec)
 	kv, err := kvcore.Create("local")
 	if err != nil {
 		return Result{}, err
@@ -104,10 +114,6 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 		return Result{}, err
 	}
 
-	n := train.Count()
-	if c.TrainLimit > 0 {
-		n = min(n, c.TrainLimit)
-	}
 	per := c.Batch / c.Devices
 	var res Result
 	res.Backend = kv.Backend().Name()
@@ -165,15 +171,20 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 	return res, nil
 }
 
-// optimizer parses spec and sets rescale_grad to 1/batch unless given, so
-// the summed gradient of the devices becomes the batch mean.
-func optimizer(spec string, batch int) (*kvcore.Optimizer, error) {
+// optimizer parses spec; unless the spec says otherwise it sets rescale_grad
+// to 1/batch, so the summed gradient of the devices becomes the batch mean,
+// and a cosine schedule from learning_rate to 0 over the run's updates
+// after a linear warm-up.
+func optimizer(spec string, batch, updates int) (*kvcore.Optimizer, error) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(spec), &m); err != nil {
 		return nil, fmt.Errorf("optimizer spec: %v", err)
 	}
 	if _, ok := m["rescale_grad"]; !ok {
 		m["rescale_grad"] = 1 / float64(batch)
+	}
+	if _, ok := m["lr_scheduler"]; !ok && updates > 20 {
+		m["lr_scheduler"] = map[string]any{"type": "cosine", "max_update": updates, "warmup_steps": min(100, updates/10)}
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
