@@ -142,7 +142,7 @@ type Backend struct {
 	scalar     bool
 
 	layouts   map[string]*layout
-	pipelines map[string]*pipeline
+	pipelines map[pipeKey]*pipeline
 	bgs       map[bgKey]*wgpu.BindGroup
 	bgByBuf   map[uint64][]bgKey
 	nextID    uint64
@@ -209,7 +209,7 @@ func New(dev *wgpu.Device, opts *Options) (*Backend, error) {
 	b := &Backend{
 		dev: dev, q: dev.GetQueue(), name: "webgpu: " + name,
 		maxBuffer: maxBuf, chunkWords: chunk, maxInputs: inputs, maxGroups: 1 << 30,
-		layouts: map[string]*layout{}, pipelines: map[string]*pipeline{},
+		layouts: map[string]*layout{}, pipelines: map[pipeKey]*pipeline{},
 		bgs: map[bgKey]*wgpu.BindGroup{}, bgByBuf: map[uint64][]bgKey{},
 		pool: map[int][]pooled{}, readPool: map[uint64][]*sized{}, live: map[uint64]*wgpu.Buffer{},
 		uni: make([]byte, uniformSlots*uniformStride),
@@ -404,12 +404,19 @@ func (b *Backend) layoutFor(bind []access) (*layout, error) {
 	return l, nil
 }
 
-func (b *Backend) pipeline(k *kernel) (*pipeline, error) {
+// pipeKey names a compiled pipeline: the kernel and whether it is the
+// grid-stride variant.
+type pipeKey struct {
+	kernel string
+	loop   bool
+}
+
+func (b *Backend) pipeline(k *kernel, loop bool) (*pipeline, error) {
 	key := k.key()
-	if p := b.pipelines[key]; p != nil {
+	if p := b.pipelines[pipeKey{key, loop}]; p != nil {
 		return p, nil
 	}
-	src, err := k.source()
+	src, err := k.source(loop)
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +446,7 @@ func (b *Backend) pipeline(k *kernel) (*pipeline, error) {
 		return nil, err
 	}
 	p := &pipeline{lay: lay, cp: cp}
-	b.pipelines[key] = p
+	b.pipelines[pipeKey{key, loop}] = p
 	return p, nil
 }
 
@@ -543,7 +550,7 @@ func (b *Backend) copyCmd(src *wgpu.Buffer, srcOff uint64, dst *wgpu.Buffer, dst
 // b.maxGroups (the kernels loop over the rest), folded into a 2D grid past
 // 65535.
 func (b *Backend) grid(count int) (x, y uint32) {
-	groups := min((count+wgSize-1)/wgSize, b.maxGroups)
+	groups := min(groupsFor(count), b.maxGroups)
 	if groups <= maxGroupsX {
 		return uint32(groups), 1
 	}
@@ -551,12 +558,16 @@ func (b *Backend) grid(count int) (x, y uint32) {
 	return uint32((groups + rows - 1) / rows), uint32(rows)
 }
 
-// dispatch records kernel k over count invocations (P.n = count).
+func groupsFor(count int) int { return (count + wgSize - 1) / wgSize }
+
+// dispatch records kernel k over count invocations (P.n = count): the
+// one-element-per-invocation variant when the grid covers count, the
+// grid-stride one when Options.MaxWorkgroups caps it.
 func (b *Backend) dispatch(k *kernel, binds []binding, p *params, count int) error {
 	if count <= 0 {
 		return nil
 	}
-	pl, err := b.pipeline(k)
+	pl, err := b.pipeline(k, groupsFor(count) > b.maxGroups)
 	if err != nil {
 		return err
 	}

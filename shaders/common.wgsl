@@ -47,3 +47,24 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 fn grid_stride(nwg: vec3<u32>) -> u32 {
   return nwg.x * nwg.y * WG;
 }
+{{- /* each opens the element loop of a kernel as a block over index i; the
+kernel closes it with one brace. When the grid covers the array (.Loop
+false, the default) it is one element per invocation with an early return:
+on SwiftShader a grid-stride loop whose bound is a uniform load ran Adam
+1.5-2x slower than this form, as the compiler cannot see that the loop
+runs once. With a workgroup cap (.Loop true) it is the grid-stride loop.
+The bound and the stride are read once, before the loop. */}}
+{{- define "each"}}
+  let n = P.n;
+  let i0 = flat_index(wid, nwg, lid);
+{{- if .Loop}}
+  let stride = grid_stride(nwg);
+  for (var i = i0; i < n; i = i + stride) {
+{{- else}}
+  if (i0 >= n) {
+    return;
+  }
+  {
+    let i = i0;
+{{- end}}
+{{- end}}

@@ -7,7 +7,8 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  for (var j = flat_index(wid, nwg, lid); j < P.n; j = j + grid_stride(nwg)) {
+{{- template "each" .}}
+    let j = i;
   {{- if eq .Per 16}}
     let k = j % 16u;
     let code = (inw[j / 16u] >> (8u * (k / 4u) + 6u - 2u * (k % 4u))) & 3u;

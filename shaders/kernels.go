@@ -67,12 +67,15 @@ func accessBytes(a []access) []byte {
 }
 
 // source returns the full WGSL of k: the common prelude, then the kernel.
-func (k *kernel) source() (string, error) {
+// With loop, each invocation walks the array in steps of the grid (a
+// dispatch capped by Options.MaxWorkgroups); without, it handles one element
+// and the grid must cover the array (see "each" in common.wgsl).
+func (k *kernel) source(loop bool) (string, error) {
 	t, err := templates()
 	if err != nil {
 		return "", fmt.Errorf("shaders: parsing embedded WGSL: %w", err)
 	}
-	data := map[string]any{"V": "f32", "Vec4": k.vec4}
+	data := map[string]any{"V": "f32", "Vec4": k.vec4, "Loop": loop}
 	if k.vec4 {
 		data["V"] = "vec4<f32>"
 	}

@@ -45,9 +45,26 @@ func TestKernelSources(t *testing.T) {
 		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
 	}
 	for _, k := range ks {
-		src, err := k.source()
+		for _, loop := range []bool{false, true} {
+			checkSource(t, k, loop)
+		}
+	}
+	t.Logf("%d kernel variants expand, each with and without the grid-stride loop", len(ks))
+}
+
+func checkSource(t *testing.T, k *kernel, loop bool) {
+	t.Helper()
+	{
+		src, err := k.source(loop)
 		if err != nil {
 			t.Fatalf("%s: %v", k.key(), err)
+		}
+		// Every kernel but LAMB's one-workgroup phase 2 has an element
+		// loop: the grid-stride one exactly when asked for.
+		looped := strings.Contains(src, "for (var i = ")
+		plain := strings.Contains(src, "if (i0 >= n)") || strings.Contains(src, "if (i < P.n)")
+		if k.data["Phase"] != 2 && (looped != loop || plain == loop) {
+			t.Fatalf("%s: grid-stride loop %v wanted, got loop %v, one-element form %v; source:\n%s", k.key(), loop, looped, plain, src)
 		}
 		if n := strings.Count(src, "@compute"); n != 1 {
 			t.Fatalf("%s: %d entry points", k.key(), n)
@@ -70,5 +87,4 @@ func TestKernelSources(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d kernel variants expand", len(ks))
 }

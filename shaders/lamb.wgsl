@@ -98,11 +98,16 @@ fn valid(i: u32) -> V {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
 {{- if eq .Phase 1}}
-  // The loop is uniform per workgroup up to the barriers below.
+  // The element block is uniform per workgroup up to the barriers below.
   var a = 0.0;
   var b = 0.0;
   let sp = P.sp;
+{{- if .Loop}}
   for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
+{{- else}}
+  let i = flat_index(wid, nwg, lid);
+  if (i < P.n) { // no early return: the barriers below need every invocation
+{{- end}}
     let gr = rescaled(grad(i));
     let m = sp.beta1 * s0[i] + (1.0 - sp.beta1) * gr;
     let v = sp.beta2 * s1[i] + (1.0 - sp.beta2) * gr * gr;
@@ -130,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     red[p + 1u] = su[0];
   }
 {{- else}}
-  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
+{{- template "each" .}}
     w[i] = w[i] - red[0] * lamb_u(s0[i], s1[i], w[i]);
   }
 {{- end}}

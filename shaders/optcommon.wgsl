@@ -57,11 +57,11 @@ fn grad(i: u32) -> V { return g[i]; }
 {{- end}}
 {{- end}}
 
-{{- /* opthead opens main and its grid-stride loop; each kernel closes both. */}}
+{{- /* opthead opens main and its element loop ("each"); each kernel closes both. */}}
 {{- define "opthead"}}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let sp = P.sp;
-  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
+{{- template "each" .}}
 {{- end}}

@@ -19,7 +19,8 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  for (var w = flat_index(wid, nwg, lid); w < P.n; w = w + grid_stride(nwg)) {
+{{- template "each" .}}
+    let w = i;
     let nvals = P.aux;
     let t = P.threshold;
   {{- if eq .Per 16}}

@@ -11,7 +11,7 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  for (var i = flat_index(wid, nwg, lid); i < P.n; i = i + grid_stride(nwg)) {
+{{- template "each" .}}
   {{- if .Acc}}
     var a: V = dst[i];{{range .Srcs}}
     a = a + s{{.I}}[i];{{end}}
