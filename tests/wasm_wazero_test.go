@@ -54,7 +54,7 @@ func buildReactor(tb testing.TB, pkg string) []byte {
 		wasmBuilds.errs[pkg] = err
 		tb.Fatal(err)
 	}
-	tb.Logf("built %s for wasip1 (%d bytes) in %v", pkg, len(b), time.Since(start).Round(time.Millisecond))
+	logTest(tb, "built %s for wasip1 (%d bytes) in %v", pkg, len(b), time.Since(start).Round(time.Millisecond))
 	wasmBuilds.bins[pkg] = b
 	return b
 }
@@ -73,6 +73,15 @@ func goBuildWasip1(pkg string) ([]byte, error) {
 		return nil, fmt.Errorf("GOOS=wasip1 go build -buildmode=c-shared %s: %v\n%s", pkg, err, msg)
 	}
 	return os.ReadFile(out)
+}
+
+// logTest logs to tests only: a benchmark's log would be printed between
+// its result lines.
+func logTest(tb testing.TB, format string, args ...any) {
+	if t, ok := tb.(*testing.T); ok {
+		t.Helper()
+		t.Logf(format, args...)
+	}
 }
 
 // wazeroCache is a compilation cache kept on disk (under the user cache
@@ -119,7 +128,7 @@ func instantiate(tb testing.TB, bin []byte) *wasmModule {
 	if err != nil {
 		tb.Fatalf("wazero instantiate: %v", err)
 	}
-	tb.Logf("wazero: compiled (or loaded from cache) in %v, instantiated in %v",
+	logTest(tb, "wazero: compiled (or loaded from cache) in %v, instantiated in %v",
 		compiled.Sub(start).Round(time.Millisecond), time.Since(compiled).Round(time.Millisecond))
 	return &wasmModule{tb: tb, ctx: ctx, rt: rt, mod: mod, fns: map[string]api.Function{}}
 }
