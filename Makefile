@@ -2,10 +2,11 @@
 # need first (tests/deps.sh). `make check` is the build/lint gate, `make bench`
 # prints the benchmarks and their ratios against the baselines.
 #
-# Adding a test step: write a target and append its name to TEST_STEPS (one
-# line). Steps run in the order listed, after deps. A step exists for tests
-# that need another GOOS or runner; Go tests under ./... already run in
-# test-native, so do not run them again from a step.
+# Adding a test step: write its target with `TEST_STEPS += name` above it,
+# as test-native below. `make test` runs deps, then every step in the order
+# they are added, and fails at the end if any failed. A step exists for
+# tests that need another GOOS or runner; Go tests under ./... already run
+# in test-native, so do not run them again from a step.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,9 +29,9 @@ NATIVE_PKGS ?= ./...
 JS_PKGS ?= ./kvcore/... ./shaders/... ./wasm/js/... ./relay
 WASIP1_PKGS ?= ./kvcore/... ./wasm/wasip1 ./tests/wazeroreduce
 
-TEST_STEPS := test-native test-wasip1 test-js
+TEST_STEPS :=
 
-.PHONY: all deps test $(TEST_STEPS) check check-build check-vet check-fmt check-tidy check-imports bench demo wazero clean
+.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports bench demo wazero clean
 
 all: check test
 
@@ -41,17 +42,20 @@ test: deps
 	$(MAKE) --no-print-directory -k $(TEST_STEPS)
 
 # Every Go test natively, with the race detector.
+TEST_STEPS += test-native
 test-native:
 	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(GO) test -race -timeout $(TIMEOUT) ./...
 
 # The same kvcore tests compiled for GOOS=wasip1 and run in wazero, through
 # Go's own runner script with a wazero CLI built from the version in go.mod.
+TEST_STEPS += test-wasip1
 test-wasip1: wazero
 	GOOS=wasip1 GOARCH=wasm GOWASIRUNTIME=wazero PATH="$(CURDIR)/bin:$$PATH" \
 		$(GO) test -short -timeout $(TIMEOUT) -exec $(WASMEXEC)/go_wasip1_wasm_exec $(WASIP1_TEST_PKGS)
 
 # The same kvcore tests compiled for GOOS=js and run in node.
+TEST_STEPS += test-js
 test-js:
 	GOOS=js GOARCH=wasm $(GO) test -short -timeout $(TIMEOUT) -exec $(WASMEXEC)/go_js_wasm_exec $(JS_TEST_PKGS)
 
