@@ -88,10 +88,22 @@ func logTest(tb testing.TB, format string, args ...any) {
 // dir, as wazero's CLI and go_wasip1_wasm_exec do), so a module is compiled
 // to machine code once, not once per test run: compiling a 4 MB Go module
 // takes wazero's compiler seconds, and close to a minute when the test runs
-// with -race. wazero keys entries by module hash and its own version.
+// with -race. wazero keys entries by module hash and its own version; each
+// change to kvcore makes a new entry (about 15 MB), so entries not written
+// for a week are removed.
 var wazeroCache = sync.OnceValue(func() wazero.CompilationCache {
 	if dir, err := os.UserCacheDir(); err == nil {
-		if c, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "webkv", "wazero")); err == nil {
+		dir = filepath.Join(dir, "webkv", "wazero")
+		old := time.Now().Add(-7 * 24 * time.Hour)
+		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil && fi.ModTime().Before(old) {
+					os.Remove(path)
+				}
+			}
+			return nil
+		})
+		if c, err := wazero.NewCompilationCacheWithDir(dir); err == nil {
 			return c
 		}
 	}
