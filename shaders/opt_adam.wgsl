@@ -4,7 +4,8 @@
 {{template "opthead" .}}
     let nb1 = 1.0 - sp.beta1;
     let nb2 = 1.0 - sp.beta2;
-    var gr = grad(i) * sp.rescale_grad + w[i] * sp.wd;
+    let wi = w[i]; // one load: after the stores to s0, s1 it would be reloaded
+    var gr = grad(i) * sp.rescale_grad + wi * sp.wd;
     if (sp.clip_gradient >= 0.0) {
       gr = clipv(gr, sp.clip_gradient);
     }
@@ -12,6 +13,6 @@
     let v = sp.beta2 * s1[i] + nb2 * gr * gr;
     s0[i] = m;
     s1[i] = v;
-    w[i] = w[i] - sp.coef1 * m / (sqrt(v) + sp.epsilon);
+    w[i] = wi - sp.coef1 * m / (sqrt(v) + sp.epsilon);
   }
 }

@@ -4,11 +4,12 @@
 {{template "opthead" .}}
     let nb1 = 1.0 - sp.beta1;
     let nb2 = 1.0 - sp.beta2;
+    let wi = w[i];
     let gr = rescaled(grad(i));
     let m = sp.beta1 * s0[i] + nb1 * gr;
     let v = sp.beta2 * s1[i] + nb2 * gr * gr;
     s0[i] = m;
     s1[i] = v;
-    w[i] = w[i] - sp.coef1 * (m / (sqrt(v) + sp.epsilon) + sp.wd * w[i]);
+    w[i] = wi - sp.coef1 * (m / (sqrt(v) + sp.epsilon) + sp.wd * wi);
   }
 }
