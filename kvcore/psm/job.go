@@ -551,6 +551,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		w.lastSeen = now
 		if w.welcomed {
 			j.welcome(w)
+			j.notifyMembers(w)
 		}
 		return
 	}
@@ -623,6 +624,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 	}
 	if w.welcomed {
 		j.welcome(w)
+		j.notifyMembers(w)
 		return
 	}
 	if !j.started && len(j.workers) >= j.want {
@@ -635,6 +637,36 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				x.welcomed = true
 				j.welcome(x)
 			}
+		}
+		j.notifyMembers(nil)
+	}
+}
+
+// notifyMembers sends a membership notice (wire.AppendMembers: the ranks of
+// every member) to w, or with w nil to every welcomed, connected worker, so
+// clients learn of joins and departures as they happen.
+func (j *Job) notifyMembers(w *worker) {
+	ranks := make([]int, 0, len(j.workers))
+	for r, x := range j.ranks {
+		if x != nil {
+			ranks = append(ranks, r)
+		}
+	}
+	start := len(j.scratch)
+	j.scratch = wire.AppendMembers(j.scratch, ranks)
+	var m wire.Msg
+	if err := wire.Decode(j.scratch[start:], j.lim, &m); err != nil {
+		panic("psm: own membership notice does not decode: " + err.Error())
+	}
+	if w != nil {
+		if w.conn != 0 {
+			j.send(w.conn, m)
+		}
+		return
+	}
+	for _, x := range j.ranks {
+		if x != nil && x.welcomed && x.conn != 0 {
+			j.send(x.conn, m)
 		}
 	}
 }
@@ -792,6 +824,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 	}
 	j.checkBarrier()
+	j.notifyMembers(nil)
 }
 
 func (j *Job) ranks0() *worker {

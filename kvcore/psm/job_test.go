@@ -78,7 +78,9 @@ func (h *harness) acks() []Envelope {
 		case wire.TypeError:
 			h.t.Fatalf("error to %d: %v", e.To, wire.ErrorOf(&e.Msg))
 		case wire.TypeAck:
-			r = append(r, e)
+			if !wire.IsMembers(&e.Msg) { // notices answer no request
+				r = append(r, e)
+			}
 		}
 	}
 	return r
@@ -203,6 +205,9 @@ func TestSnapshotRestore(t *testing.T) {
 	h.hello(2, 0)
 	var ids []string
 	for _, e := range h.out {
+		if e.Msg.Type != wire.TypeWelcome {
+			continue // membership notices
+		}
 		w, err := wire.DecodeWelcome(e.Msg.Payload, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -242,8 +247,11 @@ func TestSnapshotRestore(t *testing.T) {
 	h2 := &harness{t: t, j: r, now: time.Second, seq: h.seq}
 	// Worker 2 resumes on a new connection and retries its push.
 	h2.keep(r.Step(h2.now, 12, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, WorkerID: ids[1]})))
-	if len(h2.out) != 1 || h2.out[0].Msg.Type != wire.TypeWelcome {
-		t.Fatalf("resume: %+v", h2.out)
+	if len(h2.out) != 2 || h2.out[0].Msg.Type != wire.TypeWelcome || !wire.IsMembers(&h2.out[1].Msg) {
+		t.Fatalf("resume: %+v, want a Welcome and a membership notice", h2.out)
+	}
+	if rs, err := wire.DecodeMembers(&h2.out[1].Msg, nil); err != nil || fmt.Sprint(rs) != "[0 1]" {
+		t.Fatalf("resume: members %v (%v), want [0 1]", rs, err)
 	}
 	h2.step(12, dataMsg(wire.TypePush, pushSeq, 5, 0, []float32{2, 2, 2}))
 	a := h2.acks()

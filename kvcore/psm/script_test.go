@@ -284,6 +284,14 @@ func (e *scriptEnv) format(rd Ready) string {
 			fmt.Fprintf(&b, " seq=%d %v: %s\n", h.Seq, h.Code, m.Msg.Payload)
 			continue
 		}
+		if wire.IsMembers(&m.Msg) {
+			ranks, err := wire.DecodeMembers(&m.Msg, nil)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			fmt.Fprintf(&b, " members=%v\n", ranks)
+			continue
+		}
 		fmt.Fprintf(&b, " seq=%d", h.Seq)
 		if h.Type == wire.TypeAck {
 			fmt.Fprintf(&b, " key=%d round=%d", int64(h.Key), h.Round)
