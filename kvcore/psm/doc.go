@@ -28,6 +28,9 @@
 // Config.Timeout (connected or not) is removed: its rank is freed, it drops
 // out of every open round, barrier and init wait, and its id can no longer
 // resume. Leave removes a worker at once.
+// Every change of the member set (welcomes, removals, leaves) is told to
+// each welcomed, connected worker with a membership notice
+// (wire.AppendMembers), and a resumed worker gets one at its Welcome.
 //
 // Init. Every worker inits each key; rank 0's value creates it (or, when no
 // live worker holds rank 0, the first init to arrive). Inits that arrive
