@@ -134,10 +134,15 @@ async function train() {
   const shardIdx = ((me.rank % cfg.shards) + cfg.shards) % cfg.shards;
   const [shard, test] = await Promise.all([
     fetchShard(`/data/shard?i=${shardIdx}&n=${cfg.shards}&iid=${cfg.iid ? 1 : 0}&seed=${cfg.seed}&max=${cfg.max_per_shard || 0}`),
-    fetchShard(`/data/test?max=${cfg.test_size}`),
+    fetchShard('/data/test'),
   ]);
+  // Periodic evaluations use the first test_size images, the final one all
+  // of them: the same as native workers, so that every peer's final
+  // accuracy is measured on the same 10000 images.
   const tx = new Float32Array(test.n * 784), ty = new Uint8Array(test.n);
   toInputs(test, [...Array(test.n).keys()], tx, ty);
+  const tn = Math.min(test.n, cfg.test_size || test.n);
+  const px = tx.subarray(0, tn * 784), py = ty.subarray(0, tn);
 
   // 4. Rounds: pull weights, compute the gradient of a batch, push it.
   me.state = 'training';
@@ -173,7 +178,7 @@ async function train() {
     if (now - t0 > 1000) { me.samples_per_sec = ((me.samples - s0) * 1000) / (now - t0); t0 = now; s0 = me.samples; }
     if (me.round % cfg.eval_every === 0 || me.round === rounds) {
       if (kv) { const vals = await Promise.all(KEYS.map((k) => kv.pull(k))); w = Object.fromEntries(KEYS.map((k, i) => [k, vals[i]])); engine.setParams(w); }
-      const ev = await engine.evaluate(tx, ty);
+      const ev = me.round === rounds ? await engine.evaluate(tx, ty) : await engine.evaluate(px, py);
       me.test_acc = ev.acc; me.test_loss = ev.loss;
       report();
     }

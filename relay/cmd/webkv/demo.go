@@ -26,6 +26,9 @@ func init() {
 	register("demo", "federated MNIST demo: a relay serving the web page, and N native workers training together", runDemoCmd)
 }
 
+// The demo relay's heartbeat interval and silence timeout (see runDemo).
+const demoHeartbeat, demoTimeout = time.Second, 5 * time.Second
+
 type demoConfig struct {
 	Workers int
 	Tabs    int // browser tabs the job waits for before it starts
@@ -50,6 +53,7 @@ type demoResult struct {
 // same job while it runs.
 func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	var res demoResult
+	start := time.Now()
 	if cfg.Workers <= 0 {
 		return res, fmt.Errorf("demo: -workers %d, want > 0", cfg.Workers)
 	}
@@ -78,7 +82,15 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 
 	srv, err := relay.NewServer(relay.Config{
 		Tokens: map[string]string{job.Job: cfg.Token},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		// A closed tab's connection ends, but the relay keeps its worker
+		// for Timeout so that a worker whose network blinked can resume;
+		// only a Leave frame removes it at once, and a tab being closed
+		// often cannot send one in time. The demo's peers are on one
+		// machine or a LAN: a short timeout (with pings to match) makes a
+		// closed tab hold the others' rounds for a few seconds, not ten.
+		Heartbeat: demoHeartbeat,
+		Timeout:   demoTimeout,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		return res, err
@@ -117,6 +129,7 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	}
 	fmt.Fprintln(cfg.Out)
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// One device for all workers (see mlp.OpenEngines), or the CPU.
@@ -154,14 +167,25 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	drawProgress(ctx, cfg.Out, board, tc.Steps, done, serveErr)
+	// drawProgress also returns on an interrupt or a relay that stopped:
+	// the workers then end too, and are waited for before their results
+	// are read.
+	cancel()
+	<-done
+	if parent.Err() != nil {
+		return res, fmt.Errorf("demo: interrupted before the workers finished: %w", context.Cause(parent))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
+	// The result comes before the lingering, so that a user (or a test)
+	// who keeps the page open sees it at once.
+	printSummary(cfg.Out, res, tc.Batch, time.Since(start))
 	if cfg.Linger > 0 {
 		fmt.Fprintf(cfg.Out, "serving %s for %v more (Ctrl-C to stop)\n", res.URL, cfg.Linger)
 		select {
 		case <-time.After(cfg.Linger):
-		case <-ctx.Done():
+		case <-parent.Done():
 		}
 	}
 	return res, nil
@@ -238,6 +262,23 @@ func drawProgress(ctx context.Context, out io.Writer, board *www.Board, steps in
 	}
 }
 
+// printSummary prints the test accuracy the job reached (every worker of a
+// dist_sync job ends with the same weights: the first one's is the job's)
+// and its speed.
+func printSummary(out io.Writer, res demoResult, batch int, elapsed time.Duration) {
+	best := res.Results[0]
+	var samples int64
+	for _, r := range res.Results {
+		samples += r.Samples
+	}
+	fmt.Fprintf(out, "test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
+		100*best.TestAcc, best.Steps, len(res.Results), batch, samples, elapsed.Seconds(),
+		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
+	if cpuAdapter(best.Backend) {
+		fmt.Fprintln(out, "note: that WebGPU adapter is a CPU rasterizer; with -cpu the workers use the Go reference, usually faster here")
+	}
+}
+
 func trunc(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
@@ -271,22 +312,9 @@ func runDemoCmd(args []string) int {
 	c.Out = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	start := time.Now()
-	res, err := runDemo(ctx, c)
-	if err != nil {
+	if _, err := runDemo(ctx, c); err != nil {
 		fmt.Fprintf(os.Stderr, "webkv demo: %v\n", err)
 		return 1
-	}
-	best := res.Results[0]
-	var samples int64
-	for _, r := range res.Results {
-		samples += r.Samples
-	}
-	fmt.Printf("test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
-		100*best.TestAcc, best.Steps, len(res.Results), c.Train.Batch, samples, time.Since(start).Seconds(),
-		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
-	if cpuAdapter(best.Backend) {
-		fmt.Println("note: that WebGPU adapter is a CPU rasterizer; with -cpu the workers use the Go reference, usually faster here")
 	}
 	return 0
 }

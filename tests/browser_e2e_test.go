@@ -1,0 +1,347 @@
+//go:build !js && !wasip1
+
+package tests
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// demoTab is the page's window.__demo (app.js's `me`).
+type demoTab struct {
+	ID      string  `json:"id"`
+	Backend string  `json:"backend"`
+	Rank    int     `json:"rank"`
+	Workers int     `json:"workers"`
+	State   string  `json:"state"`
+	Round   int     `json:"round"`
+	Samples int64   `json:"samples"`
+	Loss    float64 `json:"loss"`
+	TestAcc float64 `json:"test_acc"`
+	Message string  `json:"message"`
+}
+
+// demoProc is a running `webkv demo` whose output the test reads.
+type demoProc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	out   strings.Builder
+	url   chan string
+	final chan string // the "test accuracy reached" line
+	exit  chan error
+}
+
+func (p *demoProc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+
+// startDemo runs the webkv binary's demo subcommand, the very code `make
+// demo` runs, and returns once it printed its URL.
+func startDemo(t *testing.T, args ...string) (*demoProc, string) {
+	t.Helper()
+	bin := buildRelay(t)
+	p := &demoProc{url: make(chan string, 1), final: make(chan string, 1), exit: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"demo"}, args...)...)
+	p.cmd.Dir = brRepoRoot(t)
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = p.cmd.Stdout // one stream: the log shows errors in place
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			l := sc.Text()
+			p.mu.Lock()
+			p.out.WriteString(l + "\n")
+			p.mu.Unlock()
+			if i := strings.Index(l, "open http://"); i >= 0 {
+				select {
+				case p.url <- strings.Fields(l[i+5:])[0]:
+				default:
+				}
+			}
+			if strings.HasPrefix(l, "test accuracy reached:") {
+				p.final <- l
+			}
+		}
+		p.exit <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-p.exit:
+			case <-time.After(15 * time.Second):
+				_ = p.cmd.Process.Kill()
+			}
+		}
+		if t.Failed() {
+			t.Logf("webkv demo output:\n%s", p.log())
+		}
+	})
+	select {
+	case u := <-p.url:
+		return p, u
+	case err := <-p.exit:
+		t.Fatalf("webkv demo exited before printing its URL (%v):\n%s", err, p.log())
+	case <-time.After(time.Minute):
+		t.Fatalf("webkv demo printed no URL within a minute:\n%s", p.log())
+	}
+	return nil, ""
+}
+
+// readDemo returns a tab's window.__demo (zero before app.js set it).
+func readDemo(ctx context.Context) (demoTab, error) {
+	var d demoTab
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__demo || {rank: -1})`))
+	if err != nil {
+		return d, err
+	}
+	err = json.Unmarshal([]byte(s), &d)
+	return d, err
+}
+
+// waitDemo polls a tab until ok holds, the page reports an error, or the
+// timeout passes.
+func waitDemo(t *testing.T, ctx context.Context, name string, timeout time.Duration, what string, ok func(demoTab) bool) demoTab {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var d demoTab
+	var err error
+	for time.Now().Before(deadline) {
+		d, err = readDemo(ctx)
+		if err == nil && d.State == "error" {
+			t.Fatalf("%s failed: %s", name, d.Message)
+		}
+		if err == nil && ok(d) {
+			return d
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: no %s within %v (last state %+v, error %v)", name, what, timeout, d, err)
+	return d
+}
+
+func getJSON(u string, out any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+var finalRE = regexp.MustCompile(`^test accuracy reached: ([0-9.]+)% on 10000 test images, after (\d+) rounds`)
+
+// TestE2EDemoTabsAndNative is issue 5's end-to-end test: `webkv demo` (the
+// relay with the page mounted, as `make demo` runs it) with one native
+// worker and two headless Chromium tabs on the demo page, training the MNIST
+// MLP together in one dist_sync job for 60 rounds of 64 samples per worker
+// (tabs on WebGPU/SwiftShader, the native worker on wgpu-native, or the Go
+// reference without an adapter); tab 2 is closed after 25 rounds.
+//
+// Checks: both tabs run on a WebGPU adapter and see 3 workers at the start;
+// after the close, tab 1 keeps advancing and the relay's /status shows 2
+// live workers (no stall); tab 1 and the native worker finish all 60
+// rounds; their final test accuracies on all 10000 test images are >= 85%
+// and equal within 0.25 points (one model: dist_sync gives every worker
+// the same weights; only kernel rounding differs); the dashboard shows
+// the native worker and tab 1 done and the closed tab as left; a
+// screenshot of it is saved.
+//
+// Why 85%: measured with `webkv worker -url local -cpu` (seed 1, IID shard,
+// batch 64, SGD 0.1 momentum 0.9), one worker alone reaches 82.8% after 25
+// rounds (1600 samples), 87.2% after 50 (3200), 89.8% after 60 (3840) and
+// 91.8% after 140 (8960 samples, what this job processes: 3×25 + 2×35
+// batches). So 85% is reached by a single worker with fewer samples than
+// the job's (about 2200), leaves room for the tabs' random batch order,
+// the timing of the close and the effective learning rate after it (the
+// remaining peers keep dividing their gradients by the 3 workers they
+// joined with, as a dist store's NumWorkers is refreshed only by barriers),
+// and is far above what a broken reduction gives (lost
+// pushes keep ~10%, a sum instead of a mean diverges). Runs here ended at
+// 88.8% and 90.3% (test accuracy of tab and native identical).
+//
+// A browser without a WebGPU adapter fails the test unless
+// WEBKV_ALLOW_NO_GPU=1 (see brBrowser). The screenshot goes to
+// bin/webkv-e2e-dashboard.png (ignored by git) or $WEBKV_SCREENSHOT; the
+// test logs the path.
+func TestE2EDemoTabsAndNative(t *testing.T) {
+	const e2eRounds, e2eCloseAt = 60, 25
+	t0 := time.Now()
+	el := func() string { return time.Since(t0).Round(100 * time.Millisecond).String() }
+	js := brBuild(t)
+	demo, url := startDemo(t, "-workers", "1", "-tabs", "2", "-listen", "127.0.0.1:0", "-js", js,
+		"-steps", strconv.Itoa(e2eRounds), "-eval-every", "20", "-linger", "3m")
+	t.Logf("demo at %s", url)
+
+	// Two tabs of one browser, each its own target (closing one is what a
+	// user closing a tab does).
+	tab1 := brBrowser(t)
+	tab2, close2 := chromedp.NewContext(tab1)
+	defer close2()
+	go func() {
+		for m, err := range chromedp.Console(tab2) {
+			if err != nil {
+				return
+			}
+			t.Logf("tab 2 %s: %s", m.Type, m.Text)
+		}
+	}()
+	for i, ctx := range []context.Context{tab1, tab2} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(url)); err != nil {
+			t.Fatalf("tab %d: navigating to %s: %v", i+1, url, err)
+		}
+	}
+	names := []string{"tab 1", "tab 2"}
+	var start [2]demoTab
+	for i, ctx := range []context.Context{tab1, tab2} {
+		start[i] = waitDemo(t, ctx, names[i], 2*time.Minute, "first round", func(d demoTab) bool { return d.Round >= 1 })
+		t.Logf("[%s] %s: rank %d of %d, backend %q", el(), names[i], start[i].Rank, start[i].Workers, start[i].Backend)
+		if !strings.HasPrefix(start[i].Backend, "webgpu:") && !brAllowNoGPU() {
+			t.Fatalf("%s has no WebGPU adapter (backend %q); set WEBKV_ALLOW_NO_GPU=1 to accept the CPU fallback", names[i], start[i].Backend)
+		}
+		if start[i].Workers != 3 {
+			t.Errorf("%s sees %d workers at the start, want 3 (2 tabs + 1 native)", names[i], start[i].Workers)
+		}
+	}
+
+	// Close tab 2 mid-training.
+	d2 := waitDemo(t, tab2, "tab 2", 2*time.Minute, fmt.Sprintf("round %d", e2eCloseAt), func(d demoTab) bool { return d.Round >= e2eCloseAt })
+	before, err := readDemo(tab1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close2()
+	closed := time.Now()
+	t.Logf("[%s] closed tab 2 at its round %d (tab 1 at round %d)", el(), d2.Round, before.Round)
+	if before.Round >= e2eRounds-2 {
+		t.Fatalf("tab 1 was already at round %d of %d when tab 2 closed: nothing left to check", before.Round, e2eRounds)
+	}
+	// No stall: the others go on. A tab whose page sent its Leave frame
+	// on pagehide is dropped at once; one that did not get to send it is
+	// dropped after the demo relay's 5 s silence timeout (the relay keeps a
+	// disconnected worker that long so that it can resume). 20 s leaves
+	// room for that, an evaluation and this loaded machine, and still
+	// catches a job that waits for the closed tab for good.
+	after := waitDemo(t, tab1, "tab 1", 20*time.Second, "progress after tab 2 closed", func(d demoTab) bool { return d.Round >= before.Round+2 })
+	t.Logf("tab 1 went from round %d to %d in %v after tab 2 closed", before.Round, after.Round, time.Since(closed).Round(time.Millisecond))
+
+	// The relay dropped the closed tab from the job (it did not wait for
+	// the silence timeout).
+	var st struct {
+		Jobs []struct {
+			Job         string `json:"job"`
+			LiveWorkers int64  `json:"live_workers"`
+			Rounds      uint64 `json:"rounds"`
+		} `json:"jobs"`
+	}
+	live := int64(-1)
+	for range 50 {
+		if err := getJSON(url+"status", &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range st.Jobs {
+			if j.Job == "mnist" {
+				live = j.LiveWorkers
+			}
+		}
+		if live == 2 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if live != 2 {
+		t.Errorf("relay: %d live workers in job mnist after tab 2 closed, want 2", live)
+	}
+
+	// Both remaining peers finish.
+	fin := waitDemo(t, tab1, "tab 1", 3*time.Minute, "end of training", func(d demoTab) bool { return d.State == "done" })
+	t.Logf("[%s] tab 1: done after %d rounds, test accuracy %.2f%% (10000 test images), backend %q, numWorkers %d at the end", el(), fin.Round, 100*fin.TestAcc, fin.Backend, fin.Workers)
+	if fin.Round != e2eRounds {
+		t.Errorf("tab 1 ended after %d rounds, want %d", fin.Round, e2eRounds)
+	}
+	if fin.TestAcc < 0.85 {
+		t.Errorf("tab 1: test accuracy %.4f, want >= 0.85", fin.TestAcc)
+	}
+	var line string
+	select {
+	case line = <-demo.final:
+	case err := <-demo.exit:
+		t.Fatalf("webkv demo exited (%v) without a final accuracy", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the native worker did not finish within a minute of tab 1")
+	}
+	t.Logf("[%s] demo: %s", el(), line)
+	m := finalRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("cannot parse the demo's final line %q", line)
+	}
+	acc, _ := strconv.ParseFloat(m[1], 64)
+	if rounds, _ := strconv.Atoi(m[2]); rounds != e2eRounds {
+		t.Errorf("native worker: %d rounds, want %d", rounds, e2eRounds)
+	}
+	if acc < 85 {
+		t.Errorf("native worker: test accuracy %.2f%%, want >= 85%%", acc)
+	}
+	// One model: the tab and the native worker end with the same weights
+	// and evaluate them on the same 10000 images; only the float rounding
+	// of their kernels (SwiftShader vs wgpu-native or Go) may flip a few
+	// near-tied predictions.
+	if d := math.Abs(acc - 100*fin.TestAcc); d > 0.25 {
+		t.Errorf("tab 1 ends at %.2f%% and the native worker at %.2f%%: not the same model", 100*fin.TestAcc, acc)
+	}
+
+	// The dashboard, for a person to look at: wait for a refresh that shows
+	// the native worker and this tab done, then save it.
+	shown, err := chromedp.Run(tab1, chromedp.Poll[string](`(() => {
+		const rows = [...document.querySelectorAll('#peers tr')].map((r) => r.innerText);
+		const done = (re) => rows.some((r) => re.test(r) && /\bdone\b/.test(r));
+		return done(/^native-0/) && done(/\(this tab\)/) ? rows.join('\n') : null; })()`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Errorf("the dashboard never showed the native worker and tab 1 done: %v", err)
+	}
+	t.Logf("dashboard peers table:\n%s", shown)
+	for _, want := range []string{"native-0", "browser", "left", "webgpu"} {
+		if !strings.Contains(shown, want) && (want != "webgpu" || !brAllowNoGPU()) {
+			t.Errorf("the dashboard's peer table lacks %q", want)
+		}
+	}
+	png, err := chromedp.Run(tab1, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := os.Getenv("WEBKV_SCREENSHOT")
+	if path == "" {
+		path = filepath.Join(brRepoRoot(t), "bin", "webkv-e2e-dashboard.png")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dashboard screenshot (%d bytes): %s", len(png), path)
+}
