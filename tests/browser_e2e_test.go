@@ -162,8 +162,9 @@ var finalRE = regexp.MustCompile(`^test accuracy reached: ([0-9.]+)% on 10000 te
 // reference without an adapter); tab 2 is closed after 25 rounds.
 //
 // Checks: both tabs run on a WebGPU adapter and see 3 workers at the start;
-// after the close, tab 1 keeps advancing and the relay's /status shows 2
-// live workers (no stall); tab 1 and the native worker finish all 60
+// after the close, tab 1 keeps advancing, the relay's /status shows 2
+// live workers and tab 1's numWorkers drops to 2 (no stall, and the
+// remaining peers average over 2); tab 1 and the native worker finish all 60
 // rounds; their final test accuracies on all 10000 test images are >= 85%
 // and equal within 0.25 points (one model: dist_sync gives every worker
 // the same weights; only kernel rounding differs); the dashboard shows
@@ -176,12 +177,9 @@ var finalRE = regexp.MustCompile(`^test accuracy reached: ([0-9.]+)% on 10000 te
 // 91.8% after 140 (8960 samples, what this job processes: 3×25 + 2×35
 // batches). So 85% is reached by a single worker with fewer samples than
 // the job's (about 2200), leaves room for the tabs' random batch order,
-// the timing of the close and the effective learning rate after it (the
-// remaining peers keep dividing their gradients by the 3 workers they
-// joined with, as a dist store's NumWorkers is refreshed only by barriers),
-// and is far above what a broken reduction gives (lost
+// and the timing of the close, and is far above what a broken reduction gives (lost
 // pushes keep ~10%, a sum instead of a mean diverges). Runs here ended at
-// 88.8% and 90.3% (test accuracy of tab and native identical).
+// 88.8%, 89.7% and 90.3% (tab and native identical each time).
 //
 // A browser without a WebGPU adapter fails the test unless
 // WEBKV_ALLOW_NO_GPU=1 (see brBrowser). The screenshot goes to
@@ -281,6 +279,9 @@ func TestE2EDemoTabsAndNative(t *testing.T) {
 	t.Logf("[%s] tab 1: done after %d rounds, test accuracy %.2f%% (10000 test images), backend %q, numWorkers %d at the end", el(), fin.Round, 100*fin.TestAcc, fin.Backend, fin.Workers)
 	if fin.Round != e2eRounds {
 		t.Errorf("tab 1 ended after %d rounds, want %d", fin.Round, e2eRounds)
+	}
+	if fin.Workers != 2 {
+		t.Errorf("tab 1 sees %d workers at the end, want 2 (the relay's membership notice after the close)", fin.Workers)
 	}
 	if fin.TestAcc < 0.85 {
 		t.Errorf("tab 1: test accuracy %.4f, want >= 0.85", fin.TestAcc)

@@ -26,7 +26,12 @@ type Report struct {
 	TestLoss float64 `json:"test_loss"`         // last test loss
 	Rate     float64 `json:"samples_per_sec"`   // recent throughput
 	Message  string  `json:"message,omitempty"` // error or note
-	Token    string  `json:"token,omitempty"`   // the job token, when the board requires it
+	// Phases is the mean cost of one round's parts in milliseconds, e.g.
+	// pull (weights from the relay), upload (weights to the GPU), compute,
+	// readback (gradients from the GPU; "grad" when compute and readback
+	// are timed together), push: where a round's time goes.
+	Phases map[string]float64 `json:"phases_ms,omitempty"`
+	Token  string             `json:"token,omitempty"` // the job token, when the board requires it
 
 	Seen time.Time `json:"seen"` // set by the board
 }

@@ -13,7 +13,7 @@ const hash = new URLSearchParams(location.hash.slice(1));
 const myID = 'tab-' + Math.random().toString(16).slice(2, 8);
 
 const me = { id: myID, kind: 'browser', backend: '', rank: -1, workers: 0, state: 'joining', round: 0, samples: 0,
-  loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '' };
+  loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '', phases_ms: {} };
 let cfg = null, token = '', kv = null, leaving = false;
 window.__demo = me; // for automated tests: state, round, test_acc, backend
 
@@ -151,29 +151,41 @@ async function train() {
   const B = cfg.batch, x = new Float32Array(B * 784), y = new Uint8Array(B), g = zeros();
   const mom = zeros();
   let order = [...Array(shard.n).keys()], pos = order.length, t0 = performance.now(), s0 = 0;
+  // Where a round's time goes (ms, summed; phases_ms holds the means).
+  const tot = {};
+  const add = (k, ms) => { tot[k] = (tot[k] || 0) + ms; };
+  let t = performance.now();
+  const lap = (k) => { const now = performance.now(); add(k, now - t); t = now; };
   while (me.round < rounds && !leaving) {
+    t = performance.now();
     if (kv) {
       const vals = await Promise.all(KEYS.map((k) => kv.pull(k)));
       w = Object.fromEntries(KEYS.map((k, i) => [k, vals[i]]));
       me.workers = kv.numWorkers;
+      lap('pull');
     }
     engine.setParams(w);
+    lap('upload');
     const idx = [];
     while (idx.length < B) {
       if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
       idx.push(order[pos++]);
     }
     toInputs(shard, idx, x, y);
+    lap('batch');
     const r = await engine.grad(x, y, g);
+    if (engine.timing) { add('compute', engine.timing.compute); add('readback', engine.timing.readback); t = performance.now(); } else lap('grad');
     me.loss = me.round ? 0.9 * me.loss + 0.1 * r.loss : r.loss;
     if (kv) {
       // The server sums the round's pushes: push this worker's share of the mean.
       const inv = 1 / Math.max(1, me.workers);
       await Promise.all(KEYS.map((k) => { const v = g[k]; for (let i = 0; i < v.length; i++) v[i] *= inv; return kv.push(k, v); }));
+      lap('push');
     } else {
       for (const k of KEYS) for (let i = 0; i < w[k].length; i++) { mom[k][i] = cfg.momentum * mom[k][i] - cfg.learning_rate * g[k][i]; w[k][i] += mom[k][i]; }
     }
     me.round++; me.samples += B;
+    me.phases_ms = Object.fromEntries(Object.entries(tot).map(([k, v]) => [k, v / me.round]));
     const now = performance.now();
     if (now - t0 > 1000) { me.samples_per_sec = ((me.samples - s0) * 1000) / (now - t0); t0 = now; s0 = me.samples; }
     if (me.round % cfg.eval_every === 0 || me.round === rounds) {
@@ -199,8 +211,12 @@ function showMe() {
   $('m-loss').textContent = me.round ? me.loss.toFixed(3) : '–';
   $('m-acc').textContent = me.test_acc ? `${(100 * me.test_acc).toFixed(1)} %` : '–';
   $('m-rate').textContent = me.samples_per_sec ? me.samples_per_sec.toFixed(0) : '–';
+  $('m-phases').textContent = phases(me.phases_ms) || '–';
 }
 
+// phases formats a peer's per-round costs: "pull 3 · upload 1 · …" (ms).
+const PHASES = ['pull', 'upload', 'batch', 'grad', 'compute', 'readback', 'push'];
+const phases = (p) => Object.entries(p || {}).sort(([a], [b]) => PHASES.indexOf(a) - PHASES.indexOf(b)).map(([k, v]) => `${k} ${v < 10 ? v.toFixed(1) : v.toFixed(0)}`).join(' · ');
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 async function refresh() {
   try {
@@ -214,9 +230,10 @@ async function refresh() {
       return `<tr class="${p.gone ? 'gone' : ''} ${p.id === myID ? 'me' : ''}"><td><i style="display:inline-block;width:10px;height:10px;background:${c};margin-right:6px"></i>${esc(p.id)}${p.id === myID ? ' (this tab)' : ''}</td>` +
         `<td>${esc(p.kind)}</td><td>${esc(p.backend)}</td><td><span class="state ${esc(st)}" title="${esc(p.message)}">${esc(st)}</span></td>` +
         `<td>${p.rank >= 0 ? p.rank : '–'}</td><td>${p.round}</td><td>${p.samples}</td><td>${p.round ? p.loss.toFixed(3) : '–'}</td>` +
-        `<td>${p.test_acc ? (100 * p.test_acc).toFixed(1) + ' %' : '–'}</td><td>${p.samples_per_sec ? p.samples_per_sec.toFixed(0) : '–'}</td></tr>`;
+        `<td>${p.test_acc ? (100 * p.test_acc).toFixed(1) + ' %' : '–'}</td><td>${p.samples_per_sec ? p.samples_per_sec.toFixed(0) : '–'}</td>` +
+        `<td class="ph">${esc(phases(p.phases_ms)) || '–'}</td></tr>`;
     });
-    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="10">No peers yet.</td></tr>';
+    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="11">No peers yet.</td></tr>';
     $('legend').innerHTML = '<span><i style="background:#555"></i>test accuracy (left axis)</span><span><i style="background:repeating-linear-gradient(90deg,#555 0 4px,transparent 4px 7px)"></i>training loss (right axis)</span>';
     draw($('chart'), series);
   } catch (e) { /* retry on the next tick */ }

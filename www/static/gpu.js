@@ -116,9 +116,15 @@ export class GpuMLP {
     const statsOff = off;
     enc.copyBufferToBuffer(this.stats, 0, this.staging, off, 8 * b); off += 8 * b;
     q.submit([enc.finish()]);
+    // Waiting for the queue first splits the round's GPU time into the
+    // kernels and the readback (map + copy out) for the dashboard.
+    const t0 = performance.now();
+    await q.onSubmittedWorkDone();
+    const t1 = performance.now();
     await this.staging.mapAsync(GPUMapMode.READ, 0, off);
     const data = new Float32Array(this.staging.getMappedRange(0, off).slice(0));
     this.staging.unmap();
+    this.timing = { compute: t1 - t0, readback: performance.now() - t1 };
     if (g) {
       let o = 0;
       for (const t of [g.w1, g.b1, g.w2, g.b2]) { t.set(data.subarray(o, o + t.length)); o += t.length; }

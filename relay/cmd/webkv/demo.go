@@ -274,6 +274,11 @@ func printSummary(out io.Writer, res demoResult, batch int, elapsed time.Duratio
 	fmt.Fprintf(out, "test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
 		100*best.TestAcc, best.Steps, len(res.Results), batch, samples, elapsed.Seconds(),
 		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
+	if ph := best.Phases; ph != nil {
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		fmt.Fprintf(out, "per round on %s: pull %.2f ms (waits for the round), upload %.2f ms, gradient %.2f ms (kernels + readback), push %.2f ms\n",
+			"worker 0", ms(ph["pull"]), ms(ph["upload"]), ms(ph["grad"]), ms(ph["push"]))
+	}
 	if cpuAdapter(best.Backend) {
 		fmt.Fprintln(out, "note: that WebGPU adapter is a CPU rasterizer; with -cpu the workers use the Go reference, usually faster here")
 	}

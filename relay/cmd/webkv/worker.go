@@ -70,6 +70,10 @@ type workerResult struct {
 	TestLoss      float64
 	Elapsed       time.Duration
 	TrainTime     time.Duration // the rounds alone: no set-up, data loading or final evaluation
+	// Phases is the mean time of one round's parts: pull (weights from
+	// the store), upload (weights to the engine), grad (the gradient:
+	// kernels and readback), push (the gradient to the store).
+	Phases map[string]time.Duration
 }
 
 func (c *workerConfig) defaults() {
@@ -350,7 +354,11 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	for i, n := range mlp.TensorNames {
 		keys[i] = kvcore.StrKey(n)
 	}
+	// Where a round's time goes: totals by phase (see workerResult.Phases).
+	var tot [4]time.Duration
+	const phPull, phUpload, phGrad, phPush = 0, 1, 2, 3
 	pull := func() error {
+		t0 := time.Now()
 		for i, k := range keys {
 			if err := kv.Pull(k, wArr[i]); err != nil {
 				return err
@@ -361,7 +369,11 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 				return err
 			}
 		}
-		return engine.SetParams(p)
+		t1 := time.Now()
+		err := engine.SetParams(p)
+		tot[phPull] += t1.Sub(t0)
+		tot[phUpload] += time.Since(t1)
+		return err
 	}
 
 	rep.State = "training"
@@ -377,10 +389,13 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 			return res, fmt.Errorf("worker: pull at step %d: %w", step, err)
 		}
 		bt.Next()
+		g0 := time.Now()
 		loss, _, err := engine.Grad(bt.X, bt.Y, g)
 		if err != nil {
 			return res, fmt.Errorf("worker: gradient at step %d: %w", step, err)
 		}
+		g1 := time.Now()
+		tot[phGrad] += g1.Sub(g0)
 		// dist_sync sums the round's pushes: push this worker's share of
 		// the mean gradient.
 		nw := max(kv.NumWorkers(), 1)
@@ -398,7 +413,14 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 				return res, fmt.Errorf("worker: push at step %d: %w", step, err)
 			}
 		}
+		tot[phPush] += time.Since(g1)
 		res.Steps, res.Samples = step, res.Samples+int64(cfg.Batch)
+		res.Phases = map[string]time.Duration{"pull": tot[phPull] / time.Duration(step), "upload": tot[phUpload] / time.Duration(step),
+			"grad": tot[phGrad] / time.Duration(step), "push": tot[phPush] / time.Duration(step)}
+		rep.Phases = map[string]float64{}
+		for k, v := range res.Phases {
+			rep.Phases[k] = float64(v.Microseconds()) / 1000
+		}
 		if rep.Round == 0 {
 			rep.Loss = loss
 		} else {
