@@ -5,11 +5,13 @@
     let rho = sp.rho;
     let nrho = 1.0 - sp.rho;
     let eps = sp.epsilon;
+    let w0 = w[i]; // weight and states read once (a read after a store is reloaded)
+    let s1i = s1[i];
     let gr = rescaled(grad(i));
     let ag = rho * s0[i] + nrho * gr * gr;
-    let d = sqrt(s1[i] + eps) / sqrt(ag + eps) * gr;
+    let d = sqrt(s1i + eps) / sqrt(ag + eps) * gr;
     s0[i] = ag;
-    s1[i] = rho * s1[i] + nrho * d * d;
-    w[i] = w[i] - (d + sp.wd * w[i]);
+    s1[i] = rho * s1i + nrho * d * d;
+    w[i] = w0 - (d + sp.wd * w0);
   }
 }

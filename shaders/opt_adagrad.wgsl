@@ -2,9 +2,10 @@
 // inside the square root.
 {{template "optbind" .}}
 {{template "opthead" .}}
+    let w0 = w[i]; // read once (a read after a store is reloaded)
     let gr = rescaled(grad(i));
     let h = s0[i] + gr * gr;
     s0[i] = h;
-    w[i] = w[i] + (gr / sqrt(h + sp.epsilon) + w[i] * sp.wd) * (-sp.lr);
+    w[i] = w0 + (gr / sqrt(h + sp.epsilon) + w0 * sp.wd) * (-sp.lr);
   }
 }

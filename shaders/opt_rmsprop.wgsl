@@ -5,14 +5,15 @@
 {{template "opthead" .}}
     let g1 = sp.gamma1;
     let ng1 = 1.0 - sp.gamma1;
-    var gr = sp.rescale_grad * grad(i) + sp.wd * w[i];
+    let w0 = w[i]; // read once (a read after a store is reloaded)
+    var gr = sp.rescale_grad * grad(i) + sp.wd * w0;
     if (sp.clip_gradient >= 0.0) {
       gr = clipv(gr, sp.clip_gradient);
     }
   {{- if eq .NS 1}}
     let ni = ng1 * (gr * gr) + g1 * s0[i];
     s0[i] = ni;
-    var wi = w[i] - sp.lr * (gr / sqrt(ni + sp.epsilon));
+    var wi = w0 - sp.lr * (gr / sqrt(ni + sp.epsilon));
   {{- else}}
     let ni = ng1 * gr * gr + g1 * s0[i];
     let gi = ng1 * gr + g1 * s1[i];
@@ -20,7 +21,7 @@
     s0[i] = ni;
     s1[i] = gi;
     s2[i] = di;
-    var wi = w[i] + di;
+    var wi = w0 + di;
   {{- end}}
     if ((sp.flags & 4u) != 0u && sp.clip_weights >= 0.0) {
       wi = clipv(wi, sp.clip_weights);

@@ -8,10 +8,11 @@
   {{- else}}
     let mu = sp.momentum;
     let nmu = 1.0 - sp.momentum;
+    let w0 = w[i]; // read once (a read after a store is reloaded)
     let gr = rescaled(grad(i));
-    let m = mu * s0[i] - nmu * sp.wd * w[i] - nmu * gr;
+    let m = mu * s0[i] - nmu * sp.wd * w0 - nmu * gr;
     s0[i] = m;
-    w[i] = (1.0 - sp.lr * sp.wd_lh) * w[i] + sp.lr * signv(m);
+    w[i] = (1.0 - sp.lr * sp.wd_lh) * w0 + sp.lr * signv(m);
   {{- end}}
   }
 }
