@@ -424,26 +424,8 @@ func scale1(d, a []float32, s float32) {
 	}
 }
 
-func sum2s(d, a, b []float32, s float32) {
-	a, b = a[:len(d)], b[:len(d)]
-	for i := range d {
-		d[i] = (a[i] + b[i]) * s
-	}
-}
 
-func sum3s(d, a, b, c []float32, s float32) {
-	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
-	for i := range d {
-		d[i] = ((a[i] + b[i]) + c[i]) * s
-	}
-}
 
-func sum4s(d, a, b, c, e []float32, s float32) {
-	a, b, c, e = a[:len(d)], b[:len(d)], c[:len(d)], e[:len(d)]
-	for i := range d {
-		d[i] = (((a[i] + b[i]) + c[i]) + e[i]) * s
-	}
-}
 
 func acc3s(d, a, b, c []float32, s float32) {
 	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]

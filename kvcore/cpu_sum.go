@@ -1,0 +1,27 @@
+//go:build !wasm
+
+package kvcore
+
+// The streaming reduce loops. Natively the compiler keeps these plain loops
+// tight; cpu_wasm.go has unrolled versions for Go's wasm backend.
+
+func sum2s(d, a, b []float32, s float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := range d {
+		d[i] = (a[i] + b[i]) * s
+	}
+}
+
+func sum3s(d, a, b, c []float32, s float32) {
+	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
+	for i := range d {
+		d[i] = ((a[i] + b[i]) + c[i]) * s
+	}
+}
+
+func sum4s(d, a, b, c, e []float32, s float32) {
+	a, b, c, e = a[:len(d)], b[:len(d)], c[:len(d)], e[:len(d)]
+	for i := range d {
+		d[i] = (((a[i] + b[i]) + c[i]) + e[i]) * s
+	}
+}
