@@ -424,9 +424,6 @@ func scale1(d, a []float32, s float32) {
 	}
 }
 
-
-
-
 func acc3s(d, a, b, c []float32, s float32) {
 	a, b, c = a[:len(d)], b[:len(d)], c[:len(d)]
 	for i := range d {
