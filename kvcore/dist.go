@@ -189,7 +189,7 @@ func serverErr(e *wire.Error) error {
 	return fmt.Errorf("%w (server: %w)", s, e)
 }
 
-func newRemote(ctx context.Context, typ string, async bool, t Transport) (remote, error) {
+func newRemote(ctx context.Context, typ string, async bool, t Transport, events func(Event)) (remote, error) {
 	ts := []Transport{t}
 	if sh, ok := t.(Shards); ok {
 		if len(sh) == 0 {
@@ -211,5 +211,5 @@ func newRemote(ctx context.Context, typ string, async bool, t Transport) (remote
 	if async {
 		mode = wire.ModeAsync
 	}
-	return dialRemote(ctx, ts, mode, info)
+	return dialRemote(ctx, ts, mode, info, events)
 }

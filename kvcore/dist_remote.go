@@ -28,6 +28,7 @@ const (
 
 // rkey is what the remote knows of one key.
 type rkey struct {
+	key   Key // as the store knows it (for events)
 	id    uint64
 	str   bool
 	name  string
@@ -55,6 +56,9 @@ type distRemote struct {
 
 	reqPool  sync.Pool
 	callPool sync.Pool
+
+	ev      *eventQueue // WithEvents; nil: no events
+	members []int       // shard 0's last membership notice (under mu)
 }
 
 // call is one store operation; it may span several shards (one req each).
@@ -118,12 +122,13 @@ type link struct {
 	pings    int  // pings to send
 	rankHint uint32
 	attempt  uint32 // Hellos sent
+	rejoin   bool   // the transport reconnected: the next Welcome is a rejoin
 
 	hdr []byte // sender's scratch
 }
 
-func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinInfo) (*distRemote, error) {
-	r := &distRemote{mode: mode, info: info, bound: info.BigArrayBound, keys: map[Key]*rkey{}}
+func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinInfo, events func(Event)) (*distRemote, error) {
+	r := &distRemote{mode: mode, info: info, bound: info.BigArrayBound, keys: map[Key]*rkey{}, ev: newEventQueue(events)}
 	if r.bound <= 0 {
 		r.bound = wire.DefaultBigArrayBound
 	}
@@ -133,6 +138,14 @@ func dialRemote(ctx context.Context, ts []Transport, mode wire.Mode, info JoinIn
 	for i, t := range ts {
 		l := &link{r: r, idx: i, t: t, pending: map[uint64]*req{}, welcome: make(chan struct{}), hello: true}
 		l.ps, _ = t.(PartSender)
+		if cw, ok := t.(ConnWatcher); ok && r.ev != nil {
+			shard := i
+			cw.WatchConn(func(st ConnState, attempt int, err error) {
+				if st == ConnReconnecting {
+					r.ev.emit(Event{Kind: EventConnection, Conn: st, Shard: shard, Attempt: attempt, Err: err})
+				}
+			})
+		}
 		l.cond.L = &l.mu
 		l.sent.L = &l.mu
 		r.links = append(r.links, l)
@@ -323,7 +336,7 @@ func (l *link) receiver() {
 			if errors.Is(err, ErrReconnected) && l.r.ctx.Err() == nil {
 				l.mu.Lock()
 				if l.state != linkDead {
-					l.state, l.hello = linkJoining, true
+					l.state, l.hello, l.rejoin = linkJoining, true, true
 					l.cond.Signal()
 				}
 				l.mu.Unlock()
@@ -353,6 +366,10 @@ func (l *link) die(err error) {
 		return
 	}
 	l.state, l.dead = linkDead, err
+	if l.r.ctx.Err() == nil {
+		// Not Store.Close (shutdown cancels ctx first).
+		l.r.ev.emit(Event{Kind: EventConnection, Conn: ConnLost, Shard: l.idx, Err: err})
+	}
 	ps := make([]*req, 0, len(l.pending))
 	for _, q := range l.pending {
 		ps = append(ps, q)
@@ -405,14 +422,30 @@ func (l *link) handle(m *wire.Msg) bool {
 		for _, s := range seqs {
 			l.queue = append(l.queue, qent{l.pending[s], s})
 		}
+		ev := Event{Kind: EventConnection, Conn: ConnConnected, Shard: l.idx}
+		if l.rejoin {
+			ev.Conn = ConnReconnected
+		} else if l.welcomed {
+			ev.Conn = 0 // a repeated Welcome on the same connection
+		}
+		l.rejoin = false
 		if !l.welcomed {
 			l.welcomed = true
 			close(l.welcome)
 		}
 		l.cond.Signal()
 		l.mu.Unlock()
+		if ev.Conn != 0 {
+			l.r.ev.emit(ev)
+		}
 	case wire.TypePong:
 	case wire.TypeAck, wire.TypeError:
+		if wire.IsMembers(m) {
+			if l.idx == 0 { // one shard's membership is the job's
+				l.members(m)
+			}
+			return true
+		}
 		if m.Seq == 0 {
 			if m.Type == wire.TypeError && m.Code != wire.CodeClosed {
 				// CodeClosed: the server hangs up this connection (it shuts
@@ -470,6 +503,10 @@ func (l *link) answer(q *req, m *wire.Msg) error {
 		q.k.mu.Lock()
 		q.k.next[q.part] = m.Round + 1
 		q.k.mu.Unlock()
+		if q.part == 0 && l.r.mode == wire.ModeSync && l.r.ev != nil {
+			l.r.ev.emit(Event{Kind: EventRound, Key: q.k.key, Round: m.Round,
+				Late: m.Flags&wire.FlagLate != 0, Rescaled: m.Flags&wire.FlagRescaled != 0})
+		}
 	case wire.TypeBarrier:
 		q.c.mu.Lock()
 		q.c.nw = int(m.Count)
@@ -569,7 +606,11 @@ func (r *distRemote) wait(ctx context.Context, c *call, qs []*req) error {
 
 func (r *distRemote) heartbeat() {
 	defer r.wg.Done()
-	period := time.Second
+	// Until a Welcome gives the server's heartbeat interval, look often:
+	// a first ping a whole second after joining would be late for a
+	// server whose silence timeout is that short.
+	const unknown = 20 * time.Millisecond
+	period := unknown
 	t := time.NewTimer(period)
 	defer t.Stop()
 	for {
@@ -579,16 +620,21 @@ func (r *distRemote) heartbeat() {
 		case <-t.C:
 		}
 		period = time.Second
+		known := false
 		for _, l := range r.links {
 			l.mu.Lock()
-			if l.hb > 0 && l.hb < period {
-				period = l.hb
+			if l.hb > 0 {
+				known = true
+				period = min(period, l.hb)
 			}
 			if l.state == linkReady {
 				l.pings++
 				l.cond.Signal()
 			}
 			l.mu.Unlock()
+		}
+		if !known {
+			period = unknown
 		}
 		t.Reset(period)
 	}
@@ -618,7 +664,7 @@ func (r *distRemote) key(k Key) (*rkey, error) {
 
 func (r *distRemote) init(ctx context.Context, k Key, shape []int, data []float32) error {
 	id, flags := keyID(k)
-	rk := &rkey{id: id, str: k.isStr, name: k.s, n: len(data)}
+	rk := &rkey{key: k, id: id, str: k.isStr, name: k.s, n: len(data)}
 	for _, d := range shape {
 		rk.shape = append(rk.shape, int64(d))
 	}
@@ -994,6 +1040,7 @@ func (r *distRemote) shutdown(err error) {
 	for _, l := range r.links {
 		l.die(fmt.Errorf("dist: shard %d: %w", l.idx, err))
 	}
+	r.ev.close()
 }
 
 func formatFloat32(f float32) string {

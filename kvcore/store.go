@@ -31,6 +31,7 @@ type config struct {
 	cpuFallback bool
 	transport   Transport
 	ctx         context.Context
+	events      func(Event) // WithEvents (events.go)
 }
 
 // WithBackend makes a "device" or "dist_device_sync" store reduce and
@@ -142,7 +143,7 @@ func Create(name string, opts ...Option) (*Store, error) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		r, err := newRemote(ctx, typ, s.async, c.transport)
+		r, err := newRemote(ctx, typ, s.async, c.transport, c.events)
 		if err != nil {
 			return nil, fmt.Errorf("kvcore: create %q: %w", name, err)
 		}

@@ -1,0 +1,223 @@
+package kvcore
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// Events of a dist store: what its parameter servers report (rounds closed,
+// the job's membership) and the state of its connections, for dashboards
+// and for applications that react to peers joining and leaving. A store
+// created WithEvents(fn) calls fn with each one; local and device stores
+// have nothing to report.
+//
+// fn runs on one goroutine of its own, in order, never on the engine's or
+// the network receiver's: events go through a bounded queue (EventQueueSize)
+// and when fn falls that far behind, new events are dropped and counted
+// (Event.Dropped on the next delivered one, Store.EventsDropped in total),
+// so a slow consumer never stalls training. fn may call the store's methods.
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventRound: a dist_sync round of Key closed; Round is its number
+	// (rounds count from 0 per key). Late: this worker's push came after
+	// the round had closed and was not applied (Round is then the key's
+	// current round). Rescaled: the round closed at its deadline with a
+	// quorum and its sum was rescaled. For a key split over shards, the
+	// part on the first shard reports.
+	EventRound EventKind = iota + 1
+	// EventMembership: the job's members changed, as its first shard
+	// reports: NumWorkers, Live (the members' ranks, ascending) and this
+	// worker's Rank.
+	EventMembership
+	// EventConnection: the link to Shard changed state (Conn); Err says
+	// why for ConnReconnecting and ConnLost.
+	EventConnection
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventRound:
+		return "round"
+	case EventMembership:
+		return "membership"
+	case EventConnection:
+		return "connection"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// ConnState is the state an EventConnection reports.
+type ConnState uint8
+
+// Connection states.
+const (
+	// ConnConnected: the shard welcomed this worker (first join).
+	ConnConnected ConnState = iota + 1
+	// ConnReconnecting: the transport lost its connection and is trying
+	// again (Attempt counts the tries, Err is the last failure); only
+	// transports that implement ConnWatcher report it.
+	ConnReconnecting
+	// ConnReconnected: after a reconnection, the shard welcomed this
+	// worker back with its rank; unanswered requests are being resent.
+	ConnReconnected
+	// ConnLost: the link failed for good (Err); pending and later
+	// operations fail with ErrConnLost. Not reported for Store.Close.
+	ConnLost
+)
+
+func (s ConnState) String() string {
+	switch s {
+	case ConnConnected:
+		return "connected"
+	case ConnReconnecting:
+		return "reconnecting"
+	case ConnReconnected:
+		return "reconnected"
+	case ConnLost:
+		return "lost"
+	}
+	return fmt.Sprintf("ConnState(%d)", uint8(s))
+}
+
+// Event is one report of a dist store (see EventKind for which fields each
+// kind sets).
+type Event struct {
+	Kind EventKind
+
+	// EventRound.
+	Key            Key
+	Round          uint64
+	Late, Rescaled bool
+
+	// EventMembership.
+	Rank, NumWorkers int
+	Live             []int
+
+	// EventConnection.
+	Conn    ConnState
+	Shard   int
+	Attempt int
+	Err     error
+
+	// Dropped is the number of events dropped, because the consumer was
+	// slow, between the previous delivered event and this one.
+	Dropped uint64
+}
+
+// ConnWatcher is an optional Transport method: a transport that reconnects
+// by itself reports its attempts, which the store's remote passes on as
+// ConnReconnecting events (connected, reconnected and lost it sees itself).
+// fn must not block; the transport calls it at most once per attempt.
+type ConnWatcher interface {
+	WatchConn(fn func(state ConnState, attempt int, err error))
+}
+
+// EventQueueSize bounds the events waiting for a slow consumer.
+const EventQueueSize = 1024
+
+// WithEvents makes a dist store report its events to fn (see Event). fn
+// runs on a goroutine of the store's; a slow fn makes events drop, never
+// the store wait.
+func WithEvents(fn func(Event)) Option { return func(c *config) { c.events = fn } }
+
+// EventsDropped is the number of events dropped so far because the
+// WithEvents consumer was slow (0 without WithEvents).
+func (s *Store) EventsDropped() uint64 {
+	if r, ok := s.rem.(*distRemote); ok && r.ev != nil {
+		return r.ev.total.Load()
+	}
+	return 0
+}
+
+// eventQueue delivers events to fn on its own goroutine. A nil queue drops
+// everything silently (no WithEvents).
+type eventQueue struct {
+	fn      func(Event)
+	mu      sync.Mutex
+	ch      chan Event
+	closed  bool
+	dropped uint64        // since the last queued event (under mu)
+	total   atomic.Uint64 // all dropped
+	done    chan struct{}
+}
+
+func newEventQueue(fn func(Event)) *eventQueue {
+	if fn == nil {
+		return nil
+	}
+	q := &eventQueue{fn: fn, ch: make(chan Event, EventQueueSize), done: make(chan struct{})}
+	go q.loop()
+	return q
+}
+
+func (q *eventQueue) loop() {
+	defer close(q.done)
+	for e := range q.ch {
+		q.fn(e)
+	}
+}
+
+// emit queues e without blocking; a full queue drops it.
+func (q *eventQueue) emit(e Event) {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	e.Dropped = q.dropped
+	select {
+	case q.ch <- e:
+		q.dropped = 0
+	default:
+		q.dropped++
+		q.total.Add(1)
+	}
+}
+
+// close stops accepting events; those queued are still delivered. It does
+// not wait for the consumer (which may itself be waiting on the store).
+func (q *eventQueue) close() {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+}
+
+// members applies a membership notice from shard 0: NumWorkers follows it,
+// and a changed member set is reported.
+func (l *link) members(m *wire.Msg) {
+	ranks, err := wire.DecodeMembers(m, nil)
+	if err != nil {
+		// A bad notice is no reason to drop the link: membership only
+		// informs; the next notice or barrier corrects it.
+		return
+	}
+	l.mu.Lock()
+	l.nw = len(ranks)
+	rank := l.rank
+	l.mu.Unlock()
+	r := l.r
+	r.mu.Lock()
+	same := slices.Equal(ranks, r.members)
+	r.members = ranks
+	r.mu.Unlock()
+	if !same {
+		r.ev.emit(Event{Kind: EventMembership, Rank: rank, NumWorkers: len(ranks), Live: slices.Clone(ranks)})
+	}
+}
