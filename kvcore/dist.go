@@ -161,6 +161,10 @@ var (
 	// ErrServer is wrapped by errors the parameter server returned that
 	// have no more specific kvcore error.
 	ErrServer = errors.New("parameter server error")
+	// ErrAuth is wrapped by the error of a dist store that the parameter
+	// server (or its relay) refused: wrong or missing token, unknown job.
+	// Retrying does not help.
+	ErrAuth = errors.New("access refused by the parameter server")
 )
 
 // serverErr turns a wire error into a kvcore error: the matching kvcore
@@ -183,6 +187,8 @@ func serverErr(e *wire.Error) error {
 		s = ErrBadOptimizer
 	case wire.CodeMode:
 		s = ErrUnsupported
+	case wire.CodeAuth:
+		s = ErrAuth
 	default:
 		s = ErrServer
 	}

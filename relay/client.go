@@ -114,6 +114,29 @@ type Conn struct {
 	closeCh chan struct{}
 
 	recvGen uint64 // generation Recv last read from (Recv is single-caller)
+
+	watch func(kvcore.ConnState, int, error) // WatchConn's (under mu)
+}
+
+// WatchConn implements kvcore.ConnWatcher: fn hears of every reconnection
+// attempt (kvcore.ConnReconnecting: attempt 0 when the connection is lost,
+// then each failed try with its error) and of giving up (kvcore.ConnLost),
+// so a dist store reports them as events instead of anyone parsing logs.
+// fn must not block; it replaces any earlier one.
+func (c *Conn) WatchConn(fn func(state kvcore.ConnState, attempt int, err error)) {
+	c.mu.Lock()
+	c.watch = fn
+	c.mu.Unlock()
+}
+
+// notify calls the WatchConn callback, if any (not under mu).
+func (c *Conn) notify(st kvcore.ConnState, attempt int, err error) {
+	c.mu.Lock()
+	fn := c.watch
+	c.mu.Unlock()
+	if fn != nil {
+		fn(st, attempt, err)
+	}
 }
 
 // Dial connects to the relay at url (ws://, wss://, http:// or https://;
@@ -243,8 +266,8 @@ func (c *Conn) get(ctx context.Context) (*link, uint64, error) {
 // reconnecting in the background.
 func (c *Conn) lost(gen uint64, why error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed || c.gen != gen || c.cur == nil {
+		c.mu.Unlock()
 		return
 	}
 	c.cur.ws.CloseNow()
@@ -252,6 +275,8 @@ func (c *Conn) lost(gen uint64, why error) {
 	c.up = make(chan struct{})
 	c.opts.Logger.Info("relay connection lost; reconnecting", "job", c.opts.Job, "err", why)
 	go c.reconnect()
+	c.mu.Unlock()
+	c.notify(kvcore.ConnReconnecting, 0, why)
 }
 
 func (c *Conn) reconnect() {
@@ -288,16 +313,21 @@ func (c *Conn) reconnect() {
 		if isFinal(err) {
 			break
 		}
+		c.notify(kvcore.ConnReconnecting, attempt+1, err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.closed {
-		if err == nil {
-			err = ctx.Err()
-		}
-		c.dead = fmt.Errorf("relay: gave up reconnecting to %s after %v: %w", c.url, c.opts.GiveUp, err)
-		close(c.up)
+	if c.closed {
+		c.mu.Unlock()
+		return
 	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	c.dead = fmt.Errorf("relay: gave up reconnecting to %s after %v: %w", c.url, c.opts.GiveUp, err)
+	close(c.up)
+	dead := c.dead
+	c.mu.Unlock()
+	c.notify(kvcore.ConnLost, 0, dead)
 }
 
 // Send writes one message. If the connection is down it waits (bounded by

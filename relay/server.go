@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/wire"
 	"nhooyr.io/websocket"
 )
 
@@ -355,17 +356,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// allocated for the connection; a connection without one must
 	// present it in its Hello.
 	tok := tokenFrom(r)
+	var refused error
 	if tok != "" {
-		if err := s.checkToken(job, tok); err != nil {
-			s.log.Warn("connection refused", "job", job, "remote", r.RemoteAddr, "err", err)
-			http.Error(w, "webkv relay: "+err.Error(), http.StatusForbidden)
-			return
-		}
+		refused = s.checkToken(job, tok)
 	} else if len(s.cfg.Tokens) > 0 {
 		if _, ok := s.cfg.Tokens[job]; !ok {
-			http.Error(w, fmt.Sprintf("webkv relay: unknown job %q", job), http.StatusForbidden)
+			refused = fmt.Errorf("unknown job %q", job)
+		} else if r.Header.Get("Origin") != "" {
+			// A browser cannot put the token in its Hello later (webkv.js
+			// offers it as a subprotocol): refuse now, where it can see why.
+			refused = fmt.Errorf("missing token for job %q", job)
+		}
+	}
+	if refused != nil {
+		s.log.Warn("connection refused", "job", job, "remote", r.RemoteAddr, "err", refused)
+		if r.Header.Get("Origin") != "" {
+			s.refuseBrowser(w, r, refused)
 			return
 		}
+		http.Error(w, "webkv relay: "+refused.Error(), http.StatusForbidden)
+		return
 	}
 	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
@@ -403,6 +413,48 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go p.writeLoop(s.cfg.WriteTimeout)
 	j.serve(p)
 }
+
+// refuseBrowser refuses a browser's connection so that the page learns
+// why and stops: browsers hide an HTTP refusal's status and body from the
+// page (a 403 looks like a relay that is down, which a client retries), so
+// the upgrade is accepted, an Error (wire.CodeAuth, seq 0) sent, and the
+// connection held until the client closes it (at most refuseLinger): a
+// close right after the Error could reach the page's reader first. The
+// client treats a seq-0 Error as final.
+func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, why error) {
+	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
+		s.conns.Add(-1)
+		http.Error(w, "webkv relay: too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.conns.Add(-1)
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:    []string{Subprotocol},
+		OriginPatterns:  s.cfg.Origins,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept wrote the HTTP error (a bad Origin)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), refuseLinger)
+	defer cancel()
+	msg := wire.AppendError(nil, 0, wire.CodeAuth, "webkv relay refused the connection: "+why.Error())
+	if err := ws.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		ws.CloseNow()
+		return
+	}
+	// Wait for the client's close (its reads are discarded).
+	for {
+		if _, _, err := ws.Read(ctx); err != nil {
+			break
+		}
+	}
+	ws.Close(websocket.StatusPolicyViolation, "refused")
+}
+
+// refuseLinger bounds how long a refused browser connection is held for
+// its client to read the Error and close.
+const refuseLinger = 10 * time.Second
 
 func (s *Server) jobFor(name string) (*job, error) {
 	s.mu.Lock()

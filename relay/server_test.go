@@ -67,17 +67,23 @@ func sendMsg(t testing.TB, ctx context.Context, c *websocket.Conn, b []byte) {
 	}
 }
 
+// recvMsg reads the next message, skipping membership notices (sent
+// whenever workers join or leave; TestMembershipNotices checks them).
 func recvMsg(t testing.TB, ctx context.Context, c *websocket.Conn) *wire.Msg {
 	t.Helper()
-	_, b, err := c.Read(ctx)
-	if err != nil {
-		t.Fatalf("read: %v", err)
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m wire.Msg
+		if err := wire.Decode(b, nil, &m); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if !wire.IsMembers(&m) {
+			return &m
+		}
 	}
-	var m wire.Msg
-	if err := wire.Decode(b, nil, &m); err != nil {
-		t.Fatalf("decode: %v", err)
-	}
-	return &m
 }
 
 func hello(job, token string) []byte {
