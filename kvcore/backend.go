@@ -51,6 +51,29 @@ type Backend interface {
 	Sync() error
 }
 
+// ReduceStepper is an optional Backend capability: Reduce followed by Step
+// in one pass, the sum of the inputs kept in registers instead of written to
+// a merge buffer and read back (for 4 inputs and Adam, 10 instead of 12
+// array passes). The result must equal Reduce(m, srcs, scale) then
+// Step(kind, p, weight, m, states); srcs are distinct from weight and
+// states but one buffer may appear in srcs more than once. A store whose
+// backend has it uses it for every push of several values under an
+// optimizer (package shaders implements it).
+type ReduceStepper interface {
+	ReduceStep(kind OptKind, p *StepParams, weight Buffer, srcs []Buffer, scale float32, states []Buffer) error
+}
+
+// Flusher is an optional Backend capability of backends that queue work:
+// Flush submits what is queued without waiting, so the device starts on it
+// while the host prepares more. A store flushes when its engine has no
+// other operation ready (so one training step's pushes still go out as one
+// batch) and after every pull into arrays of the backend, so that an
+// application that waited for such an array and then hands its buffer to
+// its own GPU work (submitted to the same queue) sees the pulled values.
+type Flusher interface {
+	Flush() error
+}
+
 // OptKind selects one fused optimizer kernel. The formulas are MXNet's
 // optimizer of the same name; each kernel's doc in optimizer_kernels.go is its
 // reference loop.

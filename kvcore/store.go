@@ -55,6 +55,8 @@ type Store struct {
 	kind  storeKind
 	async bool
 	be    Backend
+	rs    ReduceStepper // be's fused reduce+step, if it has one
+	fl    Flusher       // be's Flush, if it queues work
 	tr    *tracker
 	rem   remote
 
@@ -149,6 +151,9 @@ func Create(name string, opts ...Option) (*Store, error) {
 		}
 		s.rem = r
 	}
+	// Optional capabilities, found once so a push asserts nothing.
+	s.rs, _ = s.be.(ReduceStepper)
+	s.fl, _ = s.be.(Flusher)
 	return s, nil
 }
 
@@ -511,18 +516,56 @@ func (s *Store) queue(o *op, push, pull bool) {
 }
 
 func runPush(o *op) (bool, error) {
-	return false, o.s.applyPush(o.e, o.arrs[:o.n])
+	err := o.s.applyPush(o.e, o.arrs[:o.n])
+	return false, o.s.flush(err, false)
 }
 
 func runPull(o *op) (bool, error) {
-	return false, o.s.copyOut(o.e, o.arrs[o.n:])
+	err := o.s.copyOut(o.e, o.arrs[o.n:])
+	return false, o.s.flush(err, o.s.outsOnBackend(o.arrs[o.n:]))
 }
 
 func runPushPull(o *op) (bool, error) {
-	if err := o.s.applyPush(o.e, o.arrs[:o.n]); err != nil {
-		return false, err
+	err := o.s.applyPush(o.e, o.arrs[:o.n])
+	if err == nil {
+		err = o.s.copyOut(o.e, o.arrs[o.n:])
 	}
-	return false, o.s.copyOut(o.e, o.arrs[o.n:])
+	return false, o.s.flush(err, o.s.outsOnBackend(o.arrs[o.n:]))
+}
+
+// outsOnBackend reports whether a pull wrote arrays that live on the
+// store's (queueing) backend.
+func (s *Store) outsOnBackend(outs []*Array) bool {
+	if s.fl == nil {
+		return false
+	}
+	for _, a := range outs {
+		if a.be == s.be {
+			return true
+		}
+	}
+	return false
+}
+
+// flush submits the work queued on a backend that queues (see Flusher)
+// when the engine has no other operation ready, or always when the
+// operation wrote arrays of that backend. It returns err, or the flush's
+// error if err is nil.
+func (s *Store) flush(err error, always bool) error {
+	if s.fl == nil {
+		return err
+	}
+	if !always {
+		theEngine.mu.Lock()
+		always = theEngine.ready.Len() == 0
+		theEngine.mu.Unlock()
+	}
+	if always {
+		if ferr := s.fl.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("kvcore: submitting queued work: %w", ferr)
+		}
+	}
+	return err
 }
 
 func (s *Store) copyOut(e *entry, outs []*Array) error {
@@ -614,6 +657,15 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 		return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
 	}
 	switch {
+	case opt != nil && s.rs != nil && len(ins) > 1:
+		// Fused: the sum never goes to memory.
+		kind, err := s.prepareStep(e, opt)
+		if err == nil {
+			err = s.rs.ReduceStep(kind, &e.params, e.stored, ins, 1, e.states)
+		}
+		if err != nil {
+			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		}
 	case opt != nil:
 		m, err := s.merged(e, ins)
 		if err != nil {
@@ -646,6 +698,16 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 
 // step runs one optimizer update of e with gradient g.
 func (s *Store) step(e *entry, opt *Optimizer, g Buffer) error {
+	kind, err := s.prepareStep(e, opt)
+	if err != nil {
+		return err
+	}
+	return s.be.Step(kind, &e.params, e.stored, g, e.states)
+}
+
+// prepareStep counts the update of e, fills e.params and makes sure e has
+// the optimizer's states.
+func (s *Store) prepareStep(e *entry, opt *Optimizer) (OptKind, error) {
 	e.t++
 	s.mu.Lock()
 	if e.t > s.numUpdate {
@@ -663,17 +725,17 @@ func (s *Store) step(e *entry, opt *Optimizer, g Buffer) error {
 		for i := range want {
 			b, err := s.be.Alloc(e.n)
 			if err != nil {
-				return err
+				return kind, err
 			}
 			if v := opt.StateInit(i); v != 0 {
 				if err := s.be.Fill(b, v); err != nil {
-					return err
+					return kind, err
 				}
 			}
 			e.states = append(e.states, b)
 		}
 	}
-	return s.be.Step(kind, &e.params, e.stored, g, e.states)
+	return kind, nil
 }
 
 // Broadcast initializes key with value (rank 0's, in dist) and pulls it into
