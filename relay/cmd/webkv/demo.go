@@ -74,7 +74,10 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	job.Job, job.Token = tc.Job, cfg.Token
 	job.Shards, job.IID, job.Max, job.Batch = tc.Shards, tc.IID, tc.MaxPerShard, tc.Batch
 	job.LR, job.Momentum, job.Rounds, job.Seed = tc.LR, tc.Momentum, tc.Steps, tc.Seed
-	job.EvalEvery, job.TestSize = max(tc.EvalEvery, 1), tc.TestSize
+	job.EvalEvery, job.TestSize = tc.EvalEvery, tc.TestSize
+	if job.EvalEvery <= 0 {
+		job.EvalEvery = max(tc.Steps, 1) // tabs too evaluate only at the end
+	}
 	if cfg.Tabs < 0 {
 		return res, fmt.Errorf("demo: -tabs %d, want >= 0", cfg.Tabs)
 	}
@@ -271,7 +274,7 @@ func printSummary(out io.Writer, res demoResult, batch int, elapsed time.Duratio
 	for _, r := range res.Results {
 		samples += r.Samples
 	}
-	fmt.Fprintf(out, "test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d workers × %d samples (%d samples) in %.0fs (%.1f rounds/s) on %s\n",
+	fmt.Fprintf(out, "test accuracy reached: %.2f%% on 10000 test images, after %d rounds × %d native workers × %d samples (%d samples on them) in %.0fs (%.1f rounds/s) on %s\n",
 		100*best.TestAcc, best.Steps, len(res.Results), batch, samples, elapsed.Seconds(),
 		float64(best.Steps)/best.TrainTime.Seconds(), best.Backend)
 	if ph := best.Phases; ph != nil {
