@@ -1,0 +1,51 @@
+//go:build cgo && !js
+
+package shaders_test
+
+import (
+	"testing"
+
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/storetest"
+)
+
+// TestStoreConformance runs kvcore's store conformance suite on "device"
+// stores whose backend is this package's, attached to gpu(0) (and gpu(1),
+// the same backend, so arrays on two GPU contexts meet in one push): with
+// the arrays on the host, on the GPU, and mixed. Sizes are the suite's
+// small ones: lavapipe is slow. Optimizer results get float32 tolerance
+// (WGSL division and sqrt, fused multiply-add, LAMB's norm order); every
+// other check is exact.
+func TestStoreConformance(t *testing.T) {
+	b := newBackend(t, nil)
+	kvcore.AttachGPU(0, b)
+	kvcore.AttachGPU(1, b)
+	t.Cleanup(func() {
+		kvcore.AttachGPU(0, nil)
+		kvcore.AttachGPU(1, nil)
+	})
+	newStore := func(t *testing.T) *kvcore.Store {
+		s, err := kvcore.Create("device")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Backend() != kvcore.Backend(b) {
+			s.Close()
+			t.Fatalf("device store runs on %q, want the WebGPU backend attached to gpu(0)", s.Backend().Name())
+		}
+		return s
+	}
+	cpu, gpu0, gpu1 := kvcore.OnCPU(0), kvcore.OnGPU(0), kvcore.OnGPU(1)
+	for _, c := range []struct {
+		name    string
+		in, out []kvcore.Ctx
+	}{
+		{"CPUArrays", []kvcore.Ctx{cpu}, []kvcore.Ctx{cpu}},
+		{"GPUArrays", []kvcore.Ctx{gpu0, gpu1}, []kvcore.Ctx{gpu1, gpu0}},
+		{"Mixed", []kvcore.Ctx{gpu0, cpu}, []kvcore.Ctx{cpu, gpu1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			storetest.Run(t, newStore, storetest.Contexts(c.in, c.out), storetest.Tolerance(1e-5, 1e-6))
+		})
+	}
+}
