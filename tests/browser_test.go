@@ -806,7 +806,7 @@ func TestBrowserAPI(t *testing.T) {
 	misc := []brStep{
 		{Op: "create", Type: "bogus", WantCode: "UNKNOWN_TYPE"},
 		{Op: "create", Type: "dist_sync", JSOnly: "BAD_ARGUMENT"},
-		{Op: "create", Type: "dist_sync", Opts: map[string]any{"url": wsURL, "job": "browser", "token": "wrong", "timeoutMs": 3000}, JSOnly: "ERROR"},
+		{Op: "create", Type: "dist_sync", Opts: map[string]any{"url": wsURL, "job": "browser", "token": "wrong", "timeoutMs": 3000}, JSOnly: "AUTH"},
 	}
 	sections = append(sections, section{label: "create errors", steps: misc, exact: true})
 	// The Go runtime in the page must have survived all of the above (a

@@ -69,6 +69,7 @@ var codes = []struct {
 	{kvcore.ErrUnsupported, "UNSUPPORTED"},
 	{kvcore.ErrClosed, "CLOSED"},
 	{kvcore.ErrNoTransport, "NO_TRANSPORT"},
+	{kvcore.ErrAuth, "AUTH"},
 	{kvcore.ErrBadCompression, "BAD_COMPRESSION"},
 	{kvcore.ErrBadStates, "BAD_STATES"},
 	{kvcore.ErrBadOptimizer, "BAD_OPTIMIZER"},

@@ -5,8 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"strings"
 	"syscall/js"
 	"time"
 
@@ -57,9 +55,9 @@ type relayLink struct{ c *relay.Conn }
 
 func (l relayLink) close() error { return l.c.Close() }
 
-// dialDist connects a dist store to its relay. The relay client's log
-// records (connection lost, re-established, gave up) become the store's
-// "connection" events.
+// dialDist connects a dist store to its relay. The store's kvcore events
+// (rounds closed, membership, connection state) become the page's
+// "round", "membership" and "connection" events (see onEvent).
 func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (distLink, []kvcore.Option, error) {
 	if o.url == "" {
 		return nil, nil, badArg("webkv: create %q: option url (the relay, e.g. \"ws://host:8080/ws\") is required", typ)
@@ -71,58 +69,69 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 	defer cancel()
 	c, err := relay.Dial(dctx, o.url, relay.DialOptions{
 		Job: o.job, Token: o.token, Workers: o.workers, BigArrayBound: o.bigArrayBound,
-		Logger: slog.New(&eventHandler{st: st}),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)
 	}
-	st.emit("connection", map[string]any{"state": "connected", "url": o.url, "job": o.job})
 	// The store's set-up (joining the job) gets the same bound, counted
 	// again from here; it must not be dctx, which ends when Dial returns.
-	return relayLink{c}, []kvcore.Option{kvcore.WithTransport(c), kvcore.WithContext(withTimeoutNoCancel(ctx, o.timeout))}, nil
+	return relayLink{c}, []kvcore.Option{kvcore.WithTransport(c), kvcore.WithContext(withTimeoutNoCancel(ctx, o.timeout)),
+		kvcore.WithEvents(st.onEvent)}, nil
 }
 
-// eventHandler is a slog.Handler that turns the relay client's records into
-// "connection" events (state: "lost", "reconnected", "failed" or "info")
-// and also prints them on the console.
-type eventHandler struct {
-	st    *jsStore
-	attrs []slog.Attr
-}
-
-func (h *eventHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *eventHandler) Handle(_ context.Context, r slog.Record) error {
-	d := map[string]any{"message": r.Message, "level": r.Level.String()}
-	add := func(a slog.Attr) bool {
-		d[a.Key] = a.Value.String()
-		return true
+// onEvent turns a kvcore event into a page event. It runs on kvcore's event
+// goroutine (never the engine's), so a slow listener only makes events
+// drop (counted in the next event's "dropped").
+func (st *jsStore) onEvent(e kvcore.Event) {
+	d := map[string]any{}
+	if e.Dropped > 0 {
+		d["dropped"] = e.Dropped
 	}
-	for _, a := range h.attrs {
-		add(a)
+	switch e.Kind {
+	case kvcore.EventRound:
+		d["key"] = keyToJS(e.Key)
+		d["round"] = e.Round
+		d["late"] = e.Late
+		d["rescaled"] = e.Rescaled
+		st.emit("round", d)
+	case kvcore.EventMembership:
+		st.mu.Lock()
+		st.rank, st.numWorkers = e.Rank, e.NumWorkers
+		st.mu.Unlock()
+		live := make([]any, len(e.Live))
+		for i, r := range e.Live {
+			live[i] = r
+		}
+		d["rank"], d["numWorkers"], d["live"] = e.Rank, e.NumWorkers, live
+		st.emit("membership", d)
+	case kvcore.EventConnection:
+		d["state"] = e.Conn.String()
+		d["shard"] = e.Shard
+		if e.Conn == kvcore.ConnReconnecting {
+			d["attempt"] = e.Attempt
+		}
+		if e.Err != nil {
+			d["message"] = e.Err.Error()
+		}
+		st.emit("connection", d)
+		js.Global().Get("console").Call("log", fmt.Sprintf("webkv: relay shard %d %v", e.Shard, e.Conn), errText(e.Err))
 	}
-	r.Attrs(add)
-	m := strings.ToLower(r.Message)
-	switch {
-	case strings.Contains(m, "lost"):
-		d["state"] = "lost"
-	case strings.Contains(m, "re-established"):
-		d["state"] = "reconnected"
-	case strings.Contains(m, "gave up"), r.Level >= slog.LevelError:
-		d["state"] = "failed"
-	default:
-		d["state"] = "info"
-	}
-	h.st.emit("connection", d)
-	js.Global().Get("console").Call("log", "webkv relay: "+r.Message)
-	return nil
 }
 
-func (h *eventHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &eventHandler{st: h.st, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
-func (h *eventHandler) WithGroup(string) slog.Handler { return h }
+// keyToJS is a key as the page wrote it: a number or a string.
+func keyToJS(k kvcore.Key) any {
+	if k.IsString() {
+		return k.Str()
+	}
+	return k.Int()
+}
 
 // withTimeoutNoCancel is context.WithTimeout for a context used only
 // through kvcore.Create: its timer releases it.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall/js"
-	"time"
 
 	"github.com/webkv/webkv/kvcore"
 )
@@ -36,32 +35,13 @@ type jsStore struct {
 	tail chan struct{}
 }
 
-// refresh reads rank and numWorkers (from a goroutine, never a callback) and
-// emits "membership" when they changed.
+// refresh reads rank and numWorkers (from a goroutine, never a callback)
+// for api.info. "membership" events come from kvcore's (see onEvent).
 func (st *jsStore) refresh() {
 	r, n := st.s.Rank(), st.s.NumWorkers()
 	st.mu.Lock()
-	changed := r != st.rank || n != st.numWorkers
 	st.rank, st.numWorkers = r, n
 	st.mu.Unlock()
-	if changed {
-		st.emit("membership", map[string]any{"rank": r, "numWorkers": n})
-	}
-}
-
-// watch refreshes a dist store's membership every interval until it closes,
-// so that "membership" events come without calls.
-func (st *jsStore) watch(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-st.ctx.Done():
-			return
-		case <-t.C:
-			st.refresh()
-		}
-	}
 }
 
 var (
@@ -145,10 +125,9 @@ func jsCreate(this js.Value, args []js.Value) any {
 		}
 		js.s = s
 		js.gpu = s.Backend() != kvcore.CPU()
+		js.mu.Lock()
 		js.rank, js.numWorkers = s.Rank(), s.NumWorkers()
-		if js.dist != nil {
-			go js.watch(500 * time.Millisecond)
-		}
+		js.mu.Unlock()
 		storesMu.Lock()
 		stores[js.id] = js
 		storesMu.Unlock()

@@ -76,7 +76,7 @@ export interface OptimizerSpec {
 /** Error codes carried by rejected Promises (WebKVError.code). */
 export type ErrorCode =
   | 'UNKNOWN_KEY' | 'DUPLICATE_INIT' | 'SHAPE_MISMATCH' | 'MIXED_KEYS' | 'NO_VALUE'
-  | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'BAD_COMPRESSION'
+  | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'AUTH' | 'BAD_COMPRESSION'
   | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU' | 'ERROR';
 
 export interface WebKVError extends Error {
@@ -96,11 +96,24 @@ export interface GPUInfo {
   limits?: Record<string, number>;
 }
 
+/** Fields every dist event may carry. */
+export interface EventBase {
+  /** Events dropped just before this one because listeners did not keep up. */
+  dropped?: number;
+}
+
 export interface EventMap {
-  connection: { state: 'connected' | 'lost' | 'reconnected' | 'failed' | 'info'; message?: string; [k: string]: unknown };
-  /** rank or numWorkers of a dist store changed (checked after each call and every 0.5 s; kvcore learns
-   *  the job's membership from join and barrier answers). */
-  membership: { rank: number; numWorkers: number };
+  /** A dist_sync round of key closed on the relay (this worker's push was answered). late: the push came
+   *  after the round had closed and was not applied (round is then the key's current round); rescaled:
+   *  the round closed at its deadline with a quorum and the sum was rescaled. Round numbers increase per key. */
+  round: EventBase & { key: Key; round: number; late: boolean; rescaled: boolean };
+  /** The job's members changed, as the relay reports it (a worker joined, left or timed out). live: the
+   *  members' ranks, ascending. */
+  membership: EventBase & { rank: number; numWorkers: number; live: number[] };
+  /** The link to a relay shard: 'connected' (joined), 'reconnecting' (connection lost; attempt counts the
+   *  tries, message the last error), 'reconnected' (joined again with the same rank), 'lost' (for good:
+   *  calls fail; message says why). */
+  connection: EventBase & { state: 'connected' | 'reconnecting' | 'reconnected' | 'lost'; shard: number; attempt?: number; message?: string };
   gpuerror: { message: string };
   devicelost: { message: string };
   close: Record<string, never>;

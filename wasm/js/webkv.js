@@ -20,6 +20,10 @@
 let loading = null;
 let api = null;
 const handles = new Map(); // store id -> KVStore (for events)
+// Events of a store whose create() has not resolved yet (connected, the
+// first membership): delivered just after it resolves, so listeners added
+// right after `await create(...)` see them.
+const early = new Map(); // store id -> [[name, detail], ...]
 
 /**
  * Loads webkv.wasm (once). create() calls it; call it yourself to choose the
@@ -55,7 +59,10 @@ export function load(opts = {}) {
     delete globalThis.__webkvInit;
     api.setEmitter((id, name, detail) => {
       const kv = handles.get(id);
-      if (kv) kv._emit(name, detail);
+      if (kv) { kv._emit(name, detail); return; }
+      if (!early.has(id)) early.set(id, []);
+      const q = early.get(id);
+      if (q.length < 64) q.push([name, detail]);
     });
     return api;
   })();
@@ -87,6 +94,9 @@ export async function create(type, opts = {}) {
   const info = await a.create(type, opts);
   const kv = new KVStore(a, info);
   handles.set(info.id, kv);
+  const q = early.get(info.id);
+  early.delete(info.id);
+  if (q) setTimeout(() => { for (const [name, detail] of q) kv._emit(name, detail); }, 0);
   if (info.fallback) console.warn(`webkv: '${info.type}' store runs on the CPU: ${info.fallback}`);
   return kv;
 }
@@ -166,9 +176,13 @@ export class KVStore {
   }
 
   /**
-   * on(event, fn): 'connection' ({state: 'connected'|'lost'|'reconnected'|'failed'|'info', …}),
-   * 'membership' ({rank, numWorkers}: dist workers joined or left), 'gpuerror' ({message}),
-   * 'devicelost' ({message}), 'close'. (A CPU fallback is in kv.fallback and on the console.)
+   * on(event, fn), dist stores' events as the relay reports them:
+   * 'round' ({key, round, late, rescaled}: a dist_sync round of key closed),
+   * 'membership' ({rank, numWorkers, live: ranks}: workers joined or left),
+   * 'connection' ({state: 'connected'|'reconnecting'|'reconnected'|'lost', shard, attempt?, message?});
+   * also 'gpuerror' ({message}), 'devicelost' ({message}), 'close'. Events a
+   * slow page could not take are dropped, and the next one says how many
+   * ('dropped'). (A CPU fallback is in kv.fallback and on the console.)
    * Returns a function that removes the listener.
    */
   on(event, fn) {
