@@ -33,7 +33,8 @@ import (
 // goroutine pings every shard. Close sends Leave (so others' rounds do not
 // wait for this worker's timeout), stops the goroutines and closes the
 // transports; an operation pending on a transport that failed for good
-// fails with ErrConnLost.
+// fails with ErrConnLost. WithEvents reports what happens meanwhile (rounds
+// closed, membership notices, connection state; see Event).
 
 // remote is a dist store's link to its parameter server(s).
 type remote interface {

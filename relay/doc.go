@@ -18,8 +18,10 @@
 // Safety, in the order a connection meets it: the connection limits
 // (Config.MaxConns, MaxConnsPerJob: HTTP 503); the job's access token,
 // offered as a "webkv.token.<token>" subprotocol or a token query parameter
-// (browsers cannot set headers; HTTP 403 when wrong) or else required in the
-// Hello; the Origin check (Config.Origins; requests without Origin, i.e.
+// (browsers cannot set headers; HTTP 403 when wrong, except that a browser,
+// which hides a 403 from its page, gets the websocket and in it an auth
+// Error, seq 0, that its client treats as final; a browser must present a
+// token at upgrade) or else required in the Hello; the Origin check (Config.Origins; requests without Origin, i.e.
 // native clients, pass); then per frame: the 56-byte header is read and
 // validated (wire.DecodeHeader against the limits) before a buffer of the
 // announced size is taken, so a peer cannot make the relay allocate beyond
@@ -56,7 +58,9 @@
 // Dial returns a Conn, a kvcore.Transport that reconnects by itself with
 // exponential backoff and jitter and reports each new connection to the
 // store (ErrReconnected), which then resumes its rank and resends what is
-// unanswered. It builds for native and GOOS=js (dial_js.go: the browser's
+// unanswered; as a kvcore.ConnWatcher it also reports its reconnection
+// attempts, which a store created WithEvents passes on. It builds for
+// native and GOOS=js (dial_js.go: the browser's
 // WebSocket, token in the subprotocol). Create makes a dist store on one
 // relay or, with a comma-separated URL list, on several shards.
 //
