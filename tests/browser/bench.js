@@ -162,6 +162,20 @@ async function main() {
   out.check.webkvAdamMaxRelErr = maxRelErr(w1, wantW);
   await kvC.close();
 
+  // --- webkv: push of the K arrays to a key with Adam (key 4): the sum is
+  // the gradient of one step (Reduce then Step, or the fused ReduceStep where
+  // the store uses it) ---
+  const kvF = await webkv.create('device', {allowCPUFallback: false});
+  await kvF.init(4, w0);
+  await kvF.setOptimizer({name: 'adam', learning_rate: 0.001});
+  await kvF.push(4, bufs);
+  const wF = await kvF.pull(4);
+  out.check.webkvReduceAdamMaxRelErr = maxRelErr(wF, w0.map((w, j) => {
+    const m = 0.1 * want[j];
+    const v = 0.001 * want[j] * want[j];
+    return w - lr * m / (Math.sqrt(v) + 1e-8);
+  }));
+
   // --- fixed cost of one call: push of 4 floats (JS→Go→engine→GPU submit→done) ---
   await kv.init(3, new Float32Array(4));
   const tiny = gpuBuffer(dev, new Float32Array(4));
@@ -188,6 +202,8 @@ async function main() {
   const wv = tf.variable(tf.tensor1d(w0), true, 'w');
   const gt = tf.tensor1d(grad);
   const opt = tf.train.adam(0.001);
+  const wv2 = tf.variable(tf.tensor1d(w0), true, 'w2');
+  const opt2 = tf.train.adam(0.001);
 
   const t = await timeAll({
     webkvReduce: () => kv.push(0, bufs),
@@ -203,15 +219,27 @@ async function main() {
       await flush();
     },
     handAdam: hand.adam,
+    webkvReduceAdam: () => kvF.push(4, bufs),
+    tfjsAddNAdam: async () => {
+      const r = tf.addN(ts);
+      opt2.applyGradients({w2: r});
+      await flush();
+      r.dispose();
+    },
   });
   out.webkv.reduceMs = t.webkvReduce;
   out.webkv.adamMs = t.webkvAdam;
   out.tfjs.addNMs = t.tfjsAddN;
   out.tfjs.adamMs = t.tfjsAdam;
+  out.webkv.reduceAdamMs = t.webkvReduceAdam;
+  out.tfjs.addNAdamMs = t.tfjsAddNAdam;
   out.handFused = {reduceMs: t.handReduce, adamMs: t.handAdam};
   log(JSON.stringify(out));
   await kv.close();
   await kvA.close();
+  await kvF.close();
+  wv.dispose();
+  wv2.dispose();
   return out;
 }
 
