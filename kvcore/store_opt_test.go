@@ -3,7 +3,6 @@ package kvcore
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"testing"
 )
 
@@ -39,84 +38,6 @@ func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
 	}
 	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0}); !errors.Is(err, ErrBadCompression) {
 		t.Fatalf("2bit threshold 0: %v", err)
-	}
-}
-
-// The store's optimizer path equals running the reference kernel by hand,
-// for every optimizer, over several pushes with several devices.
-func TestStoreOptimizerMatchesReference(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	specs := []string{
-		`{"name":"sgd","learning_rate":0.1,"momentum":0.9,"wd":0.01}`,
-		`{"name":"nag","learning_rate":0.1,"momentum":0.9}`,
-		`{"name":"adam","learning_rate":0.01}`,
-		`{"name":"adamw","learning_rate":0.01,"wd":0.1}`,
-		`{"name":"adagrad","learning_rate":0.1}`,
-		`{"name":"rmsprop","learning_rate":0.01,"centered":true}`,
-		`{"name":"adadelta"}`,
-		`{"name":"signum","learning_rate":0.01}`,
-		`{"name":"ftrl","learning_rate":0.1}`,
-		`{"name":"lamb","learning_rate":0.01}`,
-	}
-	for _, js := range specs {
-		opt, err := ParseOptimizer([]byte(js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		r := rand.New(rand.NewPCG(seed, 0))
-		const n = 1000
-		w0 := make([]float32, n)
-		for i := range w0 {
-			w0[i] = float32(r.NormFloat64())
-		}
-		s := newLocal(t)
-		k := StrKey("w")
-		wa, _ := FromSlice(OnCPU(0), w0)
-		s.Init(bg, k, wa)
-		if err := s.SetOptimizer(bg, opt); err != nil {
-			t.Fatal(err)
-		}
-		ref := append([]float32(nil), w0...)
-		var states [][]float32
-		var p StepParams
-		for step := 1; step <= 3; step++ {
-			g1, g2 := make([]float32, n), make([]float32, n)
-			sum := make([]float32, n)
-			for i := range g1 {
-				g1[i], g2[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
-				sum[i] = g1[i] + g2[i]
-			}
-			a1, _ := FromSlice(OnCPU(0), g1)
-			a2, _ := FromSlice(OnCPU(0), g2)
-			if err := s.Push(k, a1, a2); err != nil {
-				t.Fatal(err)
-			}
-			opt.Params(k, step, step, &p)
-			if states == nil {
-				for range opt.Kind().NumStates(&p) {
-					states = append(states, make([]float32, n))
-				}
-			}
-			if opt.Kind() == OptLAMB {
-				if err := lambStep(&p, ref, sum, states); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				stepRange(opt.Kind(), &p, ref, sum, states, 0, n)
-			}
-		}
-		out := full(t, 0, n)
-		s.Pull(k, out)
-		got, err := out.ToSlice()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range got {
-			if got[i] != ref[i] {
-				t.Fatalf("%s: element %d = %v, reference %v", opt.Name, i, got[i], ref[i])
-			}
-		}
 	}
 }
 

@@ -46,95 +46,6 @@ func newLocal(t testing.TB) *Store {
 	return s
 }
 
-// MXNet's default updater assigns: init 1, push 4, pull 4 (not 5)
-// (Scala KVStoreSuite "push and pull"; kvstore_local.h PushImpl).
-func TestPushAssigns(t *testing.T) {
-	s := newLocal(t)
-	k := IntKey(3)
-	if err := s.Init(bg, k, full(t, 1, 2, 3)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Push(k, full(t, 4, 2, 3)); err != nil {
-		t.Fatal(err)
-	}
-	out := full(t, 0, 2, 3)
-	if err := s.Pull(k, out); err != nil {
-		t.Fatal(err)
-	}
-	mustEqual(t, out, 4)
-}
-
-// Values for one key in one call are summed (MXNet test_kvstore.py
-// test_aggregator: push of num_devs arrays of ones pulls num_devs).
-func TestPushAggregates(t *testing.T) {
-	s := newLocal(t)
-	k := StrKey("w")
-	if err := s.Init(bg, k, full(t, 1, 4)); err != nil {
-		t.Fatal(err)
-	}
-	vals := []*Array{full(t, 1, 4), full(t, 2, 4), full(t, 3, 4), full(t, 4, 4), full(t, 5, 4)}
-	if err := s.Push(k, vals...); err != nil {
-		t.Fatal(err)
-	}
-	outs := []*Array{full(t, 0, 4), full(t, 0, 4)}
-	if err := s.Pull(k, outs...); err != nil {
-		t.Fatal(err)
-	}
-	mustEqual(t, outs[0], 15)
-	mustEqual(t, outs[1], 15)
-	// Duplicate keys in a list are summed too.
-	if err := s.PushList([]Key{k, k}, [][]*Array{{full(t, 1, 4)}, {full(t, 2, 4)}}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Pull(k, outs[0]); err != nil {
-		t.Fatal(err)
-	}
-	mustEqual(t, outs[0], 3)
-}
-
-// The docstring example of _set_updater: stored 4, updater stored += 2*input,
-// push ones → 6.
-func TestUpdater(t *testing.T) {
-	s := newLocal(t)
-	k := IntKey(3)
-	if err := s.Init(bg, k, full(t, 4, 2, 3)); err != nil {
-		t.Fatal(err)
-	}
-	err := s.SetUpdater(func(key Key, merged, stored *Array) error {
-		m, err := merged.Data()
-		if err != nil {
-			return err
-		}
-		st, err := stored.Data()
-		if err != nil {
-			return err
-		}
-		for i := range st {
-			st[i] += 2 * m[i]
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Push(k, full(t, 1, 2, 3)); err != nil {
-		t.Fatal(err)
-	}
-	out := full(t, 0, 2, 3)
-	s.Pull(k, out)
-	mustEqual(t, out, 6)
-	// An updater error surfaces on wait, and on the array it concerned.
-	boom := errors.New("boom")
-	s.SetUpdater(func(Key, *Array, *Array) error { return boom })
-	s.Push(k, full(t, 1, 2, 3))
-	if err := s.WaitAll(bg); !errors.Is(err, boom) {
-		t.Fatalf("WaitAll = %v, want boom", err)
-	}
-	if err := s.WaitAll(bg); err != nil {
-		t.Fatalf("second WaitAll = %v, want nil", err)
-	}
-}
-
 func TestBadInput(t *testing.T) {
 	s := newLocal(t)
 	if err := s.Init(bg, IntKey(1), full(t, 1, 2)); err != nil {
@@ -188,26 +99,6 @@ func TestBadInput(t *testing.T) {
 	out := full(t, 0, 2)
 	s.Pull(IntKey(1), out)
 	mustEqual(t, out, 1)
-}
-
-// Operations on one key run in issue order whatever their priority.
-func TestOrderPerKey(t *testing.T) {
-	s := newLocal(t)
-	k := IntKey(0)
-	s.Init(bg, k, full(t, 0, 8))
-	outs := make([]*Array, 50)
-	for i := range outs {
-		outs[i] = full(t, -1, 8)
-		if err := s.PushList([]Key{k}, [][]*Array{{full(t, float32(i), 8)}}, i%7-3); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PullList([]Key{k}, [][]*Array{{outs[i]}}, -(i % 5)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, o := range outs {
-		mustEqual(t, o, float32(i))
-	}
 }
 
 // Many goroutines push and pull the same and different keys; with an
@@ -283,18 +174,6 @@ func TestStringKeysInitOrder(t *testing.T) {
 	if got != `"b""a""c"` {
 		t.Fatalf("init order %s", got)
 	}
-}
-
-func TestPushPullInPlace(t *testing.T) {
-	s := newLocal(t)
-	k := IntKey(5)
-	s.Init(bg, k, full(t, 1, 3))
-	a, b := full(t, 2, 3), full(t, 3, 3)
-	if err := s.PushPull(k, []*Array{a, b}, nil); err != nil {
-		t.Fatal(err)
-	}
-	mustEqual(t, a, 5)
-	mustEqual(t, b, 5)
 }
 
 func BenchmarkPushPullSmall(b *testing.B) {
