@@ -60,7 +60,11 @@ export function load(opts = {}) {
     api.setEmitter((id, name, detail) => {
       const kv = handles.get(id);
       if (kv) { kv._emit(name, detail); return; }
-      if (!early.has(id)) early.set(id, []);
+      if (!early.has(id)) {
+        // Stores whose create failed never claim theirs: keep a few ids.
+        if (early.size >= 16) early.delete(early.keys().next().value);
+        early.set(id, []);
+      }
       const q = early.get(id);
       if (q.length < 64) q.push([name, detail]);
     });
