@@ -3,9 +3,15 @@
 package shaders_test
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/psm"
+	"github.com/webkv/webkv/kvcore/psm/inproc"
 	"github.com/webkv/webkv/kvcore/storetest"
 )
 
@@ -49,4 +55,48 @@ func TestStoreConformance(t *testing.T) {
 			storetest.Run(t, newStore, storetest.Contexts(c.in, c.out), storetest.Tolerance(1e-5, 1e-6))
 		})
 	}
+}
+
+// TestDistDeviceStoreConformance runs the suite on two dist_device_sync
+// workers (over psm/inproc pipes) that reduce their devices' values and
+// compress on this backend, with arrays on the GPU.
+func TestDistDeviceStoreConformance(t *testing.T) {
+	b := newBackend(t, nil)
+	kvcore.AttachGPU(0, b)
+	t.Cleanup(func() { kvcore.AttachGPU(0, nil) })
+	srv := inproc.New(psm.Config{Heartbeat: 20 * time.Millisecond, Timeout: 10 * time.Second})
+	t.Cleanup(srv.Close)
+	const n = 2
+	job := 0
+	newWorkers := func(t *testing.T) []*kvcore.Store {
+		job++
+		id := fmt.Sprintf("job%d", job)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ws := make([]*kvcore.Store, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				ws[i], errs[i] = kvcore.Create("dist_device_sync", kvcore.WithTransport(srv.Connect(id, n)), kvcore.WithContext(ctx))
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				for _, s := range ws {
+					if s != nil {
+						s.Close()
+					}
+				}
+				t.Fatalf("worker %d: %v", i, err)
+			}
+			if ws[i].Backend() != kvcore.Backend(b) {
+				t.Fatalf("worker %d runs on %q, want the WebGPU backend", i, ws[i].Backend().Name())
+			}
+		}
+		return ws
+	}
+	gpu := []kvcore.Ctx{kvcore.OnGPU(0)}
+	storetest.RunWorkers(t, n, newWorkers, storetest.Contexts(gpu, gpu), storetest.Tolerance(1e-5, 1e-6))
 }
