@@ -65,11 +65,12 @@ type ReduceStepper interface {
 
 // Flusher is an optional Backend capability of backends that queue work:
 // Flush submits what is queued without waiting, so the device starts on it
-// while the host prepares more. A store flushes when its engine has no
-// other operation ready (so one training step's pushes still go out as one
-// batch) and after every pull into arrays of the backend, so that an
-// application that waited for such an array and then hands its buffer to
-// its own GPU work (submitted to the same queue) sees the pulled values.
+// while the host prepares more. A store flushes when an operation finds
+// itself the store's last unfinished one (so one training step's pushes
+// still go out as one batch) and after every pull into arrays of the
+// backend, so that an application that waited for such an array and then
+// hands its buffer to its own GPU work (submitted to the same queue) sees
+// the pulled values.
 type Flusher interface {
 	Flush() error
 }

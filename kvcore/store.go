@@ -548,16 +548,18 @@ func (s *Store) outsOnBackend(outs []*Array) bool {
 }
 
 // flush submits the work queued on a backend that queues (see Flusher)
-// when the engine has no other operation ready, or always when the
-// operation wrote arrays of that backend. It returns err, or the flush's
-// error if err is nil.
+// when the calling operation is the store's last unfinished one (so the
+// pushes of one training step go out as one batch, even when they are
+// chained through shared input arrays), or always when the operation wrote
+// arrays of that backend. It returns err, or the flush's error if err is
+// nil.
 func (s *Store) flush(err error, always bool) error {
 	if s.fl == nil {
 		return err
 	}
 	if !always {
 		theEngine.mu.Lock()
-		always = theEngine.ready.Len() == 0
+		always = s.tr.pending <= 1 // the calling operation is still counted
 		theEngine.mu.Unlock()
 	}
 	if always {

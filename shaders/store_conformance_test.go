@@ -100,3 +100,110 @@ func TestDistDeviceStoreConformance(t *testing.T) {
 	gpu := []kvcore.Ctx{kvcore.OnGPU(0)}
 	storetest.RunWorkers(t, n, newWorkers, storetest.Contexts(gpu, gpu), storetest.Tolerance(1e-5, 1e-6))
 }
+
+// plainBackend hides the optional capabilities (ReduceStep, Flush) of the
+// backend it wraps: a store on it reduces into a merge buffer and then
+// steps, and submits only when something reads.
+type plainBackend struct{ kvcore.Backend }
+
+// flushOnlyBackend hides ReduceStep but keeps Flush.
+type flushOnlyBackend struct {
+	kvcore.Backend
+	f kvcore.Flusher
+}
+
+func (b flushOnlyBackend) Flush() error { return b.f.Flush() }
+
+// BenchmarkDeviceStoreStep: one training step of a "device" store on this
+// backend, 64 keys of 16384 values, each pushed from its own 4 GPU arrays
+// under Adam (PushList, then WaitAll and Sync), with the store using the
+// fused ReduceStep and Flush against the same store on a wrapper that hides
+// both (x-vs-unfused = that time / fused time) and on one that hides only
+// ReduceStep (x-vs-flush-only).
+func BenchmarkDeviceStoreStep(b *testing.B) {
+	g := newBackend(b, nil)
+	b.Logf("adapter: %s", g.Name())
+	const keys, n, devs = 64, 16384, 4
+	d := benchData(n)
+	setup := func(be kvcore.Backend) (func() error, func()) {
+		kvcore.AttachGPU(0, be)
+		s, err := kvcore.Create("device", kvcore.WithBackend(be))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := s.SetOptimizer(ctx, kvcore.Adam(1e-3)); err != nil {
+			b.Fatal(err)
+		}
+		ks := make([]kvcore.Key, keys)
+		vals := make([][]*kvcore.Array, keys)
+		var grads []*kvcore.Array
+		for i := range ks {
+			for range devs {
+				a, err := kvcore.FromSlice(kvcore.OnGPU(0), d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				vals[i] = append(vals[i], a)
+				grads = append(grads, a)
+			}
+			ks[i] = kvcore.IntKey(i)
+			w, err := kvcore.FromSlice(kvcore.OnGPU(0), d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Init(ctx, ks[i], w); err != nil {
+				b.Fatal(err)
+			}
+			w.Release()
+		}
+		step := func() error {
+			if err := s.PushList(ks, vals, 0); err != nil {
+				return err
+			}
+			if err := s.WaitAll(ctx); err != nil {
+				return err
+			}
+			return be.Sync()
+		}
+		return step, func() {
+			s.Close()
+			for _, a := range grads {
+				a.Release()
+			}
+			kvcore.AttachGPU(0, nil)
+		}
+	}
+	unfused, done := setup(plainBackend{g})
+	if err := unfused(); err != nil {
+		b.Fatal(err)
+	}
+	base, err := timeCPU(5, unfused)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done()
+	flushOnly, done := setup(flushOnlyBackend{g, g})
+	base2, err := timeCPU(5, flushOnly)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done()
+	fused, done := setup(g)
+	defer done()
+	if err := fused(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := fused(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(per.Microseconds())/keys, "µs/key")
+	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-unfused")
+	b.ReportMetric(base2.Seconds()/per.Seconds(), "x-vs-flush-only")
+}
