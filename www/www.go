@@ -53,10 +53,13 @@ type JobConfig struct {
 }
 
 // DefaultConfig is the demo's job: 4 IID shards, batch 64, SGD 0.1 with
-// momentum 0.9.
+// momentum 0.9, 200 rounds. Two workers reach about 94.3% test accuracy in
+// 200 rounds (95.0% in 300): 200 keeps `make demo` on lavapipe-class
+// adapters at about half a minute on an idle 2-core machine (two minutes
+// when it is loaded), long enough to open the page and watch.
 func DefaultConfig() JobConfig {
 	return JobConfig{Job: "mnist", Type: "dist_sync", Shards: 4, IID: true, Max: 0, Batch: 64,
-		LR: 0.1, Momentum: 0.9, Rounds: 300, EvalEvery: 20, TestSize: 2000, Seed: 1}
+		LR: 0.1, Momentum: 0.9, Rounds: 200, EvalEvery: 20, TestSize: 2000, Seed: 1}
 }
 
 // Options configure Handler.
