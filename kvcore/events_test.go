@@ -184,3 +184,71 @@ func TestDistEventsLost(t *testing.T) {
 		t.Error("barrier on a lost store succeeded")
 	}
 }
+
+// Over two shards: one connected event per shard, membership from the first
+// shard only, and one round event per push of a key split over both.
+func TestDistEventsSharded(t *testing.T) {
+	srvs := []*inproc.Server{
+		testServer(t, psm.Config{Shard: 0, Shards: 2}),
+		testServer(t, psm.Config{Shard: 1, Shards: 2}),
+	}
+	ctx := testCtx(t)
+	ev := newEvLog()
+	var sh kvcore.Shards
+	for _, s := range srvs {
+		sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "sh", BigArrayBound: 30}))
+	}
+	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(sh), kvcore.WithContext(ctx), kvcore.WithEvents(ev.fn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := kvcore.IntKey(-7)
+	if err := s.Init(ctx, k, arr(t, make([]float32, 100))); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 3
+	for range rounds {
+		if err := s.Push(k, arr(t, make([]float32, 100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.WaitAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The queue is closed by Close: read what was delivered.
+	var conn []int
+	var members, got []uint64
+	timeout := time.After(5 * time.Second)
+	for len(got) < rounds {
+		select {
+		case e := <-ev.ch:
+			switch e.Kind {
+			case kvcore.EventConnection:
+				conn = append(conn, e.Shard)
+			case kvcore.EventMembership:
+				members = append(members, uint64(e.NumWorkers))
+			case kvcore.EventRound:
+				if e.Key != k {
+					t.Errorf("round event of key %v, want %v", e.Key, k)
+				}
+				got = append(got, e.Round)
+			}
+		case <-timeout:
+			t.Fatalf("events so far: connections %v, membership %v, rounds %v", conn, members, got)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	for len(ev.ch) > 0 {
+		e := <-ev.ch
+		if e.Kind == kvcore.EventRound {
+			got = append(got, e.Round)
+		}
+	}
+	slices.Sort(conn)
+	if fmt.Sprint(conn) != "[0 1]" || fmt.Sprint(members) != "[1]" || fmt.Sprint(got) != "[0 1 2]" {
+		t.Errorf("connected shards %v, membership sizes %v, rounds %v; want [0 1], [1], [0 1 2]", conn, members, got)
+	}
+}
