@@ -42,12 +42,13 @@ type demoTab struct {
 
 // demoProc is a running `webkv demo` whose output the test reads.
 type demoProc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	out   strings.Builder
-	url   chan string
-	final chan string // the "test accuracy reached" line
-	exit  chan error
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    strings.Builder
+	url    chan string
+	final  chan string   // the "test accuracy reached" line
+	exit   chan error    // the exit status, once
+	exited chan struct{} // closed after the exit
 }
 
 func (p *demoProc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
@@ -57,7 +58,7 @@ func (p *demoProc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out
 func startDemo(t testing.TB, args ...string) (*demoProc, string) {
 	t.Helper()
 	bin := demoBinary(t)
-	p := &demoProc{url: make(chan string, 1), final: make(chan string, 1), exit: make(chan error, 1)}
+	p := &demoProc{url: make(chan string, 1), final: make(chan string, 1), exit: make(chan error, 1), exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"demo"}, args...)...)
 	p.cmd.Dir = brRepoRoot(t)
 	stdout, err := p.cmd.StdoutPipe()
@@ -86,14 +87,18 @@ func startDemo(t testing.TB, args ...string) (*demoProc, string) {
 			}
 		}
 		p.exit <- p.cmd.Wait()
+		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGINT) // the demo shuts its relay down and exits
 			select {
-			case <-p.exit:
+			case <-p.exited:
 			case <-time.After(15 * time.Second):
 				_ = p.cmd.Process.Kill()
+				<-p.exited
 			}
 		}
 		if t.Failed() {

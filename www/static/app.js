@@ -50,9 +50,12 @@ $('leave').onclick = () => { leave(); status('Left the job. Reload the page to j
 
 // Seeded normal numbers (mulberry32 + Box–Muller) for the initial weights:
 // rank 0's values win in dist init, so they only need to be sensible.
-function rng(seed) {
+function uniform(seed) {
   let a = seed >>> 0;
-  const u = () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  return () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+}
+function rng(seed) {
+  const u = uniform(seed);
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
 }
 function initParams(seed) {
@@ -150,6 +153,9 @@ async function train() {
   const rounds = Number(qs.get('rounds')) || cfg.rounds || Infinity;
   const B = cfg.batch, x = new Float32Array(B * 784), y = new Uint8Array(B), g = zeros();
   const mom = zeros();
+  // The batch order is seeded by the job's seed and this peer's rank, so
+  // that a run can be replayed (native workers do the same).
+  const rand = uniform(cfg.seed * 7919 + me.rank + 1);
   let order = [...Array(shard.n).keys()], pos = order.length, t0 = performance.now(), s0 = 0;
   // Where a round's time goes (ms, summed; phases_ms holds the means).
   const tot = {};
@@ -168,7 +174,7 @@ async function train() {
     lap('upload');
     const idx = [];
     while (idx.length < B) {
-      if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
+      if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
       idx.push(order[pos++]);
     }
     toInputs(shard, idx, x, y);
@@ -245,15 +251,15 @@ async function refresh() {
 async function selfTest() {
   const { device, adapter } = await openGPU();
   const gpu = await GpuMLP.create(device, SHAPE, 256), cpu = new CpuMLP(SHAPE);
-  const seed = Number(qs.get('seed')) || Date.now() % 1e9, n = rng(seed);
+  const seed = Number(qs.get('seed')) || Date.now() % 1e9, n = rng(seed), ur = uniform(seed + 1);
   const p = initParams(seed);
   for (const k of ['b1', 'b2']) for (let i = 0; i < p[k].length; i++) p[k][i] = 0.1 * n();
   gpu.setParams(p); cpu.setParams(p);
   const out = { seed, adapter, batches: [] };
   for (const b of [1, 37, 64, 256]) {
     const x = new Float32Array(b * 784), y = new Uint8Array(b);
-    for (let i = 0; i < x.length; i++) x[i] = Math.abs(n()) < 0.25 ? Math.random() : 0;
-    for (let i = 0; i < b; i++) y[i] = Math.floor(Math.random() * 10);
+    for (let i = 0; i < x.length; i++) x[i] = Math.abs(n()) < 0.25 ? ur() : 0;
+    for (let i = 0; i < b; i++) y[i] = Math.floor(ur() * 10);
     const gg = zeros(), gc = zeros();
     const rg = await gpu.grad(x, y, gg), rc = await cpu.grad(x, y, gc);
     const rel = {};
