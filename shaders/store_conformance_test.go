@@ -8,7 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/cogentcore/webgpu/wgpu"
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
@@ -206,4 +208,113 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 	b.ReportMetric(float64(per.Microseconds())/keys, "µs/key")
 	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-unfused")
 	b.ReportMetric(base2.Seconds()/per.Seconds(), "x-vs-flush-only")
+}
+
+// TestStorePullIntoAppBuffer: a native app pulls into its own wgpu buffer
+// (wrapped, no copy), waits for the array, then reads the buffer with its
+// own commands on the device's queue, without calling the backend. That
+// works only because the store flushes after a pull into the backend's
+// arrays (kvcore.Flusher): the copy recorded by the pull is submitted
+// before the app's commands.
+func TestStorePullIntoAppBuffer(t *testing.T) {
+	b := newBackend(t, nil)
+	kvcore.AttachGPU(0, b)
+	t.Cleanup(func() { kvcore.AttachGPU(0, nil) })
+	r := seeded(t)
+	ctx := context.Background()
+	const n = 1029
+	dev := b.Device()
+	appBuf, err := dev.CreateBuffer(&wgpu.BufferDescriptor{Size: n * 4,
+		Usage: wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer appBuf.Release()
+	mapBuf, err := dev.CreateBuffer(&wgpu.BufferDescriptor{Size: n * 4, Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapBuf.Release()
+	wrapped, err := b.WrapBuffer(appBuf, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kvcore.WrapBuffer(kvcore.OnGPU(0), wrapped, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kvcore.Create("device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Small integers: the sum is exact whatever the backend.
+	ints := func() []float32 {
+		d := make([]float32, n)
+		for i := range d {
+			d[i] = float32(r.IntN(200) - 100)
+		}
+		return d
+	}
+	x, y, z := ints(), ints(), ints()
+	init, _ := kvcore.FromSlice(kvcore.OnGPU(0), x)
+	g1, _ := kvcore.FromSlice(kvcore.OnGPU(0), y)
+	g2, _ := kvcore.FromSlice(kvcore.OnGPU(0), z)
+	if err := s.Init(ctx, kvcore.IntKey(0), init); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		if err := s.Push(kvcore.IntKey(0), g1, g2); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Pull(kvcore.IntKey(0), out); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The app's own read of its buffer.
+		enc, err := dev.CreateCommandEncoder(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.CopyBufferToBuffer(appBuf, 0, mapBuf, 0, n*4); err != nil {
+			t.Fatal(err)
+		}
+		cmd, err := enc.Finish(nil)
+		enc.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev.GetQueue().Submit(cmd)
+		cmd.Release()
+		done := false
+		if err := mapBuf.MapAsync(wgpu.MapModeRead, 0, n*4, func(wgpu.BufferMapAsyncStatus) { done = true }); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; !done && i < 1000; i++ {
+			dev.Poll(true, nil)
+		}
+		if !done {
+			t.Fatal("the app's readback buffer never mapped")
+		}
+		raw := mapBuf.GetMappedRange(0, n*4)
+		got := append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(raw))), n)...)
+		if err := mapBuf.Unmap(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if want := y[i] + z[i]; got[i] != want {
+				t.Fatalf("round %d: the app read %v at %d from its buffer after the pull, want %v (the pull's copy was not submitted)", round, got[i], i, want)
+			}
+		}
+		// Change the inputs so a stale buffer cannot pass the next round.
+		y, z = ints(), ints()
+		if err := g1.CopyFrom(y); err != nil {
+			t.Fatal(err)
+		}
+		if err := g2.CopyFrom(z); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
