@@ -215,11 +215,13 @@ var (
 // batch 64, SGD 0.1 momentum 0.9), one worker alone reaches 82.8% after 25
 // rounds (1600 samples), 87.2% after 50 (3200), 89.8% after 60 (3840) and
 // 91.8% after 140 (8960 samples, what this job processes: 3×25 + 2×35
-// batches). So 85% is reached by a single worker with fewer samples than
-// the job's (about 2200), leaves room for the tabs' random batch order,
-// and the timing of the close, and is far above what a broken reduction gives (lost
-// pushes keep ~10%, a sum instead of a mean diverges). Runs here ended at
-// 88.8%, 89.7% and 90.3% (tab and native identical each time).
+// batches). So 85% is what a single worker reaches with a quarter of the
+// job's samples (84.7% after 30 rounds, 85.9% after 35), leaves room for
+// batch order and the timing of the close, and is far above what a broken
+// reduction gives (lost pushes keep ~10%, a sum instead of a mean
+// diverges). Runs here ended at
+// 89.9% and 90.0% with the tabs' seeded batch order (86.9–90.7% before it
+// was seeded), tab and native identical each time.
 //
 // A browser without a WebGPU adapter fails the test unless
 // WEBKV_ALLOW_NO_GPU=1 (see brBrowser). The screenshot goes to
