@@ -40,10 +40,10 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-// grid_stride is the step of the grid-stride loops. By default the grid
-// has one invocation per element and each loop runs once; with
-// Options.MaxWorkgroups the grid is capped and invocations walk the array in
-// steps of the whole grid.
+// grid_stride is the step of the grid-stride loops, which only run when
+// Options.MaxWorkgroups caps the grid: invocations then walk the array in
+// steps of the whole grid. By default the grid has one invocation per
+// element (see "each" below).
 fn grid_stride(nwg: vec3<u32>) -> u32 {
   return nwg.x * nwg.y * WG;
 }
