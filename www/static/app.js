@@ -112,7 +112,12 @@ async function train() {
   try {
     const webkv = await import('/webkv/webkv.js');
     kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000 });
-    kv.on('connection', (d) => { if (d.state !== 'connected' && d.state !== 'info') status(`Relay connection ${d.state}${d.message ? ': ' + d.message : ''}`, d.state === 'failed' ? 'error' : 'warn'); });
+    kv.on('connection', (d) => {
+      // connected | reconnecting | reconnected | lost (kvcore's connection events)
+      if (d.state === 'connected') return;
+      const level = d.state === 'lost' ? 'error' : d.state === 'reconnected' ? '' : 'warn';
+      status(`Relay connection ${d.state}${d.attempt ? ' (attempt ' + d.attempt + ')' : ''}${d.message ? ': ' + d.message : ''}`, level);
+    });
   } catch (e) {
     solo = `webkv unavailable (${e.message}): training alone in this tab`;
     kv = null;
