@@ -31,7 +31,7 @@ WASIP1_PKGS ?= ./kvcore/... ./wasm/wasip1 ./tests/wazeroreduce
 
 TEST_STEPS :=
 
-.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports bench demo wazero clean
+.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports bench demo demo-local wazero clean
 
 all: check test
 
@@ -95,7 +95,14 @@ bench:
 	@echo "--- ratios and other reported metrics ---"
 	@awk '/^pkg: / { pkg = $$2; sub(".*/", "", pkg) } /^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if ($$i ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$$/ && u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-50s %12s %s\n", pkg "." $$1, $$i, u } }' bin/bench.txt
 
+# The federated demo: the relay with the page mounted and native workers on
+# embedded defaults; open the printed URL to watch and to join with tabs.
+# `make demo-local` is the single-process data-parallel example.
 demo: deps
+	sh wasm/js/build.sh
+	$(GO) run ./relay/cmd/webkv demo -js bin/webkv-js
+
+demo-local: deps
 	$(GO) run ./tests/localdemo
 
 clean:
