@@ -143,8 +143,9 @@ var optFiles = map[kvcore.OptKind]string{
 // optKernel is the fused kernel of an element-wise optimizer with ns
 // states. With ins > 0 the gradient is not one buffer but scale times the
 // sum of ins inputs (ReduceStep). NAG without momentum is plain SGD, as in
-// MXNet.
-func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
+// MXNet. rescale false promises rescale_grad 1 and no gradient clipping
+// (see plainGrad); only Adam has a variant for it, the others ignore it.
+func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kernel, error) {
 	if kind == kvcore.OptNAG && ns == 0 {
 		kind = kvcore.OptSGD
 	}
@@ -158,7 +159,7 @@ func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error)
 		states[i] = srcBinding{I: i, B: len(bind) + 1}
 		bind = append(bind, accWrite)
 	}
-	data["NS"], data["States"] = ns, states
+	data["NS"], data["States"], data["Rescale"] = ns, states, rescale
 	return &kernel{file: file, vec4: vec4, bind: bind, data: data}, nil
 }
 
@@ -205,9 +206,9 @@ func makeLambKernel(phase, ins int, vec4 bool) *kernel {
 // formatted key.
 
 type kernelID struct {
-	ctor    uint8
-	vec4    bool
-	a, b, c int
+	ctor       uint8
+	vec4       bool
+	a, b, c, d int
 }
 
 var kernelCache sync.Map // kernelID -> *kernel
@@ -233,30 +234,42 @@ func b2i(b bool) int {
 }
 
 func reduceKernel(k int, acc, vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), 0}, func() (*kernel, error) { return makeReduceKernel(k, acc, vec4), nil })
+	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), 0, 0}, func() (*kernel, error) { return makeReduceKernel(k, acc, vec4), nil })
 	return r
 }
 
 func fillKernel(vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{2, vec4, 0, 0, 0}, func() (*kernel, error) { return makeFillKernel(vec4), nil })
+	r, _ := cachedKernel(kernelID{2, vec4, 0, 0, 0, 0}, func() (*kernel, error) { return makeFillKernel(vec4), nil })
 	return r
 }
 
 func quantizeKernel(per int) *kernel {
-	r, _ := cachedKernel(kernelID{3, false, per, 0, 0}, func() (*kernel, error) { return makeQuantizeKernel(per), nil })
+	r, _ := cachedKernel(kernelID{3, false, per, 0, 0, 0}, func() (*kernel, error) { return makeQuantizeKernel(per), nil })
 	return r
 }
 
 func dequantizeKernel(per int) *kernel {
-	r, _ := cachedKernel(kernelID{4, false, per, 0, 0}, func() (*kernel, error) { return makeDequantizeKernel(per), nil })
+	r, _ := cachedKernel(kernelID{4, false, per, 0, 0, 0}, func() (*kernel, error) { return makeDequantizeKernel(per), nil })
 	return r
 }
 
-func optKernel(kind kvcore.OptKind, ns, ins int, vec4 bool) (*kernel, error) {
-	return cachedKernel(kernelID{5, vec4, int(kind), ns, ins}, func() (*kernel, error) { return makeOptKernel(kind, ns, ins, vec4) })
+func optKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kernel, error) {
+	if kind != kvcore.OptAdam {
+		rescale = true // one variant
+	}
+	return cachedKernel(kernelID{5, vec4, int(kind), ns, ins, b2i(rescale)}, func() (*kernel, error) {
+		return makeOptKernel(kind, ns, ins, vec4, rescale)
+	})
+}
+
+// plainGrad reports whether p leaves the gradient as is: rescale_grad 1
+// (x*1 == x in float32) and no clipping (the kernels clip where
+// clip_gradient >= 0, so NaN means none too).
+func plainGrad(p *kvcore.StepParams) bool {
+	return p.RescaleGrad == 1 && !(p.ClipGradient >= 0)
 }
 
 func lambKernel(phase, ins int, vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{6, vec4, phase, ins, 0}, func() (*kernel, error) { return makeLambKernel(phase, ins, vec4), nil })
+	r, _ := cachedKernel(kernelID{6, vec4, phase, ins, 0, 0}, func() (*kernel, error) { return makeLambKernel(phase, ins, vec4), nil })
 	return r
 }

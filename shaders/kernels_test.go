@@ -24,11 +24,13 @@ func TestKernelSources(t *testing.T) {
 		for kind := kvcore.OptSGD; kind < kvcore.OptLAMB; kind++ {
 			for ns := 0; ns <= 3; ns++ {
 				for ins := 0; ins <= 5; ins++ {
-					k, err := optKernel(kind, ns, ins, vec4)
-					if err != nil {
-						t.Fatal(err)
+					for _, rescale := range []bool{false, true} {
+						k, err := optKernel(kind, ns, ins, vec4, rescale)
+						if err != nil {
+							t.Fatal(err)
+						}
+						ks = append(ks, k)
 					}
-					ks = append(ks, k)
 				}
 			}
 		}
@@ -41,7 +43,7 @@ func TestKernelSources(t *testing.T) {
 	for _, per := range []int{16, 32} {
 		ks = append(ks, quantizeKernel(per), dequantizeKernel(per))
 	}
-	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false); err == nil {
+	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false, true); err == nil {
 		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
 	}
 	for _, k := range ks {

@@ -6,6 +6,6 @@
     let gr = rescaled(grad(i));
     let h = s0[i] + gr * gr;
     s0[i] = h;
-    w[i] = w0 + (gr / sqrt(h + sp.epsilon) + w0 * sp.wd) * (-sp.lr);
+    w[i] = w0 + (gr / sqrt(h + P.sp.epsilon) + w0 * P.sp.wd) * (-P.sp.lr);
   }
 }

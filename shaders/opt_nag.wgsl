@@ -4,11 +4,11 @@
 {{template "optbind" .}}
 {{template "opthead" .}}
     let gr = rescaled(grad(i));
-    let mu1 = sp.momentum + 1.0;
-    let m = sp.momentum * s0[i];
+    let mu1 = P.sp.momentum + 1.0;
+    let m = P.sp.momentum * s0[i];
     let w0 = w[i];
-    let wi = w0 - m + mu1 * (m - sp.lr * (gr + sp.wd * w0));
+    let wi = w0 - m + mu1 * (m - P.sp.lr * (gr + P.sp.wd * w0));
     w[i] = wi;
-    s0[i] = m - sp.lr * (gr + sp.wd * wi);
+    s0[i] = m - P.sp.lr * (gr + P.sp.wd * wi);
   }
 }

@@ -4,21 +4,21 @@
 {{template "opthead" .}}
     let wi = w[i];
   {{- if eq .NS 0}}
-    let decay = 1.0 - sp.lr * sp.wd;
-    if (sp.clip_gradient >= 0.0) {
-      w[i] = decay * wi - sp.lr * clipv(sp.rescale_grad * grad(i), sp.clip_gradient);
+    let decay = 1.0 - P.sp.lr * P.sp.wd;
+    if (P.sp.clip_gradient >= 0.0) {
+      w[i] = decay * wi - P.sp.lr * clipv(P.sp.rescale_grad * grad(i), P.sp.clip_gradient);
     } else {
-      let lrs = sp.lr * sp.rescale_grad;
+      let lrs = P.sp.lr * P.sp.rescale_grad;
       w[i] = decay * wi - lrs * grad(i);
     }
   {{- else}}
-    let lrwd = sp.lr * sp.wd;
+    let lrwd = P.sp.lr * P.sp.wd;
     var m: V;
-    if (sp.clip_gradient >= 0.0) {
-      m = sp.momentum * s0[i] - lrwd * wi - sp.lr * clipv(sp.rescale_grad * grad(i), sp.clip_gradient);
+    if (P.sp.clip_gradient >= 0.0) {
+      m = P.sp.momentum * s0[i] - lrwd * wi - P.sp.lr * clipv(P.sp.rescale_grad * grad(i), P.sp.clip_gradient);
     } else {
-      let lrs = sp.lr * sp.rescale_grad;
-      m = sp.momentum * s0[i] - lrwd * wi - lrs * grad(i);
+      let lrs = P.sp.lr * P.sp.rescale_grad;
+      m = P.sp.momentum * s0[i] - lrwd * wi - lrs * grad(i);
     }
     s0[i] = m;
     w[i] = wi + m;
