@@ -986,7 +986,7 @@ func (b *Backend) Reduce(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32)
 
 func (b *Backend) reducePass(d *Buffer, srcs []*Buffer, acc bool, scale float32) error {
 	bufs := append(append(make([]*Buffer, 0, len(srcs)+1), srcs...), d)
-	return b.elementwise(func(vec4 bool) *kernel { return reduceKernel(len(srcs), acc, vec4) }, bufs, &params{Scale: scale})
+	return b.elementwise(func(vec4 bool) *kernel { return reduceKernel(len(srcs), acc, vec4, scale != 1) }, bufs, &params{Scale: scale})
 }
 
 // Quantize adds grad into residual and packs the quantized residual into

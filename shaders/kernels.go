@@ -96,8 +96,9 @@ func (k *kernel) source(loop bool) (string, error) {
 type srcBinding struct{ I, B int }
 
 // reduceKernel sums k inputs (1..7) into dst; with acc, dst is the leftmost
-// operand (k may then be 0: dst = dst * scale).
-func makeReduceKernel(k int, acc, vec4 bool) *kernel {
+// operand (k may then be 0: dst = dst * scale). Without scaled the sum is
+// not multiplied by P.scale (the caller's scale is 1).
+func makeReduceKernel(k int, acc, vec4, scaled bool) *kernel {
 	srcs := make([]srcBinding, k)
 	bind := make([]access, 0, k+1)
 	for i := range srcs {
@@ -110,7 +111,7 @@ func makeReduceKernel(k int, acc, vec4 bool) *kernel {
 		rest = srcs[1:]
 	}
 	return &kernel{file: "reduce.wgsl", vec4: vec4, bind: bind,
-		data: map[string]any{"Srcs": srcs, "Rest": rest, "DstB": k + 1, "Acc": acc, "K": k}}
+		data: map[string]any{"Srcs": srcs, "Rest": rest, "DstB": k + 1, "Acc": acc, "K": k, "Scaled": scaled}}
 }
 
 func makeFillKernel(vec4 bool) *kernel {
@@ -145,7 +146,8 @@ var optFiles = map[kvcore.OptKind]string{
 // sum of ins inputs (ReduceStep). NAG without momentum is plain SGD, as in
 // MXNet. rescale false promises rescale_grad 1 and no gradient clipping
 // (see plainGrad); only Adam has a variant for it, the others ignore it.
-func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kernel, error) {
+// scaled false leaves out the multiply of the inputs' sum by P.scale (1).
+func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
 	if kind == kvcore.OptNAG && ns == 0 {
 		kind = kvcore.OptSGD
 	}
@@ -153,7 +155,7 @@ func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kerne
 	if !ok {
 		return nil, fmt.Errorf("shaders: no kernel for optimizer %v", kind)
 	}
-	data, bind := gradData(ins)
+	data, bind := gradData(ins, scaled)
 	states := make([]srcBinding, ns)
 	for i := range states {
 		states[i] = srcBinding{I: i, B: len(bind) + 1}
@@ -165,7 +167,7 @@ func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kerne
 
 // gradData is the template data and bindings (weight, then the gradient
 // buffer or the ins inputs) of a kernel that reads a gradient.
-func gradData(ins int) (map[string]any, []access) {
+func gradData(ins int, scaled bool) (map[string]any, []access) {
 	bind := []access{accWrite}
 	var in, rest []srcBinding
 	for i := range ins {
@@ -178,7 +180,7 @@ func gradData(ins int) (map[string]any, []access) {
 	if ins == 0 {
 		bind = append(bind, accRead)
 	}
-	return map[string]any{"Ins": in, "InsRest": rest}, bind
+	return map[string]any{"Ins": in, "InsRest": rest, "Scaled": scaled}, bind
 }
 
 // lambKernel is phase 1, 2 or 3 of LAMB (see lamb.wgsl); phase 1 reads
@@ -188,7 +190,7 @@ func makeLambKernel(phase, ins int, vec4 bool) *kernel {
 	var bind []access
 	switch phase {
 	case 1:
-		data, bind = gradData(ins)
+		data, bind = gradData(ins, true)
 		data["Phase"] = 1
 		data["SB"], data["SB1"], data["SB2"] = len(bind)+1, len(bind)+2, len(bind)+3
 		bind = append(bind, accWrite, accWrite, accWrite)
@@ -233,8 +235,10 @@ func b2i(b bool) int {
 	return 0
 }
 
-func reduceKernel(k int, acc, vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), 0, 0}, func() (*kernel, error) { return makeReduceKernel(k, acc, vec4), nil })
+func reduceKernel(k int, acc, vec4, scaled bool) *kernel {
+	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), b2i(scaled), 0}, func() (*kernel, error) {
+		return makeReduceKernel(k, acc, vec4, scaled), nil
+	})
 	return r
 }
 
@@ -253,12 +257,15 @@ func dequantizeKernel(per int) *kernel {
 	return r
 }
 
-func optKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale bool) (*kernel, error) {
+func optKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
 	if kind != kvcore.OptAdam {
 		rescale = true // one variant
 	}
-	return cachedKernel(kernelID{5, vec4, int(kind), ns, ins, b2i(rescale)}, func() (*kernel, error) {
-		return makeOptKernel(kind, ns, ins, vec4, rescale)
+	if ins == 0 {
+		scaled = false // no inputs' sum
+	}
+	return cachedKernel(kernelID{5, vec4, int(kind), ns, ins, b2i(rescale) | b2i(scaled)<<1}, func() (*kernel, error) {
+		return makeOptKernel(kind, ns, ins, vec4, rescale, scaled)
 	})
 }
 

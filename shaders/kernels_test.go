@@ -15,9 +15,11 @@ func TestKernelSources(t *testing.T) {
 	var ks []*kernel
 	for _, vec4 := range []bool{false, true} {
 		for k := 0; k <= 7; k++ {
-			ks = append(ks, reduceKernel(k, true, vec4))
-			if k > 0 {
-				ks = append(ks, reduceKernel(k, false, vec4))
+			for _, scaled := range []bool{false, true} {
+				ks = append(ks, reduceKernel(k, true, vec4, scaled))
+				if k > 0 {
+					ks = append(ks, reduceKernel(k, false, vec4, scaled))
+				}
 			}
 		}
 		ks = append(ks, fillKernel(vec4))
@@ -25,11 +27,13 @@ func TestKernelSources(t *testing.T) {
 			for ns := 0; ns <= 3; ns++ {
 				for ins := 0; ins <= 5; ins++ {
 					for _, rescale := range []bool{false, true} {
-						k, err := optKernel(kind, ns, ins, vec4, rescale)
-						if err != nil {
-							t.Fatal(err)
+						for _, scaled := range []bool{false, true} {
+							k, err := optKernel(kind, ns, ins, vec4, rescale, scaled)
+							if err != nil {
+								t.Fatal(err)
+							}
+							ks = append(ks, k)
 						}
-						ks = append(ks, k)
 					}
 				}
 			}
@@ -43,7 +47,7 @@ func TestKernelSources(t *testing.T) {
 	for _, per := range []int{16, 32} {
 		ks = append(ks, quantizeKernel(per), dequantizeKernel(per))
 	}
-	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false, true); err == nil {
+	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false, true, true); err == nil {
 		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
 	}
 	for _, k := range ks {

@@ -48,7 +48,7 @@ fn grad(i: u32) -> V {
 {{- range .InsRest}}
   a = a + in{{.I}}[i];
 {{- end}}
-  return a * P.scale;
+  return a{{if .Scaled}} * P.scale{{end}};
 }
 {{- else}}
 @group(0) @binding(2) var<storage, read> g: array<V>;

@@ -150,7 +150,7 @@ func (b *Backend) step(kind kvcore.OptKind, p *kvcore.StepParams, w *Buffer, gra
 	if kind == kvcore.OptLAMB {
 		return b.lamb(prm, bufs, ins, vec4)
 	}
-	k, err := optKernel(kind, len(ss), ins, vec4, !plainGrad(p))
+	k, err := optKernel(kind, len(ss), ins, vec4, !plainGrad(p), scale != 1)
 	if err != nil {
 		return err
 	}
