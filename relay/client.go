@@ -113,7 +113,7 @@ type Conn struct {
 	closed  bool
 	closeCh chan struct{}
 
-	recvGen uint64 // generation Recv last read from (Recv is single-caller)
+	recvGen uint64 // generation Recv last read from (Recv is single-caller; guarded by mu)
 
 	watch func(kvcore.ConnState, int, error) // WatchConn's (under mu)
 }
@@ -338,6 +338,9 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("relay: send: %w", err)
 	}
+	if err := c.checkGen(gen); err != nil {
+		return err
+	}
 	if err := l.send(ctx, msg); err != nil {
 		if ctx.Err() == nil {
 			c.lost(gen, err)
@@ -354,11 +357,32 @@ func (c *Conn) SendParts(ctx context.Context, head, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("relay: send: %w", err)
 	}
+	if err := c.checkGen(gen); err != nil {
+		return err
+	}
 	if err := l.sendParts(ctx, head, body); err != nil {
 		if ctx.Err() == nil {
 			c.lost(gen, err)
 		}
 		return fmt.Errorf("relay: send: %w", err)
+	}
+	return nil
+}
+
+// errUnannounced is returned by a send on a new connection that Recv has
+// not yet reported as ErrReconnected.
+var errUnannounced = errors.New("relay: send: connection replaced; the request is resent after the reconnect is reported")
+
+// checkGen refuses a send on connection generation gen until Recv has
+// reported the reconnect: until then the store has not sent its Hello on it,
+// and a request (or ping) before the Hello is a protocol error the server
+// answers by closing the connection. The store resends every unanswered
+// request after the reconnect, so the refused one is not lost.
+func (c *Conn) checkGen(gen uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.recvGen {
+		return errUnannounced
 	}
 	return nil
 }
@@ -376,8 +400,11 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("relay: recv: %w", err)
 		}
-		if gen != c.recvGen {
-			c.recvGen = gen
+		c.mu.Lock()
+		fresh := gen != c.recvGen
+		c.recvGen = gen
+		c.mu.Unlock()
+		if fresh {
 			return nil, ErrReconnected
 		}
 		rctx, cancel := ctx, context.CancelFunc(func() {})
