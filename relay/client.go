@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/wire"
 	"nhooyr.io/websocket"
 )
 
@@ -113,7 +114,9 @@ type Conn struct {
 	closed  bool
 	closeCh chan struct{}
 
-	recvGen uint64 // generation Recv last read from (Recv is single-caller; guarded by mu)
+	recvGen  uint64 // generation Recv last read from (Recv is single-caller; guarded by mu)
+	helloGen uint64 // generation a Hello was sent on
+	store    bool   // a kvcore store speaks through c (JoinInfo was called): Hello goes first on every connection
 
 	watch func(kvcore.ConnState, int, error) // WatchConn's (under mu)
 }
@@ -338,7 +341,7 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("relay: send: %w", err)
 	}
-	if err := c.checkGen(gen); err != nil {
+	if err := c.checkGen(gen, msg); err != nil {
 		return err
 	}
 	if err := l.send(ctx, msg); err != nil {
@@ -357,7 +360,7 @@ func (c *Conn) SendParts(ctx context.Context, head, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("relay: send: %w", err)
 	}
-	if err := c.checkGen(gen); err != nil {
+	if err := c.checkGen(gen, head); err != nil {
 		return err
 	}
 	if err := l.sendParts(ctx, head, body); err != nil {
@@ -373,22 +376,36 @@ func (c *Conn) SendParts(ctx context.Context, head, body []byte) error {
 // not yet reported as ErrReconnected.
 var errUnannounced = errors.New("relay: send: connection replaced; the request is resent after the reconnect is reported")
 
-// checkGen refuses a send on connection generation gen until Recv has
-// reported the reconnect: until then the store has not sent its Hello on it,
-// and a request (or ping) before the Hello is a protocol error the server
-// answers by closing the connection. The store resends every unanswered
-// request after the reconnect, so the refused one is not lost.
-func (c *Conn) checkGen(gen uint64) error {
+// checkGen refuses msg on connection generation gen until Recv has
+// reported the reconnect and the store's Hello went out on it: a request or
+// ping before the Hello is a protocol error the server answers by closing
+// the connection, and the store's sender can pick a message just before the
+// reconnect is reported. The store resends every unanswered request after
+// its Hello, so a refused one is not lost.
+func (c *Conn) checkGen(gen uint64, msg []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.recvGen {
 		return errUnannounced
 	}
+	if c.store && c.helloGen != gen {
+		if len(msg) <= 3 || wire.Type(msg[3]) != wire.TypeHello {
+			return errUnannounced
+		}
+		c.helloGen = gen
+	}
 	return nil
 }
 
 // JoinInfo implements kvcore.Joiner: what the store's Hello carries.
+//
+// It also tells c that a kvcore store's remote speaks through it, so after
+// a reconnect c lets nothing but the store's Hello go out first (see
+// checkGen); a plain Send/Recv user of Conn is not held to that.
 func (c *Conn) JoinInfo() kvcore.JoinInfo {
+	c.mu.Lock()
+	c.store = true
+	c.mu.Unlock()
 	return kvcore.JoinInfo{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
 }
 
