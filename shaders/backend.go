@@ -603,7 +603,7 @@ func (b *Backend) flush() error {
 	b.endPass()
 	b.st.beforeSubmit(b)
 	if b.nUni > 0 {
-		if err := b.q.WriteBuffer(b.uniBuf, 0, b.uni[:b.nUni*uniformStride]); err != nil {
+		if err := writeBuffer(b.q, b.uniBuf, 0, b.uni[:b.nUni*uniformStride]); err != nil {
 			b.setErr(fmt.Errorf("shaders: uniform upload: %w", err))
 		}
 	}

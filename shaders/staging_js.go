@@ -53,7 +53,7 @@ func (st *staging) upload(b *Backend, d *Buffer, off int, src []float32) error {
 		}
 		st.big = append(st.big, &sized{buf, bytes})
 		st.bigBytes += bytes
-		if err := b.q.WriteBuffer(buf, 0, raw); err != nil { // len(raw) > 0: WriteBuffer panics on empty slices
+		if err := writeBuffer(b.q, buf, 0, raw); err != nil { // len(raw) > 0: WriteBuffer panics on empty slices
 			return err
 		}
 		return b.copyCmd(buf, 0, d.buf, uint64(off)*4, bytes)
@@ -80,7 +80,7 @@ func (st *staging) upload(b *Backend, d *Buffer, off int, src []float32) error {
 	}
 	page, at := st.pages[st.cur], st.used
 	st.used += bytes
-	if err := b.q.WriteBuffer(page.buf, at, raw); err != nil {
+	if err := writeBuffer(b.q, page.buf, at, raw); err != nil {
 		return err
 	}
 	return b.copyCmd(page.buf, at, d.buf, uint64(off)*4, bytes)
