@@ -194,11 +194,7 @@ func (a *Array) CopyFrom(src []float32) error {
 	if err := a.be.Write(a.buf, 0, src); err != nil {
 		return err
 	}
-	if a.v != nil {
-		theEngine.mu.Lock()
-		a.v.err = nil
-		theEngine.mu.Unlock()
-	}
+	a.clearErr()
 	return nil
 }
 
@@ -208,12 +204,18 @@ func (a *Array) Fill(x float32) error {
 	if err := a.be.Fill(a.buf, x); err != nil {
 		return err
 	}
+	a.clearErr()
+	return nil
+}
+
+// clearErr forgets the error of an earlier failed write: the caller just
+// overwrote the whole array.
+func (a *Array) clearErr() {
 	if a.v != nil {
 		theEngine.mu.Lock()
 		a.v.err = nil
 		theEngine.mu.Unlock()
 	}
-	return nil
 }
 
 // ToSlice waits for a and returns a copy of its values.
