@@ -40,21 +40,29 @@ func lossAt(t *testing.T, p *Params, x []float32, y []uint8) float64 {
 func TestGradFiniteDifferences(t *testing.T) {
 	r := testSeed(t)
 	s := Shape{6, 5, 4}
-	p, _ := InitParams(s, r.Int63())
-	for i := range p.B1 {
-		p.B1[i] = 0.3 // keep hidden units away from the ReLU kink
-	}
-	const b = 3
+	const b, eps = 3, 1e-2
 	x := make([]float32, b*s.In)
 	for i := range x {
 		x[i] = r.Float32()
+	}
+	// Draw weights until every hidden pre-activation is well away from the
+	// ReLU kink: a central difference that straddles it sees half the slope
+	// (x < 1 and one weight or bias moves by eps, so 5*eps is enough).
+	var p *Params
+	for {
+		p, _ = InitParams(s, r.Int63())
+		for i := range p.B1 {
+			p.B1[i] = 0.3
+		}
+		if minPreActivation(p, s, x, b) > 5*eps {
+			break
+		}
 	}
 	y := []uint8{0, 3, 1}
 	g, _ := NewParams(s)
 	if _, _, err := Grad(p, x, y, g, nil); err != nil {
 		t.Fatal(err)
 	}
-	const eps = 1e-2
 	for k, name := range TensorNames {
 		pt, gt := p.Tensors()[k], g.Tensors()[k]
 		for i := range pt {
@@ -70,6 +78,21 @@ func TestGradFiniteDifferences(t *testing.T) {
 			}
 		}
 	}
+}
+
+// minPreActivation is the smallest |x·W1 + b1| over the batch.
+func minPreActivation(p *Params, s Shape, x []float32, b int) float64 {
+	m := math.Inf(1)
+	for n := range b {
+		for j := range s.Hidden {
+			z := float64(p.B1[j])
+			for i := range s.In {
+				z += float64(x[n*s.In+i]) * float64(p.W1[i*s.Hidden+j])
+			}
+			m = math.Min(m, math.Abs(z))
+		}
+	}
+	return m
 }
 
 func TestGradBadInput(t *testing.T) {
