@@ -141,8 +141,8 @@ func TestBrowserRefusal(t *testing.T) {
 	if !errors.Is(err, kvcore.ErrAuth) || !strings.Contains(err.Error(), "wrong or missing token") {
 		t.Fatalf("create with a wrong token: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("refusal took %v", d)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusal took %v: the client retried instead of failing at once", d)
 	}
 	t.Logf("refused in %v: %v", time.Since(start), err)
 }

@@ -263,7 +263,7 @@ func TestRelayProcesses(t *testing.T) {
 // TestRelayKillWorker: a worker process killed mid-training (SIGKILL)
 // stops pushing; with a quorum of 3 of 4 and a 300 ms round deadline, the
 // survivors' rounds close at the deadline (sums rescaled) long before the
-// 6 s silence timeout removes the dead worker; the final barrier, which
+// 10 s silence timeout removes the dead worker; the final barrier, which
 // needs every live member, completes once it is removed. The survivors
 // finish and agree.
 func TestRelayKillWorker(t *testing.T) {
@@ -274,7 +274,7 @@ func TestRelayKillWorker(t *testing.T) {
 	t.Logf("seed %d", seed)
 	w := relaytest.Workload{Seed: seed, Workers: 4, Rounds: 12, Sizes: []int{50}, Pause: 50 * time.Millisecond,
 		Optimizer: json.RawMessage(`{"name":"sgd","learning_rate":0.1}`)}
-	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-workers", "4", "-heartbeat", "100ms", "-timeout", "6s", "-round-deadline", "200ms", "-quorum", "3")
+	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-workers", "4", "-heartbeat", "100ms", "-timeout", "10s", "-round-deadline", "200ms", "-quorum", "3")
 	var ws []*workerProc
 	for i := 0; i < w.Workers; i++ {
 		ws = append(ws, startWorkerProc(t, relayWorkerSpec{URL: r.url, Typ: "dist_sync", Job: "kill", Workload: w}))
@@ -286,8 +286,8 @@ func TestRelayKillWorker(t *testing.T) {
 	r.waitRounds(t, "kill", uint64(w.Rounds))
 	d := time.Since(start)
 	t.Logf("all %d rounds closed %v after the kill", w.Rounds, d)
-	if d > 5*time.Second {
-		t.Fatalf("rounds took %v after the kill: they waited for the silence timeout, not the deadline", d)
+	if d > 8*time.Second {
+		t.Fatalf("rounds took %v after the kill: they waited for the 10 s silence timeout, not the deadline", d)
 	}
 	var first []float32
 	for i, wp := range ws {
