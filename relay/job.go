@@ -144,7 +144,9 @@ func (s *Server) restoreJob(name string, ck checkpoint) (*job, error) {
 		return nil, err
 	}
 	j := s.startJob(name, sm)
+	j.mu.Lock()
 	j.lastCkT = ck.Time
+	j.mu.Unlock()
 	return j, nil
 }
 
@@ -162,6 +164,9 @@ func (s *Server) startJob(name string, sm *psm.Job) *job {
 		start: time.Now(),
 	}
 	j.lastCk = time.Now()
+	// A restored job's figures are visible from the start, not only after
+	// its goroutine first runs.
+	j.publish()
 	s.wg.Add(1)
 	go j.run()
 	return j
@@ -436,15 +441,7 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		}
 		timer.Reset(d)
 	}
-	st := j.sm.Stats()
-	j.m.liveWorkers.Store(int64(st.Workers))
-	j.m.rounds.Store(st.Rounds)
-	j.mu.Lock()
-	j.stats = st
-	if j.mode == "" && j.sm.Mode() != 0 {
-		j.mode = j.sm.Mode().String()
-	}
-	j.mu.Unlock()
+	st := j.publish()
 	switch {
 	case st.Rounds > j.lastRounds:
 		var d time.Duration
@@ -551,6 +548,20 @@ func (j *job) shutdown() {
 			return
 		}
 	}
+}
+
+// publish copies the state machine's figures where Status reads them.
+func (j *job) publish() psm.Stats {
+	st := j.sm.Stats()
+	j.m.liveWorkers.Store(int64(st.Workers))
+	j.m.rounds.Store(st.Rounds)
+	j.mu.Lock()
+	j.stats = st
+	if j.mode == "" && j.sm.Mode() != 0 {
+		j.mode = j.sm.Mode().String()
+	}
+	j.mu.Unlock()
+	return st
 }
 
 func (j *job) status() JobStatus {
