@@ -79,6 +79,25 @@ func (e *echoServer) dropAll() {
 	e.conns = nil
 }
 
+// waitConns waits until the server holds k open connections (it registers
+// a connection only after its Accept returns, which can be after the client
+// already uses it).
+func (e *echoServer) waitConns(t testing.TB, k int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		e.mu.Lock()
+		n := len(e.conns)
+		e.mu.Unlock()
+		if n >= k {
+			return
+		}
+		if i > 500 {
+			t.Fatalf("echo server holds %d connections, want %d", n, k)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestDialEchoAndToken(t *testing.T) {
 	e := newEchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

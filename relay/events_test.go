@@ -79,6 +79,7 @@ func TestWatchConn(t *testing.T) {
 	c.mu.Lock()
 	c.url = "ws://127.0.0.1:1/ws?job=j"
 	c.mu.Unlock()
+	e.waitConns(t, 1) // the replacement connection, or dropAll misses it
 	e.dropAll()
 	if _, err := c.Recv(ctx); err == nil || !strings.Contains(err.Error(), "gave up") {
 		t.Fatalf("Recv: %v, want a give-up error", err)
