@@ -64,16 +64,14 @@ type op struct {
 	waitFor int
 	prio    int
 	seq     uint64
-	heapIdx int
 	tracker *tracker
 	// operation arguments (interpreted by fn); kept here so that queuing an
 	// operation allocates nothing.
 	s      *Store
 	e      *entry
 	arrs   []*Array
-	aux    []Buffer
 	n      int
-	onDone func(error)
+	direct bool // a dist pull decoded straight into its only output
 	// finish and pullDone bound once per pooled op, so handing them to a
 	// transport as callbacks allocates nothing.
 	finishFn, pullDoneFn func(error)
@@ -113,10 +111,7 @@ func (o *op) release() {
 	for i := range o.arrs {
 		o.arrs[i] = nil
 	}
-	for i := range o.aux {
-		o.aux[i] = nil
-	}
-	*o = op{vars: o.vars[:0], writes: o.writes[:0], arrs: o.arrs[:0], aux: o.aux[:0],
+	*o = op{vars: o.vars[:0], writes: o.writes[:0], arrs: o.arrs[:0],
 		finishFn: o.finishFn, pullDoneFn: o.pullDoneFn}
 	opPool.Put(o)
 }
@@ -184,7 +179,6 @@ func (e *engine) worker() {
 // operations and waiters behind it.
 func (o *op) finish(err error) {
 	e := theEngine
-	cb := o.onDone
 	e.mu.Lock()
 	for i, v := range o.vars {
 		// o heads v's queue by construction.
@@ -218,9 +212,6 @@ func (o *op) finish(err error) {
 	}
 	e.mu.Unlock()
 	o.release()
-	if cb != nil {
-		cb(err)
-	}
 }
 
 // waitVar waits until every operation queued on v before the call finished,
@@ -289,8 +280,8 @@ func (h opHeap) Less(i, j int) bool {
 	}
 	return h[i].seq < h[j].seq
 }
-func (h opHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].heapIdx = i; h[j].heapIdx = j }
-func (h *opHeap) Push(x any)   { o := x.(*op); o.heapIdx = len(*h); *h = append(*h, o) }
+func (h opHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *opHeap) Push(x any)   { *h = append(*h, x.(*op)) }
 func (h *opHeap) Pop() any {
 	old := *h
 	o := old[len(old)-1]

@@ -56,22 +56,7 @@ type pipeEnd struct {
 }
 
 func (p *pipeEnd) Send(ctx context.Context, msg []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b := wire.GetBuf(len(msg))
-	*b = append(*b, msg...)
-	q := p.out
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		wire.PutBuf(b)
-		return ErrPipeClosed
-	}
-	q.msgs = append(q.msgs, b)
-	q.mu.Unlock()
-	q.notify()
-	return nil
+	return p.SendParts(ctx, msg, nil)
 }
 
 // SendParts sends head and body as one message (PartSender).

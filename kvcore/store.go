@@ -1,11 +1,13 @@
 package kvcore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -1011,11 +1013,7 @@ func (s *Store) sortedEntries() []*entry {
 		es = append(es, e)
 	}
 	// Init order for string keys, numeric order for int keys.
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].id < es[j-1].id; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
+	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.id, b.id) })
 	return es
 }
 

@@ -68,7 +68,15 @@ func (e *entry) pullBuf() []float32 {
 
 func runDistPull(o *op) (bool, error) {
 	e := o.e
-	o.s.rem.pull(e.key, e.pullBuf(), o.pullDoneFn)
+	buf := e.pullBuf()
+	if outs := o.arrs[o.n:]; len(outs) == 1 {
+		if cb, ok := outs[0].buf.(*CPUBuffer); ok {
+			// One host output: the answer is decoded straight into it
+			// (the op holds its variable until done), saving a copy.
+			buf, o.direct = cb.data[:e.n], true
+		}
+	}
+	o.s.rem.pull(e.key, buf, o.pullDoneFn)
 	return true, nil
 }
 
@@ -84,7 +92,7 @@ func runDistPushPull(o *op) (bool, error) {
 
 // pullDone writes the pulled value into the outputs, then finishes o.
 func (o *op) pullDone(err error) {
-	if err == nil {
+	if err == nil && !o.direct {
 		e := o.e
 		for _, a := range o.arrs[o.n:] {
 			if werr := a.be.Write(a.buf, 0, e.hostIn[:e.n]); werr != nil {
