@@ -11,9 +11,9 @@ import (
 // batchFrame builds a request batch for the scripts:
 // entries=<seq>:<key>:<round>[:<v/v/...>];... (values for pushes).
 func batchFrame(cmd string, a map[string]string) []byte {
-	typ := map[string]wire.Type{"pushbatch": wire.TypePushBatch, "pullbatch": wire.TypePullBatch, "pushpullbatch": wire.TypePushPullBatch}[cmd]
+	typ := map[string]wire.Type{"pushes": wire.TypePushes, "pulls": wire.TypePulls, "pushpulls": wire.TypePushPulls}[cmd]
 	dt := wire.DTypeF32
-	if typ == wire.TypePullBatch {
+	if typ == wire.TypePulls {
 		dt = wire.DTypeNone
 	}
 	var b wire.BatchBuilder

@@ -26,7 +26,7 @@ import (
 //	init <conn> seq=<n> key=<k> [name=<s>] [shape=2,3] vals=<v,v,...> [off=<n> total=<n>]
 //	push|pushpull <conn> seq=<n> key=<k> round=<r> vals=<v,...> [ack=<n>] [dtype=2bit words=<hex,...> count=<n>]
 //	pull <conn> seq=<n> key=<k>
-//	pushbatch|pullbatch|pushpullbatch <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
+//	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
 //	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
 //	cmd <conn> seq=<n> head=<h> body=<text>
@@ -265,7 +265,7 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		meta = []byte(a["body"])
 	case "ping":
 		h.Type = wire.TypePing
-	case "pushbatch", "pullbatch", "pushpullbatch":
+	case "pushes", "pulls", "pushpulls":
 		return batchFrame(cmd, a)
 	case "raw":
 		var b []byte

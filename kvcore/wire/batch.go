@@ -10,7 +10,7 @@ import "encoding/binary"
 // per-message costs (a 56-byte header, a websocket frame, a read, a trip
 // through the job loop) that dominate small keys.
 //
-// A request batch (TypePushBatch, TypePullBatch, TypePushPullBatch) has a
+// A request batch (TypePushes, TypePulls, TypePushPulls) has a
 // header with the batch type, the DType of every entry's data (DTypeNone
 // for pulls), the sender's Ack, Count = the number of entries, and PLen;
 // its Seq, Key, Round, Offset and Total are 0. The payload is the entry
@@ -30,18 +30,18 @@ import "encoding/binary"
 
 // IsBatch reports whether t is a batch type (request batch or Answers).
 func (t Type) IsBatch() bool {
-	return t >= TypePushBatch && t <= TypeAnswers
+	return t >= TypePushes && t <= TypeAnswers
 }
 
 // BatchOf is the request type of the entries of batch type t (0 for
 // TypeAnswers and non-batch types).
 func BatchOf(t Type) Type {
 	switch t {
-	case TypePushBatch:
+	case TypePushes:
 		return TypePush
-	case TypePullBatch:
+	case TypePulls:
 		return TypePull
-	case TypePushPullBatch:
+	case TypePushPulls:
 		return TypePushPull
 	}
 	return 0
@@ -52,11 +52,11 @@ func BatchOf(t Type) Type {
 func BatchFor(t Type) Type {
 	switch t {
 	case TypePush:
-		return TypePushBatch
+		return TypePushes
 	case TypePull:
-		return TypePullBatch
+		return TypePulls
 	case TypePushPull:
-		return TypePushPullBatch
+		return TypePushPulls
 	}
 	return 0
 }
@@ -77,7 +77,7 @@ func checkBatchHeader(h *Header, l *Limits) error {
 	}
 	min := uint64(minRequestEntry)
 	switch h.Type {
-	case TypePullBatch, TypeAnswers:
+	case TypePulls, TypeAnswers:
 		if h.DType != DTypeNone {
 			return errf(CodeBadFrame, "%v with dtype %v", h.Type, h.DType)
 		}

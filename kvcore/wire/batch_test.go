@@ -40,7 +40,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		typ Type
 		dt  DType
-	}{{TypePushBatch, DTypeF32}, {TypePushBatch, DType2Bit}, {TypePushBatch, DType1Bit}, {TypePushPullBatch, DTypeF32}, {TypePullBatch, DTypeNone}} {
+	}{{TypePushes, DTypeF32}, {TypePushes, DType2Bit}, {TypePushes, DType1Bit}, {TypePushPulls, DTypeF32}, {TypePulls, DTypeNone}} {
 		frame, data := buildBatch(tc.typ, tc.dt, 4, hs)
 		var m Msg
 		if err := Decode(frame, nil, &m); err != nil {
@@ -108,7 +108,7 @@ func TestAnswersRoundTrip(t *testing.T) {
 }
 
 func TestBatchErrors(t *testing.T) {
-	good, _ := buildBatch(TypePushBatch, DTypeF32, 1, []Header{{Seq: 1, Count: 2, Total: 2}, {Seq: 2, Count: 1, Total: 1}})
+	good, _ := buildBatch(TypePushes, DTypeF32, 1, []Header{{Seq: 1, Count: 2, Total: 2}, {Seq: 2, Count: 1, Total: 1}})
 	mod := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
 	setPLen := func(b []byte) []byte { return setPLen(b, 0) }
 	cases := map[string][]byte{
@@ -119,7 +119,7 @@ func TestBatchErrors(t *testing.T) {
 		"too many entries":  mod(func(b []byte) []byte { b[40] = 200; return b }),
 		"seq 0":             mod(func(b []byte) []byte { b[HeaderSize] = 0; return b }),
 		"part outside key":  mod(func(b []byte) []byte { b[HeaderSize+6] = 1; return b }), // total of entry 0: 2 -> 1
-		"pull with a dtype": mod(func(b []byte) []byte { b[3] = byte(TypePullBatch); return b }),
+		"pull with a dtype": mod(func(b []byte) []byte { b[3] = byte(TypePulls); return b }),
 	}
 	for name, frame := range cases {
 		var m Msg
@@ -168,9 +168,9 @@ func TestInitNoValue(t *testing.T) {
 // same; and no strict prefix of a valid frame is itself valid (a frame is
 // exactly one message, however the transport split the bytes it carried).
 func FuzzBatch(f *testing.F) {
-	for _, typ := range []Type{TypePushBatch, TypePullBatch, TypePushPullBatch} {
+	for _, typ := range []Type{TypePushes, TypePulls, TypePushPulls} {
 		dt := DTypeF32
-		if typ == TypePullBatch {
+		if typ == TypePulls {
 			dt = DTypeNone
 		}
 		frame, _ := buildBatch(typ, dt, 3, []Header{{Seq: 1, Key: 5, Count: 3, Total: 3}, {Seq: 2, Key: 6, Count: 1, Offset: 2, Total: 9}})

@@ -20,31 +20,31 @@ type Type uint8
 // Message types. Requests go from a worker to a server; Welcome, Ack, Error
 // and Pong go back.
 const (
-	TypeHello         Type = iota + 1 // handshake: payload Hello
-	TypeWelcome                       // handshake answer: payload Welcome
-	TypeInit                          // create key: metadata InitMeta, data rank 0's value (part)
-	TypePush                          // data: the worker's (merged) value or compressed words
-	TypePull                          // answered by Ack with the value
-	TypePushPull                      // push, answered (after the round) by Ack with the new value
-	TypeBarrier                       // answered when every live worker reached it
-	TypeCommand                       // key: head, payload: body (SendCommandToServers)
-	TypeSaveStates                    // answered by Ack with a States payload
-	TypeLoadStates                    // payload States
-	TypePing                          // heartbeat, answered by Pong
-	TypePong                          // heartbeat answer
-	TypeLeave                         // the worker leaves the job cleanly
-	TypeAck                           // success reply; payload depends on the request
-	TypeError                         // failure reply: code, payload the message text
-	TypePushBatch                     // many pushes in one message (batch.go)
-	TypePullBatch                     // many pulls in one message
-	TypePushPullBatch                 // many pushpulls in one message
-	TypeAnswers                       // many Ack and Error replies in one message
+	TypeHello      Type = iota + 1 // handshake: payload Hello
+	TypeWelcome                    // handshake answer: payload Welcome
+	TypeInit                       // create key: metadata InitMeta, data rank 0's value (part)
+	TypePush                       // data: the worker's (merged) value or compressed words
+	TypePull                       // answered by Ack with the value
+	TypePushPull                   // push, answered (after the round) by Ack with the new value
+	TypeBarrier                    // answered when every live worker reached it
+	TypeCommand                    // key: head, payload: body (SendCommandToServers)
+	TypeSaveStates                 // answered by Ack with a States payload
+	TypeLoadStates                 // payload States
+	TypePing                       // heartbeat, answered by Pong
+	TypePong                       // heartbeat answer
+	TypeLeave                      // the worker leaves the job cleanly
+	TypeAck                        // success reply; payload depends on the request
+	TypeError                      // failure reply: code, payload the message text
+	TypePushes                     // many pushes in one message (batch.go)
+	TypePulls                      // many pulls in one message
+	TypePushPulls                  // many pushpulls in one message
+	TypeAnswers                    // many Ack and Error replies in one message
 	typeEnd
 )
 
 var typeNames = [...]string{"", "hello", "welcome", "init", "push", "pull", "pushpull", "barrier",
 	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error",
-	"pushbatch", "pullbatch", "pushpullbatch", "answers"}
+	"pushes", "pulls", "pushpulls", "answers"}
 
 func (t Type) String() string {
 	if t > 0 && t < typeEnd {
