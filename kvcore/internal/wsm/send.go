@@ -1,0 +1,255 @@
+package wsm
+
+import (
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// Next returns the next message to send on shard, or false if there is
+// none now (the driver waits until Ready.Wake names the shard). Its bytes
+// stay valid, and Next returns nothing more for the shard, until
+// Written(shard). Messages of one shard must be sent in the order Next
+// gives them, each with the epoch it names.
+//
+// Order: the Hello when due; once welcomed, the requests to resend on this
+// epoch (oldest first), then new requests as the window allows; a ping when
+// due (only after the Hello).
+func (m *Machine) Next(shard int) (Outgoing, bool) {
+	sh := m.shards[shard]
+	if sh.writing || sh.st == stDead || sh.st == stIdle {
+		return Outgoing{}, false
+	}
+	if sh.helloDue {
+		return m.hello(sh), true
+	}
+	if sh.st == stReady {
+		if out, ok := m.fromResend(sh); ok {
+			return out, true
+		}
+		if out, ok := m.fromQueue(sh); ok {
+			return out, true
+		}
+	}
+	if sh.helloSent && sh.pingDue {
+		sh.pingDue = false
+		sh.head = wire.AppendHeader(sh.head[:0], &wire.Header{Type: wire.TypePing})
+		return m.out(sh, wire.TypePing, 0, sh.head, nil), true
+	}
+	return Outgoing{}, false
+}
+
+// Written tells the Machine that the message Next gave for shard was handed
+// to the transport (successfully or not: a message lost with its
+// connection is resent after the reconnection).
+func (m *Machine) Written(shard int) {
+	sh := m.shards[shard]
+	if !sh.writing {
+		return
+	}
+	sh.writing = false
+	if r := sh.writingReq; r != nil {
+		sh.writingReq = nil
+		if r.state == rsDone {
+			m.finish(r, r.deferErr)
+		}
+	}
+}
+
+func (m *Machine) out(sh *shard, t wire.Type, entries int, head, body []byte) Outgoing {
+	sh.writing, sh.sent, sh.pingDue = true, true, false
+	return Outgoing{Shard: sh.idx, Epoch: sh.epoch, Head: head, Body: body, Type: t, Entries: entries}
+}
+
+func (m *Machine) hello(sh *shard) Outgoing {
+	sh.helloDue, sh.helloSent, sh.helloEpoch = false, true, sh.epoch
+	sh.attempt++
+	j := m.cfg.Join
+	sh.head = wire.AppendHello(sh.head[:0], &wire.Hello{Job: j.Job, Role: "worker", Token: j.Token,
+		WorkerID: sh.workerID, Mode: m.cfg.Mode, Want: uint32(max(0, j.Workers)), RankHint: sh.rankHint, Attempt: sh.attempt})
+	return m.out(sh, wire.TypeHello, 0, sh.head, nil)
+}
+
+// lowest is the lowest unanswered seq of sh (the header's ack).
+func (sh *shard) lowest() uint64 {
+	for sh.ohead < len(sh.order) {
+		x := sh.order[sh.ohead]
+		if x.r.seq == x.seq && x.r.state == rsPending {
+			return x.seq
+		}
+		sh.order[sh.ohead] = seqReq{}
+		sh.ohead++
+	}
+	sh.order, sh.ohead = sh.order[:0], 0
+	return sh.seq + 1
+}
+
+// compactOrder drops answered entries when they outnumber the pending.
+func (sh *shard) compactOrder() {
+	if len(sh.order)-sh.ohead < 2*len(sh.pending)+1024 {
+		return
+	}
+	n := 0
+	for _, x := range sh.order[sh.ohead:] {
+		if x.r.seq == x.seq && x.r.state == rsPending {
+			sh.order[n] = x
+			n++
+		}
+	}
+	clear(sh.order[n:])
+	sh.order, sh.ohead = sh.order[:n], 0
+}
+
+// batchable reports whether r may travel in a batch.
+func (m *Machine) batchable(r *req) bool {
+	return wire.BatchFor(r.typ) != 0 && r.cost-RequestCost <= m.cfg.BatchEntry
+}
+
+// admit reports whether the window lets r go now.
+func (sh *shard) admit(r *req) bool {
+	if !r.counted || sh.inReqs == 0 {
+		return true
+	}
+	return sh.inReqs+1 <= sh.win.Requests && sh.inBytes+r.cost <= sh.win.Bytes
+}
+
+// launch assigns r its seq (first send) and marks it sent on this epoch.
+func (m *Machine) launch(sh *shard, r *req) {
+	if r.seq == 0 {
+		sh.seq++
+		r.seq = sh.seq
+		sh.pending[r.seq] = r
+		sh.order = append(sh.order, seqReq{r.seq, r})
+		if r.counted {
+			sh.inReqs++
+			sh.inBytes += r.cost
+		}
+	}
+	r.state = rsPending
+	r.sentEpoch = sh.epoch
+}
+
+// fromResend sends the next request(s) to resend on this epoch.
+func (m *Machine) fromResend(sh *shard) (Outgoing, bool) {
+	live := func(x seqReq) bool {
+		return x.r.seq == x.seq && x.r.state == rsPending && x.r.sentEpoch != sh.epoch
+	}
+	for sh.rhead < len(sh.resend) && !live(sh.resend[sh.rhead]) {
+		sh.rhead++
+	}
+	if sh.rhead == len(sh.resend) {
+		clear(sh.resend)
+		sh.resend, sh.rhead = sh.resend[:0], 0
+		return Outgoing{}, false
+	}
+	r := sh.resend[sh.rhead].r
+	sh.rhead++
+	if !m.batchable(r) {
+		return m.single(sh, r), true
+	}
+	sh.ents = append(sh.ents[:0], r)
+	size := r.cost
+	for sh.rhead < len(sh.resend) && len(sh.ents) < m.cfg.BatchEntries {
+		e := sh.resend[sh.rhead]
+		if !live(e) {
+			sh.rhead++
+			continue
+		}
+		x := e.r
+		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes {
+			break
+		}
+		sh.ents = append(sh.ents, x)
+		size += x.cost
+		sh.rhead++
+	}
+	return m.batch(sh), true
+}
+
+// fromQueue sends the next new request(s) the window admits.
+func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
+	for sh.qhead < len(sh.queue) && !sh.queue[sh.qhead].live() {
+		sh.queue[sh.qhead] = qent{}
+		sh.qhead++
+	}
+	if sh.qhead == len(sh.queue) {
+		sh.queue, sh.qhead = sh.queue[:0], 0
+		return Outgoing{}, false
+	}
+	r := sh.queue[sh.qhead].r
+	if !sh.admit(r) {
+		return Outgoing{}, false
+	}
+	sh.queue[sh.qhead] = qent{}
+	sh.qhead++
+	sh.compactOrder()
+	if !m.batchable(r) {
+		m.launch(sh, r)
+		return m.single(sh, r), true
+	}
+	m.launch(sh, r)
+	sh.ents = append(sh.ents[:0], r)
+	size := r.cost
+	for sh.qhead < len(sh.queue) && len(sh.ents) < m.cfg.BatchEntries {
+		e := sh.queue[sh.qhead]
+		if !e.live() {
+			sh.queue[sh.qhead] = qent{}
+			sh.qhead++
+			continue
+		}
+		x := e.r
+		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes || !sh.admit(x) {
+			break
+		}
+		m.launch(sh, x)
+		sh.ents = append(sh.ents, x)
+		size += x.cost
+		sh.queue[sh.qhead] = qent{}
+		sh.qhead++
+	}
+	return m.batch(sh), true
+}
+
+// header is r's request header (without PLen).
+func (m *Machine) header(sh *shard, r *req) wire.Header {
+	h := wire.Header{Type: r.typ, Flags: r.flags, DType: r.dt, Seq: r.seq, Key: r.key,
+		Count: r.count, Offset: r.offset, Total: r.total}
+	if r.typ == wire.TypePush || r.typ == wire.TypePushPull {
+		h.Round = r.k.pst[r.part].next
+	}
+	return h
+}
+
+// single builds a message of one request (r launched).
+func (m *Machine) single(sh *shard, r *req) Outgoing {
+	m.launch(sh, r)
+	h := m.header(sh, r)
+	h.Ack = sh.lowest()
+	h.PLen = uint32(len(r.meta) + len(r.data))
+	sh.head = wire.AppendHeader(sh.head[:0], &h)
+	sh.head = append(sh.head, r.meta...)
+	if len(r.data) > 0 {
+		sh.writingReq = r
+	}
+	return m.out(sh, r.typ, 1, sh.head, r.data)
+}
+
+// batch builds a request batch of sh.ents (launched): the table as head,
+// the entries' data, copied together, as body.
+func (m *Machine) batch(sh *shard) Outgoing {
+	if len(sh.ents) == 1 {
+		return m.single(sh, sh.ents[0])
+	}
+	first := sh.ents[0]
+	bt := wire.BatchFor(first.typ)
+	sh.bb.Reset(bt, first.dt)
+	sh.bdata = sh.bdata[:0]
+	for _, r := range sh.ents {
+		m.launch(sh, r)
+		h := m.header(sh, r)
+		sh.bb.Add(&h)
+		sh.bdata = append(sh.bdata, r.data...)
+	}
+	n := len(sh.ents)
+	clear(sh.ents)
+	head := sh.bb.Head(sh.lowest(), len(sh.bdata))
+	return m.out(sh, bt, n, head, sh.bdata)
+}
