@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -218,5 +220,67 @@ func newRemote(ctx context.Context, typ string, async bool, t Transport, events 
 	if async {
 		mode = wire.ModeAsync
 	}
-	return dialRemote(ctx, ts, mode, info, events)
+	return dialRemote(ctx, &legacy{ts: ts, join: transport.Join(info), epochs: make([]transport.Epoch, len(ts))}, mode, events)
+}
+
+// legacy adapts the old Transports (one per shard, ErrReconnected without
+// epochs) to a transport.Transport: epochs count Recv's announcements.
+type legacy struct {
+	ts     []Transport
+	join   transport.Join
+	mu     sync.Mutex
+	epochs []transport.Epoch // announced, minus 1
+}
+
+func (l *legacy) Shards() int          { return len(l.ts) }
+func (l *legacy) Join() transport.Join { return l.join }
+
+func (l *legacy) Send(ctx context.Context, s int, e transport.Epoch, head, body []byte) error {
+	l.mu.Lock()
+	cur := l.epochs[s] + 1
+	l.mu.Unlock()
+	if e != cur {
+		return transport.ErrStale
+	}
+	if len(body) == 0 {
+		return l.ts[s].Send(ctx, head)
+	}
+	if ps, ok := l.ts[s].(PartSender); ok {
+		return ps.SendParts(ctx, head, body)
+	}
+	return l.ts[s].Send(ctx, append(append([]byte(nil), head...), body...))
+}
+
+func (l *legacy) Recv(ctx context.Context, s int) ([]byte, transport.Epoch, error) {
+	m, err := l.ts[s].Recv(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if errors.Is(err, ErrReconnected) {
+		l.epochs[s]++
+		return nil, l.epochs[s] + 1, transport.ErrReconnected
+	}
+	return m, l.epochs[s] + 1, err
+}
+
+func (l *legacy) Close() error {
+	var first error
+	for _, t := range l.ts {
+		if err := t.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (l *legacy) Watch(fn func(transport.Status)) {
+	for i, t := range l.ts {
+		if cw, ok := t.(ConnWatcher); ok {
+			shard := i
+			cw.WatchConn(func(st ConnState, attempt int, err error) {
+				if st == ConnReconnecting {
+					fn(transport.Status{Shard: shard, State: transport.Reconnecting, Attempt: attempt, Err: err})
+				}
+			})
+		}
+	}
 }

@@ -2,11 +2,8 @@ package kvcore
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
-
-	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // Events of a dist store: what its parameter servers report (rounds closed,
@@ -196,28 +193,5 @@ func (q *eventQueue) close() {
 	if !q.closed {
 		q.closed = true
 		close(q.ch)
-	}
-}
-
-// members applies a membership notice from shard 0: NumWorkers follows it,
-// and a changed member set is reported.
-func (l *link) members(m *wire.Msg) {
-	ranks, err := wire.DecodeMembers(m, nil)
-	if err != nil {
-		// A bad notice is no reason to drop the link: membership only
-		// informs; the next notice or barrier corrects it.
-		return
-	}
-	l.mu.Lock()
-	l.nw = len(ranks)
-	rank := l.rank
-	l.mu.Unlock()
-	r := l.r
-	r.mu.Lock()
-	same := slices.Equal(ranks, r.members)
-	r.members = ranks
-	r.mu.Unlock()
-	if !same {
-		r.ev.emit(Event{Kind: EventMembership, Rank: rank, NumWorkers: len(ranks), Live: slices.Clone(ranks)})
 	}
 }
