@@ -177,7 +177,12 @@ func (o *Op) sortVars() {
 // Finish completes o: it releases its variables, records err on the ones
 // it writes and on its Runner, wakes the operations and waiters behind it,
 // then calls o.Task.Done. A Task that returned pending calls it once.
-func (o *Op) Finish(err error) {
+func (o *Op) Finish(err error) { o.finish(err, nil) }
+
+// finish is Finish; self is the Runner whose worker calls it (nil from
+// elsewhere): that worker looks for work right after, so an operation it
+// makes ready on its own Runner needs no other worker woken.
+func (o *Op) finish(err error, self *Runner) {
 	r := o.r
 	for i, v := range o.vars {
 		v.mu.Lock()
@@ -198,34 +203,40 @@ func (o *Op) Finish(err error) {
 		}
 		v.mu.Unlock()
 		if next != nil && next.waitFor.Add(-1) == 0 {
-			next.r.ready(next)
+			next.r.ready(next, next.r != self)
 		}
 	}
-	r.mu.Lock()
-	r.pending--
-	if err != nil && r.err == nil {
-		r.err = err
+	if err != nil {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
 	}
-	if r.pending == 0 && r.waiters > 0 {
+	// WaitAll counts itself in waiters before it reads pending, so a
+	// waiter that saw this operation pending is counted here.
+	if r.pending.Add(-1) == 0 && r.waiters.Load() > 0 {
+		r.mu.Lock()
 		r.idle.Broadcast()
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 	o.Task.Done()
 }
 
 // Runner runs the operations of one store: its ready queue, its workers,
 // and the count and first error of its unfinished operations.
 type Runner struct {
+	pending atomic.Int64  // unfinished operations
+	waiters atomic.Int32  // WaitAll calls waiting
+	seq     atomic.Uint64 // issue order, for the ready queue
+
 	mu      sync.Mutex
 	work    sync.Cond // signalled when queue gets an op or the runner closes
 	idle    sync.Cond // broadcast when pending drops to 0 and waiters > 0
 	queue   opHeap
-	seq     uint64
 	workers int
 	started bool
 	closed  bool
-	pending int
-	waiters int
 	err     error
 	wg      sync.WaitGroup
 }
@@ -243,11 +254,8 @@ func NewRunner() *Runner {
 func (r *Runner) Push(o *Op) {
 	o.r = r
 	o.sortVars()
-	r.mu.Lock()
-	r.seq++
-	o.seq = r.seq
-	r.pending++
-	r.mu.Unlock()
+	o.seq = r.seq.Add(1)
+	r.pending.Add(1)
 	// One extra count until every FIFO is joined, so that an operation
 	// finishing meanwhile cannot make o ready early.
 	o.waitFor.Store(1)
@@ -265,12 +273,14 @@ func (r *Runner) Push(o *Op) {
 		o.vars[i].mu.Unlock()
 	}
 	if o.waitFor.Add(-1) == 0 {
-		r.ready(o)
+		r.ready(o, true)
 	}
 }
 
-// ready hands o, which heads all its FIFOs, to r's workers.
-func (r *Runner) ready(o *Op) {
+// ready hands o, which heads all its FIFOs, to r's workers; wake says
+// whether one must be woken for it (not when a worker of r readies it: it
+// takes the next operation itself).
+func (r *Runner) ready(o *Op, wake bool) {
 	r.mu.Lock()
 	heap.Push(&r.queue, o)
 	if !r.started {
@@ -280,7 +290,9 @@ func (r *Runner) ready(o *Op) {
 			go r.worker()
 		}
 	}
-	r.work.Signal()
+	if wake {
+		r.work.Signal()
+	}
 	r.mu.Unlock()
 }
 
@@ -299,30 +311,26 @@ func (r *Runner) worker() {
 		r.mu.Unlock()
 		pending, err := o.Task.Run()
 		if !pending {
-			o.Finish(err)
+			o.finish(err, r)
 		}
 		r.mu.Lock()
 	}
 }
 
 // Pending is the number of r's unfinished operations.
-func (r *Runner) Pending() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.pending
-}
+func (r *Runner) Pending() int { return int(r.pending.Load()) }
 
 // WaitAll waits until all of r's operations finished (or ctx ends) and
 // returns, and clears, the first error among them.
 func (r *Runner) WaitAll(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pending > 0 {
+	r.waiters.Add(1)
+	defer r.waiters.Add(-1)
+	if r.pending.Load() > 0 {
 		stop := wakeOnDone(ctx, &r.idle)
 		defer stop()
-		r.waiters++
-		defer func() { r.waiters-- }()
-		for r.pending > 0 {
+		for r.pending.Load() > 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
