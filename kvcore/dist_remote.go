@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/wsm"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -42,7 +43,7 @@ type distRemote struct {
 	joinErr error
 	free    []*call
 
-	ev *eventQueue // WithEvents; nil: no events
+	ev *eventQueue // Options.Events; nil: no events
 }
 
 // call is one store operation, the token the Machine reports back.
@@ -431,17 +432,17 @@ func (r *distRemote) async(k Key, done func(error), start func(c *call, wk *wsm.
 	r.dispatch(ds)
 }
 
-func dtypeOf(c Compression) wire.DType {
+func dtypeOf(c compute.Compression) wire.DType {
 	switch c.Kind {
-	case Compress2Bit:
+	case compute.Compress2Bit:
 		return wire.DType2Bit
-	case Compress1Bit:
+	case compute.Compress1Bit:
 		return wire.DType1Bit
 	}
 	return wire.DTypeF32
 }
 
-func (r *distRemote) push(k Key, data []float32, n int, c Compression, done func(error)) {
+func (r *distRemote) push(k Key, data []float32, n int, c compute.Compression, done func(error)) {
 	r.async(k, done, func(cl *call, wk *wsm.Key) error {
 		return r.m.Push(cl, wk, dtypeOf(c), data, n)
 	})
@@ -453,7 +454,7 @@ func (r *distRemote) pull(k Key, out []float32, done func(error)) {
 	})
 }
 
-func (r *distRemote) pushPull(k Key, data []float32, n int, c Compression, out []float32, done func(error)) {
+func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error)) {
 	r.async(k, done, func(cl *call, wk *wsm.Key) error {
 		return r.m.PushPull(cl, wk, dtypeOf(c), data, n, out)
 	})
@@ -521,7 +522,7 @@ func (r *distRemote) setOptimizer(ctx context.Context, spec []byte) error {
 	return r.command(ctx, cmdController, spec)
 }
 
-func (r *distRemote) setCompression(ctx context.Context, c Compression) error {
+func (r *distRemote) setCompression(ctx context.Context, c compute.Compression) error {
 	body := fmt.Appendf(nil, "%v,%s", c.Kind, formatFloat32(c.Threshold))
 	return r.command(ctx, cmdCompression, body)
 }

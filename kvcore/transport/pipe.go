@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/kvcore/internal/bufpool"
 )
 
 // PipeCapacity is how many unread bytes a Pipe end holds before Send blocks
@@ -76,7 +76,7 @@ func (q *pipeQueue) put(ctx context.Context, head, body []byte) error {
 			return errPipeClosed
 		}
 		if q.cap <= 0 || q.bytes == 0 || q.bytes+n <= q.cap {
-			b := wire.GetBuf(n)
+			b := bufpool.Get(n)
 			*b = append(append(*b, head...), body...)
 			q.msgs = append(q.msgs, b)
 			q.bytes += n
@@ -165,7 +165,7 @@ func (p *pipeEnd) Recv(ctx context.Context, shard int) ([]byte, Epoch, error) {
 
 func (p *pipeEnd) recv(ctx context.Context) ([]byte, error) {
 	if p.last != nil {
-		wire.PutBuf(p.last)
+		bufpool.Put(p.last)
 		p.last = nil
 	}
 	b, err := p.in.take(ctx)
