@@ -72,8 +72,10 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 			}
 		})
 	}
-	for s := range n {
+	for range n {
 		r.wake = append(r.wake, make(chan struct{}, 1))
+	}
+	for s := range n {
 		r.wg.Add(2)
 		go r.sender(s)
 		go r.receiver(s)

@@ -15,9 +15,10 @@ import (
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
-// Dist-mode tests: real dist stores over kvcore.Pipe transports to psm jobs
+// Dist-mode tests: real dist stores over in-memory transports to psm jobs
 // served by package inproc, one goroutine per worker.
 
 func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
@@ -157,7 +158,7 @@ func (w *workload) runLocal(t *testing.T) [][]float32 {
 
 // runWorker is one dist worker's training loop; it returns its final
 // values.
-func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr kvcore.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
+func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr transport.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
 	s, err := kvcore.Create(ctx, typ, &kvcore.Options{Transport: tr}) // device types on the CPU: no GPU here
 	if err != nil {
 		return nil, err
@@ -217,7 +218,7 @@ func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr k
 
 // runDist runs the workload with n dist workers; conn makes worker i's
 // transport.
-func (w *workload) runDist(t *testing.T, typ string, conn func(i int) kvcore.Transport, hook func(i int, s *kvcore.Store, step int)) [][][]float32 {
+func (w *workload) runDist(t *testing.T, typ string, conn func(i int) transport.Transport, hook func(i int, s *kvcore.Store, step int)) [][][]float32 {
 	ctx := testCtx(t)
 	res := make([][][]float32, w.n)
 	errs := make([]error, w.n)
@@ -285,7 +286,7 @@ func TestDistSyncMatchesLocal(t *testing.T) {
 			if name == "sgd" {
 				typ = "dist_device_sync" // the same path, local reduce on the store's backend
 			}
-			got := w.runDist(t, typ, func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+			got := w.runDist(t, typ, func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
 			for r := range got {
 				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
 			}
@@ -305,12 +306,8 @@ func TestDistSyncSharded(t *testing.T) {
 		testServer(t, psm.Config{Shard: 0, Shards: 2}),
 		testServer(t, psm.Config{Shard: 1, Shards: 2}),
 	}
-	got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
-		var sh kvcore.Shards
-		for _, s := range srvs {
-			sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 30}))
-		}
-		return sh
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+		return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 30})
 	}, nil)
 	for r := range got {
 		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
@@ -341,12 +338,8 @@ func TestDistCompressionMatchesDevice(t *testing.T) {
 				for i := range shards {
 					srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: shards}))
 				}
-				got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
-					var sh kvcore.Shards
-					for _, s := range srvs {
-						sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 40}))
-					}
-					return sh
+				got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+					return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 40})
 				}, nil)
 				for r := range got {
 					sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
@@ -365,11 +358,11 @@ func TestDistSyncSurvivesReconnects(t *testing.T) {
 	t.Logf("seed %d", w.seed)
 	want := w.runLocal(t)
 	srv := testServer(t, psm.Config{})
-	conns := make([]*inproc.Conn, w.n)
+	conns := make([]*transport.Conn, w.n)
 	for i := range conns {
 		conns[i] = srv.Connect("job", w.n)
 	}
-	got := w.runDist(t, "dist_sync", func(i int) kvcore.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
+	got := w.runDist(t, "dist_sync", func(i int) transport.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
 		c := conns[i]
 		switch step % 4 {
 		case 1:
@@ -640,7 +633,7 @@ func TestDistSaveLoadStates(t *testing.T) {
 	}
 	srv := testServer(t, psm.Config{})
 	files := make([][]byte, w.n)
-	w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+	w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
 	// A fresh pair of workers on the same job saves and reloads.
 	var wg sync.WaitGroup
 	errs := make([]error, w.n)
@@ -707,16 +700,16 @@ func TestDistBadTransport(t *testing.T) {
 	s.Close()
 
 	// Garbage from the server side.
-	a, b := kvcore.Pipe()
+	a, b := transport.Pipe()
 	go func() {
-		b.Recv(ctx) // the Hello
-		b.Send(ctx, []byte("not a webkv message"))
+		b.Recv(ctx, 0) // the Hello
+		b.Send(ctx, 0, transport.FirstEpoch, []byte("not a webkv message"), nil)
 	}()
 	if _, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("create over a garbage transport: %v, want ErrConnLost", err)
 	}
 	// A server that never answers: Create gives up with the context.
-	a, b = kvcore.Pipe()
+	a, b = transport.Pipe()
 	defer b.Close()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
@@ -737,7 +730,7 @@ func TestDistSyncSurvivesServerRestarts(t *testing.T) {
 	srv := testServer(t, psm.Config{})
 	var mu sync.Mutex
 	restarted := map[int]bool{}
-	got := w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, func(i int, s *kvcore.Store, step int) {
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, func(i int, s *kvcore.Store, step int) {
 		if step%3 != 2 {
 			return
 		}
@@ -943,4 +936,17 @@ func TestDistStragglerDeadline(t *testing.T) {
 			t.Errorf("no deadline round or late push: %+v", st)
 		}
 	})
+}
+
+// shardsOf connects to one server per shard.
+func shardsOf(t testing.TB, srvs []*inproc.Server, join transport.Join) transport.Transport {
+	var ts []transport.Transport
+	for _, s := range srvs {
+		ts = append(ts, s.ConnectJoin(join))
+	}
+	sh, err := transport.Shards(ts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
 }

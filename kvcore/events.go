@@ -60,7 +60,7 @@ const (
 	ConnConnected ConnState = iota + 1
 	// ConnReconnecting: the transport lost its connection and is trying
 	// again (Attempt counts the tries, Err is the last failure); only
-	// transports that implement ConnWatcher report it.
+	// transports that implement transport.Watcher report it.
 	ConnReconnecting
 	// ConnReconnected: after a reconnection, the shard welcomed this
 	// worker back with its rank; unanswered requests are being resent.
@@ -107,14 +107,6 @@ type Event struct {
 	// Dropped is the number of events dropped, because the consumer was
 	// slow, between the previous delivered event and this one.
 	Dropped uint64
-}
-
-// ConnWatcher is an optional Transport method: a transport that reconnects
-// by itself reports its attempts, which the store's remote passes on as
-// ConnReconnecting events (connected, reconnected and lost it sees itself).
-// fn must not block; the transport calls it at most once per attempt.
-type ConnWatcher interface {
-	WatchConn(fn func(state ConnState, attempt int, err error))
 }
 
 // eventQueueSize bounds the events waiting for a slow consumer.

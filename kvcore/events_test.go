@@ -11,6 +11,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // evLog collects a store's events for a test.
@@ -134,16 +135,16 @@ func TestDistEvents(t *testing.T) {
 	}
 }
 
-// watchConn is a transport that reports reconnection attempts (like
-// relay.Conn) when the test says so.
+// watchConn is a transport whose reconnection attempts (like relay.Conn's)
+// the test reports itself.
 type watchConn struct {
-	*inproc.Conn
-	fn func(kvcore.ConnState, int, error)
+	*transport.Conn
+	fn func(transport.Status)
 }
 
-func (w *watchConn) WatchConn(fn func(kvcore.ConnState, int, error)) { w.fn = fn }
+func (w *watchConn) Watch(fn func(transport.Status)) { w.fn = fn }
 
-// TestDistEventsLost checks that ConnReconnecting comes from a ConnWatcher
+// TestDistEventsLost checks that ConnReconnecting comes from a Watcher
 // transport and that a link that fails for good reports ConnLost with why.
 func TestDistEventsLost(t *testing.T) {
 	srv := testServer(t, psm.Config{})
@@ -156,10 +157,10 @@ func TestDistEventsLost(t *testing.T) {
 	}
 	defer s.Close()
 	if w.fn == nil {
-		t.Fatal("the store did not watch its ConnWatcher transport")
+		t.Fatal("the store did not watch its Watcher transport")
 	}
 	why := errors.New("network unreachable")
-	w.fn(kvcore.ConnReconnecting, 3, why)
+	w.fn(transport.Status{State: transport.Reconnecting, Attempt: 3, Err: why})
 	e := ev.next(t, "reconnecting", func(e kvcore.Event) bool {
 		return e.Kind == kvcore.EventConnection && e.Conn == kvcore.ConnReconnecting
 	})
@@ -194,10 +195,7 @@ func TestDistEventsSharded(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	ev := newEvLog()
-	var sh kvcore.Shards
-	for _, s := range srvs {
-		sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "sh", BigArrayBound: 30}))
-	}
+	sh := shardsOf(t, srvs, transport.Join{Job: "sh", BigArrayBound: 30})
 	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: sh, Events: ev.fn})
 	if err != nil {
 		t.Fatal(err)

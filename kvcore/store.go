@@ -15,6 +15,7 @@ import (
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // Updater is MXNet's updater: called once per key per push with the merged
@@ -38,9 +39,10 @@ type Options struct {
 	// contexts). The other types always reduce on the CPU and refuse one.
 	Backend compute.Backend
 	// Transport connects a dist store to its parameter servers (package
-	// relay, or Pipe and package psm/inproc in tests); dist types need one,
-	// the others refuse one.
-	Transport Transport
+	// relay, or package psm/inproc in tests; transport.Shards combines the
+	// transports of a sharded job); dist types need one, the others refuse
+	// one.
+	Transport transport.Transport
 	// Events, if set, receives a dist store's events (see Event) on a
 	// goroutine of the store's; local and device stores have none.
 	Events func(Event)

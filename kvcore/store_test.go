@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/transport"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -85,7 +86,7 @@ func TestBadInput(t *testing.T) {
 	if _, err := Create(bg, "local", &Options{Backend: compute.NewCPU(nil)}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create local with a backend: %v", err)
 	}
-	if _, err := Create(bg, "device", &Options{Transport: Shards{}}); !errors.Is(err, ErrUnsupported) {
+	if _, err := Create(bg, "device", &Options{Transport: onePipeEnd()}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create device with a transport: %v", err)
 	}
 	d, err := Create(bg, "device", nil)
@@ -286,4 +287,9 @@ func TestFloat16Arrays(t *testing.T) {
 	if err := a.CopyToFloat16(bg, make([]uint16, 2)); err == nil {
 		t.Fatal("short slice accepted")
 	}
+}
+
+func onePipeEnd() transport.Transport {
+	a, _ := transport.Pipe()
+	return a
 }

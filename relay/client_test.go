@@ -115,10 +115,10 @@ func TestDialEchoAndToken(t *testing.T) {
 		for i := range msg {
 			msg[i] = byte(rng.Uint32())
 		}
-		if err := c.Send(ctx, msg); err != nil {
+		if err := c.sendMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Recv(ctx)
+		got, err := c.recvMsg(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,28 +194,28 @@ func TestReconnect(t *testing.T) {
 	}
 	defer c.Close()
 	for round := 0; round < 3; round++ {
-		if err := c.Send(ctx, []byte("x")); err != nil {
+		if err := c.sendMsg(ctx, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+		if _, err := c.recvMsg(ctx); err != nil { // the server has registered the conn
 			t.Fatal(err)
 		}
 		e.dropAll()
 		// Recv notices the loss, reconnects and reports it once.
-		_, err := c.Recv(ctx)
-		if !errors.Is(err, ErrReconnected) {
+		_, err := c.recvMsg(ctx)
+		if !errors.Is(err, errReconnected) {
 			t.Fatalf("round %d: Recv after a drop: %v, want ErrReconnected", round, err)
 		}
-		if err := c.Send(ctx, []byte("hi")); err != nil {
+		if err := c.sendMsg(ctx, []byte("hi")); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Recv(ctx)
+		got, err := c.recvMsg(ctx)
 		if err != nil || string(got) != "hi" {
 			t.Fatalf("after reconnect: %q, %v", got, err)
 		}
 	}
 	c.Kill()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("after Kill: %v", err)
 	}
 	for i := 0; e.n.Load() != 5; i++ { // the server counts after its Accept returns
@@ -225,10 +225,10 @@ func TestReconnect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	c.Close()
-	if err := c.Send(ctx, []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := c.sendMsg(ctx, []byte("x")); !errors.Is(err, errClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrClosed) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errClosed) {
 		t.Fatalf("Recv after Close: %v", err)
 	}
 }
@@ -243,10 +243,10 @@ func TestReconnectGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Send(ctx, []byte("x")); err != nil {
+	if err := c.sendMsg(ctx, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+	if _, err := c.recvMsg(ctx); err != nil { // the server has registered the conn
 		t.Fatal(err)
 	}
 	// Point the client at a dead address, then drop it.
@@ -254,7 +254,7 @@ func TestReconnectGivesUp(t *testing.T) {
 	c.url = "ws://127.0.0.1:1/ws?job=j"
 	c.mu.Unlock()
 	e.dropAll()
-	_, err = c.Recv(ctx)
+	_, err = c.recvMsg(ctx)
 	if err == nil || !strings.Contains(err.Error(), "gave up") {
 		t.Fatalf("got %v, want a give-up error", err)
 	}
@@ -336,7 +336,7 @@ func TestIdleTimeoutReconnects(t *testing.T) {
 	}
 	defer c.Close()
 	t0 := time.Now()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("Recv on a silent connection: %v, want ErrReconnected", err)
 	}
 	if d := time.Since(t0); d < 200*time.Millisecond {

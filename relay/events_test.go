@@ -13,24 +13,25 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 	"nhooyr.io/websocket"
 )
 
 type connLog struct {
 	mu  sync.Mutex
-	got []kvcore.ConnState
+	got []transport.State
 	att []int
 	err []error
 }
 
-func (l *connLog) fn(st kvcore.ConnState, attempt int, err error) {
+func (l *connLog) fn(st transport.Status) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.got, l.att, l.err = append(l.got, st), append(l.att, attempt), append(l.err, err)
+	l.got, l.att, l.err = append(l.got, st.State), append(l.att, st.Attempt), append(l.err, st.Err)
 }
 
-func (l *connLog) waitFor(t *testing.T, st kvcore.ConnState) (attempt int, err error) {
+func (l *connLog) waitFor(t *testing.T, st transport.State) (attempt int, err error) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
 		l.mu.Lock()
@@ -49,7 +50,7 @@ func (l *connLog) waitFor(t *testing.T, st kvcore.ConnState) (attempt int, err e
 }
 
 // The client reports a lost connection, each failed reconnection attempt
-// and giving up to its WatchConn callback (what kvcore turns into events).
+// and giving up to its Watch callback (what kvcore turns into events).
 func TestWatchConn(t *testing.T) {
 	e := newEchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -59,20 +60,20 @@ func TestWatchConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var _ kvcore.ConnWatcher = c
+	var _ transport.Watcher = c
 	var log connLog
-	c.WatchConn(log.fn)
-	if err := c.Send(ctx, []byte("x")); err != nil {
+	c.Watch(log.fn)
+	if err := c.sendMsg(ctx, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Recv(ctx); err != nil {
+	if _, err := c.recvMsg(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.dropAll()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("Recv after a drop: %v", err)
 	}
-	if a, err := log.waitFor(t, kvcore.ConnReconnecting); a != 0 || err == nil {
+	if a, err := log.waitFor(t, transport.Reconnecting); a != 0 || err == nil {
 		t.Errorf("first report: attempt %d, err %v; want attempt 0 with the read error", a, err)
 	}
 	// Now the relay is gone for good: failed attempts, then the end.
@@ -81,10 +82,10 @@ func TestWatchConn(t *testing.T) {
 	c.mu.Unlock()
 	e.waitConns(t, 1) // the replacement connection, or dropAll misses it
 	e.dropAll()
-	if _, err := c.Recv(ctx); err == nil || !strings.Contains(err.Error(), "gave up") {
+	if _, err := c.recvMsg(ctx); err == nil || !strings.Contains(err.Error(), "gave up") {
 		t.Fatalf("Recv: %v, want a give-up error", err)
 	}
-	_, lost := log.waitFor(t, kvcore.ConnLost)
+	_, lost := log.waitFor(t, transport.Lost)
 	if lost == nil || !strings.Contains(lost.Error(), "gave up") {
 		t.Errorf("lost report error %v", lost)
 	}
@@ -92,7 +93,7 @@ func TestWatchConn(t *testing.T) {
 	defer log.mu.Unlock()
 	n := 0
 	for i, s := range log.got {
-		if s == kvcore.ConnReconnecting && log.att[i] > 0 {
+		if s == transport.Reconnecting && log.att[i] > 0 {
 			n++
 			if log.err[i] == nil {
 				t.Errorf("attempt %d reported without its error", log.att[i])

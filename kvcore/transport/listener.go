@@ -41,7 +41,7 @@ func (l *Listener) Accept(ctx context.Context) (Transport, error) {
 		l.mu.Unlock()
 		if closed {
 			signal(l.signal)
-			return nil, fmt.Errorf("%w: listener closed", ErrClosed)
+			return nil, fmt.Errorf("transport: listener: %w", ErrClosed)
 		}
 		select {
 		case <-l.signal:
@@ -72,7 +72,7 @@ func (l *Listener) connect() (*pipeEnd, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, fmt.Errorf("%w: listener closed", ErrClosed)
+		return nil, fmt.Errorf("transport: listener: %w", ErrClosed)
 	}
 	c, s := newPipe(PipeCapacity, 0)
 	l.queue = append(l.queue, s)
@@ -80,14 +80,18 @@ func (l *Listener) connect() (*pipeEnd, error) {
 	return c, nil
 }
 
-// Dial returns a Conn to l whose handshake says join. It fails only if l is
-// closed.
-func (l *Listener) Dial(join Join) (*Conn, error) {
+// Dial returns a Conn to l whose handshake says join. On a closed
+// Listener the Conn is dead: Send and Recv fail (wrapping ErrClosed).
+func (l *Listener) Dial(join Join) *Conn {
+	c := &Conn{l: l, join: join, epoch: FirstEpoch, announced: FirstEpoch}
 	p, err := l.connect()
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial: %w", err)
+		c.dead = fmt.Errorf("transport: dial: %w", err)
+		p, _ = newPipe(0, 0)
+		p.Close()
 	}
-	return &Conn{l: l, join: join, cur: p, epoch: FirstEpoch, announced: FirstEpoch}, nil
+	c.cur = p
+	return c
 }
 
 // Conn is a client connection to a Listener: a one-shard Transport that
@@ -188,7 +192,7 @@ func (c *Conn) Send(ctx context.Context, shard int, epoch Epoch, head, body []by
 	case epoch != c.epoch:
 		cur := c.epoch
 		c.mu.Unlock()
-		return fmt.Errorf("%w: send for epoch %d, the connection is epoch %d", ErrStale, epoch, cur)
+		return fmt.Errorf("transport: send for epoch %d on epoch %d: %w", epoch, cur, ErrStale)
 	}
 	p := c.cur
 	c.mu.Unlock()
@@ -227,7 +231,7 @@ func (c *Conn) Recv(ctx context.Context, shard int) ([]byte, Epoch, error) {
 			c.announced = c.epoch
 			e := c.epoch
 			c.mu.Unlock()
-			return nil, e, fmt.Errorf("%w: epoch %d", ErrReconnected, e)
+			return nil, e, fmt.Errorf("transport: epoch %d: %w", e, ErrReconnected)
 		}
 		if c.dead != nil {
 			err := c.dead

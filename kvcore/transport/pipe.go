@@ -15,7 +15,7 @@ const PipeCapacity = 16 << 20
 
 // errPipeClosed is what a pipe end's Send and Recv return after either end
 // closed (Recv once the messages sent before are read).
-var errPipeClosed = fmt.Errorf("%w: pipe closed", ErrClosed)
+var errPipeClosed = fmt.Errorf("transport: pipe: %w", ErrClosed)
 
 // Pipe returns two connected in-memory Transports of one shard each: what
 // one end sends, the other receives, in order and without loss. There is
@@ -142,7 +142,7 @@ func (p *pipeEnd) Send(ctx context.Context, shard int, epoch Epoch, head, body [
 		return err
 	}
 	if epoch != FirstEpoch {
-		return fmt.Errorf("%w: send for epoch %d, a pipe has only epoch %d", ErrStale, epoch, FirstEpoch)
+		return fmt.Errorf("transport: send for epoch %d, a pipe has only epoch %d: %w", epoch, FirstEpoch, ErrStale)
 	}
 	return p.send(ctx, head, body)
 }

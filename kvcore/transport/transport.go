@@ -145,25 +145,27 @@ type Status struct {
 	Err     error
 }
 
-// Errors of the contract, matched with errors.Is.
+// Errors of the contract, matched with errors.Is; implementations wrap
+// them with their package's prefix.
 var (
 	// ErrReconnected is wrapped by Recv's announcement of a new connection.
-	ErrReconnected = errors.New("transport: reconnected")
+	ErrReconnected = errors.New("reconnected")
 	// ErrStale is wrapped by the error of a Send for an epoch that is not
 	// the shard's current connection: nothing was sent.
-	ErrStale = errors.New("transport: stale epoch")
-	// ErrClosed is wrapped by errors after Close.
-	ErrClosed = errors.New("transport: closed")
+	ErrStale = errors.New("stale connection epoch")
+	// ErrClosed is wrapped by errors after Close. kvcore.ErrClosed is the
+	// same sentinel: one "closed" for stores and their transports.
+	ErrClosed = errors.New("closed")
 	// ErrNoShard is wrapped by the error of a Send or Recv for a shard the
 	// transport does not have.
-	ErrNoShard = errors.New("transport: no such shard")
+	ErrNoShard = errors.New("no such shard")
 )
 
 // CheckShard returns an error wrapping ErrNoShard unless 0 <= shard < n
 // (for implementations).
 func CheckShard(shard, n int) error {
 	if shard < 0 || shard >= n {
-		return fmt.Errorf("%w: shard %d of %d", ErrNoShard, shard, n)
+		return fmt.Errorf("transport: shard %d of %d: %w", shard, n, ErrNoShard)
 	}
 	return nil
 }

@@ -67,11 +67,7 @@ func TestListenerConformance(t *testing.T) {
 		New: func(t *testing.T) (transport.Transport, transporttest.Peer) {
 			l := transport.NewListener()
 			t.Cleanup(func() { l.Close() })
-			c, err := l.Dial(transport.Join{Job: "j"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c, listenerPeer{l}
+			return l.Dial(transport.Join{Job: "j"}), listenerPeer{l}
 		},
 		Reconnects:  true,
 		MaxBuffered: transport.PipeCapacity + 1<<20,
@@ -85,15 +81,7 @@ func TestShardsConformance(t *testing.T) {
 		New: func(t *testing.T) (transport.Transport, transporttest.Peer) {
 			l0, l1 := transport.NewListener(), transport.NewListener()
 			t.Cleanup(func() { l0.Close(); l1.Close() })
-			c0, err := l0.Dial(transport.Join{Job: "j"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c1, err := l1.Dial(transport.Join{Job: "j"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := transport.Shards(c0, c1)
+			s, err := transport.Shards(l0.Dial(transport.Join{Job: "j"}), l1.Dial(transport.Join{Job: "j"}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,8 +121,8 @@ func TestShardsRouting(t *testing.T) {
 	}
 	l := transport.NewListener()
 	defer l.Close()
-	x, _ := l.Dial(transport.Join{Job: "x"})
-	y, _ := l.Dial(transport.Join{Job: "y", Token: "secret"})
+	x := l.Dial(transport.Join{Job: "x"})
+	y := l.Dial(transport.Join{Job: "y", Token: "secret"})
 	_, err = transport.Shards(x, y)
 	if err == nil {
 		t.Fatal("shards of two jobs: no error")
@@ -162,10 +150,7 @@ func contains(s, sub string) bool {
 func TestListenerClosedIsFinal(t *testing.T) {
 	ctx := context.Background()
 	l := transport.NewListener()
-	c, err := l.Dial(transport.Join{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := l.Dial(transport.Join{})
 	defer c.Close()
 	var got []transport.Status
 	var mu sync.Mutex
@@ -184,7 +169,7 @@ func TestListenerClosedIsFinal(t *testing.T) {
 	if len(got) != 2 || got[0].State != transport.Reconnecting || got[1].State != transport.Lost {
 		t.Fatalf("watched %+v, want reconnecting then lost", got)
 	}
-	if _, err := l.Dial(transport.Join{}); err == nil {
-		t.Error("Dial on a closed listener: no error")
+	if _, _, err := l.Dial(transport.Join{}).Recv(ctx, 0); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Recv on a Conn dialed on a closed listener: %v, want ErrClosed", err)
 	}
 }

@@ -88,11 +88,7 @@ func harness(wrap func(*transport.Conn) transport.Transport) Harness {
 		New: func(t *testing.T) (transport.Transport, Peer) {
 			l := transport.NewListener()
 			t.Cleanup(func() { l.Close() })
-			c, err := l.Dial(transport.Join{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return wrap(c), listenerPeer{l}
+			return wrap(l.Dial(transport.Join{})), listenerPeer{l}
 		},
 		Reconnects:    true,
 		MaxBuffered:   transport.PipeCapacity + 1<<20,

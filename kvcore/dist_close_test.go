@@ -12,92 +12,8 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/transport"
 )
-
-func TestPipe(t *testing.T) {
-	ctx := testCtx(t)
-	a, b := kvcore.Pipe()
-	// Order, copies (the sender may reuse its buffer), both directions.
-	buf := []byte("one")
-	if err := a.Send(ctx, buf); err != nil {
-		t.Fatal(err)
-	}
-	copy(buf, "XXX")
-	if err := a.(kvcore.PartSender).SendParts(ctx, []byte("tw"), []byte("o")); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"one", "two"} {
-		got, err := b.Recv(ctx)
-		if err != nil || string(got) != want {
-			t.Fatalf("recv %q, %v; want %q", got, err, want)
-		}
-	}
-	if err := b.Send(ctx, []byte("back")); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := a.Recv(ctx); string(got) != "back" {
-		t.Fatalf("reverse direction: %q", got)
-	}
-	// Recv waits for ctx.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if _, err := b.Recv(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("recv on an empty pipe: %v", err)
-	}
-	// A blocked Recv wakes on the peer's Close; what was sent before the
-	// close is still delivered.
-	a.Send(ctx, []byte("last"))
-	done := make(chan error, 1)
-	go func() {
-		b.Recv(ctx) // "last"
-		_, err := b.Recv(ctx)
-		done <- err
-	}()
-	time.Sleep(10 * time.Millisecond)
-	a.Close()
-	if err := <-done; !errors.Is(err, kvcore.ErrPipeClosed) {
-		t.Fatalf("recv after close: %v", err)
-	}
-	if err := b.Send(ctx, []byte("x")); !errors.Is(err, kvcore.ErrPipeClosed) {
-		t.Fatalf("send after close: %v", err)
-	}
-}
-
-// Many senders, one receiver: every message arrives exactly once, and the
-// messages of each sender in order.
-func TestPipeConcurrent(t *testing.T) {
-	ctx := testCtx(t)
-	a, b := kvcore.Pipe()
-	defer a.Close()
-	const senders, per = 4, 500
-	var wg sync.WaitGroup
-	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range per {
-				if err := a.Send(ctx, fmt.Appendf(nil, "%d %d", s, i)); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	next := make([]int, senders)
-	for range senders * per {
-		m, err := b.Recv(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s, i int
-		fmt.Sscanf(string(m), "%d %d", &s, &i)
-		if i != next[s] {
-			t.Fatalf("sender %d: message %d after %d", s, i, next[s]-1)
-		}
-		next[s]++
-	}
-	wg.Wait()
-}
 
 // Closing dist stores leaves no goroutine behind (the remote's sender,
 // receiver and heartbeat goroutines end, their transports close).
@@ -140,7 +56,7 @@ func TestDistSilentWorkerRemoved(t *testing.T) {
 	srv := testServer(t, psm.Config{Heartbeat: 20 * time.Millisecond, Timeout: time.Second})
 	ctx := testCtx(t)
 	const n = 3
-	conns := make([]kvcore.Transport, n)
+	conns := make([]transport.Transport, n)
 	stores := make([]*kvcore.Store, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -201,21 +117,21 @@ func BenchmarkDistPushPull(b *testing.B) {
 			ctx := context.Background()
 			// Baseline: the same bytes echoed over a pipe.
 			payload := make([]byte, 4*n+56)
-			a, e := kvcore.Pipe()
+			a, e := transport.Pipe()
 			go func() {
 				for {
-					m, err := e.Recv(ctx)
+					m, _, err := e.Recv(ctx, 0)
 					if err != nil {
 						return
 					}
-					e.Send(ctx, m)
+					e.Send(ctx, 0, transport.FirstEpoch, m, nil)
 				}
 			}()
 			t0 := time.Now()
 			echoes := 0
 			for ; echoes < 20 || time.Since(t0) < 300*time.Millisecond; echoes++ {
-				a.Send(ctx, payload)
-				a.Recv(ctx)
+				a.Send(ctx, 0, transport.FirstEpoch, payload, nil)
+				a.Recv(ctx, 0)
 			}
 			echo := time.Since(t0) / time.Duration(echoes)
 			a.Close()
