@@ -23,9 +23,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/relay"
 )
 
