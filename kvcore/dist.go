@@ -50,9 +50,9 @@ import (
 type remote interface {
 	rank() int
 	numWorkers() int
-	// init creates k on the servers with rank 0's data and returns once the
-	// key exists for every worker.
-	init(ctx context.Context, k Key, shape []int, data []float32) error
+	// initList creates keys on the servers with rank 0's data and returns
+	// once each exists for every worker (or failed: errs[i] is keys[i]'s).
+	initList(ctx context.Context, keys []Key, shapes [][]int, data [][]float32) (errs []error)
 	// push sends this worker's merged value of k (n values; data holds the
 	// packed words when c.Kind != compute.CompressNone). data stays valid until done
 	// is called, once the server acknowledged the push (dist_sync: once the

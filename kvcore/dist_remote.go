@@ -50,7 +50,7 @@ type distRemote struct {
 type call struct {
 	done func(error) // asynchronous operations
 	ch   chan wsm.Done
-	k    *wsm.Key
+	idx  int // which key of an initList
 }
 
 func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, events func(Event)) (*distRemote, error) {
@@ -367,40 +367,79 @@ func (r *distRemote) syncCall(ctx context.Context, start func(c *call) error) (w
 	}
 }
 
-func (r *distRemote) init(ctx context.Context, k Key, shape []int, data []float32) error {
-	id, str := keyID(k)
-	spec := wsm.KeySpec{ID: id, Str: str, N: len(data)}
-	if str {
-		spec.Name = k.s
-	}
-	for _, d := range shape {
-		spec.Shape = append(spec.Shape, int64(d))
-	}
-	var wk *wsm.Key
-	_, err := r.syncCall(ctx, func(c *call) error {
+func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, data [][]float32) []error {
+	errs := make([]error, len(keys))
+	ch := make(chan wsm.Done, len(keys))
+	calls := make([]*call, len(keys))
+	wks := make([]*wsm.Key, len(keys))
+	r.mu.Lock()
+	for i, k := range keys {
+		if r.closed {
+			errs[i] = fmt.Errorf("dist: %w", ErrClosed)
+			continue
+		}
 		if r.keys[k] != nil {
-			return ErrDuplicateInit
+			errs[i] = ErrDuplicateInit
+			continue
 		}
-		var err error
-		wk, err = r.m.InitKey(c, spec, data)
-		if err == nil {
-			wk.Ref = k
-			r.keys[k] = wk
+		id, str := keyID(k)
+		spec := wsm.KeySpec{ID: id, Str: str, N: len(data[i])}
+		if str {
+			spec.Name = k.s
 		}
-		return err
-	})
-	if err != nil && wk != nil && !errors.Is(err, ErrDuplicateInit) {
-		r.mu.Lock()
-		if r.keys[k] == wk {
-			delete(r.keys, k)
+		for _, d := range shapes[i] {
+			spec.Shape = append(spec.Shape, int64(d))
 		}
-		r.m.ForgetKey(wk)
-		r.mu.Unlock()
+		c := &call{ch: ch, idx: i}
+		wk, err := r.m.InitKey(c, spec, data[i])
+		if err != nil {
+			errs[i] = fmt.Errorf("dist: key %v: %w (%v)", k, ErrShapeMismatch, err)
+			continue
+		}
+		wk.Ref = k
+		r.keys[k], calls[i], wks[i] = wk, c, wk
 	}
-	if errors.Is(err, wsm.ErrArg) {
-		return fmt.Errorf("dist: key %v: %w (%v)", k, ErrShapeMismatch, err)
+	ds := r.carry(nil)
+	r.mu.Unlock()
+	r.dispatch(ds)
+	for left := countNonNil(calls); left > 0; left-- {
+		select {
+		case d := <-ch:
+			errs[d.Tok.(*call).idx] = remoteErr(d.Err)
+			calls[d.Tok.(*call).idx] = nil
+		case <-ctx.Done():
+			r.mu.Lock()
+			for i, c := range calls {
+				if c != nil {
+					r.m.Cancel(c)
+					errs[i] = ctx.Err()
+				}
+			}
+			r.mu.Unlock()
+			left = 1
+		}
 	}
-	return err
+	r.mu.Lock()
+	for i, err := range errs {
+		if err != nil && wks[i] != nil && !errors.Is(err, ErrDuplicateInit) {
+			if r.keys[keys[i]] == wks[i] {
+				delete(r.keys, keys[i])
+			}
+			r.m.ForgetKey(wks[i])
+		}
+	}
+	r.mu.Unlock()
+	return errs
+}
+
+func countNonNil(cs []*call) int {
+	n := 0
+	for _, c := range cs {
+		if c != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // async starts an asynchronous operation; done runs exactly once.
