@@ -213,14 +213,18 @@ func (h *helloWatch) violation() error {
 // reconnect may happen.
 func TestDistKVApp(t *testing.T) {
 	keys, repeat := 10000, 50
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		keys, repeat = 2000, 12
+	case raceEnabled:
+		repeat = 5
 	}
 	srvs := []*inproc.Server{}
 	for i := range 2 {
 		srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: 2}))
 	}
-	ctx := testCtx(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for w := range 2 {
@@ -315,7 +319,8 @@ func TestDistManyKeysSync(t *testing.T) {
 	for i := range 2 {
 		srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: 2}))
 	}
-	ctx := testCtx(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for w := range 2 {

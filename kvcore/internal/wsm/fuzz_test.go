@@ -127,7 +127,7 @@ func newWorld(t *testing.T, workers, shards, nkeys int) *world {
 	for i := range workers {
 		m, err := wsm.New(wsm.Config{Shards: shards, Mode: wire.ModeSync,
 			Join:   transport.Join{Job: "f", Workers: workers, BigArrayBound: 8},
-			Window: wsm.Window{Requests: 3, Bytes: 400}, BatchEntries: 3})
+			Window: wsm.Window{Requests: 3, Bytes: 400, Messages: 2}, BatchEntries: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,9 +238,9 @@ func (w *world) send(wi, s int) bool {
 			c.sent[q] = true
 		}
 	}
-	win := wk.m.Window(s)
-	if n, b := wk.m.InFlight(s); n > 1 && (n > win.Requests || b > win.Bytes) {
-		w.t.Fatalf("worker %d shard %d: %d requests, %d bytes in flight, window %+v", wi, s, n, b, win)
+	win, in := wk.m.Window(s), wk.m.InFlight(s)
+	if in.Requests > 1 && (in.Requests > win.Requests || in.Bytes > win.Bytes || in.Messages > win.Messages) {
+		w.t.Fatalf("worker %d shard %d: %+v in flight, window %+v", wi, s, in, win)
 	}
 	c.up = append(c.up, frame)
 	wk.m.Written(s)

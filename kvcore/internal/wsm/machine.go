@@ -28,10 +28,16 @@ type Config struct {
 type Window struct {
 	Requests int // requests sent and not yet answered
 	Bytes    int // their cost: RequestCost + data sent + data expected back
+	// Messages bounds the request messages (a batch is one) with an
+	// unanswered request: a server answers one message in at most one
+	// message per step, so this bounds the answers it queues.
+	Messages int
 }
 
-// DefaultWindow is the window used until the server advertises one.
-var DefaultWindow = Window{Requests: 4096, Bytes: 16 << 20}
+// DefaultWindow is the window used until the server advertises one. Its
+// 32 messages suit a relay that queues 64 messages per connection and
+// closes a connection whose queue is full.
+var DefaultWindow = Window{Requests: 4096, Bytes: 16 << 20, Messages: 32}
 
 // RequestCost is the fixed cost of a request in the byte window (its
 // header, and the answer's), so that a window of bytes also bounds the
@@ -163,6 +169,7 @@ type shard struct {
 	rhead   int
 	inReqs  int
 	inBytes int
+	inMsgs  int // messages with counted requests in flight
 
 	writing    bool
 	writingReq *req // the single request whose body is being written
@@ -206,6 +213,7 @@ type Machine struct {
 	gen     uint64
 	woken   []bool
 	free    []*req
+	flights []*flight
 	ops     map[any]*op // cancellable operations by token
 	opFree  []*op
 	msg     wire.Msg
@@ -225,6 +233,9 @@ func New(cfg Config) (*Machine, error) {
 	}
 	if cfg.Window.Bytes <= 0 {
 		cfg.Window.Bytes = DefaultWindow.Bytes
+	}
+	if cfg.Window.Messages <= 0 {
+		cfg.Window.Messages = DefaultWindow.Messages
 	}
 	if cfg.BatchEntry <= 0 {
 		cfg.BatchEntry = 16 << 10
@@ -266,9 +277,9 @@ func (m *Machine) Epoch(shard int) transport.Epoch { return m.shards[shard].epoc
 func (m *Machine) Reconnects(shard int) int { return m.shards[shard].reconnects }
 
 // InFlight is what shard has in flight against its window.
-func (m *Machine) InFlight(shard int) (requests, bytes int) {
+func (m *Machine) InFlight(shard int) Window {
 	sh := m.shards[shard]
-	return sh.inReqs, sh.inBytes
+	return Window{Requests: sh.inReqs, Bytes: sh.inBytes, Messages: sh.inMsgs}
 }
 
 // Window is shard's window.

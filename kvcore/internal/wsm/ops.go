@@ -111,6 +111,7 @@ type req struct {
 	value     []float32 // an init's value (sent on CodeNeedValue)
 	cost      int
 	counted   bool
+	fl        *flight // the message that first carried it (counted requests)
 	notJoined int
 	deferErr  error
 	cancelled bool
@@ -426,13 +427,7 @@ func (m *Machine) complete(r *req, err error) {
 	sh := r.sh
 	if r.state == rsPending {
 		delete(sh.pending, r.seq)
-		if r.counted {
-			sh.inReqs--
-			sh.inBytes -= r.cost
-			if sh.qhead < len(sh.queue) {
-				m.wake(sh) // the window may admit the next
-			}
-		}
+		m.uncount(sh, r)
 	}
 	if r.k != nil {
 		ps := &r.k.pst[r.part]

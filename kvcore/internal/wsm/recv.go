@@ -67,7 +67,9 @@ func (m *Machine) welcome(sh *shard, msg *wire.Msg) {
 	}
 	sh.win = m.cfg.Window
 	if adv, ok := advertised(w); ok {
-		sh.win = Window{Requests: min(sh.win.Requests, adv.Requests), Bytes: min(sh.win.Bytes, adv.Bytes)}
+		// A server that advertises its window holds answers by bytes,
+		// not by message count.
+		sh.win = Window{Requests: min(sh.win.Requests, adv.Requests), Bytes: min(sh.win.Bytes, adv.Bytes), Messages: adv.Requests}
 	}
 	sh.welcomed, sh.st = true, stReady
 	if sh.idx == 0 {
@@ -164,10 +166,7 @@ func (m *Machine) reply(sh *shard, msg *wire.Msg) {
 // withValue sends init r again, with its value, as a new request.
 func (m *Machine) withValue(sh *shard, r *req) {
 	delete(sh.pending, r.seq)
-	if r.counted {
-		sh.inReqs--
-		sh.inBytes -= r.cost
-	}
+	m.uncount(sh, r)
 	r.seq, r.sentEpoch = 0, 0
 	r.flags &^= wire.FlagNoValue
 	r.dt, r.data = wire.DTypeF32, f32Bytes(r.value)

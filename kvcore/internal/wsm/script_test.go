@@ -23,7 +23,7 @@ import (
 //
 // Commands (one or more per block):
 //
-//	config shards=<n> mode=sync|async workers=<n> window=<reqs>,<bytes> batch=<entry>,<bytes>,<entries> bound=<n>
+//	config shards=<n> mode=sync|async workers=<n> window=<reqs>,<bytes>[,<msgs>] batch=<entry>,<bytes>,<entries> bound=<n>
 //	start
 //	send [<shard>]                 drain Next/Written (all shards, in order) and print each message
 //	send1 <shard>                  one Next without Written (a write in progress)
@@ -185,9 +185,12 @@ func (e *scriptEnv) run(line string) string {
 		c.Join.Workers = int(num(a, "workers"))
 		c.Join.BigArrayBound = int(num(a, "bound"))
 		if v, ok := a["window"]; ok {
-			r, by, _ := strings.Cut(v, ",")
-			c.Window.Requests, _ = strconv.Atoi(r)
-			c.Window.Bytes, _ = strconv.Atoi(by)
+			f := strings.Split(v, ",")
+			c.Window.Requests, _ = strconv.Atoi(f[0])
+			c.Window.Bytes, _ = strconv.Atoi(f[1])
+			if len(f) > 2 {
+				c.Window.Messages, _ = strconv.Atoi(f[2])
+			}
 		}
 		if v, ok := a["batch"]; ok {
 			f := strings.Split(v, ",")

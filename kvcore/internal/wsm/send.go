@@ -103,16 +103,33 @@ func (m *Machine) batchable(r *req) bool {
 	return wire.BatchFor(r.typ) != 0 && r.cost-RequestCost <= m.cfg.BatchEntry
 }
 
-// admit reports whether the window lets r go now.
-func (sh *shard) admit(r *req) bool {
+// admit reports whether the window lets r go now, in a new message
+// (first) or in the message being built.
+func (sh *shard) admit(r *req, first bool) bool {
 	if !r.counted || sh.inReqs == 0 {
 		return true
+	}
+	if first && sh.inMsgs+1 > sh.win.Messages {
+		return false
 	}
 	return sh.inReqs+1 <= sh.win.Requests && sh.inBytes+r.cost <= sh.win.Bytes
 }
 
-// launch assigns r its seq (first send) and marks it sent on this epoch.
-func (m *Machine) launch(sh *shard, r *req) {
+// flight counts the unanswered counted requests a message carried.
+type flight struct{ left int }
+
+func (m *Machine) newFlight() *flight {
+	if n := len(m.flights); n > 0 {
+		f := m.flights[n-1]
+		m.flights = m.flights[:n-1]
+		return f
+	}
+	return new(flight)
+}
+
+// launch assigns r its seq (first send, in the message of fl) and marks it
+// sent on this epoch.
+func (m *Machine) launch(sh *shard, r *req, fl *flight) {
 	if r.seq == 0 {
 		sh.seq++
 		r.seq = sh.seq
@@ -121,10 +138,34 @@ func (m *Machine) launch(sh *shard, r *req) {
 		if r.counted {
 			sh.inReqs++
 			sh.inBytes += r.cost
+			if fl.left == 0 {
+				sh.inMsgs++
+			}
+			fl.left++
+			r.fl = fl
 		}
 	}
 	r.state = rsPending
 	r.sentEpoch = sh.epoch
+}
+
+// uncount takes a pending r out of the window.
+func (m *Machine) uncount(sh *shard, r *req) {
+	if !r.counted {
+		return
+	}
+	sh.inReqs--
+	sh.inBytes -= r.cost
+	if f := r.fl; f != nil {
+		r.fl = nil
+		if f.left--; f.left == 0 {
+			sh.inMsgs--
+			m.flights = append(m.flights, f)
+		}
+	}
+	if sh.qhead < len(sh.queue) {
+		m.wake(sh) // the window may admit the next
+	}
 }
 
 // fromResend sends the next request(s) to resend on this epoch.
@@ -142,6 +183,7 @@ func (m *Machine) fromResend(sh *shard) (Outgoing, bool) {
 	}
 	r := sh.resend[sh.rhead].r
 	sh.rhead++
+	m.launch(sh, r, nil) // sent on this epoch now; already in the window
 	if !m.batchable(r) {
 		return m.single(sh, r), true
 	}
@@ -157,6 +199,7 @@ func (m *Machine) fromResend(sh *shard) (Outgoing, bool) {
 		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes {
 			break
 		}
+		m.launch(sh, x, nil)
 		sh.ents = append(sh.ents, x)
 		size += x.cost
 		sh.rhead++
@@ -175,17 +218,23 @@ func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
 		return Outgoing{}, false
 	}
 	r := sh.queue[sh.qhead].r
-	if !sh.admit(r) {
+	if !sh.admit(r, true) {
 		return Outgoing{}, false
 	}
 	sh.queue[sh.qhead] = qent{}
 	sh.qhead++
 	sh.compactOrder()
+	fl := m.newFlight()
+	defer func() {
+		if fl.left == 0 {
+			m.flights = append(m.flights, fl)
+		}
+	}()
 	if !m.batchable(r) {
-		m.launch(sh, r)
+		m.launch(sh, r, fl)
 		return m.single(sh, r), true
 	}
-	m.launch(sh, r)
+	m.launch(sh, r, fl)
 	sh.ents = append(sh.ents[:0], r)
 	size := r.cost
 	for sh.qhead < len(sh.queue) && len(sh.ents) < m.cfg.BatchEntries {
@@ -196,10 +245,10 @@ func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
 			continue
 		}
 		x := e.r
-		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes || !sh.admit(x) {
+		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes || !sh.admit(x, false) {
 			break
 		}
-		m.launch(sh, x)
+		m.launch(sh, x, fl)
 		sh.ents = append(sh.ents, x)
 		size += x.cost
 		sh.queue[sh.qhead] = qent{}
@@ -220,7 +269,6 @@ func (m *Machine) header(sh *shard, r *req) wire.Header {
 
 // single builds a message of one request (r launched).
 func (m *Machine) single(sh *shard, r *req) Outgoing {
-	m.launch(sh, r)
 	h := m.header(sh, r)
 	h.Ack = sh.lowest()
 	h.PLen = uint32(len(r.meta) + len(r.data))
@@ -243,7 +291,6 @@ func (m *Machine) batch(sh *shard) Outgoing {
 	sh.bb.Reset(bt, first.dt)
 	sh.bdata = sh.bdata[:0]
 	for _, r := range sh.ents {
-		m.launch(sh, r)
 		h := m.header(sh, r)
 		sh.bb.Add(&h)
 		sh.bdata = append(sh.bdata, r.data...)

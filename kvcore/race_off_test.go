@@ -1,0 +1,5 @@
+//go:build !race
+
+package kvcore_test
+
+const raceEnabled = false
