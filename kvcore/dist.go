@@ -62,6 +62,10 @@ type remote interface {
 	pull(k Key, out []float32, done func(error))
 	// pushPull is push then pull in one round trip.
 	pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error))
+	// list starts items together (their requests reach the wire
+	// together); done(i, err) reports items[i], once each, possibly before
+	// list returns. An item with err set failed before the network.
+	list(items []listItem, done func(i int, err error))
 	barrier(ctx context.Context) error
 	command(ctx context.Context, head int, body []byte) error
 	setOptimizer(ctx context.Context, spec []byte) error
@@ -69,6 +73,18 @@ type remote interface {
 	saveStates(ctx context.Context) (*stateSnapshot, error)
 	loadStates(ctx context.Context, s *stateSnapshot) error
 	close() error
+}
+
+// listItem is one key of a list call (remote.list): a push (data, n, c), a
+// pull (into out) or both.
+type listItem struct {
+	k          Key
+	push, pull bool
+	data       []float32
+	n          int
+	c          compute.Compression
+	out        []float32
+	err        error
 }
 
 // Dist-mode errors.

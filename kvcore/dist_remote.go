@@ -48,9 +48,10 @@ type distRemote struct {
 
 // call is one store operation, the token the Machine reports back.
 type call struct {
-	done func(error) // asynchronous operations
-	ch   chan wsm.Done
-	idx  int // which key of an initList
+	done  func(error) // asynchronous operations
+	ldone func(int, error)
+	ch    chan wsm.Done
+	idx   int // which key of an initList or a list
 }
 
 func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, events func(Event)) (*distRemote, error) {
@@ -143,6 +144,11 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 		c := d.Tok.(*call)
 		if c.ch != nil {
 			c.ch <- *d
+		} else if c.ldone != nil {
+			f, i := c.ldone, c.idx
+			err := remoteErr(d.Err)
+			r.putCall(c)
+			f(i, err)
 		} else {
 			done := c.done
 			err := remoteErr(d.Err)
@@ -499,6 +505,56 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compressio
 	r.async(k, done, func(cl *call, wk *wsm.Key) error {
 		return r.m.PushPull(cl, wk, dtypeOf(c), data, n, out)
 	})
+}
+
+func (r *distRemote) list(items []listItem, done func(int, error)) {
+	type fail struct {
+		i   int
+		err error
+	}
+	var fails []fail
+	r.mu.Lock()
+	for i := range items {
+		it := &items[i]
+		if it.err != nil {
+			fails = append(fails, fail{i, it.err})
+			continue
+		}
+		if r.closed {
+			fails = append(fails, fail{i, fmt.Errorf("dist: %w", ErrClosed)})
+			continue
+		}
+		wk := r.keys[it.k]
+		if wk == nil {
+			fails = append(fails, fail{i, ErrUnknownKey})
+			continue
+		}
+		c := r.newCall(nil)
+		c.ldone, c.idx = done, i
+		var err error
+		switch {
+		case it.push && it.pull:
+			err = r.m.PushPull(c, wk, dtypeOf(it.c), it.data, it.n, it.out)
+		case it.push:
+			err = r.m.Push(c, wk, dtypeOf(it.c), it.data, it.n)
+		default:
+			err = r.m.Pull(c, wk, it.out)
+		}
+		if err != nil {
+			*c = call{}
+			r.free = append(r.free, c)
+			if errors.Is(err, wsm.ErrArg) {
+				err = fmt.Errorf("dist: %w (%v)", ErrShapeMismatch, err)
+			}
+			fails = append(fails, fail{i, remoteErr(err)})
+		}
+	}
+	ds := r.carry(nil)
+	r.mu.Unlock()
+	r.dispatch(ds)
+	for _, f := range fails {
+		done(f.i, f.err)
+	}
 }
 
 // barrierWait is the barrier this worker entered last; it outlives a

@@ -474,6 +474,11 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 		}
 		entries[i] = e
 	}
+	if s.kind == kindDist {
+		// Many keys per engine operation, sent together (store_dist.go).
+		s.queueDistList(entries, keys, values, outs, prio)
+		return nil
+	}
 	// MXNet's order for local and device pushpull: all pushes, then all
 	// pulls. A dist store keeps one push-and-pull per key.
 	split := values != nil && outs != nil && s.kind != kindDist

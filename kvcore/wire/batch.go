@@ -17,7 +17,10 @@ import "encoding/binary"
 // table, zero bytes up to a multiple of 4 (so that every entry's data is
 // 4-byte aligned in the frame), then the entries' data in entry order, each
 // as many bytes as a single message's (Header.DataBytes). An entry is seven
-// uvarints: seq, flags, key, round, count, offset, total.
+// uvarints: seq, flags, key, round, count, offset, total. A TypeInits
+// batch (many inits) adds an eighth, the length of the entry's InitMeta:
+// its data section holds each entry's metadata followed by its values
+// (none with FlagNoValue), as the payload of a single Init does.
 //
 // An Answers message (TypeAnswers) has DType DTypeNone and Count entries;
 // an entry is: uvarint seq, type (1 byte: Ack or Error), code (1 byte),
@@ -30,7 +33,7 @@ import "encoding/binary"
 
 // IsBatch reports whether t is a batch type (request batch or Answers).
 func (t Type) IsBatch() bool {
-	return t >= TypePushes && t <= TypeAnswers
+	return t >= TypePushes && t <= TypeAnswers || t == TypeInits
 }
 
 // BatchOf is the request type of the entries of batch type t (0 for
@@ -43,6 +46,8 @@ func BatchOf(t Type) Type {
 		return TypePull
 	case TypePushPulls:
 		return TypePushPull
+	case TypeInits:
+		return TypeInit
 	}
 	return 0
 }
@@ -57,6 +62,8 @@ func BatchFor(t Type) Type {
 		return TypePulls
 	case TypePushPull:
 		return TypePushPulls
+	case TypeInit:
+		return TypeInits
 	}
 	return 0
 }
@@ -77,6 +84,10 @@ func checkBatchHeader(h *Header, l *Limits) error {
 	}
 	min := uint64(minRequestEntry)
 	switch h.Type {
+	case TypeInits:
+		if h.DType != DTypeF32 {
+			return errf(CodeBadFrame, "%v with dtype %v (want float32)", h.Type, h.DType)
+		}
 	case TypePulls, TypeAnswers:
 		if h.DType != DTypeNone {
 			return errf(CodeBadFrame, "%v with dtype %v", h.Type, h.DType)
@@ -127,6 +138,13 @@ func (b *BatchBuilder) Add(h *Header) {
 	t = binary.AppendUvarint(t, uint64(h.Total))
 	b.table = t
 	b.n++
+}
+
+// AddInit appends an entry of a TypeInits batch: h's fields and the length
+// of its metadata (which goes, followed by its values, into the data).
+func (b *BatchBuilder) AddInit(h *Header, metaLen int) {
+	b.Add(h)
+	b.table = binary.AppendUvarint(b.table, uint64(metaLen))
 }
 
 // Len is the number of entries added.
@@ -230,6 +248,13 @@ func DecodeBatch(m *Msg, lim *Limits, dst []Msg) ([]Msg, error) {
 		if answers {
 			e.DType = DType(d.u8("dtype"))
 		}
+		var metaLen uint64
+		if m.Type == TypeInits {
+			metaLen = d.uv("metadata length")
+			if d.err == nil && metaLen > uint64(d.l.MaxString)+16*uint64(d.l.MaxDims)+32 {
+				d.fail(CodeLimit, "%v entry %d: %d bytes of metadata", m.Type, i, metaLen)
+			}
+		}
 		if d.err != nil {
 			return dst[:start], d.err
 		}
@@ -237,6 +262,9 @@ func DecodeBatch(m *Msg, lim *Limits, dst []Msg) ([]Msg, error) {
 			return dst[:start], errf(CodeBadFrame, "%v entry %d: field out of range", m.Type, i)
 		}
 		e.Flags, e.Count, e.Offset, e.Total = uint16(flags), uint32(count), uint32(off), uint32(total)
+		if m.Type == TypeInits && e.Flags&FlagNoValue != 0 {
+			e.DType = DTypeNone // key and shape only
+		}
 		if e.Seq == 0 {
 			return dst[:start], errf(CodeBadFrame, "%v entry %d has seq 0", m.Type, i)
 		}
@@ -261,7 +289,9 @@ func DecodeBatch(m *Msg, lim *Limits, dst []Msg) ([]Msg, error) {
 				}
 			}
 		}
-		if e.DType != DTypeNone {
+		e.PLen = uint32(metaLen) // for now: this entry's metadata bytes
+		dataBytes += metaLen
+		if e.DType != DTypeNone || m.Type == TypeInits {
 			if e.Offset > e.Total || e.Total-e.Offset < e.Count {
 				return dst[:start], errf(CodeBadFrame, "%v entry %d: part [%d, +%d) outside the key's %d elements", m.Type, i, e.Offset, e.Count, e.Total)
 			}
@@ -287,11 +317,11 @@ func DecodeBatch(m *Msg, lim *Limits, dst []Msg) ([]Msg, error) {
 	data := d.b[p:]
 	for i := start; i < len(dst); i++ {
 		e := &dst[i]
-		if e.DType == DTypeNone {
+		if e.DType == DTypeNone && m.Type != TypeInits {
 			e.PLen = uint32(len(e.Payload))
 			continue
 		}
-		n := e.DataBytes()
+		n := int(e.PLen) + e.DataBytes()
 		e.Payload, data = data[:n:n], data[n:]
 		e.PLen = uint32(n)
 	}

@@ -176,6 +176,7 @@ func FuzzBatch(f *testing.F) {
 		frame, _ := buildBatch(typ, dt, 3, []Header{{Seq: 1, Key: 5, Count: 3, Total: 3}, {Seq: 2, Key: 6, Count: 1, Offset: 2, Total: 9}})
 		f.Add(frame)
 	}
+	f.Add(initsBatch())
 	var b AnswersBuilder
 	b.Add(&Msg{Header: Header{Type: TypeAck, Seq: 1, DType: DTypeF32, Count: 1, Total: 1}, Payload: make([]byte, 4)})
 	b.Add(&Msg{Header: Header{Type: TypeError, Seq: 2, Code: CodeShape}, Payload: []byte("shape")})
@@ -207,7 +208,11 @@ func FuzzBatch(f *testing.F) {
 			bb.Reset(m.Type, m.DType)
 			var body []byte
 			for i := range es {
-				bb.Add(&es[i].Header)
+				if m.Type == TypeInits {
+					bb.AddInit(&es[i].Header, len(es[i].Payload)-es[i].DataBytes())
+				} else {
+					bb.Add(&es[i].Header)
+				}
 				body = append(body, es[i].Payload...)
 			}
 			again = append(append([]byte(nil), bb.Head(m.Ack, len(body))...), body...)
@@ -245,4 +250,41 @@ func headers(es []Msg) []Header {
 		hs[i] = es[i].Header
 	}
 	return hs
+}
+
+// initsBatch is a TypeInits batch: one init with a value, one without.
+func initsBatch() []byte {
+	var b BatchBuilder
+	b.Reset(TypeInits, DTypeF32)
+	m1 := AppendInitMeta(nil, &InitMeta{Shape: []int64{2}})
+	m2 := AppendInitMeta(nil, &InitMeta{Name: "w", Shape: []int64{3, 1}})
+	b.AddInit(&Header{Seq: 1, Key: 4, Count: 2, Total: 2}, len(m1))
+	b.AddInit(&Header{Seq: 2, Flags: FlagStrKey | FlagNoValue, Key: StrKeyID("w"), Count: 3, Total: 3}, len(m2))
+	data := append(append(append([]byte(nil), m1...), AppendFloat32s(nil, []float32{1.5, -2})...), m2...)
+	return append(append([]byte(nil), b.Head(0, len(data))...), data...)
+}
+
+func TestInitsBatch(t *testing.T) {
+	var m Msg
+	if err := Decode(initsBatch(), nil, &m); err != nil {
+		t.Fatal(err)
+	}
+	es, err := DecodeBatch(&m, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Type != TypeInit || es[0].DType != DTypeF32 || es[1].DType != DTypeNone || es[1].Flags&FlagNoValue == 0 {
+		t.Fatalf("entries %+v", es)
+	}
+	im, err := DecodeInitMeta(es[0].Meta(), nil)
+	if err != nil || im.Shape[0] != 2 {
+		t.Fatalf("entry 0 meta: %+v, %v", im, err)
+	}
+	if v := Float32View(es[0].Data(), nil); len(v) != 2 || v[0] != 1.5 || v[1] != -2 {
+		t.Fatalf("entry 0 values %v", v)
+	}
+	im, err = DecodeInitMeta(es[1].Meta(), nil)
+	if err != nil || im.Name != "w" || len(es[1].Data()) != 0 {
+		t.Fatalf("entry 1: %+v, %v, %d data bytes", im, err, len(es[1].Data()))
+	}
 }

@@ -39,12 +39,13 @@ const (
 	TypePulls                      // many pulls in one message
 	TypePushPulls                  // many pushpulls in one message
 	TypeAnswers                    // many Ack and Error replies in one message
+	TypeInits                      // many inits in one message
 	typeEnd
 )
 
 var typeNames = [...]string{"", "hello", "welcome", "init", "push", "pull", "pushpull", "barrier",
 	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error",
-	"pushes", "pulls", "pushpulls", "answers"}
+	"pushes", "pulls", "pushpulls", "answers", "inits"}
 
 func (t Type) String() string {
 	if t > 0 && t < typeEnd {

@@ -28,9 +28,11 @@
 package engine
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -144,15 +146,23 @@ func (o *Op) Use(v *Var, write bool) {
 	if v == nil {
 		return
 	}
-	for i, u := range o.vars {
-		if u == v {
-			o.writes[i] = o.writes[i] || write
-			return
+	if len(o.vars) < bigOp {
+		for i, u := range o.vars {
+			if u == v {
+				o.writes[i] = o.writes[i] || write
+				return
+			}
 		}
 	}
+	// A big operation (a dist store's list call) merges its duplicates
+	// when Push sorts its variables.
 	o.vars = append(o.vars, v)
 	o.writes = append(o.writes, write)
 }
+
+// bigOp is the variable count from which Use stops looking for duplicates
+// one by one (quadratic) and sortVars sorts and merges instead.
+const bigOp = 32
 
 // Reset clears o for reuse, keeping its slices.
 func (o *Op) Reset() {
@@ -166,12 +176,40 @@ func (o *Op) Reset() {
 // Heap objects do not move in Go, so the order is stable.
 func (o *Op) sortVars() {
 	vs, ws := o.vars, o.writes
+	if len(vs) >= bigOp {
+		o.sortMergeVars()
+		return
+	}
 	for i := 1; i < len(vs); i++ {
 		for j := i; j > 0 && uintptr(unsafe.Pointer(vs[j])) < uintptr(unsafe.Pointer(vs[j-1])); j-- {
 			vs[j], vs[j-1] = vs[j-1], vs[j]
 			ws[j], ws[j-1] = ws[j-1], ws[j]
 		}
 	}
+}
+
+// sortMergeVars sorts a big operation's variables by address and merges
+// duplicates (a write wins).
+func (o *Op) sortMergeVars() {
+	idx := make([]int, len(o.vars))
+	for i := range idx {
+		idx[i] = i
+	}
+	addr := func(i int) uintptr { return uintptr(unsafe.Pointer(o.vars[i])) }
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(addr(a), addr(b)) })
+	vs := make([]*Var, 0, len(idx))
+	ws := make([]bool, 0, len(idx))
+	for _, i := range idx {
+		if n := len(vs); n > 0 && vs[n-1] == o.vars[i] {
+			ws[n-1] = ws[n-1] || o.writes[i]
+			continue
+		}
+		vs, ws = append(vs, o.vars[i]), append(ws, o.writes[i])
+	}
+	copy(o.vars, vs)
+	copy(o.writes, ws)
+	clear(o.vars[len(vs):])
+	o.vars, o.writes = o.vars[:len(vs)], o.writes[:len(ws)]
 }
 
 // Finish completes o: it releases its variables, records err on the ones

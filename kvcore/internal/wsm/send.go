@@ -98,6 +98,13 @@ func (sh *shard) compactOrder() {
 	sh.order, sh.ohead = sh.order[:n], 0
 }
 
+// sameBatch reports whether x may join a batch that starts with r: same
+// type, and same dtype (an init batch mixes inits with and without a
+// value: the entry's FlagNoValue says).
+func sameBatch(r, x *req) bool {
+	return x.typ == r.typ && (x.dt == r.dt || r.typ == wire.TypeInit)
+}
+
 // batchable reports whether r may travel in a batch.
 func (m *Machine) batchable(r *req) bool {
 	return wire.BatchFor(r.typ) != 0 && r.cost-RequestCost <= m.cfg.BatchEntry
@@ -196,7 +203,7 @@ func (m *Machine) fromResend(sh *shard) (Outgoing, bool) {
 			continue
 		}
 		x := e.r
-		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes {
+		if !sameBatch(r, x) || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes {
 			break
 		}
 		m.launch(sh, x, nil)
@@ -245,7 +252,7 @@ func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
 			continue
 		}
 		x := e.r
-		if x.typ != r.typ || x.dt != r.dt || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes || !sh.admit(x, false) {
+		if !sameBatch(r, x) || !m.batchable(x) || size+x.cost > m.cfg.BatchBytes || !sh.admit(x, false) {
 			break
 		}
 		m.launch(sh, x, fl)
@@ -287,12 +294,20 @@ func (m *Machine) batch(sh *shard) Outgoing {
 		return m.single(sh, sh.ents[0])
 	}
 	first := sh.ents[0]
-	bt := wire.BatchFor(first.typ)
-	sh.bb.Reset(bt, first.dt)
+	bt, dt := wire.BatchFor(first.typ), first.dt
+	if bt == wire.TypeInits {
+		dt = wire.DTypeF32 // entries without a value say so in their flags
+	}
+	sh.bb.Reset(bt, dt)
 	sh.bdata = sh.bdata[:0]
 	for _, r := range sh.ents {
 		h := m.header(sh, r)
-		sh.bb.Add(&h)
+		if bt == wire.TypeInits {
+			sh.bb.AddInit(&h, len(r.meta))
+			sh.bdata = append(sh.bdata, r.meta...)
+		} else {
+			sh.bb.Add(&h)
+		}
 		sh.bdata = append(sh.bdata, r.data...)
 	}
 	n := len(sh.ents)
