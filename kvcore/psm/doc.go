@@ -84,6 +84,14 @@
 // The header's ack field (the worker's lowest unanswered seq) lets the Job
 // forget older answers.
 //
+// Batches. A request batch (wire.TypePushes, TypePulls, TypePushPulls,
+// TypeInits) is checked whole, then each entry is handled in the same Step
+// as the request it stands for. A worker that sent a batch gets its
+// replies of each call gathered into wire.TypeAnswers messages (batch.go).
+// Init: an init without a value (wire.FlagNoValue, from a worker that is
+// not rank 0) that would have to create the key is answered
+// wire.CodeNeedValue.
+//
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
 // optimizer.Parse); installing one resets optimizer states, as a new
 // MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"
