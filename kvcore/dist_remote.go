@@ -92,14 +92,14 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 	select {
 	case <-r.joined:
 	case <-ctx.Done():
-		r.shutdown(ErrClosed)
+		r.shutdown()
 		return nil, fmt.Errorf("dist: joining: %w", ctx.Err())
 	}
 	r.mu.Lock()
 	err = r.joinErr
 	r.mu.Unlock()
 	if err != nil {
-		r.shutdown(ErrClosed)
+		r.shutdown()
 		return nil, fmt.Errorf("dist: joining: %w", err)
 	}
 	return r, nil
@@ -408,12 +408,15 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 	ds := r.carry(nil)
 	r.mu.Unlock()
 	r.dispatch(ds)
+wait:
 	for left := countNonNil(calls); left > 0; left-- {
 		select {
 		case d := <-ch:
 			errs[d.Tok.(*call).idx] = remoteErr(d.Err)
 			calls[d.Tok.(*call).idx] = nil
 		case <-ctx.Done():
+			// Abandon the inits still waiting (their keys are forgotten
+			// below, so the caller can retry).
 			r.mu.Lock()
 			for i, c := range calls {
 				if c != nil {
@@ -422,7 +425,7 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 				}
 			}
 			r.mu.Unlock()
-			left = 1
+			break wait
 		}
 	}
 	r.mu.Lock()
@@ -758,7 +761,7 @@ func (r *distRemote) close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	r.shutdown(ErrClosed)
+	r.shutdown()
 	if lerr != nil && !errors.Is(lerr, ErrConnLost) && !errors.Is(lerr, ErrClosed) && !errors.Is(lerr, context.DeadlineExceeded) {
 		return fmt.Errorf("dist: leave: %w", lerr)
 	}
@@ -766,8 +769,8 @@ func (r *distRemote) close() error {
 }
 
 // shutdown stops the goroutines, closes the transport and fails whatever
-// is still pending.
-func (r *distRemote) shutdown(error) {
+// is still pending (ErrClosed).
+func (r *distRemote) shutdown() {
 	r.cancel()
 	r.t.Close()
 	r.wg.Wait()

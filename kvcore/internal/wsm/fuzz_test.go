@@ -97,7 +97,6 @@ type worker struct {
 	rounds []int       // pushes issued per key
 	outs   [][]float32 // pull outputs by key
 	open   map[string]bool
-	closed bool
 }
 
 type world struct {

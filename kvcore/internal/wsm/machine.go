@@ -389,7 +389,7 @@ func (m *Machine) Close() {
 	m.closed = ErrClosed
 	for _, sh := range m.shards {
 		if sh.st != stDead {
-			m.failShard(sh, fmt.Errorf("shard %d: %w", sh.idx, ErrClosed), false)
+			m.failShard(sh, fmt.Errorf("shard %d: %w", sh.idx, ErrClosed))
 		}
 	}
 }
@@ -399,14 +399,14 @@ func (m *Machine) kill(sh *shard, err error) {
 	if sh.st == stDead {
 		return
 	}
-	m.failShard(sh, err, true)
+	m.failShard(sh, err)
 	if !m.joined && m.rd.JoinErr == nil {
 		m.rd.JoinErr = err
 	}
 	m.event(Event{Kind: EventConn, Shard: sh.idx, Conn: Lost, Err: err})
 }
 
-func (m *Machine) failShard(sh *shard, err error, _ bool) {
+func (m *Machine) failShard(sh *shard, err error) {
 	sh.st, sh.dead = stDead, err
 	sh.helloDue, sh.pingDue = false, false
 	// Everything on the shard: pending (in seq order), queued, waiting.

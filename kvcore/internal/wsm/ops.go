@@ -114,7 +114,6 @@ type req struct {
 	fl        *flight // the message that first carried it (counted requests)
 	notJoined int
 	deferErr  error
-	cancelled bool
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {

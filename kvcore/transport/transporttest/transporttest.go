@@ -225,7 +225,7 @@ func testShards(f *fixture, h Harness) {
 	if f.tr.Shards() != n {
 		t.Fatalf("Shards() changed")
 	}
-	if f.tr.Join() != f.tr.Join() {
+	if j1, j2 := f.tr.Join(), f.tr.Join(); j1 != j2 {
 		t.Fatalf("Join() differs between calls")
 	}
 	for _, s := range []int{-1, n} {
