@@ -137,25 +137,43 @@ func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 	return ds
 }
 
-// dispatch runs completions (not under r.mu) and clears ds.
+// dispatch runs completions (not under r.mu) and clears ds. The calls of
+// asynchronous operations go back to the free list a batch at a time.
 func (r *distRemote) dispatch(ds []wsm.Done) {
+	var spent [128]*call
+	n := 0
+	flush := func() {
+		r.mu.Lock()
+		for _, c := range spent[:n] {
+			*c = call{}
+			r.free = append(r.free, c)
+		}
+		r.mu.Unlock()
+		clear(spent[:n])
+		n = 0
+	}
 	for i := range ds {
 		d := &ds[i]
 		c := d.Tok.(*call)
-		if c.ch != nil {
+		switch {
+		case c.ch != nil:
 			c.ch <- *d
-		} else if c.ldone != nil {
-			f, i := c.ldone, c.idx
-			err := remoteErr(d.Err)
-			r.putCall(c)
-			f(i, err)
-		} else {
+		case c.ldone != nil:
+			f, idx := c.ldone, c.idx
+			spent[n], n = c, n+1
+			f(idx, remoteErr(d.Err))
+		default:
 			done := c.done
-			err := remoteErr(d.Err)
-			r.putCall(c)
-			done(err)
+			spent[n], n = c, n+1
+			done(remoteErr(d.Err))
+		}
+		if n == len(spent) {
+			flush()
 		}
 		ds[i] = wsm.Done{}
+	}
+	if n > 0 {
+		flush()
 	}
 }
 

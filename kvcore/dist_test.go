@@ -27,7 +27,9 @@ func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
 		cfg.Heartbeat = 20 * time.Millisecond
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		// Long: under wazero or node on a loaded machine a busy worker can
+		// stay quiet for seconds. Tests of removal set their own.
+		cfg.Timeout = time.Minute
 	}
 	srv := inproc.New(cfg)
 	t.Cleanup(srv.Close)
@@ -812,8 +814,13 @@ func TestDistLateJoin(t *testing.T) {
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	joined := make(chan struct{})
+	joined, firstRound := make(chan struct{}), make(chan struct{})
+	var joinedOnce, firstOnce sync.Once
 	train := func(i, steps int, late bool) error {
+		if late {
+			// However it ends, worker 0 must not wait for it forever.
+			defer joinedOnce.Do(func() { close(joined) })
+		}
 		n := 2
 		if late {
 			n = 0
@@ -834,7 +841,7 @@ func TestDistLateJoin(t *testing.T) {
 			if v := values(t, out); v[0] != 2 {
 				return fmt.Errorf("late joiner pulled %v, want 2 (the sum of a two-worker round)", v)
 			}
-			close(joined)
+			joinedOnce.Do(func() { close(joined) })
 		}
 		for step := range steps {
 			if !late && step == 3 && i == 0 {
@@ -849,6 +856,9 @@ func TestDistLateJoin(t *testing.T) {
 			if v := values(t, out)[0]; v != 2 && v != 3 {
 				return fmt.Errorf("worker %d step %d: round sum %v, want 2 or 3", i, step, v)
 			}
+			if i == 0 && !late {
+				firstOnce.Do(func() { close(firstRound) })
+			}
 		}
 		return nil
 	}
@@ -859,8 +869,13 @@ func TestDistLateJoin(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// Join once the first rounds are done.
-		time.Sleep(20 * time.Millisecond)
+		// Join once the first round is done.
+		select {
+		case <-firstRound:
+		case <-ctx.Done():
+			errs[2] = ctx.Err()
+			return
+		}
 		errs[2] = train(2, 4, true)
 	}()
 	wg.Wait()

@@ -128,7 +128,8 @@ type distList struct {
 	s          *Store
 	push, pull bool
 	es         []*entry
-	ins, outs  [][]*Array // per key
+	arrs       []*Array // every key's inputs then outputs, back to back
+	at         []int    // key i's inputs are arrs[at[2i]:at[2i+1]], its outputs arrs[at[2i+1]:at[2i+2]]
 	items      []listItem
 	direct     []bool // the answer went straight into the key's only output
 
@@ -155,19 +156,24 @@ func (s *Store) queueDistList(entries []*entry, keys []Key, values, outs [][]*Ar
 			l = distListPool.Get().(*distList)
 			l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, values != nil, outs != nil, prio, l
 		}
-		var in, out []*Array
-		for j := i; j >= 0; j = next[j] {
-			if values != nil {
-				in = append(in, values[j]...)
-			}
-			if outs != nil {
-				out = append(out, outs[j]...)
-			}
+		if len(l.at) == 0 {
+			l.at = append(l.at, 0)
+		}
+		for j := i; j >= 0 && values != nil; j = next[j] {
+			l.arrs = append(l.arrs, values[j]...)
 			if next == nil {
 				break
 			}
 		}
-		l.es, l.ins, l.outs = append(l.es, entries[i]), append(l.ins, in), append(l.outs, out)
+		l.at = append(l.at, len(l.arrs))
+		for j := i; j >= 0 && outs != nil; j = next[j] {
+			l.arrs = append(l.arrs, outs[j]...)
+			if next == nil {
+				break
+			}
+		}
+		l.at = append(l.at, len(l.arrs))
+		l.es = append(l.es, entries[i])
 		if len(l.es) == distListChunk {
 			s.pushDistList(l)
 			l = nil
@@ -181,15 +187,18 @@ func (s *Store) queueDistList(entries []*entry, keys []Key, values, outs [][]*Ar
 func (s *Store) pushDistList(l *distList) {
 	for i, e := range l.es {
 		l.eng.Use(e.v, true)
-		for _, a := range l.ins[i] {
+		for _, a := range l.ins(i) {
 			l.eng.Use(a.v, false)
 		}
-		for _, a := range l.outs[i] {
+		for _, a := range l.outs(i) {
 			l.eng.Use(a.v, true)
 		}
 	}
 	s.run.Push(&l.eng)
 }
+
+func (l *distList) ins(i int) []*Array  { return l.arrs[l.at[2*i]:l.at[2*i+1]] }
+func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]] }
 
 // Run implements engine.Task: prepare every key, hand them to the remote.
 func (l *distList) Run() (bool, error) {
@@ -199,12 +208,12 @@ func (l *distList) Run() (bool, error) {
 	for i, e := range l.es {
 		it := listItem{k: e.key, push: l.push, pull: l.pull, n: e.n}
 		if l.push {
-			it.data, it.c, it.err = s.distPrepare(e, l.ins[i])
+			it.data, it.c, it.err = s.distPrepare(e, l.ins(i))
 		}
 		direct := false
 		if l.pull {
 			it.out = e.pullBuf()
-			if outs := l.outs[i]; len(outs) == 1 && !l.push {
+			if outs := l.outs(i); len(outs) == 1 && !l.push {
 				if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
 					it.out, direct = cb.Float32s()[:e.n], true
 				}
@@ -222,7 +231,7 @@ func (l *distList) Run() (bool, error) {
 func (l *distList) itemDone(i int, err error) {
 	e := l.es[i]
 	if err == nil && l.pull && !l.direct[i] {
-		for _, a := range l.outs[i] {
+		for _, a := range l.outs(i) {
 			if werr := a.be.Write(a.buf, 0, e.hostIn[:e.n]); werr != nil {
 				err = werr
 				break
@@ -252,11 +261,10 @@ func (l *distList) itemDone(i int, err error) {
 // Done implements engine.Task: l goes back to the pool.
 func (l *distList) Done() {
 	clear(l.es)
-	clear(l.ins)
-	clear(l.outs)
+	clear(l.arrs)
 	clear(l.items)
 	l.eng.Reset()
-	l.es, l.ins, l.outs, l.items, l.direct = l.es[:0], l.ins[:0], l.outs[:0], l.items[:0], l.direct[:0]
+	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
 	l.s, l.err, l.left = nil, nil, 0
 	distListPool.Put(l)
 }

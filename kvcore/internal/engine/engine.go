@@ -191,25 +191,30 @@ func (o *Op) sortVars() {
 // sortMergeVars sorts a big operation's variables by address and merges
 // duplicates (a write wins).
 func (o *Op) sortMergeVars() {
-	idx := make([]int, len(o.vars))
-	for i := range idx {
-		idx[i] = i
+	// Sort (variable, write) pairs packed in one slice: the writes ride
+	// along, and merging needs no second buffer.
+	type vw struct {
+		v *Var
+		w bool
 	}
-	addr := func(i int) uintptr { return uintptr(unsafe.Pointer(o.vars[i])) }
-	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(addr(a), addr(b)) })
-	vs := make([]*Var, 0, len(idx))
-	ws := make([]bool, 0, len(idx))
-	for _, i := range idx {
-		if n := len(vs); n > 0 && vs[n-1] == o.vars[i] {
-			ws[n-1] = ws[n-1] || o.writes[i]
+	pairs := make([]vw, len(o.vars))
+	for i, v := range o.vars {
+		pairs[i] = vw{v, o.writes[i]}
+	}
+	slices.SortFunc(pairs, func(a, b vw) int {
+		return cmp.Compare(uintptr(unsafe.Pointer(a.v)), uintptr(unsafe.Pointer(b.v)))
+	})
+	n := 0
+	for _, p := range pairs {
+		if n > 0 && o.vars[n-1] == p.v {
+			o.writes[n-1] = o.writes[n-1] || p.w
 			continue
 		}
-		vs, ws = append(vs, o.vars[i]), append(ws, o.writes[i])
+		o.vars[n], o.writes[n] = p.v, p.w
+		n++
 	}
-	copy(o.vars, vs)
-	copy(o.writes, ws)
-	clear(o.vars[len(vs):])
-	o.vars, o.writes = o.vars[:len(vs)], o.writes[:len(ws)]
+	clear(o.vars[n:])
+	o.vars, o.writes = o.vars[:n], o.writes[:n]
 }
 
 // Finish completes o: it releases its variables, records err on the ones
