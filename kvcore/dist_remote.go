@@ -33,7 +33,7 @@ type distRemote struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	keys    map[Key]*wsm.Key
+	keys    keyMap
 	closed  bool
 	bar     *barrierWait // the barrier entered last, until a call saw it end
 	wake    []chan struct{}
@@ -63,7 +63,7 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 	if err != nil {
 		return nil, fmt.Errorf("dist: %w", err)
 	}
-	r := &distRemote{t: t, m: m, start: time.Now(), keys: map[Key]*wsm.Key{}, ev: newEventQueue(events),
+	r := &distRemote{t: t, m: m, start: time.Now(), keys: keyMap{ints: map[int]*wsm.Key{}, strs: map[string]*wsm.Key{}}, ev: newEventQueue(events),
 		tick: make(chan struct{}, 1), joined: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if w, ok := t.(transport.Watcher); ok && r.ev != nil {
@@ -402,7 +402,7 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 			errs[i] = fmt.Errorf("dist: %w", ErrClosed)
 			continue
 		}
-		if r.keys[k] != nil {
+		if r.keys.get(k) != nil {
 			errs[i] = ErrDuplicateInit
 			continue
 		}
@@ -421,7 +421,8 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 			continue
 		}
 		wk.Ref = k
-		r.keys[k], calls[i], wks[i] = wk, c, wk
+		r.keys.set(k, wk)
+		calls[i], wks[i] = c, wk
 	}
 	ds := r.carry(nil)
 	r.mu.Unlock()
@@ -449,8 +450,8 @@ wait:
 	r.mu.Lock()
 	for i, err := range errs {
 		if err != nil && wks[i] != nil && !errors.Is(err, ErrDuplicateInit) {
-			if r.keys[keys[i]] == wks[i] {
-				delete(r.keys, keys[i])
+			if r.keys.get(keys[i]) == wks[i] {
+				r.keys.del(keys[i])
 			}
 			r.m.ForgetKey(wks[i])
 		}
@@ -477,7 +478,7 @@ func (r *distRemote) async(k Key, done func(error), start func(c *call, wk *wsm.
 		done(fmt.Errorf("dist: %w", ErrClosed))
 		return
 	}
-	wk := r.keys[k]
+	wk := r.keys.get(k)
 	if wk == nil {
 		r.mu.Unlock()
 		done(ErrUnknownKey)
@@ -545,7 +546,7 @@ func (r *distRemote) list(items []listItem, done func(int, error)) {
 			fails = append(fails, fail{i, fmt.Errorf("dist: %w", ErrClosed)})
 			continue
 		}
-		wk := r.keys[it.k]
+		wk := r.keys.get(it.k)
 		if wk == nil {
 			fails = append(fails, fail{i, ErrUnknownKey})
 			continue
@@ -737,7 +738,7 @@ func (r *distRemote) loadStates(ctx context.Context, s *stateSnapshot) error {
 	}
 	r.mu.Lock()
 	for _, ks := range s.Keys {
-		wk := r.keys[ks.Key]
+		wk := r.keys.get(ks.Key)
 		if wk == nil {
 			r.mu.Unlock()
 			return fmt.Errorf("key %v: %w", ks.Key, ErrUnknownKey)
@@ -803,4 +804,35 @@ func (r *distRemote) shutdown() {
 
 func formatFloat32(f float32) string {
 	return strconv.FormatFloat(float64(f), 'g', -1, 32)
+}
+
+// keyMap finds the Machine's key of a store key: int and string keys in
+// maps of their own (an int key hashes as one word; a list call of 100,000
+// keys looks each up).
+type keyMap struct {
+	ints map[int]*wsm.Key
+	strs map[string]*wsm.Key
+}
+
+func (m keyMap) get(k Key) *wsm.Key {
+	if k.isStr {
+		return m.strs[k.s]
+	}
+	return m.ints[k.i]
+}
+
+func (m keyMap) set(k Key, wk *wsm.Key) {
+	if k.isStr {
+		m.strs[k.s] = wk
+	} else {
+		m.ints[k.i] = wk
+	}
+}
+
+func (m keyMap) del(k Key) {
+	if k.isStr {
+		delete(m.strs, k.s)
+	} else {
+		delete(m.ints, k.i)
+	}
 }

@@ -159,10 +159,13 @@ type shard struct {
 	win        Window
 	dead       error
 
-	seq     uint64
-	pending map[uint64]*req // sent, not answered
-	order   []seqReq        // pending (and answered) in seq order: order[ohead:]
-	ohead   int
+	seq uint64
+	// order holds every seq from the lowest unanswered one on, in order
+	// (seqs are dense), with its request: answered ones are stale
+	// entries, recognized by the request's own seq and state. It is the
+	// pending table: a seq's entry is found by its distance to the first.
+	order []seqReq
+	ohead int
 	queue   []qent // released, not yet sent: queue[qhead:]
 	qhead   int
 	resend  []seqReq // to resend on this epoch, in seq order: resend[rhead:]
@@ -193,6 +196,12 @@ func (e qent) live() bool { return e.r.gen == e.gen && e.r.state == rsQueued }
 type seqReq struct {
 	seq uint64
 	r   *req
+	gen uint64 // r's generation when it took seq (requests are pooled)
+}
+
+// pending reports whether x's request is still unanswered with that seq.
+func (x seqReq) pending() bool {
+	return x.r != nil && x.r.gen == x.gen && x.r.seq == x.seq && x.r.state == rsPending
 }
 
 // Machine is the worker side of the dist protocol; see the package
@@ -252,7 +261,7 @@ func New(cfg Config) (*Machine, error) {
 		m.bound = wire.DefaultBigArrayBound
 	}
 	for i := range cfg.Shards {
-		m.shards = append(m.shards, &shard{idx: i, epoch: transport.FirstEpoch, pending: map[uint64]*req{},
+		m.shards = append(m.shards, &shard{idx: i, epoch: transport.FirstEpoch,
 			win: cfg.Window, hb: preWelcomeHeartbeat})
 	}
 	return m, nil
@@ -414,7 +423,7 @@ func (m *Machine) failShard(sh *shard, err error) {
 	// recycle a request listed later: each is checked when its turn comes.
 	var all []qent
 	for _, x := range sh.order[sh.ohead:] {
-		if x.r.seq == x.seq && x.r.state == rsPending {
+		if x.pending() {
 			all = append(all, qent{x.r, x.r.gen})
 		}
 	}

@@ -425,7 +425,6 @@ func (m *Machine) release(r *req) {
 func (m *Machine) complete(r *req, err error) {
 	sh := r.sh
 	if r.state == rsPending {
-		delete(sh.pending, r.seq)
 		m.uncount(sh, r)
 	}
 	if r.k != nil {

@@ -95,7 +95,7 @@ func (m *Machine) welcome(sh *shard, msg *wire.Msg) {
 	// Resend what this epoch has not carried yet, oldest first.
 	sh.resend, sh.rhead = sh.resend[:0], 0
 	for _, x := range sh.order[sh.ohead:] {
-		if x.r.seq == x.seq && x.r.state == rsPending && x.r.sentEpoch != sh.epoch {
+		if x.pending() && x.r.sentEpoch != sh.epoch {
 			sh.resend = append(sh.resend, x)
 		}
 	}
@@ -133,7 +133,7 @@ func (m *Machine) reply(sh *shard, msg *wire.Msg) {
 		}
 		return
 	}
-	r := sh.pending[msg.Seq]
+	r := sh.pending(msg.Seq)
 	if r == nil {
 		return // a duplicate answer, or one nobody waits for
 	}
@@ -165,8 +165,8 @@ func (m *Machine) reply(sh *shard, msg *wire.Msg) {
 
 // withValue sends init r again, with its value, as a new request.
 func (m *Machine) withValue(sh *shard, r *req) {
-	delete(sh.pending, r.seq)
 	m.uncount(sh, r)
+	r.state = rsQueued // no longer pending: its old seq is stale
 	r.seq, r.sentEpoch = 0, 0
 	r.flags &^= wire.FlagNoValue
 	r.dt, r.data = wire.DTypeF32, f32Bytes(r.value)

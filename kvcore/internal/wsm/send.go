@@ -72,7 +72,7 @@ func (m *Machine) hello(sh *shard) Outgoing {
 func (sh *shard) lowest() uint64 {
 	for sh.ohead < len(sh.order) {
 		x := sh.order[sh.ohead]
-		if x.r.seq == x.seq && x.r.state == rsPending {
+		if x.pending() {
 			return x.seq
 		}
 		sh.order[sh.ohead] = seqReq{}
@@ -82,20 +82,31 @@ func (sh *shard) lowest() uint64 {
 	return sh.seq + 1
 }
 
-// compactOrder drops answered entries when they outnumber the pending.
+// compactOrder reuses the space of answered entries at the front.
 func (sh *shard) compactOrder() {
-	if len(sh.order)-sh.ohead < 2*len(sh.pending)+1024 {
+	sh.lowest()
+	if sh.ohead < 1024 || sh.ohead < len(sh.order)/2 {
 		return
 	}
-	n := 0
-	for _, x := range sh.order[sh.ohead:] {
-		if x.r.seq == x.seq && x.r.state == rsPending {
-			sh.order[n] = x
-			n++
-		}
-	}
+	n := copy(sh.order, sh.order[sh.ohead:])
 	clear(sh.order[n:])
 	sh.order, sh.ohead = sh.order[:n], 0
+}
+
+// pending returns the unanswered request with seq, or nil.
+func (sh *shard) pending(seq uint64) *req {
+	if sh.ohead >= len(sh.order) {
+		return nil
+	}
+	first := sh.order[sh.ohead].seq
+	if seq < first || seq-first >= uint64(len(sh.order)-sh.ohead) {
+		return nil
+	}
+	x := sh.order[sh.ohead+int(seq-first)]
+	if x.seq != seq || !x.pending() {
+		return nil
+	}
+	return x.r
 }
 
 // sameBatch reports whether x may join a batch that starts with r: same
@@ -140,8 +151,7 @@ func (m *Machine) launch(sh *shard, r *req, fl *flight) {
 	if r.seq == 0 {
 		sh.seq++
 		r.seq = sh.seq
-		sh.pending[r.seq] = r
-		sh.order = append(sh.order, seqReq{r.seq, r})
+		sh.order = append(sh.order, seqReq{r.seq, r, r.gen})
 		if r.counted {
 			sh.inReqs++
 			sh.inBytes += r.cost
@@ -178,7 +188,7 @@ func (m *Machine) uncount(sh *shard, r *req) {
 // fromResend sends the next request(s) to resend on this epoch.
 func (m *Machine) fromResend(sh *shard) (Outgoing, bool) {
 	live := func(x seqReq) bool {
-		return x.r.seq == x.seq && x.r.state == rsPending && x.r.sentEpoch != sh.epoch
+		return x.pending() && x.r.sentEpoch != sh.epoch
 	}
 	for sh.rhead < len(sh.resend) && !live(sh.resend[sh.rhead]) {
 		sh.rhead++
