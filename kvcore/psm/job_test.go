@@ -203,7 +203,7 @@ func TestSnapshotRestore(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.hello(1, 2)
 	h.hello(2, 0)
-	var ids []string
+	var ids, keys []string
 	for _, e := range h.out {
 		if e.Msg.Type != wire.TypeWelcome {
 			continue // membership notices
@@ -212,7 +212,7 @@ func TestSnapshotRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, w.WorkerID)
+		ids, keys = append(ids, w.WorkerID), append(keys, w.ResumeKey)
 	}
 	js := []byte(`{"name":"adam","learning_rate":0.1}`)
 	h.step(1, &wire.Msg{Header: wire.Header{Type: wire.TypeCommand, Seq: h.nextSeq(1), Key: CmdController}, Payload: js})
@@ -246,7 +246,7 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	h2 := &harness{t: t, j: r, now: time.Second, seq: h.seq}
 	// Worker 2 resumes on a new connection and retries its push.
-	h2.keep(r.Step(h2.now, 12, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, WorkerID: ids[1]})))
+	h2.keep(r.Step(h2.now, 12, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, WorkerID: ids[1], ResumeKey: keys[1]})))
 	if len(h2.out) != 2 || h2.out[0].Msg.Type != wire.TypeWelcome || !wire.IsMembers(&h2.out[1].Msg) {
 		t.Fatalf("resume: %+v, want a Welcome and a membership notice", h2.out)
 	}
