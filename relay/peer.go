@@ -147,7 +147,7 @@ func (r progressReader) Read(b []byte) (int, error) {
 // watch closes the connection when it is idle or a write is stuck; it
 // returns when the peer closes.
 func (p *peer) watch(idle, write time.Duration) {
-	t := time.NewTimer(min(idle, write))
+	t := time.NewTimer(0) // the first round computes the first deadline
 	defer t.Stop()
 	for {
 		select {

@@ -180,8 +180,11 @@ func inspect(path string) (*inspection, error) {
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("relay: %s is locked by another relay process", path)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, corrupt("no valid meta page (%v): not a checkpoint database, or its header is damaged", err)
 		}
 		return nil, corrupt("%v", err)
 	}
