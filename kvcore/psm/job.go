@@ -275,6 +275,22 @@ type key struct {
 	resv    int64  // bytes reserved from the budget (keyBytes)
 }
 
+// openEnt is a round that opened at at; stale once it closed.
+type openEnt struct {
+	k  *key
+	at time.Duration
+}
+
+func (e openEnt) stale() bool { return !e.k.cur.open || e.k.cur.opened != e.at }
+
+func (j *Job) popOpen() {
+	j.openQ[0] = openEnt{}
+	j.openQ = j.openQ[1:]
+	if len(j.openQ) == 0 {
+		j.openQ = nil
+	}
+}
+
 // Job is the parameter server of one job on one shard.
 type Job struct {
 	cfg    Config
@@ -292,6 +308,7 @@ type Job struct {
 
 	keys      map[uint64]*key
 	open      map[*key]bool // keys with an open round
+	openQ     []openEnt     // open rounds in the order they opened (some stale)
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
@@ -851,16 +868,23 @@ func (j *Job) Tick(now time.Duration) Ready {
 	for _, w := range gone {
 		j.remove(now, w)
 	}
-	if j.cfg.RoundDeadline > 0 && len(j.open) > 0 {
-		due := make([]*key, 0, len(j.open))
-		for k := range j.open {
-			if now-k.cur.opened >= j.cfg.RoundDeadline {
-				due = append(due, k)
+	if j.cfg.RoundDeadline > 0 {
+		// Rounds in the order they opened: the due ones are at the front.
+		// A due round without its quorum leaves the queue too: it closes
+		// when a push or a removal brings the quorum (maybeClose runs
+		// then), so it needs no timer (which would fire at once, again
+		// and again).
+		for len(j.openQ) > 0 {
+			e := j.openQ[0]
+			if e.stale() {
+				j.popOpen()
+				continue
 			}
-		}
-		sort.Slice(due, func(a, b int) bool { return due[a].id < due[b].id })
-		for _, k := range due {
-			j.maybeClose(now, k)
+			if now-e.at < j.cfg.RoundDeadline {
+				break
+			}
+			j.popOpen()
+			j.maybeClose(now, e.k)
 		}
 	}
 	j.markIdle(now)
@@ -898,8 +922,11 @@ func (j *Job) nextTimer(now time.Duration) time.Duration {
 		}
 	}
 	if j.cfg.RoundDeadline > 0 {
-		for k := range j.open {
-			min(k.cur.opened + j.cfg.RoundDeadline)
+		for len(j.openQ) > 0 && j.openQ[0].stale() {
+			j.popOpen()
+		}
+		if len(j.openQ) > 0 {
+			min(j.openQ[0].at + j.cfg.RoundDeadline)
 		}
 	}
 	if j.cfg.IdleExpiry > 0 && len(j.workers) == 0 {
@@ -1349,6 +1376,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
 	j.open[k] = true
+	j.openQ = append(j.openQ, openEnt{k: k, at: now})
 	if k.cur.expected == nil {
 		k.cur.expected = map[*worker]bool{}
 	}
