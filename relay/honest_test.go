@@ -217,3 +217,20 @@ func TestSlowReaderIsNotDropped(t *testing.T) {
 	t.Logf("%d answers of 4 MiB through a 1 MiB send buffer; %d flow stalls", got, st.Jobs[0].Stalls)
 	_ = s
 }
+
+// TestBusyRelayKeepsPingingWorkers: while a job goroutine is busy (here:
+// durable checkpoints that take three silence timeouts each, as a big
+// model's do on a slow disk), its workers' pings wait in its queue; they
+// were heard when their bytes arrived, so nobody is removed and no round
+// closes without a worker. Issue 8: a busy relay with a 192 MiB key
+// removed a pinging worker and closed the round without its push.
+func TestBusyRelayKeepsPingingWorkers(t *testing.T) {
+	s, u := start(t, relay.Config{DataDir: t.TempDir(), Durable: true, Timeout: 250 * time.Millisecond, Heartbeat: 50 * time.Millisecond, AdminToken: "adm"})
+	relay.SetSaveDelay(s, 800*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	startHonest(t, ctx, u, "busy", "", relaytest.Workload{Workers: 2, Rounds: 3, Sizes: []int{50}}).wait()
+	if st := adminStatus(t, u, "adm"); st.Jobs[0].Removed != 2 || st.Jobs[0].Rescaled != 0 || st.Jobs[0].LatePushes != 0 {
+		t.Fatalf("relay: %+v; want only the 2 final leaves, no rescaled or late rounds", st.Jobs[0])
+	}
+}

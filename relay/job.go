@@ -407,12 +407,23 @@ func (j *job) run() {
 	}
 }
 
-// tick tells the state machine when each peer was last heard from (bytes,
-// not messages: a big upload in progress is not silence), then ticks it.
+// tick tells the state machine when each peer was last heard from, then
+// ticks it. Silence is the peer's: bytes count, not messages (a big upload
+// in progress is not silence), and while the relay owes a peer answers
+// (held for a durable checkpoint, queued, or its requests held back by
+// flow control) the peer is waiting for the relay, not silent. A peer
+// that stops reading what it is sent is closed by the write watchdog
+// instead.
 func (j *job) tick(timer *time.Timer) {
 	off := j.start.Sub(j.s.epoch)
 	for _, p := range j.peers {
-		j.sm.Heard(time.Duration(p.heardAt())-off, psm.ConnID(p.id))
+		// Owed nothing: silent since the later of its last byte and the
+		// end of the relay's last write to it.
+		at := max(p.heardAt(), p.lastWrite.Load())
+		if p.pend > 0 || p.stalled || p.qbytes.Load() > 0 {
+			at = p.clock()
+		}
+		j.sm.Heard(time.Duration(at)-off, psm.ConnID(p.id))
 	}
 	rd := j.sm.Tick(j.now())
 	j.apply(rd, timer)

@@ -328,7 +328,10 @@ func (p *peer) writeLoop() {
 func (p *peer) write(head, body []byte) error {
 	p.lastWrite.Store(p.clock())
 	p.writing.Store(true)
-	defer p.writing.Store(false)
+	defer func() {
+		p.lastWrite.Store(p.clock())
+		p.writing.Store(false)
+	}()
 	if len(head)+len(body) <= writeChunk {
 		if body == nil {
 			return p.ws.Write(p.ctx, websocket.MessageBinary, head)

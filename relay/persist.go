@@ -37,8 +37,11 @@ import (
 type checkpointDB struct {
 	db   *bolt.DB
 	path string
-	// failSave, when set (tests), makes save fail with its error.
-	failSave atomic.Pointer[error]
+	// failSave, when set (tests), makes save fail with its error;
+	// delaySave (tests) makes it take that much longer, as a big model's
+	// checkpoint on a slow disk does.
+	failSave  atomic.Pointer[error]
+	delaySave atomic.Int64
 }
 
 const (
@@ -325,6 +328,9 @@ func (c *checkpointDB) update(what string, fn func(tx *bolt.Tx) error) error {
 func (c *checkpointDB) save(job string, ck checkpoint) error {
 	if e := c.failSave.Load(); e != nil {
 		return fmt.Errorf("relay: checkpoint job %q: %w", job, *e)
+	}
+	if d := c.delaySave.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
 	}
 	hdr := make([]byte, 24)
 	binary.LittleEndian.PutUint64(hdr[0:], ckptVersion)
