@@ -185,21 +185,21 @@ func TestCheckpointJobQuarantine(t *testing.T) {
 // checkValues has a new worker of job read its keys and compares them.
 func checkValues(t *testing.T, ctx context.Context, u, job string, want [][]float32) {
 	t.Helper()
-	s, err := relay.Create(ctx, "dist_sync", u, relay.DialOptions{Job: job, Logger: quiet()})
+	s, err := relay.Create(ctx, "dist_sync", u, relay.DialOptions{Job: job, Logger: quiet()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	var got [][]float32
 	for k, w := range want {
-		a, _ := kvcore.NewArray(kvcore.OnCPU(0), len(w))
+		a, _ := kvcore.NewArray(kvcore.CPU(0), len(w))
 		if err := s.Init(ctx, kvcore.IntKey(k), a); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Pull(kvcore.IntKey(k), a); err != nil {
 			t.Fatal(err)
 		}
-		v, err := a.ToSlice()
+		v, err := a.ToSlice(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,4 +268,3 @@ func TestCheckpointEveryPageDamaged(t *testing.T) {
 		t.Fatal("no damaged page left the healthy job running with the damaged one quarantined")
 	}
 }
-

@@ -151,7 +151,9 @@ func pipelinedWorker(ctx context.Context, u string, keys, rounds int) error {
 		return err
 	}
 	for round := range rounds {
-		sent := sendAll(func(k int) error { return send(wire.TypePushPull, k, uint64(round), nil, float32(k)+rank+float32(round)) })
+		sent := sendAll(func(k int) error {
+			return send(wire.TypePushPull, k, uint64(round), nil, float32(k)+rank+float32(round))
+		})
 		for range keys {
 			m, err := next()
 			if err != nil {

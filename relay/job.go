@@ -13,6 +13,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/relay/internal/bufpool"
 	"nhooyr.io/websocket"
 )
 
@@ -92,7 +93,7 @@ type sharedBuf struct {
 
 func (s *sharedBuf) release() {
 	if s.refs.Add(-1) == 0 {
-		wire.PutBuf(s.b)
+		bufpool.Put(s.b)
 	}
 }
 
@@ -218,7 +219,7 @@ func (j *job) post(e event) bool {
 		return true
 	case <-j.quit:
 		if e.buf != nil {
-			wire.PutBuf(e.buf)
+			bufpool.Put(e.buf)
 		}
 		return false
 	}
@@ -260,7 +261,7 @@ func (j *job) readFrame(p *peer, lim *wire.Limits, hdr []byte) error {
 			err = wire.Errorf(wire.CodeBadRequest, "hello names job %s on a connection for job %s", quote(hl.Job), quote(j.name))
 		}
 		if err != nil {
-			wire.PutBuf(b)
+			bufpool.Put(b)
 			p.release(n)
 			return err
 		}
@@ -311,11 +312,11 @@ func readFrame(p *peer, lim *wire.Limits, hdr []byte, acquire func(int) bool) (*
 	if !acquire(n) {
 		return nil, h, errStop
 	}
-	b := wire.GetBuf(n)
+	b := bufpool.Get(n)
 	*b = append(*b, hdr...)
 	*b = (*b)[:n]
 	fail := func(err error) (*[]byte, wire.Header, error) {
-		wire.PutBuf(b)
+		bufpool.Put(b)
 		p.release(n)
 		return nil, h, err
 	}
@@ -454,7 +455,7 @@ func (j *job) handle(e event, timer *time.Timer) {
 	case evMsg:
 		if _, ok := j.peers[p.id]; !ok {
 			p.release(len(*e.buf))
-			wire.PutBuf(e.buf)
+			bufpool.Put(e.buf)
 			return
 		}
 		if p.stalled || p.qbytes.Load()+p.pend > j.s.cfg.SendBuffer {
@@ -473,7 +474,7 @@ func (j *job) handle(e event, timer *time.Timer) {
 func (j *job) step(p *peer, buf *[]byte, timer *time.Timer) {
 	j.apply(j.sm.Step(j.now(), psm.ConnID(p.id), *buf), timer)
 	p.release(len(*buf))
-	wire.PutBuf(buf)
+	bufpool.Put(buf)
 }
 
 func (j *job) stall(p *peer) {
@@ -512,7 +513,7 @@ func (j *job) resume(timer *time.Timer) {
 func (j *job) dropDeferred(p *peer) {
 	for _, b := range p.deferred {
 		p.release(len(*b))
-		wire.PutBuf(b)
+		bufpool.Put(b)
 	}
 	p.deferred = nil
 	if p.stalled {
@@ -534,7 +535,7 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		if pl := m.Msg.Payload; len(pl) >= shareMin && m.Ver != 0 {
 			sb := j.shared[m.Msg.Key]
 			if sb == nil || sb.ver != m.Ver || !sb.acquire() {
-				b := wire.GetBuf(len(pl))
+				b := bufpool.Get(len(pl))
 				*b = append(*b, pl...)
 				sb = &sharedBuf{b: b, ver: m.Ver}
 				sb.refs.Store(1)
@@ -542,12 +543,12 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 			}
 			h := m.Msg.Header
 			h.PLen = uint32(len(pl))
-			hb := wire.GetBuf(wire.HeaderSize)
+			hb := bufpool.Get(wire.HeaderSize)
 			*hb = wire.AppendHeader(*hb, &h)
 			j.queue(pendingMsg{p: p, buf: hb, body: sb, size: int64(wire.HeaderSize + len(pl))})
 			continue
 		}
-		b := wire.GetBuf(wire.HeaderSize + len(m.Msg.Payload))
+		b := bufpool.Get(wire.HeaderSize + len(m.Msg.Payload))
 		*b = m.Append(*b)
 		j.queue(pendingMsg{p: p, buf: b, size: int64(len(*b))})
 	}
@@ -614,10 +615,10 @@ func (j *job) flush() bool {
 			pm.p.closeAfterQueued(errors.New("closed by the parameter server"))
 		case pm.body != nil:
 			b, sb := pm.buf, pm.body
-			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { wire.PutBuf(b); sb.release() }})
+			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { bufpool.Put(b); sb.release() }})
 		default:
 			b := pm.buf
-			pm.p.send(outMsg{b: *b, release: func() { wire.PutBuf(b) }})
+			pm.p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
 		}
 		j.pending[i] = pendingMsg{}
 	}
@@ -632,14 +633,14 @@ func (j *job) checkpoint() error {
 		return nil
 	}
 	t0 := time.Now()
-	b := wire.GetBuf(j.ckSize)
+	b := bufpool.Get(j.ckSize)
 	snap, err := j.sm.AppendSnapshot(*b)
 	if err == nil {
 		j.ckSize = len(snap)
 		err = j.s.db.save(j.name, checkpoint{Round: j.sm.Stats().Rounds, Time: t0, Snapshot: snap})
 	}
 	*b = snap
-	wire.PutBuf(b)
+	bufpool.Put(b)
 	j.m.ckptNanos.Store(uint64(time.Since(t0)))
 	if err != nil {
 		j.m.ckptErrors.Add(1)
@@ -690,7 +691,7 @@ func (j *job) drop() {
 func (j *job) release() {
 	for _, pm := range j.pending {
 		if pm.buf != nil {
-			wire.PutBuf(pm.buf)
+			bufpool.Put(pm.buf)
 		}
 		if pm.body != nil {
 			pm.body.release()
@@ -709,7 +710,7 @@ func (j *job) release() {
 		case e := <-j.in:
 			if e.buf != nil {
 				e.p.release(len(*e.buf))
-				wire.PutBuf(e.buf)
+				bufpool.Put(e.buf)
 			}
 		default:
 			j.sm.Close()
@@ -768,7 +769,7 @@ func (j *job) serve(p *peer, hello *[]byte, joined func()) {
 	p.m.Store(j.m)
 	p.job.Store(j)
 	if !j.post(event{kind: evConnect, p: p}) {
-		wire.PutBuf(hello)
+		bufpool.Put(hello)
 		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
 		return
 	}
@@ -804,9 +805,9 @@ func (j *job) closeWith(p *peer, err error) {
 // refuse sends p an Error (seq 0) and closes it once that is written
 // (bounded by timeout).
 func refuse(p *peer, we *wire.Error, timeout time.Duration) {
-	b := wire.GetBuf(wire.HeaderSize + len(we.Msg))
+	b := bufpool.Get(wire.HeaderSize + len(we.Msg))
 	*b = wire.AppendError(*b, 0, we.Code, we.Msg)
-	p.send(outMsg{b: *b, release: func() { wire.PutBuf(b) }})
+	p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
 	p.closeAfterQueued(we)
 	t := time.NewTimer(timeout)
 	defer t.Stop()

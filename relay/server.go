@@ -19,6 +19,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/relay/internal/bufpool"
 	"nhooyr.io/websocket"
 )
 
@@ -657,14 +658,14 @@ func (s *Server) servePeer(p *peer, name string, sl *slot) {
 	// may take a while to judge the Hello): that is not the peer's silence.
 	p.deadline.Store(0)
 	if err := sl.promote(name); err != nil {
-		wire.PutBuf(hello)
+		bufpool.Put(hello)
 		refuse(p, wire.Errorf(wire.CodeLimit, "%v", err), s.cfg.WriteTimeout)
 		return
 	}
 	// Only now, with a well-formed Hello in hand, may a job be created.
 	j, err := s.jobFor(name)
 	if err != nil {
-		wire.PutBuf(hello)
+		bufpool.Put(hello)
 		code := wire.CodeLimit
 		if errors.Is(err, errShuttingDown) {
 			code = wire.CodeClosed
@@ -701,7 +702,7 @@ func (s *Server) readHello(p *peer, name string) (*[]byte, error) {
 	}
 	p.release(len(*b)) // the job acquires it again when it is posted
 	fail := func(err error) (*[]byte, error) {
-		wire.PutBuf(b)
+		bufpool.Put(b)
 		return nil, err
 	}
 	if h.Type != wire.TypeHello {

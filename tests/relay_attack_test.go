@@ -463,13 +463,13 @@ func TestRelaySlowUplink(t *testing.T) {
 	for i, url := range []string{r.url, "ws://" + slow.ln.Addr().String()} {
 		go func() {
 			errs <- func() error {
-				s, err := relay.Create(ctx, "dist_sync", url, relay.DialOptions{Job: "up", Workers: 2, Logger: slog.New(&rc)})
+				s, err := relay.Create(ctx, "dist_sync", url, relay.DialOptions{Job: "up", Workers: 2, Logger: slog.New(&rc)}, nil)
 				if err != nil {
 					return err
 				}
 				defer s.Close()
 				rank := s.Rank()
-				a, err := kvcore.FromSlice(kvcore.OnCPU(0), w.Init(0), n)
+				a, err := kvcore.FromSlice(kvcore.CPU(0), w.Init(0), n)
 				if err != nil {
 					return err
 				}
@@ -483,11 +483,11 @@ func TestRelaySlowUplink(t *testing.T) {
 					slow.rate.Store(2 << 20)
 				}
 				t0 := time.Now()
-				if err := a.CopyFrom(w.Grad(0, rank, 0, nil)); err != nil {
+				if err := a.CopyFrom(ctx, w.Grad(0, rank, 0, nil)); err != nil {
 					return err
 				}
-				out, _ := kvcore.NewArray(kvcore.OnCPU(0), n)
-				if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{a}, []*kvcore.Array{out}); err != nil {
+				out, _ := kvcore.NewArray(kvcore.CPU(0), n)
+				if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{a}, out); err != nil {
 					return err
 				}
 				if err := s.WaitAll(ctx); err != nil {
@@ -496,7 +496,7 @@ func TestRelaySlowUplink(t *testing.T) {
 				if i == 1 {
 					t.Logf("24 MiB push over the 2 MiB/s link answered after %v", time.Since(t0))
 				}
-				v, err := out.ToSlice()
+				v, err := out.ToSlice(ctx)
 				if err != nil {
 					return err
 				}

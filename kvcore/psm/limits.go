@@ -5,7 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -103,19 +104,19 @@ func (j *Job) errBudget(what string, n int64) *wire.Error {
 
 // numStates is the number of optimizer state arrays opt keeps for k (0
 // without an optimizer).
-func numStates(opt *kvcore.Optimizer, k *key) int {
+func numStates(opt *optimizer.Spec, k *key) int {
 	if opt == nil {
 		return 0
 	}
-	var p kvcore.StepParams
-	opt.Params(k.kvKey(), 1, 1, &p)
+	var p compute.StepParams
+	opt.Params(k.optName(), 1, 1, &p)
 	return opt.Kind().NumStates(&p)
 }
 
 // keyBytes is what a key part of n elements holds under opt with states
 // state arrays: its value, the merge buffer an optimizer's rounds use, and
 // the states.
-func keyBytes(n int, opt *kvcore.Optimizer, states int) int64 {
+func keyBytes(n int, opt *optimizer.Spec, states int) int64 {
 	arrays := 1 + states
 	if opt != nil {
 		arrays++ // merge buffer
@@ -222,7 +223,7 @@ func (w *worker) rebuildCache() {
 // state counts of st where it lists a key (a LoadStates) and opt's
 // otherwise. On success the reservations are in place; on failure
 // nothing changed.
-func (j *Job) budgetFor(opt *kvcore.Optimizer, st *wire.States) *wire.Error {
+func (j *Job) budgetFor(opt *optimizer.Spec, st *wire.States) *wire.Error {
 	given := map[uint64]int{}
 	if st != nil {
 		for _, ks := range st.Keys {
