@@ -575,9 +575,9 @@ func TestManyReconnectsLeakNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	g0 := runtime.NumGoroutine()
-	n := 3000
+	n := 1000
 	if testing.Short() {
-		n = 300
+		n = 200
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)

@@ -188,7 +188,7 @@ func TestSlowReaderIsNotDropped(t *testing.T) {
 	const n = 1 << 20 // 4 MiB values
 	meta := wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{n}})
 	c.Write(ctx, websocket.MessageBinary, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeInit, Seq: 1, Key: 7, DType: wire.DTypeF32, Count: n, Total: n}, Payload: append(meta, make([]byte, 4*n)...)}))
-	const pulls = 24 // 96 MiB of answers, 96 times the send buffer
+	const pulls = 16 // 64 MiB of answers, 64 times the send buffer
 	for seq := uint64(2); seq < 2+pulls; seq++ {
 		if err := c.Write(ctx, websocket.MessageBinary, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePull, Seq: seq, Key: 7})); err != nil {
 			t.Fatal(err)
@@ -209,7 +209,7 @@ func TestSlowReaderIsNotDropped(t *testing.T) {
 		}
 		if m.Type == wire.TypeAck && m.Seq >= 2 {
 			got++
-			time.Sleep(150 * time.Millisecond) // a slow reader: ~25 MiB/s
+			time.Sleep(100 * time.Millisecond) // a slow reader: ~40 MiB/s
 		}
 	}
 	st := adminStatus(t, u, "adm")

@@ -40,7 +40,6 @@ type jobMetrics struct {
 	buckets [len(latencyBounds) + 1]atomic.Uint64
 
 	ckptNanos atomic.Uint64 // duration of the last checkpoint
-	lastRound atomic.Uint64
 }
 
 var latencyBounds = [...]float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60}
