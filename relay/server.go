@@ -692,8 +692,9 @@ func (s *Server) readHello(p *peer, name string) (*[]byte, error) {
 	var hdr [wire.HeaderSize]byte
 	b, h, err := readFrame(p, &lim, hdr[:], func(n int) bool { return p.acquire(n) })
 	if err != nil {
-		if errors.Is(err, &wire.Error{Code: wire.CodeLimit}) {
-			err = wire.Errorf(wire.CodeLimit, "%s before the Hello was accepted (the first message of a connection is at most %d bytes)", err.(*wire.Error).Msg, s.cfg.PreAuthMessage)
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeLimit {
+			err = wire.Errorf(wire.CodeLimit, "%s before the Hello was accepted (the first message of a connection is at most %d bytes)", we.Msg, s.cfg.PreAuthMessage)
 		}
 		if p.closedReason() != nil {
 			return nil, p.closedReason()
