@@ -111,3 +111,24 @@ func TestRestoreOlderSnapshots(t *testing.T) {
 		t.Fatalf("first join after restore: %+v, want joined and held at the barrier of 2", rd)
 	}
 }
+
+// checkBudget asserts the budget invariant: what the job has reserved is
+// exactly what its keys and waiting inits hold.
+func checkBudget(t testing.TB, j *Job) {
+	t.Helper()
+	var sum int64
+	for _, k := range j.keys {
+		sum += k.resv
+		if min := keyBytes(k.n, nil, len(k.states)); k.resv < min {
+			t.Fatalf("key %d reserves %d bytes, holds at least %d", k.id, k.resv, min)
+		}
+	}
+	for _, hs := range j.heldInits {
+		for _, h := range hs {
+			sum += h.resv
+		}
+	}
+	if sum != j.used {
+		t.Fatalf("job reserved %d bytes, its keys and waiting inits %d", j.used, sum)
+	}
+}

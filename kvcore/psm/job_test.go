@@ -349,16 +349,17 @@ func TestConfigErrors(t *testing.T) {
 
 // FuzzStep feeds arbitrary frames (and valid ones built from fuzzed
 // fields) to a Job with two joined workers: nothing panics, every answer is
-// a well-formed message.
+// a well-formed message, the budget in use is exactly what the keys and
+// waiting inits reserved, and all of it comes back at Close.
 func FuzzStep(f *testing.F) {
 	f.Add([]byte{}, uint8(wire.TypePush), uint64(1), uint64(3), uint32(2), []byte{0, 0, 128, 63, 0, 0, 0, 64})
 	f.Add([]byte("wk"), uint8(wire.TypeInit), uint64(2), uint64(3), uint32(1), []byte{1, 3, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, raw []byte, typ uint8, seq, key uint64, count uint32, payload []byte) {
-		j, err := New(Config{Job: "f", MaxKeys: 4, Limits: &wire.Limits{MaxPayload: 1 << 16}})
+		budget := NewBudget(1 << 12)
+		j, err := New(Config{Job: "f", MaxKeys: 4, MaxBytes: 1 << 11, Budget: budget, Limits: &wire.Limits{MaxPayload: 1 << 16}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer j.Close()
 		check := func(rd Ready) {
 			for _, e := range rd.Msgs {
 				var m wire.Msg
@@ -366,7 +367,14 @@ func FuzzStep(f *testing.F) {
 					t.Fatalf("job sent a bad message: %v", err)
 				}
 			}
+			checkBudget(t, j)
 		}
+		defer func() {
+			j.Close()
+			if j.BudgetUsed() != 0 || budget.Used() != 0 {
+				t.Fatalf("after Close: %d bytes of the job's budget and %d of the shared one still in use", j.BudgetUsed(), budget.Used())
+			}
+		}()
 		check(j.Step(0, 1, wire.AppendHello(nil, &wire.Hello{Job: "f", Mode: wire.ModeSync})))
 		check(j.Step(0, 2, wire.AppendHello(nil, &wire.Hello{Job: "f", Mode: wire.ModeSync})))
 		check(j.Step(1, 1, raw))

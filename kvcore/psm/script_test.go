@@ -253,6 +253,7 @@ func (e *scriptEnv) run(line string) string {
 		c := e.conn(fs[1])
 		rd = e.job().Step(e.now, c, e.frame(fs[0], args))
 	}
+	checkBudget(e.t, e.j)
 	return e.format(rd)
 }
 
