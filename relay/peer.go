@@ -93,8 +93,10 @@ const (
 
 // writeChunk is the piece size of a big message's write: progress is
 // observed between pieces, so a slow but reading peer is never mistaken
-// for a dead one.
-const writeChunk = 256 << 10
+// for a dead one (it must take 1 MiB per write timeout, 35 KB/s at the
+// default 30 s). Each piece is one websocket frame: bigger pieces, fewer
+// frames and system calls.
+const writeChunk = 1 << 20
 
 func newPeer(id uint64, ws *websocket.Conn, remote string, m *jobMetrics, epoch time.Time, sendBuffer int64) *peer {
 	p := &peer{id: id, ws: ws, remote: remote, epoch: epoch, done: make(chan struct{}),
