@@ -1,0 +1,635 @@
+//go:build !js && !wasip1
+
+package simd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/wasm/js/simd/internal/wat"
+)
+
+// These tests run kernels.wasm natively in wazero (whose simd128 has the
+// same IEEE semantics as a browser's), driven by the same Go code as in the
+// browser (core.go) with every array inside wazero's memory, and compare
+// each result with the CPU reference (kvcore.CPU()) bit for bit on seeded
+// random inputs. WEBKV_SEED replays a run.
+
+// TestKernelsWasmUpToDate checks that kernels.wasm is what kernels.wat
+// assembles to (run `go generate` in this directory after editing the text).
+func TestKernelsWasmUpToDate(t *testing.T) {
+	src, err := os.ReadFile("kernels.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wat.Assemble(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("kernels.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("kernels.wasm (%d bytes) is not what kernels.wat assembles to (%d bytes): run go generate ./wasm/js/simd", len(want), len(got))
+	}
+	t.Logf("kernels.wasm: %d bytes", len(want))
+}
+
+// TestKernelsMatchWabt compares the assembler with wabt's wat2wasm when one
+// is installed (WEBKV_WAT2WASM, or wat2wasm on PATH): the bytes must be
+// the same. Without wabt it is skipped (the assembler's output is then
+// checked by the kernel tests alone).
+func TestKernelsMatchWabt(t *testing.T) {
+	tool := os.Getenv("WEBKV_WAT2WASM")
+	if tool == "" {
+		var err error
+		if tool, err = exec.LookPath("wat2wasm"); err != nil {
+			t.Skip("no wat2wasm (set WEBKV_WAT2WASM to compare the assembler with wabt)")
+		}
+	}
+	out := filepath.Join(t.TempDir(), "k.wasm")
+	if b, err := exec.Command(tool, "--enable-all", "kernels.wat", "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", tool, err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("kernels.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("kernels.wasm differs from wabt's output (%d vs %d bytes)", len(got), len(want))
+	}
+}
+
+// --- a wazero engine ---
+
+const testPages = 1024 // 64 MiB, never grown: slices into it stay valid
+
+type wzEngine struct {
+	ctx  context.Context
+	mod  api.Module
+	mem  []byte
+	fns  [numFns]api.Function
+	step [numStepKernels]api.Function
+	next int // test arrays grow up from here
+	top  int // the kernels' workspace grows down from here
+}
+
+// memModule is a module exporting a memory of testPages pages as "mem":
+// it stands for the Go program whose memory the kernels import.
+func memModule() []byte {
+	b := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	mem := []byte{1, 0}
+	for v := uint32(testPages); ; {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			mem = append(mem, c)
+			break
+		}
+		mem = append(mem, c|0x80)
+	}
+	b = append(b, 5, byte(len(mem)))
+	b = append(b, mem...)
+	exp := []byte{1, 3, 'm', 'e', 'm', 2, 0}
+	b = append(b, 7, byte(len(exp)))
+	return append(b, exp...)
+}
+
+func newWazero(t testing.TB) *wzEngine {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	t.Cleanup(func() { r.Close(ctx) })
+	gomem, err := r.InstantiateWithConfig(ctx, memModule(), wazero.NewModuleConfig().WithName("go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile("kernels.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := r.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithName("kernels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &wzEngine{ctx: ctx, mod: mod, next: 64}
+	e.mem, _ = gomem.Memory().Read(0, gomem.Memory().Size())
+	e.top = len(e.mem)
+	for f := range numFns {
+		if fnNames[f] != "" {
+			if e.fns[f] = mod.ExportedFunction(fnNames[f]); e.fns[f] == nil {
+				t.Fatalf("kernels.wasm has no export %q", fnNames[f])
+			}
+		}
+	}
+	for i, name := range stepNames {
+		if e.step[i] = mod.ExportedFunction(name); e.step[i] == nil {
+			t.Fatalf("kernels.wasm has no export %q", name)
+		}
+	}
+	return e
+}
+
+func (e *wzEngine) addr(p unsafe.Pointer) uint32 {
+	off := uintptr(p) - uintptr(unsafe.Pointer(&e.mem[0]))
+	if off >= uintptr(len(e.mem)) {
+		panic("simd test: a slice outside wazero's memory was passed to a kernel")
+	}
+	return uint32(off)
+}
+
+func (e *wzEngine) call(f fn, step int, args ...float64) {
+	fun := e.fns[f]
+	if f == fnStep {
+		fun = e.step[step]
+	}
+	types := fun.Definition().ParamTypes()
+	if len(types) != len(args) {
+		panic(fmt.Sprintf("simd test: %s takes %d arguments, got %d", fun.Definition().Name(), len(types), len(args)))
+	}
+	params := make([]uint64, len(args))
+	for i, a := range args {
+		switch types[i] {
+		case api.ValueTypeI32:
+			params[i] = uint64(uint32(int64(a)))
+		case api.ValueTypeF32:
+			params[i] = api.EncodeF32(float32(a))
+		default:
+			panic("simd test: unexpected parameter type")
+		}
+	}
+	if _, err := fun.Call(e.ctx, params...); err != nil {
+		panic(fmt.Sprintf("simd test: %s: %v", fun.Definition().Name(), err))
+	}
+}
+
+// alloc is the kernels' workspace, taken from the top of the memory down
+// and kept; the tests' arrays come from the bottom up (array), and each
+// case gives its arrays back by resetting next.
+func (e *wzEngine) alloc(n int) []float32 {
+	off := (e.top - 4*n) &^ 15
+	if off < e.next {
+		panic("simd test: wazero memory exhausted")
+	}
+	e.top = off
+	s := unsafe.Slice((*float32)(unsafe.Pointer(&e.mem[off])), n)
+	clear(s)
+	return s
+}
+
+// array returns a zeroed test array of n values in the module's memory.
+func (e *wzEngine) array(n int) []float32 {
+	off := (e.next + 15) &^ 15
+	if off+4*n > e.top {
+		panic("simd test: wazero memory exhausted")
+	}
+	e.next = off + 4*n
+	s := unsafe.Slice((*float32)(unsafe.Pointer(&e.mem[off])), n)
+	clear(s)
+	return s
+}
+
+// --- inputs and the reference ---
+
+func testSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("WEBKV_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("WEBKV_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (replay with WEBKV_SEED=%d)", seed, seed)
+	return seed
+}
+
+// values fills s with random values of about scale, with some special
+// values mixed in: zeros of both signs, values near the clip threshold and,
+// where special is set, infinities.
+func values(r *rand.Rand, s []float32, scale float32, special bool) {
+	for i := range s {
+		s[i] = (r.Float32()*2 - 1) * scale
+		if special {
+			switch r.IntN(64) {
+			case 0:
+				s[i] = 0
+			case 1:
+				s[i] = float32(math.Copysign(0, -1))
+			case 2:
+				s[i] = float32(math.Inf(1 - 2*r.IntN(2)))
+			case 3:
+				s[i] *= 1e6
+			}
+		}
+	}
+}
+
+// positive fills s with random values in [lo, hi).
+func positive(r *rand.Rand, s []float32, lo, hi float32) {
+	for i := range s {
+		s[i] = lo + r.Float32()*(hi-lo)
+	}
+}
+
+// exact reports whether the kernels must agree with the reference bit for
+// bit here: where Go may fuse multiply-adds (arm64, ppc64, s390x, riscv64),
+// the reference loops may round differently.
+func exact() bool { return runtime.GOARCH == "amd64" || runtime.GOARCH == "wasm" || runtime.GOARCH == "386" }
+
+func sameBits(a, b float32) bool {
+	if a != a && b != b {
+		return true // NaN payloads are not specified by wasm
+	}
+	if exact() {
+		return math.Float32bits(a) == math.Float32bits(b)
+	}
+	d := math.Abs(float64(a) - float64(b))
+	return d <= 1e-6+1e-5*math.Abs(float64(b))
+}
+
+func compare(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	bad, first := 0, -1
+	for i := range want {
+		if !sameBits(got[i], want[i]) {
+			if first < 0 {
+				first = i
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d values differ from the reference; first at %d: got %v (%#08x), want %v (%#08x)",
+			what, bad, len(want), first, got[first], math.Float32bits(got[first]), want[first], math.Float32bits(want[first]))
+	}
+}
+
+// ref runs f on the CPU backend with buffers holding copies of ins and
+// returns their contents afterwards.
+func ref(t *testing.T, ins [][]float32, f func(be kvcore.Backend, bufs []kvcore.Buffer) error) [][]float32 {
+	t.Helper()
+	be := kvcore.CPU()
+	bufs := make([]kvcore.Buffer, len(ins))
+	for i, in := range ins {
+		b, err := be.Alloc(len(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Write(b, 0, in); err != nil {
+			t.Fatal(err)
+		}
+		bufs[i] = b
+	}
+	if err := f(be, bufs); err != nil {
+		t.Fatalf("reference: %v", err)
+	}
+	out := make([][]float32, len(ins))
+	for i, b := range bufs {
+		out[i] = make([]float32, b.Len())
+		if err := be.Read(b, 0, out[i]); err != nil {
+			t.Fatal(err)
+		}
+		be.Free(b)
+	}
+	return out
+}
+
+var testLens = []int{1, 3, 4, 5, 7, 8, 33, 1023, 2048, 2051, 4099, 9001, 20000}
+
+// --- tests ---
+
+func TestKernelsFill(t *testing.T) {
+	e := newWazero(t)
+	k := newKernels(e)
+	r := rand.New(rand.NewPCG(testSeed(t), 1))
+	for _, n := range testLens {
+		d := e.array(n)
+		values(r, d, 1, false)
+		v := r.Float32()
+		k.fill(d, v)
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = v
+		}
+		compare(t, fmt.Sprintf("fill n=%d", n), d, want)
+	}
+}
+
+func TestKernelsReduce(t *testing.T) {
+	e := newWazero(t)
+	k := newKernels(e)
+	r := rand.New(rand.NewPCG(testSeed(t), 2))
+	for _, n := range testLens {
+		for _, nin := range []int{1, 2, 3, 4, 5, 6, 7, 8, 11, 16} {
+			for _, alias := range []bool{false, true} {
+				scale := float32(1)
+				if r.IntN(2) == 0 {
+					scale = r.Float32() * 2
+				}
+				ins := make([][]float32, nin)
+				host := make([][]float32, nin+1)
+				for i := range ins {
+					ins[i] = e.array(n)
+					values(r, ins[i], 1, r.IntN(4) == 0)
+					host[i] = append([]float32(nil), ins[i]...)
+				}
+				d := e.array(n)
+				host[nin] = make([]float32, n)
+				if alias {
+					d = ins[0]
+				}
+				want := ref(t, host, func(be kvcore.Backend, b []kvcore.Buffer) error {
+					dst := b[nin]
+					if alias {
+						dst = b[0]
+					}
+					return be.Reduce(dst, b[:nin], scale)
+				})
+				w := want[nin]
+				if alias {
+					w = want[0]
+				}
+				k.reduce(d, ins, scale)
+				compare(t, fmt.Sprintf("reduce n=%d inputs=%d scale=%v alias=%v", n, nin, scale, alias), d, w)
+			}
+		}
+	}
+}
+
+// stepCase is one optimizer configuration of the kernel tests.
+type stepCase struct {
+	name   string
+	kind   kvcore.OptKind
+	p      kvcore.StepParams
+	states int
+}
+
+// stepCases returns every kernel with each of its switches: weight decay
+// on and off, clipping on and off, rescale 1 and not, and each flag.
+func stepCases(r *rand.Rand) []stepCase {
+	var cs []stepCase
+	for variant := range 4 {
+		base := kvcore.StepParams{
+			LR:           0.01 + r.Float32()*0.1,
+			RescaleGrad:  1,
+			ClipGradient: -1,
+			Epsilon:      1e-8 + r.Float32()*1e-6,
+			T:            float32(1 + r.IntN(10)),
+		}
+		if variant&1 != 0 {
+			base.WD = r.Float32() * 0.01
+		}
+		if variant&2 != 0 {
+			base.ClipGradient = 0.05 + r.Float32()*0.5
+			base.RescaleGrad = 0.5 + r.Float32()
+		}
+		v := fmt.Sprintf("wd=%v,clip=%v", variant&1 != 0, variant&2 != 0)
+		add := func(name string, kind kvcore.OptKind, states int, f func(p *kvcore.StepParams)) {
+			p := base
+			f(&p)
+			cs = append(cs, stepCase{name + "/" + v, kind, p, states})
+		}
+		add("sgd", kvcore.OptSGD, 0, func(p *kvcore.StepParams) {})
+		add("sgd_mom", kvcore.OptSGD, 1, func(p *kvcore.StepParams) { p.Momentum = 0.9 })
+		add("nag_nomom", kvcore.OptNAG, 0, func(p *kvcore.StepParams) {})
+		add("nag", kvcore.OptNAG, 1, func(p *kvcore.StepParams) { p.Momentum = 0.85 })
+		adam := func(p *kvcore.StepParams) {
+			p.Beta1, p.Beta2 = 0.9, 0.999
+			p.Coef1 = p.LR * float32(math.Sqrt(1-math.Pow(0.999, float64(p.T)))/(1-math.Pow(0.9, float64(p.T))))
+		}
+		add("adam", kvcore.OptAdam, 2, adam)
+		add("adamw", kvcore.OptAdamW, 2, adam)
+		add("adagrad", kvcore.OptAdaGrad, 1, func(p *kvcore.StepParams) {})
+		add("rmsprop", kvcore.OptRMSProp, 1, func(p *kvcore.StepParams) { p.Gamma1 = 0.9 })
+		add("rmsprop_clipw", kvcore.OptRMSProp, 1, func(p *kvcore.StepParams) {
+			p.Gamma1, p.Flags, p.ClipWeights = 0.9, kvcore.FlagClipWeights, 0.3
+		})
+		add("rmsprop_centered", kvcore.OptRMSProp, 3, func(p *kvcore.StepParams) {
+			p.Gamma1, p.Gamma2, p.Flags = 0.95, 0.9, kvcore.FlagCentered
+		})
+		add("rmsprop_centered_clipw", kvcore.OptRMSProp, 3, func(p *kvcore.StepParams) {
+			p.Gamma1, p.Gamma2, p.Flags, p.ClipWeights = 0.95, 0.9, kvcore.FlagCentered|kvcore.FlagClipWeights, 0.3
+		})
+		add("adadelta", kvcore.OptAdaDelta, 2, func(p *kvcore.StepParams) { p.Rho = 0.9 })
+		add("signsgd", kvcore.OptSignum, 0, func(p *kvcore.StepParams) { p.WDLH = 0.001 })
+		add("signum", kvcore.OptSignum, 1, func(p *kvcore.StepParams) { p.Momentum, p.WDLH = 0.9, 0.001 })
+		add("ftrl", kvcore.OptFTRL, 2, func(p *kvcore.StepParams) { p.Lamda1, p.Beta = 0.01, 1 })
+		lamb := func(p *kvcore.StepParams) {
+			p.Beta1, p.Beta2 = 0.9, 0.999
+			p.Coef1 = float32(1 - math.Pow(0.9, float64(p.T)))
+			p.Coef2 = float32(1 - math.Pow(0.999, float64(p.T)))
+		}
+		add("lamb", kvcore.OptLAMB, 2, lamb)
+		add("lamb_bias", kvcore.OptLAMB, 2, func(p *kvcore.StepParams) { lamb(p); p.Flags = kvcore.FlagBiasCorrection })
+		add("lamb_bounds", kvcore.OptLAMB, 2, func(p *kvcore.StepParams) {
+			lamb(p)
+			p.Flags, p.LowerBound, p.UpperBound = kvcore.FlagBiasCorrection|kvcore.FlagBounds, 0.5, 20
+		})
+	}
+	return cs
+}
+
+// stateInit fills the states of a case with values the optimizer could
+// have produced (accumulators of squares are positive).
+func stateInit(r *rand.Rand, c stepCase, states [][]float32) {
+	for i, s := range states {
+		switch {
+		case c.kind == kvcore.OptAdam || c.kind == kvcore.OptAdamW || c.kind == kvcore.OptLAMB:
+			if i == 1 {
+				positive(r, s, 0, 0.01)
+			} else {
+				values(r, s, 0.1, false)
+			}
+		case c.kind == kvcore.OptAdaGrad, c.kind == kvcore.OptAdaDelta:
+			positive(r, s, 0, 0.1)
+		case c.kind == kvcore.OptRMSProp:
+			if i == 0 {
+				positive(r, s, 0.01, 0.1)
+			} else {
+				values(r, s, 0.05, false)
+			}
+		case c.kind == kvcore.OptFTRL:
+			if i == 1 {
+				positive(r, s, 0, 1)
+			} else {
+				values(r, s, 0.1, false)
+			}
+		default:
+			values(r, s, 0.1, false)
+		}
+	}
+}
+
+func TestKernelsStep(t *testing.T) {
+	testSteps(t, false)
+}
+
+// TestKernelsReduceStep checks the fused reduce+step against Reduce then
+// Step of the reference.
+func TestKernelsReduceStep(t *testing.T) {
+	testSteps(t, true)
+}
+
+func testSteps(t *testing.T, fused bool) {
+	e := newWazero(t)
+	k := newKernels(e)
+	salt := uint64(3)
+	if fused {
+		salt = 4
+	}
+	r := rand.New(rand.NewPCG(testSeed(t), salt))
+	for _, c := range stepCases(r) {
+		for _, n := range testLens {
+			mark := e.next
+			nin := 1
+			if fused {
+				nin = 1 + r.IntN(6)
+			}
+			w := e.array(n)
+			values(r, w, 1, false)
+			ins := make([][]float32, nin)
+			for i := range ins {
+				ins[i] = e.array(n)
+				values(r, ins[i], 0.5, r.IntN(3) == 0)
+			}
+			states := make([][]float32, c.states)
+			for i := range states {
+				states[i] = e.array(n)
+			}
+			stateInit(r, c, states)
+			scale := float32(1)
+			if fused && r.IntN(2) == 0 {
+				scale = 1 / float32(nin)
+			}
+			host := [][]float32{append([]float32(nil), w...)}
+			for _, s := range states {
+				host = append(host, append([]float32(nil), s...))
+			}
+			for _, in := range ins {
+				host = append(host, append([]float32(nil), in...))
+			}
+			host = append(host, make([]float32, n)) // the reference's merge buffer
+			p := c.p
+			want := ref(t, host, func(be kvcore.Backend, b []kvcore.Buffer) error {
+				wb, sb, ib, mb := b[0], b[1:1+c.states], b[1+c.states:1+c.states+nin], b[len(b)-1]
+				g := ib[0]
+				if fused {
+					if err := be.Reduce(mb, ib, scale); err != nil {
+						return err
+					}
+					g = mb
+				}
+				return be.Step(c.kind, &p, wb, g, sb)
+			})
+			var err error
+			if fused {
+				err = k.reduceStep(c.kind, &p, w, ins, scale, states)
+			} else {
+				err = k.step(c.kind, &p, w, ins[0], states)
+			}
+			if err != nil {
+				t.Fatalf("%s n=%d: %v", c.name, n, err)
+			}
+			what := fmt.Sprintf("%s n=%d inputs=%d", c.name, n, nin)
+			compare(t, what+": weight", w, want[0])
+			for i, s := range states {
+				compare(t, fmt.Sprintf("%s: state %d", what, i), s, want[1+i])
+			}
+			e.next = mark
+		}
+	}
+}
+
+func TestKernelsQuantize(t *testing.T) {
+	e := newWazero(t)
+	k := newKernels(e)
+	r := rand.New(rand.NewPCG(testSeed(t), 5))
+	comps := []kvcore.Compression{
+		{Kind: kvcore.Compress2Bit, Threshold: 0.5},
+		{Kind: kvcore.Compress2Bit, Threshold: 0.05 + r.Float32()},
+		{Kind: kvcore.Compress1Bit, Threshold: 0},
+		{Kind: kvcore.Compress1Bit, Threshold: r.Float32() - 0.5},
+	}
+	for _, c := range comps {
+		for _, n := range append(testLens, 15, 16, 17, 31, 32, 63, 65) {
+			mark := e.next
+			g := e.array(n)
+			res := e.array(n)
+			out := e.array(c.Kind.PackedLen(n))
+			deq := e.array(n)
+			hostR := make([]float32, n)
+			for round := range 3 {
+				values(r, g, 1, round == 2)
+				// Values on the thresholds exactly, where >= and > differ.
+				for i := 0; i < n; i += 7 {
+					g[i] = c.Threshold - res[i]
+				}
+				hostOut := make([]float32, len(out))
+				hostG := append([]float32(nil), g...)
+				switch c.Kind {
+				case kvcore.Compress2Bit:
+					kvcore.Quantize2Bit(hostOut, hostG, hostR, c.Threshold)
+				default:
+					kvcore.Quantize1Bit(hostOut, hostG, hostR, c.Threshold)
+				}
+				k.quantize(c, out, g, res)
+				what := fmt.Sprintf("%v n=%d round %d", c, n, round)
+				compareWords(t, what+": words", out, hostOut)
+				compare(t, what+": residual", res, hostR)
+				hostDeq := make([]float32, n)
+				switch c.Kind {
+				case kvcore.Compress2Bit:
+					kvcore.Dequantize2Bit(hostDeq, hostOut, c.Threshold)
+				default:
+					kvcore.Dequantize1Bit(hostDeq, hostOut, c.Threshold)
+				}
+				k.dequantize(c, deq, out)
+				compare(t, what+": dequantized", deq, hostDeq)
+			}
+			// Every code, including 01 (never written, reads as 0).
+			for i := range out {
+				out[i] = math.Float32frombits(r.Uint32())
+			}
+			hostDeq := make([]float32, n)
+			if c.Kind == kvcore.Compress2Bit {
+				kvcore.Dequantize2Bit(hostDeq, out, c.Threshold)
+			} else {
+				kvcore.Dequantize1Bit(hostDeq, out, c.Threshold)
+			}
+			k.dequantize(c, deq, out)
+			compare(t, fmt.Sprintf("%v n=%d: dequantized random words", c, n), deq, hostDeq)
+			e.next = mark
+		}
+	}
+}
+
+func compareWords(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: word %d is %#08x, want %#08x", what, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+		}
+	}
+}
