@@ -253,7 +253,9 @@ func positive(r *rand.Rand, s []float32, lo, hi float32) {
 // exact reports whether the kernels must agree with the reference bit for
 // bit here: where Go may fuse multiply-adds (arm64, ppc64, s390x, riscv64),
 // the reference loops may round differently.
-func exact() bool { return runtime.GOARCH == "amd64" || runtime.GOARCH == "wasm" || runtime.GOARCH == "386" }
+func exact() bool {
+	return runtime.GOARCH == "amd64" || runtime.GOARCH == "wasm" || runtime.GOARCH == "386"
+}
 
 func sameBits(a, b float32) bool {
 	if a != a && b != b {
