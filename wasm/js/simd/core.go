@@ -64,7 +64,8 @@ type engine interface {
 	// the memory the module imported.
 	addr(s unsafe.Pointer) uint32
 	// call runs export f (a step kernel when f == fnStep) with args, each
-	// an i32 address/count or an f32 value, all exact as float64.
+	// an i32 (an address, a count, or a float32's bits: see bits), exact as
+	// a float64.
 	call(f fn, step int, args ...float64)
 	// alloc returns n zeroed words of the module's memory, kept for the
 	// engine's lifetime.
@@ -129,6 +130,10 @@ func (k *kernels) growPartials(nb int) {
 
 func (k *kernels) a(s []float32) float64 { return float64(k.e.addr(unsafe.Pointer(&s[0]))) }
 
+// bits passes a float32 argument as its bits (the kernels reinterpret it):
+// a float through JavaScript would lose the sign of -0.
+func bits(v float32) float64 { return float64(math.Float32bits(v)) }
+
 // vec is the i-th padded tail vector.
 func (k *kernels) vec(i int) []float32 { return k.tail[4*i : 4*i+4] }
 
@@ -146,7 +151,7 @@ func (k *kernels) fill(d []float32, v float32) {
 	n4 := len(d) &^ 3
 	if n4 > 0 {
 		k.mu.Lock()
-		k.e.call(fnFill, 0, k.a(d), float64(n4), float64(v))
+		k.e.call(fnFill, 0, k.a(d), float64(n4), bits(v))
 		k.mu.Unlock()
 	}
 	for i := n4; i < len(d); i++ {
@@ -165,7 +170,7 @@ func (k *kernels) reduce(d []float32, srcs [][]float32, scale float32) {
 		for i, s := range srcs {
 			k.ptrs[i] = uint32(k.a(s))
 		}
-		k.e.call(fnReduce, 0, k.a(d), k.a(k.tailPtrs()), float64(len(srcs)), float64(n4), float64(scale))
+		k.e.call(fnReduce, 0, k.a(d), k.a(k.tailPtrs()), float64(len(srcs)), float64(n4), bits(scale))
 	}
 	if n4 < n {
 		out := k.reduceTail(srcs, n4, scale)
@@ -188,7 +193,7 @@ func (k *kernels) reduceTail(srcs [][]float32, n4 int, scale float32) []float32 
 		k.ptrs[i] = uint32(k.a(k.padded(i, s, n4)))
 	}
 	out := k.vec(len(srcs))
-	k.e.call(fnReduce, 0, k.a(out), k.a(k.tailPtrs()), float64(len(srcs)), 4, float64(scale))
+	k.e.call(fnReduce, 0, k.a(out), k.a(k.tailPtrs()), float64(len(srcs)), 4, bits(scale))
 	return out
 }
 
@@ -341,7 +346,7 @@ func (k *kernels) reduceStep(kind kvcore.OptKind, p *kvcore.StepParams, w []floa
 			k.ptrs[i] = uint32(k.a(s))
 		}
 		sa := k.stepArgs(w, w, states, n4)
-		k.e.call(fnReduceStep, 0, float64(id), sa[0], sa[1], k.a(k.tailPtrs()), float64(len(srcs)), float64(scale),
+		k.e.call(fnReduceStep, 0, float64(id), sa[0], sa[1], k.a(k.tailPtrs()), float64(len(srcs)), bits(scale),
 			sa[3], sa[4], sa[5], float64(n4), k.a(k.block))
 	}
 	if n4 < n {
@@ -396,7 +401,7 @@ func (k *kernels) lamb(p *kvcore.StepParams, w, g []float32, srcs [][]float32, s
 			for i, src := range srcs {
 				k.ptrs[i] = uint32(k.a(src))
 			}
-			k.e.call(fnReduceLamb1, 0, k.a(s), k.a(w), k.a(k.tailPtrs()), float64(len(srcs)), float64(scale),
+			k.e.call(fnReduceLamb1, 0, k.a(s), k.a(w), k.a(k.tailPtrs()), float64(len(srcs)), bits(scale),
 				k.a(mean), k.a(vr), float64(n4), k.a(f64s(part)), k.a(k.block))
 		}
 	}
@@ -478,9 +483,9 @@ func (k *kernels) quantize(c kvcore.Compression, out, g, r []float32) {
 	defer k.mu.Unlock()
 	call := func(out, g, r []float32, words int) {
 		if c.Kind == kvcore.Compress2Bit {
-			k.e.call(fnQuantize2, 0, k.a(out), k.a(g), k.a(r), float64(words), float64(c.Threshold), float64(-1*c.Threshold))
+			k.e.call(fnQuantize2, 0, k.a(out), k.a(g), k.a(r), float64(words), bits(c.Threshold), bits(-1*c.Threshold))
 		} else {
-			k.e.call(fnQuantize1, 0, k.a(out), k.a(g), k.a(r), float64(words), float64(c.Threshold))
+			k.e.call(fnQuantize1, 0, k.a(out), k.a(g), k.a(r), float64(words), bits(c.Threshold))
 		}
 	}
 	if full > 0 {
@@ -518,7 +523,7 @@ func (k *kernels) dequantize(c kvcore.Compression, out, in []float32) {
 	defer k.mu.Unlock()
 	call := func(out, in []float32, words int) {
 		if c.Kind == kvcore.Compress2Bit {
-			k.e.call(fnDequantize2, 0, k.a(out), k.a(in), float64(words), float64(c.Threshold), float64(-1*c.Threshold))
+			k.e.call(fnDequantize2, 0, k.a(out), k.a(in), float64(words), bits(c.Threshold), bits(-1*c.Threshold))
 		} else {
 			k.e.call(fnDequantize1, 0, k.a(out), k.a(in), float64(words))
 		}

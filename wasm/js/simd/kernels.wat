@@ -10,6 +10,9 @@
 ;; slice's &s[0]), so nothing is copied in or out.
 ;;
 ;; Conventions:
+;;   - float32 scalar arguments (scale, thresholds, fill values) are passed
+;;     as their i32 bits, so no JavaScript number conversion can touch them
+;;     (syscall/js turns -0 into +0).
 ;;   - n counts float32 elements and is a multiple of 4 (the caller runs a
 ;;     shorter tail through the same kernels on a padded scratch block);
 ;;     nwords counts 32-bit packed words.
@@ -47,9 +50,9 @@
   ;; ---------------------------------------------------------------- fill
 
   ;; fill: d[i] = v.
-  (func $fill (export "fill") (param $d i32) (param $n i32) (param $v f32)
+  (func $fill (export "fill") (param $d i32) (param $n i32) (param $v i32)
     (local $i i32) (local $end i32) (local $x v128)
-    (local.set $x (f32x4.splat (local.get $v)))
+    (local.set $x (i32x4.splat (local.get $v)))
     (local.set $end (i32.shl (local.get $n) (i32.const 2)))
     (block $done
       (loop $next
@@ -63,8 +66,9 @@
   ;; reduce: d[i] = scale * (s0[i] + s1[i] + ... + s(k-1)[i]), summed left
   ;; to right (kvcore's reduceRange). srcs points to k i32 pointers. d may
   ;; be s0 (each vector is read before it is written).
-  (func $reduce (export "reduce") (param $d i32) (param $srcs i32) (param $k i32) (param $n i32) (param $scale f32)
-    (call $reduce_at (local.get $d) (local.get $srcs) (local.get $k) (i32.const 0) (local.get $n) (local.get $scale)))
+  (func $reduce (export "reduce") (param $d i32) (param $srcs i32) (param $k i32) (param $n i32) (param $scale i32)
+    (call $reduce_at (local.get $d) (local.get $srcs) (local.get $k) (i32.const 0) (local.get $n)
+      (f32.reinterpret_i32 (local.get $scale))))
 
   ;; reduce_at is reduce over the inputs' bytes [off, off+4n): input j is
   ;; srcs[j] + off. Up to 4 inputs stream in one pass with the scale fused;
@@ -918,7 +922,7 @@
   ;; is that of Reduce then Step (the same operations on every element).
   ;; id is the kernel's index in the table (sgd = 0 ... ftrl = 11).
   (func $reduce_step (export "reduce_step")
-    (param $id i32) (param $p i32) (param $w i32) (param $srcs i32) (param $k i32) (param $scale f32)
+    (param $id i32) (param $p i32) (param $w i32) (param $srcs i32) (param $k i32) (param $scale i32)
     (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $n i32) (param $scratch i32)
     (local $blk i32) (local $len i32) (local $off i32)
     (block $done
@@ -928,7 +932,8 @@
         (if (i32.gt_u (local.get $len) (i32.const 2048))
           (then (local.set $len (i32.const 2048))))
         (local.set $off (i32.shl (local.get $blk) (i32.const 2)))
-        (call $reduce_at (local.get $scratch) (local.get $srcs) (local.get $k) (local.get $off) (local.get $len) (local.get $scale))
+        (call $reduce_at (local.get $scratch) (local.get $srcs) (local.get $k) (local.get $off) (local.get $len)
+          (f32.reinterpret_i32 (local.get $scale)))
         (call_indirect (type $stepfn)
           (local.get $p)
           (i32.add (local.get $w) (local.get $off))
@@ -945,7 +950,7 @@
   ;; blocked as reduce_step (2048 divides LAMB's 4096-element norm blocks,
   ;; and lamb1 accumulates across calls in element order).
   (func $reduce_lamb1 (export "reduce_lamb1")
-    (param $p i32) (param $w i32) (param $srcs i32) (param $k i32) (param $scale f32)
+    (param $p i32) (param $w i32) (param $srcs i32) (param $k i32) (param $scale i32)
     (param $mean i32) (param $var i32) (param $n i32) (param $partials i32) (param $scratch i32)
     (local $blk i32) (local $len i32) (local $off i32)
     (block $done
@@ -955,7 +960,8 @@
         (if (i32.gt_u (local.get $len) (i32.const 2048))
           (then (local.set $len (i32.const 2048))))
         (local.set $off (i32.shl (local.get $blk) (i32.const 2)))
-        (call $reduce_at (local.get $scratch) (local.get $srcs) (local.get $k) (local.get $off) (local.get $len) (local.get $scale))
+        (call $reduce_at (local.get $scratch) (local.get $srcs) (local.get $k) (local.get $off) (local.get $len)
+          (f32.reinterpret_i32 (local.get $scale)))
         (call $lamb1
           (local.get $p)
           (i32.add (local.get $w) (local.get $off))
@@ -977,11 +983,11 @@
   ;; Values 4q..4q+3 of a word are its byte q, the first in the top bits:
   ;; lane c's code goes to bits 6-2c of byte q.
   (func $quantize2 (export "quantize2") (param $out i32) (param $g i32) (param $r i32) (param $nwords i32)
-    (param $pos f32) (param $neg f32)
+    (param $pos i32) (param $neg i32)
     (local $i i32) (local $o i32) (local $end i32)
     (local $pv v128) (local $nv v128) (local $v v128) (local $ge v128) (local $le v128) (local $word v128)
-    (local.set $pv (f32x4.splat (local.get $pos)))
-    (local.set $nv (f32x4.splat (local.get $neg)))
+    (local.set $pv (i32x4.splat (local.get $pos)))
+    (local.set $nv (i32x4.splat (local.get $neg)))
     (local.set $end (i32.shl (local.get $nwords) (i32.const 6)))
     (block $done
       (loop $next
@@ -1051,10 +1057,10 @@
   ;;   r = v + 1
   ;; Value j of a word is bit 7-(j%8) of byte j/8: vector q (values
   ;; 4q..4q+3) fills the high (q even) or low (q odd) nibble of byte q/2.
-  (func $quantize1 (export "quantize1") (param $out i32) (param $g i32) (param $r i32) (param $nwords i32) (param $t f32)
+  (func $quantize1 (export "quantize1") (param $out i32) (param $g i32) (param $r i32) (param $nwords i32) (param $t i32)
     (local $i i32) (local $o i32) (local $end i32) (local $q i32)
     (local $tv v128) (local $v v128) (local $m v128) (local $word v128) (local $byte v128)
-    (local.set $tv (f32x4.splat (local.get $t)))
+    (local.set $tv (i32x4.splat (local.get $t)))
     (local.set $end (i32.shl (local.get $nwords) (i32.const 7)))
     (block $done
       (loop $next
@@ -1091,11 +1097,11 @@
 
   ;; dequantize2 is Dequantize2Bit over nwords whole words: code 11 -> t,
   ;; 10 -> nt (-1*t), 00 and 01 -> +0.
-  (func $dequantize2 (export "dequantize2") (param $out i32) (param $in i32) (param $nwords i32) (param $t f32) (param $nt f32)
+  (func $dequantize2 (export "dequantize2") (param $out i32) (param $in i32) (param $nwords i32) (param $t i32) (param $nt i32)
     (local $i i32) (local $o i32) (local $end i32) (local $q i32)
     (local $tv v128) (local $ntv v128) (local $word v128) (local $x v128) (local $hi v128) (local $lo v128)
-    (local.set $tv (f32x4.splat (local.get $t)))
-    (local.set $ntv (f32x4.splat (local.get $nt)))
+    (local.set $tv (i32x4.splat (local.get $t)))
+    (local.set $ntv (i32x4.splat (local.get $nt)))
     (local.set $end (i32.shl (local.get $nwords) (i32.const 2)))
     (block $done
       (loop $next

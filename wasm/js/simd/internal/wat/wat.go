@@ -714,7 +714,7 @@ var ops = map[string]op{
 	"f32.abs": plain(0x8b, immNone, 0), "f32.neg": plain(0x8c, immNone, 0), "f32.sqrt": plain(0x91, immNone, 0),
 	"f32.add": plain(0x92, immNone, 0), "f32.sub": plain(0x93, immNone, 0), "f32.mul": plain(0x94, immNone, 0), "f32.div": plain(0x95, immNone, 0),
 	"f64.add": plain(0xa0, immNone, 0), "f64.sub": plain(0xa1, immNone, 0), "f64.mul": plain(0xa2, immNone, 0),
-	"f64.promote_f32": plain(0xbb, immNone, 0),
+	"f64.promote_f32": plain(0xbb, immNone, 0), "f32.reinterpret_i32": plain(0xbe, immNone, 0),
 
 	"v128.load": simd(0x00, immMem, 4), "v128.load32_splat": simd(0x09, immMem, 2), "v128.store": simd(0x0b, immMem, 4),
 	"v128.const": simd(0x0c, immV128, 0), "i8x16.shuffle": simd(0x0d, immShuffle, 0), "i8x16.swizzle": simd(0x0e, immNone, 0),
