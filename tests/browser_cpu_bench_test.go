@@ -24,6 +24,7 @@ type brCPUResult struct {
 		ReduceAdamMs float64 `json:"reduceAdamMs"`
 		KReduceMs    float64 `json:"kreduceMs"`
 		KAdamMs      float64 `json:"kadamMs"`
+		TinyMs       float64 `json:"tinyMs"`
 	} `json:"webkv"`
 	Tfjs struct {
 		Version    string  `json:"version"`
@@ -42,6 +43,22 @@ type brCPUResult struct {
 		SimdAdamNs   float64 `json:"simdAdamNs"`
 		GoAdamNs     float64 `json:"goAdamNs"`
 	} `json:"sweep"`
+}
+
+// brCPUPushResult is what tests/browser/cpupush.js posts.
+type brCPUPushResult struct {
+	Backend string `json:"backend"`
+	Webkv   struct {
+		PushReduceMs float64 `json:"pushReduceMs"`
+		PushAdamMs   float64 `json:"pushAdamMs"`
+	} `json:"webkv"`
+	Tfjs struct {
+		Backend      string  `json:"backend"`
+		Simd         bool    `json:"simd"`
+		UploadAddNMs float64 `json:"uploadAddNMs"`
+		UploadAdamMs float64 `json:"uploadAdamMs"`
+	} `json:"tfjs"`
+	Check map[string]float64 `json:"check"`
 }
 
 // brBuildCPUBench builds tests/browsercpu (the webkv side of the CPU
@@ -71,7 +88,11 @@ func brBuildCPUBench(tb testing.TB) string {
 // webkv's Go loops (the fallback without WebAssembly SIMD) and the
 // SIMD-over-Go speedups, the backend-level times without the store
 // (kreduce, kadam), and, with -benchtime 1x, the crossover sweep of small
-// sizes that simd.DefaultMinLen is chosen from.
+// sizes that simd.DefaultMinLen is chosen from. A second page measures the
+// whole path from JavaScript arrays through webkv's runtime (a 'local'
+// store: push of 4 Float32Arrays, push of a Float32Array gradient with
+// Adam, copies into Go memory included) against tfjs uploading the same
+// arrays (tf.tensor1d) before addN and the Adam step: push-*-x-tfjswasm.
 //
 //	go test ./tests -run '^$' -bench BrowserCPU -benchtime 1x
 //
@@ -89,13 +110,21 @@ func BenchmarkBrowserCPU(b *testing.B) {
 	})
 	ctx := brBrowser(b)
 	var res brCPUResult
+	var push brCPUPushResult
 	for i := range b.N {
 		url := fmt.Sprintf("%s/cpubench.html?n=%d&k=%d&iters=9&warmup=3&seed=%d&sweep=%d", srv.URL, n, k, seed%100000, map[bool]int{true: 1}[i == 0])
 		brRunPage(b, ctx, url, 8*time.Minute, &res)
+		url = fmt.Sprintf("%s/cpupush.html?n=%d&k=%d&iters=9&warmup=3&seed=%d", srv.URL, n, k, seed%100000)
+		brRunPage(b, ctx, url, 8*time.Minute, &push)
 	}
 	b.Logf("webkv CPU backend %q (SIMD from %d elements); tfjs-core %s on %s, SIMD %v, threads %v", res.Simd, res.MinLen, res.Tfjs.Version, res.Tfjs.Backend, res.Tfjs.Simd, res.Tfjs.Threads)
 	if !res.Tfjs.Simd || res.Tfjs.Backend != "wasm" {
 		b.Errorf("tfjs runs on %q with SIMD %v: the baseline must be tfjs-backend-wasm with SIMD", res.Tfjs.Backend, res.Tfjs.Simd)
+	}
+	for name, e := range push.Check {
+		if e != 0 {
+			b.Errorf("runtime page: %s = %g", name, e)
+		}
 	}
 	for name, e := range res.Check {
 		b.Logf("check %s = %.3g", name, e)
@@ -113,6 +142,9 @@ func BenchmarkBrowserCPU(b *testing.B) {
 	b.Logf("reduce %d×%d f32: webkv SIMD %.2f ms (backend alone %.2f), Go loops %.2f ms, tfjs-wasm addN %.2f ms", k, n, simd.ReduceMs, simd.KReduceMs, gow.ReduceMs, t.AddNMs)
 	b.Logf("adam %d params: webkv SIMD %.2f ms (backend alone %.2f), Go loops %.2f ms, tfjs-wasm %.2f ms", n, simd.AdamMs, simd.KAdamMs, gow.AdamMs, t.AdamMs)
 	b.Logf("push of %d arrays to an Adam key: webkv SIMD %.2f ms (fused reduce+step), Go loops %.2f ms, tfjs-wasm addN+adam %.2f ms", k, simd.ReduceAdamMs, gow.ReduceAdamMs, t.AddNAdamMs)
+	b.Logf("from JavaScript arrays, webkv runtime on %q: push of %d arrays %.2f ms, tfjs upload+addN %.2f ms; push with adam %.2f ms, tfjs upload+adam %.2f ms",
+		push.Backend, k, push.Webkv.PushReduceMs, push.Tfjs.UploadAddNMs, push.Webkv.PushAdamMs, push.Tfjs.UploadAdamMs)
+	b.Logf("fixed cost of a push (4 arrays of 4 values): %.3f ms", simd.TinyMs)
 	for _, s := range res.Sweep {
 		b.Logf("n=%6d: reduce 4 SIMD %8.0f ns, Go %8.0f ns (%.2f×); adam SIMD %8.0f ns, Go %8.0f ns (%.2f×)",
 			s.N, s.SimdReduceNs, s.GoReduceNs, s.GoReduceNs/s.SimdReduceNs, s.SimdAdamNs, s.GoAdamNs, s.GoAdamNs/s.SimdAdamNs)
@@ -127,6 +159,9 @@ func BenchmarkBrowserCPU(b *testing.B) {
 	b.ReportMetric(t.AddNAdamMs/simd.ReduceAdamMs, "reduceadam-x-tfjswasm")
 	b.ReportMetric(float64(k+1)*mb/simd.ReduceMs, "webkv-reduce-GB/s")
 	b.ReportMetric(7*mb/simd.AdamMs, "webkv-adam-GB/s")
+	b.ReportMetric(simd.TinyMs, "webkv-call-ms")
+	b.ReportMetric(push.Tfjs.UploadAddNMs/push.Webkv.PushReduceMs, "push-reduce-x-tfjswasm")
+	b.ReportMetric(push.Tfjs.UploadAdamMs/push.Webkv.PushAdamMs, "push-adam-x-tfjswasm")
 	b.ReportMetric(gow.ReduceMs, "goloops-reduce-ms")
 	b.ReportMetric(gow.AdamMs, "goloops-adam-ms")
 	b.ReportMetric(t.AddNMs/gow.ReduceMs, "goloops-reduce-x-tfjswasm")

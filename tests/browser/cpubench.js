@@ -112,14 +112,14 @@ async function main() {
     },
   };
   for (const b of backends) {
-    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam']) ops[`${b}:${op}`] = () => api.run(b, op);
+    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'tiny']) ops[`${b}:${op}`] = () => api.run(b, op);
   }
   const t = await timeAll(ops);
   out.tfjs.addNMs = t.tfjsAddN;
   out.tfjs.adamMs = t.tfjsAdam;
   out.tfjs.addNAdamMs = t.tfjsAddNAdam;
   for (const b of backends) {
-    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam']) out.webkv[b][`${op}Ms`] = t[`${b}:${op}`];
+    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'tiny']) out.webkv[b][`${op}Ms`] = t[`${b}:${op}`];
   }
 
   // Both backends ran every operation the same number of times: their
@@ -130,7 +130,7 @@ async function main() {
     }
   }
   if (SWEEP && backends.length === 2) {
-    out.sweep = await api.sweep({sizes: [16, 64, 256, 512, 1024, 2048, 4096, 16384, 65536], ms: 40});
+    out.sweep = await api.sweep({sizes: [16, 64, 256, 512, 1024, 2048, 4096, 16384, 65536], ms: 15});
   }
   log(JSON.stringify(out));
   return out;
