@@ -5,16 +5,16 @@ package native
 import (
 	"fmt"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/shaders"
 )
 
 // NewBackend opens a device (see Open) and returns the WebGPU
-// kvcore.Backend on it, named after the adapter, e.g.
+// compute.Backend on it, named after the adapter, e.g.
 // "webgpu: llvmpipe (LLVM 15.0.6, 256 bits) (vulkan, CPU)". On a CPU
-// adapter (Device.IsCPU after Open) the kvcore CPU backend is usually
+// adapter (Device.IsCPU after Open) the CPU backend (compute.CPU) is usually
 // faster: say so to the user and let them choose.
-func NewBackend(opts *Options) (kvcore.Backend, error) {
+func NewBackend(opts *Options) (compute.Backend, error) {
 	d, err := Open(opts)
 	if err != nil {
 		return nil, err

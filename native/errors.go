@@ -1,6 +1,8 @@
 package native
 
-import "errors"
+import (
+	"errors"
+)
 
 // ErrNoAdapter is returned (wrapped) when the host offers no WebGPU adapter
 // at all, not even a CPU one.
@@ -13,4 +15,4 @@ const noDriverHint = "no GPU driver and no CPU Vulkan driver (on Debian/Ubuntu "
 // ErrNoCgo is returned by NewBackend in builds without cgo, where wgpu-native
 // cannot be linked.
 var ErrNoCgo = errors.New("native: built without cgo, so there is no native WebGPU backend " +
-	"(rebuild with CGO_ENABLED=1, or use kvcore.CPU())")
+	"(rebuild with CGO_ENABLED=1, or use the CPU backend, compute.NewCPU)")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 // TestWasip1ReactorMatchesNative drives the wasm/wasip1 reactor in wazero
@@ -32,14 +33,14 @@ func TestWasip1ReactorMatchesNative(t *testing.T) {
 				h := k.ok("kv_create", k.create(typ))
 				defer func() { k.ok("kv_close", k.rc("kv_close", uint64(h))) }()
 				// The reactor has no GPU: compare with the CPU backend natively too.
-				ns, err := kvcore.Create(typ, kvcore.WithBackend(kvcore.CPU()))
+				ns, err := kvcore.Create(ctx, typ, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer ns.Close()
 				if spec != "" {
 					k.ok("kv_set_optimizer", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(spec))), uint64(len(spec))))
-					opt, err := kvcore.ParseOptimizer([]byte(spec))
+					opt, err := optimizer.Parse([]byte(spec))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -90,12 +91,12 @@ func TestWasip1ReactorMatchesNative(t *testing.T) {
 						k.ok("kv_pushpull "+what, k.rc("kv_pushpull", uint64(h), uint64(key), uint64(p), uint64(n[key]), uint64(ndev), uint64(out)))
 						got = k.readFloats(out, n[key])
 						o := mustArray(t, make([]float32, n[key]))
-						if err := ns.PushPull(kvcore.IntKey(key), vals, []*kvcore.Array{o}); err != nil {
+						if err := ns.PushPullTo(kvcore.IntKey(key), vals, o); err != nil {
 							t.Fatal(err)
 						}
 						vals = []*kvcore.Array{o}
 					}
-					want, err := vals[0].ToSlice()
+					want, err := vals[0].ToSlice(ctx)
 					if err != nil {
 						t.Fatalf("native %s: %v", what, err)
 					}
@@ -168,7 +169,7 @@ func randFloats(rng *rand.Rand, n int) []float32 {
 
 func mustArray(t *testing.T, v []float32) *kvcore.Array {
 	t.Helper()
-	a, err := kvcore.FromSlice(kvcore.OnCPU(0), v, len(v))
+	a, err := kvcore.FromSlice(kvcore.CPU(0), v, len(v))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,16 @@
 // GOOS=wasip1; exports setup(nsrc, n) and reduce().
 package main
 
-import "github.com/webkv/webkv/kvcore"
+import (
+	"github.com/webkv/webkv/kvcore/compute"
+)
 
 func main() {}
 
 var (
-	dst  kvcore.Buffer
-	srcs []kvcore.Buffer
+	cpu  = compute.NewCPU(nil)
+	dst  compute.Buffer
+	srcs []compute.Buffer
 )
 
 // setup allocates nsrc input arrays and one output of n float32 each on the
@@ -20,7 +23,7 @@ var (
 //
 //go:wasmexport setup
 func setup(nsrc, n uint32) int32 {
-	be := kvcore.CPU()
+	be := cpu
 	var err error
 	if dst, err = be.Alloc(int(n)); err != nil {
 		return -1
@@ -44,8 +47,8 @@ func setup(nsrc, n uint32) int32 {
 //
 //go:wasmexport reduce
 func reduce() float32 {
-	if kvcore.CPU().Reduce(dst, srcs, 1) != nil {
+	if cpu.Reduce(dst, srcs, 1) != nil {
 		return -1
 	}
-	return dst.(*kvcore.CPUBuffer).Float32s()[0]
+	return dst.(*compute.CPUBuffer).Float32s()[0]
 }

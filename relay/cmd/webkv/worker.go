@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/shaders/mlp"
 	"github.com/webkv/webkv/www"
@@ -111,13 +112,13 @@ func isLocal(u string) bool { return u == "" || u == "local" }
 // store when there is none.
 func openStore(ctx context.Context, cfg *workerConfig) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
-		return kvcore.Create("local")
+		return kvcore.Create(ctx, "local", nil)
 	}
 	conn, err := relay.Dial(ctx, cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers})
 	if err != nil {
 		return nil, err
 	}
-	kv, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+	kv, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: conn})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -312,10 +313,10 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	shapes := mlp.MNIST.TensorShapes()
 	var wArr, gArr [4]*kvcore.Array
 	for i, t := range p.Tensors() {
-		if wArr[i], err = kvcore.FromSlice(kvcore.OnCPU(0), t, shapes[i]...); err != nil {
+		if wArr[i], err = kvcore.FromSlice(kvcore.CPU(0), t, shapes[i]...); err != nil {
 			return res, err
 		}
-		if gArr[i], err = kvcore.NewArray(kvcore.OnCPU(0), shapes[i]...); err != nil {
+		if gArr[i], err = kvcore.NewArray(kvcore.CPU(0), shapes[i]...); err != nil {
 			return res, err
 		}
 		if err := kv.Init(ctx, kvcore.StrKey(mlp.TensorNames[i]), wArr[i]); err != nil {
@@ -323,7 +324,7 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 		}
 	}
 	if kv.Rank() == 0 {
-		if err := kv.SetOptimizer(ctx, kvcore.SGD(cfg.LR, cfg.Momentum)); err != nil {
+		if err := kv.SetOptimizer(ctx, optimizer.SGD(cfg.LR, cfg.Momentum)); err != nil {
 			return res, fmt.Errorf("worker: set optimizer: %w", err)
 		}
 	}
@@ -365,7 +366,7 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 			}
 		}
 		for i, t := range p.Tensors() {
-			if err := wArr[i].CopyTo(t); err != nil {
+			if err := wArr[i].CopyTo(ctx, t); err != nil {
 				return err
 			}
 		}
@@ -406,7 +407,7 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 					t[j] *= inv
 				}
 			}
-			if err := gArr[i].CopyFrom(t); err != nil {
+			if err := gArr[i].CopyFrom(ctx, t); err != nil {
 				return res, err
 			}
 			if err := kv.Push(keys[i], gArr[i]); err != nil {
