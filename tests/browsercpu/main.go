@@ -7,9 +7,10 @@
 // step is timed without the copy of JavaScript arrays in and out (which
 // webkv's page API makes on every push and tf.tensor on every upload, and
 // which the page times separately). It runs each operation on two
-// backends: "simd", the CPU backend with the WebAssembly SIMD kernels
-// (package wasm/js/simd, loaded by webkv.js exactly as for webkv.wasm), and
-// "go", the CPU backend's Go loops.
+// backends: "simd", the CPU backend accelerated by the WebAssembly SIMD
+// kernels (package wasm/js/simd, loaded by webkv.js exactly as for
+// webkv.wasm), and "go", the CPU backend's Go loops; each one's stores are
+// 'local' stores on it, their arrays on kvcore.CPU(0).
 //
 // The page loads it with webkv.js: load({wasmURL}) resolves to the object
 // this program hands to __webkvInit:
@@ -30,23 +31,24 @@ import (
 	"unsafe"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/wasm/js/simd"
 )
 
 // rig is one backend's stores and arrays.
 type rig struct {
-	be     kvcore.Backend
-	ctx    kvcore.Ctx
+	be     *compute.CPU
 	red    *kvcore.Store // key 0: push of k arrays, assigned (a reduce)
 	adam   *kvcore.Store // key 1: push of grad with adam; key 2: push of k arrays with adam
 	ins    []*kvcore.Array
 	tiny   []*kvcore.Array // 4 values each, pushed to key 3: the fixed cost of a push
 	grad   *kvcore.Array
 	out    *kvcore.Array
-	bufs   []kvcore.Buffer // the backend-level reduce's inputs and output (last)
-	w, g   kvcore.Buffer   // the backend-level Adam step
-	states []kvcore.Buffer
-	params kvcore.StepParams
+	bufs   []compute.Buffer // the backend-level reduce's inputs and output (last)
+	w, g   compute.Buffer   // the backend-level Adam step
+	states []compute.Buffer
+	params compute.StepParams
 }
 
 var (
@@ -107,66 +109,64 @@ func setup(cfg js.Value) (any, error) {
 	}
 	grad, w0 := floats(cfg.Get("grad")), floats(cfg.Get("w0"))
 	res := map[string]any{}
-	sb, err := simd.Load(nil)
+	accel, err := simd.Load(nil)
 	if err != nil {
 		simdErr = err.Error()
 		res["simd"] = "unavailable: " + simdErr
 	} else {
-		res["simd"] = sb.Name()
-		res["minLen"] = sb.MinLen()
-		// The SIMD backend's arrays live on a context of their own, so the
-		// stores see them as theirs (no staging copy), as the CPU
-		// backend's arrays on cpu(0) are its own.
-		kvcore.AttachGPU(7, sb)
-		if err := newRig("simd", sb, kvcore.OnGPU(7), data, grad, w0); err != nil {
+		cpu := compute.NewCPU(&compute.CPUOptions{Accel: accel})
+		res["simd"] = cpu.Name()
+		res["minLen"] = accel.MinLen()
+		if err := newRig("simd", cpu, data, grad, w0); err != nil {
 			return nil, err
 		}
 	}
-	if err := newRig("go", kvcore.CPU(), kvcore.OnCPU(0), data, grad, w0); err != nil {
+	if err := newRig("go", compute.NewCPU(nil), data, grad, w0); err != nil {
 		return nil, err
 	}
 	return js.ValueOf(res), nil
 }
 
-func newRig(name string, be kvcore.Backend, ctx kvcore.Ctx, data [][]float32, grad, w0 []float32) error {
-	r := &rig{be: be, ctx: ctx}
+func newRig(name string, be *compute.CPU, data [][]float32, grad, w0 []float32) error {
+	r := &rig{be: be}
 	var err error
 	bg := context.Background()
-	if r.red, err = kvcore.Create("device", kvcore.WithBackend(be)); err != nil {
+	dev := kvcore.CPU(0)
+	if r.red, err = kvcore.Create(bg, "local", &kvcore.Options{Backend: be}); err != nil {
 		return err
 	}
-	if r.adam, err = kvcore.Create("device", kvcore.WithBackend(be)); err != nil {
+	if r.adam, err = kvcore.Create(bg, "local", &kvcore.Options{Backend: be}); err != nil {
 		return err
 	}
 	for _, d := range data {
-		a, err := kvcore.FromSlice(ctx, d)
+		a, err := kvcore.FromSlice(dev, d)
 		if err != nil {
 			return err
 		}
 		r.ins = append(r.ins, a)
 	}
 	for range k {
-		a, err := kvcore.FromSlice(ctx, []float32{1, 2, 3, 4})
+		a, err := kvcore.FromSlice(dev, []float32{1, 2, 3, 4})
 		if err != nil {
 			return err
 		}
 		r.tiny = append(r.tiny, a)
 	}
-	if r.grad, err = kvcore.FromSlice(ctx, grad); err != nil {
+	if r.grad, err = kvcore.FromSlice(dev, grad); err != nil {
 		return err
 	}
-	if r.out, err = kvcore.NewArray(ctx, n); err != nil {
+	if r.out, err = kvcore.NewArray(dev, n); err != nil {
 		return err
 	}
-	zero, _ := kvcore.NewArray(ctx, n)
-	w, _ := kvcore.FromSlice(ctx, w0)
+	zero, _ := kvcore.NewArray(dev, n)
+	w, _ := kvcore.FromSlice(dev, w0)
 	if err := r.red.InitList(bg, kvcore.Keys(0, 3), []*kvcore.Array{zero, r.tiny[0]}); err != nil {
 		return err
 	}
 	if err := r.adam.InitList(bg, kvcore.Keys(1, 2), []*kvcore.Array{w, w}); err != nil {
 		return err
 	}
-	opt, err := kvcore.ParseOptimizer([]byte(`{"name": "adam", "learning_rate": 0.001}`))
+	opt, err := optimizer.Parse([]byte(`{"name": "adam", "learning_rate": 0.001}`))
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func newRig(name string, be kvcore.Backend, ctx kvcore.Ctx, data [][]float32, gr
 		r.states = append(r.states, s)
 	}
 	lr := 0.001 * math.Sqrt(1-0.999) / (1 - 0.9) // step 1's bias correction
-	r.params = kvcore.StepParams{LR: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: float32(lr), T: 1}
+	r.params = compute.StepParams{LR: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: float32(lr), T: 1}
 	rigs[name] = r
 	return nil
 }
@@ -237,7 +237,7 @@ func run(name, op string) error {
 	case "kreduce":
 		return r.be.Reduce(r.bufs[k], r.bufs[:k], 1)
 	case "kadam":
-		return r.be.Step(kvcore.OptAdam, &r.params, r.w, r.g, r.states)
+		return r.be.Step(compute.OptAdam, &r.params, r.w, r.g, r.states)
 	}
 	return fmt.Errorf("unknown op %q", op)
 }
@@ -256,7 +256,7 @@ func pull(name, op string) (any, error) {
 			s, key = r.adam, map[string]int{"adam": 1, "reduceAdam": 2}[op]
 		}
 		if err = s.Pull(kvcore.IntKey(key), r.out); err == nil {
-			err = r.out.CopyTo(out)
+			err = r.out.CopyTo(context.Background(), out)
 		}
 	case "kreduce":
 		err = r.be.Read(r.bufs[k], 0, out)
@@ -283,10 +283,11 @@ func sweep(cfg js.Value) (any, error) {
 	if simdErr != "" {
 		return nil, errors.New("no SIMD kernels: " + simdErr)
 	}
-	always, err := simd.Load(&simd.Options{MinLen: 1})
+	accel, err := simd.Load(&simd.Options{MinLen: 1})
 	if err != nil {
 		return nil, err
 	}
+	always := compute.NewCPU(&compute.CPUOptions{Accel: accel})
 	ms := cfg.Get("ms").Float()
 	var rows []any
 	for i := range cfg.Get("sizes").Length() {
@@ -295,8 +296,8 @@ func sweep(cfg js.Value) (any, error) {
 		for range 3 {
 			for _, c := range []struct {
 				name string
-				be   kvcore.Backend
-			}{{"simd", always}, {"go", kvcore.CPU()}} {
+				be   *compute.CPU
+			}{{"simd", always}, {"go", compute.NewCPU(nil)}} {
 				red, adam, err := sweepOne(c.be, size, ms)
 				if err != nil {
 					return nil, err
@@ -313,8 +314,8 @@ func sweep(cfg js.Value) (any, error) {
 	return js.ValueOf(rows), nil
 }
 
-func sweepOne(be kvcore.Backend, size int, ms float64) (red, adam float64, err error) {
-	var bufs []kvcore.Buffer
+func sweepOne(be *compute.CPU, size int, ms float64) (red, adam float64, err error) {
+	var bufs []compute.Buffer
 	for range 7 {
 		b, err := be.Alloc(size)
 		if err != nil {
@@ -323,7 +324,7 @@ func sweepOne(be kvcore.Backend, size int, ms float64) (red, adam float64, err e
 		defer be.Free(b)
 		bufs = append(bufs, b)
 	}
-	p := kvcore.StepParams{LR: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 0.001, T: 1}
+	p := compute.StepParams{LR: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 0.001, T: 1}
 	timeIt := func(f func() error) (float64, error) {
 		iters := 0
 		start := time.Now()
@@ -340,6 +341,6 @@ func sweepOne(be kvcore.Backend, size int, ms float64) (red, adam float64, err e
 	if red, err = timeIt(func() error { return be.Reduce(bufs[4], bufs[:4], 1) }); err != nil {
 		return 0, 0, err
 	}
-	adam, err = timeIt(func() error { return be.Step(kvcore.OptAdam, &p, bufs[4], bufs[5], bufs[2:4]) })
+	adam, err = timeIt(func() error { return be.Step(compute.OptAdam, &p, bufs[4], bufs[5], bufs[2:4]) })
 	return red, adam, err
 }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // work is the asynchronous part of a call: it runs in a goroutine and its
@@ -167,16 +168,22 @@ func isInstance(v js.Value, class string) bool {
 	return c.Type() == js.TypeFunction && v.Type() == js.TypeObject && v.InstanceOf(c)
 }
 
-// float32sFromJS copies a Float32Array into Go memory.
-func float32sFromJS(v js.Value) []float32 {
+// host allocates the CPU buffers that values from JavaScript are copied
+// into (the zero CPU: no pool, the garbage collector takes them back).
+var host = &compute.CPU{}
+
+// hostFromJS copies a non-empty Float32Array into a new CPU buffer and
+// returns it with its values.
+func hostFromJS(v js.Value) (compute.Buffer, []float32) {
 	n := v.Length()
-	out := make([]float32, n)
-	if n == 0 {
-		return out
+	b, err := host.Alloc(n)
+	if err != nil {
+		panic(err) // n >= 1: the zero CPU does not fail
 	}
+	out := b.(*compute.CPUBuffer).Float32s()
 	u8 := js.Global().Get("Uint8Array").New(v.Get("buffer"), v.Get("byteOffset"), n*4)
 	js.CopyBytesToGo(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), n*4), u8)
-	return out
+	return b, out
 }
 
 // float32sToJS copies src into dst (a Float32Array of len(src)), or into a

@@ -10,39 +10,49 @@ import (
 	"syscall/js"
 	"testing"
 
-	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/backendtest"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/compute/backendtest"
 )
 
 // These tests run in a browser (TestInBrowser, in browser_test.go, builds
 // this package's GOOS=js tests and runs them in headless Chromium, the
 // kernels loaded by webkv.js's loadSIMD over the test binary's memory).
 
-func newTestBackend(t *testing.T, minLen int) *Backend {
+// newTestBackend returns a CPU backend accelerated by the kernels from
+// minLen elements on (0: the default).
+func newTestBackend(t *testing.T, minLen int) *compute.CPU {
 	t.Helper()
-	b, err := Load(&Options{MinLen: minLen})
+	a, err := Load(&Options{MinLen: minLen})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	return b
+	return compute.NewCPU(&compute.CPUOptions{Accel: a})
 }
 
-// TestConformanceJS runs the Backend conformance suite with every length
-// through the kernels, and with the default crossover.
+// TestConformanceJS runs the Backend conformance suite on the accelerated
+// CPU backend with every length through the kernels, and with the default
+// crossover.
 func TestConformanceJS(t *testing.T) {
 	t.Run("kernels", func(t *testing.T) {
-		backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newTestBackend(t, 1) }, backendtest.Short())
+		backendtest.Run(t, func(t *testing.T) compute.Backend { return newTestBackend(t, 1) }, backendtest.Short())
 	})
+	// The large case (16M values and more) runs once, on the default.
 	t.Run("default", func(t *testing.T) {
-		backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newTestBackend(t, 0) }, backendtest.Short())
+		backendtest.Run(t, func(t *testing.T) compute.Backend { return newTestBackend(t, 0) })
 	})
 }
 
-// TestLoadJS checks the backend's name and what Load says without kernels.
+// TestLoadJS checks the names and what Load says without kernels.
 func TestLoadJS(t *testing.T) {
-	b := newTestBackend(t, 0)
-	if b.Name() != "cpu+wasm-simd" || b.MinLen() != DefaultMinLen {
-		t.Errorf("Name %q, MinLen %d", b.Name(), b.MinLen())
+	a, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.MinLen() != DefaultMinLen {
+		t.Errorf("MinLen %d", a.MinLen())
+	}
+	if name := compute.NewCPU(&compute.CPUOptions{Accel: a}).Name(); name != "cpu+wasm-simd" {
+		t.Errorf("the accelerated CPU's name is %q", name)
 	}
 	saved := js.Global().Get("__webkvSIMD")
 	defer js.Global().Set("__webkvSIMD", saved)
@@ -63,10 +73,10 @@ func TestLoadJS(t *testing.T) {
 // twin holds the same inputs on the SIMD backend and the CPU reference.
 type twin struct {
 	t    *testing.T
-	s, c kvcore.Backend
+	s, c compute.Backend
 }
 
-func (tw twin) upload(data []float32) (kvcore.Buffer, kvcore.Buffer) {
+func (tw twin) upload(data []float32) (compute.Buffer, compute.Buffer) {
 	bs, err := tw.s.Alloc(len(data))
 	if err != nil {
 		tw.t.Fatal(err)
@@ -86,16 +96,19 @@ func (tw twin) upload(data []float32) (kvcore.Buffer, kvcore.Buffer) {
 
 // same fails unless the two buffers hold the same values (the same bits,
 // NaN payloads aside).
-func (tw twin) same(what string, bs, bc kvcore.Buffer) { tw.t.Helper(); tw.cmp(what, bs, bc, sameBits) }
+func (tw twin) same(what string, bs, bc compute.Buffer) {
+	tw.t.Helper()
+	tw.cmp(what, bs, bc, sameBits)
+}
 
 // sameWords fails unless the two buffers hold the same bits, NaN patterns
 // included (packed words).
-func (tw twin) sameWords(what string, bs, bc kvcore.Buffer) {
+func (tw twin) sameWords(what string, bs, bc compute.Buffer) {
 	tw.t.Helper()
 	tw.cmp(what, bs, bc, func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) })
 }
 
-func (tw twin) cmp(what string, bs, bc kvcore.Buffer, eq func(a, b float32) bool) {
+func (tw twin) cmp(what string, bs, bc compute.Buffer, eq func(a, b float32) bool) {
 	tw.t.Helper()
 	got, want := make([]float32, bs.Len()), make([]float32, bc.Len())
 	if err := tw.s.Read(bs, 0, got); err != nil {
@@ -122,7 +135,7 @@ func TestEqualsCPUJS(t *testing.T) {
 	seed := testSeed(t)
 	r := rand.New(rand.NewPCG(seed, 11))
 	for _, minLen := range []int{1, 0} {
-		tw := twin{t: t, s: newTestBackend(t, minLen), c: kvcore.CPU()}
+		tw := twin{t: t, s: newTestBackend(t, minLen), c: compute.NewCPU(nil)}
 		for _, n := range jsLens {
 			// Fill.
 			d := make([]float32, n)
@@ -133,7 +146,7 @@ func TestEqualsCPUJS(t *testing.T) {
 			tw.same(fmt.Sprintf("fill n=%d", n), bs, bc)
 			// Reduce.
 			for _, nin := range []int{1, 2, 3, 4, 5, 7, 16} {
-				var ss, cs []kvcore.Buffer
+				var ss, cs []compute.Buffer
 				for range nin {
 					x := make([]float32, n)
 					values(r, x, 1, r.IntN(4) == 0)
@@ -164,14 +177,14 @@ func TestEqualsCPUJS(t *testing.T) {
 					st[i] = make([]float32, n)
 				}
 				stateInit(r, c, st)
-				var ss, sc []kvcore.Buffer
+				var ss, sc []compute.Buffer
 				for _, s := range st {
 					a, b := tw.upload(s)
 					ss, sc = append(ss, a), append(sc, b)
 				}
 				for stepNo := range 2 {
 					nin := 1 + r.IntN(4)
-					var gs, gc []kvcore.Buffer
+					var gs, gc []compute.Buffer
 					for range nin {
 						g := make([]float32, n)
 						values(r, g, 0.5, r.IntN(3) == 0)
@@ -189,7 +202,7 @@ func TestEqualsCPUJS(t *testing.T) {
 						}
 					} else {
 						what += fmt.Sprintf(" fused with %d inputs", nin)
-						if err := tw.s.(kvcore.ReduceStepper).ReduceStep(c.kind, &p, ws, gs, 0.5, ss); err != nil {
+						if err := tw.s.(compute.ReduceStepper).ReduceStep(c.kind, &p, ws, gs, 0.5, ss); err != nil {
 							t.Fatalf("%s: %v", what, err)
 						}
 						m, _ := tw.c.Alloc(n)
@@ -206,7 +219,7 @@ func TestEqualsCPUJS(t *testing.T) {
 			}
 		}
 		// Quantizers, residual carried over three rounds.
-		for _, cm := range []kvcore.Compression{{Kind: kvcore.Compress2Bit, Threshold: 0.5}, {Kind: kvcore.Compress1Bit, Threshold: r.Float32() - 0.5}} {
+		for _, cm := range []compute.Compression{{Kind: compute.Compress2Bit, Threshold: 0.5}, {Kind: compute.Compress1Bit, Threshold: r.Float32() - 0.5}} {
 			for _, n := range jsLens {
 				rs, rc := tw.upload(make([]float32, n))
 				os, oc := tw.upload(make([]float32, cm.Kind.PackedLen(n)))

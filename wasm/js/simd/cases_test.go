@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // Inputs and comparisons shared by the native kernel tests (wazero) and the
@@ -100,8 +100,8 @@ var testLens = []int{1, 3, 4, 5, 7, 8, 33, 1023, 2048, 2051, 4099, 9001, 20000}
 // stepCase is one optimizer configuration of the kernel tests.
 type stepCase struct {
 	name   string
-	kind   kvcore.OptKind
-	p      kvcore.StepParams
+	kind   compute.OptKind
+	p      compute.StepParams
 	states int
 }
 
@@ -110,7 +110,7 @@ type stepCase struct {
 func stepCases(r *rand.Rand) []stepCase {
 	var cs []stepCase
 	for variant := range 4 {
-		base := kvcore.StepParams{
+		base := compute.StepParams{
 			LR:           0.01 + r.Float32()*0.1,
 			RescaleGrad:  1,
 			ClipGradient: -1,
@@ -125,46 +125,46 @@ func stepCases(r *rand.Rand) []stepCase {
 			base.RescaleGrad = 0.5 + r.Float32()
 		}
 		v := fmt.Sprintf("wd=%v,clip=%v", variant&1 != 0, variant&2 != 0)
-		add := func(name string, kind kvcore.OptKind, states int, f func(p *kvcore.StepParams)) {
+		add := func(name string, kind compute.OptKind, states int, f func(p *compute.StepParams)) {
 			p := base
 			f(&p)
 			cs = append(cs, stepCase{name + "/" + v, kind, p, states})
 		}
-		add("sgd", kvcore.OptSGD, 0, func(p *kvcore.StepParams) {})
-		add("sgd_mom", kvcore.OptSGD, 1, func(p *kvcore.StepParams) { p.Momentum = 0.9 })
-		add("nag_nomom", kvcore.OptNAG, 0, func(p *kvcore.StepParams) {})
-		add("nag", kvcore.OptNAG, 1, func(p *kvcore.StepParams) { p.Momentum = 0.85 })
-		adam := func(p *kvcore.StepParams) {
+		add("sgd", compute.OptSGD, 0, func(p *compute.StepParams) {})
+		add("sgd_mom", compute.OptSGD, 1, func(p *compute.StepParams) { p.Momentum = 0.9 })
+		add("nag_nomom", compute.OptNAG, 0, func(p *compute.StepParams) {})
+		add("nag", compute.OptNAG, 1, func(p *compute.StepParams) { p.Momentum = 0.85 })
+		adam := func(p *compute.StepParams) {
 			p.Beta1, p.Beta2 = 0.9, 0.999
 			p.Coef1 = p.LR * float32(math.Sqrt(1-math.Pow(0.999, float64(p.T)))/(1-math.Pow(0.9, float64(p.T))))
 		}
-		add("adam", kvcore.OptAdam, 2, adam)
-		add("adamw", kvcore.OptAdamW, 2, adam)
-		add("adagrad", kvcore.OptAdaGrad, 1, func(p *kvcore.StepParams) {})
-		add("rmsprop", kvcore.OptRMSProp, 1, func(p *kvcore.StepParams) { p.Gamma1 = 0.9 })
-		add("rmsprop_clipw", kvcore.OptRMSProp, 1, func(p *kvcore.StepParams) {
-			p.Gamma1, p.Flags, p.ClipWeights = 0.9, kvcore.FlagClipWeights, 0.3
+		add("adam", compute.OptAdam, 2, adam)
+		add("adamw", compute.OptAdamW, 2, adam)
+		add("adagrad", compute.OptAdaGrad, 1, func(p *compute.StepParams) {})
+		add("rmsprop", compute.OptRMSProp, 1, func(p *compute.StepParams) { p.Gamma1 = 0.9 })
+		add("rmsprop_clipw", compute.OptRMSProp, 1, func(p *compute.StepParams) {
+			p.Gamma1, p.Flags, p.ClipWeights = 0.9, compute.FlagClipWeights, 0.3
 		})
-		add("rmsprop_centered", kvcore.OptRMSProp, 3, func(p *kvcore.StepParams) {
-			p.Gamma1, p.Gamma2, p.Flags = 0.95, 0.9, kvcore.FlagCentered
+		add("rmsprop_centered", compute.OptRMSProp, 3, func(p *compute.StepParams) {
+			p.Gamma1, p.Gamma2, p.Flags = 0.95, 0.9, compute.FlagCentered
 		})
-		add("rmsprop_centered_clipw", kvcore.OptRMSProp, 3, func(p *kvcore.StepParams) {
-			p.Gamma1, p.Gamma2, p.Flags, p.ClipWeights = 0.95, 0.9, kvcore.FlagCentered|kvcore.FlagClipWeights, 0.3
+		add("rmsprop_centered_clipw", compute.OptRMSProp, 3, func(p *compute.StepParams) {
+			p.Gamma1, p.Gamma2, p.Flags, p.ClipWeights = 0.95, 0.9, compute.FlagCentered|compute.FlagClipWeights, 0.3
 		})
-		add("adadelta", kvcore.OptAdaDelta, 2, func(p *kvcore.StepParams) { p.Rho = 0.9 })
-		add("signsgd", kvcore.OptSignum, 0, func(p *kvcore.StepParams) { p.WDLH = 0.001 })
-		add("signum", kvcore.OptSignum, 1, func(p *kvcore.StepParams) { p.Momentum, p.WDLH = 0.9, 0.001 })
-		add("ftrl", kvcore.OptFTRL, 2, func(p *kvcore.StepParams) { p.Lamda1, p.Beta = 0.01, 1 })
-		lamb := func(p *kvcore.StepParams) {
+		add("adadelta", compute.OptAdaDelta, 2, func(p *compute.StepParams) { p.Rho = 0.9 })
+		add("signsgd", compute.OptSignum, 0, func(p *compute.StepParams) { p.WDLH = 0.001 })
+		add("signum", compute.OptSignum, 1, func(p *compute.StepParams) { p.Momentum, p.WDLH = 0.9, 0.001 })
+		add("ftrl", compute.OptFTRL, 2, func(p *compute.StepParams) { p.Lamda1, p.Beta = 0.01, 1 })
+		lamb := func(p *compute.StepParams) {
 			p.Beta1, p.Beta2 = 0.9, 0.999
 			p.Coef1 = float32(1 - math.Pow(0.9, float64(p.T)))
 			p.Coef2 = float32(1 - math.Pow(0.999, float64(p.T)))
 		}
-		add("lamb", kvcore.OptLAMB, 2, lamb)
-		add("lamb_bias", kvcore.OptLAMB, 2, func(p *kvcore.StepParams) { lamb(p); p.Flags = kvcore.FlagBiasCorrection })
-		add("lamb_bounds", kvcore.OptLAMB, 2, func(p *kvcore.StepParams) {
+		add("lamb", compute.OptLAMB, 2, lamb)
+		add("lamb_bias", compute.OptLAMB, 2, func(p *compute.StepParams) { lamb(p); p.Flags = compute.FlagBiasCorrection })
+		add("lamb_bounds", compute.OptLAMB, 2, func(p *compute.StepParams) {
 			lamb(p)
-			p.Flags, p.LowerBound, p.UpperBound = kvcore.FlagBiasCorrection|kvcore.FlagBounds, 0.5, 20
+			p.Flags, p.LowerBound, p.UpperBound = compute.FlagBiasCorrection|compute.FlagBounds, 0.5, 20
 		})
 	}
 	return cs
@@ -175,21 +175,21 @@ func stepCases(r *rand.Rand) []stepCase {
 func stateInit(r *rand.Rand, c stepCase, states [][]float32) {
 	for i, s := range states {
 		switch {
-		case c.kind == kvcore.OptAdam || c.kind == kvcore.OptAdamW || c.kind == kvcore.OptLAMB:
+		case c.kind == compute.OptAdam || c.kind == compute.OptAdamW || c.kind == compute.OptLAMB:
 			if i == 1 {
 				positive(r, s, 0, 0.01)
 			} else {
 				values(r, s, 0.1, false)
 			}
-		case c.kind == kvcore.OptAdaGrad, c.kind == kvcore.OptAdaDelta:
+		case c.kind == compute.OptAdaGrad, c.kind == compute.OptAdaDelta:
 			positive(r, s, 0, 0.1)
-		case c.kind == kvcore.OptRMSProp:
+		case c.kind == compute.OptRMSProp:
 			if i == 0 {
 				positive(r, s, 0.01, 0.1)
 			} else {
 				values(r, s, 0.05, false)
 			}
-		case c.kind == kvcore.OptFTRL:
+		case c.kind == compute.OptFTRL:
 			if i == 1 {
 				positive(r, s, 0, 1)
 			} else {

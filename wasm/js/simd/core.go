@@ -6,7 +6,7 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // The kernels of kernels.wat, driven from Go: this file splits each
@@ -151,8 +151,8 @@ func (k *kernels) fill(d []float32, v float32) {
 	n4 := len(d) &^ 3
 	if n4 > 0 {
 		k.mu.Lock()
+		defer k.mu.Unlock()
 		k.e.call(fnFill, 0, k.a(d), float64(n4), bits(v))
-		k.mu.Unlock()
 	}
 	for i := n4; i < len(d); i++ {
 		d[i] = v
@@ -200,7 +200,7 @@ func (k *kernels) reduceTail(srcs [][]float32, n4 int, scale float32) []float32 
 // stepKernel returns the kernel of kind with nstates states and fills the
 // parameter slots from p exactly as the reference kernel derives its
 // constants (the same float32 expressions, so the same bits).
-func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []float32) (int, error) {
+func stepKernel(kind compute.OptKind, p *compute.StepParams, nstates int, s []float32) (int, error) {
 	clear(s)
 	inf := float32(math.Inf(1))
 	// clip is c where the reference clips (c >= 0), else +inf.
@@ -211,7 +211,7 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 		return inf
 	}
 	switch kind {
-	case kvcore.OptSGD, kvcore.OptNAG:
+	case compute.OptSGD, compute.OptNAG:
 		if nstates == 0 { // sgdStep, for both
 			s[0] = 1 - p.LR*p.WD
 			if c := p.ClipGradient; c >= 0 {
@@ -221,7 +221,7 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 			}
 			return kSGD, nil
 		}
-		if kind == kvcore.OptNAG {
+		if kind == compute.OptNAG {
 			s[0], s[1], s[2], s[3], s[4], s[5] = p.Momentum, p.Momentum+1, p.LR, p.WD, p.RescaleGrad, clip(p.ClipGradient)
 			return kNAG, nil
 		}
@@ -232,19 +232,19 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 			s[2], s[3], s[4] = p.LR*p.RescaleGrad, 1, inf
 		}
 		return kSGDMom, nil
-	case kvcore.OptAdam, kvcore.OptAdamW:
+	case compute.OptAdam, compute.OptAdamW:
 		s[0], s[1], s[2], s[3] = p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
 		s[4], s[5], s[6], s[7], s[8] = p.RescaleGrad, p.WD, p.Coef1, p.Epsilon, clip(p.ClipGradient)
-		if kind == kvcore.OptAdam {
+		if kind == compute.OptAdam {
 			return kAdam, nil
 		}
 		return kAdamW, nil
-	case kvcore.OptAdaGrad:
+	case compute.OptAdaGrad:
 		s[0], s[1], s[2], s[3], s[4] = p.RescaleGrad, p.WD, -p.LR, p.Epsilon, clip(p.ClipGradient)
 		return kAdaGrad, nil
-	case kvcore.OptRMSProp:
+	case compute.OptRMSProp:
 		cw := inf
-		if p.Flags&kvcore.FlagClipWeights != 0 && p.ClipWeights >= 0 {
+		if p.Flags&compute.FlagClipWeights != 0 && p.ClipWeights >= 0 {
 			cw = p.ClipWeights
 		}
 		if nstates < 3 {
@@ -253,10 +253,10 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 		}
 		s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8] = p.Gamma1, 1-p.Gamma1, p.Gamma2, p.RescaleGrad, p.WD, p.LR, p.Epsilon, clip(p.ClipGradient), cw
 		return kRMSPropCentered, nil
-	case kvcore.OptAdaDelta:
+	case compute.OptAdaDelta:
 		s[0], s[1], s[2], s[3], s[4], s[5] = p.Rho, 1-p.Rho, p.RescaleGrad, p.WD, p.Epsilon, clip(p.ClipGradient)
 		return kAdaDelta, nil
-	case kvcore.OptSignum:
+	case compute.OptSignum:
 		if nstates == 0 {
 			s[0], s[1] = 1-p.LR*(p.WD+p.WDLH), p.LR
 			return kSignSGD, nil
@@ -264,7 +264,7 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 		nmu := 1 - p.Momentum
 		s[0], s[1], s[2], s[3], s[4], s[5], s[6] = p.Momentum, nmu, nmu*p.WD, p.RescaleGrad, p.LR, 1-p.LR*p.WDLH, clip(p.ClipGradient)
 		return kSignum, nil
-	case kvcore.OptFTRL:
+	case compute.OptFTRL:
 		s[0], s[1], s[2], s[3], s[4], s[5] = p.RescaleGrad, p.WD, p.LR, p.Lamda1, p.Beta, clip(p.ClipGradient)
 		return kFTRL, nil
 	}
@@ -273,16 +273,16 @@ func stepKernel(kind kvcore.OptKind, p *kvcore.StepParams, nstates int, s []floa
 
 // lambCoefs are LAMB's bias corrections as the kernels use them: 1 and 1
 // without bias correction (x/1 == x).
-func lambCoefs(p *kvcore.StepParams) (c1, c2 float32) {
-	if p.Flags&kvcore.FlagBiasCorrection != 0 {
+func lambCoefs(p *compute.StepParams) (c1, c2 float32) {
+	if p.Flags&compute.FlagBiasCorrection != 0 {
 		return p.Coef1, p.Coef2
 	}
 	return 1, 1
 }
 
 // step applies one element-wise optimizer update (not LAMB).
-func (k *kernels) step(kind kvcore.OptKind, p *kvcore.StepParams, w, g []float32, states [][]float32) error {
-	if kind == kvcore.OptLAMB {
+func (k *kernels) step(kind compute.OptKind, p *compute.StepParams, w, g []float32, states [][]float32) error {
+	if kind == compute.OptLAMB {
 		return k.lamb(p, w, g, nil, 0, states)
 	}
 	k.mu.Lock()
@@ -328,8 +328,8 @@ func (k *kernels) stepArgs(w, g []float32, states [][]float32, n int) []float64 
 }
 
 // reduceStep is reduce into a temporary then step, fused in blocks.
-func (k *kernels) reduceStep(kind kvcore.OptKind, p *kvcore.StepParams, w []float32, srcs [][]float32, scale float32, states [][]float32) error {
-	if kind == kvcore.OptLAMB {
+func (k *kernels) reduceStep(kind compute.OptKind, p *compute.StepParams, w []float32, srcs [][]float32, scale float32, states [][]float32) error {
+	if kind == compute.OptLAMB {
 		return k.lamb(p, w, nil, srcs, scale, states)
 	}
 	k.mu.Lock()
@@ -371,7 +371,7 @@ func (k *kernels) reduceStep(kind kvcore.OptKind, p *kvcore.StepParams, w []floa
 // lamb is the reference's lambStep: phase 1 (grad g, or the reduce of srcs
 // times scale when g is nil) with the norms' partial sums per 4096-element
 // block, the trust ratio from their ordered total, then phase 2.
-func (k *kernels) lamb(p *kvcore.StepParams, w, g []float32, srcs [][]float32, scale float32, states [][]float32) error {
+func (k *kernels) lamb(p *compute.StepParams, w, g []float32, srcs [][]float32, scale float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("lamb step needs 2 states (mean, var), got %d", len(states))
 	}
@@ -428,7 +428,7 @@ func (k *kernels) lamb(p *kvcore.StepParams, w, g []float32, srcs [][]float32, s
 		uu += part[2*b+1]
 	}
 	r1, r2 := float32(math.Sqrt(ww)), float32(math.Sqrt(uu))
-	if p.Flags&kvcore.FlagBounds != 0 {
+	if p.Flags&compute.FlagBounds != 0 {
 		if p.LowerBound >= 0 {
 			r1 = max(r1, p.LowerBound)
 		}
@@ -472,9 +472,9 @@ var tailMask2, tailMask1 = func() (m2 [16]uint32, m1 [32]uint32) {
 
 // quantize adds g into r and packs the codes of r into out (Quantize2Bit,
 // Quantize1Bit).
-func (k *kernels) quantize(c kvcore.Compression, out, g, r []float32) {
+func (k *kernels) quantize(c compute.Compression, out, g, r []float32) {
 	per := 16
-	if c.Kind == kvcore.Compress1Bit {
+	if c.Kind == compute.Compress1Bit {
 		per = 32
 	}
 	n := len(g)
@@ -482,7 +482,7 @@ func (k *kernels) quantize(c kvcore.Compression, out, g, r []float32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	call := func(out, g, r []float32, words int) {
-		if c.Kind == kvcore.Compress2Bit {
+		if c.Kind == compute.Compress2Bit {
 			k.e.call(fnQuantize2, 0, k.a(out), k.a(g), k.a(r), float64(words), bits(c.Threshold), bits(-1*c.Threshold))
 		} else {
 			k.e.call(fnQuantize1, 0, k.a(out), k.a(g), k.a(r), float64(words), bits(c.Threshold))
@@ -502,7 +502,7 @@ func (k *kernels) quantize(c kvcore.Compression, out, g, r []float32) {
 		call(to, tg, tr, 1)
 		copy(r[full*per:], tr[:tail])
 		word := math.Float32bits(to[0])
-		if c.Kind == kvcore.Compress2Bit {
+		if c.Kind == compute.Compress2Bit {
 			word &= tailMask2[tail]
 		} else {
 			word &= tailMask1[tail]
@@ -512,9 +512,9 @@ func (k *kernels) quantize(c kvcore.Compression, out, g, r []float32) {
 }
 
 // dequantize unpacks in into out (Dequantize2Bit, Dequantize1Bit).
-func (k *kernels) dequantize(c kvcore.Compression, out, in []float32) {
+func (k *kernels) dequantize(c compute.Compression, out, in []float32) {
 	per := 16
-	if c.Kind == kvcore.Compress1Bit {
+	if c.Kind == compute.Compress1Bit {
 		per = 32
 	}
 	n := len(out)
@@ -522,7 +522,7 @@ func (k *kernels) dequantize(c kvcore.Compression, out, in []float32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	call := func(out, in []float32, words int) {
-		if c.Kind == kvcore.Compress2Bit {
+		if c.Kind == compute.Compress2Bit {
 			k.e.call(fnDequantize2, 0, k.a(out), k.a(in), float64(words), bits(c.Threshold), bits(-1*c.Threshold))
 		} else {
 			k.e.call(fnDequantize1, 0, k.a(out), k.a(in), float64(words))

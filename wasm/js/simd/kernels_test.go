@@ -16,14 +16,14 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/wasm/js/simd/internal/wat"
 )
 
 // These tests run kernels.wasm natively in wazero (whose simd128 has the
 // same IEEE semantics as a browser's), driven by the same Go code as in the
 // browser (core.go) with every array inside wazero's memory, and compare
-// each result with the CPU reference (kvcore.CPU()) bit for bit on seeded
+// each result with the CPU reference (compute.CPU) bit for bit on seeded
 // random inputs. WEBKV_SEED replays a run.
 
 // TestKernelsWasmUpToDate checks that kernels.wasm is what kernels.wat
@@ -208,10 +208,10 @@ func (e *wzEngine) array(n int) []float32 {
 
 // ref runs f on the CPU backend with buffers holding copies of ins and
 // returns their contents afterwards.
-func ref(t *testing.T, ins [][]float32, f func(be kvcore.Backend, bufs []kvcore.Buffer) error) [][]float32 {
+func ref(t *testing.T, ins [][]float32, f func(be compute.Backend, bufs []compute.Buffer) error) [][]float32 {
 	t.Helper()
-	be := kvcore.CPU()
-	bufs := make([]kvcore.Buffer, len(ins))
+	be := compute.NewCPU(nil)
+	bufs := make([]compute.Buffer, len(ins))
 	for i, in := range ins {
 		b, err := be.Alloc(len(in))
 		if err != nil {
@@ -278,7 +278,7 @@ func TestKernelsReduce(t *testing.T) {
 				if alias {
 					d = ins[0]
 				}
-				want := ref(t, host, func(be kvcore.Backend, b []kvcore.Buffer) error {
+				want := ref(t, host, func(be compute.Backend, b []compute.Buffer) error {
 					dst := b[nin]
 					if alias {
 						dst = b[0]
@@ -346,7 +346,7 @@ func testSteps(t *testing.T, fused bool) {
 			}
 			host = append(host, make([]float32, n)) // the reference's merge buffer
 			p := c.p
-			want := ref(t, host, func(be kvcore.Backend, b []kvcore.Buffer) error {
+			want := ref(t, host, func(be compute.Backend, b []compute.Buffer) error {
 				wb, sb, ib, mb := b[0], b[1:1+c.states], b[1+c.states:1+c.states+nin], b[len(b)-1]
 				g := ib[0]
 				if fused {
@@ -380,11 +380,11 @@ func TestKernelsQuantize(t *testing.T) {
 	e := newWazero(t)
 	k := newKernels(e)
 	r := rand.New(rand.NewPCG(testSeed(t), 5))
-	comps := []kvcore.Compression{
-		{Kind: kvcore.Compress2Bit, Threshold: 0.5},
-		{Kind: kvcore.Compress2Bit, Threshold: 0.05 + r.Float32()},
-		{Kind: kvcore.Compress1Bit, Threshold: 0},
-		{Kind: kvcore.Compress1Bit, Threshold: r.Float32() - 0.5},
+	comps := []compute.Compression{
+		{Kind: compute.Compress2Bit, Threshold: 0.5},
+		{Kind: compute.Compress2Bit, Threshold: 0.05 + r.Float32()},
+		{Kind: compute.Compress1Bit, Threshold: 0},
+		{Kind: compute.Compress1Bit, Threshold: r.Float32() - 0.5},
 	}
 	for _, c := range comps {
 		for _, n := range append(testLens, 15, 16, 17, 31, 32, 63, 65) {
@@ -402,23 +402,13 @@ func TestKernelsQuantize(t *testing.T) {
 				}
 				hostOut := make([]float32, len(out))
 				hostG := append([]float32(nil), g...)
-				switch c.Kind {
-				case kvcore.Compress2Bit:
-					kvcore.Quantize2Bit(hostOut, hostG, hostR, c.Threshold)
-				default:
-					kvcore.Quantize1Bit(hostOut, hostG, hostR, c.Threshold)
-				}
+				refQuantize(t, c, hostOut, hostG, hostR)
 				k.quantize(c, out, g, res)
 				what := fmt.Sprintf("%v n=%d round %d", c, n, round)
 				compareWords(t, what+": words", out, hostOut)
 				compare(t, what+": residual", res, hostR)
 				hostDeq := make([]float32, n)
-				switch c.Kind {
-				case kvcore.Compress2Bit:
-					kvcore.Dequantize2Bit(hostDeq, hostOut, c.Threshold)
-				default:
-					kvcore.Dequantize1Bit(hostDeq, hostOut, c.Threshold)
-				}
+				refDequantize(t, c, hostDeq, hostOut)
 				k.dequantize(c, deq, out)
 				compare(t, what+": dequantized", deq, hostDeq)
 			}
@@ -427,16 +417,32 @@ func TestKernelsQuantize(t *testing.T) {
 				out[i] = math.Float32frombits(r.Uint32())
 			}
 			hostDeq := make([]float32, n)
-			if c.Kind == kvcore.Compress2Bit {
-				kvcore.Dequantize2Bit(hostDeq, out, c.Threshold)
-			} else {
-				kvcore.Dequantize1Bit(hostDeq, out, c.Threshold)
-			}
+			refDequantize(t, c, hostDeq, out)
 			k.dequantize(c, deq, out)
 			compare(t, fmt.Sprintf("%v n=%d: dequantized random words", c, n), deq, hostDeq)
 			e.next = mark
 		}
 	}
+}
+
+// refQuantize runs the reference quantizer on copies of out, g and r and
+// leaves its results in them.
+func refQuantize(t *testing.T, c compute.Compression, out, g, r []float32) {
+	t.Helper()
+	res := ref(t, [][]float32{out, g, r}, func(be compute.Backend, b []compute.Buffer) error {
+		return be.Quantize(c, b[1], b[2], b[0])
+	})
+	copy(out, res[0])
+	copy(r, res[2])
+}
+
+// refDequantize runs the reference dequantizer.
+func refDequantize(t *testing.T, c compute.Compression, out, in []float32) {
+	t.Helper()
+	res := ref(t, [][]float32{out, in}, func(be compute.Backend, b []compute.Buffer) error {
+		return be.Dequantize(c, b[1], b[0])
+	})
+	copy(out, res[0])
 }
 
 func compareWords(t *testing.T, what string, got, want []float32) {
