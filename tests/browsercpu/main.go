@@ -289,6 +289,12 @@ func sweep(cfg js.Value) (any, error) {
 	}
 	always := compute.NewCPU(&compute.CPUOptions{Accel: accel})
 	ms := cfg.Get("ms").Float()
+	// Warm up both paths (the engines compile hot code in tiers).
+	for _, be := range []*compute.CPU{always, compute.NewCPU(nil)} {
+		if _, _, err := sweepOne(be, 4096, ms); err != nil {
+			return nil, err
+		}
+	}
 	var rows []any
 	for i := range cfg.Get("sizes").Length() {
 		size := cfg.Get("sizes").Index(i).Int()
