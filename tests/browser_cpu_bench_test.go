@@ -24,6 +24,7 @@ type brCPUResult struct {
 		ReduceAdamMs float64 `json:"reduceAdamMs"`
 		KReduceMs    float64 `json:"kreduceMs"`
 		KAdamMs      float64 `json:"kadamMs"`
+		KQuant2Ms    float64 `json:"kquant2Ms"`
 		TinyMs       float64 `json:"tinyMs"`
 	} `json:"webkv"`
 	Tfjs struct {
@@ -87,7 +88,7 @@ func brBuildCPUBench(tb testing.TB) string {
 // time over webkv's: the goal is >= 0.67, within 1.5× of tfjs), the same on
 // webkv's Go loops (the fallback without WebAssembly SIMD) and the
 // SIMD-over-Go speedups, the backend-level times without the store
-// (kreduce, kadam), and, with -benchtime 1x, the crossover sweep of small
+// (kreduce, kadam) and a 2-bit quantization's, and, with -benchtime 1x, the crossover sweep of small
 // sizes that simd.DefaultMinLen is chosen from. A second page measures the
 // whole path from JavaScript arrays through webkv's runtime (a 'local'
 // store: push of 4 Float32Arrays, push of a Float32Array gradient with
@@ -144,6 +145,7 @@ func BenchmarkBrowserCPU(b *testing.B) {
 	b.Logf("push of %d arrays to an Adam key: webkv SIMD %.2f ms (fused reduce+step), Go loops %.2f ms, tfjs-wasm addN+adam %.2f ms", k, simd.ReduceAdamMs, gow.ReduceAdamMs, t.AddNAdamMs)
 	b.Logf("from JavaScript arrays, webkv runtime on %q: push of %d arrays %.2f ms, tfjs upload+addN %.2f ms; push with adam %.2f ms, tfjs upload+adam %.2f ms",
 		push.Backend, k, push.Webkv.PushReduceMs, push.Tfjs.UploadAddNMs, push.Webkv.PushAdamMs, push.Tfjs.UploadAdamMs)
+	b.Logf("2-bit quantization of %d values (backend): SIMD %.2f ms, Go loops %.2f ms", n, simd.KQuant2Ms, gow.KQuant2Ms)
 	b.Logf("fixed cost of a push (4 arrays of 4 values): %.3f ms", simd.TinyMs)
 	for _, s := range res.Sweep {
 		b.Logf("n=%6d: reduce 4 SIMD %8.0f ns, Go %8.0f ns (%.2f×); adam SIMD %8.0f ns, Go %8.0f ns (%.2f×)",
@@ -168,4 +170,5 @@ func BenchmarkBrowserCPU(b *testing.B) {
 	b.ReportMetric(t.AdamMs/gow.AdamMs, "goloops-adam-x-tfjswasm")
 	b.ReportMetric(gow.ReduceMs/simd.ReduceMs, "reduce-simd-x-go")
 	b.ReportMetric(gow.AdamMs/simd.AdamMs, "adam-simd-x-go")
+	b.ReportMetric(gow.KQuant2Ms/simd.KQuant2Ms, "quantize2bit-simd-x-go")
 }

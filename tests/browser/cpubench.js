@@ -112,14 +112,14 @@ async function main() {
     },
   };
   for (const b of backends) {
-    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'tiny']) ops[`${b}:${op}`] = () => api.run(b, op);
+    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'kquant2', 'tiny']) ops[`${b}:${op}`] = () => api.run(b, op);
   }
   const t = await timeAll(ops);
   out.tfjs.addNMs = t.tfjsAddN;
   out.tfjs.adamMs = t.tfjsAdam;
   out.tfjs.addNAdamMs = t.tfjsAddNAdam;
   for (const b of backends) {
-    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'tiny']) out.webkv[b][`${op}Ms`] = t[`${b}:${op}`];
+    for (const op of ['reduce', 'adam', 'reduceAdam', 'kreduce', 'kadam', 'kquant2', 'tiny']) out.webkv[b][`${op}Ms`] = t[`${b}:${op}`];
   }
 
   // Both backends ran every operation the same number of times: their

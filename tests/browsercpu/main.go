@@ -16,7 +16,7 @@
 // this program hands to __webkvInit:
 //
 //	setup({n, k, data: Float32Array[k], grad, w0}) -> {simd: name or error}
-//	run(backend, op)        op: 'reduce' | 'adam' | 'reduceAdam' | 'kreduce' | 'kadam' | 'tiny'
+//	run(backend, op)        op: 'reduce' | 'adam' | 'reduceAdam' | 'kreduce' | 'kadam' | 'kquant2' | 'tiny'
 //	pull(backend, op)       the result of op (Float32Array), after a run
 //	sweep({sizes, ms})      per size: ns of a 4-input reduce and an Adam step, SIMD vs Go
 package main
@@ -49,6 +49,8 @@ type rig struct {
 	w, g   compute.Buffer   // the backend-level Adam step
 	states []compute.Buffer
 	params compute.StepParams
+	resid  compute.Buffer // the backend-level 2-bit quantization of g
+	packed compute.Buffer
 }
 
 var (
@@ -201,6 +203,12 @@ func newRig(name string, be *compute.CPU, data [][]float32, grad, w0 []float32) 
 		}
 		r.states = append(r.states, s)
 	}
+	if r.resid, err = be.Alloc(n); err != nil {
+		return err
+	}
+	if r.packed, err = be.Alloc(compute.Compress2Bit.PackedLen(n)); err != nil {
+		return err
+	}
 	lr := 0.001 * math.Sqrt(1-0.999) / (1 - 0.9) // step 1's bias correction
 	r.params = compute.StepParams{LR: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: float32(lr), T: 1}
 	rigs[name] = r
@@ -238,6 +246,8 @@ func run(name, op string) error {
 		return r.be.Reduce(r.bufs[k], r.bufs[:k], 1)
 	case "kadam":
 		return r.be.Step(compute.OptAdam, &r.params, r.w, r.g, r.states)
+	case "kquant2":
+		return r.be.Quantize(compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.005}, r.g, r.resid, r.packed)
 	}
 	return fmt.Errorf("unknown op %q", op)
 }

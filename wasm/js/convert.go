@@ -168,9 +168,22 @@ func isInstance(v js.Value, class string) bool {
 	return c.Type() == js.TypeFunction && v.Type() == js.TypeObject && v.InstanceOf(c)
 }
 
-// host allocates the CPU buffers that values from JavaScript are copied
-// into (the zero CPU: no pool, the garbage collector takes them back).
-var host = &compute.CPU{}
+// host holds the CPU buffers that values from JavaScript are copied into
+// and that pulls are copied out of, pooled: a training step pushes and
+// pulls the same sizes every time, and garbage of that size would make the
+// single-threaded Go runtime collect every few steps (tens of ms each for
+// large models, measured in Chromium). Bounded to 256 MiB of idle buffers.
+var host = compute.NewCPU(&compute.CPUOptions{PoolBytes: 256 << 20})
+
+// hostArray returns a zeroed array of the given shape on kvcore.CPU(0)
+// whose buffer comes from host (release gives it back).
+func hostArray(shape ...int) (*kvcore.Array, error) {
+	b, err := host.Alloc(max(count(shape), 1))
+	if err != nil {
+		return nil, err
+	}
+	return kvcore.WrapBuffer(kvcore.CPU(0), b, shape...)
+}
 
 // hostFromJS copies a non-empty Float32Array into a new CPU buffer and
 // returns it with its values.

@@ -442,7 +442,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	if shape == nil {
 		// Not initialized (or another kind of key): a placeholder output
 		// lets kvcore report it with its own message.
-		a, err := kvcore.NewArray(kvcore.CPU(0), 1)
+		a, err := hostArray(1)
 		if err != nil {
 			return nil, err
 		}
@@ -451,7 +451,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	n := count(shape)
 	switch {
 	case v.IsUndefined():
-		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
+		a, err := hostArray(shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -460,7 +460,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 		if v.Length() != n {
 			return nil, fmt.Errorf("webkv: %s key %v: output Float32Array has %d values, the key holds shape %v (%d): %w", op, k, v.Length(), shape, n, kvcore.ErrShapeMismatch)
 		}
-		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
+		a, err := hostArray(shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -900,7 +900,14 @@ func (st *jsStore) close(args []js.Value) (enqueue, error) {
 	}, nil
 }
 
-// release frees a once its queued operations are done. They always end
-// (Close fails what still waits on the network), so the wait needs no
-// bound, and Release's only error is its context's: none here.
-func release(a *kvcore.Array) { _ = a.Release(context.Background()) }
+// release frees a once its queued operations are done, and gives a host
+// buffer back to the pool. They always end (Close fails what still waits
+// on the network), so the wait needs no bound, and Release's only error is
+// its context's: none here.
+func release(a *kvcore.Array) {
+	b := a.Buffer()
+	_ = a.Release(context.Background())
+	if _, onHost := b.(*compute.CPUBuffer); onHost {
+		host.Free(b)
+	}
+}
