@@ -78,8 +78,7 @@ func main() {
 
 // promise runs w in a goroutine and settles a Promise with its result.
 func promise(w func() (any, error)) js.Value {
-	var exec js.Func
-	exec = js.FuncOf(func(_ js.Value, args []js.Value) any {
+	exec := js.FuncOf(func(_ js.Value, args []js.Value) any {
 		resolve, reject := args[0], args[1]
 		go func() {
 			v, err := w()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +51,13 @@ func TestInBrowser(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the js tests: %v\n%s", err, out)
 	}
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
 	files := map[string]string{
 		"/simd.test.wasm":  bin,
-		"/wasm_exec.js":    filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec.js"),
+		"/wasm_exec.js":    filepath.Join(strings.TrimSpace(string(goroot)), "lib", "wasm", "wasm_exec.js"),
 		"/webkv.js":        filepath.Join("..", "webkv.js"),
 		"/webkv-simd.wasm": "kernels.wasm",
 	}
@@ -89,7 +92,7 @@ func TestInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool]("window.__done === true",
+	_, err = chromedp.Run(ctx, chromedp.Poll[bool]("window.__done === true",
 		chromedp.WithPollingInterval(time.Second), chromedp.WithPollingTimeout(10*time.Minute)))
 	lines, lerr := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__lines.join("\n")`))
 	if err != nil || lerr != nil {

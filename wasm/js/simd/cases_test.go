@@ -75,28 +75,6 @@ func sameBits(a, b float32) bool {
 	return d <= 1e-6+1e-5*math.Abs(float64(b))
 }
 
-func compare(t *testing.T, what string, got, want []float32) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	bad, first := 0, -1
-	for i := range want {
-		if !sameBits(got[i], want[i]) {
-			if first < 0 {
-				first = i
-			}
-			bad++
-		}
-	}
-	if bad > 0 {
-		t.Fatalf("%s: %d of %d values differ from the reference; first at %d: got %v (%#08x), want %v (%#08x)",
-			what, bad, len(want), first, got[first], math.Float32bits(got[first]), want[first], math.Float32bits(want[first]))
-	}
-}
-
-var testLens = []int{1, 3, 4, 5, 7, 8, 33, 1023, 2048, 2051, 4099, 9001, 20000}
-
 // stepCase is one optimizer configuration of the kernel tests.
 type stepCase struct {
 	name   string

@@ -206,6 +206,28 @@ func (e *wzEngine) array(n int) []float32 {
 
 // --- inputs and the reference ---
 
+func compare(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	bad, first := 0, -1
+	for i := range want {
+		if !sameBits(got[i], want[i]) {
+			if first < 0 {
+				first = i
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d values differ from the reference; first at %d: got %v (%#08x), want %v (%#08x)",
+			what, bad, len(want), first, got[first], math.Float32bits(got[first]), want[first], math.Float32bits(want[first]))
+	}
+}
+
+var testLens = []int{1, 3, 4, 5, 7, 8, 33, 1023, 2048, 2051, 4099, 9001, 20000}
+
 // ref runs f on the CPU backend with buffers holding copies of ins and
 // returns their contents afterwards.
 func ref(t *testing.T, ins [][]float32, f func(be compute.Backend, bufs []compute.Buffer) error) [][]float32 {
