@@ -847,7 +847,8 @@ func TestBrowserAPI(t *testing.T) {
 // a "device" store must fall back to the CPU backend, say why, and compute
 // correctly; with allowCPUFallback: false, create must reject. The CPU path
 // must run on the WebAssembly SIMD kernels (backend "cpu+wasm-simd"), and
-// with them left out (load({simd: false})) on Go's loops ("cpu"); both must
+// with them left out (load({simd: false})) or missing on the server on Go's
+// loops ("cpu"); all must
 // give the native CPU reference's bits for a sum, Adam (single and fused
 // pushes) and 2bit compression on seeded values.
 func TestBrowserNoWebGPU(t *testing.T) {
@@ -856,7 +857,11 @@ func TestBrowserNoWebGPU(t *testing.T) {
 	seed := brSeed(t) % 100000
 	const n = 10003
 	want := brNoGPUReference(t, seed, n)
-	for _, c := range []struct{ query, backend string }{{"", "cpu+wasm-simd"}, {"&simd=0", "cpu"}} {
+	for _, c := range []struct{ query, backend string }{
+		{"", "cpu+wasm-simd"},
+		{"&simd=0", "cpu"},
+		{"&simdurl=/webkv/missing-simd.wasm", "cpu"}, // a deployment without the kernels still runs
+	} {
 		var res struct {
 			SimdSupported bool           `json:"simdSupported"`
 			GPU           map[string]any `json:"gpu"`

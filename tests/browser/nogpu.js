@@ -1,7 +1,8 @@
 // A page without WebGPU: 'device' stores fall back to the CPU and say why;
 // allowCPUFallback: false rejects. The CPU path runs on webkv's WebAssembly
 // SIMD kernels (backend 'cpu+wasm-simd'), or on Go's loops with ?simd=0
-// (load({simd: false}), backend 'cpu'); either way its results must be the
+// (load({simd: false}), backend 'cpu'), as when the kernels cannot be loaded
+// (?simdurl= a missing file); either way its results must be the
 // native CPU reference's bits: an Adam key (one pushed gradient, then two,
 // summed by the fused reduce+step), a 2bit-compressed key and a plain sum,
 // all of n values (query: n, seed). Posts what it saw for
@@ -18,7 +19,7 @@ function bytes(f32) {
 }
 
 async function main() {
-  await webkv.load({simd: q.get('simd') !== '0'});
+  await webkv.load({simd: q.get('simd') !== '0', simdURL: q.get('simdurl') ?? undefined});
   const out = {};
   out.simdSupported = webkv.simdSupported();
   out.gpu = await webkv.gpu();

@@ -110,8 +110,15 @@ export function load(opts = {}) {
       inst = await WebAssembly.instantiate(await resp.arrayBuffer(), go.importObject);
     }
     globalThis.wasm = inst; // read by github.com/cogentcore/webgpu (jsx.BytesToJS)
-    // Read by the Go program at start (package wasm/js/simd).
-    globalThis.__webkvSIMD = await instantiateSIMD(simd, inst.instance.exports.mem);
+    // Read by the Go program at start (package wasm/js/simd). A kernels
+    // download that stalls must not stall webkv: after 10 s the CPU path
+    // runs Go's loops.
+    let stalled;
+    globalThis.__webkvSIMD = await Promise.race([
+      instantiateSIMD(simd, inst.instance.exports.mem),
+      new Promise((resolve) => { stalled = setTimeout(() => resolve({error: 'webkv-simd.wasm did not load within 10 s'}), 10000); }),
+    ]);
+    clearTimeout(stalled);
     if (globalThis.__webkvSIMD.error) console.info(`webkv: no SIMD kernels, the CPU path runs Go's loops: ${globalThis.__webkvSIMD.error}`);
     go.run(inst.instance).then(() => {
       api = null;
