@@ -150,3 +150,60 @@ func TestAccelDispatch(t *testing.T) {
 		t.Errorf("an accelerator's error: %v", err)
 	}
 }
+
+// TestReduceStep checks that ReduceStep equals Reduce then Step, on a
+// plain CPU and on one with an accelerator, for a kind with states and for
+// LAMB (two phases).
+func TestReduceStep(t *testing.T) {
+	const n = 1000
+	vals := func(seed int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32((i*7919+seed*104729)%2001-1000) / 1000
+		}
+		return v
+	}
+	p := &compute.StepParams{LR: 0.01, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 0.003, Coef2: 0.002, T: 1}
+	for _, kind := range []compute.OptKind{compute.OptAdam, compute.OptLAMB} {
+		for _, c := range []*compute.CPU{compute.NewCPU(nil), compute.NewCPU(&compute.CPUOptions{Accel: newRefAccel(1)})} {
+			ref := compute.NewCPU(nil)
+			upload := func(be *compute.CPU, v []float32) compute.Buffer {
+				b, err := be.Alloc(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := be.Write(b, 0, v); err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			w, rw := upload(c, vals(1)), upload(ref, vals(1))
+			srcs := []compute.Buffer{upload(c, vals(2)), upload(c, vals(3)), upload(c, vals(4))}
+			rsrcs := []compute.Buffer{upload(ref, vals(2)), upload(ref, vals(3)), upload(ref, vals(4))}
+			states := []compute.Buffer{upload(c, make([]float32, n)), upload(c, make([]float32, n))}
+			rstates := []compute.Buffer{upload(ref, make([]float32, n)), upload(ref, make([]float32, n))}
+			for range 2 {
+				if err := c.ReduceStep(kind, p, w, srcs, 0.5, states); err != nil {
+					t.Fatal(err)
+				}
+				m := upload(ref, make([]float32, n))
+				if err := ref.Reduce(m, rsrcs, 0.5); err != nil {
+					t.Fatal(err)
+				}
+				if err := ref.Step(kind, p, rw, m, rstates); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, pair := range [][2]compute.Buffer{{w, rw}, {states[0], rstates[0]}, {states[1], rstates[1]}} {
+				got, want := make([]float32, n), make([]float32, n)
+				c.Read(pair[0], 0, got)
+				ref.Read(pair[1], 0, want)
+				for j := range want {
+					if got[j] != want[j] {
+						t.Fatalf("%v on %s: array %d value %d is %v, Reduce then Step gives %v", kind, c.Name(), i, j, got[j], want[j])
+					}
+				}
+			}
+		}
+	}
+}
