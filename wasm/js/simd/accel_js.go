@@ -26,9 +26,10 @@ type Accel struct {
 
 // DefaultMinLen is the length from which the kernels run an operation
 // rather than Go's loops. Below it the fixed cost of a call from Go into
-// the module (about 1.5 µs through syscall/js in Chromium) is more than the
+// the module (1.5–3 µs through syscall/js in Chromium) is more than the
 // kernels save: measured with BenchmarkBrowserCPU's sweep (a 4-input reduce
-// breaks even near 1024 elements, an Adam step near 512), see RATIONALE.md.
+// and an Adam step break even between 512 and 2048 elements, near 1024 in
+// most runs), see RATIONALE.md.
 const DefaultMinLen = 1024
 
 // Options configure Load and New.
