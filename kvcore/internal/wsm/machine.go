@@ -152,6 +152,7 @@ type shard struct {
 	reconnects int  // epochs after the first
 	rejoined   int  // reconnects already reported by a Welcome
 	workerID   string
+	resumeKey  string // the worker's secret (its Welcome's), sent in every resuming Hello
 	rankHint   uint32
 	attempt    uint32
 	rank, nw   int

@@ -2,6 +2,7 @@ package wsm
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -61,6 +62,9 @@ func (m *Machine) welcome(sh *shard, msg *wire.Msg) {
 	}
 	first := !sh.welcomed
 	sh.workerID, sh.rank, sh.nw = w.WorkerID, int(w.Rank), int(w.NumWorkers)
+	if w.ResumeKey != "" {
+		sh.resumeKey = w.ResumeKey // every resuming Hello must carry it
+	}
 	sh.hb = preWelcomeHeartbeat
 	if w.Heartbeat > 0 {
 		sh.hb = time.Duration(w.Heartbeat) * time.Millisecond
@@ -111,10 +115,21 @@ func (m *Machine) welcome(sh *shard, msg *wire.Msg) {
 	}
 }
 
-// advertised is the flow-control window a Welcome advertises, if any.
+// advertised is the flow-control window a Welcome advertises, if any: the
+// requests and the bytes (request sizes plus the data their answers carry)
+// this worker may have unanswered on the connection.
 func advertised(w *wire.Welcome) (Window, bool) {
-	_ = w
-	return Window{}, false
+	if w.Window == 0 && w.WindowBytes == 0 {
+		return Window{}, false
+	}
+	win := Window{Requests: int(w.Window), Bytes: int(min(w.WindowBytes, math.MaxInt32))}
+	if win.Requests == 0 {
+		win.Requests = math.MaxInt32
+	}
+	if win.Bytes == 0 {
+		win.Bytes = math.MaxInt32
+	}
+	return win, true
 }
 
 func (m *Machine) reply(sh *shard, msg *wire.Msg) {

@@ -28,7 +28,7 @@ import (
 //	send [<shard>]                 drain Next/Written (all shards, in order) and print each message
 //	send1 <shard>                  one Next without Written (a write in progress)
 //	written <shard>
-//	recv <shard> welcome id=<s> rank=<r> workers=<n> [hb=<ms>]
+//	recv <shard> welcome id=<s> rank=<r> workers=<n> [hb=<ms>] [key=<resume key>] [window=<reqs>,<bytes>]
 //	recv <shard> ack seq=<n> [round=<r>] [count=<n>] [late] [rescaled] [vals=<v,...>]
 //	recv <shard> error seq=<n> code=<code, e.g. need-value> [text=<s>]
 //	recv <shard> answers <entry>;<entry>;...   (entry: "ack seq=.. round=.. vals=1/2" or "error seq=.. code=..")
@@ -386,7 +386,11 @@ func (e *scriptEnv) formatOut(o Outgoing) string {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		return p + fmt.Sprintf("hello id=%q hint=%d attempt=%d want=%d mode=%v\n", h.WorkerID, h.RankHint, h.Attempt, h.Want, h.Mode)
+		key := ""
+		if h.ResumeKey != "" {
+			key = " key=" + h.ResumeKey
+		}
+		return p + fmt.Sprintf("hello id=%q hint=%d attempt=%d want=%d mode=%v%s\n", h.WorkerID, h.RankHint, h.Attempt, h.Want, h.Mode, key)
 	case wire.TypePing:
 		return p + "ping\n"
 	}
@@ -461,8 +465,15 @@ func (e *scriptEnv) frame(kind string, fs []string) []byte {
 	a := args(fs)
 	switch kind {
 	case "welcome":
-		return wire.AppendWelcome(nil, &wire.Welcome{WorkerID: a["id"], Rank: uint32(num(a, "rank")),
-			NumWorkers: uint32(num(a, "workers")), Heartbeat: uint32(num(a, "hb")), Timeout: 10000, Mode: e.cfg.Mode})
+		w := &wire.Welcome{WorkerID: a["id"], Rank: uint32(num(a, "rank")), ResumeKey: a["key"],
+			NumWorkers: uint32(num(a, "workers")), Heartbeat: uint32(num(a, "hb")), Timeout: 10000, Mode: e.cfg.Mode}
+		if v, ok := a["window"]; ok {
+			r, b, _ := strings.Cut(v, ",")
+			n, _ := strconv.Atoi(r)
+			by, _ := strconv.Atoi(b)
+			w.Window, w.WindowBytes = uint32(n), uint64(by)
+		}
+		return wire.AppendWelcome(nil, w)
 	case "members":
 		var ranks []int
 		for _, r := range strings.Split(a["ranks"], ",") {

@@ -64,7 +64,8 @@ func (m *Machine) hello(sh *shard) Outgoing {
 	sh.attempt++
 	j := m.cfg.Join
 	sh.head = wire.AppendHello(sh.head[:0], &wire.Hello{Job: j.Job, Role: "worker", Token: j.Token,
-		WorkerID: sh.workerID, Mode: m.cfg.Mode, Want: uint32(max(0, j.Workers)), RankHint: sh.rankHint, Attempt: sh.attempt})
+		WorkerID: sh.workerID, Mode: m.cfg.Mode, Want: uint32(max(0, j.Workers)), RankHint: sh.rankHint, Attempt: sh.attempt,
+		ResumeKey: sh.resumeKey})
 	return m.out(sh, wire.TypeHello, 0, sh.head, nil)
 }
 
