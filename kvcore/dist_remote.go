@@ -42,6 +42,7 @@ type distRemote struct {
 	joined  chan struct{}
 	joinErr error
 	free    []*call
+	copies  []wsm.Copy // carry's, for the receiver that made them
 
 	ev *eventQueue // Options.Events; nil: no events
 }
@@ -107,10 +108,12 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 
 // carry takes what the Machine asked for (under r.mu): completions are
 // appended to ds (to run once r.mu is released), events queued, senders
-// woken, the timer rescheduled.
+// woken, the timer rescheduled. Big answer copies (only Recv makes them)
+// go to r.copies for the receiver.
 func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 	rd := r.m.Ready()
 	ds = append(ds, rd.Done...)
+	r.copies = append(r.copies, rd.Copies...)
 	for _, e := range rd.Events {
 		r.event(e)
 	}
@@ -273,6 +276,7 @@ func (r *distRemote) sender(s int) {
 func (r *distRemote) receiver(s int) {
 	defer r.wg.Done()
 	var ds []wsm.Done
+	var copies []wsm.Copy
 	for {
 		msg, e, err := r.t.Recv(r.ctx, s)
 		r.mu.Lock()
@@ -289,7 +293,23 @@ func (r *distRemote) receiver(s int) {
 			r.m.Lost(s, err)
 		}
 		ds = r.carry(ds[:0])
+		copies := append(copies[:0], r.copies...)
+		clear(r.copies)
+		r.copies = r.copies[:0]
 		r.mu.Unlock()
+		if len(copies) > 0 {
+			// The values of big answers go out of the frame before it
+			// is reused, off the lock, so shards copy in parallel; their
+			// operations complete after (Copied).
+			for i, c := range copies {
+				wire.DecodeFloat32s(c.Src, c.Dst)
+				copies[i] = wsm.Copy{}
+			}
+			r.mu.Lock()
+			r.m.Copied(s)
+			ds = r.carry(ds)
+			r.mu.Unlock()
+		}
 		r.dispatch(ds)
 		if err != nil && !errors.Is(err, transport.ErrReconnected) {
 			return

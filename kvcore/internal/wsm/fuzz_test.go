@@ -180,6 +180,17 @@ func (w *world) connect(wi, s int, e transport.Epoch) *conn {
 func (w *world) collect(wi int) {
 	wk := w.ws[wi]
 	rd := wk.m.Ready()
+	if len(rd.Copies) > 0 {
+		for _, c := range rd.Copies {
+			wire.DecodeFloat32s(c.Src, c.Dst)
+		}
+		clear(rd.Copies)
+		rd.Copies = rd.Copies[:0]
+		for s := range wk.m.Shards() {
+			wk.m.Copied(s)
+		}
+		rd = wk.m.Ready()
+	}
 	for _, d := range rd.Done {
 		tok := d.Tok.(string)
 		if !wk.open[tok] {

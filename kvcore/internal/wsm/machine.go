@@ -130,7 +130,23 @@ type Ready struct {
 	JoinErr error
 	// Next is when Tick should run next (0: no timer needed).
 	Next time.Duration
+	// Copies are big answers' values for the driver to copy into their
+	// operations' outputs, so that copying needs no lock shared by every
+	// shard: Src aliases the frame given to Recv; once they are copied
+	// (before the shard's next Recv) the driver calls Copied(shard), and
+	// only then do their requests complete.
+	Copies []Copy
 }
+
+// Copy is a value to decode (wire.DecodeFloat32s) from Src into Dst.
+type Copy struct {
+	Dst []float32
+	Src []byte
+}
+
+// bigCopy is the value size (elements) from which Recv leaves the copy to
+// the driver (Ready.Copies).
+const bigCopy = 1 << 16
 
 type shardState uint8
 
@@ -176,7 +192,8 @@ type shard struct {
 	inMsgs  int // messages with counted requests in flight
 
 	writing    bool
-	writingReq *req // the single request whose body is being written
+	writingReq *req   // the single request whose body is being written
+	copying    []*req // answered, values being copied by the driver (Copied)
 	pingDue    bool
 	sent       bool // something went out since the last Tick looked
 	lastActive time.Duration
@@ -317,7 +334,8 @@ func (m *Machine) Clear() {
 	rd := &m.rd
 	clear(rd.Done)
 	clear(rd.Events)
-	rd.Done, rd.Events, rd.Wake = rd.Done[:0], rd.Events[:0], rd.Wake[:0]
+	clear(rd.Copies)
+	rd.Done, rd.Events, rd.Wake, rd.Copies = rd.Done[:0], rd.Events[:0], rd.Wake[:0], rd.Copies[:0]
 	rd.Joined, rd.JoinErr = false, nil
 	clear(m.woken)
 }

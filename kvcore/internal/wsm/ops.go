@@ -114,6 +114,7 @@ type req struct {
 	fl        *flight // the message that first carried it (counted requests)
 	notJoined int
 	deferErr  error
+	copying   bool // its answer's values are being copied (Ready.Copies)
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {
@@ -454,9 +455,9 @@ func (m *Machine) complete(r *req, err error) {
 		}
 	}
 	r.state = rsDone
-	if sh.writingReq == r {
-		// Its body is being written: the caller gets its data back at
-		// Written.
+	if sh.writingReq == r || r.copying {
+		// Its body is being written, or its answer copied: the caller
+		// gets its data back at Written, or its values at Copied.
 		r.deferErr = err
 		return
 	}

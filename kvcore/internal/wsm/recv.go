@@ -178,6 +178,20 @@ func (m *Machine) reply(sh *shard, msg *wire.Msg) {
 	m.complete(r, m.apply(sh, r, msg))
 }
 
+// Copied tells the Machine that the driver copied the values of shard's
+// Ready.Copies: their requests complete (or wait for Written as well).
+func (m *Machine) Copied(shard int) {
+	sh := m.shards[shard]
+	for i, r := range sh.copying {
+		sh.copying[i] = nil
+		r.copying = false
+		if r.state == rsDone && sh.writingReq != r {
+			m.finish(r, r.deferErr)
+		}
+	}
+	sh.copying = sh.copying[:0]
+}
+
 // withValue sends init r again, with its value, as a new request.
 func (m *Machine) withValue(sh *shard, r *req) {
 	m.uncount(sh, r)
@@ -216,7 +230,13 @@ func (m *Machine) apply(sh *shard, r *req, msg *wire.Msg) error {
 			return fmt.Errorf("shard %d answered key %d with %d %v values, want %d float32: %w",
 				sh.idx, int64(r.key), msg.Count, msg.DType, len(r.out), wire.Errorf(wire.CodeInternal, "bad answer"))
 		}
-		wire.DecodeFloat32s(msg.Data(), r.out)
+		if len(r.out) >= bigCopy {
+			m.rd.Copies = append(m.rd.Copies, Copy{Dst: r.out, Src: msg.Data()})
+			r.copying = true
+			sh.copying = append(sh.copying, r)
+		} else {
+			wire.DecodeFloat32s(msg.Data(), r.out)
+		}
 	}
 	return nil
 }

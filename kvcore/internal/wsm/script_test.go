@@ -318,6 +318,17 @@ func keyName(a map[string]string) string {
 func (e *scriptEnv) ready() string {
 	m := e.machine()
 	rd := m.Ready()
+	if len(rd.Copies) > 0 {
+		for _, c := range rd.Copies {
+			wire.DecodeFloat32s(c.Src, c.Dst)
+		}
+		clear(rd.Copies)
+		rd.Copies = rd.Copies[:0]
+		for s := range m.Shards() {
+			m.Copied(s)
+		}
+		rd = m.Ready()
+	}
 	var b strings.Builder
 	for _, d := range rd.Done {
 		fmt.Fprintf(&b, "done %v", d.Tok)

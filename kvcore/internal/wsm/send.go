@@ -48,7 +48,7 @@ func (m *Machine) Written(shard int) {
 	sh.writing = false
 	if r := sh.writingReq; r != nil {
 		sh.writingReq = nil
-		if r.state == rsDone {
+		if r.state == rsDone && !r.copying {
 			m.finish(r, r.deferErr)
 		}
 	}
