@@ -293,7 +293,7 @@ func (r *distRemote) receiver(s int) {
 			r.m.Lost(s, err)
 		}
 		ds = r.carry(ds[:0])
-		copies := append(copies[:0], r.copies...)
+		copies = append(copies[:0], r.copies...)
 		clear(r.copies)
 		r.copies = r.copies[:0]
 		r.mu.Unlock()
