@@ -181,8 +181,8 @@ type shard struct {
 	// (seqs are dense), with its request: answered ones are stale
 	// entries, recognized by the request's own seq and state. It is the
 	// pending table: a seq's entry is found by its distance to the first.
-	order []seqReq
-	ohead int
+	order   []seqReq
+	ohead   int
 	queue   []qent // released, not yet sent: queue[qhead:]
 	qhead   int
 	resend  []seqReq // to resend on this epoch, in seq order: resend[rhead:]
