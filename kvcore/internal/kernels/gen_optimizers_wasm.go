@@ -58,7 +58,7 @@ w_[{j}] += m{j}`},
 		setup: clip + `mu, lr, wd, rs := p.Momentum, p.LR, p.WD, p.RescaleGrad
 mu1 := mu + 1`,
 		body: `gr{j} := clip32(rs*g_[{j}], c)
-m{j} := mu * mom_[{j}]
+m{j} := float32(mu * mom_[{j}])
 w{j} := w_[{j}] - m{j} + float32(mu1*(m{j}-float32(lr*(gr{j}+float32(wd*w_[{j}])))))
 w_[{j}] = w{j}
 mom_[{j}] = m{j} - float32(lr*(gr{j}+float32(wd*w{j})))`},
@@ -107,7 +107,7 @@ w_[{j}] = clip32(w_[{j}]+d{j}, cw)`},
 rs, wd, eps := p.RescaleGrad, p.WD, p.Epsilon`,
 		body: `gr{j} := clip32(rs*g_[{j}], c)
 ag{j} := float32(rho*accG_[{j}]) + float32(nrho*gr{j}*gr{j})
-d{j} := sqrt32(accD_[{j}]+eps) / sqrt32(ag{j}+eps) * gr{j}
+d{j} := float32(sqrt32(accD_[{j}]+eps) / sqrt32(ag{j}+eps) * gr{j})
 accG_[{j}] = ag{j}
 accD_[{j}] = float32(rho*accD_[{j}]) + float32(nrho*d{j}*d{j})
 w_[{j}] -= d{j} + float32(wd*w_[{j}])`},
@@ -146,8 +146,8 @@ m{j} := float32(b1*mean_[{j}]) + float32(nb1*gr{j})
 v{j} := float32(b2*vr_[{j}]) + float32(nb2*gr{j}*gr{j})
 mean_[{j}], vr_[{j}] = m{j}, v{j}
 u{j} := (m{j}/c1)/(sqrt32(v{j}/c2)+eps) + float32(wd*w_[{j}])
-ww += float64(w_[{j}]) * float64(w_[{j}])
-uu += float64(u{j}) * float64(u{j})`,
+ww += float64(float64(w_[{j}]) * float64(w_[{j}]))
+uu += float64(float64(u{j}) * float64(u{j}))`,
 		ret: "ww, uu"},
 }
 

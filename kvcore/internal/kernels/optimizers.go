@@ -187,11 +187,11 @@ func nagRef(p *Params, w, g, mom []float32) {
 	mu, lr, wd, rs, c := p.Momentum, p.LR, p.WD, p.RescaleGrad, p.ClipGradient
 	mu1 := mu + 1
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
-		m := mu * mom[i]
+		m := float32(mu * mom[i])
 		wi := w[i] - m + float32(mu1*(m-float32(lr*(gr+float32(wd*w[i])))))
 		w[i] = wi
 		mom[i] = m - float32(lr*(gr+float32(wd*wi)))
@@ -264,7 +264,7 @@ func adamWRef(p *Params, w, g, mean, vr []float32) {
 	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
 	rs, wd, eta, eps, c := p.RescaleGrad, p.WD, p.Coef1, p.Epsilon, p.ClipGradient
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
@@ -292,7 +292,7 @@ func adaGradRef(p *Params, w, g, hist []float32) {
 	g, hist = g[:len(w)], hist[:len(w)]
 	rs, wd, nlr, eps, c := p.RescaleGrad, p.WD, -p.LR, p.Epsilon, p.ClipGradient
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
@@ -395,12 +395,12 @@ func adaDeltaRef(p *Params, w, g, accG, accD []float32) {
 	rho, nrho := p.Rho, 1-p.Rho
 	rs, wd, eps, c := p.RescaleGrad, p.WD, p.Epsilon, p.ClipGradient
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
 		ag := float32(rho*accG[i]) + float32(nrho*gr*gr)
-		d := sqrt32(accD[i]+eps) / sqrt32(ag+eps) * gr
+		d := float32(sqrt32(accD[i]+eps) / sqrt32(ag+eps) * gr)
 		accG[i] = ag
 		accD[i] = float32(rho*accD[i]) + float32(nrho*d*d)
 		w[i] -= d + float32(wd*w[i])
@@ -446,7 +446,7 @@ func signumRef(p *Params, w, g, mom []float32) {
 	rs, wd, lr, c := p.RescaleGrad, p.WD, p.LR, p.ClipGradient
 	decay := 1 - float32(lr*p.WDLH)
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
@@ -473,7 +473,7 @@ func ftrlRef(p *Params, w, g, z, n []float32) {
 	g, z, n = g[:len(w)], z[:len(w)], n[:len(w)]
 	rs, wd, lr, l1, beta, c := p.RescaleGrad, p.WD, p.LR, p.Lamda1, p.Beta, p.ClipGradient
 	for i := range w {
-		gr := rs * g[i]
+		gr := float32(rs * g[i])
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
@@ -541,7 +541,7 @@ func lambPhase1Ref(p *Params, w, g, mean, vr []float32, ww, uu float64) (float64
 	rs, wd, eps, c := p.RescaleGrad, p.WD, p.Epsilon, p.ClipGradient
 	c1, c2, bias := p.Coef1, p.Coef2, p.Flags&FlagBiasCorrection != 0
 	for i := range w {
-		gr := g[i] * rs
+		gr := float32(g[i] * rs)
 		if c >= 0 {
 			gr = clip32(gr, c)
 		}
@@ -549,8 +549,8 @@ func lambPhase1Ref(p *Params, w, g, mean, vr []float32, ww, uu float64) (float64
 		v := float32(b2*vr[i]) + float32(nb2*gr*gr)
 		mean[i], vr[i] = m, v
 		u := lambU(m, v, w[i], c1, c2, eps, wd, bias)
-		ww += float64(w[i]) * float64(w[i])
-		uu += float64(u) * float64(u)
+		ww += float64(float64(w[i]) * float64(w[i]))
+		uu += float64(float64(u) * float64(u))
 	}
 	return ww, uu
 }
