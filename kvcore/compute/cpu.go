@@ -306,6 +306,7 @@ const (
 	jobStep
 	jobQuantize   // dst: packed words, grad: values, src: residual
 	jobDequantize // dst: values, src: packed words
+	jobReduceStep // dst: weight, srcs: states, ins: inputs (see ReduceStep)
 )
 
 // job is one element-wise operation split into chunks. Jobs are pooled
@@ -321,10 +322,14 @@ type job struct {
 	params *StepParams
 	opt    OptKind
 	comp   Compression
+	ins    [][]float32 // jobReduceStep's inputs
 
 	wg     sync.WaitGroup
 	lo, hi []int    // chunk i is [lo[i], hi[i]); chunk 0 runs on the caller
 	fns    []func() // fns[i] runs chunk i+1 and calls wg.Done
+
+	per     int         // chunk length: chunk i starts at i*per
+	scratch [][]float32 // jobReduceStep: one summed block per chunk
 }
 
 var jobPool = sync.Pool{New: func() any { return new(job) }}
@@ -336,6 +341,10 @@ func putJob(j *job) {
 		j.srcs[i] = nil
 	}
 	j.srcs = j.srcs[:0]
+	for i := range j.ins {
+		j.ins[i] = nil
+	}
+	j.ins = j.ins[:0]
 	j.dst, j.src, j.grad, j.params = nil, nil, nil, nil
 	jobPool.Put(j)
 }
@@ -360,12 +369,14 @@ func (j *job) chunks(p int) {
 func (j *job) runParallel(n int) {
 	p := runtime.GOMAXPROCS(0)
 	if n < parallelMin || p == 1 {
+		j.per = max(n, 1)
 		j.run(0, n)
 		putJob(j)
 		return
 	}
 	per := ((n+p-1)/p + 31) &^ 31 // ceil(n/p), rounded up to 32
 	p = (n + per - 1) / per
+	j.per = per
 	j.chunks(p)
 	for i := range p {
 		j.lo[i], j.hi[i] = i*per, min((i+1)*per, n)
@@ -396,6 +407,8 @@ func (j *job) run(lo, hi int) {
 		quantizeRange(j.comp, j.dst, j.grad, j.src, lo, hi)
 	case jobDequantize:
 		dequantizeRange(j.comp, j.dst, j.src, lo, hi)
+	case jobReduceStep:
+		j.reduceStepRange(lo, hi)
 	}
 }
 
@@ -428,8 +441,6 @@ func stepRange(k OptKind, p *StepParams, w, g []float32, states [][]float32, lo,
 	if lo >= hi {
 		return
 	}
-	kp := kparams(p)
-	w, g = w[lo:hi], g[lo:hi:hi]
 	var s0, s1, s2 []float32
 	if len(states) > 0 {
 		s0 = states[0][lo:hi:hi]
@@ -440,6 +451,12 @@ func stepRange(k OptKind, p *StepParams, w, g []float32, states [][]float32, lo,
 	if len(states) > 2 {
 		s2 = states[2][lo:hi:hi]
 	}
+	stepBlock(k, kparams(p), w[lo:hi], g[lo:hi:hi], s0, s1, s2)
+}
+
+// stepBlock applies kind's kernel to w, g and the states s0..s2 (nil where
+// kind has fewer), all of the same length.
+func stepBlock(k OptKind, kp *kernels.Params, w, g, s0, s1, s2 []float32) {
 	switch k {
 	case OptSGD:
 		if s0 == nil {
@@ -530,18 +547,29 @@ const lambParallelMin = 1 << 17
 // ran the blocks. Large arrays are shared by GOMAXPROCS goroutines, forked
 // and joined for each phase; a step allocates nothing.
 func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
+	return lambRun(p, w, g, nil, 0, states)
+}
+
+// lambRun is lambStep with the gradient g, or, when g is nil, the gradient
+// summed block by block from ins times scale (ReduceStep).
+func lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("compute: lamb step needs 2 states (mean, var), got %d", len(states))
 	}
 	mean, vr := states[0], states[1]
-	if len(g) != len(w) || len(mean) != len(w) || len(vr) != len(w) {
+	if (g != nil && len(g) != len(w)) || len(mean) != len(w) || len(vr) != len(w) {
 		return fmt.Errorf("compute: lamb step: lengths differ: weight %d, grad %d, mean %d, var %d", len(w), len(g), len(mean), len(vr))
 	}
 	j := lambJobs.Get().(*lambJob)
 	defer func() {
 		j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
+		j.ins = nil
 		lambJobs.Put(j)
 	}()
+	if g == nil {
+		j.ins, j.scale = ins, scale
+		j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), kernels.LAMBBlock)
+	}
 	nb := (len(w) + kernels.LAMBBlock - 1) / kernels.LAMBBlock
 	if cap(j.partial) < 2*nb {
 		j.partial = make([]float64, 2*nb)
@@ -581,6 +609,13 @@ type lambJob struct {
 	next           atomic.Int64 // next block to take
 	wg             sync.WaitGroup
 	helper         func() // bound once: work, then wg.Done
+
+	// ReduceStep: the gradient is the sum of ins times scale, summed into
+	// the worker's scratch block for phase 1.
+	ins     [][]float32
+	scale   float32
+	scratch [][]float32
+	workers atomic.Int64 // worker numbers handed out in this phase
 }
 
 var lambJobs = sync.Pool{New: func() any {
@@ -598,6 +633,7 @@ var lambJobs = sync.Pool{New: func() any {
 func (j *lambJob) run(phase, nb int) {
 	j.phase, j.nblocks = phase, nb
 	j.next.Store(0)
+	j.workers.Store(0)
 	p := runtime.GOMAXPROCS(0)
 	if len(j.w) < lambParallelMin || p == 1 {
 		j.work()
@@ -614,6 +650,10 @@ func (j *lambJob) run(phase, nb int) {
 
 // work takes blocks until none are left.
 func (j *lambJob) work() {
+	var scratch []float32
+	if j.ins != nil {
+		scratch = scratchFor(j.scratch, int(j.workers.Add(1)-1), kernels.LAMBBlock)
+	}
 	for {
 		b := int(j.next.Add(1) - 1)
 		if b >= j.nblocks {
@@ -622,7 +662,14 @@ func (j *lambJob) work() {
 		lo := b * kernels.LAMBBlock
 		hi := min(lo+kernels.LAMBBlock, len(j.w))
 		if j.phase == 1 {
-			j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], j.g[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+			var g []float32
+			if j.ins != nil {
+				g = scratch[:hi-lo]
+				kernels.ReduceInto(g, j.ins, j.scale, lo)
+			} else {
+				g = j.g[lo:hi]
+			}
+			j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi])
 		} else {
 			kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
 		}

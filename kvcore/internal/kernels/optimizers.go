@@ -39,7 +39,7 @@ import "math"
 // else x. Parameters come from optimizer.Spec.Params; ClipGradient < 0 means
 // off.
 
-//go:generate go run gen_optimizers_wasm.go
+//go:generate go run ./genopt -o optimizers_wasm.go
 
 // Params is compute.StepParams: the same fields in the same order, so that
 // the CPU backend converts a *compute.StepParams to a *Params for free (the
