@@ -616,6 +616,7 @@ type lambJob struct {
 	scale   float32
 	scratch [][]float32
 	workers atomic.Int64 // worker numbers handed out in this phase
+	batch   int64        // blocks per take (see lambBatch)
 }
 
 var lambJobs = sync.Pool{New: func() any {
@@ -635,11 +636,12 @@ func (j *lambJob) run(phase, nb int) {
 	j.next.Store(0)
 	j.workers.Store(0)
 	p := runtime.GOMAXPROCS(0)
+	j.batch = int64(min(lambBatch, max(1, nb/(4*p))))
 	if len(j.w) < lambParallelMin || p == 1 {
 		j.work()
 		return
 	}
-	h := min(p-1, nb-1)
+	h := min(p-1, (nb+int(j.batch)-1)/int(j.batch)-1)
 	j.wg.Add(h)
 	for range h {
 		go j.helper()
@@ -655,23 +657,39 @@ func (j *lambJob) work() {
 		scratch = scratchFor(j.scratch, int(j.workers.Add(1)-1), kernels.LAMBBlock)
 	}
 	for {
-		b := int(j.next.Add(1) - 1)
-		if b >= j.nblocks {
+		// Runs of lambBatch consecutive blocks: each goroutine streams
+		// through long stretches of the arrays, which the hardware
+		// prefetchers follow (single blocks taken in turn by two cores
+		// break every stream every 16 KB).
+		b0 := int(j.next.Add(j.batch) - j.batch)
+		if b0 >= j.nblocks {
 			return
 		}
-		lo := b * kernels.LAMBBlock
-		hi := min(lo+kernels.LAMBBlock, len(j.w))
-		if j.phase == 1 {
-			var g []float32
-			if j.ins != nil {
-				g = scratch[:hi-lo]
-				kernels.ReduceInto(g, j.ins, j.scale, lo)
-			} else {
-				g = j.g[lo:hi]
-			}
-			j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi])
-		} else {
-			kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+		for b := b0; b < min(b0+int(j.batch), j.nblocks); b++ {
+			j.block(b, scratch)
 		}
 	}
+}
+
+// lambBatch is the most consecutive blocks a LAMB goroutine takes at a
+// time (1 MB of each array); smaller arrays get runs that still make
+// about 4 per goroutine.
+const lambBatch = 64
+
+// block runs the phase on block b.
+func (j *lambJob) block(b int, scratch []float32) {
+	lo := b * kernels.LAMBBlock
+	hi := min(lo+kernels.LAMBBlock, len(j.w))
+	if j.phase == 2 {
+		kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+		return
+	}
+	var g []float32
+	if j.ins != nil {
+		g = scratch[:hi-lo]
+		kernels.ReduceInto(g, j.ins, j.scale, lo)
+	} else {
+		g = j.g[lo:hi]
+	}
+	j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi])
 }
