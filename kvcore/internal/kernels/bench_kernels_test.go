@@ -13,7 +13,8 @@ import (
 // reports the fastest iteration of each in ns per element (vec_ns/elem,
 // ref_ns/elem) and their ratio (x_ref, ref time over vec time): the
 // arithmetic's cost without the CPU backend's split over cores. Under
-// GOOS=wasip1 or js it times Go's wasm code.
+// GOOS=wasip1 or js it times Go's wasm code. The optimizers run with weight
+// decay on and no clipping.
 func BenchmarkKernel(b *testing.B) {
 	const n = 1 << 20
 	r := rand.New(rand.NewPCG(1, 2))
@@ -36,7 +37,10 @@ func BenchmarkKernel(b *testing.B) {
 	}
 	var pairs []pair
 	for _, k := range vecKernels() {
-		p := k.params[len(k.params)-1]
+		p := k.params[6] // weight decay on, no clipping, rescale 1
+		if p.WD == 0 || p.ClipGradient >= 0 || p.RescaleGrad != 1 {
+			b.Fatalf("%s: params[6] is %+v", k.name, p)
+		}
 		pairs = append(pairs, pair{k.name,
 			func() { k.run(&p, w, g, st) },
 			func() { k.ref(&p, w, g, st) }})

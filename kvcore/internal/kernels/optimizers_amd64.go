@@ -10,6 +10,8 @@ package kernels
 // return x, NaN too), SGD's lr*rescale without clipping is A*(1*g) with
 // A = lr*rescale (1*g == g), LAMB without bias correction divides by 1.
 
+import "math"
+
 // vk holds a vector kernel's constants, each repeated in 8 lanes so that the
 // assembly takes them as 32-byte memory operands. Slots 0 and 1 are the
 // gradient clip bound and its negation in every kernel.
@@ -19,6 +21,18 @@ func (k *vk) set(i int, v float32) {
 	for j := range k[i] {
 		k[i][j] = v
 	}
+}
+
+var inf32 = float32(math.Inf(1))
+
+// bound is a clip bound as the vector loops take it: c when the reference
+// clips (on and c >= 0), else +Inf: clip32(x, +Inf) and the AVX2 min/max
+// pair return x unchanged, NaN included.
+func bound(c float32, on bool) float32 {
+	if on && c >= 0 {
+		return c
+	}
+	return inf32
 }
 
 // newVK returns constants with the gradient clip bound set.

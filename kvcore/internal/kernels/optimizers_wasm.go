@@ -6,9 +6,78 @@ package kernels
 
 import "unsafe"
 
+// noclip32 is a clip that is off: the variants without clipping call it
+// where the reference would call clip32 (it inlines to nothing).
+func noclip32(x, c float32) float32 { return x }
+
+// b2f32 is 1 for true, 0 for false: the comparison's result, no branch.
+func b2f32(b bool) float32 {
+	var i int32
+	if b {
+		i = 1
+	}
+	return float32(i)
+}
+
+// sign32bf is sign32 without a branch: 1, -1, or +0 (0 and NaN).
+func sign32bf(x float32) float32 { return b2f32(x > 0) - b2f32(x < 0) }
+
+// keep32bf is FTRL's (|z| > lamda1) factor without a branch.
+func keep32bf(z, l1 float32) float32 {
+	var k int32
+	if z > l1 {
+		k = 1
+	}
+	if -z > l1 {
+		k = 1
+	}
+	return float32(k)
+}
+
 func sgdVec(p *Params, w, g []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return sgdVecClip(p, w, g)
+	case !clip:
+		return sgdVecPlain(p, w, g)
+	}
+	panic("unreachable")
+}
+
+func sgdVecPlain(p *Params, w, g []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
+	a, b := p.LR, p.RescaleGrad
+	if p.ClipGradient < 0 {
+		a, b = p.LR*p.RescaleGrad, 1
+	}
+	decay := 1 - float32(p.LR*p.WD)
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			w_[0] = float32(decay*w_[0]) - float32(a*noclip32(b*g_[0], c))
+			w_[1] = float32(decay*w_[1]) - float32(a*noclip32(b*g_[1], c))
+			w_[2] = float32(decay*w_[2]) - float32(a*noclip32(b*g_[2], c))
+			w_[3] = float32(decay*w_[3]) - float32(a*noclip32(b*g_[3], c))
+			w_[4] = float32(decay*w_[4]) - float32(a*noclip32(b*g_[4], c))
+			w_[5] = float32(decay*w_[5]) - float32(a*noclip32(b*g_[5], c))
+			w_[6] = float32(decay*w_[6]) - float32(a*noclip32(b*g_[6], c))
+			w_[7] = float32(decay*w_[7]) - float32(a*noclip32(b*g_[7], c))
+		}
+	}
+	return nv
+}
+
+func sgdVecClip(p *Params, w, g []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
 	a, b := p.LR, p.RescaleGrad
 	if p.ClipGradient < 0 {
 		a, b = p.LR*p.RescaleGrad, 1
@@ -37,8 +106,68 @@ func sgdVec(p *Params, w, g []float32) int {
 }
 
 func sgdMomVec(p *Params, w, g, mom []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return sgdMomVecClip(p, w, g, mom)
+	case !clip:
+		return sgdMomVecPlain(p, w, g, mom)
+	}
+	panic("unreachable")
+}
+
+func sgdMomVecPlain(p *Params, w, g, mom []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
+	a, b := p.LR, p.RescaleGrad
+	if p.ClipGradient < 0 {
+		a, b = p.LR*p.RescaleGrad, 1
+	}
+	mu, lrwd := p.Momentum, p.LR*p.WD
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mom[nv-1]
+		pmom := unsafe.Pointer(&mom[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mom_ := (*[8]float32)(unsafe.Add(pmom, off))
+			m0 := float32(mu*mom_[0]) - float32(lrwd*w_[0]) - float32(a*noclip32(b*g_[0], c))
+			mom_[0] = m0
+			w_[0] += m0
+			m1 := float32(mu*mom_[1]) - float32(lrwd*w_[1]) - float32(a*noclip32(b*g_[1], c))
+			mom_[1] = m1
+			w_[1] += m1
+			m2 := float32(mu*mom_[2]) - float32(lrwd*w_[2]) - float32(a*noclip32(b*g_[2], c))
+			mom_[2] = m2
+			w_[2] += m2
+			m3 := float32(mu*mom_[3]) - float32(lrwd*w_[3]) - float32(a*noclip32(b*g_[3], c))
+			mom_[3] = m3
+			w_[3] += m3
+			m4 := float32(mu*mom_[4]) - float32(lrwd*w_[4]) - float32(a*noclip32(b*g_[4], c))
+			mom_[4] = m4
+			w_[4] += m4
+			m5 := float32(mu*mom_[5]) - float32(lrwd*w_[5]) - float32(a*noclip32(b*g_[5], c))
+			mom_[5] = m5
+			w_[5] += m5
+			m6 := float32(mu*mom_[6]) - float32(lrwd*w_[6]) - float32(a*noclip32(b*g_[6], c))
+			mom_[6] = m6
+			w_[6] += m6
+			m7 := float32(mu*mom_[7]) - float32(lrwd*w_[7]) - float32(a*noclip32(b*g_[7], c))
+			mom_[7] = m7
+			w_[7] += m7
+		}
+	}
+	return nv
+}
+
+func sgdMomVecClip(p *Params, w, g, mom []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
 	a, b := p.LR, p.RescaleGrad
 	if p.ClipGradient < 0 {
 		a, b = p.LR*p.RescaleGrad, 1
@@ -86,8 +215,19 @@ func sgdMomVec(p *Params, w, g, mom []float32) int {
 }
 
 func nagVec(p *Params, w, g, mom []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return nagVecClip(p, w, g, mom)
+	case !clip:
+		return nagVecPlain(p, w, g, mom)
+	}
+	panic("unreachable")
+}
+
+func nagVecPlain(p *Params, w, g, mom []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	mu, lr, wd, rs := p.Momentum, p.LR, p.WD, p.RescaleGrad
 	mu1 := mu + 1
 	if nv > 0 {
@@ -102,42 +242,104 @@ func nagVec(p *Params, w, g, mom []float32) int {
 			w_ := (*[8]float32)(unsafe.Add(pw, off))
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			mom_ := (*[8]float32)(unsafe.Add(pmom, off))
-			gr0 := clip32(rs*g_[0], c)
+			gr0 := noclip32(float32(rs*g_[0]), c)
 			m0 := float32(mu * mom_[0])
 			w0 := w_[0] - m0 + float32(mu1*(m0-float32(lr*(gr0+float32(wd*w_[0])))))
 			w_[0] = w0
 			mom_[0] = m0 - float32(lr*(gr0+float32(wd*w0)))
-			gr1 := clip32(rs*g_[1], c)
+			gr1 := noclip32(float32(rs*g_[1]), c)
 			m1 := float32(mu * mom_[1])
 			w1 := w_[1] - m1 + float32(mu1*(m1-float32(lr*(gr1+float32(wd*w_[1])))))
 			w_[1] = w1
 			mom_[1] = m1 - float32(lr*(gr1+float32(wd*w1)))
-			gr2 := clip32(rs*g_[2], c)
+			gr2 := noclip32(float32(rs*g_[2]), c)
 			m2 := float32(mu * mom_[2])
 			w2 := w_[2] - m2 + float32(mu1*(m2-float32(lr*(gr2+float32(wd*w_[2])))))
 			w_[2] = w2
 			mom_[2] = m2 - float32(lr*(gr2+float32(wd*w2)))
-			gr3 := clip32(rs*g_[3], c)
+			gr3 := noclip32(float32(rs*g_[3]), c)
 			m3 := float32(mu * mom_[3])
 			w3 := w_[3] - m3 + float32(mu1*(m3-float32(lr*(gr3+float32(wd*w_[3])))))
 			w_[3] = w3
 			mom_[3] = m3 - float32(lr*(gr3+float32(wd*w3)))
-			gr4 := clip32(rs*g_[4], c)
+			gr4 := noclip32(float32(rs*g_[4]), c)
 			m4 := float32(mu * mom_[4])
 			w4 := w_[4] - m4 + float32(mu1*(m4-float32(lr*(gr4+float32(wd*w_[4])))))
 			w_[4] = w4
 			mom_[4] = m4 - float32(lr*(gr4+float32(wd*w4)))
-			gr5 := clip32(rs*g_[5], c)
+			gr5 := noclip32(float32(rs*g_[5]), c)
 			m5 := float32(mu * mom_[5])
 			w5 := w_[5] - m5 + float32(mu1*(m5-float32(lr*(gr5+float32(wd*w_[5])))))
 			w_[5] = w5
 			mom_[5] = m5 - float32(lr*(gr5+float32(wd*w5)))
-			gr6 := clip32(rs*g_[6], c)
+			gr6 := noclip32(float32(rs*g_[6]), c)
 			m6 := float32(mu * mom_[6])
 			w6 := w_[6] - m6 + float32(mu1*(m6-float32(lr*(gr6+float32(wd*w_[6])))))
 			w_[6] = w6
 			mom_[6] = m6 - float32(lr*(gr6+float32(wd*w6)))
-			gr7 := clip32(rs*g_[7], c)
+			gr7 := noclip32(float32(rs*g_[7]), c)
+			m7 := float32(mu * mom_[7])
+			w7 := w_[7] - m7 + float32(mu1*(m7-float32(lr*(gr7+float32(wd*w_[7])))))
+			w_[7] = w7
+			mom_[7] = m7 - float32(lr*(gr7+float32(wd*w7)))
+		}
+	}
+	return nv
+}
+
+func nagVecClip(p *Params, w, g, mom []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	mu, lr, wd, rs := p.Momentum, p.LR, p.WD, p.RescaleGrad
+	mu1 := mu + 1
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mom[nv-1]
+		pmom := unsafe.Pointer(&mom[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mom_ := (*[8]float32)(unsafe.Add(pmom, off))
+			gr0 := clip32(float32(rs*g_[0]), c)
+			m0 := float32(mu * mom_[0])
+			w0 := w_[0] - m0 + float32(mu1*(m0-float32(lr*(gr0+float32(wd*w_[0])))))
+			w_[0] = w0
+			mom_[0] = m0 - float32(lr*(gr0+float32(wd*w0)))
+			gr1 := clip32(float32(rs*g_[1]), c)
+			m1 := float32(mu * mom_[1])
+			w1 := w_[1] - m1 + float32(mu1*(m1-float32(lr*(gr1+float32(wd*w_[1])))))
+			w_[1] = w1
+			mom_[1] = m1 - float32(lr*(gr1+float32(wd*w1)))
+			gr2 := clip32(float32(rs*g_[2]), c)
+			m2 := float32(mu * mom_[2])
+			w2 := w_[2] - m2 + float32(mu1*(m2-float32(lr*(gr2+float32(wd*w_[2])))))
+			w_[2] = w2
+			mom_[2] = m2 - float32(lr*(gr2+float32(wd*w2)))
+			gr3 := clip32(float32(rs*g_[3]), c)
+			m3 := float32(mu * mom_[3])
+			w3 := w_[3] - m3 + float32(mu1*(m3-float32(lr*(gr3+float32(wd*w_[3])))))
+			w_[3] = w3
+			mom_[3] = m3 - float32(lr*(gr3+float32(wd*w3)))
+			gr4 := clip32(float32(rs*g_[4]), c)
+			m4 := float32(mu * mom_[4])
+			w4 := w_[4] - m4 + float32(mu1*(m4-float32(lr*(gr4+float32(wd*w_[4])))))
+			w_[4] = w4
+			mom_[4] = m4 - float32(lr*(gr4+float32(wd*w4)))
+			gr5 := clip32(float32(rs*g_[5]), c)
+			m5 := float32(mu * mom_[5])
+			w5 := w_[5] - m5 + float32(mu1*(m5-float32(lr*(gr5+float32(wd*w_[5])))))
+			w_[5] = w5
+			mom_[5] = m5 - float32(lr*(gr5+float32(wd*w5)))
+			gr6 := clip32(float32(rs*g_[6]), c)
+			m6 := float32(mu * mom_[6])
+			w6 := w_[6] - m6 + float32(mu1*(m6-float32(lr*(gr6+float32(wd*w_[6])))))
+			w_[6] = w6
+			mom_[6] = m6 - float32(lr*(gr6+float32(wd*w6)))
+			gr7 := clip32(float32(rs*g_[7]), c)
 			m7 := float32(mu * mom_[7])
 			w7 := w_[7] - m7 + float32(mu1*(m7-float32(lr*(gr7+float32(wd*w_[7])))))
 			w_[7] = w7
@@ -148,8 +350,84 @@ func nagVec(p *Params, w, g, mom []float32) int {
 }
 
 func adamVec(p *Params, w, g, mean, vr []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return adamVecClip(p, w, g, mean, vr)
+	case !clip:
+		return adamVecPlain(p, w, g, mean, vr)
+	}
+	panic("unreachable")
+}
+
+func adamVecPlain(p *Params, w, g, mean, vr []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
+	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.Coef1, p.Epsilon
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mean[nv-1]
+		pmean := unsafe.Pointer(&mean[0])
+		_ = vr[nv-1]
+		pvr := unsafe.Pointer(&vr[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mean_ := (*[8]float32)(unsafe.Add(pmean, off))
+			vr_ := (*[8]float32)(unsafe.Add(pvr, off))
+			gr0 := noclip32(float32(g_[0]*rs)+float32(w_[0]*wd), c)
+			m0 := float32(b1*mean_[0]) + float32(nb1*gr0)
+			v0 := float32(b2*vr_[0]) + float32(nb2*gr0*gr0)
+			mean_[0], vr_[0] = m0, v0
+			w_[0] -= lr * m0 / (sqrt32(v0) + eps)
+			gr1 := noclip32(float32(g_[1]*rs)+float32(w_[1]*wd), c)
+			m1 := float32(b1*mean_[1]) + float32(nb1*gr1)
+			v1 := float32(b2*vr_[1]) + float32(nb2*gr1*gr1)
+			mean_[1], vr_[1] = m1, v1
+			w_[1] -= lr * m1 / (sqrt32(v1) + eps)
+			gr2 := noclip32(float32(g_[2]*rs)+float32(w_[2]*wd), c)
+			m2 := float32(b1*mean_[2]) + float32(nb1*gr2)
+			v2 := float32(b2*vr_[2]) + float32(nb2*gr2*gr2)
+			mean_[2], vr_[2] = m2, v2
+			w_[2] -= lr * m2 / (sqrt32(v2) + eps)
+			gr3 := noclip32(float32(g_[3]*rs)+float32(w_[3]*wd), c)
+			m3 := float32(b1*mean_[3]) + float32(nb1*gr3)
+			v3 := float32(b2*vr_[3]) + float32(nb2*gr3*gr3)
+			mean_[3], vr_[3] = m3, v3
+			w_[3] -= lr * m3 / (sqrt32(v3) + eps)
+			gr4 := noclip32(float32(g_[4]*rs)+float32(w_[4]*wd), c)
+			m4 := float32(b1*mean_[4]) + float32(nb1*gr4)
+			v4 := float32(b2*vr_[4]) + float32(nb2*gr4*gr4)
+			mean_[4], vr_[4] = m4, v4
+			w_[4] -= lr * m4 / (sqrt32(v4) + eps)
+			gr5 := noclip32(float32(g_[5]*rs)+float32(w_[5]*wd), c)
+			m5 := float32(b1*mean_[5]) + float32(nb1*gr5)
+			v5 := float32(b2*vr_[5]) + float32(nb2*gr5*gr5)
+			mean_[5], vr_[5] = m5, v5
+			w_[5] -= lr * m5 / (sqrt32(v5) + eps)
+			gr6 := noclip32(float32(g_[6]*rs)+float32(w_[6]*wd), c)
+			m6 := float32(b1*mean_[6]) + float32(nb1*gr6)
+			v6 := float32(b2*vr_[6]) + float32(nb2*gr6*gr6)
+			mean_[6], vr_[6] = m6, v6
+			w_[6] -= lr * m6 / (sqrt32(v6) + eps)
+			gr7 := noclip32(float32(g_[7]*rs)+float32(w_[7]*wd), c)
+			m7 := float32(b1*mean_[7]) + float32(nb1*gr7)
+			v7 := float32(b2*vr_[7]) + float32(nb2*gr7*gr7)
+			mean_[7], vr_[7] = m7, v7
+			w_[7] -= lr * m7 / (sqrt32(v7) + eps)
+		}
+	}
+	return nv
+}
+
+func adamVecClip(p *Params, w, g, mean, vr []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
 	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
 	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.Coef1, p.Epsilon
 	if nv > 0 {
@@ -213,8 +491,19 @@ func adamVec(p *Params, w, g, mean, vr []float32) int {
 }
 
 func adamWVec(p *Params, w, g, mean, vr []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return adamWVecClip(p, w, g, mean, vr)
+	case !clip:
+		return adamWVecPlain(p, w, g, mean, vr)
+	}
+	panic("unreachable")
+}
+
+func adamWVecPlain(p *Params, w, g, mean, vr []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
 	rs, wd, eta, eps := p.RescaleGrad, p.WD, p.Coef1, p.Epsilon
 	if nv > 0 {
@@ -232,42 +521,107 @@ func adamWVec(p *Params, w, g, mean, vr []float32) int {
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			mean_ := (*[8]float32)(unsafe.Add(pmean, off))
 			vr_ := (*[8]float32)(unsafe.Add(pvr, off))
-			gr0 := clip32(rs*g_[0], c)
+			gr0 := noclip32(float32(rs*g_[0]), c)
 			m0 := float32(b1*mean_[0]) + float32(nb1*gr0)
 			v0 := float32(b2*vr_[0]) + float32(nb2*gr0*gr0)
 			mean_[0], vr_[0] = m0, v0
 			w_[0] -= float32(eta * (m0/(sqrt32(v0)+eps) + float32(wd*w_[0])))
-			gr1 := clip32(rs*g_[1], c)
+			gr1 := noclip32(float32(rs*g_[1]), c)
 			m1 := float32(b1*mean_[1]) + float32(nb1*gr1)
 			v1 := float32(b2*vr_[1]) + float32(nb2*gr1*gr1)
 			mean_[1], vr_[1] = m1, v1
 			w_[1] -= float32(eta * (m1/(sqrt32(v1)+eps) + float32(wd*w_[1])))
-			gr2 := clip32(rs*g_[2], c)
+			gr2 := noclip32(float32(rs*g_[2]), c)
 			m2 := float32(b1*mean_[2]) + float32(nb1*gr2)
 			v2 := float32(b2*vr_[2]) + float32(nb2*gr2*gr2)
 			mean_[2], vr_[2] = m2, v2
 			w_[2] -= float32(eta * (m2/(sqrt32(v2)+eps) + float32(wd*w_[2])))
-			gr3 := clip32(rs*g_[3], c)
+			gr3 := noclip32(float32(rs*g_[3]), c)
 			m3 := float32(b1*mean_[3]) + float32(nb1*gr3)
 			v3 := float32(b2*vr_[3]) + float32(nb2*gr3*gr3)
 			mean_[3], vr_[3] = m3, v3
 			w_[3] -= float32(eta * (m3/(sqrt32(v3)+eps) + float32(wd*w_[3])))
-			gr4 := clip32(rs*g_[4], c)
+			gr4 := noclip32(float32(rs*g_[4]), c)
 			m4 := float32(b1*mean_[4]) + float32(nb1*gr4)
 			v4 := float32(b2*vr_[4]) + float32(nb2*gr4*gr4)
 			mean_[4], vr_[4] = m4, v4
 			w_[4] -= float32(eta * (m4/(sqrt32(v4)+eps) + float32(wd*w_[4])))
-			gr5 := clip32(rs*g_[5], c)
+			gr5 := noclip32(float32(rs*g_[5]), c)
 			m5 := float32(b1*mean_[5]) + float32(nb1*gr5)
 			v5 := float32(b2*vr_[5]) + float32(nb2*gr5*gr5)
 			mean_[5], vr_[5] = m5, v5
 			w_[5] -= float32(eta * (m5/(sqrt32(v5)+eps) + float32(wd*w_[5])))
-			gr6 := clip32(rs*g_[6], c)
+			gr6 := noclip32(float32(rs*g_[6]), c)
 			m6 := float32(b1*mean_[6]) + float32(nb1*gr6)
 			v6 := float32(b2*vr_[6]) + float32(nb2*gr6*gr6)
 			mean_[6], vr_[6] = m6, v6
 			w_[6] -= float32(eta * (m6/(sqrt32(v6)+eps) + float32(wd*w_[6])))
-			gr7 := clip32(rs*g_[7], c)
+			gr7 := noclip32(float32(rs*g_[7]), c)
+			m7 := float32(b1*mean_[7]) + float32(nb1*gr7)
+			v7 := float32(b2*vr_[7]) + float32(nb2*gr7*gr7)
+			mean_[7], vr_[7] = m7, v7
+			w_[7] -= float32(eta * (m7/(sqrt32(v7)+eps) + float32(wd*w_[7])))
+		}
+	}
+	return nv
+}
+
+func adamWVecClip(p *Params, w, g, mean, vr []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
+	rs, wd, eta, eps := p.RescaleGrad, p.WD, p.Coef1, p.Epsilon
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mean[nv-1]
+		pmean := unsafe.Pointer(&mean[0])
+		_ = vr[nv-1]
+		pvr := unsafe.Pointer(&vr[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mean_ := (*[8]float32)(unsafe.Add(pmean, off))
+			vr_ := (*[8]float32)(unsafe.Add(pvr, off))
+			gr0 := clip32(float32(rs*g_[0]), c)
+			m0 := float32(b1*mean_[0]) + float32(nb1*gr0)
+			v0 := float32(b2*vr_[0]) + float32(nb2*gr0*gr0)
+			mean_[0], vr_[0] = m0, v0
+			w_[0] -= float32(eta * (m0/(sqrt32(v0)+eps) + float32(wd*w_[0])))
+			gr1 := clip32(float32(rs*g_[1]), c)
+			m1 := float32(b1*mean_[1]) + float32(nb1*gr1)
+			v1 := float32(b2*vr_[1]) + float32(nb2*gr1*gr1)
+			mean_[1], vr_[1] = m1, v1
+			w_[1] -= float32(eta * (m1/(sqrt32(v1)+eps) + float32(wd*w_[1])))
+			gr2 := clip32(float32(rs*g_[2]), c)
+			m2 := float32(b1*mean_[2]) + float32(nb1*gr2)
+			v2 := float32(b2*vr_[2]) + float32(nb2*gr2*gr2)
+			mean_[2], vr_[2] = m2, v2
+			w_[2] -= float32(eta * (m2/(sqrt32(v2)+eps) + float32(wd*w_[2])))
+			gr3 := clip32(float32(rs*g_[3]), c)
+			m3 := float32(b1*mean_[3]) + float32(nb1*gr3)
+			v3 := float32(b2*vr_[3]) + float32(nb2*gr3*gr3)
+			mean_[3], vr_[3] = m3, v3
+			w_[3] -= float32(eta * (m3/(sqrt32(v3)+eps) + float32(wd*w_[3])))
+			gr4 := clip32(float32(rs*g_[4]), c)
+			m4 := float32(b1*mean_[4]) + float32(nb1*gr4)
+			v4 := float32(b2*vr_[4]) + float32(nb2*gr4*gr4)
+			mean_[4], vr_[4] = m4, v4
+			w_[4] -= float32(eta * (m4/(sqrt32(v4)+eps) + float32(wd*w_[4])))
+			gr5 := clip32(float32(rs*g_[5]), c)
+			m5 := float32(b1*mean_[5]) + float32(nb1*gr5)
+			v5 := float32(b2*vr_[5]) + float32(nb2*gr5*gr5)
+			mean_[5], vr_[5] = m5, v5
+			w_[5] -= float32(eta * (m5/(sqrt32(v5)+eps) + float32(wd*w_[5])))
+			gr6 := clip32(float32(rs*g_[6]), c)
+			m6 := float32(b1*mean_[6]) + float32(nb1*gr6)
+			v6 := float32(b2*vr_[6]) + float32(nb2*gr6*gr6)
+			mean_[6], vr_[6] = m6, v6
+			w_[6] -= float32(eta * (m6/(sqrt32(v6)+eps) + float32(wd*w_[6])))
+			gr7 := clip32(float32(rs*g_[7]), c)
 			m7 := float32(b1*mean_[7]) + float32(nb1*gr7)
 			v7 := float32(b2*vr_[7]) + float32(nb2*gr7*gr7)
 			mean_[7], vr_[7] = m7, v7
@@ -278,8 +632,19 @@ func adamWVec(p *Params, w, g, mean, vr []float32) int {
 }
 
 func adaGradVec(p *Params, w, g, hist []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return adaGradVecClip(p, w, g, hist)
+	case !clip:
+		return adaGradVecPlain(p, w, g, hist)
+	}
+	panic("unreachable")
+}
+
+func adaGradVecPlain(p *Params, w, g, hist []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	rs, wd, nlr, eps := p.RescaleGrad, p.WD, -p.LR, p.Epsilon
 	if nv > 0 {
 		// One bounds check per array for the whole unrolled part.
@@ -293,35 +658,88 @@ func adaGradVec(p *Params, w, g, hist []float32) int {
 			w_ := (*[8]float32)(unsafe.Add(pw, off))
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			hist_ := (*[8]float32)(unsafe.Add(phist, off))
-			gr0 := clip32(rs*g_[0], c)
+			gr0 := noclip32(float32(rs*g_[0]), c)
 			h0 := hist_[0] + float32(gr0*gr0)
 			hist_[0] = h0
 			w_[0] += float32((gr0/sqrt32(h0+eps) + float32(w_[0]*wd)) * nlr)
-			gr1 := clip32(rs*g_[1], c)
+			gr1 := noclip32(float32(rs*g_[1]), c)
 			h1 := hist_[1] + float32(gr1*gr1)
 			hist_[1] = h1
 			w_[1] += float32((gr1/sqrt32(h1+eps) + float32(w_[1]*wd)) * nlr)
-			gr2 := clip32(rs*g_[2], c)
+			gr2 := noclip32(float32(rs*g_[2]), c)
 			h2 := hist_[2] + float32(gr2*gr2)
 			hist_[2] = h2
 			w_[2] += float32((gr2/sqrt32(h2+eps) + float32(w_[2]*wd)) * nlr)
-			gr3 := clip32(rs*g_[3], c)
+			gr3 := noclip32(float32(rs*g_[3]), c)
 			h3 := hist_[3] + float32(gr3*gr3)
 			hist_[3] = h3
 			w_[3] += float32((gr3/sqrt32(h3+eps) + float32(w_[3]*wd)) * nlr)
-			gr4 := clip32(rs*g_[4], c)
+			gr4 := noclip32(float32(rs*g_[4]), c)
 			h4 := hist_[4] + float32(gr4*gr4)
 			hist_[4] = h4
 			w_[4] += float32((gr4/sqrt32(h4+eps) + float32(w_[4]*wd)) * nlr)
-			gr5 := clip32(rs*g_[5], c)
+			gr5 := noclip32(float32(rs*g_[5]), c)
 			h5 := hist_[5] + float32(gr5*gr5)
 			hist_[5] = h5
 			w_[5] += float32((gr5/sqrt32(h5+eps) + float32(w_[5]*wd)) * nlr)
-			gr6 := clip32(rs*g_[6], c)
+			gr6 := noclip32(float32(rs*g_[6]), c)
 			h6 := hist_[6] + float32(gr6*gr6)
 			hist_[6] = h6
 			w_[6] += float32((gr6/sqrt32(h6+eps) + float32(w_[6]*wd)) * nlr)
-			gr7 := clip32(rs*g_[7], c)
+			gr7 := noclip32(float32(rs*g_[7]), c)
+			h7 := hist_[7] + float32(gr7*gr7)
+			hist_[7] = h7
+			w_[7] += float32((gr7/sqrt32(h7+eps) + float32(w_[7]*wd)) * nlr)
+		}
+	}
+	return nv
+}
+
+func adaGradVecClip(p *Params, w, g, hist []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	rs, wd, nlr, eps := p.RescaleGrad, p.WD, -p.LR, p.Epsilon
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = hist[nv-1]
+		phist := unsafe.Pointer(&hist[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			hist_ := (*[8]float32)(unsafe.Add(phist, off))
+			gr0 := clip32(float32(rs*g_[0]), c)
+			h0 := hist_[0] + float32(gr0*gr0)
+			hist_[0] = h0
+			w_[0] += float32((gr0/sqrt32(h0+eps) + float32(w_[0]*wd)) * nlr)
+			gr1 := clip32(float32(rs*g_[1]), c)
+			h1 := hist_[1] + float32(gr1*gr1)
+			hist_[1] = h1
+			w_[1] += float32((gr1/sqrt32(h1+eps) + float32(w_[1]*wd)) * nlr)
+			gr2 := clip32(float32(rs*g_[2]), c)
+			h2 := hist_[2] + float32(gr2*gr2)
+			hist_[2] = h2
+			w_[2] += float32((gr2/sqrt32(h2+eps) + float32(w_[2]*wd)) * nlr)
+			gr3 := clip32(float32(rs*g_[3]), c)
+			h3 := hist_[3] + float32(gr3*gr3)
+			hist_[3] = h3
+			w_[3] += float32((gr3/sqrt32(h3+eps) + float32(w_[3]*wd)) * nlr)
+			gr4 := clip32(float32(rs*g_[4]), c)
+			h4 := hist_[4] + float32(gr4*gr4)
+			hist_[4] = h4
+			w_[4] += float32((gr4/sqrt32(h4+eps) + float32(w_[4]*wd)) * nlr)
+			gr5 := clip32(float32(rs*g_[5]), c)
+			h5 := hist_[5] + float32(gr5*gr5)
+			hist_[5] = h5
+			w_[5] += float32((gr5/sqrt32(h5+eps) + float32(w_[5]*wd)) * nlr)
+			gr6 := clip32(float32(rs*g_[6]), c)
+			h6 := hist_[6] + float32(gr6*gr6)
+			hist_[6] = h6
+			w_[6] += float32((gr6/sqrt32(h6+eps) + float32(w_[6]*wd)) * nlr)
+			gr7 := clip32(float32(rs*g_[7]), c)
 			h7 := hist_[7] + float32(gr7*gr7)
 			hist_[7] = h7
 			w_[7] += float32((gr7/sqrt32(h7+eps) + float32(w_[7]*wd)) * nlr)
@@ -331,11 +749,192 @@ func adaGradVec(p *Params, w, g, hist []float32) int {
 }
 
 func rmsPropVec(p *Params, w, g, n []float32) int {
+	clip := p.ClipGradient >= 0
+	clipW := p.Flags&FlagClipWeights != 0 && p.ClipWeights >= 0
+	switch {
+	case clip && clipW:
+		return rmsPropVecClipClipW(p, w, g, n)
+	case !clip && clipW:
+		return rmsPropVecClipW(p, w, g, n)
+	case clip && !clipW:
+		return rmsPropVecClip(p, w, g, n)
+	case !clip && !clipW:
+		return rmsPropVecPlain(p, w, g, n)
+	}
+	panic("unreachable")
+}
+
+func rmsPropVecPlain(p *Params, w, g, n []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	g1, ng1 := p.Gamma1, 1-p.Gamma1
 	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
-	cw := bound(p.ClipWeights, p.Flags&FlagClipWeights != 0)
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gr0 := noclip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*(gr0*gr0)) + float32(g1*n_[0])
+			n_[0] = n0
+			w_[0] = noclip32(w_[0]-float32(lr*(gr0/sqrt32(n0+eps))), cw)
+			gr1 := noclip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*(gr1*gr1)) + float32(g1*n_[1])
+			n_[1] = n1
+			w_[1] = noclip32(w_[1]-float32(lr*(gr1/sqrt32(n1+eps))), cw)
+			gr2 := noclip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*(gr2*gr2)) + float32(g1*n_[2])
+			n_[2] = n2
+			w_[2] = noclip32(w_[2]-float32(lr*(gr2/sqrt32(n2+eps))), cw)
+			gr3 := noclip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*(gr3*gr3)) + float32(g1*n_[3])
+			n_[3] = n3
+			w_[3] = noclip32(w_[3]-float32(lr*(gr3/sqrt32(n3+eps))), cw)
+			gr4 := noclip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*(gr4*gr4)) + float32(g1*n_[4])
+			n_[4] = n4
+			w_[4] = noclip32(w_[4]-float32(lr*(gr4/sqrt32(n4+eps))), cw)
+			gr5 := noclip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*(gr5*gr5)) + float32(g1*n_[5])
+			n_[5] = n5
+			w_[5] = noclip32(w_[5]-float32(lr*(gr5/sqrt32(n5+eps))), cw)
+			gr6 := noclip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*(gr6*gr6)) + float32(g1*n_[6])
+			n_[6] = n6
+			w_[6] = noclip32(w_[6]-float32(lr*(gr6/sqrt32(n6+eps))), cw)
+			gr7 := noclip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*(gr7*gr7)) + float32(g1*n_[7])
+			n_[7] = n7
+			w_[7] = noclip32(w_[7]-float32(lr*(gr7/sqrt32(n7+eps))), cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropVecClip(p *Params, w, g, n []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1 := p.Gamma1, 1-p.Gamma1
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gr0 := clip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*(gr0*gr0)) + float32(g1*n_[0])
+			n_[0] = n0
+			w_[0] = noclip32(w_[0]-float32(lr*(gr0/sqrt32(n0+eps))), cw)
+			gr1 := clip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*(gr1*gr1)) + float32(g1*n_[1])
+			n_[1] = n1
+			w_[1] = noclip32(w_[1]-float32(lr*(gr1/sqrt32(n1+eps))), cw)
+			gr2 := clip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*(gr2*gr2)) + float32(g1*n_[2])
+			n_[2] = n2
+			w_[2] = noclip32(w_[2]-float32(lr*(gr2/sqrt32(n2+eps))), cw)
+			gr3 := clip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*(gr3*gr3)) + float32(g1*n_[3])
+			n_[3] = n3
+			w_[3] = noclip32(w_[3]-float32(lr*(gr3/sqrt32(n3+eps))), cw)
+			gr4 := clip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*(gr4*gr4)) + float32(g1*n_[4])
+			n_[4] = n4
+			w_[4] = noclip32(w_[4]-float32(lr*(gr4/sqrt32(n4+eps))), cw)
+			gr5 := clip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*(gr5*gr5)) + float32(g1*n_[5])
+			n_[5] = n5
+			w_[5] = noclip32(w_[5]-float32(lr*(gr5/sqrt32(n5+eps))), cw)
+			gr6 := clip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*(gr6*gr6)) + float32(g1*n_[6])
+			n_[6] = n6
+			w_[6] = noclip32(w_[6]-float32(lr*(gr6/sqrt32(n6+eps))), cw)
+			gr7 := clip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*(gr7*gr7)) + float32(g1*n_[7])
+			n_[7] = n7
+			w_[7] = noclip32(w_[7]-float32(lr*(gr7/sqrt32(n7+eps))), cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropVecClipW(p *Params, w, g, n []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1 := p.Gamma1, 1-p.Gamma1
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gr0 := noclip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*(gr0*gr0)) + float32(g1*n_[0])
+			n_[0] = n0
+			w_[0] = clip32(w_[0]-float32(lr*(gr0/sqrt32(n0+eps))), cw)
+			gr1 := noclip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*(gr1*gr1)) + float32(g1*n_[1])
+			n_[1] = n1
+			w_[1] = clip32(w_[1]-float32(lr*(gr1/sqrt32(n1+eps))), cw)
+			gr2 := noclip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*(gr2*gr2)) + float32(g1*n_[2])
+			n_[2] = n2
+			w_[2] = clip32(w_[2]-float32(lr*(gr2/sqrt32(n2+eps))), cw)
+			gr3 := noclip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*(gr3*gr3)) + float32(g1*n_[3])
+			n_[3] = n3
+			w_[3] = clip32(w_[3]-float32(lr*(gr3/sqrt32(n3+eps))), cw)
+			gr4 := noclip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*(gr4*gr4)) + float32(g1*n_[4])
+			n_[4] = n4
+			w_[4] = clip32(w_[4]-float32(lr*(gr4/sqrt32(n4+eps))), cw)
+			gr5 := noclip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*(gr5*gr5)) + float32(g1*n_[5])
+			n_[5] = n5
+			w_[5] = clip32(w_[5]-float32(lr*(gr5/sqrt32(n5+eps))), cw)
+			gr6 := noclip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*(gr6*gr6)) + float32(g1*n_[6])
+			n_[6] = n6
+			w_[6] = clip32(w_[6]-float32(lr*(gr6/sqrt32(n6+eps))), cw)
+			gr7 := noclip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*(gr7*gr7)) + float32(g1*n_[7])
+			n_[7] = n7
+			w_[7] = clip32(w_[7]-float32(lr*(gr7/sqrt32(n7+eps))), cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropVecClipClipW(p *Params, w, g, n []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1 := p.Gamma1, 1-p.Gamma1
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
 	if nv > 0 {
 		// One bounds check per array for the whole unrolled part.
 		_ = w[nv-1]
@@ -386,11 +985,258 @@ func rmsPropVec(p *Params, w, g, n []float32) int {
 }
 
 func rmsPropCenteredVec(p *Params, w, g, n, gm, delta []float32) int {
+	clip := p.ClipGradient >= 0
+	clipW := p.Flags&FlagClipWeights != 0 && p.ClipWeights >= 0
+	switch {
+	case clip && clipW:
+		return rmsPropCenteredVecClipClipW(p, w, g, n, gm, delta)
+	case !clip && clipW:
+		return rmsPropCenteredVecClipW(p, w, g, n, gm, delta)
+	case clip && !clipW:
+		return rmsPropCenteredVecClip(p, w, g, n, gm, delta)
+	case !clip && !clipW:
+		return rmsPropCenteredVecPlain(p, w, g, n, gm, delta)
+	}
+	panic("unreachable")
+}
+
+func rmsPropCenteredVecPlain(p *Params, w, g, n, gm, delta []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	g1, ng1, g2 := p.Gamma1, 1-p.Gamma1, p.Gamma2
 	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
-	cw := bound(p.ClipWeights, p.Flags&FlagClipWeights != 0)
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		_ = gm[nv-1]
+		pgm := unsafe.Pointer(&gm[0])
+		_ = delta[nv-1]
+		pdelta := unsafe.Pointer(&delta[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gm_ := (*[8]float32)(unsafe.Add(pgm, off))
+			delta_ := (*[8]float32)(unsafe.Add(pdelta, off))
+			gr0 := noclip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*gr0*gr0) + float32(g1*n_[0])
+			gm0 := float32(ng1*gr0) + float32(g1*gm_[0])
+			d0 := float32(g2*delta_[0]) - lr*gr0/sqrt32(n0-float32(gm0*gm0)+eps)
+			n_[0], gm_[0], delta_[0] = n0, gm0, d0
+			w_[0] = noclip32(w_[0]+d0, cw)
+			gr1 := noclip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*gr1*gr1) + float32(g1*n_[1])
+			gm1 := float32(ng1*gr1) + float32(g1*gm_[1])
+			d1 := float32(g2*delta_[1]) - lr*gr1/sqrt32(n1-float32(gm1*gm1)+eps)
+			n_[1], gm_[1], delta_[1] = n1, gm1, d1
+			w_[1] = noclip32(w_[1]+d1, cw)
+			gr2 := noclip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*gr2*gr2) + float32(g1*n_[2])
+			gm2 := float32(ng1*gr2) + float32(g1*gm_[2])
+			d2 := float32(g2*delta_[2]) - lr*gr2/sqrt32(n2-float32(gm2*gm2)+eps)
+			n_[2], gm_[2], delta_[2] = n2, gm2, d2
+			w_[2] = noclip32(w_[2]+d2, cw)
+			gr3 := noclip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*gr3*gr3) + float32(g1*n_[3])
+			gm3 := float32(ng1*gr3) + float32(g1*gm_[3])
+			d3 := float32(g2*delta_[3]) - lr*gr3/sqrt32(n3-float32(gm3*gm3)+eps)
+			n_[3], gm_[3], delta_[3] = n3, gm3, d3
+			w_[3] = noclip32(w_[3]+d3, cw)
+			gr4 := noclip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*gr4*gr4) + float32(g1*n_[4])
+			gm4 := float32(ng1*gr4) + float32(g1*gm_[4])
+			d4 := float32(g2*delta_[4]) - lr*gr4/sqrt32(n4-float32(gm4*gm4)+eps)
+			n_[4], gm_[4], delta_[4] = n4, gm4, d4
+			w_[4] = noclip32(w_[4]+d4, cw)
+			gr5 := noclip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*gr5*gr5) + float32(g1*n_[5])
+			gm5 := float32(ng1*gr5) + float32(g1*gm_[5])
+			d5 := float32(g2*delta_[5]) - lr*gr5/sqrt32(n5-float32(gm5*gm5)+eps)
+			n_[5], gm_[5], delta_[5] = n5, gm5, d5
+			w_[5] = noclip32(w_[5]+d5, cw)
+			gr6 := noclip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*gr6*gr6) + float32(g1*n_[6])
+			gm6 := float32(ng1*gr6) + float32(g1*gm_[6])
+			d6 := float32(g2*delta_[6]) - lr*gr6/sqrt32(n6-float32(gm6*gm6)+eps)
+			n_[6], gm_[6], delta_[6] = n6, gm6, d6
+			w_[6] = noclip32(w_[6]+d6, cw)
+			gr7 := noclip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*gr7*gr7) + float32(g1*n_[7])
+			gm7 := float32(ng1*gr7) + float32(g1*gm_[7])
+			d7 := float32(g2*delta_[7]) - lr*gr7/sqrt32(n7-float32(gm7*gm7)+eps)
+			n_[7], gm_[7], delta_[7] = n7, gm7, d7
+			w_[7] = noclip32(w_[7]+d7, cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropCenteredVecClip(p *Params, w, g, n, gm, delta []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1, g2 := p.Gamma1, 1-p.Gamma1, p.Gamma2
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		_ = gm[nv-1]
+		pgm := unsafe.Pointer(&gm[0])
+		_ = delta[nv-1]
+		pdelta := unsafe.Pointer(&delta[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gm_ := (*[8]float32)(unsafe.Add(pgm, off))
+			delta_ := (*[8]float32)(unsafe.Add(pdelta, off))
+			gr0 := clip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*gr0*gr0) + float32(g1*n_[0])
+			gm0 := float32(ng1*gr0) + float32(g1*gm_[0])
+			d0 := float32(g2*delta_[0]) - lr*gr0/sqrt32(n0-float32(gm0*gm0)+eps)
+			n_[0], gm_[0], delta_[0] = n0, gm0, d0
+			w_[0] = noclip32(w_[0]+d0, cw)
+			gr1 := clip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*gr1*gr1) + float32(g1*n_[1])
+			gm1 := float32(ng1*gr1) + float32(g1*gm_[1])
+			d1 := float32(g2*delta_[1]) - lr*gr1/sqrt32(n1-float32(gm1*gm1)+eps)
+			n_[1], gm_[1], delta_[1] = n1, gm1, d1
+			w_[1] = noclip32(w_[1]+d1, cw)
+			gr2 := clip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*gr2*gr2) + float32(g1*n_[2])
+			gm2 := float32(ng1*gr2) + float32(g1*gm_[2])
+			d2 := float32(g2*delta_[2]) - lr*gr2/sqrt32(n2-float32(gm2*gm2)+eps)
+			n_[2], gm_[2], delta_[2] = n2, gm2, d2
+			w_[2] = noclip32(w_[2]+d2, cw)
+			gr3 := clip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*gr3*gr3) + float32(g1*n_[3])
+			gm3 := float32(ng1*gr3) + float32(g1*gm_[3])
+			d3 := float32(g2*delta_[3]) - lr*gr3/sqrt32(n3-float32(gm3*gm3)+eps)
+			n_[3], gm_[3], delta_[3] = n3, gm3, d3
+			w_[3] = noclip32(w_[3]+d3, cw)
+			gr4 := clip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*gr4*gr4) + float32(g1*n_[4])
+			gm4 := float32(ng1*gr4) + float32(g1*gm_[4])
+			d4 := float32(g2*delta_[4]) - lr*gr4/sqrt32(n4-float32(gm4*gm4)+eps)
+			n_[4], gm_[4], delta_[4] = n4, gm4, d4
+			w_[4] = noclip32(w_[4]+d4, cw)
+			gr5 := clip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*gr5*gr5) + float32(g1*n_[5])
+			gm5 := float32(ng1*gr5) + float32(g1*gm_[5])
+			d5 := float32(g2*delta_[5]) - lr*gr5/sqrt32(n5-float32(gm5*gm5)+eps)
+			n_[5], gm_[5], delta_[5] = n5, gm5, d5
+			w_[5] = noclip32(w_[5]+d5, cw)
+			gr6 := clip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*gr6*gr6) + float32(g1*n_[6])
+			gm6 := float32(ng1*gr6) + float32(g1*gm_[6])
+			d6 := float32(g2*delta_[6]) - lr*gr6/sqrt32(n6-float32(gm6*gm6)+eps)
+			n_[6], gm_[6], delta_[6] = n6, gm6, d6
+			w_[6] = noclip32(w_[6]+d6, cw)
+			gr7 := clip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*gr7*gr7) + float32(g1*n_[7])
+			gm7 := float32(ng1*gr7) + float32(g1*gm_[7])
+			d7 := float32(g2*delta_[7]) - lr*gr7/sqrt32(n7-float32(gm7*gm7)+eps)
+			n_[7], gm_[7], delta_[7] = n7, gm7, d7
+			w_[7] = noclip32(w_[7]+d7, cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropCenteredVecClipW(p *Params, w, g, n, gm, delta []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1, g2 := p.Gamma1, 1-p.Gamma1, p.Gamma2
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		_ = gm[nv-1]
+		pgm := unsafe.Pointer(&gm[0])
+		_ = delta[nv-1]
+		pdelta := unsafe.Pointer(&delta[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gm_ := (*[8]float32)(unsafe.Add(pgm, off))
+			delta_ := (*[8]float32)(unsafe.Add(pdelta, off))
+			gr0 := noclip32(float32(rs*g_[0])+float32(wd*w_[0]), c)
+			n0 := float32(ng1*gr0*gr0) + float32(g1*n_[0])
+			gm0 := float32(ng1*gr0) + float32(g1*gm_[0])
+			d0 := float32(g2*delta_[0]) - lr*gr0/sqrt32(n0-float32(gm0*gm0)+eps)
+			n_[0], gm_[0], delta_[0] = n0, gm0, d0
+			w_[0] = clip32(w_[0]+d0, cw)
+			gr1 := noclip32(float32(rs*g_[1])+float32(wd*w_[1]), c)
+			n1 := float32(ng1*gr1*gr1) + float32(g1*n_[1])
+			gm1 := float32(ng1*gr1) + float32(g1*gm_[1])
+			d1 := float32(g2*delta_[1]) - lr*gr1/sqrt32(n1-float32(gm1*gm1)+eps)
+			n_[1], gm_[1], delta_[1] = n1, gm1, d1
+			w_[1] = clip32(w_[1]+d1, cw)
+			gr2 := noclip32(float32(rs*g_[2])+float32(wd*w_[2]), c)
+			n2 := float32(ng1*gr2*gr2) + float32(g1*n_[2])
+			gm2 := float32(ng1*gr2) + float32(g1*gm_[2])
+			d2 := float32(g2*delta_[2]) - lr*gr2/sqrt32(n2-float32(gm2*gm2)+eps)
+			n_[2], gm_[2], delta_[2] = n2, gm2, d2
+			w_[2] = clip32(w_[2]+d2, cw)
+			gr3 := noclip32(float32(rs*g_[3])+float32(wd*w_[3]), c)
+			n3 := float32(ng1*gr3*gr3) + float32(g1*n_[3])
+			gm3 := float32(ng1*gr3) + float32(g1*gm_[3])
+			d3 := float32(g2*delta_[3]) - lr*gr3/sqrt32(n3-float32(gm3*gm3)+eps)
+			n_[3], gm_[3], delta_[3] = n3, gm3, d3
+			w_[3] = clip32(w_[3]+d3, cw)
+			gr4 := noclip32(float32(rs*g_[4])+float32(wd*w_[4]), c)
+			n4 := float32(ng1*gr4*gr4) + float32(g1*n_[4])
+			gm4 := float32(ng1*gr4) + float32(g1*gm_[4])
+			d4 := float32(g2*delta_[4]) - lr*gr4/sqrt32(n4-float32(gm4*gm4)+eps)
+			n_[4], gm_[4], delta_[4] = n4, gm4, d4
+			w_[4] = clip32(w_[4]+d4, cw)
+			gr5 := noclip32(float32(rs*g_[5])+float32(wd*w_[5]), c)
+			n5 := float32(ng1*gr5*gr5) + float32(g1*n_[5])
+			gm5 := float32(ng1*gr5) + float32(g1*gm_[5])
+			d5 := float32(g2*delta_[5]) - lr*gr5/sqrt32(n5-float32(gm5*gm5)+eps)
+			n_[5], gm_[5], delta_[5] = n5, gm5, d5
+			w_[5] = clip32(w_[5]+d5, cw)
+			gr6 := noclip32(float32(rs*g_[6])+float32(wd*w_[6]), c)
+			n6 := float32(ng1*gr6*gr6) + float32(g1*n_[6])
+			gm6 := float32(ng1*gr6) + float32(g1*gm_[6])
+			d6 := float32(g2*delta_[6]) - lr*gr6/sqrt32(n6-float32(gm6*gm6)+eps)
+			n_[6], gm_[6], delta_[6] = n6, gm6, d6
+			w_[6] = clip32(w_[6]+d6, cw)
+			gr7 := noclip32(float32(rs*g_[7])+float32(wd*w_[7]), c)
+			n7 := float32(ng1*gr7*gr7) + float32(g1*n_[7])
+			gm7 := float32(ng1*gr7) + float32(g1*gm_[7])
+			d7 := float32(g2*delta_[7]) - lr*gr7/sqrt32(n7-float32(gm7*gm7)+eps)
+			n_[7], gm_[7], delta_[7] = n7, gm7, d7
+			w_[7] = clip32(w_[7]+d7, cw)
+		}
+	}
+	return nv
+}
+
+func rmsPropCenteredVecClipClipW(p *Params, w, g, n, gm, delta []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	g1, ng1, g2 := p.Gamma1, 1-p.Gamma1, p.Gamma2
+	rs, wd, lr, eps := p.RescaleGrad, p.WD, p.LR, p.Epsilon
+	cw := p.ClipWeights
 	if nv > 0 {
 		// One bounds check per array for the whole unrolled part.
 		_ = w[nv-1]
@@ -463,8 +1309,19 @@ func rmsPropCenteredVec(p *Params, w, g, n, gm, delta []float32) int {
 }
 
 func adaDeltaVec(p *Params, w, g, accG, accD []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return adaDeltaVecClip(p, w, g, accG, accD)
+	case !clip:
+		return adaDeltaVecPlain(p, w, g, accG, accD)
+	}
+	panic("unreachable")
+}
+
+func adaDeltaVecPlain(p *Params, w, g, accG, accD []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	rho, nrho := p.Rho, 1-p.Rho
 	rs, wd, eps := p.RescaleGrad, p.WD, p.Epsilon
 	if nv > 0 {
@@ -482,49 +1339,122 @@ func adaDeltaVec(p *Params, w, g, accG, accD []float32) int {
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			accG_ := (*[8]float32)(unsafe.Add(paccG, off))
 			accD_ := (*[8]float32)(unsafe.Add(paccD, off))
-			gr0 := clip32(rs*g_[0], c)
+			gr0 := noclip32(float32(rs*g_[0]), c)
 			ag0 := float32(rho*accG_[0]) + float32(nrho*gr0*gr0)
 			d0 := float32(sqrt32(accD_[0]+eps) / sqrt32(ag0+eps) * gr0)
 			accG_[0] = ag0
 			accD_[0] = float32(rho*accD_[0]) + float32(nrho*d0*d0)
 			w_[0] -= d0 + float32(wd*w_[0])
-			gr1 := clip32(rs*g_[1], c)
+			gr1 := noclip32(float32(rs*g_[1]), c)
 			ag1 := float32(rho*accG_[1]) + float32(nrho*gr1*gr1)
 			d1 := float32(sqrt32(accD_[1]+eps) / sqrt32(ag1+eps) * gr1)
 			accG_[1] = ag1
 			accD_[1] = float32(rho*accD_[1]) + float32(nrho*d1*d1)
 			w_[1] -= d1 + float32(wd*w_[1])
-			gr2 := clip32(rs*g_[2], c)
+			gr2 := noclip32(float32(rs*g_[2]), c)
 			ag2 := float32(rho*accG_[2]) + float32(nrho*gr2*gr2)
 			d2 := float32(sqrt32(accD_[2]+eps) / sqrt32(ag2+eps) * gr2)
 			accG_[2] = ag2
 			accD_[2] = float32(rho*accD_[2]) + float32(nrho*d2*d2)
 			w_[2] -= d2 + float32(wd*w_[2])
-			gr3 := clip32(rs*g_[3], c)
+			gr3 := noclip32(float32(rs*g_[3]), c)
 			ag3 := float32(rho*accG_[3]) + float32(nrho*gr3*gr3)
 			d3 := float32(sqrt32(accD_[3]+eps) / sqrt32(ag3+eps) * gr3)
 			accG_[3] = ag3
 			accD_[3] = float32(rho*accD_[3]) + float32(nrho*d3*d3)
 			w_[3] -= d3 + float32(wd*w_[3])
-			gr4 := clip32(rs*g_[4], c)
+			gr4 := noclip32(float32(rs*g_[4]), c)
 			ag4 := float32(rho*accG_[4]) + float32(nrho*gr4*gr4)
 			d4 := float32(sqrt32(accD_[4]+eps) / sqrt32(ag4+eps) * gr4)
 			accG_[4] = ag4
 			accD_[4] = float32(rho*accD_[4]) + float32(nrho*d4*d4)
 			w_[4] -= d4 + float32(wd*w_[4])
-			gr5 := clip32(rs*g_[5], c)
+			gr5 := noclip32(float32(rs*g_[5]), c)
 			ag5 := float32(rho*accG_[5]) + float32(nrho*gr5*gr5)
 			d5 := float32(sqrt32(accD_[5]+eps) / sqrt32(ag5+eps) * gr5)
 			accG_[5] = ag5
 			accD_[5] = float32(rho*accD_[5]) + float32(nrho*d5*d5)
 			w_[5] -= d5 + float32(wd*w_[5])
-			gr6 := clip32(rs*g_[6], c)
+			gr6 := noclip32(float32(rs*g_[6]), c)
 			ag6 := float32(rho*accG_[6]) + float32(nrho*gr6*gr6)
 			d6 := float32(sqrt32(accD_[6]+eps) / sqrt32(ag6+eps) * gr6)
 			accG_[6] = ag6
 			accD_[6] = float32(rho*accD_[6]) + float32(nrho*d6*d6)
 			w_[6] -= d6 + float32(wd*w_[6])
-			gr7 := clip32(rs*g_[7], c)
+			gr7 := noclip32(float32(rs*g_[7]), c)
+			ag7 := float32(rho*accG_[7]) + float32(nrho*gr7*gr7)
+			d7 := float32(sqrt32(accD_[7]+eps) / sqrt32(ag7+eps) * gr7)
+			accG_[7] = ag7
+			accD_[7] = float32(rho*accD_[7]) + float32(nrho*d7*d7)
+			w_[7] -= d7 + float32(wd*w_[7])
+		}
+	}
+	return nv
+}
+
+func adaDeltaVecClip(p *Params, w, g, accG, accD []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	rho, nrho := p.Rho, 1-p.Rho
+	rs, wd, eps := p.RescaleGrad, p.WD, p.Epsilon
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = accG[nv-1]
+		paccG := unsafe.Pointer(&accG[0])
+		_ = accD[nv-1]
+		paccD := unsafe.Pointer(&accD[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			accG_ := (*[8]float32)(unsafe.Add(paccG, off))
+			accD_ := (*[8]float32)(unsafe.Add(paccD, off))
+			gr0 := clip32(float32(rs*g_[0]), c)
+			ag0 := float32(rho*accG_[0]) + float32(nrho*gr0*gr0)
+			d0 := float32(sqrt32(accD_[0]+eps) / sqrt32(ag0+eps) * gr0)
+			accG_[0] = ag0
+			accD_[0] = float32(rho*accD_[0]) + float32(nrho*d0*d0)
+			w_[0] -= d0 + float32(wd*w_[0])
+			gr1 := clip32(float32(rs*g_[1]), c)
+			ag1 := float32(rho*accG_[1]) + float32(nrho*gr1*gr1)
+			d1 := float32(sqrt32(accD_[1]+eps) / sqrt32(ag1+eps) * gr1)
+			accG_[1] = ag1
+			accD_[1] = float32(rho*accD_[1]) + float32(nrho*d1*d1)
+			w_[1] -= d1 + float32(wd*w_[1])
+			gr2 := clip32(float32(rs*g_[2]), c)
+			ag2 := float32(rho*accG_[2]) + float32(nrho*gr2*gr2)
+			d2 := float32(sqrt32(accD_[2]+eps) / sqrt32(ag2+eps) * gr2)
+			accG_[2] = ag2
+			accD_[2] = float32(rho*accD_[2]) + float32(nrho*d2*d2)
+			w_[2] -= d2 + float32(wd*w_[2])
+			gr3 := clip32(float32(rs*g_[3]), c)
+			ag3 := float32(rho*accG_[3]) + float32(nrho*gr3*gr3)
+			d3 := float32(sqrt32(accD_[3]+eps) / sqrt32(ag3+eps) * gr3)
+			accG_[3] = ag3
+			accD_[3] = float32(rho*accD_[3]) + float32(nrho*d3*d3)
+			w_[3] -= d3 + float32(wd*w_[3])
+			gr4 := clip32(float32(rs*g_[4]), c)
+			ag4 := float32(rho*accG_[4]) + float32(nrho*gr4*gr4)
+			d4 := float32(sqrt32(accD_[4]+eps) / sqrt32(ag4+eps) * gr4)
+			accG_[4] = ag4
+			accD_[4] = float32(rho*accD_[4]) + float32(nrho*d4*d4)
+			w_[4] -= d4 + float32(wd*w_[4])
+			gr5 := clip32(float32(rs*g_[5]), c)
+			ag5 := float32(rho*accG_[5]) + float32(nrho*gr5*gr5)
+			d5 := float32(sqrt32(accD_[5]+eps) / sqrt32(ag5+eps) * gr5)
+			accG_[5] = ag5
+			accD_[5] = float32(rho*accD_[5]) + float32(nrho*d5*d5)
+			w_[5] -= d5 + float32(wd*w_[5])
+			gr6 := clip32(float32(rs*g_[6]), c)
+			ag6 := float32(rho*accG_[6]) + float32(nrho*gr6*gr6)
+			d6 := float32(sqrt32(accD_[6]+eps) / sqrt32(ag6+eps) * gr6)
+			accG_[6] = ag6
+			accD_[6] = float32(rho*accD_[6]) + float32(nrho*d6*d6)
+			w_[6] -= d6 + float32(wd*w_[6])
+			gr7 := clip32(float32(rs*g_[7]), c)
 			ag7 := float32(rho*accG_[7]) + float32(nrho*gr7*gr7)
 			d7 := float32(sqrt32(accD_[7]+eps) / sqrt32(ag7+eps) * gr7)
 			accG_[7] = ag7
@@ -536,6 +1466,10 @@ func adaDeltaVec(p *Params, w, g, accG, accD []float32) int {
 }
 
 func signSGDVec(p *Params, w, g []float32) int {
+	return signSGDVecPlain(p, w, g)
+}
+
+func signSGDVecPlain(p *Params, w, g []float32) int {
 	nv := len(w) &^ 7
 	lr := p.LR
 	decay := 1 - float32(lr*(p.WD+p.WDLH))
@@ -548,22 +1482,33 @@ func signSGDVec(p *Params, w, g []float32) int {
 		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
 			w_ := (*[8]float32)(unsafe.Add(pw, off))
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
-			w_[0] = float32(decay*w_[0]) - float32(lr*sign32(g_[0]))
-			w_[1] = float32(decay*w_[1]) - float32(lr*sign32(g_[1]))
-			w_[2] = float32(decay*w_[2]) - float32(lr*sign32(g_[2]))
-			w_[3] = float32(decay*w_[3]) - float32(lr*sign32(g_[3]))
-			w_[4] = float32(decay*w_[4]) - float32(lr*sign32(g_[4]))
-			w_[5] = float32(decay*w_[5]) - float32(lr*sign32(g_[5]))
-			w_[6] = float32(decay*w_[6]) - float32(lr*sign32(g_[6]))
-			w_[7] = float32(decay*w_[7]) - float32(lr*sign32(g_[7]))
+			w_[0] = float32(decay*w_[0]) - float32(lr*sign32bf(g_[0]))
+			w_[1] = float32(decay*w_[1]) - float32(lr*sign32bf(g_[1]))
+			w_[2] = float32(decay*w_[2]) - float32(lr*sign32bf(g_[2]))
+			w_[3] = float32(decay*w_[3]) - float32(lr*sign32bf(g_[3]))
+			w_[4] = float32(decay*w_[4]) - float32(lr*sign32bf(g_[4]))
+			w_[5] = float32(decay*w_[5]) - float32(lr*sign32bf(g_[5]))
+			w_[6] = float32(decay*w_[6]) - float32(lr*sign32bf(g_[6]))
+			w_[7] = float32(decay*w_[7]) - float32(lr*sign32bf(g_[7]))
 		}
 	}
 	return nv
 }
 
 func signumVec(p *Params, w, g, mom []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return signumVecClip(p, w, g, mom)
+	case !clip:
+		return signumVecPlain(p, w, g, mom)
+	}
+	panic("unreachable")
+}
+
+func signumVecPlain(p *Params, w, g, mom []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	mu, nmu := p.Momentum, 1-p.Momentum
 	rs, lr := p.RescaleGrad, p.LR
 	nmuwd := nmu * p.WD
@@ -580,38 +1525,97 @@ func signumVec(p *Params, w, g, mom []float32) int {
 			w_ := (*[8]float32)(unsafe.Add(pw, off))
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			mom_ := (*[8]float32)(unsafe.Add(pmom, off))
-			m0 := float32(mu*mom_[0]) - float32(nmuwd*w_[0]) - float32(nmu*clip32(rs*g_[0], c))
+			m0 := float32(mu*mom_[0]) - float32(nmuwd*w_[0]) - float32(nmu*noclip32(float32(rs*g_[0]), c))
 			mom_[0] = m0
-			w_[0] = float32(decay*w_[0]) + float32(lr*sign32(m0))
-			m1 := float32(mu*mom_[1]) - float32(nmuwd*w_[1]) - float32(nmu*clip32(rs*g_[1], c))
+			w_[0] = float32(decay*w_[0]) + float32(lr*sign32bf(m0))
+			m1 := float32(mu*mom_[1]) - float32(nmuwd*w_[1]) - float32(nmu*noclip32(float32(rs*g_[1]), c))
 			mom_[1] = m1
-			w_[1] = float32(decay*w_[1]) + float32(lr*sign32(m1))
-			m2 := float32(mu*mom_[2]) - float32(nmuwd*w_[2]) - float32(nmu*clip32(rs*g_[2], c))
+			w_[1] = float32(decay*w_[1]) + float32(lr*sign32bf(m1))
+			m2 := float32(mu*mom_[2]) - float32(nmuwd*w_[2]) - float32(nmu*noclip32(float32(rs*g_[2]), c))
 			mom_[2] = m2
-			w_[2] = float32(decay*w_[2]) + float32(lr*sign32(m2))
-			m3 := float32(mu*mom_[3]) - float32(nmuwd*w_[3]) - float32(nmu*clip32(rs*g_[3], c))
+			w_[2] = float32(decay*w_[2]) + float32(lr*sign32bf(m2))
+			m3 := float32(mu*mom_[3]) - float32(nmuwd*w_[3]) - float32(nmu*noclip32(float32(rs*g_[3]), c))
 			mom_[3] = m3
-			w_[3] = float32(decay*w_[3]) + float32(lr*sign32(m3))
-			m4 := float32(mu*mom_[4]) - float32(nmuwd*w_[4]) - float32(nmu*clip32(rs*g_[4], c))
+			w_[3] = float32(decay*w_[3]) + float32(lr*sign32bf(m3))
+			m4 := float32(mu*mom_[4]) - float32(nmuwd*w_[4]) - float32(nmu*noclip32(float32(rs*g_[4]), c))
 			mom_[4] = m4
-			w_[4] = float32(decay*w_[4]) + float32(lr*sign32(m4))
-			m5 := float32(mu*mom_[5]) - float32(nmuwd*w_[5]) - float32(nmu*clip32(rs*g_[5], c))
+			w_[4] = float32(decay*w_[4]) + float32(lr*sign32bf(m4))
+			m5 := float32(mu*mom_[5]) - float32(nmuwd*w_[5]) - float32(nmu*noclip32(float32(rs*g_[5]), c))
 			mom_[5] = m5
-			w_[5] = float32(decay*w_[5]) + float32(lr*sign32(m5))
-			m6 := float32(mu*mom_[6]) - float32(nmuwd*w_[6]) - float32(nmu*clip32(rs*g_[6], c))
+			w_[5] = float32(decay*w_[5]) + float32(lr*sign32bf(m5))
+			m6 := float32(mu*mom_[6]) - float32(nmuwd*w_[6]) - float32(nmu*noclip32(float32(rs*g_[6]), c))
 			mom_[6] = m6
-			w_[6] = float32(decay*w_[6]) + float32(lr*sign32(m6))
-			m7 := float32(mu*mom_[7]) - float32(nmuwd*w_[7]) - float32(nmu*clip32(rs*g_[7], c))
+			w_[6] = float32(decay*w_[6]) + float32(lr*sign32bf(m6))
+			m7 := float32(mu*mom_[7]) - float32(nmuwd*w_[7]) - float32(nmu*noclip32(float32(rs*g_[7]), c))
 			mom_[7] = m7
-			w_[7] = float32(decay*w_[7]) + float32(lr*sign32(m7))
+			w_[7] = float32(decay*w_[7]) + float32(lr*sign32bf(m7))
+		}
+	}
+	return nv
+}
+
+func signumVecClip(p *Params, w, g, mom []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	mu, nmu := p.Momentum, 1-p.Momentum
+	rs, lr := p.RescaleGrad, p.LR
+	nmuwd := nmu * p.WD
+	decay := 1 - float32(lr*p.WDLH)
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mom[nv-1]
+		pmom := unsafe.Pointer(&mom[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mom_ := (*[8]float32)(unsafe.Add(pmom, off))
+			m0 := float32(mu*mom_[0]) - float32(nmuwd*w_[0]) - float32(nmu*clip32(float32(rs*g_[0]), c))
+			mom_[0] = m0
+			w_[0] = float32(decay*w_[0]) + float32(lr*sign32bf(m0))
+			m1 := float32(mu*mom_[1]) - float32(nmuwd*w_[1]) - float32(nmu*clip32(float32(rs*g_[1]), c))
+			mom_[1] = m1
+			w_[1] = float32(decay*w_[1]) + float32(lr*sign32bf(m1))
+			m2 := float32(mu*mom_[2]) - float32(nmuwd*w_[2]) - float32(nmu*clip32(float32(rs*g_[2]), c))
+			mom_[2] = m2
+			w_[2] = float32(decay*w_[2]) + float32(lr*sign32bf(m2))
+			m3 := float32(mu*mom_[3]) - float32(nmuwd*w_[3]) - float32(nmu*clip32(float32(rs*g_[3]), c))
+			mom_[3] = m3
+			w_[3] = float32(decay*w_[3]) + float32(lr*sign32bf(m3))
+			m4 := float32(mu*mom_[4]) - float32(nmuwd*w_[4]) - float32(nmu*clip32(float32(rs*g_[4]), c))
+			mom_[4] = m4
+			w_[4] = float32(decay*w_[4]) + float32(lr*sign32bf(m4))
+			m5 := float32(mu*mom_[5]) - float32(nmuwd*w_[5]) - float32(nmu*clip32(float32(rs*g_[5]), c))
+			mom_[5] = m5
+			w_[5] = float32(decay*w_[5]) + float32(lr*sign32bf(m5))
+			m6 := float32(mu*mom_[6]) - float32(nmuwd*w_[6]) - float32(nmu*clip32(float32(rs*g_[6]), c))
+			mom_[6] = m6
+			w_[6] = float32(decay*w_[6]) + float32(lr*sign32bf(m6))
+			m7 := float32(mu*mom_[7]) - float32(nmuwd*w_[7]) - float32(nmu*clip32(float32(rs*g_[7]), c))
+			mom_[7] = m7
+			w_[7] = float32(decay*w_[7]) + float32(lr*sign32bf(m7))
 		}
 	}
 	return nv
 }
 
 func ftrlVec(p *Params, w, g, z, n []float32) int {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return ftrlVecClip(p, w, g, z, n)
+	case !clip:
+		return ftrlVecPlain(p, w, g, z, n)
+	}
+	panic("unreachable")
+}
+
+func ftrlVecPlain(p *Params, w, g, z, n []float32) int {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	rs, wd, lr, l1, beta := p.RescaleGrad, p.WD, p.LR, p.Lamda1, p.Beta
 	if nv > 0 {
 		// One bounds check per array for the whole unrolled part.
@@ -628,68 +1632,152 @@ func ftrlVec(p *Params, w, g, z, n []float32) int {
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			z_ := (*[8]float32)(unsafe.Add(pz, off))
 			n_ := (*[8]float32)(unsafe.Add(pn, off))
-			gr0 := clip32(rs*g_[0], c)
+			gr0 := noclip32(float32(rs*g_[0]), c)
 			n0 := n_[0]
 			gg0 := float32(gr0 * gr0)
 			z0 := z_[0] + (gr0 - (sqrt32(n0+gg0)-sqrt32(n0))*w_[0]/lr)
 			n0 += gg0
 			z_[0], n_[0] = z0, n0
-			w_[0] = (float32(sign32(z0)*l1) - z0) / ((beta+sqrt32(n0))/lr + wd) * keep32(z0, l1)
-			gr1 := clip32(rs*g_[1], c)
+			w_[0] = (float32(sign32bf(z0)*l1) - z0) / ((beta+sqrt32(n0))/lr + wd) * keep32bf(z0, l1)
+			gr1 := noclip32(float32(rs*g_[1]), c)
 			n1 := n_[1]
 			gg1 := float32(gr1 * gr1)
 			z1 := z_[1] + (gr1 - (sqrt32(n1+gg1)-sqrt32(n1))*w_[1]/lr)
 			n1 += gg1
 			z_[1], n_[1] = z1, n1
-			w_[1] = (float32(sign32(z1)*l1) - z1) / ((beta+sqrt32(n1))/lr + wd) * keep32(z1, l1)
-			gr2 := clip32(rs*g_[2], c)
+			w_[1] = (float32(sign32bf(z1)*l1) - z1) / ((beta+sqrt32(n1))/lr + wd) * keep32bf(z1, l1)
+			gr2 := noclip32(float32(rs*g_[2]), c)
 			n2 := n_[2]
 			gg2 := float32(gr2 * gr2)
 			z2 := z_[2] + (gr2 - (sqrt32(n2+gg2)-sqrt32(n2))*w_[2]/lr)
 			n2 += gg2
 			z_[2], n_[2] = z2, n2
-			w_[2] = (float32(sign32(z2)*l1) - z2) / ((beta+sqrt32(n2))/lr + wd) * keep32(z2, l1)
-			gr3 := clip32(rs*g_[3], c)
+			w_[2] = (float32(sign32bf(z2)*l1) - z2) / ((beta+sqrt32(n2))/lr + wd) * keep32bf(z2, l1)
+			gr3 := noclip32(float32(rs*g_[3]), c)
 			n3 := n_[3]
 			gg3 := float32(gr3 * gr3)
 			z3 := z_[3] + (gr3 - (sqrt32(n3+gg3)-sqrt32(n3))*w_[3]/lr)
 			n3 += gg3
 			z_[3], n_[3] = z3, n3
-			w_[3] = (float32(sign32(z3)*l1) - z3) / ((beta+sqrt32(n3))/lr + wd) * keep32(z3, l1)
-			gr4 := clip32(rs*g_[4], c)
+			w_[3] = (float32(sign32bf(z3)*l1) - z3) / ((beta+sqrt32(n3))/lr + wd) * keep32bf(z3, l1)
+			gr4 := noclip32(float32(rs*g_[4]), c)
 			n4 := n_[4]
 			gg4 := float32(gr4 * gr4)
 			z4 := z_[4] + (gr4 - (sqrt32(n4+gg4)-sqrt32(n4))*w_[4]/lr)
 			n4 += gg4
 			z_[4], n_[4] = z4, n4
-			w_[4] = (float32(sign32(z4)*l1) - z4) / ((beta+sqrt32(n4))/lr + wd) * keep32(z4, l1)
-			gr5 := clip32(rs*g_[5], c)
+			w_[4] = (float32(sign32bf(z4)*l1) - z4) / ((beta+sqrt32(n4))/lr + wd) * keep32bf(z4, l1)
+			gr5 := noclip32(float32(rs*g_[5]), c)
 			n5 := n_[5]
 			gg5 := float32(gr5 * gr5)
 			z5 := z_[5] + (gr5 - (sqrt32(n5+gg5)-sqrt32(n5))*w_[5]/lr)
 			n5 += gg5
 			z_[5], n_[5] = z5, n5
-			w_[5] = (float32(sign32(z5)*l1) - z5) / ((beta+sqrt32(n5))/lr + wd) * keep32(z5, l1)
-			gr6 := clip32(rs*g_[6], c)
+			w_[5] = (float32(sign32bf(z5)*l1) - z5) / ((beta+sqrt32(n5))/lr + wd) * keep32bf(z5, l1)
+			gr6 := noclip32(float32(rs*g_[6]), c)
 			n6 := n_[6]
 			gg6 := float32(gr6 * gr6)
 			z6 := z_[6] + (gr6 - (sqrt32(n6+gg6)-sqrt32(n6))*w_[6]/lr)
 			n6 += gg6
 			z_[6], n_[6] = z6, n6
-			w_[6] = (float32(sign32(z6)*l1) - z6) / ((beta+sqrt32(n6))/lr + wd) * keep32(z6, l1)
-			gr7 := clip32(rs*g_[7], c)
+			w_[6] = (float32(sign32bf(z6)*l1) - z6) / ((beta+sqrt32(n6))/lr + wd) * keep32bf(z6, l1)
+			gr7 := noclip32(float32(rs*g_[7]), c)
 			n7 := n_[7]
 			gg7 := float32(gr7 * gr7)
 			z7 := z_[7] + (gr7 - (sqrt32(n7+gg7)-sqrt32(n7))*w_[7]/lr)
 			n7 += gg7
 			z_[7], n_[7] = z7, n7
-			w_[7] = (float32(sign32(z7)*l1) - z7) / ((beta+sqrt32(n7))/lr + wd) * keep32(z7, l1)
+			w_[7] = (float32(sign32bf(z7)*l1) - z7) / ((beta+sqrt32(n7))/lr + wd) * keep32bf(z7, l1)
+		}
+	}
+	return nv
+}
+
+func ftrlVecClip(p *Params, w, g, z, n []float32) int {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	rs, wd, lr, l1, beta := p.RescaleGrad, p.WD, p.LR, p.Lamda1, p.Beta
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = z[nv-1]
+		pz := unsafe.Pointer(&z[0])
+		_ = n[nv-1]
+		pn := unsafe.Pointer(&n[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			z_ := (*[8]float32)(unsafe.Add(pz, off))
+			n_ := (*[8]float32)(unsafe.Add(pn, off))
+			gr0 := clip32(float32(rs*g_[0]), c)
+			n0 := n_[0]
+			gg0 := float32(gr0 * gr0)
+			z0 := z_[0] + (gr0 - (sqrt32(n0+gg0)-sqrt32(n0))*w_[0]/lr)
+			n0 += gg0
+			z_[0], n_[0] = z0, n0
+			w_[0] = (float32(sign32bf(z0)*l1) - z0) / ((beta+sqrt32(n0))/lr + wd) * keep32bf(z0, l1)
+			gr1 := clip32(float32(rs*g_[1]), c)
+			n1 := n_[1]
+			gg1 := float32(gr1 * gr1)
+			z1 := z_[1] + (gr1 - (sqrt32(n1+gg1)-sqrt32(n1))*w_[1]/lr)
+			n1 += gg1
+			z_[1], n_[1] = z1, n1
+			w_[1] = (float32(sign32bf(z1)*l1) - z1) / ((beta+sqrt32(n1))/lr + wd) * keep32bf(z1, l1)
+			gr2 := clip32(float32(rs*g_[2]), c)
+			n2 := n_[2]
+			gg2 := float32(gr2 * gr2)
+			z2 := z_[2] + (gr2 - (sqrt32(n2+gg2)-sqrt32(n2))*w_[2]/lr)
+			n2 += gg2
+			z_[2], n_[2] = z2, n2
+			w_[2] = (float32(sign32bf(z2)*l1) - z2) / ((beta+sqrt32(n2))/lr + wd) * keep32bf(z2, l1)
+			gr3 := clip32(float32(rs*g_[3]), c)
+			n3 := n_[3]
+			gg3 := float32(gr3 * gr3)
+			z3 := z_[3] + (gr3 - (sqrt32(n3+gg3)-sqrt32(n3))*w_[3]/lr)
+			n3 += gg3
+			z_[3], n_[3] = z3, n3
+			w_[3] = (float32(sign32bf(z3)*l1) - z3) / ((beta+sqrt32(n3))/lr + wd) * keep32bf(z3, l1)
+			gr4 := clip32(float32(rs*g_[4]), c)
+			n4 := n_[4]
+			gg4 := float32(gr4 * gr4)
+			z4 := z_[4] + (gr4 - (sqrt32(n4+gg4)-sqrt32(n4))*w_[4]/lr)
+			n4 += gg4
+			z_[4], n_[4] = z4, n4
+			w_[4] = (float32(sign32bf(z4)*l1) - z4) / ((beta+sqrt32(n4))/lr + wd) * keep32bf(z4, l1)
+			gr5 := clip32(float32(rs*g_[5]), c)
+			n5 := n_[5]
+			gg5 := float32(gr5 * gr5)
+			z5 := z_[5] + (gr5 - (sqrt32(n5+gg5)-sqrt32(n5))*w_[5]/lr)
+			n5 += gg5
+			z_[5], n_[5] = z5, n5
+			w_[5] = (float32(sign32bf(z5)*l1) - z5) / ((beta+sqrt32(n5))/lr + wd) * keep32bf(z5, l1)
+			gr6 := clip32(float32(rs*g_[6]), c)
+			n6 := n_[6]
+			gg6 := float32(gr6 * gr6)
+			z6 := z_[6] + (gr6 - (sqrt32(n6+gg6)-sqrt32(n6))*w_[6]/lr)
+			n6 += gg6
+			z_[6], n_[6] = z6, n6
+			w_[6] = (float32(sign32bf(z6)*l1) - z6) / ((beta+sqrt32(n6))/lr + wd) * keep32bf(z6, l1)
+			gr7 := clip32(float32(rs*g_[7]), c)
+			n7 := n_[7]
+			gg7 := float32(gr7 * gr7)
+			z7 := z_[7] + (gr7 - (sqrt32(n7+gg7)-sqrt32(n7))*w_[7]/lr)
+			n7 += gg7
+			z_[7], n_[7] = z7, n7
+			w_[7] = (float32(sign32bf(z7)*l1) - z7) / ((beta+sqrt32(n7))/lr + wd) * keep32bf(z7, l1)
 		}
 	}
 	return nv
 }
 
 func lambPhase2Vec(p *Params, lr float32, w, mean, vr []float32) int {
+	return lambPhase2VecPlain(p, lr, w, mean, vr)
+}
+
+func lambPhase2VecPlain(p *Params, lr float32, w, mean, vr []float32) int {
 	nv := len(w) &^ 7
 	wd, eps := p.WD, p.Epsilon
 	c1, c2 := lambCoefs(p)
@@ -719,8 +1807,19 @@ func lambPhase2Vec(p *Params, lr float32, w, mean, vr []float32) int {
 }
 
 func lambPhase1Vec(p *Params, w, g, mean, vr []float32) (int, float64, float64) {
+	clip := p.ClipGradient >= 0
+	switch {
+	case clip:
+		return lambPhase1VecClip(p, w, g, mean, vr)
+	case !clip:
+		return lambPhase1VecPlain(p, w, g, mean, vr)
+	}
+	panic("unreachable")
+}
+
+func lambPhase1VecPlain(p *Params, w, g, mean, vr []float32) (int, float64, float64) {
 	nv := len(w) &^ 7
-	c := bound(p.ClipGradient, true)
+	c := p.ClipGradient
 	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
 	rs, wd, eps := p.RescaleGrad, p.WD, p.Epsilon
 	c1, c2 := lambCoefs(p)
@@ -740,56 +1839,139 @@ func lambPhase1Vec(p *Params, w, g, mean, vr []float32) (int, float64, float64) 
 			g_ := (*[8]float32)(unsafe.Add(pg, off))
 			mean_ := (*[8]float32)(unsafe.Add(pmean, off))
 			vr_ := (*[8]float32)(unsafe.Add(pvr, off))
-			gr0 := clip32(g_[0]*rs, c)
+			gr0 := noclip32(float32(g_[0]*rs), c)
 			m0 := float32(b1*mean_[0]) + float32(nb1*gr0)
 			v0 := float32(b2*vr_[0]) + float32(nb2*gr0*gr0)
 			mean_[0], vr_[0] = m0, v0
 			u0 := (m0/c1)/(sqrt32(v0/c2)+eps) + float32(wd*w_[0])
 			ww += float64(float64(w_[0]) * float64(w_[0]))
 			uu += float64(float64(u0) * float64(u0))
-			gr1 := clip32(g_[1]*rs, c)
+			gr1 := noclip32(float32(g_[1]*rs), c)
 			m1 := float32(b1*mean_[1]) + float32(nb1*gr1)
 			v1 := float32(b2*vr_[1]) + float32(nb2*gr1*gr1)
 			mean_[1], vr_[1] = m1, v1
 			u1 := (m1/c1)/(sqrt32(v1/c2)+eps) + float32(wd*w_[1])
 			ww += float64(float64(w_[1]) * float64(w_[1]))
 			uu += float64(float64(u1) * float64(u1))
-			gr2 := clip32(g_[2]*rs, c)
+			gr2 := noclip32(float32(g_[2]*rs), c)
 			m2 := float32(b1*mean_[2]) + float32(nb1*gr2)
 			v2 := float32(b2*vr_[2]) + float32(nb2*gr2*gr2)
 			mean_[2], vr_[2] = m2, v2
 			u2 := (m2/c1)/(sqrt32(v2/c2)+eps) + float32(wd*w_[2])
 			ww += float64(float64(w_[2]) * float64(w_[2]))
 			uu += float64(float64(u2) * float64(u2))
-			gr3 := clip32(g_[3]*rs, c)
+			gr3 := noclip32(float32(g_[3]*rs), c)
 			m3 := float32(b1*mean_[3]) + float32(nb1*gr3)
 			v3 := float32(b2*vr_[3]) + float32(nb2*gr3*gr3)
 			mean_[3], vr_[3] = m3, v3
 			u3 := (m3/c1)/(sqrt32(v3/c2)+eps) + float32(wd*w_[3])
 			ww += float64(float64(w_[3]) * float64(w_[3]))
 			uu += float64(float64(u3) * float64(u3))
-			gr4 := clip32(g_[4]*rs, c)
+			gr4 := noclip32(float32(g_[4]*rs), c)
 			m4 := float32(b1*mean_[4]) + float32(nb1*gr4)
 			v4 := float32(b2*vr_[4]) + float32(nb2*gr4*gr4)
 			mean_[4], vr_[4] = m4, v4
 			u4 := (m4/c1)/(sqrt32(v4/c2)+eps) + float32(wd*w_[4])
 			ww += float64(float64(w_[4]) * float64(w_[4]))
 			uu += float64(float64(u4) * float64(u4))
-			gr5 := clip32(g_[5]*rs, c)
+			gr5 := noclip32(float32(g_[5]*rs), c)
 			m5 := float32(b1*mean_[5]) + float32(nb1*gr5)
 			v5 := float32(b2*vr_[5]) + float32(nb2*gr5*gr5)
 			mean_[5], vr_[5] = m5, v5
 			u5 := (m5/c1)/(sqrt32(v5/c2)+eps) + float32(wd*w_[5])
 			ww += float64(float64(w_[5]) * float64(w_[5]))
 			uu += float64(float64(u5) * float64(u5))
-			gr6 := clip32(g_[6]*rs, c)
+			gr6 := noclip32(float32(g_[6]*rs), c)
 			m6 := float32(b1*mean_[6]) + float32(nb1*gr6)
 			v6 := float32(b2*vr_[6]) + float32(nb2*gr6*gr6)
 			mean_[6], vr_[6] = m6, v6
 			u6 := (m6/c1)/(sqrt32(v6/c2)+eps) + float32(wd*w_[6])
 			ww += float64(float64(w_[6]) * float64(w_[6]))
 			uu += float64(float64(u6) * float64(u6))
-			gr7 := clip32(g_[7]*rs, c)
+			gr7 := noclip32(float32(g_[7]*rs), c)
+			m7 := float32(b1*mean_[7]) + float32(nb1*gr7)
+			v7 := float32(b2*vr_[7]) + float32(nb2*gr7*gr7)
+			mean_[7], vr_[7] = m7, v7
+			u7 := (m7/c1)/(sqrt32(v7/c2)+eps) + float32(wd*w_[7])
+			ww += float64(float64(w_[7]) * float64(w_[7]))
+			uu += float64(float64(u7) * float64(u7))
+		}
+	}
+	return nv, ww, uu
+}
+
+func lambPhase1VecClip(p *Params, w, g, mean, vr []float32) (int, float64, float64) {
+	nv := len(w) &^ 7
+	c := p.ClipGradient
+	b1, b2, nb1, nb2 := p.Beta1, p.Beta2, 1-p.Beta1, 1-p.Beta2
+	rs, wd, eps := p.RescaleGrad, p.WD, p.Epsilon
+	c1, c2 := lambCoefs(p)
+	var ww, uu float64
+	if nv > 0 {
+		// One bounds check per array for the whole unrolled part.
+		_ = w[nv-1]
+		pw := unsafe.Pointer(&w[0])
+		_ = g[nv-1]
+		pg := unsafe.Pointer(&g[0])
+		_ = mean[nv-1]
+		pmean := unsafe.Pointer(&mean[0])
+		_ = vr[nv-1]
+		pvr := unsafe.Pointer(&vr[0])
+		for off := uintptr(0); off < uintptr(nv)*4; off += 32 {
+			w_ := (*[8]float32)(unsafe.Add(pw, off))
+			g_ := (*[8]float32)(unsafe.Add(pg, off))
+			mean_ := (*[8]float32)(unsafe.Add(pmean, off))
+			vr_ := (*[8]float32)(unsafe.Add(pvr, off))
+			gr0 := clip32(float32(g_[0]*rs), c)
+			m0 := float32(b1*mean_[0]) + float32(nb1*gr0)
+			v0 := float32(b2*vr_[0]) + float32(nb2*gr0*gr0)
+			mean_[0], vr_[0] = m0, v0
+			u0 := (m0/c1)/(sqrt32(v0/c2)+eps) + float32(wd*w_[0])
+			ww += float64(float64(w_[0]) * float64(w_[0]))
+			uu += float64(float64(u0) * float64(u0))
+			gr1 := clip32(float32(g_[1]*rs), c)
+			m1 := float32(b1*mean_[1]) + float32(nb1*gr1)
+			v1 := float32(b2*vr_[1]) + float32(nb2*gr1*gr1)
+			mean_[1], vr_[1] = m1, v1
+			u1 := (m1/c1)/(sqrt32(v1/c2)+eps) + float32(wd*w_[1])
+			ww += float64(float64(w_[1]) * float64(w_[1]))
+			uu += float64(float64(u1) * float64(u1))
+			gr2 := clip32(float32(g_[2]*rs), c)
+			m2 := float32(b1*mean_[2]) + float32(nb1*gr2)
+			v2 := float32(b2*vr_[2]) + float32(nb2*gr2*gr2)
+			mean_[2], vr_[2] = m2, v2
+			u2 := (m2/c1)/(sqrt32(v2/c2)+eps) + float32(wd*w_[2])
+			ww += float64(float64(w_[2]) * float64(w_[2]))
+			uu += float64(float64(u2) * float64(u2))
+			gr3 := clip32(float32(g_[3]*rs), c)
+			m3 := float32(b1*mean_[3]) + float32(nb1*gr3)
+			v3 := float32(b2*vr_[3]) + float32(nb2*gr3*gr3)
+			mean_[3], vr_[3] = m3, v3
+			u3 := (m3/c1)/(sqrt32(v3/c2)+eps) + float32(wd*w_[3])
+			ww += float64(float64(w_[3]) * float64(w_[3]))
+			uu += float64(float64(u3) * float64(u3))
+			gr4 := clip32(float32(g_[4]*rs), c)
+			m4 := float32(b1*mean_[4]) + float32(nb1*gr4)
+			v4 := float32(b2*vr_[4]) + float32(nb2*gr4*gr4)
+			mean_[4], vr_[4] = m4, v4
+			u4 := (m4/c1)/(sqrt32(v4/c2)+eps) + float32(wd*w_[4])
+			ww += float64(float64(w_[4]) * float64(w_[4]))
+			uu += float64(float64(u4) * float64(u4))
+			gr5 := clip32(float32(g_[5]*rs), c)
+			m5 := float32(b1*mean_[5]) + float32(nb1*gr5)
+			v5 := float32(b2*vr_[5]) + float32(nb2*gr5*gr5)
+			mean_[5], vr_[5] = m5, v5
+			u5 := (m5/c1)/(sqrt32(v5/c2)+eps) + float32(wd*w_[5])
+			ww += float64(float64(w_[5]) * float64(w_[5]))
+			uu += float64(float64(u5) * float64(u5))
+			gr6 := clip32(float32(g_[6]*rs), c)
+			m6 := float32(b1*mean_[6]) + float32(nb1*gr6)
+			v6 := float32(b2*vr_[6]) + float32(nb2*gr6*gr6)
+			mean_[6], vr_[6] = m6, v6
+			u6 := (m6/c1)/(sqrt32(v6/c2)+eps) + float32(wd*w_[6])
+			ww += float64(float64(w_[6]) * float64(w_[6]))
+			uu += float64(float64(u6) * float64(u6))
+			gr7 := clip32(float32(g_[7]*rs), c)
 			m7 := float32(b1*mean_[7]) + float32(nb1*gr7)
 			v7 := float32(b2*vr_[7]) + float32(nb2*gr7*gr7)
 			mean_[7], vr_[7] = m7, v7
