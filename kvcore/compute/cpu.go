@@ -568,7 +568,7 @@ func lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, stat
 	}()
 	if g == nil {
 		j.ins, j.scale = ins, scale
-		j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), kernels.LAMBBlock)
+		j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), 2*kernels.LAMBBlock)
 	}
 	nb := (len(w) + kernels.LAMBBlock - 1) / kernels.LAMBBlock
 	if cap(j.partial) < 2*nb {
@@ -654,7 +654,7 @@ func (j *lambJob) run(phase, nb int) {
 func (j *lambJob) work() {
 	var scratch []float32
 	if j.ins != nil {
-		scratch = scratchFor(j.scratch, int(j.workers.Add(1)-1), kernels.LAMBBlock)
+		scratch = scratchFor(j.scratch, int(j.workers.Add(1)-1), 2*kernels.LAMBBlock)
 	}
 	for {
 		// Runs of lambBatch consecutive blocks: each goroutine streams
@@ -665,9 +665,7 @@ func (j *lambJob) work() {
 		if b0 >= j.nblocks {
 			return
 		}
-		for b := b0; b < min(b0+int(j.batch), j.nblocks); b++ {
-			j.block(b, scratch)
-		}
+		j.blocks(b0, min(b0+int(j.batch), j.nblocks), scratch)
 	}
 }
 
@@ -676,20 +674,24 @@ func (j *lambJob) work() {
 // about 4 per goroutine.
 const lambBatch = 64
 
-// block runs the phase on block b.
-func (j *lambJob) block(b int, scratch []float32) {
-	lo := b * kernels.LAMBBlock
-	hi := min(lo+kernels.LAMBBlock, len(j.w))
-	if j.phase == 2 {
+// blocks runs the phase on blocks [b0, b1). ReduceStep's phase 1 sums the
+// gradient of two blocks at a time into scratch (kernels.LAMBPhase1Blocks
+// runs pairs of blocks together).
+func (j *lambJob) blocks(b0, b1 int, scratch []float32) {
+	const B = kernels.LAMBBlock
+	lo, hi := b0*B, min(b1*B, len(j.w))
+	switch {
+	case j.phase == 2:
 		kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
-		return
+	case j.ins == nil:
+		kernels.LAMBPhase1Blocks(j.p, j.w[lo:hi], j.g[lo:hi], j.mean[lo:hi], j.vr[lo:hi], j.partial[2*b0:2*b1])
+	default:
+		for b := b0; b < b1; b += 2 {
+			e := min(b+2, b1)
+			lo, hi := b*B, min(e*B, len(j.w))
+			g := scratch[:hi-lo]
+			kernels.ReduceInto(g, j.ins, j.scale, lo)
+			kernels.LAMBPhase1Blocks(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi], j.partial[2*b:2*e])
+		}
 	}
-	var g []float32
-	if j.ins != nil {
-		g = scratch[:hi-lo]
-		kernels.ReduceInto(g, j.ins, j.scale, lo)
-	} else {
-		g = j.g[lo:hi]
-	}
-	j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi])
 }

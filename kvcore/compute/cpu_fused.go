@@ -94,9 +94,14 @@ func (j *job) reduceStepRange(lo, hi int) {
 	}
 }
 
-// scratchBlocks makes sure s has n blocks of size floats, keeping those it
-// has (they are pooled with their job).
+// scratchBlocks makes sure s has n blocks of at least size floats,
+// keeping those it has (they are pooled with their job).
 func scratchBlocks(s [][]float32, n, size int) [][]float32 {
+	for i := range s {
+		if len(s[i]) < size {
+			s[i] = make([]float32, size)
+		}
+	}
 	for len(s) < n {
 		s = append(s, make([]float32, size))
 	}

@@ -1,6 +1,9 @@
 package kernels
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // CPU reference kernels of the optimizers. Each one is the element loop of
 // the MXNet 1.x operator named in its doc, written in float32 in the same
@@ -532,6 +535,24 @@ func LAMBPhase1(p *Params, w, g, mean, vr []float32) (ww, uu float64) {
 	g, mean, vr = g[:len(w)], mean[:len(w)], vr[:len(w)]
 	n, ww, uu := lambPhase1Vec(p, w, g, mean, vr)
 	return lambPhase1Ref(p, w[n:], g[n:], mean[n:], vr[n:], ww, uu)
+}
+
+// LAMBPhase1Blocks is LAMBPhase1 on consecutive blocks: w, g, mean and vr
+// cover len(sums)/2 blocks of LAMBBlock elements (the last may be shorter),
+// and sums[2i], sums[2i+1] get block i's sums. The bits are those of
+// LAMBPhase1 block by block; where there is a vector loop it runs two
+// blocks at a time, so that their addition chains overlap.
+func LAMBPhase1Blocks(p *Params, w, g, mean, vr []float32, sums []float64) {
+	nb := (len(w) + LAMBBlock - 1) / LAMBBlock
+	if len(sums) != 2*nb {
+		panic(fmt.Sprintf("kernels: LAMBPhase1Blocks of %d values (%d blocks) with %d sums", len(w), nb, len(sums)))
+	}
+	g, mean, vr = g[:len(w)], mean[:len(w)], vr[:len(w)]
+	for b := lambPhase1PairsVec(p, w, g, mean, vr, sums); b < nb; b++ {
+		lo := b * LAMBBlock
+		hi := min(lo+LAMBBlock, len(w))
+		sums[2*b], sums[2*b+1] = LAMBPhase1(p, w[lo:hi], g[lo:hi], mean[lo:hi], vr[lo:hi])
+	}
 }
 
 // lambPhase1Ref is LAMBPhase1's loop, adding to the sums ww and uu.

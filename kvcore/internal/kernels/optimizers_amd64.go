@@ -257,11 +257,9 @@ func ftrlVec(p *Params, w, g, z, n []float32) int {
 	return m
 }
 
-func lambPhase1Vec(p *Params, w, g, mean, vr []float32) (int, float64, float64) {
-	m := vecLen(len(w))
-	if m == 0 {
-		return 0, 0, 0
-	}
+// lambPhase1Consts are LAMB phase 1's constants: 2 rs, 3 b1, 4 nb1, 5 b2,
+// 6 nb2, 7 c1, 8 c2, 9 eps, 10 wd.
+func lambPhase1Consts(p *Params) vk {
 	k := newVK(p.ClipGradient)
 	c1, c2 := lambCoefs(p)
 	k.set(2, p.RescaleGrad)
@@ -273,9 +271,35 @@ func lambPhase1Vec(p *Params, w, g, mean, vr []float32) (int, float64, float64) 
 	k.set(8, c2)
 	k.set(9, p.Epsilon)
 	k.set(10, p.WD)
+	return k
+}
+
+func lambPhase1Vec(p *Params, w, g, mean, vr []float32) (int, float64, float64) {
+	m := vecLen(len(w))
+	if m == 0 {
+		return 0, 0, 0
+	}
+	k := lambPhase1Consts(p)
 	var sums [2]float64
 	lambPhase1AVX2(&k, m, &w[0], &g[0], &mean[0], &vr[0], &sums)
 	return m, sums[0], sums[1]
+}
+
+// lambPhase1PairsVec runs the leading pairs of full blocks through the
+// two-block loop and returns how many blocks it did.
+func lambPhase1PairsVec(p *Params, w, g, mean, vr []float32, sums []float64) int {
+	pairs := len(w) / (2 * LAMBBlock)
+	if !hasAVX2 || pairs == 0 {
+		return 0
+	}
+	k := lambPhase1Consts(p)
+	for i := range pairs {
+		lo := 2 * i * LAMBBlock
+		var s [4]float64
+		lambPhase1x2AVX2(&k, LAMBBlock, &w[lo], &g[lo], &mean[lo], &vr[lo], &s, 4*LAMBBlock)
+		copy(sums[4*i:4*i+4], s[:])
+	}
+	return 2 * pairs
 }
 
 func lambPhase2Vec(p *Params, lr float32, w, mean, vr []float32) int {
@@ -332,6 +356,9 @@ func ftrlAVX2(k *vk, n int, w, gr, s0, s1, s2 *float32)
 
 //go:noescape
 func lambPhase2AVX2(k *vk, n int, w, gr, s0, s1, s2 *float32)
+
+//go:noescape
+func lambPhase1x2AVX2(k *vk, n int, w, gr, s0, s1 *float32, sums *[4]float64, stride int)
 
 //go:noescape
 func lambPhase1AVX2(k *vk, n int, w, gr, s0, s1 *float32, sums *[2]float64)

@@ -431,8 +431,9 @@ loop:
 	VMOVUPS Y0, (DI)(AX*1)
 	NEXT(loop)
 
-// ADDSEQ(y, x, t, acc): acc += y[0]; acc += y[1]; acc += y[2]; acc += y[3]
-// for the 4 float64 lanes of y, one after the other (the reference's order).
+// ADDSEQ(y, x, t, t2, acc): acc += y[0]; acc += y[1]; acc += y[2];
+// acc += y[3] for the 4 float64 lanes of y (x is y's low half), one after
+// the other (the reference's order).
 #define ADDSEQ(y, x, t, t2, acc) \
 	VADDSD       x, acc, acc \
 	VPERMILPD    $1, x, t \
@@ -442,11 +443,51 @@ loop:
 	VPERMILPD    $1, t2, t2 \
 	VADDSD       t2, acc, acc
 
-// func lambPhase1AVX2(k *vk, n int, w, gr, s0, s1 *float32, sums *[2]float64)
+// LAMB1(OFF, WW, UU): 8 elements of LAMB phase 1 at byte offset OFF:
 // gr = clip(g*rs); m = b1*mean + nb1*gr; v = b2*var + (nb2*gr)*gr;
-// u = (m/c1)/(sqrt(v/c2) + eps) + wd*w; sums[0] += w*w and sums[1] += u*u
-// in float64, element after element.
+// u = (m/c1)/(sqrt(v/c2) + eps) + wd*w; WW += w*w and UU += u*u in float64,
+// element after element. Uses Y0-Y7.
 // Slots: 2 rs, 3 b1, 4 nb1, 5 b2, 6 nb2, 7 c1, 8 c2, 9 eps, 10 wd.
+#define LAMB1(OFF, WW, UU) \
+	VMOVUPS (SI)(OFF*1), Y1 \
+	VMULPS  S2, Y1, Y1 \
+	CLIP(Y1) \
+	VMOVUPS (R8)(OFF*1), Y3 \
+	VMULPS  S3, Y3, Y3 \
+	VMULPS  S4, Y1, Y4 \
+	VADDPS  Y4, Y3, Y3 \
+	VMOVUPS Y3, (R8)(OFF*1) \
+	VMULPS  S6, Y1, Y5 \
+	VMULPS  Y1, Y5, Y5 \
+	VMOVUPS (R9)(OFF*1), Y6 \
+	VMULPS  S5, Y6, Y6 \
+	VADDPS  Y5, Y6, Y6 \
+	VMOVUPS Y6, (R9)(OFF*1) \
+	VDIVPS  S7, Y3, Y3 \
+	VDIVPS  S8, Y6, Y6 \
+	VSQRTPS Y6, Y6 \
+	VADDPS  S9, Y6, Y6 \
+	VDIVPS  Y6, Y3, Y3 \
+	VMOVUPS (DI)(OFF*1), Y0 \
+	VMULPS  S10, Y0, Y5 \
+	VADDPS  Y5, Y3, Y3 \
+	VCVTPS2PD X0, Y4 \
+	VMULPD    Y4, Y4, Y4 \
+	VCVTPS2PD X3, Y5 \
+	VMULPD    Y5, Y5, Y5 \
+	ADDSEQ(Y4, X4, X6, X7, WW) \
+	ADDSEQ(Y5, X5, X6, X7, UU) \
+	VEXTRACTF128 $1, Y0, X0 \
+	VEXTRACTF128 $1, Y3, X3 \
+	VCVTPS2PD X0, Y4 \
+	VMULPD    Y4, Y4, Y4 \
+	VCVTPS2PD X3, Y5 \
+	VMULPD    Y5, Y5, Y5 \
+	ADDSEQ(Y4, X4, X6, X7, WW) \
+	ADDSEQ(Y5, X5, X6, X7, UU)
+
+// func lambPhase1AVX2(k *vk, n int, w, gr, s0, s1 *float32, sums *[2]float64)
+// LAMB phase 1 over n elements, adding to sums[0] (w*w) and sums[1] (u*u).
 TEXT ·lambPhase1AVX2(SB), NOSPLIT, $0-56
 	MOVQ k+0(FP), R11
 	MOVQ n+8(FP), CX
@@ -462,47 +503,48 @@ TEXT ·lambPhase1AVX2(SB), NOSPLIT, $0-56
 	VMOVSD  0(R10), X12
 	VMOVSD  8(R10), X13
 loop:
-	VMOVUPS (SI)(AX*1), Y1
-	VMULPS  S2, Y1, Y1
-	CLIP(Y1)
-	VMOVUPS (R8)(AX*1), Y3
-	VMULPS  S3, Y3, Y3
-	VMULPS  S4, Y1, Y4
-	VADDPS  Y4, Y3, Y3
-	VMOVUPS Y3, (R8)(AX*1)
-	VMULPS  S6, Y1, Y5
-	VMULPS  Y1, Y5, Y5
-	VMOVUPS (R9)(AX*1), Y6
-	VMULPS  S5, Y6, Y6
-	VADDPS  Y5, Y6, Y6
-	VMOVUPS Y6, (R9)(AX*1)
-	VDIVPS  S7, Y3, Y3
-	VDIVPS  S8, Y6, Y6
-	VSQRTPS Y6, Y6
-	VADDPS  S9, Y6, Y6
-	VDIVPS  Y6, Y3, Y3
-	VMOVUPS (DI)(AX*1), Y0
-	VMULPS  S10, Y0, Y5
-	VADDPS  Y5, Y3, Y3
-	// Y0 = w, Y3 = u: the squares of elements 0-3, then 4-7, in order.
-	VCVTPS2PD X0, Y4
-	VMULPD    Y4, Y4, Y4
-	VCVTPS2PD X3, Y5
-	VMULPD    Y5, Y5, Y5
-	ADDSEQ(Y4, X4, X6, X7, X12)
-	ADDSEQ(Y5, X5, X6, X7, X13)
-	VEXTRACTF128 $1, Y0, X0
-	VEXTRACTF128 $1, Y3, X3
-	VCVTPS2PD X0, Y4
-	VMULPD    Y4, Y4, Y4
-	VCVTPS2PD X3, Y5
-	VMULPD    Y5, Y5, Y5
-	ADDSEQ(Y4, X4, X6, X7, X12)
-	ADDSEQ(Y5, X5, X6, X7, X13)
+	LAMB1(AX, X12, X13)
 	ADDQ $32, AX
 	CMPQ AX, CX
 	JB   loop
 	VMOVSD X12, 0(R10)
 	VMOVSD X13, 8(R10)
+	VZEROUPPER
+	RET
+
+// func lambPhase1x2AVX2(k *vk, n int, w, gr, s0, s1 *float32, sums *[4]float64, stride int)
+// LAMB phase 1 over two blocks of n elements, the second stride bytes after
+// the first, interleaved: each block's sums are still added element after
+// element (sums[0], sums[1] for the first block, sums[2], sums[3] for the
+// second), but the two blocks' addition chains overlap in the pipeline,
+// where one block's chains alone bound the loop by their latency.
+TEXT ·lambPhase1x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ k+0(FP), R11
+	MOVQ n+8(FP), CX
+	MOVQ w+16(FP), DI
+	MOVQ gr+24(FP), SI
+	MOVQ s0+32(FP), R8
+	MOVQ s1+40(FP), R9
+	MOVQ sums+48(FP), R10
+	MOVQ stride+56(FP), DX
+	SHLQ $2, CX
+	XORQ AX, AX
+	VMOVUPS 0(R11), Y14
+	VMOVUPS 32(R11), Y15
+	VMOVSD  0(R10), X10
+	VMOVSD  8(R10), X11
+	VMOVSD  16(R10), X12
+	VMOVSD  24(R10), X13
+loop:
+	LAMB1(AX, X10, X11)
+	LEAQ (AX)(DX*1), BX
+	LAMB1(BX, X12, X13)
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JB   loop
+	VMOVSD X10, 0(R10)
+	VMOVSD X11, 8(R10)
+	VMOVSD X12, 16(R10)
+	VMOVSD X13, 24(R10)
 	VZEROUPPER
 	RET

@@ -300,3 +300,44 @@ func TestOptimizersVecNoAlloc(t *testing.T) {
 		}
 	}
 }
+
+// TestLAMBPhase1BlocksBitExact: LAMB phase 1 over consecutive blocks (two
+// at a time where there is a vector loop) gives each block's reference
+// sums and the reference's moments.
+func TestLAMBPhase1BlocksBitExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(seedFor(t), 15))
+	var k vecKernel
+	for _, x := range vecKernels() {
+		if x.name == "lamb_phase1" {
+			k = x
+		}
+	}
+	const B = LAMBBlock
+	for _, p := range k.params {
+		sp := specials(p.ClipGradient)
+		for _, n := range []int{0, 1, B - 1, B, B + 1, 2 * B, 2*B + 5, 3 * B, 4 * B, 5*B + 17} {
+			for _, every := range []int{0, 50} {
+				w := vecInput(r, n, 1, false, sp, every)
+				g := vecInput(r, n, 2, false, sp, every)
+				m1, v1 := vecInput(r, n, 0.5, false, sp, every), vecInput(r, n, 0.5, true, sp, every)
+				m2, v2 := append([]float32(nil), m1...), append([]float32(nil), v1...)
+				nb := (n + B - 1) / B
+				got := make([]float64, 2*nb)
+				p1, p2 := p, p
+				LAMBPhase1Blocks(&p1, w, g, m1, v1, got)
+				for b := range nb {
+					lo, hi := b*B, min(b*B+B, n)
+					ww, uu := lambPhase1Ref(&p2, w[lo:hi], g[lo:hi], m2[lo:hi], v2[lo:hi], 0, 0)
+					if !sameBits64(got[2*b], ww) || !sameBits64(got[2*b+1], uu) {
+						t.Fatalf("%+v n=%d: block %d sums %v %v, reference %v %v", p, n, b, got[2*b], got[2*b+1], ww, uu)
+					}
+				}
+				for i := range m1 {
+					if !sameBits(m1[i], m2[i]) || !sameBits(v1[i], v2[i]) {
+						t.Fatalf("%+v n=%d: moments of %d differ", p, n, i)
+					}
+				}
+			}
+		}
+	}
+}
