@@ -20,9 +20,10 @@ func (b *CPUBuffer) Len() int { return len(b.data) }
 // Float32s returns the backing slice (no copy).
 func (b *CPUBuffer) Float32s() []float32 { return b.data }
 
-// CPU is the reference Backend: plain Go loops (the kernels' documented
-// reference loops, AVX2 for the 4-input reduce on amd64), split across
-// GOMAXPROCS goroutines for large arrays. The goroutines are started for
+// CPU is the reference Backend: the kernels' documented reference loops
+// (with AVX2 loops of the same bits for the reduce, the optimizers and the
+// quantizers on amd64, unrolled ones on wasm), split across GOMAXPROCS
+// goroutines for large arrays. It is a ReduceStepper (see ReduceStep). The goroutines are started for
 // each call and joined before it returns, so a CPU owns none between calls
 // and needs no Close.
 //
