@@ -33,12 +33,20 @@ var fusedSpecs = []string{
 // 6 inputs (one passed twice), scale 1 and not, lengths around the fused
 // block and the LAMB block, and lengths that split across goroutines.
 func TestCPUReduceStepMatchesReduceThenStep(t *testing.T) {
+	t.Parallel()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 9))
-	lens := []int{1, 7, 8, 2047, 2049, 3*2048 + 5, 4096*2 + 3, compute.ParallelMin*2 + 77, compute.LambParallelMin + 4096 + 9}
-	if testing.Short() {
-		lens = lens[:7]
+	lens := []int{1, 7, 8, 2047, 2049, 3*2048 + 5, 4096*2 + 3}
+	// Lengths that split across goroutines, with fewer input counts (they
+	// are slow under the race detector).
+	big := []int{compute.ParallelMin*2 + 77, compute.LambParallelMin + 4096*3 + 9}
+	switch {
+	case testing.Short():
+	case raceEnabled:
+		lens = append(lens[:5], big[1]) // about 10x slower per element
+	default:
+		lens = append(lens, big...)
 	}
 	be := compute.NewCPU(nil)
 	for _, spec := range fusedSpecs {
@@ -48,7 +56,11 @@ func TestCPUReduceStepMatchesReduceThenStep(t *testing.T) {
 		}
 		kind := opt.Kind()
 		for _, n := range lens {
-			for _, k := range []int{1, 2, 4, 5, 6} {
+			ks := []int{1, 2, 4, 5, 6}
+			if n >= big[0] {
+				ks = []int{2, 5}
+			}
+			for _, k := range ks {
 				scale := float32(1)
 				if k%2 == 0 {
 					scale = 0.25
@@ -99,6 +111,7 @@ func TestCPUReduceStepMatchesReduceThenStep(t *testing.T) {
 // TestCPUReduceStepAliases: an input that is the weight or a state gives
 // the result of Reduce then Step all the same.
 func TestCPUReduceStepAliases(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 9))
 	be := compute.NewCPU(nil)
 	const n = compute.ParallelMin + 4099
@@ -135,6 +148,7 @@ func TestCPUReduceStepAliases(t *testing.T) {
 
 // TestCPUReduceStepErrors: malformed calls return errors, never panic.
 func TestCPUReduceStepErrors(t *testing.T) {
+	t.Parallel()
 	be := compute.NewCPU(nil)
 	var p compute.StepParams
 	p.Beta1, p.Beta2 = 0.9, 0.999

@@ -15,6 +15,7 @@ import (
 // as validated, and <= 0 and NaN as a caller might pass; 1bit: any).
 
 func TestQuantizeVecBitExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(seedFor(t), 13))
 	var lens []int
 	for n := range 100 {
@@ -66,6 +67,7 @@ func TestQuantizeVecBitExact(t *testing.T) {
 // included) unpack to the reference's values, also past ntMin, where an
 // aligned output is written with non-temporal stores.
 func TestDequantizeVecBitExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(seedFor(t), 14))
 	var lens []int
 	for n := range 200 {

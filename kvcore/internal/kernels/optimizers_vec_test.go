@@ -223,6 +223,7 @@ func sameBits64(a, b float64) bool {
 // special values, gives the reference loop's bits in the weight, every state
 // and LAMB's sums.
 func TestOptimizersVecBitExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(seedFor(t), 12))
 	var lens []int
 	for n := range 41 {
@@ -305,6 +306,7 @@ func TestOptimizersVecNoAlloc(t *testing.T) {
 // at a time where there is a vector loop) gives each block's reference
 // sums and the reference's moments.
 func TestLAMBPhase1BlocksBitExact(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(seedFor(t), 15))
 	var k vecKernel
 	for _, x := range vecKernels() {
