@@ -230,11 +230,15 @@ func TestOptimizersVecBitExact(t *testing.T) {
 		lens = append(lens, n)
 	}
 	lens = append(lens, 63, 64, 65, 1000, LAMBBlock+13)
+	offsets := 4
+	if testing.Short() { // the wasm runs: about 10x slower
+		lens, offsets = lens[:len(lens)-2], 2
+	}
 	for _, k := range vecKernels() {
 		for pi, p := range k.params {
 			sp := specials(p.ClipGradient)
 			for _, n := range lens {
-				for off := range 4 {
+				for off := range offsets {
 					if n > 100 && off > 1 {
 						continue
 					}
