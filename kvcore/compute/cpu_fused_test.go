@@ -31,13 +31,13 @@ var fusedSpecs = []string{
 // TestCPUReduceStepMatchesReduceThenStep: the fused reduce-and-step gives
 // the bits of Reduce into a buffer and Step from it, for every kernel, 1 to
 // 6 inputs (one passed twice), scale 1 and not, lengths around the fused
-// block and the LAMB block, and lengths that split across goroutines.
+// block and the LAMB blocks, and lengths that split across goroutines.
 func TestCPUReduceStepMatchesReduceThenStep(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 9))
-	lens := []int{1, 7, 8, 2047, 2049, 3*2048 + 5, 4096*2 + 3}
+	lens := []int{1, 7, 8, 4095, 4096*2 + 3, compute.ReduceStepBlock + 1, 2*compute.ReduceStepBlock + 9}
 	// Lengths that split across goroutines, with fewer input counts (they
 	// are slow under the race detector).
 	big := []int{compute.ParallelMin*2 + 77, compute.LambParallelMin + 4096*3 + 9}
