@@ -14,23 +14,22 @@ import (
 // well (2048 values, L1-sized, measured up to 1.3x slower).
 const reduceStepBlock = 16384
 
-// ReduceStep is Reduce followed by Step in one pass over memory (the
-// ReduceStepper capability): each goroutine sums the inputs of a block of
-// reduceStepBlock elements (two LAMB blocks for LAMB) into a scratch block
-// that stays in cache and runs the optimizer on it, so the summed gradient is
-// never written to memory and read back (for 4 inputs and Adam, 10 instead
-// of 12 array passes). The sum and the update are the same float32
-// operations as Reduce and Step, so the result has the same bits as
-// Reduce(m, srcs, scale) then Step(kind, p, weight, m, states). Each block is
-// summed before it is updated, so an input may also be the weight or a
-// state: the result is still that of the two calls.
-func (c *CPU) ReduceStep(kind OptKind, p *StepParams, weight Buffer, srcs []Buffer, scale float32, states []Buffer) error {
+// reduceStep is ReduceStep on Go's loops, in one pass over memory: each
+// goroutine sums the inputs of a block of reduceStepBlock elements (two
+// LAMB blocks for LAMB) into a scratch block that stays in cache and runs
+// the optimizer on it, so the summed gradient is never written to memory
+// and read back (for 4 inputs and Adam, 10 instead of 12 array passes). The
+// sum and the update are the same float32 operations as Reduce and Step,
+// so the result has the same bits as Reduce(m, srcs, scale) then Step(kind,
+// p, weight, m, states). Each block is summed before it is updated, so an
+// input may also be the weight or a state: the result is still that of the
+// two calls.
+func (c *CPU) reduceStep(kind OptKind, p *StepParams, w []float32, srcs []Buffer, scale float32, states []Buffer) error {
 	if len(srcs) == 0 {
 		return fmt.Errorf("compute: cpu %v reduce-step of no inputs", kind)
 	}
-	w, err := cpuData(weight)
-	if err != nil {
-		return err
+	if p == nil {
+		return fmt.Errorf("compute: cpu %v reduce-step without parameters", kind)
 	}
 	if kind < OptSGD || kind > OptLAMB {
 		return fmt.Errorf("compute: cpu reduce-step: unknown optimizer kind %v", kind)
