@@ -101,10 +101,10 @@ bench:
 # `make demo-local` is the single-process data-parallel example.
 demo: deps
 	sh wasm/js/build.sh
-	$(GO) run ./relay/cmd/webkv demo -js bin/webkv-js
+	$(GO) run ./native/cmd/webkv demo -js bin/webkv-js
 
 demo-local: deps
-	$(GO) run ./tests/localdemo
+	$(GO) run ./www/localdemo
 
 clean:
 	rm -rf bin

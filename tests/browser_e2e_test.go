@@ -133,7 +133,7 @@ func demoBinary(tb testing.TB) string {
 			return
 		}
 		demoBin = filepath.Join(dir, "webkv")
-		cmd := exec.Command("go", "build", "-o", demoBin, "./relay/cmd/webkv")
+		cmd := exec.Command("go", "build", "-o", demoBin, "./native/cmd/webkv")
 		cmd.Dir = brRepoRoot(tb)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			demoBinErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -1,3 +1,5 @@
+//go:build !js && !wasip1
+
 package tests
 
 // Multi-process relay tests: the relay is the real `webkv relay` binary and
@@ -65,7 +67,9 @@ var (
 	relayBinErr  error
 )
 
-// buildRelay builds the webkv binary once per test run.
+// buildRelay builds the pure-Go relay binary (relay/cmd/webkv-relay, the
+// one meant for servers, with CGO_ENABLED=0 as in a container) once per
+// test run.
 func buildRelay(t *testing.T) string {
 	t.Helper()
 	relayBinOnce.Do(func() {
@@ -74,8 +78,10 @@ func buildRelay(t *testing.T) string {
 			relayBinErr = err
 			return
 		}
-		relayBin = filepath.Join(dir, "webkv")
-		out, err := exec.Command("go", "build", "-o", relayBin, "../relay/cmd/webkv").CombinedOutput()
+		relayBin = filepath.Join(dir, "webkv-relay")
+		cmd := exec.Command("go", "build", "-o", relayBin, "../relay/cmd/webkv-relay")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			relayBinErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -86,7 +92,7 @@ func buildRelay(t *testing.T) string {
 	return relayBin
 }
 
-// relayProc is a running `webkv relay`.
+// relayProc is a running `webkv-relay`.
 type relayProc struct {
 	cmd  *exec.Cmd
 	url  string
@@ -99,7 +105,7 @@ type relayProc struct {
 func startRelayProc(t *testing.T, args ...string) *relayProc {
 	t.Helper()
 	bin := buildRelay(t)
-	cmd := exec.Command(bin, append([]string{"relay", "-log-level", "warn"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"-log-level", "warn"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

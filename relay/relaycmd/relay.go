@@ -1,4 +1,6 @@
-package main
+//go:build !js && !wasip1
+
+package relaycmd
 
 import (
 	"context"
@@ -15,9 +17,8 @@ import (
 	"github.com/webkv/webkv/relay"
 )
 
-func init() {
-	register("relay", "run a relay (parameter server and scheduler for dist_* stores)", runRelay)
-}
+// Summary is the one-line description of the relay command.
+const Summary = "run a relay (parameter server and scheduler for dist_* stores)"
 
 // listFlag collects a repeatable or comma-separated flag.
 type listFlag []string
@@ -32,7 +33,10 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-func runRelay(args []string) int {
+// Run runs the relay command with args (the flags, without the command
+// name) until SIGTERM or an interrupt, and returns the process exit code:
+// 0 after a clean shutdown, 1 on a failure, 2 on a usage error.
+func Run(args []string) int {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	var (
 		listen    = fs.String("listen", "127.0.0.1:7070", "listen address host:port (port 0 picks a free port)")
@@ -121,7 +125,7 @@ func runRelay(args []string) int {
 	url, err := srv.Listen(*listen)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
-		srv.Shutdown(context.Background())
+		_ = srv.Shutdown(context.Background()) // nothing served yet: the Listen error is the one to report
 		return 1
 	}
 	// The URL on stdout is the readiness signal scripts and tests wait for.

@@ -1,76 +1,82 @@
-package main
+//go:build !js && !wasip1
+
+package demo
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/webkv/webkv/relay"
-	"github.com/webkv/webkv/shaders/mlp"
 	"github.com/webkv/webkv/www"
+	"github.com/webkv/webkv/www/mnist"
+	"github.com/webkv/webkv/www/worker"
 )
-
-func init() {
-	register("demo", "federated MNIST demo: a relay serving the web page, and N native workers training together", runDemoCmd)
-}
 
 // The demo relay's heartbeat interval and silence timeout (see runDemo).
 const demoHeartbeat, demoTimeout = time.Second, 5 * time.Second
 
-type demoConfig struct {
+// Config is one run of the demo.
+type Config struct {
 	Workers int
 	Tabs    int // browser tabs the job waits for before it starts
 	Listen  string
 	JSDir   string        // webkv JS runtime (wasm/js/build.sh output); "" or missing: tabs train alone
 	Linger  time.Duration // keep serving after the workers finished
-	Token   string
-	Train   workerConfig // the shared training settings
-	Out     io.Writer
+	Token   string        // the job's token; "": a random one
+	Train   worker.Config // the shared training settings (Engine, Report, Log and ID are set per worker)
+	// Engines are the native workers' engines, one per worker (the
+	// command opens them on one device; see mnist/gpu's Options.Lock);
+	// nil: each worker computes on the CPU reference. Backend describes
+	// them. The caller closes them after Run.
+	Engines []mnist.Engine
+	Backend string
+	Out     io.Writer // progress and the result; nil: discarded
 }
 
-// demoResult is what the demo reached.
-type demoResult struct {
+// Result is what the demo reached.
+type Result struct {
 	URL     string
-	Results []workerResult
+	Results []worker.Result
 }
 
-// runDemo starts a relay with the web app mounted, runs cfg.Workers native
+// Run starts a relay with the web app mounted, runs cfg.Workers native
 // workers in this process against it (each its own relay connection, its
-// own shard, its own WebGPU engine), draws their progress and returns once
-// they all finished (and Linger passed). Tabs opened on the URL join the
-// same job while it runs.
-func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
-	var res demoResult
+// own shard, its own engine), draws their progress and returns once they
+// all finished (and Linger passed). Tabs opened on the URL join the same
+// job while it runs.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	var res Result
 	start := time.Now()
 	if cfg.Workers <= 0 {
 		return res, fmt.Errorf("demo: -workers %d, want > 0", cfg.Workers)
+	}
+	if cfg.Engines != nil && len(cfg.Engines) != cfg.Workers {
+		return res, fmt.Errorf("demo: %d engines for %d workers", len(cfg.Engines), cfg.Workers)
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
 	if cfg.Token == "" {
 		var b [8]byte
-		_, _ = rand.Read(b[:])
+		rand.Read(b[:]) // crypto/rand.Read never returns an error (Go 1.24+)
 		cfg.Token = hex.EncodeToString(b[:])
 	}
 	tc := cfg.Train
-	tc.defaults()
+	tc.Defaults()
 	if tc.Shards < cfg.Workers {
 		tc.Shards = cfg.Workers // one shard per worker at least
 	}
-	job := www.DefaultConfig()
+	job := www.DefaultJob()
 	job.Job, job.Token = tc.Job, cfg.Token
 	job.Shards, job.IID, job.Max, job.Batch = tc.Shards, tc.IID, tc.MaxPerShard, tc.Batch
 	job.LR, job.Momentum, job.Rounds, job.Seed = tc.LR, tc.Momentum, tc.Steps, tc.Seed
@@ -108,20 +114,24 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 		}
 	}
 	board := www.NewBoard()
-	srv.Handle("/", www.Handler(www.Options{Config: job, ShareToken: true, Runtime: runtime, Board: board}))
+	srv.Handle("/", www.Handler(www.Config{Job: job, ShareToken: true, Runtime: runtime, Board: board}))
 	base, err := srv.Listen(cfg.Listen)
 	if err != nil {
-		srv.Shutdown(context.Background())
-		return res, err
+		return res, errors.Join(err, srv.Shutdown(context.Background()))
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if serr := srv.Shutdown(sctx); serr != nil {
+			fmt.Fprintf(cfg.Out, "demo: relay shutdown: %v\n", serr) // the run's result stands; say why the exit was unclean
+		}
 	}()
-	page, _ := httpBase(base)
+	page, err := worker.HTTPBase(base)
+	if err != nil {
+		return res, err
+	}
 	res.URL = page + "/"
 	fmt.Fprintf(cfg.Out, "webkv demo: %d native workers, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
 		cfg.Workers, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
@@ -135,33 +145,27 @@ func runDemo(ctx context.Context, cfg demoConfig) (demoResult, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// One device for all workers (see mlp.OpenEngines), or the CPU.
-	engines := make([]mlp.Engine, cfg.Workers)
-	engineName := ""
-	if !tc.CPU {
-		es, name, release, err := mlp.OpenEngines(mlp.MNIST, max(tc.Batch, 256), cfg.Workers)
-		if err == nil {
-			defer release()
-			engines, engineName = es, name
-		} else {
-			fmt.Fprintf(cfg.Out, "no WebGPU for the native workers (%v): they compute on the CPU\n", err)
-			tc.CPU = true
-		}
-	}
-	res.Results = make([]workerResult, cfg.Workers)
+	res.Results = make([]worker.Result, cfg.Workers)
 	errs := make([]error, cfg.Workers)
 	var wg sync.WaitGroup
 	for i := range cfg.Workers {
 		wc := tc
 		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, job.StartWorkers, true
 		wc.ID = fmt.Sprintf("native-%d", i)
-		wc.Engine, wc.EngineName = engines[i], engineName
-		wc.Report = func(r www.Report) { _ = board.Report(r) }
+		wc.Backend = cfg.Backend
+		if cfg.Engines != nil {
+			wc.Engine = cfg.Engines[i]
+		}
+		wc.Report = func(r www.Report) {
+			// The board refuses only malformed reports (an ID too long);
+			// the worker's ID is ours, and progress is best effort.
+			_ = board.Report(r)
+		}
 		wc.Log = nil
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res.Results[i], errs[i] = trainWorker(ctx, wc)
+			res.Results[i], errs[i] = worker.Run(ctx, wc)
 			if errs[i] != nil && ctx.Err() == nil {
 				cancel() // one failed worker would stall the others' rounds
 			}
@@ -268,7 +272,7 @@ func drawProgress(ctx context.Context, out io.Writer, board *www.Board, steps in
 // printSummary prints the test accuracy the job reached (every worker of a
 // dist_sync job ends with the same weights: the first one's is the job's)
 // and its speed.
-func printSummary(out io.Writer, res demoResult, batch int, elapsed time.Duration) {
+func printSummary(out io.Writer, res Result, batch int, elapsed time.Duration) {
 	best := res.Results[0]
 	var samples int64
 	for _, r := range res.Results {
@@ -282,9 +286,6 @@ func printSummary(out io.Writer, res demoResult, batch int, elapsed time.Duratio
 		fmt.Fprintf(out, "per round on %s: pull %.2f ms (waits for the round), upload %.2f ms, gradient %.2f ms (kernels + readback), push %.2f ms\n",
 			"worker 0", ms(ph["pull"]), ms(ph["upload"]), ms(ph["grad"]), ms(ph["push"]))
 	}
-	if cpuAdapter(best.Backend) {
-		fmt.Fprintln(out, "note: that WebGPU adapter is a CPU rasterizer; with -cpu the workers use the Go reference, usually faster here")
-	}
 }
 
 func trunc(s string, n int) string {
@@ -293,36 +294,4 @@ func trunc(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
-}
-
-func runDemoCmd(args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	var c demoConfig
-	fs.IntVar(&c.Workers, "workers", 2, "native workers to run")
-	fs.IntVar(&c.Tabs, "tabs", 0, "browser tabs the job waits for before it starts (tabs opened later join a running job)")
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
-	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
-	fs.DurationVar(&c.Linger, "linger", 0, "keep serving the page this long after the workers finished")
-	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
-	fs.StringVar(&c.Train.Job, "job", www.DefaultConfig().Job, "job id")
-	workerFlags(fs, &c.Train)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "webkv demo: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	c.Train.Shard = -1
-	c.Out = os.Stdout
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if _, err := runDemo(ctx, c); err != nil {
-		fmt.Fprintf(os.Stderr, "webkv demo: %v\n", err)
-		return 1
-	}
-	return 0
 }

@@ -1,12 +1,17 @@
-package main
+//go:build !js && !wasip1
+
+package demo
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webkv/webkv/www/worker"
 )
 
 // TestDemoTrainsTogether runs the demo with 3 native workers on the CPU
@@ -18,9 +23,9 @@ import (
 func TestDemoTrainsTogether(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg := demoConfig{Workers: 3, Listen: "127.0.0.1:0", Out: io.Discard,
-		Train: workerConfig{Steps: 50, EvalEvery: 25, CPU: true, Shard: -1, IID: true, Momentum: 0.9}}
-	res, err := runDemo(ctx, cfg)
+	cfg := Config{Workers: 3, Listen: "127.0.0.1:0", Out: io.Discard,
+		Train: worker.Config{Steps: 50, EvalEvery: 25, Shard: -1, IID: true, Momentum: 0.9}}
+	res, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,38 +50,31 @@ func TestDemoTrainsTogether(t *testing.T) {
 	}
 }
 
-// TestWorkerLocal trains one worker alone on a local store.
-func TestWorkerLocal(t *testing.T) {
-	res, err := trainWorker(context.Background(), workerConfig{URL: "local", Steps: 40, CPU: true, Shard: -1, IID: true, Momentum: 0.9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Rank != 0 || res.Workers != 1 || res.TestAcc < 0.8 {
-		t.Errorf("%+v", res)
-	}
-	if _, err := trainWorker(context.Background(), workerConfig{URL: "local", Steps: 0}); err == nil {
-		t.Error("0 steps: no error")
-	}
-	if _, err := trainWorker(context.Background(), workerConfig{URL: "local", Steps: 1, Shards: 2, Shard: 5}); err == nil {
-		t.Error("shard 5 of 2: no error")
-	}
-}
-
-// TestDemoServesPage checks the page is mounted next to the relay.
+// TestDemoServesPage checks the page is mounted next to the relay, and
+// that an interrupted demo (its context cancelled while it lingers) stops
+// serving and returns.
 func TestDemoServesPage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	urlc := make(chan string, 1)
+	done := make(chan error, 1)
 	go func() {
-		cfg := demoConfig{Workers: 1, Listen: "127.0.0.1:0", Out: &urlWriter{c: urlc}, Linger: time.Minute,
-			Train: workerConfig{Steps: 5, CPU: true, Shard: -1, IID: true}}
-		runDemo(ctx, cfg)
+		cfg := Config{Workers: 1, Listen: "127.0.0.1:0", Out: &urlWriter{c: urlc}, Linger: time.Hour,
+			Train: worker.Config{Steps: 5, Shard: -1, IID: true}}
+		_, err := Run(ctx, cfg)
+		done <- err
+	}()
+	defer func() {
+		cancel()
+		// Cancelled while training or while lingering: both end the demo.
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("demo: %v", err)
+		}
 	}()
 	var u string
 	select {
 	case u = <-urlc:
-	case <-time.After(time.Minute):
-		t.Fatal("no URL printed")
+	case err := <-done:
+		t.Fatalf("demo returned before printing its URL: %v", err)
 	}
 	for _, p := range []string{"", "app.js", "mlp/xent.wgsl", "api/config", "status"} {
 		resp, err := http.Get(u + p)

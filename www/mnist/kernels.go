@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"embed"
@@ -8,9 +8,10 @@ import (
 //go:embed wgsl/*.wgsl
 var kernelFS embed.FS
 
-// KernelSources returns the WGSL kernels by name (matmul, relu, xent,
-// colsum). Browser tabs fetch the same sources (package www serves them), so
-// a tab and a native worker run identical shader code.
+// KernelSources returns the model's WGSL kernels as files named
+// matmul.wgsl, relu.wgsl, xent.wgsl and colsum.wgsl. Package gpu compiles
+// them natively and under GOOS=js; package www serves them to browser tabs,
+// so a tab and a native worker run identical shader code.
 func KernelSources() fs.FS {
 	sub, err := fs.Sub(kernelFS, "wgsl")
 	if err != nil {
@@ -18,17 +19,3 @@ func KernelSources() fs.FS {
 	}
 	return sub
 }
-
-func kernelSource(name string) string {
-	b, err := kernelFS.ReadFile("wgsl/" + name + ".wgsl")
-	if err != nil {
-		panic("mlp: missing embedded kernel " + name) // names are literals in gpu.go
-	}
-	return string(b)
-}
-
-// Kernel flags of matmul.wgsl.
-const (
-	mmBias = 1
-	mmReLU = 2
-)

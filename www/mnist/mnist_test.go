@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"bytes"
@@ -104,18 +104,25 @@ func TestGradBadInput(t *testing.T) {
 		x    []float32
 		y    []uint8
 		g    *Params
+		want error
 	}{
-		{"empty batch", nil, nil, g},
-		{"short x", make([]float32, 7), make([]uint8, 2), g},
-		{"label out of range", make([]float32, 4), []uint8{2}, g},
-		{"nil grad", make([]float32, 4), []uint8{1}, nil},
-		{"grad of other shape", make([]float32, 4), []uint8{1}, &Params{Shape: Shape{4, 3, 3}, W1: make([]float32, 12), B1: make([]float32, 3), W2: make([]float32, 9), B2: make([]float32, 3)}},
-		{"truncated tensor", make([]float32, 4), []uint8{1}, &Params{Shape: s, W1: make([]float32, 11), B1: make([]float32, 3), W2: make([]float32, 6), B2: make([]float32, 2)}},
+		{"empty batch", nil, nil, g, ErrBadBatch},
+		{"short x", make([]float32, 7), make([]uint8, 2), g, ErrBadBatch},
+		{"label out of range", make([]float32, 4), []uint8{2}, g, ErrBadBatch},
+		{"nil grad", make([]float32, 4), []uint8{1}, nil, ErrBadParams},
+		{"grad of other shape", make([]float32, 4), []uint8{1}, &Params{Shape: Shape{4, 3, 3}, W1: make([]float32, 12), B1: make([]float32, 3), W2: make([]float32, 9), B2: make([]float32, 3)}, ErrBadParams},
+		{"truncated tensor", make([]float32, 4), []uint8{1}, &Params{Shape: s, W1: make([]float32, 11), B1: make([]float32, 3), W2: make([]float32, 6), B2: make([]float32, 2)}, ErrBadParams},
 	}
 	for _, c := range cases {
-		if _, _, err := Grad(p, c.x, c.y, c.g, nil); err == nil {
+		_, _, err := Grad(p, c.x, c.y, c.g, nil)
+		if err == nil {
 			t.Errorf("%s: no error", c.name)
+			continue
 		}
+		if c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("%s: %v does not wrap %v", c.name, err, c.want)
+		}
+		t.Logf("%s: %v", c.name, err)
 	}
 	if _, err := NewParams(Shape{0, 3, 2}); err == nil {
 		t.Error("shape with In = 0: no error")
@@ -309,8 +316,8 @@ func TestDataHandler(t *testing.T) {
 // matched itself elsewhere.
 func TestTrainingConverges(t *testing.T) {
 	train, test := loadOrFail(t)
-	p, _ := InitParams(MNIST, 1)
-	g, _ := NewParams(MNIST)
+	p, _ := InitParams(MLP, 1)
+	g, _ := NewParams(MLP)
 	bt, _ := NewBatcher(train, 64, 1)
 	var ws Workspace
 	steps := 300

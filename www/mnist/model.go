@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"errors"
@@ -12,18 +12,26 @@ type Shape struct {
 	In, Hidden, Out int
 }
 
-// MNIST is the demo model: 28×28 pixels, 128 hidden units, 10 digits.
-var MNIST = Shape{In: 784, Hidden: 128, Out: 10}
+// MLP is the demo model: 28×28 pixels, 128 hidden units, 10 digits.
+var MLP = Shape{In: 784, Hidden: 128, Out: 10}
 
-// Validate returns an error naming the first size that is not positive.
+// Validate returns an error naming the first size that is not positive
+// (Out must be at least 2: a classifier needs two classes).
 func (s Shape) Validate() error {
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("mnist: shape: %w", err)
+	}
+	return nil
+}
+
+func (s Shape) validate() error {
 	switch {
 	case s.In <= 0:
-		return fmt.Errorf("mlp: shape: In = %d, want > 0", s.In)
+		return fmt.Errorf("In = %d, want > 0", s.In)
 	case s.Hidden <= 0:
-		return fmt.Errorf("mlp: shape: Hidden = %d, want > 0", s.Hidden)
+		return fmt.Errorf("Hidden = %d, want > 0", s.Hidden)
 	case s.Out <= 1:
-		return fmt.Errorf("mlp: shape: Out = %d, want > 1 (a classifier needs two classes)", s.Out)
+		return fmt.Errorf("Out = %d, want > 1 (a classifier needs two classes)", s.Out)
 	}
 	return nil
 }
@@ -82,13 +90,32 @@ func InitParams(s Shape, seed int64) (*Params, error) {
 // Tensors returns w1, b1, w2, b2 (the slices themselves, not copies).
 func (p *Params) Tensors() [4][]float32 { return [4][]float32{p.W1, p.B1, p.W2, p.B2} }
 
-// check returns an error if a tensor's length does not match the shape.
-func (p *Params) check(what string) error {
-	if p == nil {
-		return fmt.Errorf("mlp: %s: nil params", what)
+// ErrBadParams is wrapped by errors about parameter tensors.
+var ErrBadParams = errors.New("bad params")
+
+// Validate returns an error wrapping ErrBadParams if p is nil, its shape is
+// invalid or a tensor's length does not match the shape.
+func (p *Params) Validate() error {
+	if err := p.validate(); err != nil {
+		return fmt.Errorf("mnist: %w: %s", ErrBadParams, err)
 	}
-	if err := p.Shape.Validate(); err != nil {
-		return fmt.Errorf("mlp: %s: %w", what, err)
+	return nil
+}
+
+// check is Validate with the operation named: "mnist: what: bad params: …".
+func (p *Params) check(what string) error {
+	if err := p.validate(); err != nil {
+		return fmt.Errorf("mnist: %s: %w: %s", what, ErrBadParams, err)
+	}
+	return nil
+}
+
+func (p *Params) validate() error {
+	if p == nil {
+		return errors.New("nil params")
+	}
+	if err := p.Shape.validate(); err != nil {
+		return err
 	}
 	sh := p.TensorShapes()
 	for i, t := range p.Tensors() {
@@ -97,7 +124,7 @@ func (p *Params) check(what string) error {
 			want *= d
 		}
 		if len(t) != want {
-			return fmt.Errorf("mlp: %s: %s has %d values, want %d for shape %v", what, TensorNames[i], len(t), want, sh[i])
+			return fmt.Errorf("%s has %d values, want %d for shape %v", TensorNames[i], len(t), want, sh[i])
 		}
 	}
 	return nil
@@ -106,17 +133,20 @@ func (p *Params) check(what string) error {
 // ErrBadBatch is wrapped by errors about batch inputs.
 var ErrBadBatch = errors.New("bad batch")
 
-func checkBatch(s Shape, x []float32, y []uint8) (int, error) {
+// CheckBatch returns the number of samples of the batch (x, y) for a model
+// of shape s: len(y), with len(x) = len(y)×In and every label below Out;
+// otherwise an error wrapping ErrBadBatch.
+func (s Shape) CheckBatch(x []float32, y []uint8) (int, error) {
 	b := len(y)
 	if b == 0 {
-		return 0, fmt.Errorf("mlp: %w: empty batch", ErrBadBatch)
+		return 0, fmt.Errorf("mnist: %w: empty batch", ErrBadBatch)
 	}
 	if len(x) != b*s.In {
-		return 0, fmt.Errorf("mlp: %w: %d inputs for %d labels, want %d×%d = %d", ErrBadBatch, len(x), b, b, s.In, b*s.In)
+		return 0, fmt.Errorf("mnist: %w: %d inputs for %d labels, want %d×%d = %d", ErrBadBatch, len(x), b, b, s.In, b*s.In)
 	}
 	for i, l := range y {
 		if int(l) >= s.Out {
-			return 0, fmt.Errorf("mlp: %w: label %d of sample %d is not below Out = %d", ErrBadBatch, l, i, s.Out)
+			return 0, fmt.Errorf("mnist: %w: label %d of sample %d is not below Out = %d", ErrBadBatch, l, i, s.Out)
 		}
 	}
 	return b, nil
@@ -214,9 +244,9 @@ func Grad(p *Params, x []float32, y []uint8, g *Params, ws *Workspace) (loss flo
 		return 0, 0, err
 	}
 	if g.Shape != p.Shape {
-		return 0, 0, fmt.Errorf("mlp: grad: gradient shape %+v differs from params shape %+v", g.Shape, p.Shape)
+		return 0, 0, fmt.Errorf("mnist: grad: %w: gradient shape %+v differs from params shape %+v", ErrBadParams, g.Shape, p.Shape)
 	}
-	b, err := checkBatch(p.Shape, x, y)
+	b, err := p.Shape.CheckBatch(x, y)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -285,7 +315,7 @@ func Evaluate(p *Params, x []float32, y []uint8) (loss, acc float64, err error) 
 	if err := p.check("evaluate"); err != nil {
 		return 0, 0, err
 	}
-	n, err := checkBatch(p.Shape, x, y)
+	n, err := p.Shape.CheckBatch(x, y)
 	if err != nil {
 		return 0, 0, err
 	}

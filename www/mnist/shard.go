@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"encoding/binary"
@@ -61,22 +61,22 @@ var ErrBadShard = errors.New("bad shard data")
 func DecodeShard(b []byte) (*Set, ShardInfo, error) {
 	var info ShardInfo
 	if len(b) < ShardHeaderSize {
-		return nil, info, fmt.Errorf("mlp: %w: %d bytes, shorter than the %d-byte header", ErrBadShard, len(b), ShardHeaderSize)
+		return nil, info, fmt.Errorf("mnist: %w: %d bytes, shorter than the %d-byte header", ErrBadShard, len(b), ShardHeaderSize)
 	}
 	if string(b[:4]) != shardMagic {
-		return nil, info, fmt.Errorf("mlp: %w: magic %q, want %q", ErrBadShard, b[:4], shardMagic)
+		return nil, info, fmt.Errorf("mnist: %w: magic %q, want %q", ErrBadShard, b[:4], shardMagic)
 	}
 	le := binary.LittleEndian
 	n := int(le.Uint32(b[4:]))
 	rows, cols := le.Uint32(b[8:]), le.Uint32(b[12:])
 	if rows != 28 || cols != 28 {
-		return nil, info, fmt.Errorf("mlp: %w: images are %d×%d, want 28×28", ErrBadShard, rows, cols)
+		return nil, info, fmt.Errorf("mnist: %w: images are %d×%d, want 28×28", ErrBadShard, rows, cols)
 	}
 	info.Index, info.Shards = int(le.Uint32(b[16:])), int(le.Uint32(b[20:]))
 	info.IID = le.Uint32(b[24:])&1 != 0
 	lpad := (n + 3) &^ 3
 	if want := ShardHeaderSize + lpad + n*Pixels; len(b) != want {
-		return nil, info, fmt.Errorf("mlp: %w: %d bytes for %d samples, want %d", ErrBadShard, len(b), n, want)
+		return nil, info, fmt.Errorf("mnist: %w: %d bytes for %d samples, want %d", ErrBadShard, len(b), n, want)
 	}
 	s := &Set{
 		Labels: append([]uint8(nil), b[ShardHeaderSize:ShardHeaderSize+n]...),
@@ -84,7 +84,7 @@ func DecodeShard(b []byte) (*Set, ShardInfo, error) {
 	}
 	for i, l := range s.Labels {
 		if l > 9 {
-			return nil, info, fmt.Errorf("mlp: %w: label %d of sample %d is not a digit", ErrBadShard, l, i)
+			return nil, info, fmt.Errorf("mnist: %w: label %d of sample %d is not a digit", ErrBadShard, l, i)
 		}
 	}
 	return s, info, nil

@@ -1,4 +1,4 @@
-package mlp
+package mnist
 
 import (
 	"fmt"
@@ -6,7 +6,8 @@ import (
 )
 
 // Engine computes gradients of the model: the CPU reference (CPU) or the
-// WebGPU kernels (*GPU).
+// WebGPU kernels (package gpu, www/mnist/gpu). Engines are not safe for
+// concurrent use.
 type Engine interface {
 	// SetParams sets the weights the next Grad uses.
 	SetParams(p *Params) error
@@ -38,7 +39,7 @@ func (c *CPU) SetParams(p *Params) error {
 		return err
 	}
 	if p.Shape != c.p.Shape {
-		return fmt.Errorf("mlp: set params: shape %+v, engine built for %+v", p.Shape, c.p.Shape)
+		return fmt.Errorf("mnist: set params: %w: shape %+v, engine built for %+v", ErrBadParams, p.Shape, c.p.Shape)
 	}
 	for i, t := range p.Tensors() {
 		copy(c.p.Tensors()[i], t)
@@ -71,10 +72,10 @@ type Batcher struct {
 // NewBatcher returns a Batcher of batch-size batches over set.
 func NewBatcher(set *Set, batch int, seed int64) (*Batcher, error) {
 	if set == nil || set.Len() == 0 {
-		return nil, fmt.Errorf("mlp: batcher: empty data set")
+		return nil, fmt.Errorf("mnist: batcher: empty data set")
 	}
 	if batch <= 0 {
-		return nil, fmt.Errorf("mlp: batcher: batch size %d, want > 0", batch)
+		return nil, fmt.Errorf("mnist: batcher: batch size %d, want > 0", batch)
 	}
 	b := &Batcher{set: set, r: rand.New(rand.NewSource(seed)), X: make([]float32, batch*Pixels), Y: make([]uint8, batch)}
 	b.order = b.r.Perm(set.Len())

@@ -1,36 +1,34 @@
-package main
+// Package worker is one native worker of the demo: it joins a relay job
+// (or trains alone on a local store), trains the MNIST MLP of package mnist
+// on its shard with an mnist.Engine (the WebGPU engine of package
+// mnist/gpu, or the CPU reference), and reports its progress to the demo's
+// dashboard. `webkv worker` and `webkv demo` (native/cmd/webkv, package
+// demo) run it; browser tabs run the same loop in www/static/app.js.
+package worker
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/relay"
-	"github.com/webkv/webkv/shaders/mlp"
 	"github.com/webkv/webkv/www"
+	"github.com/webkv/webkv/www/mnist"
 )
 
-func init() {
-	register("worker", "train the demo's MNIST MLP as a native worker of a relay job (or alone)", runWorkerCmd)
-}
-
-// workerConfig is one native worker's job. The zero values of the numeric
-// fields are filled from www.DefaultConfig, so a worker and the tabs of a
-// demo train with the same settings.
-type workerConfig struct {
+// Config is one native worker's job. The zero values of the numeric fields
+// are filled from www.DefaultJob (see Defaults), so a worker and the tabs
+// of a demo train with the same settings.
+type Config struct {
 	URL, Job, Token string // relay; URL "" or "local": a local store, training alone
 	ID              string // name on the dashboard
 	Steps           int    // rounds to train
@@ -41,17 +39,17 @@ type workerConfig struct {
 	IID             bool // IID or label-sorted split
 	MaxPerShard     int  // cap on this worker's samples (0: whole shard)
 	Seed            int64
-	EvalEvery       int // steps between test evaluations (0: only at the end)
-	TestSize        int // test samples for the periodic evaluations (the final one uses all 10000)
-	CPU             bool
+	EvalEvery       int  // steps between test evaluations (0: only at the end)
+	TestSize        int  // test samples for the periodic evaluations (the final one uses all 10000)
 	Barrier         bool // wait for every worker after set-up (workers started together)
 	Workers         int  // hold the job's start until this many workers joined (0: no wait)
 
-	// Engine, when set, computes the gradients instead of an engine the
-	// worker opens itself (the demo shares one device among its workers);
-	// EngineName describes it.
-	Engine     mlp.Engine
-	EngineName string
+	// Engine computes the gradients; nil: the CPU reference
+	// (mnist.NewCPU). Backend describes it for the dashboard and the
+	// result, e.g. "webgpu: llvmpipe (…)"; "" gives "cpu". The caller
+	// owns Engine (the demo shares one device among its workers).
+	Engine  mnist.Engine
+	Backend string
 
 	// Report receives progress (the demo's dashboard board); nil posts to
 	// URL's /api/report when URL is a relay, else drops it.
@@ -60,8 +58,8 @@ type workerConfig struct {
 	Log io.Writer
 }
 
-// workerResult is what a finished worker reached.
-type workerResult struct {
+// Result is what a finished worker reached.
+type Result struct {
 	Rank, Workers int
 	Steps         int
 	Samples       int64
@@ -76,8 +74,11 @@ type workerResult struct {
 	Phases map[string]time.Duration
 }
 
-func (c *workerConfig) defaults() {
-	d := www.DefaultConfig()
+// Defaults fills the zero fields that have a default: Batch, LR, Shards,
+// TestSize and Job from www.DefaultJob, ID from the host name and process
+// id. Run calls it.
+func (c *Config) Defaults() {
+	d := www.DefaultJob()
 	if c.Batch <= 0 {
 		c.Batch = d.Batch
 	}
@@ -94,12 +95,15 @@ func (c *workerConfig) defaults() {
 		c.Job = d.Job
 	}
 	if c.ID == "" {
-		host, _ := os.Hostname()
+		host, err := os.Hostname()
+		if err != nil {
+			host = "host" // only a dashboard label
+		}
 		c.ID = fmt.Sprintf("native-%s-%d", host, os.Getpid())
 	}
 }
 
-func (c *workerConfig) logf(format string, args ...any) {
+func (c *Config) logf(format string, args ...any) {
 	if c.Log != nil {
 		fmt.Fprintf(c.Log, format+"\n", args...)
 	}
@@ -109,25 +113,16 @@ func isLocal(u string) bool { return u == "" || u == "local" }
 
 // openStore returns a dist_sync store on the relay at cfg.URL, or a local
 // store when there is none.
-func openStore(ctx context.Context, cfg *workerConfig) (*kvcore.Store, error) {
+func openStore(ctx context.Context, cfg *Config) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
 		return kvcore.Create("local")
 	}
-	conn, err := relay.Dial(ctx, cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers})
-	if err != nil {
-		return nil, err
-	}
-	kv, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return kv, nil
+	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers})
 }
 
-// httpBase turns a relay URL (ws://host/ws, http://host) into its http(s)
-// origin, where the web app and its /api and /data routes live.
-func httpBase(u string) (string, error) {
+// HTTPBase turns a relay URL (ws://host/ws, http://host) into its http(s)
+// origin, where the demo's page and its /api and /data routes live.
+func HTTPBase(u string) (string, error) {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "", err
@@ -139,7 +134,7 @@ func httpBase(u string) (string, error) {
 		p.Scheme = "https"
 	case "http", "https":
 	default:
-		return "", fmt.Errorf("relay URL %q: want ws://, wss://, http:// or https://", u)
+		return "", fmt.Errorf("worker: relay URL %q: want ws://, wss://, http:// or https://", u)
 	}
 	return p.Scheme + "://" + p.Host, nil
 }
@@ -161,7 +156,10 @@ func postReporter(base, token string) func(www.Report) {
 		last, lastState, lastAcc = time.Now(), r.State, r.TestAcc
 		mu.Unlock()
 		r.Token = token
-		b, _ := json.Marshal(r)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return // a Report has no field json cannot encode; NaN loss is the one way: skip it
+		}
 		resp, err := cl.Post(base+"/api/report", "application/json", bytes.NewReader(b))
 		if err == nil {
 			resp.Body.Close() // best effort: a relay without the web app answers 404
@@ -172,10 +170,10 @@ func postReporter(base, token string) func(www.Report) {
 // loadShard returns this worker's shard and the test set: from the MNIST
 // files of the GoMNIST module, or, when they are not on this machine, from
 // the relay's /data routes.
-func loadShard(ctx context.Context, cfg *workerConfig, shard int) (*mlp.Set, *mlp.Set, error) {
-	train, test, err := mlp.Load()
+func loadShard(ctx context.Context, cfg *Config, shard int) (*mnist.Set, *mnist.Set, error) {
+	train, test, err := mnist.Load()
 	if err == nil {
-		parts, err := mlp.Split(train.Labels, cfg.Shards, cfg.IID, cfg.Seed)
+		parts, err := mnist.Split(train.Labels, cfg.Shards, cfg.IID, cfg.Seed)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -189,7 +187,7 @@ func loadShard(ctx context.Context, cfg *workerConfig, shard int) (*mlp.Set, *ml
 	if isLocal(cfg.URL) {
 		return nil, nil, err
 	}
-	base, berr := httpBase(cfg.URL)
+	base, berr := HTTPBase(cfg.URL)
 	if berr != nil {
 		return nil, nil, berr
 	}
@@ -206,7 +204,7 @@ func loadShard(ctx context.Context, cfg *workerConfig, shard int) (*mlp.Set, *ml
 	return s, t, err
 }
 
-func fetchSet(ctx context.Context, u string) (*mlp.Set, error) {
+func fetchSet(ctx context.Context, u string) (*mnist.Set, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -223,38 +221,16 @@ func fetchSet(ctx context.Context, u string) (*mlp.Set, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
 	}
-	s, _, err := mlp.DecodeShard(b)
+	s, _, err := mnist.DecodeShard(b)
 	return s, err
 }
 
-// openEngine returns the GPU engine when an adapter is present, else the
-// CPU reference, and a description that says which and why.
-func openEngine(cfg *workerConfig, maxBatch int) (mlp.Engine, string, func()) {
-	if !cfg.CPU {
-		e, name, release, err := mlp.OpenEngine(mlp.MNIST, maxBatch)
-		if err == nil {
-			return e, name, release
-		}
-		e2, _ := mlp.NewCPU(mlp.MNIST)
-		return e2, fmt.Sprintf("cpu (no WebGPU: %v)", err), func() {}
-	}
-	e, _ := mlp.NewCPU(mlp.MNIST)
-	return e, "cpu (chosen with -cpu)", func() {}
-}
-
-// cpuAdapter reports whether a backend description names a WebGPU adapter
-// that runs on the CPU (lavapipe, llvmpipe, SwiftShader): there the kernels
-// compete with, and lose to, the plain Go reference.
-func cpuAdapter(backend string) bool {
-	return strings.HasPrefix(backend, "webgpu:") && strings.HasSuffix(backend, ", CPU)")
-}
-
-// trainWorker runs one worker to the end: join, initialize (rank 0's
-// weights win), set the optimizer (rank 0), then Steps rounds of pull
-// weights → gradient of one batch → push gradient, with periodic test
-// evaluations, and a final one on the whole test set.
-func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err error) {
-	cfg.defaults()
+// Run runs one worker to the end: join, initialize (rank 0's weights win),
+// set the optimizer (rank 0), then Steps rounds of pull weights → gradient
+// of one batch → push gradient, with periodic test evaluations, and a final
+// one on the whole test set.
+func Run(ctx context.Context, cfg Config) (res Result, err error) {
+	cfg.Defaults()
 	if cfg.Steps <= 0 {
 		return res, fmt.Errorf("worker: -steps %d, want > 0", cfg.Steps)
 	}
@@ -265,7 +241,7 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	if report == nil {
 		report = func(www.Report) {}
 		if !isLocal(cfg.URL) {
-			if base, err := httpBase(cfg.URL); err == nil {
+			if base, err := HTTPBase(cfg.URL); err == nil {
 				report = postReporter(base, cfg.Token)
 			}
 		}
@@ -280,36 +256,37 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 		report(rep)
 	}()
 	start := time.Now()
-	maxBatch := max(cfg.Batch, 256)
-	engine, backend, release := cfg.Engine, cfg.EngineName, func() {}
+	engine, backend := cfg.Engine, cfg.Backend
 	if engine == nil {
-		engine, backend, release = openEngine(&cfg, maxBatch)
+		if engine, err = mnist.NewCPU(mnist.MLP); err != nil {
+			return res, err
+		}
+		if backend == "" {
+			backend = "cpu"
+		}
 	}
-	defer release()
 	rep.Backend, res.Backend = backend, backend
-	if cpuAdapter(backend) {
-		cfg.logf("%s: note: the WebGPU adapter is a CPU rasterizer; the CPU reference (-cpu) is usually faster on it", cfg.ID)
-	}
 	report(rep)
 
 	kv, err := openStore(ctx, &cfg)
 	if err != nil {
-		if errors.Is(err, kvcore.ErrNoTransport) {
-			return res, fmt.Errorf("worker: %w (this build's kvcore has no dist mode yet: run with -url local)", err)
-		}
 		return res, fmt.Errorf("worker: join %s: %w", cfg.URL, err)
 	}
-	defer kv.Close()
+	defer func() {
+		if cerr := kv.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("worker: close store: %w", cerr)
+		}
+	}()
 	res.Rank, res.Workers = kv.Rank(), kv.NumWorkers()
 	rep.Rank, rep.Workers = res.Rank, res.Workers
 	cfg.logf("%s: rank %d of %d on %s, store %s", cfg.ID, res.Rank, res.Workers, backend, kv.Type())
 
 	// Keys and optimizer.
-	p, err := mlp.InitParams(mlp.MNIST, cfg.Seed)
+	p, err := mnist.InitParams(mnist.MLP, cfg.Seed)
 	if err != nil {
 		return res, err
 	}
-	shapes := mlp.MNIST.TensorShapes()
+	shapes := mnist.MLP.TensorShapes()
 	var wArr, gArr [4]*kvcore.Array
 	for i, t := range p.Tensors() {
 		if wArr[i], err = kvcore.FromSlice(kvcore.OnCPU(0), t, shapes[i]...); err != nil {
@@ -318,8 +295,8 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 		if gArr[i], err = kvcore.NewArray(kvcore.OnCPU(0), shapes[i]...); err != nil {
 			return res, err
 		}
-		if err := kv.Init(ctx, kvcore.StrKey(mlp.TensorNames[i]), wArr[i]); err != nil {
-			return res, fmt.Errorf("worker: init %s: %w", mlp.TensorNames[i], err)
+		if err := kv.Init(ctx, kvcore.StrKey(mnist.TensorNames[i]), wArr[i]); err != nil {
+			return res, fmt.Errorf("worker: init %s: %w", mnist.TensorNames[i], err)
 		}
 	}
 	if kv.Rank() == 0 {
@@ -344,14 +321,17 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	if err != nil {
 		return res, fmt.Errorf("worker: data: %w", err)
 	}
-	bt, err := mlp.NewBatcher(set, cfg.Batch, cfg.Seed+int64(res.Rank)+1)
+	bt, err := mnist.NewBatcher(set, cfg.Batch, cfg.Seed+int64(res.Rank)+1)
 	if err != nil {
 		return res, err
 	}
 	tx, ty := test.Head(cfg.TestSize).Inputs()
-	g, _ := mlp.NewParams(mlp.MNIST)
+	g, err := mnist.NewParams(mnist.MLP)
+	if err != nil {
+		return res, err
+	}
 	keys := make([]kvcore.Key, 4)
-	for i, n := range mlp.TensorNames {
+	for i, n := range mnist.TensorNames {
 		keys[i] = kvcore.StrKey(n)
 	}
 	// Where a round's time goes: totals by phase (see workerResult.Phases).
@@ -461,54 +441,4 @@ func trainWorker(ctx context.Context, cfg workerConfig) (res workerResult, err e
 	res.Elapsed = time.Since(start)
 	cfg.logf("%s: done: %d steps, %d samples, test accuracy %.2f%% on %d images, %.1fs", cfg.ID, res.Steps, res.Samples, 100*res.TestAcc, len(fy), res.Elapsed.Seconds())
 	return res, nil
-}
-
-// workerFlags registers the training flags shared by worker and demo.
-func workerFlags(fs *flag.FlagSet, c *workerConfig) {
-	d := www.DefaultConfig()
-	fs.IntVar(&c.Steps, "steps", d.Rounds, "rounds to train")
-	fs.IntVar(&c.Batch, "batch", d.Batch, "samples per worker per round")
-	fs.Float64Var(&c.LR, "lr", d.LR, "SGD learning rate (server-side optimizer)")
-	fs.Float64Var(&c.Momentum, "momentum", d.Momentum, "SGD momentum")
-	fs.IntVar(&c.Shards, "shards", d.Shards, "split the training set into this many shards")
-	fs.BoolVar(&c.IID, "iid", d.IID, "IID split (false: label-sorted, each shard holds one or two digits)")
-	fs.IntVar(&c.MaxPerShard, "max-per-shard", d.Max, "cap on each worker's samples (0: the whole shard)")
-	fs.Int64Var(&c.Seed, "seed", d.Seed, "seed of the initial weights, split and batch order")
-	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "steps between test evaluations (0: only at the end)")
-	fs.IntVar(&c.TestSize, "test-size", d.TestSize, "test images in the periodic evaluations (the final one uses all 10000)")
-	fs.BoolVar(&c.CPU, "cpu", false, "compute on the CPU reference even when a WebGPU adapter exists")
-}
-
-func runWorkerCmd(args []string) int {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	var c workerConfig
-	fs.StringVar(&c.URL, "url", "local", `relay URL (ws://host:port, http://host:port); "local" trains alone on a local store`)
-	fs.StringVar(&c.Job, "job", www.DefaultConfig().Job, "job id on the relay")
-	fs.StringVar(&c.Token, "token", "", "the job's access token")
-	fs.StringVar(&c.ID, "id", "", "name on the dashboard (default native-<host>-<pid>)")
-	fs.IntVar(&c.Shard, "shard", -1, "shard to train on (-1: rank % shards)")
-	fs.BoolVar(&c.Barrier, "barrier", false, "wait for all workers after set-up (for workers started together)")
-	fs.IntVar(&c.Workers, "workers", 0, "hold the job's start until this many workers joined (0: start at once)")
-	workerFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "webkv worker: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	c.Log = os.Stdout
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := trainWorker(ctx, c)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "webkv worker: %v\n", err)
-		return 1
-	}
-	fmt.Printf("test accuracy %.2f%% after %d rounds (%d samples on this worker, %d workers) on %s; %.1f rounds/s\n",
-		100*res.TestAcc, res.Steps, res.Samples, res.Workers, res.Backend, float64(res.Steps)/res.TrainTime.Seconds())
-	return 0
 }

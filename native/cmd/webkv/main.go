@@ -1,8 +1,19 @@
-// Command webkv is webkv's single binary. Each subcommand lives in its own
-// file and registers itself in commands; main only dispatches.
+//go:build !js && !wasip1
+
+// Command webkv is webkv's binary for a native machine. Each subcommand
+// lives in its own file and registers itself in commands; main only
+// dispatches.
 //
 //	webkv relay  -listen 127.0.0.1:7070 -data ./relay-data -token job=secret
+//	webkv worker -url ws://127.0.0.1:7070 -job mnist -token secret
+//	webkv demo   [-workers 2] [-steps 200] [-cpu]
 //	webkv help
+//
+// relay is the relay server of package relaycmd, the same as the pure-Go
+// webkv-relay binary (relay/cmd/webkv-relay); worker and demo train the
+// demo's MNIST model (www/...) on WebGPU through wgpu-native, which needs
+// cgo. Built with CGO_ENABLED=0 the command still works: its workers then
+// compute on the CPU reference and say so.
 package main
 
 import (
@@ -19,7 +30,7 @@ type command struct {
 }
 
 // commands is filled by the init functions of the subcommand files
-// (relay.go here; worker.go and demo.go may add theirs).
+// (relay.go, worker.go, demo.go).
 var commands = map[string]command{}
 
 func register(name, summary string, run func(args []string) int) {

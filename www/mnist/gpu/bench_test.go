@@ -1,11 +1,13 @@
 //go:build cgo && !js
 
-package mlp
+package gpu
 
 import (
 	"math/rand"
 	"testing"
 	"time"
+
+	"github.com/webkv/webkv/www/mnist"
 )
 
 // BenchmarkGrad times one training step (forward, backward, gradient
@@ -16,17 +18,17 @@ import (
 func BenchmarkGrad(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
 	d := openTestDevice(b)
-	g, err := NewGPU(d.Device, MNIST, 64)
+	g, err := New(d.Device, mnist.MLP, &Options{MaxBatch: 64})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer g.Release()
-	p, _ := InitParams(MNIST, 1)
-	cpu, _ := NewCPU(MNIST)
+	defer g.Close()
+	p, _ := mnist.InitParams(mnist.MLP, 1)
+	cpu, _ := mnist.NewCPU(mnist.MLP)
 	cpu.SetParams(p)
 	g.SetParams(p)
-	x, y := randBatch(r, MNIST, 64)
-	grads, _ := NewParams(MNIST)
+	x, y := randBatch(r, mnist.MLP, 64)
+	grads, _ := mnist.NewParams(mnist.MLP)
 	// CPU baseline first, a fixed number of steps.
 	const cpuSteps = 50
 	t0 := time.Now()

@@ -1,19 +1,22 @@
 //go:build js || cgo
 
-package mlp
+package gpu
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"sync"
 
 	"github.com/cogentcore/webgpu/wgpu"
+	"github.com/webkv/webkv/www/mnist"
 )
 
-// GPU runs the model's forward and backward passes as WGSL compute kernels
-// on a WebGPU device: natively through wgpu-native (cgo) and under GOOS=js
-// through the browser's navigator.gpu, with the same code.
+// Engine runs the model's forward and backward passes as WGSL compute
+// kernels on a WebGPU device: natively through wgpu-native (cgo) and under
+// GOOS=js through the browser's navigator.gpu, with the same code.
 //
 // Everything the cogentcore/webgpu js side needs is respected: every
 // pipeline has an explicit bind-group and pipeline layout (js sends no
@@ -22,13 +25,15 @@ import (
 //
 // Buffers are sized once for MaxBatch samples and bind groups built once, so
 // a step only uploads the batch and 9 small uniforms, records 9 dispatches
-// in one compute pass, and reads the gradients back with one map. A GPU is
-// not safe for concurrent use.
-type GPU struct {
+// in one compute pass, and reads the gradients back with one map. An Engine
+// is not safe for concurrent use; engines that share Options.Lock may be
+// used from different goroutines.
+type Engine struct {
 	dev      *wgpu.Device
 	q        *wgpu.Queue
-	shape    Shape
+	shape    mnist.Shape
 	maxBatch int
+	lock     sync.Locker
 
 	mm, relu, xent, col kernel
 
@@ -45,7 +50,38 @@ type GPU struct {
 	steps []step // the 9 dispatches of a training step, in order
 }
 
-var _ Engine = (*GPU)(nil)
+var _ mnist.Engine = (*Engine)(nil)
+
+// Options tune New. The zero value (or nil) builds an engine for batches of
+// up to DefaultMaxBatch samples that locks nothing.
+type Options struct {
+	// MaxBatch is the largest batch Grad takes (Evaluate splits larger
+	// sets); buffers are sized for it once. 0 means DefaultMaxBatch.
+	MaxBatch int
+	// Lock, when set, is held for every SetParams, Grad and Evaluate.
+	// Several engines on one device share one: the device runs one step
+	// at a time anyway, and on a CPU adapter engines on separate devices
+	// each start a thread pool and fight over the same cores (2 workers
+	// with a device each ran 6x slower per round than one worker).
+	Lock sync.Locker
+}
+
+// DefaultMaxBatch is Options.MaxBatch's default.
+const DefaultMaxBatch = 256
+
+// Kernel flags of matmul.wgsl.
+const (
+	mmBias = 1
+	mmReLU = 2
+)
+
+func kernelSource(name string) (string, error) {
+	b, err := fs.ReadFile(mnist.KernelSources(), name+".wgsl")
+	if err != nil {
+		return "", fmt.Errorf("gpu: kernel %s: %w", name, err)
+	}
+	return string(b), nil
+}
 
 // kernel is a compute pipeline with its explicit layout.
 type kernel struct {
@@ -71,13 +107,16 @@ const (
 
 func newKernel(dev *wgpu.Device, name string, kinds ...wgpu.BufferBindingType) (kernel, error) {
 	var k kernel
-	var err error
+	src, err := kernelSource(name)
+	if err != nil {
+		return k, err
+	}
 	k.mod, err = dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
 		Label:          name,
-		WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: kernelSource(name)},
+		WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
 	})
 	if err != nil {
-		return k, fmt.Errorf("mlp: compile kernel %s: %w", name, err)
+		return k, fmt.Errorf("gpu: compile kernel %s: %w", name, err)
 	}
 	ents := make([]wgpu.BindGroupLayoutEntry, len(kinds))
 	for i, t := range kinds {
@@ -85,10 +124,10 @@ func newKernel(dev *wgpu.Device, name string, kinds ...wgpu.BufferBindingType) (
 			Buffer: wgpu.BufferBindingLayout{Type: t}}
 	}
 	if k.bgl, err = dev.CreateBindGroupLayout(&wgpu.BindGroupLayoutDescriptor{Label: name, Entries: ents}); err != nil {
-		return k, fmt.Errorf("mlp: bind group layout of %s: %w", name, err)
+		return k, fmt.Errorf("gpu: bind group layout of %s: %w", name, err)
 	}
 	if k.pl, err = dev.CreatePipelineLayout(&wgpu.PipelineLayoutDescriptor{Label: name, BindGroupLayouts: []*wgpu.BindGroupLayout{k.bgl}}); err != nil {
-		return k, fmt.Errorf("mlp: pipeline layout of %s: %w", name, err)
+		return k, fmt.Errorf("gpu: pipeline layout of %s: %w", name, err)
 	}
 	k.pipe, err = dev.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
 		Layout:  k.pl, // explicit: js has no "auto" layout (no Label either)
@@ -98,7 +137,7 @@ func newKernel(dev *wgpu.Device, name string, kinds ...wgpu.BufferBindingType) (
 		if err == nil {
 			err = errors.New("no pipeline returned")
 		}
-		return k, fmt.Errorf("mlp: pipeline %s: %w", name, err)
+		return k, fmt.Errorf("gpu: pipeline %s: %w", name, err)
 	}
 	return k, nil
 }
@@ -122,40 +161,57 @@ func (k *kernel) release() {
 // the largest: 8 words).
 const uniformSize = 32
 
-// NewGPU compiles the kernels on dev and allocates buffers for batches of
-// up to maxBatch samples of a model of shape s. The caller keeps owning dev.
-func NewGPU(dev *wgpu.Device, s Shape, maxBatch int) (*GPU, error) {
+// New compiles the kernels on dev and allocates buffers for a model of
+// shape s (mnist.MLP for the demo). The caller keeps owning dev and
+// releases it after the engine's Close; on native, package native opens
+// it (native.Open).
+func New(dev *wgpu.Device, s mnist.Shape, opts *Options) (*Engine, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
 	if dev == nil {
-		return nil, errors.New("mlp: new GPU: nil device")
+		return nil, errors.New("gpu: new engine: nil device")
 	}
 	if err := s.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gpu: new engine: %w", err)
 	}
-	if maxBatch <= 0 || maxBatch > 1<<16 {
-		return nil, fmt.Errorf("mlp: new GPU: max batch %d, want 1..65536", maxBatch)
+	maxBatch := opts.MaxBatch
+	if maxBatch == 0 {
+		maxBatch = DefaultMaxBatch
 	}
-	g := &GPU{dev: dev, q: dev.GetQueue(), shape: s, maxBatch: maxBatch}
+	if maxBatch < 0 || maxBatch > 1<<16 {
+		return nil, fmt.Errorf("gpu: new engine: max batch %d, want 1..65536", maxBatch)
+	}
+	g := &Engine{dev: dev, q: dev.GetQueue(), shape: s, maxBatch: maxBatch, lock: opts.Lock}
+	if g.lock == nil {
+		g.lock = noLock{}
+	}
 	if err := g.init(); err != nil {
-		g.Release()
+		_ = g.Close() // frees what init made; the init error is the one to report
 		return nil, err
 	}
 	return g, nil
 }
 
-func (g *GPU) buffer(n int, usage wgpu.BufferUsage, label string) (*wgpu.Buffer, error) {
+type noLock struct{}
+
+func (noLock) Lock()   {}
+func (noLock) Unlock() {}
+
+func (g *Engine) buffer(n int, usage wgpu.BufferUsage, label string) (*wgpu.Buffer, error) {
 	size := uint64(max(n, 1)) * 4
 	b, err := g.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: label, Size: size, Usage: usage})
 	if err != nil || b == nil {
 		if err == nil {
 			err = errors.New("no buffer returned")
 		}
-		return nil, fmt.Errorf("mlp: allocate %s (%d bytes): %w", label, size, err)
+		return nil, fmt.Errorf("gpu: allocate %s (%d bytes): %w", label, size, err)
 	}
 	g.bufs = append(g.bufs, b)
 	return b, nil
 }
 
-func (g *GPU) init() error {
+func (g *Engine) init() error {
 	var err error
 	if g.mm, err = newKernel(g.dev, "matmul", bRead, bRead, bRead, bWrite, bUniform); err != nil {
 		return err
@@ -219,7 +275,7 @@ func (g *GPU) init() error {
 	return nil
 }
 
-func (g *GPU) bindGroup(k *kernel, bufs []*wgpu.Buffer) (*wgpu.BindGroup, error) {
+func (g *Engine) bindGroup(k *kernel, bufs []*wgpu.Buffer) (*wgpu.BindGroup, error) {
 	ents := make([]wgpu.BindGroupEntry, len(bufs))
 	for i, b := range bufs {
 		ents[i] = wgpu.BindGroupEntry{Binding: uint32(i), Buffer: b, Size: wgpu.WholeSize}
@@ -229,13 +285,14 @@ func (g *GPU) bindGroup(k *kernel, bufs []*wgpu.Buffer) (*wgpu.BindGroup, error)
 		if err == nil {
 			err = errors.New("no bind group returned")
 		}
-		return nil, fmt.Errorf("mlp: bind group: %w", err)
+		return nil, fmt.Errorf("gpu: bind group: %w", err)
 	}
 	return bg, nil
 }
 
-// Release frees the GPU's buffers and pipelines (not the device).
-func (g *GPU) Release() {
+// Close frees the engine's buffers and pipelines (not the device). It
+// always returns nil: wgpu's Release and Destroy report nothing.
+func (g *Engine) Close() error {
 	for _, s := range g.steps {
 		s.bg.Release()
 	}
@@ -248,13 +305,14 @@ func (g *GPU) Release() {
 	for _, k := range []*kernel{&g.mm, &g.relu, &g.xent, &g.col} {
 		k.release()
 	}
+	return nil
 }
 
-// Shape is the model shape the GPU was built for.
-func (g *GPU) Shape() Shape { return g.shape }
+// Shape is the model shape the engine was built for.
+func (g *Engine) Shape() mnist.Shape { return g.shape }
 
 // MaxBatch is the largest batch Grad and Evaluate take in one dispatch.
-func (g *GPU) MaxBatch() int { return g.maxBatch }
+func (g *Engine) MaxBatch() int { return g.maxBatch }
 
 func u32s(vals ...uint32) []byte {
 	b := make([]byte, uniformSize)
@@ -266,24 +324,26 @@ func u32s(vals ...uint32) []byte {
 
 func f32bits(f float32) uint32 { return math.Float32bits(f) }
 
-func (g *GPU) write(b *wgpu.Buffer, data []byte) error {
+func (g *Engine) write(b *wgpu.Buffer, data []byte) error {
 	if len(data) == 0 {
 		return nil // js WriteBuffer panics on an empty slice
 	}
 	if err := g.q.WriteBuffer(b, 0, data); err != nil {
-		return fmt.Errorf("mlp: upload: %w", err)
+		return fmt.Errorf("gpu: upload: %w", err)
 	}
 	return nil
 }
 
 // SetParams uploads p's weights to the device.
-func (g *GPU) SetParams(p *Params) error {
-	if err := p.check("set params"); err != nil {
-		return err
+func (g *Engine) SetParams(p *mnist.Params) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("gpu: set params: %w", err)
 	}
 	if p.Shape != g.shape {
-		return fmt.Errorf("mlp: set params: shape %+v, GPU built for %+v", p.Shape, g.shape)
+		return fmt.Errorf("gpu: set params: %w: shape %+v, engine built for %+v", mnist.ErrBadParams, p.Shape, g.shape)
 	}
+	g.lock.Lock()
+	defer g.lock.Unlock()
 	for i, b := range []*wgpu.Buffer{g.w1, g.b1, g.w2, g.b2} {
 		if err := g.write(b, wgpu.ToBytes(p.Tensors()[i])); err != nil {
 			return err
@@ -308,7 +368,7 @@ func grid(n int) (uint32, uint32) {
 }
 
 // dispatch records step i with the given workgroup counts.
-func (g *GPU) dispatch(pass *wgpu.ComputePassEncoder, i int, x, y uint32) {
+func (g *Engine) dispatch(pass *wgpu.ComputePassEncoder, i int, x, y uint32) {
 	s := g.steps[i]
 	pass.SetPipeline(s.k.pipe)
 	pass.SetBindGroup(0, s.bg, nil)
@@ -320,14 +380,14 @@ func ceil8(n int) uint32 { return uint32((n + 7) / 8) }
 // run uploads a batch, records the first nSteps dispatches in one pass,
 // copies the gradients (if withGrads) and stats to the staging buffer,
 // submits once and reads back.
-func (g *GPU) run(x []float32, y []uint8, nSteps int, grads *Params) (loss float64, correct int, err error) {
+func (g *Engine) run(x []float32, y []uint8, nSteps int, grads *mnist.Params) (loss float64, correct int, err error) {
 	s := g.shape
-	b, err := checkBatch(s, x, y)
+	b, err := s.CheckBatch(x, y)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("gpu: %w", err)
 	}
 	if b > g.maxBatch {
-		return 0, 0, fmt.Errorf("mlp: %w: batch of %d exceeds the GPU's max batch %d", ErrBadBatch, b, g.maxBatch)
+		return 0, 0, fmt.Errorf("gpu: %w: batch of %d exceeds the engine's max batch %d", mnist.ErrBadBatch, b, g.maxBatch)
 	}
 	if err := g.write(g.x, wgpu.ToBytes(x)); err != nil {
 		return 0, 0, err
@@ -357,7 +417,7 @@ func (g *GPU) run(x []float32, y []uint8, nSteps int, grads *Params) (loss float
 	}
 	enc, err := g.dev.CreateCommandEncoder(nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("mlp: command encoder: %w", err)
+		return 0, 0, fmt.Errorf("gpu: command encoder: %w", err)
 	}
 	defer enc.Release()
 	pass := enc.BeginComputePass(nil)
@@ -378,19 +438,19 @@ func (g *GPU) run(x []float32, y []uint8, nSteps int, grads *Params) (loss float
 		for i, src := range []*wgpu.Buffer{g.gw1, g.gb1, g.gw2, g.gb2} {
 			n := uint64(len(grads.Tensors()[i])) * 4
 			if err := enc.CopyBufferToBuffer(src, 0, g.staging, off, n); err != nil {
-				return 0, 0, fmt.Errorf("mlp: copy gradient: %w", err)
+				return 0, 0, fmt.Errorf("gpu: copy gradient: %w", err)
 			}
 			off += n
 		}
 	}
 	statsOff := off
 	if err := enc.CopyBufferToBuffer(g.stats, 0, g.staging, off, uint64(8*b)); err != nil {
-		return 0, 0, fmt.Errorf("mlp: copy stats: %w", err)
+		return 0, 0, fmt.Errorf("gpu: copy stats: %w", err)
 	}
 	off += uint64(8 * b)
 	cb, err := enc.Finish(nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("mlp: finish commands: %w", err)
+		return 0, 0, fmt.Errorf("gpu: finish commands: %w", err)
 	}
 	g.q.Submit(cb)
 	cb.Release()
@@ -418,41 +478,45 @@ func (g *GPU) run(x []float32, y []uint8, nSteps int, grads *Params) (loss float
 
 // readStaging maps the first n bytes of the staging buffer and returns a
 // copy (natively GetMappedRange is a view that dies at Unmap).
-func (g *GPU) readStaging(n uint64) ([]byte, error) {
+func (g *Engine) readStaging(n uint64) ([]byte, error) {
 	status := wgpu.BufferMapAsyncStatus(math.MaxUint32)
 	if err := g.staging.MapAsync(wgpu.MapModeRead, 0, n, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
-		return nil, fmt.Errorf("mlp: map staging buffer: %w", err)
+		return nil, fmt.Errorf("gpu: map staging buffer: %w", err)
 	}
 	g.dev.Poll(true, nil) // native: runs the callback; js: MapAsync already waited
 	if status != wgpu.BufferMapAsyncStatusSuccess {
-		return nil, fmt.Errorf("mlp: map staging buffer: status %v", status)
+		return nil, fmt.Errorf("gpu: map staging buffer: status %v", status)
 	}
 	out := append([]byte(nil), g.staging.GetMappedRange(0, uint(n))...)
 	g.staging.Unmap()
 	return out, nil
 }
 
-// Grad is the GPU version of the package-level Grad: it computes the
-// gradient of the mean loss of the batch with respect to the parameters
-// last given to SetParams into grads, and returns the mean loss and the
-// number of correct predictions.
-func (g *GPU) Grad(x []float32, y []uint8, grads *Params) (loss float64, correct int, err error) {
-	if err := grads.check("gpu grad: gradient"); err != nil {
-		return 0, 0, err
+// Grad is the WebGPU version of mnist.Grad: it computes the gradient of
+// the mean loss of the batch with respect to the parameters last given to
+// SetParams into grads, and returns the mean loss and the number of correct
+// predictions.
+func (g *Engine) Grad(x []float32, y []uint8, grads *mnist.Params) (loss float64, correct int, err error) {
+	if err := grads.Validate(); err != nil {
+		return 0, 0, fmt.Errorf("gpu: grad: gradient: %w", err)
 	}
 	if grads.Shape != g.shape {
-		return 0, 0, fmt.Errorf("mlp: gpu grad: gradient shape %+v, GPU built for %+v", grads.Shape, g.shape)
+		return 0, 0, fmt.Errorf("gpu: grad: %w: gradient shape %+v, engine built for %+v", mnist.ErrBadParams, grads.Shape, g.shape)
 	}
+	g.lock.Lock()
+	defer g.lock.Unlock()
 	return g.run(x, y, len(g.steps), grads)
 }
 
 // Evaluate returns the mean loss and accuracy of the current parameters on
 // (x, y), in batches of MaxBatch.
-func (g *GPU) Evaluate(x []float32, y []uint8) (loss, acc float64, err error) {
-	n, err := checkBatch(g.shape, x, y)
+func (g *Engine) Evaluate(x []float32, y []uint8) (loss, acc float64, err error) {
+	n, err := g.shape.CheckBatch(x, y)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("gpu: evaluate: %w", err)
 	}
+	g.lock.Lock()
+	defer g.lock.Unlock()
 	total := 0
 	for lo := 0; lo < n; lo += g.maxBatch {
 		hi := min(lo+g.maxBatch, n)

@@ -1,29 +1,43 @@
 //go:build cgo && !js
 
-package mlp
+package gpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
 	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
+	"github.com/webkv/webkv/native"
+	"github.com/webkv/webkv/www/mnist"
 )
 
-// openTestDevice opens the host's WebGPU adapter (lavapipe here). A missing
-// adapter fails the test unless WEBKV_ALLOW_NO_GPU=1 says the machine
-// knowingly lacks Vulkan.
-func openTestDevice(t testing.TB) *Device {
+func testSeed(t testing.TB) *rand.Rand {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("WEBKV_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("seed %d (rerun with WEBKV_SEED=%d)", seed, seed)
+	return rand.New(rand.NewSource(seed))
+}
+
+// openTestDevice opens the host's WebGPU adapter (lavapipe here) through
+// package native, the one device bring-up. A missing adapter fails the
+// test unless WEBKV_ALLOW_NO_GPU=1 says the machine knowingly lacks Vulkan.
+func openTestDevice(t testing.TB) *native.Device {
 	t.Helper()
 	if os.Getenv("XDG_RUNTIME_DIR") == "" {
 		// Mesa's Vulkan loader warns and may misbehave without it.
 		t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	}
-	d, err := OpenDevice()
+	d, err := native.Open(nil)
 	if err != nil {
-		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
+		if errors.Is(err, native.ErrNoAdapter) && os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
 			t.Skipf("no WebGPU adapter and WEBKV_ALLOW_NO_GPU=1: %v", err)
 		}
 		t.Fatalf("no WebGPU adapter (set WEBKV_ALLOW_NO_GPU=1 to skip on machines without Vulkan): %v", err)
@@ -44,7 +58,7 @@ func randVec(r *rand.Rand, n int) []float32 {
 // runKernel dispatches one kernel of g on fresh buffers holding ins (storage
 // bindings in order, then a uniform), and returns the contents of the
 // buffers at outIdx after the dispatch.
-func runKernel(t *testing.T, g *GPU, k *kernel, uni []byte, wx, wy uint32, ins [][]byte, outIdx ...int) [][]float32 {
+func runKernel(t *testing.T, g *Engine, k *kernel, uni []byte, wx, wy uint32, ins [][]byte, outIdx ...int) [][]float32 {
 	t.Helper()
 	var bufs []*wgpu.Buffer
 	defer func() {
@@ -139,18 +153,18 @@ func checkClose(t *testing.T, what string, got []float32, want []float64, rtol, 
 	}
 }
 
-func newTestGPU(t *testing.T, s Shape, maxBatch int) *GPU {
+func newTestGPU(t *testing.T, s mnist.Shape, maxBatch int) *Engine {
 	d := openTestDevice(t)
-	g, err := NewGPU(d.Device, s, maxBatch)
+	g, err := New(d.Device, s, &Options{MaxBatch: maxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(g.Release)
+	t.Cleanup(func() { g.Close() })
 	return g
 }
 
 func TestMatMulKernel(t *testing.T) {
-	g := newTestGPU(t, Shape{3, 3, 2}, 1)
+	g := newTestGPU(t, mnist.Shape{In: 3, Hidden: 3, Out: 2}, 1)
 	r := testSeed(t)
 	for _, c := range []struct {
 		m, n, k int
@@ -197,7 +211,7 @@ func TestMatMulKernel(t *testing.T) {
 }
 
 func TestReLUKernel(t *testing.T) {
-	g := newTestGPU(t, Shape{3, 3, 2}, 1)
+	g := newTestGPU(t, mnist.Shape{In: 3, Hidden: 3, Out: 2}, 1)
 	r := testSeed(t)
 	for _, n := range []int{1, 63, 64, 65, 1000} {
 		for mode := range 2 {
@@ -221,7 +235,7 @@ func TestReLUKernel(t *testing.T) {
 }
 
 func TestXentKernel(t *testing.T) {
-	g := newTestGPU(t, Shape{3, 3, 2}, 1)
+	g := newTestGPU(t, mnist.Shape{In: 3, Hidden: 3, Out: 2}, 1)
 	r := testSeed(t)
 	for _, c := range []struct{ rows, n int }{{1, 2}, {3, 10}, {70, 10}, {130, 7}} {
 		z := randVec(r, c.rows*c.n)
@@ -257,7 +271,7 @@ func TestXentKernel(t *testing.T) {
 }
 
 func TestColSumKernel(t *testing.T) {
-	g := newTestGPU(t, Shape{3, 3, 2}, 1)
+	g := newTestGPU(t, mnist.Shape{In: 3, Hidden: 3, Out: 2}, 1)
 	r := testSeed(t)
 	for _, c := range []struct{ rows, n int }{{1, 1}, {63, 10}, {64, 128}, {65, 3}, {200, 128}} {
 		x := randVec(r, c.rows*c.n)
@@ -279,7 +293,7 @@ func TestColSumKernel(t *testing.T) {
 
 // randBatch returns inputs shaped like MNIST's (about 80% zeros, the rest
 // in (0,1]) and random labels.
-func randBatch(r *rand.Rand, s Shape, b int) ([]float32, []uint8) {
+func randBatch(r *rand.Rand, s mnist.Shape, b int) ([]float32, []uint8) {
 	x := make([]float32, b*s.In)
 	for i := range x {
 		if r.Float64() < 0.2 {
@@ -296,12 +310,12 @@ func randBatch(r *rand.Rand, s Shape, b int) ([]float32, []uint8) {
 func TestGPUGradMatchesCPU(t *testing.T) {
 	r := testSeed(t)
 	for _, c := range []struct {
-		s        Shape
+		s        mnist.Shape
 		maxBatch int
 		batch    int
-	}{{Shape{13, 7, 5}, 4, 3}, {Shape{13, 7, 5}, 4, 1}, {MNIST, 64, 64}, {MNIST, 100, 37}} {
+	}{{mnist.Shape{In: 13, Hidden: 7, Out: 5}, 4, 3}, {mnist.Shape{In: 13, Hidden: 7, Out: 5}, 4, 1}, {mnist.MLP, 64, 64}, {mnist.MLP, 100, 37}} {
 		g := newTestGPU(t, c.s, c.maxBatch)
-		p, err := InitParams(c.s, r.Int63())
+		p, err := mnist.InitParams(c.s, r.Int63())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,12 +331,12 @@ func TestGPUGradMatchesCPU(t *testing.T) {
 		// Two steps with different batch sizes reuse the same buffers.
 		for _, b := range []int{c.batch, max(c.batch-1, 1)} {
 			x, y := randBatch(r, c.s, b)
-			want, _ := NewParams(c.s)
-			wl, wc, err := Grad(p, x, y, want, nil)
+			want, _ := mnist.NewParams(c.s)
+			wl, wc, err := mnist.Grad(p, x, y, want, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _ := NewParams(c.s)
+			got, _ := mnist.NewParams(c.s)
 			gl, gc, err := g.Grad(x, y, got)
 			if err != nil {
 				t.Fatal(err)
@@ -330,7 +344,7 @@ func TestGPUGradMatchesCPU(t *testing.T) {
 			if math.Abs(gl-wl) > 1e-4*math.Max(1, wl) || gc != wc {
 				t.Errorf("%+v batch %d: loss %g correct %d, CPU %g %d", c.s, b, gl, gc, wl, wc)
 			}
-			for k, name := range TensorNames {
+			for k, name := range mnist.TensorNames {
 				w := make([]float64, len(want.Tensors()[k]))
 				scale := 0.0
 				for i, v := range want.Tensors()[k] {
@@ -345,13 +359,13 @@ func TestGPUGradMatchesCPU(t *testing.T) {
 
 func TestGPUEvaluateMatchesCPU(t *testing.T) {
 	r := testSeed(t)
-	g := newTestGPU(t, MNIST, 64)
-	p, _ := InitParams(MNIST, r.Int63())
+	g := newTestGPU(t, mnist.MLP, 64)
+	p, _ := mnist.InitParams(mnist.MLP, r.Int63())
 	if err := g.SetParams(p); err != nil {
 		t.Fatal(err)
 	}
-	x, y := randBatch(r, MNIST, 150) // 3 dispatches, the last one partial
-	wl, wa, err := Evaluate(p, x, y)
+	x, y := randBatch(r, mnist.MLP, 150) // 3 dispatches, the last one partial
+	wl, wa, err := mnist.Evaluate(p, x, y)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,8 +379,8 @@ func TestGPUEvaluateMatchesCPU(t *testing.T) {
 }
 
 func TestGPUBadInput(t *testing.T) {
-	g := newTestGPU(t, Shape{4, 3, 2}, 2)
-	grads, _ := NewParams(Shape{4, 3, 2})
+	g := newTestGPU(t, mnist.Shape{In: 4, Hidden: 3, Out: 2}, 2)
+	grads, _ := mnist.NewParams(mnist.Shape{In: 4, Hidden: 3, Out: 2})
 	if _, _, err := g.Grad(make([]float32, 12), make([]uint8, 3), grads); err == nil {
 		t.Error("batch of 3 on a GPU with max batch 2: no error")
 	}
@@ -376,48 +390,48 @@ func TestGPUBadInput(t *testing.T) {
 	if _, _, err := g.Grad(make([]float32, 4), []uint8{2}, grads); err == nil {
 		t.Error("label 2 with 2 classes: no error")
 	}
-	other, _ := NewParams(Shape{5, 3, 2})
+	other, _ := mnist.NewParams(mnist.Shape{In: 5, Hidden: 3, Out: 2})
 	if err := g.SetParams(other); err == nil {
 		t.Error("params of another shape: no error")
 	}
-	if _, err := NewGPU(g.dev, Shape{4, 3, 2}, 0); err == nil {
-		t.Error("max batch 0: no error")
+	if _, err := New(g.dev, mnist.Shape{In: 4, Hidden: 3, Out: 2}, &Options{MaxBatch: -1}); err == nil {
+		t.Error("max batch -1: no error")
 	}
-	if _, err := NewGPU(nil, Shape{4, 3, 2}, 1); err == nil {
+	if _, err := New(nil, mnist.Shape{In: 4, Hidden: 3, Out: 2}, nil); err == nil {
 		t.Error("nil device: no error")
 	}
 }
 
-// TestOpenEnginesConcurrent runs 3 engines sharing one device from 3
-// goroutines, each on its own weights and batch, and checks every result
-// against the CPU reference (the lock must keep their buffers apart).
-func TestOpenEnginesConcurrent(t *testing.T) {
-	if os.Getenv("XDG_RUNTIME_DIR") == "" {
-		t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	}
-	es, name, release, err := OpenEngines(MNIST, 64, 3)
-	if err != nil {
-		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
-			t.Skipf("no WebGPU adapter and WEBKV_ALLOW_NO_GPU=1: %v", err)
+// TestSharedLockConcurrent runs 3 engines sharing one device and one lock
+// (what the demo does with its native workers) from 3 goroutines, each on
+// its own weights and batch, and checks every result against the CPU
+// reference (the lock must keep their buffers apart).
+func TestSharedLockConcurrent(t *testing.T) {
+	d := openTestDevice(t)
+	var mu sync.Mutex
+	es := make([]*Engine, 3)
+	for i := range es {
+		e, err := New(d.Device, mnist.MLP, &Options{MaxBatch: 64, Lock: &mu})
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatal(err)
+		t.Cleanup(func() { e.Close() })
+		es[i] = e
 	}
-	defer release()
-	t.Logf("adapter: %s", name)
 	r := testSeed(t)
 	type job struct {
-		p    *Params
+		p    *mnist.Params
 		x    []float32
 		y    []uint8
-		want *Params
+		want *mnist.Params
 		wl   float64
 	}
 	jobs := make([]job, len(es))
 	for i := range jobs {
-		p, _ := InitParams(MNIST, r.Int63())
-		x, y := randBatch(r, MNIST, 64)
-		want, _ := NewParams(MNIST)
-		wl, _, err := Grad(p, x, y, want, nil)
+		p, _ := mnist.InitParams(mnist.MLP, r.Int63())
+		x, y := randBatch(r, mnist.MLP, 64)
+		want, _ := mnist.NewParams(mnist.MLP)
+		wl, _, err := mnist.Grad(p, x, y, want, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,7 +446,7 @@ func TestOpenEnginesConcurrent(t *testing.T) {
 					errs <- err
 					return
 				}
-				got, _ := NewParams(MNIST)
+				got, _ := mnist.NewParams(mnist.MLP)
 				gl, _, err := e.Grad(j.x, j.y, got)
 				if err != nil {
 					errs <- err
@@ -442,10 +456,10 @@ func TestOpenEnginesConcurrent(t *testing.T) {
 					errs <- fmt.Errorf("engine %d: loss %g, CPU %g", i, gl, j.wl)
 					return
 				}
-				for k := range TensorNames {
+				for k := range mnist.TensorNames {
 					for n, v := range j.want.Tensors()[k] {
 						if d := math.Abs(float64(got.Tensors()[k][n] - v)); d > 1e-4+1e-3*math.Abs(float64(v)) {
-							errs <- fmt.Errorf("engine %d: grad %s[%d] = %g, CPU %g", i, TensorNames[k], n, got.Tensors()[k][n], v)
+							errs <- fmt.Errorf("engine %d: grad %s[%d] = %g, CPU %g", i, mnist.TensorNames[k], n, got.Tensors()[k][n], v)
 							return
 						}
 					}
@@ -459,7 +473,33 @@ func TestOpenEnginesConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if _, _, _, err := OpenEngines(MNIST, 64, 0); err == nil {
-		t.Error("0 engines: no error")
+}
+
+// softmaxXent is package mnist's reference for one row (model.go), the oracle
+// of the xent kernel: the loss of row z with label y, whether argmax(z) = y,
+// and the row's gradient scaled by 1/b into dz.
+func softmaxXent(z []float32, y int, b int, dz []float32) (float64, bool) {
+	mx := z[0]
+	arg := 0
+	for j, v := range z {
+		if v > mx {
+			mx, arg = v, j
+		}
 	}
+	var sum float64
+	for _, v := range z {
+		sum += math.Exp(float64(v - mx))
+	}
+	loss := math.Log(sum) - float64(z[y]-mx)
+	if dz != nil {
+		inv := 1 / float64(b)
+		for j, v := range z {
+			pj := math.Exp(float64(v-mx)) / sum
+			if j == y {
+				pj -= 1
+			}
+			dz[j] = float32(pj * inv)
+		}
+	}
+	return loss, arg == y
 }
