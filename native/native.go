@@ -11,6 +11,10 @@ import (
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
+// noDriverHint is what Open adds when there is no adapter at all.
+const noDriverHint = "no GPU driver and no CPU Vulkan driver (on Debian/Ubuntu " +
+	"`apt-get install mesa-vulkan-drivers libvulkan1` provides the lavapipe CPU adapter)"
+
 // Device is an open WebGPU device and the adapter it came from.
 type Device struct {
 	Instance *wgpu.Instance

@@ -269,13 +269,6 @@ func optKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale, scaled bool) (*k
 	})
 }
 
-// plainGrad reports whether p leaves the gradient as is: rescale_grad 1
-// (x*1 == x in float32) and no clipping (the kernels clip where
-// clip_gradient >= 0, so NaN means none too).
-func plainGrad(p *kvcore.StepParams) bool {
-	return p.RescaleGrad == 1 && !(p.ClipGradient >= 0)
-}
-
 func lambKernel(phase, ins int, vec4 bool) *kernel {
 	r, _ := cachedKernel(kernelID{6, vec4, phase, ins, 0, 0}, func() (*kernel, error) { return makeLambKernel(phase, ins, vec4), nil })
 	return r

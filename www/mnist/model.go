@@ -27,11 +27,11 @@ func (s Shape) Validate() error {
 func (s Shape) validate() error {
 	switch {
 	case s.In <= 0:
-		return fmt.Errorf("In = %d, want > 0", s.In)
+		return fmt.Errorf("input size In = %d, want > 0", s.In)
 	case s.Hidden <= 0:
-		return fmt.Errorf("Hidden = %d, want > 0", s.Hidden)
+		return fmt.Errorf("hidden size Hidden = %d, want > 0", s.Hidden)
 	case s.Out <= 1:
-		return fmt.Errorf("Out = %d, want > 1 (a classifier needs two classes)", s.Out)
+		return fmt.Errorf("output size Out = %d, want > 1 (a classifier needs two classes)", s.Out)
 	}
 	return nil
 }
