@@ -228,6 +228,7 @@ var (
 // bin/webkv-e2e-dashboard.png (ignored by git) or $WEBKV_SCREENSHOT; the
 // test logs the path.
 func TestE2EDemoTabsAndNative(t *testing.T) {
+	integration(t)
 	const e2eRounds, e2eCloseAt = 60, 25
 	t0 := time.Now()
 	el := func() string { return time.Since(t0).Round(100 * time.Millisecond).String() }

@@ -772,6 +772,7 @@ func brCompare(t *testing.T, label string, steps []brStep, got []brRec, want []b
 // local and device stores (and dist ones against an in-process relay), error
 // cases included, and compares each outcome with the same call on kvcore.
 func TestBrowserAPI(t *testing.T) {
+	integration(t)
 	seed := brSeed(t)
 
 	// The relay that the dist steps use, mounted on the page's own origin.
@@ -847,6 +848,7 @@ func TestBrowserAPI(t *testing.T) {
 // a "device" store must fall back to the CPU backend, say why, and compute
 // correctly; with allowCPUFallback: false, create must reject.
 func TestBrowserNoWebGPU(t *testing.T) {
+	integration(t)
 	srv := brServer(t, nil)
 	ctx := brBrowser(t)
 	var res struct {
@@ -879,6 +881,7 @@ func TestBrowserNoWebGPU(t *testing.T) {
 // see the exact sum of the two pushes, and the page must see the native
 // worker leave (a "membership" event, numWorkers back to 1).
 func TestBrowserDistWithNative(t *testing.T) {
+	integration(t)
 	seed := brSeed(t) % 100000
 	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"mix": "tok", "mixdev": "tok"}})
 	if err != nil {
@@ -979,6 +982,7 @@ func slicesContainWorkers(ev [][2]int, n int) bool {
 // in flight and refused tokens in between, and checks that the page's Go
 // runtime survives (a deadlock in a websocket close path once killed it).
 func TestBrowserDistChurn(t *testing.T) {
+	integration(t)
 	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"churn": "tok"}})
 	if err != nil {
 		t.Fatal(err)
@@ -1002,5 +1006,15 @@ func TestBrowserDistChurn(t *testing.T) {
 	}
 	if fmt.Sprint(res.Alive) != "[1 2]" {
 		t.Errorf("runtime after the churn: pulled %v, want [1 2]", res.Alive)
+	}
+}
+
+// integration marks t as a test of the integration tier: browsers,
+// processes, faults. `go test -short` (make test-unit) leaves it out;
+// make test and make test-integration run it.
+func integration(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("integration test (browser, processes or faults): left out under -short")
 	}
 }

@@ -216,9 +216,7 @@ func (w *workerProc) result() (*relaytest.Result, error) {
 // single-process result through the relay binary, for several optimizers,
 // with Push+Pull and with PushPull; two jobs run on one relay at once.
 func TestRelayProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
+	integration(t)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := startRelayProc(t, "-listen", "127.0.0.1:0", "-token", "p16=tok16", "-token", "p5=tok5")
@@ -273,9 +271,7 @@ func TestRelayProcesses(t *testing.T) {
 // needs every live member, completes once it is removed. The survivors
 // finish and agree.
 func TestRelayKillWorker(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
+	integration(t)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	w := relaytest.Workload{Seed: seed, Workers: 4, Rounds: 12, Sizes: []int{50}, Pause: 50 * time.Millisecond,
@@ -320,9 +316,7 @@ func TestRelayKillWorker(t *testing.T) {
 // acknowledged update is lost and none is applied twice: the final values
 // equal the single-process result bit for bit.
 func TestRelayKill9Restart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
+	integration(t)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	w := relaytest.Workload{Seed: seed, Workers: 3, Rounds: 16, Sizes: []int{64, 5}, Pause: 40 * time.Millisecond,
@@ -360,9 +354,7 @@ func TestRelayKill9Restart(t *testing.T) {
 // relay restarted from it lets training resume with nothing lost or
 // applied twice.
 func TestRelaySIGTERMResume(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
+	integration(t)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	w := relaytest.Workload{Seed: seed, Workers: 2, Rounds: 16, Sizes: []int{33}, Pause: 40 * time.Millisecond,

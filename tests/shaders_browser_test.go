@@ -1,9 +1,8 @@
 //go:build !js && !wasip1
 
-package shaders_test
+package tests
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,34 +16,17 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestInBrowser builds this package's tests for GOOS=js and runs the js
-// ones (backend_js_test.go: the conformance suite and error scopes) in
-// headless Chromium on its WebGPU (SwiftShader), so the browser build of
-// the dispatch code is checked for real, not only compiled. It is left out
-// under -short (it builds a wasm test binary and starts a browser). Without
+// TestShadersInBrowser builds package shaders' tests for GOOS=js and runs
+// the js ones (backend_js_test.go: the conformance suite and error scopes)
+// in headless Chromium on its WebGPU (SwiftShader), so the browser build of
+// the dispatch code is checked for real, not only compiled. Without
 // Chromium it fails, unless WEBKV_ALLOW_NO_GPU=1.
-func TestInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a GOOS=js test binary and starts Chromium; left out under -short")
-	}
-	browser := ""
-	for _, name := range []string{os.Getenv("WEBKV_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			browser = p
-			break
-		}
-	}
-	if browser == "" {
-		if os.Getenv("WEBKV_ALLOW_NO_GPU") == "1" {
-			t.Skip("no Chromium (WEBKV_ALLOW_NO_GPU=1)")
-		}
-		t.Fatal("no Chromium found (install chromium, set WEBKV_CHROMIUM, or WEBKV_ALLOW_NO_GPU=1 to skip)")
-	}
+func TestShadersInBrowser(t *testing.T) {
+	integration(t)
+	root := brRepoRoot(t)
 	dir := t.TempDir()
-	build := exec.Command("go", "test", "-c", "-o", filepath.Join(dir, "shaders.test.wasm"), ".")
+	build := exec.Command("go", "test", "-c", "-o", filepath.Join(dir, "shaders.test.wasm"), "./shaders")
+	build.Dir = root
 	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm", "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the js tests: %v\n%s", err, out)
@@ -58,7 +40,7 @@ func TestInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := os.Getenv("WEBKV_SEED")
-	page := fmt.Sprintf(browserPage, seed)
+	page := fmt.Sprintf(shadersPage, seed)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, page) })
 	mux.HandleFunc("/wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
@@ -72,21 +54,9 @@ func TestInBrowser(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.Flag("disable-gpu", false),
-		chromedp.Flag("enable-unsafe-webgpu", true),
-		chromedp.Flag("enable-features", "Vulkan"),
-		chromedp.Flag("use-webgpu-adapter", "swiftshader"),
-		chromedp.Flag("use-angle", "swiftshader"),
-		chromedp.NoSandbox,
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	ctx := brBrowser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
+		t.Fatalf("opening the test page: %v", err)
 	}
 	_, err = chromedp.Run(ctx, chromedp.Poll[bool]("window.__done === true",
 		chromedp.WithPollingInterval(time.Second), chromedp.WithPollingTimeout(8*time.Minute)))
@@ -113,9 +83,9 @@ func TestInBrowser(t *testing.T) {
 	}
 }
 
-// browserPage loads the js test binary. cogentcore/webgpu's
+// shadersPage loads the js test binary. cogentcore/webgpu's
 // Queue.WriteBuffer needs the instantiate result in a global named wasm.
-const browserPage = `<!doctype html><html><body><script src="wasm_exec.js"></script><script>
+const shadersPage = `<!doctype html><html><body><script src="wasm_exec.js"></script><script>
 window.__lines = []; window.__done = false;
 const log = console.log.bind(console);
 console.log = (...a) => { window.__lines.push(a.join(" ")); log(...a); };
