@@ -160,20 +160,20 @@ func readDemo(ctx context.Context) (demoTab, error) {
 // timeout passes.
 func waitDemo(t testing.TB, ctx context.Context, name string, timeout time.Duration, what string, ok func(demoTab) bool) demoTab {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var d demoTab
-	var err error
-	for time.Now().Before(deadline) {
-		d, err = readDemo(ctx)
-		if err == nil && d.State == "error" {
-			t.Fatalf("%s failed: %s", name, d.Message)
+	waitFor(t, timeout, 200*time.Millisecond, fmt.Sprintf("%s: %s", name, what), func() (bool, error) {
+		var err error
+		if d, err = readDemo(ctx); err != nil {
+			return false, err
 		}
-		if err == nil && ok(d) {
-			return d
+		if d.State == "error" {
+			return false, fatalError{fmt.Errorf("the page failed: %s", d.Message)}
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: no %s within %v (last state %+v, error %v)", name, what, timeout, d, err)
+		if !ok(d) {
+			return false, fmt.Errorf("last state %+v", d)
+		}
+		return true, nil
+	})
 	return d
 }
 
@@ -298,24 +298,17 @@ func TestE2EDemoTabsAndNative(t *testing.T) {
 			Rounds      uint64 `json:"rounds"`
 		} `json:"jobs"`
 	}
-	live := int64(-1)
-	for range 50 {
+	waitFor(t, 10*time.Second, 200*time.Millisecond, "the relay dropping the closed tab", func() (bool, error) {
 		if err := getJSON(url+"status", &st); err != nil {
-			t.Fatal(err)
+			return false, fatalError{err}
 		}
 		for _, j := range st.Jobs {
-			if j.Job == "mnist" {
-				live = j.LiveWorkers
+			if j.Job == "mnist" && j.LiveWorkers == 2 {
+				return true, nil
 			}
 		}
-		if live == 2 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if live != 2 {
-		t.Errorf("relay: %d live workers in job mnist after tab 2 closed, want 2", live)
-	}
+		return false, fmt.Errorf("jobs %+v, want 2 live workers in job mnist", st.Jobs)
+	})
 
 	// Both remaining peers finish.
 	fin := waitDemo(t, tab1, "tab 1", 3*time.Minute, "end of training", func(d demoTab) bool { return d.State == "done" })

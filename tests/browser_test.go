@@ -1018,3 +1018,35 @@ func integration(tb testing.TB) {
 		tb.Skip("integration test (browser, processes or faults): left out under -short")
 	}
 }
+
+// waitFor checks cond every interval (at once first) until it reports done,
+// fails tb with its last error after timeout, and returns at once when cond
+// returns a fatal error. It waits on an observed state (a page variable, a
+// relay's /status), never on the passing of time alone.
+func waitFor(tb testing.TB, timeout, interval time.Duration, what string, cond func() (done bool, err error)) {
+	tb.Helper()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var last error
+	for {
+		done, err := cond()
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			tb.Fatalf("%s: %v", what, fatal.error)
+		}
+		if done {
+			return
+		}
+		last = err
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			tb.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
+		}
+	}
+}
+
+// fatalError makes waitFor stop at once.
+type fatalError struct{ error }
