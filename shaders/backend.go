@@ -254,7 +254,7 @@ func (b *Backend) takeErr() error {
 // buffer checks that x is a live buffer of this backend.
 func (b *Backend) buffer(x kvcore.Buffer, what string) (*Buffer, error) {
 	if b.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	bb, ok := x.(*Buffer)
 	if !ok || bb == nil {
@@ -286,7 +286,7 @@ func (b *Backend) Alloc(n int) (kvcore.Buffer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	return b.alloc(n)
 }
@@ -364,7 +364,7 @@ func (b *Backend) WrapBuffer(buf *wgpu.Buffer, n int) (*Buffer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	b.nextID++
 	return &Buffer{be: b, buf: buf, n: n, capWords: capWords, id: b.nextID, wrapped: true}, nil
@@ -648,7 +648,7 @@ func (b *Backend) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return errClosed
+		return ErrClosed
 	}
 	return b.flush()
 }
@@ -658,12 +658,13 @@ func (b *Backend) Sync() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return errClosed
+		return ErrClosed
 	}
 	return b.wait()
 }
 
-var errClosed = errors.New("shaders: the backend is closed")
+// ErrClosed is returned by every call on a closed backend.
+var ErrClosed = errors.New("shaders: the backend is closed")
 
 // Close waits for queued work, then destroys every GPU buffer the backend
 // created (its buffers, pools and staging; not wrapped application

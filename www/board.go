@@ -149,6 +149,7 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/peers" && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		// An error here is the client gone mid-answer: nothing to tell it.
 		_ = json.NewEncoder(w).Encode(map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()})
 	case (r.URL.Path == "/api/report" || r.URL.Path == "/api/leave") && r.Method == http.MethodPost:
 		var rep Report

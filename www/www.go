@@ -107,7 +107,7 @@ func Handler(o Config) http.Handler {
 	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(cfg)
+		_ = json.NewEncoder(w).Encode(cfg) // an error is the client gone mid-answer
 	})
 	o.Board.token = o.Job.Token
 	mux.Handle("GET /api/peers", o.Board)

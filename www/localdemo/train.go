@@ -50,7 +50,7 @@ type device struct {
 
 // Train runs softmax regression on train with c.Devices data-parallel
 // devices synchronized by a "local" store, and measures accuracy on test.
-func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, error) {
+func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result, err error) {
 	if c.Epochs < 1 || c.Devices < 1 || c.Batch < c.Devices {
 		return Result{}, fmt.Errorf("need epochs >= 1, devices >= 1 and batch >= devices; got %d, %d, %d", c.Epochs, c.Devices, c.Batch)
 	}
@@ -71,13 +71,20 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	spec, _ := json.Marshal(opt)
+	spec, err := json.Marshal(opt)
+	if err != nil {
+		return Result{}, err
+	}
 	c.Log("optimizer %s", spec)
 	kv, err := kvcore.Create("local")
 	if err != nil {
 		return Result{}, err
 	}
-	defer kv.Close()
+	defer func() {
+		if cerr := kv.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	if err := kv.SetOptimizer(ctx, opt); err != nil {
 		return Result{}, err
 	}
@@ -118,7 +125,6 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (Result, err
 	}
 
 	per := c.Batch / c.Devices
-	var res Result
 	res.Backend = kv.Backend().Name()
 	for epoch := 1; epoch <= c.Epochs; epoch++ {
 		start := time.Now()

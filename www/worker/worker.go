@@ -213,7 +213,7 @@ func fetchSet(ctx context.Context, u string) (*mnist.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer resp.Body.Close() // read to the end below, or an error is being returned anyway
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return nil, err
