@@ -3,93 +3,86 @@ package kvcore
 import (
 	"context"
 	"fmt"
-	"sync"
+	"slices"
+
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/engine"
 )
 
-// DevType is the kind of device an array lives on.
-type DevType uint8
-
-// Device types of a Ctx.
-const (
-	CPUDev DevType = iota
-	GPUDev
-)
-
-// Ctx is an array's context, MXNet's mx.cpu(i) / mx.gpu(i).
-type Ctx struct {
-	Dev DevType
-	ID  int
+// Device is where an array lives: MXNet's context, mx.cpu(i) or mx.gpu(i).
+// A GPU device carries the backend its arrays live on (no registry: the
+// backend travels with the value). Devices are comparable.
+type Device struct {
+	gpu bool
+	id  int
+	be  compute.Backend // gpu only
 }
 
-// OnCPU is MXNet's mx.cpu(i).
-func OnCPU(i int) Ctx { return Ctx{CPUDev, i} }
+// CPU is MXNet's mx.cpu(i): host memory. Arrays on every CPU device are
+// plain Go memory; the index only names the device (as MXNet's several CPU
+// contexts do, to model several workers in one process).
+func CPU(i int) Device { return Device{id: i} }
 
-// OnGPU is MXNet's mx.gpu(i): arrays there live on the backend attached with
-// AttachGPU(i, …).
-func OnGPU(i int) Ctx { return Ctx{GPUDev, i} }
+// GPU is MXNet's mx.gpu(i) on backend be, e.g. the WebGPU backend of
+// package shaders for a device opened by package native or in the browser.
+func GPU(i int, be compute.Backend) Device { return Device{gpu: true, id: i, be: be} }
 
-func (c Ctx) String() string {
-	if c.Dev == GPUDev {
-		return fmt.Sprintf("gpu(%d)", c.ID)
+// IsGPU reports whether d is a GPU device.
+func (d Device) IsGPU() bool { return d.gpu }
+
+// ID is the device index i of CPU(i) or GPU(i, …).
+func (d Device) ID() int { return d.id }
+
+// String formats d as MXNet does: cpu(0), gpu(1).
+func (d Device) String() string {
+	if d.gpu {
+		return fmt.Sprintf("gpu(%d)", d.id)
 	}
-	return fmt.Sprintf("cpu(%d)", c.ID)
+	return fmt.Sprintf("cpu(%d)", d.id)
 }
 
-var (
-	gpusMu sync.RWMutex
-	gpus   = map[int]Backend{}
-)
+// host is the backend of arrays on CPU devices. The zero CPU keeps no
+// freed buffers (they go to the garbage collector), so it holds no state.
+var host = &compute.CPU{}
 
-// AttachGPU makes be the backend of context gpu(id). A WebGPU app attaches
-// its device's backend (see package shaders) before it creates gpu arrays or
-// a "device" store. Attaching nil detaches.
-func AttachGPU(id int, be Backend) {
-	gpusMu.Lock()
-	defer gpusMu.Unlock()
-	if be == nil {
-		delete(gpus, id)
-		return
+// backend returns the backend arrays on d live on.
+func (d Device) backend() (compute.Backend, error) {
+	if !d.gpu {
+		return host, nil
 	}
-	gpus[id] = be
+	if d.be == nil {
+		return nil, fmt.Errorf("kvcore: %v has no backend: make the device with GPU(i, backend)", d)
+	}
+	return d.be, nil
 }
 
-// BackendOf returns the backend of ctx.
-func BackendOf(ctx Ctx) (Backend, error) {
-	if ctx.Dev == CPUDev {
-		return theCPU, nil
-	}
-	gpusMu.RLock()
-	be, ok := gpus[ctx.ID]
-	gpusMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("kvcore: no backend attached to %v (open a WebGPU device and call AttachGPU)", ctx)
-	}
-	return be, nil
-}
-
-// Array is an n-d float32 array on a context, MXNet's NDArray reduced to what
-// a KVStore needs. Stores read and write arrays asynchronously: Wait, CopyTo
-// and Data wait for the queued operations that write the array.
+// Array is an n-d float32 array on a device, MXNet's NDArray reduced to
+// what a KVStore needs. Stores read and write arrays asynchronously: Wait,
+// CopyTo and Data wait for the queued operations that write the array. An
+// array may be used by several stores; its operations still run in the
+// order they were issued.
 type Array struct {
 	shape []int
 	n     int
-	ctx   Ctx
-	be    Backend
-	buf   Buffer
-	v     *evar // nil for the views an updater receives
+	dev   Device
+	be    compute.Backend
+	buf   compute.Buffer
+	v     *engine.Var // nil for the views an updater receives
 	owned bool
 }
 
+// maxElements bounds an array's size (2^40 values: 4 TiB).
+const maxElements = 1 << 40
+
+// checkShape returns the number of elements of shape; () is a 0-d array of
+// one element.
 func checkShape(shape []int) (int, error) {
-	if len(shape) == 0 {
-		return 0, fmt.Errorf("kvcore: empty shape")
-	}
 	n := 1
 	for _, d := range shape {
 		if d <= 0 {
 			return 0, fmt.Errorf("kvcore: bad shape %v: dimensions must be positive", shape)
 		}
-		if n > (1<<40)/d {
+		if n > maxElements/d {
 			return 0, fmt.Errorf("kvcore: shape %v is too large", shape)
 		}
 		n *= d
@@ -97,165 +90,174 @@ func checkShape(shape []int) (int, error) {
 	return n, nil
 }
 
-// NewArray returns a zeroed array of the given shape on ctx.
-func NewArray(ctx Ctx, shape ...int) (*Array, error) {
+// NewArray returns a zeroed array of the given shape on dev; no shape
+// makes a 0-d array (one value, shape ()).
+func NewArray(dev Device, shape ...int) (*Array, error) {
 	n, err := checkShape(shape)
 	if err != nil {
 		return nil, err
 	}
-	be, err := BackendOf(ctx)
+	be, err := dev.backend()
 	if err != nil {
 		return nil, err
 	}
 	buf, err := be.Alloc(n)
 	if err != nil {
-		return nil, fmt.Errorf("kvcore: new array %v on %v: %w", shape, ctx, err)
+		return nil, fmt.Errorf("kvcore: new array %v on %v: %w", shape, dev, err)
 	}
-	return &Array{shape: append([]int(nil), shape...), n: n, ctx: ctx, be: be, buf: buf, v: newVar(), owned: true}, nil
+	return &Array{shape: slices.Clone(shape), n: n, dev: dev, be: be, buf: buf, v: new(engine.Var), owned: true}, nil
 }
 
-// FromSlice returns an array on ctx holding a copy of data. Without a shape
-// it is 1-d.
-func FromSlice(ctx Ctx, data []float32, shape ...int) (*Array, error) {
-	if len(shape) == 0 {
+// FromSlice returns an array on dev holding a copy of data. Without a
+// shape it is 1-d; an empty shape (FromSlice(dev, x, []int{}...)) makes a
+// 0-d array of one value.
+func FromSlice(dev Device, data []float32, shape ...int) (*Array, error) {
+	if shape == nil {
 		shape = []int{len(data)}
 	}
-	a, err := NewArray(ctx, shape...)
+	a, err := NewArray(dev, shape...)
 	if err != nil {
 		return nil, err
 	}
 	if a.n != len(data) {
-		a.Release()
-		return nil, fmt.Errorf("kvcore: %d values do not fill shape %v (%d)", len(data), shape, a.n)
+		a.free()
+		return nil, fmt.Errorf("kvcore: %d values do not fill shape %v (%d): %w", len(data), shape, a.n, ErrShapeMismatch)
 	}
 	if err := a.be.Write(a.buf, 0, data); err != nil {
-		a.Release()
-		return nil, fmt.Errorf("kvcore: from slice on %v: %w", ctx, err)
+		a.free()
+		return nil, fmt.Errorf("kvcore: from slice on %v: %w", dev, err)
 	}
 	return a, nil
 }
 
-// WrapBuffer makes an array of buf, a buffer of ctx's backend that the caller
-// owns (a WebGPU app's own GPU buffer, say): no copy is made, and Release
-// does not free buf.
-func WrapBuffer(ctx Ctx, buf Buffer, shape ...int) (*Array, error) {
+// WrapBuffer makes an array of buf, a buffer of dev's backend that the
+// caller owns (a WebGPU app's own GPU buffer, say): no copy is made, and
+// Release does not free buf.
+func WrapBuffer(dev Device, buf compute.Buffer, shape ...int) (*Array, error) {
 	n, err := checkShape(shape)
 	if err != nil {
 		return nil, err
 	}
-	be, err := BackendOf(ctx)
+	be, err := dev.backend()
 	if err != nil {
 		return nil, err
 	}
 	if buf == nil || buf.Len() < n {
-		return nil, fmt.Errorf("kvcore: wrap buffer: shape %v needs %d words", shape, n)
+		return nil, fmt.Errorf("kvcore: wrap buffer: shape %v needs %d words: %w", shape, n, ErrShapeMismatch)
 	}
-	return &Array{shape: append([]int(nil), shape...), n: n, ctx: ctx, be: be, buf: buf, v: newVar()}, nil
+	return &Array{shape: slices.Clone(shape), n: n, dev: dev, be: be, buf: buf, v: new(engine.Var)}, nil
 }
 
-// Shape returns the array's shape (a copy).
-func (a *Array) Shape() []int { return append([]int(nil), a.shape...) }
+// Shape returns the array's shape (a copy; empty for a 0-d array).
+func (a *Array) Shape() []int { return slices.Clone(a.shape) }
 
 // Size is the number of elements.
 func (a *Array) Size() int { return a.n }
 
-// Context is where the array lives.
-func (a *Array) Context() Ctx { return a.ctx }
+// Device is where the array lives.
+func (a *Array) Device() Device { return a.dev }
 
 // Backend is the backend holding the array's buffer.
-func (a *Array) Backend() Backend { return a.be }
+func (a *Array) Backend() compute.Backend { return a.be }
 
 // Buffer is the array's backend buffer (for zero-copy use by the app; wait
 // before touching it).
-func (a *Array) Buffer() Buffer { return a.buf }
+func (a *Array) Buffer() compute.Buffer { return a.buf }
 
-// Wait waits until the queued operations that write a are done and returns
-// the error of the last one, if it failed.
-func (a *Array) Wait(ctx context.Context) error { return waitVar(ctx, a.v) }
+// Wait waits until the queued operations that write a are done (or ctx
+// ends) and returns the error of the last one, if it failed.
+func (a *Array) Wait(ctx context.Context) error { return a.v.Wait(ctx) }
 
 // CopyTo waits for a and copies its values into dst (len(dst) == Size()).
-func (a *Array) CopyTo(dst []float32) error {
+func (a *Array) CopyTo(ctx context.Context, dst []float32) error {
 	if len(dst) != a.n {
-		return fmt.Errorf("kvcore: copy %d values into a slice of %d", a.n, len(dst))
+		return fmt.Errorf("kvcore: copy %d values into a slice of %d: %w", a.n, len(dst), ErrShapeMismatch)
 	}
-	if err := a.Wait(context.Background()); err != nil {
+	if a.buf == nil {
+		return fmt.Errorf("kvcore: copy: %w", ErrNilArray)
+	}
+	if err := a.Wait(ctx); err != nil {
 		return err
 	}
 	return a.be.Read(a.buf, 0, dst)
 }
 
 // CopyFrom waits for the queued operations on a and sets its values from
-// src (len(src) == Size()).
-func (a *Array) CopyFrom(src []float32) error {
+// src (len(src) == Size()). An earlier failed write to a is overwritten, so
+// its error is not returned.
+func (a *Array) CopyFrom(ctx context.Context, src []float32) error {
 	if len(src) != a.n {
-		return fmt.Errorf("kvcore: copy %d values into an array of %d", len(src), a.n)
+		return fmt.Errorf("kvcore: copy %d values into an array of %d: %w", len(src), a.n, ErrShapeMismatch)
 	}
-	_ = a.Wait(context.Background()) // a failed earlier write is overwritten now
+	if a.buf == nil {
+		return fmt.Errorf("kvcore: copy: %w", ErrNilArray)
+	}
+	if err := a.v.Drain(ctx); err != nil {
+		return err
+	}
 	if err := a.be.Write(a.buf, 0, src); err != nil {
 		return err
 	}
-	a.clearErr()
+	a.v.ClearErr()
 	return nil
 }
 
-// Fill waits for a and sets every element to x.
-func (a *Array) Fill(x float32) error {
-	_ = a.Wait(context.Background())
+// Fill waits for the queued operations on a and sets every element to x
+// (an earlier failed write is overwritten, as in CopyFrom).
+func (a *Array) Fill(ctx context.Context, x float32) error {
+	if a.buf == nil {
+		return fmt.Errorf("kvcore: fill: %w", ErrNilArray)
+	}
+	if err := a.v.Drain(ctx); err != nil {
+		return err
+	}
 	if err := a.be.Fill(a.buf, x); err != nil {
 		return err
 	}
-	a.clearErr()
+	a.v.ClearErr()
 	return nil
 }
 
-// clearErr forgets the error of an earlier failed write: the caller just
-// overwrote the whole array.
-func (a *Array) clearErr() {
-	if a.v != nil {
-		theEngine.mu.Lock()
-		a.v.err = nil
-		theEngine.mu.Unlock()
-	}
-}
-
 // ToSlice waits for a and returns a copy of its values.
-func (a *Array) ToSlice() ([]float32, error) {
+func (a *Array) ToSlice(ctx context.Context) ([]float32, error) {
 	out := make([]float32, a.n)
-	return out, a.CopyTo(out)
-}
-
-// Data waits for a and returns its values without a copy; only CPU arrays
-// have them in Go memory. Do not use the slice while operations on a are
-// queued.
-func (a *Array) Data() ([]float32, error) {
-	cb, ok := a.buf.(*CPUBuffer)
-	if !ok {
-		return nil, fmt.Errorf("kvcore: array on %v has no host data: use CopyTo", a.ctx)
-	}
-	if err := a.Wait(context.Background()); err != nil {
+	if err := a.CopyTo(ctx, out); err != nil {
 		return nil, err
 	}
-	return cb.data[:a.n], nil
+	return out, nil
 }
 
-// Release waits for a and frees its buffer (unless wrapped). The array
-// must not be used afterwards.
-func (a *Array) Release() {
-	_ = a.Wait(context.Background())
+// Data waits for a and returns its values without a copy; only arrays on
+// CPU devices have them in Go memory. Do not use the slice while
+// operations on a are queued.
+func (a *Array) Data(ctx context.Context) ([]float32, error) {
+	cb, ok := a.buf.(*compute.CPUBuffer)
+	if !ok {
+		return nil, fmt.Errorf("kvcore: array on %v has no host data (use CopyTo): %w", a.dev, ErrUnsupported)
+	}
+	if err := a.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return cb.Float32s()[:a.n], nil
+}
+
+// Release waits for the queued operations on a and frees its buffer
+// (unless wrapped); the array must not be used afterwards. It returns only
+// ctx's error (the buffer is then still held: call again): the values are
+// discarded, so the error of a failed write to a does not matter here.
+func (a *Array) Release(ctx context.Context) error {
+	if err := a.v.Drain(ctx); err != nil {
+		return err
+	}
+	a.free()
+	return nil
+}
+
+func (a *Array) free() {
 	if a.owned && a.buf != nil {
 		a.be.Free(a.buf)
 	}
 	a.buf = nil
 }
 
-func (a *Array) sameShape(shape []int) bool {
-	if len(a.shape) != len(shape) {
-		return false
-	}
-	for i := range shape {
-		if a.shape[i] != shape[i] {
-			return false
-		}
-	}
-	return true
-}
+func (a *Array) sameShape(shape []int) bool { return slices.Equal(a.shape, shape) }

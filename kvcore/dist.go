@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -14,9 +15,9 @@ import (
 // kvcore/wire messages; the servers are kvcore/psm state machines, run by
 // package relay over websockets or by kvcore/psm/inproc over Pipes:
 //
-//	srv := inproc.New(psm.Config{})                          // tests: no sockets
-//	s, _ := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("job", 4)))
-//	s, _ := kvcore.Create("dist_sync", kvcore.WithTransport(kvcore.Shards{t0, t1}))
+//	srv := inproc.New(psm.Config{}) // tests: no sockets
+//	s, _ := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("job", 4)})
+//	s, _ := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: kvcore.Shards{t0, t1}})
 //
 // Create sends a Hello (JoinInfo from a Transport implementing Joiner) to
 // shard 0, then to the other shards asking for the same rank, and returns
@@ -33,7 +34,7 @@ import (
 // goroutine pings every shard. Close sends Leave (so others' rounds do not
 // wait for this worker's timeout), stops the goroutines and closes the
 // transports; an operation pending on a transport that failed for good
-// fails with ErrConnLost. WithEvents reports what happens meanwhile (rounds
+// fails with ErrConnLost. Options.Events hears what happens meanwhile (rounds
 // closed, membership notices, connection state; see Event).
 
 // remote is a dist store's link to its parameter server(s).
@@ -44,18 +45,18 @@ type remote interface {
 	// key exists for every worker.
 	init(ctx context.Context, k Key, shape []int, data []float32) error
 	// push sends this worker's merged value of k (n values; data holds the
-	// packed words when c.Kind != CompressNone). data stays valid until done
+	// packed words when c.Kind != compute.CompressNone). data stays valid until done
 	// is called, once the server acknowledged the push (dist_sync: once the
 	// round closed).
-	push(k Key, data []float32, n int, c Compression, done func(error))
+	push(k Key, data []float32, n int, c compute.Compression, done func(error))
 	// pull fills out with the server's value of k, then calls done.
 	pull(k Key, out []float32, done func(error))
 	// pushPull is push then pull in one round trip.
-	pushPull(k Key, data []float32, n int, c Compression, out []float32, done func(error))
+	pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error))
 	barrier(ctx context.Context) error
 	command(ctx context.Context, head int, body []byte) error
 	setOptimizer(ctx context.Context, spec []byte) error
-	setCompression(ctx context.Context, c Compression) error
+	setCompression(ctx context.Context, c compute.Compression) error
 	saveStates(ctx context.Context) (*stateSnapshot, error)
 	loadStates(ctx context.Context, s *stateSnapshot) error
 	close() error
@@ -123,7 +124,7 @@ type JoinInfo struct {
 }
 
 // Shards is a Transport made of one Transport per parameter-server shard;
-// give it to WithTransport to shard a dist store's keys with wire.Place:
+// give it to Options.Transport to shard a dist store's keys with wire.Place:
 // big keys are split over all shards, small ones placed by hash, and
 // commands, barriers and optimizer settings reach every shard. Shards
 // carries no messages itself (Send and Recv fail); Close closes every
@@ -132,12 +133,12 @@ type Shards []Transport
 
 // Send fails: a Shards value is only a list of transports.
 func (s Shards) Send(ctx context.Context, msg []byte) error {
-	return errors.New("kvcore: Shards carries no messages itself; pass it to WithTransport")
+	return errors.New("kvcore: Shards carries no messages itself; pass it as Options.Transport")
 }
 
 // Recv fails: a Shards value is only a list of transports.
 func (s Shards) Recv(ctx context.Context) ([]byte, error) {
-	return nil, errors.New("kvcore: Shards carries no messages itself; pass it to WithTransport")
+	return nil, errors.New("kvcore: Shards carries no messages itself; pass it as Options.Transport")
 }
 
 // Close closes every shard's transport.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/bufpool"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -57,7 +59,7 @@ type distRemote struct {
 	reqPool  sync.Pool
 	callPool sync.Pool
 
-	ev      *eventQueue // WithEvents; nil: no events
+	ev      *eventQueue // Options.Events; nil: no events
 	members []int       // shard 0's last membership notice (under mu)
 }
 
@@ -271,10 +273,10 @@ func (l *link) sender() {
 		case l.ps != nil:
 			err = l.ps.SendParts(l.r.ctx, msg, body)
 		default:
-			b := wire.GetBuf(len(msg) + len(body))
+			b := bufpool.Get(len(msg) + len(body))
 			*b = append(append(*b, msg...), body...)
 			err = l.t.Send(l.r.ctx, *b)
-			wire.PutBuf(b)
+			bufpool.Put(b)
 		}
 		// A failed send is resent after the transport reports the
 		// reconnect, or failed when the transport reports its death.
@@ -726,7 +728,7 @@ func (r *distRemote) dataBytes(f []float32) []byte {
 	return wire.AppendFloat32s(nil, f)
 }
 
-func (r *distRemote) push(k Key, data []float32, n int, c Compression, done func(error)) {
+func (r *distRemote) push(k Key, data []float32, n int, c compute.Compression, done func(error)) {
 	r.pushPull(k, data, n, c, nil, done)
 }
 
@@ -751,7 +753,7 @@ func (r *distRemote) pull(k Key, out []float32, done func(error)) {
 	}
 }
 
-func (r *distRemote) pushPull(k Key, data []float32, n int, c Compression, out []float32, done func(error)) {
+func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error)) {
 	rk, err := r.key(k)
 	if err != nil {
 		done(err)
@@ -763,9 +765,9 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c Compression, out [
 	}
 	dt := wire.DTypeF32
 	switch c.Kind {
-	case Compress2Bit:
+	case compute.Compress2Bit:
 		dt = wire.DType2Bit
-	case Compress1Bit:
+	case compute.Compress1Bit:
 		dt = wire.DType1Bit
 	}
 	typ := wire.TypePush
@@ -887,7 +889,7 @@ func (r *distRemote) setOptimizer(ctx context.Context, spec []byte) error {
 	return r.command(ctx, cmdController, spec)
 }
 
-func (r *distRemote) setCompression(ctx context.Context, c Compression) error {
+func (r *distRemote) setCompression(ctx context.Context, c compute.Compression) error {
 	body := fmt.Appendf(nil, "%v,%s", c.Kind, formatFloat32(c.Threshold))
 	return r.command(ctx, cmdCompression, body)
 }

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
 )
@@ -45,8 +46,8 @@ type workload struct {
 	sizes    []int
 	steps    int
 	seed     uint64
-	opt      *kvcore.Optimizer
-	comp     *kvcore.Compression
+	opt      *optimizer.Spec
+	comp     *compute.Compression
 	pushpull bool
 	strKeys  bool
 }
@@ -78,7 +79,7 @@ func (w *workload) grad(step, rank, i int) []float32 {
 
 func arr(t testing.TB, v []float32) *kvcore.Array {
 	t.Helper()
-	a, err := kvcore.FromSlice(kvcore.OnCPU(0), v)
+	a, err := kvcore.FromSlice(kvcore.CPU(0), v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func arr(t testing.TB, v []float32) *kvcore.Array {
 
 func values(t testing.TB, a *kvcore.Array) []float32 {
 	t.Helper()
-	v, err := a.ToSlice()
+	v, err := a.ToSlice(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,16 +98,16 @@ func values(t testing.TB, a *kvcore.Array) []float32 {
 // runLocal is the single-process reference: one store, the n workers'
 // gradients pushed as n devices of one call (summed in rank order).
 func (w *workload) runLocal(t *testing.T) [][]float32 {
-	typ, opts := "local", []kvcore.Option(nil)
+	typ := "local"
 	if w.comp != nil {
-		typ, opts = "device", []kvcore.Option{kvcore.WithCPUFallback()}
+		typ = "device" // on the CPU: no GPU in these tests
 	}
-	s, err := kvcore.Create(typ, opts...)
+	ctx := testCtx(t)
+	s, err := kvcore.Create(ctx, typ, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx := testCtx(t)
 	if w.comp != nil {
 		if err := s.SetGradientCompression(ctx, *w.comp); err != nil {
 			t.Fatal(err)
@@ -131,7 +132,7 @@ func (w *workload) runLocal(t *testing.T) [][]float32 {
 				gs[r] = arr(t, w.grad(step, r, i))
 			}
 			if w.pushpull {
-				err = s.PushPull(w.key(i), gs, []*kvcore.Array{outs[i]})
+				err = s.PushPullTo(w.key(i), gs, outs[i])
 			} else if err = s.Push(w.key(i), gs...); err == nil {
 				err = s.Pull(w.key(i), outs[i])
 			}
@@ -157,11 +158,7 @@ func (w *workload) runLocal(t *testing.T) [][]float32 {
 // runWorker is one dist worker's training loop; it returns its final
 // values.
 func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr kvcore.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
-	opts := []kvcore.Option{kvcore.WithTransport(tr), kvcore.WithContext(ctx)}
-	if strings.Contains(typ, "device") {
-		opts = append(opts, kvcore.WithCPUFallback()) // no GPU in these tests
-	}
-	s, err := kvcore.Create(typ, opts...)
+	s, err := kvcore.Create(ctx, typ, &kvcore.Options{Transport: tr}) // device types on the CPU: no GPU here
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +194,7 @@ func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr k
 		for i := range w.sizes {
 			g := arr(t, w.grad(step, rank, i))
 			if w.pushpull {
-				err = s.PushPull(w.key(i), []*kvcore.Array{g}, []*kvcore.Array{outs[i]})
+				err = s.PushPullTo(w.key(i), []*kvcore.Array{g}, outs[i])
 			} else if err = s.Push(w.key(i), g); err == nil {
 				err = s.Pull(w.key(i), outs[i])
 			}
@@ -211,7 +208,7 @@ func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr k
 	}
 	res := make([][]float32, len(outs))
 	for i, o := range outs {
-		if res[i], err = o.ToSlice(); err != nil {
+		if res[i], err = o.ToSlice(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -255,10 +252,10 @@ func sameBits(t *testing.T, what string, got, want [][]float32) {
 	}
 }
 
-func optimizers() map[string]*kvcore.Optimizer {
+func optimizers() map[string]*optimizer.Spec {
 	p := func(v float64) *float64 { return &v }
 	tr := true
-	return map[string]*kvcore.Optimizer{
+	return map[string]*optimizer.Spec{
 		"none":             nil,
 		"sgd":              {Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9), WD: p(0.01), RescaleGrad: p(0.25)},
 		"nag":              {Name: "nag", LearningRate: p(0.1), Momentum: p(0.9)},
@@ -271,7 +268,7 @@ func optimizers() map[string]*kvcore.Optimizer {
 		"ftrl":             {Name: "ftrl", LearningRate: p(0.1)},
 		"lamb":             {Name: "lamb", LearningRate: p(0.01)},
 		"sgd-schedule": {Name: "sgd", LearningRate: p(0.1),
-			LRScheduler: &kvcore.LRScheduler{Type: "factor", Step: 2, Factor: p(0.5)}},
+			LRScheduler: &optimizer.LRScheduler{Type: "factor", Step: 2, Factor: p(0.5)}},
 	}
 }
 
@@ -301,7 +298,7 @@ func TestDistSyncMatchesLocal(t *testing.T) {
 func TestDistSyncSharded(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
 	w := &workload{n: 3, sizes: []int{5, 40, 101}, steps: 4, seed: 11, strKeys: true,
-		opt: &kvcore.Optimizer{Name: "adam", LearningRate: p(0.01)}}
+		opt: &optimizer.Spec{Name: "adam", LearningRate: p(0.01)}}
 	t.Logf("seed %d", w.seed)
 	want := w.runLocal(t)
 	srvs := []*inproc.Server{
@@ -333,11 +330,11 @@ func TestDistSyncSharded(t *testing.T) {
 // also with a key split over shards at an offset inside a packed word.
 func TestDistCompressionMatchesDevice(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
-	for _, c := range []kvcore.Compression{{Kind: kvcore.Compress2Bit, Threshold: 0.3}, {Kind: kvcore.Compress1Bit, Threshold: 0}} {
+	for _, c := range []compute.Compression{{Kind: compute.Compress2Bit, Threshold: 0.3}, {Kind: compute.Compress1Bit, Threshold: 0}} {
 		for _, shards := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%v/%dshards", c.Kind, shards), func(t *testing.T) {
 				w := &workload{n: 4, sizes: []int{3, 50, 77}, steps: 6, seed: 3, comp: &c,
-					opt: &kvcore.Optimizer{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.5)}}
+					opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.5)}}
 				t.Logf("seed %d", w.seed)
 				want := w.runLocal(t)
 				var srvs []*inproc.Server
@@ -364,7 +361,7 @@ func TestDistCompressionMatchesDevice(t *testing.T) {
 // applied exactly once and the result is still the single-process one.
 func TestDistSyncSurvivesReconnects(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
-	w := &workload{n: 3, sizes: []int{8, 64}, steps: 12, seed: 5, opt: &kvcore.Optimizer{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
+	w := &workload{n: 3, sizes: []int{8, 64}, steps: 12, seed: 5, opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
 	t.Logf("seed %d", w.seed)
 	want := w.runLocal(t)
 	srv := testServer(t, psm.Config{})
@@ -408,7 +405,7 @@ func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			conn := srv.Connect("async", n)
-			s, err := kvcore.Create("dist_async", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+			s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: conn})
 			if err != nil {
 				errs[i] = err
 				return
@@ -418,7 +415,7 @@ func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			if err := s.SetOptimizer(ctx, &kvcore.Optimizer{Name: "sgd", LearningRate: &lr}); err != nil {
+			if err := s.SetOptimizer(ctx, &optimizer.Spec{Name: "sgd", LearningRate: &lr}); err != nil {
 				errs[i] = err
 				return
 			}
@@ -467,7 +464,7 @@ func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
 		}
 		defer r.Close()
 	})
-	s, err := kvcore.Create("dist_async", kvcore.WithTransport(srv.Connect("async", 0)), kvcore.WithContext(ctx))
+	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: srv.Connect("async", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +487,7 @@ func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
 func TestDistAsyncNeedsOptimizer(t *testing.T) {
 	srv := testServer(t, psm.Config{})
 	ctx := testCtx(t)
-	s, err := kvcore.Create("dist_async", kvcore.WithTransport(srv.Connect("a", 1)), kvcore.WithContext(ctx))
+	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: srv.Connect("a", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +518,7 @@ func TestDistInitBarrierCommands(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = func() error {
-				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("j", n)})
 				if err != nil {
 					return err
 				}
@@ -576,7 +573,7 @@ func TestDistLeaveDoesNotHang(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = func() error {
-				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("j", n)})
 				if err != nil {
 					return err
 				}
@@ -590,7 +587,7 @@ func TestDistLeaveDoesNotHang(t *testing.T) {
 				}
 				out := arr(t, []float32{0})
 				for range batches {
-					if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+					if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 						return err
 					}
 					if err := s.WaitAll(ctx); err != nil {
@@ -620,14 +617,14 @@ func TestDistLeaveDoesNotHang(t *testing.T) {
 // store with the same history writes; LoadOptimizerStates sends them back.
 func TestDistSaveLoadStates(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
-	w := &workload{n: 2, sizes: []int{4, 9}, steps: 3, seed: 9, opt: &kvcore.Optimizer{Name: "adam", LearningRate: p(0.01)}}
+	w := &workload{n: 2, sizes: []int{4, 9}, steps: 3, seed: 9, opt: &optimizer.Spec{Name: "adam", LearningRate: p(0.01)}}
 	// Local reference file.
-	ls, err := kvcore.Create("local")
+	ctx := testCtx(t)
+	ls, err := kvcore.Create(ctx, "local", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ls.Close()
-	ctx := testCtx(t)
 	ls.SetOptimizer(ctx, w.opt)
 	for i := range w.sizes {
 		ls.Init(ctx, w.key(i), arr(t, w.initVal(i)))
@@ -652,7 +649,7 @@ func TestDistSaveLoadStates(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = func() error {
-				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("job", 0)), kvcore.WithContext(ctx))
+				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("job", 0)})
 				if err != nil {
 					return err
 				}
@@ -690,7 +687,7 @@ func TestDistBadTransport(t *testing.T) {
 	ctx := testCtx(t)
 	srv := testServer(t, psm.Config{})
 	conn := srv.Connect("j", 1)
-	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx))
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: conn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +712,7 @@ func TestDistBadTransport(t *testing.T) {
 		b.Recv(ctx) // the Hello
 		b.Send(ctx, []byte("not a webkv message"))
 	}()
-	if _, err := kvcore.Create("dist_sync", kvcore.WithTransport(a), kvcore.WithContext(ctx)); !errors.Is(err, kvcore.ErrConnLost) {
+	if _, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("create over a garbage transport: %v, want ErrConnLost", err)
 	}
 	// A server that never answers: Create gives up with the context.
@@ -723,7 +720,7 @@ func TestDistBadTransport(t *testing.T) {
 	defer b.Close()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := kvcore.Create("dist_sync", kvcore.WithTransport(a), kvcore.WithContext(short)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := kvcore.Create(short, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("create without an answer: %v, want DeadlineExceeded", err)
 	}
 }
@@ -734,7 +731,7 @@ func TestDistBadTransport(t *testing.T) {
 // single-process one (no acknowledged update lost, none applied twice).
 func TestDistSyncSurvivesServerRestarts(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
-	w := &workload{n: 3, sizes: []int{6, 33}, steps: 10, seed: 21, opt: &kvcore.Optimizer{Name: "adam", LearningRate: p(0.01)}}
+	w := &workload{n: 3, sizes: []int{6, 33}, steps: 10, seed: 21, opt: &optimizer.Spec{Name: "adam", LearningRate: p(0.01)}}
 	t.Logf("seed %d", w.seed)
 	want := w.runLocal(t)
 	srv := testServer(t, psm.Config{})
@@ -781,7 +778,7 @@ func TestDistCancelledBarrier(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+			s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("j", n)})
 			if err != nil {
 				t.Error(err)
 				return
@@ -828,7 +825,7 @@ func TestDistLateJoin(t *testing.T) {
 		if late {
 			n = 0
 		}
-		s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+		s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("j", n)})
 		if err != nil {
 			return err
 		}
@@ -850,7 +847,7 @@ func TestDistLateJoin(t *testing.T) {
 			if !late && step == 3 && i == 0 {
 				<-joined // the third worker is in before round 3 opens... or during it
 			}
-			if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+			if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 				return err
 			}
 			if err := s.WaitAll(ctx); err != nil {
@@ -902,7 +899,7 @@ func TestDistStragglerDeadline(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = func() error {
-				s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("j", n)), kvcore.WithContext(ctx))
+				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("j", n)})
 				if err != nil {
 					return err
 				}
@@ -916,7 +913,7 @@ func TestDistStragglerDeadline(t *testing.T) {
 					if straggler {
 						time.Sleep(80 * time.Millisecond)
 					}
-					if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+					if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 						return err
 					}
 					if err := s.WaitAll(ctx); err != nil {

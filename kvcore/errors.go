@@ -1,8 +1,13 @@
 package kvcore
 
-import "errors"
+import (
+	"errors"
 
-// Errors a store returns, wrapped with the operation and key they concern;
+	"github.com/webkv/webkv/kvcore/internal/optstate"
+	"github.com/webkv/webkv/kvcore/optimizer"
+)
+
+// Errors a store returns, wrapped as "kvcore: <operation> key <k>: <error>";
 // test with errors.Is.
 var (
 	ErrUnknownKey     = errors.New("key was not initialized (call Init first)")
@@ -16,5 +21,6 @@ var (
 	ErrNoTransport    = errors.New("dist store types need a transport to a relay (see package relay)")
 	ErrBadCapability  = errors.New("unknown capability")
 	ErrBadCompression = errors.New("bad gradient compression")
-	ErrBadStates      = errors.New("bad optimizer states")
+	ErrBadStates      = optstate.ErrBadStates // a states file or its content does not fit
+	ErrBadOptimizer   = optimizer.ErrInvalid  // an optimizer spec is not valid
 )

@@ -12,11 +12,11 @@ import (
 // Events of a dist store: what its parameter servers report (rounds closed,
 // the job's membership) and the state of its connections, for dashboards
 // and for applications that react to peers joining and leaving. A store
-// created WithEvents(fn) calls fn with each one; local and device stores
-// have nothing to report.
+// created with Options.Events = fn calls fn with each one; local and device
+// stores have nothing to report.
 //
 // fn runs on one goroutine of its own, in order, never on the engine's or
-// the network receiver's: events go through a bounded queue (EventQueueSize)
+// the network receiver's: events go through a bounded queue (1024 events)
 // and when fn falls that far behind, new events are dropped and counted
 // (Event.Dropped on the next delivered one, Store.EventsDropped in total),
 // so a slow consumer never stalls training. fn may call the store's methods.
@@ -120,16 +120,11 @@ type ConnWatcher interface {
 	WatchConn(fn func(state ConnState, attempt int, err error))
 }
 
-// EventQueueSize bounds the events waiting for a slow consumer.
-const EventQueueSize = 1024
-
-// WithEvents makes a dist store report its events to fn (see Event). fn
-// runs on a goroutine of the store's; a slow fn makes events drop, never
-// the store wait.
-func WithEvents(fn func(Event)) Option { return func(c *config) { c.events = fn } }
+// eventQueueSize bounds the events waiting for a slow consumer.
+const eventQueueSize = 1024
 
 // EventsDropped is the number of events dropped so far because the
-// WithEvents consumer was slow (0 without WithEvents).
+// Options.Events consumer was slow (0 without one).
 func (s *Store) EventsDropped() uint64 {
 	if r, ok := s.rem.(*distRemote); ok && r.ev != nil {
 		return r.ev.total.Load()
@@ -138,7 +133,7 @@ func (s *Store) EventsDropped() uint64 {
 }
 
 // eventQueue delivers events to fn on its own goroutine. A nil queue drops
-// everything silently (no WithEvents).
+// everything silently (no Options.Events).
 type eventQueue struct {
 	fn      func(Event)
 	mu      sync.Mutex
@@ -153,7 +148,7 @@ func newEventQueue(fn func(Event)) *eventQueue {
 	if fn == nil {
 		return nil
 	}
-	q := &eventQueue{fn: fn, ch: make(chan Event, EventQueueSize), done: make(chan struct{})}
+	q := &eventQueue{fn: fn, ch: make(chan Event, eventQueueSize), done: make(chan struct{})}
 	go q.loop()
 	return q
 }

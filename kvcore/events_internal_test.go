@@ -9,12 +9,12 @@ import (
 // emit wait; the first event delivered after a gap says how many it missed.
 func TestEventQueueDropsForSlowConsumer(t *testing.T) {
 	release := make(chan struct{})
-	got := make(chan Event, 2*EventQueueSize)
+	got := make(chan Event, 2*eventQueueSize)
 	q := newEventQueue(func(e Event) {
 		<-release
 		got <- e
 	})
-	const n = 3 * EventQueueSize
+	const n = 3 * eventQueueSize
 	start := time.Now()
 	for i := range n {
 		q.emit(Event{Kind: EventRound, Round: uint64(i)})
@@ -23,9 +23,9 @@ func TestEventQueueDropsForSlowConsumer(t *testing.T) {
 		t.Errorf("emitting %d events to a stuck consumer took %v", n, d)
 	}
 	dropped := q.total.Load()
-	// At most one event is in the consumer's hands and EventQueueSize wait.
-	if dropped < n-EventQueueSize-1 {
-		t.Errorf("dropped %d of %d, want at least %d", dropped, n, n-EventQueueSize-1)
+	// At most one event is in the consumer's hands and eventQueueSize wait.
+	if dropped < n-eventQueueSize-1 {
+		t.Errorf("dropped %d of %d, want at least %d", dropped, n, n-eventQueueSize-1)
 	}
 	close(release)
 	// Once the consumer caught up, an event gets through and says how

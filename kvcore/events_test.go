@@ -51,7 +51,7 @@ func TestDistEvents(t *testing.T) {
 	ctx := testCtx(t)
 	ev := newEvLog()
 	conn := srv.Connect("ev", 0)
-	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(conn), kvcore.WithContext(ctx), kvcore.WithEvents(ev.fn))
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: conn, Events: ev.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestDistEvents(t *testing.T) {
 
 	// A second worker joins: both see the new membership at once.
 	ev2 := newEvLog()
-	s2, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("ev", 0)), kvcore.WithContext(ctx), kvcore.WithEvents(ev2.fn))
+	s2, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("ev", 0), Events: ev2.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestDistEventsLost(t *testing.T) {
 	ctx := testCtx(t)
 	ev := newEvLog()
 	w := &watchConn{Conn: srv.Connect("lost", 0)}
-	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(w), kvcore.WithContext(ctx), kvcore.WithEvents(ev.fn))
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: w, Events: ev.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestDistEventsSharded(t *testing.T) {
 	for _, s := range srvs {
 		sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "sh", BigArrayBound: 30}))
 	}
-	s, err := kvcore.Create("dist_sync", kvcore.WithTransport(sh), kvcore.WithContext(ctx), kvcore.WithEvents(ev.fn))
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: sh, Events: ev.fn})
 	if err != nil {
 		t.Fatal(err)
 	}

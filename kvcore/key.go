@@ -27,6 +27,15 @@ func Keys(ids ...int) []Key {
 	return ks
 }
 
+// StrKeys returns string keys for each of names, as Keys does for ints.
+func StrKeys(names ...string) []Key {
+	ks := make([]Key, len(names))
+	for j, n := range names {
+		ks[j] = StrKey(n)
+	}
+	return ks
+}
+
 // IsString reports whether k is a string key.
 func (k Key) IsString() bool { return k.isStr }
 
@@ -35,6 +44,15 @@ func (k Key) Int() int { return k.i }
 
 // Str returns the string value of a string key ("" for an int key).
 func (k Key) Str() string { return k.s }
+
+// Name is the key as text without quotes: "3" for int key 3, "w0" for
+// string key "w0"; optimizer specs name keys this way (lr_mult, wd_mult).
+func (k Key) Name() string {
+	if k.isStr {
+		return k.s
+	}
+	return strconv.Itoa(k.i)
+}
 
 // String formats the key as MXNet's messages do: 3 or "w0".
 func (k Key) String() string {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/kvcore/internal/bufpool"
 )
 
 // ErrPipeClosed is returned by a Pipe end's Send after either end closed,
@@ -64,13 +64,13 @@ func (p *pipeEnd) SendParts(ctx context.Context, head, body []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b := wire.GetBuf(len(head) + len(body))
+	b := bufpool.Get(len(head) + len(body))
 	*b = append(append(*b, head...), body...)
 	q := p.out
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		wire.PutBuf(b)
+		bufpool.Put(b)
 		return ErrPipeClosed
 	}
 	q.msgs = append(q.msgs, b)
@@ -82,7 +82,7 @@ func (p *pipeEnd) SendParts(ctx context.Context, head, body []byte) error {
 // Recv is called from one goroutine at a time (the Transport contract).
 func (p *pipeEnd) Recv(ctx context.Context) ([]byte, error) {
 	if p.last != nil {
-		wire.PutBuf(p.last)
+		bufpool.Put(p.last)
 		p.last = nil
 	}
 	q := p.in

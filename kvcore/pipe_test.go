@@ -105,7 +105,7 @@ func TestDistCloseLeaksNothing(t *testing.T) {
 	srv := testServer(t, psm.Config{})
 	ctx := testCtx(t)
 	warm := func() {
-		s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("leak", 0)), kvcore.WithContext(ctx))
+		s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("leak", 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestDistSilentWorkerRemoved(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := kvcore.Create("dist_sync", kvcore.WithTransport(conns[i]), kvcore.WithContext(ctx))
+			s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: conns[i]})
 			if err != nil {
 				t.Error(err)
 				return
@@ -171,7 +171,7 @@ func TestDistSilentWorkerRemoved(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			out := arr(t, []float32{0})
-			if err := stores[i].PushPull(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, []*kvcore.Array{out}); err != nil {
+			if err := stores[i].PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 				t.Error(err)
 				return
 			}
@@ -222,7 +222,7 @@ func BenchmarkDistPushPull(b *testing.B) {
 
 			srv := inproc.New(psm.Config{})
 			defer srv.Close()
-			s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("bench", 1)), kvcore.WithContext(ctx))
+			s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("bench", 1)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -237,7 +237,7 @@ func BenchmarkDistPushPull(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := s.PushPull(kvcore.IntKey(0), vs, os); err != nil {
+				if err := s.PushPullTo(kvcore.IntKey(0), vs, os...); err != nil {
 					b.Fatal(err)
 				}
 				if err := out.Wait(ctx); err != nil {

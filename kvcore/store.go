@@ -10,6 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/engine"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 // Updater is MXNet's updater: called once per key per push with the merged
@@ -25,41 +30,33 @@ const (
 	kindDist
 )
 
-// Option configures Create.
-type Option func(*config)
-
-type config struct {
-	backend     Backend
-	cpuFallback bool
-	transport   Transport
-	ctx         context.Context
-	events      func(Event) // WithEvents (events.go)
+// Options configure Create; nil means the defaults of every field.
+type Options struct {
+	// Backend is where a "device" or "dist_device_sync" store reduces and
+	// updates, e.g. the WebGPU backend of package shaders. Without one they
+	// run on a CPU backend of their own (MXNet's device store on CPU
+	// contexts). The other types always reduce on the CPU and refuse one.
+	Backend compute.Backend
+	// Transport connects a dist store to its parameter servers (package
+	// relay, or Pipe and package psm/inproc in tests); dist types need one,
+	// the others refuse one.
+	Transport Transport
+	// Events, if set, receives a dist store's events (see Event) on a
+	// goroutine of the store's; local and device stores have none.
+	Events func(Event)
 }
 
-// WithBackend makes a "device" or "dist_device_sync" store reduce and
-// update on be instead of the backend attached to gpu(0).
-func WithBackend(be Backend) Option { return func(c *config) { c.backend = be } }
-
-// WithCPUFallback lets a "device" store run on the CPU backend when no GPU
-// backend is attached, instead of failing. Store.Backend().Name() says which
-// one runs.
-func WithCPUFallback() Option { return func(c *config) { c.cpuFallback = true } }
-
-// WithTransport connects a dist store to its relay (see package relay).
-func WithTransport(t Transport) Option { return func(c *config) { c.transport = t } }
-
-// WithContext bounds the connection set-up of a dist store.
-func WithContext(ctx context.Context) Option { return func(c *config) { c.ctx = ctx } }
-
-// Store is a KVStore. Its methods are safe for concurrent use.
+// Store is a KVStore. Its methods are safe for concurrent use. A store owns
+// the goroutines that run its operations; Close stops them.
 type Store struct {
 	typ   string
 	kind  storeKind
 	async bool
-	be    Backend
-	rs    ReduceStepper // be's fused reduce+step, if it has one
-	fl    Flusher       // be's Flush, if it queues work
-	tr    *tracker
+	be    compute.Backend
+	dev   Device                // where the views an Updater gets live
+	rs    compute.ReduceStepper // be's fused reduce+step, if it has one
+	fl    compute.Flusher       // be's Flush, if it queues work
+	run   *engine.Runner
 	rem   remote
 
 	mu        sync.RWMutex
@@ -67,10 +64,10 @@ type Store struct {
 	keyKind   int8 // 0 unset, 1 int, 2 string
 	nextStr   int
 	updater   Updater
-	opt       *Optimizer
+	opt       *optimizer.Spec
 	optJSON   []byte
 	numUpdate int
-	comp      Compression
+	comp      compute.Compression
 	closed    bool
 }
 
@@ -78,20 +75,21 @@ type Store struct {
 // Operations on one key are serialized by v, so the scratch needs no lock.
 type entry struct {
 	key    Key
+	name   string // key.Name(), as optimizer specs name keys
 	id     int
 	shape  []int
 	n      int
-	v      *evar
-	stored Buffer // nil in dist stores: the server holds the value
-	merge  Buffer
-	stage  []Buffer // inputs copied from other backends, by input position
-	deq    []Buffer // dequantized inputs (device compression)
-	resid  []Buffer // compression residuals, by input position
-	packed []Buffer
-	ins    []Buffer
-	states []Buffer
+	v      *engine.Var
+	stored compute.Buffer // nil in dist stores: the server holds the value
+	merge  compute.Buffer
+	stage  []compute.Buffer // inputs copied from other backends, by input position
+	deq    []compute.Buffer // dequantized inputs (device compression)
+	resid  []compute.Buffer // compression residuals, by input position
+	packed []compute.Buffer
+	ins    []compute.Buffer
+	states []compute.Buffer
 	t      int
-	params StepParams
+	params compute.StepParams
 	host   []float32 // dist: value as sent or received
 	hostP  []float32 // dist: packed words as sent
 	hostIn []float32 // dist: value as pulled
@@ -99,63 +97,57 @@ type entry struct {
 	sview  Array
 }
 
-// Create returns a store of the named type: "local" (aliases
-// "local_update_cpu", "local_allreduce_cpu"), "device" (alias
-// "local_allreduce_device"), "dist_sync", "dist_async", "dist_device_sync"
-// ("dist_sync_device"). Type returns the name as given, lower-cased.
-func Create(name string, opts ...Option) (*Store, error) {
-	var c config
-	for _, o := range opts {
-		o(&c)
+// Create returns a store of type typ: "local" (aliases "local_update_cpu",
+// "local_allreduce_cpu"), "device" (alias "local_allreduce_device"),
+// "dist_sync", "dist_async", "dist_device_sync" ("dist_sync_device"). Type
+// returns the name as given, lower-cased. ctx bounds the connection set-up
+// of a dist store; opts may be nil.
+func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	typ := strings.ToLower(name)
-	s := &Store{typ: typ, tr: newTracker(), keys: map[Key]*entry{}}
-	switch typ {
+	name := strings.ToLower(typ)
+	s := &Store{typ: name, keys: map[Key]*entry{}}
+	switch name {
 	case "local", "local_update_cpu", "local_allreduce_cpu":
-		s.kind, s.be = kindLocal, theCPU
+		s.kind = kindLocal
 	case "device", "local_allreduce_device":
 		s.kind = kindDevice
 	case "dist", "dist_sync", "dist_async", "dist_device_sync", "dist_sync_device", "dist_async_device":
 		s.kind = kindDist
-		s.async = strings.Contains(typ, "async")
-		s.be = theCPU
+		s.async = strings.Contains(name, "async")
 	case "nccl", "horovod", "byteps", "teststore":
-		return nil, fmt.Errorf("kvcore: create %q: %w", name, ErrUnsupported)
+		return nil, fmt.Errorf("kvcore: create %q: %w", typ, ErrUnsupported)
 	default:
-		return nil, fmt.Errorf("kvcore: create %q: %w (want local, device, dist_sync, dist_async or dist_device_sync)", name, ErrUnknownType)
+		return nil, fmt.Errorf("kvcore: create %q: %w (want local, device, dist_sync, dist_async or dist_device_sync)", typ, ErrUnknownType)
 	}
-	if s.kind == kindDevice || strings.Contains(typ, "device") {
-		be := c.backend
-		if be == nil {
-			gpusMu.RLock()
-			be = gpus[0]
-			gpusMu.RUnlock()
-		}
-		if be == nil {
-			if !c.cpuFallback {
-				return nil, fmt.Errorf("kvcore: create %q: no GPU backend attached to gpu(0) (open one with package native, or allow WithCPUFallback)", name)
-			}
-			be = theCPU
-		}
-		s.be = be
+	device := s.kind == kindDevice || strings.Contains(name, "device")
+	switch {
+	case o.Backend != nil && !device:
+		return nil, fmt.Errorf("kvcore: create %q: Options.Backend is for device types (this one reduces on the CPU): %w", typ, ErrUnsupported)
+	case o.Transport != nil && s.kind != kindDist:
+		return nil, fmt.Errorf("kvcore: create %q: Options.Transport is for dist types: %w", typ, ErrUnsupported)
+	case o.Transport == nil && s.kind == kindDist:
+		return nil, fmt.Errorf("kvcore: create %q: %w", typ, ErrNoTransport)
+	}
+	s.be, s.dev = o.Backend, CPU(0)
+	if s.be == nil {
+		s.be = compute.NewCPU(nil)
+	} else if _, cpu := s.be.(*compute.CPU); !cpu {
+		s.dev = GPU(0, s.be)
 	}
 	if s.kind == kindDist {
-		if c.transport == nil {
-			return nil, fmt.Errorf("kvcore: create %q: %w", name, ErrNoTransport)
-		}
-		ctx := c.ctx
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		r, err := newRemote(ctx, typ, s.async, c.transport, c.events)
+		r, err := newRemote(ctx, name, s.async, o.Transport, o.Events)
 		if err != nil {
-			return nil, fmt.Errorf("kvcore: create %q: %w", name, err)
+			return nil, fmt.Errorf("kvcore: create %q: %w", typ, err)
 		}
 		s.rem = r
 	}
 	// Optional capabilities, found once so a push asserts nothing.
-	s.rs, _ = s.be.(ReduceStepper)
-	s.fl, _ = s.be.(Flusher)
+	s.rs, _ = s.be.(compute.ReduceStepper)
+	s.fl, _ = s.be.(compute.Flusher)
+	s.run = engine.NewRunner()
 	return s, nil
 }
 
@@ -163,7 +155,7 @@ func Create(name string, opts ...Option) (*Store, error) {
 func (s *Store) Type() string { return s.typ }
 
 // Backend is where the store reduces and updates values.
-func (s *Store) Backend() Backend { return s.be }
+func (s *Store) Backend() compute.Backend { return s.be }
 
 // Rank is this worker's rank: 0 unless dist.
 func (s *Store) Rank() int {
@@ -190,19 +182,13 @@ func (s *Store) IsCapable(capability string) (bool, error) {
 	return false, fmt.Errorf("kvcore: is capable %q: %w", capability, ErrBadCapability)
 }
 
-// lookup returns the entry of k, checking the key kind.
+// lookup returns the entry of k, checking the key kind. The caller holds
+// s.mu (read) and has checked that s is open.
 func (s *Store) lookup(op string, k Key) (*entry, error) {
-	s.mu.RLock()
-	e, ok := s.keys[k]
-	kind, closed := s.keyKind, s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrClosed)
-	}
-	if ok {
+	if e, ok := s.keys[k]; ok {
 		return e, nil
 	}
-	if kind != 0 && kind != keyKindOf(k) {
+	if s.keyKind != 0 && s.keyKind != keyKindOf(k) {
 		return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrMixedKeys)
 	}
 	return nil, fmt.Errorf("kvcore: %s key %v: %w", op, k, ErrUnknownKey)
@@ -228,6 +214,18 @@ func checkArrays(op string, k Key, e *entry, arrs []*Array, what string) error {
 		}
 	}
 	return nil
+}
+
+// compatible reports whether buffers of backend x can be used by backend
+// y: the same backend, or any two CPU backends (their buffers are plain
+// memory).
+func compatible(x, y compute.Backend) bool {
+	if x == y {
+		return true
+	}
+	_, xc := x.(*compute.CPU)
+	_, yc := y.(*compute.CPU)
+	return xc && yc
 }
 
 // Init creates key with a copy of value. In a dist store every worker calls
@@ -264,16 +262,14 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 			s.mu.Unlock()
 			return fmt.Errorf("kvcore: init key %v: %w", k, ErrDuplicateInit)
 		}
-		for _, p := range keys[:i] {
-			if p == k {
-				s.mu.Unlock()
-				return fmt.Errorf("kvcore: init key %v: given twice: %w", k, ErrDuplicateInit)
-			}
+		if slices.Contains(keys[:i], k) {
+			s.mu.Unlock()
+			return fmt.Errorf("kvcore: init key %v: given twice: %w", k, ErrDuplicateInit)
 		}
 	}
 	// Allocate before publishing, so a failure leaves the store unchanged.
 	for i, k := range keys {
-		e := &entry{key: k, shape: values[i].Shape(), n: values[i].n, v: newVar()}
+		e := &entry{key: k, name: k.Name(), shape: values[i].Shape(), n: values[i].n, v: new(engine.Var)}
 		if s.kind != kindDist {
 			b, err := s.be.Alloc(e.n)
 			if err != nil {
@@ -297,12 +293,22 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 		}
 		s.keys[e.key] = e
 	}
+	if s.kind != kindDist {
+		for i, e := range entries {
+			o := newOp(s, runInit, 0)
+			o.e = e
+			o.arrs = append(o.arrs, values[i])
+			o.use(e.v, true)
+			o.use(values[i].v, false)
+			s.run.Push(&o.eng)
+		}
+	}
 	s.mu.Unlock()
 
 	if s.kind == kindDist {
 		for i, e := range entries {
 			host := make([]float32, e.n)
-			err := values[i].CopyTo(host)
+			err := values[i].CopyTo(ctx, host)
 			if err == nil {
 				err = s.rem.init(ctx, e.key, e.shape, host)
 			}
@@ -318,38 +324,33 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 		}
 		return nil
 	}
-	for i, e := range entries {
-		o := newOp(runInit, 0, s.tr)
-		o.s, o.e = s, e
-		o.arrs = append(o.arrs, values[i])
-		o.use(e.v, true)
-		o.use(values[i].v, false)
-		theEngine.push(o)
-	}
 	for _, e := range entries {
-		if err := waitVar(ctx, e.v); err != nil {
-			return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+		if err := e.v.Wait(ctx); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 func runInit(o *op) (bool, error) {
-	s, e := o.s, o.e
-	return false, s.transfer(e, s.be, e.stored, o.arrs[0].be, o.arrs[0].buf)
+	s, e, a := o.s, o.e, o.arrs[0]
+	if err := s.transfer(e, s.be, e.stored, a.be, a.buf); err != nil {
+		return false, fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+	}
+	return false, nil
 }
 
 // transfer copies src (on sb) into dst (on db), through host memory when the
 // backends differ.
-func (s *Store) transfer(e *entry, db Backend, dst Buffer, sb Backend, src Buffer) error {
-	if db == sb {
+func (s *Store) transfer(e *entry, db compute.Backend, dst compute.Buffer, sb compute.Backend, src compute.Buffer) error {
+	if compatible(sb, db) {
 		return db.Copy(dst, src)
 	}
-	if cb, ok := src.(*CPUBuffer); ok {
-		return db.Write(dst, 0, cb.data[:e.n])
+	if cb, ok := src.(*compute.CPUBuffer); ok {
+		return db.Write(dst, 0, cb.Float32s()[:e.n])
 	}
-	if cb, ok := dst.(*CPUBuffer); ok {
-		return sb.Read(src, 0, cb.data[:e.n])
+	if cb, ok := dst.(*compute.CPUBuffer); ok {
+		return sb.Read(src, 0, cb.Float32s()[:e.n])
 	}
 	if len(e.host) < e.n {
 		e.host = make([]float32, e.n)
@@ -362,29 +363,37 @@ func (s *Store) transfer(e *entry, db Backend, dst Buffer, sb Backend, src Buffe
 
 // Push queues a push of values (one per device) to key at priority 0:
 // their sum replaces the stored value, or goes through the updater or
-// optimizer. It returns once queued; errors found later surface in WaitAll.
+// optimizer. It returns once queued; errors found later surface in WaitAll
+// (and in Wait of the arrays the push writes).
 func (s *Store) Push(key Key, values ...*Array) error {
-	if values == nil {
-		values = []*Array{}
-	}
-	return s.push1("push", key, values, nil, 0)
+	return s.queue1("push", key, orEmpty(values), nil)
 }
 
 // Pull queues a copy of key's value into every one of outs.
 func (s *Store) Pull(key Key, outs ...*Array) error {
-	if outs == nil {
-		outs = []*Array{}
-	}
-	return s.push1("pull", key, nil, outs, 0)
+	return s.queue1("pull", key, nil, orEmpty(outs))
 }
 
-// PushPull pushes values and pulls the result into outs in one operation;
-// with outs nil the result is written back into values.
-func (s *Store) PushPull(key Key, values, outs []*Array) error {
-	if outs == nil {
-		outs = values
+// PushPull pushes values and writes the result back into them (MXNet's
+// pushpull without out=), in one operation.
+func (s *Store) PushPull(key Key, values ...*Array) error {
+	values = orEmpty(values)
+	return s.queue1("pushpull", key, values, values)
+}
+
+// PushPullTo pushes values and pulls the result into outs (MXNet's
+// pushpull with out=) in one operation.
+func (s *Store) PushPullTo(key Key, values []*Array, outs ...*Array) error {
+	return s.queue1("pushpull", key, orEmpty(values), orEmpty(outs))
+}
+
+// orEmpty makes a missing list an empty one, so that a call without arrays
+// is told apart from a pull (nil values) or a push (nil outputs).
+func orEmpty(a []*Array) []*Array {
+	if a == nil {
+		return []*Array{}
 	}
-	return s.push1("pushpull", key, values, outs, 0)
+	return a
 }
 
 // PushList pushes several keys at one priority (higher runs first);
@@ -394,7 +403,7 @@ func (s *Store) PushList(keys []Key, values [][]*Array, priority int) error {
 	if len(keys) != len(values) {
 		return fmt.Errorf("kvcore: push: %d keys but %d value lists", len(keys), len(values))
 	}
-	return s.pushList("push", keys, values, nil, priority)
+	return s.queueList("push", keys, values, nil, priority)
 }
 
 // PullList pulls several keys at one priority; outs[i] receive keys[i].
@@ -402,10 +411,14 @@ func (s *Store) PullList(keys []Key, outs [][]*Array, priority int) error {
 	if len(keys) != len(outs) {
 		return fmt.Errorf("kvcore: pull: %d keys but %d output lists", len(keys), len(outs))
 	}
-	return s.pushList("pull", keys, nil, outs, priority)
+	return s.queueList("pull", keys, nil, outs, priority)
 }
 
 // PushPullList is PushPull for several keys; outs may be nil (in place).
+// As in MXNet, a local or device store queues every push of the list
+// before any of its pulls, so an array that is both a value and an output
+// of several keys is read by all pushes first; a dist store pushes and
+// pulls key by key, as MXNet's dist store does (see the package doc).
 func (s *Store) PushPullList(keys []Key, values, outs [][]*Array, priority int) error {
 	if outs == nil {
 		outs = values
@@ -413,11 +426,20 @@ func (s *Store) PushPullList(keys []Key, values, outs [][]*Array, priority int) 
 	if len(keys) != len(values) || len(keys) != len(outs) {
 		return fmt.Errorf("kvcore: pushpull: %d keys, %d value lists, %d output lists", len(keys), len(values), len(outs))
 	}
-	return s.pushList("pushpull", keys, values, outs, priority)
+	return s.queueList("pushpull", keys, values, outs, priority)
 }
 
-func (s *Store) pushList(op string, keys []Key, values, outs [][]*Array, prio int) error {
+// queueList checks every key and array of a list call, then queues one
+// operation per distinct key (values and outputs of repeated keys go to
+// the key's one operation).
+func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio int) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
+	}
 	// Validate everything first: nothing is queued if any part is bad.
+	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
@@ -433,43 +455,48 @@ func (s *Store) pushList(op string, keys []Key, values, outs [][]*Array, prio in
 				return err
 			}
 		}
+		entries[i] = e
 	}
-	for i, k := range keys {
-		dup := false
-		for _, p := range keys[:i] {
-			if p == k {
-				dup = true
-				break
-			}
+	// MXNet's order for local and device pushpull: all pushes, then all
+	// pulls. A dist store keeps one push-and-pull per key.
+	split := values != nil && outs != nil && s.kind != kindDist
+	for pass := range 2 {
+		if pass == 1 && !split {
+			break
 		}
-		if dup {
-			continue
-		}
-		e, _ := s.lookup(op, k)
-		o := newOp(nil, prio, s.tr)
-		o.s, o.e = s, e
-		for j := i; j < len(keys); j++ {
-			if keys[j] != k {
+		for i, k := range keys {
+			if slices.Contains(keys[:i], k) {
 				continue
 			}
-			if values != nil {
-				o.arrs = append(o.arrs, values[j]...)
-			}
-		}
-		o.n = len(o.arrs)
-		if outs != nil {
-			for j := i; j < len(keys); j++ {
-				if keys[j] == k {
-					o.arrs = append(o.arrs, outs[j]...)
+			o := newOp(s, nil, prio)
+			o.e = entries[i]
+			if values != nil && !(split && pass == 1) {
+				for j := i; j < len(keys); j++ {
+					if keys[j] == k {
+						o.arrs = append(o.arrs, values[j]...)
+					}
 				}
 			}
+			o.n = len(o.arrs)
+			if outs != nil && !(split && pass == 0) {
+				for j := i; j < len(keys); j++ {
+					if keys[j] == k {
+						o.arrs = append(o.arrs, outs[j]...)
+					}
+				}
+			}
+			s.queue(o, o.n > 0, len(o.arrs) > o.n)
 		}
-		s.queue(o, values != nil, outs != nil)
 	}
 	return nil
 }
 
-func (s *Store) push1(op string, key Key, values, outs []*Array, prio int) error {
+func (s *Store) queue1(op string, key Key, values, outs []*Array) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: %s key %v: %w", op, key, ErrClosed)
+	}
 	e, err := s.lookup(op, key)
 	if err != nil {
 		return err
@@ -484,8 +511,8 @@ func (s *Store) push1(op string, key Key, values, outs []*Array, prio int) error
 			return err
 		}
 	}
-	o := newOp(nil, prio, s.tr)
-	o.s, o.e = s, e
+	o := newOp(s, nil, 0)
+	o.e = e
 	o.arrs = append(o.arrs, values...)
 	o.n = len(values)
 	o.arrs = append(o.arrs, outs...)
@@ -494,7 +521,8 @@ func (s *Store) push1(op string, key Key, values, outs []*Array, prio int) error
 }
 
 // queue picks the operation's function and variables and hands it to the
-// engine. o.arrs holds o.n inputs followed by the outputs.
+// engine. o.arrs holds o.n inputs followed by the outputs. The caller holds
+// s.mu (read), so Close cannot pass it.
 func (s *Store) queue(o *op, push, pull bool) {
 	switch {
 	case s.kind == kindDist && push && pull:
@@ -514,7 +542,7 @@ func (s *Store) queue(o *op, push, pull bool) {
 	for i, a := range o.arrs {
 		o.use(a.v, i >= o.n)
 	}
-	theEngine.push(o)
+	s.run.Push(&o.eng)
 }
 
 func runPush(o *op) (bool, error) {
@@ -549,20 +577,18 @@ func (s *Store) outsOnBackend(outs []*Array) bool {
 	return false
 }
 
-// flush submits the work queued on a backend that queues (see Flusher)
-// when the calling operation is the store's last unfinished one (so the
-// pushes of one training step go out as one batch, even when they are
-// chained through shared input arrays), or always when the operation wrote
-// arrays of that backend. It returns err, or the flush's error if err is
-// nil.
+// flush submits the work queued on a backend that queues (see
+// compute.Flusher) when the calling operation is the store's last
+// unfinished one (so the pushes of one training step go out as one batch,
+// even when they are chained through shared input arrays), or always when
+// the operation wrote arrays of that backend. It returns err, or the
+// flush's error if err is nil.
 func (s *Store) flush(err error, always bool) error {
 	if s.fl == nil {
 		return err
 	}
 	if !always {
-		theEngine.mu.Lock()
-		always = s.tr.pending <= 1 // the calling operation is still counted
-		theEngine.mu.Unlock()
+		always = s.run.Pending() <= 1 // the calling operation is still counted
 	}
 	if always {
 		if ferr := s.fl.Flush(); ferr != nil && err == nil {
@@ -581,7 +607,7 @@ func (s *Store) copyOut(e *entry, outs []*Array) error {
 	return nil
 }
 
-func growBuffers(be Backend, bs []Buffer, i, n int) ([]Buffer, error) {
+func growBuffers(be compute.Backend, bs []compute.Buffer, i, n int) ([]compute.Buffer, error) {
 	for len(bs) <= i {
 		bs = append(bs, nil)
 	}
@@ -598,12 +624,12 @@ func growBuffers(be Backend, bs []Buffer, i, n int) ([]Buffer, error) {
 // gather brings the inputs onto the store's backend (and, in a device store
 // with compression, through quantize and dequantize, each input with its own
 // residual as MXNet does) and returns them.
-func (s *Store) gather(e *entry, vals []*Array, perInputCompression bool) ([]Buffer, error) {
+func (s *Store) gather(e *entry, vals []*Array, perInputCompression bool) ([]compute.Buffer, error) {
 	var err error
 	e.ins = e.ins[:0]
 	for i, a := range vals {
 		b := a.buf
-		if a.be != s.be {
+		if !compatible(a.be, s.be) {
 			if e.stage, err = growBuffers(s.be, e.stage, i, e.n); err != nil {
 				return nil, err
 			}
@@ -638,7 +664,7 @@ func (s *Store) gather(e *entry, vals []*Array, perInputCompression bool) ([]Buf
 
 // merged reduces the inputs into one buffer (the input itself if there is
 // only one).
-func (s *Store) merged(e *entry, ins []Buffer) (Buffer, error) {
+func (s *Store) merged(e *entry, ins []compute.Buffer) (compute.Buffer, error) {
 	if len(ins) == 1 {
 		return ins[0], nil
 	}
@@ -656,35 +682,29 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 	s.mu.RLock()
 	opt, upd, comp := s.opt, s.updater, s.comp
 	s.mu.RUnlock()
-	ins, err := s.gather(e, vals, comp.Kind != CompressNone)
+	ins, err := s.gather(e, vals, comp.Kind != compute.CompressNone)
 	if err != nil {
 		return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
 	}
 	switch {
 	case opt != nil && s.rs != nil && len(ins) > 1:
 		// Fused: the sum never goes to memory.
-		kind, err := s.prepareStep(e, opt)
-		if err == nil {
+		var kind compute.OptKind
+		if kind, err = s.prepareStep(e, opt); err == nil {
 			err = s.rs.ReduceStep(kind, &e.params, e.stored, ins, 1, e.states)
 		}
-		if err != nil {
-			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
-		}
 	case opt != nil:
-		m, err := s.merged(e, ins)
-		if err != nil {
-			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
-		}
-		if err := s.step(e, opt, m); err != nil {
-			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		var m compute.Buffer
+		if m, err = s.merged(e, ins); err == nil {
+			err = s.step(e, opt, m)
 		}
 	case upd != nil:
-		m, err := s.merged(e, ins)
-		if err != nil {
-			return fmt.Errorf("kvcore: push key %v: %w", e.key, err)
+		var m compute.Buffer
+		if m, err = s.merged(e, ins); err != nil {
+			break
 		}
-		e.mview = Array{shape: e.shape, n: e.n, ctx: OnCPU(0), be: s.be, buf: m}
-		e.sview = Array{shape: e.shape, n: e.n, ctx: OnCPU(0), be: s.be, buf: e.stored}
+		e.mview = Array{shape: e.shape, n: e.n, dev: s.dev, be: s.be, buf: m}
+		e.sview = Array{shape: e.shape, n: e.n, dev: s.dev, be: s.be, buf: e.stored}
 		if err := upd(e.key, &e.mview, &e.sview); err != nil {
 			return fmt.Errorf("kvcore: push key %v: updater: %w", e.key, err)
 		}
@@ -701,7 +721,7 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 }
 
 // step runs one optimizer update of e with gradient g.
-func (s *Store) step(e *entry, opt *Optimizer, g Buffer) error {
+func (s *Store) step(e *entry, opt *optimizer.Spec, g compute.Buffer) error {
 	kind, err := s.prepareStep(e, opt)
 	if err != nil {
 		return err
@@ -711,7 +731,7 @@ func (s *Store) step(e *entry, opt *Optimizer, g Buffer) error {
 
 // prepareStep counts the update of e, fills e.params and makes sure e has
 // the optimizer's states.
-func (s *Store) prepareStep(e *entry, opt *Optimizer) (OptKind, error) {
+func (s *Store) prepareStep(e *entry, opt *optimizer.Spec) (compute.OptKind, error) {
 	e.t++
 	s.mu.Lock()
 	if e.t > s.numUpdate {
@@ -719,7 +739,7 @@ func (s *Store) prepareStep(e *entry, opt *Optimizer) (OptKind, error) {
 	}
 	num := s.numUpdate
 	s.mu.Unlock()
-	opt.Params(e.key, e.t, num, &e.params)
+	opt.Params(e.name, e.t, num, &e.params)
 	kind := opt.Kind()
 	if want := kind.NumStates(&e.params); len(e.states) != want {
 		for _, b := range e.states {
@@ -745,18 +765,36 @@ func (s *Store) prepareStep(e *entry, opt *Optimizer) (OptKind, error) {
 // Broadcast initializes key with value (rank 0's, in dist) and pulls it into
 // outs: MXNet's broadcast. Like there, a key can be broadcast once.
 func (s *Store) Broadcast(ctx context.Context, key Key, value *Array, outs ...*Array) error {
-	if err := s.Init(ctx, key, value); err != nil {
+	return s.BroadcastList(ctx, []Key{key}, []*Array{value}, [][]*Array{outs})
+}
+
+// BroadcastList is Broadcast for several keys: values[i] initializes
+// keys[i] and outs[i] receive it (outs may be nil: no pulls).
+func (s *Store) BroadcastList(ctx context.Context, keys []Key, values []*Array, outs [][]*Array) error {
+	if outs != nil && len(outs) != len(keys) {
+		return fmt.Errorf("kvcore: broadcast: %d keys but %d output lists", len(keys), len(outs))
+	}
+	if err := s.InitList(ctx, keys, values); err != nil {
 		return err
 	}
-	if len(outs) == 0 {
+	var ks []Key
+	var os [][]*Array
+	for i, k := range keys {
+		if outs != nil && len(outs[i]) > 0 {
+			ks, os = append(ks, k), append(os, outs[i])
+		}
+	}
+	if len(ks) == 0 {
 		return nil
 	}
-	if err := s.Pull(key, outs...); err != nil {
+	if err := s.PullList(ks, os, 0); err != nil {
 		return err
 	}
-	for _, o := range outs {
-		if err := o.Wait(ctx); err != nil {
-			return fmt.Errorf("kvcore: broadcast key %v: %w", key, err)
+	for _, l := range os {
+		for _, o := range l {
+			if err := o.Wait(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -764,13 +802,14 @@ func (s *Store) Broadcast(ctx context.Context, key Key, value *Array, outs ...*A
 
 // SetUpdater installs fn as the updater of a local or device store (dist
 // stores take SetOptimizer: no code travels to a server). It replaces an
-// optimizer set before.
-func (s *Store) SetUpdater(fn Updater) error {
+// optimizer set before. It waits for the queued operations first; if one of
+// them failed, it returns that error (as WaitAll does) and changes nothing.
+func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 	if s.kind == kindDist {
 		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer)", s.typ, ErrUnsupported)
 	}
-	if err := s.WaitAll(context.Background()); err != nil {
-		return fmt.Errorf("kvcore: set updater: pending operation failed: %w", err)
+	if err := s.WaitAll(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.updater, s.opt, s.optJSON = fn, nil, nil
@@ -780,11 +819,10 @@ func (s *Store) SetUpdater(fn Updater) error {
 
 // SetOptimizer makes every later push run opt on the stored value (in dist
 // stores, on the servers, which receive opt's JSON spec). Optimizer states
-// start fresh, as with a new MXNet updater.
-func (s *Store) SetOptimizer(ctx context.Context, opt *Optimizer) error {
-	if opt == nil {
-		return fmt.Errorf("kvcore: set optimizer: nil optimizer")
-	}
+// start fresh, as with a new MXNet updater. It waits for the queued
+// operations first; if one of them failed, it returns that error (as
+// WaitAll does) and changes nothing.
+func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 	if err := opt.Validate(); err != nil {
 		return fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
@@ -793,7 +831,7 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *Optimizer) error {
 		return fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
 	if err := s.WaitAll(ctx); err != nil {
-		return fmt.Errorf("kvcore: set optimizer: pending operation failed: %w", err)
+		return err
 	}
 	if s.rem != nil {
 		if err := s.rem.setOptimizer(ctx, js); err != nil {
@@ -816,17 +854,20 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *Optimizer) error {
 // SetGradientCompression enables 2bit or 1bit compression of pushed
 // gradients with error feedback. Only device and dist stores compress, as in
 // MXNet; it can be set once.
-func (s *Store) SetGradientCompression(ctx context.Context, c Compression) error {
+func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compression) error {
 	if s.kind == kindLocal {
 		return fmt.Errorf("kvcore: set gradient compression on %q: %w", s.typ, ErrUnsupported)
 	}
-	if err := c.Validate(); err != nil || c.Kind == CompressNone {
-		return fmt.Errorf("kvcore: set gradient compression %v: %w: %v", c, ErrBadCompression, err)
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("kvcore: set gradient compression %v: %w: %w", c, ErrBadCompression, err)
+	}
+	if c.Kind == compute.CompressNone {
+		return fmt.Errorf("kvcore: set gradient compression: %w: want 2bit or 1bit", ErrBadCompression)
 	}
 	s.mu.Lock()
-	if s.comp.Kind != CompressNone && s.comp != c {
+	if s.comp.Kind != compute.CompressNone && s.comp != c {
 		s.mu.Unlock()
-		return fmt.Errorf("kvcore: set gradient compression: already set to %v: %w", s.comp.Kind, ErrBadCompression)
+		return fmt.Errorf("kvcore: set gradient compression: already set to %v: %w", s.comp, ErrBadCompression)
 	}
 	s.mu.Unlock()
 	if s.rem != nil {
@@ -867,14 +908,16 @@ func (s *Store) SendCommandToServers(ctx context.Context, head int, body []byte)
 // WaitAll waits for every queued operation of the store and returns the first
 // error among those that failed since the last WaitAll.
 func (s *Store) WaitAll(ctx context.Context) error {
-	return waitTracker(ctx, s.tr)
+	return s.run.WaitAll(ctx)
 }
 
 // SaveOptimizerStates writes the optimizer states of every key (and, with
-// dumpOptimizer, the optimizer spec) to w in the format of states.go.
+// dumpOptimizer, the optimizer spec) to w in webkv's states format. It
+// waits for the queued operations first; if one of them failed, it returns
+// that error (as WaitAll does) and writes nothing.
 func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimizer bool) error {
 	if err := s.WaitAll(ctx); err != nil {
-		return fmt.Errorf("kvcore: save optimizer states: pending operation failed: %w", err)
+		return err
 	}
 	var snap *stateSnapshot
 	if s.rem != nil {
@@ -886,11 +929,11 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 		s.mu.RLock()
 		if s.opt == nil {
 			s.mu.RUnlock()
-			return fmt.Errorf("kvcore: save optimizer states: no optimizer set")
+			return fmt.Errorf("kvcore: save optimizer states: no optimizer set: %w", ErrBadStates)
 		}
 		snap = &stateSnapshot{NumUpdate: int64(s.numUpdate)}
 		if dumpOptimizer {
-			snap.Optimizer = append([]byte(nil), s.optJSON...)
+			snap.Optimizer = slices.Clone(s.optJSON)
 		}
 		for _, e := range s.sortedEntries() {
 			ks := keyStates{Key: e.key, T: int64(e.t), N: e.n}
@@ -922,14 +965,14 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
-	var opt *Optimizer
+	var opt *optimizer.Spec
 	if snap.Optimizer != nil {
-		if opt, err = ParseOptimizer(snap.Optimizer); err != nil {
-			return fmt.Errorf("kvcore: load optimizer states: %w", err)
+		if opt, err = optimizer.Parse(snap.Optimizer); err != nil {
+			return fmt.Errorf("kvcore: load optimizer states: %w: %w", ErrBadStates, err)
 		}
 	}
 	if err := s.WaitAll(ctx); err != nil {
-		return fmt.Errorf("kvcore: load optimizer states: pending operation failed: %w", err)
+		return err
 	}
 	if s.rem != nil {
 		if err := s.rem.loadStates(ctx, snap); err != nil {
@@ -943,7 +986,7 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		opt = s.opt
 	}
 	if opt == nil {
-		return fmt.Errorf("kvcore: load optimizer states: no optimizer set and none in the file")
+		return fmt.Errorf("kvcore: load optimizer states: no optimizer set and none in the file: %w", ErrBadStates)
 	}
 	// Check every key first.
 	for _, ks := range snap.Keys {
@@ -954,8 +997,8 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		if ks.N != e.n {
 			return fmt.Errorf("kvcore: load optimizer states: key %v has %d values in the file, %d stored: %w", ks.Key, ks.N, e.n, ErrBadStates)
 		}
-		var p StepParams
-		opt.Params(e.key, max(1, int(ks.T)), max(1, int(snap.NumUpdate)), &p)
+		var p compute.StepParams
+		opt.Params(e.name, max(1, int(ks.T)), max(1, int(snap.NumUpdate)), &p)
 		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
 			return fmt.Errorf("kvcore: load optimizer states: key %v has %d states, %v needs %d: %w", ks.Key, len(ks.States), opt.Kind(), want, ErrBadStates)
 		}
@@ -963,7 +1006,7 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	// Allocate everything, then swap in.
 	type repl struct {
 		e  *entry
-		bs []Buffer
+		bs []compute.Buffer
 		t  int
 	}
 	var rs []repl
@@ -991,6 +1034,8 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		rs = append(rs, r)
 	}
 	if snap.Optimizer != nil {
+		// Marshal of a parsed spec cannot fail: it holds only numbers,
+		// strings and maps of numbers.
 		js, _ := json.Marshal(opt)
 		s.opt, s.optJSON, s.updater = opt, js, nil
 	}
@@ -1017,18 +1062,56 @@ func (s *Store) sortedEntries() []*entry {
 	return es
 }
 
-// Close waits for queued operations, frees the store's buffers and closes
-// the dist link. Later calls fail with ErrClosed.
+// closeDrain bounds how long Close waits for queued operations before it
+// closes the dist link under them (which fails what still waits on the
+// network), and then how long it waits for the rest.
+const closeDrain = 10 * time.Second
+
+// Close finishes the store: later calls fail with ErrClosed, queued
+// operations run to their end (at most about 10 s; then the dist link is
+// closed under what still waits on the network, and those operations fail
+// with ErrClosed), the dist link closes, the store's goroutines stop and
+// its buffers are freed. It returns the first error of the operations it
+// waited for, or of closing the link. A second Close does nothing.
 func (s *Store) Close() error {
-	err := s.WaitAll(context.Background())
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed = true // no operation is queued after this (they hold s.mu)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), closeDrain)
+	err := s.run.WaitAll(ctx)
+	stuck := ctx.Err() != nil && err == ctx.Err()
+	cancel()
+	if stuck {
+		err = nil
+	}
+	if s.rem != nil {
+		if cerr := s.rem.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("kvcore: close: %w", cerr)
+		}
+	}
+	if stuck {
+		// What is left no longer waits on the network.
+		ctx, cancel := context.WithTimeout(context.Background(), closeDrain)
+		werr := s.run.WaitAll(ctx)
+		stuck = ctx.Err() != nil && werr == ctx.Err()
+		cancel()
+		if stuck {
+			// An updater or backend call that does not return: the
+			// store's buffers stay allocated and its workers running.
+			return fmt.Errorf("kvcore: close: operations still running after %v", 2*closeDrain)
+		}
+		if err == nil {
+			err = werr
+		}
+	}
+	s.run.Close()
+	s.mu.Lock()
 	for _, e := range s.keys {
-		for _, l := range [][]Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed, e.states} {
+		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed, e.states} {
 			for _, b := range l {
 				if b != nil {
 					s.be.Free(b)
@@ -1038,13 +1121,8 @@ func (s *Store) Close() error {
 	}
 	s.keys = map[Key]*entry{}
 	s.mu.Unlock()
-	if s.rem != nil {
-		if cerr := s.rem.close(); cerr != nil && err == nil {
-			err = cerr
-		}
+	if err != nil && errors.Is(err, ErrClosed) {
+		return nil
 	}
-	if err != nil && !errors.Is(err, ErrClosed) {
-		return fmt.Errorf("kvcore: close: %w", err)
-	}
-	return nil
+	return err
 }

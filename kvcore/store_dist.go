@@ -1,6 +1,10 @@
 package kvcore
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/webkv/webkv/kvcore/compute"
+)
 
 // Dist-mode operations: the local part (gathering the per-device values and
 // summing them on the store's backend, compressing) runs on an engine worker;
@@ -10,7 +14,7 @@ import "fmt"
 // dist_sync comes only once every worker pushed (MXNet's ordering).
 
 // distPrepare reduces the inputs and returns the host words to send.
-func (s *Store) distPrepare(e *entry, vals []*Array) ([]float32, Compression, error) {
+func (s *Store) distPrepare(e *entry, vals []*Array) ([]float32, compute.Compression, error) {
 	s.mu.RLock()
 	c := s.comp
 	s.mu.RUnlock()
@@ -22,7 +26,7 @@ func (s *Store) distPrepare(e *entry, vals []*Array) ([]float32, Compression, er
 	if err != nil {
 		return nil, c, err
 	}
-	if c.Kind != CompressNone {
+	if c.Kind != compute.CompressNone {
 		// One residual per key, after the local reduce (MXNet's dist rule).
 		if e.resid, err = growBuffers(s.be, e.resid, 0, e.n); err != nil {
 			return nil, c, err
@@ -39,9 +43,9 @@ func (s *Store) distPrepare(e *entry, vals []*Array) ([]float32, Compression, er
 		}
 		return e.hostP[:pn], c, s.be.Read(e.packed[0], 0, e.hostP[:pn])
 	}
-	if cb, ok := m.(*CPUBuffer); ok {
+	if cb, ok := m.(*compute.CPUBuffer); ok {
 		// The buffer is held by this operation until the server answers.
-		return cb.data[:e.n], c, nil
+		return cb.Float32s()[:e.n], c, nil
 	}
 	if len(e.host) < e.n {
 		e.host = make([]float32, e.n)
@@ -70,10 +74,10 @@ func runDistPull(o *op) (bool, error) {
 	e := o.e
 	buf := e.pullBuf()
 	if outs := o.arrs[o.n:]; len(outs) == 1 {
-		if cb, ok := outs[0].buf.(*CPUBuffer); ok {
+		if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
 			// One host output: the answer is decoded straight into it
 			// (the op holds its variable until done), saving a copy.
-			buf, o.direct = cb.data[:e.n], true
+			buf, o.direct = cb.Float32s()[:e.n], true
 		}
 	}
 	o.s.rem.pull(e.key, buf, o.pullDoneFn)

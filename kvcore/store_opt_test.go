@@ -3,6 +3,8 @@ package kvcore
 import (
 	"bytes"
 	"errors"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"testing"
 )
 
@@ -11,7 +13,7 @@ import (
 // comm.h ReduceCompressed): 0.4 stays in the residuals, the second 0.4 makes
 // 0.8 ≥ 0.5, so each device sends +0.5.
 func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
-	s, err := Create("device", WithCPUFallback())
+	s, err := Create(bg, "device", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +21,7 @@ func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
 	if s.Backend().Name() != "cpu" {
 		t.Fatalf("fallback backend %q", s.Backend().Name())
 	}
-	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0.5}); err != nil {
+	if err := s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}); err != nil {
 		t.Fatal(err)
 	}
 	k := IntKey(0)
@@ -33,10 +35,10 @@ func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
 		mustEqual(t, out, want)
 		_ = round
 	}
-	if err := s.SetGradientCompression(bg, Compression{Kind: Compress1Bit}); !errors.Is(err, ErrBadCompression) {
+	if err := s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress1Bit}); !errors.Is(err, ErrBadCompression) {
 		t.Fatalf("changing compression: %v", err)
 	}
-	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0}); !errors.Is(err, ErrBadCompression) {
+	if err := s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0}); !errors.Is(err, ErrBadCompression) {
 		t.Fatalf("2bit threshold 0: %v", err)
 	}
 }
@@ -48,7 +50,7 @@ func TestSaveLoadOptimizerStates(t *testing.T) {
 		s := newLocal(t)
 		s.Init(bg, IntKey(1), full(t, 1, 64))
 		s.Init(bg, IntKey(2), full(t, 2, 5))
-		s.SetOptimizer(bg, Adam(0.01))
+		s.SetOptimizer(bg, optimizer.Adam(0.01))
 		return s
 	}
 	a := mk()
@@ -100,8 +102,8 @@ func TestSaveLoadOptimizerStates(t *testing.T) {
 		oa, ob := full(t, 0, n), full(t, 0, n)
 		a.Pull(IntKey(k), oa)
 		b.Pull(IntKey(k), ob)
-		da, _ := oa.ToSlice()
-		db, _ := ob.ToSlice()
+		da, _ := oa.ToSlice(bg)
+		db, _ := ob.ToSlice(bg)
 		for i := range da {
 			if da[i] != db[i] {
 				t.Fatalf("key %d element %d: %v after reload, %v continuing", k, i, db[i], da[i])

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/webkv/webkv/kvcore/compute"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -13,11 +15,11 @@ var bg = context.Background()
 
 func full(t testing.TB, v float32, shape ...int) *Array {
 	t.Helper()
-	a, err := NewArray(OnCPU(0), shape...)
+	a, err := NewArray(CPU(0), shape...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Fill(v); err != nil {
+	if err := a.Fill(bg, v); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -25,7 +27,7 @@ func full(t testing.TB, v float32, shape ...int) *Array {
 
 func mustEqual(t testing.TB, a *Array, want float32) {
 	t.Helper()
-	got, err := a.ToSlice()
+	got, err := a.ToSlice(bg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func mustEqual(t testing.TB, a *Array, want float32) {
 
 func newLocal(t testing.TB) *Store {
 	t.Helper()
-	s, err := Create("local")
+	s, err := Create(bg, "local", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +76,27 @@ func TestBadInput(t *testing.T) {
 			t.Logf("%s: %v", c.name, c.err)
 		}
 	}
-	if _, err := Create("bogus"); !errors.Is(err, ErrUnknownType) {
+	if _, err := Create(bg, "bogus", nil); !errors.Is(err, ErrUnknownType) {
 		t.Errorf("create bogus: %v", err)
 	}
-	if _, err := Create("dist_sync"); !errors.Is(err, ErrNoTransport) {
+	if _, err := Create(bg, "dist_sync", nil); !errors.Is(err, ErrNoTransport) {
 		t.Errorf("create dist_sync: %v", err)
 	}
-	if _, err := Create("device"); err == nil {
-		t.Errorf("create device without GPU: no error")
+	if _, err := Create(bg, "local", &Options{Backend: compute.NewCPU(nil)}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("create local with a backend: %v", err)
+	}
+	if _, err := Create(bg, "device", &Options{Transport: Shards{}}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("create device with a transport: %v", err)
+	}
+	d, err := Create(bg, "device", nil)
+	if err != nil {
+		t.Fatalf("create device without a backend: %v", err)
+	}
+	if _, cpu := d.Backend().(*compute.CPU); !cpu {
+		t.Errorf("device store without a backend runs on %q, want the CPU", d.Backend().Name())
+	}
+	if err := d.Close(); err != nil {
+		t.Error(err)
 	}
 	if ok, err := s.IsCapable("optimizer"); !ok || err != nil {
 		t.Errorf("IsCapable(optimizer) = %v, %v", ok, err)
@@ -89,7 +104,7 @@ func TestBadInput(t *testing.T) {
 	if _, err := s.IsCapable("flying"); !errors.Is(err, ErrBadCapability) {
 		t.Errorf("IsCapable(flying) err = %v", err)
 	}
-	if err := s.SetGradientCompression(bg, Compression{Kind: Compress2Bit, Threshold: 0.5}); !errors.Is(err, ErrUnsupported) {
+	if err := s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("compression on local: %v", err)
 	}
 	if s.Type() != "local" || s.Rank() != 0 || s.NumWorkers() != 1 {
@@ -109,9 +124,9 @@ func TestHammer(t *testing.T) {
 	for k := range keys {
 		s.Init(bg, IntKey(k), full(t, 0, n))
 	}
-	s.SetUpdater(func(_ Key, m, st *Array) error {
-		md, _ := m.Data()
-		sd, _ := st.Data()
+	s.SetUpdater(bg, func(_ Key, m, st *Array) error {
+		md, _ := m.Data(bg)
+		sd, _ := st.Data(bg)
 		for i := range sd {
 			sd[i] += md[i]
 		}
@@ -135,7 +150,7 @@ func TestHammer(t *testing.T) {
 				}
 			}
 			// Per-worker: pulled values only grow, and are even.
-			d, _ := out.Data()
+			d, _ := out.Data(bg)
 			if int(d[0])%2 != 0 {
 				t.Errorf("odd value %v", d[0])
 			}
@@ -149,7 +164,7 @@ func TestHammer(t *testing.T) {
 	out := full(t, 0, n)
 	for k := range keys {
 		s.Pull(IntKey(k), out)
-		d, _ := out.Data()
+		d, _ := out.Data(bg)
 		for i := range d {
 			if d[i] != d[0] {
 				t.Fatalf("key %d uneven", k)
@@ -186,5 +201,89 @@ func BenchmarkPushPullSmall(b *testing.B) {
 		s.Push(k, v)
 		s.Pull(k, out)
 		out.Wait(bg)
+	}
+}
+
+// With every one of the store's workers busy, queued pushes to other keys start in
+// priority order once workers free up.
+func TestPriorityAcrossKeys(t *testing.T) {
+	s := newLocal(t)
+	workers := max(2, runtime.GOMAXPROCS(0))
+	release := make(chan struct{})
+	started := make(chan struct{}, 64)
+	var mu sync.Mutex
+	var order []int
+	s.SetUpdater(bg, func(k Key, _, _ *Array) error {
+		if k.Int() < 100 {
+			started <- struct{}{}
+			<-release
+			return nil
+		}
+		mu.Lock()
+		order = append(order, k.Int())
+		mu.Unlock()
+		return nil
+	})
+	for k := range workers {
+		s.Init(bg, IntKey(k), full(t, 0, 4))
+	}
+	prios := map[int]int{100: 0, 101: 9, 102: -9, 103: 3, 104: -1}
+	for k := range prios {
+		s.Init(bg, IntKey(k), full(t, 0, 4))
+	}
+	for k := range workers {
+		s.Push(IntKey(k), full(t, 1, 4))
+	}
+	for range workers {
+		<-started // every worker is now blocked
+	}
+	for _, k := range []int{100, 101, 102, 103, 104} {
+		s.PushList([]Key{IntKey(k)}, [][]*Array{{full(t, 1, 4)}}, prios[k])
+	}
+	// Free one worker only: it runs the queued pushes one by one, so they
+	// must run strictly by priority.
+	release <- struct{}{}
+	want := []int{101, 103, 100, 104, 102}
+	for {
+		mu.Lock()
+		n := len(order)
+		mu.Unlock()
+		if n == len(want) {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	if err := s.WaitAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("run order %v, want %v", order, want)
+		}
+	}
+}
+
+func TestFloat16Arrays(t *testing.T) {
+	src := []uint16{0x3c00, 0xc000, 0x3555} // 1, -2, ~0.333
+	a, err := FromFloat16(CPU(0), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := a.Data(bg)
+	if d[0] != 1 || d[1] != -2 {
+		t.Fatalf("values %v", d)
+	}
+	out := make([]uint16, 3)
+	if err := a.CopyToFloat16(bg, out); err != nil {
+		t.Fatal(err)
+	}
+	for i := range src {
+		if out[i] != src[i] {
+			t.Fatalf("round trip %v -> %v", src, out)
+		}
+	}
+	if err := a.CopyToFloat16(bg, make([]uint16, 2)); err == nil {
+		t.Fatal("short slice accepted")
 	}
 }

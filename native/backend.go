@@ -8,7 +8,7 @@ import (
 	"github.com/webkv/webkv/shaders"
 )
 
-// Backend is the WebGPU kvcore.Backend of package shaders on a device of
+// Backend is the WebGPU compute.Backend of package shaders on a device of
 // its own: it owns the device and releases it on Close.
 type Backend struct {
 	*shaders.Backend
@@ -16,11 +16,11 @@ type Backend struct {
 }
 
 // NewBackend opens a device (see Open) and returns the WebGPU
-// kvcore.Backend on it, named after the adapter, e.g.
+// compute.Backend on it, named after the adapter, e.g.
 // "webgpu: llvmpipe (LLVM 15.0.6, 256 bits) (vulkan, CPU)". Close releases
-// the backend's buffers, then the device. On a CPU adapter (IsCPU) the
-// kvcore CPU backend is usually faster: say so to the user and let them
-// choose.
+// the backend's buffers, then the device. On a CPU adapter (IsCPU) the CPU
+// backend (compute.NewCPU) is usually faster: say so to the user and let
+// them choose.
 func NewBackend(opts *Options) (*Backend, error) {
 	d, err := Open(opts)
 	if err != nil {

@@ -7,7 +7,7 @@
 // and falls back to a CPU Vulkan adapter (Mesa's lavapipe/llvmpipe), so the
 // same code runs on machines without a GPU. When no adapter exists at all it
 // returns ErrNoAdapter with a hint on what to install. NewBackend wraps a
-// device of its own in the WebGPU kvcore.Backend of package shaders and
+// device of its own in the WebGPU compute.Backend of package shaders and
 // releases it on Close.
 //
 // Adapters lists what Open chooses from; the command webkv-gpu
@@ -18,5 +18,5 @@
 //
 // The package needs cgo. Built without cgo (CGO_ENABLED=0, GOOS=wasip1) it
 // still compiles, and NewBackend returns ErrNoCgo so callers can fall back to
-// kvcore.CPU() and say so.
+// the CPU backend (compute.NewCPU) and say so.
 package native

@@ -178,9 +178,9 @@ func Open(opts *Options) (*Device, error) {
 	if len(cs) == 0 {
 		inst.Release()
 		if opts.RequireGPU && len(cands) > 0 {
-			return nil, fmt.Errorf("%w: only CPU adapters, and Options.RequireGPU is set", ErrNoAdapter)
+			return nil, fmt.Errorf("native: %w: only CPU adapters, and Options.RequireGPU is set", ErrNoAdapter)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrNoAdapter, noDriverHint)
+		return nil, fmt.Errorf("native: %w: %s", ErrNoAdapter, noDriverHint)
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return rank(cs[i].info) < rank(cs[j].info) })
 	var errs []error

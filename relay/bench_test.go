@@ -175,17 +175,17 @@ func newBenchWorkers(b *testing.B, url, job string, n, elems int) []*benchWorker
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			s, err := relay.Create(ctx, "dist_sync", url, relay.DialOptions{Job: job, Workers: n, Logger: quiet()})
+			s, err := relay.Create(ctx, "dist_sync", url, relay.DialOptions{Job: job, Workers: n, Logger: quiet()}, nil)
 			if err != nil {
 				errs[i] = err
 				return
 			}
 			w := &benchWorker{s: s, rank: s.Rank()}
-			if w.in, err = kvcore.NewArray(kvcore.OnCPU(0), elems); err == nil {
-				w.out, err = kvcore.NewArray(kvcore.OnCPU(0), elems)
+			if w.in, err = kvcore.NewArray(kvcore.CPU(0), elems); err == nil {
+				w.out, err = kvcore.NewArray(kvcore.CPU(0), elems)
 			}
 			if err == nil {
-				err = w.in.Fill(1)
+				err = w.in.Fill(ctx, 1)
 			}
 			if err == nil {
 				err = s.Init(ctx, kvcore.IntKey(0), w.in)
@@ -215,7 +215,7 @@ func round(b *testing.B, ws []*benchWorker) {
 		wg.Add(1)
 		go func(w *benchWorker) {
 			defer wg.Done()
-			if err := w.s.PushPull(kvcore.IntKey(0), []*kvcore.Array{w.in}, []*kvcore.Array{w.out}); err != nil {
+			if err := w.s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{w.in}, w.out); err != nil {
 				b.Error(err)
 				return
 			}

@@ -12,8 +12,9 @@ import (
 // served by the relay at url. A comma-separated url list names the shards
 // of a sharded relay, in shard order: the store connects to every one and
 // places keys with wire.Place (big keys split over all shards, small ones by
-// hash). Extra kvcore options (a backend, for instance) follow.
-func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts ...kvcore.Option) (*kvcore.Store, error) {
+// hash). kvopts may add store options (a backend, events); its Transport
+// is set here.
+func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts *kvcore.Options) (*kvcore.Store, error) {
 	urls := splitURLs(url)
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("relay: create %s: no relay url", typ)
@@ -31,11 +32,15 @@ func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts ...kv
 	if len(ts) == 1 {
 		t = ts[0]
 	}
-	o := append([]kvcore.Option{kvcore.WithTransport(t), kvcore.WithContext(ctx)}, kvopts...)
-	s, err := kvcore.Create(typ, o...)
+	var o kvcore.Options
+	if kvopts != nil {
+		o = *kvopts
+	}
+	o.Transport = t
+	s, err := kvcore.Create(ctx, typ, &o)
 	if err != nil {
 		ts.Close()
-		return nil, fmt.Errorf("relay: create %s: %w", typ, err)
+		return nil, err // kvcore's error names the operation and the type
 	}
 	return s, nil
 }

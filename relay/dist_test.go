@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/relay/relaytest"
 )
@@ -172,18 +173,18 @@ func asyncWorker(ctx context.Context, u string, killer bool, rounds, n int, grad
 	if err != nil {
 		return nil, err
 	}
-	s, err := kvcore.Create("dist_async", kvcore.WithTransport(c), kvcore.WithContext(ctx))
+	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: c})
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
 	rank := s.Rank()
 	if rank == 0 {
-		if err := s.SetOptimizer(ctx, kvcore.SGD(1, 0)); err != nil {
+		if err := s.SetOptimizer(ctx, optimizer.SGD(1, 0)); err != nil {
 			return nil, err
 		}
 	}
-	a, err := kvcore.NewArray(kvcore.OnCPU(0), n)
+	a, err := kvcore.NewArray(kvcore.CPU(0), n)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +197,7 @@ func asyncWorker(ctx context.Context, u string, killer bool, rounds, n int, grad
 	g := make([]float32, n)
 	for round := 0; round < rounds; round++ {
 		grad(rank, round, g)
-		if err := a.CopyFrom(g); err != nil {
+		if err := a.CopyFrom(ctx, g); err != nil {
 			return nil, err
 		}
 		if err := s.Push(kvcore.IntKey(0), a); err != nil {
@@ -215,7 +216,7 @@ func asyncWorker(ctx context.Context, u string, killer bool, rounds, n int, grad
 	if err := s.Pull(kvcore.IntKey(0), a); err != nil {
 		return nil, err
 	}
-	return a.ToSlice()
+	return a.ToSlice(ctx)
 }
 
 // TestUnevenBatchesLeave: a worker that runs out of batches leaves; the
@@ -326,20 +327,20 @@ func TestRestoreJobs(t *testing.T) {
 		t.Fatalf("restored status: %+v", st)
 	}
 	// A new worker of job a reads the trained value.
-	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "a", Logger: quiet()})
+	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "a", Logger: quiet()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	out, _ := kvcore.NewArray(kvcore.OnCPU(0), 16)
-	init, _ := kvcore.FromSlice(kvcore.OnCPU(0), w.Init(0), 16)
+	out, _ := kvcore.NewArray(kvcore.CPU(0), 16)
+	init, _ := kvcore.FromSlice(kvcore.CPU(0), w.Init(0), 16)
 	if err := s.Init(ctx, kvcore.IntKey(0), init); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Pull(kvcore.IntKey(0), out); err != nil {
 		t.Fatal(err)
 	}
-	got, err := out.ToSlice()
+	got, err := out.ToSlice(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func TestBrowserRefusal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = kvcore.Create("dist_sync", kvcore.WithTransport(tr), kvcore.WithContext(ctx))
+	_, err = kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr})
 	if !errors.Is(err, kvcore.ErrAuth) || !strings.Contains(err.Error(), "wrong or missing token") {
 		t.Fatalf("create with a wrong token: %v", err)
 	}

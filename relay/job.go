@@ -14,6 +14,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/relay/internal/bufpool"
 	"nhooyr.io/websocket"
 )
 
@@ -87,7 +88,7 @@ type sharedBuf struct {
 
 func (s *sharedBuf) release() {
 	if s.refs.Add(-1) == 0 {
-		wire.PutBuf(s.b)
+		bufpool.Put(s.b)
 	}
 }
 
@@ -186,9 +187,9 @@ func (j *job) serve(p *peer) {
 		// this connection.
 		j.m.errors.Add(1)
 		j.log.Warn("bad frame; closing connection", "peer", p.id, "remote", p.remote, "err", err)
-		b := wire.GetBuf(wire.HeaderSize + len(we.Msg))
+		b := bufpool.Get(wire.HeaderSize + len(we.Msg))
 		*b = wire.AppendError(*b, 0, we.Code, we.Msg)
-		p.send(outMsg{b: *b, release: func() { wire.PutBuf(b) }})
+		p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
 		p.closeAfterQueued(err)
 		// Wait (bounded) for the writer to send the error and close.
 		select {
@@ -209,7 +210,7 @@ func (j *job) post(e event) bool {
 		return true
 	case <-j.quit:
 		if e.buf != nil {
-			wire.PutBuf(e.buf)
+			bufpool.Put(e.buf)
 		}
 		return false
 	}
@@ -262,11 +263,11 @@ func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []by
 	if !p.acquire(n) {
 		return errStop
 	}
-	b := wire.GetBuf(n)
+	b := bufpool.Get(n)
 	*b = append(*b, hdr[:]...)
 	*b = (*b)[:n]
 	if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
-		wire.PutBuf(b)
+		bufpool.Put(b)
 		p.release(n)
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen)
@@ -276,7 +277,7 @@ func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []by
 	// Trailing bytes after the announced payload are malformed too.
 	var one [1]byte
 	if k, _ := r.Read(one[:]); k > 0 {
-		wire.PutBuf(b)
+		bufpool.Put(b)
 		p.release(n)
 		return wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen)
 	}
@@ -285,12 +286,12 @@ func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []by
 		// a Hello naming another job is refused, not rerouted.
 		hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], lim)
 		if err != nil {
-			wire.PutBuf(b)
+			bufpool.Put(b)
 			p.release(n)
 			return err
 		}
 		if hl.Job != j.name {
-			wire.PutBuf(b)
+			bufpool.Put(b)
 			p.release(n)
 			return wire.Errorf(wire.CodeBadRequest, "hello names job %q on a connection for job %q", hl.Job, j.name)
 		}
@@ -384,7 +385,7 @@ func (j *job) handle(e event, timer *time.Timer) {
 			j.apply(j.sm.Step(j.now(), psm.ConnID(e.p.id), *e.buf), timer)
 		}
 		e.p.release(len(*e.buf))
-		wire.PutBuf(e.buf)
+		bufpool.Put(e.buf)
 	}
 }
 
@@ -403,7 +404,7 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 			id := payloadID{&pl[0], len(pl)}
 			sb := shared[id]
 			if sb == nil {
-				b := wire.GetBuf(len(pl))
+				b := bufpool.Get(len(pl))
 				*b = append(*b, pl...)
 				sb = &sharedBuf{b: b}
 				if shared == nil {
@@ -414,12 +415,12 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 			sb.refs.Add(1)
 			h := m.Msg.Header
 			h.PLen = uint32(len(pl))
-			hb := wire.GetBuf(wire.HeaderSize)
+			hb := bufpool.Get(wire.HeaderSize)
 			*hb = wire.AppendHeader(*hb, &h)
 			j.pending = append(j.pending, pendingMsg{p: p, buf: hb, body: sb})
 			continue
 		}
-		b := wire.GetBuf(wire.HeaderSize + len(m.Msg.Payload))
+		b := bufpool.Get(wire.HeaderSize + len(m.Msg.Payload))
 		*b = m.Append(*b)
 		j.pending = append(j.pending, pendingMsg{p: p, buf: b})
 	}
@@ -474,10 +475,10 @@ func (j *job) flush() bool {
 			pm.p.closeAfterQueued(errors.New("closed by the parameter server"))
 		} else if pm.body != nil {
 			b, sb := pm.buf, pm.body
-			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { wire.PutBuf(b); sb.release() }})
+			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { bufpool.Put(b); sb.release() }})
 		} else {
 			b := pm.buf
-			pm.p.send(outMsg{b: *b, release: func() { wire.PutBuf(b) }})
+			pm.p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
 		}
 		j.pending[i] = pendingMsg{}
 	}
@@ -492,14 +493,14 @@ func (j *job) checkpoint() error {
 		return nil
 	}
 	t0 := time.Now()
-	b := wire.GetBuf(j.ckSize)
+	b := bufpool.Get(j.ckSize)
 	snap, err := j.sm.AppendSnapshot(*b)
 	if err == nil {
 		j.ckSize = len(snap)
 		err = j.s.db.save(j.name, checkpoint{Round: j.sm.Stats().Rounds, Time: t0, Snapshot: snap})
 	}
 	*b = snap
-	wire.PutBuf(b)
+	bufpool.Put(b)
 	j.m.ckptNanos.Store(uint64(time.Since(t0)))
 	if err != nil {
 		j.m.ckptErrors.Add(1)
@@ -526,7 +527,7 @@ func (j *job) shutdown() {
 	}
 	for _, pm := range j.pending {
 		if pm.buf != nil {
-			wire.PutBuf(pm.buf)
+			bufpool.Put(pm.buf)
 		}
 		if pm.body != nil {
 			pm.body.release()
@@ -542,7 +543,7 @@ func (j *job) shutdown() {
 		case e := <-j.in:
 			if e.buf != nil {
 				e.p.release(len(*e.buf))
-				wire.PutBuf(e.buf)
+				bufpool.Put(e.buf)
 			}
 		default:
 			return

@@ -10,7 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cogentcore/webgpu/wgpu"
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 const (
@@ -38,7 +38,7 @@ const (
 type params struct {
 	N, Aux, Aux2, Aux3       uint32
 	Scale, Threshold, F2, F3 float32
-	SP                       kvcore.StepParams
+	SP                       compute.StepParams
 }
 
 // The WGSL struct is 32 words; a mismatch here would silently scramble
@@ -68,7 +68,7 @@ type Options struct {
 	ScalarOnly bool
 }
 
-// Buffer is a kvcore.Buffer in GPU memory.
+// Buffer is a compute.Buffer in GPU memory.
 type Buffer struct {
 	be       *Backend
 	buf      *wgpu.Buffer
@@ -127,7 +127,7 @@ type pooled struct {
 	id  uint64
 }
 
-// Backend is the WebGPU kvcore.Backend. It is safe for concurrent use: one
+// Backend is the WebGPU compute.Backend. It is safe for concurrent use: one
 // mutex serializes recording, submission and readback.
 type Backend struct {
 	mu   sync.Mutex
@@ -167,7 +167,7 @@ type Backend struct {
 	st       staging // platform upload state (staging_native.go / staging_js.go)
 }
 
-var _ kvcore.Backend = (*Backend)(nil)
+var _ compute.Backend = (*Backend)(nil)
 
 // New builds a Backend on dev. Pipelines are compiled on first use of each
 // kernel variant and kept.
@@ -252,9 +252,9 @@ func (b *Backend) takeErr() error {
 }
 
 // buffer checks that x is a live buffer of this backend.
-func (b *Backend) buffer(x kvcore.Buffer, what string) (*Buffer, error) {
+func (b *Backend) buffer(x compute.Buffer, what string) (*Buffer, error) {
 	if b.closed.Load() {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	bb, ok := x.(*Buffer)
 	if !ok || bb == nil {
@@ -274,7 +274,7 @@ func (b *Backend) buffer(x kvcore.Buffer, what string) (*Buffer, error) {
 const storageUsage = wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst
 
 // Alloc returns a zeroed buffer of n words, padded to whole vec4s.
-func (b *Backend) Alloc(n int) (kvcore.Buffer, error) {
+func (b *Backend) Alloc(n int) (compute.Buffer, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("shaders: alloc of %d words", n)
 	}
@@ -286,7 +286,7 @@ func (b *Backend) Alloc(n int) (kvcore.Buffer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	return b.alloc(n)
 }
@@ -316,7 +316,7 @@ func (b *Backend) alloc(n int) (*Buffer, error) {
 
 // Free returns x to the backend's pool (or destroys it once the pool is
 // full). A wrapped application buffer is only forgotten, never destroyed.
-func (b *Backend) Free(x kvcore.Buffer) {
+func (b *Backend) Free(x compute.Buffer) {
 	bb, ok := x.(*Buffer)
 	if !ok || bb == nil || bb.be != b {
 		return
@@ -345,7 +345,7 @@ func (b *Backend) free(bb *Buffer) {
 	b.doomed = append(b.doomed, pooled{bb.buf, bb.id})
 }
 
-// WrapBuffer makes an application's buffer usable as a kvcore.Buffer of n
+// WrapBuffer makes an application's buffer usable as a compute.Buffer of n
 // words without a copy. buf needs Storage, CopySrc and CopyDst usage and at
 // least 4n bytes; the app keeps ownership (Free forgets it, never destroys
 // it) and must not write it while queued webkv work uses it. Buffers whose
@@ -364,7 +364,7 @@ func (b *Backend) WrapBuffer(buf *wgpu.Buffer, n int) (*Buffer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	b.nextID++
 	return &Buffer{be: b, buf: buf, n: n, capWords: capWords, id: b.nextID, wrapped: true}, nil
@@ -648,7 +648,7 @@ func (b *Backend) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return ErrClosed
+		return errClosed
 	}
 	return b.flush()
 }
@@ -658,13 +658,15 @@ func (b *Backend) Sync() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return ErrClosed
+		return errClosed
 	}
 	return b.wait()
 }
 
 // ErrClosed is returned by every call on a closed backend.
-var ErrClosed = errors.New("shaders: the backend is closed")
+var ErrClosed = errors.New("backend is closed")
+
+var errClosed = fmt.Errorf("shaders: %w", ErrClosed)
 
 // Close waits for queued work, then destroys every GPU buffer the backend
 // created (its buffers, pools and staging; not wrapped application
@@ -756,10 +758,10 @@ func (b *Backend) elementwise(mk func(vec4 bool) *kernel, bufs []*Buffer, p *par
 	})
 }
 
-// --- kvcore.Backend operations ---
+// --- compute.Backend operations ---
 
 // Write copies src into dst starting at word off.
-func (b *Backend) Write(dst kvcore.Buffer, off int, src []float32) error {
+func (b *Backend) Write(dst compute.Buffer, off int, src []float32) error {
 	d, err := b.buffer(dst, "write")
 	if err != nil {
 		return err
@@ -777,7 +779,7 @@ func (b *Backend) Write(dst kvcore.Buffer, off int, src []float32) error {
 
 // Read copies len(dst) words of src from word off into dst, after all
 // queued work; it returns the first error of queued work, if any.
-func (b *Backend) Read(src kvcore.Buffer, off int, dst []float32) error {
+func (b *Backend) Read(src compute.Buffer, off int, dst []float32) error {
 	s, err := b.buffer(src, "read")
 	if err != nil {
 		return err
@@ -895,7 +897,7 @@ func mapRead(b *Backend, rs *sized, size uint64, dst []float32) error {
 }
 
 // Copy copies src into dst; both have the same length.
-func (b *Backend) Copy(dst, src kvcore.Buffer) error {
+func (b *Backend) Copy(dst, src compute.Buffer) error {
 	d, err := b.buffer(dst, "copy")
 	if err != nil {
 		return err
@@ -916,7 +918,7 @@ func (b *Backend) Copy(dst, src kvcore.Buffer) error {
 }
 
 // Fill sets every word of dst to v.
-func (b *Backend) Fill(dst kvcore.Buffer, v float32) error {
+func (b *Backend) Fill(dst compute.Buffer, v float32) error {
 	d, err := b.buffer(dst, "fill")
 	if err != nil {
 		return err
@@ -933,7 +935,7 @@ func (b *Backend) fill(d *Buffer, v float32) error {
 // Reduce sets dst = scale * (((srcs[0] + srcs[1]) + srcs[2]) + …), in the
 // CPU reference's order, in passes of up to 7 inputs (see reduce.wgsl). dst
 // may be srcs[0].
-func (b *Backend) Reduce(dst kvcore.Buffer, srcs []kvcore.Buffer, scale float32) error {
+func (b *Backend) Reduce(dst compute.Buffer, srcs []compute.Buffer, scale float32) error {
 	if len(srcs) == 0 {
 		return errors.New("shaders: reduce of no inputs")
 	}
@@ -991,8 +993,8 @@ func (b *Backend) reducePass(d *Buffer, srcs []*Buffer, acc bool, scale float32)
 }
 
 // Quantize adds grad into residual and packs the quantized residual into
-// out, bit-exact with kvcore.Quantize2Bit / Quantize1Bit.
-func (b *Backend) Quantize(c kvcore.Compression, grad, residual, out kvcore.Buffer) error {
+// out, bit-exact with the CPU backend (compute.CPU).
+func (b *Backend) Quantize(c compute.Compression, grad, residual, out compute.Buffer) error {
 	per, err := perWord(c, "quantize")
 	if err != nil {
 		return err
@@ -1027,7 +1029,7 @@ func (b *Backend) Quantize(c kvcore.Compression, grad, residual, out kvcore.Buff
 }
 
 // Dequantize unpacks in into out (out.Len() values).
-func (b *Backend) Dequantize(c kvcore.Compression, in, out kvcore.Buffer) error {
+func (b *Backend) Dequantize(c compute.Compression, in, out compute.Buffer) error {
 	per, err := perWord(c, "dequantize")
 	if err != nil {
 		return err
@@ -1056,11 +1058,11 @@ func (b *Backend) Dequantize(c kvcore.Compression, in, out kvcore.Buffer) error 
 	})
 }
 
-func perWord(c kvcore.Compression, what string) (int, error) {
+func perWord(c compute.Compression, what string) (int, error) {
 	switch c.Kind {
-	case kvcore.Compress2Bit:
+	case compute.Compress2Bit:
 		return 16, nil
-	case kvcore.Compress1Bit:
+	case compute.Compress1Bit:
 		return 32, nil
 	}
 	return 0, fmt.Errorf("shaders: %s: unknown compression %v", what, c.Kind)

@@ -7,8 +7,8 @@ import (
 	"syscall/js"
 	"testing"
 
-	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/backendtest"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/compute/backendtest"
 	"github.com/webkv/webkv/shaders"
 )
 
@@ -84,7 +84,7 @@ func newJSBackend(t *testing.T) *shaders.Backend {
 }
 
 func TestConformanceJS(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newJSBackend(t) }, backendtest.Short())
+	backendtest.Run(t, func(t *testing.T) compute.Backend { return newJSBackend(t) }, backendtest.Short())
 }
 
 // TestErrorScopeJS checks that a validation error of queued work reaches

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/cogentcore/webgpu/wgpu"
-	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/backendtest"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/compute/backendtest"
 	"github.com/webkv/webkv/native"
 	"github.com/webkv/webkv/shaders"
 )
@@ -83,7 +83,7 @@ func randData(r *rand.Rand, n int) []float32 {
 	return d
 }
 
-func upload(t *testing.T, b kvcore.Backend, d []float32) kvcore.Buffer {
+func upload(t *testing.T, b compute.Backend, d []float32) compute.Buffer {
 	t.Helper()
 	buf, err := b.Alloc(len(d))
 	if err != nil {
@@ -95,7 +95,7 @@ func upload(t *testing.T, b kvcore.Backend, d []float32) kvcore.Buffer {
 	return buf
 }
 
-func download(t *testing.T, b kvcore.Backend, buf kvcore.Buffer) []float32 {
+func download(t *testing.T, b compute.Backend, buf compute.Buffer) []float32 {
 	t.Helper()
 	d := make([]float32, buf.Len())
 	if err := b.Read(buf, 0, d); err != nil {
@@ -128,13 +128,13 @@ func TestName(t *testing.T) {
 func TestSplitKeys(t *testing.T) {
 	b := newBackend(t, &shaders.Options{MaxBindingBytes: 64 << 10, MaxWorkgroups: 3})
 	r := seeded(t)
-	cpu := kvcore.CPU()
+	cpu := compute.NewCPU(nil)
 	if b.ChunkWords() != 16384 {
 		t.Fatalf("chunk of %d words, want 16384", b.ChunkWords())
 	}
 	n := 3*b.ChunkWords() + 1001 // not a multiple of 4, 16 or 32
 	ins := make([][]float32, 9)
-	var gb, cb []kvcore.Buffer
+	var gb, cb []compute.Buffer
 	for i := range ins {
 		ins[i] = randData(r, n)
 		gb = append(gb, upload(t, b, ins[i]))
@@ -150,7 +150,7 @@ func TestSplitKeys(t *testing.T) {
 	// Same order of float32 additions: bit-exact on IEEE adders.
 	sameBits(t, "split reduce", download(t, b, gout), download(t, cpu, cout))
 
-	for _, c := range []kvcore.Compression{{Kind: kvcore.Compress2Bit, Threshold: 0.5}, {Kind: kvcore.Compress1Bit, Threshold: 0.1}} {
+	for _, c := range []compute.Compression{{Kind: compute.Compress2Bit, Threshold: 0.5}, {Kind: compute.Compress1Bit, Threshold: 0.1}} {
 		p := c.Kind.PackedLen(n)
 		gr, cr := upload(t, b, make([]float32, n)), upload(t, cpu, make([]float32, n))
 		gq, cq := upload(t, b, make([]float32, p)), upload(t, cpu, make([]float32, p))
@@ -174,15 +174,15 @@ func TestSplitKeys(t *testing.T) {
 		}
 	}
 
-	for _, kind := range []kvcore.OptKind{kvcore.OptAdam, kvcore.OptLAMB} {
-		p := &kvcore.StepParams{LR: 0.01, WD: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999,
+	for _, kind := range []compute.OptKind{compute.OptAdam, compute.OptLAMB} {
+		p := &compute.StepParams{LR: 0.01, WD: 0.001, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999,
 			Epsilon: 1e-6, Coef1: 0.01, T: 1, LowerBound: -1, UpperBound: -1}
-		if kind == kvcore.OptLAMB {
-			p.Flags, p.Coef1, p.Coef2 = kvcore.FlagBiasCorrection, 0.1, 0.001
+		if kind == compute.OptLAMB {
+			p.Flags, p.Coef1, p.Coef2 = compute.FlagBiasCorrection, 0.1, 0.001
 		}
 		gw, cw := upload(t, b, ins[0]), upload(t, cpu, ins[0])
-		gs := []kvcore.Buffer{upload(t, b, make([]float32, n)), upload(t, b, make([]float32, n))}
-		cs := []kvcore.Buffer{upload(t, cpu, make([]float32, n)), upload(t, cpu, make([]float32, n))}
+		gs := []compute.Buffer{upload(t, b, make([]float32, n)), upload(t, b, make([]float32, n))}
+		cs := []compute.Buffer{upload(t, cpu, make([]float32, n)), upload(t, cpu, make([]float32, n))}
 		for step := 0; step < 2; step++ {
 			if err := b.Step(kind, p, gw, gb[1+step], gs); err != nil {
 				t.Fatal(err)
@@ -207,13 +207,13 @@ func TestSplitKeys(t *testing.T) {
 // with the default settings; its large case (16M+5 values, 4.2M vec4s)
 // needs a 2D grid of 65537 workgroups.
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) kvcore.Backend { return newBackend(t, nil) })
+	backendtest.Run(t, func(t *testing.T) compute.Backend { return newBackend(t, nil) })
 }
 
 // TestConformanceSplit runs the suite with a 256 KiB binding limit, so
 // that 65537-value keys are processed in pieces.
 func TestConformanceSplit(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
+	backendtest.Run(t, func(t *testing.T) compute.Backend {
 		return newBackend(t, &shaders.Options{MaxBindingBytes: 256 << 10})
 	}, backendtest.Short())
 }
@@ -222,7 +222,7 @@ func TestConformanceSplit(t *testing.T) {
 // variants (those of wrapped buffers of odd size) with at most 5
 // workgroups per dispatch, so every grid-stride loop runs many times.
 func TestConformanceCappedScalar(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) kvcore.Backend {
+	backendtest.Run(t, func(t *testing.T) compute.Backend {
 		return newBackend(t, &shaders.Options{MaxWorkgroups: 5, ScalarOnly: true})
 	}, backendtest.Short())
 }
@@ -258,12 +258,12 @@ func TestWrapBuffer(t *testing.T) {
 		}
 		ws = append(ws, w)
 	}
-	if err := b.Reduce(ws[2], []kvcore.Buffer{ws[0], ws[1]}, 0.5); err != nil {
+	if err := b.Reduce(ws[2], []compute.Buffer{ws[0], ws[1]}, 0.5); err != nil {
 		t.Fatal(err)
 	}
-	cpu := kvcore.CPU()
+	cpu := compute.NewCPU(nil)
 	ca, cc, cout := upload(t, cpu, a), upload(t, cpu, c), upload(t, cpu, make([]float32, n))
-	if err := cpu.Reduce(cout, []kvcore.Buffer{ca, cc}, 0.5); err != nil {
+	if err := cpu.Reduce(cout, []compute.Buffer{ca, cc}, 0.5); err != nil {
 		t.Fatal(err)
 	}
 	want := download(t, cpu, cout)
@@ -307,20 +307,20 @@ func TestWrapBuffer(t *testing.T) {
 func TestLongBatch(t *testing.T) {
 	b := newBackend(t, nil)
 	r := seeded(t)
-	cpu := kvcore.CPU()
+	cpu := compute.NewCPU(nil)
 	const n = 100003 // 400 KB per upload: 30 uploads span 3 pages of 4 MiB
 	gx, gacc := upload(t, b, make([]float32, n)), upload(t, b, make([]float32, n))
 	cx, cacc := upload(t, cpu, make([]float32, n)), upload(t, cpu, make([]float32, n))
 	for i := 0; i < 30; i++ {
 		d := randData(r, n)
 		for _, be := range []struct {
-			b      kvcore.Backend
-			x, acc kvcore.Buffer
+			b      compute.Backend
+			x, acc compute.Buffer
 		}{{b, gx, gacc}, {cpu, cx, cacc}} {
 			if err := be.b.Write(be.x, 0, d); err != nil {
 				t.Fatal(err)
 			}
-			if err := be.b.Reduce(be.acc, []kvcore.Buffer{be.acc, be.x}, 1); err != nil {
+			if err := be.b.Reduce(be.acc, []compute.Buffer{be.acc, be.x}, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -333,14 +333,14 @@ func TestLongBatch(t *testing.T) {
 	for i := 0; i < 1500; i++ {
 		v := float32(i)
 		for _, be := range []struct {
-			b kvcore.Backend
-			s kvcore.Buffer
+			b compute.Backend
+			s compute.Buffer
 		}{{b, gs}, {cpu, cs}} {
 			if i%2 == 0 {
 				if err := be.b.Fill(be.s, v); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := be.b.Reduce(be.s, []kvcore.Buffer{be.s}, v); err != nil {
+			} else if err := be.b.Reduce(be.s, []compute.Buffer{be.s}, v); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -372,7 +372,7 @@ func TestClose(t *testing.T) {
 	if err := b.Read(x, 0, make([]float32, 3)); err == nil {
 		t.Fatal("Read after Close succeeded")
 	}
-	if err := b.Reduce(x, []kvcore.Buffer{x}, 2); err == nil {
+	if err := b.Reduce(x, []compute.Buffer{x}, 2); err == nil {
 		t.Fatal("Reduce after Close succeeded")
 	}
 	if err := b.Sync(); err == nil {

@@ -9,7 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/cogentcore/webgpu/wgpu"
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // Benchmarks of the WebGPU backend against the CPU backend on the same
@@ -58,7 +58,7 @@ func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
 // copyGBps measures the adapter's device-to-device copy bandwidth (bytes
 // read + written per second) with Backend.Copy (CopyBufferToBuffer) of two
 // 64 MiB buffers, the yardstick for kernel bandwidth on a real GPU.
-func copyGBps(b *testing.B, g kvcore.Backend, bufs []kvcore.Buffer) float64 {
+func copyGBps(b *testing.B, g compute.Backend, bufs []compute.Buffer) float64 {
 	op := func() error {
 		if err := g.Copy(bufs[1], bufs[0]); err != nil {
 			return err
@@ -78,8 +78,8 @@ func reportVsCopy(b *testing.B, bytes int64, gpuPerOp time.Duration, copyBW floa
 	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9/copyBW, "of-copy-bw")
 }
 
-func benchArrays(b *testing.B, be kvcore.Backend, k int, d []float32) []kvcore.Buffer {
-	bufs := make([]kvcore.Buffer, k)
+func benchArrays(b *testing.B, be compute.Backend, k int, d []float32) []compute.Buffer {
+	bufs := make([]compute.Buffer, k)
 	for i := range bufs {
 		buf, err := be.Alloc(len(d))
 		if err != nil {
@@ -102,8 +102,8 @@ func BenchmarkReduce4x16M(b *testing.B) {
 	b.Logf("adapter: %s", g.Name())
 	d := benchData(benchN)
 	gb := benchArrays(b, g, 5, d)
-	cb := benchArrays(b, kvcore.CPU(), 5, d)
-	op := func(be kvcore.Backend, bufs []kvcore.Buffer) error {
+	cb := benchArrays(b, compute.NewCPU(nil), 5, d)
+	op := func(be compute.Backend, bufs []compute.Buffer) error {
 		if err := be.Reduce(bufs[4], bufs[:4], 0.25); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func BenchmarkReduce4x16M(b *testing.B) {
 	}
 	gpu := time.Since(start) / time.Duration(b.N)
 	b.StopTimer()
-	cpu, err := timeCPU(max(b.N, 3), func() error { return op(kvcore.CPU(), cb) })
+	cpu, err := timeCPU(max(b.N, 3), func() error { return op(compute.NewCPU(nil), cb) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,18 +136,18 @@ func BenchmarkAdam16M(b *testing.B) {
 	b.Logf("adapter: %s", g.Name())
 	d := benchData(benchN)
 	gb := benchArrays(b, g, 4, d)
-	cb := benchArrays(b, kvcore.CPU(), 4, d)
+	cb := benchArrays(b, compute.NewCPU(nil), 4, d)
 	for i := 2; i < 4; i++ { // zero moments
 		if err := g.Fill(gb[i], 0); err != nil {
 			b.Fatal(err)
 		}
-		if err := kvcore.CPU().Fill(cb[i], 0); err != nil {
+		if err := compute.NewCPU(nil).Fill(cb[i], 0); err != nil {
 			b.Fatal(err)
 		}
 	}
-	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
-	op := func(be kvcore.Backend, bufs []kvcore.Buffer) error {
-		if err := be.Step(kvcore.OptAdam, p, bufs[0], bufs[1], bufs[2:]); err != nil {
+	p := &compute.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	op := func(be compute.Backend, bufs []compute.Buffer) error {
+		if err := be.Step(compute.OptAdam, p, bufs[0], bufs[1], bufs[2:]); err != nil {
 			return err
 		}
 		return be.Sync()
@@ -164,7 +164,7 @@ func BenchmarkAdam16M(b *testing.B) {
 	}
 	gpu := time.Since(start) / time.Duration(b.N)
 	b.StopTimer()
-	cpu, err := timeCPU(max(b.N, 3), func() error { return op(kvcore.CPU(), cb) })
+	cpu, err := timeCPU(max(b.N, 3), func() error { return op(compute.NewCPU(nil), cb) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func BenchmarkReadback64MB(b *testing.B) {
 	b.Logf("adapter: %s", g.Name())
 	d := benchData(benchN)
 	src := benchArrays(b, g, 1, d)[0]
-	csrc := benchArrays(b, kvcore.CPU(), 1, d)[0]
+	csrc := benchArrays(b, compute.NewCPU(nil), 1, d)[0]
 	out := make([]float32, benchN)
 	if err := g.Read(src, 0, out); err != nil {
 		b.Fatal(err)
@@ -230,7 +230,7 @@ func BenchmarkReadback64MB(b *testing.B) {
 	}
 	per := time.Since(start) / time.Duration(b.N)
 	b.StopTimer()
-	cpu, err := timeCPU(max(b.N, 3), func() error { return kvcore.CPU().Read(csrc, 0, out) })
+	cpu, err := timeCPU(max(b.N, 3), func() error { return compute.NewCPU(nil).Read(csrc, 0, out) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -250,9 +250,9 @@ func BenchmarkReduceAdamFused4x16M(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	p := &compute.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
 	fused := func() error {
-		if err := g.ReduceStep(kvcore.OptAdam, p, bufs[0], bufs[4:], 0.25, bufs[1:3]); err != nil {
+		if err := g.ReduceStep(compute.OptAdam, p, bufs[0], bufs[4:], 0.25, bufs[1:3]); err != nil {
 			return err
 		}
 		return g.Sync()
@@ -261,7 +261,7 @@ func BenchmarkReduceAdamFused4x16M(b *testing.B) {
 		if err := g.Reduce(bufs[3], bufs[4:], 0.25); err != nil {
 			return err
 		}
-		if err := g.Step(kvcore.OptAdam, p, bufs[0], bufs[3], bufs[1:3]); err != nil {
+		if err := g.Step(compute.OptAdam, p, bufs[0], bufs[3], bufs[1:3]); err != nil {
 			return err
 		}
 		return g.Sync()
@@ -295,20 +295,20 @@ func BenchmarkStep200SmallKeys(b *testing.B) {
 	b.Logf("adapter: %s", g.Name())
 	const keys, n = 200, 1024
 	d := benchData(n)
-	type key struct{ w, m, v, merged kvcore.Buffer }
+	type key struct{ w, m, v, merged compute.Buffer }
 	ks := make([]key, keys)
 	for i := range ks {
 		bufs := benchArrays(b, g, 4, d)
 		ks[i] = key{bufs[0], bufs[1], bufs[2], bufs[3]}
 	}
 	grads := benchArrays(b, g, 4, d)
-	p := &kvcore.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
+	p := &compute.StepParams{LR: 1e-3, RescaleGrad: 1, ClipGradient: -1, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, Coef1: 1e-3, T: 1}
 	step := func() error {
 		for _, k := range ks {
 			if err := g.Reduce(k.merged, grads, 0.25); err != nil {
 				return err
 			}
-			if err := g.Step(kvcore.OptAdam, p, k.w, k.merged, []kvcore.Buffer{k.m, k.v}); err != nil {
+			if err := g.Step(compute.OptAdam, p, k.w, k.merged, []compute.Buffer{k.m, k.v}); err != nil {
 				return err
 			}
 		}

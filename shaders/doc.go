@@ -1,5 +1,5 @@
 // Package shaders is webkv's WebGPU compute backend: WGSL kernels for every
-// operation of kvcore.Backend (N-input reduction, copy, fill, one fused
+// operation of compute.Backend (N-input reduction, copy, fill, one fused
 // kernel per optimizer, 2bit/1bit quantization with residual) and the Go
 // code that builds their pipelines and records them on a *wgpu.Device from
 // github.com/cogentcore/webgpu.
@@ -8,7 +8,7 @@
 // (the browser's WebGPU): it uses only the part of the binding's API that
 // exists on both, with explicit bind-group and pipeline layouts. Without
 // cgo, and on wasip1, the package holds only its kernels' sources; use
-// kvcore.CPU() there.
+// compute.NewCPU(nil) there.
 //
 // How work runs. Pipelines and layouts are built once per kernel variant;
 // bind groups are cached per buffer set; the hyper-parameters of every
@@ -19,7 +19,7 @@
 // scalar variants. Keys larger than the device's storage-binding limit are
 // bound and dispatched in binding-sized pieces.
 //
-// Beyond kvcore.Backend: ReduceStep fuses a reduction into the optimizer
+// Beyond compute.Backend: ReduceStep fuses a reduction into the optimizer
 // kernel; WrapBuffer and Buffer.WGPU hand an application's own *wgpu.Buffer
 // in and out without a copy; on GOOS=js, NewJS takes the page's GPUDevice
 // and turns WebGPU validation errors (which the binding never returns on js)

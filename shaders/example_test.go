@@ -9,7 +9,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/native"
 )
 
@@ -19,22 +19,22 @@ import (
 // compares them: the reduction is bit-exact, the SGD step agrees to float32
 // rounding.
 func Example() {
-	var gpu kvcore.Backend
+	var gpu compute.Backend
 	nb, err := native.NewBackend(nil) // the device belongs to the backend
 	switch {
 	case err == nil:
 		defer nb.Close()
 		gpu = nb
 	case errors.Is(err, native.ErrNoAdapter) && os.Getenv("WEBKV_ALLOW_NO_GPU") == "1":
-		gpu = kvcore.CPU() // no adapter, and told to accept that
+		gpu = compute.NewCPU(nil) // no adapter, and told to accept that
 	default:
 		log.Fatal(err)
 	}
 
 	grads := [][]float32{{1, 2, 3, 4}, {0.5, 0.25, 0.125, 0}, {-1, 1, -1, 1}}
 	weight := []float32{0.1, 0.2, 0.3, 0.4}
-	run := func(be kvcore.Backend) (mean, w []float32, err error) {
-		in := make([]kvcore.Buffer, len(grads))
+	run := func(be compute.Backend) (mean, w []float32, err error) {
+		in := make([]compute.Buffer, len(grads))
 		for i, g := range grads {
 			if in[i], err = be.Alloc(len(g)); err != nil {
 				return nil, nil, err
@@ -66,8 +66,8 @@ func Example() {
 		if err := be.Reduce(sum, in, 1/float32(len(grads))); err != nil {
 			return nil, nil, err
 		}
-		p := &kvcore.StepParams{LR: 0.5, RescaleGrad: 1, ClipGradient: -1, Momentum: 0.9, T: 1}
-		if err := be.Step(kvcore.OptSGD, p, wb, sum, []kvcore.Buffer{mom}); err != nil {
+		p := &compute.StepParams{LR: 0.5, RescaleGrad: 1, ClipGradient: -1, Momentum: 0.9, T: 1}
+		if err := be.Step(compute.OptSGD, p, wb, sum, []compute.Buffer{mom}); err != nil {
 			return nil, nil, err
 		}
 		mean, w = make([]float32, 4), make([]float32, 4)
@@ -80,7 +80,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cm, cw, err := run(kvcore.CPU())
+	cm, cw, err := run(compute.NewCPU(nil))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -7,42 +7,42 @@ import (
 	"math"
 	"testing"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // stepCases are hyper-parameters reaching every optimizer kernel and flag.
 func stepCases() []struct {
-	kind kvcore.OptKind
-	p    kvcore.StepParams
+	kind compute.OptKind
+	p    compute.StepParams
 } {
-	base := kvcore.StepParams{LR: 0.05, WD: 0.01, RescaleGrad: 0.5, ClipGradient: -1, T: 2,
+	base := compute.StepParams{LR: 0.05, WD: 0.01, RescaleGrad: 0.5, ClipGradient: -1, T: 2,
 		LowerBound: -1, UpperBound: -1, ClipWeights: -1}
-	with := func(f func(p *kvcore.StepParams)) kvcore.StepParams { p := base; f(&p); return p }
+	with := func(f func(p *compute.StepParams)) compute.StepParams { p := base; f(&p); return p }
 	return []struct {
-		kind kvcore.OptKind
-		p    kvcore.StepParams
+		kind compute.OptKind
+		p    compute.StepParams
 	}{
-		{kvcore.OptSGD, base},
-		{kvcore.OptSGD, with(func(p *kvcore.StepParams) { p.Momentum, p.ClipGradient = 0.9, 0.3 })},
-		{kvcore.OptNAG, with(func(p *kvcore.StepParams) { p.Momentum = 0.9 })},
-		{kvcore.OptAdam, with(func(p *kvcore.StepParams) { p.Beta1, p.Beta2, p.Epsilon, p.Coef1 = 0.9, 0.999, 1e-8, 0.01 })},
-		{kvcore.OptAdamW, with(func(p *kvcore.StepParams) {
+		{compute.OptSGD, base},
+		{compute.OptSGD, with(func(p *compute.StepParams) { p.Momentum, p.ClipGradient = 0.9, 0.3 })},
+		{compute.OptNAG, with(func(p *compute.StepParams) { p.Momentum = 0.9 })},
+		{compute.OptAdam, with(func(p *compute.StepParams) { p.Beta1, p.Beta2, p.Epsilon, p.Coef1 = 0.9, 0.999, 1e-8, 0.01 })},
+		{compute.OptAdamW, with(func(p *compute.StepParams) {
 			p.Beta1, p.Beta2, p.Epsilon, p.Coef1, p.ClipGradient = 0.9, 0.999, 1e-8, 0.01, 0.4
 		})},
-		{kvcore.OptAdaGrad, with(func(p *kvcore.StepParams) { p.Epsilon = 1e-7 })},
-		{kvcore.OptRMSProp, with(func(p *kvcore.StepParams) { p.Gamma1, p.Epsilon = 0.9, 1e-8 })},
-		{kvcore.OptRMSProp, with(func(p *kvcore.StepParams) {
+		{compute.OptAdaGrad, with(func(p *compute.StepParams) { p.Epsilon = 1e-7 })},
+		{compute.OptRMSProp, with(func(p *compute.StepParams) { p.Gamma1, p.Epsilon = 0.9, 1e-8 })},
+		{compute.OptRMSProp, with(func(p *compute.StepParams) {
 			p.Gamma1, p.Gamma2, p.Epsilon, p.ClipWeights = 0.9, 0.9, 1e-8, 0.8
-			p.Flags = kvcore.FlagCentered | kvcore.FlagClipWeights
+			p.Flags = compute.FlagCentered | compute.FlagClipWeights
 		})},
-		{kvcore.OptAdaDelta, with(func(p *kvcore.StepParams) { p.Rho, p.Epsilon = 0.9, 1e-5 })},
-		{kvcore.OptSignum, with(func(p *kvcore.StepParams) { p.WDLH = 0.01 })},
-		{kvcore.OptSignum, with(func(p *kvcore.StepParams) { p.Momentum, p.WDLH = 0.9, 0.01 })},
-		{kvcore.OptFTRL, with(func(p *kvcore.StepParams) { p.Lamda1, p.Beta = 0.01, 1 })},
-		{kvcore.OptLAMB, with(func(p *kvcore.StepParams) {
+		{compute.OptAdaDelta, with(func(p *compute.StepParams) { p.Rho, p.Epsilon = 0.9, 1e-5 })},
+		{compute.OptSignum, with(func(p *compute.StepParams) { p.WDLH = 0.01 })},
+		{compute.OptSignum, with(func(p *compute.StepParams) { p.Momentum, p.WDLH = 0.9, 0.01 })},
+		{compute.OptFTRL, with(func(p *compute.StepParams) { p.Lamda1, p.Beta = 0.01, 1 })},
+		{compute.OptLAMB, with(func(p *compute.StepParams) {
 			p.Beta1, p.Beta2, p.Epsilon, p.Coef1, p.Coef2 = 0.9, 0.999, 1e-6, 0.19, 0.002
 			p.LowerBound, p.UpperBound = 0.1, 50
-			p.Flags = kvcore.FlagBiasCorrection | kvcore.FlagBounds
+			p.Flags = compute.FlagBiasCorrection | compute.FlagBounds
 		})},
 	}
 }
@@ -53,7 +53,7 @@ func stepCases() []struct {
 func TestReduceStep(t *testing.T) {
 	b := newBackend(t, nil)
 	r := seeded(t)
-	cpu := kvcore.CPU()
+	cpu := compute.NewCPU(nil)
 	const n = 1031
 	for _, c := range stepCases() {
 		p := c.p
@@ -62,14 +62,14 @@ func TestReduceStep(t *testing.T) {
 			t.Run(fmt.Sprintf("%v/states=%d/inputs=%d", c.kind, ns, k), func(t *testing.T) {
 				w0 := randData(r, n)
 				gw, cw := upload(t, b, w0), upload(t, cpu, w0)
-				var gs, cs []kvcore.Buffer
+				var gs, cs []compute.Buffer
 				for range ns {
 					gs = append(gs, upload(t, b, make([]float32, n)))
 					cs = append(cs, upload(t, cpu, make([]float32, n)))
 				}
 				cm := upload(t, cpu, make([]float32, n))
 				for step := 0; step < 2; step++ {
-					var gi, ci []kvcore.Buffer
+					var gi, ci []compute.Buffer
 					for range k {
 						d := randData(r, n)
 						gi = append(gi, upload(t, b, d))

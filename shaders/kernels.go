@@ -7,7 +7,7 @@ import (
 	"sync"
 	"text/template"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // The kernels are text/templates over WGSL, so that one source gives the
@@ -129,16 +129,16 @@ func makeDequantizeKernel(per int) *kernel {
 }
 
 // optFiles maps an element-wise optimizer to its kernel file.
-var optFiles = map[kvcore.OptKind]string{
-	kvcore.OptSGD:      "opt_sgd.wgsl",
-	kvcore.OptNAG:      "opt_nag.wgsl",
-	kvcore.OptAdam:     "opt_adam.wgsl",
-	kvcore.OptAdamW:    "opt_adamw.wgsl",
-	kvcore.OptAdaGrad:  "opt_adagrad.wgsl",
-	kvcore.OptRMSProp:  "opt_rmsprop.wgsl",
-	kvcore.OptAdaDelta: "opt_adadelta.wgsl",
-	kvcore.OptSignum:   "opt_signum.wgsl",
-	kvcore.OptFTRL:     "opt_ftrl.wgsl",
+var optFiles = map[compute.OptKind]string{
+	compute.OptSGD:      "opt_sgd.wgsl",
+	compute.OptNAG:      "opt_nag.wgsl",
+	compute.OptAdam:     "opt_adam.wgsl",
+	compute.OptAdamW:    "opt_adamw.wgsl",
+	compute.OptAdaGrad:  "opt_adagrad.wgsl",
+	compute.OptRMSProp:  "opt_rmsprop.wgsl",
+	compute.OptAdaDelta: "opt_adadelta.wgsl",
+	compute.OptSignum:   "opt_signum.wgsl",
+	compute.OptFTRL:     "opt_ftrl.wgsl",
 }
 
 // optKernel is the fused kernel of an element-wise optimizer with ns
@@ -147,9 +147,9 @@ var optFiles = map[kvcore.OptKind]string{
 // MXNet. rescale false promises rescale_grad 1 and no gradient clipping
 // (see plainGrad); only Adam has a variant for it, the others ignore it.
 // scaled false leaves out the multiply of the inputs' sum by P.scale (1).
-func makeOptKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
-	if kind == kvcore.OptNAG && ns == 0 {
-		kind = kvcore.OptSGD
+func makeOptKernel(kind compute.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
+	if kind == compute.OptNAG && ns == 0 {
+		kind = compute.OptSGD
 	}
 	file, ok := optFiles[kind]
 	if !ok {
@@ -257,8 +257,8 @@ func dequantizeKernel(per int) *kernel {
 	return cached(kernelID{4, false, per, 0, 0, 0}, func() *kernel { return makeDequantizeKernel(per) })
 }
 
-func optKernel(kind kvcore.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
-	if kind != kvcore.OptAdam {
+func optKernel(kind compute.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
+	if kind != compute.OptAdam {
 		rescale = true // one variant
 	}
 	if ins == 0 {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // TestKernelSources expands every kernel template the backend can ask for
@@ -23,7 +23,7 @@ func TestKernelSources(t *testing.T) {
 			}
 		}
 		ks = append(ks, fillKernel(vec4))
-		for kind := kvcore.OptSGD; kind < kvcore.OptLAMB; kind++ {
+		for kind := compute.OptSGD; kind < compute.OptLAMB; kind++ {
 			for ns := 0; ns <= 3; ns++ {
 				for ins := 0; ins <= 5; ins++ {
 					for _, rescale := range []bool{false, true} {
@@ -47,7 +47,7 @@ func TestKernelSources(t *testing.T) {
 	for _, per := range []int{16, 32} {
 		ks = append(ks, quantizeKernel(per), dequantizeKernel(per))
 	}
-	if _, err := optKernel(kvcore.OptLAMB, 2, 0, false, true, true); err == nil {
+	if _, err := optKernel(compute.OptLAMB, 2, 0, false, true, true); err == nil {
 		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
 	}
 	for _, k := range ks {

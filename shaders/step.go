@@ -5,12 +5,12 @@ package shaders
 import (
 	"fmt"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // Step applies one optimizer update with the kind's fused kernel; weight and
 // states change in place. LAMB runs as three dispatches (lamb.wgsl).
-func (b *Backend) Step(kind kvcore.OptKind, p *kvcore.StepParams, weight, grad kvcore.Buffer, states []kvcore.Buffer) error {
+func (b *Backend) Step(kind compute.OptKind, p *compute.StepParams, weight, grad compute.Buffer, states []compute.Buffer) error {
 	w, ss, err := b.stepArgs(kind, p, weight, states)
 	if err != nil {
 		return err
@@ -38,9 +38,9 @@ func (b *Backend) Step(kind kvcore.OptKind, p *kvcore.StepParams, weight, grad k
 // weight and states) are first summed into a scratch buffer. The result is
 // that of Reduce into a buffer m, then Step(kind, p, weight, m, states).
 //
-// kvcore.Backend has no such method yet; a store can use it through an
+// compute.Backend has no such method yet; a store can use it through an
 // interface assertion.
-func (b *Backend) ReduceStep(kind kvcore.OptKind, p *kvcore.StepParams, weight kvcore.Buffer, srcs []kvcore.Buffer, scale float32, states []kvcore.Buffer) error {
+func (b *Backend) ReduceStep(kind compute.OptKind, p *compute.StepParams, weight compute.Buffer, srcs []compute.Buffer, scale float32, states []compute.Buffer) error {
 	if len(srcs) == 0 {
 		return fmt.Errorf("shaders: %v reduce-step of no inputs", kind)
 	}
@@ -70,7 +70,7 @@ func (b *Backend) ReduceStep(kind kvcore.OptKind, p *kvcore.StepParams, weight k
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	budget := b.maxInputs - len(ss) // storage bindings left besides weight and states
-	if kind == kvcore.OptLAMB {
+	if kind == compute.OptLAMB {
 		budget-- // the norms scratch buffer
 	}
 	if len(ins) > budget {
@@ -96,11 +96,11 @@ func (b *Backend) ReduceStep(kind kvcore.OptKind, p *kvcore.StepParams, weight k
 }
 
 // stepArgs checks what Step and ReduceStep share.
-func (b *Backend) stepArgs(kind kvcore.OptKind, p *kvcore.StepParams, weight kvcore.Buffer, states []kvcore.Buffer) (*Buffer, []*Buffer, error) {
+func (b *Backend) stepArgs(kind compute.OptKind, p *compute.StepParams, weight compute.Buffer, states []compute.Buffer) (*Buffer, []*Buffer, error) {
 	if p == nil {
 		return nil, nil, fmt.Errorf("shaders: %v step: nil StepParams", kind)
 	}
-	if kind < kvcore.OptSGD || kind > kvcore.OptLAMB {
+	if kind < compute.OptSGD || kind > compute.OptLAMB {
 		return nil, nil, fmt.Errorf("shaders: step: unknown optimizer %v", kind)
 	}
 	w, err := b.buffer(weight, fmt.Sprintf("%v step weight", kind))
@@ -126,7 +126,7 @@ func (b *Backend) stepArgs(kind kvcore.OptKind, p *kvcore.StepParams, weight kvc
 
 // distinct rejects a buffer bound twice where one binding writes: WebGPU
 // forbids it within one dispatch.
-func distinct(kind kvcore.OptKind, bufs []*Buffer) error {
+func distinct(kind compute.OptKind, bufs []*Buffer) error {
 	for i := range bufs {
 		for j := range i {
 			if bufs[i].buf == bufs[j].buf {
@@ -139,7 +139,7 @@ func distinct(kind kvcore.OptKind, bufs []*Buffer) error {
 
 // step records the update with the gradient in grads: one buffer (Step,
 // scale 1) or the inputs of a fused reduction.
-func (b *Backend) step(kind kvcore.OptKind, p *kvcore.StepParams, w *Buffer, grads []*Buffer, scale float32, ss []*Buffer) error {
+func (b *Backend) step(kind compute.OptKind, p *compute.StepParams, w *Buffer, grads []*Buffer, scale float32, ss []*Buffer) error {
 	ins := len(grads)
 	if ins == 1 && scale == 1 {
 		ins = 0 // the plain kernel, which reads the gradient as is
@@ -147,7 +147,7 @@ func (b *Backend) step(kind kvcore.OptKind, p *kvcore.StepParams, w *Buffer, gra
 	bufs := append(append(append(make([]*Buffer, 0, 1+len(grads)+len(ss)), w), grads...), ss...)
 	vec4 := b.vec4(bufs...)
 	prm := &params{Scale: scale, SP: *p}
-	if kind == kvcore.OptLAMB {
+	if kind == compute.OptLAMB {
 		return b.lamb(prm, bufs, ins, vec4)
 	}
 	k, err := optKernel(kind, len(ss), ins, vec4, !plainGrad(p), scale != 1)
@@ -216,6 +216,6 @@ func (b *Backend) lamb(prm *params, bufs []*Buffer, ins int, vec4 bool) error {
 // plainGrad reports whether p leaves the gradient as is: rescale_grad 1
 // (x*1 == x in float32) and no clipping (the kernels clip where
 // clip_gradient >= 0, so NaN means none too).
-func plainGrad(p *kvcore.StepParams) bool {
+func plainGrad(p *compute.StepParams) bool {
 	return p.RescaleGrad == 1 && !(p.ClipGradient >= 0)
 }

@@ -12,14 +12,16 @@ import (
 
 	"github.com/cogentcore/webgpu/wgpu"
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
 	"github.com/webkv/webkv/kvcore/storetest"
 )
 
 // TestStoreConformance runs kvcore's store conformance suite on "device"
-// stores whose backend is this package's, attached to gpu(0) (and gpu(1),
-// the same backend, so arrays on two GPU contexts meet in one push): with
+// stores whose backend is this package's, with arrays on gpu(0) and gpu(1)
+// of that backend (so arrays on two GPU devices meet in one push): with
 // the arrays on the host, on the GPU, and mixed. The suite's arrays are
 // small (at most 1000 values), so it runs in about a second even on
 // lavapipe. Optimizer results get float32 tolerance
@@ -27,34 +29,28 @@ import (
 // other check is exact.
 func TestStoreConformance(t *testing.T) {
 	b := newBackend(t, nil)
-	kvcore.AttachGPU(0, b)
-	kvcore.AttachGPU(1, b)
-	t.Cleanup(func() {
-		kvcore.AttachGPU(0, nil)
-		kvcore.AttachGPU(1, nil)
-	})
 	newStore := func(t *testing.T) *kvcore.Store {
-		s, err := kvcore.Create("device")
+		s, err := kvcore.Create(t.Context(), "device", &kvcore.Options{Backend: b})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Backend() != kvcore.Backend(b) {
+		if s.Backend() != compute.Backend(b) {
 			s.Close()
-			t.Fatalf("device store runs on %q, want the WebGPU backend attached to gpu(0)", s.Backend().Name())
+			t.Fatalf("device store runs on %q, want the WebGPU backend", s.Backend().Name())
 		}
 		return s
 	}
-	cpu, gpu0, gpu1 := kvcore.OnCPU(0), kvcore.OnGPU(0), kvcore.OnGPU(1)
+	cpu, gpu0, gpu1 := kvcore.CPU(0), kvcore.GPU(0, b), kvcore.GPU(1, b)
 	for _, c := range []struct {
 		name    string
-		in, out []kvcore.Ctx
+		in, out []kvcore.Device
 	}{
-		{"CPUArrays", []kvcore.Ctx{cpu}, []kvcore.Ctx{cpu}},
-		{"GPUArrays", []kvcore.Ctx{gpu0, gpu1}, []kvcore.Ctx{gpu1, gpu0}},
-		{"Mixed", []kvcore.Ctx{gpu0, cpu}, []kvcore.Ctx{cpu, gpu1}},
+		{"CPUArrays", []kvcore.Device{cpu}, []kvcore.Device{cpu}},
+		{"GPUArrays", []kvcore.Device{gpu0, gpu1}, []kvcore.Device{gpu1, gpu0}},
+		{"Mixed", []kvcore.Device{gpu0, cpu}, []kvcore.Device{cpu, gpu1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			storetest.Run(t, newStore, storetest.Contexts(c.in, c.out), storetest.Tolerance(1e-5, 1e-6))
+			storetest.Run(t, newStore, &storetest.Options{In: c.in, Out: c.out, RTol: 1e-5, ATol: 1e-6})
 		})
 	}
 }
@@ -64,8 +60,6 @@ func TestStoreConformance(t *testing.T) {
 // compress on this backend, with arrays on the GPU.
 func TestDistDeviceStoreConformance(t *testing.T) {
 	b := newBackend(t, nil)
-	kvcore.AttachGPU(0, b)
-	t.Cleanup(func() { kvcore.AttachGPU(0, nil) })
 	srv := inproc.New(psm.Config{Heartbeat: 20 * time.Millisecond, Timeout: 10 * time.Second})
 	t.Cleanup(srv.Close)
 	const n = 2
@@ -80,7 +74,7 @@ func TestDistDeviceStoreConformance(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				ws[i], errs[i] = kvcore.Create("dist_device_sync", kvcore.WithTransport(srv.Connect(id, n)), kvcore.WithContext(ctx))
+				ws[i], errs[i] = kvcore.Create(ctx, "dist_device_sync", &kvcore.Options{Backend: b, Transport: srv.Connect(id, n)})
 			})
 		}
 		wg.Wait()
@@ -93,25 +87,25 @@ func TestDistDeviceStoreConformance(t *testing.T) {
 				}
 				t.Fatalf("worker %d: %v", i, err)
 			}
-			if ws[i].Backend() != kvcore.Backend(b) {
+			if ws[i].Backend() != compute.Backend(b) {
 				t.Fatalf("worker %d runs on %q, want the WebGPU backend", i, ws[i].Backend().Name())
 			}
 		}
 		return ws
 	}
-	gpu := []kvcore.Ctx{kvcore.OnGPU(0)}
-	storetest.RunWorkers(t, n, newWorkers, storetest.Contexts(gpu, gpu), storetest.Tolerance(1e-5, 1e-6))
+	gpu := []kvcore.Device{kvcore.GPU(0, b)}
+	storetest.RunWorkers(t, n, newWorkers, &storetest.Options{In: gpu, Out: gpu, RTol: 1e-5, ATol: 1e-6})
 }
 
 // plainBackend hides the optional capabilities (ReduceStep, Flush) of the
 // backend it wraps: a store on it reduces into a merge buffer and then
 // steps, and submits only when something reads.
-type plainBackend struct{ kvcore.Backend }
+type plainBackend struct{ compute.Backend }
 
 // flushOnlyBackend hides ReduceStep but keeps Flush.
 type flushOnlyBackend struct {
-	kvcore.Backend
-	f kvcore.Flusher
+	compute.Backend
+	f compute.Flusher
 }
 
 func (b flushOnlyBackend) Flush() error { return b.f.Flush() }
@@ -127,14 +121,13 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 	b.Logf("adapter: %s", g.Name())
 	const keys, n, devs = 64, 16384, 4
 	d := benchData(n)
-	setup := func(be kvcore.Backend) (func() error, func()) {
-		kvcore.AttachGPU(0, be)
-		s, err := kvcore.Create("device", kvcore.WithBackend(be))
+	setup := func(be compute.Backend) (func() error, func()) {
+		s, err := kvcore.Create(context.Background(), "device", &kvcore.Options{Backend: be})
 		if err != nil {
 			b.Fatal(err)
 		}
 		ctx := context.Background()
-		if err := s.SetOptimizer(ctx, kvcore.Adam(1e-3)); err != nil {
+		if err := s.SetOptimizer(ctx, optimizer.Adam(1e-3)); err != nil {
 			b.Fatal(err)
 		}
 		ks := make([]kvcore.Key, keys)
@@ -142,7 +135,7 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 		var grads []*kvcore.Array
 		for i := range ks {
 			for range devs {
-				a, err := kvcore.FromSlice(kvcore.OnGPU(0), d)
+				a, err := kvcore.FromSlice(kvcore.GPU(0, be), d)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -150,14 +143,16 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 				grads = append(grads, a)
 			}
 			ks[i] = kvcore.IntKey(i)
-			w, err := kvcore.FromSlice(kvcore.OnGPU(0), d)
+			w, err := kvcore.FromSlice(kvcore.GPU(0, be), d)
 			if err != nil {
 				b.Fatal(err)
 			}
 			if err := s.Init(ctx, ks[i], w); err != nil {
 				b.Fatal(err)
 			}
-			w.Release()
+			if err := w.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
 		}
 		step := func() error {
 			if err := s.PushList(ks, vals, 0); err != nil {
@@ -169,11 +164,14 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 			return be.Sync()
 		}
 		return step, func() {
-			s.Close()
-			for _, a := range grads {
-				a.Release()
+			if err := s.Close(); err != nil {
+				b.Error(err)
 			}
-			kvcore.AttachGPU(0, nil)
+			for _, a := range grads {
+				if err := a.Release(ctx); err != nil {
+					b.Error(err)
+				}
+			}
 		}
 	}
 	unfused, done := setup(plainBackend{g})
@@ -214,12 +212,10 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 // (wrapped, no copy), waits for the array, then reads the buffer with its
 // own commands on the device's queue, without calling the backend. That
 // works only because the store flushes after a pull into the backend's
-// arrays (kvcore.Flusher): the copy recorded by the pull is submitted
+// arrays (compute.Flusher): the copy recorded by the pull is submitted
 // before the app's commands.
 func TestStorePullIntoAppBuffer(t *testing.T) {
 	b := newBackend(t, nil)
-	kvcore.AttachGPU(0, b)
-	t.Cleanup(func() { kvcore.AttachGPU(0, nil) })
 	r := seeded(t)
 	ctx := context.Background()
 	const n = 1029
@@ -239,11 +235,11 @@ func TestStorePullIntoAppBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := kvcore.WrapBuffer(kvcore.OnGPU(0), wrapped, n)
+	out, err := kvcore.WrapBuffer(kvcore.GPU(0, b), wrapped, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := kvcore.Create("device")
+	s, err := kvcore.Create(ctx, "device", &kvcore.Options{Backend: b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +253,9 @@ func TestStorePullIntoAppBuffer(t *testing.T) {
 		return d
 	}
 	x, y, z := ints(), ints(), ints()
-	init, _ := kvcore.FromSlice(kvcore.OnGPU(0), x)
-	g1, _ := kvcore.FromSlice(kvcore.OnGPU(0), y)
-	g2, _ := kvcore.FromSlice(kvcore.OnGPU(0), z)
+	init, _ := kvcore.FromSlice(kvcore.GPU(0, b), x)
+	g1, _ := kvcore.FromSlice(kvcore.GPU(0, b), y)
+	g2, _ := kvcore.FromSlice(kvcore.GPU(0, b), z)
 	if err := s.Init(ctx, kvcore.IntKey(0), init); err != nil {
 		t.Fatal(err)
 	}
@@ -310,10 +306,10 @@ func TestStorePullIntoAppBuffer(t *testing.T) {
 		}
 		// Change the inputs so a stale buffer cannot pass the next round.
 		y, z = ints(), ints()
-		if err := g1.CopyFrom(y); err != nil {
+		if err := g1.CopyFrom(ctx, y); err != nil {
 			t.Fatal(err)
 		}
-		if err := g2.CopyFrom(z); err != nil {
+		if err := g2.CopyFrom(ctx, z); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 // TestDeviceStore runs a "device" store end to end on the WebGPU backend:
@@ -24,12 +26,8 @@ func TestDeviceStore(t *testing.T) {
 	for i := range grads {
 		grads[i] = [2][]float32{randData(r, n), randData(r, n)}
 	}
-	run := func(be kvcore.Backend) [][]float32 {
-		kvcore.AttachGPU(0, be)
-		kvcore.AttachGPU(1, be)
-		defer kvcore.AttachGPU(0, nil)
-		defer kvcore.AttachGPU(1, nil)
-		s, err := kvcore.Create("device", kvcore.WithBackend(be))
+	run := func(be compute.Backend) [][]float32 {
+		s, err := kvcore.Create(ctx, "device", &kvcore.Options{Backend: be})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,13 +35,13 @@ func TestDeviceStore(t *testing.T) {
 		if s.Backend().Name() != be.Name() {
 			t.Fatalf("store runs on %q, want %q", s.Backend().Name(), be.Name())
 		}
-		if err := s.SetGradientCompression(ctx, kvcore.Compression{Kind: kvcore.Compress2Bit, Threshold: 0.5}); err != nil {
+		if err := s.SetGradientCompression(ctx, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SetOptimizer(ctx, kvcore.Adam(0.01)); err != nil {
+		if err := s.SetOptimizer(ctx, optimizer.Adam(0.01)); err != nil {
 			t.Fatal(err)
 		}
-		a, err := kvcore.FromSlice(kvcore.OnGPU(0), init)
+		a, err := kvcore.FromSlice(kvcore.GPU(0, be), init)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,25 +50,25 @@ func TestDeviceStore(t *testing.T) {
 		}
 		var pulled [][]float32
 		for _, g := range grads {
-			g0, err := kvcore.FromSlice(kvcore.OnGPU(0), g[0])
+			g0, err := kvcore.FromSlice(kvcore.GPU(0, be), g[0])
 			if err != nil {
 				t.Fatal(err)
 			}
-			g1, err := kvcore.FromSlice(kvcore.OnGPU(1), g[1])
+			g1, err := kvcore.FromSlice(kvcore.GPU(1, be), g[1])
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Push(kvcore.IntKey(3), g0, g1); err != nil {
 				t.Fatal(err)
 			}
-			out, err := kvcore.NewArray(kvcore.OnGPU(1), n)
+			out, err := kvcore.NewArray(kvcore.GPU(1, be), n)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Pull(kvcore.IntKey(3), out); err != nil {
 				t.Fatal(err)
 			}
-			v, err := out.ToSlice()
+			v, err := out.ToSlice(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +79,7 @@ func TestDeviceStore(t *testing.T) {
 		}
 		return pulled
 	}
-	got, want := run(b), run(kvcore.CPU())
+	got, want := run(b), run(compute.NewCPU(nil))
 	moved := 0
 	for i := range init {
 		if want[rounds-1][i] != init[i] {

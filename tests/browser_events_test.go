@@ -38,7 +38,7 @@ func TestBrowserDistEvents(t *testing.T) {
 			tr, err := relay.Dial(ctx, wsURL, relay.DialOptions{Job: "ev", Token: "tok"})
 			if err == nil {
 				var s *kvcore.Store
-				if s, err = kvcore.Create("dist_sync", kvcore.WithTransport(tr), kvcore.WithContext(ctx)); err == nil {
+				if s, err = kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr}); err == nil {
 					joined <- s
 				}
 			}

@@ -23,6 +23,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 )
 
@@ -424,7 +426,7 @@ func (nv *brNative) arrays(k kvcore.Key, v *brVal) []*kvcore.Array {
 		if shape == nil || n != len(data) {
 			shape = []int{len(data)}
 		}
-		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
+		a, err := kvcore.FromSlice(kvcore.CPU(0), data, shape...)
 		if err != nil {
 			panic(err)
 		}
@@ -438,7 +440,7 @@ func (nv *brNative) out(k kvcore.Key) *kvcore.Array {
 	if shape == nil {
 		shape = []int{1}
 	}
-	a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+	a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
 	if err != nil {
 		panic(err)
 	}
@@ -452,18 +454,15 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 	}
 	switch st.Op {
 	case "create":
-		var opts []kvcore.Option
-		if strings.Contains(st.Type, "device") {
-			opts = append(opts, kvcore.WithBackend(kvcore.CPU()))
-		}
+		var opts kvcore.Options // device types on the CPU
 		if strings.HasPrefix(st.Type, "dist") && nv.dial != nil {
 			t, err := nv.dial(st.Opts)
 			if err != nil {
 				return fail(err)
 			}
-			opts = append(opts, kvcore.WithTransport(t))
+			opts.Transport = t
 		}
-		s, err := kvcore.Create(st.Type, opts...)
+		s, err := kvcore.Create(ctx, st.Type, &opts)
 		if err != nil {
 			return fail(err)
 		}
@@ -471,7 +470,7 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		return brRec{OK: true, Info: &brInfo{Type: s.Type(), Rank: s.Rank(), NumWorkers: s.NumWorkers()}}
 	case "burst":
 		k := brKey(st.Key)
-		a, _ := kvcore.FromSlice(kvcore.OnCPU(0), brRand(st.Val.Seeds[0], st.Val.N), st.Shape...)
+		a, _ := kvcore.FromSlice(kvcore.CPU(0), brRand(st.Val.Seeds[0], st.Val.N), st.Shape...)
 		if err := nv.s.Init(ctx, k, a); err != nil {
 			return fail(err)
 		}
@@ -483,7 +482,7 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		if err := nv.s.Pull(k, o); err != nil {
 			return fail(err)
 		}
-		data, err := o.ToSlice()
+		data, err := o.ToSlice(ctx)
 		if err != nil {
 			return fail(err)
 		}
@@ -522,7 +521,7 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		}
 		rec := brRec{OK: true}
 		for _, o := range outs {
-			data, err := o[0].ToSlice()
+			data, err := o[0].ToSlice(ctx)
 			if err != nil {
 				return fail(err)
 			}
@@ -540,7 +539,7 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		if shape == nil {
 			shape = []int{len(data)}
 		}
-		a, err := kvcore.FromSlice(kvcore.OnCPU(0), data, shape...)
+		a, err := kvcore.FromSlice(kvcore.CPU(0), data, shape...)
 		if err != nil {
 			return fail(err)
 		}
@@ -565,12 +564,12 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		if st.Op == "pull" {
 			err = nv.s.Pull(k, o)
 		} else {
-			err = nv.s.PushPull(k, nv.arrays(k, st.Val), []*kvcore.Array{o})
+			err = nv.s.PushPullTo(k, nv.arrays(k, st.Val), o)
 		}
 		if err != nil {
 			return fail(err)
 		}
-		data, err := o.ToSlice()
+		data, err := o.ToSlice(ctx)
 		if err != nil {
 			return fail(err)
 		}
@@ -581,7 +580,7 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		return rec
 	case "setOptimizer":
 		js, _ := json.Marshal(st.Spec)
-		opt, err := kvcore.ParseOptimizer(js)
+		opt, err := optimizer.Parse(js)
 		if err != nil {
 			return fail(fmt.Errorf("kvcore: set optimizer: %w", err))
 		}
@@ -591,15 +590,15 @@ func (nv *brNative) step(st brStep) (rec brRec) {
 		return brRec{OK: true}
 	case "setGradientCompression":
 		m := st.Spec.(map[string]any)
-		c := kvcore.Compression{Threshold: 0.5}
+		c := compute.Compression{Threshold: 0.5}
 		if th, ok := m["threshold"].(float64); ok {
 			c.Threshold = float32(th)
 		}
 		switch m["type"] {
 		case "2bit":
-			c.Kind = kvcore.Compress2Bit
+			c.Kind = compute.Compress2Bit
 		case "1bit":
-			c.Kind = kvcore.Compress1Bit
+			c.Kind = compute.Compress1Bit
 		default:
 			return fail(fmt.Errorf("webkv: setGradientCompression: type %q: %w (want '2bit' or '1bit')", m["type"], kvcore.ErrBadCompression))
 		}
@@ -905,12 +904,12 @@ func TestBrowserDistWithNative(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					s, err := kvcore.Create(c.typ, kvcore.WithTransport(tr), kvcore.WithBackend(kvcore.CPU()))
+					s, err := kvcore.Create(bctx, c.typ, &kvcore.Options{Transport: tr})
 					if err != nil {
 						return err
 					}
 					defer s.Close()
-					z, _ := kvcore.NewArray(kvcore.OnCPU(0), n)
+					z, _ := kvcore.NewArray(kvcore.CPU(0), n)
 					if err := s.Init(bctx, kvcore.StrKey("w"), z); err != nil {
 						return err
 					}
@@ -918,15 +917,15 @@ func TestBrowserDistWithNative(t *testing.T) {
 						return err
 					}
 					for r := range rounds {
-						a, _ := kvcore.FromSlice(kvcore.OnCPU(0), brRand(nseed*100+uint32(r), n))
+						a, _ := kvcore.FromSlice(kvcore.CPU(0), brRand(nseed*100+uint32(r), n))
 						if err := s.Push(kvcore.StrKey("w"), a); err != nil {
 							return err
 						}
-						o, _ := kvcore.NewArray(kvcore.OnCPU(0), n)
+						o, _ := kvcore.NewArray(kvcore.CPU(0), n)
 						if err := s.Pull(kvcore.StrKey("w"), o); err != nil {
 							return err
 						}
-						got, err := o.ToSlice()
+						got, err := o.ToSlice(ctx)
 						if err != nil {
 							return err
 						}

@@ -5,8 +5,12 @@
 #
 #   kvcore/...            the store and its seams: pure Go on every target (no cgo,
 #                         syscall/js, net, websocket or WebGPU) and nothing of the layers above
-#   kvcore/compute/...    the compute seam: not the store (kvcore), the transport or relay
-#   shaders/...           the WebGPU backend: no relay, native, wasm, www
+#   kvcore/compute/...    the compute seam: not the store (kvcore itself), the transport,
+#                         the parameter server, the wire codec or relay
+#   kvcore/optimizer      the optimizer specs: not the store, psm, wire or relay
+#   kvcore/wire, kvcore/psm   the wire codec and the parameter server: not the store
+#   shaders/...           the WebGPU backend: the compute seam, not the store; no relay,
+#                         native, wasm, www
 #   native (library)      device bring-up: no relay, wasm, www
 #   relay (library)       server + client: no shaders, native, wasm, www, WebGPU
 #   relay/cmd/..., relay/relaycmd   the relay server command: all of the above, and no
@@ -33,7 +37,8 @@ checked=0
 #   PKGS:    package patterns (space-separated)
 #   PURE:    pure = no cgo, syscall/js, net, websocket, WebGPU;
 #            nocgo = no non-standard cgo package and no WebGPU; - = neither
-#   FORBIDDEN: import path prefixes (module-relative when they start with ./)
+#   FORBIDDEN: import path prefixes (module-relative when they start with ./);
+#              one ending in $ forbids that package only, not its subpackages
 forbid() {
 	local targets=$1 pkgs=$2 pure=$3
 	shift 3
@@ -64,7 +69,10 @@ forbid() {
 			BEGIN { nb = split(bad, b, " ") }
 			{
 				p = $1; std = $2; cgo = $3; n = split($4, imp, ",")
-				for (i = 1; i <= nb; i++) if (p == b[i] || index(p, b[i] "/") == 1) print p
+				for (i = 1; i <= nb; i++) {
+					if (b[i] ~ /\$$/) { if (p == substr(b[i], 1, length(b[i]) - 1)) print p " (the package itself)" }
+					else if (p == b[i] || index(p, b[i] "/") == 1) print p
+				}
 				if (pure == "pure" || pure == "nocgo") {
 					if (p ~ /^github\.com\/cogentcore\/webgpu(\/|$)/ && p !~ /\/lib(\/|$)/) print p " (WebGPU)"
 					if (std == "false" && cgo > 0) print p " (imports C)"
@@ -84,16 +92,10 @@ forbid() {
 
 all="native js wasip1"
 forbid "$all" "./kvcore/..." pure ./shaders ./native ./relay ./wasm ./www ./tests
-forbid "$all" "./kvcore/compute/..." pure ./kvcore/transport ./kvcore/psm ./kvcore/wire ./relay
-# The compute seam must not reach the store package itself (kvcore, not its
-# subpackages): checked on direct and indirect imports by path equality.
-if go list ./kvcore/compute >/dev/null 2>&1; then
-	if go list -deps ./kvcore/compute/... | grep -qx "$mod/kvcore"; then
-		echo "check-imports: ./kvcore/compute/... depends on the store package $mod/kvcore"
-		fail=1
-	fi
-fi
-forbid "$all" "./shaders/..." - ./native ./relay ./wasm ./www ./tests
+forbid "$all" "./kvcore/compute/..." pure './kvcore$' ./kvcore/transport ./kvcore/psm ./kvcore/wire ./relay
+forbid "$all" "./kvcore/optimizer" pure './kvcore$' ./kvcore/transport ./kvcore/psm ./kvcore/wire ./relay
+forbid "$all" "./kvcore/wire ./kvcore/psm" pure './kvcore$' ./relay
+forbid "$all" "./shaders/..." - './kvcore$' ./native ./relay ./wasm ./www ./tests
 forbid "$all" "./native" - ./relay ./wasm ./www ./tests
 forbid "$all" "./relay ./relay/relaytest" - ./shaders ./native ./wasm ./www ./tests github.com/cogentcore/webgpu
 forbid "native" "./relay/cmd/... ./relay/relaycmd" nocgo ./shaders ./native ./wasm ./tests

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 // TestWasip1ReactorMatchesNative drives the wasm/wasip1 reactor in wazero
@@ -34,14 +35,14 @@ func TestWasip1ReactorMatchesNative(t *testing.T) {
 				h := k.ok("kv_create", k.create(typ))
 				defer func() { k.ok("kv_close", k.rc("kv_close", uint64(h))) }()
 				// The reactor has no GPU: compare with the CPU backend natively too.
-				ns, err := kvcore.Create(typ, kvcore.WithBackend(kvcore.CPU()))
+				ns, err := kvcore.Create(ctx, typ, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer ns.Close()
 				if spec != "" {
 					k.ok("kv_set_optimizer", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(spec))), uint64(len(spec))))
-					opt, err := kvcore.ParseOptimizer([]byte(spec))
+					opt, err := optimizer.Parse([]byte(spec))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -92,12 +93,12 @@ func TestWasip1ReactorMatchesNative(t *testing.T) {
 						k.ok("kv_pushpull "+what, k.rc("kv_pushpull", uint64(h), uint64(key), uint64(p), uint64(n[key]), uint64(ndev), uint64(out)))
 						got = k.readFloats(out, n[key])
 						o := mustArray(t, make([]float32, n[key]))
-						if err := ns.PushPull(kvcore.IntKey(key), vals, []*kvcore.Array{o}); err != nil {
+						if err := ns.PushPullTo(kvcore.IntKey(key), vals, o); err != nil {
 							t.Fatal(err)
 						}
 						vals = []*kvcore.Array{o}
 					}
-					want, err := vals[0].ToSlice()
+					want, err := vals[0].ToSlice(ctx)
 					if err != nil {
 						t.Fatalf("native %s: %v", what, err)
 					}
@@ -133,7 +134,7 @@ func TestWasip1ReactorErrors(t *testing.T) {
 	wantErr(t, k, "misaligned pointer", k.rc("kv_pull", uint64(h), 1, uint64(p+1), 2), "aligned")
 	wantErr(t, k, "bad handle", k.rc("kv_wait", 99), "handle 99")
 	bad := `{"name":"sgd","lr":0.1}`
-	wantErr(t, k, "optimizer with a misspelled field", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(bad))), uint64(len(bad))), "bad optimizer spec", "lr")
+	wantErr(t, k, "optimizer with a misspelled field", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(bad))), uint64(len(bad))), "invalid optimizer spec", "lr")
 	bad = `{"name":"adamax"}`
 	wantErr(t, k, "unknown optimizer", k.rc("kv_set_optimizer", uint64(h), uint64(k.bytes([]byte(bad))), uint64(len(bad))), "adamax")
 	wantErr(t, k, "free of a non-block", k.rc("kv_free", 12345), "kv_free")
@@ -170,7 +171,7 @@ func randFloats(rng *rand.Rand, n int) []float32 {
 
 func mustArray(t *testing.T, v []float32) *kvcore.Array {
 	t.Helper()
-	a, err := kvcore.FromSlice(kvcore.OnCPU(0), v, len(v))
+	a, err := kvcore.FromSlice(kvcore.CPU(0), v, len(v))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // Reduce size for BenchmarkReduceWazero: 4 inputs of 4M float32 (64 MiB in,
@@ -36,13 +36,13 @@ func BenchmarkReduceWazero(b *testing.B) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	const want = reduceSrcs * (reduceSrcs + 1) / 2
 
-	be := kvcore.CPU()
+	be := compute.NewCPU(nil)
 	dst, err := be.Alloc(reduceN)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer be.Free(dst)
-	srcs := make([]kvcore.Buffer, reduceSrcs)
+	srcs := make([]compute.Buffer, reduceSrcs)
 	for i := range srcs {
 		if srcs[i], err = be.Alloc(reduceN); err != nil {
 			b.Fatal(err)
@@ -64,10 +64,10 @@ func BenchmarkReduceWazero(b *testing.B) {
 
 	var native, scalar, wasm time.Duration
 	var got float32
-	d := dst.(*kvcore.CPUBuffer).Float32s()
+	d := dst.(*compute.CPUBuffer).Float32s()
 	var in [reduceSrcs][]float32
 	for i := range in {
-		in[i] = srcs[i].(*kvcore.CPUBuffer).Float32s()
+		in[i] = srcs[i].(*compute.CPUBuffer).Float32s()
 	}
 	b.ResetTimer()
 	for range b.N {
@@ -85,7 +85,7 @@ func BenchmarkReduceWazero(b *testing.B) {
 	if got != want {
 		b.Fatalf("wazero reduce: dst[0] = %v, want %v", got, want)
 	}
-	if last := dst.(*kvcore.CPUBuffer).Float32s()[reduceN-1]; last != want {
+	if last := dst.(*compute.CPUBuffer).Float32s()[reduceN-1]; last != want {
 		b.Fatalf("native reduce: dst[last] = %v, want %v", last, want)
 	}
 	bytes := float64((reduceSrcs + 1) * reduceN * 4 * b.N)

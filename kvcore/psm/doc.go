@@ -85,9 +85,9 @@
 // forget older answers.
 //
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
-// kvcore.ParseOptimizer); installing one resets optimizer states, as a new
+// optimizer.Parse); installing one resets optimizer states, as a new
 // MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"
-// (kvcore.ParseCompression); compressed pushes are dequantized with it. Other
+// (compute.ParseCompression); compressed pushes are dequantized with it. Other
 // heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //

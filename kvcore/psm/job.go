@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -23,7 +25,7 @@ type Config struct {
 	Shard  int    // this Job's shard index
 	Shards int    // number of shards (default 1)
 
-	Backend kvcore.Backend // where values live and updates run (default kvcore.CPU())
+	Backend compute.Backend // where values live and updates run (default: a CPU backend of the Job)
 
 	Heartbeat time.Duration // how often workers ping (default 1s)
 	Timeout   time.Duration // silence after which a worker is removed (default 10s)
@@ -50,7 +52,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("psm: shard %d of %d", c.Shard, c.Shards)
 	}
 	if c.Backend == nil {
-		c.Backend = kvcore.CPU()
+		c.Backend = compute.NewCPU(nil)
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = time.Second
@@ -148,7 +150,7 @@ type arrival struct {
 	w     *worker
 	seq   uint64
 	pull  bool
-	buf   kvcore.Buffer
+	buf   compute.Buffer
 	flags uint16
 }
 
@@ -174,30 +176,31 @@ type key struct {
 	id      uint64
 	str     bool
 	name    string
+	oname   string // optName of an int key, once made
 	shape   []int64
 	off     int
 	n       int // elements of this part
 	total   int
-	stored  kvcore.Buffer
+	stored  compute.Buffer
 	host    []float32 // host copy of stored (valid unless dirty)
 	dirty   bool
 	inited  map[string]bool
 	rounds  uint64 // completed rounds (or applied async pushes)
 	cur     round
 	queued  []arrival // pushes for later rounds
-	merge   kvcore.Buffer
-	deq     []float32       // host scratch for dequantizing
-	wordTmp []float32       // host scratch where data cannot be viewed in place
-	free    []kvcore.Buffer // arrival buffers for reuse
+	merge   compute.Buffer
+	deq     []float32        // host scratch for dequantizing
+	wordTmp []float32        // host scratch where data cannot be viewed in place
+	free    []compute.Buffer // arrival buffers for reuse
 	t       int
-	states  []kvcore.Buffer
-	params  kvcore.StepParams
+	states  []compute.Buffer
+	params  compute.StepParams
 }
 
 // Job is the parameter server of one job on one shard.
 type Job struct {
 	cfg    Config
-	be     kvcore.Backend
+	be     compute.Backend
 	lim    *wire.Limits
 	mode   wire.Mode
 	nextID uint64
@@ -214,14 +217,14 @@ type Job struct {
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
-	opt       *kvcore.Optimizer
+	opt       *optimizer.Spec
 	optJSON   []byte
 	numUpdate int
-	comp      kvcore.Compression
+	comp      compute.Compression
 
 	rd      Ready
 	scratch []byte
-	srcs    []kvcore.Buffer
+	srcs    []compute.Buffer
 	stats   Stats
 	closed  bool
 }
@@ -262,7 +265,7 @@ func (j *Job) Close() {
 }
 
 func (j *Job) freeKey(k *key) {
-	for _, b := range []kvcore.Buffer{k.stored, k.merge} {
+	for _, b := range []compute.Buffer{k.stored, k.merge} {
 		if b != nil {
 			j.be.Free(b)
 		}
@@ -495,7 +498,7 @@ func (j *Job) sendValue(to ConnID, h wire.Header, k *key) {
 }
 
 func (j *Job) hostValue(k *key) ([]float32, error) {
-	if cb, ok := k.stored.(*kvcore.CPUBuffer); ok {
+	if cb, ok := k.stored.(*compute.CPUBuffer); ok {
 		return cb.Float32s()[:k.n], nil
 	}
 	if k.host == nil {
@@ -525,11 +528,16 @@ func keyLabel(m *wire.Msg) string {
 	return strconv.FormatInt(int64(m.Key), 10)
 }
 
-func (k *key) kvKey() kvcore.Key {
+// optName is the key as optimizer specs name it (lr_mult, wd_mult): the
+// string key's name, or the int key in decimal (made once, kept).
+func (k *key) optName() string {
 	if k.str {
-		return kvcore.StrKey(k.name)
+		return k.name
 	}
-	return kvcore.IntKey(int(int64(k.id)))
+	if k.oname == "" {
+		k.oname = strconv.FormatInt(int64(k.id), 10)
+	}
+	return k.oname
 }
 
 // ---- membership ----
@@ -1064,14 +1072,14 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 			k.label(), m.Offset, m.Count, m.Total, k.off, k.n, k.total))
 		return
 	}
-	var c kvcore.Compression
+	var c compute.Compression
 	switch m.DType {
 	case wire.DTypeF32:
 	case wire.DType2Bit, wire.DType1Bit:
 		c = j.comp
-		want := kvcore.Compress2Bit
+		want := compute.Compress2Bit
 		if m.DType == wire.DType1Bit {
-			want = kvcore.Compress1Bit
+			want = compute.Compress1Bit
 		}
 		if c.Kind != want {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "key %s: %v push, but the job's gradient compression is %v (send it with command 4 first)", k.label(), m.DType, c))
@@ -1162,8 +1170,8 @@ func (j *Job) openRound(now time.Duration, k *key) {
 }
 
 // decodePush copies (and dequantizes) a push's data into a backend buffer.
-func (j *Job) decodePush(k *key, m *wire.Msg, c kvcore.Compression) (kvcore.Buffer, error) {
-	var buf kvcore.Buffer
+func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (compute.Buffer, error) {
+	var buf compute.Buffer
 	if l := len(k.free); l > 0 {
 		buf = k.free[l-1]
 		k.free = k.free[:l-1]
@@ -1175,7 +1183,7 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c kvcore.Compression) (kvcore.Buff
 		buf = b
 	}
 	words := wire.Float32View(m.Data(), k.wordTmp)
-	if c.Kind == kvcore.CompressNone {
+	if c.Kind == compute.CompressNone {
 		if err := j.be.Write(buf, 0, words); err != nil {
 			k.free = append(k.free, buf)
 			return nil, err
@@ -1190,10 +1198,10 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c kvcore.Compression) (kvcore.Buff
 		k.deq = make([]float32, need)
 	}
 	deq := k.deq[:len(words)*per]
-	if c.Kind == kvcore.Compress2Bit {
-		kvcore.Dequantize2Bit(deq, words, c.Threshold)
+	if c.Kind == compute.Compress2Bit {
+		kernels.Dequantize2Bit(deq, words, c.Threshold)
 	} else {
-		kvcore.Dequantize1Bit(deq, words, c.Threshold)
+		kernels.Dequantize1Bit(deq, words, c.Threshold)
 	}
 	if err := j.be.Write(buf, 0, deq[skip:skip+k.n]); err != nil {
 		k.free = append(k.free, buf)
@@ -1316,7 +1324,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 }
 
 // update runs one optimizer update of k with gradient g (kvcore's Store.step).
-func (j *Job) update(k *key, g kvcore.Buffer) error {
+func (j *Job) update(k *key, g compute.Buffer) error {
 	opt := j.opt
 	if opt == nil {
 		return j.be.Copy(k.stored, g)
@@ -1330,7 +1338,7 @@ func (j *Job) update(k *key, g kvcore.Buffer) error {
 	// rounds of different keys close, which varies from run to run; when
 	// every key is updated every step (training) both are equal, and equal
 	// to a single process's.
-	opt.Params(k.kvKey(), k.t, k.t, &k.params)
+	opt.Params(k.optName(), k.t, k.t, &k.params)
 	kind := opt.Kind()
 	if want := kind.NumStates(&k.params); len(k.states) != want {
 		for _, b := range k.states {
@@ -1368,7 +1376,7 @@ const (
 func (j *Job) command(w *worker, m *wire.Msg) {
 	switch int64(m.Key) {
 	case CmdController:
-		opt, err := kvcore.ParseOptimizer(m.Payload)
+		opt, err := optimizer.Parse(m.Payload)
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadOptimizer, "%v", err))
 			return
@@ -1387,7 +1395,7 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "%v", err))
 			return
 		}
-		if j.comp.Kind != kvcore.CompressNone && j.comp != c {
+		if j.comp.Kind != compute.CompressNone && j.comp != c {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "gradient compression is already %v", j.comp))
 			return
 		}
@@ -1398,16 +1406,16 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 }
 
 // parseCompression reads MXNet's kSetGradientCompression body "type,threshold".
-func parseCompression(s string) (kvcore.Compression, error) {
+func parseCompression(s string) (compute.Compression, error) {
 	typ, th, ok := strings.Cut(s, ",")
 	if !ok {
-		return kvcore.Compression{}, fmt.Errorf("gradient compression %q: want \"type,threshold\"", s)
+		return compute.Compression{}, fmt.Errorf("gradient compression %q: want \"type,threshold\"", s)
 	}
 	t, err := strconv.ParseFloat(strings.TrimSpace(th), 64)
 	if err != nil {
-		return kvcore.Compression{}, fmt.Errorf("gradient compression %q: threshold: %v", s, err)
+		return compute.Compression{}, fmt.Errorf("gradient compression %q: threshold: %v", s, err)
 	}
-	return kvcore.ParseCompression(strings.TrimSpace(typ), t)
+	return compute.ParseCompression(strings.TrimSpace(typ), t)
 }
 
 func (j *Job) saveStates(w *worker, m *wire.Msg) {
@@ -1454,7 +1462,7 @@ func (j *Job) loadStates(w *worker, m *wire.Msg) {
 func (j *Job) installStates(st *wire.States) *wire.Error {
 	opt := j.opt
 	if st.Optimizer != nil {
-		o, err := kvcore.ParseOptimizer(st.Optimizer)
+		o, err := optimizer.Parse(st.Optimizer)
 		if err != nil {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: %v", err)
 		}
@@ -1472,15 +1480,15 @@ func (j *Job) installStates(st *wire.States) *wire.Error {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s: part [%d,+%d) of %d, stored [%d,+%d) of %d",
 				k.label(), ks.Offset, ks.N, ks.Total, k.off, k.n, k.total)
 		}
-		var p kvcore.StepParams
-		opt.Params(k.kvKey(), max(1, int(ks.T)), max(1, int(st.NumUpdate)), &p)
+		var p compute.StepParams
+		opt.Params(k.optName(), max(1, int(ks.T)), max(1, int(st.NumUpdate)), &p)
 		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s has %d states, %v needs %d", k.label(), len(ks.States), opt.Kind(), want)
 		}
 	}
 	type repl struct {
 		k  *key
-		bs []kvcore.Buffer
+		bs []compute.Buffer
 		t  int
 	}
 	var rs []repl

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -92,7 +93,7 @@ func (h *harness) acks() []Envelope {
 func TestSyncRoundsMatchLocalAnyArrivalOrder(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
 	tr := true
-	opts := []*kvcore.Optimizer{nil,
+	opts := []*optimizer.Spec{nil,
 		{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9), WD: p(0.001)},
 		{Name: "nag", LearningRate: p(0.1), Momentum: p(0.5)},
 		{Name: "adam", LearningRate: p(0.01)},
@@ -130,7 +131,7 @@ func TestSyncRoundsMatchLocalAnyArrivalOrder(t *testing.T) {
 			}
 			// Single process.
 			ctx := context.Background()
-			ls, err := kvcore.Create("local")
+			ls, err := kvcore.Create(ctx, "local", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,21 +141,21 @@ func TestSyncRoundsMatchLocalAnyArrivalOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			a, _ := kvcore.FromSlice(kvcore.OnCPU(0), init)
+			a, _ := kvcore.FromSlice(kvcore.CPU(0), init)
 			ls.Init(ctx, kvcore.IntKey(1), a)
 			for s := range steps {
 				var vs []*kvcore.Array
 				for r := range n {
-					g, _ := kvcore.FromSlice(kvcore.OnCPU(0), grads[s][r])
+					g, _ := kvcore.FromSlice(kvcore.CPU(0), grads[s][r])
 					vs = append(vs, g)
 				}
 				if err := ls.Push(kvcore.IntKey(1), vs...); err != nil {
 					t.Fatal(err)
 				}
 			}
-			out, _ := kvcore.NewArray(kvcore.OnCPU(0), size)
+			out, _ := kvcore.NewArray(kvcore.CPU(0), size)
 			ls.Pull(kvcore.IntKey(1), out)
-			want, err := out.ToSlice()
+			want, err := out.ToSlice(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -234,14 +235,14 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	j.want = int(d.uv())
 	j.nextID = d.uv()
 	if js := d.str(); js != "" {
-		opt, err := kvcore.ParseOptimizer([]byte(js))
+		opt, err := optimizer.Parse([]byte(js))
 		if err != nil && d.err == nil {
 			return nil, fmt.Errorf("%w: optimizer: %v", ErrBadSnapshot, err)
 		}
 		j.opt, j.optJSON = opt, []byte(js)
 	}
 	j.numUpdate = int(d.uv())
-	j.comp = kvcore.Compression{Kind: kvcore.CompressionKind(d.u8()), Threshold: math.Float32frombits(d.u32())}
+	j.comp = compute.Compression{Kind: compute.CompressionKind(d.u8()), Threshold: math.Float32frombits(d.u32())}
 	if err := j.comp.Validate(); err != nil && d.err == nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}

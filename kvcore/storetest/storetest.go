@@ -5,12 +5,12 @@
 //
 //	func TestStoreConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) *kvcore.Store {
-//			s, err := kvcore.Create("device", kvcore.WithBackend(be))
+//			s, err := kvcore.Create(ctx, "device", &kvcore.Options{Backend: be})
 //			if err != nil {
 //				t.Fatal(err)
 //			}
 //			return s
-//		}, storetest.Contexts([]kvcore.Ctx{kvcore.OnGPU(0)}, nil))
+//		}, &storetest.Options{In: []kvcore.Device{kvcore.GPU(0, be)}})
 //	}
 //
 // What is checked (each part a subtest, each on fresh stores):
@@ -23,7 +23,7 @@
 //     ErrUnsupported on dist stores;
 //   - SetOptimizer with every optimizer of kvcore, over several pushes of
 //     several devices, against the CPU reference kernels run by hand
-//     (kvcore.CPU().Reduce and Step with (*Optimizer).Params; in dist
+//     (compute.CPU's Reduce and Step with (*optimizer.Spec).Params; in dist
 //     stores a learning-rate schedule follows each key's own update count,
 //     as the psm server does);
 //   - operations on one key run in issue order whatever their priorities;
@@ -31,7 +31,7 @@
 //     duplicate init, shape mismatch, mixed keys, nil arrays) and changes
 //     nothing;
 //   - gradient compression 2bit and 1bit against the reference functions
-//     kvcore.Quantize2Bit & co.: one residual per device in device stores
+//     kernels.Quantize2Bit & co.: one residual per device in device stores
 //     (MXNet's comm.h), one per key after the local sum in dist stores
 //     (kvstore_dist.h); refused on local stores;
 //   - SaveOptimizerStates / LoadOptimizerStates: a store loading another's
@@ -40,7 +40,7 @@
 //   - a concurrent hammer (many goroutines pushing and pulling the same and
 //     different keys) with exact final values; WaitAll; Close.
 //
-// Arrays live where Contexts says (cpu(0) by default), so a device store is
+// Arrays live where Options.In and Out say (cpu(0) by default), so a device store is
 // tested with arrays on its GPU as well as with host arrays. What a store
 // type supports is read from its Type(): updaters on local and device
 // types, compression on device and dist types. dist_async is not covered
@@ -64,55 +64,46 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
-// Option adjusts Run.
-type Option func(*config)
+// Options adjust Run and RunWorkers; nil means the defaults of every field.
+type Options struct {
+	// Seed fixes the seed of the random inputs (0: a fresh one, printed).
+	Seed uint64
+	// In and Out say where the suite's arrays live: input i of a push on
+	// In[i%len(In)], output i of a pull on Out[i%len(Out)]; empty keeps
+	// cpu(0). Listing several devices mixes them within one call.
+	In, Out []kvcore.Device
+	// RTol and ATol let optimizer results differ from the CPU reference by
+	// |got-want| <= ATol + RTol*max(|want|, |weight before|) (float32
+	// kernels of another backend, or a dist server adding several workers'
+	// values one by one). The default is bit-exact. With a
+	// tolerance, Signum and FTRL may differ in 1 + n/1000 elements that sit
+	// within rounding of their jump (logged). Every other check stays
+	// exact: its values are exact in float32.
+	RTol, ATol float64
+	// Small shrinks array sizes and repetition counts, for slow backends
+	// (a software Vulkan adapter).
+	Small bool
+}
 
 type config struct {
 	seed    uint64
-	seedSet bool
-	in, out []kvcore.Ctx
+	in, out []kvcore.Device
 	rtol    float64
 	atol    float64
 	small   bool
 }
 
-// Seed fixes the seed of the random inputs (by default a fresh one, printed).
-func Seed(s uint64) Option { return func(c *config) { c.seed, c.seedSet = s, true } }
-
-// Contexts says where the suite's arrays live: input i of a push on
-// in[i%len(in)], output i of a pull on out[i%len(out)]. nil keeps cpu(0).
-// Listing several contexts mixes them within one call.
-func Contexts(in, out []kvcore.Ctx) Option {
-	return func(c *config) {
-		if len(in) > 0 {
-			c.in = in
-		}
-		if len(out) > 0 {
-			c.out = out
-		}
-	}
-}
-
-// Tolerance lets optimizer results differ from the CPU reference by
-// |got-want| <= atol + rtol*max(|want|, |weight before|) (float32 kernels of
-// another backend, or a dist server summing workers in arrival order). The
-// default is bit-exact. With a tolerance, Signum and FTRL may differ in
-// 1 + n/1000 elements that sit within rounding of their jump (logged).
-// Every other check stays exact: its values are exact in float32.
-func Tolerance(rtol, atol float64) Option { return func(c *config) { c.rtol, c.atol = rtol, atol } }
-
-// Small shrinks array sizes and repetition counts, for slow backends
-// (a software Vulkan adapter).
-func Small() Option { return func(c *config) { c.small = true } }
-
 // Run checks every store semantic on stores made by newStore, one world of
 // one worker. newStore is called once or twice per subtest and must return
 // a fresh, empty store each time (for a dist store: a new job); the suite
 // closes it.
-func Run(t *testing.T, newStore func(t *testing.T) *kvcore.Store, opts ...Option) {
-	RunWorkers(t, 1, func(t *testing.T) []*kvcore.Store { return []*kvcore.Store{newStore(t)} }, opts...)
+func Run(t *testing.T, newStore func(t *testing.T) *kvcore.Store, opts *Options) {
+	RunWorkers(t, 1, func(t *testing.T) []*kvcore.Store { return []*kvcore.Store{newStore(t)} }, opts)
 }
 
 // RunWorkers is Run for dist_sync stores with n cooperating workers:
@@ -123,15 +114,22 @@ func Run(t *testing.T, newStore func(t *testing.T) *kvcore.Store, opts ...Option
 // sees the sum of all workers' pushes. Subtests that need one worker (the
 // states round trip, which needs a second store of the same keys) run only
 // when n is 1.
-func RunWorkers(t *testing.T, n int, newWorkers func(t *testing.T) []*kvcore.Store, opts ...Option) {
-	c := config{in: []kvcore.Ctx{kvcore.OnCPU(0)}, out: []kvcore.Ctx{kvcore.OnCPU(0)}}
-	for _, o := range opts {
-		o(&c)
+func RunWorkers(t *testing.T, n int, newWorkers func(t *testing.T) []*kvcore.Store, opts *Options) {
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	if !c.seedSet {
+	c := config{seed: o.Seed, in: o.In, out: o.Out, rtol: o.RTol, atol: o.ATol, small: o.Small}
+	if len(c.in) == 0 {
+		c.in = []kvcore.Device{kvcore.CPU(0)}
+	}
+	if len(c.out) == 0 {
+		c.out = []kvcore.Device{kvcore.CPU(0)}
+	}
+	if c.seed == 0 {
 		c.seed = rand.Uint64()
 	}
-	t.Logf("storetest seed %d (replay with storetest.Seed)", c.seed)
+	t.Logf("storetest seed %d (replay with storetest.Options.Seed)", c.seed)
 	h := &harness{cfg: c, n: n, newWorld: newWorkers}
 	tests := []struct {
 		name string
@@ -145,8 +143,8 @@ func RunWorkers(t *testing.T, n int, newWorkers func(t *testing.T) []*kvcore.Sto
 		{"Optimizers", h.optimizers},
 		{"OrderPerKey", h.order},
 		{"BadInput", h.badInput},
-		{"Compression2Bit", func(t *testing.T) { h.compression(t, kvcore.Compress2Bit) }},
-		{"Compression1Bit", func(t *testing.T) { h.compression(t, kvcore.Compress1Bit) }},
+		{"Compression2Bit", func(t *testing.T) { h.compression(t, compute.Compress2Bit) }},
+		{"Compression1Bit", func(t *testing.T) { h.compression(t, compute.Compress1Bit) }},
 		{"SaveLoadStates", h.saveLoad},
 		{"Hammer", h.hammer},
 		{"WaitAllError", h.waitAllError},
@@ -312,7 +310,7 @@ func fill(n int, v float32) []float32 {
 func (x *w) values(a *kvcore.Array) []float32 {
 	x.t.Helper()
 	x.must("wait", a.Wait(x.ctx))
-	v, err := a.ToSlice()
+	v, err := a.ToSlice(x.ctx)
 	x.must("read", err)
 	return v
 }
@@ -423,7 +421,9 @@ func (h *harness) aggregate(t *testing.T) {
 			}
 			x.wantExact("sum of 3 random inputs", x.values(ob1), want)
 		} else {
-			// Workers' sums meet on the server in arrival order.
+			// The server adds the workers' sums one by one in rank order
+			// (v + 2v + 3v ...), the reference multiplies v by 1+2+3...:
+			// equal within float32 rounding.
 			got := x.values(ob1)
 			for i := range want {
 				w := float64((d[0][i]+d[1][i])+d[2][i]) * float64(h.tri())
@@ -445,12 +445,12 @@ func (h *harness) pushPull(t *testing.T) {
 		k := kvcore.IntKey(5)
 		x.must("init", s.Init(x.ctx, k, x.inFull(0, 1, 3)))
 		a, b := x.inFull(0, 2*x.f(), 3), x.inFull(1, 3*x.f(), 3)
-		x.must("pushpull in place", s.PushPull(k, []*kvcore.Array{a, b}, nil))
+		x.must("pushpull in place", s.PushPull(k, a, b))
 		x.wantAll("in place, value 0", a, 5*h.tri())
 		x.wantAll("in place, value 1", b, 5*h.tri())
 		c, d := x.inFull(0, 1*x.f(), 3), x.inFull(1, 6*x.f(), 3)
 		o := []*kvcore.Array{x.out(0, 3), x.out(1, 3), x.out(2, 3)}
-		x.must("pushpull into outputs", s.PushPull(k, []*kvcore.Array{c, d}, o))
+		x.must("pushpull into outputs", s.PushPullTo(k, []*kvcore.Array{c, d}, o...))
 		for i, oi := range o {
 			x.wantAll(fmt.Sprintf("output %d", i), oi, 7*h.tri())
 		}
@@ -503,7 +503,7 @@ func (h *harness) updater(t *testing.T) {
 	ws, cp := h.world(t)
 	if !cp.updater {
 		h.each(t, ws, func(x *w) {
-			err := x.s.SetUpdater(func(kvcore.Key, *kvcore.Array, *kvcore.Array) error { return nil })
+			err := x.s.SetUpdater(x.ctx, func(kvcore.Key, *kvcore.Array, *kvcore.Array) error { return nil })
 			if !errors.Is(err, kvcore.ErrUnsupported) {
 				x.Fatalf("SetUpdater on %q: err = %v, want ErrUnsupported", x.s.Type(), err)
 			}
@@ -516,25 +516,25 @@ func (h *harness) updater(t *testing.T) {
 		x.must("init", s.Init(x.ctx, k, x.inFull(0, 4, 2, 3)))
 		var mu sync.Mutex
 		var seen []kvcore.Key
-		x.must("set updater", s.SetUpdater(func(key kvcore.Key, merged, stored *kvcore.Array) error {
+		x.must("set updater", s.SetUpdater(x.ctx, func(key kvcore.Key, merged, stored *kvcore.Array) error {
 			mu.Lock()
 			seen = append(seen, key)
 			mu.Unlock()
 			if !sameShape(merged.Shape(), []int{2, 3}) || !sameShape(stored.Shape(), []int{2, 3}) {
 				return fmt.Errorf("updater got shapes %v and %v, want [2 3]", merged.Shape(), stored.Shape())
 			}
-			m, err := merged.ToSlice()
+			m, err := merged.ToSlice(x.ctx)
 			if err != nil {
 				return err
 			}
-			st, err := stored.ToSlice()
+			st, err := stored.ToSlice(x.ctx)
 			if err != nil {
 				return err
 			}
 			for i := range st {
 				st[i] += 2 * m[i]
 			}
-			return stored.CopyFrom(st)
+			return stored.CopyFrom(x.ctx, st)
 		}))
 		x.must("push", s.Push(k, x.inFull(0, 1, 2, 3)))
 		out := x.out(0, 2, 3)
@@ -550,16 +550,16 @@ func (h *harness) updater(t *testing.T) {
 		}
 		mu.Unlock()
 		// SetOptimizer replaces the updater, SetUpdater the optimizer.
-		x.must("set optimizer", s.SetOptimizer(x.ctx, kvcore.SGD(1, 0)))
+		x.must("set optimizer", s.SetOptimizer(x.ctx, optimizer.SGD(1, 0)))
 		x.must("push", s.Push(k, x.inFull(0, 1, 2, 3)))
 		x.must("pull", s.Pull(k, out))
 		x.wantAll("sgd lr 1 after the updater", out, 8)
-		x.must("set updater", s.SetUpdater(func(_ kvcore.Key, merged, stored *kvcore.Array) error {
-			m, err := merged.ToSlice()
+		x.must("set updater", s.SetUpdater(x.ctx, func(_ kvcore.Key, merged, stored *kvcore.Array) error {
+			m, err := merged.ToSlice(x.ctx)
 			if err != nil {
 				return err
 			}
-			return stored.CopyFrom(scaled(m, 3))
+			return stored.CopyFrom(x.ctx, scaled(m, 3))
 		}))
 		x.must("push", s.Push(k, x.inFull(0, 1, 2, 3)))
 		x.must("pull", s.Pull(k, out))
@@ -600,11 +600,11 @@ var optimizerSpecs = []string{
 }
 
 // refKey is the CPU reference of one key under an optimizer: the weight and
-// states as kvcore.CPU() buffers, stepped by hand.
+// states as compute.NewCPU(nil) buffers, stepped by hand.
 type refKey struct {
 	key    kvcore.Key
-	w      kvcore.Buffer
-	states []kvcore.Buffer
+	w      compute.Buffer
+	states []compute.Buffer
 	t      int
 	// ownCount: the schedule follows the key's own update count instead of
 	// the store's (a dist server does so: its num_update would depend on
@@ -612,26 +612,26 @@ type refKey struct {
 	ownCount bool
 }
 
-func cpuBuf(x *w, data []float32) kvcore.Buffer {
-	be := kvcore.CPU()
+func cpuBuf(x *w, data []float32) compute.Buffer {
+	be := compute.NewCPU(nil)
 	b, err := be.Alloc(len(data))
 	x.must("cpu alloc", err)
 	x.must("cpu write", be.Write(b, 0, data))
 	return b
 }
 
-func cpuRead(x *w, b kvcore.Buffer) []float32 {
+func cpuRead(x *w, b compute.Buffer) []float32 {
 	d := make([]float32, b.Len())
-	x.must("cpu read", kvcore.CPU().Read(b, 0, d))
+	x.must("cpu read", compute.NewCPU(nil).Read(b, 0, d))
 	return d
 }
 
 // step applies one update with the sum of grads, the way a store does: sum
 // with Reduce (left to right), then Step with the key's t and the store's
 // update count.
-func (r *refKey) step(x *w, opt *kvcore.Optimizer, numUpdate *int, grads [][]float32) {
-	be := kvcore.CPU()
-	bufs := make([]kvcore.Buffer, len(grads))
+func (r *refKey) step(x *w, opt *optimizer.Spec, numUpdate *int, grads [][]float32) {
+	be := compute.NewCPU(nil)
+	bufs := make([]compute.Buffer, len(grads))
 	for i, g := range grads {
 		bufs[i] = cpuBuf(x, g)
 	}
@@ -646,8 +646,8 @@ func (r *refKey) step(x *w, opt *kvcore.Optimizer, numUpdate *int, grads [][]flo
 	if r.ownCount {
 		num = r.t
 	}
-	var p kvcore.StepParams
-	opt.Params(r.key, r.t, num, &p)
+	var p compute.StepParams
+	opt.Params(r.key.Name(), r.t, num, &p)
 	if r.states == nil {
 		for i := range opt.Kind().NumStates(&p) {
 			r.states = append(r.states, cpuBuf(x, fill(r.w.Len(), opt.StateInit(i))))
@@ -658,7 +658,7 @@ func (r *refKey) step(x *w, opt *kvcore.Optimizer, numUpdate *int, grads [][]flo
 
 // close compares got with the reference want (before: the weight before
 // the step) under the configured tolerance.
-func (x *w) close(what string, kind kvcore.OptKind, got, want, before []float32) {
+func (x *w) close(what string, kind compute.OptKind, got, want, before []float32) {
 	x.t.Helper()
 	c := x.h.cfg
 	if c.rtol == 0 && c.atol == 0 {
@@ -666,7 +666,7 @@ func (x *w) close(what string, kind kvcore.OptKind, got, want, before []float32)
 		return
 	}
 	allowed := 0
-	if kind == kvcore.OptSignum || kind == kvcore.OptFTRL {
+	if kind == compute.OptSignum || kind == compute.OptFTRL {
 		allowed = 1 + len(want)/1000
 	}
 	bad := 0
@@ -694,7 +694,7 @@ func (h *harness) optimizers(t *testing.T) {
 	}
 	sizes := []int{n, 5}
 	for si, js := range optimizerSpecs {
-		opt, err := kvcore.ParseOptimizer([]byte(js))
+		opt, err := optimizer.Parse([]byte(js))
 		if err != nil {
 			t.Fatalf("%s: %v", js, err)
 		}
@@ -737,7 +737,8 @@ func (h *harness) optimizers(t *testing.T) {
 						if h.n == 1 {
 							refs[i].step(x, opt, &numUpdate, grads)
 						} else {
-							// The server sums the workers' merged values.
+							// The server sums the workers' merged values
+							// (in rank order; here as one product).
 							sum := make([]float32, sizes[i])
 							for j := range sum {
 								var local float32
@@ -752,7 +753,7 @@ func (h *harness) optimizers(t *testing.T) {
 							x.must("push", s.Push(k, ins...))
 							x.must("pull", s.Pull(k, outs[i]))
 						} else {
-							x.must("pushpull", s.PushPull(k, ins, []*kvcore.Array{outs[i]}))
+							x.must("pushpull", s.PushPullTo(k, ins, outs[i]))
 						}
 						x.close(fmt.Sprintf("%s key %v step %d", opt.Name, k, step), opt.Kind(), x.values(outs[i]), cpuRead(x, refs[i].w), before)
 					}
@@ -818,7 +819,7 @@ func (h *harness) badInput(t *testing.T) {
 		s := x.s
 		x.must("init", s.Init(x.ctx, kvcore.IntKey(1), x.inFull(0, 1, 2)))
 		released := x.inFull(0, 1, 2)
-		released.Release()
+		x.must("release", released.Release(x.ctx))
 		cases := []struct {
 			name string
 			err  error
@@ -829,14 +830,14 @@ func (h *harness) badInput(t *testing.T) {
 			{"mixed keys init", s.Init(x.ctx, kvcore.StrKey("a"), x.inFull(0, 1, 2)), kvcore.ErrMixedKeys},
 			{"unknown key push", s.Push(kvcore.IntKey(9), x.inFull(0, 1, 2)), kvcore.ErrUnknownKey},
 			{"unknown key pull", s.Pull(kvcore.IntKey(9), x.out(0, 2)), kvcore.ErrUnknownKey},
-			{"unknown key pushpull", s.PushPull(kvcore.IntKey(9), []*kvcore.Array{x.inFull(0, 1, 2)}, nil), kvcore.ErrUnknownKey},
+			{"unknown key pushpull", s.PushPull(kvcore.IntKey(9), x.inFull(0, 1, 2)), kvcore.ErrUnknownKey},
 			{"unknown key in a list", s.PushList([]kvcore.Key{kvcore.IntKey(1), kvcore.IntKey(9)}, [][]*kvcore.Array{{x.inFull(0, 7, 2)}, {x.inFull(0, 7, 2)}}, 0), kvcore.ErrUnknownKey},
 			{"mixed key pull", s.Pull(kvcore.StrKey("x"), x.out(0, 2)), kvcore.ErrMixedKeys},
 			{"mixed key push", s.Push(kvcore.StrKey("x"), x.inFull(0, 1, 2)), kvcore.ErrMixedKeys},
 			{"shape push", s.Push(kvcore.IntKey(1), x.inFull(0, 1, 3)), kvcore.ErrShapeMismatch},
 			{"shape of the 2nd device", s.Push(kvcore.IntKey(1), x.inFull(0, 7, 2), x.inFull(1, 7, 1, 2)), kvcore.ErrShapeMismatch},
 			{"shape pull 2d", s.Pull(kvcore.IntKey(1), x.out(0, 1, 2)), kvcore.ErrShapeMismatch},
-			{"shape pushpull output", s.PushPull(kvcore.IntKey(1), []*kvcore.Array{x.inFull(0, 7, 2)}, []*kvcore.Array{x.out(0, 3)}), kvcore.ErrShapeMismatch},
+			{"shape pushpull output", s.PushPullTo(kvcore.IntKey(1), []*kvcore.Array{x.inFull(0, 7, 2)}, x.out(0, 3)), kvcore.ErrShapeMismatch},
 			{"shape in a list", s.PushList([]kvcore.Key{kvcore.IntKey(1), kvcore.IntKey(1)}, [][]*kvcore.Array{{x.inFull(0, 7, 2)}, {x.inFull(0, 7, 4)}}, 0), kvcore.ErrShapeMismatch},
 			{"nil value", s.Push(kvcore.IntKey(1), nil), kvcore.ErrNilArray},
 			{"nil 2nd value", s.Push(kvcore.IntKey(1), x.inFull(0, 7, 2), nil), kvcore.ErrNilArray},
@@ -867,7 +868,7 @@ func (h *harness) badInput(t *testing.T) {
 		if err := s.SetOptimizer(x.ctx, nil); err == nil {
 			x.Fatalf("nil optimizer: no error")
 		}
-		if err := s.SetOptimizer(x.ctx, &kvcore.Optimizer{Name: "nosuch"}); err == nil {
+		if err := s.SetOptimizer(x.ctx, &optimizer.Spec{Name: "nosuch"}); err == nil {
 			x.Fatalf("unknown optimizer: no error")
 		}
 		if ok, err := s.IsCapable("optimizer"); !ok || err != nil {
@@ -901,9 +902,9 @@ func (h *harness) badInput(t *testing.T) {
 // summing (MXNet comm.h ReduceCompressed); dist stores sum the devices
 // first and keep one residual per key (kvstore_dist.h); the server sums the
 // workers' dequantized values. Local stores refuse compression.
-func (h *harness) compression(t *testing.T, kind kvcore.CompressionKind) {
+func (h *harness) compression(t *testing.T, kind compute.CompressionKind) {
 	ws, cp := h.world(t)
-	c := kvcore.Compression{Kind: kind, Threshold: 0.5}
+	c := compute.Compression{Kind: kind, Threshold: 0.5}
 	if !cp.compression {
 		h.each(t, ws, func(x *w) {
 			if err := x.s.SetGradientCompression(x.ctx, c); !errors.Is(err, kvcore.ErrUnsupported) {
@@ -919,18 +920,18 @@ func (h *harness) compression(t *testing.T, kind kvcore.CompressionKind) {
 	}
 	h.each(t, ws, func(x *w) {
 		s := x.s
-		if err := s.SetGradientCompression(x.ctx, kvcore.Compression{Kind: kind, Threshold: float32(math.NaN())}); !errors.Is(err, kvcore.ErrBadCompression) {
+		if err := s.SetGradientCompression(x.ctx, compute.Compression{Kind: kind, Threshold: float32(math.NaN())}); !errors.Is(err, kvcore.ErrBadCompression) {
 			x.Fatalf("NaN threshold: err = %v, want ErrBadCompression", err)
 		}
-		if kind == kvcore.Compress2Bit {
-			if err := s.SetGradientCompression(x.ctx, kvcore.Compression{Kind: kind}); !errors.Is(err, kvcore.ErrBadCompression) {
+		if kind == compute.Compress2Bit {
+			if err := s.SetGradientCompression(x.ctx, compute.Compression{Kind: kind}); !errors.Is(err, kvcore.ErrBadCompression) {
 				x.Fatalf("2bit threshold 0: err = %v, want ErrBadCompression", err)
 			}
 		}
 		x.must("set compression", s.SetGradientCompression(x.ctx, c))
-		other := kvcore.Compression{Kind: kvcore.Compress1Bit, Threshold: 0.5}
-		if kind == kvcore.Compress1Bit {
-			other.Kind = kvcore.Compress2Bit
+		other := compute.Compression{Kind: compute.Compress1Bit, Threshold: 0.5}
+		if kind == compute.Compress1Bit {
+			other.Kind = compute.Compress2Bit
 		}
 		if err := s.SetGradientCompression(x.ctx, other); !errors.Is(err, kvcore.ErrBadCompression) {
 			x.Fatalf("changing the compression: err = %v, want ErrBadCompression", err)
@@ -992,7 +993,7 @@ func (h *harness) compression(t *testing.T, kind kvcore.CompressionKind) {
 				x.must("push", s.Push(k, ins...))
 				x.must("pull", s.Pull(k, out))
 			} else {
-				x.must("pushpull", s.PushPull(k, ins, []*kvcore.Array{out}))
+				x.must("pushpull", s.PushPullTo(k, ins, out))
 			}
 			x.wantExact(fmt.Sprintf("%v round %d", kind, round), x.values(out), want)
 		}
@@ -1002,15 +1003,15 @@ func (h *harness) compression(t *testing.T, kind kvcore.CompressionKind) {
 
 // quantRoundTrip quantizes g with residual r (updated) and returns the
 // dequantized values, with kvcore's reference functions.
-func quantRoundTrip(c kvcore.Compression, g, r []float32) []float32 {
+func quantRoundTrip(c compute.Compression, g, r []float32) []float32 {
 	packed := make([]float32, c.Kind.PackedLen(len(g)))
 	out := make([]float32, len(g))
-	if c.Kind == kvcore.Compress2Bit {
-		kvcore.Quantize2Bit(packed, g, r, c.Threshold)
-		kvcore.Dequantize2Bit(out, packed, c.Threshold)
+	if c.Kind == compute.Compress2Bit {
+		kernels.Quantize2Bit(packed, g, r, c.Threshold)
+		kernels.Dequantize2Bit(out, packed, c.Threshold)
 	} else {
-		kvcore.Quantize1Bit(packed, g, r, c.Threshold)
-		kvcore.Dequantize1Bit(out, packed, c.Threshold)
+		kernels.Quantize1Bit(packed, g, r, c.Threshold)
+		kernels.Dequantize1Bit(out, packed, c.Threshold)
 	}
 	return out
 }
@@ -1024,7 +1025,7 @@ func (h *harness) saveLoad(t *testing.T) {
 	}
 	sizes := map[int]int{1: 64, 2: 5}
 	keys := []int{1, 2}
-	opt, err := kvcore.ParseOptimizer([]byte(`{"name":"adam","learning_rate":0.01,"wd":0.001}`))
+	opt, err := optimizer.Parse([]byte(`{"name":"adam","learning_rate":0.01,"wd":0.001}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1125,7 +1126,7 @@ func (h *harness) hammer(t *testing.T) {
 	if h.n > 1 {
 		rounds = min(rounds, 30)
 	}
-	opt, err := kvcore.ParseOptimizer([]byte(`{"name":"sgd","learning_rate":1}`))
+	opt, err := optimizer.Parse([]byte(`{"name":"sgd","learning_rate":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1211,15 +1212,15 @@ func (h *harness) waitAllError(t *testing.T) {
 		k1, k2 := kvcore.IntKey(1), kvcore.IntKey(2)
 		x.must("init", s.Init(x.ctx, k1, x.inFull(0, 1, 3)))
 		x.must("init", s.Init(x.ctx, k2, x.inFull(0, 1, 3)))
-		x.must("set updater", s.SetUpdater(func(k kvcore.Key, merged, stored *kvcore.Array) error {
+		x.must("set updater", s.SetUpdater(x.ctx, func(k kvcore.Key, merged, stored *kvcore.Array) error {
 			if k == k1 {
 				return boom
 			}
-			m, err := merged.ToSlice()
+			m, err := merged.ToSlice(x.ctx)
 			if err != nil {
 				return err
 			}
-			return stored.CopyFrom(m)
+			return stored.CopyFrom(x.ctx, m)
 		}))
 		x.must("push k1", s.Push(k1, x.inFull(0, 5, 3)))
 		x.must("push k2", s.Push(k2, x.inFull(0, 6, 3)))
@@ -1234,7 +1235,7 @@ func (h *harness) waitAllError(t *testing.T) {
 		x.wantAll("key 2 beside the failed key", out, 6)
 		x.must("pull k1", s.Pull(k1, out))
 		x.wantAll("key 1 after its failed push", out, 1)
-		if err := s.SetUpdater(nil); err != nil {
+		if err := s.SetUpdater(x.ctx, nil); err != nil {
 			x.Fatalf("SetUpdater(nil): %v", err)
 		}
 		x.must("push k1", s.Push(k1, x.inFull(0, 5, 3)))

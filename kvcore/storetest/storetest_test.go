@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
 	"github.com/webkv/webkv/kvcore/storetest"
 )
 
-func create(t *testing.T, typ string, opts ...kvcore.Option) *kvcore.Store {
+func create(t *testing.T, typ string) *kvcore.Store {
 	t.Helper()
-	s, err := kvcore.Create(typ, opts...)
+	s, err := kvcore.Create(context.Background(), typ, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,19 +25,22 @@ func create(t *testing.T, typ string, opts ...kvcore.Option) *kvcore.Store {
 }
 
 func TestLocal(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) *kvcore.Store { return create(t, "local") })
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) *kvcore.Store { return create(t, "local") }, nil)
 }
 
-// The device type on the CPU fallback (no GPU is attached in kvcore's
-// tests; package shaders runs the suite on its WebGPU backend).
-func TestDeviceCPUFallback(t *testing.T) {
+// The device type without a backend runs on the CPU, as MXNet's device
+// store does on CPU contexts (package shaders runs the suite on its WebGPU
+// backend).
+func TestDeviceOnCPU(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) *kvcore.Store {
-		s := create(t, "device", kvcore.WithCPUFallback())
-		if s.Backend() != kvcore.CPU() {
-			t.Fatalf("device store without GPU runs on %q, want the CPU fallback", s.Backend().Name())
+		s := create(t, "device")
+		if _, ok := s.Backend().(*compute.CPU); !ok {
+			t.Fatalf("device store without a backend runs on %q, want the CPU", s.Backend().Name())
 		}
 		return s
-	})
+	}, nil)
 }
 
 var jobs atomic.Int64
@@ -53,11 +57,7 @@ func distWorld(srv *inproc.Server, typ string, n int) func(t *testing.T) []*kvco
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				opts := []kvcore.Option{kvcore.WithTransport(srv.Connect(job, n)), kvcore.WithContext(ctx)}
-				if typ == "dist_device_sync" {
-					opts = append(opts, kvcore.WithCPUFallback())
-				}
-				ws[i], errs[i] = kvcore.Create(typ, opts...)
+				ws[i], errs[i] = kvcore.Create(ctx, typ, &kvcore.Options{Transport: srv.Connect(job, n)})
 			})
 		}
 		wg.Wait()
@@ -82,15 +82,19 @@ func server(t *testing.T) *inproc.Server {
 }
 
 func TestDistSync1(t *testing.T) {
-	storetest.RunWorkers(t, 1, distWorld(server(t), "dist_sync", 1))
+	t.Parallel()
+	storetest.RunWorkers(t, 1, distWorld(server(t), "dist_sync", 1), nil)
 }
 
-// Three workers: the server sums the workers' values in arrival order, so
+// Three workers: the server adds the workers' values one by one in rank
+// order, while the suite's reference multiplies one worker's by 1+2+3, so
 // optimizer results get a float32 tolerance.
 func TestDistSync3(t *testing.T) {
-	storetest.RunWorkers(t, 3, distWorld(server(t), "dist_sync", 3), storetest.Tolerance(1e-5, 1e-6))
+	t.Parallel()
+	storetest.RunWorkers(t, 3, distWorld(server(t), "dist_sync", 3), &storetest.Options{RTol: 1e-5, ATol: 1e-6})
 }
 
 func TestDistDeviceSync2(t *testing.T) {
-	storetest.RunWorkers(t, 2, distWorld(server(t), "dist_device_sync", 2), storetest.Tolerance(1e-5, 1e-6))
+	t.Parallel()
+	storetest.RunWorkers(t, 2, distWorld(server(t), "dist_device_sync", 2), &storetest.Options{RTol: 1e-5, ATol: 1e-6})
 }

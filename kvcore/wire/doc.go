@@ -70,6 +70,6 @@
 // Decode does not copy: Msg.Payload aliases the frame. Float32View turns
 // data bytes into a []float32 without copying where that is safe (a
 // little-endian machine and a 4-byte aligned slice) and decodes into a
-// caller buffer otherwise. Encoding appends to caller buffers; GetBuf and
-// PutBuf pool them by size class.
+// caller buffer otherwise. Encoding appends to caller buffers, which the
+// caller may pool.
 package wire

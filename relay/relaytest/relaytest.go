@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 )
 
@@ -66,14 +67,14 @@ func (w *Workload) roundsOf(rank int) int {
 // summed in rank order), as the relay sums a dist_sync round. It returns the
 // final values.
 func (w *Workload) Reference() ([][]float32, error) {
-	s, err := kvcore.Create("local")
+	ctx := context.Background()
+	s, err := kvcore.Create(ctx, "local", nil)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	ctx := context.Background()
 	if len(w.Optimizer) > 0 {
-		opt, err := kvcore.ParseOptimizer(w.Optimizer)
+		opt, err := optimizer.Parse(w.Optimizer)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +83,7 @@ func (w *Workload) Reference() ([][]float32, error) {
 		}
 	}
 	for k := range w.Sizes {
-		a, err := kvcore.FromSlice(kvcore.OnCPU(0), w.Init(k), w.Sizes[k])
+		a, err := kvcore.FromSlice(kvcore.CPU(0), w.Init(k), w.Sizes[k])
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +100,7 @@ func (w *Workload) Reference() ([][]float32, error) {
 					continue
 				}
 				g = w.Grad(round, rank, k, g)
-				a, err := kvcore.FromSlice(kvcore.OnCPU(rank), g, w.Sizes[k])
+				a, err := kvcore.FromSlice(kvcore.CPU(rank), g, w.Sizes[k])
 				if err != nil {
 					return nil, err
 				}
@@ -112,14 +113,14 @@ func (w *Workload) Reference() ([][]float32, error) {
 	}
 	out := make([][]float32, len(w.Sizes))
 	for k := range w.Sizes {
-		a, err := kvcore.NewArray(kvcore.OnCPU(0), w.Sizes[k])
+		a, err := kvcore.NewArray(kvcore.CPU(0), w.Sizes[k])
 		if err != nil {
 			return nil, err
 		}
 		if err := s.Pull(kvcore.IntKey(k), a); err != nil {
 			return nil, err
 		}
-		if out[k], err = a.ToSlice(); err != nil {
+		if out[k], err = a.ToSlice(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -139,7 +140,7 @@ type Result struct {
 // rounds (Store.Close sends Leave) without waiting for the others.
 func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.DialOptions) (*Result, error) {
 	opts.Workers = w.Workers
-	s, err := relay.Create(ctx, typ, url, opts)
+	s, err := relay.Create(ctx, typ, url, opts, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 		return nil, fmt.Errorf("rank %d: %d workers, want %d", rank, n, w.Workers)
 	}
 	if rank == 0 && len(w.Optimizer) > 0 {
-		opt, err := kvcore.ParseOptimizer(w.Optimizer)
+		opt, err := optimizer.Parse(w.Optimizer)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +161,7 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 	arrs := make([]*kvcore.Array, len(w.Sizes))
 	outs := make([]*kvcore.Array, len(w.Sizes))
 	for k := range w.Sizes {
-		a, err := kvcore.FromSlice(kvcore.OnCPU(0), w.Init(k), w.Sizes[k])
+		a, err := kvcore.FromSlice(kvcore.CPU(0), w.Init(k), w.Sizes[k])
 		if err != nil {
 			return nil, err
 		}
@@ -168,7 +169,7 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 			return nil, fmt.Errorf("rank %d: init key %d: %w", rank, k, err)
 		}
 		arrs[k] = a
-		if outs[k], err = kvcore.NewArray(kvcore.OnCPU(0), w.Sizes[k]); err != nil {
+		if outs[k], err = kvcore.NewArray(kvcore.CPU(0), w.Sizes[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -179,12 +180,12 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 	for round := 0; round < w.roundsOf(rank); round++ {
 		for k := range w.Sizes {
 			g = w.Grad(round, rank, k, g)
-			if err := arrs[k].CopyFrom(g); err != nil {
+			if err := arrs[k].CopyFrom(ctx, g); err != nil {
 				return nil, err
 			}
 			key := kvcore.IntKey(k)
 			if w.PushPull {
-				err = s.PushPull(key, []*kvcore.Array{arrs[k]}, []*kvcore.Array{outs[k]})
+				err = s.PushPullTo(key, []*kvcore.Array{arrs[k]}, outs[k])
 			} else {
 				err = s.Push(key, arrs[k])
 				if err == nil {
@@ -214,7 +215,7 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 		if err := s.Pull(kvcore.IntKey(k), outs[k]); err != nil {
 			return nil, err
 		}
-		v, err := outs[k].ToSlice()
+		v, err := outs[k].ToSlice(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: final pull key %d: %w", rank, k, err)
 		}

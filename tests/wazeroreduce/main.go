@@ -8,13 +8,16 @@ package main
 
 //lint:file-ignore U1000 setup and reduce are exported to the host by //go:wasmexport, which staticcheck does not follow.
 
-import "github.com/webkv/webkv/kvcore"
+import (
+	"github.com/webkv/webkv/kvcore/compute"
+)
 
 func main() {}
 
 var (
-	dst  kvcore.Buffer
-	srcs []kvcore.Buffer
+	cpu  = compute.NewCPU(nil)
+	dst  compute.Buffer
+	srcs []compute.Buffer
 )
 
 // setup allocates nsrc input arrays and one output of n float32 each on the
@@ -22,7 +25,7 @@ var (
 //
 //go:wasmexport setup
 func setup(nsrc, n uint32) int32 {
-	be := kvcore.CPU()
+	be := cpu
 	var err error
 	if dst, err = be.Alloc(int(n)); err != nil {
 		return -1
@@ -46,8 +49,8 @@ func setup(nsrc, n uint32) int32 {
 //
 //go:wasmexport reduce
 func reduce() float32 {
-	if kvcore.CPU().Reduce(dst, srcs, 1) != nil {
+	if cpu.Reduce(dst, srcs, 1) != nil {
 		return -1
 	}
-	return dst.(*kvcore.CPUBuffer).Float32s()[0]
+	return dst.(*compute.CPUBuffer).Float32s()[0]
 }

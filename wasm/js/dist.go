@@ -58,9 +58,9 @@ func (l relayLink) close() error { return l.c.Close() }
 // dialDist connects a dist store to its relay. The store's kvcore events
 // (rounds closed, membership, connection state) become the page's
 // "round", "membership" and "connection" events (see onEvent).
-func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (distLink, []kvcore.Option, error) {
+func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (distLink, *kvcore.Options, context.Context, error) {
 	if o.url == "" {
-		return nil, nil, badArg("webkv: create %q: option url (the relay, e.g. \"ws://host:8080/ws\") is required", typ)
+		return nil, nil, nil, badArg("webkv: create %q: option url (the relay, e.g. \"ws://host:8080/ws\") is required", typ)
 	}
 	if o.job == "" {
 		o.job = "default"
@@ -71,12 +71,11 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 		Job: o.job, Token: o.token, Workers: o.workers, BigArrayBound: o.bigArrayBound,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)
+		return nil, nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)
 	}
 	// The store's set-up (joining the job) gets the same bound, counted
 	// again from here; it must not be dctx, which ends when Dial returns.
-	return relayLink{c}, []kvcore.Option{kvcore.WithTransport(c), kvcore.WithContext(withTimeoutNoCancel(ctx, o.timeout)),
-		kvcore.WithEvents(st.onEvent)}, nil
+	return relayLink{c}, &kvcore.Options{Transport: c, Events: st.onEvent}, withTimeoutNoCancel(ctx, o.timeout), nil
 }
 
 // onEvent turns a kvcore event into a page event. It runs on kvcore's event

@@ -87,7 +87,6 @@ func openGPU(page js.Value) (*gpuState, error) {
 		return g, nil
 	}
 	g.be = be
-	kvcore.AttachGPU(0, be)
 	return g, nil
 }
 
@@ -244,7 +243,7 @@ func wrapGPUBuffer(op string, v js.Value, shape []int, n int) (*kvcore.Array, er
 	if err != nil {
 		return nil, fmt.Errorf("webkv: %s: %w", op, err)
 	}
-	a, err := kvcore.WrapBuffer(kvcore.OnGPU(0), b, shape...)
+	a, err := kvcore.WrapBuffer(kvcore.GPU(0, be), b, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("webkv: %s: %w", op, err)
 	}

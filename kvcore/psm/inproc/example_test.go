@@ -22,21 +22,21 @@ func Example() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("example", 2)))
+			s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("example", 2)})
 			if err != nil {
 				panic(err)
 			}
 			defer s.Close()
-			init, _ := kvcore.FromSlice(kvcore.OnCPU(0), []float32{0, 0})
+			init, _ := kvcore.FromSlice(kvcore.CPU(0), []float32{0, 0})
 			if err := s.Init(ctx, kvcore.IntKey(0), init); err != nil {
 				panic(err)
 			}
-			g, _ := kvcore.FromSlice(kvcore.OnCPU(0), []float32{1, float32(10 * (s.Rank() + 1))})
-			out, _ := kvcore.NewArray(kvcore.OnCPU(0), 2)
-			if err := s.PushPull(kvcore.IntKey(0), []*kvcore.Array{g}, []*kvcore.Array{out}); err != nil {
+			g, _ := kvcore.FromSlice(kvcore.CPU(0), []float32{1, float32(10 * (s.Rank() + 1))})
+			out, _ := kvcore.NewArray(kvcore.CPU(0), 2)
+			if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{g}, out); err != nil {
 				panic(err)
 			}
-			results[w], _ = out.ToSlice()
+			results[w], _ = out.ToSlice(ctx)
 		}()
 	}
 	wg.Wait()

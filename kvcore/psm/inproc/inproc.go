@@ -4,7 +4,7 @@
 //
 //	srv := inproc.New(psm.Config{Heartbeat: 50 * time.Millisecond})
 //	defer srv.Close()
-//	st, err := kvcore.Create("dist_sync", kvcore.WithTransport(srv.Connect("job", 4)))
+//	st, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("job", 4)})
 //
 // Each connection has a goroutine that feeds its messages to the job; one
 // more goroutine drives the jobs' timers. All calls into the jobs are

@@ -17,7 +17,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/native"
 	"github.com/webkv/webkv/shaders"
 )
@@ -52,7 +52,7 @@ func run(n, inputs int) error {
 	if err != nil {
 		return err
 	}
-	cpu := kvcore.CPU()
+	cpu := compute.NewCPU(nil)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	data := make([][]float32, inputs+1)
 	for i := range data {
@@ -61,8 +61,8 @@ func run(n, inputs int) error {
 			data[i][j] = float32(r.NormFloat64())
 		}
 	}
-	load := func(be kvcore.Backend) ([]kvcore.Buffer, error) {
-		bufs := make([]kvcore.Buffer, inputs+1)
+	load := func(be compute.Backend) ([]compute.Buffer, error) {
+		bufs := make([]compute.Buffer, inputs+1)
 		for i := range bufs {
 			b, err := be.Alloc(n)
 			if err != nil {
@@ -84,7 +84,7 @@ func run(n, inputs int) error {
 		return err
 	}
 	scale := 1 / float32(inputs)
-	reduce := func(be kvcore.Backend, bufs []kvcore.Buffer) error {
+	reduce := func(be compute.Backend, bufs []compute.Buffer) error {
 		if err := be.Reduce(bufs[inputs], bufs[:inputs], scale); err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func run(n, inputs int) error {
 	}
 	switch {
 	case d.IsCPU() && ct < gt:
-		fmt.Printf("advice: this is a CPU adapter and the CPU backend is %.1fx faster here: prefer the \"local\" store type (or kvcore.CPU()) for speed; \"device\" works, for testing.\n", gt.Seconds()/ct.Seconds())
+		fmt.Printf("advice: this is a CPU adapter and the CPU backend is %.1fx faster here: prefer the \"local\" store type (or a \"device\" store without a backend) for speed; \"device\" works, for testing.\n", gt.Seconds()/ct.Seconds())
 	case gt < ct:
 		fmt.Printf("advice: the WebGPU backend is %.1fx faster: use the \"device\" store type.\n", ct.Seconds()/gt.Seconds())
 	default:

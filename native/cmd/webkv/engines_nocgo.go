@@ -2,7 +2,13 @@
 
 package main
 
-import "github.com/webkv/webkv/native"
+import (
+	"fmt"
+
+	"github.com/webkv/webkv/native"
+)
 
 // openGPU fails in builds without cgo: wgpu-native cannot be linked.
-func openGPU(n, maxBatch int) (engines, error) { return engines{}, native.ErrNoCgo }
+func openGPU(n, maxBatch int) (engines, error) {
+	return engines{}, fmt.Errorf("native: %w", native.ErrNoCgo)
+}

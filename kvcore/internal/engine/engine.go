@@ -1,0 +1,386 @@
+// Package engine runs a store's queued operations the way MXNet's
+// dependency engine does, reduced to what a KVStore needs:
+//
+//   - every operation names the variables it touches (a key's stored
+//     value, the arrays it reads or writes); each variable keeps a FIFO of
+//     the operations that use it, so operations on one key or array run in
+//     the order they were issued;
+//   - an operation is ready when it heads the FIFO of every variable it
+//     names; ready operations are picked by priority (higher first), then by
+//     issue order;
+//   - an operation may finish asynchronously (a dist push whose answer
+//     comes from the network): its Task returns pending and the operation's
+//     Finish is called later.
+//
+// The dependency bookkeeping lives on the variables, each with its own
+// lock; the ready queue, the worker goroutines and the count of unfinished
+// operations live on a Runner, one per store. An array used by several
+// stores orders their operations through its variable, and each operation
+// still runs on its own store's workers. Push locks all the variables of an
+// operation (in address order, so two pushes cannot deadlock) before it
+// joins their FIFOs: the joins of two operations that share variables are
+// never interleaved, so the FIFOs agree with one order of the pushes and no
+// cycle (deadlock) can form.
+//
+// A Runner's workers start with its first ready operation and stop at
+// Close. Nothing here allocates per operation: the caller pools its
+// operations (see Op.Reset).
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Var is an engine variable: the FIFO of operations on one key or array.
+// Its zero value is ready to use.
+type Var struct {
+	mu        sync.Mutex
+	queue     []*Op  // queue[0] runs or waits to run; the rest wait for it
+	issued    uint64 // operations ever queued
+	completed uint64 // operations finished (in issue order)
+	waiters   int
+	done      sync.Cond // broadcast when completed grows and waiters > 0
+	err       error     // error of the last op that wrote this var (cleared by a later successful write)
+}
+
+// Wait waits until every operation queued on v before the call finished
+// (or ctx ends) and returns the error of the last one that wrote v, or
+// ctx's. A nil Var has nothing to wait for.
+func (v *Var) Wait(ctx context.Context) error {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.drain(ctx); err != nil {
+		return err
+	}
+	return v.err
+}
+
+// Drain is Wait without the write error: it returns only ctx's.
+func (v *Var) Drain(ctx context.Context) error {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.drain(ctx)
+}
+
+// drain waits (under v.mu) for the operations queued so far.
+func (v *Var) drain(ctx context.Context) error {
+	target := v.issued
+	if v.completed >= target {
+		return nil
+	}
+	if v.done.L == nil {
+		v.done.L = &v.mu
+	}
+	stop := wakeOnDone(ctx, &v.done)
+	defer stop()
+	v.waiters++
+	defer func() { v.waiters-- }()
+	for v.completed < target {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v.done.Wait()
+	}
+	return nil
+}
+
+// Idle reports whether no operation is queued on v.
+func (v *Var) Idle() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.queue) == 0
+}
+
+// ClearErr forgets the error of an earlier failed write (the caller has
+// just overwritten the whole variable).
+func (v *Var) ClearErr() {
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	v.err = nil
+	v.mu.Unlock()
+}
+
+// Task is the work of an Op.
+type Task interface {
+	// Run runs the operation on a worker. pending reports that it goes on
+	// elsewhere and Op.Finish will be called once it is done; otherwise
+	// the engine finishes it with err.
+	Run() (pending bool, err error)
+	// Done is called once the operation finished and the engine no longer
+	// refers to it: the caller may reuse it.
+	Done()
+}
+
+// Op is one queued operation. The caller fills Task and Prio, names its
+// variables with Use and hands it to Runner.Push; it embeds or pools Ops
+// itself and clears them for reuse with Reset.
+type Op struct {
+	Task Task
+	Prio int
+
+	vars    []*Var
+	writes  []bool
+	waitFor atomic.Int32
+	seq     uint64
+	r       *Runner
+}
+
+// Use adds v to the variables of o (write says whether o modifies it).
+// Duplicates are merged; a nil v is ignored.
+func (o *Op) Use(v *Var, write bool) {
+	if v == nil {
+		return
+	}
+	for i, u := range o.vars {
+		if u == v {
+			o.writes[i] = o.writes[i] || write
+			return
+		}
+	}
+	o.vars = append(o.vars, v)
+	o.writes = append(o.writes, write)
+}
+
+// Reset clears o for reuse, keeping its slices.
+func (o *Op) Reset() {
+	clear(o.vars)
+	o.vars, o.writes = o.vars[:0], o.writes[:0]
+	o.Task, o.Prio, o.seq, o.r = nil, 0, 0, nil
+	o.waitFor.Store(0)
+}
+
+// sortVars orders o's variables by address: the lock order of Push.
+// Heap objects do not move in Go, so the order is stable.
+func (o *Op) sortVars() {
+	vs, ws := o.vars, o.writes
+	for i := 1; i < len(vs); i++ {
+		for j := i; j > 0 && uintptr(unsafe.Pointer(vs[j])) < uintptr(unsafe.Pointer(vs[j-1])); j-- {
+			vs[j], vs[j-1] = vs[j-1], vs[j]
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+}
+
+// Finish completes o: it releases its variables, records err on the ones
+// it writes and on its Runner, wakes the operations and waiters behind it,
+// then calls o.Task.Done. A Task that returned pending calls it once.
+func (o *Op) Finish(err error) { o.finish(err, nil) }
+
+// finish is Finish; self is the Runner whose worker calls it (nil from
+// elsewhere): that worker looks for work right after, so an operation it
+// makes ready on its own Runner needs no other worker woken.
+func (o *Op) finish(err error, self *Runner) {
+	r := o.r
+	for i, v := range o.vars {
+		v.mu.Lock()
+		// o heads v's queue by construction.
+		copy(v.queue, v.queue[1:])
+		v.queue[len(v.queue)-1] = nil
+		v.queue = v.queue[:len(v.queue)-1]
+		v.completed++
+		if o.writes[i] {
+			v.err = err
+		}
+		var next *Op
+		if len(v.queue) > 0 {
+			next = v.queue[0]
+		}
+		if v.waiters > 0 {
+			v.done.Broadcast()
+		}
+		v.mu.Unlock()
+		if next != nil && next.waitFor.Add(-1) == 0 {
+			next.r.ready(next, next.r != self)
+		}
+	}
+	if err != nil {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	// WaitAll counts itself in waiters before it reads pending, so a
+	// waiter that saw this operation pending is counted here.
+	if r.pending.Add(-1) == 0 && r.waiters.Load() > 0 {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	}
+	o.Task.Done()
+}
+
+// Runner runs the operations of one store: its ready queue, its workers,
+// and the count and first error of its unfinished operations.
+type Runner struct {
+	pending atomic.Int64  // unfinished operations
+	waiters atomic.Int32  // WaitAll calls waiting
+	seq     atomic.Uint64 // issue order, for the ready queue
+
+	mu      sync.Mutex
+	work    sync.Cond // signalled when queue gets an op or the runner closes
+	idle    sync.Cond // broadcast when pending drops to 0 and waiters > 0
+	queue   opHeap
+	workers int
+	started bool
+	closed  bool
+	err     error
+	wg      sync.WaitGroup
+}
+
+// NewRunner returns a Runner with max(2, GOMAXPROCS) workers, started at
+// its first ready operation.
+func NewRunner() *Runner {
+	r := &Runner{workers: max(2, runtime.GOMAXPROCS(0))}
+	r.work.L = &r.mu
+	r.idle.L = &r.mu
+	return r
+}
+
+// Push queues o on r.
+func (r *Runner) Push(o *Op) {
+	o.r = r
+	o.sortVars()
+	o.seq = r.seq.Add(1)
+	r.pending.Add(1)
+	// One extra count until every FIFO is joined, so that an operation
+	// finishing meanwhile cannot make o ready early.
+	o.waitFor.Store(1)
+	for _, v := range o.vars {
+		v.mu.Lock()
+	}
+	for _, v := range o.vars {
+		v.queue = append(v.queue, o)
+		v.issued++
+		if len(v.queue) > 1 {
+			o.waitFor.Add(1)
+		}
+	}
+	for i := len(o.vars) - 1; i >= 0; i-- {
+		o.vars[i].mu.Unlock()
+	}
+	if o.waitFor.Add(-1) == 0 {
+		r.ready(o, true)
+	}
+}
+
+// ready hands o, which heads all its FIFOs, to r's workers; wake says
+// whether one must be woken for it (not when a worker of r readies it: it
+// takes the next operation itself).
+func (r *Runner) ready(o *Op, wake bool) {
+	r.mu.Lock()
+	heap.Push(&r.queue, o)
+	if !r.started {
+		r.started = true
+		r.wg.Add(r.workers)
+		for range r.workers {
+			go r.worker()
+		}
+	}
+	if wake {
+		r.work.Signal()
+	}
+	r.mu.Unlock()
+}
+
+func (r *Runner) worker() {
+	defer r.wg.Done()
+	r.mu.Lock()
+	for {
+		for r.queue.Len() == 0 && !r.closed {
+			r.work.Wait()
+		}
+		if r.queue.Len() == 0 {
+			r.mu.Unlock()
+			return
+		}
+		o := heap.Pop(&r.queue).(*Op)
+		r.mu.Unlock()
+		pending, err := o.Task.Run()
+		if !pending {
+			o.finish(err, r)
+		}
+		r.mu.Lock()
+	}
+}
+
+// Pending is the number of r's unfinished operations.
+func (r *Runner) Pending() int { return int(r.pending.Load()) }
+
+// WaitAll waits until all of r's operations finished (or ctx ends) and
+// returns, and clears, the first error among them.
+func (r *Runner) WaitAll(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waiters.Add(1)
+	defer r.waiters.Add(-1)
+	if r.pending.Load() > 0 {
+		stop := wakeOnDone(ctx, &r.idle)
+		defer stop()
+		for r.pending.Load() > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r.idle.Wait()
+		}
+	}
+	err := r.err
+	r.err = nil
+	return err
+}
+
+// Close stops r's workers once the ready queue is empty and waits for them
+// to exit. The caller makes sure nothing is pushed afterwards and that
+// every operation finished (WaitAll), or an operation left behind would
+// never run.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.work.Broadcast()
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// wakeOnDone broadcasts c when ctx ends so a Wait loop can notice.
+func wakeOnDone(ctx context.Context, c *sync.Cond) (stop func() bool) {
+	if ctx.Done() == nil {
+		return func() bool { return false }
+	}
+	return context.AfterFunc(ctx, func() {
+		c.L.Lock()
+		c.Broadcast()
+		c.L.Unlock()
+	})
+}
+
+type opHeap []*Op
+
+func (h opHeap) Len() int { return len(h) }
+func (h opHeap) Less(i, j int) bool {
+	if h[i].Prio != h[j].Prio {
+		return h[i].Prio > h[j].Prio
+	}
+	return h[i].seq < h[j].seq
+}
+func (h opHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *opHeap) Push(x any)   { *h = append(*h, x.(*Op)) }
+func (h *opHeap) Pop() any {
+	old := *h
+	o := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return o
+}

@@ -1,5 +1,0 @@
-//go:build !race
-
-package kvcore
-
-const raceEnabled = false
