@@ -251,8 +251,8 @@ func TestE2EDemoTabsAndNative(t *testing.T) {
 		}
 	}()
 	for i, ctx := range []context.Context{tab1, tab2} {
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(url)); err != nil {
-			t.Fatalf("tab %d: navigating to %s: %v", i+1, url, err)
+		if err := brNavigate(ctx, url, chromedp.EmulateViewport(1280, 1000)); err != nil {
+			t.Fatalf("tab %d: %v", i+1, err)
 		}
 	}
 	names := []string{"tab 1", "tab 2"}
@@ -414,7 +414,7 @@ func BenchmarkE2EDemoRounds(b *testing.B) {
 					}
 				}
 				for i, c := range ctxs {
-					if err := chromedp.Do(c, chromedp.Navigate(url)); err != nil {
+					if err := brNavigate(c, url); err != nil {
 						b.Fatalf("tab %d: %v", i+1, err)
 					}
 				}

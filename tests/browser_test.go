@@ -203,8 +203,8 @@ func brRunPage(tb testing.TB, ctx context.Context, url string, timeout time.Dura
 
 // brRunPageErr is brRunPage for goroutines other than the test's.
 func brRunPageErr(ctx context.Context, url string, timeout time.Duration, out any) error {
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		return fmt.Errorf("navigating to %s: %v", url, err)
+	if err := brNavigate(ctx, url); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -1049,3 +1049,24 @@ func waitFor(tb testing.TB, timeout, interval time.Duration, what string, cond f
 
 // fatalError makes waitFor stop at once.
 type fatalError struct{ error }
+
+// navigateTimeout bounds one page load: chromedp's Navigate waits for the
+// load event without a limit of its own, and a lost event would otherwise
+// hold a test until the package's timeout, with no word on what hung.
+const navigateTimeout = 2 * time.Minute
+
+// brNavigate runs the actions (a viewport, say) and then loads url in the
+// tab ctx, within navigateTimeout. The tab's target is created first
+// without the time limit, since chromedp ties a new target's life to the
+// context of its first Run.
+func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chromedp.Void]) error {
+	if err := chromedp.Do(ctx); err != nil {
+		return fmt.Errorf("opening a tab for %s: %v", url, err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, navigateTimeout)
+	defer cancel()
+	if err := chromedp.Do(nctx, append(actions, chromedp.Navigate(url))...); err != nil {
+		return fmt.Errorf("navigating to %s: %v", url, err)
+	}
+	return nil
+}

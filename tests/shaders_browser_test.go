@@ -55,8 +55,8 @@ func TestShadersInBrowser(t *testing.T) {
 	defer srv.Close()
 
 	ctx := brBrowser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
-		t.Fatalf("opening the test page: %v", err)
+	if err := brNavigate(ctx, srv.URL); err != nil {
+		t.Fatal(err)
 	}
 	_, err = chromedp.Run(ctx, chromedp.Poll[bool]("window.__done === true",
 		chromedp.WithPollingInterval(time.Second), chromedp.WithPollingTimeout(8*time.Minute)))
