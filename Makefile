@@ -4,7 +4,8 @@
 #
 # Two test tiers: the unit tier is `go test -short ./...` (make test-unit,
 # under a minute); the integration tier is what -short leaves out (headless
-# Chromium, several processes, killed relays), all of it in tests/ (make
+# Chromium, several processes, killed relays): the tests in tests/, and a
+# package's own TestInBrowser (its js tests run in Chromium) (make
 # test-integration). `make test` runs both, with -race, and the kvcore tests
 # in wazero and node.
 #
@@ -49,10 +50,12 @@ test-unit:
 	$(GO) test -short -timeout 5m ./...
 
 # The integration tier: headless Chromium, the webkv binaries as processes,
-# killed workers and relays (the tests that -short leaves out live in tests/).
+# killed workers and relays. The tests that -short leaves out live in tests/,
+# or are a package's TestInBrowser.
 test-integration: deps
 	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(GO) test -race -timeout $(TIMEOUT) ./tests/...
+	$(GO) test -race -timeout $(TIMEOUT) -run '^TestInBrowser$$' ./...
 
 # Every Go test natively, with the race detector.
 TEST_STEPS += test-native
