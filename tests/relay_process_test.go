@@ -2,7 +2,7 @@
 
 package tests
 
-// Multi-process relay tests: the relay is the real `webkv relay` binary and
+// Multi-process relay tests: the relay is the real `webkv-relay` binary (the flags of `webkv relay`) and
 // every worker is a separate process (this test binary re-executed), talking
 // over 127.0.0.1 sockets. They cover what goroutines cannot: a worker
 // process killed mid-round and a relay killed with SIGKILL and restarted on
@@ -105,7 +105,7 @@ type relayProc struct {
 func startRelayProc(t *testing.T, args ...string) *relayProc {
 	t.Helper()
 	bin := buildRelay(t)
-	cmd := exec.Command(bin, append([]string{"-log-level", "warn"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"-log-level", "warn", "-admin-token", testAdminToken}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +151,28 @@ func startRelayProc(t *testing.T, args ...string) *relayProc {
 	return p
 }
 
+// testAdminToken is the relay processes' admin token (for /status).
+const testAdminToken = "test-admin"
+
+// status reads the relay's /status with the admin token.
+func (p *relayProc) status() (*relay.Status, error) {
+	req, err := http.NewRequest("GET", "http://"+p.addr+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st relay.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // waitRounds waits until the relay's /status shows that job closed at
 // least n rounds (summed over keys), so faults land in the middle of
 // training, and returns the job's status at that moment.
@@ -158,13 +180,8 @@ func (p *relayProc) waitRounds(t *testing.T, job string, n uint64) relay.JobStat
 	t.Helper()
 	var js relay.JobStatus
 	waitFor(t, 30*time.Second, 10*time.Millisecond, fmt.Sprintf("job %s reaching %d rounds", job, n), func() (bool, error) {
-		resp, err := http.Get("http://" + p.addr + "/status")
+		st, err := p.status()
 		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		var st relay.Status
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return false, err
 		}
 		for _, j := range st.Jobs {
