@@ -2,9 +2,9 @@
 
 package tests
 
-// Multi-process relay tests: the relay is the real `webkv-relay` binary (the flags of `webkv relay`) and
-// every worker is a separate process (this test binary re-executed), talking
-// over 127.0.0.1 sockets. They cover what goroutines cannot: a worker
+// Multi-process relay tests: the relay is the real `webkv-relay` binary (the
+// flags of `webkv relay`) and every worker is a separate process (this test
+// binary re-executed), talking over 127.0.0.1 sockets. They cover what goroutines cannot: a worker
 // process killed mid-round and a relay killed with SIGKILL and restarted on
 // its data directory.
 
