@@ -357,13 +357,6 @@ func (r *distRemote) newCall(done func(error)) *call {
 	return &call{done: done}
 }
 
-func (r *distRemote) putCall(c *call) {
-	r.mu.Lock()
-	*c = call{}
-	r.free = append(r.free, c)
-	r.mu.Unlock()
-}
-
 func (r *distRemote) rank() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

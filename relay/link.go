@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 )
@@ -15,28 +14,6 @@ const (
 	Subprotocol   = "webkv.1"
 	tokenProtoPfx = "webkv.token."
 )
-
-// readAllInto reads r to EOF into *buf, growing it geometrically.
-func readAllInto(r io.Reader, buf *[]byte) ([]byte, error) {
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			nb := make([]byte, len(b), 2*cap(b)+64<<10)
-			copy(nb, b)
-			b = nb
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			*buf = b
-			return b, nil
-		}
-		if err != nil {
-			*buf = b
-			return nil, err
-		}
-	}
-}
 
 // wsURL normalises a relay address for job: http(s) becomes ws(s), an empty
 // path becomes /ws, and job is added as a query parameter; the token is

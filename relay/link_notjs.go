@@ -5,6 +5,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"io"
 
 	"nhooyr.io/websocket"
 )
@@ -82,4 +83,26 @@ func (l *link) closeNow() { l.ws.CloseNow() }
 func (l *link) closePolite() {
 	ws := l.ws
 	go ws.Close(websocket.StatusNormalClosure, "")
+}
+
+// readAllInto reads r to EOF into *buf, growing it geometrically.
+func readAllInto(r io.Reader, buf *[]byte) ([]byte, error) {
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), 2*cap(b)+64<<10)
+			copy(nb, b)
+			b = nb
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*buf = b
+			return b, nil
+		}
+		if err != nil {
+			*buf = b
+			return nil, err
+		}
+	}
 }

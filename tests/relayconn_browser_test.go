@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +35,7 @@ func TestRelayConnConformanceJSNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "--experimental-websocket", "--stack-size=8192",
-		filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec_node.js"), bin, "-test.v", "-test.run", "TestConformanceJS", "-test.timeout", "7m")
+		filepath.Join(goroot(t), "lib", "wasm", "wasm_exec_node.js"), bin, "-test.v", "-test.run", "TestConformanceJS", "-test.timeout", "7m")
 	cmd.Env = append(os.Environ(), "WEBKV_PEER_WS="+p.wsURL, "WEBKV_PEER_CTL="+p.ctlURL)
 	w := &lineLog{t: t, prefix: "node: "}
 	cmd.Stdout, cmd.Stderr = w, w
@@ -55,7 +54,7 @@ func TestRelayConnConformanceJSChromium(t *testing.T) {
 		http.ServeFile(w, r, bin)
 	})
 	mux.HandleFunc("/gotest/wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec.js"))
+		http.ServeFile(w, r, filepath.Join(goroot(t), "lib", "wasm", "wasm_exec.js"))
 	})
 	mux.Handle("/", http.FileServer(http.Dir(filepath.Join(root, "tests/browser"))))
 	srv := httptest.NewServer(mux)
@@ -74,6 +73,15 @@ func TestRelayConnConformanceJSChromium(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("the suite failed in Chromium (exit code %d; its output is in the page log above)", res.Code)
 	}
+}
+
+// goroot is the GOROOT of the go command on PATH (its wasm runners).
+func goroot(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // buildRelayJSTest compiles relay's tests for GOOS=js with the webkvpeer
