@@ -30,6 +30,7 @@ import (
 // test in the wasm, through a control websocket.
 
 func TestRelayConnConformanceJSNode(t *testing.T) {
+	integration(t)
 	bin := buildRelayJSTest(t)
 	p := newJSPeer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -45,6 +46,7 @@ func TestRelayConnConformanceJSNode(t *testing.T) {
 }
 
 func TestRelayConnConformanceJSChromium(t *testing.T) {
+	integration(t)
 	bin := buildRelayJSTest(t)
 	p := newJSPeer(t)
 	root := brRepoRoot(t)

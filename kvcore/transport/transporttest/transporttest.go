@@ -247,7 +247,11 @@ func testOrder(f *fixture, h Harness) {
 		t.Fatalf("first message: %v", err)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	up := sizes(r, 200)
+	k := 200
+	if testing.Short() {
+		k = 40
+	}
+	up := sizes(r, k)
 	go func() {
 		for i, n := range up {
 			p := payload(i, n)
@@ -267,7 +271,7 @@ func testOrder(f *fixture, h Harness) {
 			t.Fatalf("client to server: %v", err)
 		}
 	}
-	down := sizes(r, 200)
+	down := sizes(r, k)
 	go func() {
 		for i, n := range down {
 			if err := c.Send(f.ctx, payload(i, n)); err != nil {
@@ -330,7 +334,10 @@ func testStaleEpoch(f *fixture, h Harness) {
 func testConcurrent(f *fixture, h Harness) {
 	t := f.t
 	e := transport.FirstEpoch
-	const k = 2000
+	k := 2000
+	if testing.Short() {
+		k = 300
+	}
 	f.send(e, payload(0, 100), nil)
 	c := f.accept()
 	go func() {
