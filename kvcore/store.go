@@ -14,6 +14,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
+	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
@@ -87,9 +88,7 @@ type entry struct {
 	resid  []compute.Buffer // compression residuals, by input position
 	packed []compute.Buffer
 	ins    []compute.Buffer
-	states []compute.Buffer
-	t      int
-	params compute.StepParams
+	slot   optstate.Slot // optimizer states
 	host   []float32 // dist: value as sent or received
 	hostP  []float32 // dist: packed words as sent
 	hostIn []float32 // dist: value as pulled
@@ -691,12 +690,15 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 		// Fused: the sum never goes to memory.
 		var kind compute.OptKind
 		if kind, err = s.prepareStep(e, opt); err == nil {
-			err = s.rs.ReduceStep(kind, &e.params, e.stored, ins, 1, e.states)
+			err = s.rs.ReduceStep(kind, &e.slot.Params, e.stored, ins, 1, e.slot.States)
 		}
 	case opt != nil:
 		var m compute.Buffer
+		var kind compute.OptKind
 		if m, err = s.merged(e, ins); err == nil {
-			err = s.step(e, opt, m)
+			if kind, err = s.prepareStep(e, opt); err == nil {
+				err = s.be.Step(kind, &e.slot.Params, e.stored, m, e.slot.States)
+			}
 		}
 	case upd != nil:
 		var m compute.Buffer
@@ -720,46 +722,16 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 	return nil
 }
 
-// step runs one optimizer update of e with gradient g.
-func (s *Store) step(e *entry, opt *optimizer.Spec, g compute.Buffer) error {
-	kind, err := s.prepareStep(e, opt)
-	if err != nil {
-		return err
-	}
-	return s.be.Step(kind, &e.params, e.stored, g, e.states)
-}
-
-// prepareStep counts the update of e, fills e.params and makes sure e has
-// the optimizer's states.
+// prepareStep counts the update of e and gets its parameters and states
+// ready (optstate.Slot.Prepare); the store's update count follows the
+// largest count of any key, as MXNet's num_update does.
 func (s *Store) prepareStep(e *entry, opt *optimizer.Spec) (compute.OptKind, error) {
-	e.t++
+	e.slot.T++
 	s.mu.Lock()
-	if e.t > s.numUpdate {
-		s.numUpdate = e.t
-	}
+	s.numUpdate = max(s.numUpdate, e.slot.T)
 	num := s.numUpdate
 	s.mu.Unlock()
-	opt.Params(e.name, e.t, num, &e.params)
-	kind := opt.Kind()
-	if want := kind.NumStates(&e.params); len(e.states) != want {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states = e.states[:0]
-		for i := range want {
-			b, err := s.be.Alloc(e.n)
-			if err != nil {
-				return kind, err
-			}
-			if v := opt.StateInit(i); v != 0 {
-				if err := s.be.Fill(b, v); err != nil {
-					return kind, err
-				}
-			}
-			e.states = append(e.states, b)
-		}
-	}
-	return kind, nil
+	return e.slot.Prepare(s.be, opt, e.name, e.n, num)
 }
 
 // Broadcast initializes key with value (rank 0's, in dist) and pulls it into
@@ -843,10 +815,7 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 	defer s.mu.Unlock()
 	s.opt, s.optJSON, s.updater, s.numUpdate = cp, js, nil, 0
 	for _, e := range s.keys {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states, e.t = e.states[:0], 0
+		e.slot.Reset(s.be)
 	}
 	return nil
 }
@@ -936,16 +905,12 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 			snap.Optimizer = slices.Clone(s.optJSON)
 		}
 		for _, e := range s.sortedEntries() {
-			ks := keyStates{Key: e.key, T: int64(e.t), N: e.n}
-			for _, b := range e.states {
-				h := make([]float32, e.n)
-				if err := s.be.Read(b, 0, h); err != nil {
-					s.mu.RUnlock()
-					return fmt.Errorf("kvcore: save optimizer states: key %v: %w", e.key, err)
-				}
-				ks.States = append(ks.States, h)
+			st, err := e.slot.Read(s.be, e.n)
+			if err != nil {
+				s.mu.RUnlock()
+				return fmt.Errorf("kvcore: save optimizer states: key %v: %w", e.key, err)
 			}
-			snap.Keys = append(snap.Keys, ks)
+			snap.Keys = append(snap.Keys, keyStates{Key: e.key, T: int64(e.slot.T), N: e.n, States: st})
 		}
 		s.mu.RUnlock()
 	}
@@ -988,7 +953,7 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	if opt == nil {
 		return fmt.Errorf("kvcore: load optimizer states: no optimizer set and none in the file: %w", ErrBadStates)
 	}
-	// Check every key first.
+	ls := make([]optstate.Load, 0, len(snap.Keys))
 	for _, ks := range snap.Keys {
 		e, ok := s.keys[ks.Key]
 		if !ok {
@@ -997,56 +962,20 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		if ks.N != e.n {
 			return fmt.Errorf("kvcore: load optimizer states: key %v has %d values in the file, %d stored: %w", ks.Key, ks.N, e.n, ErrBadStates)
 		}
-		var p compute.StepParams
-		opt.Params(e.name, max(1, int(ks.T)), max(1, int(snap.NumUpdate)), &p)
-		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
-			return fmt.Errorf("kvcore: load optimizer states: key %v has %d states, %v needs %d: %w", ks.Key, len(ks.States), opt.Kind(), want, ErrBadStates)
-		}
+		ls = append(ls, optstate.Load{Slot: &e.slot, Key: e.name, Label: e.key.String(), N: e.n, T: ks.T, States: ks.States})
 	}
-	// Allocate everything, then swap in.
-	type repl struct {
-		e  *entry
-		bs []compute.Buffer
-		t  int
+	all := make([]*optstate.Slot, 0, len(s.keys))
+	for _, e := range s.keys {
+		all = append(all, &e.slot)
 	}
-	var rs []repl
-	freeAll := func() {
-		for _, r := range rs {
-			for _, b := range r.bs {
-				s.be.Free(b)
-			}
-		}
-	}
-	for _, ks := range snap.Keys {
-		e := s.keys[ks.Key]
-		r := repl{e: e, t: int(ks.T)}
-		for _, st := range ks.States {
-			b, err := s.be.Alloc(e.n)
-			if err == nil {
-				err = s.be.Write(b, 0, st)
-			}
-			if err != nil {
-				freeAll()
-				return fmt.Errorf("kvcore: load optimizer states: key %v: %w", ks.Key, err)
-			}
-			r.bs = append(r.bs, b)
-		}
-		rs = append(rs, r)
+	if err := optstate.Install(s.be, opt, snap.NumUpdate, ls, all); err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
 	if snap.Optimizer != nil {
 		// Marshal of a parsed spec cannot fail: it holds only numbers,
 		// strings and maps of numbers.
 		js, _ := json.Marshal(opt)
 		s.opt, s.optJSON, s.updater = opt, js, nil
-	}
-	for _, e := range s.keys {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states, e.t = nil, 0
-	}
-	for _, r := range rs {
-		r.e.states, r.e.t = r.bs, r.t
 	}
 	s.numUpdate = int(snap.NumUpdate)
 	return nil
@@ -1111,7 +1040,8 @@ func (s *Store) Close() error {
 	s.run.Close()
 	s.mu.Lock()
 	for _, e := range s.keys {
-		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed, e.states} {
+		e.slot.Reset(s.be)
+		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed} {
 			for _, b := range l {
 				if b != nil {
 					s.be.Free(b)

@@ -80,7 +80,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 		for _, d := range k.shape {
 			e = e.uv(uint64(d))
 		}
-		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.t))
+		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.slot.T))
 		e = e.uv(uint64(len(k.inited)))
 		for _, id := range sortedStrings(k.inited) {
 			e = e.str(id)
@@ -90,9 +90,9 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
 		}
 		e = senc(wire.AppendFloat32s(e, v))
-		e = e.uv(uint64(len(k.states)))
+		e = e.uv(uint64(len(k.slot.States)))
 		tmp := make([]float32, k.n)
-		for _, s := range k.states {
+		for _, s := range k.slot.States {
 			if err := j.be.Read(s, 0, tmp); err != nil {
 				return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
 			}
@@ -293,7 +293,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			k.shape[i] = int64(d.uv())
 		}
 		k.off, k.n, k.total = int(d.uv()), int(d.uv()), int(d.uv())
-		k.rounds, k.t = d.uv(), int(d.uv())
+		k.rounds, k.slot.T = d.uv(), int(d.uv())
 		ni := d.count(1)
 		for range ni {
 			k.inited[d.str()] = true
@@ -345,7 +345,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 				j.Close()
 				return nil, fmt.Errorf("psm: restore key %s: %w", k.label(), err)
 			}
-			k.states = append(k.states, sb)
+			k.slot.States = append(k.slot.States, sb)
 		}
 	}
 	return j, nil
