@@ -89,9 +89,9 @@ type entry struct {
 	packed []compute.Buffer
 	ins    []compute.Buffer
 	slot   optstate.Slot // optimizer states
-	host   []float32 // dist: value as sent or received
-	hostP  []float32 // dist: packed words as sent
-	hostIn []float32 // dist: value as pulled
+	host   []float32     // dist: value as sent or received
+	hostP  []float32     // dist: packed words as sent
+	hostIn []float32     // dist: value as pulled
 	mview  Array
 	sview  Array
 }

@@ -194,7 +194,7 @@ type key struct {
 	deq     []float32        // host scratch for dequantizing
 	wordTmp []float32        // host scratch where data cannot be viewed in place
 	free    []compute.Buffer // arrival buffers for reuse
-	slot    optstate.Slot // optimizer states (shared code with the store)
+	slot    optstate.Slot    // optimizer states (shared code with the store)
 }
 
 // Job is the parameter server of one job on one shard.
