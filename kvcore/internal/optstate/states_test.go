@@ -63,7 +63,7 @@ func goldenSnapshot() *Snapshot {
 }
 
 func testSnapshots(r *rand.Rand) []*Snapshot {
-	big := make([]float32, stateEagerValues+statesChunkBytes/4*3+5) // exercises growth past the eager size
+	big := make([]float32, stateEagerValues+(64<<10)/4*3+5) // exercises growth past the eager size, over several 64 KiB read chunks
 	for i := range big {
 		big[i] = float32(r.NormFloat64())
 	}
