@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -285,5 +286,57 @@ func TestFloat16Arrays(t *testing.T) {
 	}
 	if err := a.CopyToFloat16(bg, make([]uint16, 2)); err == nil {
 		t.Fatal("short slice accepted")
+	}
+}
+
+// A negative SGD learning rate adds the gradient (MXNet allows it; its
+// nightly dist tests push with learning_rate=-lr).
+func TestNegativeLearningRateAdds(t *testing.T) {
+	t.Parallel()
+	s := newLocal(t)
+	if err := s.Init(bg, IntKey(0), full(t, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOptimizer(bg, optimizer.SGD(-0.5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(IntKey(0), full(t, 2, 3), full(t, 4, 3)); err != nil {
+		t.Fatal(err)
+	}
+	out := full(t, 0, 3)
+	if err := s.Pull(IntKey(0), out); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, out, 4) // 1 + 0.5*(2+4)
+}
+
+// TestPushPullListSharedArrays is issue 9's repro of MXNet's
+// test_pushpull_single_kv_pair (list variant): keys 5 and 7 at zeros(4,4),
+// a = ones on cpu(0) and b = ones on cpu(1) as the values and outputs of
+// both keys. MXNet pushes every key before it pulls any: a and b end at 2.
+func TestPushPullListSharedArrays(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []string{"local", "device"} {
+		s, err := Create(bg, typ, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks := Keys(5, 7)
+		if err := s.InitList(bg, ks, []*Array{full(t, 0, 4, 4), full(t, 0, 4, 4)}); err != nil {
+			t.Fatal(err)
+		}
+		a := full(t, 1, 4, 4)
+		b, err := FromSlice(CPU(1), []float32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 4, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PushPullList(ks, [][]*Array{{a, b}, {a, b}}, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, a, 2)
+		mustEqual(t, b, 2)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

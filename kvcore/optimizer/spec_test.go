@@ -267,7 +267,7 @@ func TestOptValidate(t *testing.T) {
 	for _, c := range []struct{ spec, want string }{
 		{`{"name":"sgdd"}`, `unknown optimizer "sgdd"`},
 		{`{"name":""}`, `unknown optimizer ""`},
-		{`{"name":"sgd","learning_rate":-0.1}`, "learning_rate = -0.1"},
+		{`{"name":"adagrad","learning_rate":-0.1}`, "learning_rate = -0.1"},
 		{`{"name":"ftrl","learning_rate":0}`, "learning_rate = 0"},
 		{`{"name":"sgd","wd":-1}`, "wd = -1"},
 		{`{"name":"sgd","rescale_grad":0}`, "rescale_grad = 0"},
@@ -356,4 +356,29 @@ func FuzzParseOptimizer(f *testing.F) {
 			t.Fatalf("Params differ after round trip of %s", js)
 		}
 	})
+}
+
+// TestNegativeLearningRate: SGD takes a negative learning rate (MXNet's
+// nightly dist tests run learning_rate=-lr, so the update adds the
+// gradient); other optimizers and schedules refuse one.
+func TestNegativeLearningRate(t *testing.T) {
+	t.Parallel()
+	s, err := Parse([]byte(`{"name":"sgd","learning_rate":-0.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p compute.StepParams
+	s.Params("0", 1, 1, &p)
+	if p.LR != -0.5 {
+		t.Fatalf("LR %v, want -0.5", p.LR)
+	}
+	for _, bad := range []string{
+		`{"name":"adam","learning_rate":-0.1}`,
+		`{"name":"nag","learning_rate":-0.1}`,
+		`{"name":"sgd","learning_rate":-0.1,"lr_scheduler":{"type":"factor","step":10,"factor":0.5}}`,
+	} {
+		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", bad, err)
+		}
+	}
 }

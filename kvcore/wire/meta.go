@@ -208,8 +208,8 @@ func (d *dec) shape(what string) []int64 {
 	if d.err != nil {
 		return nil
 	}
-	if n == 0 || n > uint64(d.l.MaxDims) {
-		d.fail(CodeLimit, "%s has rank %d (want 1 to %d)", what, n, d.l.MaxDims)
+	if n > uint64(d.l.MaxDims) { // rank 0: a scalar, MXNet's shape ()
+		d.fail(CodeLimit, "%s has rank %d (want 0 to %d)", what, n, d.l.MaxDims)
 		return nil
 	}
 	if n > uint64(len(d.b)) { // every dim takes at least one byte
