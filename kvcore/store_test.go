@@ -50,6 +50,7 @@ func newLocal(t testing.TB) *Store {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	if err := s.Init(bg, IntKey(1), full(t, 1, 2)); err != nil {
 		t.Fatal(err)
@@ -120,6 +121,7 @@ func TestBadInput(t *testing.T) {
 // Many goroutines push and pull the same and different keys; with an
 // additive updater the final values are exact.
 func TestHammer(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	const keys, workers, rounds, n = 8, 8, 200, 37
 	for k := range keys {
@@ -179,6 +181,7 @@ func TestHammer(t *testing.T) {
 }
 
 func TestStringKeysInitOrder(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	for i, name := range []string{"b", "a", "c"} {
 		if err := s.Init(bg, StrKey(name), full(t, float32(i), 3)); err != nil {
@@ -208,6 +211,7 @@ func BenchmarkPushPullSmall(b *testing.B) {
 // With every one of the store's workers busy, queued pushes to other keys start in
 // priority order once workers free up.
 func TestPriorityAcrossKeys(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	workers := max(2, runtime.GOMAXPROCS(0))
 	release := make(chan struct{})
@@ -266,6 +270,7 @@ func TestPriorityAcrossKeys(t *testing.T) {
 }
 
 func TestFloat16Arrays(t *testing.T) {
+	t.Parallel()
 	src := []uint16{0x3c00, 0xc000, 0x3555} // 1, -2, ~0.333
 	a, err := FromFloat16(CPU(0), src)
 	if err != nil {

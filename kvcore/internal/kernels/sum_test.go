@@ -10,6 +10,7 @@ import (
 // scalar elsewhere) gives the bits of the plain loop for every length and
 // alignment, including chunks past ntMin.
 func TestSum4sBitExact(t *testing.T) {
+	t.Parallel()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 4))
