@@ -11,19 +11,17 @@ import (
 // as Optimizer._get_lrs does. TestSchedMatchesMXNetStateful compares the
 // closed forms in schedule.go against it.
 type mxScheduler struct {
-	typ                          string
-	baseLR, warmupFinal, begin   float64
-	warmupSteps                  int
-	mode                         string
-	step                         int
-	steps                        []int
-	factor, stop                 float64
-	count, curStepInd            int
-	maxUpdate                    int
-	finalLR, pwr, baseOrig       float64
-	maxSteps                     int
-	lastBase                     float64
-	hasFactor, hasStop, hasPower bool
+	typ                        string
+	baseLR, warmupFinal, begin float64
+	warmupSteps                int
+	mode                       string
+	step                       int
+	steps                      []int
+	factor, stop               float64
+	count, curStepInd          int
+	maxUpdate                  int
+	finalLR, pwr, baseOrig     float64
+	maxSteps                   int
 }
 
 func (s *mxScheduler) warmup(nu int) float64 {

@@ -149,11 +149,10 @@ type worker struct {
 }
 
 type arrival struct {
-	w     *worker
-	seq   uint64
-	pull  bool
-	buf   compute.Buffer
-	flags uint16
+	w    *worker
+	seq  uint64
+	pull bool
+	buf  compute.Buffer
 }
 
 type round struct {
