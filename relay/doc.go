@@ -59,7 +59,7 @@
 // exponential backoff and jitter and reports each new connection to the
 // store (ErrReconnected), which then resumes its rank and resends what is
 // unanswered; as a kvcore.ConnWatcher it also reports its reconnection
-// attempts, which a store created WithEvents passes on. It builds for
+// attempts, which a store created with Options.Events passes on. It builds for
 // native and GOOS=js (dial_js.go: the browser's
 // WebSocket, token in the subprotocol). Create makes a dist store on one
 // relay or, with a comma-separated URL list, on several shards.

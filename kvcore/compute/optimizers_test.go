@@ -349,7 +349,7 @@ func lambRef(lr, b1, b2, eps, wd, rs, c float64, bias bool, lb, ub float64) ref 
 }
 
 // TestOptGolden checks three steps of every optimizer, run through
-// ParseOptimizer, Params and the CPU backend, against the float64
+// optimizer.Parse, Params and the CPU backend, against the float64
 // transcription of MXNet's formula in goldenCases.
 func TestOptGolden(t *testing.T) {
 	t.Parallel()

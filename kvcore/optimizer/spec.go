@@ -36,7 +36,7 @@ const Version = 1
 //
 // The update formulas are those of MXNet 1.x (python/mxnet/optimizer and
 // src/operator/optimizer_op-inl.h); the doc of each kernel in
-// optimizer_kernels.go gives the reference loop and its source.
+// kvcore/internal/kernels/optimizers.go gives the reference loop and its source.
 type Spec struct {
 	// Version of the spec format; 0 (absent) means 1.
 	Version int `json:"version,omitempty"`

@@ -330,9 +330,9 @@ func TestOptValidate(t *testing.T) {
 	}
 }
 
-// FuzzParseOptimizer checks that no input panics ParseOptimizer, and that a
+// FuzzParse checks that no input panics Parse, and that a
 // spec it accepts survives a JSON round trip with the same Params.
-func FuzzParseOptimizer(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"name":"sgd","learning_rate":0.1,"momentum":0.9}`,
 		`{"name":"lamb","lower_bound":0.5,"upper_bound":2,"bias_correction":false}`,
