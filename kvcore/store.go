@@ -36,7 +36,8 @@ type Options struct {
 	// Backend is where a "device" or "dist_device_sync" store reduces and
 	// updates, e.g. the WebGPU backend of package shaders. Without one they
 	// run on a CPU backend of their own (MXNet's device store on CPU
-	// contexts). The other types always reduce on the CPU and refuse one.
+	// contexts). The other types always reduce on the CPU: they take a
+	// *compute.CPU here (one configured by the caller) and refuse any other.
 	Backend compute.Backend
 	// Transport connects a dist store to its parameter servers (package
 	// relay, or Pipe and package psm/inproc in tests); dist types need one,
@@ -123,8 +124,8 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	}
 	device := s.kind == kindDevice || strings.Contains(name, "device")
 	switch {
-	case o.Backend != nil && !device:
-		return nil, fmt.Errorf("kvcore: create %q: Options.Backend is for device types (this one reduces on the CPU): %w", typ, ErrUnsupported)
+	case o.Backend != nil && !device && !isCPU(o.Backend):
+		return nil, fmt.Errorf("kvcore: create %q: this type reduces on the CPU; Options.Backend may only be a *compute.CPU: %w", typ, ErrUnsupported)
 	case o.Transport != nil && s.kind != kindDist:
 		return nil, fmt.Errorf("kvcore: create %q: Options.Transport is for dist types: %w", typ, ErrUnsupported)
 	case o.Transport == nil && s.kind == kindDist:
@@ -133,7 +134,7 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	s.be, s.dev = o.Backend, CPU(0)
 	if s.be == nil {
 		s.be = compute.NewCPU(nil)
-	} else if _, cpu := s.be.(*compute.CPU); !cpu {
+	} else if !isCPU(s.be) {
 		s.dev = GPU(0, s.be)
 	}
 	if s.kind == kindDist {
@@ -219,12 +220,12 @@ func checkArrays(op string, k Key, e *entry, arrs []*Array, what string) error {
 // y: the same backend, or any two CPU backends (their buffers are plain
 // memory).
 func compatible(x, y compute.Backend) bool {
-	if x == y {
-		return true
-	}
-	_, xc := x.(*compute.CPU)
-	_, yc := y.(*compute.CPU)
-	return xc && yc
+	return x == y || isCPU(x) && isCPU(y)
+}
+
+func isCPU(be compute.Backend) bool {
+	_, ok := be.(*compute.CPU)
+	return ok
 }
 
 // Init creates key with a copy of value. In a dist store every worker calls

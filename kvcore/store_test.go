@@ -84,8 +84,15 @@ func TestBadInput(t *testing.T) {
 	if _, err := Create(bg, "dist_sync", nil); !errors.Is(err, ErrNoTransport) {
 		t.Errorf("create dist_sync: %v", err)
 	}
-	if _, err := Create(bg, "local", &Options{Backend: compute.NewCPU(nil)}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("create local with a backend: %v", err)
+	if _, err := Create(bg, "local", &Options{Backend: gpuLike{compute.NewCPU(nil)}}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("create local with a non-CPU backend: %v", err)
+	}
+	own := compute.NewCPU(&compute.CPUOptions{PoolBytes: -1})
+	l, err := Create(bg, "local", &Options{Backend: own})
+	if err != nil || l.Backend() != compute.Backend(own) {
+		t.Errorf("create local on a given CPU backend: %v", err)
+	} else if err := l.Close(); err != nil {
+		t.Error(err)
 	}
 	if _, err := Create(bg, "device", &Options{Transport: Shards{}}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create device with a transport: %v", err)
@@ -345,3 +352,6 @@ func TestPushPullListSharedArrays(t *testing.T) {
 		}
 	}
 }
+
+// gpuLike is a backend that is not a *compute.CPU (it runs on one).
+type gpuLike struct{ compute.Backend }
