@@ -355,3 +355,48 @@ func TestPushPullListSharedArrays(t *testing.T) {
 
 // gpuLike is a backend that is not a *compute.CPU (it runs on one).
 type gpuLike struct{ compute.Backend }
+
+// An array used by two stores orders their operations: a pull of store 2
+// into a, issued after a push of a to store 1, waits until that push has
+// read a, although each store runs its operations on its own workers.
+func TestArraySharedByStores(t *testing.T) {
+	t.Parallel()
+	s1, s2 := newLocal(t), newLocal(t)
+	k := IntKey(0)
+	if err := s1.Init(bg, k, full(t, 0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Init(bg, k, full(t, 5, 8)); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	seen := make(chan float32, 1)
+	if err := s1.SetUpdater(bg, func(_ Key, merged, _ *Array) error {
+		<-release
+		d, err := merged.Data(bg)
+		if err != nil {
+			return err
+		}
+		seen <- d[0]
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := full(t, 1, 8)
+	if err := s1.Push(k, a); err != nil { // reads a: its merged value is a itself
+		t.Fatal(err)
+	}
+	if err := s2.Pull(k, a); err != nil { // writes a: must wait for the push
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-seen; got != 1 {
+		t.Fatalf("store 1's push read %v from a, want 1: store 2's pull overtook it", got)
+	}
+	mustEqual(t, a, 5)
+	for _, s := range []*Store{s1, s2} {
+		if err := s.WaitAll(bg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
