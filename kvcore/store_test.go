@@ -8,6 +8,7 @@ import (
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -220,59 +221,53 @@ func BenchmarkPushPullSmall(b *testing.B) {
 func TestPriorityAcrossKeys(t *testing.T) {
 	t.Parallel()
 	s := newLocal(t)
-	workers := max(2, runtime.GOMAXPROCS(0))
+	workers := max(2, runtime.GOMAXPROCS(0)) // the store's runner has as many
 	release := make(chan struct{})
 	started := make(chan struct{}, 64)
-	var mu sync.Mutex
-	var order []int
-	s.SetUpdater(bg, func(k Key, _, _ *Array) error {
+	ran := make(chan int, 8)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.SetUpdater(bg, func(k Key, _, _ *Array) error {
 		if k.Int() < 100 {
 			started <- struct{}{}
 			<-release
 			return nil
 		}
-		mu.Lock()
-		order = append(order, k.Int())
-		mu.Unlock()
+		ran <- k.Int()
 		return nil
-	})
+	}))
 	for k := range workers {
-		s.Init(bg, IntKey(k), full(t, 0, 4))
+		must(s.Init(bg, IntKey(k), full(t, 0, 4)))
 	}
 	prios := map[int]int{100: 0, 101: 9, 102: -9, 103: 3, 104: -1}
 	for k := range prios {
-		s.Init(bg, IntKey(k), full(t, 0, 4))
+		must(s.Init(bg, IntKey(k), full(t, 0, 4)))
 	}
 	for k := range workers {
-		s.Push(IntKey(k), full(t, 1, 4))
+		must(s.Push(IntKey(k), full(t, 1, 4)))
 	}
 	for range workers {
 		<-started // every worker is now blocked
 	}
 	for _, k := range []int{100, 101, 102, 103, 104} {
-		s.PushList([]Key{IntKey(k)}, [][]*Array{{full(t, 1, 4)}}, prios[k])
+		must(s.PushList([]Key{IntKey(k)}, [][]*Array{{full(t, 1, 4)}}, prios[k]))
 	}
 	// Free one worker only: it runs the queued pushes one by one, so they
 	// must run strictly by priority.
 	release <- struct{}{}
 	want := []int{101, 103, 100, 104, 102}
-	for {
-		mu.Lock()
-		n := len(order)
-		mu.Unlock()
-		if n == len(want) {
-			break
-		}
-		runtime.Gosched()
+	var order []int
+	for range want {
+		order = append(order, <-ran)
 	}
 	close(release)
-	if err := s.WaitAll(bg); err != nil {
-		t.Fatal(err)
-	}
-	for i := range want {
-		if order[i] != want[i] {
-			t.Fatalf("run order %v, want %v", order, want)
-		}
+	must(s.WaitAll(bg))
+	if !slices.Equal(order, want) {
+		t.Fatalf("run order %v, want %v", order, want)
 	}
 }
 
