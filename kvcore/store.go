@@ -182,6 +182,16 @@ func (s *Store) IsCapable(capability string) (bool, error) {
 	return false, fmt.Errorf("kvcore: is capable %q: %w", capability, ErrBadCapability)
 }
 
+// checkOpen fails with ErrClosed once Close began.
+func (s *Store) checkOpen(op string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
 // lookup returns the entry of k, checking the key kind. The caller holds
 // s.mu (read) and has checked that s is open.
 func (s *Store) lookup(op string, k Key) (*entry, error) {
@@ -778,6 +788,9 @@ func (s *Store) BroadcastList(ctx context.Context, keys []Key, values []*Array, 
 // optimizer set before. It waits for the queued operations first; if one of
 // them failed, it returns that error (as WaitAll does) and changes nothing.
 func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
+	if err := s.checkOpen("set updater"); err != nil {
+		return err
+	}
 	if s.kind == kindDist {
 		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer)", s.typ, ErrUnsupported)
 	}
@@ -785,8 +798,11 @@ func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 		return err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: set updater: %w", ErrClosed)
+	}
 	s.updater, s.opt, s.optJSON = fn, nil, nil
-	s.mu.Unlock()
 	return nil
 }
 
@@ -796,6 +812,9 @@ func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 // operations first; if one of them failed, it returns that error (as
 // WaitAll does) and changes nothing.
 func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
+	if err := s.checkOpen("set optimizer"); err != nil {
+		return err
+	}
 	if err := opt.Validate(); err != nil {
 		return fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
@@ -814,6 +833,9 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 	cp := opt.Clone() // the caller may change opt afterwards
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: set optimizer: %w", ErrClosed)
+	}
 	s.opt, s.optJSON, s.updater, s.numUpdate = cp, js, nil, 0
 	for _, e := range s.keys {
 		e.slot.Reset(s.be)
@@ -825,6 +847,9 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 // gradients with error feedback. Only device and dist stores compress, as in
 // MXNet; it can be set once.
 func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compression) error {
+	if err := s.checkOpen("set gradient compression"); err != nil {
+		return err
+	}
 	if s.kind == kindLocal {
 		return fmt.Errorf("kvcore: set gradient compression on %q: %w", s.typ, ErrUnsupported)
 	}
@@ -854,6 +879,9 @@ func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compressio
 // Barrier waits until every worker reached it (dist); local stores return at
 // once. Like MXNet's, it does not wait for queued pushes and pulls.
 func (s *Store) Barrier(ctx context.Context) error {
+	if err := s.checkOpen("barrier"); err != nil {
+		return err
+	}
 	if s.rem == nil {
 		return nil
 	}
@@ -866,6 +894,9 @@ func (s *Store) Barrier(ctx context.Context) error {
 // SendCommandToServers sends a command to every server and returns when all
 // handled it; local stores ignore it.
 func (s *Store) SendCommandToServers(ctx context.Context, head int, body []byte) error {
+	if err := s.checkOpen("send command"); err != nil {
+		return err
+	}
 	if s.rem == nil {
 		return nil
 	}
@@ -886,6 +917,9 @@ func (s *Store) WaitAll(ctx context.Context) error {
 // waits for the queued operations first; if one of them failed, it returns
 // that error (as WaitAll does) and writes nothing.
 func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimizer bool) error {
+	if err := s.checkOpen("save optimizer states"); err != nil {
+		return err
+	}
 	if err := s.WaitAll(ctx); err != nil {
 		return err
 	}
@@ -927,6 +961,9 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 // LoadOptimizerStates reads states written by SaveOptimizerStates. The whole
 // input is checked before anything changes: on error the store is as before.
 func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
+	if err := s.checkOpen("load optimizer states"); err != nil {
+		return err
+	}
 	snap, err := decodeStates(r)
 	if err != nil {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
@@ -948,6 +985,9 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: load optimizer states: %w", ErrClosed)
+	}
 	if opt == nil {
 		opt = s.opt
 	}

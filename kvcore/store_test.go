@@ -1,6 +1,7 @@
 package kvcore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -393,5 +394,44 @@ func TestArraySharedByStores(t *testing.T) {
 		if err := s.WaitAll(bg); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// After Close every call fails with ErrClosed; a second Close does
+// nothing.
+func TestClosedStore(t *testing.T) {
+	t.Parallel()
+	s, err := Create(bg, "device", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := full(t, 1, 2)
+	if err := s.Init(bg, IntKey(0), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for name, err := range map[string]error{
+		"init":        s.Init(bg, IntKey(1), a),
+		"push":        s.Push(IntKey(0), a),
+		"pull":        s.Pull(IntKey(0), a),
+		"pushpull":    s.PushPull(IntKey(0), a),
+		"list":        s.PushList(Keys(0), [][]*Array{{a}}, 0),
+		"updater":     s.SetUpdater(bg, nil),
+		"optimizer":   s.SetOptimizer(bg, optimizer.SGD(0.1, 0)),
+		"compression": s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}),
+		"barrier":     s.Barrier(bg),
+		"command":     s.SendCommandToServers(bg, 0, nil),
+		"save":        s.SaveOptimizerStates(bg, &buf, false),
+		"load":        s.LoadOptimizerStates(bg, &buf),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want ErrClosed", name, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
