@@ -449,7 +449,6 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
 	}
 	// Validate everything first: nothing is queued if any part is bad.
-	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
@@ -465,7 +464,6 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 				return err
 			}
 		}
-		entries[i] = e
 	}
 	// MXNet's order for local and device pushpull: all pushes, then all
 	// pulls. A dist store keeps one push-and-pull per key.
@@ -479,7 +477,7 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 				continue
 			}
 			o := newOp(s, nil, prio)
-			o.e = entries[i]
+			o.e = s.keys[k] // there: checked above, under the same lock
 			if values != nil && !(split && pass == 1) {
 				for j := i; j < len(keys); j++ {
 					if keys[j] == k {

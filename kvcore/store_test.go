@@ -435,3 +435,40 @@ func TestClosedStore(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// A steady-state training step through the list calls allocates nothing:
+// operations are pooled, and the store's checks keep no per-call state.
+func TestListNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	s := newLocal(t)
+	ks := Keys(0, 1, 2)
+	vals := [][]*Array{{full(t, 1, 64)}, {full(t, 1, 64), full(t, 2, 64)}, {full(t, 3, 64)}}
+	outs := [][]*Array{{full(t, 0, 64)}, {full(t, 0, 64)}, {full(t, 0, 64)}}
+	for _, k := range ks {
+		if err := s.Init(bg, k, full(t, 0, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func() {
+		if err := s.PushList(ks, vals, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PullList(ks, outs, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PushPullList(ks, vals, outs, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitAll(bg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		step()
+	}
+	if a := testing.AllocsPerRun(100, step); a != 0 {
+		t.Errorf("a step of list calls allocates %v times", a)
+	}
+}
