@@ -318,9 +318,11 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 	if s.kind == kindDist {
 		for i, e := range entries {
 			host := make([]float32, e.n)
-			err := values[i].CopyTo(ctx, host)
+			err := values[i].CopyTo(ctx, host) // its errors name themselves
 			if err == nil {
-				err = s.rem.init(ctx, e.key, e.shape, host)
+				if err = s.rem.init(ctx, e.key, e.shape, host); err != nil {
+					err = fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+				}
 			}
 			if err != nil {
 				// Forget the keys not created yet, so the caller can retry.
@@ -329,7 +331,7 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 					delete(s.keys, f.key)
 				}
 				s.mu.Unlock()
-				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+				return err
 			}
 		}
 		return nil

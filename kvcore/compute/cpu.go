@@ -255,8 +255,11 @@ func (c *CPU) Quantize(cm Compression, grad, residual, out Buffer) error {
 		return fmt.Errorf("compute: cpu quantize %v of %d values: residual %d, out %d words (want %d)",
 			cm.Kind, len(g), len(r), len(o), cm.Kind.PackedLen(len(g)))
 	}
-	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
-		return fmt.Errorf("compute: cpu quantize: bad compression %v: %v", cm, err)
+	if err := cm.Validate(); err != nil {
+		return err // it names the compression and what is wrong
+	}
+	if cm.Kind == CompressNone {
+		return fmt.Errorf("compute: cpu quantize: no compression kind given")
 	}
 	j := getJob()
 	j.kind, j.dst, j.grad, j.src, j.comp = jobQuantize, o, g, r, cm
@@ -278,8 +281,11 @@ func (c *CPU) Dequantize(cm Compression, in, out Buffer) error {
 		return fmt.Errorf("compute: cpu dequantize %v into %d values: input has %d words (want %d)",
 			cm.Kind, len(o), len(i), cm.Kind.PackedLen(len(o)))
 	}
-	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
-		return fmt.Errorf("compute: cpu dequantize: bad compression %v: %v", cm, err)
+	if err := cm.Validate(); err != nil {
+		return err // it names the compression and what is wrong
+	}
+	if cm.Kind == CompressNone {
+		return fmt.Errorf("compute: cpu dequantize: no compression kind given")
 	}
 	j := getJob()
 	j.kind, j.dst, j.src, j.comp = jobDequantize, o, i, cm
