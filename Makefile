@@ -26,7 +26,7 @@ JS_TEST_PKGS ?= ./kvcore/...
 # (native-only commands and test drivers such as the relay server or the
 # chromedp tests are not). Add a package that gains a wasm target here.
 NATIVE_PKGS ?= ./...
-JS_PKGS ?= ./kvcore/... ./shaders/... ./wasm/js/... ./relay
+JS_PKGS ?= ./kvcore/... ./shaders/... ./wasm/js/... ./relay ./tests/browsercpu
 WASIP1_PKGS ?= ./kvcore/... ./wasm/wasip1 ./tests/wazeroreduce
 
 TEST_STEPS :=

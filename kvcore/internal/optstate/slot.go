@@ -92,13 +92,11 @@ type Load struct {
 	States [][]float32
 }
 
-// Install installs loaded states, all or nothing: it checks that every
-// key carries the state arrays spec keeps for it (the error then wraps
-// ErrBadStates) and writes them to new buffers of be; only then does it
-// free the states of every slot in all and give the slots of ls theirs
-// (the others start fresh, T 0). On error nothing changed. The caller has
-// checked keys and lengths, and sets its store-wide count to numUpdate.
-func Install(be compute.Backend, spec *optimizer.Spec, numUpdate int64, ls []Load, all []*Slot) error {
+// Check reports whether ls can be installed for spec: no slot twice, and
+// every key carrying the state arrays spec keeps for it, of the key's
+// length (the error then wraps ErrBadStates). It allocates nothing, so a
+// caller can account for the memory between Check and Install.
+func Check(spec *optimizer.Spec, numUpdate int64, ls []Load) error {
 	for i, l := range ls {
 		for _, m := range ls[:i] {
 			if m.Slot == l.Slot {
@@ -115,6 +113,18 @@ func Install(be compute.Backend, spec *optimizer.Spec, numUpdate int64, ls []Loa
 				return fmt.Errorf("key %s: state %d has %d values, want %d: %w", l.Label, j, len(st), l.N, ErrBadStates)
 			}
 		}
+	}
+	return nil
+}
+
+// Install installs loaded states, all or nothing: it checks them (Check)
+// and writes them to new buffers of be; only then does it free the states
+// of every slot in all and give the slots of ls theirs (the others start
+// fresh, T 0). On error nothing changed. The caller has checked keys and
+// lengths, and sets its store-wide count to numUpdate.
+func Install(be compute.Backend, spec *optimizer.Spec, numUpdate int64, ls []Load, all []*Slot) error {
+	if err := Check(spec, numUpdate, ls); err != nil {
+		return err
 	}
 	bufs := make([][]compute.Buffer, len(ls))
 	for i, l := range ls {
