@@ -356,7 +356,7 @@ func runInit(o *op) (bool, error) {
 // backends differ.
 func (s *Store) transfer(e *entry, db compute.Backend, dst compute.Buffer, sb compute.Backend, src compute.Buffer) error {
 	if compatible(sb, db) {
-		return db.Copy(dst, src)
+		return s.be.Copy(dst, src) // s.be is db or sb, or both are CPUs as it is
 	}
 	if cb, ok := src.(*compute.CPUBuffer); ok {
 		return db.Write(dst, 0, cb.Float32s()[:e.n])

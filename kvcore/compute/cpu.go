@@ -36,7 +36,17 @@ type CPU struct {
 	pooled    int // words held in free
 	maxPooled int // words
 	accel     Accelerator
+
+	// Scratch of the parallel calls, kept by the CPU (not in a sync.Pool,
+	// which the garbage collector empties): a job binds its helper
+	// goroutines' functions once, so a call allocates nothing.
+	jobMu sync.Mutex
+	jobs  []*job
+	lambs []*lambJob
 }
+
+// jobCache bounds the scratch jobs a CPU keeps (one per concurrent call).
+const jobCache = 16
 
 // CPUOptions configure NewCPU.
 type CPUOptions struct {
@@ -84,7 +94,7 @@ func (c *CPU) Alloc(n int) (Buffer, error) {
 		c.free[n] = l[:len(l)-1]
 		c.pooled -= n
 		c.mu.Unlock()
-		j := getJob()
+		j := c.getJob()
 		j.kind, j.dst, j.scale = jobFill, b.data, 0
 		j.runParallel(n)
 		return b, nil
@@ -128,7 +138,7 @@ func (c *CPU) Write(dst Buffer, off int, src []float32) error {
 	if off < 0 || off+len(src) > len(d) {
 		return fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", len(src), off, len(d))
 	}
-	parallelCopy(d[off:off+len(src)], src)
+	c.parallelCopy(d[off:off+len(src)], src)
 	return nil
 }
 
@@ -141,7 +151,7 @@ func (c *CPU) Read(src Buffer, off int, dst []float32) error {
 	if off < 0 || off+len(dst) > len(s) {
 		return fmt.Errorf("compute: cpu read of %d words at %d from a buffer of %d", len(dst), off, len(s))
 	}
-	parallelCopy(dst, s[off:off+len(dst)])
+	c.parallelCopy(dst, s[off:off+len(dst)])
 	return nil
 }
 
@@ -158,7 +168,7 @@ func (c *CPU) Copy(dst, src Buffer) error {
 	if len(d) != len(s) {
 		return fmt.Errorf("compute: cpu copy of %d words into %d", len(s), len(d))
 	}
-	parallelCopy(d, s)
+	c.parallelCopy(d, s)
 	return nil
 }
 
@@ -171,7 +181,7 @@ func (c *CPU) Fill(dst Buffer, v float32) error {
 	if c.accelerates(len(d)) {
 		return c.accel.Fill(d, v)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.scale = jobFill, d, v
 	j.runParallel(len(d))
 	return nil
@@ -187,7 +197,7 @@ func (c *CPU) Reduce(dst Buffer, srcs []Buffer, scale float32) error {
 	if err != nil {
 		return err
 	}
-	j := getJob()
+	j := c.getJob()
 	for i, b := range srcs {
 		s, err := cpuData(b)
 		if err != nil {
@@ -234,7 +244,7 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	if want := kind.NumStates(p); len(states) != want {
 		return fmt.Errorf("compute: cpu %v step needs %d states, got %d", kind, want, len(states))
 	}
-	j := getJob()
+	j := c.getJob()
 	for i, b := range states {
 		s, err := cpuData(b)
 		if err != nil {
@@ -255,7 +265,7 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	if kind == OptLAMB {
 		// LAMB needs two norms over the whole array between its phases.
 		defer putJob(j)
-		return lambStep(p, w, g, j.srcs)
+		return c.lambStep(p, w, g, j.srcs)
 	}
 	j.kind, j.dst, j.grad, j.params, j.opt = jobStep, w, g, p, kind
 	j.runParallel(len(w))
@@ -290,7 +300,7 @@ func (c *CPU) Quantize(cm Compression, grad, residual, out Buffer) error {
 	if c.accelerates(len(g)) {
 		return c.accel.Quantize(cm, o, g, r)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.grad, j.src, j.comp = jobQuantize, o, g, r, cm
 	j.runParallel(len(g))
 	return nil
@@ -319,7 +329,7 @@ func (c *CPU) Dequantize(cm Compression, in, out Buffer) error {
 	if c.accelerates(len(o)) {
 		return c.accel.Dequantize(cm, o, i)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.src, j.comp = jobDequantize, o, i, cm
 	j.runParallel(len(o))
 	return nil
@@ -350,6 +360,7 @@ const (
 // with their chunk functions bound once, so that starting the helper
 // goroutines of a call allocates nothing.
 type job struct {
+	c      *CPU // whose cache it returns to
 	kind   jobKind
 	dst    []float32
 	src    []float32
@@ -365,9 +376,17 @@ type job struct {
 	fns    []func() // fns[i] runs chunk i+1 and calls wg.Done
 }
 
-var jobPool = sync.Pool{New: func() any { return new(job) }}
-
-func getJob() *job { return jobPool.Get().(*job) }
+func (c *CPU) getJob() *job {
+	c.jobMu.Lock()
+	defer c.jobMu.Unlock()
+	if n := len(c.jobs); n > 0 {
+		j := c.jobs[n-1]
+		c.jobs[n-1] = nil
+		c.jobs = c.jobs[:n-1]
+		return j
+	}
+	return &job{c: c}
+}
 
 func putJob(j *job) {
 	for i := range j.srcs {
@@ -375,7 +394,12 @@ func putJob(j *job) {
 	}
 	j.srcs = j.srcs[:0]
 	j.dst, j.src, j.grad, j.params = nil, nil, nil, nil
-	jobPool.Put(j)
+	c := j.c
+	c.jobMu.Lock()
+	if len(c.jobs) < jobCache {
+		c.jobs = append(c.jobs, j)
+	}
+	c.jobMu.Unlock()
 }
 
 // chunks makes sure j has p chunk slots and their bound functions.
@@ -447,12 +471,12 @@ func fill(d []float32, v float32) {
 	}
 }
 
-func parallelCopy(d, s []float32) {
+func (c *CPU) parallelCopy(d, s []float32) {
 	if len(d) < parallelMin {
 		copy(d, s)
 		return
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.src = jobCopy, d, s
 	j.runParallel(len(d))
 }
@@ -571,7 +595,7 @@ const lambParallelMin = 1 << 17
 // then the blocks in order, so they do not depend on how many goroutines
 // ran the blocks. Large arrays are shared by GOMAXPROCS goroutines, forked
 // and joined for each phase; a step allocates nothing.
-func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
+func (c *CPU) lambStep(p *StepParams, w, g []float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("compute: lamb step needs 2 states (mean, var), got %d", len(states))
 	}
@@ -579,11 +603,8 @@ func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
 	if len(g) != len(w) || len(mean) != len(w) || len(vr) != len(w) {
 		return fmt.Errorf("compute: lamb step: lengths differ: weight %d, grad %d, mean %d, var %d", len(w), len(g), len(mean), len(vr))
 	}
-	j := lambJobs.Get().(*lambJob)
-	defer func() {
-		j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
-		lambJobs.Put(j)
-	}()
+	j := c.getLamb()
+	defer c.putLamb(j)
 	nb := (len(w) + kernels.LAMBBlock - 1) / kernels.LAMBBlock
 	if cap(j.partial) < 2*nb {
 		j.partial = make([]float64, 2*nb)
@@ -625,14 +646,31 @@ type lambJob struct {
 	helper         func() // bound once: work, then wg.Done
 }
 
-var lambJobs = sync.Pool{New: func() any {
+func (c *CPU) getLamb() *lambJob {
+	c.jobMu.Lock()
+	defer c.jobMu.Unlock()
+	if n := len(c.lambs); n > 0 {
+		j := c.lambs[n-1]
+		c.lambs[n-1] = nil
+		c.lambs = c.lambs[:n-1]
+		return j
+	}
 	j := new(lambJob)
 	j.helper = func() {
 		j.work()
 		j.wg.Done()
 	}
 	return j
-}}
+}
+
+func (c *CPU) putLamb(j *lambJob) {
+	j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
+	c.jobMu.Lock()
+	if len(c.lambs) < jobCache {
+		c.lambs = append(c.lambs, j)
+	}
+	c.jobMu.Unlock()
+}
 
 // run runs one phase over all blocks: alone for small arrays, else with
 // helper goroutines taking blocks from a shared counter; it returns when
