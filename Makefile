@@ -31,7 +31,7 @@ WASIP1_PKGS ?= ./kvcore/... ./wasm/wasip1 ./tests/wazeroreduce
 
 TEST_STEPS :=
 
-.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports bench demo demo-local wazero clean
+.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports check-nofma bench demo demo-local wazero clean
 
 all: check test
 
@@ -62,7 +62,7 @@ test-js:
 wazero:
 	$(GO) build -o bin/wazero github.com/tetratelabs/wazero/cmd/wazero
 
-check: check-build check-vet check-fmt check-tidy check-imports
+check: check-build check-vet check-fmt check-tidy check-imports check-nofma
 
 check-build:
 	$(GO) build $(NATIVE_PKGS)
@@ -84,6 +84,13 @@ check-tidy:
 
 check-imports:
 	tests/check-imports.sh ./kvcore/...
+
+# The CPU reference kernels round after every product (MXNet's order, and
+# the bits the AVX2 and wasm loops reproduce): no build may fuse a multiply
+# and an add there. arm64 and GOAMD64=v3 are where Go fuses.
+check-nofma:
+	@out=$$( (GOARCH=arm64 $(GO) build -gcflags=-S ./kvcore/internal/kernels; GOAMD64=v3 $(GO) build -gcflags=-S ./kvcore/internal/kernels) 2>&1 | grep -E '\s(V?F(N)?M(ADD|SUB)[0-9]*[SD]{1,2})\s' || true); \
+	if [ -n "$$out" ]; then echo "fused multiply-add in kvcore/internal/kernels (write float32(x*y)):"; echo "$$out"; exit 1; fi
 
 # Benchmarks of every package, then each custom metric (the ratios against
 # the baselines, reported with b.ReportMetric) on its own line.
