@@ -216,7 +216,7 @@ func TestDistKVApp(t *testing.T) {
 	switch {
 	case testing.Short():
 		keys, repeat = 2000, 12
-	case raceEnabled:
+	case kvcore.RaceEnabled:
 		repeat = 5
 	}
 	srvs := []*inproc.Server{}

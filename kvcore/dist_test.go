@@ -845,7 +845,11 @@ func TestDistLateJoin(t *testing.T) {
 		}
 		for step := range steps {
 			if !late && step == 3 && i == 0 {
-				<-joined // the third worker is in before round 3 opens... or during it
+				select { // the third worker is in before round 3 opens... or during it
+				case <-joined:
+				case <-ctx.Done():
+					return fmt.Errorf("the late worker never joined: %w", ctx.Err())
+				}
 			}
 			if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 				return err

@@ -1,5 +1,5 @@
 //go:build !race
 
-package kvcore_test
+package kvcore
 
 const raceEnabled = false

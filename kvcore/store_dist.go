@@ -131,7 +131,8 @@ type distList struct {
 	arrs       []*Array // every key's inputs then outputs, back to back
 	at         []int    // key i's inputs are arrs[at[2i]:at[2i+1]], its outputs arrs[at[2i+1]:at[2i+2]]
 	items      []listItem
-	direct     []bool // the answer went straight into the key's only output
+	direct     []bool               // the answer went straight into the key's only output
+	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
 
 	mu     sync.Mutex
 	left   int
@@ -145,12 +146,26 @@ var distListPool = sync.Pool{New: func() any {
 	return l
 }}
 
-func (s *Store) queueDistList(entries []*entry, keys []Key, values, outs [][]*Array, prio int) {
+// queueDistList queues a checked list call of a dist store; the caller
+// holds s.mu (read).
+func (s *Store) queueDistList(keys []Key, values, outs [][]*Array, prio int) {
+	entries := make([]*entry, len(keys))
+	for i, k := range keys {
+		entries[i] = s.keys[k]
+	}
 	next, dup := sameEntries(entries)
 	var l *distList
 	for i := range keys {
 		if dup != nil && dup[i] {
 			continue // summed into its first occurrence
+		}
+		if l != nil && l.conflicts(i, next, values, outs) {
+			// An array written by an earlier key of the operation is read or
+			// written by this one (or this one writes what an earlier one
+			// reads): key by key, as MXNet's dist store runs a list, this
+			// key waits for the earlier ones.
+			s.pushDistList(l)
+			l = nil
 		}
 		if l == nil {
 			l = distListPool.Get().(*distList)
@@ -174,6 +189,7 @@ func (s *Store) queueDistList(entries []*entry, keys []Key, values, outs [][]*Ar
 		}
 		l.at = append(l.at, len(l.arrs))
 		l.es = append(l.es, entries[i])
+		l.mark(len(l.es) - 1)
 		if len(l.es) == distListChunk {
 			s.pushDistList(l)
 			l = nil
@@ -181,6 +197,55 @@ func (s *Store) queueDistList(entries []*entry, keys []Key, values, outs [][]*Ar
 	}
 	if l != nil {
 		s.pushDistList(l)
+	}
+}
+
+// conflicts reports whether key i of a list call (with its repetitions,
+// next) touches an array that the keys already in l write, or writes one
+// they read.
+func (l *distList) conflicts(i int, next []int, values, outs [][]*Array) bool {
+	if len(l.vars) == 0 {
+		return false
+	}
+	for j := i; j >= 0 && values != nil; j = next[j] {
+		for _, a := range values[j] {
+			if w, ok := l.vars[a.v]; ok && w {
+				return true
+			}
+		}
+		if next == nil {
+			break
+		}
+	}
+	for j := i; j >= 0 && outs != nil; j = next[j] {
+		for _, a := range outs[j] {
+			if _, ok := l.vars[a.v]; ok {
+				return true
+			}
+		}
+		if next == nil {
+			break
+		}
+	}
+	return false
+}
+
+// mark records the arrays key i of l reads and writes (a push list writes
+// none: nothing to record).
+func (l *distList) mark(i int) {
+	if !l.pull {
+		return
+	}
+	if l.vars == nil {
+		l.vars = map[*engine.Var]bool{}
+	}
+	for _, a := range l.ins(i) {
+		if _, ok := l.vars[a.v]; !ok {
+			l.vars[a.v] = false
+		}
+	}
+	for _, a := range l.outs(i) {
+		l.vars[a.v] = true
 	}
 }
 
@@ -263,6 +328,7 @@ func (l *distList) Done() {
 	clear(l.es)
 	clear(l.arrs)
 	clear(l.items)
+	clear(l.vars)
 	l.eng.Reset()
 	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
 	l.s, l.err, l.left = nil, nil, 0

@@ -128,13 +128,13 @@
 // one shard that reconnects by itself with exponential backoff and jitter.
 // Each connection is an epoch: a send for a replaced connection writes
 // nothing, and Recv announces each new connection (transport.ErrReconnected
-// with its epoch) before anything read from it; the store's worker state machine
-// then says Hello first, resumes its rank (with the resume key its Welcome
-// gave) and resends what is unanswered.
-// The Conn never reads the messages it carries. As a transport.Watcher it
-// reports its reconnection attempts, which a store passes on as events. It
-// builds for native and GOOS=js (link_js.go: the page's WebSocket, token in
-// the subprotocol, sends waiting while the browser buffers more than
+// with its epoch) before anything read from it; the store's worker state
+// machine then says Hello first, resumes its rank (with the resume key its
+// Welcome gave) and resends what is unanswered. The Conn never reads the
+// messages it carries. As a transport.Watcher it reports its reconnection
+// attempts, which a store created with Options.Events passes on. It builds
+// for native and GOOS=js (link_js.go: the page's WebSocket, token in the
+// subprotocol, sends waiting while the browser buffers more than
 // DialOptions.MaxBuffered). Create makes a dist store on one relay or, with
 // a comma-separated URL list, on several shards (transport.Shards).
 //
