@@ -131,7 +131,7 @@ func serverErr(e *wire.Error) error {
 
 func newRemote(ctx context.Context, typ string, async bool, t transport.Transport, events func(Event)) (remote, error) {
 	if t == nil {
-		return nil, fmt.Errorf("dist: nil transport: %w", ErrNoTransport)
+		return nil, fmt.Errorf("nil transport: %w", ErrNoTransport)
 	}
 	mode := wire.ModeSync
 	if async {

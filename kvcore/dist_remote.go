@@ -58,11 +58,11 @@ type call struct {
 func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, events func(Event)) (*distRemote, error) {
 	n := t.Shards()
 	if n < 1 {
-		return nil, fmt.Errorf("dist: transport with %d shards: %w", n, ErrNoTransport)
+		return nil, fmt.Errorf("transport with %d shards: %w", n, ErrNoTransport)
 	}
 	m, err := wsm.New(wsm.Config{Shards: n, Mode: mode, Join: t.Join()})
 	if err != nil {
-		return nil, fmt.Errorf("dist: %w", err)
+		return nil, err
 	}
 	r := &distRemote{t: t, m: m, start: time.Now(), keys: keyMap{ints: map[int]*wsm.Key{}, strs: map[string]*wsm.Key{}}, ev: newEventQueue(events),
 		tick: make(chan struct{}, 1), joined: make(chan struct{})}
@@ -94,14 +94,14 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 	case <-r.joined:
 	case <-ctx.Done():
 		r.shutdown()
-		return nil, fmt.Errorf("dist: joining: %w", ctx.Err())
+		return nil, fmt.Errorf("joining: %w", ctx.Err())
 	}
 	r.mu.Lock()
 	err = r.joinErr
 	r.mu.Unlock()
 	if err != nil {
 		r.shutdown()
-		return nil, fmt.Errorf("dist: joining: %w", err)
+		return nil, fmt.Errorf("joining: %w", err)
 	}
 	return r, nil
 }
@@ -215,7 +215,7 @@ type lostError struct {
 	server error // serverErr of the wire error in err's chain, if any
 }
 
-func (e *lostError) Error() string { return "dist: " + e.err.Error() }
+func (e *lostError) Error() string { return e.err.Error() }
 func (e *lostError) Unwrap() error { return e.err }
 func (e *lostError) Is(target error) bool {
 	return target == ErrConnLost || e.server != nil && errors.Is(e.server, target)
@@ -239,9 +239,9 @@ func remoteErr(err error) error {
 	case errors.As(err, &we):
 		return serverErr(we)
 	case errors.Is(err, wsm.ErrClosed):
-		return fmt.Errorf("dist: %w", ErrClosed)
+		return ErrClosed
 	}
-	return fmt.Errorf("dist: %w", err)
+	return err
 }
 
 // ---- goroutines ----
@@ -383,7 +383,7 @@ func (r *distRemote) syncCall(ctx context.Context, start func(c *call) error) (w
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return wsm.Done{}, fmt.Errorf("dist: %w", ErrClosed)
+		return wsm.Done{}, ErrClosed
 	}
 	err := start(c)
 	var ds []wsm.Done
@@ -412,7 +412,7 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 	r.mu.Lock()
 	for i, k := range keys {
 		if r.closed {
-			errs[i] = fmt.Errorf("dist: %w", ErrClosed)
+			errs[i] = ErrClosed
 			continue
 		}
 		if r.keys.get(k) != nil {
@@ -430,7 +430,7 @@ func (r *distRemote) initList(ctx context.Context, keys []Key, shapes [][]int, d
 		c := &call{ch: ch, idx: i}
 		wk, err := r.m.InitKey(c, spec, data[i])
 		if err != nil {
-			errs[i] = fmt.Errorf("dist: key %v: %w (%v)", k, ErrShapeMismatch, err)
+			errs[i] = fmt.Errorf("key %v: %w (%v)", k, ErrShapeMismatch, err)
 			continue
 		}
 		wk.Ref = k
@@ -488,7 +488,7 @@ func (r *distRemote) async(k Key, done func(error), start func(c *call, wk *wsm.
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		done(fmt.Errorf("dist: %w", ErrClosed))
+		done(ErrClosed)
 		return
 	}
 	wk := r.keys.get(k)
@@ -504,7 +504,7 @@ func (r *distRemote) async(k Key, done func(error), start func(c *call, wk *wsm.
 		r.free = append(r.free, c)
 		r.mu.Unlock()
 		if errors.Is(err, wsm.ErrArg) {
-			err = fmt.Errorf("dist: %w (%v)", ErrShapeMismatch, err)
+			err = fmt.Errorf("%w (%v)", ErrShapeMismatch, err)
 		}
 		done(remoteErr(err))
 		return
@@ -556,7 +556,7 @@ func (r *distRemote) list(items []listItem, done func(int, error)) {
 			continue
 		}
 		if r.closed {
-			fails = append(fails, fail{i, fmt.Errorf("dist: %w", ErrClosed)})
+			fails = append(fails, fail{i, ErrClosed})
 			continue
 		}
 		wk := r.keys.get(it.k)
@@ -579,7 +579,7 @@ func (r *distRemote) list(items []listItem, done func(int, error)) {
 			*c = call{}
 			r.free = append(r.free, c)
 			if errors.Is(err, wsm.ErrArg) {
-				err = fmt.Errorf("dist: %w (%v)", ErrShapeMismatch, err)
+				err = fmt.Errorf("%w (%v)", ErrShapeMismatch, err)
 			}
 			fails = append(fails, fail{i, remoteErr(err)})
 		}
@@ -605,7 +605,7 @@ func (r *distRemote) barrier(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return fmt.Errorf("dist: %w", ErrClosed)
+		return ErrClosed
 	}
 	b := r.bar
 	if b == nil {
@@ -679,7 +679,7 @@ func (r *distRemote) mergeStates(states []*wire.States) (*stateSnapshot, error) 
 	var order []Key
 	for si, st := range states {
 		if st == nil {
-			return nil, fmt.Errorf("dist: shard %d sent no states: %w", si, ErrServer)
+			return nil, fmt.Errorf("shard %d sent no states: %w", si, ErrServer)
 		}
 		if si == 0 {
 			snap.Optimizer = st.Optimizer
@@ -702,7 +702,7 @@ func (r *distRemote) mergeStates(states []*wire.States) (*stateSnapshot, error) 
 				order = append(order, k)
 			}
 			if len(ks.States) != len(a.ks.States) || int(ks.Total) != a.ks.N {
-				return nil, fmt.Errorf("dist: key %v: shards disagree on its states: %w", k, ErrBadStates)
+				return nil, fmt.Errorf("key %v: shards disagree on its states: %w", k, ErrBadStates)
 			}
 			a.ks.T = max(a.ks.T, ks.T)
 			for i, s := range ks.States {
@@ -726,7 +726,7 @@ func (r *distRemote) mergeStates(states []*wire.States) (*stateSnapshot, error) 
 	for _, k := range order {
 		a := byKey[k]
 		if a.got != a.ks.N {
-			return nil, fmt.Errorf("dist: key %v: shards sent %d of its %d state values: %w", k, a.got, a.ks.N, ErrBadStates)
+			return nil, fmt.Errorf("key %v: shards sent %d of its %d state values: %w", k, a.got, a.ks.N, ErrBadStates)
 		}
 		snap.Keys = append(snap.Keys, a.ks)
 	}
@@ -795,7 +795,7 @@ func (r *distRemote) close() error {
 	r.mu.Unlock()
 	r.shutdown()
 	if lerr != nil && !errors.Is(lerr, ErrConnLost) && !errors.Is(lerr, ErrClosed) && !errors.Is(lerr, context.DeadlineExceeded) {
-		return fmt.Errorf("dist: leave: %w", lerr)
+		return fmt.Errorf("leave: %w", lerr)
 	}
 	return nil
 }

@@ -898,12 +898,28 @@ func TestDistLateJoin(t *testing.T) {
 // With a round deadline and a quorum, a straggler does not slow the others
 // down: rounds close without it (sum rescaled), its late pushes are
 // acknowledged without being applied, and it carries on from the current
-// round. The fast workers leave when done (uneven progress at the end of an
-// epoch), so the straggler's last rounds close with it alone.
+// round; the fast workers leave when done (uneven progress at the end of an
+// epoch) while the straggler still pushes.
 func TestDistStragglerDeadline(t *testing.T) {
-	srv := testServer(t, psm.Config{RoundDeadline: 30 * time.Millisecond, QuorumMin: 2, Timeout: 10 * time.Second})
+	srv := testServer(t, psm.Config{RoundDeadline: 30 * time.Millisecond, QuorumMin: 2})
 	ctx := testCtx(t)
 	const n, steps = 3, 6
+	// The straggler pushes step i only once both fast workers finished it:
+	// round i closed at its deadline without the straggler, whose push is
+	// then late (no sleep decides that).
+	var fastMu sync.Mutex
+	fastSteps := make([]int, steps)
+	fastDone := make([]chan struct{}, steps)
+	for i := range fastDone {
+		fastDone[i] = make(chan struct{})
+	}
+	finished := func(step int) {
+		fastMu.Lock()
+		defer fastMu.Unlock()
+		if fastSteps[step]++; fastSteps[step] == n-1 {
+			close(fastDone[step])
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
@@ -916,14 +932,28 @@ func TestDistStragglerDeadline(t *testing.T) {
 					return err
 				}
 				defer s.Close()
+				straggler := s.Rank() == 2
+				step := 0
+				if !straggler {
+					// However it ends, the straggler must not wait for
+					// this worker's steps forever.
+					defer func() {
+						for ; step < steps; step++ {
+							finished(step)
+						}
+					}()
+				}
 				if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{0})); err != nil {
 					return err
 				}
 				out := arr(t, []float32{0})
-				straggler := s.Rank() == 2
-				for range steps {
+				for ; step < steps; step++ {
 					if straggler {
-						time.Sleep(80 * time.Millisecond)
+						select {
+						case <-fastDone[step]:
+						case <-ctx.Done():
+							return ctx.Err()
+						}
 					}
 					if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 						return err
@@ -936,6 +966,9 @@ func TestDistStragglerDeadline(t *testing.T) {
 					// others left hold its push alone: 1.
 					if v := values(t, out)[0]; v != 3 && !(straggler && v == 1) {
 						return fmt.Errorf("rank %d: round value %v, want 3", s.Rank(), v)
+					}
+					if !straggler {
+						finished(step)
 					}
 				}
 				return nil

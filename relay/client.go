@@ -110,7 +110,9 @@ type Conn struct {
 	up        chan struct{}   // closed when cur is set, or dead/closed
 	dead      error           // reconnection gave up
 	closed    bool
-	closeCh   chan struct{}
+	ctx       context.Context // ends at Close: stops reconnecting
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the reconnecting goroutine; Close waits for it
 
 	watch func(transport.Status) // Watch's (under mu)
 }
@@ -149,7 +151,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial: %w", err)
 	}
-	c := &Conn{url: u, opts: opts.withDefaults(), protos: subprotocols(opts.Token), closeCh: make(chan struct{})}
+	c := &Conn{url: u, opts: opts.withDefaults(), protos: subprotocols(opts.Token)}
 	var l *link
 	ctx, cancel := context.WithTimeout(ctx, c.opts.GiveUp)
 	defer cancel()
@@ -168,6 +170,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	c.cur, c.epoch, c.announced = l, transport.FirstEpoch, transport.FirstEpoch
 	c.up = make(chan struct{})
 	close(c.up)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }
 
@@ -239,21 +242,16 @@ func (c *Conn) lost(l *link, why error) {
 	c.cur = nil
 	c.up = make(chan struct{})
 	c.opts.Logger.Info("relay connection lost; reconnecting", "job", c.opts.Job, "err", why)
+	c.wg.Add(1)
 	go c.reconnect()
 	c.mu.Unlock()
 	c.notify(transport.Reconnecting, 0, why)
 }
 
 func (c *Conn) reconnect() {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.GiveUp)
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.GiveUp)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.closeCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var err error
 	for attempt := 0; ; attempt++ {
 		if !sleepCtx(ctx, c.backoff(attempt)) {
@@ -400,20 +398,20 @@ func (c *Conn) Recv(ctx context.Context, shard int) ([]byte, transport.Epoch, er
 	}
 }
 
-// Close implements transport.Transport: the connection closes and
-// reconnecting stops; Send and Recv then fail (transport.ErrClosed).
+// Close implements transport.Transport: reconnecting stops, the
+// connection closes (politely: a close frame, its answer awaited for at
+// most 5 s) and Send and Recv then fail (transport.ErrClosed). Close
+// returns once nothing of the Conn runs any more.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
-	close(c.closeCh)
-	if c.cur != nil {
-		c.cur.closePolite()
-		c.cur = nil
-	}
+	c.cancel()
+	cur := c.cur
+	c.cur = nil
 	if c.up != nil {
 		select {
 		case <-c.up:
@@ -421,6 +419,11 @@ func (c *Conn) Close() error {
 			close(c.up)
 		}
 	}
+	c.mu.Unlock()
+	if cur != nil {
+		cur.closePolite()
+	}
+	c.wg.Wait()
 	return nil
 }
 

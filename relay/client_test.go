@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -27,10 +28,11 @@ type echoServer struct {
 	tokens []string
 	conns  []*websocket.Conn
 	n      atomic.Int32
+	added  chan struct{} // a connection was registered
 }
 
 func newEchoServer(t testing.TB) *echoServer {
-	e := &echoServer{}
+	e := &echoServer{added: make(chan struct{}, 1)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("job") == "refuse" {
 			http.Error(w, "no", http.StatusForbidden)
@@ -44,11 +46,16 @@ func newEchoServer(t testing.TB) *echoServer {
 			c.Close(websocket.StatusPolicyViolation, "subprotocol")
 			return
 		}
+		defer c.CloseNow() // a failed read leaves the connection open
 		e.n.Add(1)
 		e.mu.Lock()
 		e.tokens = append(e.tokens, tokenFrom(r))
 		e.conns = append(e.conns, c)
 		e.mu.Unlock()
+		select {
+		case e.added <- struct{}{}:
+		default:
+		}
 		c.SetReadLimit(-1)
 		var buf []byte
 		for {
@@ -84,17 +91,33 @@ func (e *echoServer) dropAll() {
 // already uses it).
 func (e *echoServer) waitConns(t testing.TB, k int) {
 	t.Helper()
-	for i := 0; ; i++ {
+	e.wait(t, fmt.Sprintf("%d open connections", k), func() bool { return len(e.conns) >= k })
+}
+
+// waitAccepted waits until the server accepted k connections in all.
+func (e *echoServer) waitAccepted(t testing.TB, k int) {
+	t.Helper()
+	e.wait(t, fmt.Sprintf("%d accepted connections", k), func() bool { return e.n.Load() == int32(k) })
+}
+
+// wait waits until cond (called under e.mu) holds, woken by each new
+// connection; the minute is a bound against hanging, not a margin.
+func (e *echoServer) wait(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	bound := time.NewTimer(time.Minute)
+	defer bound.Stop()
+	for {
 		e.mu.Lock()
-		n := len(e.conns)
+		ok := cond()
 		e.mu.Unlock()
-		if n >= k {
+		if ok {
 			return
 		}
-		if i > 500 {
-			t.Fatalf("echo server holds %d connections, want %d", n, k)
+		select {
+		case <-e.added:
+		case <-bound.C:
+			t.Fatalf("echo server: no %s within a minute", what)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -218,12 +241,7 @@ func TestReconnect(t *testing.T) {
 	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("after Kill: %v", err)
 	}
-	for i := 0; e.n.Load() != 5; i++ { // the server counts after its Accept returns
-		if i > 100 {
-			t.Fatalf("%d connections, want 5", e.n.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitAccepted(t, 5) // the server counts after its Accept returns
 	c.Close()
 	if err := c.sendMsg(ctx, []byte("x")); !errors.Is(err, errClosed) {
 		t.Fatalf("Send after Close: %v", err)
@@ -342,10 +360,5 @@ func TestIdleTimeoutReconnects(t *testing.T) {
 	if d := time.Since(t0); d < 200*time.Millisecond {
 		t.Fatalf("reconnected after %v, before the idle timeout", d)
 	}
-	for i := 0; e.n.Load() != 2; i++ { // the server counts after its Accept returns
-		if i > 100 {
-			t.Fatalf("%d connections, want 2", e.n.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitAccepted(t, 2) // the server counts after its Accept returns
 }

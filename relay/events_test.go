@@ -19,21 +19,30 @@ import (
 )
 
 type connLog struct {
-	mu  sync.Mutex
-	got []transport.State
-	att []int
-	err []error
+	mu    sync.Mutex
+	got   []transport.State
+	att   []int
+	err   []error
+	added chan struct{} // a report came (capacity 1)
 }
+
+func newConnLog() *connLog { return &connLog{added: make(chan struct{}, 1)} }
 
 func (l *connLog) fn(st transport.Status) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.got, l.att, l.err = append(l.got, st.State), append(l.att, st.Attempt), append(l.err, st.Err)
+	l.mu.Unlock()
+	select {
+	case l.added <- struct{}{}:
+	default:
+	}
 }
 
 func (l *connLog) waitFor(t *testing.T, st transport.State) (attempt int, err error) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	bound := time.NewTimer(time.Minute) // against hanging, not a margin
+	defer bound.Stop()
+	for {
 		l.mu.Lock()
 		for j, s := range l.got {
 			if s == st {
@@ -43,10 +52,12 @@ func (l *connLog) waitFor(t *testing.T, st transport.State) (attempt int, err er
 			}
 		}
 		l.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-l.added:
+		case <-bound.C:
+			t.Fatalf("no %v report within a minute", st)
+		}
 	}
-	t.Fatalf("no %v report within 5 s", st)
-	return 0, nil
 }
 
 // The client reports a lost connection, each failed reconnection attempt
@@ -61,7 +72,7 @@ func TestWatchConn(t *testing.T) {
 	}
 	defer c.Close()
 	var _ transport.Watcher = c
-	var log connLog
+	log := newConnLog()
 	c.Watch(log.fn)
 	if err := c.sendMsg(ctx, []byte("x")); err != nil {
 		t.Fatal(err)

@@ -78,11 +78,10 @@ func (l *link) recv(ctx context.Context) ([]byte, error) {
 
 func (l *link) closeNow() { l.ws.CloseNow() }
 
-// closePolite sends a close frame and waits (up to 5 s) for the answer in
-// the background: CloseNow would drop queued bytes.
+// closePolite sends a close frame and waits (the library bounds it: 5 s)
+// for the answer: CloseNow could lose what the socket still holds.
 func (l *link) closePolite() {
-	ws := l.ws
-	go ws.Close(websocket.StatusNormalClosure, "")
+	l.ws.Close(websocket.StatusNormalClosure, "")
 }
 
 // readAllInto reads r to EOF into *buf, growing it geometrically.
