@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -676,6 +677,25 @@ func TestDistSaveLoadStates(t *testing.T) {
 	}
 }
 
+// onePrefix fails t if a package's error prefix appears twice in err (one
+// prefix per package: "kvcore: push key 3: kvcore: ..." or "dist: dist:"
+// stutter) or the driver's old "dist:" prefix is back.
+func onePrefix(t *testing.T, err error) {
+	t.Helper()
+	msg := err.Error()
+	if strings.Contains(msg, "dist: ") {
+		t.Errorf("error %q: a 'dist:' prefix inside kvcore's", msg)
+	}
+	for _, p := range []string{"kvcore: ", "transport: ", "relay: ", "wsm: ", "psm: ", "wire: "} {
+		if n := strings.Count(msg, p); n > 1 {
+			t.Errorf("error %q: prefix %q %d times", msg, p, n)
+		}
+	}
+	if !strings.HasPrefix(msg, "kvcore: ") {
+		t.Errorf("error %q: not kvcore's", msg)
+	}
+}
+
 // A transport that delivers garbage, or dies, fails the operations waiting
 // on it with ErrConnLost instead of hanging.
 func TestDistBadTransport(t *testing.T) {
@@ -695,11 +715,20 @@ func TestDistBadTransport(t *testing.T) {
 	}
 	if err := s.WaitAll(ctx); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("push on a dead transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	if err := s.Barrier(ctx); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("barrier on a dead transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	s.Close()
+	if err := s.Barrier(ctx); !errors.Is(err, kvcore.ErrClosed) {
+		t.Fatalf("barrier on a closed store: %v, want ErrClosed", err)
+	} else {
+		onePrefix(t, err)
+	}
 
 	// Garbage from the server side.
 	a, b := transport.Pipe()
@@ -709,6 +738,8 @@ func TestDistBadTransport(t *testing.T) {
 	}()
 	if _, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("create over a garbage transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	// A server that never answers: Create gives up with the context.
 	a, b = transport.Pipe()
@@ -717,6 +748,8 @@ func TestDistBadTransport(t *testing.T) {
 	defer cancel()
 	if _, err := kvcore.Create(short, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("create without an answer: %v, want DeadlineExceeded", err)
+	} else {
+		onePrefix(t, err)
 	}
 }
 

@@ -61,8 +61,16 @@ func runDistPush(o *op) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("kvcore: push key %v: %w", e.key, err)
 	}
-	s.rem.push(e.key, data, e.n, c, o.finishFn)
+	s.rem.push(e.key, data, e.n, c, o.pushDoneFn)
 	return true, nil
+}
+
+// pushDone finishes o when the server answered its push.
+func (o *op) pushDone(err error) {
+	if err != nil {
+		err = fmt.Errorf("kvcore: push key %v: %w", o.e.key, err)
+	}
+	o.finish(err)
 }
 
 func (e *entry) pullBuf() []float32 {

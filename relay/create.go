@@ -30,7 +30,7 @@ func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts *kvco
 		c, err := Dial(ctx, u, opts)
 		if err != nil {
 			closeAll()
-			return nil, fmt.Errorf("relay: create %s: %w", typ, err)
+			return nil, err // "relay: dial <url>: ...", one prefix
 		}
 		ts = append(ts, c)
 	}
