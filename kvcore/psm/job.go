@@ -12,6 +12,7 @@ import (
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	MaxKeys    int // keys per job (default 1<<16)
 	MaxWorkers int // workers per job (default 1024)
 	Limits     *wire.Limits
+
+	// Updaters loads custom updater modules (command updater.CommandHead;
+	// see updater.go). Nil: modules are refused.
+	Updaters updater.Loader
 }
 
 func (c *Config) fill() error {
@@ -221,6 +226,7 @@ type Job struct {
 	optJSON   []byte
 	numUpdate int
 	comp      compute.Compression
+	cu        *custom // custom updater module, instead of opt (updater.go)
 
 	rd      Ready
 	scratch []byte
@@ -258,6 +264,7 @@ func (j *Job) Close() {
 		return
 	}
 	j.closed = true
+	j.closeCustom()
 	for _, k := range j.keys {
 		j.freeKey(k)
 	}
@@ -1089,7 +1096,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		j.badMessage(w.conn, m.Seq, wire.Errorf(wire.CodeBadFrame, "push of key %s without data", k.label()))
 		return
 	}
-	if j.mode == wire.ModeAsync && j.opt == nil {
+	if j.mode == wire.ModeAsync && j.opt == nil && j.cu == nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeMode, "key %s: dist_async needs an optimizer on the server: call SetOptimizer before pushing", k.label()))
 		return
 	}
@@ -1117,7 +1124,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		err := j.update(k, buf)
 		k.free = append(k.free, buf)
 		if err != nil {
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: optimizer step: %v", k.label(), err))
+			j.reject(w, m.Seq, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
 			return
 		}
 		k.dirty = true
@@ -1262,7 +1269,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	j.srcs = srcs
 	var err error
-	if j.opt != nil {
+	if j.opt != nil || j.cu != nil {
 		if k.merge == nil {
 			k.merge, err = j.be.Alloc(k.n)
 		}
@@ -1288,7 +1295,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	for _, a := range arr {
 		k.free = append(k.free, a.buf)
 		if err != nil {
-			j.reject(a.w, a.seq, wire.Errorf(wire.CodeInternal, "key %s: round %d: %v", k.label(), r, err))
+			j.reject(a.w, a.seq, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
 			continue
 		}
 		h := wire.Header{Key: k.id, Round: r, Flags: flags}
@@ -1325,6 +1332,9 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 
 // update runs one optimizer update of k with gradient g (kvcore's Store.step).
 func (j *Job) update(k *key, g compute.Buffer) error {
+	if j.cu != nil {
+		return j.customUpdate(k, g)
+	}
 	opt := j.opt
 	if opt == nil {
 		return j.be.Copy(k.stored, g)
@@ -1382,6 +1392,7 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 			return
 		}
 		j.opt, j.optJSON, j.numUpdate = opt, append([]byte(nil), m.Payload...), 0
+		j.dropCustom()
 		for _, k := range j.keys {
 			for _, b := range k.states {
 				j.be.Free(b)
@@ -1389,6 +1400,9 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 			k.states, k.t = nil, 0
 		}
 		j.rd.Persist = true
+	case updater.CommandHead:
+		j.setCustom(w, m)
+		return
 	case CmdCompression:
 		c, err := parseCompression(string(m.Payload))
 		if err != nil {
@@ -1419,6 +1433,10 @@ func parseCompression(s string) (compute.Compression, error) {
 }
 
 func (j *Job) saveStates(w *worker, m *wire.Msg) {
+	if j.cu != nil {
+		j.saveCustomStates(w, m)
+		return
+	}
 	if j.opt == nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadStates, "save optimizer states: no optimizer set"))
 		return
@@ -1460,6 +1478,9 @@ func (j *Job) loadStates(w *worker, m *wire.Msg) {
 // installStates checks all of st, then replaces the optimizer states (and,
 // if st has one, the optimizer). On error nothing changed.
 func (j *Job) installStates(st *wire.States) *wire.Error {
+	if e, ok := j.customStates(st); ok {
+		return e
+	}
 	opt := j.opt
 	if st.Optimizer != nil {
 		o, err := optimizer.Parse(st.Optimizer)

@@ -26,6 +26,7 @@ import (
 //	  uv offset, uv n, uv total, uv rounds, uv t,
 //	  uv inited; str worker ids..., n float32 value,
 //	  uv states; n float32 each
+//	the custom updater's section, if one is installed (updater.go)
 //	u32 CRC-32 (IEEE) of everything before it
 //
 // Held requests (open rounds, barriers, init waits) are not part of it: see
@@ -99,6 +100,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			e = senc(wire.AppendFloat32s(e, tmp))
 		}
 	}
+	e = j.appendCustom(e)
 	e = e.u32(crc32.ChecksumIEEE(e[start:]))
 	return e, nil
 }
@@ -319,6 +321,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		j.keys[k.id] = k
 		ps = append(ps, p)
 	}
+	j.restoreCustom(d)
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d trailing bytes", len(d.b))
 	}
@@ -348,5 +351,6 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			k.states = append(k.states, sb)
 		}
 	}
+	j.reloadCustom()
 	return j, nil
 }

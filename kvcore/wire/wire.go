@@ -337,12 +337,13 @@ const (
 	CodeBadStates           // optimizer states rejected
 	CodeInternal            // server failure (backend error)
 	CodeClosed              // the job or server is shutting down
+	CodeUpdater             // the job's custom updater module refused or failed the update
 	codeEnd
 )
 
 var codeNames = [...]string{"ok", "bad frame", "version", "limit", "auth", "not joined", "removed",
 	"bad request", "unknown key", "reinit", "shape", "mode", "bad optimizer", "bad compression",
-	"bad states", "internal", "closed"}
+	"bad states", "internal", "closed", "updater"}
 
 func (c Code) String() string {
 	if c < codeEnd {
