@@ -137,7 +137,7 @@ func raw(update []byte, imports ...[2]string) []byte {
 		section(2, c)
 	}
 	ni := byte(len(imports))
-	section(3, []byte{3, 0, 1, 1})  // abi, alloc, update
+	section(3, []byte{3, 0, 1, 1}) // abi, alloc, update
 	section(5, []byte{1, 0x00, 1}) // one memory, min 1 page
 	var e []byte
 	e = binary.AppendUvarint(e, 4)
