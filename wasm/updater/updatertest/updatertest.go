@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -111,9 +112,11 @@ func CacheDir(tb testing.TB) string {
 
 // Raw modules implement the ABI's required exports in a few bytes of
 // WebAssembly: webkv_abi_version returns 1, webkv_alloc returns address
-// 1024 (the memory is one page, enough for small keys) and webkv_update
-// runs body, which must leave an i32 status. Their source is this file.
-func raw(update []byte, imports ...[2]string) []byte {
+// 1024 (the memory has pages pages; one is enough for small keys) and
+// webkv_update runs body with locals (the code section's encoding of its
+// local declarations; nil: none), which must leave an i32 status. Their
+// source is this file.
+func raw(pages uint32, locals, update []byte, imports ...[2]string) []byte {
 	var b []byte
 	b = append(b, 0, 'a', 's', 'm', 1, 0, 0, 0)
 	section := func(id byte, content []byte) {
@@ -125,20 +128,20 @@ func raw(update []byte, imports ...[2]string) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		return append(dst, s...)
 	}
-	// types: 0 () -> i32, 1 (i32) -> i32, 2 () -> ()
-	section(1, []byte{3, 0x60, 0, 1, 0x7f, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 0, 0})
+	// types: 0 () -> i32, 1 (i32) -> i32
+	section(1, []byte{2, 0x60, 0, 1, 0x7f, 0x60, 1, 0x7f, 1, 0x7f})
 	if len(imports) > 0 {
 		c := binary.AppendUvarint(nil, uint64(len(imports)))
 		for _, im := range imports {
 			c = str(c, im[0])
 			c = str(c, im[1])
-			c = append(c, 0, 2) // a function of type 2
+			c = append(c, 0, 0) // a function of type 0: () -> i32
 		}
 		section(2, c)
 	}
 	ni := byte(len(imports))
-	section(3, []byte{3, 0, 1, 1}) // abi, alloc, update
-	section(5, []byte{1, 0x00, 1}) // one memory, min 1 page
+	section(3, []byte{3, 0, 1, 1})                                   // abi, alloc, update
+	section(5, binary.AppendUvarint([]byte{1, 0x00}, uint64(pages))) // one memory
 	var e []byte
 	e = binary.AppendUvarint(e, 4)
 	e = append(str(e, "webkv_abi_version"), 0, ni+0)
@@ -146,38 +149,75 @@ func raw(update []byte, imports ...[2]string) []byte {
 	e = append(str(e, "webkv_update"), 0, ni+2)
 	e = append(str(e, "memory"), 2, 0)
 	section(7, e)
-	code := func(body ...byte) []byte {
-		f := append([]byte{0}, body...) // no locals
+	code := func(locals []byte, body ...byte) []byte {
+		if locals == nil {
+			locals = []byte{0}
+		}
+		f := append(slices.Clone(locals), body...)
+		f = append(f, 0x0b) // end
 		return append(binary.AppendUvarint(nil, uint64(len(f))), f...)
 	}
 	var c []byte
 	c = append(c, 3)
-	c = append(c, code(0x41, 0x01, 0x0b)...)       // i32.const 1
-	c = append(c, code(0x41, 0x80, 0x08, 0x0b)...) // i32.const 1024
-	c = append(c, code(append(update, 0x0b)...)...)
+	c = append(c, code(nil, 0x41, 0x01)...)       // i32.const 1
+	c = append(c, code(nil, 0x41, 0x80, 0x08)...) // i32.const 1024
+	c = append(c, code(locals, update...)...)
 	section(10, c)
 	return b
 }
 
 // RawTrap's update executes unreachable: a trap.
-func RawTrap() []byte { return raw([]byte{0x00}) }
+func RawTrap() []byte { return raw(1, nil, []byte{0x00}) }
 
 // RawLoop's update is an empty infinite loop.
 func RawLoop() []byte {
-	return raw([]byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x00}) // loop br 0 end; unreachable
+	return raw(1, nil, []byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x00}) // loop br 0 end; unreachable
 }
 
 // RawGrow's update grows the memory 16 pages at a time until memory.grow
 // fails, then traps.
 func RawGrow() []byte {
 	// loop: i32.const 16; memory.grow 0; i32.const -1; i32.ne; br_if 0; end; unreachable
-	return raw([]byte{0x03, 0x40, 0x41, 0x10, 0x40, 0x00, 0x41, 0x7f, 0x47, 0x0d, 0x00, 0x0b, 0x00})
+	return raw(1, nil, []byte{0x03, 0x40, 0x41, 0x10, 0x40, 0x00, 0x41, 0x7f, 0x47, 0x0d, 0x00, 0x0b, 0x00})
 }
 
 // RawStatus's update returns status st (0 to 63) without touching stored.
-func RawStatus(st byte) []byte { return raw([]byte{0x41, st & 0x3f}) }
+func RawStatus(st byte) []byte { return raw(1, nil, []byte{0x41, st & 0x3f}) }
 
-// RawImport is RawStatus(0) importing module.name as a () -> () function.
+// RawImport is RawStatus(0) importing module.name as a () -> i32 function.
 func RawImport(module, name string) []byte {
-	return raw([]byte{0x41, 0}, [2]string{module, name})
+	return raw(1, nil, []byte{0x41, 0}, [2]string{module, name})
+}
+
+// RawAdd is a complete updater in hand-written WebAssembly: stored +=
+// recv, no states. Its memory (pages 64 KiB pages) must hold the host's
+// arena from address 1024: about 8 bytes per element.
+func RawAdd(pages uint32) []byte {
+	const (
+		call, n, r, s, i = 0, 1, 2, 3, 4 // locals: the parameter, then 4 i32
+		get, set         = 0x20, 0x21
+	)
+	load := func(local, off byte) []byte { return []byte{get, local, 0x28, 0x02, off} } // i32.load align=4
+	var body []byte
+	body = append(body, load(call, 20)...)     // n
+	body = append(body, 0x41, 2, 0x74, set, n) // n <<= 2 (bytes)
+	body = append(body, load(call, 32)...)
+	body = append(body, set, r)
+	body = append(body, load(call, 36)...)
+	body = append(body, set, s)
+	body = append(body,
+		0x02, 0x40, // block
+		0x03, 0x40, // loop
+		get, i, get, n, 0x4f, 0x0d, 0x01, // i >= n: br_if 1 (out)
+		get, s, get, i, 0x6a, // address stored+i
+		get, s, get, i, 0x6a, 0x2a, 0x02, 0x00, // f32.load stored[i]
+		get, r, get, i, 0x6a, 0x2a, 0x02, 0x00, // f32.load recv[i]
+		0x92,             // f32.add
+		0x38, 0x02, 0x00, // f32.store
+		get, i, 0x41, 4, 0x6a, set, i, // i += 4
+		0x0c, 0x00, // br 0
+		0x0b, 0x0b, // end loop, end block
+		0x41, 0x00, // status 0
+	)
+	return raw(pages, []byte{1, 4, 0x7f}, body)
 }

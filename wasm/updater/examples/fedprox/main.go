@@ -16,8 +16,8 @@
 // FedProx client keeps its local model near the global one. States: m and
 // anchor, saved with the optimizer states. Config:
 // "lr=<x>,mu=<x>,momentum=<x>,period=<n>" (defaults 0.1, 0.01, 0.9, 0).
-// Every operation rounds to float32 in this order, so a Go reference that
-// writes the same conversions gets the same bits.
+// Every operation rounds to float32 in the order of Update's kernels, so a
+// Go reference that writes the same conversions gets the same bits.
 //
 // Build:
 //
@@ -33,6 +33,7 @@ import (
 type rule struct {
 	lr, mu, momentum float32
 	period           int
+	g                []float32 // scratch: the step's gradient
 }
 
 func (r *rule) Configure(config []byte) error {
@@ -61,18 +62,26 @@ func (r *rule) InitStates(c *updater.Call) error {
 	return nil
 }
 
+// Update runs the rule with the SDK's kernels (see updater.Axpy: a plain
+// loop would pay the host's budget check per element):
+//
+//	g  = w - anchor;  g = recv/workers + mu*g
+//	m  = g + momentum*m
+//	w += -lr*m
 func (r *rule) Update(c *updater.Call) error {
 	if c.Workers < 1 {
 		return errors.New("no workers")
 	}
-	n := len(c.Stored)
-	w, recv, m, anchor := c.Stored, c.Recv[:n], c.States[0][:n], c.States[1][:n]
-	inv := float32(1) / float32(c.Workers)
-	for i := range w {
-		g := float32(recv[i]*inv) + float32(r.mu*float32(w[i]-anchor[i]))
-		m[i] = float32(r.momentum*m[i]) + g
-		w[i] -= float32(r.lr * m[i])
+	w, m, anchor := c.Stored, c.States[0], c.States[1]
+	if cap(r.g) < len(w) {
+		r.g = make([]float32, len(w))
 	}
+	g := r.g[:len(w)]
+	copy(g, w)
+	updater.Sub(anchor, g)
+	updater.Axpby(1/float32(c.Workers), c.Recv, r.mu, g)
+	updater.Axpby(1, g, r.momentum, m)
+	updater.Axpy(-r.lr, m, w)
 	if r.period > 0 && c.T%r.period == 0 {
 		copy(anchor, w)
 	}

@@ -38,11 +38,8 @@ func (o *test) NumStates(*updater.Call) int { return 1 }
 func (o *test) InitStates(*updater.Call) error { return nil }
 
 func (o *test) Update(c *updater.Call) error {
-	w, g, s := c.Stored, c.Recv[:len(c.Stored)], c.States[0][:len(c.Stored)]
-	for i := range w {
-		w[i] += float32(g[i] * o.rescale)
-		s[i] = w[i]
-	}
+	updater.Axpy(o.rescale, c.Recv, c.Stored) // weight += rescale_grad * grad
+	copy(c.States[0], c.Stored)               // state = weight
 	return nil
 }
 

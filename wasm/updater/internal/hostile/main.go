@@ -52,9 +52,7 @@ func (r *rule) Update(c *updater.Call) error {
 	case "sleep":
 		time.Sleep(time.Hour)
 	}
-	for i := range c.Stored {
-		c.Stored[i] += c.Recv[i]
-	}
+	updater.Add(c.Recv, c.Stored)
 	return nil
 }
 
