@@ -109,6 +109,7 @@ func (s *Server) psmConfig(name string) psm.Config {
 		MaxKeys:       s.cfg.MaxKeys,
 		Token:         s.cfg.Tokens[name],
 		MinWorkers:    s.cfg.MinWorkers,
+		Updaters:      s.updaters(),
 	}
 	// Quorum 0 means every expected worker: the deadline then never closes
 	// a round short (psm's own default would be a quorum of one).
@@ -303,6 +304,9 @@ func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []by
 		j.m.pushes.Add(1)
 	case wire.TypePull:
 		j.m.pulls.Add(1)
+	}
+	if j.compileFirst(p, &h, b) {
+		return nil
 	}
 	if !j.post(event{kind: evMsg, p: p, buf: b}) {
 		p.release(n)

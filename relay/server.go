@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"nhooyr.io/websocket"
 )
 
@@ -98,6 +99,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	SendQueue    int
 
+	// Updaters configures custom updater modules (updaters.go).
+	Updaters UpdaterConfig
+
 	Logger *slog.Logger
 }
 
@@ -170,6 +174,10 @@ type Server struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+
+	upd      *sandbox.Host // runs custom updater modules (updaters.go)
+	ownUpd   bool
+	compiles sync.WaitGroup // compileFirst goroutines
 }
 
 // NewServer opens the checkpoint database (when cfg.DataDir is set),
@@ -198,21 +206,27 @@ func NewServer(cfg Config) (*Server, error) {
 	if len(cfg.Tokens) == 0 {
 		s.log.Warn("relay has no job tokens: any job may connect without authentication")
 	}
+	if err := s.openUpdaters(); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir != "" {
 		db, err := openCheckpointDB(cfg.DataDir)
 		if err != nil {
+			s.closeUpdaters()
 			return nil, err
 		}
 		s.db = db
 		cks, err := db.load()
 		if err != nil {
 			db.close()
+			s.closeUpdaters()
 			return nil, err
 		}
 		for name, ck := range cks {
 			j, err := s.restoreJob(name, ck)
 			if err != nil {
 				db.close()
+				s.closeUpdaters()
 				return nil, fmt.Errorf("relay: restore job %q: %w", name, err)
 			}
 			s.jobs[name] = j
@@ -323,6 +337,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.db.close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.closeUpdaters(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -1288,10 +1288,15 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	k.dirty = true
 	r := k.rounds
-	k.rounds++
-	j.stats.Rounds++
-	j.stats.Updates++
-	j.rd.Persist = true
+	if err == nil {
+		// A failed update applied nothing: the next round keeps this
+		// number, so the workers, which advance on acks only, push
+		// into it and not as late.
+		k.rounds++
+		j.stats.Rounds++
+		j.stats.Updates++
+		j.rd.Persist = true
+	}
 	for _, a := range arr {
 		k.free = append(k.free, a.buf)
 		if err != nil {

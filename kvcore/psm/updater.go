@@ -156,6 +156,7 @@ func (j *Job) customUpdate(k *key, g compute.Buffer) error {
 		if errors.Is(err, updater.ErrFailed) {
 			cu.inst.Close()
 			cu.inst, cu.failed = nil, err.Error()
+			j.rd.Persist = true
 		}
 		return &updaterErr{err}
 	}
