@@ -87,8 +87,10 @@
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
 // optimizer.Parse); installing one resets optimizer states, as a new
 // MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"
-// (compute.ParseCompression); compressed pushes are dequantized with it. Other
-// heads are acknowledged. SaveStates answers with a wire.States table;
+// (compute.ParseCompression); compressed pushes are dequantized with it. Head
+// 16 (updater.CommandHead) carries a custom updater module, loaded with
+// Config.Updaters, which then runs in place of the optimizer (updater.go).
+// Other heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
 // Barrier. A barrier completes when every live worker entered it; a

@@ -33,9 +33,9 @@
 //	_initialize()                     optional; called once first (WASI
 //	                                  reactors, Go's c-shared runtime init)
 //
-// Every call but webkv_alloc and webkv_free gets the address of a call block the host wrote into a block
-// it took with webkv_alloc (little-endian, 128 bytes; the offsets are the
-// Off* constants):
+// Every call but webkv_alloc and webkv_free gets the address of a call
+// block the host wrote into a block it took with webkv_alloc
+// (little-endian, 128 bytes; the offsets are the Off* constants):
 //
 //	offset  field      meaning
 //	0       abi        u32, 1
@@ -69,6 +69,11 @@
 // checkpoints; a module must keep nothing else between calls that it needs
 // to be correct, because its instance may be replaced (after a restart,
 // after loading states) by a fresh one.
+//
+// The time budget is enforced at every loop back-edge of the module's
+// compiled code, at a cost of about 50 ns each: loops over the elements
+// should do many elements per iteration (package wasm/updater's kernels do
+// 32).
 //
 // Status: 0 is success. 1 refuses this one update (a NaN gradient, say):
 // it fails with the module's message and the module stays loaded. Any
