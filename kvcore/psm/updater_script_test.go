@@ -23,6 +23,7 @@ import (
 //	restart                                           snapshot, then Restore into a new Job
 //	loads                                             print the loader's log (loads, closes)
 //	policy refuse|allow                               make the loader refuse every module, or not
+//	noloader                                          the next Job gets no Config.Updaters
 //
 // psm holds no WebAssembly runtime, so the modules here are scriptLoader's
 // rules, written in Go (the sandbox's own tests and the relay's
@@ -129,6 +130,9 @@ func (e *updEnv) runLine(line string) string {
 		}
 		e.j = j
 		return "restored\n"
+	case "noloader":
+		e.cfg.Updaters = nil
+		return ""
 	case "policy":
 		e.loader.refuseAll = fs[1] == "refuse"
 		return ""

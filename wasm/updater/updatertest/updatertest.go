@@ -74,7 +74,12 @@ func Build(tb testing.TB, name string) []byte {
 
 // BuildPackage builds pkg (relative to the repository root) as an updater
 // module and returns its bytes.
-func BuildPackage(pkg string) ([]byte, error) {
+func BuildPackage(pkg string) ([]byte, error) { return BuildIn(Root(), pkg, nil) }
+
+// BuildIn builds pkg (relative to root, the root of a copy of this
+// module), with env added to the environment, as an updater module and
+// returns its bytes.
+func BuildIn(root, pkg string, env []string) ([]byte, error) {
 	if pkg == "" {
 		return nil, fmt.Errorf("updatertest: unknown module")
 	}
@@ -85,8 +90,9 @@ func BuildPackage(pkg string) ([]byte, error) {
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "m.wasm")
 	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, pkg)
-	cmd.Dir = Root()
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+	cmd.Env = append(cmd.Env, env...)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("GOOS=wasip1 go build -buildmode=c-shared %s: %v\n%s", pkg, err, msg)
 	}
