@@ -6,8 +6,8 @@ package updater
 // a switch from the module's machine code to Go and back, about 50 ns. A
 // plain Go loop pays it per element (Go compiles every backward jump of a
 // function to a branch to its dispatch loop), which makes a 1M-element
-// update take about 50 ms; these kernels do 32 elements per iteration,
-// so the check costs about 2 ns per element. Use them (and copy, which Go
+// update take about 50 ms; these kernels do 32 elements per iteration
+// (Clip and Dot 8), so the check costs about 2 ns per element. Use them (and copy, which Go
 // compiles to memory.copy) for the element loops of a rule, or unroll your
 // own. Each is the plain loop in its comment, element by element in order,
 // with float32 rounding after every operation (WebAssembly has no fused
@@ -335,4 +335,51 @@ func Fill(a float32, y []float32) {
 	for i := range y {
 		y[i] = a
 	}
+}
+
+// Clip: y = min(max(y, lo), hi), that is
+//
+//	for i := range y { y[i] = min(max(y[i], lo), hi) }
+func Clip(lo, hi float32, y []float32) {
+	for len(y) >= 8 {
+		ys := (*[8]float32)(y)
+		ys[0] = min(max(ys[0], lo), hi)
+		ys[1] = min(max(ys[1], lo), hi)
+		ys[2] = min(max(ys[2], lo), hi)
+		ys[3] = min(max(ys[3], lo), hi)
+		ys[4] = min(max(ys[4], lo), hi)
+		ys[5] = min(max(ys[5], lo), hi)
+		ys[6] = min(max(ys[6], lo), hi)
+		ys[7] = min(max(ys[7], lo), hi)
+		y = y[8:]
+	}
+	for i := range y {
+		y[i] = min(max(y[i], lo), hi)
+	}
+}
+
+// Dot is the sum of x[i]*y[i] in float64, in this order: eight partial
+// sums, element i going to sum i%8 of its block of eight (the tail, past
+// the last whole block, to sums 0, 1, ...), then the sums added from 0 to 7.
+// x must be at least as long as y. The square root of Dot(y, y) is y's norm
+// (for clipping by norm, LAMB's trust ratio).
+func Dot(x, y []float32) float64 {
+	x = x[:len(y)]
+	var s [8]float64
+	for len(y) >= 8 {
+		xs, ys := (*[8]float32)(x), (*[8]float32)(y)
+		s[0] += float64(xs[0]) * float64(ys[0])
+		s[1] += float64(xs[1]) * float64(ys[1])
+		s[2] += float64(xs[2]) * float64(ys[2])
+		s[3] += float64(xs[3]) * float64(ys[3])
+		s[4] += float64(xs[4]) * float64(ys[4])
+		s[5] += float64(xs[5]) * float64(ys[5])
+		s[6] += float64(xs[6]) * float64(ys[6])
+		s[7] += float64(xs[7]) * float64(ys[7])
+		x, y = x[8:], y[8:]
+	}
+	for i := range y {
+		s[i] += float64(x[i]) * float64(y[i])
+	}
+	return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]
 }

@@ -34,6 +34,15 @@ func TestKernels(t *testing.T) {
 			{"Mul", func(y []float32) { Mul(x, y) }, func(i int, y []float32) { y[i] *= x[i] }},
 			{"Scale", func(y []float32) { Scale(a, y) }, func(i int, y []float32) { y[i] *= a }},
 			{"Fill", func(y []float32) { Fill(a, y) }, func(i int, y []float32) { y[i] = a }},
+			{"Clip", func(y []float32) { Clip(-0.5, 0.25, y) }, func(i int, y []float32) { y[i] = min(max(y[i], -0.5), 0.25) }},
+		}
+		var sums [8]float64
+		for i := range y0 {
+			sums[i%8] += float64(x[i]) * float64(y0[i])
+		}
+		want := sums[0] + sums[1] + sums[2] + sums[3] + sums[4] + sums[5] + sums[6] + sums[7]
+		if got := Dot(x, y0); got != want {
+			t.Errorf("Dot n=%d = %v, want %v", n, got, want)
 		}
 		for _, c := range cases {
 			got, want := slices.Clone(y0), slices.Clone(y0)
