@@ -125,6 +125,7 @@ type link struct {
 	rankHint uint32
 	attempt  uint32 // Hellos sent
 	rejoin   bool   // the transport reconnected: the next Welcome is a rejoin
+	resume   string // the resume key of workerID (from its Welcome), sent in every resuming Hello
 
 	hdr []byte // sender's scratch
 }
@@ -230,7 +231,8 @@ func (l *link) sender() {
 			l.hello = false
 			l.attempt++
 			l.hdr = wire.AppendHello(l.hdr[:0], &wire.Hello{Job: l.r.info.Job, Role: "worker", Token: l.r.info.Token,
-				WorkerID: l.workerID, Mode: l.r.mode, Want: uint32(max(0, l.r.info.Workers)), RankHint: l.rankHint, Attempt: l.attempt})
+				WorkerID: l.workerID, Mode: l.r.mode, Want: uint32(max(0, l.r.info.Workers)), RankHint: l.rankHint, Attempt: l.attempt,
+				ResumeKey: l.resume})
 			msg = l.hdr
 		case l.state != linkReady:
 			// Not joined yet: requests wait in pending and are resent at
@@ -410,7 +412,7 @@ func (l *link) handle(m *wire.Msg) bool {
 			return false
 		}
 		l.mu.Lock()
-		l.workerID, l.rank, l.nw = w.WorkerID, int(w.Rank), int(w.NumWorkers)
+		l.workerID, l.rank, l.nw, l.resume = w.WorkerID, int(w.Rank), int(w.NumWorkers), w.ResumeKey
 		l.hb = time.Duration(w.Heartbeat) * time.Millisecond
 		l.state = linkReady
 		// Resend every unanswered request, oldest first.

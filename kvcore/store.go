@@ -36,7 +36,8 @@ type Options struct {
 	// Backend is where a "device" or "dist_device_sync" store reduces and
 	// updates, e.g. the WebGPU backend of package shaders. Without one they
 	// run on a CPU backend of their own (MXNet's device store on CPU
-	// contexts). The other types always reduce on the CPU and refuse one.
+	// contexts). The other types always reduce on the CPU: they take only a
+	// *compute.CPU (one with an accelerator, say) and refuse other backends.
 	Backend compute.Backend
 	// Transport connects a dist store to its parameter servers (package
 	// relay, or Pipe and package psm/inproc in tests); dist types need one,
@@ -131,8 +132,8 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	}
 	device := s.kind == kindDevice || strings.Contains(name, "device")
 	switch {
-	case o.Backend != nil && !device:
-		return nil, fmt.Errorf("kvcore: create %q: Options.Backend is for device types (this one reduces on the CPU): %w", typ, ErrUnsupported)
+	case o.Backend != nil && !device && !isCPU(o.Backend):
+		return nil, fmt.Errorf("kvcore: create %q: Options.Backend other than a *compute.CPU is for device types (this one reduces on the CPU): %w", typ, ErrUnsupported)
 	case o.Transport != nil && s.kind != kindDist:
 		return nil, fmt.Errorf("kvcore: create %q: Options.Transport is for dist types: %w", typ, ErrUnsupported)
 	case o.Transport == nil && s.kind == kindDist:
@@ -222,6 +223,11 @@ func checkArrays(op string, k Key, e *entry, arrs []*Array, what string) error {
 		}
 	}
 	return nil
+}
+
+func isCPU(be compute.Backend) bool {
+	_, ok := be.(*compute.CPU)
+	return ok
 }
 
 // compatible reports whether buffers of backend x can be used by backend

@@ -128,7 +128,7 @@ func (s *Store) moduleStep(run *moduleRun, e *entry, g compute.Buffer, workers i
 		}
 	}
 	c := &updater.Call{Key: moduleKeyID(e.key), Str: e.key.isStr, Name: e.name, Total: e.n, Workers: workers, Recv: recv, Stored: stored}
-	if err := updater.Step(context.Background(), run.inst, c, &mk.st); err != nil {
+	if err := updater.Step(context.Background(), run.inst, c, &mk.st, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrUpdater, err)
 	}
 	if copied {

@@ -82,8 +82,17 @@ func TestBadInput(t *testing.T) {
 	if _, err := Create(bg, "dist_sync", nil); !errors.Is(err, ErrNoTransport) {
 		t.Errorf("create dist_sync: %v", err)
 	}
-	if _, err := Create(bg, "local", &Options{Backend: compute.NewCPU(nil)}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("create local with a backend: %v", err)
+	// A CPU-type store takes a CPU backend of the caller's (one with an
+	// accelerator), and no other.
+	notCPU := struct{ compute.Backend }{compute.NewCPU(nil)}
+	if _, err := Create(bg, "local", &Options{Backend: notCPU}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("create local with a non-CPU backend: %v", err)
+	}
+	cpu := compute.NewCPU(nil)
+	if l, err := Create(bg, "local", &Options{Backend: cpu}); err != nil || l.Backend() != cpu {
+		t.Errorf("create local with a CPU backend: %v", err)
+	} else if err := l.Close(); err != nil {
+		t.Error(err)
 	}
 	if _, err := Create(bg, "device", &Options{Transport: Shards{}}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create device with a transport: %v", err)

@@ -6,41 +6,106 @@
 // A Server hosts many independent jobs. Each job is a psm.Job (the
 // parameter server as a deterministic state machine, package kvcore/psm)
 // owned by one goroutine: connection readers hand it frames, a timer hands
-// it ticks, and it carries out what the state machine returns. Every
-// connection has a writer goroutine with a bounded queue (Config.SendQueue)
-// and a per-message write deadline (Config.WriteTimeout): a peer that reads
-// too slowly is closed, and nobody else waits for it.
+// it ticks, and it carries out what the state machine returns. Identity,
+// membership and budgets are decided in psm; the server carries out its
+// verdicts and owns connections, bytes and time.
 //
 // Endpoints: /ws?job=<id> (the websocket, subprotocol "webkv.1"), /metrics
 // (Prometheus text format), /status (JSON), and whatever is mounted with
-// Handle or HandleFS (the browser app on "/").
+// Handle or HandleFS (the browser app on "/"). AdminHandler serves
+// /metrics and /status with every job for a separate listener.
 //
-// Safety, in the order a connection meets it: the connection limits
-// (Config.MaxConns, MaxConnsPerJob: HTTP 503); the job's access token,
+// # Threat model: who is trusted with what
+//
+// The relay is where browser tabs on home connections meet, so it assumes
+// any peer on the internet may be hostile, and honest peers may be slow or
+// bursty.
+//
+//   - Anyone (no token): may open connections and learn that a relay runs
+//     (the public /status and /metrics show relay-wide figures, never job
+//     names). Such a connection is cheap and short-lived: it holds one of a
+//     small, separate budget of slots (Config.MaxPreAuth, and
+//     MaxPreAuthPerAddr per remote address) and never one of the slots
+//     authenticated peers need; its first message must be a Hello, within
+//     Config.HelloTimeout and Config.PreAuthMessage bytes (64 KiB, checked
+//     from its header, before a buffer is taken); anything else closes it.
+//     A refused browser holds such a slot for at most 5 s while it reads
+//     why. On a relay without tokens (an "open" relay, meant for loopback
+//     and trusted networks) anyone is a job member as below; limits and
+//     idle expiry (Config.JobExpiry) keep it up against accidents and cheap
+//     floods, not against a determined attacker with many addresses.
+//   - A holder of a job's token (Config.Tokens): may join that job as a
+//     new worker and use its budgets: keys, elements and bytes of values
+//     and optimizer states (Config.MaxKeys, MaxElems, MaxJobBytes), workers
+//     and the start barrier (MaxWorkers), connections (MaxConnsPerJob), its
+//     answer cache (MaxReplyBytes). It can slow its own job (a worker that
+//     never pushes holds dist_sync rounds until its silence timeout or the
+//     round deadline), which is inherent to synchronous training; it cannot
+//     take over or lock out another worker, read or change another job, or
+//     make the relay hold more than the budgets say. Every job's budget is
+//     also drawn from the relay's (Config.MaxBytes), so the operator sizes
+//     that for the jobs it hosts. With per-participant tokens
+//     (Config.WorkerTokens) a token admits one worker at a time.
+//   - A worker: its session is resumed only with the resume key its
+//     Welcome gave (128 random bits), so neither another token holder nor a
+//     guess of its sequential id can displace it; a wrong key closes only
+//     the guesser's connection.
+//   - The operator: holds the admin token (Config.AdminToken), or reaches
+//     the admin listener, and sees every job; owns the data directory.
+//   - Local files: relay.db is inspected before use (size against its
+//     meta page, page size, every job's bucket, bbolt's consistency check);
+//     damage becomes an error naming the file, or a quarantined job
+//     (reported in /status and the log, its connections refused) while the
+//     healthy jobs start. Nothing in the file can crash the process.
+//
+// Authentication, in the order a connection meets it: the job's token,
 // offered as a "webkv.token.<token>" subprotocol or a token query parameter
-// (browsers cannot set headers; HTTP 403 when wrong, except that a browser,
-// which hides a 403 from its page, gets the websocket and in it an auth
-// Error, seq 0, that its client treats as final; a browser must present a
-// token at upgrade) or else required in the Hello; the Origin check (Config.Origins; requests without Origin, i.e.
-// native clients, pass); then per frame: the 56-byte header is read and
-// validated (wire.DecodeHeader against the limits) before a buffer of the
-// announced size is taken, so a peer cannot make the relay allocate beyond
-// Config.MaxMessage. A frame that fails validation gets an Error message
-// naming the problem, then that connection (only) is closed with
-// StatusPolicyViolation. TLS (wss://) when Config.TLSCert and TLSKey are set.
+// (browsers cannot set headers), checked before the upgrade (HTTP 403 when
+// wrong; a browser, which hides a 403 from its page, gets the websocket and
+// in it an auth Error, seq 0, that its client treats as final); a token
+// given there replaces the one in the Hello. A connection without one must
+// carry it in its Hello. The Origin check (Config.Origins; requests without
+// Origin, i.e. native clients, pass). Then per frame: the 56-byte header is
+// read and validated (wire.DecodeHeader against the limits) before a buffer
+// of the announced size is taken. A frame that fails validation gets an
+// Error message naming the problem, then that connection (only) is closed
+// with StatusPolicyViolation. TLS (wss://) when Config.TLSCert and TLSKey
+// are set.
+//
+// # Flow control and liveness
+//
+// Slowness is back-pressure, never a disconnect. Every connection has a
+// writer goroutine with a queue bounded in bytes: while a connection's
+// queued answers exceed Config.SendBuffer, the job handles none of its
+// requests (they wait, in order, and the reader stops once its inbound
+// credit is used, so TCP pushes back on the peer); they resume when the
+// answers drain. Answers that carry a key's value share one immutable,
+// reference-counted copy per version of the value. Welcomes advertise the
+// window a client should keep to (wire.Welcome.Window and WindowBytes). A
+// connection is closed only when a write made no progress for
+// Config.WriteTimeout (a peer that stopped reading), or nothing at all
+// arrived from it for Config.IdleTimeout.
+//
+// Silence is measured in bytes: a part of a frame is progress, so a worker
+// uploading a big push over a slow link is alive though its pings wait
+// behind the push. A worker waiting at the start barrier (its Welcome
+// held) is not silent, nor one the relay owes answers (held for a durable
+// checkpoint, queued, or held back by flow control): its silence counts
+// from the end of the relay's last write to it.
 //
 // # Persistence and the no-lost-update guarantee
 //
 // With Config.DataDir, each job's snapshot (values, optimizer and its
-// states, round counters, membership, the per-worker answer cache) is
-// written to a bbolt file in one fsynced transaction: after
-// CheckpointRounds state-changing steps (a closed round, a new key, a join)
-// or CheckpointInterval with changes, whichever comes first, on Shutdown
-// (SIGTERM in the webkv command), and, with Config.Durable, before any
-// acknowledgement that follows a state change leaves the relay. The job
-// goroutine group-commits: it handles every frame already queued, takes one
-// checkpoint, then releases all the answers. On start, every checkpointed
-// job is restored and its workers resume their ranks when they reconnect.
+// states, round counters, membership with resume keys, the per-worker
+// answer cache) is written to a bbolt file in one fsynced transaction:
+// after CheckpointRounds state-changing steps (a closed round, a new key, a
+// join) or CheckpointInterval with changes, whichever comes first, on
+// Shutdown (SIGTERM in the webkv command), and, with Config.Durable, before
+// any acknowledgement that follows a state change leaves the relay. The
+// job goroutine group-commits: it handles every frame already queued, takes
+// one checkpoint, then releases all the answers. On start, every
+// checkpointed job is restored and its workers resume their ranks when they
+// reconnect.
 //
 // The guarantee, precisely: with Durable, an update whose acknowledgement a
 // worker received is in the checkpoint, so a relay killed at any instant
@@ -53,14 +118,18 @@
 // checkpoint (workers that joined since then cannot resume and get
 // CodeRemoved); a clean shutdown loses nothing.
 //
+// A job that holds nothing (no worker, key, optimizer) is dropped, with
+// its checkpoint, when its last connection closes; on an open relay a job
+// without workers for Config.JobExpiry is deleted too.
+//
 // # Client
 //
 // Dial returns a Conn, a kvcore.Transport that reconnects by itself with
 // exponential backoff and jitter and reports each new connection to the
-// store (ErrReconnected), which then resumes its rank and resends what is
-// unanswered; as a kvcore.ConnWatcher it also reports its reconnection
-// attempts, which a store created WithEvents passes on. It builds for
-// native and GOOS=js (dial_js.go: the browser's
+// store (ErrReconnected), which then resumes its rank (with its resume
+// key) and resends what is unanswered; as a kvcore.ConnWatcher it also
+// reports its reconnection attempts, which a store created WithEvents
+// passes on. It builds for native and GOOS=js (dial_js.go: the browser's
 // WebSocket, token in the subprotocol). Create makes a dist store on one
 // relay or, with a comma-separated URL list, on several shards.
 //

@@ -3,7 +3,6 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,18 +26,26 @@ type job struct {
 	log  *slog.Logger
 	m    *jobMetrics
 	in   chan event
+	wake chan struct{} // cap 1: a stalled peer's answers drained
 	quit chan struct{}
 	done chan struct{}
+
+	// users counts the connections that hold this job (under Server.mu);
+	// a job is dropped only when it has none.
+	users int
 
 	// owned by the job goroutine
 	sm      *psm.Job
 	peers   map[uint64]*peer
+	stalled map[*peer]bool // peers whose requests wait for their answers to drain
 	start   time.Time
 	dirty   bool // state changed since the last checkpoint
 	sinceCk int  // Persist readies since the last checkpoint
 	lastCk  time.Time
 	ckSize  int // size of the last snapshot, to size the next buffer
 	pending []pendingMsg
+	shared  map[uint64]*sharedBuf // by key: the last version of its value sent
+	expired bool                  // the state machine said so: drop when idle
 	// round latency: time from the first push after a round closed to the
 	// next close (an approximation across keys; psm keeps per-key rounds)
 	roundStart time.Time
@@ -50,12 +57,6 @@ type job struct {
 	lastCkT time.Time
 	mode    string
 	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
-}
-
-// payloadID identifies a payload in the state machine's memory.
-type payloadID struct {
-	p *byte
-	n int
 }
 
 type eventKind uint8
@@ -76,13 +77,17 @@ type pendingMsg struct {
 	p    *peer
 	buf  *[]byte
 	body *sharedBuf // payload shared with other messages (buf is then the header)
+	size int64
 }
 
-// sharedBuf is one copy of a payload that several messages carry (the new
-// value of a key answered to every worker of a round): copied once, released
-// when the last writer is done with it.
+// sharedBuf is one immutable copy of a payload that several messages carry
+// (a key's value at one version, answered to every worker that pulls it
+// while it is current): copied once, released when the last writer is done
+// with it. A job keeps the last one per key and reuses it while it is
+// alive (refs > 0) and of the version asked for.
 type sharedBuf struct {
 	b    *[]byte
+	ver  uint64
 	refs atomic.Int32
 }
 
@@ -92,8 +97,21 @@ func (s *sharedBuf) release() {
 	}
 }
 
-// shareMin is the payload size from which identical payloads in one Ready
-// are copied once and shared.
+// acquire takes a reference unless the buffer was released already.
+func (s *sharedBuf) acquire() bool {
+	for {
+		r := s.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// shareMin is the payload size from which a versioned payload is copied
+// once and shared; smaller ones are copied into each message.
 const shareMin = 64 << 10
 
 func (s *Server) psmConfig(name string) psm.Config {
@@ -108,7 +126,16 @@ func (s *Server) psmConfig(name string) psm.Config {
 		Limits:        &lim,
 		MaxKeys:       s.cfg.MaxKeys,
 		Token:         s.cfg.Tokens[name],
+		WorkerTokens:  s.cfg.WorkerTokens[name],
 		MinWorkers:    s.cfg.MinWorkers,
+		MaxWorkers:    s.cfg.MaxWorkers,
+		MaxElems:      int(min(s.cfg.MaxElems, 1<<31-1)),
+		MaxBytes:      s.cfg.MaxJobBytes,
+		Budget:        s.budget,
+		MaxReplyBytes: s.cfg.MaxReplyBytes,
+		Window:        s.cfg.Window,
+		WindowBytes:   s.cfg.SendBuffer,
+		IdleExpiry:    max(s.cfg.JobExpiry, 0),
 		Updaters:      s.updaters(),
 	}
 	// Quorum 0 means every expected worker: the deadline then never closes
@@ -154,16 +181,19 @@ func (s *Server) restoreJob(name string, ck checkpoint) (*job, error) {
 
 func (s *Server) startJob(name string, sm *psm.Job) *job {
 	j := &job{
-		name:  name,
-		s:     s,
-		log:   s.log.With("job", name),
-		m:     &jobMetrics{},
-		in:    make(chan event, 256),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-		sm:    sm,
-		peers: map[uint64]*peer{},
-		start: time.Now(),
+		name:    name,
+		s:       s,
+		log:     s.log.With("job", name),
+		m:       &jobMetrics{},
+		in:      make(chan event, 256),
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		sm:      sm,
+		peers:   map[uint64]*peer{},
+		stalled: map[*peer]bool{},
+		shared:  map[uint64]*sharedBuf{},
+		start:   time.Now(),
 	}
 	j.lastCk = time.Now()
 	// A restored job's figures are visible from the start, not only after
@@ -174,38 +204,17 @@ func (s *Server) startJob(name string, sm *psm.Job) *job {
 	return j
 }
 
-// serve runs p's reader on the caller's goroutine (the HTTP handler) until
-// the connection ends.
-func (j *job) serve(p *peer) {
-	if !j.post(event{kind: evConnect, p: p}) {
-		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
-		return
-	}
-	err := j.readLoop(p)
-	var we *wire.Error
-	if errors.As(err, &we) {
-		// A frame that failed validation: tell the peer why, close only
-		// this connection.
-		j.m.errors.Add(1)
-		j.log.Warn("bad frame; closing connection", "peer", p.id, "remote", p.remote, "err", err)
-		b := bufpool.Get(wire.HeaderSize + len(we.Msg))
-		*b = wire.AppendError(*b, 0, we.Code, we.Msg)
-		p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
-		p.closeAfterQueued(err)
-		// Wait (bounded) for the writer to send the error and close.
-		select {
-		case <-p.done:
-		case <-time.After(j.s.cfg.WriteTimeout):
-			p.close(websocket.StatusPolicyViolation, err)
-		}
-	} else {
-		p.close(websocket.StatusNormalClosure, nil)
-	}
-	j.post(event{kind: evDisconnect, p: p})
-}
-
 // post hands an event to the job goroutine; false once the job stopped.
+// The reader counts as held back (not silent) while it waits.
 func (j *job) post(e event) bool {
+	select {
+	case j.in <- e:
+		return true
+	default:
+	}
+	if e.p != nil {
+		defer e.p.hold()()
+	}
 	select {
 	case j.in <- e:
 		return true
@@ -217,18 +226,15 @@ func (j *job) post(e event) bool {
 	}
 }
 
-// readLoop reads frames. Each frame's header is read and validated first,
-// and only then is a buffer of the announced size taken from the pool: a
-// peer cannot make the relay allocate more than the limits allow.
+// readLoop reads frames after the handshake. Each frame's header is read
+// and validated first, and only then is a buffer of the announced size
+// taken from the pool: a peer cannot make the relay allocate more than
+// the limits allow.
 func (j *job) readLoop(p *peer) error {
 	lim := j.s.limits()
 	var hdr [wire.HeaderSize]byte
 	for {
-		// The context covers waiting for the message and reading it; when
-		// it expires the library closes the connection.
-		ctx, cancel := context.WithTimeout(context.Background(), j.s.cfg.IdleTimeout)
-		err := j.readFrame(ctx, p, &lim, hdr[:])
-		cancel()
+		err := j.readFrame(p, &lim, hdr[:])
 		if err == errStop {
 			return nil
 		}
@@ -242,69 +248,26 @@ func (j *job) readLoop(p *peer) error {
 var errStop = errors.New("stop")
 
 // readFrame reads, validates and posts one frame.
-func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []byte) error {
-	typ, r, err := p.ws.Reader(ctx)
+func (j *job) readFrame(p *peer, lim *wire.Limits, hdr []byte) error {
+	b, h, err := readFrame(p, lim, hdr, func(n int) bool { return p.acquire(n) })
 	if err != nil {
 		return err
 	}
-	if typ != websocket.MessageBinary {
-		return wire.Errorf(wire.CodeBadFrame, "text message; the protocol is binary")
-	}
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return wire.Errorf(wire.CodeBadFrame, "message shorter than the %d-byte header", wire.HeaderSize)
-		}
-		return err
-	}
-	var h wire.Header
-	if err := wire.DecodeHeader(hdr[:], lim, &h); err != nil {
-		return err
-	}
-	n := wire.HeaderSize + int(h.PLen)
-	if !p.acquire(n) {
-		return errStop
-	}
-	b := bufpool.Get(n)
-	*b = append(*b, hdr[:]...)
-	*b = (*b)[:n]
-	if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
-		bufpool.Put(b)
-		p.release(n)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen)
-		}
-		return err
-	}
-	// Trailing bytes after the announced payload are malformed too.
-	var one [1]byte
-	if k, _ := r.Read(one[:]); k > 0 {
-		bufpool.Put(b)
-		p.release(n)
-		return wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen)
-	}
+	n := len(*b)
 	if h.Type == wire.TypeHello {
 		// The URL chose the job (and its token was checked for it);
 		// a Hello naming another job is refused, not rerouted.
 		hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], lim)
+		if err == nil && hl.Job != j.name {
+			err = wire.Errorf(wire.CodeBadRequest, "hello names job %s on a connection for job %s", quote(hl.Job), quote(j.name))
+		}
 		if err != nil {
 			bufpool.Put(b)
 			p.release(n)
 			return err
 		}
-		if hl.Job != j.name {
-			bufpool.Put(b)
-			p.release(n)
-			return wire.Errorf(wire.CodeBadRequest, "hello names job %q on a connection for job %q", hl.Job, j.name)
-		}
 	}
-	j.m.msgsIn.Add(1)
-	j.m.bytesIn.Add(uint64(n))
-	switch h.Type {
-	case wire.TypePush, wire.TypePushPull:
-		j.m.pushes.Add(1)
-	case wire.TypePull:
-		j.m.pulls.Add(1)
-	}
+	j.count(&h, n)
 	if j.compileFirst(p, &h, b) {
 		return nil
 	}
@@ -313,6 +276,66 @@ func (j *job) readFrame(ctx context.Context, p *peer, lim *wire.Limits, hdr []by
 		return errStop
 	}
 	return nil
+}
+
+func (j *job) count(h *wire.Header, n int) {
+	j.m.msgsIn.Add(1)
+	j.m.bytesIn.Add(uint64(n))
+	switch h.Type {
+	case wire.TypePush, wire.TypePushPull:
+		j.m.pushes.Add(1)
+	case wire.TypePull:
+		j.m.pulls.Add(1)
+	}
+}
+
+// readFrame reads one frame from p: the header first, checked against lim,
+// then (after acquire agreed to its size) a pooled buffer of the announced
+// size. Every byte that arrives is progress for p's liveness.
+func readFrame(p *peer, lim *wire.Limits, hdr []byte, acquire func(int) bool) (*[]byte, wire.Header, error) {
+	var h wire.Header
+	typ, rd, err := p.ws.Reader(p.ctx)
+	if err != nil {
+		return nil, h, err
+	}
+	r := progressReader{rd, p}
+	p.lastRead.Store(p.clock())
+	if typ != websocket.MessageBinary {
+		return nil, h, wire.Errorf(wire.CodeBadFrame, "text message; the protocol is binary")
+	}
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, h, wire.Errorf(wire.CodeBadFrame, "message shorter than the %d-byte header", wire.HeaderSize)
+		}
+		return nil, h, err
+	}
+	if err := wire.DecodeHeader(hdr, lim, &h); err != nil {
+		return nil, h, err
+	}
+	n := wire.HeaderSize + int(h.PLen)
+	if !acquire(n) {
+		return nil, h, errStop
+	}
+	b := bufpool.Get(n)
+	*b = append(*b, hdr...)
+	*b = (*b)[:n]
+	fail := func(err error) (*[]byte, wire.Header, error) {
+		bufpool.Put(b)
+		p.release(n)
+		return nil, h, err
+	}
+	if _, err := io.ReadFull(r, (*b)[wire.HeaderSize:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fail(wire.Errorf(wire.CodeBadFrame, "%v: truncated: payload shorter than the %d bytes announced", h.Type, h.PLen))
+		}
+		return fail(err)
+	}
+	// Trailing bytes after the announced payload are malformed too.
+	var one [1]byte
+	if k, _ := r.Read(one[:]); k > 0 {
+		return fail(wire.Errorf(wire.CodeBadFrame, "%v: trailing bytes after the %d-byte payload", h.Type, h.PLen))
+	}
+	return b, h, nil
 }
 
 func (j *job) stop() {
@@ -332,6 +355,14 @@ func (j *job) stopErr() error {
 
 func (j *job) now() time.Duration { return time.Since(j.start) }
 
+// kick wakes the job goroutine (a stalled peer drained).
+func (j *job) kick() {
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
 // run is the job goroutine.
 func (j *job) run() {
 	defer j.s.wg.Done()
@@ -340,7 +371,7 @@ func (j *job) run() {
 	defer timer.Stop()
 	ckTicker := time.NewTicker(j.s.cfg.CheckpointInterval)
 	defer ckTicker.Stop()
-	j.apply(j.sm.Tick(j.now()), timer)
+	j.tick(timer)
 	var retry <-chan time.Time // set while a durable checkpoint keeps failing
 	for {
 		select {
@@ -360,8 +391,10 @@ func (j *job) run() {
 					break drain
 				}
 			}
+		case <-j.wake:
+			j.resume(timer)
 		case <-timer.C:
-			j.apply(j.sm.Tick(j.now()), timer)
+			j.tick(timer)
 		case <-ckTicker.C:
 			if j.dirty {
 				j.checkpoint()
@@ -372,24 +405,124 @@ func (j *job) run() {
 		if !j.flush() {
 			retry = time.After(time.Second)
 		}
+		if j.idle() && j.s.dropJob(j) {
+			j.drop()
+			return
+		}
 	}
 }
 
+// tick tells the state machine when each peer was last heard from, then
+// ticks it. Silence is the peer's: bytes count, not messages (a big upload
+// in progress is not silence), and while the relay owes a peer answers
+// (held for a durable checkpoint, queued, or its requests held back by
+// flow control) the peer is waiting for the relay, not silent. A peer
+// that stops reading what it is sent is closed by the write watchdog
+// instead.
+func (j *job) tick(timer *time.Timer) {
+	off := j.start.Sub(j.s.epoch)
+	for _, p := range j.peers {
+		// Owed nothing: silent since the later of its last byte and the
+		// end of the relay's last write to it.
+		at := max(p.heardAt(), p.lastWrite.Load())
+		if p.pend > 0 || p.stalled || p.qbytes.Load() > 0 {
+			at = p.clock()
+		}
+		j.sm.Heard(time.Duration(at)-off, psm.ConnID(p.id))
+	}
+	rd := j.sm.Tick(j.now())
+	j.apply(rd, timer)
+	j.expired = rd.Expired
+}
+
+// idle reports a job that may go: expired, or holding nothing, and with
+// no connection.
+func (j *job) idle() bool {
+	return len(j.peers) == 0 && (j.expired || j.sm.Empty())
+}
+
 func (j *job) handle(e event, timer *time.Timer) {
+	p := e.p
 	switch e.kind {
 	case evConnect:
-		j.peers[e.p.id] = e.p
+		j.peers[p.id] = p
+		if p.authed {
+			j.sm.Connect(psm.ConnID(p.id), p.token)
+		}
 	case evDisconnect:
-		if _, ok := j.peers[e.p.id]; ok {
-			delete(j.peers, e.p.id)
-			j.apply(j.sm.Disconnect(j.now(), psm.ConnID(e.p.id)), timer)
+		if _, ok := j.peers[p.id]; ok {
+			delete(j.peers, p.id)
+			j.dropDeferred(p)
+			j.sm.Heard(time.Duration(p.heardAt())-j.start.Sub(j.s.epoch), psm.ConnID(p.id))
+			j.apply(j.sm.Disconnect(j.now(), psm.ConnID(p.id)), timer)
 		}
 	case evMsg:
-		if _, ok := j.peers[e.p.id]; ok {
-			j.apply(j.sm.Step(j.now(), psm.ConnID(e.p.id), *e.buf), timer)
+		if _, ok := j.peers[p.id]; !ok {
+			p.release(len(*e.buf))
+			bufpool.Put(e.buf)
+			return
 		}
-		e.p.release(len(*e.buf))
-		bufpool.Put(e.buf)
+		if p.stalled || p.qbytes.Load()+p.pend > j.s.cfg.SendBuffer {
+			// Its answers are over the send buffer: its requests wait
+			// (in order) until they drain. Flow control, not a
+			// disconnect: only a peer that stops reading is closed (by
+			// its write timeout).
+			j.stall(p)
+			p.deferred = append(p.deferred, e.buf)
+			return
+		}
+		j.step(p, e.buf, timer)
+	}
+}
+
+func (j *job) step(p *peer, buf *[]byte, timer *time.Timer) {
+	j.apply(j.sm.Step(j.now(), psm.ConnID(p.id), *buf), timer)
+	p.release(len(*buf))
+	bufpool.Put(buf)
+}
+
+func (j *job) stall(p *peer) {
+	if !p.stalled {
+		p.stalled = true
+		j.stalled[p] = true
+		j.m.stalls.Add(1)
+	}
+	p.drainWant.Store(true)
+}
+
+// resume handles the deferred frames of stalled peers whose answers
+// drained.
+func (j *job) resume(timer *time.Timer) {
+	for p := range j.stalled {
+		for len(p.deferred) > 0 && p.qbytes.Load()+p.pend <= j.s.cfg.SendBuffer {
+			b := p.deferred[0]
+			p.deferred[0] = nil
+			p.deferred = p.deferred[1:]
+			j.step(p, b, timer)
+		}
+		if len(p.deferred) == 0 {
+			p.deferred = nil
+			p.stalled = false
+			p.drainWant.Store(false)
+			delete(j.stalled, p)
+			continue
+		}
+		p.drainWant.Store(true)
+		if p.qbytes.Load() <= p.drainAt && p.drainWant.CompareAndSwap(true, false) {
+			j.kick() // drained meanwhile: the writer may not call again
+		}
+	}
+}
+
+func (j *job) dropDeferred(p *peer) {
+	for _, b := range p.deferred {
+		p.release(len(*b))
+		bufpool.Put(b)
+	}
+	p.deferred = nil
+	if p.stalled {
+		p.stalled = false
+		delete(j.stalled, p)
 	}
 }
 
@@ -397,42 +530,42 @@ func (j *job) handle(e event, timer *time.Timer) {
 // until the next call) and queues it; flush sends it after the checkpoint
 // that Durable mode requires.
 func (j *job) apply(rd psm.Ready, timer *time.Timer) {
-	var shared map[payloadID]*sharedBuf
 	for i := range rd.Msgs {
 		m := &rd.Msgs[i]
 		p, ok := j.peers[uint64(m.To)]
 		if !ok {
 			continue
 		}
-		if pl := m.Msg.Payload; len(pl) >= shareMin {
-			id := payloadID{&pl[0], len(pl)}
-			sb := shared[id]
-			if sb == nil {
+		if pl := m.Msg.Payload; len(pl) >= shareMin && m.Ver != 0 {
+			sb := j.shared[m.Msg.Key]
+			if sb == nil || sb.ver != m.Ver || !sb.acquire() {
 				b := bufpool.Get(len(pl))
 				*b = append(*b, pl...)
-				sb = &sharedBuf{b: b}
-				if shared == nil {
-					shared = map[payloadID]*sharedBuf{}
-				}
-				shared[id] = sb
+				sb = &sharedBuf{b: b, ver: m.Ver}
+				sb.refs.Store(1)
+				j.shared[m.Msg.Key] = sb
 			}
-			sb.refs.Add(1)
 			h := m.Msg.Header
 			h.PLen = uint32(len(pl))
 			hb := bufpool.Get(wire.HeaderSize)
 			*hb = wire.AppendHeader(*hb, &h)
-			j.pending = append(j.pending, pendingMsg{p: p, buf: hb, body: sb})
+			j.queue(pendingMsg{p: p, buf: hb, body: sb, size: int64(wire.HeaderSize + len(pl))})
 			continue
 		}
 		b := bufpool.Get(wire.HeaderSize + len(m.Msg.Payload))
 		*b = m.Append(*b)
-		j.pending = append(j.pending, pendingMsg{p: p, buf: b})
+		j.queue(pendingMsg{p: p, buf: b, size: int64(len(*b))})
 	}
 	for _, c := range rd.Close {
 		if p, ok := j.peers[uint64(c)]; ok {
 			// Queued after the messages, so the error that explains the
 			// close goes out first.
-			j.pending = append(j.pending, pendingMsg{p: p, buf: nil})
+			j.queue(pendingMsg{p: p})
+		}
+	}
+	for _, c := range rd.Joined {
+		if p, ok := j.peers[uint64(c)]; ok {
+			p.markJoined()
 		}
 	}
 	if rd.Persist {
@@ -462,6 +595,11 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 	j.lastRounds = st.Rounds
 }
 
+func (j *job) queue(pm pendingMsg) {
+	pm.p.pend += pm.size
+	j.pending = append(j.pending, pm)
+}
+
 // flush checkpoints when due (always before acks in Durable mode), then
 // hands the queued messages to their peers' writers.
 //
@@ -475,12 +613,14 @@ func (j *job) flush() bool {
 		}
 	}
 	for i, pm := range j.pending {
-		if pm.buf == nil {
+		pm.p.pend -= pm.size
+		switch {
+		case pm.buf == nil:
 			pm.p.closeAfterQueued(errors.New("closed by the parameter server"))
-		} else if pm.body != nil {
+		case pm.body != nil:
 			b, sb := pm.buf, pm.body
 			pm.p.send(outMsg{b: *b, body: *sb.b, release: func() { bufpool.Put(b); sb.release() }})
-		} else {
+		default:
 			b := pm.buf
 			pm.p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
 		}
@@ -529,6 +669,30 @@ func (j *job) shutdown() {
 			j.mu.Unlock()
 		}
 	}
+	j.release()
+	for _, p := range j.peers {
+		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
+	}
+}
+
+// drop ends a job the server let go (expired, or empty): its checkpoint
+// is deleted and its memory freed.
+func (j *job) drop() {
+	if j.expired {
+		j.log.Info("job expired: no worker for the idle expiry", "expiry", j.s.cfg.JobExpiry)
+	}
+	if j.s.db != nil {
+		if err := j.s.db.remove(j.name); err != nil {
+			j.log.Error("deleting the checkpoint of a dropped job", "err", err)
+		}
+	}
+	j.release()
+	j.stop()
+}
+
+// release frees what the goroutine holds: pending answers, deferred
+// frames, queued events, the state machine.
+func (j *job) release() {
 	for _, pm := range j.pending {
 		if pm.buf != nil {
 			bufpool.Put(pm.buf)
@@ -538,8 +702,11 @@ func (j *job) shutdown() {
 		}
 	}
 	j.pending = nil
+	for p := range j.stalled {
+		j.dropDeferred(p)
+	}
 	for _, p := range j.peers {
-		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
+		j.dropDeferred(p)
 	}
 	// Readers blocked in post see quit; drop what they queued.
 	for {
@@ -550,6 +717,7 @@ func (j *job) shutdown() {
 				bufpool.Put(e.buf)
 			}
 		default:
+			j.sm.Close()
 			return
 		}
 	}
@@ -560,6 +728,7 @@ func (j *job) publish() psm.Stats {
 	st := j.sm.Stats()
 	j.m.liveWorkers.Store(int64(st.Workers))
 	j.m.rounds.Store(st.Rounds)
+	j.m.budget.Store(j.sm.BudgetUsed())
 	j.mu.Lock()
 	j.stats = st
 	if j.mode == "" && j.sm.Mode() != 0 {
@@ -591,5 +760,64 @@ func (j *job) status() JobStatus {
 		BytesOut:    j.m.bytesOut.Load(),
 		Checkpoints: j.m.checkpoints.Load(),
 		LastCkpt:    last,
+		BudgetBytes: j.m.budget.Load(),
+		Stalls:      j.m.stalls.Load(),
+	}
+}
+
+// serve runs an admitted peer's reader on the caller's goroutine (the HTTP
+// handler) until the connection ends: the Hello (read by the caller) goes
+// to the job, the reader waits for the verdict, calls joined, then reads
+// frames.
+func (j *job) serve(p *peer, hello *[]byte, joined func()) {
+	p.m.Store(j.m)
+	p.job.Store(j)
+	if !j.post(event{kind: evConnect, p: p}) {
+		bufpool.Put(hello)
+		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
+		return
+	}
+	defer j.post(event{kind: evDisconnect, p: p})
+	n := len(*hello)
+	if !p.acquire(n) || !j.post(event{kind: evMsg, p: p, buf: hello}) {
+		p.close(websocket.StatusGoingAway, errors.New("relay shutting down"))
+		return
+	}
+	select {
+	case <-p.joined:
+	case <-p.done:
+		return // refused: the job sent the reason and closed
+	}
+	joined()
+	err := j.readLoop(p)
+	j.closeWith(p, err)
+}
+
+// closeWith ends p after its reader returned err: a frame that failed
+// validation gets an Error naming the problem before the close.
+func (j *job) closeWith(p *peer, err error) {
+	var we *wire.Error
+	if !errors.As(err, &we) {
+		p.close(websocket.StatusNormalClosure, nil)
+		return
+	}
+	j.m.errors.Add(1)
+	j.log.Warn("bad frame; closing connection", "peer", p.id, "remote", p.remote, "err", err)
+	refuse(p, we, j.s.cfg.WriteTimeout)
+}
+
+// refuse sends p an Error (seq 0) and closes it once that is written
+// (bounded by timeout).
+func refuse(p *peer, we *wire.Error, timeout time.Duration) {
+	b := bufpool.Get(wire.HeaderSize + len(we.Msg))
+	*b = wire.AppendError(*b, 0, we.Code, we.Msg)
+	p.send(outMsg{b: *b, release: func() { bufpool.Put(b) }})
+	p.closeAfterQueued(we)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		p.close(websocket.StatusPolicyViolation, we)
 	}
 }

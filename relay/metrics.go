@@ -26,7 +26,9 @@ type jobMetrics struct {
 	errors      atomic.Uint64
 	checkpoints atomic.Uint64
 	ckptErrors  atomic.Uint64
-	dropped     atomic.Uint64 // connections closed for being too slow
+	dropped     atomic.Uint64 // connections closed because a write made no progress
+	stalls      atomic.Uint64 // times a peer's requests waited for its answers to drain
+	budget      atomic.Int64  // bytes of the job's budget in use
 	liveWorkers atomic.Int64
 	conns       atomic.Int64
 
@@ -38,7 +40,6 @@ type jobMetrics struct {
 	buckets [len(latencyBounds) + 1]atomic.Uint64
 
 	ckptNanos atomic.Uint64 // duration of the last checkpoint
-	lastRound atomic.Uint64
 }
 
 var latencyBounds = [...]float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60}
@@ -53,16 +54,13 @@ func (m *jobMetrics) observeRound(d time.Duration) {
 
 // writeMetrics prints the Prometheus text exposition format (version 0.0.4)
 // for all jobs, sorted by job name so the output is stable.
-func writeMetrics(w io.Writer, jobs map[string]*jobMetrics, conns int64, started time.Time) {
+func writeMetrics(w io.Writer, jobs map[string]*jobMetrics) {
 	names := make([]string, 0, len(jobs))
 	for n := range jobs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	lbl := func(job string) string { return `{job="` + escapeLabel(job) + `"}` }
-
-	fmt.Fprintf(w, "# HELP webkv_relay_uptime_seconds Seconds since the relay started.\n# TYPE webkv_relay_uptime_seconds gauge\nwebkv_relay_uptime_seconds %g\n", time.Since(started).Seconds())
-	fmt.Fprintf(w, "# HELP webkv_relay_connections Open websocket connections.\n# TYPE webkv_relay_connections gauge\nwebkv_relay_connections %d\n", conns)
 
 	type series struct {
 		name, help, typ string
@@ -83,11 +81,13 @@ func writeMetrics(w io.Writer, jobs map[string]*jobMetrics, conns int64, started
 		{"webkv_bytes_in_total", "Message bytes received from peers.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.bytesIn })},
 		{"webkv_bytes_out_total", "Message bytes sent to peers.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.bytesOut })},
 		{"webkv_peer_errors_total", "Connections closed because of a protocol error.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.errors })},
-		{"webkv_slow_peers_total", "Connections closed because their send queue was full or a write timed out.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.dropped })},
+		{"webkv_slow_peers_total", "Connections closed because a write made no progress for the write timeout (the peer stopped reading).", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.dropped })},
+		{"webkv_flow_stalls_total", "Times a connection's requests were held back until its answers drained below the send buffer (flow control, not an error).", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.stalls })},
 		{"webkv_checkpoints_total", "Checkpoints written.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.checkpoints })},
 		{"webkv_checkpoint_errors_total", "Checkpoints that failed.", "counter", u(func(m *jobMetrics) *atomic.Uint64 { return &m.ckptErrors })},
 		{"webkv_live_workers", "Workers currently members of the job.", "gauge", i(func(m *jobMetrics) *atomic.Int64 { return &m.liveWorkers })},
 		{"webkv_job_connections", "Open connections of the job.", "gauge", i(func(m *jobMetrics) *atomic.Int64 { return &m.conns })},
+		{"webkv_job_budget_bytes", "Bytes of the job's budget in use (values, merge buffers, optimizer states, waiting inits).", "gauge", i(func(m *jobMetrics) *atomic.Int64 { return &m.budget })},
 		{"webkv_checkpoint_seconds", "Duration of the last checkpoint.", "gauge", func(m *jobMetrics) string {
 			return strconv.FormatFloat(time.Duration(m.ckptNanos.Load()).Seconds(), 'g', -1, 64)
 		}},

@@ -5,71 +5,226 @@ package relay
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"nhooyr.io/websocket"
 )
 
-// peer is one accepted websocket connection. Its reader goroutine feeds the
-// job; its writer goroutine drains a bounded queue with a write deadline, so
-// a peer that reads slowly (or not at all) is closed instead of stalling the
-// job goroutine or the other peers.
+// peer is one accepted websocket connection. Its reader (the HTTP
+// handler's goroutine) feeds the job; its writer goroutine drains a queue
+// bounded in bytes (see send). Neither ever blocks the job goroutine or
+// another peer.
+//
+// Liveness is measured in bytes, not messages: the reader notes when the
+// last byte arrived (a part of a frame is progress) and the writer when
+// the last chunk left. A watchdog closes the connection when nothing
+// arrived for the idle timeout (unless the relay itself holds the reader
+// back: that is back-pressure, not silence) or when a write made no
+// progress for the write timeout (a peer that stopped reading). Both use
+// the connection's context: cancelling it makes the websocket library
+// close the connection.
 type peer struct {
 	id     uint64
 	ws     *websocket.Conn
 	remote string
-	m      *jobMetrics
-	log    *slog.Logger // nil in unit tests
+	m      atomic.Pointer[jobMetrics] // the server's pre-auth figures, then the job's
+	job    atomic.Pointer[job]        // set once the Hello names it
+	log    *slog.Logger               // nil in unit tests
+	epoch  time.Time                  // the server's clock base for lastRead and lastWrite
 
-	out    chan outMsg
+	ctx    context.Context // the connection's: reads and writes
+	cancel context.CancelFunc
+
 	done   chan struct{} // closed when the peer is closed
 	once   sync.Once
-	authed bool // token checked at upgrade
+	authed bool // token checked at upgrade (replaces the Hello's)
+	token  string
+
+	joined chan struct{} // closed when the job accepted the Hello
+	jonce  sync.Once
 
 	mu     sync.Mutex
 	reason error // why the peer was closed
 
-	// Inbound credit: bytes of this peer's frames read but not yet handled
-	// by the job. The reader waits while it is over inboundLimit, so one
-	// fast peer cannot queue unbounded memory in front of the job (the
-	// backpressure reaches the peer through TCP).
+	// Progress, in nanoseconds since epoch.
+	lastRead  atomic.Int64
+	lastWrite atomic.Int64
+	writing   atomic.Bool  // a message is being written
+	held      atomic.Int32 // > 0 while the relay holds the reader back
+	deadline  atomic.Int64 // pre-auth: absolute Hello deadline (0 after)
+
+	// Inbound credit: bytes and frames of this peer read but not yet
+	// handled by the job. The reader waits while either is over its limit,
+	// so one fast peer cannot queue unbounded memory in front of the job
+	// (the back-pressure reaches the peer through TCP).
 	cmu     sync.Mutex
 	ccond   *sync.Cond
 	inbound int
+	frames  int
+
+	// The send queue, bounded in bytes: see send.
+	qmu    sync.Mutex
+	q      []outMsg
+	qwake  chan struct{} // cap 1: wakes the writer
+	qbytes atomic.Int64  // bytes queued, including the message being written
+	// With drainWant set, the writer kicks the job once qbytes fell to
+	// drainAt or below (the job waits for that to resume the peer).
+	drainWant atomic.Bool
+	drainAt   int64
+
+	// Owned by the job goroutine.
+	pend     int64     // bytes of answers held in the job's pending list
+	deferred []*[]byte // frames not handled yet: the peer's answers are over the send buffer
+	stalled  bool
 }
 
-// inboundLimit bounds a peer's frames in flight to the job goroutine; one
-// frame larger than it is still accepted when nothing else is in flight.
-const inboundLimit = 64 << 20
+// inboundLimit bounds a peer's frame bytes in flight to the job goroutine;
+// one frame larger than it is still accepted when nothing else is in
+// flight. inboundFrames bounds their number (small frames cost more than
+// their bytes: a pool buffer and an event each).
+const (
+	inboundLimit  = 64 << 20
+	inboundFrames = 4096
+)
 
-// acquire waits until n more inbound bytes fit; false if the peer closed.
+// writeChunk is the piece size of a big message's write: progress is
+// observed between pieces, so a slow but reading peer is never mistaken
+// for a dead one (it must take 1 MiB per write timeout, 35 KB/s at the
+// default 30 s). Each piece is one websocket frame: bigger pieces, fewer
+// frames and system calls.
+const writeChunk = 1 << 20
+
+func newPeer(id uint64, ws *websocket.Conn, remote string, m *jobMetrics, epoch time.Time, sendBuffer int64) *peer {
+	p := &peer{id: id, ws: ws, remote: remote, epoch: epoch, done: make(chan struct{}),
+		joined: make(chan struct{}), qwake: make(chan struct{}, 1), drainAt: sendBuffer / 2}
+	p.m.Store(m)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.ccond = sync.NewCond(&p.cmu)
+	now := p.clock()
+	p.lastRead.Store(now)
+	p.lastWrite.Store(now)
+	return p
+}
+
+// clock is the time since the server's epoch (monotonic).
+func (p *peer) clock() int64 { return int64(time.Since(p.epoch)) }
+
+// heardAt is when the peer was last heard from: the last byte read, or
+// now while the relay holds its reader back.
+func (p *peer) heardAt() int64 {
+	if p.held.Load() > 0 {
+		return p.clock()
+	}
+	return p.lastRead.Load()
+}
+
+// hold marks the reader as held back by the relay until the returned
+// func is called.
+func (p *peer) hold() func() {
+	p.held.Add(1)
+	return func() {
+		p.lastRead.Store(p.clock())
+		p.held.Add(-1)
+	}
+}
+
+// progressReader notes every byte that arrives.
+type progressReader struct {
+	r io.Reader
+	p *peer
+}
+
+func (r progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if n > 0 {
+		r.p.lastRead.Store(r.p.clock())
+	}
+	return n, err
+}
+
+// watch closes the connection when it is idle or a write is stuck; it
+// returns when the peer closes.
+func (p *peer) watch(idle, write time.Duration) {
+	t := time.NewTimer(0) // the first round computes the first deadline
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		now := p.clock()
+		next := now + int64(write)
+		if d := p.deadline.Load(); d != 0 {
+			if now >= d {
+				p.close(websocket.StatusPolicyViolation, errNoHello)
+				return
+			}
+			next = min(next, d)
+		} else {
+			last := p.heardAt()
+			if now-last >= int64(idle) {
+				p.close(websocket.StatusPolicyViolation, errIdle)
+				return
+			}
+			next = min(next, last+int64(idle))
+		}
+		if p.writing.Load() {
+			last := p.lastWrite.Load()
+			if now-last >= int64(write) {
+				p.m.Load().dropped.Add(1)
+				p.close(websocket.StatusPolicyViolation, errStuck)
+				return
+			}
+			next = min(next, last+int64(write))
+		}
+		t.Reset(time.Duration(max(next-now, int64(time.Millisecond))))
+	}
+}
+
+var (
+	errNoHello = errors.New("no Hello within the handshake timeout")
+	errIdle    = errors.New("connection idle: nothing received within the idle timeout")
+	errStuck   = errors.New("peer stopped reading: a write made no progress within the write timeout")
+)
+
+// acquire waits until a frame of n more inbound bytes fits; false if the
+// peer closed.
 func (p *peer) acquire(n int) bool {
 	p.cmu.Lock()
 	defer p.cmu.Unlock()
-	for p.inbound > 0 && p.inbound+n > inboundLimit {
-		select {
-		case <-p.done:
-			return false
-		default:
+	if (p.inbound > 0 && p.inbound+n > inboundLimit) || p.frames >= inboundFrames {
+		done := p.hold()
+		defer done()
+		for (p.inbound > 0 && p.inbound+n > inboundLimit) || p.frames >= inboundFrames {
+			select {
+			case <-p.done:
+				return false
+			default:
+			}
+			p.ccond.Wait()
 		}
-		p.ccond.Wait()
 	}
 	p.inbound += n
+	p.frames++
 	return true
 }
 
-// release returns n inbound bytes (the job handled a frame).
+// release returns a frame of n inbound bytes (the job handled it).
 func (p *peer) release(n int) {
 	p.cmu.Lock()
 	p.inbound -= n
+	p.frames--
 	p.cmu.Unlock()
 	p.ccond.Broadcast()
 }
 
 // outMsg is one message to send. release, when set, returns the message's
-// buffer to its pool once written (or dropped).
+// buffers once written (or dropped).
 type outMsg struct {
 	b       []byte
 	body    []byte // optional second part, sent in the same message
@@ -80,16 +235,13 @@ type outMsg struct {
 	closeWith error
 }
 
-func newPeer(id uint64, ws *websocket.Conn, remote string, m *jobMetrics, queue int) *peer {
-	p := &peer{id: id, ws: ws, remote: remote, m: m, out: make(chan outMsg, queue), done: make(chan struct{})}
-	p.ccond = sync.NewCond(&p.cmu)
-	return p
-}
+func (m *outMsg) size() int64 { return int64(len(m.b) + len(m.body)) }
 
-var errSlowPeer = errors.New("peer too slow: send queue full")
-
-// send queues msg without blocking. A full queue means the peer is not
-// keeping up; it is closed (StatusPolicyViolation) and send reports false.
+// send queues msg. It never blocks and never fails for being over a
+// limit: the queue is bounded in bytes by the job, which stops handling
+// the peer's requests while its queued answers exceed the send buffer
+// (see job.handle), so what a peer can make the relay hold is bounded by
+// the answers to requests already accepted. False if the peer is closed.
 func (p *peer) send(msg outMsg) bool {
 	select {
 	case <-p.done:
@@ -99,79 +251,132 @@ func (p *peer) send(msg outMsg) bool {
 		return false
 	default:
 	}
+	p.qmu.Lock()
+	p.q = append(p.q, msg)
+	p.qbytes.Add(msg.size())
+	p.qmu.Unlock()
 	select {
-	case p.out <- msg:
-		return true
+	case p.qwake <- struct{}{}:
 	default:
-		if msg.release != nil {
-			msg.release()
-		}
-		p.m.dropped.Add(1)
-		p.close(websocket.StatusPolicyViolation, errSlowPeer)
-		return false
 	}
+	return true
 }
 
-// writeLoop sends queued messages, each under its own write deadline.
-func (p *peer) writeLoop(writeTimeout time.Duration) {
+// writeLoop sends queued messages until the peer closes.
+func (p *peer) writeLoop() {
+	var batch []outMsg
+	defer func() {
+		for _, m := range batch {
+			if m.release != nil {
+				m.release()
+			}
+		}
+		p.drain()
+	}()
 	for {
 		select {
 		case <-p.done:
-			p.drain()
 			return
-		case msg := <-p.out:
+		case <-p.qwake:
+		}
+		p.qmu.Lock()
+		batch, p.q = p.q, batch[:0]
+		p.qmu.Unlock()
+		for i := range batch {
+			msg := batch[i]
+			batch[i] = outMsg{}
 			if msg.closeWith != nil {
 				p.close(websocket.StatusPolicyViolation, msg.closeWith)
-				p.drain()
+				for _, m := range batch[i+1:] {
+					if m.release != nil {
+						m.release()
+					}
+				}
+				batch = batch[:0]
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-			var err error
-			if msg.body == nil {
-				err = p.ws.Write(ctx, websocket.MessageBinary, msg.b)
-			} else {
-				err = writeParts(ctx, p.ws, msg.b, msg.body)
-			}
-			cancel()
+			err := p.write(msg.b, msg.body)
 			if err == nil {
-				p.m.msgsOut.Add(1)
-				p.m.bytesOut.Add(uint64(len(msg.b) + len(msg.body)))
+				m := p.m.Load()
+				m.msgsOut.Add(1)
+				m.bytesOut.Add(uint64(msg.size()))
 			}
 			if msg.release != nil {
 				msg.release()
 			}
+			left := p.qbytes.Add(-msg.size())
 			if err != nil {
-				if ctx.Err() != nil {
-					p.m.dropped.Add(1)
-				}
 				p.close(websocket.StatusPolicyViolation, err)
-				p.drain()
+				for _, m := range batch[i+1:] {
+					if m.release != nil {
+						m.release()
+					}
+				}
+				batch = batch[:0]
 				return
 			}
+			if left <= p.drainAt && p.drainWant.CompareAndSwap(true, false) {
+				if j := p.job.Load(); j != nil {
+					j.kick()
+				}
+			}
 		}
+		batch = batch[:0]
 	}
 }
 
-func (p *peer) drain() {
-	for {
-		select {
-		case msg := <-p.out:
-			if msg.release != nil {
-				msg.release()
+// write sends head and body as one message, in pieces of writeChunk, and
+// notes the progress between pieces for the watchdog.
+func (p *peer) write(head, body []byte) error {
+	p.lastWrite.Store(p.clock())
+	p.writing.Store(true)
+	defer func() {
+		p.lastWrite.Store(p.clock())
+		p.writing.Store(false)
+	}()
+	if len(head)+len(body) <= writeChunk {
+		if body == nil {
+			return p.ws.Write(p.ctx, websocket.MessageBinary, head)
+		}
+		return writeParts(p.ctx, p.ws, head, body)
+	}
+	w, err := p.ws.Writer(p.ctx, websocket.MessageBinary)
+	if err != nil {
+		return err
+	}
+	for _, part := range [2][]byte{head, body} {
+		for len(part) > 0 {
+			n := min(len(part), writeChunk)
+			if _, err := w.Write(part[:n]); err != nil {
+				w.Close()
+				return err
 			}
-		default:
-			return
+			part = part[n:]
+			p.lastWrite.Store(p.clock())
+		}
+	}
+	return w.Close()
+}
+
+// drain releases whatever is still queued (the peer closed).
+func (p *peer) drain() {
+	p.qmu.Lock()
+	q := p.q
+	p.q = nil
+	p.qmu.Unlock()
+	for _, m := range q {
+		p.qbytes.Add(-m.size())
+		if m.release != nil {
+			m.release()
 		}
 	}
 }
 
 // closeAfterQueued closes the connection (StatusPolicyViolation) once the
-// writer has sent what is queued, so an error frame reaches the peer before
-// the close; if the queue is full it closes at once.
+// writer has sent what is queued, so an error frame reaches the peer
+// before the close.
 func (p *peer) closeAfterQueued(why error) {
-	select {
-	case p.out <- outMsg{closeWith: why}:
-	default:
+	if !p.send(outMsg{closeWith: why}) {
 		p.close(websocket.StatusPolicyViolation, why)
 	}
 }
@@ -197,12 +402,16 @@ func (p *peer) close(code websocket.StatusCode, why error) {
 			}
 		}
 		if p.ws == nil {
+			p.cancel()
 			return
 		}
 		go func() {
 			// Close waits up to 5s for the peer's close frame; do not
-			// hold the caller (often the job goroutine) for that.
+			// hold the caller (often the job goroutine) for that. The
+			// context goes last: cancelling it closes the connection at
+			// once, without the close handshake.
 			_ = p.ws.Close(code, msg)
+			p.cancel()
 		}()
 	})
 }
@@ -212,3 +421,6 @@ func (p *peer) closedReason() error {
 	defer p.mu.Unlock()
 	return p.reason
 }
+
+// markJoined records that the job accepted the peer's Hello.
+func (p *peer) markJoined() { p.jonce.Do(func() { close(p.joined) }) }

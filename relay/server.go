@@ -6,33 +6,42 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
+	"github.com/webkv/webkv/relay/internal/bufpool"
 	"github.com/webkv/webkv/wasm/sandbox"
 	"nhooyr.io/websocket"
 )
 
 // Config configures a relay Server. The zero value of every field has a
 // working default (see withDefaults), except that a relay with no Tokens
-// accepts any job without authentication, which is meant for loopback
-// development and logged as a warning.
+// and no WorkerTokens accepts any job without authentication, which is
+// meant for loopback development and logged as a warning. The package doc
+// has the threat model these settings implement; RATIONALE.md says why
+// each default is what it is.
 type Config struct {
-	// Tokens maps a job id to its access token. When non-empty, only these
-	// jobs exist and every connection must present its job's token (as a
-	// "webkv.token.<token>" subprotocol, a token query parameter, or in
-	// the Hello message).
+	// Tokens maps a job id to its access token. When non-empty (or with
+	// WorkerTokens), only these jobs exist and every connection must
+	// present its job's token (as a "webkv.token.<token>" subprotocol, a
+	// token query parameter, or in the Hello message). A token given at
+	// the upgrade replaces the Hello's.
 	Tokens map[string]string
+	// WorkerTokens maps a job id to per-participant tokens (participant
+	// name -> token), for operators who hand out one token per
+	// participant: each admits one worker at a time and resumes only its
+	// own. They work beside or instead of the job's Tokens entry.
+	WorkerTokens map[string]map[string]string
 	// Origins are the Origin host patterns (path.Match syntax, e.g.
 	// "example.com", "*.example.com", "localhost:8080") allowed besides
 	// the relay's own host. Requests without an Origin header (native
@@ -40,6 +49,10 @@ type Config struct {
 	Origins []string
 	// DataDir holds the checkpoint database; empty disables persistence.
 	DataDir string
+	// ClearQuarantine drops the record of jobs quarantined by an earlier
+	// start (their checkpoint was corrupt), so their ids can be used again.
+	// The corrupt data stays in the file it was found in.
+	ClearQuarantine bool
 	// CheckpointRounds and CheckpointInterval trigger a checkpoint after
 	// that many closed rounds or that much time with changes, whichever
 	// comes first. Durable (below) checkpoints before every ack instead.
@@ -57,6 +70,8 @@ type Config struct {
 
 	// Heartbeat is the interval workers are told to ping at; Timeout is the
 	// silence after which a worker is removed from its job's rounds.
+	// Silence counts from the last byte received (a part of a message is
+	// progress); a worker waiting for the start barrier is not silent.
 	Heartbeat, Timeout time.Duration
 	// RoundDeadline bounds a dist_sync round once Quorum is met: when it
 	// passes, the round closes with the pushes it has.
@@ -68,7 +83,7 @@ type Config struct {
 
 	// MinWorkers holds every job's Welcome answers until that many workers
 	// joined (MXNet's DMLC_NUM_WORKER start barrier); a Hello may ask for
-	// more (DialOptions.Workers). 0: none.
+	// more (DialOptions.Workers), up to MaxWorkers. 0: none.
 	MinWorkers int
 
 	// Shards lists the URLs of all relay shards of a sharded deployment;
@@ -81,29 +96,90 @@ type Config struct {
 	TLSCert, TLSKey string
 
 	// Limits, checked before allocating.
-	MaxMessage     int64 // bytes in one websocket message
+	MaxMessage     int64 // bytes in one websocket message, once authenticated
 	MaxKeys        int   // keys per job
-	MaxElems       int64 // elements of one key
-	MaxConns       int   // connections in total
-	MaxConnsPerJob int   // connections per job
+	MaxElems       int64 // elements of one key (part)
+	MaxConns       int   // authenticated connections in total
+	MaxConnsPerJob int   // authenticated connections per job
+	MaxWorkers     int   // workers per job, and the largest start barrier a Hello may ask for (default MaxConnsPerJob)
 	MaxJobs        int   // jobs (an open relay creates one per new job id)
 
-	// IdleTimeout closes a connection that sent nothing for that long (a
-	// half-open TCP connection, a peer that stopped without closing); it
-	// also bounds the transfer of one message. Default: 3*Timeout, at
-	// least 2 minutes.
+	// Budgets of memory for values, merge buffers, optimizer states and
+	// waiting inits: MaxJobBytes per job, MaxBytes for all jobs together.
+	// An init, set-optimizer or load-states that would exceed them is
+	// refused (wire.CodeLimit).
+	MaxJobBytes int64
+	MaxBytes    int64
+	// MaxReplyBytes bounds each worker's answer cache (exactly-once
+	// answers for retried requests).
+	MaxReplyBytes int
+
+	// Before authentication. A connection that did not present a valid
+	// token at the upgrade must send its Hello within HelloTimeout; until
+	// the Hello is accepted its frames are capped at PreAuthMessage bytes
+	// and it holds one of MaxPreAuth slots (MaxPreAuthPerAddr per remote
+	// address; negative: no per-address limit, e.g. behind a reverse
+	// proxy where every peer has the proxy's address), never one of the
+	// slots authenticated peers need. Refused browsers hold one while
+	// they read why.
+	HelloTimeout      time.Duration
+	PreAuthMessage    int64
+	MaxPreAuth        int
+	MaxPreAuthPerAddr int
+
+	// IdleTimeout closes a connection from which no byte arrived for that
+	// long (a half-open TCP connection, a peer that stopped without
+	// closing). Default: 3*Timeout, at least 2 minutes.
 	IdleTimeout time.Duration
 
-	// WriteTimeout bounds each message write; SendQueue is the number of
-	// messages queued per connection before it is closed as too slow.
+	// Flow control. WriteTimeout closes a connection to which a write made
+	// no progress for that long (the peer stopped reading). SendBuffer
+	// bounds the bytes of answers queued to one connection: over it, the
+	// relay handles none of that connection's requests until they drain
+	// (back-pressure, never a disconnect). Welcomes advertise Window
+	// requests and SendBuffer bytes in flight (wire.Welcome.Window,
+	// WindowBytes), which a client keeps to.
 	WriteTimeout time.Duration
-	SendQueue    int
+	SendBuffer   int64
+	Window       int
+
+	// JobExpiry deletes a job (and its checkpoint) that has had no worker
+	// for that long. Default: 15 minutes on an open relay (no tokens),
+	// where anyone can create jobs; never on a relay with tokens.
+	// Negative: never.
+	JobExpiry time.Duration
+
+	// AdminToken guards /status and /metrics: with it (Authorization:
+	// Bearer <token>) they show every job; without it, only relay-wide
+	// figures, no job names. AdminHandler serves the full view without a
+	// token, for a separate listener (the webkv command's -admin-listen).
+	// OpenAdmin serves the full view to anyone: only for a relay on
+	// loopback (the demo).
+	AdminToken string
+	OpenAdmin  bool
 
 	// Updaters configures custom updater modules (updaters.go).
 	Updaters UpdaterConfig
 
 	Logger *slog.Logger
 }
+
+// Defaults; RATIONALE.md says why each is what it is.
+const (
+	DefaultMaxMessage        = 1<<30 + 4096
+	DefaultMaxElems          = psm.DefaultMaxElems
+	DefaultMaxJobBytes       = psm.DefaultMaxBytes
+	DefaultMaxBytes          = 4 << 30
+	DefaultHelloTimeout      = 5 * time.Second
+	DefaultPreAuthMessage    = 64 << 10
+	DefaultMaxPreAuth        = 256
+	DefaultMaxPreAuthPerAddr = 16
+	DefaultSendBuffer        = 64 << 20
+	DefaultWindow            = 1024
+	DefaultJobExpiry         = 15 * time.Minute
+)
+
+func (c Config) open() bool { return len(c.Tokens) == 0 && len(c.WorkerTokens) == 0 }
 
 func (c Config) withDefaults() Config {
 	if c.Heartbeat <= 0 {
@@ -122,13 +198,13 @@ func (c Config) withDefaults() Config {
 		c.CheckpointInterval = 30 * time.Second
 	}
 	if c.MaxMessage <= 0 {
-		c.MaxMessage = 1 << 30
+		c.MaxMessage = DefaultMaxMessage
 	}
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 1 << 16
 	}
 	if c.MaxElems <= 0 {
-		c.MaxElems = 1 << 28
+		c.MaxElems = DefaultMaxElems
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1024
@@ -139,19 +215,58 @@ func (c Config) withDefaults() Config {
 	if c.MaxConnsPerJob <= 0 {
 		c.MaxConnsPerJob = 256
 	}
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = c.MaxConnsPerJob
+	}
+	if c.MaxJobBytes <= 0 {
+		c.MaxJobBytes = DefaultMaxJobBytes
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = psm.DefaultMaxReplyBytes
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = DefaultHelloTimeout
+	}
+	if c.PreAuthMessage <= 0 {
+		c.PreAuthMessage = DefaultPreAuthMessage
+	}
+	if c.MaxPreAuth <= 0 {
+		c.MaxPreAuth = DefaultMaxPreAuth
+	}
+	if c.MaxPreAuthPerAddr == 0 {
+		c.MaxPreAuthPerAddr = DefaultMaxPreAuthPerAddr
+	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = max(3*c.Timeout, 2*time.Minute)
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 64
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = DefaultSendBuffer
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.JobExpiry == 0 && c.open() {
+		c.JobExpiry = DefaultJobExpiry
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// relayMetrics are relay-wide counters (no job label).
+type relayMetrics struct {
+	refusedFull    atomic.Uint64 // upgrades refused: authenticated slots full
+	refusedPreAuth atomic.Uint64 // upgrades refused: unauthenticated slots full
+	refusedAuth    atomic.Uint64 // upgrades refused: bad token, unknown job
+	noHello        atomic.Uint64 // connections closed before a Hello was accepted
+	expired        atomic.Uint64 // jobs deleted after the idle expiry
 }
 
 // Server is a relay: an http.Handler serving the websocket endpoint /ws,
@@ -163,14 +278,23 @@ type Server struct {
 	mux     *http.ServeMux
 	db      *checkpointDB
 	started time.Time
+	epoch   time.Time // the monotonic base of peers' progress clocks
+	budget  *psm.Budget
+	rm      relayMetrics
+	preM    jobMetrics // traffic of connections before their job is known
+	slots   slots
 
-	mu     sync.Mutex
-	jobs   map[string]*job
-	closed bool
+	mu         sync.Mutex
+	jobs       map[string]*job
+	quarantine map[string]string // job -> why its checkpoint was not restored
+	closed     bool
 
-	conns  atomic.Int64
 	nextID atomic.Uint64
 	wg     sync.WaitGroup // job goroutines
+
+	pmu      sync.Mutex
+	live     map[*peer]struct{} // every connection, to close at Shutdown
+	handlers sync.WaitGroup     // websocket handler goroutines
 
 	httpSrv *http.Server
 	ln      net.Listener
@@ -182,7 +306,9 @@ type Server struct {
 
 // NewServer opens the checkpoint database (when cfg.DataDir is set),
 // restores every checkpointed job and returns a server ready to be mounted
-// or started with ListenAndServe.
+// or started with ListenAndServe. A corrupt checkpoint file is an error
+// naming the file; a corrupt job is quarantined (logged, listed in
+// /status, refused) while the healthy ones start.
 func NewServer(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Quorum < 0 {
@@ -196,47 +322,89 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: token for job %q is empty", j)
 		}
 	}
-	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		mux:     http.NewServeMux(),
-		jobs:    map[string]*job{},
-		started: time.Now(),
+	for j, ps := range cfg.WorkerTokens {
+		for name, t := range ps {
+			if j == "" || name == "" || t == "" {
+				return nil, fmt.Errorf("relay: worker token %q of job %q: empty job, participant or token", name, j)
+			}
+		}
 	}
-	if len(cfg.Tokens) == 0 {
+	if cfg.MinWorkers > cfg.MaxWorkers {
+		return nil, fmt.Errorf("relay: -workers %d exceeds the %d workers a job may have", cfg.MinWorkers, cfg.MaxWorkers)
+	}
+	if cfg.PreAuthMessage > cfg.MaxMessage {
+		cfg.PreAuthMessage = cfg.MaxMessage
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		mux:        http.NewServeMux(),
+		jobs:       map[string]*job{},
+		quarantine: map[string]string{},
+		started:    time.Now(),
+		epoch:      time.Now(),
+		budget:     psm.NewBudget(cfg.MaxBytes),
+		slots:      slots{perJob: map[string]int{}, preAddr: map[string]int{}},
+		live:       map[*peer]struct{}{},
+	}
+	if cfg.open() {
 		s.log.Warn("relay has no job tokens: any job may connect without authentication")
 	}
 	if err := s.openUpdaters(); err != nil {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		db, err := openCheckpointDB(cfg.DataDir)
-		if err != nil {
+		if err := s.openData(); err != nil {
 			s.closeUpdaters()
 			return nil, err
-		}
-		s.db = db
-		cks, err := db.load()
-		if err != nil {
-			db.close()
-			s.closeUpdaters()
-			return nil, err
-		}
-		for name, ck := range cks {
-			j, err := s.restoreJob(name, ck)
-			if err != nil {
-				db.close()
-				s.closeUpdaters()
-				return nil, fmt.Errorf("relay: restore job %q: %w", name, err)
-			}
-			s.jobs[name] = j
-			s.log.Info("job restored", "job", name, "round", ck.Round, "checkpoint_time", ck.Time)
 		}
 	}
 	s.mux.HandleFunc("/ws", s.serveWS)
 	s.mux.HandleFunc("/metrics", s.serveMetrics)
 	s.mux.HandleFunc("/status", s.serveStatus)
 	return s, nil
+}
+
+// openData opens the checkpoint database and restores its jobs; a job
+// whose checkpoint does not restore is quarantined.
+func (s *Server) openData() error {
+	db, cks, quar, err := openCheckpointDB(s.cfg.DataDir, s.log, s.cfg.ClearQuarantine)
+	if err != nil {
+		return err
+	}
+	s.db = db
+	for name, why := range quar {
+		s.quarantine[name] = why
+	}
+	for name, ck := range cks {
+		j, err := s.restoreJob(name, ck)
+		if err != nil {
+			why := fmt.Sprintf("checkpoint in %s does not restore: %v", db.path, err)
+			s.log.Error("job quarantined", "job", name, "file", db.path, "err", err)
+			if err := db.quarantine(name, why); err != nil {
+				s.closeJobs()
+				db.close()
+				return err
+			}
+			s.quarantine[name] = why
+			continue
+		}
+		s.jobs[name] = j
+		s.log.Info("job restored", "job", name, "round", ck.Round, "checkpoint_time", ck.Time)
+	}
+	for name, why := range s.quarantine {
+		s.log.Error("job quarantined: connections to it are refused until the relay is started with -clear-quarantine", "job", name, "reason", why)
+	}
+	return nil
+}
+
+// closeJobs stops the jobs started so far (a failed start).
+func (s *Server) closeJobs() {
+	for _, j := range s.jobs {
+		j.stop()
+	}
+	s.wg.Wait()
+	s.jobs = map[string]*job{}
 }
 
 // Handle mounts h at pattern (http.ServeMux syntax), e.g. the browser app
@@ -321,8 +489,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, j := range jobs {
 		j.stop()
 	}
+	// Connections not (or no longer) in a job: handshakes in progress.
+	s.pmu.Lock()
+	for p := range s.live {
+		p.close(websocket.StatusGoingAway, errShuttingDown)
+	}
+	s.live = nil
+	s.pmu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.handlers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -344,74 +519,116 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// checkToken compares in constant time. An empty want means an open relay.
-func (s *Server) checkToken(job, got string) error {
-	if len(s.cfg.Tokens) == 0 {
-		return nil
+// knownJob reports whether a relay with tokens has job.
+func (s *Server) knownJob(job string) bool {
+	_, ok := s.cfg.Tokens[job]
+	return ok || len(s.cfg.WorkerTokens[job]) > 0
+}
+
+// checkToken reports whether tok admits someone to job (its token or one
+// of its participants'), in constant time per token.
+func (s *Server) checkToken(job, tok string) error {
+	if !s.knownJob(job) {
+		return fmt.Errorf("unknown job %s", quote(job))
 	}
-	want, ok := s.cfg.Tokens[job]
+	ok := false
+	if want, has := s.cfg.Tokens[job]; has && subtle.ConstantTimeCompare([]byte(want), []byte(tok)) == 1 {
+		ok = true
+	}
+	for _, want := range s.cfg.WorkerTokens[job] {
+		if subtle.ConstantTimeCompare([]byte(want), []byte(tok)) == 1 {
+			ok = true
+		}
+	}
 	if !ok {
-		return fmt.Errorf("unknown job %q", job)
-	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
-		return fmt.Errorf("wrong or missing token for job %q", job)
+		return fmt.Errorf("wrong or missing token for job %s", quote(job))
 	}
 	return nil
 }
 
+func (s *Server) quarantined(job string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quarantine[job]
+}
+
+// track registers a live connection (false after Shutdown).
+func (s *Server) track(p *peer) bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.live == nil {
+		return false
+	}
+	s.live[p] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Server) untrack(p *peer) {
+	s.pmu.Lock()
+	delete(s.live, p)
+	s.pmu.Unlock()
+	p.close(websocket.StatusNormalClosure, nil)
+	s.handlers.Done()
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	job := r.URL.Query().Get("job")
-	if job == "" {
-		http.Error(w, "webkv relay: missing job query parameter", http.StatusBadRequest)
+	name := r.URL.Query().Get("job")
+	if err := checkJobName(name); err != nil {
+		httpRefuse(w, http.StatusBadRequest, err)
 		return
 	}
-	if len(job) > 256 {
-		http.Error(w, "webkv relay: job id too long", http.StatusBadRequest)
-		return
-	}
+	browser := r.Header.Get("Origin") != ""
 	// A token given at upgrade is checked here, before anything is
 	// allocated for the connection; a connection without one must
 	// present it in its Hello.
 	tok := tokenFrom(r)
+	authed := false
 	var refused error
-	if tok != "" {
-		refused = s.checkToken(job, tok)
-	} else if len(s.cfg.Tokens) > 0 {
-		if _, ok := s.cfg.Tokens[job]; !ok {
-			refused = fmt.Errorf("unknown job %q", job)
-		} else if r.Header.Get("Origin") != "" {
+	if !s.cfg.open() {
+		switch {
+		case !s.knownJob(name):
+			refused = fmt.Errorf("unknown job %s", quote(name))
+		case tok != "":
+			refused = s.checkToken(name, tok)
+			authed = refused == nil
+		case browser:
 			// A browser cannot put the token in its Hello later (webkv.js
 			// offers it as a subprotocol): refuse now, where it can see why.
-			refused = fmt.Errorf("missing token for job %q", job)
+			refused = fmt.Errorf("missing token for job %s", quote(name))
 		}
 	}
 	if refused != nil {
-		s.log.Warn("connection refused", "job", job, "remote", r.RemoteAddr, "err", refused)
-		if r.Header.Get("Origin") != "" {
-			s.refuseBrowser(w, r, refused)
+		s.rm.refusedAuth.Add(1)
+		s.log.Warn("connection refused", "job", name, "remote", r.RemoteAddr, "err", refused)
+		if browser {
+			s.refuseBrowser(w, r, wire.CodeAuth, refused)
 			return
 		}
-		http.Error(w, "webkv relay: "+refused.Error(), http.StatusForbidden)
+		httpRefuse(w, http.StatusForbidden, refused)
 		return
 	}
-	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
-		s.conns.Add(-1)
-		http.Error(w, "webkv relay: too many connections", http.StatusServiceUnavailable)
+	if why := s.quarantined(name); why != "" {
+		err := fmt.Errorf("job %s is quarantined: %s", quote(name), why)
+		if browser {
+			s.refuseBrowser(w, r, wire.CodeClosed, err)
+			return
+		}
+		httpRefuse(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	defer s.conns.Add(-1)
-	j, err := s.jobFor(job)
+	var sl *slot
+	var err error
+	if authed {
+		sl, err = s.admitAuthed(name)
+	} else {
+		sl, err = s.admitPreAuth(r.RemoteAddr)
+	}
 	if err != nil {
-		http.Error(w, "webkv relay: "+err.Error(), http.StatusServiceUnavailable)
+		httpRefuse(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	if n := j.m.conns.Add(1); n > int64(s.cfg.MaxConnsPerJob) {
-		j.m.conns.Add(-1)
-		http.Error(w, "webkv relay: too many connections for this job", http.StatusServiceUnavailable)
-		return
-	}
-	defer j.m.conns.Add(-1)
-
+	defer sl.release()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{Subprotocol},
 		OriginPatterns:  s.cfg.Origins,
@@ -419,32 +636,122 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Accept has already written the HTTP error (403 for a bad Origin).
-		s.log.Warn("websocket upgrade refused", "job", job, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		s.log.Warn("websocket upgrade refused", "job", name, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
-	ws.SetReadLimit(s.cfg.MaxMessage)
-	p := newPeer(s.nextID.Add(1), ws, r.RemoteAddr, j.m, s.cfg.SendQueue)
-	p.log = j.log
-	p.authed = tok != ""
-	s.log.Debug("peer connected", "job", job, "peer", p.id, "remote", p.remote)
-	go p.writeLoop(s.cfg.WriteTimeout)
-	j.serve(p)
+	ws.SetReadLimit(s.cfg.PreAuthMessage)
+	p := newPeer(s.nextID.Add(1), ws, r.RemoteAddr, &s.preM, s.epoch, s.cfg.SendBuffer)
+	p.log = s.log.With("job", name)
+	p.authed, p.token = authed, tok
+	p.deadline.Store(p.clock() + int64(s.cfg.HelloTimeout))
+	s.log.Debug("peer connected", "job", name, "peer", p.id, "remote", p.remote)
+	if !s.track(p) {
+		p.close(websocket.StatusGoingAway, errShuttingDown)
+		return
+	}
+	defer s.untrack(p)
+	go p.writeLoop()
+	go p.watch(s.cfg.IdleTimeout, s.cfg.WriteTimeout)
+	s.servePeer(p, name, sl)
+}
+
+// servePeer runs the handshake of a new connection, then its job's reader.
+func (s *Server) servePeer(p *peer, name string, sl *slot) {
+	hello, err := s.readHello(p, name)
+	if err != nil {
+		s.rm.noHello.Add(1)
+		var we *wire.Error
+		if errors.As(err, &we) {
+			p.log.Warn("bad handshake; closing connection", "peer", p.id, "remote", p.remote, "err", err)
+			refuse(p, we, s.cfg.WriteTimeout)
+		} else {
+			p.close(websocket.StatusPolicyViolation, err)
+		}
+		return
+	}
+	// The peer did its part; from here on the relay holds it (a busy job
+	// may take a while to judge the Hello): that is not the peer's silence.
+	p.deadline.Store(0)
+	if err := sl.promote(name); err != nil {
+		bufpool.Put(hello)
+		refuse(p, wire.Errorf(wire.CodeLimit, "%v", err), s.cfg.WriteTimeout)
+		return
+	}
+	// Only now, with a well-formed Hello in hand, may a job be created.
+	j, err := s.jobFor(name)
+	if err != nil {
+		bufpool.Put(hello)
+		code := wire.CodeLimit
+		if errors.Is(err, errShuttingDown) {
+			code = wire.CodeClosed
+		}
+		refuse(p, wire.Errorf(code, "%v", err), s.cfg.WriteTimeout)
+		return
+	}
+	defer s.unuse(j)
+	j.m.conns.Add(1)
+	defer j.m.conns.Add(-1)
+	j.serve(p, hello, func() {
+		// Accepted: the full frame size from now on.
+		p.lastRead.Store(p.clock())
+		p.ws.SetReadLimit(s.cfg.MaxMessage)
+	})
+}
+
+// readHello reads a new connection's first frame, which must be a Hello
+// for job name, within the Hello deadline (the watchdog's) and the
+// pre-authentication frame cap.
+func (s *Server) readHello(p *peer, name string) (*[]byte, error) {
+	lim := s.limits()
+	lim.MaxPayload = int(s.cfg.PreAuthMessage) - wire.HeaderSize
+	var hdr [wire.HeaderSize]byte
+	b, h, err := readFrame(p, &lim, hdr[:], func(n int) bool { return p.acquire(n) })
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeLimit {
+			err = wire.Errorf(wire.CodeLimit, "%s before the Hello was accepted (the first message of a connection is at most %d bytes)", we.Msg, s.cfg.PreAuthMessage)
+		}
+		if p.closedReason() != nil {
+			return nil, p.closedReason()
+		}
+		return nil, err
+	}
+	p.release(len(*b)) // the job acquires it again when it is posted
+	fail := func(err error) (*[]byte, error) {
+		bufpool.Put(b)
+		return nil, err
+	}
+	if h.Type != wire.TypeHello {
+		return fail(wire.Errorf(wire.CodeNotJoined, "%v before the handshake: the first message on a connection must be a Hello", h.Type))
+	}
+	hl, err := wire.DecodeHello((*b)[wire.HeaderSize:], &lim)
+	if err != nil {
+		return fail(err)
+	}
+	if hl.Job != name {
+		return fail(wire.Errorf(wire.CodeBadRequest, "hello names job %s on a connection for job %s", quote(hl.Job), quote(name)))
+	}
+	s.preM.msgsIn.Add(1)
+	s.preM.bytesIn.Add(uint64(len(*b)))
+	return b, nil
 }
 
 // refuseBrowser refuses a browser's connection so that the page learns
 // why and stops: browsers hide an HTTP refusal's status and body from the
 // page (a 403 looks like a relay that is down, which a client retries), so
-// the upgrade is accepted, an Error (wire.CodeAuth, seq 0) sent, and the
+// the upgrade is accepted, an Error (code, seq 0) sent, and the
 // connection held until the client closes it (at most refuseLinger): a
 // close right after the Error could reach the page's reader first. The
-// client treats a seq-0 Error as final.
-func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, why error) {
-	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
-		s.conns.Add(-1)
-		http.Error(w, "webkv relay: too many connections", http.StatusServiceUnavailable)
+// client treats a seq-0 Error as final (CodeClosed: retry later). It
+// holds an unauthenticated slot meanwhile, so refused browsers cannot
+// fill the slots honest peers need.
+func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, code wire.Code, why error) {
+	sl, err := s.admitPreAuth(r.RemoteAddr)
+	if err != nil {
+		httpRefuse(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	defer s.conns.Add(-1)
+	defer sl.release()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{Subprotocol},
 		OriginPatterns:  s.cfg.Origins,
@@ -453,9 +760,10 @@ func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, why error
 	if err != nil {
 		return // Accept wrote the HTTP error (a bad Origin)
 	}
+	ws.SetReadLimit(1 << 10)
 	ctx, cancel := context.WithTimeout(r.Context(), refuseLinger)
 	defer cancel()
-	msg := wire.AppendError(nil, 0, wire.CodeAuth, "webkv relay refused the connection: "+why.Error())
+	msg := wire.AppendError(nil, 0, code, "webkv relay refused the connection: "+why.Error())
 	if err := ws.Write(ctx, websocket.MessageBinary, msg); err != nil {
 		ws.CloseNow()
 		return
@@ -471,15 +779,22 @@ func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, why error
 
 // refuseLinger bounds how long a refused browser connection is held for
 // its client to read the Error and close.
-const refuseLinger = 10 * time.Second
+const refuseLinger = 5 * time.Second
 
+var errShuttingDown = errors.New("relay is shutting down")
+
+// jobFor returns job name, created if need be, and holds it (see unuse).
 func (s *Server) jobFor(name string) (*job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("relay is shutting down")
+		return nil, errShuttingDown
+	}
+	if why := s.quarantine[name]; why != "" {
+		return nil, fmt.Errorf("job %s is quarantined: %s", quote(name), why)
 	}
 	if j, ok := s.jobs[name]; ok {
+		j.users++
 		return j, nil
 	}
 	if len(s.jobs) >= s.cfg.MaxJobs {
@@ -490,82 +805,41 @@ func (s *Server) jobFor(name string) (*job, error) {
 		return nil, err
 	}
 	s.jobs[name] = j
+	j.users++
 	return j, nil
 }
 
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+// unuse lets go of a job held by jobFor; the job re-checks whether it may
+// be dropped once nobody holds it.
+func (s *Server) unuse(j *job) {
 	s.mu.Lock()
-	ms := make(map[string]*jobMetrics, len(s.jobs))
-	sts := make(map[string]JobStatus, len(s.jobs))
-	for n, j := range s.jobs {
-		ms[n] = j.m
-		sts[n] = j.status()
-	}
+	j.users--
+	idle := j.users == 0
 	s.mu.Unlock()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	writeMetrics(w, ms, s.conns.Load(), s.started)
-	writeStateMetrics(w, sts)
+	if idle {
+		j.kick()
+	}
 }
 
-// JobStatus is one job in /status.
-type JobStatus struct {
-	Job         string    `json:"job"`
-	Mode        string    `json:"mode,omitempty"`
-	LiveWorkers int64     `json:"live_workers"`
-	Connections int64     `json:"connections"`
-	Keys        int       `json:"keys"`
-	Rounds      uint64    `json:"rounds"`
-	Updates     uint64    `json:"updates"`
-	LatePushes  uint64    `json:"late_pushes"`
-	Rescaled    uint64    `json:"rescaled_rounds"`
-	Duplicates  uint64    `json:"duplicate_requests"`
-	Removed     uint64    `json:"removed_workers"`
-	Pushes      uint64    `json:"pushes"`
-	Pulls       uint64    `json:"pulls"`
-	BytesIn     uint64    `json:"bytes_in"`
-	BytesOut    uint64    `json:"bytes_out"`
-	Checkpoints uint64    `json:"checkpoints"`
-	LastCkpt    time.Time `json:"last_checkpoint,omitzero"`
-}
-
-// Status is the /status document.
-type Status struct {
-	Version     string      `json:"version"`
-	Uptime      float64     `json:"uptime_seconds"`
-	Connections int64       `json:"connections"`
-	Shards      []string    `json:"shards,omitempty"`
-	ShardIndex  int         `json:"shard_index"`
-	Persistent  bool        `json:"persistent"`
-	Jobs        []JobStatus `json:"jobs"`
-}
-
-// Status returns what /status serves.
-func (s *Server) Status() Status {
+// dropJob removes j from the server if nobody holds it; the job goroutine
+// calls it when the job is idle (expired, or holding nothing).
+func (s *Server) dropJob(j *job) bool {
 	s.mu.Lock()
-	jobs := make([]*job, 0, len(s.jobs))
-	for _, j := range s.jobs {
-		jobs = append(jobs, j)
+	defer s.mu.Unlock()
+	if j.users > 0 || s.closed || s.jobs[j.name] != j {
+		return false
 	}
-	s.mu.Unlock()
-	st := Status{
-		Version:     Subprotocol,
-		Uptime:      time.Since(s.started).Seconds(),
-		Connections: s.conns.Load(),
-		Shards:      s.cfg.Shards,
-		ShardIndex:  s.cfg.ShardIndex,
-		Persistent:  s.db != nil,
-		Jobs:        []JobStatus{},
+	delete(s.jobs, j.name)
+	if j.expired {
+		s.rm.expired.Add(1)
 	}
-	for _, j := range jobs {
-		st.Jobs = append(st.Jobs, j.status())
-	}
-	sort.Slice(st.Jobs, func(a, b int) bool { return st.Jobs[a].Job < st.Jobs[b].Job })
-	return st
+	return true
 }
 
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(s.Status())
+// quote quotes a peer-given string for a message, cut to 64 bytes.
+func quote(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:64]) + fmt.Sprintf("...(%d bytes)", len(s))
 }

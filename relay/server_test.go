@@ -168,15 +168,19 @@ func TestAuth(t *testing.T) {
 	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeBadRequest {
 		t.Fatalf("hello for another job: %v", werr)
 	}
-	// Requests before a Hello.
-	c, _, err = rawDial(t, ctx, u, "a", "ta", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sendMsg(t, ctx, c, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePull, Seq: 1, Key: 3}))
-	m := recvMsg(t, ctx, c)
-	if m.Type != wire.TypeError || m.Code != wire.CodeNotJoined {
-		t.Fatalf("pull before hello: %v %v", m.Type, m.Code)
+	// Anything but a Hello first closes the connection.
+	for _, first := range [][]byte{
+		wire.AppendHeader(nil, &wire.Header{Type: wire.TypePull, Seq: 1, Key: 3}),
+		wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing}),
+	} {
+		c, _, err = rawDial(t, ctx, u, "a", "ta", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sendMsg(t, ctx, c, first)
+		if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeNotJoined {
+			t.Fatalf("%v before the hello: %v, want a not-joined error and a close", first[3], werr)
+		}
 	}
 }
 
@@ -258,7 +262,7 @@ func TestBadFrames(t *testing.T) {
 }
 
 func TestMetricsStatus(t *testing.T) {
-	s, u := startServer(t, Config{})
+	s, u := startServer(t, Config{AdminToken: "adm"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, _, err := rawDial(t, ctx, u, "job-x", "", nil)
@@ -268,83 +272,116 @@ func TestMetricsStatus(t *testing.T) {
 	sendMsg(t, ctx, c, hello("job-x", ""))
 	recvMsg(t, ctx, c)
 	httpURL := "http" + strings.TrimPrefix(u, "ws")
-	resp, err := http.Get(httpURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	get := func(path, tok string) string {
+		req, _ := http.NewRequest("GET", httpURL+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`webkv_live_workers{job="job-x"} 1`, `webkv_messages_in_total{job="job-x"} 1`, "# TYPE webkv_round_seconds histogram", "webkv_relay_connections 1", `webkv_keys{job="job-x"} 0`} {
-		if !strings.Contains(string(body), want) {
+	body := get("/metrics", "adm")
+	for _, want := range []string{`webkv_live_workers{job="job-x"} 1`, `webkv_messages_in_total{job="job-x"} 0`, "# TYPE webkv_round_seconds histogram", "webkv_relay_connections 1", `webkv_keys{job="job-x"} 0`} {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	}
-	resp, err = http.Get(httpURL + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var st Status
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
-	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].Job != "job-x" || st.Jobs[0].LiveWorkers != 1 || st.Jobs[0].Mode != "sync" {
+	if err := json.Unmarshal([]byte(get("/status", "adm")), &st); err != nil || len(st.Jobs) != 1 || st.Jobs[0].Job != "job-x" || st.Jobs[0].LiveWorkers != 1 || st.Jobs[0].Mode != "sync" {
 		t.Fatalf("/status: %+v, %v", st, err)
+	}
+	// Without the admin token (or with a wrong one): relay-wide figures,
+	// no job names.
+	for _, tok := range []string{"", "wrong"} {
+		if body := get("/metrics", tok); strings.Contains(body, "job-x") || !strings.Contains(body, "webkv_relay_connections 1") || !strings.Contains(body, "webkv_relay_jobs 1") {
+			t.Errorf("/metrics with token %q shows job names or lacks the relay's figures:\n%s", tok, body)
+		}
+		if body := get("/status", tok); strings.Contains(body, "job-x") || !strings.Contains(body, `"num_jobs": 1`) {
+			t.Errorf("/status with token %q shows job names or lacks the count:\n%s", tok, body)
+		}
 	}
 	// Mounting the browser app.
 	s.Handle("/app/", http.StripPrefix("/app", http.FileServerFS(fstestFS())))
-	resp, err = http.Get(httpURL + "/app/index.html")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "hi" {
+	if body := get("/app/index.html", ""); body != "hi" {
 		t.Fatalf("mounted handler served %q", body)
 	}
 }
 
-func TestSlowPeerDropped(t *testing.T) {
-	m := &jobMetrics{}
-	p := newPeer(1, nil, "x", m, 2)
-	// No writer goroutine: the queue fills and the third send closes it.
-	released := 0
-	for i := 0; i < 3; i++ {
-		p.out <- outMsg{} // fill directly
-		if i == 1 {
-			break
+// TestConnectionLimits: authenticated connections (a token at the
+// upgrade) take the global and per-job slots; jobs are created only by a
+// well-formed Hello and capped by MaxJobs.
+func TestConnectionLimits(t *testing.T) {
+	_, u := startServer(t, Config{Tokens: map[string]string{"a": "ta", "b": "tb", "c": "tc"}, MaxConnsPerJob: 2, MaxConns: 4, MaxJobs: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func(job, tok string) *websocket.Conn {
+		c, _, err := rawDial(t, ctx, u, job, tok, nil)
+		if err != nil {
+			t.Fatalf("job %s: %v", job, err)
+		}
+		return c
+	}
+	for i := 0; i < 2; i++ {
+		c := dial("a", "ta")
+		sendMsg(t, ctx, c, hello("a", ""))
+		if m := recvMsg(t, ctx, c); m.Type != wire.TypeWelcome {
+			t.Fatalf("join a: %v", m.Type)
 		}
 	}
-	ok := p.send(outMsg{b: []byte{1}, release: func() { released++ }})
-	if ok || released != 1 || m.dropped.Load() != 1 {
-		t.Fatalf("send to a full queue: ok %v, released %d, dropped %d", ok, released, m.dropped.Load())
+	if _, resp, err := rawDial(t, ctx, u, "a", "ta", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection of a job: %v; want HTTP 503", err)
 	}
-	if !errors.Is(p.closedReason(), errSlowPeer) {
-		t.Fatalf("reason %v", p.closedReason())
+	b := dial("b", "tb")
+	sendMsg(t, ctx, b, hello("b", ""))
+	if m := recvMsg(t, ctx, b); m.Type != wire.TypeWelcome {
+		t.Fatalf("join b: %v", m.Type)
+	}
+	c := dial("c", "tc") // the fourth connection
+	sendMsg(t, ctx, c, hello("c", ""))
+	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeLimit || !strings.Contains(werr.Msg, "too many jobs") {
+		t.Fatalf("a third job: %v; want a limit error", werr)
+	}
+	dial("b", "tb")
+	if _, resp, err := rawDial(t, ctx, u, "b", "tb", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("fifth connection in all: %v; want HTTP 503", err)
 	}
 }
 
-func TestConnectionLimits(t *testing.T) {
-	_, u := startServer(t, Config{MaxConnsPerJob: 2, MaxConns: 4, MaxJobs: 2})
+// TestPreAuthSlots: connections without a token at the upgrade hold
+// slots of their own budget (in total and per address) until their Hello
+// is accepted, then move to the job's.
+func TestPreAuthSlots(t *testing.T) {
+	s, u := startServer(t, Config{MaxPreAuth: 3, MaxPreAuthPerAddr: 2, HelloTimeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var cs []*websocket.Conn
 	for i := 0; i < 2; i++ {
-		if _, _, err := rawDial(t, ctx, u, "a", "", nil); err != nil {
+		c, _, err := rawDial(t, ctx, u, "j", "", nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		cs = append(cs, c)
 	}
-	if _, resp, err := rawDial(t, ctx, u, "a", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("third connection of a job: %v; want HTTP 503", err)
+	if _, resp, err := rawDial(t, ctx, u, "j", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third unauthenticated connection from one address: %v; want HTTP 503", err)
 	}
-	if _, _, err := rawDial(t, ctx, u, "b", "", nil); err != nil {
-		t.Fatalf("another job: %v", err)
+	if _, pre := s.connCounts(); pre != 2 {
+		t.Fatalf("%d unauthenticated connections, want 2", pre)
 	}
-	if _, resp, err := rawDial(t, ctx, u, "c", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("a third job: %v; want HTTP 503", err)
+	sendMsg(t, ctx, cs[0], hello("j", ""))
+	if m := recvMsg(t, ctx, cs[0]); m.Type != wire.TypeWelcome {
+		t.Fatalf("join: %v", m.Type)
 	}
-	if _, _, err := rawDial(t, ctx, u, "b", "", nil); err != nil {
-		t.Fatalf("fourth connection: %v", err)
+	if authed, pre := s.connCounts(); authed != 1 || pre != 1 {
+		t.Fatalf("after a Hello: %d authenticated, %d not; want 1 and 1", authed, pre)
 	}
-	if _, resp, err := rawDial(t, ctx, u, "b", "", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("fifth connection in all: %v; want HTTP 503", err)
+	if _, _, err := rawDial(t, ctx, u, "j", "", nil); err != nil {
+		t.Fatalf("the joined connection's slot came back: %v", err)
 	}
 }
 
@@ -393,7 +430,7 @@ func TestDurableHoldsAnswers(t *testing.T) {
 }
 
 func TestInboundCredit(t *testing.T) {
-	p := newPeer(1, nil, "x", &jobMetrics{}, 1)
+	p := newPeer(1, nil, "x", &jobMetrics{}, time.Now(), 1)
 	if !p.acquire(inboundLimit + 10) { // one frame over the limit passes alone
 		t.Fatal("first frame refused")
 	}
@@ -417,10 +454,12 @@ func TestInboundCredit(t *testing.T) {
 }
 
 // TestSlowPeerDoesNotStall: a worker that asks for big values and never
-// reads them is disconnected (write deadline or full queue); another worker
-// of the same job keeps getting answers meanwhile.
+// reads them is held back (flow control: its requests wait while its
+// answers exceed the send buffer) and, once a write made no progress for
+// the write timeout, closed; another worker of the same job keeps getting
+// answers meanwhile.
 func TestSlowPeerDoesNotStall(t *testing.T) {
-	s, u := startServer(t, Config{WriteTimeout: 300 * time.Millisecond, SendQueue: 4})
+	s, u := startServer(t, Config{WriteTimeout: 300 * time.Millisecond, SendBuffer: 8 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	join := func() *websocket.Conn {
@@ -475,7 +514,7 @@ func TestSlowPeerDoesNotStall(t *testing.T) {
 	s.mu.Lock()
 	j := s.jobs["j"]
 	s.mu.Unlock()
-	if j.m.dropped.Load() == 0 {
-		t.Fatal("the slow peer was not counted in webkv_slow_peers_total")
+	if j.m.dropped.Load() == 0 || j.m.stalls.Load() == 0 {
+		t.Fatalf("the slow peer: %d closed for a stuck write, %d stalls; want both counted", j.m.dropped.Load(), j.m.stalls.Load())
 	}
 }

@@ -94,14 +94,19 @@ const compileBudget = 2 * time.Minute
 // posted once the module is compiled; the job then only instantiates it.
 // Frames the worker sends meanwhile (heartbeats; requests of other
 // goroutines, which have no order with the command) reach the job first.
-// Only for peers the relay authenticated (or on an open relay, where anyone
-// may join and send the command anyway), and after the host's policy (size,
+// Only for peers whose Hello the job accepted (a peer before that cannot
+// make the relay compile anything), and after the host's policy (size,
 // allow-list) admitted the module; otherwise, and for errors, the frame
-// goes to the job as it is, which answers the worker. It reports whether
-// it took the frame.
+// goes to the job as it is, which answers the peer. It reports whether it
+// took the frame.
 func (j *job) compileFirst(p *peer, h *wire.Header, b *[]byte) bool {
 	s := j.s
-	if h.Type != wire.TypeCommand || h.Key != updater.CommandHead || s.upd == nil || !(p.authed || len(s.cfg.Tokens) == 0) {
+	if h.Type != wire.TypeCommand || h.Key != updater.CommandHead || s.upd == nil {
+		return false
+	}
+	select {
+	case <-p.joined:
+	default:
 		return false
 	}
 	m, err := updater.DecodeModule((*b)[wire.HeaderSize:], 0)

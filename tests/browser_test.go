@@ -20,6 +20,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/chromedp/chromedp"
 	"github.com/webkv/webkv/kvcore"
@@ -844,32 +845,118 @@ func TestBrowserAPI(t *testing.T) {
 
 // TestBrowserNoWebGPU loads webkv in a page whose navigator.gpu is hidden:
 // a "device" store must fall back to the CPU backend, say why, and compute
-// correctly; with allowCPUFallback: false, create must reject.
+// correctly; with allowCPUFallback: false, create must reject. The CPU path
+// must run on the WebAssembly SIMD kernels (backend "cpu+wasm-simd"), and
+// with them left out (load({simd: false})) or missing on the server on Go's
+// loops ("cpu"); all must
+// give the native CPU reference's bits for a sum, Adam (single and fused
+// pushes) and 2bit compression on seeded values.
 func TestBrowserNoWebGPU(t *testing.T) {
 	srv := brServer(t, nil)
 	ctx := brBrowser(t)
-	var res struct {
-		GPU      map[string]any `json:"gpu"`
-		Backend  string         `json:"backend"`
-		Fallback string         `json:"fallback"`
-		Pulled   []float64      `json:"pulled"`
-		Strict   string         `json:"strict"`
+	seed := brSeed(t) % 100000
+	const n = 10003
+	want := brNoGPUReference(t, seed, n)
+	for _, c := range []struct{ query, backend string }{
+		{"", "cpu+wasm-simd"},
+		{"&simd=0", "cpu"},
+		{"&simdurl=/webkv/missing-simd.wasm", "cpu"}, // a deployment without the kernels still runs
+	} {
+		var res struct {
+			SimdSupported bool           `json:"simdSupported"`
+			GPU           map[string]any `json:"gpu"`
+			Backend       string         `json:"backend"`
+			Fallback      string         `json:"fallback"`
+			Pulled        []float64      `json:"pulled"`
+			Sum           string         `json:"sum"`
+			Adam          string         `json:"adam"`
+			Compressed    string         `json:"compressed"`
+			Strict        string         `json:"strict"`
+		}
+		brRunPage(t, ctx, fmt.Sprintf("%s/nogpu.html?n=%d&seed=%d%s", srv.URL, n, seed, c.query), time.Minute, &res)
+		t.Logf("%s: backend %q, fallback %q, strict %q, WebAssembly SIMD %v", c.backend, res.Backend, res.Fallback, res.Strict, res.SimdSupported)
+		if res.GPU["available"] != false {
+			t.Errorf("webkv.gpu() = %v, want available false", res.GPU)
+		}
+		if !res.SimdSupported {
+			t.Errorf("Chromium reports no WebAssembly SIMD")
+		}
+		if res.Backend != c.backend || !strings.Contains(res.Fallback, "navigator.gpu") {
+			t.Errorf("device store without WebGPU: backend %q, fallback %q; want %s and a reason naming navigator.gpu", res.Backend, res.Fallback, c.backend)
+		}
+		if got, w := fmt.Sprint(res.Pulled), "[1.5 1.5 1.5 1.5]"; got != w {
+			t.Errorf("pulled %v, want %v", got, w)
+		}
+		for _, v := range []struct{ name, got string }{{"sum", res.Sum}, {"adam", res.Adam}, {"compressed", res.Compressed}} {
+			if v.got != want[v.name] {
+				t.Errorf("%s on %s: the page's %d values differ from the native reference's", v.name, c.backend, n)
+			}
+		}
+		if !strings.HasPrefix(res.Strict, "NO_WEBGPU: ") || !strings.Contains(res.Strict, "allowCPUFallback is false") {
+			t.Errorf("create('device', {allowCPUFallback: false}) without WebGPU: %q, want a rejection", res.Strict)
+		}
 	}
-	brRunPage(t, ctx, srv.URL+"/nogpu.html", time.Minute, &res)
-	t.Logf("%+v", res)
-	if res.GPU["available"] != false {
-		t.Errorf("webkv.gpu() = %v, want available false", res.GPU)
+}
+
+// brNoGPUReference runs nogpu.js's sum, Adam and compressed keys natively
+// on the CPU and returns each result's bytes in hex.
+func brNoGPUReference(t *testing.T, seed uint32, n int) map[string]string {
+	bg := context.Background()
+	arr := func(seed uint32) *kvcore.Array {
+		a, err := kvcore.FromSlice(kvcore.CPU(0), brRand(seed, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
 	}
-	if res.Backend != "cpu" || !strings.Contains(res.Fallback, "navigator.gpu") {
-		t.Errorf("device store without WebGPU: backend %q, fallback %q; want cpu and a reason naming navigator.gpu", res.Backend, res.Fallback)
+	pull := func(s *kvcore.Store, k string) string {
+		out, _ := kvcore.NewArray(kvcore.CPU(0), n)
+		if err := s.Pull(kvcore.StrKey(k), out); err != nil {
+			t.Fatal(err)
+		}
+		v, err := out.ToSlice(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*n))
 	}
-	want := []float64{1.5, 1.5, 1.5, 1.5}
-	if fmt.Sprint(res.Pulled) != fmt.Sprint(want) {
-		t.Errorf("pulled %v, want %v", res.Pulled, want)
+	create := func() *kvcore.Store {
+		s, err := kvcore.Create(bg, "device", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
 	}
-	if !strings.HasPrefix(res.Strict, "NO_WEBGPU: ") || !strings.Contains(res.Strict, "allowCPUFallback is false") {
-		t.Errorf("create('device', {allowCPUFallback: false}) without WebGPU: %q, want a rejection", res.Strict)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
+	want := map[string]string{}
+	s := create()
+	zero, _ := kvcore.NewArray(kvcore.CPU(0), n)
+	must(s.Init(bg, kvcore.StrKey("sum"), zero))
+	must(s.Push(kvcore.StrKey("sum"), arr(seed), arr(seed+1), arr(seed+2)))
+	want["sum"] = pull(s, "sum")
+	a := create()
+	must(a.Init(bg, kvcore.StrKey("p"), arr(seed+3)))
+	opt, err := optimizer.Parse([]byte(`{"name": "adam", "learning_rate": 0.01, "wd": 0.001, "clip_gradient": 0.5}`))
+	must(err)
+	must(a.SetOptimizer(bg, opt))
+	must(a.Push(kvcore.StrKey("p"), arr(seed+4)))
+	must(a.Push(kvcore.StrKey("p"), arr(seed+5), arr(seed+6)))
+	want["adam"] = pull(a, "p")
+	c := create()
+	must(c.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}))
+	zero, _ = kvcore.NewArray(kvcore.CPU(0), n)
+	must(c.Init(bg, kvcore.StrKey("c"), zero))
+	for round := range uint32(2) {
+		must(c.Push(kvcore.StrKey("c"), arr(seed+7+2*round), arr(seed+8+2*round)))
+	}
+	want["compressed"] = pull(c, "c")
+	return want
 }
 
 // TestBrowserDistWithNative runs one dist_sync (and one dist_device_sync)

@@ -99,7 +99,7 @@ type relayProc struct {
 func startRelayProc(t *testing.T, args ...string) *relayProc {
 	t.Helper()
 	bin := buildRelay(t)
-	cmd := exec.Command(bin, append([]string{"relay", "-log-level", "warn"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"relay", "-log-level", "warn", "-admin-token", testAdminToken}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -145,19 +145,34 @@ func startRelayProc(t *testing.T, args ...string) *relayProc {
 	return p
 }
 
+// testAdminToken is the relay processes' admin token (for /status).
+const testAdminToken = "test-admin"
+
+// status reads the relay's /status with the admin token.
+func (p *relayProc) status() (*relay.Status, error) {
+	req, _ := http.NewRequest("GET", "http://"+p.addr+"/status", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st relay.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // waitRounds polls /status until job closed at least n rounds (summed
 // over keys), so faults land in the middle of training.
 func (p *relayProc) waitRounds(t *testing.T, job string, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.addr + "/status")
-		if err == nil {
-			var st relay.Status
-			err = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
+		if st, err := p.status(); err == nil {
 			for _, j := range st.Jobs {
-				if err == nil && j.Job == job && j.Rounds >= n {
+				if j.Job == job && j.Rounds >= n {
 					return
 				}
 			}

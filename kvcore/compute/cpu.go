@@ -35,6 +35,7 @@ type CPU struct {
 	free      map[int][]*CPUBuffer
 	pooled    int // words held in free
 	maxPooled int // words
+	accel     Accelerator
 }
 
 // CPUOptions configure NewCPU.
@@ -42,6 +43,9 @@ type CPUOptions struct {
 	// PoolBytes bounds the memory of freed buffers kept for reuse
 	// (default 1 GiB; < 0 keeps none).
 	PoolBytes int64
+	// Accel runs the element loops of arrays from its MinLen on, with the
+	// same results (see Accelerator); nil runs them all in Go.
+	Accel Accelerator
 }
 
 // NewCPU returns a CPU backend that pools freed buffers (nil opts: the
@@ -52,11 +56,20 @@ func NewCPU(opts *CPUOptions) *CPU {
 	if opts != nil && opts.PoolBytes != 0 {
 		limit = max(opts.PoolBytes, 0)
 	}
-	return &CPU{maxPooled: int(limit / 4)}
+	c := &CPU{maxPooled: int(limit / 4)}
+	if opts != nil {
+		c.accel = opts.Accel
+	}
+	return c
 }
 
-// Name returns "cpu".
-func (c *CPU) Name() string { return "cpu" }
+// Name returns "cpu", or "cpu+" and the accelerator's name.
+func (c *CPU) Name() string {
+	if c.accel != nil {
+		return "cpu+" + c.accel.Name()
+	}
+	return "cpu"
+}
 
 // Alloc returns a zeroed buffer of n words, reusing a freed one of that
 // size when the pool has one.
@@ -155,6 +168,9 @@ func (c *CPU) Fill(dst Buffer, v float32) error {
 	if err != nil {
 		return err
 	}
+	if c.accelerates(len(d)) {
+		return c.accel.Fill(d, v)
+	}
 	j := getJob()
 	j.kind, j.dst, j.scale = jobFill, d, v
 	j.runParallel(len(d))
@@ -187,6 +203,11 @@ func (c *CPU) Reduce(dst Buffer, srcs []Buffer, scale float32) error {
 			return fmt.Errorf("compute: cpu reduce output may alias only input 0, not input %d", i)
 		}
 		j.srcs = append(j.srcs, s)
+	}
+	if c.accelerates(len(d)) {
+		err := c.accel.Reduce(d, j.srcs, scale)
+		putJob(j)
+		return err
 	}
 	j.kind, j.dst, j.scale = jobReduce, d, scale
 	j.runParallel(len(d))
@@ -226,6 +247,11 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 		}
 		j.srcs = append(j.srcs, s)
 	}
+	if c.accelerates(len(w)) {
+		err := c.accel.Step(kind, p, w, g, j.srcs)
+		putJob(j)
+		return err
+	}
 	if kind == OptLAMB {
 		// LAMB needs two norms over the whole array between its phases.
 		defer putJob(j)
@@ -258,6 +284,9 @@ func (c *CPU) Quantize(cm Compression, grad, residual, out Buffer) error {
 	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
 		return fmt.Errorf("compute: cpu quantize: bad compression %v: %v", cm, err)
 	}
+	if c.accelerates(len(g)) {
+		return c.accel.Quantize(cm, o, g, r)
+	}
 	j := getJob()
 	j.kind, j.dst, j.grad, j.src, j.comp = jobQuantize, o, g, r, cm
 	j.runParallel(len(g))
@@ -280,6 +309,9 @@ func (c *CPU) Dequantize(cm Compression, in, out Buffer) error {
 	}
 	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
 		return fmt.Errorf("compute: cpu dequantize: bad compression %v: %v", cm, err)
+	}
+	if c.accelerates(len(o)) {
+		return c.accel.Dequantize(cm, o, i)
 	}
 	j := getJob()
 	j.kind, j.dst, j.src, j.comp = jobDequantize, o, i, cm
@@ -400,6 +432,10 @@ func (j *job) run(lo, hi int) {
 }
 
 func fill(d []float32, v float32) {
+	if math.Float32bits(v) == 0 {
+		clear(d) // memclr: vector stores natively, one memory.fill on wasm
+		return
+	}
 	for i := range d {
 		d[i] = v
 	}

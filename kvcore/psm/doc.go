@@ -9,7 +9,14 @@
 //	rd  = job.Tick(now)                // a timer fired (rd.Next says when)
 //	for _, e := range rd.Msgs { send(e.To, e.Append(buf)) }  // before the next call
 //	for _, c := range rd.Close { closeConn(c) }
+//	for _, c := range rd.Joined { liftPreAuthLimits(c) }
 //	if rd.Persist { maybeCheckpoint(job.AppendSnapshot(nil)) }
+//	if rd.Expired { deleteJob() }
+//
+// Optionally: job.Connect(conn, token) for a token checked when the
+// connection opened (it replaces the Hello's), and job.Heard(at, conn)
+// before Tick when bytes of a frame still arriving were seen (see
+// Liveness).
 //
 // now is any monotonic duration (time.Since(start)). Ready and the payloads
 // of its messages alias the Job's memory: encode or copy them before the next
@@ -19,15 +26,39 @@
 //
 // # What a Job does
 //
-// Membership. A Hello without a worker id joins: the worker gets the lowest
-// free rank and a fresh id. With Config.MinWorkers or a Hello's Want, the
-// Welcome answers are held until that many workers joined (MXNet's start
-// barrier), so ranks and NumWorkers are known to all. A Hello with a worker
-// id resumes that worker on the new connection (its held requests answer
-// there). Any message counts as a heartbeat; a worker silent for
-// Config.Timeout (connected or not) is removed: its rank is freed, it drops
+// Membership. The first message on a connection must be a Hello; anything
+// else gets an error and the connection is closed. A Hello without a
+// worker id joins: the worker gets the lowest free rank, a fresh id and a
+// resume key (below). With Config.MinWorkers or a Hello's Want (at most
+// Config.MaxWorkers: a larger one is refused with CodeLimit and changes
+// nothing), the Welcome answers are held until that many workers joined
+// (MXNet's start barrier), so ranks and NumWorkers are known to all. A
+// Hello with a worker id and its resume key resumes that worker on the new
+// connection (its held requests answer there). Leave removes a worker at
+// once; silence removes it too (see Liveness): its rank is freed, it drops
 // out of every open round, barrier and init wait, and its id can no longer
-// resume. Leave removes a worker at once.
+// resume.
+//
+// Identity. A Hello must carry the job's token (Config.Token), one of the
+// participants' tokens (Config.WorkerTokens), or neither when the job has
+// none; a token given to Connect replaces the Hello's. Every worker gets a
+// resume key in its Welcome (wire.Welcome.ResumeKey, 128 bits from
+// Config.Rand), and a Hello resuming its id must carry it
+// (wire.Hello.ResumeKey) and the same participant's token: without them
+// it is refused (CodeAuth) and only its own connection closes, so a client
+// that knows the job token and guesses the sequential ids can never take
+// over or lock out a live session. A participant's token admits one worker
+// at a time: a second join is refused while the first is connected, and
+// replaces it when it is not (its client lost the key, e.g. a reloaded
+// tab). Every refusal is decided before anything changes.
+//
+// Liveness. Any message counts as a heartbeat, and so does Heard: the
+// server calls it with the time bytes of a connection last arrived, so a
+// worker whose big push takes longer than Config.Timeout to upload (its
+// pings queue behind it) is not silent. A worker silent for Config.Timeout
+// is removed, except while it waits at the start barrier with its
+// connection open (waiting is not silence); when that connection closes,
+// its silence starts.
 // Every change of the member set (welcomes, removals, leaves) is told to
 // each welcomed, connected worker with a membership notice
 // (wire.AppendMembers), and a resumed worker gets one at its Welcome.
@@ -82,7 +113,32 @@
 // being applied again; one still held (a push waiting for its round) is
 // ignored, because its answer will go to the worker's current connection.
 // The header's ack field (the worker's lowest unanswered seq) lets the Job
-// forget older answers.
+// forget older answers. The cache is bounded in bytes
+// (Config.MaxReplyBytes per worker, oldest answers evicted first; a
+// client retries only its newest requests), and a cached error text is cut
+// to 256 bytes.
+//
+// Budgets. A Job bounds what any peer can make it hold, and refuses what
+// would exceed it with CodeLimit: elements of one key part
+// (Config.MaxElems), keys plus inits waiting for their key (MaxKeys), key
+// name bytes (MaxKeyName), and bytes of values, merge buffers, optimizer
+// states and the copies kept by waiting inits (MaxBytes per job, and the
+// shared Config.Budget across jobs): an Init, a SetOptimizer whose states
+// would not fit, or a LoadStates is refused whole. An optimizer spec longer
+// than the states codec reads (Limits.MaxString) is refused by
+// SetOptimizer, so saved states always load again. An Init with 0 values
+// is the client's error (CodeBadRequest). Error texts quote a peer's
+// strings only up to 64 bytes. Pushes in flight are not in the budget:
+// each worker has at most two per key (one in the open round, one queued),
+// so they are bounded by workers times the key sizes.
+//
+// Values answered (Pull, PushPull) carry the version of the key's value in
+// Envelope.Ver, so a server can encode a value once for every connection
+// that asks while it is current.
+//
+// Idle jobs. Empty reports a Job that holds nothing (no worker, key,
+// optimizer): a server may drop it. With Config.IdleExpiry, a Tick after
+// that long without a worker sets Ready.Expired.
 //
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
 // optimizer.Parse); installing one resets optimizer states, as a new
@@ -110,7 +166,9 @@
 // since (their workers have moved on and do not resend them).
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
-// counters, membership and the answer cache; Restore rebuilds a Job from it.
+// counters, membership (with resume keys and participants) and the answer
+// cache; Restore rebuilds a Job from it (also from version-1 snapshots,
+// whose workers have no resume key and join anew).
 // Requests held in open rounds, barriers and init waits are not saved: they
 // were not acknowledged, and their workers resend them (same seq) when they
 // reconnect, so no acknowledged update is lost and none is applied twice.

@@ -1,8 +1,10 @@
 package psm
 
 import (
-	"crypto/subtle"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -41,8 +43,41 @@ type Config struct {
 	MinWorkers int // hold Welcome answers until this many workers joined
 
 	MaxKeys    int // keys per job (default 1<<16)
-	MaxWorkers int // workers per job (default 1024)
+	MaxWorkers int // workers per job (default 1024); also bounds a Hello's Want
 	Limits     *wire.Limits
+
+	// Identity (see the package doc). Rand draws the resume keys that
+	// Welcomes carry (default crypto/rand.Reader; scripts use a fixed
+	// stream). WorkerTokens maps participant names to tokens: a Hello may
+	// carry one of them instead of Token, and a participant holds at most
+	// one worker.
+	Rand         io.Reader
+	WorkerTokens map[string]string
+
+	// Budgets (see the package doc). MaxElems bounds one key part's
+	// elements (default DefaultMaxElems); MaxBytes the bytes the job holds
+	// in values, merge buffers, optimizer states and held inits (default
+	// DefaultMaxBytes); Budget, if set, is shared with other jobs and
+	// bounds them together. MaxReplyBytes bounds each worker's answer
+	// cache (default DefaultMaxReplyBytes), MaxKeyName a string key's
+	// name (default DefaultMaxKeyName).
+	MaxElems      int
+	MaxBytes      int64
+	Budget        *Budget
+	MaxReplyBytes int
+	MaxKeyName    int
+
+	// Window and WindowBytes are the flow-control window Welcomes
+	// advertise (wire.Welcome.Window, WindowBytes; 0: none). The Job does
+	// not enforce them: the server carrying it out back-pressures a
+	// client over them.
+	Window      int
+	WindowBytes int64
+
+	// IdleExpiry, if > 0, marks a job that has had no worker for that long
+	// as expired (Ready.Expired): a server for anyone (no tokens) deletes
+	// such jobs so that abandoned ones do not hold its job slots forever.
+	IdleExpiry time.Duration
 
 	// Updaters loads custom updater modules (command updater.CommandHead;
 	// see updater.go). Nil: modules are refused.
@@ -80,6 +115,32 @@ func (c *Config) fill() error {
 	if c.MaxWorkers <= 0 {
 		c.MaxWorkers = 1024
 	}
+	if c.MinWorkers > c.MaxWorkers {
+		return fmt.Errorf("psm: min workers %d exceed the job's limit of %d workers", c.MinWorkers, c.MaxWorkers)
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.MaxElems <= 0 {
+		c.MaxElems = DefaultMaxElems
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = DefaultMaxReplyBytes
+	}
+	if c.MaxKeyName <= 0 {
+		c.MaxKeyName = DefaultMaxKeyName
+	}
+	if c.Window < 0 || c.WindowBytes < 0 || c.IdleExpiry < 0 {
+		return fmt.Errorf("psm: negative window or idle expiry")
+	}
+	for name, tok := range c.WorkerTokens {
+		if name == "" || tok == "" {
+			return fmt.Errorf("psm: worker token %q: empty participant name or token", name)
+		}
+	}
 	return nil
 }
 
@@ -88,6 +149,11 @@ func (c *Config) fill() error {
 type Envelope struct {
 	To  ConnID
 	Msg wire.Msg
+	// Ver, when not 0, identifies the content of Msg's data: a key part's
+	// value at one version. Two envelopes with the same Ver carry the same
+	// data bytes (within one Job), so a server may encode that data once
+	// and share it between connections and over later calls.
+	Ver uint64
 }
 
 // Append appends the encoded message to b.
@@ -107,6 +173,13 @@ type Ready struct {
 	Persist bool
 	// Next is when Tick should run next (0: no timer needed).
 	Next time.Duration
+	// Joined lists connections whose Hello was accepted in this call (the
+	// worker joined or resumed, also while its Welcome is held at the
+	// start barrier): a server lifts its pre-authentication limits on them.
+	Joined []ConnID
+	// Expired says that the job has had no worker for Config.IdleExpiry:
+	// the caller may delete it (and its checkpoint).
+	Expired bool
 }
 
 // Stats are counters for metrics.
@@ -149,14 +222,18 @@ type worker struct {
 	maxSeq   uint64 // newest answered seq
 	done     map[uint64]reply
 	held     map[uint64]bool // requests held (round, barrier, init)
+
+	key         string   // resume key (secret), given in every Welcome
+	participant string   // the WorkerTokens name it joined with ("": the job token)
+	order       []uint64 // done's seqs in the order answered (eviction order)
+	doneBytes   int      // what done costs (see reply.cost)
 }
 
 type arrival struct {
-	w     *worker
-	seq   uint64
-	pull  bool
-	buf   compute.Buffer
-	flags uint16
+	w    *worker
+	seq  uint64
+	pull bool
+	buf  compute.Buffer
 }
 
 type round struct {
@@ -175,6 +252,7 @@ type heldInit struct {
 	off   uint32
 	total uint32
 	data  []float32 // copied value (only kept for a creator candidate)
+	resv  int64     // bytes of data reserved from the budget
 }
 
 type key struct {
@@ -200,6 +278,24 @@ type key struct {
 	t       int
 	states  []compute.Buffer
 	params  compute.StepParams
+	ver     uint64 // version of stored (Envelope.Ver), from Job.verSeq
+	resv    int64  // bytes reserved from the budget (keyBytes)
+}
+
+// openEnt is a round that opened at at; stale once it closed.
+type openEnt struct {
+	k  *key
+	at time.Duration
+}
+
+func (e openEnt) stale() bool { return !e.k.cur.open || e.k.cur.opened != e.at }
+
+func (j *Job) popOpen() {
+	j.openQ[0] = openEnt{}
+	j.openQ = j.openQ[1:]
+	if len(j.openQ) == 0 {
+		j.openQ = nil
+	}
 }
 
 // Job is the parameter server of one job on one shard.
@@ -219,6 +315,7 @@ type Job struct {
 
 	keys      map[uint64]*key
 	open      map[*key]bool // keys with an open round
+	openQ     []openEnt     // open rounds in the order they opened (some stale)
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
@@ -233,6 +330,13 @@ type Job struct {
 	srcs    []compute.Buffer
 	stats   Stats
 	closed  bool
+
+	used     int64                        // bytes reserved from the budgets
+	ptok     map[[sha256.Size]byte]string // participant by token hash
+	connTok  map[ConnID]string            // tokens presented at connection (Connect)
+	idle     bool                         // no worker since idleFrom
+	idleFrom time.Duration
+	verSeq   uint64 // last value version handed out
 }
 
 // New returns an empty Job.
@@ -244,6 +348,7 @@ func New(cfg Config) (*Job, error) {
 		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, open: map[*key]bool{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
+	j.indexTokens()
 	return j, nil
 }
 
@@ -269,6 +374,12 @@ func (j *Job) Close() {
 		j.freeKey(k)
 	}
 	j.keys = nil
+	for _, hs := range j.heldInits {
+		for _, h := range hs {
+			j.release(h.resv)
+		}
+	}
+	j.heldInits = nil
 }
 
 func (j *Job) freeKey(k *key) {
@@ -289,6 +400,8 @@ func (j *Job) freeKey(k *key) {
 	for _, a := range k.queued {
 		j.be.Free(a.buf)
 	}
+	j.release(k.resv)
+	k.resv = 0
 }
 
 func (j *Job) begin() *Ready {
@@ -297,6 +410,7 @@ func (j *Job) begin() *Ready {
 		rd.Msgs[i] = Envelope{}
 	}
 	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
+	rd.Joined, rd.Expired = rd.Joined[:0], false
 	j.scratch = j.scratch[:0]
 	return rd
 }
@@ -315,7 +429,7 @@ func (j *Job) send(to ConnID, m wire.Msg) {
 }
 
 func (j *Job) fail(to ConnID, seq uint64, err *wire.Error) {
-	j.send(to, wire.Msg{Header: wire.Header{Type: wire.TypeError, Code: err.Code, Seq: seq}, Payload: []byte(err.Msg)})
+	j.send(to, wire.Msg{Header: wire.Header{Type: wire.TypeError, Code: err.Code, Seq: seq}, Payload: []byte(cutText(err.Msg, maxErrorText))})
 }
 
 func (j *Job) closeConn(c ConnID) {
@@ -360,8 +474,10 @@ func (j *Job) step(now time.Duration, from ConnID, m *wire.Msg) {
 	}
 	w := j.conns[from]
 	if w == nil {
+		// Anything but a Hello first closes the connection: before its
+		// Hello is accepted a connection is nobody's, and cheap to drop.
 		if m.Type.IsRequest() || m.Type == wire.TypePing {
-			j.fail(from, m.Seq, wire.Errorf(wire.CodeNotJoined, "%v before the handshake: send Hello first", m.Type))
+			j.badMessage(from, m.Seq, wire.Errorf(wire.CodeNotJoined, "%v before the handshake: the first message on a connection must be a Hello", m.Type))
 			return
 		}
 		j.badMessage(from, m.Seq, wire.Errorf(wire.CodeBadRequest, "unexpected %v from a client", m.Type))
@@ -406,9 +522,10 @@ func (j *Job) advanceMark(w *worker, ack uint64) {
 	w.mark = ack
 	for s := range w.done {
 		if s < ack {
-			delete(w.done, s)
+			w.forget(s)
 		}
 	}
+	w.compactOrder()
 }
 
 // resend answers a retried request from the cache; reads are re-executed.
@@ -434,25 +551,6 @@ func (j *Job) resend(w *worker, m *wire.Msg, r reply) {
 // maxAnswers bounds a worker's answer cache: a worker that never advances
 // its ack field loses exactly-once for requests this far behind its newest.
 const maxAnswers = 1 << 16
-
-// remember caches r as the answer to w's request seq.
-func (j *Job) remember(w *worker, seq uint64, r reply) {
-	if w.done == nil {
-		w.done = map[uint64]reply{}
-	}
-	w.done[seq] = r
-	if seq > w.maxSeq {
-		w.maxSeq = seq
-	}
-	if len(w.done) > maxAnswers && w.maxSeq > maxAnswers/2 {
-		cut := w.maxSeq - maxAnswers/2
-		for s := range w.done {
-			if s < cut {
-				delete(w.done, s)
-			}
-		}
-	}
-}
 
 func (j *Job) answer(w *worker, seq uint64, req wire.Type, h wire.Header) {
 	h.Type, h.Seq = wire.TypeAck, seq
@@ -502,6 +600,9 @@ func (j *Job) sendValue(to ConnID, h wire.Header, k *key) {
 	}
 	j.stats.BytesOut += uint64(len(p))
 	j.send(to, wire.Msg{Header: h, Payload: p})
+	if to != 0 {
+		j.rd.Msgs[len(j.rd.Msgs)-1].Ver = k.ver
+	}
 }
 
 func (j *Job) hostValue(k *key) ([]float32, error) {
@@ -521,9 +622,16 @@ func (j *Job) hostValue(k *key) ([]float32, error) {
 	return k.host, nil
 }
 
+// touch marks k's value changed: a new version (Envelope.Ver).
+func (j *Job) touch(k *key) {
+	k.dirty = true
+	j.verSeq++
+	k.ver = j.verSeq
+}
+
 func (k *key) label() string {
 	if k.str {
-		return strconv.Quote(k.name)
+		return short(k.name)
 	}
 	return strconv.FormatInt(int64(k.id), 10)
 }
@@ -560,7 +668,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		// learns of the reconnect after sending on the new connection):
 		// the same worker is welcomed again; another is an error.
 		if h.WorkerID != "" && h.WorkerID != w.id {
-			j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "hello as %q on the connection of worker %q", h.WorkerID, w.id))
+			j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "hello as %s on the connection of worker %s", short(h.WorkerID), short(w.id)))
 			return
 		}
 		w.lastSeen = now
@@ -571,15 +679,37 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		return
 	}
 	if h.Role != "" && h.Role != "worker" {
-		j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "role %q: only workers join a job", h.Role))
+		j.badMessage(from, 0, wire.Errorf(wire.CodeBadRequest, "role %s: only workers join a job", short(h.Role)))
 		return
 	}
-	if j.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(j.cfg.Token)) != 1 {
-		j.badMessage(from, 0, wire.Errorf(wire.CodeAuth, "job %q: bad or missing token", j.cfg.Job))
+	// Everything is checked before anything changes: a refused Hello
+	// leaves no trace (no worker, no want, no mode).
+	var w *worker
+	if h.WorkerID != "" {
+		w = j.workers[h.WorkerID]
+		if w == nil {
+			// A bad token is told as such; a good one learns the id is gone.
+			_, e := j.checkIdentity(from, h, nil)
+			if e == nil {
+				e = wire.Errorf(wire.CodeRemoved, "worker %s is not in job %s (removed after a silence timeout or a leave, or never joined): join as a new worker", short(h.WorkerID), short(j.cfg.Job))
+			}
+			j.badMessage(from, 0, e)
+			return
+		}
+	}
+	part, e := j.checkIdentity(from, h, w)
+	if e != nil {
+		// Only this connection is closed: a live session of the worker it
+		// tried to resume is untouched.
+		j.badMessage(from, 0, e)
 		return
 	}
 	if j.mode != 0 && h.Mode != j.mode {
-		j.badMessage(from, 0, wire.Errorf(wire.CodeMode, "job %q runs %v, this worker wants %v", j.cfg.Job, j.mode, h.Mode))
+		j.badMessage(from, 0, wire.Errorf(wire.CodeMode, "job %s runs %v, this worker wants %v", short(j.cfg.Job), j.mode, h.Mode))
+		return
+	}
+	if int64(h.Want) > int64(j.cfg.MaxWorkers) {
+		j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "want %d workers: job %s admits at most %d", h.Want, short(j.cfg.Job), j.cfg.MaxWorkers))
 		return
 	}
 	for _, d := range h.Keys {
@@ -588,13 +718,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 	}
-	var w *worker
-	if h.WorkerID != "" {
-		w = j.workers[h.WorkerID]
-		if w == nil {
-			j.badMessage(from, 0, wire.Errorf(wire.CodeRemoved, "worker %q is not in job %q (removed after a silence timeout or a leave, or never joined): join as a new worker", h.WorkerID, j.cfg.Job))
-			return
-		}
+	if w != nil {
 		if h.Attempt != 0 && h.Attempt < w.attempt {
 			// An older Hello read after a newer one (the old connection's
 			// reader was slower): that connection is stale.
@@ -609,8 +733,24 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			j.closeConn(w.conn)
 		}
 	} else {
+		if old := j.participantWorker(part); old != nil {
+			if old.conn != 0 {
+				j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "participant %s already has worker %s connected in job %s (one worker per participant token)", short(part), short(old.id), short(j.cfg.Job)))
+				return
+			}
+			// The participant's earlier worker lost its connection (and
+			// its client its resume key, or it would resume): it makes
+			// way for the new one instead of holding the token until its
+			// silence timeout.
+			j.remove(now, old)
+		}
 		if len(j.workers) >= j.cfg.MaxWorkers {
-			j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "job %q has %d workers, the limit", j.cfg.Job, j.cfg.MaxWorkers))
+			j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "job %s has %d workers, the limit", short(j.cfg.Job), j.cfg.MaxWorkers))
+			return
+		}
+		key, err := j.newResumeKey()
+		if err != nil {
+			j.badMessage(from, 0, wire.Errorf(wire.CodeInternal, "drawing a resume key: %v", err))
 			return
 		}
 		j.nextID++
@@ -621,8 +761,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
-		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt}
+		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
 		j.workers[w.id] = w
+		j.markIdle(now)
 		for len(j.ranks) <= w.rank {
 			j.ranks = append(j.ranks, nil)
 		}
@@ -634,6 +775,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 	}
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
+	j.rd.Joined = append(j.rd.Joined, from)
 	if int(h.Want) > j.want && !j.started {
 		j.want = int(h.Want)
 	}
@@ -690,7 +832,8 @@ func (j *Job) welcome(w *worker) {
 	start := len(j.scratch)
 	j.scratch = wire.AppendWelcome(j.scratch, &wire.Welcome{WorkerID: w.id, Rank: uint32(w.rank),
 		NumWorkers: uint32(len(j.workers)), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
-		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode})
+		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode,
+		ResumeKey: w.key, Window: uint32(min(j.cfg.Window, math.MaxUint32)), WindowBytes: uint64(j.cfg.WindowBytes)})
 	var m wire.Msg
 	if err := wire.Decode(j.scratch[start:], j.lim, &m); err != nil {
 		panic("psm: own welcome does not decode: " + err.Error())
@@ -711,10 +854,16 @@ func (j *Job) freeRank() int {
 // member until Timeout passes without it resuming.
 func (j *Job) Disconnect(now time.Duration, conn ConnID) Ready {
 	j.begin()
+	delete(j.connTok, conn)
 	if w := j.conns[conn]; w != nil {
 		delete(j.conns, conn)
 		if w.conn == conn {
 			w.conn = 0
+			if !w.welcomed && now > w.lastSeen {
+				// It waited at the start barrier, which is not silence;
+				// its silence starts now.
+				w.lastSeen = now
+			}
 		}
 	}
 	return j.end(now)
@@ -725,7 +874,7 @@ func (j *Job) Tick(now time.Duration) Ready {
 	j.begin()
 	var gone []*worker
 	for _, w := range j.workers {
-		if now-w.lastSeen >= j.cfg.Timeout {
+		if now-w.lastSeen >= j.cfg.Timeout && !waiting(w) {
 			gone = append(gone, w)
 		}
 	}
@@ -733,20 +882,34 @@ func (j *Job) Tick(now time.Duration) Ready {
 	for _, w := range gone {
 		j.remove(now, w)
 	}
-	if j.cfg.RoundDeadline > 0 && len(j.open) > 0 {
-		due := make([]*key, 0, len(j.open))
-		for k := range j.open {
-			if now-k.cur.opened >= j.cfg.RoundDeadline {
-				due = append(due, k)
+	if j.cfg.RoundDeadline > 0 {
+		// Rounds in the order they opened: the due ones are at the front.
+		// A due round without its quorum leaves the queue too: it closes
+		// when a push or a removal brings the quorum (maybeClose runs
+		// then), so it needs no timer (which would fire at once, again
+		// and again).
+		for len(j.openQ) > 0 {
+			e := j.openQ[0]
+			if e.stale() {
+				j.popOpen()
+				continue
 			}
-		}
-		sort.Slice(due, func(a, b int) bool { return due[a].id < due[b].id })
-		for _, k := range due {
-			j.maybeClose(now, k)
+			if now-e.at < j.cfg.RoundDeadline {
+				break
+			}
+			j.popOpen()
+			j.maybeClose(now, e.k)
 		}
 	}
+	j.markIdle(now)
+	j.rd.Expired = j.expired(now)
 	return j.end(now)
 }
+
+// waiting reports a worker whose Welcome is held at the start barrier
+// while its connection is open: waiting is not silence (the connection's
+// own liveness is the server's business), so it is not removed.
+func waiting(w *worker) bool { return !w.welcomed && w.conn != 0 }
 
 func (j *Job) sortedKeys() []*key {
 	ks := make([]*key, 0, len(j.keys))
@@ -768,11 +931,23 @@ func (j *Job) nextTimer(now time.Duration) time.Duration {
 		}
 	}
 	for _, w := range j.workers {
-		min(w.lastSeen + j.cfg.Timeout)
+		if !waiting(w) {
+			min(w.lastSeen + j.cfg.Timeout)
+		}
 	}
 	if j.cfg.RoundDeadline > 0 {
-		for k := range j.open {
-			min(k.cur.opened + j.cfg.RoundDeadline)
+		for len(j.openQ) > 0 && j.openQ[0].stale() {
+			j.popOpen()
+		}
+		if len(j.openQ) > 0 {
+			min(j.openQ[0].at + j.cfg.RoundDeadline)
+		}
+	}
+	if j.cfg.IdleExpiry > 0 && len(j.workers) == 0 {
+		if !j.idle {
+			min(now) // the next Tick starts the idle clock
+		} else {
+			min(j.idleFrom + j.cfg.IdleExpiry)
 		}
 	}
 	return next
@@ -784,7 +959,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 	delete(j.workers, w.id)
 	if w.conn != 0 {
 		delete(j.conns, w.conn)
-		j.fail(w.conn, 0, wire.Errorf(wire.CodeRemoved, "worker %q removed from job %q", w.id, j.cfg.Job))
+		j.fail(w.conn, 0, wire.Errorf(wire.CodeRemoved, "worker %s removed from job %s", short(w.id), short(j.cfg.Job)))
 		j.closeConn(w.conn)
 	}
 	if w.rank < len(j.ranks) && j.ranks[w.rank] == w {
@@ -797,6 +972,8 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		for _, h := range hs {
 			if h.w != w {
 				out = append(out, h)
+			} else {
+				j.release(h.resv)
 			}
 		}
 		if len(out) == 0 {
@@ -840,6 +1017,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 	}
 	j.checkBarrier()
 	j.notifyMembers(nil)
+	j.markIdle(now)
 }
 
 func (j *Job) ranks0() *worker {
@@ -928,8 +1106,20 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		return
 	}
 	str := m.Flags&wire.FlagStrKey != 0
+	if len(meta.Name) > j.cfg.MaxKeyName {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "string key %s: a name of %d bytes exceeds the limit of %d", short(meta.Name), len(meta.Name), j.cfg.MaxKeyName))
+		return
+	}
+	if m.Count == 0 {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "init of key %s with 0 values (a key part holds at least one element)", keyLabel(m)))
+		return
+	}
+	if int64(m.Count) > int64(j.cfg.MaxElems) {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "init of key %s: %d elements exceed the limit of %d per key part", keyLabel(m), m.Count, j.cfg.MaxElems))
+		return
+	}
 	if str && wire.StrKeyID(meta.Name) != m.Key {
-		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "string key %q does not hash to key id %d", meta.Name, m.Key))
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "string key %s does not hash to key id %d", short(meta.Name), m.Key))
 		return
 	}
 	if !str && meta.Name != "" {
@@ -965,7 +1155,7 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 	h := heldInit{w: w, seq: m.Seq, str: str, name: meta.Name, shape: meta.Shape, off: m.Offset, total: m.Total}
 	if w.rank == 0 || j.ranks0() == nil {
 		if len(j.keys) >= j.cfg.MaxKeys {
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %q has %d keys, the limit", j.cfg.Job, j.cfg.MaxKeys))
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %s has %d keys, the limit", short(j.cfg.Job), j.cfg.MaxKeys))
 			return
 		}
 		j.create(m.Key, str, h, wire.Float32View(m.Data(), nil))
@@ -975,6 +1165,17 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		if x.w == w {
 			return // the same worker, a second request for a key still waiting: wait
 		}
+	}
+	if _, ok := j.heldInits[m.Key]; !ok && len(j.keys)+len(j.heldInits) >= j.cfg.MaxKeys {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %s has %d keys and waiting inits, the limit", short(j.cfg.Job), j.cfg.MaxKeys))
+		return
+	}
+	// The value is kept (a creator candidate if rank 0 leaves): it counts
+	// against the budget until the key exists.
+	h.resv = 4 * int64(m.Count)
+	if !j.reserve(h.resv, false) {
+		j.reject(w, m.Seq, j.errBudget("the waiting init of key "+keyLabel(m), h.resv))
+		return
 	}
 	h.data = append([]float32(nil), wire.Float32View(m.Data(), nil)...)
 	j.hold(w, m.Seq)
@@ -995,7 +1196,8 @@ func (k *key) matches(str bool, name string, shape []int64) *wire.Error {
 func (j *Job) createFromHeld(id uint64, h heldInit) {
 	if len(j.keys) >= j.cfg.MaxKeys {
 		for _, x := range j.heldInits[id] {
-			j.reject(x.w, x.seq, wire.Errorf(wire.CodeLimit, "job %q has %d keys, the limit", j.cfg.Job, j.cfg.MaxKeys))
+			j.release(x.resv)
+			j.reject(x.w, x.seq, wire.Errorf(wire.CodeLimit, "job %s has %d keys, the limit", short(j.cfg.Job), j.cfg.MaxKeys))
 		}
 		delete(j.heldInits, id)
 		return
@@ -1008,6 +1210,28 @@ func (j *Job) createFromHeld(id uint64, h heldInit) {
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
 	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	// The held inits' copies go once the key exists (below); their
+	// reservation pays for the key's first.
+	hs := j.heldInits[id]
+	for i := range hs {
+		j.release(hs[i].resv)
+		hs[i].resv = 0
+	}
+	fail := func(e *wire.Error) {
+		j.reject(h.w, h.seq, e)
+		for _, x := range hs {
+			if x.w != h.w {
+				j.reject(x.w, x.seq, e)
+			}
+		}
+		delete(j.heldInits, id)
+	}
+	need := keyBytes(n, j.opt, numStates(j.opt, k))
+	if !j.reserve(need, false) {
+		fail(j.errBudget("key "+k.label(), need))
+		return
+	}
+	k.resv = need
 	b, err := j.be.Alloc(n)
 	if err == nil {
 		err = j.be.Write(b, 0, value)
@@ -1016,16 +1240,17 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 		if b != nil {
 			j.be.Free(b)
 		}
-		j.reject(h.w, h.seq, wire.Errorf(wire.CodeInternal, "key %s: allocating %d values: %v", k.label(), n, err))
+		j.release(k.resv)
+		fail(wire.Errorf(wire.CodeInternal, "key %s: allocating %d values: %v", k.label(), n, err))
 		return
 	}
-	k.stored, k.dirty = b, true
+	k.stored = b
+	j.touch(k)
 	j.keys[id] = k
 	j.rd.Persist = true
 	j.stats.BytesIn += uint64(4 * n)
 	k.inited[h.w.id] = true
 	j.answer(h.w, h.seq, wire.TypeInit, wire.Header{Key: id, Round: 0})
-	hs := j.heldInits[id]
 	delete(j.heldInits, id)
 	for _, x := range hs {
 		if x.w == h.w {
@@ -1123,11 +1348,11 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 	if j.mode == wire.ModeAsync {
 		err := j.update(k, buf)
 		k.free = append(k.free, buf)
+		j.touch(k)
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
 			return
 		}
-		k.dirty = true
 		k.rounds++
 		j.stats.Updates++
 		j.rd.Persist = true
@@ -1165,6 +1390,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
 	j.open[k] = true
+	j.openQ = append(j.openQ, openEnt{k: k, at: now})
 	if k.cur.expected == nil {
 		k.cur.expected = map[*worker]bool{}
 	}
@@ -1286,7 +1512,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	} else {
 		err = j.be.Reduce(k.stored, srcs, scale)
 	}
-	k.dirty = true
+	j.touch(k)
 	r := k.rounds
 	if err == nil {
 		// A failed update applied nothing: the next round keeps this
@@ -1356,6 +1582,9 @@ func (j *Job) update(k *key, g compute.Buffer) error {
 	opt.Params(k.optName(), k.t, k.t, &k.params)
 	kind := opt.Kind()
 	if want := kind.NumStates(&k.params); len(k.states) != want {
+		if need := keyBytes(k.n, opt, want); need > k.resv && !j.rebudget(k, need) {
+			return j.errBudget(fmt.Sprintf("the %d optimizer states of key %s", want, k.label()), need-k.resv)
+		}
 		for _, b := range k.states {
 			j.be.Free(b)
 		}
@@ -1391,9 +1620,20 @@ const (
 func (j *Job) command(w *worker, m *wire.Msg) {
 	switch int64(m.Key) {
 	case CmdController:
+		// The spec must fit the optimizer-states codec (wire.DecodeStates
+		// reads at most MaxString bytes of it), or states saved with it
+		// could not be loaded.
+		if lim := j.lim.Get().MaxString; len(m.Payload) > lim {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadOptimizer, "optimizer spec of %d bytes exceeds the limit of %d (what saved optimizer states can carry)", len(m.Payload), lim))
+			return
+		}
 		opt, err := optimizer.Parse(m.Payload)
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadOptimizer, "%v", err))
+			return
+		}
+		if e := j.budgetFor(opt, nil); e != nil {
+			j.reject(w, m.Seq, e)
 			return
 		}
 		j.opt, j.optJSON, j.numUpdate = opt, append([]byte(nil), m.Payload...), 0
@@ -1409,6 +1649,10 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 		j.setCustom(w, m)
 		return
 	case CmdCompression:
+		if len(m.Payload) > 256 {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "gradient compression spec of %d bytes (want \"type,threshold\")", len(m.Payload)))
+			return
+		}
 		c, err := parseCompression(string(m.Payload))
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "%v", err))
@@ -1512,6 +1756,10 @@ func (j *Job) installStates(st *wire.States) *wire.Error {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s has %d states, %v needs %d", k.label(), len(ks.States), opt.Kind(), want)
 		}
 	}
+	oldOpt := j.opt
+	if e := j.budgetFor(opt, st); e != nil {
+		return e
+	}
 	type repl struct {
 		k  *key
 		bs []compute.Buffer
@@ -1532,6 +1780,10 @@ func (j *Job) installStates(st *wire.States) *wire.Error {
 						j.be.Free(b)
 					}
 				}
+				for _, b := range r.bs {
+					j.be.Free(b)
+				}
+				j.budgetFor(oldOpt, nil) // back to what it was (it fit before)
 				return wire.Errorf(wire.CodeInternal, "load optimizer states: key %s: %v", k.label(), err)
 			}
 			r.bs = append(r.bs, b)

@@ -204,7 +204,7 @@ func TestSnapshotRestore(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.hello(1, 2)
 	h.hello(2, 0)
-	var ids []string
+	var ids, keys []string
 	for _, e := range h.out {
 		if e.Msg.Type != wire.TypeWelcome {
 			continue // membership notices
@@ -213,7 +213,7 @@ func TestSnapshotRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, w.WorkerID)
+		ids, keys = append(ids, w.WorkerID), append(keys, w.ResumeKey)
 	}
 	js := []byte(`{"name":"adam","learning_rate":0.1}`)
 	h.step(1, &wire.Msg{Header: wire.Header{Type: wire.TypeCommand, Seq: h.nextSeq(1), Key: CmdController}, Payload: js})
@@ -247,7 +247,7 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	h2 := &harness{t: t, j: r, now: time.Second, seq: h.seq}
 	// Worker 2 resumes on a new connection and retries its push.
-	h2.keep(r.Step(h2.now, 12, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, WorkerID: ids[1]})))
+	h2.keep(r.Step(h2.now, 12, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, WorkerID: ids[1], ResumeKey: keys[1]})))
 	if len(h2.out) != 2 || h2.out[0].Msg.Type != wire.TypeWelcome || !wire.IsMembers(&h2.out[1].Msg) {
 		t.Fatalf("resume: %+v, want a Welcome and a membership notice", h2.out)
 	}
@@ -349,16 +349,17 @@ func TestConfigErrors(t *testing.T) {
 
 // FuzzStep feeds arbitrary frames (and valid ones built from fuzzed
 // fields) to a Job with two joined workers: nothing panics, every answer is
-// a well-formed message.
+// a well-formed message, the budget in use is exactly what the keys and
+// waiting inits reserved, and all of it comes back at Close.
 func FuzzStep(f *testing.F) {
 	f.Add([]byte{}, uint8(wire.TypePush), uint64(1), uint64(3), uint32(2), []byte{0, 0, 128, 63, 0, 0, 0, 64})
 	f.Add([]byte("wk"), uint8(wire.TypeInit), uint64(2), uint64(3), uint32(1), []byte{1, 3, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, raw []byte, typ uint8, seq, key uint64, count uint32, payload []byte) {
-		j, err := New(Config{Job: "f", MaxKeys: 4, Limits: &wire.Limits{MaxPayload: 1 << 16}})
+		budget := NewBudget(1 << 12)
+		j, err := New(Config{Job: "f", MaxKeys: 4, MaxBytes: 1 << 11, Budget: budget, Limits: &wire.Limits{MaxPayload: 1 << 16}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer j.Close()
 		check := func(rd Ready) {
 			for _, e := range rd.Msgs {
 				var m wire.Msg
@@ -366,7 +367,14 @@ func FuzzStep(f *testing.F) {
 					t.Fatalf("job sent a bad message: %v", err)
 				}
 			}
+			checkBudget(t, j)
 		}
+		defer func() {
+			j.Close()
+			if j.BudgetUsed() != 0 || budget.Used() != 0 {
+				t.Fatalf("after Close: %d bytes of the job's budget and %d of the shared one still in use", j.BudgetUsed(), budget.Used())
+			}
+		}()
 		check(j.Step(0, 1, wire.AppendHello(nil, &wire.Hello{Job: "f", Mode: wire.ModeSync})))
 		check(j.Step(0, 2, wire.AppendHello(nil, &wire.Hello{Job: "f", Mode: wire.ModeSync})))
 		check(j.Step(1, 1, raw))

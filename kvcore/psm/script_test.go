@@ -22,7 +22,12 @@ import (
 // Commands (one per block; "at=<ms>" on any command sets the clock first):
 //
 //	config deadline=<ms> quorum=<n> frac=<f> min=<n> timeout=<ms> norescale shards=<n> shard=<i>
-//	hello <conn> [id=<worker id>] [want=<n>] [mode=async] [token=<t>]
+//	       token=<t> wtoken=<name>:<t>,... maxworkers=<n> maxkeys=<n> maxelems=<n> maxbytes=<n>
+//	       maxreply=<n> keyname=<n> expiry=<ms> window=<n> windowbytes=<n> maxstring=<n>
+//	hello <conn> [id=<worker id>] [rkey=@<worker id>|<literal>] [want=<n>] [mode=async] [token=<t>] [attempt=<n>]
+//	connect <conn> token=<t>      (a token presented at the upgrade: Job.Connect)
+//	heard <conn>                  (bytes arrived: Job.Heard at the current clock)
+//	budget <n>                    (a Budget of n bytes shared by the jobs of this script)
 //	init <conn> seq=<n> key=<k> [name=<s>] [shape=2,3] vals=<v,v,...> [off=<n> total=<n>]
 //	push|pushpull <conn> seq=<n> key=<k> round=<r> vals=<v,...> [ack=<n>] [dtype=2bit words=<hex,...> count=<n>]
 //	pull <conn> seq=<n> key=<k>
@@ -32,10 +37,18 @@ import (
 //	raw <conn> hex=<bytes>
 //	disconnect <conn>
 //	tick
+//	usage                         (the job's budget use: Job.BudgetUsed, and the shared Budget's)
+//	cache <worker id>             (the worker's answer cache: entries and bytes)
+//	empty                         (Job.Empty)
 //
 // Outputs: "<conn> <type> seq=.. key=.. round=.. flags.. vals=.." per
-// message, "close <conn>" per closed connection, "persist" when the Ready
-// asks for a checkpoint.
+// message (a Welcome also shows "key" when it carries a resume key and
+// its window when advertised), "close <conn>" per closed connection,
+// "joined <conn>" per accepted Hello, "persist" when the Ready asks for a
+// checkpoint, "expired" when it says the job expired.
+//
+// Resume keys come from a fixed stream (Config.Rand), and the script
+// remembers each worker's from its Welcome: rkey=@j/1 sends it.
 
 var update = flag.Bool("update", false, "rewrite testdata expected outputs")
 
@@ -56,6 +69,18 @@ type scriptEnv struct {
 	now   time.Duration
 	conns map[string]ConnID
 	names map[ConnID]string
+	keys  map[string]string // resume key by worker id, from Welcomes
+}
+
+// countingReader is a fixed, non-repeating byte stream for resume keys.
+type countingReader struct{ n byte }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	for i := range p {
+		r.n++
+		p[i] = r.n
+	}
+	return len(p), nil
 }
 
 func runScript(t *testing.T, path string) {
@@ -63,8 +88,8 @@ func runScript(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{},
-		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second}}
+	env := &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{}, keys: map[string]string{},
+		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Rand: &countingReader{}}}
 	var out strings.Builder
 	blocks := strings.Split(strings.TrimRight(string(raw), "\n")+"\n", "\n\n")
 	failed := false
@@ -182,6 +207,43 @@ func (e *scriptEnv) run(line string) string {
 			c.Shards, c.Shard = int(num(args, "shards")), int(num(args, "shard"))
 		}
 		c.Token = args["token"]
+		if v, ok := args["wtoken"]; ok {
+			c.WorkerTokens = map[string]string{}
+			for _, p := range strings.Split(v, ",") {
+				name, tok, _ := strings.Cut(p, ":")
+				c.WorkerTokens[name] = tok
+			}
+		}
+		ms := func(k string) time.Duration { return time.Duration(num(args, k)) * time.Millisecond }
+		c.MaxWorkers, c.MaxKeys, c.MaxElems = int(num(args, "maxworkers")), int(num(args, "maxkeys")), int(num(args, "maxelems"))
+		c.MaxBytes, c.MaxReplyBytes, c.MaxKeyName = int64(num(args, "maxbytes")), int(num(args, "maxreply")), int(num(args, "keyname"))
+		c.IdleExpiry, c.Window, c.WindowBytes = ms("expiry"), int(num(args, "window")), int64(num(args, "windowbytes"))
+		if _, ok := args["maxstring"]; ok {
+			c.Limits = &wire.Limits{MaxString: int(num(args, "maxstring"))}
+		}
+		return ""
+	case "cache":
+		w := e.job().workers[fs[1]]
+		if w == nil {
+			return "no worker " + fs[1] + "\n"
+		}
+		return fmt.Sprintf("cache %s: %d answers, %d bytes, seqs %v\n", fs[1], len(w.done), w.doneBytes, sortedSeqs(w.done))
+	case "empty":
+		return fmt.Sprintf("empty %v\n", e.job().Empty())
+	case "budget":
+		e.cfg.Budget = NewBudget(int64(num(map[string]string{"n": fs[1]}, "n")))
+		return ""
+	case "usage":
+		s := fmt.Sprintf("job %d of %d bytes", e.job().BudgetUsed(), e.j.cfg.MaxBytes)
+		if b := e.cfg.Budget; b != nil {
+			s += fmt.Sprintf(", shared %d of %d", b.Used(), b.Max())
+		}
+		return s + "\n"
+	case "connect":
+		e.job().Connect(e.conn(fs[1]), args["token"])
+		return ""
+	case "heard":
+		e.job().Heard(e.now, e.conn(fs[1]))
 		return ""
 	case "tick":
 		rd = e.job().Tick(e.now)
@@ -191,6 +253,7 @@ func (e *scriptEnv) run(line string) string {
 		c := e.conn(fs[1])
 		rd = e.job().Step(e.now, c, e.frame(fs[0], args))
 	}
+	checkBudget(e.t, e.j)
 	return e.format(rd)
 }
 
@@ -214,7 +277,12 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		if a["mode"] == "async" {
 			mode = wire.ModeAsync
 		}
-		return wire.AppendHello(nil, &wire.Hello{Job: "j", Role: "worker", Token: a["token"], WorkerID: a["id"], Mode: mode, Want: uint32(num(a, "want"))})
+		key := a["rkey"]
+		if id, ok := strings.CutPrefix(key, "@"); ok {
+			key = e.keys[id]
+		}
+		return wire.AppendHello(nil, &wire.Hello{Job: "j", Role: "worker", Token: a["token"], WorkerID: a["id"], Mode: mode,
+			Want: uint32(num(a, "want")), Attempt: uint32(num(a, "attempt")), ResumeKey: key})
 	case "init":
 		h.Type = wire.TypeInit
 		data()
@@ -278,7 +346,18 @@ func (e *scriptEnv) format(rd Ready) string {
 			if err != nil {
 				e.t.Fatal(err)
 			}
-			fmt.Fprintf(&b, " id=%s rank=%d workers=%d\n", w.WorkerID, w.Rank, w.NumWorkers)
+			fmt.Fprintf(&b, " id=%s rank=%d workers=%d", w.WorkerID, w.Rank, w.NumWorkers)
+			if w.ResumeKey != "" {
+				if old, ok := e.keys[w.WorkerID]; ok && old != w.ResumeKey {
+					e.t.Errorf("worker %s: resume key changed from %s to %s", w.WorkerID, old, w.ResumeKey)
+				}
+				e.keys[w.WorkerID] = w.ResumeKey
+				b.WriteString(" key")
+			}
+			if w.Window != 0 || w.WindowBytes != 0 {
+				fmt.Fprintf(&b, " window=%d/%d", w.Window, w.WindowBytes)
+			}
+			b.WriteString("\n")
 			continue
 		case wire.TypeError:
 			fmt.Fprintf(&b, " seq=%d %v: %s\n", h.Seq, h.Code, m.Msg.Payload)
@@ -329,8 +408,14 @@ func (e *scriptEnv) format(rd Ready) string {
 	for _, c := range rd.Close {
 		fmt.Fprintf(&b, "close %s\n", e.names[c])
 	}
+	for _, c := range rd.Joined {
+		fmt.Fprintf(&b, "joined %s\n", e.names[c])
+	}
 	if rd.Persist {
 		b.WriteString("persist\n")
+	}
+	if rd.Expired {
+		b.WriteString("expired\n")
 	}
 	return b.String()
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
-// Snapshot format, version 1 (all numbers little-endian; uv = uvarint):
+// Snapshot format, version 2 (all numbers little-endian; uv = uvarint):
 //
 //	"WKPS" magic, u32 version
 //	u8 mode, u8 started, uv want, uv next worker number
@@ -21,7 +21,9 @@ import (
 //	u8 compression kind, u32 threshold bits
 //	uv workers; each: str id, uv rank, uv ack mark, u8 welcomed, u32 attempt,
 //	  uv answers; each: uv seq, u8 type, u8 code, u16 flags, uv round,
-//	  uv count, u64 key, u8 request type, str message
+//	  uv count, u64 key, u8 request type, str message;
+//	  str resume key, str participant (version 2; version 1 has neither:
+//	  its workers cannot resume and rejoin as new ones)
 //	uv keys; each: u64 id, u8 is-string, str name, uv rank, uv dims...,
 //	  uv offset, uv n, uv total, uv rounds, uv t,
 //	  uv inited; str worker ids..., n float32 value,
@@ -31,7 +33,7 @@ import (
 //
 // Held requests (open rounds, barriers, init waits) are not part of it: see
 // the package doc.
-const snapVersion = 1
+const snapVersion = 2
 
 var snapMagic = [4]byte{'W', 'K', 'P', 'S'}
 
@@ -73,6 +75,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			r := w.done[seq]
 			e = e.uv(seq).u8(uint8(r.typ)).u8(uint8(r.code)).u16(r.flags).uv(r.round).uv(uint64(r.count)).u64(r.key).u8(uint8(r.req)).str(r.msg)
 		}
+		e = e.str(w.key).str(w.participant)
 	}
 	ks := j.sortedKeys()
 	e = e.uv(uint64(len(ks)))
@@ -229,13 +232,19 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		return nil, fmt.Errorf("%w: checksum mismatch (truncated or corrupt)", ErrBadSnapshot)
 	}
 	d := &sdec{b: body[4:]}
-	if v := d.u32(); v != snapVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, v, snapVersion)
+	version := d.u32()
+	if version != snapVersion && version != 1 {
+		return nil, fmt.Errorf("%w: version %d, this build reads 1 and %d", ErrBadSnapshot, version, snapVersion)
 	}
 	j.mode = wire.Mode(d.u8())
 	j.started = d.u8() == 1
 	j.want = int(d.uv())
 	j.nextID = d.uv()
+	if !j.started && (j.want > j.cfg.MaxWorkers || j.want < 0) {
+		// A start barrier no job can meet (an older relay checkpointed
+		// whatever a Hello asked for): back to the configured one.
+		j.want = j.cfg.MinWorkers
+	}
 	if js := d.str(); js != "" {
 		opt, err := optimizer.Parse([]byte(js))
 		if err != nil && d.err == nil {
@@ -260,9 +269,13 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			w.done[seq] = reply{typ: wire.Type(d.u8()), code: wire.Code(d.u8()), flags: d.u16(), round: d.uv(),
 				count: uint32(d.uv()), key: d.u64(), req: wire.Type(d.u8()), msg: d.str()}
 		}
+		if version >= 2 {
+			w.key, w.participant = d.str(), d.str()
+		}
 		if d.err != nil {
 			break
 		}
+		w.rebuildCache()
 		if w.rank > j.cfg.MaxWorkers || j.workers[w.id] != nil {
 			d.fail("worker %q: rank %d or duplicate id", w.id, w.rank)
 			break
@@ -338,7 +351,13 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			j.Close()
 			return nil, fmt.Errorf("psm: restore key %s: %w", k.label(), err)
 		}
-		k.stored, k.dirty = b, true
+		k.stored = b
+		j.touch(k)
+		k.resv = keyBytes(k.n, j.opt, len(p.states))
+		if ns := numStates(j.opt, k); ns > len(p.states) {
+			k.resv = keyBytes(k.n, j.opt, ns)
+		}
+		j.reserve(k.resv, true) // the data exists: over the budget, new keys are refused
 		for _, s := range p.states {
 			sb, err := j.be.Alloc(k.n)
 			if err == nil {
@@ -352,5 +371,6 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		}
 	}
 	j.reloadCustom()
+	j.markIdle(now)
 	return j, nil
 }

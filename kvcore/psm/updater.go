@@ -53,11 +53,22 @@ type updaterErr struct{ err error }
 func (e *updaterErr) Error() string { return e.err.Error() }
 func (e *updaterErr) Unwrap() error { return e.err }
 
+// codedErr is a refusal of the Job's own (a budget) during an update,
+// answered with its code.
+type codedErr struct{ e *wire.Error }
+
+func (e *codedErr) Error() string { return e.e.Msg }
+
 // updateCode is the wire code for a failed update: CodeUpdater when the
-// custom updater failed, CodeInternal for a backend error.
+// custom updater failed, a refusal's own code, CodeInternal for a backend
+// error.
 func updateCode(err error) wire.Code {
 	var ue *updaterErr
-	if errors.As(err, &ue) {
+	var ce *codedErr
+	switch {
+	case errors.As(err, &ce):
+		return ce.e.Code
+	case errors.As(err, &ue):
 		return wire.CodeUpdater
 	}
 	return wire.CodeInternal
@@ -80,6 +91,11 @@ func (j *Job) setCustom(w *worker, m *wire.Msg) {
 	inst, err := j.cfg.Updaters.Load(context.Background(), &cu.mod)
 	if err != nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadOptimizer, "custom updater: %v", err))
+		return
+	}
+	if e := j.customBudget(cu, nil, false); e != nil {
+		inst.Close()
+		j.reject(w, m.Seq, e)
 		return
 	}
 	cu.inst = inst
@@ -150,9 +166,19 @@ func (j *Job) customUpdate(k *key, g compute.Buffer) error {
 	}
 	c := &cu.call
 	*c = updater.Call{Key: k.id, Str: k.str, Name: k.optName(), Offset: k.off, Total: k.total, Workers: workers, Recv: recv, Stored: stored}
-	err = updater.Step(context.Background(), cu.inst, c, st)
+	admit := func(ns int) error {
+		if need := customBytes(k.n, ns); need > k.resv && !j.rebudget(k, need) {
+			return &codedErr{j.errBudget(fmt.Sprintf("the %d custom updater states of key %s", ns, k.label()), need-k.resv)}
+		}
+		return nil
+	}
+	err = updater.Step(context.Background(), cu.inst, c, st, admit)
 	*c = updater.Call{}
 	if err != nil {
+		var ce *codedErr
+		if errors.As(err, &ce) {
+			return err
+		}
 		if errors.Is(err, updater.ErrFailed) {
 			cu.inst.Close()
 			cu.inst, cu.failed = nil, err.Error()
@@ -165,7 +191,6 @@ func (j *Job) customUpdate(k *key, g compute.Buffer) error {
 			return err
 		}
 	}
-	k.dirty = true
 	cu.numUpdate = max(cu.numUpdate, st.T)
 	return nil
 }
@@ -202,6 +227,7 @@ func (j *Job) customStates(st *wire.States) (e *wire.Error, ok bool) {
 		j.cu = nil
 		if e := j.installStates(st); e != nil {
 			j.cu = cu
+			j.customBudget(cu, nil, true) // back to what it was (it fit before)
 			return e, true
 		}
 		if cu.inst != nil {
@@ -255,6 +281,13 @@ func (j *Job) customStates(st *wire.States) (e *wire.Error, ok bool) {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: %v", err), true
 		}
 		ls = append(ls, load{k: k, t: int(ks.T), states: ks.States})
+	}
+	given := map[uint64]int{}
+	for _, l := range ls {
+		given[l.k.id] = len(l.states)
+	}
+	if e := j.customBudget(cu, given, false); e != nil {
+		return e, true
 	}
 	clear(cu.keys)
 	for _, l := range ls {
@@ -368,7 +401,11 @@ func (j *Job) restoreCustom(d *sdec) {
 // updater unloaded, as after a failure: its states stay in the snapshot.
 func (j *Job) reloadCustom() {
 	cu := j.cu
-	if cu == nil || cu.failed != "" {
+	if cu == nil {
+		return
+	}
+	j.customBudget(cu, nil, true) // the data exists
+	if cu.failed != "" {
 		return
 	}
 	if j.cfg.Updaters == nil {
@@ -381,4 +418,35 @@ func (j *Job) reloadCustom() {
 		return
 	}
 	cu.inst = inst
+}
+
+// customBytes is what a key part of n elements holds under the custom
+// updater with states state arrays: its value, the merge buffer of its
+// rounds, and the states (host memory, counted as the optimizer's are).
+func customBytes(n, states int) int64 { return 4 * int64(n) * int64(2+states) }
+
+// customBudget sets every key's reservation to what it holds under cu:
+// with given (a states load), given[key] state arrays (none for a key not
+// in it); else the key's current ones. force takes the bytes regardless
+// (they were held before).
+func (j *Job) customBudget(cu *custom, given map[uint64]int, force bool) *wire.Error {
+	need := make(map[*key]int64, len(j.keys))
+	var delta int64
+	for _, k := range j.keys {
+		ns := 0
+		if given != nil {
+			ns = given[k.id]
+		} else if s := cu.keys[k.id]; s != nil {
+			ns = len(s.States)
+		}
+		need[k] = customBytes(k.n, ns)
+		delta += need[k] - k.resv
+	}
+	if !j.reserve(delta, force) {
+		return j.errBudget("the custom updater's states", delta)
+	}
+	for k, n := range need {
+		k.resv = n
+	}
+	return nil
 }

@@ -56,8 +56,8 @@ func runUpdaterScript(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	l := &scriptLoader{}
-	env := &updEnv{scriptEnv: &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{},
-		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Updaters: l}}, loader: l}
+	env := &updEnv{scriptEnv: &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{}, keys: map[string]string{},
+		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Rand: &countingReader{}, Updaters: l}}, loader: l}
 	t.Cleanup(func() {
 		if env.j != nil {
 			env.j.Close()
@@ -129,6 +129,7 @@ func (e *updEnv) runLine(line string) string {
 			return fmt.Sprintf("restore: %v\n", err)
 		}
 		e.j = j
+		checkBudget(e.t, e.j)
 		return "restored\n"
 	case "noloader":
 		e.cfg.Updaters = nil
@@ -150,7 +151,9 @@ func (e *updEnv) runLine(line string) string {
 
 func (e *updEnv) step(conn string, frame []byte) string {
 	rd := e.job().Step(e.now, e.conn(conn), frame)
-	return e.capture(e.format(rd), rd)
+	out := e.capture(e.format(rd), rd)
+	checkBudget(e.t, e.j)
+	return out
 }
 
 // capture keeps the payload of a SaveStates answer for loadsaved.

@@ -218,17 +218,22 @@ func (s *State) Set(t int, states [][]float32) { s.T, s.States, s.ready = t, sta
 func (s *State) Reset() { *s = State{} }
 
 // Step runs one update of c's key with inst: on the key's first update it
-// creates the states (NumStates, zeroed arrays, Init), then it calls
-// Update with c.T and c.States set from st. c carries the key's fields,
-// Recv and Stored. The update count advances only when the update
-// succeeds.
-func Step(ctx context.Context, inst Instance, c *Call, st *State) error {
+// creates the states (NumStates, then admit, if not nil, may refuse their
+// memory; zeroed arrays, Init), then it calls Update with c.T and c.States
+// set from st. c carries the key's fields, Recv and Stored. The update
+// count advances only when the update succeeds.
+func Step(ctx context.Context, inst Instance, c *Call, st *State, admit func(states int) error) error {
 	c.T = st.T + 1
 	if !st.ready {
 		c.States = nil
 		ns, err := inst.NumStates(ctx, c)
 		if err != nil {
 			return err
+		}
+		if admit != nil {
+			if err := admit(ns); err != nil {
+				return err
+			}
 		}
 		states := make([][]float32, ns)
 		for i := range states {

@@ -132,7 +132,7 @@ func TestStep(t *testing.T) {
 	var st updater.State
 	c := &updater.Call{Recv: []float32{1, 2}, Stored: []float32{10, 20}}
 	for k := 1; k <= 2; k++ {
-		if err := updater.Step(context.Background(), in, c, &st); err != nil {
+		if err := updater.Step(context.Background(), in, c, &st, nil); err != nil {
 			t.Fatal(err)
 		}
 		if c.T != k || st.T != k || !st.Ready() {
@@ -143,7 +143,7 @@ func TestStep(t *testing.T) {
 		t.Fatalf("inits %d updates %d states %v stored %v", in.inits, in.updates, st.States, c.Stored)
 	}
 	in.fail = errors.New("no")
-	if err := updater.Step(context.Background(), in, c, &st); err == nil || st.T != 2 {
+	if err := updater.Step(context.Background(), in, c, &st, nil); err == nil || st.T != 2 {
 		t.Fatalf("failed update: %v, t %d (want 2)", err, st.T)
 	}
 	if err := updater.CheckStates(context.Background(), in, c, [][]float32{{1, 2}}); err != nil {

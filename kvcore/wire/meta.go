@@ -49,6 +49,12 @@ type Hello struct {
 	// one's; with Attempt it tells the stale one and ignores it.
 	Attempt uint32
 	Keys    []KeyDecl
+	// ResumeKey is the secret the Welcome that created WorkerID carried:
+	// a server resumes a worker id only for the holder of its key, so a
+	// Hello that knows only the job token can never take over or lock out
+	// another worker's session. Empty when joining. (Encoded after Keys,
+	// optional: a Hello without it decodes with "".)
+	ResumeKey string
 }
 
 // Welcome answers a Hello.
@@ -60,6 +66,27 @@ type Welcome struct {
 	Heartbeat  uint32 // milliseconds between the worker's pings
 	Timeout    uint32 // milliseconds of silence after which the worker is removed
 	Mode       Mode
+
+	// The fields below are encoded after Mode and optional on the wire (a
+	// Welcome without them decodes with zeros: an older server).
+
+	// ResumeKey is the worker's secret: a Hello that resumes WorkerID
+	// must carry it (Hello.ResumeKey). It is the same on every Welcome of
+	// one worker, and the client keeps it for the life of the worker.
+	ResumeKey string
+	// Window is the flow-control window the server advertises: the most
+	// requests a client should have unanswered on this connection
+	// (0: not advertised).
+	Window uint32
+	// WindowBytes bounds the bytes in flight on this connection: the sum,
+	// over the client's unanswered requests, of the request's size plus
+	// the data its answer carries (a Pull or PushPull: the key part's
+	// values). One request larger than WindowBytes may go when nothing
+	// else is in flight (0: not advertised). A client within the window
+	// never makes the server hold its requests back; a server never
+	// closes a client for exceeding it either, it only stops reading the
+	// client's requests until its answers drain.
+	WindowBytes uint64
 }
 
 // InitMeta is the metadata of a TypeInit message.
@@ -243,6 +270,9 @@ func AppendHello(b []byte, h *Hello) []byte {
 	for _, k := range h.Keys {
 		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
 	}
+	if h.ResumeKey != "" {
+		e = e.str(h.ResumeKey)
+	}
 	return setPLen(e, start)
 }
 
@@ -272,6 +302,9 @@ func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
 			h.Keys[i] = KeyDecl{Key: d.u64("key"), Name: d.str("key name"), Shape: d.shape("key shape")}
 		}
 	}
+	if d.err == nil && len(d.b) > 0 {
+		h.ResumeKey = d.str("resume key")
+	}
 	d.done()
 	if d.err != nil {
 		return nil, d.err
@@ -287,6 +320,9 @@ func AppendWelcome(b []byte, w *Welcome) []byte {
 	start := len(b)
 	b = AppendHeader(b, &Header{Type: TypeWelcome})
 	e := enc(b).str(w.WorkerID).u32(w.Rank).u32(w.NumWorkers).u32(w.Shard).u32(w.Heartbeat).u32(w.Timeout).u8(uint8(w.Mode))
+	if w.ResumeKey != "" || w.Window != 0 || w.WindowBytes != 0 {
+		e = e.str(w.ResumeKey).u32(w.Window).u64(w.WindowBytes)
+	}
 	return setPLen(e, start)
 }
 
@@ -295,6 +331,11 @@ func DecodeWelcome(p []byte, lim *Limits) (*Welcome, error) {
 	d := dec{b: p, l: lim.get(), ctx: "welcome"}
 	w := &Welcome{WorkerID: d.str("worker id"), Rank: d.u32("rank"), NumWorkers: d.u32("workers"),
 		Shard: d.u32("shard"), Heartbeat: d.u32("heartbeat"), Timeout: d.u32("timeout"), Mode: Mode(d.u8("mode"))}
+	if d.err == nil && len(d.b) > 0 {
+		w.ResumeKey = d.str("resume key")
+		w.Window = d.u32("window")
+		w.WindowBytes = d.u64("window bytes")
+	}
 	d.done()
 	if d.err != nil {
 		return nil, d.err

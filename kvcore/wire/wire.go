@@ -195,6 +195,10 @@ type Limits struct {
 // strings, 8 state arrays per key.
 var DefaultLimits = Limits{MaxPayload: 1 << 30, MaxKeys: 1 << 20, MaxDims: 32, MaxString: 64 << 10, MaxStates: 8}
 
+// Get returns the limits in effect: l with zero fields set to their
+// DefaultLimits values (nil l: DefaultLimits).
+func (l *Limits) Get() Limits { return l.get() }
+
 func (l *Limits) get() Limits {
 	d := DefaultLimits
 	if l == nil {

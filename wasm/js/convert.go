@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 )
 
 // work is the asynchronous part of a call: it runs in a goroutine and its
@@ -167,16 +168,35 @@ func isInstance(v js.Value, class string) bool {
 	return c.Type() == js.TypeFunction && v.Type() == js.TypeObject && v.InstanceOf(c)
 }
 
-// float32sFromJS copies a Float32Array into Go memory.
-func float32sFromJS(v js.Value) []float32 {
-	n := v.Length()
-	out := make([]float32, n)
-	if n == 0 {
-		return out
+// host holds the CPU buffers that values from JavaScript are copied into
+// and that pulls are copied out of, pooled: a training step pushes and
+// pulls the same sizes every time, and garbage of that size would make the
+// single-threaded Go runtime collect every few steps (tens of ms each for
+// large models, measured in Chromium). Bounded to 256 MiB of idle buffers.
+var host = compute.NewCPU(&compute.CPUOptions{PoolBytes: 256 << 20})
+
+// hostArray returns a zeroed array of the given shape on kvcore.CPU(0)
+// whose buffer comes from host (release gives it back).
+func hostArray(shape ...int) (*kvcore.Array, error) {
+	b, err := host.Alloc(max(count(shape), 1))
+	if err != nil {
+		return nil, err
 	}
+	return kvcore.WrapBuffer(kvcore.CPU(0), b, shape...)
+}
+
+// hostFromJS copies a non-empty Float32Array into a new CPU buffer and
+// returns it with its values.
+func hostFromJS(v js.Value) (compute.Buffer, []float32) {
+	n := v.Length()
+	b, err := host.Alloc(n)
+	if err != nil {
+		panic(err) // n >= 1: the zero CPU does not fail
+	}
+	out := b.(*compute.CPUBuffer).Float32s()
 	u8 := js.Global().Get("Uint8Array").New(v.Get("buffer"), v.Get("byteOffset"), n*4)
 	js.CopyBytesToGo(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), n*4), u8)
-	return out
+	return b, out
 }
 
 // float32sToJS copies src into dst (a Float32Array of len(src)), or into a

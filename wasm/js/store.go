@@ -118,6 +118,9 @@ func jsCreate(this js.Value, args []js.Value) any {
 			js.dist = link
 			kopts.Transport, kopts.Events, setup = o.Transport, o.Events, dctx
 		}
+		if kopts.Backend == nil {
+			kopts.Backend = cpuBackend()
+		}
 		s, err := kvcore.Create(setup, typ, &kopts)
 		if err != nil {
 			if js.dist != nil {
@@ -302,9 +305,11 @@ func arg(args []js.Value, i int) js.Value {
 	return js.Undefined()
 }
 
-// rawVal is a value argument after parsing: data copied from a
-// Float32Array, or the page's GPUBuffer.
+// rawVal is a value argument after parsing: a Float32Array's values copied
+// into a CPU buffer (host, whose Float32s are data), or the page's
+// GPUBuffer.
 type rawVal struct {
+	host compute.Buffer
 	data []float32
 	buf  js.Value
 }
@@ -315,7 +320,8 @@ func parseVal(op string, k kvcore.Key, v js.Value) (rawVal, error) {
 		if v.Length() == 0 {
 			return rawVal{}, badArg("webkv: %s key %v: empty Float32Array", op, k)
 		}
-		return rawVal{data: float32sFromJS(v)}, nil
+		host, data := hostFromJS(v)
+		return rawVal{host: host, data: data}, nil
 	case isInstance(v, "GPUBuffer"):
 		return rawVal{buf: v}, nil
 	}
@@ -376,7 +382,9 @@ func (st *jsStore) array(op string, k kvcore.Key, rv rawVal, shape []int) (*kvco
 		}
 		shape = []int{len(rv.data)}
 	}
-	a, err := kvcore.FromSlice(kvcore.CPU(0), rv.data, shape...)
+	// The array is the buffer the values were copied into: one copy from
+	// JavaScript to the store's inputs.
+	a, err := kvcore.WrapBuffer(kvcore.CPU(0), rv.host, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("webkv: %s key %v: %w", op, k, err)
 	}
@@ -434,7 +442,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	if shape == nil {
 		// Not initialized (or another kind of key): a placeholder output
 		// lets kvcore report it with its own message.
-		a, err := kvcore.NewArray(kvcore.CPU(0), 1)
+		a, err := hostArray(1)
 		if err != nil {
 			return nil, err
 		}
@@ -443,7 +451,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 	n := count(shape)
 	switch {
 	case v.IsUndefined():
-		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
+		a, err := hostArray(shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -452,7 +460,7 @@ func (st *jsStore) output(op string, k kvcore.Key, ro rawOut) (*output, error) {
 		if v.Length() != n {
 			return nil, fmt.Errorf("webkv: %s key %v: output Float32Array has %d values, the key holds shape %v (%d): %w", op, k, v.Length(), shape, n, kvcore.ErrShapeMismatch)
 		}
-		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
+		a, err := hostArray(shape...)
 		if err != nil {
 			return nil, err
 		}
@@ -892,7 +900,14 @@ func (st *jsStore) close(args []js.Value) (enqueue, error) {
 	}, nil
 }
 
-// release frees a once its queued operations are done. They always end
-// (Close fails what still waits on the network), so the wait needs no
-// bound, and Release's only error is its context's: none here.
-func release(a *kvcore.Array) { _ = a.Release(context.Background()) }
+// release frees a once its queued operations are done, and gives a host
+// buffer back to the pool. They always end (Close fails what still waits
+// on the network), so the wait needs no bound, and Release's only error is
+// its context's: none here.
+func release(a *kvcore.Array) {
+	b := a.Buffer()
+	_ = a.Release(context.Background())
+	if _, onHost := b.(*compute.CPUBuffer); onHost {
+		host.Free(b)
+	}
+}

@@ -123,6 +123,7 @@ export declare class KVStore {
   readonly type: string;
   readonly rank: number;
   readonly numWorkers: number;
+  /** 'webgpu: <adapter>', or 'cpu+wasm-simd' / 'cpu' (without WebAssembly SIMD) for stores computing on the CPU. */
   readonly backend: string;
   readonly fallback: string | null;
 
@@ -146,6 +147,11 @@ export declare class KVStore {
   on<E extends keyof EventMap>(event: E, fn: (detail: EventMap[E]) => void): () => void;
 }
 
-export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL }): Promise<unknown>;
+/** simd: false leaves the SIMD kernels (webkv-simd.wasm) out; the CPU path then runs Go's loops. */
+export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL; simd?: boolean; simdURL?: string | URL }): Promise<unknown>;
+/** Whether the browser runs WebAssembly SIMD. */
+export declare function simdSupported(): boolean;
+/** Instantiates the SIMD kernels over a Go program's memory: their exports, or {error}. */
+export declare function loadSIMD(memory: WebAssembly.Memory, opts?: { simdURL?: string | URL }): Promise<WebAssembly.Exports | { error: string }>;
 export declare function gpu(device?: GPUDevice): Promise<GPUInfo>;
 export declare function create(type: StoreType, opts?: CreateOptions): Promise<KVStore>;

@@ -15,7 +15,10 @@
 // The module loads webkv.wasm and wasm_exec.js (Go's loader, copied from the
 // Go toolchain at build time) from its own directory, once per page. It sets
 // the global `wasm` to the instantiated module: the WebGPU binding inside
-// webkv.wasm reads Go memory through it.
+// webkv.wasm reads Go memory through it. Where the browser has WebAssembly
+// SIMD it also loads webkv-simd.wasm, small hand-written kernels that run
+// the CPU path's loops (reduce, optimizers, quantizers) on Go's own memory:
+// stores that compute on the CPU then report the backend 'cpu+wasm-simd'.
 
 let loading = null;
 let api = null;
@@ -25,14 +28,70 @@ const handles = new Map(); // store id -> KVStore (for events)
 // right after `await create(...)` see them.
 const early = new Map(); // store id -> [[name, detail], ...]
 
+// A module of one simd128 function: WebAssembly.validate accepts it only in
+// browsers with WebAssembly SIMD.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 43, 1,
+  41, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 253, 228, 1, 11]);
+
+/** Whether this browser runs WebAssembly SIMD (simd128). */
+export function simdSupported() {
+  try {
+    return WebAssembly.validate(SIMD_PROBE);
+  } catch (e) {
+    return false;
+  }
+}
+
+async function compileSIMD(url) {
+  if (!simdSupported()) throw new Error('this browser has no WebAssembly SIMD');
+  try {
+    return await WebAssembly.compileStreaming(fetch(url));
+  } catch (e) {
+    const resp = await fetch(url);
+    if (!resp.ok) throw new Error(`cannot fetch ${url}: HTTP ${resp.status}`);
+    return await WebAssembly.compile(await resp.arrayBuffer());
+  }
+}
+
+/**
+ * Instantiates the SIMD kernels (webkv-simd.wasm, or opts.simdURL) over a
+ * Go program's memory (its instance's exports.mem) and resolves to their
+ * exports, or to {error} saying why there are none; never rejects. load()
+ * does this for webkv.wasm; a page that runs its own Go program on webkv's
+ * packages calls it before go.run and sets globalThis.__webkvSIMD to the
+ * result.
+ * @param {WebAssembly.Memory} memory
+ * @param {{simdURL?: string|URL}} [opts]
+ */
+export async function loadSIMD(memory, opts = {}) {
+  return instantiateSIMD(compileSIMD(opts.simdURL ?? new URL('./webkv-simd.wasm', import.meta.url)), memory);
+}
+
+async function instantiateSIMD(compiling, memory) {
+  try {
+    const inst = await WebAssembly.instantiate(await compiling, {go: {mem: memory}});
+    if (inst.exports.probe() !== 1) throw new Error('the kernels module does not run');
+    return inst.exports;
+  } catch (e) {
+    return {error: String(e && e.message || e)};
+  }
+}
+
 /**
  * Loads webkv.wasm (once). create() calls it; call it yourself to choose the
- * wasm URL or to load early.
- * @param {{wasmURL?: string|URL, execURL?: string|URL}} [opts]
+ * wasm URL or to load early. simd: false leaves the SIMD kernels out (the
+ * CPU path then runs Go's loops); simdURL says where webkv-simd.wasm is.
+ * @param {{wasmURL?: string|URL, execURL?: string|URL, simd?: boolean, simdURL?: string|URL}} [opts]
  */
 export function load(opts = {}) {
   if (loading) return loading;
   loading = (async () => {
+    // The kernels download and compile while webkv.wasm does.
+    const simd = opts.simd === false
+      ? Promise.reject(new Error('left out by the page (load({simd: false}))'))
+      : compileSIMD(opts.simdURL ?? new URL('./webkv-simd.wasm', import.meta.url));
+    simd.catch(() => {}); // reported through __webkvSIMD below
     if (typeof globalThis.Go !== 'function') {
       // wasm_exec.js is a classic script that defines globalThis.Go; a
       // dynamic import runs it for that side effect.
@@ -51,6 +110,16 @@ export function load(opts = {}) {
       inst = await WebAssembly.instantiate(await resp.arrayBuffer(), go.importObject);
     }
     globalThis.wasm = inst; // read by github.com/cogentcore/webgpu (jsx.BytesToJS)
+    // Read by the Go program at start (package wasm/js/simd). A kernels
+    // download that stalls must not stall webkv: after 10 s the CPU path
+    // runs Go's loops.
+    let stalled;
+    globalThis.__webkvSIMD = await Promise.race([
+      instantiateSIMD(simd, inst.instance.exports.mem),
+      new Promise((resolve) => { stalled = setTimeout(() => resolve({error: 'webkv-simd.wasm did not load within 10 s'}), 10000); }),
+    ]);
+    clearTimeout(stalled);
+    if (globalThis.__webkvSIMD.error) console.info(`webkv: no SIMD kernels, the CPU path runs Go's loops: ${globalThis.__webkvSIMD.error}`);
     go.run(inst.instance).then(() => {
       api = null;
       console.error('webkv: the Go runtime exited');
@@ -138,7 +207,7 @@ export class KVStore {
   get rank() { return this.#refresh().rank; }
   /** The number of workers (1 unless dist). */
   get numWorkers() { return this.#refresh().numWorkers; }
-  /** What reduces and updates: 'cpu' or 'webgpu: <adapter>'. */
+  /** What reduces and updates: 'cpu+wasm-simd', 'cpu' (no SIMD) or 'webgpu: <adapter>'. */
   get backend() { return this.#info.backend; }
   /** Why a 'device' store runs on the CPU, or null. */
   get fallback() { return this.#info.fallback; }

@@ -65,7 +65,7 @@ func TestMXTestModule(t *testing.T) {
 	for step := 1; step <= 3; step++ {
 		g := randoms(r, n)
 		c := &updater.Call{Key: 7, Name: "7", Total: n, Workers: 2, Recv: g, Stored: w}
-		if err := updater.Step(bg, in, c, &st); err != nil {
+		if err := updater.Step(bg, in, c, &st, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i := range want {
@@ -107,7 +107,7 @@ func TestFedProxModule(t *testing.T) {
 	for step := 1; step <= 7; step++ {
 		g := randoms(r, n)
 		c := &updater.Call{Key: 1, Name: "1", Total: n, Workers: 3, Recv: g, Stored: w}
-		if err := updater.Step(bg, in, c, &st); err != nil {
+		if err := updater.Step(bg, in, c, &st, nil); err != nil {
 			t.Fatal(err)
 		}
 		fedprox(ref, g, m, anchor, 3, step, 0.05, 0.1, 0.8, 3)

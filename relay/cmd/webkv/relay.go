@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -48,19 +50,19 @@ func runRelay(args []string) int {
 		shardIdx  = fs.Int("shard-index", 0, "this relay's index in -shards")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file (serve wss:// with -tls-key)")
 		tlsKey    = fs.String("tls-key", "", "PEM key file")
-		maxMsg    = fs.Int64("max-message", 1<<30+4096, "largest accepted message in bytes")
-		maxConns  = fs.Int("max-conns", 1024, "largest number of connections")
-		maxPerJob = fs.Int("max-conns-per-job", 256, "largest number of connections of one job")
+		maxMsg    = fs.Int64("max-message", relay.DefaultMaxMessage, "largest accepted message in bytes (once authenticated)")
+		maxConns  = fs.Int("max-conns", 1024, "largest number of authenticated connections")
+		maxPerJob = fs.Int("max-conns-per-job", 256, "largest number of authenticated connections of one job")
 		maxJobs   = fs.Int("max-jobs", 256, "largest number of jobs")
 		maxKeys   = fs.Int("max-keys", 1<<16, "largest number of keys per job")
-		idle      = fs.Duration("idle-timeout", 0, "close a connection silent this long (0: 3x -timeout, at least 2m)")
-		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "a peer that takes longer to accept one message is disconnected")
-		sendQueue = fs.Int("send-queue", 64, "messages queued per connection before a slow peer is disconnected")
+		idle      = fs.Duration("idle-timeout", 0, "close a connection from which nothing arrived this long (0: 3x -timeout, at least 2m)")
+		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "close a connection to which a write made no progress this long (the peer stopped reading)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		tokens    listFlag
 		shards    listFlag
 		origins   listFlag
 	)
+	hard := relayHardening(fs)
 	fs.Var(&tokens, "token", "job=token (repeatable); with none, any job may connect unauthenticated")
 	fs.Var(&shards, "shards", "comma-separated URLs of every relay shard, in order (empty: one relay)")
 	fs.Var(&origins, "origins", "comma-separated Origin host patterns allowed for browsers (e.g. example.com,*.example.org)")
@@ -89,7 +91,7 @@ func runRelay(args []string) int {
 	if *durable && *dataDir == "" {
 		*durable = false
 	}
-	srv, err := relay.NewServer(relay.Config{
+	cfg := relay.Config{
 		Tokens:             tok,
 		Origins:            origins,
 		DataDir:            *dataDir,
@@ -112,10 +114,15 @@ func runRelay(args []string) int {
 		MaxKeys:            *maxKeys,
 		WriteTimeout:       *wTimeout,
 		IdleTimeout:        *idle,
-		SendQueue:          *sendQueue,
 		Updaters:           updaters(),
 		Logger:             log,
-	})
+	}
+	adminLn, err := hard.apply(&cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
+		return 2
+	}
+	srv, err := relay.NewServer(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
 		return 1
@@ -125,6 +132,15 @@ func runRelay(args []string) int {
 		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
 		srv.Shutdown(context.Background())
 		return 1
+	}
+	if adminLn != "" {
+		addr, err := serveAdmin(adminLn, srv, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		fmt.Printf("webkv relay admin endpoints on http://%s\n", addr)
 	}
 	// The URL on stdout is the readiness signal scripts and tests wait for.
 	fmt.Printf("webkv relay listening on %s\n", url)
@@ -152,4 +168,111 @@ func runRelay(args []string) int {
 	}
 	log.Info("relay stopped")
 	return code
+}
+
+// The relay's flags for running on the open internet (issue 8): identity,
+// admission before authentication, budgets, flow control, admin
+// endpoints, checkpoint quarantine. RATIONALE.md says why each default is
+// what it is.
+type hardFlags struct {
+	workerTokens    listFlag
+	adminToken      *string
+	adminTokenFile  *string
+	adminListen     *string
+	helloTimeout    *time.Duration
+	preAuthMessage  *int64
+	maxPreAuth      *int
+	maxPreAuthAddr  *int
+	maxWorkers      *int
+	maxElems        *int64
+	maxJobBytes     *int64
+	maxBytes        *int64
+	maxReplyBytes   *int
+	sendBuffer      *int64
+	window          *int
+	jobExpiry       *time.Duration
+	clearQuarantine *bool
+}
+
+func relayHardening(fs *flag.FlagSet) *hardFlags {
+	h := &hardFlags{
+		adminToken:      fs.String("admin-token", "", "bearer token for the full /status and /metrics (job names, traffic); without it they show relay-wide figures only (also: $WEBKV_ADMIN_TOKEN)"),
+		adminTokenFile:  fs.String("admin-token-file", "", "file holding the admin token (keeps it out of the process list)"),
+		adminListen:     fs.String("admin-listen", "", "serve the full /status and /metrics without a token on this address (e.g. 127.0.0.1:7071), only for the operator"),
+		helloTimeout:    fs.Duration("hello-timeout", relay.DefaultHelloTimeout, "a new connection must send its Hello within this"),
+		preAuthMessage:  fs.Int64("preauth-message", relay.DefaultPreAuthMessage, "largest message accepted before a connection's Hello is accepted"),
+		maxPreAuth:      fs.Int("max-preauth", relay.DefaultMaxPreAuth, "connections without a token at the upgrade whose Hello is not accepted yet (and refused browsers), in total"),
+		maxPreAuthAddr:  fs.Int("max-preauth-per-addr", relay.DefaultMaxPreAuthPerAddr, "the same per remote address (-1: no per-address limit, e.g. behind a reverse proxy)"),
+		maxWorkers:      fs.Int("max-workers", 0, "workers per job and the largest start barrier a worker may ask for (0: -max-conns-per-job)"),
+		maxElems:        fs.Int64("max-elems", relay.DefaultMaxElems, "largest key (part) in elements"),
+		maxJobBytes:     fs.Int64("max-job-bytes", relay.DefaultMaxJobBytes, "bytes of values, merge buffers, optimizer states and waiting inits per job"),
+		maxBytes:        fs.Int64("max-bytes", relay.DefaultMaxBytes, "the same for all jobs together"),
+		maxReplyBytes:   fs.Int("max-reply-bytes", 256<<10, "bytes of each worker's cache of answers (for retried requests)"),
+		sendBuffer:      fs.Int64("send-buffer", relay.DefaultSendBuffer, "bytes of answers queued to a connection before the relay stops reading its requests (advertised as the window)"),
+		window:          fs.Int("window", relay.DefaultWindow, "requests in flight per connection advertised to clients"),
+		jobExpiry:       fs.Duration("job-expiry", 0, "delete a job without workers after this long (0: 15m on an open relay, never with tokens; negative: never)"),
+		clearQuarantine: fs.Bool("clear-quarantine", false, "forget the jobs quarantined for a corrupt checkpoint (their data stays where it was found)"),
+	}
+	fs.Var(&h.workerTokens, "worker-token", "job/participant=token (repeatable): one token per participant, each admitting one worker at a time")
+	return h
+}
+
+// apply sets cfg from the flags and returns the admin listen address.
+func (h *hardFlags) apply(cfg *relay.Config) (string, error) {
+	for _, t := range h.workerTokens {
+		id, secret, ok := strings.Cut(t, "=")
+		job, name, ok2 := strings.Cut(id, "/")
+		if !ok || !ok2 || job == "" || name == "" || secret == "" {
+			return "", fmt.Errorf("-worker-token %q: want job/participant=token", t)
+		}
+		if cfg.WorkerTokens == nil {
+			cfg.WorkerTokens = map[string]map[string]string{}
+		}
+		if cfg.WorkerTokens[job] == nil {
+			cfg.WorkerTokens[job] = map[string]string{}
+		}
+		cfg.WorkerTokens[job][name] = secret
+	}
+	tok := *h.adminToken
+	if tok == "" {
+		tok = os.Getenv("WEBKV_ADMIN_TOKEN")
+	}
+	if *h.adminTokenFile != "" {
+		b, err := os.ReadFile(*h.adminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("-admin-token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", errors.New("-admin-token-file: the file is empty")
+		}
+	}
+	cfg.AdminToken = tok
+	cfg.HelloTimeout = *h.helloTimeout
+	cfg.PreAuthMessage = *h.preAuthMessage
+	cfg.MaxPreAuth = *h.maxPreAuth
+	cfg.MaxPreAuthPerAddr = *h.maxPreAuthAddr
+	cfg.MaxWorkers = *h.maxWorkers
+	cfg.MaxElems = *h.maxElems
+	cfg.MaxJobBytes = *h.maxJobBytes
+	cfg.MaxBytes = *h.maxBytes
+	cfg.MaxReplyBytes = *h.maxReplyBytes
+	cfg.SendBuffer = *h.sendBuffer
+	cfg.Window = *h.window
+	cfg.JobExpiry = *h.jobExpiry
+	cfg.ClearQuarantine = *h.clearQuarantine
+	return *h.adminListen, nil
+}
+
+// serveAdmin serves the relay's admin endpoints on addr until the process
+// ends; it returns the bound address.
+func serveAdmin(addr string, srv *relay.Server, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("-admin-listen %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go hs.Serve(ln)
+	return ln.Addr().String(), nil
 }

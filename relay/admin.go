@@ -1,0 +1,195 @@
+//go:build !js && !wasip1
+
+package relay
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The admin endpoints, /status and /metrics. Job names, their traffic and
+// their quarantine reasons are for the operator only: the full view needs
+// Config.AdminToken (Authorization: Bearer <token>), the handler of
+// AdminHandler (a separate listener, reachable only where the operator
+// puts it), or Config.OpenAdmin. Everyone else sees relay-wide figures.
+
+// adminOK reports whether r may see job names.
+func (s *Server) adminOK(r *http.Request) bool {
+	if s.cfg.OpenAdmin {
+		return true
+	}
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.cfg.AdminToken)) == 1
+}
+
+// AdminHandler serves /status and /metrics with every job, without a
+// token: mount it on a listener only the operator reaches (the webkv
+// command's -admin-listen).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) { s.writeStatus(w, true) })
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { s.writeMetrics(w, true) })
+	return mux
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	s.writeStatus(w, s.adminOK(r))
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s.writeMetrics(w, s.adminOK(r))
+}
+
+func (s *Server) writeStatus(w http.ResponseWriter, full bool) {
+	st := s.Status()
+	if !full {
+		st = st.public()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(st)
+}
+
+func (s *Server) writeMetrics(w http.ResponseWriter, full bool) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	s.writeRelayMetrics(w)
+	if !full {
+		return
+	}
+	s.mu.Lock()
+	ms := make(map[string]*jobMetrics, len(s.jobs))
+	sts := make(map[string]JobStatus, len(s.jobs))
+	for n, j := range s.jobs {
+		ms[n] = j.m
+		sts[n] = j.status()
+	}
+	s.mu.Unlock()
+	writeMetrics(w, ms)
+	writeStateMetrics(w, sts)
+}
+
+// writeRelayMetrics prints the figures without a job label.
+func (s *Server) writeRelayMetrics(w io.Writer) {
+	authed, pre := s.connCounts()
+	s.mu.Lock()
+	jobs, quar := len(s.jobs), len(s.quarantine)
+	s.mu.Unlock()
+	for _, g := range []struct {
+		name, help, typ string
+		v               any
+	}{
+		{"webkv_relay_uptime_seconds", "Seconds since the relay started.", "gauge", time.Since(s.started).Seconds()},
+		{"webkv_relay_connections", "Open websocket connections (authenticated and not).", "gauge", authed + pre},
+		{"webkv_relay_preauth_connections", "Connections whose Hello is not accepted yet.", "gauge", pre},
+		{"webkv_relay_jobs", "Jobs in memory.", "gauge", jobs},
+		{"webkv_relay_quarantined_jobs", "Jobs whose checkpoint was corrupt, refused until cleared.", "gauge", quar},
+		{"webkv_relay_budget_bytes", "Bytes of the budget for all jobs' values and states in use.", "gauge", s.budget.Used()},
+		{"webkv_relay_budget_max_bytes", "The budget for all jobs' values and states.", "gauge", s.budget.Max()},
+		{"webkv_relay_refused_full_total", "Upgrades refused: the authenticated connection slots were full.", "counter", s.rm.refusedFull.Load()},
+		{"webkv_relay_refused_preauth_total", "Upgrades refused: the slots of connections without a token at the upgrade were full.", "counter", s.rm.refusedPreAuth.Load()},
+		{"webkv_relay_refused_auth_total", "Upgrades refused: bad or missing token, unknown job.", "counter", s.rm.refusedAuth.Load()},
+		{"webkv_relay_handshake_failures_total", "Connections closed before their Hello was accepted (no Hello in time, bad first frame).", "counter", s.rm.noHello.Load()},
+		{"webkv_relay_expired_jobs_total", "Jobs deleted after their idle expiry.", "counter", s.rm.expired.Load()},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", g.name, g.help, g.name, g.typ, g.name, g.v)
+	}
+}
+
+// JobStatus is one job in /status.
+type JobStatus struct {
+	Job         string    `json:"job"`
+	Mode        string    `json:"mode,omitempty"`
+	LiveWorkers int64     `json:"live_workers"`
+	Connections int64     `json:"connections"`
+	Keys        int       `json:"keys"`
+	Rounds      uint64    `json:"rounds"`
+	Updates     uint64    `json:"updates"`
+	LatePushes  uint64    `json:"late_pushes"`
+	Rescaled    uint64    `json:"rescaled_rounds"`
+	Duplicates  uint64    `json:"duplicate_requests"`
+	Removed     uint64    `json:"removed_workers"`
+	Pushes      uint64    `json:"pushes"`
+	Pulls       uint64    `json:"pulls"`
+	BytesIn     uint64    `json:"bytes_in"`
+	BytesOut    uint64    `json:"bytes_out"`
+	Checkpoints uint64    `json:"checkpoints"`
+	LastCkpt    time.Time `json:"last_checkpoint,omitzero"`
+	BudgetBytes int64     `json:"budget_bytes"`
+	Stalls      uint64    `json:"flow_stalls"`
+}
+
+// QuarantinedJob is a job whose checkpoint did not restore: connections to
+// it are refused until the relay starts with Config.ClearQuarantine.
+type QuarantinedJob struct {
+	Job    string `json:"job"`
+	Reason string `json:"reason"`
+}
+
+// Status is the /status document. Without admin rights it has no Jobs
+// and no Quarantined entries, only their counts.
+type Status struct {
+	Version        string           `json:"version"`
+	Uptime         float64          `json:"uptime_seconds"`
+	Connections    int64            `json:"connections"`
+	PreAuth        int64            `json:"preauth_connections"`
+	Shards         []string         `json:"shards,omitempty"`
+	ShardIndex     int              `json:"shard_index"`
+	Persistent     bool             `json:"persistent"`
+	NumJobs        int              `json:"num_jobs"`
+	NumQuarantined int              `json:"num_quarantined"`
+	BudgetBytes    int64            `json:"budget_bytes"`
+	Jobs           []JobStatus      `json:"jobs,omitempty"`
+	Quarantined    []QuarantinedJob `json:"quarantined,omitempty"`
+}
+
+func (st Status) public() Status {
+	st.Jobs, st.Quarantined, st.Shards = nil, nil, nil
+	return st
+}
+
+// Status returns what /status serves to an admin.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	jobs := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	quar := make([]QuarantinedJob, 0, len(s.quarantine))
+	for n, why := range s.quarantine {
+		quar = append(quar, QuarantinedJob{Job: n, Reason: why})
+	}
+	s.mu.Unlock()
+	authed, pre := s.connCounts()
+	st := Status{
+		Version:        Subprotocol,
+		Uptime:         time.Since(s.started).Seconds(),
+		Connections:    int64(authed + pre),
+		PreAuth:        int64(pre),
+		Shards:         s.cfg.Shards,
+		ShardIndex:     s.cfg.ShardIndex,
+		Persistent:     s.db != nil,
+		NumJobs:        len(jobs),
+		NumQuarantined: len(quar),
+		BudgetBytes:    s.budget.Used(),
+		Jobs:           []JobStatus{},
+		Quarantined:    quar,
+	}
+	for _, j := range jobs {
+		st.Jobs = append(st.Jobs, j.status())
+	}
+	sort.Slice(st.Jobs, func(a, b int) bool { return st.Jobs[a].Job < st.Jobs[b].Job })
+	sort.Slice(st.Quarantined, func(a, b int) bool { return st.Quarantined[a].Job < st.Quarantined[b].Job })
+	return st
+}
