@@ -130,7 +130,10 @@
 // is the client's error (CodeBadRequest). Error texts quote a peer's
 // strings only up to 64 bytes. Pushes in flight are not in the budget:
 // each worker has at most two per key (one in the open round, one queued),
-// so they are bounded by workers times the key sizes.
+// so they are bounded by workers times the key sizes. A custom updater's
+// state arrays count as optimizer states: the first update of a key whose
+// states would not fit fails with CodeLimit. (The module's own memory is
+// bounded by its host, not by this budget: see package wasm/sandbox.)
 //
 // Values answered (Pull, PushPull) carry the version of the key's value in
 // Envelope.Ver, so a server can encode a value once for every connection
