@@ -2,11 +2,21 @@
 # need first (tests/deps.sh). `make check` is the build/lint gate, `make bench`
 # prints the benchmarks and their ratios against the baselines.
 #
+# Two test tiers: the unit tier is `go test -short ./...` (make test-unit,
+# under a minute); the integration tier is what -short leaves out (headless
+# Chromium, several processes, killed relays): the tests in tests/, and a
+# package's own TestInBrowser (its js tests run in Chromium) (make
+# test-integration). `make test` runs both, with -race, and the kvcore tests
+# in wazero and node.
+#
 # Adding a test step: write its target with `TEST_STEPS += name` above it,
 # as test-native below. `make test` runs deps, then every step in the order
 # they are added, and fails at the end if any failed. A step exists for
 # tests that need another GOOS or runner; Go tests under ./... already run
 # in test-native, so do not run them again from a step.
+#
+# Every target takes the whole tree (./...): a package that must not build
+# for js or wasip1 says so with build tags, not by being left off a list.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -21,17 +31,10 @@ TIMEOUT ?= 15m
 # Packages whose tests also run as wasm (-short there: one thread, no -race).
 WASIP1_TEST_PKGS ?= ./kvcore/...
 JS_TEST_PKGS ?= ./kvcore/...
-# Packages that must build (and pass vet) for each target in make check:
-# everything natively; for js and wasip1 the packages meant to run there
-# (native-only commands and test drivers such as the relay server or the
-# chromedp tests are not). Add a package that gains a wasm target here.
-NATIVE_PKGS ?= ./...
-JS_PKGS ?= ./kvcore/... ./shaders/... ./wasm/js/... ./relay ./tests/browsercpu
-WASIP1_PKGS ?= ./kvcore/... ./wasm/wasip1 ./tests/wazeroreduce ./wasm/updater/...
 
 TEST_STEPS :=
 
-.PHONY: all deps test test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports bench demo demo-local wazero clean
+.PHONY: all deps test test-unit test-integration test-native test-wasip1 test-js check check-build check-vet check-fmt check-tidy check-imports check-staticcheck check-nofma bench demo demo-local wazero clean
 
 all: check test
 
@@ -40,6 +43,19 @@ deps:
 
 test: deps
 	$(MAKE) --no-print-directory -k $(TEST_STEPS)
+
+# The unit tier: every package, -short (no browser, no processes), no -race.
+test-unit:
+	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(GO) test -short -timeout 5m ./...
+
+# The integration tier: headless Chromium, the webkv binaries as processes,
+# killed workers and relays. The tests that -short leaves out live in tests/,
+# or are a package's TestInBrowser.
+test-integration: deps
+	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(GO) test -race -timeout $(TIMEOUT) ./tests/...
+	$(GO) test -race -timeout $(TIMEOUT) -run '^TestInBrowser$$' ./...
 
 # Every Go test natively, with the race detector.
 TEST_STEPS += test-native
@@ -62,19 +78,21 @@ test-js:
 wazero:
 	$(GO) build -o bin/wazero github.com/tetratelabs/wazero/cmd/wazero
 
-check: check-build check-vet check-fmt check-tidy check-imports
+check: check-build check-vet check-fmt check-tidy check-imports check-staticcheck check-nofma
 
 check-build:
-	$(GO) build $(NATIVE_PKGS)
-	CGO_ENABLED=0 $(GO) build $(NATIVE_PKGS)
-	GOOS=js GOARCH=wasm $(GO) build $(JS_PKGS)
-	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASIP1_PKGS)
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	GOOS=js GOARCH=wasm $(GO) build ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) build ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/webkv.wasm ./wasm/wasip1
+	CGO_ENABLED=0 $(GO) build -o bin/webkv-relay ./relay/cmd/webkv-relay
 
+# vet compiles the tests too, so test files are checked for every target.
 check-vet:
-	$(GO) vet $(NATIVE_PKGS)
-	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
-	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASIP1_PKGS)
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
 check-fmt:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
@@ -82,8 +100,21 @@ check-fmt:
 check-tidy:
 	$(GO) mod tidy -diff
 
+# The layering (see the script's header): kvcore pure Go, compute below the
+# store, relay without shaders/native, the relay server command without cgo.
 check-imports:
-	tests/check-imports.sh ./kvcore/...
+	tests/check-imports.sh
+
+# staticcheck at the version go.mod pins (go tool), on native, js and wasip1.
+check-staticcheck:
+	tests/staticcheck.sh
+
+# The CPU reference kernels round after every product (MXNet's order, and
+# the bits the AVX2 and wasm loops reproduce): no build may fuse a multiply
+# and an add there. arm64 and GOAMD64=v3 are where Go fuses.
+check-nofma:
+	@out=$$( (GOARCH=arm64 $(GO) build -gcflags=-S ./kvcore/internal/kernels; GOAMD64=v3 $(GO) build -gcflags=-S ./kvcore/internal/kernels) 2>&1 | grep -E '\s(V?F(N)?M(ADD|SUB)[0-9]*[SD]{1,2})\s' || true); \
+	if [ -n "$$out" ]; then echo "fused multiply-add in kvcore/internal/kernels (write float32(x*y)):"; echo "$$out"; exit 1; fi
 
 # Benchmarks of every package, then each custom metric (the ratios against
 # the baselines, reported with b.ReportMetric) on its own line.
@@ -96,15 +127,16 @@ bench:
 	@echo "--- ratios and other reported metrics ---"
 	@awk '/^pkg: / { pkg = $$2; sub(".*/", "", pkg) } /^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if ($$i ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$$/ && u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-50s %12s %s\n", pkg "." $$1, $$i, u } }' bin/bench.txt
 
-# The federated demo: the relay with the page mounted and native workers on
-# embedded defaults; open the printed URL to watch and to join with tabs.
-# `make demo-local` is the single-process data-parallel example.
+# The federated demo (www/demo): the relay with the page mounted and native
+# workers on embedded defaults; open the printed URL to watch and to join
+# with tabs. `make demo-local` is the single-process data-parallel example
+# (www/localdemo).
 demo: deps
 	sh wasm/js/build.sh
-	$(GO) run ./relay/cmd/webkv demo -js bin/webkv-js
+	$(GO) run ./native/cmd/webkv demo -js bin/webkv-js
 
 demo-local: deps
-	$(GO) run ./tests/localdemo
+	$(GO) run ./www/localdemo
 
 clean:
 	rm -rf bin

@@ -5,16 +5,23 @@ package native
 import (
 	"fmt"
 
-	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/shaders"
 )
 
+// Backend is the WebGPU compute.Backend of package shaders on a device of
+// its own: it owns the device and releases it on Close.
+type Backend struct {
+	*shaders.Backend
+	dev *Device
+}
+
 // NewBackend opens a device (see Open) and returns the WebGPU
 // compute.Backend on it, named after the adapter, e.g.
-// "webgpu: llvmpipe (LLVM 15.0.6, 256 bits) (vulkan, CPU)". On a CPU
-// adapter (Device.IsCPU after Open) the CPU backend (compute.CPU) is usually
-// faster: say so to the user and let them choose.
-func NewBackend(opts *Options) (compute.Backend, error) {
+// "webgpu: llvmpipe (LLVM 15.0.6, 256 bits) (vulkan, CPU)". Close releases
+// the backend's buffers, then the device. On a CPU adapter (IsCPU) the CPU
+// backend (compute.NewCPU) is usually faster: say so to the user and let
+// them choose.
+func NewBackend(opts *Options) (*Backend, error) {
 	d, err := Open(opts)
 	if err != nil {
 		return nil, err
@@ -24,5 +31,19 @@ func NewBackend(opts *Options) (compute.Backend, error) {
 		d.Release()
 		return nil, fmt.Errorf("native: %w", err)
 	}
-	return b, nil
+	return &Backend{Backend: b, dev: d}, nil
+}
+
+// IsCPU reports whether the backend's adapter is a CPU rasterizer.
+func (b *Backend) IsCPU() bool { return b.dev.IsCPU() }
+
+// Close waits for queued work, frees the backend's buffers and releases
+// the device. The backend must not be used afterwards.
+func (b *Backend) Close() error {
+	err := b.Backend.Close()
+	b.dev.Release()
+	if err != nil {
+		return fmt.Errorf("native: %w", err)
+	}
+	return nil
 }

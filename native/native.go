@@ -11,6 +11,10 @@ import (
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
+// noDriverHint is what Open adds when there is no adapter at all.
+const noDriverHint = "no GPU driver and no CPU Vulkan driver (on Debian/Ubuntu " +
+	"`apt-get install mesa-vulkan-drivers libvulkan1` provides the lavapipe CPU adapter)"
+
 // Device is an open WebGPU device and the adapter it came from.
 type Device struct {
 	Instance *wgpu.Instance
@@ -174,9 +178,9 @@ func Open(opts *Options) (*Device, error) {
 	if len(cs) == 0 {
 		inst.Release()
 		if opts.RequireGPU && len(cands) > 0 {
-			return nil, fmt.Errorf("%w: only CPU adapters, and Options.RequireGPU is set", ErrNoAdapter)
+			return nil, fmt.Errorf("native: %w: only CPU adapters, and Options.RequireGPU is set", ErrNoAdapter)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrNoAdapter, noDriverHint)
+		return nil, fmt.Errorf("native: %w: %s", ErrNoAdapter, noDriverHint)
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return rank(cs[i].info) < rank(cs[j].info) })
 	var errs []error

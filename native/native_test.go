@@ -96,4 +96,15 @@ func TestNewBackend(t *testing.T) {
 	if got[0] != 0 || got[1] != 1 || got[3] != 3 || got[4] != 0 {
 		t.Fatalf("read back %v", got)
 	}
+	// The backend owns its device: Close releases both, and the backend
+	// refuses work afterwards; a second Close is harmless.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Alloc(5); err == nil {
+		t.Error("Alloc after Close: no error")
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
 }

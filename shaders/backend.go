@@ -663,7 +663,10 @@ func (b *Backend) Sync() error {
 	return b.wait()
 }
 
-var errClosed = errors.New("shaders: the backend is closed")
+// ErrClosed is returned by every call on a closed backend.
+var ErrClosed = errors.New("backend is closed")
+
+var errClosed = fmt.Errorf("shaders: %w", ErrClosed)
 
 // Close waits for queued work, then destroys every GPU buffer the backend
 // created (its buffers, pools and staging; not wrapped application

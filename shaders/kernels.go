@@ -235,26 +235,26 @@ func b2i(b bool) int {
 	return 0
 }
 
+// cached is cachedKernel for makers that cannot fail.
+func cached(id kernelID, mk func() *kernel) *kernel {
+	k, _ := cachedKernel(id, func() (*kernel, error) { return mk(), nil }) // mk returns no error, so neither does cachedKernel
+	return k
+}
+
 func reduceKernel(k int, acc, vec4, scaled bool) *kernel {
-	r, _ := cachedKernel(kernelID{1, vec4, k, b2i(acc), b2i(scaled), 0}, func() (*kernel, error) {
-		return makeReduceKernel(k, acc, vec4, scaled), nil
-	})
-	return r
+	return cached(kernelID{1, vec4, k, b2i(acc), b2i(scaled), 0}, func() *kernel { return makeReduceKernel(k, acc, vec4, scaled) })
 }
 
 func fillKernel(vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{2, vec4, 0, 0, 0, 0}, func() (*kernel, error) { return makeFillKernel(vec4), nil })
-	return r
+	return cached(kernelID{2, vec4, 0, 0, 0, 0}, func() *kernel { return makeFillKernel(vec4) })
 }
 
 func quantizeKernel(per int) *kernel {
-	r, _ := cachedKernel(kernelID{3, false, per, 0, 0, 0}, func() (*kernel, error) { return makeQuantizeKernel(per), nil })
-	return r
+	return cached(kernelID{3, false, per, 0, 0, 0}, func() *kernel { return makeQuantizeKernel(per) })
 }
 
 func dequantizeKernel(per int) *kernel {
-	r, _ := cachedKernel(kernelID{4, false, per, 0, 0, 0}, func() (*kernel, error) { return makeDequantizeKernel(per), nil })
-	return r
+	return cached(kernelID{4, false, per, 0, 0, 0}, func() *kernel { return makeDequantizeKernel(per) })
 }
 
 func optKernel(kind compute.OptKind, ns, ins int, vec4, rescale, scaled bool) (*kernel, error) {
@@ -269,14 +269,6 @@ func optKernel(kind compute.OptKind, ns, ins int, vec4, rescale, scaled bool) (*
 	})
 }
 
-// plainGrad reports whether p leaves the gradient as is: rescale_grad 1
-// (x*1 == x in float32) and no clipping (the kernels clip where
-// clip_gradient >= 0, so NaN means none too).
-func plainGrad(p *compute.StepParams) bool {
-	return p.RescaleGrad == 1 && !(p.ClipGradient >= 0)
-}
-
 func lambKernel(phase, ins int, vec4 bool) *kernel {
-	r, _ := cachedKernel(kernelID{6, vec4, phase, ins, 0, 0}, func() (*kernel, error) { return makeLambKernel(phase, ins, vec4), nil })
-	return r
+	return cached(kernelID{6, vec4, phase, ins, 0, 0}, func() *kernel { return makeLambKernel(phase, ins, vec4) })
 }

@@ -212,3 +212,10 @@ func (b *Backend) lamb(prm *params, bufs []*Buffer, ins int, vec4 bool) error {
 		return b.dispatch(k3, binds, &p3, count(cnt))
 	})
 }
+
+// plainGrad reports whether p leaves the gradient as is: rescale_grad 1
+// (x*1 == x in float32) and no clipping (the kernels clip where
+// clip_gradient >= 0, so NaN means none too).
+func plainGrad(p *compute.StepParams) bool {
+	return p.RescaleGrad == 1 && !(p.ClipGradient >= 0)
+}

@@ -133,7 +133,7 @@ func demoBinary(tb testing.TB) string {
 			return
 		}
 		demoBin = filepath.Join(dir, "webkv")
-		cmd := exec.Command("go", "build", "-o", demoBin, "./relay/cmd/webkv")
+		cmd := exec.Command("go", "build", "-o", demoBin, "./native/cmd/webkv")
 		cmd.Dir = brRepoRoot(tb)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			demoBinErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -160,20 +160,20 @@ func readDemo(ctx context.Context) (demoTab, error) {
 // timeout passes.
 func waitDemo(t testing.TB, ctx context.Context, name string, timeout time.Duration, what string, ok func(demoTab) bool) demoTab {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var d demoTab
-	var err error
-	for time.Now().Before(deadline) {
-		d, err = readDemo(ctx)
-		if err == nil && d.State == "error" {
-			t.Fatalf("%s failed: %s", name, d.Message)
+	waitFor(t, timeout, 200*time.Millisecond, fmt.Sprintf("%s: %s", name, what), func() (bool, error) {
+		var err error
+		if d, err = readDemo(ctx); err != nil {
+			return false, err
 		}
-		if err == nil && ok(d) {
-			return d
+		if d.State == "error" {
+			return false, fatalError{fmt.Errorf("the page failed: %s", d.Message)}
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: no %s within %v (last state %+v, error %v)", name, what, timeout, d, err)
+		if !ok(d) {
+			return false, fmt.Errorf("last state %+v", d)
+		}
+		return true, nil
+	})
 	return d
 }
 
@@ -228,6 +228,7 @@ var (
 // bin/webkv-e2e-dashboard.png (ignored by git) or $WEBKV_SCREENSHOT; the
 // test logs the path.
 func TestE2EDemoTabsAndNative(t *testing.T) {
+	integration(t)
 	const e2eRounds, e2eCloseAt = 60, 25
 	t0 := time.Now()
 	el := func() string { return time.Since(t0).Round(100 * time.Millisecond).String() }
@@ -250,8 +251,8 @@ func TestE2EDemoTabsAndNative(t *testing.T) {
 		}
 	}()
 	for i, ctx := range []context.Context{tab1, tab2} {
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(url)); err != nil {
-			t.Fatalf("tab %d: navigating to %s: %v", i+1, url, err)
+		if err := brNavigate(ctx, url, chromedp.EmulateViewport(1280, 1000)); err != nil {
+			t.Fatalf("tab %d: %v", i+1, err)
 		}
 	}
 	names := []string{"tab 1", "tab 2"}
@@ -297,24 +298,17 @@ func TestE2EDemoTabsAndNative(t *testing.T) {
 			Rounds      uint64 `json:"rounds"`
 		} `json:"jobs"`
 	}
-	live := int64(-1)
-	for range 50 {
+	waitFor(t, 10*time.Second, 200*time.Millisecond, "the relay dropping the closed tab", func() (bool, error) {
 		if err := getJSON(url+"status", &st); err != nil {
-			t.Fatal(err)
+			return false, fatalError{err}
 		}
 		for _, j := range st.Jobs {
-			if j.Job == "mnist" {
-				live = j.LiveWorkers
+			if j.Job == "mnist" && j.LiveWorkers == 2 {
+				return true, nil
 			}
 		}
-		if live == 2 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if live != 2 {
-		t.Errorf("relay: %d live workers in job mnist after tab 2 closed, want 2", live)
-	}
+		return false, fmt.Errorf("jobs %+v, want 2 live workers in job mnist", st.Jobs)
+	})
 
 	// Both remaining peers finish.
 	fin := waitDemo(t, tab1, "tab 1", 3*time.Minute, "end of training", func(d demoTab) bool { return d.State == "done" })
@@ -420,7 +414,7 @@ func BenchmarkE2EDemoRounds(b *testing.B) {
 					}
 				}
 				for i, c := range ctxs {
-					if err := chromedp.Do(c, chromedp.Navigate(url)); err != nil {
+					if err := brNavigate(c, url); err != nil {
 						b.Fatalf("tab %d: %v", i+1, err)
 					}
 				}

@@ -1,3 +1,5 @@
+//go:build !js && !wasip1
+
 package tests
 
 import (
@@ -19,6 +21,7 @@ import (
 // event, and a wrong token rejected fast (< 2 s, code AUTH) with the relay's
 // reason, where it used to retry until the create timeout.
 func TestBrowserDistEvents(t *testing.T) {
+	integration(t)
 	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"ev": "tok"}})
 	if err != nil {
 		t.Fatal(err)

@@ -204,8 +204,8 @@ func brRunPage(tb testing.TB, ctx context.Context, url string, timeout time.Dura
 
 // brRunPageErr is brRunPage for goroutines other than the test's.
 func brRunPageErr(ctx context.Context, url string, timeout time.Duration, out any) error {
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		return fmt.Errorf("navigating to %s: %v", url, err)
+	if err := brNavigate(ctx, url); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -772,6 +772,7 @@ func brCompare(t *testing.T, label string, steps []brStep, got []brRec, want []b
 // local and device stores (and dist ones against an in-process relay), error
 // cases included, and compares each outcome with the same call on kvcore.
 func TestBrowserAPI(t *testing.T) {
+	integration(t)
 	seed := brSeed(t)
 
 	// The relay that the dist steps use, mounted on the page's own origin.
@@ -852,6 +853,7 @@ func TestBrowserAPI(t *testing.T) {
 // give the native CPU reference's bits for a sum, Adam (single and fused
 // pushes) and 2bit compression on seeded values.
 func TestBrowserNoWebGPU(t *testing.T) {
+	integration(t)
 	srv := brServer(t, nil)
 	ctx := brBrowser(t)
 	seed := brSeed(t) % 100000
@@ -965,6 +967,7 @@ func brNoGPUReference(t *testing.T, seed uint32, n int) map[string]string {
 // see the exact sum of the two pushes, and the page must see the native
 // worker leave (a "membership" event, numWorkers back to 1).
 func TestBrowserDistWithNative(t *testing.T) {
+	integration(t)
 	seed := brSeed(t) % 100000
 	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"mix": "tok", "mixdev": "tok"}})
 	if err != nil {
@@ -1065,6 +1068,7 @@ func slicesContainWorkers(ev [][2]int, n int) bool {
 // in flight and refused tokens in between, and checks that the page's Go
 // runtime survives (a deadlock in a websocket close path once killed it).
 func TestBrowserDistChurn(t *testing.T) {
+	integration(t)
 	rs, err := relay.NewServer(relay.Config{Tokens: map[string]string{"churn": "tok"}})
 	if err != nil {
 		t.Fatal(err)
@@ -1089,4 +1093,67 @@ func TestBrowserDistChurn(t *testing.T) {
 	if fmt.Sprint(res.Alive) != "[1 2]" {
 		t.Errorf("runtime after the churn: pulled %v, want [1 2]", res.Alive)
 	}
+}
+
+// integration marks t as a test of the integration tier: browsers,
+// processes, faults. `go test -short` (make test-unit) leaves it out;
+// make test and make test-integration run it.
+func integration(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("integration test (browser, processes or faults): left out under -short")
+	}
+}
+
+// waitFor checks cond every interval (at once first) until it reports done,
+// fails tb with its last error after timeout, and returns at once when cond
+// returns a fatal error. It waits on an observed state (a page variable, a
+// relay's /status), never on the passing of time alone.
+func waitFor(tb testing.TB, timeout, interval time.Duration, what string, cond func() (done bool, err error)) {
+	tb.Helper()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var last error
+	for {
+		done, err := cond()
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			tb.Fatalf("%s: %v", what, fatal.error)
+		}
+		if done {
+			return
+		}
+		last = err
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			tb.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
+		}
+	}
+}
+
+// fatalError makes waitFor stop at once.
+type fatalError struct{ error }
+
+// navigateTimeout bounds one page load: chromedp's Navigate waits for the
+// load event without a limit of its own, and a lost event would otherwise
+// hold a test until the package's timeout, with no word on what hung.
+const navigateTimeout = 2 * time.Minute
+
+// brNavigate runs the actions (a viewport, say) and then loads url in the
+// tab ctx, within navigateTimeout. The tab's target is created first
+// without the time limit, since chromedp ties a new target's life to the
+// context of its first Run.
+func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chromedp.Void]) error {
+	if err := chromedp.Do(ctx); err != nil {
+		return fmt.Errorf("opening a tab for %s: %v", url, err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, navigateTimeout)
+	defer cancel()
+	if err := chromedp.Do(nctx, append(actions, chromedp.Navigate(url))...); err != nil {
+		return fmt.Errorf("navigating to %s: %v", url, err)
+	}
+	return nil
 }

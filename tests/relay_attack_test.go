@@ -1,3 +1,5 @@
+//go:build !js && !wasip1
+
 package tests
 
 // The relay on the open internet (issue 8), against the real `webkv

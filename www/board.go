@@ -2,6 +2,7 @@ package www
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,13 +67,19 @@ const Stale = 15 * time.Second
 
 const maxHistory = 2000
 
+// maxPeers bounds the board: reports come from anyone who can reach the page.
+const maxPeers = 1024
+
+// ErrBadReport is wrapped by Board.Report's errors about the report itself.
+var ErrBadReport = errors.New("bad report")
+
 // NewBoard returns an empty board.
 func NewBoard() *Board { return &Board{start: time.Now(), peers: map[string]*peer{}} }
 
 // Report records r (r.ID required).
 func (b *Board) Report(r Report) error {
 	if r.ID == "" || len(r.ID) > 64 {
-		return fmt.Errorf("report: id %q: want 1..64 characters", r.ID)
+		return fmt.Errorf("www: %w: id %q: want 1..64 characters", ErrBadReport, r.ID)
 	}
 	r.Token = ""
 	r.Seen = time.Now()
@@ -80,8 +87,8 @@ func (b *Board) Report(r Report) error {
 	defer b.mu.Unlock()
 	p := b.peers[r.ID]
 	if p == nil {
-		if len(b.peers) >= 1024 {
-			return fmt.Errorf("report: board full (1024 peers)")
+		if len(b.peers) >= maxPeers {
+			return fmt.Errorf("www: report: board full (%d peers)", maxPeers)
 		}
 		p = &peer{}
 		b.peers[r.ID] = p
@@ -142,6 +149,7 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/peers" && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		// An error here is the client gone mid-answer: nothing to tell it.
 		_ = json.NewEncoder(w).Encode(map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()})
 	case (r.URL.Path == "/api/report" || r.URL.Path == "/api/leave") && r.Method == http.MethodPost:
 		var rep Report

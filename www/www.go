@@ -1,21 +1,30 @@
-// Package www is the federated-training demo's web app: the page a browser
-// tab opens to join a job and train the MNIST MLP of package shaders/mlp on
-// WebGPU (or on the CPU), and the dashboard that shows every peer's state,
-// the rounds, loss and test accuracy over time, throughput and backends.
+// Package www is webkv's federated-training demo. This package is its web
+// app: the page a browser tab opens to join a job and train the MNIST MLP
+// of package mnist (www/mnist) on WebGPU (or on the CPU), and the dashboard
+// that shows every peer's state, the rounds, loss and test accuracy over
+// time, throughput and backends. The rest of the demo lives beside it:
+//
+//	www/mnist       the model, its CPU reference, WGSL kernels and MNIST data shards (pure Go)
+//	www/mnist/gpu   the model's WebGPU engine (cgo natively, or GOOS=js)
+//	www/worker      one native worker's training loop against a relay job (or alone)
+//	www/demo        a relay serving this app plus N native workers: `webkv demo`
+//	www/localdemo   a single-process data-parallel example on a "local" store
+//	www/static      the page's files, embedded here
 //
 // Handler returns one http.Handler holding
 //
 //	/                 the page (index.html, app.js, gpu.js, cpu.js, chart.js, style.css; embedded)
 //	/mlp/*.wgsl       the model's WGSL kernels, the very sources native workers run
-//	/data/shard, /data/test   MNIST shards (package mlp's DataHandler)
+//	/data/shard, /data/test   MNIST shards (mnist.DataHandler)
 //	/api/config       the job's training settings (JSON)
 //	/api/report       POST: a peer's progress report (JSON Report)
 //	/api/leave        POST: a peer leaves (sent with navigator.sendBeacon on unload)
 //	/api/peers        GET: every peer's latest report and history (JSON)
 //	/webkv/           the webkv JavaScript runtime (webkv.js, webkv.wasm, wasm_exec.js), when given
 //
-// The relay binary mounts it on "/" (relay.Server.Handle("/", h)), next to
-// the relay's own /ws, /status and /metrics.
+// The demo mounts it on its relay at "/" (relay.Server.Handle("/", h)),
+// next to the relay's own /ws, /status and /metrics. The package is pure Go
+// (no cgo, no WebGPU), so a CGO_ENABLED=0 relay binary can serve it too.
 package www
 
 import (
@@ -24,7 +33,7 @@ import (
 	"io/fs"
 	"net/http"
 
-	"github.com/webkv/webkv/shaders/mlp"
+	"github.com/webkv/webkv/www/mnist"
 )
 
 //go:embed static
@@ -33,7 +42,7 @@ var static embed.FS
 // JobConfig is what a joining tab trains with; /api/config serves it.
 type JobConfig struct {
 	Job       string  `json:"job"`             // relay job id
-	Token     string  `json:"token,omitempty"` // served only when Options.ShareToken
+	Token     string  `json:"token,omitempty"` // served only when Config.ShareToken
 	Type      string  `json:"type"`            // store type, e.g. dist_sync
 	Shards    int     `json:"shards"`          // split of the training set; a peer takes shard rank % Shards
 	IID       bool    `json:"iid"`             // IID or label-sorted split
@@ -52,20 +61,21 @@ type JobConfig struct {
 	StartWorkers int `json:"start_workers"`
 }
 
-// DefaultConfig is the demo's job: 4 IID shards, batch 64, SGD 0.1 with
+// DefaultJob is the demo's job: 4 IID shards, batch 64, SGD 0.1 with
 // momentum 0.9, 200 rounds. Two workers reach about 94.3% test accuracy in
 // 200 rounds (95.0% in 300): 200 keeps `make demo` on lavapipe-class
 // adapters at about half a minute on an idle 2-core machine (two minutes
 // when it is loaded), long enough to open the page and watch.
-func DefaultConfig() JobConfig {
+func DefaultJob() JobConfig {
 	return JobConfig{Job: "mnist", Type: "dist_sync", Shards: 4, IID: true, Max: 0, Batch: 64,
 		LR: 0.1, Momentum: 0.9, Rounds: 200, EvalEvery: 20, TestSize: 2000, Seed: 1}
 }
 
-// Options configure Handler.
-type Options struct {
-	Config JobConfig
-	// ShareToken serves Config.Token in /api/config so that a tab opened
+// Config configures Handler.
+type Config struct {
+	// Job is what joining tabs train with.
+	Job JobConfig
+	// ShareToken serves Job.Token in /api/config so that a tab opened
 	// on the printed URL can join without typing it (the demo on loopback).
 	// Without it, a tab reads the token from the URL fragment (#token=…).
 	ShareToken bool
@@ -78,7 +88,7 @@ type Options struct {
 }
 
 // Handler returns the web app (see the package doc).
-func Handler(o Options) http.Handler {
+func Handler(o Config) http.Handler {
 	if o.Board == nil {
 		o.Board = NewBoard()
 	}
@@ -88,18 +98,18 @@ func Handler(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /", http.FileServerFS(sub))
-	mux.Handle("GET /mlp/", http.StripPrefix("/mlp/", http.FileServerFS(mlp.KernelSources())))
-	mux.Handle("GET /data/", mlp.DataHandler())
-	cfg := o.Config
+	mux.Handle("GET /mlp/", http.StripPrefix("/mlp/", http.FileServerFS(mnist.KernelSources())))
+	mux.Handle("GET /data/", mnist.DataHandler())
+	cfg := o.Job
 	if !o.ShareToken {
 		cfg.Token = ""
 	}
 	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(cfg)
+		_ = json.NewEncoder(w).Encode(cfg) // an error is the client gone mid-answer
 	})
-	o.Board.token = o.Config.Token
+	o.Board.token = o.Job.Token
 	mux.Handle("GET /api/peers", o.Board)
 	mux.Handle("POST /api/report", o.Board)
 	mux.Handle("POST /api/leave", o.Board)

@@ -32,10 +32,10 @@ func post(t *testing.T, url, body string) int {
 }
 
 func TestHandlerServesApp(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := DefaultJob()
 	cfg.Token = "s3cret"
 	rt := fstest.MapFS{"webkv.js": {Data: []byte("export const x = 1;")}}
-	srv := httptest.NewServer(Handler(Options{Config: cfg, Runtime: rt}))
+	srv := httptest.NewServer(Handler(Config{Job: cfg, Runtime: rt}))
 	defer srv.Close()
 	for path, want := range map[string]string{
 		"/":                "<canvas id=\"chart\"",
@@ -92,9 +92,9 @@ func TestHandlerServesApp(t *testing.T) {
 }
 
 func TestHandlerWithoutRuntime(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := DefaultJob()
 	cfg.Token = "tok"
-	srv := httptest.NewServer(Handler(Options{Config: cfg, ShareToken: true}))
+	srv := httptest.NewServer(Handler(Config{Job: cfg, ShareToken: true}))
 	defer srv.Close()
 	if code, body := get(t, srv.URL+"/webkv/webkv.js"); code != 404 || !strings.Contains(body, "build.sh") {
 		t.Errorf("runtime missing: %d %q", code, body)

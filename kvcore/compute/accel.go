@@ -32,18 +32,21 @@ type Accelerator interface {
 func (c *CPU) accelerates(n int) bool { return c.accel != nil && n >= c.accel.MinLen() }
 
 // ReduceStep is Reduce of srcs into a temporary, then Step with it as the
-// gradient (ReduceStepper). With an accelerator that is one fused pass;
-// otherwise the temporary comes from the pool (without being zeroed) and
-// the passes are those of a store's own merge buffer.
+// gradient (ReduceStepper), in one pass: on Go's loops each goroutine sums
+// blocks that stay in cache and steps from them (see reduceStep); with an
+// accelerator the accelerator's fused pass. An accelerated call whose
+// sources alias the weight or a state is not fusable there: it reduces into
+// a temporary from the pool (without zeroing it), then steps.
 func (c *CPU) ReduceStep(kind OptKind, p *StepParams, weight Buffer, srcs []Buffer, scale float32, states []Buffer) error {
 	w, err := cpuData(weight)
 	if err != nil {
 		return err
 	}
-	if c.accelerates(len(w)) {
-		if in, st, ok := fusable(kind, p, w, srcs, states); ok {
-			return c.accel.ReduceStep(kind, p, w, in, scale, st)
-		}
+	if !c.accelerates(len(w)) {
+		return c.reduceStep(kind, p, w, srcs, scale, states)
+	}
+	if in, st, ok := fusable(kind, p, w, srcs, states); ok {
+		return c.accel.ReduceStep(kind, p, w, in, scale, st)
 	}
 	m := c.scratch(max(len(w), 1))
 	defer c.Free(m)

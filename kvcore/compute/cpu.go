@@ -20,9 +20,10 @@ func (b *CPUBuffer) Len() int { return len(b.data) }
 // Float32s returns the backing slice (no copy).
 func (b *CPUBuffer) Float32s() []float32 { return b.data }
 
-// CPU is the reference Backend: plain Go loops (the kernels' documented
-// reference loops, AVX2 for the 4-input reduce on amd64), split across
-// GOMAXPROCS goroutines for large arrays. The goroutines are started for
+// CPU is the reference Backend: the kernels' documented reference loops
+// (with AVX2 loops of the same bits for the reduce, the optimizers and the
+// quantizers on amd64, unrolled ones on wasm), split across GOMAXPROCS
+// goroutines for large arrays. It is a ReduceStepper (see ReduceStep). The goroutines are started for
 // each call and joined before it returns, so a CPU owns none between calls
 // and needs no Close.
 //
@@ -338,6 +339,7 @@ const (
 	jobStep
 	jobQuantize   // dst: packed words, grad: values, src: residual
 	jobDequantize // dst: values, src: packed words
+	jobReduceStep // dst: weight, srcs: states, ins: inputs (see ReduceStep)
 )
 
 // job is one element-wise operation split into chunks. Jobs are pooled
@@ -353,10 +355,14 @@ type job struct {
 	params *StepParams
 	opt    OptKind
 	comp   Compression
+	ins    [][]float32 // jobReduceStep's inputs
 
 	wg     sync.WaitGroup
 	lo, hi []int    // chunk i is [lo[i], hi[i]); chunk 0 runs on the caller
 	fns    []func() // fns[i] runs chunk i+1 and calls wg.Done
+
+	per     int         // chunk length: chunk i starts at i*per
+	scratch [][]float32 // jobReduceStep: one summed block per chunk
 }
 
 var jobPool = sync.Pool{New: func() any { return new(job) }}
@@ -368,6 +374,10 @@ func putJob(j *job) {
 		j.srcs[i] = nil
 	}
 	j.srcs = j.srcs[:0]
+	for i := range j.ins {
+		j.ins[i] = nil
+	}
+	j.ins = j.ins[:0]
 	j.dst, j.src, j.grad, j.params = nil, nil, nil, nil
 	jobPool.Put(j)
 }
@@ -392,12 +402,14 @@ func (j *job) chunks(p int) {
 func (j *job) runParallel(n int) {
 	p := runtime.GOMAXPROCS(0)
 	if n < parallelMin || p == 1 {
+		j.per = max(n, 1)
 		j.run(0, n)
 		putJob(j)
 		return
 	}
 	per := ((n+p-1)/p + 31) &^ 31 // ceil(n/p), rounded up to 32
 	p = (n + per - 1) / per
+	j.per = per
 	j.chunks(p)
 	for i := range p {
 		j.lo[i], j.hi[i] = i*per, min((i+1)*per, n)
@@ -428,6 +440,8 @@ func (j *job) run(lo, hi int) {
 		quantizeRange(j.comp, j.dst, j.grad, j.src, lo, hi)
 	case jobDequantize:
 		dequantizeRange(j.comp, j.dst, j.src, lo, hi)
+	case jobReduceStep:
+		j.reduceStepRange(lo, hi)
 	}
 }
 
@@ -464,8 +478,6 @@ func stepRange(k OptKind, p *StepParams, w, g []float32, states [][]float32, lo,
 	if lo >= hi {
 		return
 	}
-	kp := kparams(p)
-	w, g = w[lo:hi], g[lo:hi:hi]
 	var s0, s1, s2 []float32
 	if len(states) > 0 {
 		s0 = states[0][lo:hi:hi]
@@ -476,6 +488,12 @@ func stepRange(k OptKind, p *StepParams, w, g []float32, states [][]float32, lo,
 	if len(states) > 2 {
 		s2 = states[2][lo:hi:hi]
 	}
+	stepBlock(k, kparams(p), w[lo:hi], g[lo:hi:hi], s0, s1, s2)
+}
+
+// stepBlock applies kind's kernel to w, g and the states s0..s2 (nil where
+// kind has fewer), all of the same length.
+func stepBlock(k OptKind, kp *kernels.Params, w, g, s0, s1, s2 []float32) {
 	switch k {
 	case OptSGD:
 		if s0 == nil {
@@ -566,18 +584,29 @@ const lambParallelMin = 1 << 17
 // ran the blocks. Large arrays are shared by GOMAXPROCS goroutines, forked
 // and joined for each phase; a step allocates nothing.
 func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
+	return lambRun(p, w, g, nil, 0, states)
+}
+
+// lambRun is lambStep with the gradient g, or, when g is nil, the gradient
+// summed block by block from ins times scale (ReduceStep).
+func lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("compute: lamb step needs 2 states (mean, var), got %d", len(states))
 	}
 	mean, vr := states[0], states[1]
-	if len(g) != len(w) || len(mean) != len(w) || len(vr) != len(w) {
+	if (g != nil && len(g) != len(w)) || len(mean) != len(w) || len(vr) != len(w) {
 		return fmt.Errorf("compute: lamb step: lengths differ: weight %d, grad %d, mean %d, var %d", len(w), len(g), len(mean), len(vr))
 	}
 	j := lambJobs.Get().(*lambJob)
 	defer func() {
 		j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
+		j.ins = nil
 		lambJobs.Put(j)
 	}()
+	if g == nil {
+		j.ins, j.scale = ins, scale
+		j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), 2*kernels.LAMBBlock)
+	}
 	nb := (len(w) + kernels.LAMBBlock - 1) / kernels.LAMBBlock
 	if cap(j.partial) < 2*nb {
 		j.partial = make([]float64, 2*nb)
@@ -617,6 +646,14 @@ type lambJob struct {
 	next           atomic.Int64 // next block to take
 	wg             sync.WaitGroup
 	helper         func() // bound once: work, then wg.Done
+
+	// ReduceStep: the gradient is the sum of ins times scale, summed into
+	// the worker's scratch block for phase 1.
+	ins     [][]float32
+	scale   float32
+	scratch [][]float32
+	workers atomic.Int64 // worker numbers handed out in this phase
+	batch   int64        // blocks per take (see lambBatch)
 }
 
 var lambJobs = sync.Pool{New: func() any {
@@ -634,12 +671,14 @@ var lambJobs = sync.Pool{New: func() any {
 func (j *lambJob) run(phase, nb int) {
 	j.phase, j.nblocks = phase, nb
 	j.next.Store(0)
+	j.workers.Store(0)
 	p := runtime.GOMAXPROCS(0)
+	j.batch = int64(min(lambBatch, max(1, nb/(4*p))))
 	if len(j.w) < lambParallelMin || p == 1 {
 		j.work()
 		return
 	}
-	h := min(p-1, nb-1)
+	h := min(p-1, (nb+int(j.batch)-1)/int(j.batch)-1)
 	j.wg.Add(h)
 	for range h {
 		go j.helper()
@@ -650,17 +689,46 @@ func (j *lambJob) run(phase, nb int) {
 
 // work takes blocks until none are left.
 func (j *lambJob) work() {
+	var scratch []float32
+	if j.ins != nil {
+		scratch = scratchFor(j.scratch, int(j.workers.Add(1)-1), 2*kernels.LAMBBlock)
+	}
 	for {
-		b := int(j.next.Add(1) - 1)
-		if b >= j.nblocks {
+		// Runs of lambBatch consecutive blocks: each goroutine streams
+		// through long stretches of the arrays, which the hardware
+		// prefetchers follow (single blocks taken in turn by two cores
+		// break every stream every 16 KB).
+		b0 := int(j.next.Add(j.batch) - j.batch)
+		if b0 >= j.nblocks {
 			return
 		}
-		lo := b * kernels.LAMBBlock
-		hi := min(lo+kernels.LAMBBlock, len(j.w))
-		if j.phase == 1 {
-			j.partial[2*b], j.partial[2*b+1] = kernels.LAMBPhase1(j.p, j.w[lo:hi], j.g[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
-		} else {
-			kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+		j.blocks(b0, min(b0+int(j.batch), j.nblocks), scratch)
+	}
+}
+
+// lambBatch is the most consecutive blocks a LAMB goroutine takes at a
+// time (1 MB of each array); smaller arrays get runs that still make
+// about 4 per goroutine.
+const lambBatch = 64
+
+// blocks runs the phase on blocks [b0, b1). ReduceStep's phase 1 sums the
+// gradient of two blocks at a time into scratch (kernels.LAMBPhase1Blocks
+// runs pairs of blocks together).
+func (j *lambJob) blocks(b0, b1 int, scratch []float32) {
+	const B = kernels.LAMBBlock
+	lo, hi := b0*B, min(b1*B, len(j.w))
+	switch {
+	case j.phase == 2:
+		kernels.LAMBPhase2(j.p, j.lr, j.w[lo:hi], j.mean[lo:hi], j.vr[lo:hi])
+	case j.ins == nil:
+		kernels.LAMBPhase1Blocks(j.p, j.w[lo:hi], j.g[lo:hi], j.mean[lo:hi], j.vr[lo:hi], j.partial[2*b0:2*b1])
+	default:
+		for b := b0; b < b1; b += 2 {
+			e := min(b+2, b1)
+			lo, hi := b*B, min(e*B, len(j.w))
+			g := scratch[:hi-lo]
+			kernels.ReduceInto(g, j.ins, j.scale, lo)
+			kernels.LAMBPhase1Blocks(j.p, j.w[lo:hi], g, j.mean[lo:hi], j.vr[lo:hi], j.partial[2*b:2*e])
 		}
 	}
 }

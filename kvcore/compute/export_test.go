@@ -10,4 +10,5 @@ var (
 const (
 	LambParallelMin = lambParallelMin
 	ParallelMin     = parallelMin
+	ReduceStepBlock = reduceStepBlock
 )

@@ -6,6 +6,8 @@
 // GOOS=wasip1; exports setup(nsrc, n) and reduce().
 package main
 
+//lint:file-ignore U1000 setup and reduce are exported to the host by //go:wasmexport, which staticcheck does not follow.
+
 import (
 	"github.com/webkv/webkv/kvcore/compute"
 )

@@ -21,8 +21,7 @@ type work func() (any, error)
 
 // promise returns a Promise settled by w, run in a new goroutine.
 func promise(w work) js.Value {
-	var executor js.Func
-	executor = js.FuncOf(func(this js.Value, args []js.Value) any {
+	executor := js.FuncOf(func(this js.Value, args []js.Value) any {
 		resolve, reject := args[0], args[1]
 		go func() {
 			v, err := runSafely(w)

@@ -219,8 +219,6 @@ func wgpuBuffer(v js.Value) *wgpu.Buffer {
 	return (*wgpu.Buffer)(unsafe.Pointer(&jsBuffer{v: v}))
 }
 
-func jsOfBuffer(b *wgpu.Buffer) js.Value { return (*jsBuffer)(unsafe.Pointer(b)).v }
-
 // GPUBufferUsage bits a wrapped buffer needs: STORAGE | COPY_SRC | COPY_DST.
 const neededUsage = 0x80 | 0x04 | 0x08
 

@@ -70,7 +70,7 @@ const zeros = () => ({ w1: new Float32Array(SHAPE.In * SHAPE.Hidden), b1: new Fl
   w2: new Float32Array(SHAPE.Hidden * SHAPE.Out), b2: new Float32Array(SHAPE.Out) });
 const shapes = { w1: [SHAPE.In, SHAPE.Hidden], b1: [SHAPE.Hidden], w2: [SHAPE.Hidden, SHAPE.Out], b2: [SHAPE.Out] };
 
-// fetchShard decodes package mlp's shard format (shard.go).
+// fetchShard decodes package mnist's shard format (www/mnist/shard.go).
 async function fetchShard(url) {
   const resp = await fetch(url);
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}: ${await resp.text()}`);

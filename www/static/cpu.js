@@ -1,5 +1,5 @@
-// The MLP's CPU reference in JavaScript: the same arithmetic as package
-// shaders/mlp's Grad and Evaluate (model.go), for tabs without WebGPU.
+// The MLP's CPU reference in JavaScript: the same arithmetic as
+// package mnist's Grad and Evaluate (www/mnist/model.go), for tabs without WebGPU.
 
 export class CpuMLP {
   constructor(shape) {

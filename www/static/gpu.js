@@ -1,6 +1,6 @@
 // The MLP on WebGPU in the browser: the same WGSL kernels as native workers
-// (fetched from /mlp/*.wgsl, served from package shaders/mlp) and the same
-// 9-dispatch step as gpu.go, with explicit layouts and 64-invocation
+// (fetched from /mlp/*.wgsl, served from package mnist, www/mnist/wgsl) and the same
+// 9-dispatch step as www/mnist/gpu/gpu.go, with explicit layouts and 64-invocation
 // workgroups (valid in compatibility mode).
 
 const RO = 'read-only-storage', RW = 'storage', UNI = 'uniform';

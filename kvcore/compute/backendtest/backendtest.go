@@ -22,6 +22,8 @@
 //     optimizer.Parse and (*optimizer.Spec).Params (every kind at least
 //     once), and from StepParams filled here so each flag of every kernel
 //     is reached;
+//   - ReduceStep, where the backend has it (compute.ReduceStepper), against
+//     Reduce then Step on the reference, for every kind;
 //   - Quantize/Dequantize for 2bit and 1bit, residual carried across calls;
 //   - ordering of queued work: a Write, Fill or Copy issued after an
 //     operation that reads the buffer does not leak into that operation's
@@ -129,6 +131,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) compute.Backend, opts ...Op
 		{"Fill", (*suite).fill},
 		{"Reduce", (*suite).reduce},
 		{"Step", (*suite).step},
+		{"ReduceStep", (*suite).reduceStep},
 		{"Quantize", (*suite).quantize},
 		{"Errors", (*suite).errors},
 		{"Ordering", (*suite).ordering},

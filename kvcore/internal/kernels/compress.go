@@ -69,9 +69,15 @@ func checkDequantizeLens(kind string, packed int, out, in []float32) {
 func Quantize2Bit(out, g, r []float32, threshold float32) {
 	checkQuantizeLens("2bit", Packed2Bit(len(g)), out, g, r)
 	pos, neg := threshold, -1*threshold
+	quantize2Rest(out, g, r, pos, neg, quantize2Vec(out[:len(g)/16], g, r, pos, neg))
+}
+
+// quantize2Rest is Quantize2Bit's reference loop from word from on: the
+// vector loop (quantize2Vec) did the words before it.
+func quantize2Rest(out, g, r []float32, pos, neg float32, from int) {
 	n := len(g)
 	full := n / 16
-	for w := 0; w < full; w++ {
+	for w := from; w < full; w++ {
 		out[w] = math.Float32frombits(quantize2Word(g[w*16:w*16+16], r[w*16:w*16+16], pos, neg))
 	}
 	if tail := n - full*16; tail > 0 {
@@ -151,9 +157,14 @@ func b2u(b bool) uint32 {
 // as for Quantize2Bit with Packed1Bit.
 func Quantize1Bit(out, g, r []float32, threshold float32) {
 	checkQuantizeLens("1bit", Packed1Bit(len(g)), out, g, r)
+	quantize1Rest(out, g, r, threshold, quantize1Vec(out[:len(g)/32], g, r, threshold))
+}
+
+// quantize1Rest is Quantize1Bit's reference loop from word from on.
+func quantize1Rest(out, g, r []float32, threshold float32, from int) {
 	n := len(g)
 	full := n / 32
-	for w := 0; w < full; w++ {
+	for w := from; w < full; w++ {
 		out[w] = math.Float32frombits(quantize1Word(g[w*32:w*32+32], r[w*32:w*32+32], threshold))
 	}
 	if tail := n - full*32; tail > 0 {
@@ -195,9 +206,14 @@ func quantize1Word(g, r []float32, t float32) uint32 {
 func Dequantize2Bit(out, in []float32, threshold float32) {
 	checkDequantizeLens("2bit", Packed2Bit(len(out)), out, in)
 	vals := [4]float32{0, 0, -1 * threshold, threshold}
+	dequantize2Rest(out, in, &vals, dequantize2Vec(out, in[:len(out)/16], &vals))
+}
+
+// dequantize2Rest is Dequantize2Bit's reference loop from word from on.
+func dequantize2Rest(out, in []float32, vals *[4]float32, from int) {
 	n := len(out)
 	full := n / 16
-	for w := 0; w < full; w++ {
+	for w := from; w < full; w++ {
 		word := math.Float32bits(in[w])
 		o := out[w*16 : w*16+16]
 		for k := range o {
@@ -219,9 +235,14 @@ func Dequantize2Bit(out, in []float32, threshold float32) {
 func Dequantize1Bit(out, in []float32, threshold float32) {
 	checkDequantizeLens("1bit", Packed1Bit(len(out)), out, in)
 	vals := [2]float32{-1, 1}
+	dequantize1Rest(out, in, &vals, dequantize1Vec(out, in[:len(out)/32], &vals))
+}
+
+// dequantize1Rest is Dequantize1Bit's reference loop from word from on.
+func dequantize1Rest(out, in []float32, vals *[2]float32, from int) {
 	n := len(out)
 	full := n / 32
-	for w := 0; w < full; w++ {
+	for w := from; w < full; w++ {
 		word := math.Float32bits(in[w])
 		o := out[w*32 : w*32+32]
 		for k := range o {

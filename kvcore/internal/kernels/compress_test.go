@@ -379,34 +379,3 @@ func TestCompressBadLengthsPanic(t *testing.T) {
 	mustPanic("long in", func() { kernels.Dequantize2Bit(make([]float32, 16), make([]float32, 2), 1) })
 	mustPanic("short in", func() { kernels.Dequantize1Bit(make([]float32, 33), make([]float32, 1), 1) })
 }
-
-func BenchmarkQuantize2Bit(b *testing.B) {
-	const n = 1 << 20
-	g, r := randGrad(rand.New(rand.NewPCG(1, 1)), n, 1), make([]float32, n)
-	out := make([]float32, compute.Compress2Bit.PackedLen(n))
-	b.SetBytes(4 * n)
-	for b.Loop() {
-		kernels.Quantize2Bit(out, g, r, 0.5)
-	}
-}
-
-func BenchmarkDequantize2Bit(b *testing.B) {
-	const n = 1 << 20
-	g, r := randGrad(rand.New(rand.NewPCG(1, 1)), n, 1), make([]float32, n)
-	out := make([]float32, compute.Compress2Bit.PackedLen(n))
-	kernels.Quantize2Bit(out, g, r, 0.5)
-	b.SetBytes(4 * n)
-	for b.Loop() {
-		kernels.Dequantize2Bit(g, out, 0.5)
-	}
-}
-
-func BenchmarkQuantize1Bit(b *testing.B) {
-	const n = 1 << 20
-	g, r := randGrad(rand.New(rand.NewPCG(1, 1)), n, 1), make([]float32, n)
-	out := make([]float32, compute.Compress1Bit.PackedLen(n))
-	b.SetBytes(4 * n)
-	for b.Loop() {
-		kernels.Quantize1Bit(out, g, r, 0.5)
-	}
-}

@@ -10,7 +10,15 @@ const reduceBlock = 2048
 // the output in L1 while the rest stream through, the scale fused into the
 // last pass.
 func ReduceRange(dst []float32, srcs [][]float32, scale float32, lo, hi int) {
-	d := dst[lo:hi]
+	ReduceInto(dst[lo:hi], srcs, scale, lo)
+}
+
+// ReduceInto is ReduceRange into a block of its own: d[i] = scale *
+// (((s0[lo+i]+s1[lo+i])+s2[lo+i])+…) for i in [0, len(d)). The CPU
+// backend's fused reduce-and-step sums into a small block that stays in L1
+// and runs the optimizer on it.
+func ReduceInto(d []float32, srcs [][]float32, scale float32, lo int) {
+	hi := lo + len(d)
 	switch len(srcs) {
 	case 1:
 		scale1(d, srcs[0][lo:hi], scale)
@@ -27,7 +35,7 @@ func ReduceRange(dst []float32, srcs [][]float32, scale float32, lo, hi int) {
 	}
 	for b := lo; b < hi; b += reduceBlock {
 		e := min(b+reduceBlock, hi)
-		d := dst[b:e]
+		d := d[b-lo : e-lo]
 		sum4s(d, srcs[0][b:e], srcs[1][b:e], srcs[2][b:e], srcs[3][b:e], 1)
 		rest := srcs[4:]
 		for len(rest) > 3 {

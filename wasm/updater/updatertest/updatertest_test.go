@@ -17,6 +17,9 @@ import (
 // built from reviewed source (relay -updater-allow) and a user's build of
 // that source matches it.
 func TestReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the standard library for wasip1 from scratch (half a minute); left out under -short")
+	}
 	a := Build(t, "mxtest")
 	root := t.TempDir()
 	for _, f := range []string{"go.mod", "go.sum", "wasm/updater/doc.go", "wasm/updater/updater.go", "wasm/updater/kernels.go",

@@ -1,0 +1,85 @@
+//go:build !js && !wasip1
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/webkv/webkv/www"
+	"github.com/webkv/webkv/www/worker"
+)
+
+func init() {
+	register("worker", "train the demo's MNIST MLP as a native worker of a relay job (or alone)", runWorker)
+}
+
+// trainFlags registers the training flags shared by worker and demo.
+func trainFlags(fs *flag.FlagSet, c *worker.Config, cpu *bool) {
+	d := www.DefaultJob()
+	fs.IntVar(&c.Steps, "steps", d.Rounds, "rounds to train")
+	fs.IntVar(&c.Batch, "batch", d.Batch, "samples per worker per round")
+	fs.Float64Var(&c.LR, "lr", d.LR, "SGD learning rate (server-side optimizer)")
+	fs.Float64Var(&c.Momentum, "momentum", d.Momentum, "SGD momentum")
+	fs.IntVar(&c.Shards, "shards", d.Shards, "split the training set into this many shards")
+	fs.BoolVar(&c.IID, "iid", d.IID, "IID split (false: label-sorted, each shard holds one or two digits)")
+	fs.IntVar(&c.MaxPerShard, "max-per-shard", d.Max, "cap on each worker's samples (0: the whole shard)")
+	fs.Int64Var(&c.Seed, "seed", d.Seed, "seed of the initial weights, split and batch order")
+	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "steps between test evaluations (0: only at the end)")
+	fs.IntVar(&c.TestSize, "test-size", d.TestSize, "test images in the periodic evaluations (the final one uses all 10000)")
+	fs.BoolVar(cpu, "cpu", false, "compute on the CPU reference even when a WebGPU adapter exists")
+}
+
+// parse parses args into fs; ok false means return code (0 for -h).
+func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "webkv %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2, false
+	}
+	return 0, true
+}
+
+func runWorker(args []string) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var c worker.Config
+	var cpu bool
+	fs.StringVar(&c.URL, "url", "local", `relay URL (ws://host:port, http://host:port); "local" trains alone on a local store`)
+	fs.StringVar(&c.Job, "job", www.DefaultJob().Job, "job id on the relay")
+	fs.StringVar(&c.Token, "token", "", "the job's access token")
+	fs.StringVar(&c.ID, "id", "", "name on the dashboard (default native-<host>-<pid>)")
+	fs.IntVar(&c.Shard, "shard", -1, "shard to train on (-1: rank % shards)")
+	fs.BoolVar(&c.Barrier, "barrier", false, "wait for all workers after set-up (for workers started together)")
+	fs.IntVar(&c.Workers, "workers", 0, "hold the job's start until this many workers joined (0: start at once)")
+	trainFlags(fs, &c, &cpu)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	c.Log = os.Stdout
+	e := chooseEngines(cpu, 1, max(c.Batch, 256), os.Stdout)
+	if e.list != nil {
+		c.Engine = e.list[0]
+	}
+	c.Backend = e.backend
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := worker.Run(ctx, c)
+	err = errors.Join(err, e.close())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webkv worker: %v\n", err)
+		return 1
+	}
+	fmt.Printf("test accuracy %.2f%% after %d rounds (%d samples on this worker, %d workers) on %s; %.1f rounds/s\n",
+		100*res.TestAcc, res.Steps, res.Samples, res.Workers, res.Backend, float64(res.Steps)/res.TrainTime.Seconds())
+	return 0
+}

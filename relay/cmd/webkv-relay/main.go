@@ -1,0 +1,23 @@
+//go:build !js && !wasip1
+
+// Command webkv-relay is webkv's relay server on its own: the parameter
+// server and scheduler of dist_* stores, in pure Go. It builds with
+// CGO_ENABLED=0 (no WebGPU, no wgpu-native), for a small static binary in
+// a container:
+//
+//	CGO_ENABLED=0 go build ./relay/cmd/webkv-relay
+//	webkv-relay -listen 127.0.0.1:7070 -data ./relay-data -token job=secret
+//
+// Its flags are those of `webkv relay` (package relaycmd); run with -h for
+// the list.
+package main
+
+import (
+	"os"
+
+	"github.com/webkv/webkv/relay/relaycmd"
+)
+
+func main() {
+	os.Exit(relaycmd.Run(os.Args[1:]))
+}
