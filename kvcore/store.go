@@ -47,7 +47,7 @@ type Options struct {
 	// goroutine of the store's; local and device stores have none.
 	Events func(Event)
 	// Updaters runs the custom updater modules of a local or device store
-	// (SetUpdaterModule) in-process: package wasm/sandbox's Host. Dist
+	// (SetUpdaterModule) in-process: package sandbox's Host. Dist
 	// stores send modules to their servers and need none.
 	Updaters updater.Loader
 }

@@ -41,7 +41,7 @@ func (r *moduleRun) close() {
 // as MXNet's updater does (and on the servers, as MXNet's set_optimizer
 // does with a pickled optimizer, but sandboxed). A dist store sends it to
 // its servers, which must run updater modules; a local or device store runs
-// it through Options.Updaters (package wasm/sandbox's Host) and refuses it
+// it through Options.Updaters (package sandbox's Host) and refuses it
 // without one. It replaces an optimizer or updater set before, and the
 // module's states start fresh; SaveOptimizerStates and
 // LoadOptimizerStates save and load them. It waits for the queued
@@ -71,7 +71,7 @@ func (s *Store) SetUpdaterModule(ctx context.Context, m *updater.Module) error {
 		}
 	} else {
 		if s.loader == nil {
-			return fmt.Errorf("kvcore: set updater module on %q: %w (give Options.Updaters a loader, such as package wasm/sandbox's Host)", s.typ, ErrUnsupported)
+			return fmt.Errorf("kvcore: set updater module on %q: %w (give Options.Updaters a loader, such as package sandbox's Host)", s.typ, ErrUnsupported)
 		}
 		inst, err := s.loader.Load(ctx, &run.mod)
 		if err != nil {

@@ -9,13 +9,13 @@ import (
 
 	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
-	"github.com/webkv/webkv/wasm/sandbox"
+	"github.com/webkv/webkv/sandbox"
 )
 
 // UpdaterConfig configures the custom updater modules the relay runs
 // (kvcore.Store.SetUpdaterModule on a dist store): WebAssembly modules with
 // the ABI of package kvcore/updater, one sandboxed instance per job (package
-// wasm/sandbox), checkpointed with the job. Zero fields take the defaults
+// sandbox), checkpointed with the job. Zero fields take the defaults
 // of sandbox.Options.
 type UpdaterConfig struct {
 	// Refuse refuses every module: jobs run built-in optimizers only.

@@ -20,6 +20,8 @@
 #                         no cgo, WebGPU, shaders, native, wasm
 #   www/... (all)         the demo: no wasm; nothing below imports it (see the rules above)
 #   wasm/...              runtimes: no native, www, tests
+#   sandbox/...           the wazero host of updater modules, used by relay and stores:
+#                         the updater seam, not the store, psm, relay or the layers above
 #   nothing but tests imports tests/...
 #
 # A rule whose packages do not exist (yet) is skipped with a note.
@@ -102,6 +104,7 @@ forbid "native" "./relay/cmd/... ./relay/relaycmd" nocgo ./shaders ./native ./wa
 forbid "$all" "./www ./www/mnist" nocgo ./shaders ./native ./wasm ./tests
 forbid "$all" "./www/..." - ./wasm ./tests
 forbid "$all" "./wasm/..." - ./native ./www ./tests
+forbid "$all" "./sandbox/..." - './kvcore$' ./kvcore/psm ./relay ./shaders ./native ./wasm ./www ./tests
 
 # The relay server binary builds without cgo, for a static container image.
 for cmd in $(go list ./relay/cmd/...); do

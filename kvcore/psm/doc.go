@@ -133,7 +133,7 @@
 // so they are bounded by workers times the key sizes. A custom updater's
 // state arrays count as optimizer states: the first update of a key whose
 // states would not fit fails with CodeLimit. (The module's own memory is
-// bounded by its host, not by this budget: see package wasm/sandbox.)
+// bounded by its host, not by this budget: see package sandbox.)
 //
 // Values answered (Pull, PushPull) carry the version of the key's value in
 // Envelope.Ver, so a server can encode a value once for every connection

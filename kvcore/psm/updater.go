@@ -14,7 +14,7 @@ import (
 // (updater.Module.AppendBinary) that replaces the optimizer, as MXNet's
 // set_optimizer installs a pickled updater on its servers. The Job keeps
 // no runtime of its own: Config.Updaters loads the module (the relay gives
-// it package wasm/sandbox's Host), and without one modules are refused.
+// it package sandbox's Host), and without one modules are refused.
 //
 // The Job runs the module where it would run the optimizer: once per
 // dist_sync round on the sum of the round's pushes (scaled as for the

@@ -3,7 +3,7 @@
 // optimizers of set_optimizer, without running a peer's code in the
 // server's process. It defines the module ABI, the Module a store sends to
 // its servers, the Instance that runs one, and the Loader that makes
-// instances (package wasm/sandbox is the wazero one; package wasm/updater
+// instances (package sandbox is the wazero one; package wasm/updater
 // is the Go SDK for writing modules). It has no WebAssembly runtime of its
 // own, so kvcore and the parameter server (psm) import it on every target.
 //
@@ -103,7 +103,7 @@
 // the body of command CommandHead); each server job runs one instance in
 // wazero, with a memory cap and a time budget per call. Local and device
 // stores run it in-process through a Loader given in kvcore.Options
-// (package wasm/sandbox's Host natively and under wasip1; in a browser the
+// (package sandbox's Host natively and under wasip1; in a browser the
 // page could instantiate the same module with its own WebAssembly API, not
 // done yet: a js store has no Loader and refuses modules). Device stores
 // read the values back to the host for each update: a module runs on the
