@@ -42,7 +42,9 @@ func (d Device) String() string {
 }
 
 // host is the backend of arrays on CPU devices. The zero CPU keeps no
-// freed buffers (they go to the garbage collector), so it holds no state.
+// freed buffers (they go to the garbage collector) and no goroutines; what
+// it keeps is the scratch of its parallel calls (a few structs, as a
+// sync.Pool would). A store's own operations run on its own CPU.
 var host = &compute.CPU{}
 
 // backend returns the backend arrays on d live on.

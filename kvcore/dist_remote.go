@@ -84,7 +84,6 @@ type req struct {
 	part int
 	c    *call
 	l    *link
-	sent bool
 	// pooled reqs (of asynchronous operations) go back to the pool when
 	// finished; those of synchronous calls are not reused, because their
 	// caller may still look at them to abandon them when its context ends.

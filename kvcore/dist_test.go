@@ -820,6 +820,7 @@ func TestDistLateJoin(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	joined := make(chan struct{})
+	firstRound := make(chan struct{}) // worker 0 finished round 0
 	train := func(i, steps int, late bool) error {
 		n := 2
 		if late {
@@ -845,7 +846,11 @@ func TestDistLateJoin(t *testing.T) {
 		}
 		for step := range steps {
 			if !late && step == 3 && i == 0 {
-				<-joined // the third worker is in before round 3 opens... or during it
+				select { // the third worker is in before round 3 opens... or during it
+				case <-joined:
+				case <-ctx.Done():
+					return fmt.Errorf("the late worker never joined: %w", ctx.Err())
+				}
 			}
 			if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 				return err
@@ -855,6 +860,9 @@ func TestDistLateJoin(t *testing.T) {
 			}
 			if v := values(t, out)[0]; v != 2 && v != 3 {
 				return fmt.Errorf("worker %d step %d: round sum %v, want 2 or 3", i, step, v)
+			}
+			if !late && step == 0 && i == 0 {
+				close(firstRound)
 			}
 		}
 		return nil
@@ -866,9 +874,13 @@ func TestDistLateJoin(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// Join once the first rounds are done.
-		time.Sleep(20 * time.Millisecond)
-		errs[2] = train(2, 4, true)
+		// Join once the first round is done.
+		select {
+		case <-firstRound:
+			errs[2] = train(2, 4, true)
+		case <-ctx.Done():
+			errs[2] = ctx.Err()
+		}
 	}()
 	wg.Wait()
 	for i, err := range errs {

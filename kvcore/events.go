@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/webkv/webkv/kvcore/wire"
 )
@@ -19,7 +20,9 @@ import (
 // the network receiver's: events go through a bounded queue (1024 events)
 // and when fn falls that far behind, new events are dropped and counted
 // (Event.Dropped on the next delivered one, Store.EventsDropped in total),
-// so a slow consumer never stalls training. fn may call the store's methods.
+// so a slow consumer never stalls training. fn may call the store's
+// methods, but not wait for its Close: Close delivers the events queued
+// before it and waits for fn to return (at most 10 s).
 
 // EventKind says what an Event reports.
 type EventKind uint8
@@ -180,17 +183,25 @@ func (q *eventQueue) emit(e Event) {
 	}
 }
 
-// close stops accepting events; those queued are still delivered. It does
-// not wait for the consumer (which may itself be waiting on the store).
+// close stops accepting events and waits until those queued were
+// delivered and the delivery goroutine exited, so that it does not outlive
+// the store's Close; a consumer that blocks longer than closeDrain (one
+// that waits for Close itself, say) is left behind rather than waited for.
 func (q *eventQueue) close() {
 	if q == nil {
 		return
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if !q.closed {
 		q.closed = true
 		close(q.ch)
+	}
+	q.mu.Unlock()
+	t := time.NewTimer(closeDrain)
+	defer t.Stop()
+	select {
+	case <-q.done:
+	case <-t.C:
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
+	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/updater"
 )
@@ -36,8 +37,8 @@ type Options struct {
 	// Backend is where a "device" or "dist_device_sync" store reduces and
 	// updates, e.g. the WebGPU backend of package shaders. Without one they
 	// run on a CPU backend of their own (MXNet's device store on CPU
-	// contexts). The other types always reduce on the CPU: they take only a
-	// *compute.CPU (one with an accelerator, say) and refuse other backends.
+	// contexts). The other types always reduce on the CPU: they take a
+	// *compute.CPU here (one configured by the caller) and refuse any other.
 	Backend compute.Backend
 	// Transport connects a dist store to its parameter servers (package
 	// relay, or Pipe and package psm/inproc in tests); dist types need one,
@@ -95,12 +96,10 @@ type entry struct {
 	resid  []compute.Buffer // compression residuals, by input position
 	packed []compute.Buffer
 	ins    []compute.Buffer
-	states []compute.Buffer
-	t      int
-	params compute.StepParams
-	host   []float32 // dist: value as sent or received
-	hostP  []float32 // dist: packed words as sent
-	hostIn []float32 // dist: value as pulled
+	slot   optstate.Slot // optimizer states
+	host   []float32     // dist: value as sent or received
+	hostP  []float32     // dist: packed words as sent
+	hostIn []float32     // dist: value as pulled
 	mview  Array
 	sview  Array
 }
@@ -133,7 +132,7 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	device := s.kind == kindDevice || strings.Contains(name, "device")
 	switch {
 	case o.Backend != nil && !device && !isCPU(o.Backend):
-		return nil, fmt.Errorf("kvcore: create %q: Options.Backend other than a *compute.CPU is for device types (this one reduces on the CPU): %w", typ, ErrUnsupported)
+		return nil, fmt.Errorf("kvcore: create %q: this type reduces on the CPU; Options.Backend may only be a *compute.CPU: %w", typ, ErrUnsupported)
 	case o.Transport != nil && s.kind != kindDist:
 		return nil, fmt.Errorf("kvcore: create %q: Options.Transport is for dist types: %w", typ, ErrUnsupported)
 	case o.Transport == nil && s.kind == kindDist:
@@ -143,7 +142,7 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	s.be, s.dev = o.Backend, CPU(0)
 	if s.be == nil {
 		s.be = compute.NewCPU(nil)
-	} else if _, cpu := s.be.(*compute.CPU); !cpu {
+	} else if !isCPU(s.be) {
 		s.dev = GPU(0, s.be)
 	}
 	if s.kind == kindDist {
@@ -191,6 +190,16 @@ func (s *Store) IsCapable(capability string) (bool, error) {
 	return false, fmt.Errorf("kvcore: is capable %q: %w", capability, ErrBadCapability)
 }
 
+// checkOpen fails with ErrClosed once Close began.
+func (s *Store) checkOpen(op string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
 // lookup returns the entry of k, checking the key kind. The caller holds
 // s.mu (read) and has checked that s is open.
 func (s *Store) lookup(op string, k Key) (*entry, error) {
@@ -225,21 +234,16 @@ func checkArrays(op string, k Key, e *entry, arrs []*Array, what string) error {
 	return nil
 }
 
-func isCPU(be compute.Backend) bool {
-	_, ok := be.(*compute.CPU)
-	return ok
-}
-
 // compatible reports whether buffers of backend x can be used by backend
 // y: the same backend, or any two CPU backends (their buffers are plain
 // memory).
 func compatible(x, y compute.Backend) bool {
-	if x == y {
-		return true
-	}
-	_, xc := x.(*compute.CPU)
-	_, yc := y.(*compute.CPU)
-	return xc && yc
+	return x == y || isCPU(x) && isCPU(y)
+}
+
+func isCPU(be compute.Backend) bool {
+	_, ok := be.(*compute.CPU)
+	return ok
 }
 
 // Init creates key with a copy of value. In a dist store every worker calls
@@ -322,9 +326,11 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 	if s.kind == kindDist {
 		for i, e := range entries {
 			host := make([]float32, e.n)
-			err := values[i].CopyTo(ctx, host)
+			err := values[i].CopyTo(ctx, host) // its errors name themselves
 			if err == nil {
-				err = s.rem.init(ctx, e.key, e.shape, host)
+				if err = s.rem.init(ctx, e.key, e.shape, host); err != nil {
+					err = fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+				}
 			}
 			if err != nil {
 				// Forget the keys not created yet, so the caller can retry.
@@ -333,7 +339,7 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 					delete(s.keys, f.key)
 				}
 				s.mu.Unlock()
-				return fmt.Errorf("kvcore: init key %v: %w", e.key, err)
+				return err
 			}
 		}
 		return nil
@@ -358,7 +364,7 @@ func runInit(o *op) (bool, error) {
 // backends differ.
 func (s *Store) transfer(e *entry, db compute.Backend, dst compute.Buffer, sb compute.Backend, src compute.Buffer) error {
 	if compatible(sb, db) {
-		return db.Copy(dst, src)
+		return s.be.Copy(dst, src) // s.be is db or sb, or both are CPUs as it is
 	}
 	if cb, ok := src.(*compute.CPUBuffer); ok {
 		return db.Write(dst, 0, cb.Float32s()[:e.n])
@@ -453,7 +459,6 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
 	}
 	// Validate everything first: nothing is queued if any part is bad.
-	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
@@ -469,7 +474,6 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 				return err
 			}
 		}
-		entries[i] = e
 	}
 	// MXNet's order for local and device pushpull: all pushes, then all
 	// pulls. A dist store keeps one push-and-pull per key.
@@ -483,7 +487,7 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 				continue
 			}
 			o := newOp(s, nil, prio)
-			o.e = entries[i]
+			o.e = s.keys[k] // there: checked above, under the same lock
 			if values != nil && !(split && pass == 1) {
 				for j := i; j < len(keys); j++ {
 					if keys[j] == k {
@@ -705,12 +709,15 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 		// Fused: the sum never goes to memory.
 		var kind compute.OptKind
 		if kind, err = s.prepareStep(e, opt); err == nil {
-			err = s.rs.ReduceStep(kind, &e.params, e.stored, ins, 1, e.states)
+			err = s.rs.ReduceStep(kind, &e.slot.Params, e.stored, ins, 1, e.slot.States)
 		}
 	case opt != nil:
 		var m compute.Buffer
+		var kind compute.OptKind
 		if m, err = s.merged(e, ins); err == nil {
-			err = s.step(e, opt, m)
+			if kind, err = s.prepareStep(e, opt); err == nil {
+				err = s.be.Step(kind, &e.slot.Params, e.stored, m, e.slot.States)
+			}
 		}
 	case mod != nil:
 		var m compute.Buffer
@@ -739,46 +746,16 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 	return nil
 }
 
-// step runs one optimizer update of e with gradient g.
-func (s *Store) step(e *entry, opt *optimizer.Spec, g compute.Buffer) error {
-	kind, err := s.prepareStep(e, opt)
-	if err != nil {
-		return err
-	}
-	return s.be.Step(kind, &e.params, e.stored, g, e.states)
-}
-
-// prepareStep counts the update of e, fills e.params and makes sure e has
-// the optimizer's states.
+// prepareStep counts the update of e and gets its parameters and states
+// ready (optstate.Slot.Prepare); the store's update count follows the
+// largest count of any key, as MXNet's num_update does.
 func (s *Store) prepareStep(e *entry, opt *optimizer.Spec) (compute.OptKind, error) {
-	e.t++
+	e.slot.T++
 	s.mu.Lock()
-	if e.t > s.numUpdate {
-		s.numUpdate = e.t
-	}
+	s.numUpdate = max(s.numUpdate, e.slot.T)
 	num := s.numUpdate
 	s.mu.Unlock()
-	opt.Params(e.name, e.t, num, &e.params)
-	kind := opt.Kind()
-	if want := kind.NumStates(&e.params); len(e.states) != want {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states = e.states[:0]
-		for i := range want {
-			b, err := s.be.Alloc(e.n)
-			if err != nil {
-				return kind, err
-			}
-			if v := opt.StateInit(i); v != 0 {
-				if err := s.be.Fill(b, v); err != nil {
-					return kind, err
-				}
-			}
-			e.states = append(e.states, b)
-		}
-	}
-	return kind, nil
+	return e.slot.Prepare(s.be, opt, e.name, e.n, num)
 }
 
 // Broadcast initializes key with value (rank 0's, in dist) and pulls it into
@@ -825,6 +802,9 @@ func (s *Store) BroadcastList(ctx context.Context, keys []Key, values []*Array, 
 // for the queued operations first; if one of them failed, it returns that
 // error (as WaitAll does) and changes nothing.
 func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
+	if err := s.checkOpen("set updater"); err != nil {
+		return err
+	}
 	if s.kind == kindDist {
 		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer or SetUpdaterModule)", s.typ, ErrUnsupported)
 	}
@@ -832,9 +812,12 @@ func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 		return err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: set updater: %w", ErrClosed)
+	}
 	s.updater, s.opt, s.optJSON = fn, nil, nil
 	s.dropModule()
-	s.mu.Unlock()
 	return nil
 }
 
@@ -844,6 +827,9 @@ func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 // operations first; if one of them failed, it returns that error (as
 // WaitAll does) and changes nothing.
 func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
+	if err := s.checkOpen("set optimizer"); err != nil {
+		return err
+	}
 	if err := opt.Validate(); err != nil {
 		return fmt.Errorf("kvcore: set optimizer: %w", err)
 	}
@@ -862,13 +848,13 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 	cp := opt.Clone() // the caller may change opt afterwards
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: set optimizer: %w", ErrClosed)
+	}
 	s.opt, s.optJSON, s.updater, s.numUpdate = cp, js, nil, 0
 	s.dropModule()
 	for _, e := range s.keys {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states, e.t = e.states[:0], 0
+		e.slot.Reset(s.be)
 	}
 	return nil
 }
@@ -877,6 +863,9 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 // gradients with error feedback. Only device and dist stores compress, as in
 // MXNet; it can be set once.
 func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compression) error {
+	if err := s.checkOpen("set gradient compression"); err != nil {
+		return err
+	}
 	if s.kind == kindLocal {
 		return fmt.Errorf("kvcore: set gradient compression on %q: %w", s.typ, ErrUnsupported)
 	}
@@ -906,6 +895,9 @@ func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compressio
 // Barrier waits until every worker reached it (dist); local stores return at
 // once. Like MXNet's, it does not wait for queued pushes and pulls.
 func (s *Store) Barrier(ctx context.Context) error {
+	if err := s.checkOpen("barrier"); err != nil {
+		return err
+	}
 	if s.rem == nil {
 		return nil
 	}
@@ -918,6 +910,9 @@ func (s *Store) Barrier(ctx context.Context) error {
 // SendCommandToServers sends a command to every server and returns when all
 // handled it; local stores ignore it.
 func (s *Store) SendCommandToServers(ctx context.Context, head int, body []byte) error {
+	if err := s.checkOpen("send command"); err != nil {
+		return err
+	}
 	if s.rem == nil {
 		return nil
 	}
@@ -938,6 +933,9 @@ func (s *Store) WaitAll(ctx context.Context) error {
 // waits for the queued operations first; if one of them failed, it returns
 // that error (as WaitAll does) and writes nothing.
 func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimizer bool) error {
+	if err := s.checkOpen("save optimizer states"); err != nil {
+		return err
+	}
 	if err := s.WaitAll(ctx); err != nil {
 		return err
 	}
@@ -961,16 +959,12 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 			snap.Optimizer = slices.Clone(s.optJSON)
 		}
 		for _, e := range s.sortedEntries() {
-			ks := keyStates{Key: e.key, T: int64(e.t), N: e.n}
-			for _, b := range e.states {
-				h := make([]float32, e.n)
-				if err := s.be.Read(b, 0, h); err != nil {
-					s.mu.RUnlock()
-					return fmt.Errorf("kvcore: save optimizer states: key %v: %w", e.key, err)
-				}
-				ks.States = append(ks.States, h)
+			st, err := e.slot.Read(s.be, e.n)
+			if err != nil {
+				s.mu.RUnlock()
+				return fmt.Errorf("kvcore: save optimizer states: key %v: %w", e.key, err)
 			}
-			snap.Keys = append(snap.Keys, ks)
+			snap.Keys = append(snap.Keys, keyStates{Key: e.key, T: int64(e.slot.T), N: e.n, States: st})
 		}
 		s.mu.RUnlock()
 	}
@@ -986,6 +980,9 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 // LoadOptimizerStates reads states written by SaveOptimizerStates. The whole
 // input is checked before anything changes: on error the store is as before.
 func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
+	if err := s.checkOpen("load optimizer states"); err != nil {
+		return err
+	}
 	snap, err := decodeStates(r)
 	if err != nil {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
@@ -1008,6 +1005,9 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("kvcore: load optimizer states: %w", ErrClosed)
+	}
 	if marker || (s.module != nil && opt == nil) {
 		return s.loadModuleStates(ctx, snap)
 	}
@@ -1017,7 +1017,7 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	if opt == nil {
 		return fmt.Errorf("kvcore: load optimizer states: no optimizer set and none in the file: %w", ErrBadStates)
 	}
-	// Check every key first.
+	ls := make([]optstate.Load, 0, len(snap.Keys))
 	for _, ks := range snap.Keys {
 		e, ok := s.keys[ks.Key]
 		if !ok {
@@ -1026,41 +1026,14 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		if ks.N != e.n {
 			return fmt.Errorf("kvcore: load optimizer states: key %v has %d values in the file, %d stored: %w", ks.Key, ks.N, e.n, ErrBadStates)
 		}
-		var p compute.StepParams
-		opt.Params(e.name, max(1, int(ks.T)), max(1, int(snap.NumUpdate)), &p)
-		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
-			return fmt.Errorf("kvcore: load optimizer states: key %v has %d states, %v needs %d: %w", ks.Key, len(ks.States), opt.Kind(), want, ErrBadStates)
-		}
+		ls = append(ls, optstate.Load{Slot: &e.slot, Key: e.name, Label: e.key.String(), N: e.n, T: ks.T, States: ks.States})
 	}
-	// Allocate everything, then swap in.
-	type repl struct {
-		e  *entry
-		bs []compute.Buffer
-		t  int
+	all := make([]*optstate.Slot, 0, len(s.keys))
+	for _, e := range s.keys {
+		all = append(all, &e.slot)
 	}
-	var rs []repl
-	freeAll := func() {
-		for _, r := range rs {
-			for _, b := range r.bs {
-				s.be.Free(b)
-			}
-		}
-	}
-	for _, ks := range snap.Keys {
-		e := s.keys[ks.Key]
-		r := repl{e: e, t: int(ks.T)}
-		for _, st := range ks.States {
-			b, err := s.be.Alloc(e.n)
-			if err == nil {
-				err = s.be.Write(b, 0, st)
-			}
-			if err != nil {
-				freeAll()
-				return fmt.Errorf("kvcore: load optimizer states: key %v: %w", ks.Key, err)
-			}
-			r.bs = append(r.bs, b)
-		}
-		rs = append(rs, r)
+	if err := optstate.Install(s.be, opt, snap.NumUpdate, ls, all); err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
 	if snap.Optimizer != nil {
 		// Marshal of a parsed spec cannot fail: it holds only numbers,
@@ -1068,15 +1041,6 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		js, _ := json.Marshal(opt)
 		s.opt, s.optJSON, s.updater = opt, js, nil
 		s.dropModule()
-	}
-	for _, e := range s.keys {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states, e.t = nil, 0
-	}
-	for _, r := range rs {
-		r.e.states, r.e.t = r.bs, r.t
 	}
 	s.numUpdate = int(snap.NumUpdate)
 	return nil
@@ -1141,7 +1105,8 @@ func (s *Store) Close() error {
 	s.run.Close()
 	s.mu.Lock()
 	for _, e := range s.keys {
-		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed, e.states} {
+		e.slot.Reset(s.be)
+		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed} {
 			for _, b := range l {
 				if b != nil {
 					s.be.Free(b)

@@ -83,10 +83,7 @@ func (s *Store) SetUpdaterModule(ctx context.Context, m *updater.Module) error {
 	old := s.module
 	s.module, s.updater, s.opt, s.optJSON, s.numUpdate = run, nil, nil, nil, 0
 	for _, e := range s.keys {
-		for _, b := range e.states {
-			s.be.Free(b)
-		}
-		e.states, e.t = e.states[:0], 0
+		e.slot.Reset(s.be)
 	}
 	s.mu.Unlock()
 	old.close()

@@ -13,6 +13,7 @@ import (
 // comm.h ReduceCompressed): 0.4 stays in the residuals, the second 0.4 makes
 // 0.8 ≥ 0.5, so each device sends +0.5.
 func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
+	t.Parallel()
 	s, err := Create(bg, "device", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,7 @@ func TestDeviceCompressionPerDeviceResidual(t *testing.T) {
 // States saved from one store load into another and continue identically;
 // a corrupt file changes nothing.
 func TestSaveLoadOptimizerStates(t *testing.T) {
+	t.Parallel()
 	mk := func() *Store {
 		s := newLocal(t)
 		s.Init(bg, IntKey(1), full(t, 1, 64))

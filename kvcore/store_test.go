@@ -1,12 +1,15 @@
 package kvcore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/optimizer"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -49,6 +52,7 @@ func newLocal(t testing.TB) *Store {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	if err := s.Init(bg, IntKey(1), full(t, 1, 2)); err != nil {
 		t.Fatal(err)
@@ -82,15 +86,13 @@ func TestBadInput(t *testing.T) {
 	if _, err := Create(bg, "dist_sync", nil); !errors.Is(err, ErrNoTransport) {
 		t.Errorf("create dist_sync: %v", err)
 	}
-	// A CPU-type store takes a CPU backend of the caller's (one with an
-	// accelerator), and no other.
-	notCPU := struct{ compute.Backend }{compute.NewCPU(nil)}
-	if _, err := Create(bg, "local", &Options{Backend: notCPU}); !errors.Is(err, ErrUnsupported) {
+	if _, err := Create(bg, "local", &Options{Backend: gpuLike{compute.NewCPU(nil)}}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create local with a non-CPU backend: %v", err)
 	}
-	cpu := compute.NewCPU(nil)
-	if l, err := Create(bg, "local", &Options{Backend: cpu}); err != nil || l.Backend() != cpu {
-		t.Errorf("create local with a CPU backend: %v", err)
+	own := compute.NewCPU(&compute.CPUOptions{PoolBytes: -1})
+	l, err := Create(bg, "local", &Options{Backend: own})
+	if err != nil || l.Backend() != compute.Backend(own) {
+		t.Errorf("create local on a given CPU backend: %v", err)
 	} else if err := l.Close(); err != nil {
 		t.Error(err)
 	}
@@ -128,6 +130,7 @@ func TestBadInput(t *testing.T) {
 // Many goroutines push and pull the same and different keys; with an
 // additive updater the final values are exact.
 func TestHammer(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	const keys, workers, rounds, n = 8, 8, 200, 37
 	for k := range keys {
@@ -187,6 +190,7 @@ func TestHammer(t *testing.T) {
 }
 
 func TestStringKeysInitOrder(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
 	for i, name := range []string{"b", "a", "c"} {
 		if err := s.Init(bg, StrKey(name), full(t, float32(i), 3)); err != nil {
@@ -216,64 +220,60 @@ func BenchmarkPushPullSmall(b *testing.B) {
 // With every one of the store's workers busy, queued pushes to other keys start in
 // priority order once workers free up.
 func TestPriorityAcrossKeys(t *testing.T) {
+	t.Parallel()
 	s := newLocal(t)
-	workers := max(2, runtime.GOMAXPROCS(0))
+	workers := max(2, runtime.GOMAXPROCS(0)) // the store's runner has as many
 	release := make(chan struct{})
 	started := make(chan struct{}, 64)
-	var mu sync.Mutex
-	var order []int
-	s.SetUpdater(bg, func(k Key, _, _ *Array) error {
+	ran := make(chan int, 8)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.SetUpdater(bg, func(k Key, _, _ *Array) error {
 		if k.Int() < 100 {
 			started <- struct{}{}
 			<-release
 			return nil
 		}
-		mu.Lock()
-		order = append(order, k.Int())
-		mu.Unlock()
+		ran <- k.Int()
 		return nil
-	})
+	}))
 	for k := range workers {
-		s.Init(bg, IntKey(k), full(t, 0, 4))
+		must(s.Init(bg, IntKey(k), full(t, 0, 4)))
 	}
 	prios := map[int]int{100: 0, 101: 9, 102: -9, 103: 3, 104: -1}
 	for k := range prios {
-		s.Init(bg, IntKey(k), full(t, 0, 4))
+		must(s.Init(bg, IntKey(k), full(t, 0, 4)))
 	}
 	for k := range workers {
-		s.Push(IntKey(k), full(t, 1, 4))
+		must(s.Push(IntKey(k), full(t, 1, 4)))
 	}
 	for range workers {
 		<-started // every worker is now blocked
 	}
 	for _, k := range []int{100, 101, 102, 103, 104} {
-		s.PushList([]Key{IntKey(k)}, [][]*Array{{full(t, 1, 4)}}, prios[k])
+		must(s.PushList([]Key{IntKey(k)}, [][]*Array{{full(t, 1, 4)}}, prios[k]))
 	}
 	// Free one worker only: it runs the queued pushes one by one, so they
 	// must run strictly by priority.
 	release <- struct{}{}
 	want := []int{101, 103, 100, 104, 102}
-	for {
-		mu.Lock()
-		n := len(order)
-		mu.Unlock()
-		if n == len(want) {
-			break
-		}
-		runtime.Gosched()
+	var order []int
+	for range want {
+		order = append(order, <-ran)
 	}
 	close(release)
-	if err := s.WaitAll(bg); err != nil {
-		t.Fatal(err)
-	}
-	for i := range want {
-		if order[i] != want[i] {
-			t.Fatalf("run order %v, want %v", order, want)
-		}
+	must(s.WaitAll(bg))
+	if !slices.Equal(order, want) {
+		t.Fatalf("run order %v, want %v", order, want)
 	}
 }
 
 func TestFloat16Arrays(t *testing.T) {
+	t.Parallel()
 	src := []uint16{0x3c00, 0xc000, 0x3555} // 1, -2, ~0.333
 	a, err := FromFloat16(CPU(0), src)
 	if err != nil {
@@ -294,5 +294,181 @@ func TestFloat16Arrays(t *testing.T) {
 	}
 	if err := a.CopyToFloat16(bg, make([]uint16, 2)); err == nil {
 		t.Fatal("short slice accepted")
+	}
+}
+
+// A negative SGD learning rate adds the gradient (MXNet allows it; its
+// nightly dist tests push with learning_rate=-lr).
+func TestNegativeLearningRateAdds(t *testing.T) {
+	t.Parallel()
+	s := newLocal(t)
+	if err := s.Init(bg, IntKey(0), full(t, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOptimizer(bg, optimizer.SGD(-0.5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(IntKey(0), full(t, 2, 3), full(t, 4, 3)); err != nil {
+		t.Fatal(err)
+	}
+	out := full(t, 0, 3)
+	if err := s.Pull(IntKey(0), out); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, out, 4) // 1 + 0.5*(2+4)
+}
+
+// TestPushPullListSharedArrays is issue 9's repro of MXNet's
+// test_pushpull_single_kv_pair (list variant): keys 5 and 7 at zeros(4,4),
+// a = ones on cpu(0) and b = ones on cpu(1) as the values and outputs of
+// both keys. MXNet pushes every key before it pulls any: a and b end at 2.
+func TestPushPullListSharedArrays(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []string{"local", "device"} {
+		s, err := Create(bg, typ, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks := Keys(5, 7)
+		if err := s.InitList(bg, ks, []*Array{full(t, 0, 4, 4), full(t, 0, 4, 4)}); err != nil {
+			t.Fatal(err)
+		}
+		a := full(t, 1, 4, 4)
+		b, err := FromSlice(CPU(1), []float32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 4, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PushPullList(ks, [][]*Array{{a, b}, {a, b}}, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, a, 2)
+		mustEqual(t, b, 2)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// gpuLike is a backend that is not a *compute.CPU (it runs on one).
+type gpuLike struct{ compute.Backend }
+
+// An array used by two stores orders their operations: a pull of store 2
+// into a, issued after a push of a to store 1, waits until that push has
+// read a, although each store runs its operations on its own workers.
+func TestArraySharedByStores(t *testing.T) {
+	t.Parallel()
+	s1, s2 := newLocal(t), newLocal(t)
+	k := IntKey(0)
+	if err := s1.Init(bg, k, full(t, 0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Init(bg, k, full(t, 5, 8)); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	seen := make(chan float32, 1)
+	if err := s1.SetUpdater(bg, func(_ Key, merged, _ *Array) error {
+		<-release
+		d, err := merged.Data(bg)
+		if err != nil {
+			return err
+		}
+		seen <- d[0]
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := full(t, 1, 8)
+	if err := s1.Push(k, a); err != nil { // reads a: its merged value is a itself
+		t.Fatal(err)
+	}
+	if err := s2.Pull(k, a); err != nil { // writes a: must wait for the push
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-seen; got != 1 {
+		t.Fatalf("store 1's push read %v from a, want 1: store 2's pull overtook it", got)
+	}
+	mustEqual(t, a, 5)
+	for _, s := range []*Store{s1, s2} {
+		if err := s.WaitAll(bg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// After Close every call fails with ErrClosed; a second Close does
+// nothing.
+func TestClosedStore(t *testing.T) {
+	t.Parallel()
+	s, err := Create(bg, "device", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := full(t, 1, 2)
+	if err := s.Init(bg, IntKey(0), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for name, err := range map[string]error{
+		"init":        s.Init(bg, IntKey(1), a),
+		"push":        s.Push(IntKey(0), a),
+		"pull":        s.Pull(IntKey(0), a),
+		"pushpull":    s.PushPull(IntKey(0), a),
+		"list":        s.PushList(Keys(0), [][]*Array{{a}}, 0),
+		"updater":     s.SetUpdater(bg, nil),
+		"optimizer":   s.SetOptimizer(bg, optimizer.SGD(0.1, 0)),
+		"compression": s.SetGradientCompression(bg, compute.Compression{Kind: compute.Compress2Bit, Threshold: 0.5}),
+		"barrier":     s.Barrier(bg),
+		"command":     s.SendCommandToServers(bg, 0, nil),
+		"save":        s.SaveOptimizerStates(bg, &buf, false),
+		"load":        s.LoadOptimizerStates(bg, &buf),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want ErrClosed", name, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// A steady-state training step through the list calls allocates nothing:
+// operations are pooled, and the store's checks keep no per-call state.
+func TestListNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	s := newLocal(t)
+	ks := Keys(0, 1, 2)
+	vals := [][]*Array{{full(t, 1, 64)}, {full(t, 1, 64), full(t, 2, 64)}, {full(t, 3, 64)}}
+	outs := [][]*Array{{full(t, 0, 64)}, {full(t, 0, 64)}, {full(t, 0, 64)}}
+	for _, k := range ks {
+		if err := s.Init(bg, k, full(t, 0, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func() {
+		if err := s.PushList(ks, vals, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PullList(ks, outs, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PushPullList(ks, vals, outs, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitAll(bg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		step()
+	}
+	if a := testing.AllocsPerRun(100, step); a != 0 {
+		t.Errorf("a step of list calls allocates %v times", a)
 	}
 }

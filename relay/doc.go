@@ -128,9 +128,9 @@
 // exponential backoff and jitter and reports each new connection to the
 // store (ErrReconnected), which then resumes its rank (with its resume
 // key) and resends what is unanswered; as a kvcore.ConnWatcher it also
-// reports its reconnection attempts, which a store created WithEvents
-// passes on. It builds for native and GOOS=js (dial_js.go: the browser's
-// WebSocket, token in the subprotocol). Create makes a dist store on one
+// reports its reconnection attempts, which a store created with
+// Options.Events passes on. It builds for native and GOOS=js (dial_js.go:
+// the browser's WebSocket, token in the subprotocol). Create makes a dist store on one
 // relay or, with a comma-separated URL list, on several shards.
 //
 // Natively the client's writes go through a coalescing buffer under the

@@ -97,7 +97,7 @@ func BenchmarkReduceWazero(b *testing.B) {
 	b.ReportMetric(float64(wasm)/float64(scalar), "wazero/native-scalar")
 }
 
-// scalarSum4 is kvcore's portable 4-input reduce loop (kvcore/cpu_sum.go).
+// scalarSum4 is kvcore's portable 4-input reduce loop (kvcore/internal/kernels/sum.go).
 func scalarSum4(d, a, b, c, e []float32) {
 	a, b, c, e = a[:len(d)], b[:len(d)], c[:len(d)], e[:len(d)]
 	for i := range d {

@@ -10,6 +10,7 @@ import (
 // makes them, give the same words, residuals and values as one
 // whole call.
 func TestQuantizeRangeChunks(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, c := range []Compression{{Compress2Bit, 0.5}, {Compress1Bit, 0.25}} {
 		for _, n := range []int{1, 31, 32, 33, 100, 1023, 4096 + 17} {

@@ -66,11 +66,11 @@ func ParseCompression(typ string, threshold float64) (Compression, error) {
 		return Compression{}, fmt.Errorf("compute: gradient compression: unknown type %q (want \"2bit\" or \"1bit\")", typ)
 	}
 	if math.IsNaN(threshold) || math.IsInf(threshold, 0) || math.Abs(threshold) > math.MaxFloat32 {
-		return Compression{}, fmt.Errorf("gradient compression %s: threshold %g is not a finite float32", typ, threshold)
+		return Compression{}, fmt.Errorf("compute: gradient compression %s: threshold %g is not a finite float32", typ, threshold)
 	}
 	c.Threshold = float32(threshold)
 	if c.Kind == Compress2Bit && !(threshold > 0 && c.Threshold > 0) {
-		return Compression{}, fmt.Errorf("gradient compression 2bit: threshold must be greater than 0, got %g", threshold)
+		return Compression{}, fmt.Errorf("compute: gradient compression 2bit: threshold must be greater than 0, got %g", threshold)
 	}
 	return c, nil
 }
@@ -84,14 +84,14 @@ func (c Compression) Validate() error {
 		return nil
 	case Compress2Bit, Compress1Bit:
 	default:
-		return fmt.Errorf("gradient compression: unknown kind %v", c.Kind)
+		return fmt.Errorf("compute: gradient compression: unknown kind %v", c.Kind)
 	}
 	t := float64(c.Threshold)
 	if math.IsNaN(t) || math.IsInf(t, 0) {
-		return fmt.Errorf("gradient compression %v: threshold %g is not finite", c.Kind, t)
+		return fmt.Errorf("compute: gradient compression %v: threshold %g is not finite", c.Kind, t)
 	}
 	if c.Kind == Compress2Bit && !(c.Threshold > 0) {
-		return fmt.Errorf("gradient compression 2bit: threshold must be greater than 0, got %g", t)
+		return fmt.Errorf("compute: gradient compression 2bit: threshold must be greater than 0, got %g", t)
 	}
 	return nil
 }

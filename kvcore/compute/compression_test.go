@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseCompression(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		typ  string
 		th   float64

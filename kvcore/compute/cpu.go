@@ -37,7 +37,17 @@ type CPU struct {
 	pooled    int // words held in free
 	maxPooled int // words
 	accel     Accelerator
+
+	// Scratch of the parallel calls, kept by the CPU (not in a sync.Pool,
+	// which the garbage collector empties): a job binds its helper
+	// goroutines' functions once, so a call allocates nothing.
+	jobMu sync.Mutex
+	jobs  []*job
+	lambs []*lambJob
 }
+
+// jobCache bounds the scratch jobs a CPU keeps (one per concurrent call).
+const jobCache = 16
 
 // CPUOptions configure NewCPU.
 type CPUOptions struct {
@@ -85,7 +95,7 @@ func (c *CPU) Alloc(n int) (Buffer, error) {
 		c.free[n] = l[:len(l)-1]
 		c.pooled -= n
 		c.mu.Unlock()
-		j := getJob()
+		j := c.getJob()
 		j.kind, j.dst, j.scale = jobFill, b.data, 0
 		j.runParallel(n)
 		return b, nil
@@ -129,7 +139,7 @@ func (c *CPU) Write(dst Buffer, off int, src []float32) error {
 	if off < 0 || off+len(src) > len(d) {
 		return fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", len(src), off, len(d))
 	}
-	parallelCopy(d[off:off+len(src)], src)
+	c.parallelCopy(d[off:off+len(src)], src)
 	return nil
 }
 
@@ -142,7 +152,7 @@ func (c *CPU) Read(src Buffer, off int, dst []float32) error {
 	if off < 0 || off+len(dst) > len(s) {
 		return fmt.Errorf("compute: cpu read of %d words at %d from a buffer of %d", len(dst), off, len(s))
 	}
-	parallelCopy(dst, s[off:off+len(dst)])
+	c.parallelCopy(dst, s[off:off+len(dst)])
 	return nil
 }
 
@@ -159,7 +169,7 @@ func (c *CPU) Copy(dst, src Buffer) error {
 	if len(d) != len(s) {
 		return fmt.Errorf("compute: cpu copy of %d words into %d", len(s), len(d))
 	}
-	parallelCopy(d, s)
+	c.parallelCopy(d, s)
 	return nil
 }
 
@@ -172,7 +182,7 @@ func (c *CPU) Fill(dst Buffer, v float32) error {
 	if c.accelerates(len(d)) {
 		return c.accel.Fill(d, v)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.scale = jobFill, d, v
 	j.runParallel(len(d))
 	return nil
@@ -188,7 +198,7 @@ func (c *CPU) Reduce(dst Buffer, srcs []Buffer, scale float32) error {
 	if err != nil {
 		return err
 	}
-	j := getJob()
+	j := c.getJob()
 	for i, b := range srcs {
 		s, err := cpuData(b)
 		if err != nil {
@@ -235,7 +245,7 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	if want := kind.NumStates(p); len(states) != want {
 		return fmt.Errorf("compute: cpu %v step needs %d states, got %d", kind, want, len(states))
 	}
-	j := getJob()
+	j := c.getJob()
 	for i, b := range states {
 		s, err := cpuData(b)
 		if err != nil {
@@ -256,7 +266,7 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	if kind == OptLAMB {
 		// LAMB needs two norms over the whole array between its phases.
 		defer putJob(j)
-		return lambStep(p, w, g, j.srcs)
+		return c.lambStep(p, w, g, j.srcs)
 	}
 	j.kind, j.dst, j.grad, j.params, j.opt = jobStep, w, g, p, kind
 	j.runParallel(len(w))
@@ -282,13 +292,16 @@ func (c *CPU) Quantize(cm Compression, grad, residual, out Buffer) error {
 		return fmt.Errorf("compute: cpu quantize %v of %d values: residual %d, out %d words (want %d)",
 			cm.Kind, len(g), len(r), len(o), cm.Kind.PackedLen(len(g)))
 	}
-	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
-		return fmt.Errorf("compute: cpu quantize: bad compression %v: %v", cm, err)
+	if err := cm.Validate(); err != nil {
+		return err // it names the compression and what is wrong
+	}
+	if cm.Kind == CompressNone {
+		return fmt.Errorf("compute: cpu quantize: no compression kind given")
 	}
 	if c.accelerates(len(g)) {
 		return c.accel.Quantize(cm, o, g, r)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.grad, j.src, j.comp = jobQuantize, o, g, r, cm
 	j.runParallel(len(g))
 	return nil
@@ -308,13 +321,16 @@ func (c *CPU) Dequantize(cm Compression, in, out Buffer) error {
 		return fmt.Errorf("compute: cpu dequantize %v into %d values: input has %d words (want %d)",
 			cm.Kind, len(o), len(i), cm.Kind.PackedLen(len(o)))
 	}
-	if err := cm.Validate(); err != nil || cm.Kind == CompressNone {
-		return fmt.Errorf("compute: cpu dequantize: bad compression %v: %v", cm, err)
+	if err := cm.Validate(); err != nil {
+		return err // it names the compression and what is wrong
+	}
+	if cm.Kind == CompressNone {
+		return fmt.Errorf("compute: cpu dequantize: no compression kind given")
 	}
 	if c.accelerates(len(o)) {
 		return c.accel.Dequantize(cm, o, i)
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.src, j.comp = jobDequantize, o, i, cm
 	j.runParallel(len(o))
 	return nil
@@ -346,6 +362,7 @@ const (
 // with their chunk functions bound once, so that starting the helper
 // goroutines of a call allocates nothing.
 type job struct {
+	c      *CPU // whose cache it returns to
 	kind   jobKind
 	dst    []float32
 	src    []float32
@@ -365,9 +382,17 @@ type job struct {
 	scratch [][]float32 // jobReduceStep: one summed block per chunk
 }
 
-var jobPool = sync.Pool{New: func() any { return new(job) }}
-
-func getJob() *job { return jobPool.Get().(*job) }
+func (c *CPU) getJob() *job {
+	c.jobMu.Lock()
+	defer c.jobMu.Unlock()
+	if n := len(c.jobs); n > 0 {
+		j := c.jobs[n-1]
+		c.jobs[n-1] = nil
+		c.jobs = c.jobs[:n-1]
+		return j
+	}
+	return &job{c: c}
+}
 
 func putJob(j *job) {
 	for i := range j.srcs {
@@ -379,7 +404,12 @@ func putJob(j *job) {
 	}
 	j.ins = j.ins[:0]
 	j.dst, j.src, j.grad, j.params = nil, nil, nil, nil
-	jobPool.Put(j)
+	c := j.c
+	c.jobMu.Lock()
+	if len(c.jobs) < jobCache {
+		c.jobs = append(c.jobs, j)
+	}
+	c.jobMu.Unlock()
 }
 
 // chunks makes sure j has p chunk slots and their bound functions.
@@ -455,12 +485,12 @@ func fill(d []float32, v float32) {
 	}
 }
 
-func parallelCopy(d, s []float32) {
+func (c *CPU) parallelCopy(d, s []float32) {
 	if len(d) < parallelMin {
 		copy(d, s)
 		return
 	}
-	j := getJob()
+	j := c.getJob()
 	j.kind, j.dst, j.src = jobCopy, d, s
 	j.runParallel(len(d))
 }
@@ -583,13 +613,13 @@ const lambParallelMin = 1 << 17
 // then the blocks in order, so they do not depend on how many goroutines
 // ran the blocks. Large arrays are shared by GOMAXPROCS goroutines, forked
 // and joined for each phase; a step allocates nothing.
-func lambStep(p *StepParams, w, g []float32, states [][]float32) error {
-	return lambRun(p, w, g, nil, 0, states)
+func (c *CPU) lambStep(p *StepParams, w, g []float32, states [][]float32) error {
+	return c.lambRun(p, w, g, nil, 0, states)
 }
 
 // lambRun is lambStep with the gradient g, or, when g is nil, the gradient
 // summed block by block from ins times scale (ReduceStep).
-func lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, states [][]float32) error {
+func (c *CPU) lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, states [][]float32) error {
 	if len(states) != 2 {
 		return fmt.Errorf("compute: lamb step needs 2 states (mean, var), got %d", len(states))
 	}
@@ -597,12 +627,8 @@ func lambRun(p *StepParams, w, g []float32, ins [][]float32, scale float32, stat
 	if (g != nil && len(g) != len(w)) || len(mean) != len(w) || len(vr) != len(w) {
 		return fmt.Errorf("compute: lamb step: lengths differ: weight %d, grad %d, mean %d, var %d", len(w), len(g), len(mean), len(vr))
 	}
-	j := lambJobs.Get().(*lambJob)
-	defer func() {
-		j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
-		j.ins = nil
-		lambJobs.Put(j)
-	}()
+	j := c.getLamb()
+	defer c.putLamb(j)
 	if g == nil {
 		j.ins, j.scale = ins, scale
 		j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), 2*kernels.LAMBBlock)
@@ -656,14 +682,32 @@ type lambJob struct {
 	batch   int64        // blocks per take (see lambBatch)
 }
 
-var lambJobs = sync.Pool{New: func() any {
+func (c *CPU) getLamb() *lambJob {
+	c.jobMu.Lock()
+	defer c.jobMu.Unlock()
+	if n := len(c.lambs); n > 0 {
+		j := c.lambs[n-1]
+		c.lambs[n-1] = nil
+		c.lambs = c.lambs[:n-1]
+		return j
+	}
 	j := new(lambJob)
 	j.helper = func() {
 		j.work()
 		j.wg.Done()
 	}
 	return j
-}}
+}
+
+func (c *CPU) putLamb(j *lambJob) {
+	j.p, j.w, j.g, j.mean, j.vr = nil, nil, nil, nil, nil
+	j.ins = nil
+	c.jobMu.Lock()
+	if len(c.lambs) < jobCache {
+		c.lambs = append(c.lambs, j)
+	}
+	c.jobMu.Unlock()
+}
 
 // run runs one phase over all blocks: alone for small arrays, else with
 // helper goroutines taking blocks from a shared counter; it returns when

@@ -37,7 +37,7 @@ func (c *CPU) reduceStep(kind OptKind, p *StepParams, w []float32, srcs []Buffer
 	if want := kind.NumStates(p); len(states) != want {
 		return fmt.Errorf("compute: cpu %v reduce-step needs %d states, got %d", kind, want, len(states))
 	}
-	j := getJob()
+	j := c.getJob()
 	for i, b := range states {
 		s, err := cpuData(b)
 		if err != nil {
@@ -64,7 +64,7 @@ func (c *CPU) reduceStep(kind OptKind, p *StepParams, w []float32, srcs []Buffer
 	}
 	if kind == OptLAMB {
 		defer putJob(j)
-		return lambRun(p, w, nil, j.ins, scale, j.srcs)
+		return c.lambRun(p, w, nil, j.ins, scale, j.srcs)
 	}
 	j.scratch = scratchBlocks(j.scratch, runtime.GOMAXPROCS(0), reduceStepBlock)
 	j.kind, j.dst, j.params, j.opt, j.scale = jobReduceStep, w, p, kind, scale

@@ -4,7 +4,7 @@ package compute
 // package optimizer: that imports compute) check directly.
 var (
 	StepRange = stepRange
-	LambStep  = lambStep
+	LambStep  = (&CPU{}).lambStep
 )
 
 const (

@@ -9,6 +9,7 @@ import (
 // The kernels mirror the step flags (StepParams itself is checked by the
 // compiler: kparams converts it).
 func TestKernelFlags(t *testing.T) {
+	t.Parallel()
 	for _, f := range []struct{ ours, theirs uint32 }{
 		{FlagCentered, kernels.FlagCentered},
 		{FlagBiasCorrection, kernels.FlagBiasCorrection},

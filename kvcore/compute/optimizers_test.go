@@ -349,9 +349,10 @@ func lambRef(lr, b1, b2, eps, wd, rs, c float64, bias bool, lb, ub float64) ref 
 }
 
 // TestOptGolden checks three steps of every optimizer, run through
-// ParseOptimizer, Params and the CPU backend, against the float64
+// optimizer.Parse, Params and the CPU backend, against the float64
 // transcription of MXNet's formula in goldenCases.
 func TestOptGolden(t *testing.T) {
+	t.Parallel()
 	for _, c := range goldenCases() {
 		t.Run(c.name, func(t *testing.T) {
 			opt, err := optimizer.Parse([]byte(c.spec))
@@ -387,6 +388,7 @@ func TestOptGolden(t *testing.T) {
 // TestOptHandValues checks values derived by hand (no shared code with the
 // kernels or the float64 references above).
 func TestOptHandValues(t *testing.T) {
+	t.Parallel()
 	one := func(spec string, w0 float32, grads ...float32) []float32 {
 		t.Helper()
 		opt, err := optimizer.Parse([]byte(spec))
@@ -491,6 +493,7 @@ func cloneStates(st [][]float32) [][]float32 {
 // the same bits as one call over everything: the CPU backend relies on it
 // when it splits a step across goroutines.
 func TestOptChunkedEqualsWhole(t *testing.T) {
+	t.Parallel()
 	seed := uint64(rand.Int64())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -541,6 +544,7 @@ func TestOptChunkedEqualsWhole(t *testing.T) {
 // parallel threshold through Backend.Step and compares with one serial
 // stepRange (and lambStep for LAMB) on the same inputs.
 func TestOptBackendParallelMatchesSerial(t *testing.T) {
+	t.Parallel()
 	seed := uint64(rand.Int64())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 2))
@@ -602,6 +606,7 @@ func TestOptBackendParallelMatchesSerial(t *testing.T) {
 // (the trust ratio falls back to 1), a zero update (nothing moves) and the
 // bounds on the weight norm.
 func TestOptLAMBEdgeCases(t *testing.T) {
+	t.Parallel()
 	// w = 0: r1 = 0, so lr' = lr; u = m̂/(sqrt(v̂)+eps) = g/(|g|+eps) per element.
 	opt, _ := optimizer.Parse([]byte(`{"name":"lamb","learning_rate":0.1}`))
 	ws, _ := runSteps(t, opt, "0", []float32{0, 0}, [][]float32{{2, -3}})
@@ -661,6 +666,7 @@ func TestOptLAMBNoAllocs(t *testing.T) {
 // gives the same bits as with GOMAXPROCS=1, from several goroutines at
 // once (the pool of helpers is shared).
 func TestOptLAMBParallelMatchesOneGoroutine(t *testing.T) {
+	t.Parallel()
 	seed := uint64(rand.Int64())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 4))
@@ -706,6 +712,7 @@ func TestOptLAMBParallelMatchesOneGoroutine(t *testing.T) {
 // TestOptNumStates checks the state counts the kernels expect against the
 // MXNet create_state of each optimizer.
 func TestOptNumStates(t *testing.T) {
+	t.Parallel()
 	for spec, want := range map[string]int{
 		`{"name":"sgd"}`:                         0,
 		`{"name":"sgd","momentum":0.5}`:          1,

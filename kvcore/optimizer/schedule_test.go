@@ -11,19 +11,17 @@ import (
 // as Optimizer._get_lrs does. TestSchedMatchesMXNetStateful compares the
 // closed forms in schedule.go against it.
 type mxScheduler struct {
-	typ                          string
-	baseLR, warmupFinal, begin   float64
-	warmupSteps                  int
-	mode                         string
-	step                         int
-	steps                        []int
-	factor, stop                 float64
-	count, curStepInd            int
-	maxUpdate                    int
-	finalLR, pwr, baseOrig       float64
-	maxSteps                     int
-	lastBase                     float64
-	hasFactor, hasStop, hasPower bool
+	typ                        string
+	baseLR, warmupFinal, begin float64
+	warmupSteps                int
+	mode                       string
+	step                       int
+	steps                      []int
+	factor, stop               float64
+	count, curStepInd          int
+	maxUpdate                  int
+	finalLR, pwr, baseOrig     float64
+	maxSteps                   int
 }
 
 func (s *mxScheduler) warmup(nu int) float64 {
@@ -104,6 +102,7 @@ var schedSpecs = []string{
 // TestSchedMatchesMXNetStateful checks every schedule, update by update,
 // against the transcribed stateful MXNet scheduler.
 func TestSchedMatchesMXNetStateful(t *testing.T) {
+	t.Parallel()
 	for _, spec := range schedSpecs {
 		opt, err := Parse([]byte(`{"name":"sgd","learning_rate":0.5,"lr_scheduler":` + spec + `}`))
 		if err != nil {
@@ -122,6 +121,7 @@ func TestSchedMatchesMXNetStateful(t *testing.T) {
 
 // TestSchedHandValues checks schedule values worked out by hand.
 func TestSchedHandValues(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		spec string
 		nu   []int
@@ -157,6 +157,7 @@ func TestSchedHandValues(t *testing.T) {
 // TestSchedBaseLR checks that base_lr replaces learning_rate and that
 // giving both with different values is an error.
 func TestSchedBaseLR(t *testing.T) {
+	t.Parallel()
 	opt, err := Parse([]byte(`{"name":"adam","lr_scheduler":{"type":"factor","step":1,"factor":0.5,"base_lr":0.2}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +173,7 @@ func TestSchedBaseLR(t *testing.T) {
 // TestSchedValidate checks that bad schedules are rejected with the field
 // named.
 func TestSchedValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ spec, want string }{
 		{`{"type":"step"}`, `unknown type "step"`},
 		{`{"type":"factor"}`, "step = 0"},

@@ -36,7 +36,7 @@ const Version = 1
 //
 // The update formulas are those of MXNet 1.x (python/mxnet/optimizer and
 // src/operator/optimizer_op-inl.h); the doc of each kernel in
-// optimizer_kernels.go gives the reference loop and its source.
+// kvcore/internal/kernels/optimizers.go gives the reference loop and its source.
 type Spec struct {
 	// Version of the spec format; 0 (absent) means 1.
 	Version int `json:"version,omitempty"`
@@ -45,7 +45,9 @@ type Spec struct {
 	Name string `json:"name"`
 
 	// Taken by every optimizer (AdaDelta takes no learning rate: MXNet 1.x
-	// ignores it there, so a spec giving one is an error).
+	// ignores it there, so a spec giving one is an error). It is >= 0,
+	// except for sgd, where a negative rate (without lr_scheduler) makes
+	// the update add the gradient, as MXNet allows.
 	LearningRate *float64 `json:"learning_rate,omitempty"`
 	WD           *float64 `json:"wd,omitempty"`            // weight decay, default 0
 	RescaleGrad  *float64 `json:"rescale_grad,omitempty"`  // default 1
@@ -252,8 +254,16 @@ func (o *Spec) Validate() error {
 	}
 
 	lrLo, lrOpen := 0.0, false
-	if d.kind == compute.OptFTRL {
+	switch d.kind {
+	case compute.OptFTRL:
 		lrLo, lrOpen = 0, true // FTRL divides by the learning rate
+	case compute.OptSGD:
+		// MXNet takes any learning rate; a negative one makes SGD add the
+		// gradient (its dist tests' server updater, learning_rate=-lr).
+		lrLo = math.Inf(-1)
+		if o.LearningRate != nil && *o.LearningRate < 0 && o.LRScheduler != nil {
+			return bad("a negative learning_rate cannot be scheduled (the schedules decay towards 0)")
+		}
 	}
 	for _, c := range []struct {
 		name   string

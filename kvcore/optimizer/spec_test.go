@@ -14,6 +14,7 @@ import (
 // TestOptDefaults checks that a bare spec gets MXNet 1.x's constructor
 // defaults (python/mxnet/optimizer/optimizer.py; lamb.py; adamW.py).
 func TestOptDefaults(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		lr, eps, b1, b2, mom float32
 	}
@@ -74,6 +75,7 @@ func TestOptDefaults(t *testing.T) {
 
 // TestOptDerivedParams checks the host-side derived values of Params.
 func TestOptDerivedParams(t *testing.T) {
+	t.Parallel()
 	var p compute.StepParams
 	opt, _ := Parse([]byte(`{"name":"adam","learning_rate":0.1}`))
 	opt.Params("0", 3, 3, &p)
@@ -113,6 +115,7 @@ func TestOptDerivedParams(t *testing.T) {
 
 // TestOptMults checks lr_mult and wd_mult by int and string key.
 func TestOptMults(t *testing.T) {
+	t.Parallel()
 	opt, err := Parse([]byte(`{"name":"sgd","learning_rate":0.5,"wd":0.1,"lr_mult":{"3":0.5,"123456":2,"-7":4,"bias":0},"wd_mult":{"3":0,"w":3}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +166,7 @@ func TestOptParamsNoAllocs(t *testing.T) {
 // TestOptJSONRoundTrip checks that Marshal then Parse gives the
 // same spec, including values equal to zero that differ from a default.
 func TestOptJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	specs := []*Spec{
 		SGD(0.1, 0.9),
 		Adam(0.002),
@@ -209,6 +213,7 @@ func TestOptJSONRoundTrip(t *testing.T) {
 
 // TestOptClone checks that a clone shares no memory with the original.
 func TestOptClone(t *testing.T) {
+	t.Parallel()
 	o := &Spec{Name: "lamb", LearningRate: new(0.1), BiasCorrection: new(true), UpperBound: new(3.0),
 		LRScheduler: &LRScheduler{Type: "multifactor", Steps: []int{5, 9}, Factor: new(0.5)},
 		LRMult:      map[string]float64{"1": 2}, WDMult: map[string]float64{"b": 0}}
@@ -264,10 +269,11 @@ func TestOptClone(t *testing.T) {
 
 // TestOptValidate checks that bad specs give errors that name the field.
 func TestOptValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ spec, want string }{
 		{`{"name":"sgdd"}`, `unknown optimizer "sgdd"`},
 		{`{"name":""}`, `unknown optimizer ""`},
-		{`{"name":"sgd","learning_rate":-0.1}`, "learning_rate = -0.1"},
+		{`{"name":"adagrad","learning_rate":-0.1}`, "learning_rate = -0.1"},
 		{`{"name":"ftrl","learning_rate":0}`, "learning_rate = 0"},
 		{`{"name":"sgd","wd":-1}`, "wd = -1"},
 		{`{"name":"sgd","rescale_grad":0}`, "rescale_grad = 0"},
@@ -324,9 +330,9 @@ func TestOptValidate(t *testing.T) {
 	}
 }
 
-// FuzzParseOptimizer checks that no input panics ParseOptimizer, and that a
+// FuzzParse checks that no input panics Parse, and that a
 // spec it accepts survives a JSON round trip with the same Params.
-func FuzzParseOptimizer(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"name":"sgd","learning_rate":0.1,"momentum":0.9}`,
 		`{"name":"lamb","lower_bound":0.5,"upper_bound":2,"bias_correction":false}`,
@@ -356,4 +362,29 @@ func FuzzParseOptimizer(f *testing.F) {
 			t.Fatalf("Params differ after round trip of %s", js)
 		}
 	})
+}
+
+// TestNegativeLearningRate: SGD takes a negative learning rate (MXNet's
+// nightly dist tests run learning_rate=-lr, so the update adds the
+// gradient); other optimizers and schedules refuse one.
+func TestNegativeLearningRate(t *testing.T) {
+	t.Parallel()
+	s, err := Parse([]byte(`{"name":"sgd","learning_rate":-0.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p compute.StepParams
+	s.Params("0", 1, 1, &p)
+	if p.LR != -0.5 {
+		t.Fatalf("LR %v, want -0.5", p.LR)
+	}
+	for _, bad := range []string{
+		`{"name":"adam","learning_rate":-0.1}`,
+		`{"name":"nag","learning_rate":-0.1}`,
+		`{"name":"sgd","learning_rate":-0.1,"lr_scheduler":{"type":"factor","step":10,"factor":0.5}}`,
+	} {
+		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", bad, err)
+		}
+	}
 }

@@ -119,7 +119,7 @@ func checkBudget(t testing.TB, j *Job) {
 	var sum int64
 	for _, k := range j.keys {
 		sum += k.resv
-		if min := keyBytes(k.n, nil, len(k.states)); k.resv < min {
+		if min := keyBytes(k.n, nil, len(k.slot.States)); k.resv < min {
 			t.Fatalf("key %d reserves %d bytes, holds at least %d", k.id, k.resv, min)
 		}
 	}

@@ -3,6 +3,7 @@ package psm
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/kernels"
+	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -275,11 +277,9 @@ type key struct {
 	deq     []float32        // host scratch for dequantizing
 	wordTmp []float32        // host scratch where data cannot be viewed in place
 	free    []compute.Buffer // arrival buffers for reuse
-	t       int
-	states  []compute.Buffer
-	params  compute.StepParams
-	ver     uint64 // version of stored (Envelope.Ver), from Job.verSeq
-	resv    int64  // bytes reserved from the budget (keyBytes)
+	slot    optstate.Slot    // optimizer states (shared code with the store)
+	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
+	resv    int64            // bytes reserved from the budget (keyBytes)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -388,9 +388,7 @@ func (j *Job) freeKey(k *key) {
 			j.be.Free(b)
 		}
 	}
-	for _, b := range k.states {
-		j.be.Free(b)
-	}
+	k.slot.Reset(j.be)
 	for _, b := range k.free {
 		j.be.Free(b)
 	}
@@ -1561,7 +1559,8 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 }
 
-// update runs one optimizer update of k with gradient g (kvcore's Store.step).
+// update runs one optimizer update of k with gradient g (the store's own
+// update step: optstate.Slot).
 func (j *Job) update(k *key, g compute.Buffer) error {
 	if j.cu != nil {
 		return j.customUpdate(k, g)
@@ -1570,39 +1569,23 @@ func (j *Job) update(k *key, g compute.Buffer) error {
 	if opt == nil {
 		return j.be.Copy(k.stored, g)
 	}
-	k.t++
-	if k.t > j.numUpdate {
-		j.numUpdate = k.t
-	}
+	k.slot.T++
+	j.numUpdate = max(j.numUpdate, k.slot.T)
 	// The schedule follows the key's own update count: MXNet's num_update
 	// (the largest count of any key) would depend on the order in which
 	// rounds of different keys close, which varies from run to run; when
 	// every key is updated every step (training) both are equal, and equal
 	// to a single process's.
-	opt.Params(k.optName(), k.t, k.t, &k.params)
-	kind := opt.Kind()
-	if want := kind.NumStates(&k.params); len(k.states) != want {
+	var p compute.StepParams
+	opt.Params(k.optName(), k.slot.T, k.slot.T, &p)
+	if want := opt.Kind().NumStates(&p); len(k.slot.States) != want {
+		// The optimizer's states come out of the job's budget before the
+		// update step allocates them.
 		if need := keyBytes(k.n, opt, want); need > k.resv && !j.rebudget(k, need) {
 			return j.errBudget(fmt.Sprintf("the %d optimizer states of key %s", want, k.label()), need-k.resv)
 		}
-		for _, b := range k.states {
-			j.be.Free(b)
-		}
-		k.states = k.states[:0]
-		for i := range want {
-			b, err := j.be.Alloc(k.n)
-			if err != nil {
-				return err
-			}
-			if v := opt.StateInit(i); v != 0 {
-				if err := j.be.Fill(b, v); err != nil {
-					return err
-				}
-			}
-			k.states = append(k.states, b)
-		}
 	}
-	return j.be.Step(kind, &k.params, k.stored, g, k.states)
+	return k.slot.Step(j.be, opt, k.optName(), k.n, k.slot.T, k.stored, g)
 }
 
 // ---- commands and states ----
@@ -1639,10 +1622,7 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 		j.opt, j.optJSON, j.numUpdate = opt, append([]byte(nil), m.Payload...), 0
 		j.dropCustom()
 		for _, k := range j.keys {
-			for _, b := range k.states {
-				j.be.Free(b)
-			}
-			k.states, k.t = nil, 0
+			k.slot.Reset(j.be)
 		}
 		j.rd.Persist = true
 	case updater.CommandHead:
@@ -1692,16 +1672,13 @@ func (j *Job) saveStates(w *worker, m *wire.Msg) {
 	}
 	st := wire.States{Optimizer: j.optJSON, NumUpdate: int64(j.numUpdate)}
 	for _, k := range j.sortedKeys() {
-		ks := wire.KeyStates{Key: k.id, Str: k.str, Name: k.name, T: int64(k.t), Offset: uint32(k.off), Total: uint32(k.total), N: uint32(k.n)}
-		for _, b := range k.states {
-			h := make([]float32, k.n)
-			if err := j.be.Read(b, 0, h); err != nil {
-				j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "save optimizer states: key %s: %v", k.label(), err))
-				return
-			}
-			ks.States = append(ks.States, h)
+		states, err := k.slot.Read(j.be, k.n)
+		if err != nil {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "save optimizer states: key %s: %v", k.label(), err))
+			return
 		}
-		st.Keys = append(st.Keys, ks)
+		st.Keys = append(st.Keys, wire.KeyStates{Key: k.id, Str: k.str, Name: k.name, T: int64(k.slot.T),
+			Offset: uint32(k.off), Total: uint32(k.total), N: uint32(k.n), States: states})
 	}
 	start := len(j.scratch)
 	j.scratch = wire.AppendStates(j.scratch, &st)
@@ -1741,6 +1718,7 @@ func (j *Job) installStates(st *wire.States) *wire.Error {
 	if opt == nil {
 		return wire.Errorf(wire.CodeBadStates, "load optimizer states: no optimizer set and none in the file")
 	}
+	ls := make([]optstate.Load, 0, len(st.Keys))
 	for _, ks := range st.Keys {
 		k := j.keys[ks.Key]
 		if k == nil || k.str != ks.Str {
@@ -1750,57 +1728,31 @@ func (j *Job) installStates(st *wire.States) *wire.Error {
 			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s: part [%d,+%d) of %d, stored [%d,+%d) of %d",
 				k.label(), ks.Offset, ks.N, ks.Total, k.off, k.n, k.total)
 		}
-		var p compute.StepParams
-		opt.Params(k.optName(), max(1, int(ks.T)), max(1, int(st.NumUpdate)), &p)
-		if want := opt.Kind().NumStates(&p); len(ks.States) != want {
-			return wire.Errorf(wire.CodeBadStates, "load optimizer states: key %s has %d states, %v needs %d", k.label(), len(ks.States), opt.Kind(), want)
+		ls = append(ls, optstate.Load{Slot: &k.slot, Key: k.optName(), Label: k.label(), N: k.n, T: ks.T, States: ks.States})
+	}
+	code := func(err error) wire.Code {
+		if errors.Is(err, optstate.ErrBadStates) {
+			return wire.CodeBadStates
 		}
+		return wire.CodeInternal
+	}
+	if err := optstate.Check(opt, st.NumUpdate, ls); err != nil {
+		return wire.Errorf(code(err), "load optimizer states: %v", err)
 	}
 	oldOpt := j.opt
 	if e := j.budgetFor(opt, st); e != nil {
 		return e
 	}
-	type repl struct {
-		k  *key
-		bs []compute.Buffer
-		t  int
+	all := make([]*optstate.Slot, 0, len(j.keys))
+	for _, k := range j.keys {
+		all = append(all, &k.slot)
 	}
-	var rs []repl
-	for _, ks := range st.Keys {
-		k := j.keys[ks.Key]
-		r := repl{k: k, t: int(ks.T)}
-		for _, s := range ks.States {
-			b, err := j.be.Alloc(k.n)
-			if err == nil {
-				err = j.be.Write(b, 0, s)
-			}
-			if err != nil {
-				for _, r := range rs {
-					for _, b := range r.bs {
-						j.be.Free(b)
-					}
-				}
-				for _, b := range r.bs {
-					j.be.Free(b)
-				}
-				j.budgetFor(oldOpt, nil) // back to what it was (it fit before)
-				return wire.Errorf(wire.CodeInternal, "load optimizer states: key %s: %v", k.label(), err)
-			}
-			r.bs = append(r.bs, b)
-		}
-		rs = append(rs, r)
+	if err := optstate.Install(j.be, opt, st.NumUpdate, ls, all); err != nil {
+		j.budgetFor(oldOpt, nil) // back to what it was (it fit before)
+		return wire.Errorf(code(err), "load optimizer states: %v", err)
 	}
 	if st.Optimizer != nil {
 		j.opt, j.optJSON = opt, append([]byte(nil), st.Optimizer...)
-	}
-	for _, k := range j.keys {
-		for _, b := range k.states {
-			j.be.Free(b)
-		}
-		k.states, k.t = nil, 0
-	}
-	for _, r := range rs {
-		r.k.states, r.k.t = r.bs, r.t
 	}
 	j.numUpdate = int(st.NumUpdate)
 	return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/bincodec"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/wire"
 )
@@ -40,20 +41,18 @@ var snapMagic = [4]byte{'W', 'K', 'P', 'S'}
 // ErrBadSnapshot is wrapped by Restore's errors.
 var ErrBadSnapshot = errors.New("psm: bad snapshot")
 
+// senc and sdec are bincodec's encoder and decoder (shared with the wire
+// metadata and the states file) with this file's short names; sdec's
+// failures wrap ErrBadSnapshot.
 type senc []byte
 
-func (e senc) uv(v uint64) senc  { return binary.AppendUvarint(e, v) }
-func (e senc) u8(v uint8) senc   { return append(e, v) }
-func (e senc) u16(v uint16) senc { return binary.LittleEndian.AppendUint16(e, v) }
-func (e senc) u32(v uint32) senc { return binary.LittleEndian.AppendUint32(e, v) }
-func (e senc) u64(v uint64) senc { return binary.LittleEndian.AppendUint64(e, v) }
-func (e senc) str(s string) senc { return append(e.uv(uint64(len(s))), s...) }
-func (e senc) bool(b bool) senc {
-	if b {
-		return e.u8(1)
-	}
-	return e.u8(0)
-}
+func (e senc) uv(v uint64) senc  { return senc(bincodec.Enc(e).Uvarint(v)) }
+func (e senc) u8(v uint8) senc   { return senc(bincodec.Enc(e).U8(v)) }
+func (e senc) u16(v uint16) senc { return senc(bincodec.Enc(e).U16(v)) }
+func (e senc) u32(v uint32) senc { return senc(bincodec.Enc(e).U32(v)) }
+func (e senc) u64(v uint64) senc { return senc(bincodec.Enc(e).U64(v)) }
+func (e senc) str(s string) senc { return senc(bincodec.Enc(e).String(s)) }
+func (e senc) bool(b bool) senc  { return senc(bincodec.Enc(e).Bool(b)) }
 
 // AppendSnapshot appends the Job's durable state to b. It reads values and
 // states from the backend, so it returns an error if the backend fails.
@@ -84,7 +83,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 		for _, d := range k.shape {
 			e = e.uv(uint64(d))
 		}
-		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.t))
+		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.slot.T))
 		e = e.uv(uint64(len(k.inited)))
 		for _, id := range sortedStrings(k.inited) {
 			e = e.str(id)
@@ -94,9 +93,9 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
 		}
 		e = senc(wire.AppendFloat32s(e, v))
-		e = e.uv(uint64(len(k.states)))
+		e = e.uv(uint64(len(k.slot.States)))
 		tmp := make([]float32, k.n)
-		for _, s := range k.states {
+		for _, s := range k.slot.States {
 			if err := j.be.Read(s, 0, tmp); err != nil {
 				return b[:start], fmt.Errorf("psm: snapshot: key %s: %w", k.label(), err)
 			}
@@ -135,83 +134,75 @@ func sortedStrings(m map[string]bool) []string {
 }
 
 type sdec struct {
-	b   []byte
+	c   bincodec.Dec
 	err error
 }
+
+func newSdec(b []byte) *sdec { return &sdec{c: bincodec.NewDec(b)} }
 
 func (d *sdec) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, args...)...)
+		d.c.Failf(bincodec.Malformed, "stopped") // later reads return zero values
 	}
 }
 
-func (d *sdec) take(n uint64) []byte {
-	if d.err != nil {
-		return nil
+// check turns the codec's failure into d.err.
+func (d *sdec) check() {
+	if e := d.c.Err; e != nil && d.err == nil {
+		d.err = fmt.Errorf("%w: at byte %d: %s", ErrBadSnapshot, e.Off+4, e.Msg)
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("truncated (%d bytes needed, %d left)", n, len(d.b))
-		return nil
-	}
-	s := d.b[:n]
-	d.b = d.b[n:]
-	return s
 }
+
+func (d *sdec) left() int { return d.c.Left() }
 
 func (d *sdec) uv() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
+	v := d.c.Uvarint("number")
+	d.check()
 	return v
 }
 
 // count reads a count of items that each take at least per bytes.
 func (d *sdec) count(per int) int {
-	v := d.uv()
-	if d.err == nil && v > uint64(len(d.b))/uint64(per) {
-		d.fail("count %d cannot fit %d bytes", v, len(d.b))
-		return 0
-	}
-	return int(v)
+	v := d.c.Count("items", per, math.MaxInt32)
+	d.check()
+	return v
 }
 
 func (d *sdec) u8() uint8 {
-	if b := d.take(1); b != nil {
-		return b[0]
-	}
-	return 0
+	v := d.c.U8("byte")
+	d.check()
+	return v
 }
+
 func (d *sdec) u16() uint16 {
-	if b := d.take(2); b != nil {
-		return binary.LittleEndian.Uint16(b)
-	}
-	return 0
+	v := d.c.U16("uint16")
+	d.check()
+	return v
 }
+
 func (d *sdec) u32() uint32 {
-	if b := d.take(4); b != nil {
-		return binary.LittleEndian.Uint32(b)
-	}
-	return 0
+	v := d.c.U32("uint32")
+	d.check()
+	return v
 }
+
 func (d *sdec) u64() uint64 {
-	if b := d.take(8); b != nil {
-		return binary.LittleEndian.Uint64(b)
-	}
-	return 0
+	v := d.c.U64("uint64")
+	d.check()
+	return v
 }
-func (d *sdec) str() string { return string(d.take(d.uv())) }
+
+func (d *sdec) str() string {
+	v := d.c.String("string", math.MaxInt32)
+	d.check()
+	return v
+}
+
 func (d *sdec) floats(n int) []float32 {
-	b := d.take(uint64(n) * 4)
-	if b == nil {
-		return nil
-	}
-	return wire.DecodeFloat32s(b, make([]float32, n))
+	v := d.c.Float32s("values", n, nil)
+	d.check()
+	return v
 }
 
 // Restore rebuilds a Job from a snapshot written by AppendSnapshot, with
@@ -231,7 +222,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	if crc := binary.LittleEndian.Uint32(snap[len(snap)-4:]); crc != crc32.ChecksumIEEE(body) {
 		return nil, fmt.Errorf("%w: checksum mismatch (truncated or corrupt)", ErrBadSnapshot)
 	}
-	d := &sdec{b: body[4:]}
+	d := newSdec(body[4:])
 	version := d.u32()
 	if version != snapVersion && version != 1 {
 		return nil, fmt.Errorf("%w: version %d, this build reads 1 and %d", ErrBadSnapshot, version, snapVersion)
@@ -300,7 +291,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	for range nk {
 		k := &key{id: d.u64(), str: d.u8() == 1, name: d.str(), inited: map[string]bool{}}
 		nd := d.count(1)
-		if d.err == nil && (nd == 0 || nd > 64) {
+		if d.err == nil && nd > 64 { // rank 0: a scalar
 			d.fail("key %d: rank %d", k.id, nd)
 		}
 		k.shape = make([]int64, nd)
@@ -308,12 +299,12 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			k.shape[i] = int64(d.uv())
 		}
 		k.off, k.n, k.total = int(d.uv()), int(d.uv()), int(d.uv())
-		k.rounds, k.t = d.uv(), int(d.uv())
+		k.rounds, k.slot.T = d.uv(), int(d.uv())
 		ni := d.count(1)
 		for range ni {
 			k.inited[d.str()] = true
 		}
-		if d.err == nil && (k.n < 1 || uint64(k.n)*4 > uint64(len(d.b)) || k.off+k.n > k.total) {
+		if d.err == nil && (k.n < 1 || uint64(k.n)*4 > uint64(d.left()) || k.off+k.n > k.total) {
 			d.fail("key %d: part [%d,+%d) of %d", k.id, k.off, k.n, k.total)
 		}
 		if d.err != nil {
@@ -335,8 +326,8 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		ps = append(ps, p)
 	}
 	j.restoreCustom(d)
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
+	if d.err == nil && d.left() != 0 {
+		d.fail("%d trailing bytes", d.left())
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -367,7 +358,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 				j.Close()
 				return nil, fmt.Errorf("psm: restore key %s: %w", k.label(), err)
 			}
-			k.states = append(k.states, sb)
+			k.slot.States = append(k.slot.States, sb)
 		}
 	}
 	j.reloadCustom()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/updater"
@@ -119,10 +120,7 @@ func (j *Job) dropCustom() {
 // resetOptStates frees the optimizer states of every key.
 func (j *Job) resetOptStates() {
 	for _, k := range j.keys {
-		for _, b := range k.states {
-			j.be.Free(b)
-		}
-		k.states, k.t = nil, 0
+		k.slot.Reset(j.be)
 	}
 }
 
@@ -350,14 +348,15 @@ func (j *Job) appendCustom(e senc) senc {
 // restoreCustom reads the custom updater's section, if the snapshot has
 // one, after the keys were read.
 func (j *Job) restoreCustom(d *sdec) {
-	if d.err != nil || len(d.b) == 0 {
+	if d.err != nil || d.left() == 0 {
 		return
 	}
 	if tag := d.u8(); tag != snapCustom {
 		d.fail("unknown section %d after the keys", tag)
 		return
 	}
-	enc := d.take(d.uv())
+	enc := d.c.Bytes("updater module", math.MaxInt32)
+	d.check()
 	failed := d.str()
 	num := d.uv()
 	if d.err != nil {

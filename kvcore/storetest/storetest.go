@@ -17,7 +17,10 @@
 //   - MXNet's default updater assigns (init 1, push 4, pull 4), values of
 //     several devices are summed, a key given twice in one list is summed,
 //     a pull broadcasts into every output, PushPull in place and into other
-//     outputs, Broadcast (rank 0's value wins, a second one is refused);
+//     outputs, PushPullList's order (MXNet's: all pushes, then all pulls,
+//     in local and device stores; key by key in dist stores), Broadcast and
+//     BroadcastList (rank 0's value wins, a second one is refused), 0-d
+//     arrays (shape ());
 //   - SetUpdater on local and device stores (MXNet's _set_updater docstring
 //     example; an updater error surfaces in WaitAll, once), refused with
 //     ErrUnsupported on dist stores;
@@ -139,6 +142,7 @@ func RunWorkers(t *testing.T, n int, newWorkers func(t *testing.T) []*kvcore.Sto
 		{"Aggregate", h.aggregate},
 		{"PushPull", h.pushPull},
 		{"Broadcast", h.broadcast},
+		{"Scalar", h.scalar},
 		{"Updater", h.updater},
 		{"Optimizers", h.optimizers},
 		{"OrderPerKey", h.order},
@@ -244,7 +248,10 @@ func (h *harness) each(t *testing.T, ws []*kvcore.Store, body func(x *w)) {
 			ok := false
 			defer func() {
 				if !ok {
-					s.Close()
+					// The worker failed (the test says why): its store goes
+					// so the others do not wait for it; Close's own error
+					// adds nothing to that failure.
+					_ = s.Close()
 				}
 			}()
 			// Every worker draws the same random numbers: ranks differ only
@@ -439,7 +446,7 @@ func (h *harness) aggregate(t *testing.T) {
 // pushPull: in place (outputs nil) and into other outputs; the inputs of
 // the second form are left alone.
 func (h *harness) pushPull(t *testing.T) {
-	ws, _ := h.world(t)
+	ws, cp := h.world(t)
 	h.each(t, ws, func(x *w) {
 		s := x.s
 		k := kvcore.IntKey(5)
@@ -463,6 +470,22 @@ func (h *harness) pushPull(t *testing.T) {
 		x.must("pushpull list", s.PushPullList([]kvcore.Key{k, k2}, [][]*kvcore.Array{{v1}, {v2}}, nil, 2))
 		x.wantAll("list key 5", v1, 4*h.tri())
 		x.wantAll("list key 6", v2, 9*h.tri())
+		// One array pair as the values and outputs of two keys (MXNet's
+		// test_pushpull_single_kv_pair, list variant): a local or device
+		// store pushes both keys before it pulls either (2 and 2); a dist
+		// store goes key by key, so key 11's push reads what key 10's
+		// pull wrote.
+		k10, k11 := kvcore.IntKey(10), kvcore.IntKey(11)
+		x.must("init", s.InitList(x.ctx, []kvcore.Key{k10, k11}, []*kvcore.Array{x.inFull(0, 0, 4, 4), x.inFull(0, 0, 4, 4)}))
+		a, b = x.inFull(0, 1, 4, 4), x.inFull(1, 1, 4, 4)
+		x.must("pushpull list sharing arrays", s.PushPullList([]kvcore.Key{k10, k11}, [][]*kvcore.Array{{a, b}, {a, b}}, nil, 0))
+		want := float32(2)
+		if cp.dist {
+			n := float32(h.n)
+			want = 4 * n * n // key 10: 2n, pulled into a and b; key 11: n*(2n+2n)
+		}
+		x.wantAll("a after the list", a, want)
+		x.wantAll("b after the list", b, want)
 		x.must("wait all", s.WaitAll(x.ctx))
 	})
 }
@@ -493,6 +516,50 @@ func (h *harness) broadcast(t *testing.T) {
 		o := x.out(0, 2)
 		x.must("pull", s.Pull(kvcore.StrKey("b"), o))
 		x.wantAll("pull after broadcast", o, 3)
+		// A list: one value and its outputs per key; a key without
+		// outputs is only initialized.
+		mine1, mine2 := float32(5), float32(6)
+		if x.rank != 0 {
+			mine1, mine2 = 1000, 1000
+		}
+		o1, o2 := x.out(0, 3), x.out(1, 3)
+		x.must("broadcast list", s.BroadcastList(x.ctx, kvcore.StrKeys("l1", "l2", "l3"),
+			[]*kvcore.Array{x.inFull(0, mine1, 3), x.inFull(0, mine2, 3), x.inFull(0, mine2, 1)},
+			[][]*kvcore.Array{{o1}, {o2}, nil}))
+		x.wantAll("broadcast list key l1", o1, 5)
+		x.wantAll("broadcast list key l2", o2, 6)
+		o3 := x.out(0, 1)
+		x.must("pull l3", s.Pull(kvcore.StrKey("l3"), o3))
+		x.wantAll("broadcast list key l3", o3, 6)
+		if err := s.BroadcastList(x.ctx, kvcore.StrKeys("l4"), []*kvcore.Array{x.inFull(0, 1, 1)}, [][]*kvcore.Array{{o3}, {o3}}); err == nil {
+			x.Fatalf("broadcast list with 1 key and 2 output lists: no error")
+		}
+	})
+}
+
+// scalar: 0-d arrays (MXNet's shape ()) work as keys' values like any
+// other: init, push, pull, pushpull.
+func (h *harness) scalar(t *testing.T) {
+	ws, _ := h.world(t)
+	h.each(t, ws, func(x *w) {
+		s := x.s
+		k := kvcore.IntKey(0)
+		x.must("init", s.Init(x.ctx, k, x.in(0, []float32{3}, []int{}...)))
+		out := x.out(0, []int{}...)
+		x.must("pull", s.Pull(k, out))
+		x.wantAll("scalar after init", out, 3)
+		if got := out.Shape(); len(got) != 0 {
+			x.Fatalf("scalar output has shape %v, want ()", got)
+		}
+		x.must("push", s.Push(k, x.in(0, []float32{2 * x.f()}, []int{}...), x.in(1, []float32{x.f()}, []int{}...)))
+		x.must("pull", s.Pull(k, out))
+		x.wantAll("scalar after a push of 2 devices", out, 3*h.tri())
+		v := x.in(0, []float32{x.f()}, []int{}...)
+		x.must("pushpull", s.PushPull(k, v))
+		x.wantAll("scalar pushpull in place", v, h.tri())
+		if err := s.Push(k, x.inFull(0, 1, 1)); !errors.Is(err, kvcore.ErrShapeMismatch) {
+			x.Fatalf("push of shape [1] to a scalar key: err = %v, want ErrShapeMismatch", err)
+		}
 	})
 }
 

@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/webkv/webkv/kvcore/internal/bincodec"
 )
 
 // Mode is a job's synchronization mode.
@@ -115,19 +117,21 @@ type States struct {
 	Keys      []KeyStates
 }
 
-// enc is a small append-only encoder.
+// enc is an append-only encoder: bincodec.Enc (the encoding helper the
+// wire metadata shares with the psm snapshot and the states file) with the
+// short names this package's codecs use.
 type enc []byte
 
-func (e enc) uv(v uint64) enc { return binary.AppendUvarint(e, v) }
-func (e enc) str(s string) enc {
-	return append(e.uv(uint64(len(s))), s...)
-}
-func (e enc) bytes(s []byte) enc { return append(e.uv(uint64(len(s))), s...) }
-func (e enc) u8(v uint8) enc     { return append(e, v) }
-func (e enc) u32(v uint32) enc   { return binary.LittleEndian.AppendUint32(e, v) }
-func (e enc) u64(v uint64) enc   { return binary.LittleEndian.AppendUint64(e, v) }
+func (e enc) uv(v uint64) enc    { return enc(bincodec.Enc(e).Uvarint(v)) }
+func (e enc) str(s string) enc   { return enc(bincodec.Enc(e).String(s)) }
+func (e enc) bytes(s []byte) enc { return enc(bincodec.Enc(e).Bytes(s)) }
+func (e enc) u8(v uint8) enc     { return enc(bincodec.Enc(e).U8(v)) }
+func (e enc) u32(v uint32) enc   { return enc(bincodec.Enc(e).U32(v)) }
+func (e enc) u64(v uint64) enc   { return enc(bincodec.Enc(e).U64(v)) }
 
-// dec is a bounds-checked decoder; the first error sticks.
+// dec is a bounds-checked decoder of b; the first error sticks. Its reads
+// are bincodec.Dec's, their failures turned into *Error: a truncated or
+// malformed field is CodeBadFrame, a length over a limit CodeLimit.
 type dec struct {
 	b   []byte
 	err *Error
@@ -141,16 +145,28 @@ func (d *dec) fail(c Code, format string, args ...any) {
 	}
 }
 
+// codec returns a bincodec decoder of what is left; done takes its result
+// back.
+func (d *dec) codec() bincodec.Dec { return bincodec.NewDec(d.b) }
+
+func (d *dec) done1(c *bincodec.Dec) {
+	d.b = d.b[len(d.b)-c.Left():]
+	if e := c.Err; e != nil && d.err == nil {
+		code := CodeBadFrame
+		if e.Kind == bincodec.Limit {
+			code = CodeLimit
+		}
+		d.err = errf(code, "%s: %s", d.ctx, e.Msg)
+	}
+}
+
 func (d *dec) uv(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(CodeBadFrame, "truncated or overlong %s", what)
-		return 0
-	}
-	d.b = d.b[n:]
+	c := d.codec()
+	v := c.Uvarint(what)
+	d.done1(&c)
 	return v
 }
 
@@ -158,59 +174,60 @@ func (d *dec) take(n uint64, what string) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail(CodeBadFrame, "%s needs %d bytes, %d left", what, n, len(d.b))
-		return nil
-	}
-	s := d.b[:n]
-	d.b = d.b[n:]
-	return s
+	c := d.codec()
+	b := c.Take(n, what)
+	d.done1(&c)
+	return b
 }
 
 func (d *dec) str(what string) string {
-	n := d.uv(what + " length")
-	if d.err == nil && n > uint64(d.l.MaxString) {
-		d.fail(CodeLimit, "%s of %d bytes exceeds the limit of %d", what, n, d.l.MaxString)
+	if d.err != nil {
 		return ""
 	}
-	return string(d.take(n, what))
+	c := d.codec()
+	v := c.String(what, uint64(d.l.MaxString))
+	d.done1(&c)
+	return v
 }
 
 func (d *dec) bytes(what string, max uint64) []byte {
-	n := d.uv(what + " length")
-	if d.err == nil && n > max {
-		d.fail(CodeLimit, "%s of %d bytes exceeds the limit of %d", what, n, max)
+	if d.err != nil {
 		return nil
 	}
-	b := d.take(n, what)
-	if b == nil {
-		return nil
-	}
-	return append([]byte{}, b...)
+	c := d.codec()
+	v := c.Bytes(what, max)
+	d.done1(&c)
+	return v
 }
 
 func (d *dec) u8(what string) uint8 {
-	b := d.take(1, what)
-	if b == nil {
+	if d.err != nil {
 		return 0
 	}
-	return b[0]
+	c := d.codec()
+	v := c.U8(what)
+	d.done1(&c)
+	return v
 }
 
 func (d *dec) u32(what string) uint32 {
-	b := d.take(4, what)
-	if b == nil {
+	if d.err != nil {
 		return 0
 	}
-	return binary.LittleEndian.Uint32(b)
+	c := d.codec()
+	v := c.U32(what)
+	d.done1(&c)
+	return v
 }
 
 func (d *dec) u64(what string) uint64 {
-	b := d.take(8, what)
-	if b == nil {
+	if d.err != nil {
 		return 0
 	}
-	return binary.LittleEndian.Uint64(b)
+	c := d.codec()
+	v := c.U64(what)
+	d.done1(&c)
+	return v
 }
 
 func (d *dec) shape(what string) []int64 {
@@ -218,8 +235,8 @@ func (d *dec) shape(what string) []int64 {
 	if d.err != nil {
 		return nil
 	}
-	if n == 0 || n > uint64(d.l.MaxDims) {
-		d.fail(CodeLimit, "%s has rank %d (want 1 to %d)", what, n, d.l.MaxDims)
+	if n > uint64(d.l.MaxDims) { // rank 0: a scalar, MXNet's shape ()
+		d.fail(CodeLimit, "%s has rank %d (want 0 to %d)", what, n, d.l.MaxDims)
 		return nil
 	}
 	if n > uint64(len(d.b)) { // every dim takes at least one byte
@@ -248,9 +265,12 @@ func (d *dec) shape(what string) []int64 {
 }
 
 func (d *dec) done() {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(CodeBadFrame, "%d unexpected trailing bytes", len(d.b))
+	if d.err != nil {
+		return
 	}
+	c := d.codec()
+	c.Done()
+	d.done1(&c)
 }
 
 func (e enc) shape(s []int64) enc {

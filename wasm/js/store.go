@@ -796,7 +796,7 @@ func (st *jsStore) pushPull(args []js.Value) (enqueue, error) {
 }
 
 // setOptimizer(spec): spec is MXNet's optimizer name and arguments, the JSON
-// of kvcore.Optimizer (webkv.js stringifies the object).
+// of an optimizer.Spec (webkv.js stringifies the object).
 func (st *jsStore) setOptimizer(args []js.Value) (enqueue, error) {
 	spec := arg(args, 0)
 	if spec.Type() != js.TypeString {

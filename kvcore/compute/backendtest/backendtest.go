@@ -254,15 +254,6 @@ func (s *suite) random(n int, scale float32) []float32 {
 	return v
 }
 
-// positive returns n values uniform in [lo, hi).
-func (s *suite) positive(n int, lo, hi float32) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = lo + s.rng.Float32()*(hi-lo)
-	}
-	return v
-}
-
 // exact fails unless got and want are equal bit for bit.
 func (s *suite) exact(what string, got, want []float32) {
 	s.t.Helper()

@@ -15,6 +15,7 @@ import (
 // little arithmetic, but every error path, pooling, offsets, concurrency and
 // the large case are real checks of the reference.
 func TestCPU(t *testing.T) {
+	t.Parallel()
 	backendtest.Run(t, func(t *testing.T) compute.Backend { return compute.NewCPU(nil) })
 }
 
@@ -26,6 +27,7 @@ func TestCPU(t *testing.T) {
 // the CPU backend's float32 kernels over 10 steps, so the reference the
 // suite trusts is itself checked. Length 131073 = 2^17+1 takes the parallel path with an odd tail.
 func TestCPUStepFloat64(t *testing.T) {
+	t.Parallel()
 	const n, steps = 131073, 10
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -128,6 +130,7 @@ func TestCPUStepFloat64(t *testing.T) {
 // parallel threshold, scale 1 and not, and the output aliasing input 0 (the
 // suite compares the CPU backend with itself, so this is its own check).
 func TestCPUReduceHost(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 6))

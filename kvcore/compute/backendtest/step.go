@@ -132,11 +132,11 @@ func (s *suite) parsedCases() []stepCase {
 	for _, sp := range stepSpecs {
 		o, err := optimizer.Parse([]byte(sp.spec))
 		if err != nil {
-			s.t.Errorf("ParseOptimizer(%s): %v", sp.spec, err)
+			s.t.Errorf("optimizer.Parse(%s): %v", sp.spec, err)
 			continue
 		}
 		if o.Kind() != sp.kind {
-			s.t.Errorf("ParseOptimizer(%s).Kind() = %v, want %v", sp.spec, o.Kind(), sp.kind)
+			s.t.Errorf("optimizer.Parse(%s).Kind() = %v, want %v", sp.spec, o.Kind(), sp.kind)
 			continue
 		}
 		cases = append(cases, stepCase{

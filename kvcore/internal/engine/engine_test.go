@@ -79,13 +79,11 @@ func TestSharedVarOrdersRunners(t *testing.T) {
 	first := rec.task(1, &shared, &a)
 	first.gate = gate
 	r1.Push(&first.op)
-	var ks []*task
 	for i := 2; i <= 20; i++ {
 		k := rec.task(i, &shared, &b)
 		if i%2 == 1 {
 			k.op.Use(&a, false)
 		}
-		ks = append(ks, k)
 		if i%2 == 0 {
 			r2.Push(&k.op)
 		} else {

@@ -117,6 +117,7 @@ func seed(t testing.TB) uint64 {
 // gradient_compression-inl.h (posbits 0xc0,0x30,0x0c,0x03; negbits
 // 0x80,0x20,0x08,0x02; 1bit bits 0x80..0x01; byte 0 is the low byte).
 func TestCompressHandWorked(t *testing.T) {
+	t.Parallel()
 	// 2bit, t = 0.5: byte 0 = 11 10 00 11 = 0xe3, byte 1 = 10 10 10 10 =
 	// 0xaa, byte 2 = 0, byte 3 = 11 00 00 00 = 0xc0.
 	g := []float32{0.5, -0.5, 0.1, 0.7, -1, -1, -1, -1, 0, 0, 0, 0, 1, 0, 0, 0, -0.25}
@@ -199,6 +200,7 @@ func randGrad(rng *rand.Rand, n int, scale float32) []float32 {
 // the residual carried across calls, comparing packed words, residuals and
 // dequantized values bit for bit with the models.
 func TestCompressMatchesModel(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(seed(t), 1))
 	type cfg struct {
 		kind compute.CompressionKind
@@ -254,6 +256,7 @@ func TestCompressMatchesModel(t *testing.T) {
 // the one subtraction, dequantized values are in the code set, and splitting
 // at word boundaries gives the same words.
 func TestCompressRoundTrip(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(seed(t), 2))
 	const n = 1000
 	for _, kind := range []compute.CompressionKind{compute.Compress2Bit, compute.Compress1Bit} {
@@ -308,6 +311,7 @@ func TestCompressRoundTrip(t *testing.T) {
 // TestCompressNaN: a NaN residual compares false everywhere, as in MXNet's
 // kernels: 2bit code 00, 1bit bit 0, and the residual stays NaN.
 func TestCompressNaN(t *testing.T) {
+	t.Parallel()
 	nan := float32(math.NaN())
 	g := []float32{nan, 1}
 	r := make([]float32, 2)
@@ -330,6 +334,7 @@ func TestCompressNaN(t *testing.T) {
 // 0, as MXNet's dequantize_2bit does, and that any word pattern (NaN bit
 // patterns included) unpacks without being changed on the way.
 func TestDequantizeCode01(t *testing.T) {
+	t.Parallel()
 	in := []float32{math.Float32frombits(0x55555555), math.Float32frombits(0xff80aa7f)}
 	out := make([]float32, 32)
 	kernels.Dequantize2Bit(out, in, 2)
@@ -365,6 +370,7 @@ func TestCompressNoAlloc(t *testing.T) {
 }
 
 func TestCompressBadLengthsPanic(t *testing.T) {
+	t.Parallel()
 	mustPanic := func(name string, f func()) {
 		t.Helper()
 		defer func() {

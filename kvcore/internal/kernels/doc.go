@@ -6,5 +6,8 @@
 // arrays, and the WebGPU kernels in package shaders are checked against
 // them.
 //
-// Everything here is single-threaded and allocates nothing.
+// Everything here is single-threaded and allocates nothing. The wasm reduce
+// loops (sum_wasm.go) are written by gensum.
 package kernels
+
+//go:generate go run ./gensum -o sum_wasm.go

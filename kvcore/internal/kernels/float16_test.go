@@ -10,6 +10,7 @@ import (
 // values round to the nearest half (ties to even), checked against
 // math/big's correctly rounded conversion for all halfway and nearby points.
 func TestFloat16RoundTrip(t *testing.T) {
+	t.Parallel()
 	for h := range 1 << 16 {
 		f := f16ToF32(uint16(h))
 		back := f32ToF16(f)
@@ -56,6 +57,7 @@ func refF16(f float32) uint16 {
 }
 
 func TestFloat16Rounding(t *testing.T) {
+	t.Parallel()
 	for h := range 0x7c00 { // every finite positive half, and the points around it
 		lo := f16ToF32(uint16(h))
 		hi := f16ToF32(uint16(h + 1))

@@ -3,10 +3,10 @@
 package kernels
 
 // The streaming reduce loops. Natively the compiler keeps these plain loops
-// tight; cpu_wasm.go has unrolled versions for Go's wasm backend, and on
-// amd64 the 4-input sum (the common multi-device case) runs 8 lanes at a time
-// with AVX2 (cpu_sum_amd64.s): the scalar loop is bound by instructions, not
-// memory.
+// tight; sum_wasm.go has unrolled versions for Go's wasm backend (written
+// by gensum from the same expressions), and on amd64 the 4-input sum (the
+// common multi-device case) runs 8 lanes at a time with AVX2
+// (sum_amd64.s): the scalar loop is bound by instructions, not memory.
 
 func sum2s(d, a, b []float32, s float32) {
 	a, b = a[:len(d)], b[:len(d)]

@@ -6,10 +6,12 @@ import (
 	"testing"
 )
 
-// sum4s (AVX2 with plain or non-temporal stores on amd64, unrolled on wasm,
-// scalar elsewhere) gives the bits of the plain loop for every length and
-// alignment, including chunks past ntMin.
-func TestSum4sBitExact(t *testing.T) {
+// sum2s, sum3s and sum4s (AVX2 with plain or non-temporal stores on amd64,
+// the generated unrolled loops on wasm, scalar elsewhere) give the bits of
+// the plain left-to-right loop for every length and alignment, including
+// chunks past ntMin.
+func TestSumsBitExact(t *testing.T) {
+	t.Parallel()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 4))
@@ -26,11 +28,24 @@ func TestSum4sBitExact(t *testing.T) {
 			for _, s := range []float32{1, 0.25, -3.5} {
 				d := make([]float32, n+off)[off:]
 				a, b, c, e := in[0][off:off+n], in[1][off:off+n], in[2][off:off+n], in[3][off:off+n]
-				sum4s(d, a, b, c, e, s)
-				for i := range d {
-					want := (((a[i] + b[i]) + c[i]) + e[i]) * s
-					if math.Float32bits(d[i]) != math.Float32bits(want) {
-						t.Fatalf("n=%d off=%d s=%v: element %d = %v, want %v", n, off, s, i, d[i], want)
+				for k, run := range []func(){
+					func() { sum2s(d, a, b, s) },
+					func() { sum3s(d, a, b, c, s) },
+					func() { sum4s(d, a, b, c, e, s) },
+				} {
+					run()
+					for i := range d {
+						want := a[i] + b[i]
+						if k >= 1 {
+							want += c[i]
+						}
+						if k >= 2 {
+							want += e[i]
+						}
+						want *= s
+						if math.Float32bits(d[i]) != math.Float32bits(want) {
+							t.Fatalf("%d inputs, n=%d off=%d s=%v: element %d = %v, want %v", k+2, n, off, s, i, d[i], want)
+						}
 					}
 				}
 			}

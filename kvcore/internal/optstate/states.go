@@ -37,15 +37,13 @@ package optstate
 // can be embedded in a longer stream.
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"math"
 	"strconv"
 
+	"github.com/webkv/webkv/kvcore/internal/bincodec"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/updater"
 )
@@ -94,10 +92,7 @@ const (
 	statesMaxValues  = 1 << 40
 	statesMaxArrays  = 8
 	stateEagerValues = 1 << 16 // arrays up to 256 KiB are allocated at once
-	statesChunkBytes = 64 << 10
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Encode writes s to w in the format above.
 func Encode(w io.Writer, s *Snapshot) error {
@@ -131,241 +126,93 @@ func Encode(w io.Writer, s *Snapshot) error {
 			}
 		}
 	}
-	e := stateWriter{w: w, crc: crc32.New(crcTable)}
-	e.bytes([]byte(statesMagic))
-	e.u16(statesVersion)
-	e.u16(0)
-	e.u64(uint64(s.NumUpdate))
-	e.u32(uint32(len(s.Optimizer)))
-	e.bytes(s.Optimizer)
-	e.u32(uint32(len(s.Keys)))
+	e := bincodec.NewWriter(w)
+	e.Raw([]byte(statesMagic))
+	e.U16(statesVersion)
+	e.U16(0)
+	e.U64(uint64(s.NumUpdate))
+	e.U32(uint32(len(s.Optimizer)))
+	e.Raw(s.Optimizer)
+	e.U32(uint32(len(s.Keys)))
 	for i := range s.Keys {
 		k := &s.Keys[i]
 		if k.Key.Str {
-			e.u8(1)
-			e.u32(uint32(len(k.Key.Name)))
-			e.bytes([]byte(k.Key.Name))
+			e.U8(1)
+			e.U32(uint32(len(k.Key.Name)))
+			e.Raw([]byte(k.Key.Name))
 		} else {
-			e.u8(0)
-			e.u64(uint64(int64(k.Key.Int)))
+			e.U8(0)
+			e.U64(uint64(int64(k.Key.Int)))
 		}
-		e.u64(uint64(k.T))
-		e.u64(uint64(k.N))
-		e.u8(uint8(len(k.States)))
+		e.U64(uint64(k.T))
+		e.U64(uint64(k.N))
+		e.U8(uint8(len(k.States)))
 		for _, st := range k.States {
-			e.floats(st)
+			e.Float32s(st)
 		}
 	}
-	sum := e.crc.Sum32()
-	e.u32noCRC(sum)
-	if e.err != nil {
-		return fmt.Errorf("encode states: %w", e.err)
+	e.Trailer(e.Sum32())
+	if e.Err != nil {
+		return fmt.Errorf("encode states: %w", e.Err)
 	}
 	return nil
 }
 
-// stateWriter writes fields and updates the checksum; the first write error
-// sticks and stops all later writes.
-type stateWriter struct {
-	w     io.Writer
-	crc   hash.Hash32
-	small [8]byte
-	chunk []byte // float payload buffer, sized by the largest array up to statesChunkBytes
-	err   error
-}
-
-func (e *stateWriter) bytes(b []byte) {
-	if e.err != nil || len(b) == 0 {
-		return
-	}
-	e.crc.Write(b)
-	_, e.err = e.w.Write(b)
-}
-
-func (e *stateWriter) u8(v uint8) { e.small[0] = v; e.bytes(e.small[:1]) }
-func (e *stateWriter) u16(v uint16) {
-	binary.LittleEndian.PutUint16(e.small[:2], v)
-	e.bytes(e.small[:2])
-}
-func (e *stateWriter) u32(v uint32) {
-	binary.LittleEndian.PutUint32(e.small[:4], v)
-	e.bytes(e.small[:4])
-}
-func (e *stateWriter) u64(v uint64) {
-	binary.LittleEndian.PutUint64(e.small[:8], v)
-	e.bytes(e.small[:8])
-}
-
-func (e *stateWriter) u32noCRC(v uint32) {
-	if e.err != nil {
-		return
-	}
-	binary.LittleEndian.PutUint32(e.small[:4], v)
-	_, e.err = e.w.Write(e.small[:4])
-}
-
-func (e *stateWriter) floats(f []float32) {
-	if need := min(4*len(f), statesChunkBytes); len(e.chunk) < need {
-		e.chunk = make([]byte, need)
-	}
-	for len(f) > 0 && e.err == nil {
-		n := min(len(f), len(e.chunk)/4)
-		for i, v := range f[:n] {
-			binary.LittleEndian.PutUint32(e.chunk[4*i:], math.Float32bits(v))
-		}
-		e.bytes(e.chunk[:4*n])
-		f = f[n:]
-	}
-}
-
-// stateReader reads fields, updates the checksum and counts the offset for
-// error messages.
-type stateReader struct {
-	r     io.Reader
-	crc   hash.Hash32
-	off   int64
-	small [8]byte
-	chunk []byte // grown on demand up to statesChunkBytes
-}
-
-// buf returns a scratch buffer of min(n, statesChunkBytes) bytes or more,
-// allocated only as large as the input has needed so far, so that small or
-// hostile inputs stay cheap.
-func (d *stateReader) buf(n int) []byte {
-	n = min(n, statesChunkBytes)
-	if len(d.chunk) < n {
-		d.chunk = make([]byte, min(statesChunkBytes, max(n, 2*len(d.chunk))))
-	}
-	return d.chunk
-}
-
-func (d *stateReader) fail(what string, err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: truncated: input ends at byte %d while reading %s", ErrBadStates, d.off, what)
-	}
-	return fmt.Errorf("%w: reading %s at byte %d: %v", ErrBadStates, what, d.off, err)
-}
-
-// read fills b from the input and adds it to the checksum.
-func (d *stateReader) read(b []byte, what string) error {
-	n, err := io.ReadFull(d.r, b)
-	d.off += int64(n)
-	if err != nil {
-		return d.fail(what, err)
-	}
-	d.crc.Write(b)
-	return nil
-}
-
-func (d *stateReader) u8(what string) (uint8, error) {
-	err := d.read(d.small[:1], what)
-	return d.small[0], err
-}
-
-func (d *stateReader) u16(what string) (uint16, error) {
-	err := d.read(d.small[:2], what)
-	return binary.LittleEndian.Uint16(d.small[:2]), err
-}
-
-func (d *stateReader) u32(what string) (uint32, error) {
-	err := d.read(d.small[:4], what)
-	return binary.LittleEndian.Uint32(d.small[:4]), err
-}
-
-func (d *stateReader) u64(what string) (uint64, error) {
-	err := d.read(d.small[:8], what)
-	return binary.LittleEndian.Uint64(d.small[:8]), err
-}
-
-// bytesN reads n bytes into a new slice, in chunks, so a false length cannot
-// allocate more than the input holds plus one chunk.
-func (d *stateReader) bytesN(n int, what string) ([]byte, error) {
-	out := make([]byte, 0, min(n, statesChunkBytes))
-	for len(out) < n {
-		buf := d.buf(n - len(out))
-		c := min(n-len(out), len(buf))
-		if err := d.read(buf[:c], what); err != nil {
-			return nil, err
-		}
-		out = append(out, buf[:c]...)
-	}
-	return out, nil
-}
-
-// floats reads n float32 values. Arrays of up to stateEagerValues are
-// allocated at once; larger ones grow by doubling as their bytes arrive.
-func (d *stateReader) floats(n int, what string) ([]float32, error) {
-	out := make([]float32, 0, min(n, stateEagerValues))
-	for len(out) < n {
-		buf := d.buf(4 * (n - len(out)))
-		c := min(n-len(out), len(buf)/4)
-		if err := d.read(buf[:4*c], what); err != nil {
-			return nil, err
-		}
-		if len(out)+c > cap(out) {
-			grown := make([]float32, len(out), min(n, max(2*cap(out), len(out)+c)))
-			copy(grown, out)
-			out = grown
-		}
-		for i := range c {
-			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
-		}
-	}
-	return out, nil
-}
+// bad wraps a read failure of the states file.
+func bad(err error) error { return fmt.Errorf("%w: %v", ErrBadStates, err) }
 
 // Decode reads one states file from r, checking everything (ranges,
 // duplicate keys, the optimizer spec, the checksum) before it returns.
 func Decode(r io.Reader) (*Snapshot, error) {
-	d := &stateReader{r: r, crc: crc32.New(crcTable)}
+	d := bincodec.NewReader(r)
 	var magic [4]byte
-	if err := d.read(magic[:], "magic"); err != nil {
-		return nil, err
+	if err := d.Read(magic[:], "magic"); err != nil {
+		return nil, bad(err)
 	}
 	if string(magic[:]) != statesMagic {
 		return nil, fmt.Errorf("%w: not a webkv states file (magic %q, want %q)", ErrBadStates, magic[:], statesMagic)
 	}
-	ver, err := d.u16("version")
+	ver, err := d.U16("version")
 	if err != nil {
-		return nil, err
+		return nil, bad(err)
 	}
 	if ver != statesVersion {
 		return nil, fmt.Errorf("%w: states file version %d is not supported (this build reads version %d)", ErrBadStates, ver, statesVersion)
 	}
-	flags, err := d.u16("flags")
+	flags, err := d.U16("flags")
 	if err != nil {
-		return nil, err
+		return nil, bad(err)
 	}
 	if flags != 0 {
 		return nil, fmt.Errorf("%w: unknown flags %#x in the header", ErrBadStates, flags)
 	}
 	s := &Snapshot{}
-	nu, err := d.u64("num_update")
+	nu, err := d.U64("num_update")
 	if err != nil {
-		return nil, err
+		return nil, bad(err)
 	}
 	if int64(nu) < 0 {
 		return nil, fmt.Errorf("%w: num_update %d < 0", ErrBadStates, int64(nu))
 	}
 	s.NumUpdate = int64(nu)
-	specLen, err := d.u32("optimizer spec length")
+	specLen, err := d.U32("optimizer spec length")
 	if err != nil {
-		return nil, err
+		return nil, bad(err)
 	}
 	if specLen > statesMaxSpec {
 		return nil, fmt.Errorf("%w: optimizer spec of %d bytes is above the limit of %d", ErrBadStates, specLen, statesMaxSpec)
 	}
 	if specLen > 0 {
-		if s.Optimizer, err = d.bytesN(int(specLen), "optimizer spec"); err != nil {
-			return nil, err
+		if s.Optimizer, err = d.Bytes(int(specLen), "optimizer spec"); err != nil {
+			return nil, bad(err)
 		}
 		if _, err := optimizer.Parse(s.Optimizer); err != nil && !updater.IsMarker(s.Optimizer) {
 			return nil, fmt.Errorf("%w: optimizer spec in the file: %v", ErrBadStates, err)
 		}
 	}
-	nkeys, err := d.u32("key count")
+	nkeys, err := d.U32("key count")
 	if err != nil {
-		return nil, err
+		return nil, bad(err)
 	}
 	if nkeys > statesMaxKeys {
 		return nil, fmt.Errorf("%w: %d keys is above the limit of %d", ErrBadStates, nkeys, statesMaxKeys)
@@ -374,32 +221,32 @@ func Decode(r io.Reader) (*Snapshot, error) {
 	seen := make(map[Key]struct{}, min(int(nkeys), 1024))
 	for i := range int(nkeys) {
 		what := func(f string) string { return "key record " + strconv.Itoa(i) + " " + f }
-		kind, err := d.u8(what("kind"))
+		kind, err := d.U8(what("kind"))
 		if err != nil {
-			return nil, err
+			return nil, bad(err)
 		}
 		var ks KeyStates
 		switch kind {
 		case 0:
-			v, err := d.u64(what("int key"))
+			v, err := d.U64(what("int key"))
 			if err != nil {
-				return nil, err
+				return nil, bad(err)
 			}
 			if int64(int(int64(v))) != int64(v) {
 				return nil, fmt.Errorf("%w: key record %d: int key %d does not fit an int on this platform", ErrBadStates, i, int64(v))
 			}
 			ks.Key = Key{Int: int(int64(v))}
 		case 1:
-			n, err := d.u32(what("string key length"))
+			n, err := d.U32(what("string key length"))
 			if err != nil {
-				return nil, err
+				return nil, bad(err)
 			}
 			if n > statesMaxKeyLen {
 				return nil, fmt.Errorf("%w: key record %d: string key of %d bytes is above the limit of %d", ErrBadStates, i, n, statesMaxKeyLen)
 			}
-			b, err := d.bytesN(int(n), what("string key"))
+			b, err := d.Bytes(int(n), what("string key"))
 			if err != nil {
-				return nil, err
+				return nil, bad(err)
 			}
 			ks.Key = Key{Str: true, Name: string(b)}
 		default:
@@ -412,45 +259,44 @@ func Decode(r io.Reader) (*Snapshot, error) {
 			return nil, fmt.Errorf("%w: key %v appears twice", ErrBadStates, ks.Key)
 		}
 		seen[ks.Key] = struct{}{}
-		t, err := d.u64(what("t"))
+		t, err := d.U64(what("t"))
 		if err != nil {
-			return nil, err
+			return nil, bad(err)
 		}
 		if int64(t) < 0 {
 			return nil, fmt.Errorf("%w: key %v: t = %d < 0", ErrBadStates, ks.Key, int64(t))
 		}
 		ks.T = int64(t)
-		n, err := d.u64(what("value count"))
+		n, err := d.U64(what("value count"))
 		if err != nil {
-			return nil, err
+			return nil, bad(err)
 		}
 		if n > statesMaxValues || n > uint64(math.MaxInt) {
 			return nil, fmt.Errorf("%w: key %v: %d values per state is above the limit of %d", ErrBadStates, ks.Key, n, uint64(statesMaxValues))
 		}
 		ks.N = int(n)
-		na, err := d.u8(what("state count"))
+		na, err := d.U8(what("state count"))
 		if err != nil {
-			return nil, err
+			return nil, bad(err)
 		}
 		if na > statesMaxArrays {
 			return nil, fmt.Errorf("%w: key %v: %d state arrays, at most %d", ErrBadStates, ks.Key, na, statesMaxArrays)
 		}
 		for j := range int(na) {
-			st, err := d.floats(ks.N, fmt.Sprintf("key %v state %d", ks.Key, j))
+			st, err := d.Float32s(ks.N, stateEagerValues, fmt.Sprintf("key %v state %d", ks.Key, j))
 			if err != nil {
-				return nil, err
+				return nil, bad(err)
 			}
 			ks.States = append(ks.States, st)
 		}
 		s.Keys = append(s.Keys, ks)
 	}
-	want := d.crc.Sum32()
-	n, err := io.ReadFull(d.r, d.small[:4])
-	d.off += int64(n)
+	want := d.Sum32()
+	got, err := d.Trailer("checksum")
 	if err != nil {
-		return nil, d.fail("checksum", err)
+		return nil, bad(err)
 	}
-	if got := binary.LittleEndian.Uint32(d.small[:4]); got != want {
+	if got != want {
 		return nil, fmt.Errorf("%w: checksum mismatch (file says %#08x, content gives %#08x): the file is corrupt", ErrBadStates, got, want)
 	}
 	return s, nil

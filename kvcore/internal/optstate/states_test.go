@@ -63,7 +63,7 @@ func goldenSnapshot() *Snapshot {
 }
 
 func testSnapshots(r *rand.Rand) []*Snapshot {
-	big := make([]float32, stateEagerValues+statesChunkBytes/4*3+5) // exercises growth past the eager size
+	big := make([]float32, stateEagerValues+(64<<10)/4*3+5) // exercises growth past the eager size, over several 64 KiB read chunks
 	for i := range big {
 		big[i] = float32(r.NormFloat64())
 	}
@@ -82,6 +82,7 @@ func testSnapshots(r *rand.Rand) []*Snapshot {
 // TestStatesRoundTrip checks decode(encode(s)) == s bit for bit, and that
 // the decoder reads exactly the encoding and nothing after it.
 func TestStatesRoundTrip(t *testing.T) {
+	t.Parallel()
 	seed := uint64(rand.Int64())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 3))
@@ -105,6 +106,7 @@ func TestStatesRoundTrip(t *testing.T) {
 // TestStatesLayout checks the byte layout documented in states.go on a
 // hand-built file, independently of Encode.
 func TestStatesLayout(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	le := binary.LittleEndian
 	b.WriteString("WKVS")
@@ -149,6 +151,7 @@ func TestStatesLayout(t *testing.T) {
 // first version of the format, so a change that breaks reading old files
 // fails here. WEBKV_UPDATE_TESTDATA=1 rewrites it (only for a new version).
 func TestStatesGoldenFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join("testdata", "states_v1.wkvs")
 	want := goldenSnapshot()
 	if os.Getenv("WEBKV_UPDATE_TESTDATA") == "1" {
@@ -176,6 +179,7 @@ func TestStatesGoldenFile(t *testing.T) {
 // TestStatesTruncated cuts a valid file at every length: each prefix must
 // give an error that wraps ErrBadStates and says the input is truncated.
 func TestStatesTruncated(t *testing.T) {
+	t.Parallel()
 	b := encode(t, goldenSnapshot())
 	for n := 0; n < len(b); n++ {
 		_, err := Decode(bytes.NewReader(b[:n]))
@@ -191,6 +195,7 @@ func TestStatesTruncated(t *testing.T) {
 // TestStatesCorrupt flips every bit of a valid file: each flip must be an
 // error (a range check or the CRC-32C, which catches any single-bit error).
 func TestStatesCorrupt(t *testing.T) {
+	t.Parallel()
 	b := encode(t, goldenSnapshot())
 	for i := range b {
 		for bit := range 8 {
@@ -235,6 +240,7 @@ func intKeyRecord(key int64, t, n uint64, states uint8) []byte {
 // TestStatesBadFields checks each range check with a correct checksum, so
 // the check itself (not the CRC) must catch it.
 func TestStatesBadFields(t *testing.T) {
+	t.Parallel()
 	le := binary.LittleEndian
 	strRec := func(s string) []byte {
 		b := le.AppendUint32([]byte{1}, uint32(len(s)))
@@ -276,6 +282,7 @@ func TestStatesBadFields(t *testing.T) {
 // TestStatesHostileHeaderAllocation checks that headers claiming huge
 // sizes fail on the missing data without allocating for the claim.
 func TestStatesHostileHeaderAllocation(t *testing.T) {
+	t.Parallel()
 	cases := map[string][]byte{
 		"2^40 values":   append(append(header(0, "", 1), intKeyRecord(1, 0, 1<<40, 8)...), make([]byte, 1000)...),
 		"2^24 keys":     header(0, "", 1<<24),
@@ -299,6 +306,7 @@ func TestStatesHostileHeaderAllocation(t *testing.T) {
 
 // TestStatesEncodeErrors checks the encoder's own checks.
 func TestStatesEncodeErrors(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		s    *Snapshot

@@ -1,0 +1,17 @@
+package kvcore_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the run if a goroutine outlives the tests: the store's
+// engine workers, its dist links and event goroutine, and the in-process
+// servers of the dist tests.
+//
+// Under GOOS=js the runtime keeps a goroutine of its own waiting for
+// JavaScript events (runtime.handleEvent); it is not ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("runtime.handleEvent"))
+}
