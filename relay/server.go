@@ -20,7 +20,7 @@ import (
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
 	"github.com/webkv/webkv/relay/internal/bufpool"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"nhooyr.io/websocket"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 )
 
 // UpdaterConfig configures the custom updater modules the relay runs

@@ -10,7 +10,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/updater"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"github.com/webkv/webkv/wasm/updater/updatertest"
 )
 

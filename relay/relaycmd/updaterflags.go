@@ -6,7 +6,7 @@ import (
 	"flag"
 
 	"github.com/webkv/webkv/relay"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 )
 
 // updaterFlags registers the flags of custom updater modules (relay

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore/updater"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"github.com/webkv/webkv/wasm/updater/updatertest"
 )
 

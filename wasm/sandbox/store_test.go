@@ -14,7 +14,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/updater"
-	"github.com/webkv/webkv/sandbox"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"github.com/webkv/webkv/wasm/updater/updatertest"
 )
 
