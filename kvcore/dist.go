@@ -119,6 +119,8 @@ func serverErr(e *wire.Error) error {
 		s = ErrBadStates
 	case wire.CodeBadOptimizer:
 		s = ErrBadOptimizer
+	case wire.CodeUpdater:
+		s = ErrUpdater
 	case wire.CodeMode:
 		s = ErrUnsupported
 	case wire.CodeAuth:

@@ -24,4 +24,5 @@ var (
 	ErrBadCompression = errors.New("bad gradient compression")
 	ErrBadStates      = optstate.ErrBadStates // a states file or its content does not fit
 	ErrBadOptimizer   = optimizer.ErrInvalid  // an optimizer spec is not valid
+	ErrUpdater        = errors.New("the custom updater module refused or failed the update")
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/transport"
+	"github.com/webkv/webkv/kvcore/updater"
 )
 
 // Updater is MXNet's updater: called once per key per push with the merged
@@ -48,6 +49,10 @@ type Options struct {
 	// Events, if set, receives a dist store's events (see Event) on a
 	// goroutine of the store's; local and device stores have none.
 	Events func(Event)
+	// Updaters runs the custom updater modules of a local or device store
+	// (SetUpdaterModule) in-process: package sandbox's Host. Dist
+	// stores send modules to their servers and need none.
+	Updaters updater.Loader
 }
 
 // Store is a KVStore. Its methods are safe for concurrent use. A store owns
@@ -68,6 +73,8 @@ type Store struct {
 	keyKind   int8 // 0 unset, 1 int, 2 string
 	nextStr   int
 	updater   Updater
+	module    *moduleRun     // custom updater module (store_module.go)
+	loader    updater.Loader // Options.Updaters
 	opt       *optimizer.Spec
 	optJSON   []byte
 	numUpdate int
@@ -133,6 +140,7 @@ func Create(ctx context.Context, typ string, opts *Options) (*Store, error) {
 	case o.Transport == nil && s.kind == kindDist:
 		return nil, fmt.Errorf("kvcore: create %q: %w", typ, ErrNoTransport)
 	}
+	s.loader = o.Updaters
 	s.be, s.dev = o.Backend, CPU(0)
 	if s.be == nil {
 		s.be = compute.NewCPU(nil)
@@ -753,7 +761,7 @@ func (s *Store) merged(e *entry, ins []compute.Buffer) (compute.Buffer, error) {
 
 func (s *Store) applyPush(e *entry, vals []*Array) error {
 	s.mu.RLock()
-	opt, upd, comp := s.opt, s.updater, s.comp
+	opt, upd, comp, mod := s.opt, s.updater, s.comp, s.module
 	s.mu.RUnlock()
 	ins, err := s.gather(e, vals, comp.Kind != compute.CompressNone)
 	if err != nil {
@@ -773,6 +781,11 @@ func (s *Store) applyPush(e *entry, vals []*Array) error {
 			if kind, err = s.prepareStep(e, opt); err == nil {
 				err = s.be.Step(kind, &e.slot.Params, e.stored, m, e.slot.States)
 			}
+		}
+	case mod != nil:
+		var m compute.Buffer
+		if m, err = s.merged(e, ins); err == nil {
+			err = s.moduleStep(mod, e, m, len(ins))
 		}
 	case upd != nil:
 		var m compute.Buffer
@@ -847,15 +860,16 @@ func (s *Store) BroadcastList(ctx context.Context, keys []Key, values []*Array, 
 }
 
 // SetUpdater installs fn as the updater of a local or device store (dist
-// stores take SetOptimizer: no code travels to a server). It replaces an
-// optimizer set before. It waits for the queued operations first; if one of
-// them failed, it returns that error (as WaitAll does) and changes nothing.
+// stores take SetOptimizer or SetUpdaterModule: no Go code travels to a
+// server). It replaces an optimizer or updater module set before. It waits
+// for the queued operations first; if one of them failed, it returns that
+// error (as WaitAll does) and changes nothing.
 func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 	if err := s.checkOpen("set updater"); err != nil {
 		return err
 	}
 	if s.kind == kindDist {
-		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer)", s.typ, ErrUnsupported)
+		return fmt.Errorf("kvcore: set updater on %q: %w (use SetOptimizer or SetUpdaterModule)", s.typ, ErrUnsupported)
 	}
 	if err := s.WaitAll(ctx); err != nil {
 		return err
@@ -866,6 +880,7 @@ func (s *Store) SetUpdater(ctx context.Context, fn Updater) error {
 		return fmt.Errorf("kvcore: set updater: %w", ErrClosed)
 	}
 	s.updater, s.opt, s.optJSON = fn, nil, nil
+	s.dropModule()
 	return nil
 }
 
@@ -900,6 +915,7 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 		return fmt.Errorf("kvcore: set optimizer: %w", ErrClosed)
 	}
 	s.opt, s.optJSON, s.updater, s.numUpdate = cp, js, nil, 0
+	s.dropModule()
 	for _, e := range s.keys {
 		e.slot.Reset(s.be)
 	}
@@ -992,8 +1008,11 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 		if snap, err = s.rem.saveStates(ctx); err != nil {
 			return fmt.Errorf("kvcore: save optimizer states: %w", err)
 		}
+	} else if s.mu.RLock(); s.module != nil {
+		// (the read lock is held in this branch and the next)
+		snap = s.moduleStates(dumpOptimizer)
+		s.mu.RUnlock()
 	} else {
-		s.mu.RLock()
 		if s.opt == nil {
 			s.mu.RUnlock()
 			return fmt.Errorf("kvcore: save optimizer states: no optimizer set: %w", ErrBadStates)
@@ -1032,7 +1051,8 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
 	var opt *optimizer.Spec
-	if snap.Optimizer != nil {
+	marker := updater.IsMarker(snap.Optimizer)
+	if snap.Optimizer != nil && !marker {
 		if opt, err = optimizer.Parse(snap.Optimizer); err != nil {
 			return fmt.Errorf("kvcore: load optimizer states: %w: %w", ErrBadStates, err)
 		}
@@ -1050,6 +1070,9 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("kvcore: load optimizer states: %w", ErrClosed)
+	}
+	if marker || (s.module != nil && opt == nil) {
+		return s.loadModuleStates(ctx, snap)
 	}
 	if opt == nil {
 		opt = s.opt
@@ -1080,6 +1103,7 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 		// strings and maps of numbers.
 		js, _ := json.Marshal(opt)
 		s.opt, s.optJSON, s.updater = opt, js, nil
+		s.dropModule()
 	}
 	s.numUpdate = int(snap.NumUpdate)
 	return nil
@@ -1154,6 +1178,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.keys = map[Key]*entry{}
+	s.dropModule()
 	s.mu.Unlock()
 	if err != nil && errors.Is(err, ErrClosed) {
 		return nil

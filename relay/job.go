@@ -136,6 +136,7 @@ func (s *Server) psmConfig(name string) psm.Config {
 		Window:        s.cfg.Window,
 		WindowBytes:   s.cfg.SendBuffer,
 		IdleExpiry:    max(s.cfg.JobExpiry, 0),
+		Updaters:      s.updaters(),
 	}
 	// Quorum 0 means every expected worker: the deadline then never closes
 	// a round short (psm's own default would be a quorum of one).
@@ -267,6 +268,9 @@ func (j *job) readFrame(p *peer, lim *wire.Limits, hdr []byte) error {
 		}
 	}
 	j.count(&h, n)
+	if j.compileFirst(p, &h, b) {
+		return nil
+	}
 	if !j.post(event{kind: evMsg, p: p, buf: b}) {
 		p.release(n)
 		return errStop

@@ -20,6 +20,7 @@ import (
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
 	"github.com/webkv/webkv/relay/internal/bufpool"
+	"github.com/webkv/webkv/wasm/sandbox"
 	"nhooyr.io/websocket"
 )
 
@@ -156,6 +157,9 @@ type Config struct {
 	// loopback (the demo).
 	AdminToken string
 	OpenAdmin  bool
+
+	// Updaters configures custom updater modules (updaters.go).
+	Updaters UpdaterConfig
 
 	Logger *slog.Logger
 }
@@ -294,6 +298,10 @@ type Server struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+
+	upd      *sandbox.Host // runs custom updater modules (updaters.go)
+	ownUpd   bool
+	compiles sync.WaitGroup // compileFirst goroutines
 }
 
 // NewServer opens the checkpoint database (when cfg.DataDir is set),
@@ -342,8 +350,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.open() {
 		s.log.Warn("relay has no job tokens: any job may connect without authentication")
 	}
+	if err := s.openUpdaters(); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir != "" {
 		if err := s.openData(); err != nil {
+			s.closeUpdaters()
 			return nil, err
 		}
 	}
@@ -500,6 +512,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.db.close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.closeUpdaters(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -20,6 +20,9 @@
 #                         no cgo, WebGPU, shaders, native, wasm
 #   www/... (all)         the demo: no wasm; nothing below imports it (see the rules above)
 #   wasm/...              runtimes: no native, www, tests
+#   wasm/sandbox          the wazero host of updater modules, used by relay and stores: the
+#                         updater seam, not the store, psm, relay, the runtimes or the layers
+#                         above; the one package of wasm/ that relay may import
 #   nothing but tests imports tests/...
 #
 # A rule whose packages do not exist (yet) is skipped with a note.
@@ -97,11 +100,12 @@ forbid "$all" "./kvcore/optimizer" pure './kvcore$' ./kvcore/transport ./kvcore/
 forbid "$all" "./kvcore/wire ./kvcore/psm" pure './kvcore$' ./relay
 forbid "$all" "./shaders/..." - './kvcore$' ./native ./relay ./wasm ./www ./tests
 forbid "$all" "./native" - ./relay ./wasm ./www ./tests
-forbid "$all" "./relay ./relay/relaytest" - ./shaders ./native ./wasm ./www ./tests github.com/cogentcore/webgpu
-forbid "native" "./relay/cmd/... ./relay/relaycmd" nocgo ./shaders ./native ./wasm ./tests
+forbid "$all" "./relay ./relay/relaytest" - ./shaders ./native ./wasm/js ./wasm/wasip1 ./wasm/updater ./www ./tests github.com/cogentcore/webgpu
+forbid "native" "./relay/cmd/... ./relay/relaycmd" nocgo ./shaders ./native ./wasm/js ./wasm/wasip1 ./wasm/updater ./tests
 forbid "$all" "./www ./www/mnist" nocgo ./shaders ./native ./wasm ./tests
-forbid "$all" "./www/..." - ./wasm ./tests
+forbid "$all" "./www/..." - ./wasm/js ./wasm/wasip1 ./wasm/updater ./tests
 forbid "$all" "./wasm/..." - ./native ./www ./tests
+forbid "$all" "./wasm/sandbox" - './kvcore$' ./kvcore/psm ./relay ./shaders ./native ./wasm/js ./wasm/wasip1 ./wasm/updater ./www ./tests
 
 # The relay server binary builds without cgo, for a static container image.
 for cmd in $(go list ./relay/cmd/...); do

@@ -130,7 +130,10 @@
 // is the client's error (CodeBadRequest). Error texts quote a peer's
 // strings only up to 64 bytes. Pushes in flight are not in the budget:
 // each worker has at most two per key (one in the open round, one queued),
-// so they are bounded by workers times the key sizes.
+// so they are bounded by workers times the key sizes. A custom updater's
+// state arrays count as optimizer states: the first update of a key whose
+// states would not fit fails with CodeLimit. (The module's own memory is
+// bounded by its host, not by this budget: see package sandbox.)
 //
 // Values answered (Pull, PushPull) carry the version of the key's value in
 // Envelope.Ver, so a server can encode a value once for every connection
@@ -151,8 +154,10 @@
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
 // optimizer.Parse); installing one resets optimizer states, as a new
 // MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"
-// (compute.ParseCompression); compressed pushes are dequantized with it. Other
-// heads are acknowledged. SaveStates answers with a wire.States table;
+// (compute.ParseCompression); compressed pushes are dequantized with it. Head
+// 16 (updater.CommandHead) carries a custom updater module, loaded with
+// Config.Updaters, which then runs in place of the optimizer (updater.go).
+// Other heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
 // Barrier. A barrier completes when every live worker entered it; a

@@ -16,6 +16,7 @@ import (
 	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -79,6 +80,10 @@ type Config struct {
 	// as expired (Ready.Expired): a server for anyone (no tokens) deletes
 	// such jobs so that abandoned ones do not hold its job slots forever.
 	IdleExpiry time.Duration
+
+	// Updaters loads custom updater modules (command updater.CommandHead;
+	// see updater.go). Nil: modules are refused.
+	Updaters updater.Loader
 }
 
 func (c *Config) fill() error {
@@ -320,6 +325,7 @@ type Job struct {
 	optJSON   []byte
 	numUpdate int
 	comp      compute.Compression
+	cu        *custom // custom updater module, instead of opt (updater.go)
 
 	rd      Ready
 	bt      batchState // batch.go
@@ -366,6 +372,7 @@ func (j *Job) Close() {
 		return
 	}
 	j.closed = true
+	j.closeCustom()
 	for _, k := range j.keys {
 		j.freeKey(k)
 	}
@@ -1345,7 +1352,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		j.badMessage(w.conn, m.Seq, wire.Errorf(wire.CodeBadFrame, "push of key %s without data", k.label()))
 		return
 	}
-	if j.mode == wire.ModeAsync && j.opt == nil {
+	if j.mode == wire.ModeAsync && j.opt == nil && j.cu == nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeMode, "key %s: dist_async needs an optimizer on the server: call SetOptimizer before pushing", k.label()))
 		return
 	}
@@ -1374,7 +1381,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		k.free = append(k.free, buf)
 		j.touch(k)
 		if err != nil {
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: optimizer step: %v", k.label(), err))
+			j.reject(w, m.Seq, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
 			return
 		}
 		k.rounds++
@@ -1519,7 +1526,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	j.srcs = srcs
 	var err error
-	if j.opt != nil {
+	if j.opt != nil || j.cu != nil {
 		if k.merge == nil {
 			k.merge, err = j.be.Alloc(k.n)
 		}
@@ -1538,14 +1545,19 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	j.touch(k)
 	r := k.rounds
-	k.rounds++
-	j.stats.Rounds++
-	j.stats.Updates++
-	j.rd.Persist = true
+	if err == nil {
+		// A failed update applied nothing: the next round keeps this
+		// number, so the workers, which advance on acks only, push
+		// into it and not as late.
+		k.rounds++
+		j.stats.Rounds++
+		j.stats.Updates++
+		j.rd.Persist = true
+	}
 	for _, a := range arr {
 		k.free = append(k.free, a.buf)
 		if err != nil {
-			j.reject(a.w, a.seq, wire.Errorf(wire.CodeInternal, "key %s: round %d: %v", k.label(), r, err))
+			j.reject(a.w, a.seq, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
 			continue
 		}
 		h := wire.Header{Key: k.id, Round: r, Flags: flags}
@@ -1583,6 +1595,9 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 // update runs one optimizer update of k with gradient g (the store's own
 // update step: optstate.Slot).
 func (j *Job) update(k *key, g compute.Buffer) error {
+	if j.cu != nil {
+		return j.customUpdate(k, g)
+	}
 	opt := j.opt
 	if opt == nil {
 		return j.be.Copy(k.stored, g)
@@ -1638,10 +1653,14 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 			return
 		}
 		j.opt, j.optJSON, j.numUpdate = opt, append([]byte(nil), m.Payload...), 0
+		j.dropCustom()
 		for _, k := range j.keys {
 			k.slot.Reset(j.be)
 		}
 		j.rd.Persist = true
+	case updater.CommandHead:
+		j.setCustom(w, m)
+		return
 	case CmdCompression:
 		if len(m.Payload) > 256 {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadCompression, "gradient compression spec of %d bytes (want \"type,threshold\")", len(m.Payload)))
@@ -1676,6 +1695,10 @@ func parseCompression(s string) (compute.Compression, error) {
 }
 
 func (j *Job) saveStates(w *worker, m *wire.Msg) {
+	if j.cu != nil {
+		j.saveCustomStates(w, m)
+		return
+	}
 	if j.opt == nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeBadStates, "save optimizer states: no optimizer set"))
 		return
@@ -1714,6 +1737,9 @@ func (j *Job) loadStates(w *worker, m *wire.Msg) {
 // installStates checks all of st, then replaces the optimizer states (and,
 // if st has one, the optimizer). On error nothing changed.
 func (j *Job) installStates(st *wire.States) *wire.Error {
+	if e, ok := j.customStates(st); ok {
+		return e
+	}
 	opt := j.opt
 	if st.Optimizer != nil {
 		o, err := optimizer.Parse(st.Optimizer)

@@ -366,12 +366,13 @@ const (
 	CodeInternal            // server failure (backend error)
 	CodeClosed              // the job or server is shutting down
 	CodeNeedValue           // an init without a value must create the key: resend it with the value
+	CodeUpdater             // the job's custom updater module refused or failed the update
 	codeEnd
 )
 
 var codeNames = [...]string{"ok", "bad frame", "version", "limit", "auth", "not joined", "removed",
 	"bad request", "unknown key", "reinit", "shape", "mode", "bad optimizer", "bad compression",
-	"bad states", "internal", "closed", "need value"}
+	"bad states", "internal", "closed", "need value", "updater"}
 
 func (c Code) String() string {
 	if c < codeEnd {

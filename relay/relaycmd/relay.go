@@ -70,6 +70,7 @@ func Run(args []string) int {
 	fs.Var(&tokens, "token", "job=token (repeatable); with none, any job may connect unauthenticated")
 	fs.Var(&shards, "shards", "comma-separated URLs of every relay shard, in order (empty: one relay)")
 	fs.Var(&origins, "origins", "comma-separated Origin host patterns allowed for browsers (e.g. example.com,*.example.org)")
+	updaters := updaterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -117,6 +118,7 @@ func Run(args []string) int {
 		MaxKeys:            *maxKeys,
 		WriteTimeout:       *wTimeout,
 		IdleTimeout:        *idle,
+		Updaters:           updaters(),
 		Logger:             log,
 	}
 	adminLn, err := hard.apply(&cfg)

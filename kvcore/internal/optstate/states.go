@@ -45,6 +45,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/internal/bincodec"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/updater"
 )
 
 // ErrBadStates is wrapped by every error of Decode: the input is not a
@@ -205,7 +206,7 @@ func Decode(r io.Reader) (*Snapshot, error) {
 		if s.Optimizer, err = d.Bytes(int(specLen), "optimizer spec"); err != nil {
 			return nil, bad(err)
 		}
-		if _, err := optimizer.Parse(s.Optimizer); err != nil {
+		if _, err := optimizer.Parse(s.Optimizer); err != nil && !updater.IsMarker(s.Optimizer) {
 			return nil, fmt.Errorf("%w: optimizer spec in the file: %v", ErrBadStates, err)
 		}
 	}
