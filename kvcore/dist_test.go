@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +16,10 @@ import (
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
-// Dist-mode tests: real dist stores over kvcore.Pipe transports to psm jobs
+// Dist-mode tests: real dist stores over in-memory transports to psm jobs
 // served by package inproc, one goroutine per worker.
 
 func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
@@ -26,7 +28,9 @@ func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
 		cfg.Heartbeat = 20 * time.Millisecond
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		// Long: under wazero or node on a loaded machine a busy worker can
+		// stay quiet for seconds. Tests of removal set their own.
+		cfg.Timeout = time.Minute
 	}
 	srv := inproc.New(cfg)
 	t.Cleanup(srv.Close)
@@ -157,7 +161,7 @@ func (w *workload) runLocal(t *testing.T) [][]float32 {
 
 // runWorker is one dist worker's training loop; it returns its final
 // values.
-func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr kvcore.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
+func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr transport.Transport, hook func(i int, s *kvcore.Store, step int), wi int) ([][]float32, error) {
 	s, err := kvcore.Create(ctx, typ, &kvcore.Options{Transport: tr}) // device types on the CPU: no GPU here
 	if err != nil {
 		return nil, err
@@ -217,7 +221,7 @@ func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr k
 
 // runDist runs the workload with n dist workers; conn makes worker i's
 // transport.
-func (w *workload) runDist(t *testing.T, typ string, conn func(i int) kvcore.Transport, hook func(i int, s *kvcore.Store, step int)) [][][]float32 {
+func (w *workload) runDist(t *testing.T, typ string, conn func(i int) transport.Transport, hook func(i int, s *kvcore.Store, step int)) [][][]float32 {
 	ctx := testCtx(t)
 	res := make([][][]float32, w.n)
 	errs := make([]error, w.n)
@@ -285,7 +289,7 @@ func TestDistSyncMatchesLocal(t *testing.T) {
 			if name == "sgd" {
 				typ = "dist_device_sync" // the same path, local reduce on the store's backend
 			}
-			got := w.runDist(t, typ, func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+			got := w.runDist(t, typ, func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
 			for r := range got {
 				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
 			}
@@ -305,12 +309,8 @@ func TestDistSyncSharded(t *testing.T) {
 		testServer(t, psm.Config{Shard: 0, Shards: 2}),
 		testServer(t, psm.Config{Shard: 1, Shards: 2}),
 	}
-	got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
-		var sh kvcore.Shards
-		for _, s := range srvs {
-			sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 30}))
-		}
-		return sh
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+		return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 30})
 	}, nil)
 	for r := range got {
 		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
@@ -341,12 +341,8 @@ func TestDistCompressionMatchesDevice(t *testing.T) {
 				for i := range shards {
 					srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: shards}))
 				}
-				got := w.runDist(t, "dist_sync", func(int) kvcore.Transport {
-					var sh kvcore.Shards
-					for _, s := range srvs {
-						sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "job", Workers: w.n, BigArrayBound: 40}))
-					}
-					return sh
+				got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+					return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 40})
 				}, nil)
 				for r := range got {
 					sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
@@ -365,11 +361,11 @@ func TestDistSyncSurvivesReconnects(t *testing.T) {
 	t.Logf("seed %d", w.seed)
 	want := w.runLocal(t)
 	srv := testServer(t, psm.Config{})
-	conns := make([]*inproc.Conn, w.n)
+	conns := make([]*transport.Conn, w.n)
 	for i := range conns {
 		conns[i] = srv.Connect("job", w.n)
 	}
-	got := w.runDist(t, "dist_sync", func(i int) kvcore.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
+	got := w.runDist(t, "dist_sync", func(i int) transport.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
 		c := conns[i]
 		switch step % 4 {
 		case 1:
@@ -640,7 +636,7 @@ func TestDistSaveLoadStates(t *testing.T) {
 	}
 	srv := testServer(t, psm.Config{})
 	files := make([][]byte, w.n)
-	w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, nil)
+	w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
 	// A fresh pair of workers on the same job saves and reloads.
 	var wg sync.WaitGroup
 	errs := make([]error, w.n)
@@ -681,6 +677,25 @@ func TestDistSaveLoadStates(t *testing.T) {
 	}
 }
 
+// onePrefix fails t if a package's error prefix appears twice in err (one
+// prefix per package: "kvcore: push key 3: kvcore: ..." or "dist: dist:"
+// stutter) or the driver's old "dist:" prefix is back.
+func onePrefix(t *testing.T, err error) {
+	t.Helper()
+	msg := err.Error()
+	if strings.Contains(msg, "dist: ") {
+		t.Errorf("error %q: a 'dist:' prefix inside kvcore's", msg)
+	}
+	for _, p := range []string{"kvcore: ", "transport: ", "relay: ", "wsm: ", "psm: ", "wire: "} {
+		if n := strings.Count(msg, p); n > 1 {
+			t.Errorf("error %q: prefix %q %d times", msg, p, n)
+		}
+	}
+	if !strings.HasPrefix(msg, "kvcore: ") {
+		t.Errorf("error %q: not kvcore's", msg)
+	}
+}
+
 // A transport that delivers garbage, or dies, fails the operations waiting
 // on it with ErrConnLost instead of hanging.
 func TestDistBadTransport(t *testing.T) {
@@ -700,28 +715,41 @@ func TestDistBadTransport(t *testing.T) {
 	}
 	if err := s.WaitAll(ctx); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("push on a dead transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	if err := s.Barrier(ctx); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("barrier on a dead transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	s.Close()
+	if err := s.Barrier(ctx); !errors.Is(err, kvcore.ErrClosed) {
+		t.Fatalf("barrier on a closed store: %v, want ErrClosed", err)
+	} else {
+		onePrefix(t, err)
+	}
 
 	// Garbage from the server side.
-	a, b := kvcore.Pipe()
+	a, b := transport.Pipe()
 	go func() {
-		b.Recv(ctx) // the Hello
-		b.Send(ctx, []byte("not a webkv message"))
+		b.Recv(ctx, 0) // the Hello
+		b.Send(ctx, 0, transport.FirstEpoch, []byte("not a webkv message"), nil)
 	}()
 	if _, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, kvcore.ErrConnLost) {
 		t.Fatalf("create over a garbage transport: %v, want ErrConnLost", err)
+	} else {
+		onePrefix(t, err)
 	}
 	// A server that never answers: Create gives up with the context.
-	a, b = kvcore.Pipe()
+	a, b = transport.Pipe()
 	defer b.Close()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, err := kvcore.Create(short, "dist_sync", &kvcore.Options{Transport: a}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("create without an answer: %v, want DeadlineExceeded", err)
+	} else {
+		onePrefix(t, err)
 	}
 }
 
@@ -737,7 +765,7 @@ func TestDistSyncSurvivesServerRestarts(t *testing.T) {
 	srv := testServer(t, psm.Config{})
 	var mu sync.Mutex
 	restarted := map[int]bool{}
-	got := w.runDist(t, "dist_sync", func(int) kvcore.Transport { return srv.Connect("job", w.n) }, func(i int, s *kvcore.Store, step int) {
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, func(i int, s *kvcore.Store, step int) {
 		if step%3 != 2 {
 			return
 		}
@@ -819,9 +847,13 @@ func TestDistLateJoin(t *testing.T) {
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	joined := make(chan struct{})
-	firstRound := make(chan struct{}) // worker 0 finished round 0
+	joined, firstRound := make(chan struct{}), make(chan struct{})
+	var joinedOnce, firstOnce sync.Once
 	train := func(i, steps int, late bool) error {
+		if late {
+			// However it ends, worker 0 must not wait for it forever.
+			defer joinedOnce.Do(func() { close(joined) })
+		}
 		n := 2
 		if late {
 			n = 0
@@ -842,7 +874,7 @@ func TestDistLateJoin(t *testing.T) {
 			if v := values(t, out); v[0] != 2 {
 				return fmt.Errorf("late joiner pulled %v, want 2 (the sum of a two-worker round)", v)
 			}
-			close(joined)
+			joinedOnce.Do(func() { close(joined) })
 		}
 		for step := range steps {
 			if !late && step == 3 && i == 0 {
@@ -861,8 +893,8 @@ func TestDistLateJoin(t *testing.T) {
 			if v := values(t, out)[0]; v != 2 && v != 3 {
 				return fmt.Errorf("worker %d step %d: round sum %v, want 2 or 3", i, step, v)
 			}
-			if !late && step == 0 && i == 0 {
-				close(firstRound)
+			if i == 0 && !late {
+				firstOnce.Do(func() { close(firstRound) })
 			}
 		}
 		return nil
@@ -877,10 +909,11 @@ func TestDistLateJoin(t *testing.T) {
 		// Join once the first round is done.
 		select {
 		case <-firstRound:
-			errs[2] = train(2, 4, true)
 		case <-ctx.Done():
 			errs[2] = ctx.Err()
+			return
 		}
+		errs[2] = train(2, 4, true)
 	}()
 	wg.Wait()
 	for i, err := range errs {
@@ -898,12 +931,28 @@ func TestDistLateJoin(t *testing.T) {
 // With a round deadline and a quorum, a straggler does not slow the others
 // down: rounds close without it (sum rescaled), its late pushes are
 // acknowledged without being applied, and it carries on from the current
-// round. The fast workers leave when done (uneven progress at the end of an
-// epoch), so the straggler's last rounds close with it alone.
+// round; the fast workers leave when done (uneven progress at the end of an
+// epoch) while the straggler still pushes.
 func TestDistStragglerDeadline(t *testing.T) {
-	srv := testServer(t, psm.Config{RoundDeadline: 30 * time.Millisecond, QuorumMin: 2, Timeout: 10 * time.Second})
+	srv := testServer(t, psm.Config{RoundDeadline: 30 * time.Millisecond, QuorumMin: 2})
 	ctx := testCtx(t)
 	const n, steps = 3, 6
+	// The straggler pushes step i only once both fast workers finished it:
+	// round i closed at its deadline without the straggler, whose push is
+	// then late (no sleep decides that).
+	var fastMu sync.Mutex
+	fastSteps := make([]int, steps)
+	fastDone := make([]chan struct{}, steps)
+	for i := range fastDone {
+		fastDone[i] = make(chan struct{})
+	}
+	finished := func(step int) {
+		fastMu.Lock()
+		defer fastMu.Unlock()
+		if fastSteps[step]++; fastSteps[step] == n-1 {
+			close(fastDone[step])
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
@@ -916,14 +965,28 @@ func TestDistStragglerDeadline(t *testing.T) {
 					return err
 				}
 				defer s.Close()
+				straggler := s.Rank() == 2
+				step := 0
+				if !straggler {
+					// However it ends, the straggler must not wait for
+					// this worker's steps forever.
+					defer func() {
+						for ; step < steps; step++ {
+							finished(step)
+						}
+					}()
+				}
 				if err := s.Init(ctx, kvcore.IntKey(0), arr(t, []float32{0})); err != nil {
 					return err
 				}
 				out := arr(t, []float32{0})
-				straggler := s.Rank() == 2
-				for range steps {
+				for ; step < steps; step++ {
 					if straggler {
-						time.Sleep(80 * time.Millisecond)
+						select {
+						case <-fastDone[step]:
+						case <-ctx.Done():
+							return ctx.Err()
+						}
 					}
 					if err := s.PushPullTo(kvcore.IntKey(0), []*kvcore.Array{arr(t, []float32{1})}, out); err != nil {
 						return err
@@ -936,6 +999,9 @@ func TestDistStragglerDeadline(t *testing.T) {
 					// others left hold its push alone: 1.
 					if v := values(t, out)[0]; v != 3 && !(straggler && v == 1) {
 						return fmt.Errorf("rank %d: round value %v, want 3", s.Rank(), v)
+					}
+					if !straggler {
+						finished(step)
 					}
 				}
 				return nil
@@ -955,4 +1021,17 @@ func TestDistStragglerDeadline(t *testing.T) {
 			t.Errorf("no deadline round or late push: %+v", st)
 		}
 	})
+}
+
+// shardsOf connects to one server per shard.
+func shardsOf(t testing.TB, srvs []*inproc.Server, join transport.Join) transport.Transport {
+	var ts []transport.Transport
+	for _, s := range srvs {
+		ts = append(ts, s.ConnectJoin(join))
+	}
+	sh, err := transport.Shards(ts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
 }

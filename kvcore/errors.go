@@ -5,6 +5,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // Errors a store returns, wrapped as "kvcore: <operation> key <k>: <error>";
@@ -17,7 +18,7 @@ var (
 	ErrNilArray       = errors.New("nil or released array")
 	ErrUnknownType    = errors.New("unknown store type")
 	ErrUnsupported    = errors.New("not supported by this store type")
-	ErrClosed         = errors.New("store is closed")
+	ErrClosed         = transport.ErrClosed // the store, or its transport, is closed
 	ErrNoTransport    = errors.New("dist store types need a transport to a relay (see package relay)")
 	ErrBadCapability  = errors.New("unknown capability")
 	ErrBadCompression = errors.New("bad gradient compression")

@@ -2,12 +2,9 @@ package kvcore
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // Events of a dist store: what its parameter servers report (rounds closed,
@@ -66,7 +63,7 @@ const (
 	ConnConnected ConnState = iota + 1
 	// ConnReconnecting: the transport lost its connection and is trying
 	// again (Attempt counts the tries, Err is the last failure); only
-	// transports that implement ConnWatcher report it.
+	// transports that implement transport.Watcher report it.
 	ConnReconnecting
 	// ConnReconnected: after a reconnection, the shard welcomed this
 	// worker back with its rank; unanswered requests are being resent.
@@ -113,14 +110,6 @@ type Event struct {
 	// Dropped is the number of events dropped, because the consumer was
 	// slow, between the previous delivered event and this one.
 	Dropped uint64
-}
-
-// ConnWatcher is an optional Transport method: a transport that reconnects
-// by itself reports its attempts, which the store's remote passes on as
-// ConnReconnecting events (connected, reconnected and lost it sees itself).
-// fn must not block; the transport calls it at most once per attempt.
-type ConnWatcher interface {
-	WatchConn(fn func(state ConnState, attempt int, err error))
 }
 
 // eventQueueSize bounds the events waiting for a slow consumer.
@@ -202,28 +191,5 @@ func (q *eventQueue) close() {
 	select {
 	case <-q.done:
 	case <-t.C:
-	}
-}
-
-// members applies a membership notice from shard 0: NumWorkers follows it,
-// and a changed member set is reported.
-func (l *link) members(m *wire.Msg) {
-	ranks, err := wire.DecodeMembers(m, nil)
-	if err != nil {
-		// A bad notice is no reason to drop the link: membership only
-		// informs; the next notice or barrier corrects it.
-		return
-	}
-	l.mu.Lock()
-	l.nw = len(ranks)
-	rank := l.rank
-	l.mu.Unlock()
-	r := l.r
-	r.mu.Lock()
-	same := slices.Equal(ranks, r.members)
-	r.members = ranks
-	r.mu.Unlock()
-	if !same {
-		r.ev.emit(Event{Kind: EventMembership, Rank: rank, NumWorkers: len(ranks), Live: slices.Clone(ranks)})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // evLog collects a store's events for a test.
@@ -23,7 +24,7 @@ func (l *evLog) fn(e kvcore.Event) { l.ch <- e }
 // next waits for the first event that ok accepts, skipping others.
 func (l *evLog) next(t *testing.T, what string, ok func(kvcore.Event) bool) kvcore.Event {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(time.Minute) // a bound, not a margin: events come in milliseconds
 	for {
 		select {
 		case e := <-l.ch:
@@ -31,7 +32,7 @@ func (l *evLog) next(t *testing.T, what string, ok func(kvcore.Event) bool) kvco
 				return e
 			}
 		case <-timeout:
-			t.Fatalf("no %s event within 10 s", what)
+			t.Fatalf("no %s event within a minute", what)
 		}
 	}
 }
@@ -134,16 +135,16 @@ func TestDistEvents(t *testing.T) {
 	}
 }
 
-// watchConn is a transport that reports reconnection attempts (like
-// relay.Conn) when the test says so.
+// watchConn is a transport whose reconnection attempts (like relay.Conn's)
+// the test reports itself.
 type watchConn struct {
-	*inproc.Conn
-	fn func(kvcore.ConnState, int, error)
+	*transport.Conn
+	fn func(transport.Status)
 }
 
-func (w *watchConn) WatchConn(fn func(kvcore.ConnState, int, error)) { w.fn = fn }
+func (w *watchConn) Watch(fn func(transport.Status)) { w.fn = fn }
 
-// TestDistEventsLost checks that ConnReconnecting comes from a ConnWatcher
+// TestDistEventsLost checks that ConnReconnecting comes from a Watcher
 // transport and that a link that fails for good reports ConnLost with why.
 func TestDistEventsLost(t *testing.T) {
 	t.Parallel()
@@ -157,10 +158,10 @@ func TestDistEventsLost(t *testing.T) {
 	}
 	defer s.Close()
 	if w.fn == nil {
-		t.Fatal("the store did not watch its ConnWatcher transport")
+		t.Fatal("the store did not watch its Watcher transport")
 	}
 	why := errors.New("network unreachable")
-	w.fn(kvcore.ConnReconnecting, 3, why)
+	w.fn(transport.Status{State: transport.Reconnecting, Attempt: 3, Err: why})
 	e := ev.next(t, "reconnecting", func(e kvcore.Event) bool {
 		return e.Kind == kvcore.EventConnection && e.Conn == kvcore.ConnReconnecting
 	})
@@ -195,10 +196,7 @@ func TestDistEventsSharded(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	ev := newEvLog()
-	var sh kvcore.Shards
-	for _, s := range srvs {
-		sh = append(sh, s.ConnectInfo(kvcore.JoinInfo{Job: "sh", BigArrayBound: 30}))
-	}
+	sh := shardsOf(t, srvs, transport.Join{Job: "sh", BigArrayBound: 30})
 	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: sh, Events: ev.fn})
 	if err != nil {
 		t.Fatal(err)

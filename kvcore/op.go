@@ -23,12 +23,12 @@ type op struct {
 	direct bool // a dist pull decoded straight into its only output
 	// finish and pullDone bound once per pooled op, so handing them to a
 	// transport as callbacks allocates nothing.
-	finishFn, pullDoneFn func(error)
+	pushDoneFn, pullDoneFn func(error)
 }
 
 var opPool = sync.Pool{New: func() any {
 	o := new(op)
-	o.finishFn, o.pullDoneFn = o.finish, o.pullDone
+	o.pushDoneFn, o.pullDoneFn = o.pushDone, o.pullDone
 	o.eng.Task = o
 	return o
 }}

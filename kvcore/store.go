@@ -16,6 +16,7 @@ import (
 	"github.com/webkv/webkv/kvcore/internal/engine"
 	"github.com/webkv/webkv/kvcore/internal/optstate"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/updater"
 )
 
@@ -41,9 +42,10 @@ type Options struct {
 	// *compute.CPU here (one configured by the caller) and refuse any other.
 	Backend compute.Backend
 	// Transport connects a dist store to its parameter servers (package
-	// relay, or Pipe and package psm/inproc in tests); dist types need one,
-	// the others refuse one.
-	Transport Transport
+	// relay, or package psm/inproc in tests; transport.Shards combines the
+	// transports of a sharded job); dist types need one, the others refuse
+	// one.
+	Transport transport.Transport
 	// Events, if set, receives a dist store's events (see Event) on a
 	// goroutine of the store's; local and device stores have none.
 	Events func(Event)
@@ -280,9 +282,13 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 			s.mu.Unlock()
 			return fmt.Errorf("kvcore: init key %v: %w", k, ErrDuplicateInit)
 		}
-		if slices.Contains(keys[:i], k) {
-			s.mu.Unlock()
-			return fmt.Errorf("kvcore: init key %v: given twice: %w", k, ErrDuplicateInit)
+	}
+	if _, dup := sameKeys(keys); dup != nil {
+		for i, d := range dup {
+			if d {
+				s.mu.Unlock()
+				return fmt.Errorf("kvcore: init key %v: given twice: %w", keys[i], ErrDuplicateInit)
+			}
 		}
 	}
 	// Allocate before publishing, so a failure leaves the store unchanged.
@@ -324,25 +330,34 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 	s.mu.Unlock()
 
 	if s.kind == kindDist {
+		// Every key's init at once (they travel pipelined; MXNet's init
+		// waits for each in turn).
+		hosts, shapes := make([][]float32, len(entries)), make([][]int, len(entries))
 		for i, e := range entries {
-			host := make([]float32, e.n)
-			err := values[i].CopyTo(ctx, host) // its errors name themselves
-			if err == nil {
-				if err = s.rem.init(ctx, e.key, e.shape, host); err != nil {
-					err = fmt.Errorf("kvcore: init key %v: %w", e.key, err)
-				}
-			}
-			if err != nil {
-				// Forget the keys not created yet, so the caller can retry.
+			hosts[i], shapes[i] = make([]float32, e.n), e.shape
+			if err := values[i].CopyTo(ctx, hosts[i]); err != nil { // its errors name themselves
 				s.mu.Lock()
-				for _, f := range entries[i:] {
+				for _, f := range entries {
 					delete(s.keys, f.key)
 				}
 				s.mu.Unlock()
 				return err
 			}
 		}
-		return nil
+		var first error
+		errs := s.rem.initList(ctx, keys, shapes, hosts)
+		s.mu.Lock()
+		for i, err := range errs {
+			if err != nil {
+				// Forget the keys not created, so the caller can retry.
+				delete(s.keys, entries[i].key)
+				if first == nil {
+					first = fmt.Errorf("kvcore: init key %v: %w", entries[i].key, err)
+				}
+			}
+		}
+		s.mu.Unlock()
+		return first
 	}
 	for _, e := range entries {
 		if err := e.v.Wait(ctx); err != nil {
@@ -475,31 +490,39 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 			}
 		}
 	}
+	if s.kind == kindDist {
+		// Many keys per engine operation, sent together (store_dist.go).
+		s.queueDistList(keys, values, outs, prio)
+		return nil
+	}
 	// MXNet's order for local and device pushpull: all pushes, then all
 	// pulls. A dist store keeps one push-and-pull per key.
 	split := values != nil && outs != nil && s.kind != kindDist
+	next, dup := sameKeys(keys)
 	for pass := range 2 {
 		if pass == 1 && !split {
 			break
 		}
-		for i, k := range keys {
-			if slices.Contains(keys[:i], k) {
-				continue
+		for i := range keys {
+			if dup != nil && dup[i] {
+				continue // summed into the op of its first occurrence
 			}
 			o := newOp(s, nil, prio)
-			o.e = s.keys[k] // there: checked above, under the same lock
+			o.e = s.keys[keys[i]] // there: checked above, under the same lock
 			if values != nil && !(split && pass == 1) {
-				for j := i; j < len(keys); j++ {
-					if keys[j] == k {
-						o.arrs = append(o.arrs, values[j]...)
+				for j := i; j >= 0; j = next[j] {
+					o.arrs = append(o.arrs, values[j]...)
+					if next == nil {
+						break
 					}
 				}
 			}
 			o.n = len(o.arrs)
 			if outs != nil && !(split && pass == 0) {
-				for j := i; j < len(keys); j++ {
-					if keys[j] == k {
-						o.arrs = append(o.arrs, outs[j]...)
+				for j := i; j >= 0; j = next[j] {
+					o.arrs = append(o.arrs, outs[j]...)
+					if next == nil {
+						break
 					}
 				}
 			}
@@ -507,6 +530,46 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 		}
 	}
 	return nil
+}
+
+// sameKeys finds repeated keys in linear time: next[i] is the position of
+// the next occurrence of keys[i] (-1: none), dup[i] whether an earlier
+// position has the same key. Both are nil when no key repeats; then a
+// short list allocates nothing (list calls of a training step don't).
+func sameKeys(keys []Key) (next []int, dup []bool) {
+	if len(keys) < 2 {
+		return nil, nil
+	}
+	if len(keys) <= sameKeysScan && !repeats(keys) {
+		return nil, nil
+	}
+	last := make(map[Key]int, len(keys))
+	for i, k := range keys {
+		if j, ok := last[k]; ok {
+			if next == nil {
+				next, dup = make([]int, len(keys)), make([]bool, len(keys))
+				for x := range next {
+					next[x] = -1
+				}
+			}
+			next[j], dup[i] = i, true
+		}
+		last[k] = i
+	}
+	return next, dup
+}
+
+// sameKeysScan: up to this many keys, sameKeys first compares every pair
+// (no map) and builds its tables only if a key repeats.
+const sameKeysScan = 32
+
+func repeats(keys []Key) bool {
+	for i := 1; i < len(keys); i++ {
+		if slices.Contains(keys[:i], keys[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) queue1(op string, key Key, values, outs []*Array) error {

@@ -2,8 +2,10 @@ package kvcore
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/engine"
 )
 
 // Dist-mode operations: the local part (gathering the per-device values and
@@ -59,8 +61,16 @@ func runDistPush(o *op) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("kvcore: push key %v: %w", e.key, err)
 	}
-	s.rem.push(e.key, data, e.n, c, o.finishFn)
+	s.rem.push(e.key, data, e.n, c, o.pushDoneFn)
 	return true, nil
+}
+
+// pushDone finishes o when the server answered its push.
+func (o *op) pushDone(err error) {
+	if err != nil {
+		err = fmt.Errorf("kvcore: push key %v: %w", o.e.key, err)
+	}
+	o.finish(err)
 }
 
 func (e *entry) pullBuf() []float32 {
@@ -109,4 +119,248 @@ func (o *op) pullDone(err error) {
 		err = fmt.Errorf("kvcore: pull key %v: %w", o.e.key, err)
 	}
 	o.finish(err)
+}
+
+// A list call of a dist store (PushList, PullList, PushPullList) runs as
+// engine operations of up to distListChunk keys each: one operation
+// prepares its keys' values and hands them to the remote in one call, so
+// they reach the wire together (batched, many keys per message) instead of
+// one engine operation and one trip through the state machine per key.
+// Per key, the order is MXNet's dist order, as for single calls: the
+// operation holds every key's variable (and its arrays') until the server
+// answered that key's push or pull; a repeated key's values are summed.
+const distListChunk = 1024
+
+type distList struct {
+	eng        engine.Op
+	s          *Store
+	push, pull bool
+	es         []*entry
+	arrs       []*Array // every key's inputs then outputs, back to back
+	at         []int    // key i's inputs are arrs[at[2i]:at[2i+1]], its outputs arrs[at[2i+1]:at[2i+2]]
+	items      []listItem
+	direct     []bool               // the answer went straight into the key's only output
+	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
+
+	mu     sync.Mutex
+	left   int
+	err    error
+	doneFn func(int, error)
+}
+
+var distListPool = sync.Pool{New: func() any {
+	l := new(distList)
+	l.doneFn = l.itemDone
+	return l
+}}
+
+// queueDistList queues a checked list call of a dist store; the caller
+// holds s.mu (read).
+func (s *Store) queueDistList(keys []Key, values, outs [][]*Array, prio int) {
+	entries := make([]*entry, len(keys))
+	for i, k := range keys {
+		entries[i] = s.keys[k]
+	}
+	next, dup := sameEntries(entries)
+	var l *distList
+	for i := range keys {
+		if dup != nil && dup[i] {
+			continue // summed into its first occurrence
+		}
+		if l != nil && l.conflicts(i, next, values, outs) {
+			// An array written by an earlier key of the operation is read or
+			// written by this one (or this one writes what an earlier one
+			// reads): key by key, as MXNet's dist store runs a list, this
+			// key waits for the earlier ones.
+			s.pushDistList(l)
+			l = nil
+		}
+		if l == nil {
+			l = distListPool.Get().(*distList)
+			l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, values != nil, outs != nil, prio, l
+		}
+		if len(l.at) == 0 {
+			l.at = append(l.at, 0)
+		}
+		for j := i; j >= 0 && values != nil; j = next[j] {
+			l.arrs = append(l.arrs, values[j]...)
+			if next == nil {
+				break
+			}
+		}
+		l.at = append(l.at, len(l.arrs))
+		for j := i; j >= 0 && outs != nil; j = next[j] {
+			l.arrs = append(l.arrs, outs[j]...)
+			if next == nil {
+				break
+			}
+		}
+		l.at = append(l.at, len(l.arrs))
+		l.es = append(l.es, entries[i])
+		l.mark(len(l.es) - 1)
+		if len(l.es) == distListChunk {
+			s.pushDistList(l)
+			l = nil
+		}
+	}
+	if l != nil {
+		s.pushDistList(l)
+	}
+}
+
+// conflicts reports whether key i of a list call (with its repetitions,
+// next) touches an array that the keys already in l write, or writes one
+// they read.
+func (l *distList) conflicts(i int, next []int, values, outs [][]*Array) bool {
+	if len(l.vars) == 0 {
+		return false
+	}
+	for j := i; j >= 0 && values != nil; j = next[j] {
+		for _, a := range values[j] {
+			if w, ok := l.vars[a.v]; ok && w {
+				return true
+			}
+		}
+		if next == nil {
+			break
+		}
+	}
+	for j := i; j >= 0 && outs != nil; j = next[j] {
+		for _, a := range outs[j] {
+			if _, ok := l.vars[a.v]; ok {
+				return true
+			}
+		}
+		if next == nil {
+			break
+		}
+	}
+	return false
+}
+
+// mark records the arrays key i of l reads and writes (a push list writes
+// none: nothing to record).
+func (l *distList) mark(i int) {
+	if !l.pull {
+		return
+	}
+	if l.vars == nil {
+		l.vars = map[*engine.Var]bool{}
+	}
+	for _, a := range l.ins(i) {
+		if _, ok := l.vars[a.v]; !ok {
+			l.vars[a.v] = false
+		}
+	}
+	for _, a := range l.outs(i) {
+		l.vars[a.v] = true
+	}
+}
+
+func (s *Store) pushDistList(l *distList) {
+	for i, e := range l.es {
+		l.eng.Use(e.v, true)
+		for _, a := range l.ins(i) {
+			l.eng.Use(a.v, false)
+		}
+		for _, a := range l.outs(i) {
+			l.eng.Use(a.v, true)
+		}
+	}
+	s.run.Push(&l.eng)
+}
+
+func (l *distList) ins(i int) []*Array  { return l.arrs[l.at[2*i]:l.at[2*i+1]] }
+func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]] }
+
+// Run implements engine.Task: prepare every key, hand them to the remote.
+func (l *distList) Run() (bool, error) {
+	s := l.s
+	l.items = l.items[:0]
+	l.direct = l.direct[:0]
+	for i, e := range l.es {
+		it := listItem{k: e.key, push: l.push, pull: l.pull, n: e.n}
+		if l.push {
+			it.data, it.c, it.err = s.distPrepare(e, l.ins(i))
+		}
+		direct := false
+		if l.pull {
+			it.out = e.pullBuf()
+			if outs := l.outs(i); len(outs) == 1 && !l.push {
+				if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
+					it.out, direct = cb.Float32s()[:e.n], true
+				}
+			}
+		}
+		l.items = append(l.items, it)
+		l.direct = append(l.direct, direct)
+	}
+	l.left = len(l.items)
+	s.rem.list(l.items, l.doneFn)
+	return true, nil
+}
+
+// itemDone finishes key i; the operation finishes with its last key.
+func (l *distList) itemDone(i int, err error) {
+	e := l.es[i]
+	if err == nil && l.pull && !l.direct[i] {
+		for _, a := range l.outs(i) {
+			if werr := a.be.Write(a.buf, 0, e.hostIn[:e.n]); werr != nil {
+				err = werr
+				break
+			}
+		}
+	}
+	l.mu.Lock()
+	if err != nil && l.err == nil {
+		op := "push"
+		switch {
+		case l.push && l.pull:
+			op = "pushpull"
+		case l.pull:
+			op = "pull"
+		}
+		l.err = fmt.Errorf("kvcore: %s key %v: %w", op, e.key, err)
+	}
+	l.left--
+	last := l.left == 0
+	err = l.err
+	l.mu.Unlock()
+	if last {
+		l.eng.Finish(err)
+	}
+}
+
+// Done implements engine.Task: l goes back to the pool.
+func (l *distList) Done() {
+	clear(l.es)
+	clear(l.arrs)
+	clear(l.items)
+	clear(l.vars)
+	l.eng.Reset()
+	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
+	l.s, l.err, l.left = nil, nil, 0
+	distListPool.Put(l)
+}
+
+// sameEntries is sameKeys on resolved entries (a pointer map: cheaper to
+// hash than keys).
+func sameEntries(es []*entry) (next []int, dup []bool) {
+	if len(es) < 2 {
+		return nil, nil
+	}
+	last := make(map[*entry]int32, len(es))
+	for i, e := range es {
+		if j, ok := last[e]; ok {
+			if next == nil {
+				next, dup = make([]int, len(es)), make([]bool, len(es))
+				for x := range next {
+					next[x] = -1
+				}
+			}
+			next[j], dup[i] = i, true
+		}
+		last[e] = int32(i)
+	}
+	return next, dup
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -96,7 +97,7 @@ func TestBadInput(t *testing.T) {
 	} else if err := l.Close(); err != nil {
 		t.Error(err)
 	}
-	if _, err := Create(bg, "device", &Options{Transport: Shards{}}); !errors.Is(err, ErrUnsupported) {
+	if _, err := Create(bg, "device", &Options{Transport: onePipeEnd()}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("create device with a transport: %v", err)
 	}
 	d, err := Create(bg, "device", nil)
@@ -295,6 +296,11 @@ func TestFloat16Arrays(t *testing.T) {
 	if err := a.CopyToFloat16(bg, make([]uint16, 2)); err == nil {
 		t.Fatal("short slice accepted")
 	}
+}
+
+func onePipeEnd() transport.Transport {
+	a, _ := transport.Pipe()
+	return a
 }
 
 // A negative SGD learning rate adds the gradient (MXNet allows it; its

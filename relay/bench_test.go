@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/relay"
 	"nhooyr.io/websocket"
 )
@@ -119,10 +120,10 @@ func fastEcho(b *testing.B, size int) func() {
 	b.Cleanup(func() { c.Close() })
 	msg := make([]byte, size)
 	return func() {
-		if err := c.Send(ctx, msg); err != nil {
+		if err := c.Send(ctx, 0, transport.FirstEpoch, msg, nil); err != nil {
 			b.Fatal(err)
 		}
-		if out, err := c.Recv(ctx); err != nil || len(out) != size {
+		if out, _, err := c.Recv(ctx, 0); err != nil || len(out) != size {
 			b.Fatal(err)
 		}
 	}

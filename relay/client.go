@@ -12,9 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/wire"
-	"nhooyr.io/websocket"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // DialOptions configure a client connection to a relay.
@@ -48,6 +46,10 @@ type DialOptions struct {
 	// connection is never silent that long). It also bounds the transfer
 	// of one message. Negative disables it.
 	IdleTimeout time.Duration
+	// MaxBuffered bounds the bytes a browser's WebSocket may hold unsent
+	// before Send waits (default 16 MiB; GOOS=js only: WebSocket.send never
+	// blocks by itself). Natively the socket's own buffers bound it.
+	MaxBuffered int
 	// Header is added to the HTTP upgrade request (native only; browsers
 	// set their own, e.g. Origin).
 	Header http.Header
@@ -79,25 +81,20 @@ func (o DialOptions) withDefaults() DialOptions {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 16 << 20
+	}
 	return o
 }
 
-// ErrReconnected is returned once by Recv after the connection was lost and
-// a new one established. Messages sent on the old connection may or may not
-// have arrived, and the new connection knows nothing yet: the caller must
-// handshake again (Hello with its worker id) and resend the requests it has
-// not had answers to (same seq; the relay answers a retried request without
-// applying it twice).
-// It wraps kvcore.ErrReconnected, the Transport contract's sentinel.
-var ErrReconnected = fmt.Errorf("relay: connection re-established; handshake again and resend unanswered requests: %w", kvcore.ErrReconnected)
-
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("relay: transport closed")
-
-// Conn is a reconnecting websocket link to a relay. It implements
-// kvcore.Transport (with its reconnection contract), kvcore.PartSender and
-// kvcore.Joiner: Send and Recv may be called concurrently (one Recv at a
-// time). The slice Recv returns stays valid until the next Recv.
+// Conn is a reconnecting websocket link to one relay shard: a
+// transport.Transport of one shard (see package kvcore/transport for the
+// contract) and a transport.Watcher. Every connection it makes is an
+// epoch: a Send for any epoch but the current connection's writes nothing
+// (transport.ErrStale), and Recv announces each new connection
+// (transport.ErrReconnected with its epoch) before anything read from it.
+// It never looks inside a message: what goes first on a new connection is
+// its user's business (a dist store's Hello).
 //
 // Recv must be called with a context that lives as long as the link: the
 // websocket library closes the connection when a read's context ends.
@@ -106,39 +103,38 @@ type Conn struct {
 	opts   DialOptions
 	protos []string
 
-	mu      sync.Mutex
-	cur     *link
-	gen     uint64        // incremented per established link
-	up      chan struct{} // closed when cur is set, or dead/closed
-	dead    error         // reconnection gave up
-	closed  bool
-	closeCh chan struct{}
+	mu        sync.Mutex
+	cur       *link           // nil while reconnecting
+	epoch     transport.Epoch // of cur, or of the one lost while reconnecting
+	announced transport.Epoch // the newest epoch Recv announced
+	up        chan struct{}   // closed when cur is set, or dead/closed
+	dead      error           // reconnection gave up
+	closed    bool
+	ctx       context.Context // ends at Close: stops reconnecting
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the reconnecting goroutine; Close waits for it
 
-	recvGen  uint64 // generation Recv last read from (Recv is single-caller; guarded by mu)
-	helloGen uint64 // generation a Hello was sent on
-	store    bool   // a kvcore store speaks through c (JoinInfo was called): Hello goes first on every connection
-
-	watch func(kvcore.ConnState, int, error) // WatchConn's (under mu)
+	watch func(transport.Status) // Watch's (under mu)
 }
 
-// WatchConn implements kvcore.ConnWatcher: fn hears of every reconnection
-// attempt (kvcore.ConnReconnecting: attempt 0 when the connection is lost,
-// then each failed try with its error) and of giving up (kvcore.ConnLost),
+// Watch implements transport.Watcher: fn hears of every reconnection
+// attempt (transport.Reconnecting: attempt 0 when the connection is lost,
+// then each failed try with its error) and of giving up (transport.Lost),
 // so a dist store reports them as events instead of anyone parsing logs.
 // fn must not block; it replaces any earlier one.
-func (c *Conn) WatchConn(fn func(state kvcore.ConnState, attempt int, err error)) {
+func (c *Conn) Watch(fn func(transport.Status)) {
 	c.mu.Lock()
 	c.watch = fn
 	c.mu.Unlock()
 }
 
-// notify calls the WatchConn callback, if any (not under mu).
-func (c *Conn) notify(st kvcore.ConnState, attempt int, err error) {
+// notify calls the Watch callback, if any (not under mu).
+func (c *Conn) notify(st transport.State, attempt int, err error) {
 	c.mu.Lock()
 	fn := c.watch
 	c.mu.Unlock()
 	if fn != nil {
-		fn(st, attempt, err)
+		fn(transport.Status{State: st, Attempt: attempt, Err: err})
 	}
 }
 
@@ -155,7 +151,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial: %w", err)
 	}
-	c := &Conn{url: u, opts: opts.withDefaults(), protos: subprotocols(opts.Token), closeCh: make(chan struct{})}
+	c := &Conn{url: u, opts: opts.withDefaults(), protos: subprotocols(opts.Token)}
 	var l *link
 	ctx, cancel := context.WithTimeout(ctx, c.opts.GiveUp)
 	defer cancel()
@@ -171,9 +167,10 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 			return nil, fmt.Errorf("relay: dial %s: %w (last error: %v)", url, ctx.Err(), err)
 		}
 	}
-	c.cur, c.gen, c.recvGen = l, 1, 1
+	c.cur, c.epoch, c.announced = l, transport.FirstEpoch, transport.FirstEpoch
 	c.up = make(chan struct{})
 	close(c.up)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }
 
@@ -201,10 +198,7 @@ func isFinal(err error) bool {
 func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c.mu.Lock()
-	u := c.url
-	c.mu.Unlock()
-	l, resp, err := dialLink(dctx, u, c.protos, &c.opts)
+	l, resp, err := dialLink(dctx, c.url, c.protos, &c.opts)
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return nil, &finalError{fmt.Errorf("relay refused the connection (HTTP %d): %w", resp.StatusCode, err)}
@@ -214,7 +208,6 @@ func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 		}
 		return nil, err
 	}
-	l.ws.SetReadLimit(c.opts.MaxMessage)
 	return l, nil
 }
 
@@ -237,61 +230,28 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// get waits for a live link.
-func (c *Conn) get(ctx context.Context) (*link, uint64, error) {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, 0, ErrClosed
-		}
-		if c.dead != nil {
-			err := c.dead
-			c.mu.Unlock()
-			return nil, 0, err
-		}
-		if c.cur != nil {
-			l, g := c.cur, c.gen
-			c.mu.Unlock()
-			return l, g, nil
-		}
-		up := c.up
-		c.mu.Unlock()
-		select {
-		case <-up:
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		}
-	}
-}
-
-// lost drops link generation gen (if still current) and starts
-// reconnecting in the background.
-func (c *Conn) lost(gen uint64, why error) {
+// lost drops link l (if still current) and starts reconnecting in the
+// background.
+func (c *Conn) lost(l *link, why error) {
 	c.mu.Lock()
-	if c.closed || c.gen != gen || c.cur == nil {
+	if c.closed || c.cur != l || l == nil {
 		c.mu.Unlock()
 		return
 	}
-	c.cur.ws.CloseNow()
+	l.closeNow()
 	c.cur = nil
 	c.up = make(chan struct{})
 	c.opts.Logger.Info("relay connection lost; reconnecting", "job", c.opts.Job, "err", why)
+	c.wg.Add(1)
 	go c.reconnect()
 	c.mu.Unlock()
-	c.notify(kvcore.ConnReconnecting, 0, why)
+	c.notify(transport.Reconnecting, 0, why)
 }
 
 func (c *Conn) reconnect() {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.GiveUp)
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.GiveUp)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.closeCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var err error
 	for attempt := 0; ; attempt++ {
 		if !sleepCtx(ctx, c.backoff(attempt)) {
@@ -303,11 +263,11 @@ func (c *Conn) reconnect() {
 			c.mu.Lock()
 			if c.closed {
 				c.mu.Unlock()
-				l.ws.CloseNow()
+				l.closeNow()
 				return
 			}
 			c.cur = l
-			c.gen++
+			c.epoch++
 			close(c.up)
 			c.mu.Unlock()
 			c.opts.Logger.Info("relay connection re-established", "job", c.opts.Job, "attempts", attempt+1)
@@ -316,7 +276,7 @@ func (c *Conn) reconnect() {
 		if isFinal(err) {
 			break
 		}
-		c.notify(kvcore.ConnReconnecting, attempt+1, err)
+		c.notify(transport.Reconnecting, attempt+1, err)
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -330,100 +290,96 @@ func (c *Conn) reconnect() {
 	close(c.up)
 	dead := c.dead
 	c.mu.Unlock()
-	c.notify(kvcore.ConnLost, 0, dead)
+	c.notify(transport.Lost, 0, dead)
 }
 
-// Send writes one message. If the connection is down it waits (bounded by
-// ctx) for the next one; a message whose write fails is not retried here:
-// the caller resends it after Recv reports ErrReconnected.
-func (c *Conn) Send(ctx context.Context, msg []byte) error {
-	l, gen, err := c.get(ctx)
-	if err != nil {
-		return fmt.Errorf("relay: send: %w", err)
-	}
-	if err := c.checkGen(gen, msg); err != nil {
+// Shards implements transport.Transport: a Conn reaches one shard.
+func (c *Conn) Shards() int { return 1 }
+
+// Join implements transport.Transport: what a store's handshake says.
+func (c *Conn) Join() transport.Join {
+	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
+}
+
+// Send implements transport.Transport: head then body as one websocket
+// message (two frames, not copied together) on the connection of epoch.
+// A Send for a connection that was lost or replaced writes nothing and
+// returns an error wrapping transport.ErrStale; a message whose write
+// fails is not retried here (its sender resends it after Recv announces
+// the next connection), and the connection is dropped.
+func (c *Conn) Send(ctx context.Context, shard int, epoch transport.Epoch, head, body []byte) error {
+	if err := transport.CheckShard(shard, 1); err != nil {
 		return err
 	}
-	if err := l.send(ctx, msg); err != nil {
-		if ctx.Err() == nil {
-			c.lost(gen, err)
-		}
-		return fmt.Errorf("relay: send: %w", err)
-	}
-	return nil
-}
-
-// SendParts sends head followed by body as one message without copying them
-// together: the two writes go into one websocket message (two frames).
-func (c *Conn) SendParts(ctx context.Context, head, body []byte) error {
-	l, gen, err := c.get(ctx)
-	if err != nil {
-		return fmt.Errorf("relay: send: %w", err)
-	}
-	if err := c.checkGen(gen, head); err != nil {
-		return err
-	}
-	if err := l.sendParts(ctx, head, body); err != nil {
-		if ctx.Err() == nil {
-			c.lost(gen, err)
-		}
-		return fmt.Errorf("relay: send: %w", err)
-	}
-	return nil
-}
-
-// errUnannounced is returned by a send on a new connection that Recv has
-// not yet reported as ErrReconnected.
-var errUnannounced = errors.New("relay: send: connection replaced; the request is resent after the reconnect is reported")
-
-// checkGen refuses msg on connection generation gen until Recv has
-// reported the reconnect and the store's Hello went out on it: a request or
-// ping before the Hello is a protocol error the server answers by closing
-// the connection, and the store's sender can pick a message just before the
-// reconnect is reported. The store resends every unanswered request after
-// its Hello, so a refused one is not lost.
-func (c *Conn) checkGen(gen uint64, msg []byte) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.recvGen {
-		return errUnannounced
-	}
-	if c.store && c.helloGen != gen {
-		if len(msg) <= 3 || wire.Type(msg[3]) != wire.TypeHello {
-			return errUnannounced
-		}
-		c.helloGen = gen
-	}
-	return nil
-}
-
-// JoinInfo implements kvcore.Joiner: what the store's Hello carries.
-//
-// It also tells c that a kvcore store's remote speaks through it, so after
-// a reconnect c lets nothing but the store's Hello go out first (see
-// checkGen); a plain Send/Recv user of Conn is not held to that.
-func (c *Conn) JoinInfo() kvcore.JoinInfo {
-	c.mu.Lock()
-	c.store = true
-	c.mu.Unlock()
-	return kvcore.JoinInfo{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
-}
-
-// Recv returns the next message. After a reconnection it returns
-// ErrReconnected once, then messages from the new connection.
-func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
-	for {
-		l, gen, err := c.get(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("relay: recv: %w", err)
-		}
-		c.mu.Lock()
-		fresh := gen != c.recvGen
-		c.recvGen = gen
+	switch {
+	case c.closed:
 		c.mu.Unlock()
-		if fresh {
-			return nil, ErrReconnected
+		return fmt.Errorf("relay: send: %w", transport.ErrClosed)
+	case c.dead != nil:
+		err := c.dead
+		c.mu.Unlock()
+		return err
+	case epoch != c.epoch || c.cur == nil:
+		cur := c.epoch
+		c.mu.Unlock()
+		return fmt.Errorf("relay: send for connection epoch %d (now %d, or lost): %w", epoch, cur, transport.ErrStale)
+	}
+	l := c.cur
+	c.mu.Unlock()
+	if err := l.send(ctx, head, body, &c.opts); err != nil {
+		// A failed or cut write leaves the stream unusable: drop it.
+		c.lost(l, err)
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return fmt.Errorf("relay: send: %w", transport.ErrClosed)
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("relay: send: %w", ctx.Err())
+		}
+		return fmt.Errorf("relay: send: %w", err)
+	}
+	return nil
+}
+
+// Recv implements transport.Transport. After a reconnection it returns,
+// once, an error wrapping transport.ErrReconnected with the new epoch, then
+// messages from the new connection.
+func (c *Conn) Recv(ctx context.Context, shard int) ([]byte, transport.Epoch, error) {
+	if err := transport.CheckShard(shard, 1); err != nil {
+		return nil, 0, err
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, 0, fmt.Errorf("relay: recv: %w", transport.ErrClosed)
+		}
+		if c.cur == nil && c.dead == nil {
+			up := c.up
+			c.mu.Unlock()
+			select {
+			case <-up:
+				continue
+			case <-ctx.Done():
+				return nil, 0, fmt.Errorf("relay: recv: %w", ctx.Err())
+			}
+		}
+		if c.dead != nil {
+			err := c.dead
+			c.mu.Unlock()
+			return nil, 0, err
+		}
+		if c.epoch != c.announced {
+			c.announced = c.epoch
+			e := c.epoch
+			c.mu.Unlock()
+			return nil, e, fmt.Errorf("relay: connection re-established (epoch %d): %w", e, transport.ErrReconnected)
+		}
+		l, e := c.cur, c.epoch
+		c.mu.Unlock()
 		rctx, cancel := ctx, context.CancelFunc(func() {})
 		if c.opts.IdleTimeout > 0 {
 			// An expired read context makes the library close the
@@ -433,32 +389,29 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 		msg, err := l.recv(rctx)
 		cancel()
 		if err == nil {
-			return msg, nil
+			return msg, e, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("relay: recv: %w", ctx.Err())
+			return nil, 0, fmt.Errorf("relay: recv: %w", ctx.Err())
 		}
-		c.lost(gen, err)
+		c.lost(l, err)
 	}
 }
 
-// Close closes the connection and stops reconnecting.
+// Close implements transport.Transport: reconnecting stops, the
+// connection closes (politely: a close frame, its answer awaited for at
+// most 5 s) and Send and Recv then fail (transport.ErrClosed). Close
+// returns once nothing of the Conn runs any more.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
-	close(c.closeCh)
-	if c.cur != nil {
-		// Close sends a close frame and waits (up to 5 s) for the answer;
-		// CloseNow would drop queued bytes, so do the polite close
-		// asynchronously.
-		ws := c.cur.ws
-		go ws.Close(websocket.StatusNormalClosure, "")
-		c.cur = nil
-	}
+	c.cancel()
+	cur := c.cur
+	c.cur = nil
 	if c.up != nil {
 		select {
 		case <-c.up:
@@ -466,6 +419,11 @@ func (c *Conn) Close() error {
 			close(c.up)
 		}
 	}
+	c.mu.Unlock()
+	if cur != nil {
+		cur.closePolite()
+	}
+	c.wg.Wait()
 	return nil
 }
 
@@ -474,7 +432,7 @@ func (c *Conn) Close() error {
 // path).
 func (c *Conn) Kill() {
 	c.mu.Lock()
-	gen := c.gen
+	l := c.cur
 	c.mu.Unlock()
-	c.lost(gen, errors.New("killed"))
+	c.lost(l, errors.New("killed"))
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -27,10 +28,11 @@ type echoServer struct {
 	tokens []string
 	conns  []*websocket.Conn
 	n      atomic.Int32
+	added  chan struct{} // a connection was registered
 }
 
 func newEchoServer(t testing.TB) *echoServer {
-	e := &echoServer{}
+	e := &echoServer{added: make(chan struct{}, 1)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("job") == "refuse" {
 			http.Error(w, "no", http.StatusForbidden)
@@ -44,11 +46,16 @@ func newEchoServer(t testing.TB) *echoServer {
 			c.Close(websocket.StatusPolicyViolation, "subprotocol")
 			return
 		}
+		defer c.CloseNow() // a failed read leaves the connection open
 		e.n.Add(1)
 		e.mu.Lock()
 		e.tokens = append(e.tokens, tokenFrom(r))
 		e.conns = append(e.conns, c)
 		e.mu.Unlock()
+		select {
+		case e.added <- struct{}{}:
+		default:
+		}
 		c.SetReadLimit(-1)
 		var buf []byte
 		for {
@@ -84,17 +91,33 @@ func (e *echoServer) dropAll() {
 // already uses it).
 func (e *echoServer) waitConns(t testing.TB, k int) {
 	t.Helper()
-	for i := 0; ; i++ {
+	e.wait(t, fmt.Sprintf("%d open connections", k), func() bool { return len(e.conns) >= k })
+}
+
+// waitAccepted waits until the server accepted k connections in all.
+func (e *echoServer) waitAccepted(t testing.TB, k int) {
+	t.Helper()
+	e.wait(t, fmt.Sprintf("%d accepted connections", k), func() bool { return e.n.Load() == int32(k) })
+}
+
+// wait waits until cond (called under e.mu) holds, woken by each new
+// connection; the minute is a bound against hanging, not a margin.
+func (e *echoServer) wait(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	bound := time.NewTimer(time.Minute)
+	defer bound.Stop()
+	for {
 		e.mu.Lock()
-		n := len(e.conns)
+		ok := cond()
 		e.mu.Unlock()
-		if n >= k {
+		if ok {
 			return
 		}
-		if i > 500 {
-			t.Fatalf("echo server holds %d connections, want %d", n, k)
+		select {
+		case <-e.added:
+		case <-bound.C:
+			t.Fatalf("echo server: no %s within a minute", what)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -115,10 +138,10 @@ func TestDialEchoAndToken(t *testing.T) {
 		for i := range msg {
 			msg[i] = byte(rng.Uint32())
 		}
-		if err := c.Send(ctx, msg); err != nil {
+		if err := c.sendMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Recv(ctx)
+		got, err := c.recvMsg(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,36 +175,48 @@ func TestDialRefusedIsFinal(t *testing.T) {
 	}
 }
 
+// TestDialWaitsForServer: Dial retries a relay that is not serving yet.
+// The first connection is cut before its upgrade (no sleep: the server
+// answers only from the second attempt on).
 func TestDialWaitsForServer(t *testing.T) {
-	// Reserve a port, start the server on it only after a while.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return
+	first := &cutFirst{Listener: ln}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err == nil {
+			c.Close(websocket.StatusNormalClosure, "")
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := websocket.Accept(w, r, nil)
-			if err == nil {
-				c.Close(websocket.StatusNormalClosure, "")
-			}
-		})}
-		t.Cleanup(func() { srv.Close() })
-		srv.Serve(ln)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	})}
+	go srv.Serve(first)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := Dial(ctx, "ws://"+addr, DialOptions{Job: "j"})
+	c, err := Dial(ctx, "ws://"+ln.Addr().String(), DialOptions{Job: "j"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
+	if !first.cut.Load() {
+		t.Fatal("the first connection was not cut")
+	}
+}
+
+// cutFirst closes the first connection it accepts.
+type cutFirst struct {
+	net.Listener
+	cut atomic.Bool
+}
+
+func (l *cutFirst) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.cut.CompareAndSwap(false, true) {
+		c.Close()
+		return l.Listener.Accept()
+	}
+	return c, err
 }
 
 func TestReconnect(t *testing.T) {
@@ -194,41 +229,36 @@ func TestReconnect(t *testing.T) {
 	}
 	defer c.Close()
 	for round := 0; round < 3; round++ {
-		if err := c.Send(ctx, []byte("x")); err != nil {
+		if err := c.sendMsg(ctx, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+		if _, err := c.recvMsg(ctx); err != nil { // the server has registered the conn
 			t.Fatal(err)
 		}
 		e.dropAll()
 		// Recv notices the loss, reconnects and reports it once.
-		_, err := c.Recv(ctx)
-		if !errors.Is(err, ErrReconnected) {
+		_, err := c.recvMsg(ctx)
+		if !errors.Is(err, errReconnected) {
 			t.Fatalf("round %d: Recv after a drop: %v, want ErrReconnected", round, err)
 		}
-		if err := c.Send(ctx, []byte("hi")); err != nil {
+		if err := c.sendMsg(ctx, []byte("hi")); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Recv(ctx)
+		got, err := c.recvMsg(ctx)
 		if err != nil || string(got) != "hi" {
 			t.Fatalf("after reconnect: %q, %v", got, err)
 		}
 	}
 	c.Kill()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("after Kill: %v", err)
 	}
-	for i := 0; e.n.Load() != 5; i++ { // the server counts after its Accept returns
-		if i > 100 {
-			t.Fatalf("%d connections, want 5", e.n.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitAccepted(t, 5) // the server counts after its Accept returns
 	c.Close()
-	if err := c.Send(ctx, []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := c.sendMsg(ctx, []byte("x")); !errors.Is(err, errClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrClosed) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errClosed) {
 		t.Fatalf("Recv after Close: %v", err)
 	}
 }
@@ -243,10 +273,10 @@ func TestReconnectGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Send(ctx, []byte("x")); err != nil {
+	if err := c.sendMsg(ctx, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Recv(ctx); err != nil { // the server has registered the conn
+	if _, err := c.recvMsg(ctx); err != nil { // the server has registered the conn
 		t.Fatal(err)
 	}
 	// Point the client at a dead address, then drop it.
@@ -254,7 +284,7 @@ func TestReconnectGivesUp(t *testing.T) {
 	c.url = "ws://127.0.0.1:1/ws?job=j"
 	c.mu.Unlock()
 	e.dropAll()
-	_, err = c.Recv(ctx)
+	_, err = c.recvMsg(ctx)
 	if err == nil || !strings.Contains(err.Error(), "gave up") {
 		t.Fatalf("got %v, want a give-up error", err)
 	}
@@ -336,16 +366,11 @@ func TestIdleTimeoutReconnects(t *testing.T) {
 	}
 	defer c.Close()
 	t0 := time.Now()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("Recv on a silent connection: %v, want ErrReconnected", err)
 	}
 	if d := time.Since(t0); d < 200*time.Millisecond {
 		t.Fatalf("reconnected after %v, before the idle timeout", d)
 	}
-	for i := 0; e.n.Load() != 2; i++ { // the server counts after its Accept returns
-		if i > 100 {
-			t.Fatalf("%d connections, want 2", e.n.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitAccepted(t, 2) // the server counts after its Accept returns
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/transport"
 )
 
 // Create makes a dist store (typ: dist_sync, dist_async, dist_device_sync)
@@ -19,18 +20,24 @@ func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts *kvco
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("relay: create %s: no relay url", typ)
 	}
-	ts := make(kvcore.Shards, 0, len(urls))
+	ts := make([]transport.Transport, 0, len(urls))
+	closeAll := func() {
+		for _, t := range ts {
+			t.Close()
+		}
+	}
 	for _, u := range urls {
 		c, err := Dial(ctx, u, opts)
 		if err != nil {
-			ts.Close()
-			return nil, fmt.Errorf("relay: create %s: %w", typ, err)
+			closeAll()
+			return nil, err // "relay: dial <url>: ...", one prefix
 		}
 		ts = append(ts, c)
 	}
-	var t kvcore.Transport = ts
-	if len(ts) == 1 {
-		t = ts[0]
+	t, err := transport.Shards(ts...)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("relay: create %s: %w", typ, err)
 	}
 	var o kvcore.Options
 	if kvopts != nil {
@@ -39,7 +46,7 @@ func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts *kvco
 	o.Transport = t
 	s, err := kvcore.Create(ctx, typ, &o)
 	if err != nil {
-		ts.Close()
+		t.Close()
 		return nil, err // kvcore's error names the operation and the type
 	}
 	return s, nil

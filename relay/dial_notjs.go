@@ -44,6 +44,7 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 	if err != nil {
 		return nil, resp, err
 	}
+	ws.SetReadLimit(o.MaxMessage)
 	l := &link{ws: ws}
 	if bc != nil {
 		l.bc = bc

@@ -124,14 +124,19 @@
 //
 // # Client
 //
-// Dial returns a Conn, a kvcore.Transport that reconnects by itself with
-// exponential backoff and jitter and reports each new connection to the
-// store (ErrReconnected), which then resumes its rank (with its resume
-// key) and resends what is unanswered; as a kvcore.ConnWatcher it also
-// reports its reconnection attempts, which a store created with
-// Options.Events passes on. It builds for native and GOOS=js (dial_js.go:
-// the browser's WebSocket, token in the subprotocol). Create makes a dist store on one
-// relay or, with a comma-separated URL list, on several shards.
+// Dial returns a Conn, a transport.Transport (package kvcore/transport) of
+// one shard that reconnects by itself with exponential backoff and jitter.
+// Each connection is an epoch: a send for a replaced connection writes
+// nothing, and Recv announces each new connection (transport.ErrReconnected
+// with its epoch) before anything read from it; the store's worker state
+// machine then says Hello first, resumes its rank (with the resume key its
+// Welcome gave) and resends what is unanswered. The Conn never reads the
+// messages it carries. As a transport.Watcher it reports its reconnection
+// attempts, which a store created with Options.Events passes on. It builds
+// for native and GOOS=js (link_js.go: the page's WebSocket, token in the
+// subprotocol, sends waiting while the browser buffers more than
+// DialOptions.MaxBuffered). Create makes a dist store on one relay or, with
+// a comma-separated URL list, on several shards (transport.Shards).
 //
 // Natively the client's writes go through a coalescing buffer under the
 // websocket library (see batchConn): the library masks client frames in

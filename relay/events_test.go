@@ -13,26 +13,36 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 	"nhooyr.io/websocket"
 )
 
 type connLog struct {
-	mu  sync.Mutex
-	got []kvcore.ConnState
-	att []int
-	err []error
+	mu    sync.Mutex
+	got   []transport.State
+	att   []int
+	err   []error
+	added chan struct{} // a report came (capacity 1)
 }
 
-func (l *connLog) fn(st kvcore.ConnState, attempt int, err error) {
+func newConnLog() *connLog { return &connLog{added: make(chan struct{}, 1)} }
+
+func (l *connLog) fn(st transport.Status) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.got, l.att, l.err = append(l.got, st), append(l.att, attempt), append(l.err, err)
+	l.got, l.att, l.err = append(l.got, st.State), append(l.att, st.Attempt), append(l.err, st.Err)
+	l.mu.Unlock()
+	select {
+	case l.added <- struct{}{}:
+	default:
+	}
 }
 
-func (l *connLog) waitFor(t *testing.T, st kvcore.ConnState) (attempt int, err error) {
+func (l *connLog) waitFor(t *testing.T, st transport.State) (attempt int, err error) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	bound := time.NewTimer(time.Minute) // against hanging, not a margin
+	defer bound.Stop()
+	for {
 		l.mu.Lock()
 		for j, s := range l.got {
 			if s == st {
@@ -42,14 +52,16 @@ func (l *connLog) waitFor(t *testing.T, st kvcore.ConnState) (attempt int, err e
 			}
 		}
 		l.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-l.added:
+		case <-bound.C:
+			t.Fatalf("no %v report within a minute", st)
+		}
 	}
-	t.Fatalf("no %v report within 5 s", st)
-	return 0, nil
 }
 
 // The client reports a lost connection, each failed reconnection attempt
-// and giving up to its WatchConn callback (what kvcore turns into events).
+// and giving up to its Watch callback (what kvcore turns into events).
 func TestWatchConn(t *testing.T) {
 	e := newEchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -59,20 +71,20 @@ func TestWatchConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var _ kvcore.ConnWatcher = c
-	var log connLog
-	c.WatchConn(log.fn)
-	if err := c.Send(ctx, []byte("x")); err != nil {
+	var _ transport.Watcher = c
+	log := newConnLog()
+	c.Watch(log.fn)
+	if err := c.sendMsg(ctx, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Recv(ctx); err != nil {
+	if _, err := c.recvMsg(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.dropAll()
-	if _, err := c.Recv(ctx); !errors.Is(err, ErrReconnected) {
+	if _, err := c.recvMsg(ctx); !errors.Is(err, errReconnected) {
 		t.Fatalf("Recv after a drop: %v", err)
 	}
-	if a, err := log.waitFor(t, kvcore.ConnReconnecting); a != 0 || err == nil {
+	if a, err := log.waitFor(t, transport.Reconnecting); a != 0 || err == nil {
 		t.Errorf("first report: attempt %d, err %v; want attempt 0 with the read error", a, err)
 	}
 	// Now the relay is gone for good: failed attempts, then the end.
@@ -81,10 +93,10 @@ func TestWatchConn(t *testing.T) {
 	c.mu.Unlock()
 	e.waitConns(t, 1) // the replacement connection, or dropAll misses it
 	e.dropAll()
-	if _, err := c.Recv(ctx); err == nil || !strings.Contains(err.Error(), "gave up") {
+	if _, err := c.recvMsg(ctx); err == nil || !strings.Contains(err.Error(), "gave up") {
 		t.Fatalf("Recv: %v, want a give-up error", err)
 	}
-	_, lost := log.waitFor(t, kvcore.ConnLost)
+	_, lost := log.waitFor(t, transport.Lost)
 	if lost == nil || !strings.Contains(lost.Error(), "gave up") {
 		t.Errorf("lost report error %v", lost)
 	}
@@ -92,7 +104,7 @@ func TestWatchConn(t *testing.T) {
 	defer log.mu.Unlock()
 	n := 0
 	for i, s := range log.got {
-		if s == kvcore.ConnReconnecting && log.att[i] > 0 {
+		if s == transport.Reconnecting && log.att[i] > 0 {
 			n++
 			if log.err[i] == nil {
 				t.Errorf("attempt %d reported without its error", log.att[i])

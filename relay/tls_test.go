@@ -68,10 +68,10 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Send(ctx, hello("j", "tok")); err != nil {
+	if err := c.sendMsg(ctx, hello("j", "tok")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := c.Recv(ctx)
+	b, err := c.recvMsg(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestTLS(t *testing.T) {
 	// A big message through the coalescing writer under TLS.
 	big := make([]byte, 3<<20)
 	copy(big, wire.AppendHeader(nil, &wire.Header{Type: wire.TypePing, PLen: uint32(len(big) - wire.HeaderSize)}))
-	if err := c.Send(ctx, big); err != nil {
+	if err := c.sendMsg(ctx, big); err != nil {
 		t.Fatal(err)
 	}
 	// An untrusted certificate is refused (a final error, no retry loop).

@@ -26,6 +26,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/relay"
 )
 
@@ -402,7 +403,7 @@ type brNative struct {
 	s      *kvcore.Store
 	shapes map[kvcore.Key][]int
 	saved  []byte
-	dial   func(opts map[string]any) (kvcore.Transport, error)
+	dial   func(opts map[string]any) (transport.Transport, error)
 }
 
 func brKey(k any) kvcore.Key {
@@ -830,7 +831,7 @@ func TestBrowserAPI(t *testing.T) {
 	for _, s := range sections {
 		got := res.Steps[off : off+len(s.steps)]
 		off += len(s.steps)
-		nv := &brNative{dial: func(opts map[string]any) (kvcore.Transport, error) {
+		nv := &brNative{dial: func(opts map[string]any) (transport.Transport, error) {
 			// The native twin of the page's job, in a job of its own.
 			job := strings.Replace(opts["job"].(string), "browser", "native", 1)
 			tok := strings.Replace(opts["token"].(string), "tok-b", "tok-n", 1)

@@ -143,6 +143,14 @@
 // optimizer): a server may drop it. With Config.IdleExpiry, a Tick after
 // that long without a worker sets Ready.Expired.
 //
+// Batches. A request batch (wire.TypePushes, TypePulls, TypePushPulls,
+// TypeInits) is checked whole, then each entry is handled in the same Step
+// as the request it stands for. A worker that sent a batch gets its
+// replies of each call gathered into wire.TypeAnswers messages (batch.go).
+// Init: an init without a value (wire.FlagNoValue, from a worker that is
+// not rank 0) that would have to create the key is answered
+// wire.CodeNeedValue.
+//
 // Commands. Head 0 (MXNet's kController) carries the optimizer spec (JSON,
 // optimizer.Parse); installing one resets optimizer states, as a new
 // MXNet updater does. Head 4 (kSetGradientCompression) carries "type,threshold"

@@ -224,6 +224,7 @@ type worker struct {
 	maxSeq   uint64 // newest answered seq
 	done     map[uint64]reply
 	held     map[uint64]bool // requests held (round, barrier, init)
+	batches  bool            // it sent a batch: its replies go out in Answers (batch.go)
 
 	key         string   // resume key (secret), given in every Welcome
 	participant string   // the WorkerTokens name it joined with ("": the job token)
@@ -253,7 +254,8 @@ type heldInit struct {
 	shape []int64
 	off   uint32
 	total uint32
-	data  []float32 // copied value (only kept for a creator candidate)
+	n     uint32    // elements of the part
+	data  []float32 // copied value (only kept for a creator candidate; nil for a FlagNoValue init)
 	resv  int64     // bytes of data reserved from the budget
 }
 
@@ -326,6 +328,7 @@ type Job struct {
 	cu        *custom // custom updater module, instead of opt (updater.go)
 
 	rd      Ready
+	bt      batchState // batch.go
 	scratch []byte
 	srcs    []compute.Buffer
 	stats   Stats
@@ -414,6 +417,7 @@ func (j *Job) begin() *Ready {
 }
 
 func (j *Job) end(now time.Duration) Ready {
+	j.coalesce()
 	j.rd.Next = j.nextTimer(now)
 	return j.rd
 }
@@ -468,6 +472,10 @@ func (j *Job) step(now time.Duration, from ConnID, m *wire.Msg) {
 	}
 	if m.Type == wire.TypeHello {
 		j.hello(now, from, m)
+		return
+	}
+	if m.Type.IsBatch() {
+		j.batch(now, from, m)
 		return
 	}
 	w := j.conns[from]
@@ -1008,9 +1016,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 		sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
 		for _, id := range ids {
-			hs := j.heldInits[id]
-			h := hs[0]
-			j.createFromHeld(id, h)
+			j.createFromHeld(id)
 		}
 	}
 	j.checkBarrier()
@@ -1094,7 +1100,8 @@ func (j *Job) checkBarrier() {
 }
 
 func (j *Job) init(w *worker, m *wire.Msg) {
-	if m.DType != wire.DTypeF32 {
+	noValue := m.Flags&wire.FlagNoValue != 0
+	if m.DType != wire.DTypeF32 && !noValue {
 		j.badMessage(w.conn, m.Seq, wire.Errorf(wire.CodeBadFrame, "init of key %s with dtype %v (want float32)", keyLabel(m), m.DType))
 		return
 	}
@@ -1150,8 +1157,14 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		j.answer(w, m.Seq, wire.TypeInit, wire.Header{Key: k.id, Round: k.rounds})
 		return
 	}
-	h := heldInit{w: w, seq: m.Seq, str: str, name: meta.Name, shape: meta.Shape, off: m.Offset, total: m.Total}
+	h := heldInit{w: w, seq: m.Seq, str: str, name: meta.Name, shape: meta.Shape, off: m.Offset, total: m.Total, n: m.Count}
 	if w.rank == 0 || j.ranks0() == nil {
+		if noValue {
+			// This init must create the key, but its sender (not rank 0
+			// on shard 0) sent no value: it resends one.
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeNeedValue, "key %s: no live worker holds rank 0 here: send the value", keyLabel(m)))
+			return
+		}
 		if len(j.keys) >= j.cfg.MaxKeys {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %s has %d keys, the limit", short(j.cfg.Job), j.cfg.MaxKeys))
 			return
@@ -1168,14 +1181,16 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeLimit, "job %s has %d keys and waiting inits, the limit", short(j.cfg.Job), j.cfg.MaxKeys))
 		return
 	}
-	// The value is kept (a creator candidate if rank 0 leaves): it counts
-	// against the budget until the key exists.
-	h.resv = 4 * int64(m.Count)
-	if !j.reserve(h.resv, false) {
-		j.reject(w, m.Seq, j.errBudget("the waiting init of key "+keyLabel(m), h.resv))
-		return
+	if !noValue {
+		// The value is kept (a creator candidate if rank 0 leaves): it
+		// counts against the budget until the key exists.
+		h.resv = 4 * int64(m.Count)
+		if !j.reserve(h.resv, false) {
+			j.reject(w, m.Seq, j.errBudget("the waiting init of key "+keyLabel(m), h.resv))
+			return
+		}
+		h.data = append([]float32(nil), wire.Float32View(m.Data(), nil)...)
 	}
-	h.data = append([]float32(nil), wire.Float32View(m.Data(), nil)...)
 	j.hold(w, m.Seq)
 	j.heldInits[m.Key] = append(j.heldInits[m.Key], h)
 	j.stats.BytesIn += uint64(len(m.Data()))
@@ -1191,7 +1206,25 @@ func (k *key) matches(str bool, name string, shape []int64) *wire.Error {
 	return nil
 }
 
-func (j *Job) createFromHeld(id uint64, h heldInit) {
+// createFromHeld creates key id from the first waiting init that carries a
+// value (rank 0 is gone); if none does, the waiting inits are asked for
+// their values (CodeNeedValue) and the first to send one creates the key.
+func (j *Job) createFromHeld(id uint64) {
+	var h *heldInit
+	for i, x := range j.heldInits[id] {
+		if x.data != nil {
+			h = &j.heldInits[id][i]
+			break
+		}
+	}
+	if h == nil {
+		for _, x := range j.heldInits[id] {
+			j.release(x.resv)
+			j.reject(x.w, x.seq, wire.Errorf(wire.CodeNeedValue, "key %d: no live worker holds rank 0: send the value", int64(id)))
+		}
+		delete(j.heldInits, id)
+		return
+	}
 	if len(j.keys) >= j.cfg.MaxKeys {
 		for _, x := range j.heldInits[id] {
 			j.release(x.resv)
@@ -1200,7 +1233,7 @@ func (j *Job) createFromHeld(id uint64, h heldInit) {
 		delete(j.heldInits, id)
 		return
 	}
-	j.create(id, h.str, h, h.data)
+	j.create(id, h.str, *h, h.data)
 }
 
 // create makes key id from value (the creator's init h), answers h and every
@@ -1258,9 +1291,9 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 			j.reject(x.w, x.seq, e)
 			continue
 		}
-		if int(x.off) != k.off || len(x.data) != k.n {
+		if int(x.off) != k.off || int(x.n) != k.n {
 			j.reject(x.w, x.seq, wire.Errorf(wire.CodeShape, "key %s: init of elements [%d, +%d), this shard holds [%d, +%d) (workers disagree on the big-array bound or the number of shards)",
-				k.label(), x.off, len(x.data), k.off, k.n))
+				k.label(), x.off, x.n, k.off, k.n))
 			continue
 		}
 		k.inited[x.w.id] = true

@@ -31,6 +31,8 @@ import (
 //	init <conn> seq=<n> key=<k> [name=<s>] [shape=2,3] vals=<v,v,...> [off=<n> total=<n>]
 //	push|pushpull <conn> seq=<n> key=<k> round=<r> vals=<v,...> [ack=<n>] [dtype=2bit words=<hex,...> count=<n>]
 //	pull <conn> seq=<n> key=<k>
+//	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
+//	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
 //	cmd <conn> seq=<n> head=<h> body=<text>
 //	ping <conn>
@@ -286,6 +288,13 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 	case "init":
 		h.Type = wire.TypeInit
 		data()
+		if _, ok := a["novalue"]; ok {
+			h.Flags |= wire.FlagNoValue
+			h.DType, h.Count = wire.DTypeNone, uint32(num(a, "count"))
+			if _, ok := a["total"]; !ok {
+				h.Total = h.Count
+			}
+		}
 		shape := []int64{int64(h.Total)}
 		if s, ok := a["shape"]; ok {
 			shape = nil
@@ -324,6 +333,8 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		meta = []byte(a["body"])
 	case "ping":
 		h.Type = wire.TypePing
+	case "pushes", "pulls", "pushpulls":
+		return batchFrame(cmd, a)
 	case "raw":
 		var b []byte
 		fmt.Sscanf(a["hex"], "%x", &b)
@@ -338,6 +349,10 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 func (e *scriptEnv) format(rd Ready) string {
 	var b strings.Builder
 	for _, m := range rd.Msgs {
+		if m.Msg.Type == wire.TypeAnswers {
+			e.formatAnswers(&b, m)
+			continue
+		}
 		fmt.Fprintf(&b, "%s %v", e.names[m.To], m.Msg.Type)
 		h := m.Msg.Header
 		switch h.Type {

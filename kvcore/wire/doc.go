@@ -53,6 +53,13 @@
 // Pong. A retried request (same seq) is answered without being applied
 // twice; ack lets the server forget answers the client no longer needs.
 //
+// Many small keys travel together: TypePushes, TypePulls, TypePushPulls and
+// TypeInits carry a table of requests (each with its own seq) and their
+// data in one message, and a server answers a worker that sent such a
+// batch with TypeAnswers, many replies in one message (batch.go). An Init
+// with FlagNoValue carries the key and its shape only: only rank 0 sends
+// the value that wins; a server that needs one answers CodeNeedValue.
+//
 // Key placement over shards (Place) lives here so that clients and servers
 // agree on it.
 //

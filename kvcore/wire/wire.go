@@ -35,11 +35,17 @@ const (
 	TypeLeave                      // the worker leaves the job cleanly
 	TypeAck                        // success reply; payload depends on the request
 	TypeError                      // failure reply: code, payload the message text
+	TypePushes                     // many pushes in one message (batch.go)
+	TypePulls                      // many pulls in one message
+	TypePushPulls                  // many pushpulls in one message
+	TypeAnswers                    // many Ack and Error replies in one message
+	TypeInits                      // many inits in one message
 	typeEnd
 )
 
 var typeNames = [...]string{"", "hello", "welcome", "init", "push", "pull", "pushpull", "barrier",
-	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error"}
+	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error",
+	"pushes", "pulls", "pushpulls", "answers", "inits"}
 
 func (t Type) String() string {
 	if t > 0 && t < typeEnd {
@@ -125,7 +131,7 @@ func PackedSpan(d DType, offset, count int) (first, n int) {
 // DataBytes is the number of data bytes at the end of the payload of a
 // message with this header: the words PackedSpan gives for its part.
 func (h *Header) DataBytes() int {
-	if h.DType == DTypeNone || h.DType >= dtypeEnd {
+	if h.DType == DTypeNone || h.DType >= dtypeEnd || h.Type.IsBatch() {
 		return 0
 	}
 	_, n := PackedSpan(h.DType, int(h.Offset), int(h.Count))
@@ -139,6 +145,12 @@ const (
 	FlagDup                         // Ack of a request seen before: answered, not applied again
 	FlagRescaled                    // Ack of a push whose round closed at a deadline, sum rescaled
 )
+
+// FlagNoValue marks an Init that carries the key and its shape but no value
+// (its sender is not rank 0, whose value wins): Count is the part's element
+// count and DType is DTypeNone. A server that must create the key from such
+// an init (no live worker holds rank 0) answers CodeNeedValue.
+const FlagNoValue uint16 = 1 << 5
 
 // Header is the fixed part of a message.
 type Header struct {
@@ -290,6 +302,18 @@ func DecodeHeader(frame []byte, lim *Limits, h *Header) error {
 	if uint64(h.PLen) > uint64(l.MaxPayload) {
 		return errf(CodeLimit, "%v: payload of %d bytes exceeds the limit of %d", h.Type, h.PLen, l.MaxPayload)
 	}
+	if h.Type.IsBatch() {
+		return checkBatchHeader(h, &l)
+	}
+	if h.Type == TypeInit && h.Flags&FlagNoValue != 0 {
+		if h.DType != DTypeNone {
+			return errf(CodeBadFrame, "init without a value has dtype %v", h.DType)
+		}
+		if h.Count == 0 || uint64(h.Offset)+uint64(h.Count) > uint64(h.Total) {
+			return errf(CodeBadFrame, "init: part [%d, +%d) of a key of %d elements", h.Offset, h.Count, h.Total)
+		}
+		return nil
+	}
 	if h.DType != DTypeNone {
 		if need := uint64(h.DataBytes()); need > uint64(h.PLen) {
 			return errf(CodeBadFrame, "%v: %d %v elements need %d data bytes, payload has %d", h.Type, h.Count, h.DType, need, h.PLen)
@@ -341,13 +365,14 @@ const (
 	CodeBadStates           // optimizer states rejected
 	CodeInternal            // server failure (backend error)
 	CodeClosed              // the job or server is shutting down
+	CodeNeedValue           // an init without a value must create the key: resend it with the value
 	CodeUpdater             // the job's custom updater module refused or failed the update
 	codeEnd
 )
 
 var codeNames = [...]string{"ok", "bad frame", "version", "limit", "auth", "not joined", "removed",
 	"bad request", "unknown key", "reinit", "shape", "mode", "bad optimizer", "bad compression",
-	"bad states", "internal", "closed", "updater"}
+	"bad states", "internal", "closed", "need value", "updater"}
 
 func (c Code) String() string {
 	if c < codeEnd {

@@ -28,9 +28,11 @@
 package engine
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -144,15 +146,23 @@ func (o *Op) Use(v *Var, write bool) {
 	if v == nil {
 		return
 	}
-	for i, u := range o.vars {
-		if u == v {
-			o.writes[i] = o.writes[i] || write
-			return
+	if len(o.vars) < bigOp {
+		for i, u := range o.vars {
+			if u == v {
+				o.writes[i] = o.writes[i] || write
+				return
+			}
 		}
 	}
+	// A big operation (a dist store's list call) merges its duplicates
+	// when Push sorts its variables.
 	o.vars = append(o.vars, v)
 	o.writes = append(o.writes, write)
 }
+
+// bigOp is the variable count from which Use stops looking for duplicates
+// one by one (quadratic) and sortVars sorts and merges instead.
+const bigOp = 32
 
 // Reset clears o for reuse, keeping its slices.
 func (o *Op) Reset() {
@@ -166,12 +176,45 @@ func (o *Op) Reset() {
 // Heap objects do not move in Go, so the order is stable.
 func (o *Op) sortVars() {
 	vs, ws := o.vars, o.writes
+	if len(vs) >= bigOp {
+		o.sortMergeVars()
+		return
+	}
 	for i := 1; i < len(vs); i++ {
 		for j := i; j > 0 && uintptr(unsafe.Pointer(vs[j])) < uintptr(unsafe.Pointer(vs[j-1])); j-- {
 			vs[j], vs[j-1] = vs[j-1], vs[j]
 			ws[j], ws[j-1] = ws[j-1], ws[j]
 		}
 	}
+}
+
+// sortMergeVars sorts a big operation's variables by address and merges
+// duplicates (a write wins).
+func (o *Op) sortMergeVars() {
+	// Sort (variable, write) pairs packed in one slice: the writes ride
+	// along, and merging needs no second buffer.
+	type vw struct {
+		v *Var
+		w bool
+	}
+	pairs := make([]vw, len(o.vars))
+	for i, v := range o.vars {
+		pairs[i] = vw{v, o.writes[i]}
+	}
+	slices.SortFunc(pairs, func(a, b vw) int {
+		return cmp.Compare(uintptr(unsafe.Pointer(a.v)), uintptr(unsafe.Pointer(b.v)))
+	})
+	n := 0
+	for _, p := range pairs {
+		if n > 0 && o.vars[n-1] == p.v {
+			o.writes[n-1] = o.writes[n-1] || p.w
+			continue
+		}
+		o.vars[n], o.writes[n] = p.v, p.w
+		n++
+	}
+	clear(o.vars[n:])
+	o.vars, o.writes = o.vars[:n], o.writes[:n]
 }
 
 // Finish completes o: it releases its variables, records err on the ones

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 func TestOpHeapOrder(t *testing.T) {
@@ -243,4 +244,51 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per operation", a)
 	}
 	<-free
+}
+
+// An operation with many variables (a dist store's list call) merges its
+// duplicates and orders its variables, and runs after the operations
+// queued before on any of them.
+func TestBigOp(t *testing.T) {
+	r := NewRunner()
+	defer r.Close()
+	vars := make([]*Var, 200)
+	for i := range vars {
+		vars[i] = new(Var)
+	}
+	var rec recorder
+	first := rec.task(1, vars[150])
+	r.Push(&first.op)
+	big := rec.task(2)
+	for _, v := range vars {
+		big.op.Use(v, false)
+	}
+	for _, v := range vars[:50] {
+		big.op.Use(v, true) // duplicates: merged, the write wins
+	}
+	r.Push(&big.op)
+	if len(big.op.vars) != len(vars) {
+		t.Fatalf("%d variables after merging, want %d", len(big.op.vars), len(vars))
+	}
+	for i := 1; i < len(big.op.vars); i++ {
+		if uintptr(unsafe.Pointer(big.op.vars[i-1])) >= uintptr(unsafe.Pointer(big.op.vars[i])) {
+			t.Fatal("variables not in address order")
+		}
+	}
+	writes := 0
+	for _, w := range big.op.writes {
+		if w {
+			writes++
+		}
+	}
+	if writes != 50 {
+		t.Fatalf("%d written variables, want 50", writes)
+	}
+	<-first.done
+	<-big.done
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.log) != 2 || rec.log[0] != 1 || rec.log[1] != 2 {
+		t.Fatalf("ran %v, want [1 2]", rec.log)
+	}
 }

@@ -1,15 +1,20 @@
 // Package inproc runs psm parameter-server jobs in the same process, over
-// kvcore.Pipe transports: a relay without sockets, for tests and
-// single-process demos.
+// in-memory connections (a transport.Listener): a relay without sockets,
+// for tests and single-process demos.
 //
 //	srv := inproc.New(psm.Config{Heartbeat: 50 * time.Millisecond})
 //	defer srv.Close()
 //	st, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("job", 4)})
 //
-// Each connection has a goroutine that feeds its messages to the job; one
-// more goroutine drives the jobs' timers. All calls into the jobs are
-// serialized by one mutex, as psm requires. Conn.Break simulates a lost
-// connection followed by a reconnect, for exactly-once tests.
+// A client connection is a *transport.Conn: it reconnects by itself when
+// the server drops it (a restart, a bad frame) and gates messages by
+// connection epoch exactly as package relay's websocket client does, so
+// tests over it meet the same ordering rules; Conn.Break simulates a lost
+// connection, for exactly-once tests. The server side is as strict as the
+// relay: a connection's first message must be a Hello. Each connection has
+// a goroutine that feeds its messages to the job; one more goroutine
+// drives the jobs' timers. All calls into the jobs are serialized by one
+// mutex, as psm requires.
 package inproc
 
 import (
@@ -18,15 +23,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
+	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
-// Server serves psm jobs (one per job id) over pipes.
+// Server serves psm jobs (one per job id) over in-memory connections.
 type Server struct {
 	cfg   psm.Config
 	start time.Time
+	l     *transport.Listener
 
 	mu     sync.Mutex
 	jobs   map[string]*psm.Job
@@ -42,18 +48,42 @@ type Server struct {
 
 type serverConn struct {
 	id  psm.ConnID
-	t   kvcore.Transport
+	t   transport.Transport // a server end: one shard, one epoch
 	job *psm.Job
 }
 
 // New starts a server; cfg is the template of every job's configuration
 // (its Job field is set to the job id).
-func New(cfg psm.Config) *Server {
-	s := &Server{cfg: cfg, start: time.Now(), jobs: map[string]*psm.Job{}, conns: map[psm.ConnID]*serverConn{}}
+func New(cfg psm.Config) *Server { return newServer(cfg, true) }
+
+// newServer is New; without accept, nothing serves the connections (the
+// conformance test does, as a raw peer).
+func newServer(cfg psm.Config, accept bool) *Server {
+	s := &Server{cfg: cfg, start: time.Now(), l: transport.NewListener(), jobs: map[string]*psm.Job{}, conns: map[psm.ConnID]*serverConn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.ticker()
+	if accept {
+		s.wg.Add(1)
+		go s.acceptLoop()
+	}
 	return s
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		t, err := s.l.Accept(s.ctx)
+		if err != nil {
+			return
+		}
+		s.accept(t)
+	}
+}
+
+// send sends head then body on c (a server end never blocks).
+func (c *serverConn) send(head, body []byte) {
+	c.t.Send(context.Background(), 0, transport.FirstEpoch, head, body)
 }
 
 func (s *Server) now() time.Duration { return time.Since(s.start) }
@@ -89,7 +119,7 @@ func (s *Server) ticker() {
 func (s *Server) serve(c *serverConn) {
 	defer s.wg.Done()
 	for {
-		frame, err := c.t.Recv(s.ctx)
+		frame, _, err := c.t.Recv(s.ctx, 0)
 		s.mu.Lock()
 		if err != nil {
 			if c.job != nil && !s.closed {
@@ -111,12 +141,13 @@ func (s *Server) serve(c *serverConn) {
 	}
 }
 
-// route binds a new connection to the job its Hello names.
+// route binds a new connection to the job its Hello names. Anything but a
+// Hello first closes the connection, as the relay does.
 func (s *Server) route(c *serverConn, frame []byte) bool {
 	var m wire.Msg
 	err := wire.Decode(frame, s.cfg.Limits, &m)
 	if err == nil && m.Type != wire.TypeHello {
-		err = wire.Errorf(wire.CodeNotJoined, "%v before the handshake: send Hello first", m.Type)
+		err = wire.Errorf(wire.CodeBadRequest, "%v before the handshake: the first message must be a Hello", m.Type)
 	}
 	var h *wire.Hello
 	if err == nil {
@@ -128,10 +159,8 @@ func (s *Server) route(c *serverConn, frame []byte) bool {
 			we = wire.Errorf(wire.CodeBadFrame, "%v", err)
 		}
 		s.buf = wire.AppendError(s.buf[:0], m.Seq, we.Code, we.Msg)
-		c.t.Send(context.Background(), s.buf)
-		if we.Code != wire.CodeNotJoined {
-			c.t.Close()
-		}
+		c.send(s.buf, nil)
+		c.t.Close()
 		return false
 	}
 	j := s.jobs[h.Job]
@@ -140,7 +169,7 @@ func (s *Server) route(c *serverConn, frame []byte) bool {
 		cfg.Job = h.Job
 		if j, err = psm.New(cfg); err != nil {
 			s.buf = wire.AppendError(s.buf[:0], 0, wire.CodeInternal, err.Error())
-			c.t.Send(context.Background(), s.buf)
+			c.send(s.buf, nil)
 			c.t.Close()
 			return false
 		}
@@ -161,7 +190,7 @@ func (s *Server) carryOut(rd psm.Ready) {
 		// Header and payload go out as one message without being copied
 		// together first; a closed pipe drops it, like a lost connection.
 		s.buf = wire.AppendHeader(s.buf[:0], &e.Msg.Header)
-		c.t.(kvcore.PartSender).SendParts(context.Background(), s.buf, e.Msg.Payload)
+		c.send(s.buf, e.Msg.Payload)
 	}
 	for _, id := range rd.Close {
 		if c := s.conns[id]; c != nil {
@@ -180,7 +209,7 @@ func (s *Server) Do(id string, fn func(j *psm.Job)) {
 
 // Restore replaces job id with one restored from snap (as a restarted
 // relay would): every connection of the old job is dropped, so its workers
-// reconnect (Conn does that by itself) and resume.
+// reconnect (their transport.Conn does that by itself) and resume.
 func (s *Server) Restore(id string, snap []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,8 +233,8 @@ func (s *Server) Restore(id string, snap []byte) error {
 	return nil
 }
 
-// accept starts serving the server end of a new pipe.
-func (s *Server) accept(t kvcore.Transport) {
+// accept starts serving the server end of a new connection.
+func (s *Server) accept(t transport.Transport) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -220,17 +249,15 @@ func (s *Server) accept(t kvcore.Transport) {
 }
 
 // Connect returns a client transport to job id; workers > 0 makes the first
-// joins wait until that many workers joined (JoinInfo.Workers).
-func (s *Server) Connect(id string, workers int) *Conn {
-	return s.ConnectInfo(kvcore.JoinInfo{Job: id, Workers: workers})
+// joins wait until that many workers joined (transport.Join.Workers).
+func (s *Server) Connect(id string, workers int) *transport.Conn {
+	return s.ConnectJoin(transport.Join{Job: id, Workers: workers})
 }
 
-// ConnectInfo is Connect with a full JoinInfo.
-func (s *Server) ConnectInfo(info kvcore.JoinInfo) *Conn {
-	c := &Conn{srv: s, info: info}
-	c.dial()
-	c.recvGen = c.gen
-	return c
+// ConnectJoin is Connect with a full Join (a token, the big-array bound).
+// On a closed server the connection fails at once.
+func (s *Server) ConnectJoin(join transport.Join) *transport.Conn {
+	return s.l.Dial(join)
 }
 
 // Close stops the server: every connection closes, the jobs are freed.
@@ -241,6 +268,7 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	s.l.Close()
 	for _, c := range s.conns {
 		c.t.Close()
 	}
@@ -253,146 +281,4 @@ func (s *Server) Close() {
 	}
 	s.jobs = map[string]*psm.Job{}
 	s.mu.Unlock()
-}
-
-// Conn is a client transport to a Server. It implements kvcore.Transport,
-// kvcore.PartSender and kvcore.Joiner. Break drops the connection and
-// reconnects, as a reconnecting websocket client does: Recv then returns
-// kvcore.ErrReconnected once.
-type Conn struct {
-	srv  *Server
-	info kvcore.JoinInfo
-
-	mu        sync.Mutex
-	cur       kvcore.Transport
-	gen       uint64
-	recvGen   uint64
-	closed    bool
-	breakSend int // Break after this many more sends (0: off)
-}
-
-func (c *Conn) dial() {
-	a, b := kvcore.Pipe()
-	c.cur = a
-	c.gen++
-	c.srv.accept(b)
-}
-
-// JoinInfo implements kvcore.Joiner.
-func (c *Conn) JoinInfo() kvcore.JoinInfo { return c.info }
-
-// Break drops the current connection (messages in flight in either
-// direction may be lost) and connects again.
-func (c *Conn) Break() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.cur.Close()
-	c.dial()
-}
-
-// BreakAfter makes the connection Break right after the n-th next Send
-// (n >= 1), so that a request reaches the server but its answer is lost.
-func (c *Conn) BreakAfter(n int) {
-	c.mu.Lock()
-	c.breakSend = n
-	c.mu.Unlock()
-}
-
-func (c *Conn) get() (kvcore.Transport, uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, 0, kvcore.ErrPipeClosed
-	}
-	return c.cur, c.gen, nil
-}
-
-func (c *Conn) afterSend() {
-	c.mu.Lock()
-	brk := false
-	if c.breakSend > 0 {
-		c.breakSend--
-		brk = c.breakSend == 0
-	}
-	c.mu.Unlock()
-	if brk {
-		c.Break()
-	}
-}
-
-// Send implements kvcore.Transport.
-func (c *Conn) Send(ctx context.Context, msg []byte) error {
-	t, _, err := c.get()
-	if err != nil {
-		return err
-	}
-	err = t.Send(ctx, msg)
-	c.afterSend()
-	return err
-}
-
-// SendParts implements kvcore.PartSender.
-func (c *Conn) SendParts(ctx context.Context, head, body []byte) error {
-	t, _, err := c.get()
-	if err != nil {
-		return err
-	}
-	err = t.(kvcore.PartSender).SendParts(ctx, head, body)
-	c.afterSend()
-	return err
-}
-
-// Recv implements kvcore.Transport.
-func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, kvcore.ErrPipeClosed
-		}
-		t, gen := c.cur, c.gen
-		if gen != c.recvGen {
-			c.recvGen = gen
-			c.mu.Unlock()
-			return nil, kvcore.ErrReconnected
-		}
-		c.mu.Unlock()
-		// Break closes the old pipe, which ends this Recv.
-		msg, err := t.Recv(ctx)
-		if err == nil {
-			return msg, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		c.srv.mu.Lock()
-		down := c.srv.closed
-		c.srv.mu.Unlock()
-		c.mu.Lock()
-		if c.gen == gen && !c.closed {
-			if down {
-				c.mu.Unlock()
-				return nil, err // the server is gone for good
-			}
-			// The server hung up (a restart, a removal): reconnect, as
-			// the relay client does; the store then says Hello again.
-			c.dial()
-		}
-		c.mu.Unlock()
-	}
-}
-
-// Close implements kvcore.Transport.
-func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	c.cur.Close()
-	return nil
 }
