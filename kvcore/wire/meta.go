@@ -164,6 +164,12 @@ func (d *dec) uv(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		// One byte, the common case of a batch entry's fields.
+		v := uint64(d.b[0])
+		d.b = d.b[1:]
+		return v
+	}
 	c := d.codec()
 	v := c.Uvarint(what)
 	d.done1(&c)
@@ -203,6 +209,11 @@ func (d *dec) bytes(what string, max uint64) []byte {
 func (d *dec) u8(what string) uint8 {
 	if d.err != nil {
 		return 0
+	}
+	if len(d.b) > 0 {
+		v := d.b[0]
+		d.b = d.b[1:]
+		return v
 	}
 	c := d.codec()
 	v := c.U8(what)
