@@ -276,6 +276,11 @@ func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]]
 // Run implements engine.Task: prepare every key, hand them to the remote.
 func (l *distList) Run() (bool, error) {
 	s := l.s
+	if cap(l.items) < len(l.es) {
+		// Sized once (a list from the pool may be new): no regrowth.
+		l.items = make([]listItem, 0, len(l.es))
+		l.direct = make([]bool, 0, len(l.es))
+	}
 	l.items = l.items[:0]
 	l.direct = l.direct[:0]
 	for i, e := range l.es {
