@@ -154,16 +154,12 @@ var distListPool = sync.Pool{New: func() any {
 	return l
 }}
 
-// queueDistList queues a checked list call of a dist store; the caller
-// holds s.mu (read).
-func (s *Store) queueDistList(keys []Key, values, outs [][]*Array, prio int) {
-	entries := make([]*entry, len(keys))
-	for i, k := range keys {
-		entries[i] = s.keys[k]
-	}
+// queueDistList queues a checked list call of a dist store (its keys'
+// entries, in order); the caller holds s.mu (read).
+func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio int) {
 	next, dup := sameEntries(entries)
 	var l *distList
-	for i := range keys {
+	for i := range entries {
 		if dup != nil && dup[i] {
 			continue // summed into its first occurrence
 		}

@@ -170,6 +170,11 @@ func (d *dec) uv(what string) uint64 {
 		d.b = d.b[1:]
 		return v
 	}
+	if v, n := binary.Uvarint(d.b); n > 0 {
+		d.b = d.b[n:]
+		return v
+	}
+	// Truncated or overlong: the codec names the failure.
 	c := d.codec()
 	v := c.Uvarint(what)
 	d.done1(&c)
