@@ -61,3 +61,55 @@ func TestKeyMap(t *testing.T) {
 		}
 	}
 }
+
+// sameEntries against a quadratic reference, on lists with and without
+// repetitions, small and out-of-range ids.
+func TestSameEntries(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for round := 0; round < 500; round++ {
+		pool := make([]*entry, 1+rng.IntN(50))
+		for i := range pool {
+			pool[i] = &entry{id: i}
+			switch rng.IntN(4) {
+			case 0:
+				pool[i].id = rng.Int() - rng.Int() // huge or negative
+			case 1:
+				pool[i].id = i % 7 // ids shared by distinct entries (int and string keys)
+			}
+		}
+		es := make([]*entry, rng.IntN(60))
+		perm := rng.Perm(len(pool))
+		for i := range es {
+			if rng.IntN(4) == 0 {
+				es[i] = pool[rng.IntN(len(pool))]
+			} else {
+				es[i] = pool[perm[i%len(perm)]]
+			}
+		}
+		next, dup := sameEntries(es)
+		for i := range es {
+			wantNext, wantDup := -1, false
+			for j := i + 1; j < len(es); j++ {
+				if es[j] == es[i] {
+					wantNext = j
+					break
+				}
+			}
+			for j := 0; j < i; j++ {
+				if es[j] == es[i] {
+					wantDup = true
+				}
+			}
+			gotNext, gotDup := -1, false
+			if next != nil {
+				gotNext, gotDup = next[i], dup[i]
+			}
+			if gotNext != wantNext || gotDup != wantDup {
+				t.Fatalf("round %d, entry %d: next %d dup %v, want %d %v", round, i, gotNext, gotDup, wantNext, wantDup)
+			}
+		}
+	}
+}
