@@ -326,7 +326,9 @@ func (j *Job) popOpen() {
 	j.openQ[0] = openEnt{}
 	j.openQ = j.openQ[1:]
 	if len(j.openQ) == 0 {
-		j.openQ = nil
+		// Empty: start again at the front of the buffer (a round per
+		// key of 100,000 keys would otherwise regrow it every time).
+		j.openQ = j.openBuf[:0]
 	}
 }
 
@@ -348,6 +350,7 @@ type Job struct {
 	keys      map[uint64]*key
 	byID      []*key    // keys with small ids, indexed by id (see setKey)
 	openQ     []openEnt // open rounds in the order they opened (some stale)
+	openBuf   []openEnt // the biggest buffer openQ had, for reuse once it is empty
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
@@ -1477,6 +1480,9 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
 	j.openQ = append(j.openQ, openEnt{k: k, at: now})
+	if cap(j.openQ) > cap(j.openBuf) {
+		j.openBuf = j.openQ[:0]
+	}
 	r := &k.cur
 	clear(r.exp)
 	r.exp, r.nexp = r.exp[:0], 0
