@@ -35,12 +35,19 @@ type Report struct {
 	Token  string             `json:"token,omitempty"` // the job token, when the board requires it
 
 	Seen time.Time `json:"seen"` // set by the board
+
+	// JobRound is the job's round as this peer last saw it (the rounds
+	// of the job's first key the relay closed; a tab reads it from its
+	// round events): a peer that joined a running job has done fewer
+	// rounds than the job. 0: not known; the board then takes the job's
+	// round from BoardOptions.Job at the report, else Round.
+	JobRound int `json:"job_round,omitempty"`
 }
 
 // Point is one entry of a peer's history.
 type Point struct {
-	Round   int     `json:"round"`
-	T       float64 `json:"t"` // seconds since the board started
+	Round   int     `json:"round"` // the job's round (Report.JobRound), so that every peer's curve shares one axis
+	T       float64 `json:"t"`     // seconds since the board started
 	Loss    float64 `json:"loss"`
 	TestAcc float64 `json:"test_acc,omitempty"`
 }
@@ -58,6 +65,29 @@ type Board struct {
 	start time.Time
 	peers map[string]*peer
 	token string
+	job   func() JobState
+}
+
+// JobState is the job as its relay sees it, for the dashboard: /api/peers
+// serves it as "job" when BoardOptions.Job is set.
+type JobState struct {
+	Job         string `json:"job"`
+	Round       int    `json:"round"`  // rounds the job closed (of its first key; every key closes once a round)
+	Rounds      int    `json:"rounds"` // rounds it trains (0: open-ended)
+	LiveWorkers int    `json:"live_workers"`
+	Mode        string `json:"mode,omitempty"` // the job's mode as the relay reports it (e.g. sync)
+	BytesIn     uint64 `json:"bytes_in"`       // bytes the relay received for the job
+	BytesOut    uint64 `json:"bytes_out"`      // bytes the relay sent for the job
+	Done        bool   `json:"done"`           // the demo's native workers finished
+}
+
+// BoardOptions configure NewBoard.
+type BoardOptions struct {
+	// Job, when set, returns the job's state. The board stamps reports
+	// that carry no JobRound with its Round, and /api/peers serves it,
+	// so that a page that only watches shows the job. It is called for
+	// each report and each /api/peers request: keep it cheap.
+	Job func() JobState
 }
 
 // Stale is how long a peer may stay silent before the dashboard shows it
@@ -73,8 +103,14 @@ const maxPeers = 1024
 // ErrBadReport is wrapped by Board.Report's errors about the report itself.
 var ErrBadReport = errors.New("bad report")
 
-// NewBoard returns an empty board.
-func NewBoard() *Board { return &Board{start: time.Now(), peers: map[string]*peer{}} }
+// NewBoard returns an empty board; o may be nil.
+func NewBoard(o *BoardOptions) *Board {
+	b := &Board{start: time.Now(), peers: map[string]*peer{}}
+	if o != nil {
+		b.job = o.Job
+	}
+	return b
+}
 
 // Report records r (r.ID required).
 func (b *Board) Report(r Report) error {
@@ -83,6 +119,9 @@ func (b *Board) Report(r Report) error {
 	}
 	r.Token = ""
 	r.Seen = time.Now()
+	if r.JobRound <= 0 && b.job != nil && r.Round > 0 {
+		r.JobRound = b.job().Round
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.peers[r.ID]
@@ -93,11 +132,15 @@ func (b *Board) Report(r Report) error {
 		p = &peer{}
 		b.peers[r.ID] = p
 	}
+	x := r.Round // the chart's axis: the job's round where known
+	if r.JobRound > 0 {
+		x = r.JobRound
+	}
 	evaluated := r.TestAcc != p.last.TestAcc
-	newRound := len(p.hist) == 0 || r.Round != p.hist[len(p.hist)-1].Round || evaluated
+	newRound := len(p.hist) == 0 || x != p.hist[len(p.hist)-1].Round || evaluated
 	p.last = r
 	if newRound && r.Round > 0 {
-		pt := Point{Round: r.Round, T: time.Since(b.start).Seconds(), Loss: r.Loss}
+		pt := Point{Round: x, T: time.Since(b.start).Seconds(), Loss: r.Loss}
 		if evaluated {
 			pt.TestAcc = r.TestAcc // only at evaluations, so the chart joins real measurements
 		}
@@ -150,7 +193,11 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		// An error here is the client gone mid-answer: nothing to tell it.
-		_ = json.NewEncoder(w).Encode(map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()})
+		doc := map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()}
+		if b.job != nil {
+			doc["job"] = b.job()
+		}
+		_ = json.NewEncoder(w).Encode(doc)
 	case (r.URL.Path == "/api/report" || r.URL.Path == "/api/leave") && r.Method == http.MethodPost:
 		var rep Report
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/webkv/webkv/www"
 	"github.com/webkv/webkv/www/demo"
@@ -17,6 +19,56 @@ import (
 
 func init() {
 	register("demo", "federated MNIST demo: a relay serving the web page, and N native workers training together", runDemo)
+}
+
+// lingerFlag is -linger: a duration, or a boolean (true: until Ctrl-C, as
+// a negative duration; false: 0), so that both `-linger` and
+// `-linger=false` read as they say. auto: not given on the command line.
+type lingerFlag struct {
+	d    time.Duration
+	auto bool
+}
+
+func (f *lingerFlag) IsBoolFlag() bool { return true }
+
+func (f *lingerFlag) String() string {
+	switch {
+	case f == nil:
+		return ""
+	case f.auto:
+		return "auto"
+	case f.d < 0:
+		return "true"
+	case f.d == 0:
+		return "false"
+	}
+	return f.d.String()
+}
+
+func (f *lingerFlag) Set(s string) error {
+	f.auto = s == "auto"
+	if f.auto {
+		return nil
+	}
+	if b, err := strconv.ParseBool(s); err == nil {
+		f.d = 0
+		if b {
+			f.d = -1
+		}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want true, false or a duration such as 10m")
+	}
+	f.d = d
+	return nil
+}
+
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func runDemo(args []string) int {
@@ -27,7 +79,9 @@ func runDemo(args []string) int {
 	fs.IntVar(&c.Tabs, "tabs", 0, "browser tabs the job waits for before it starts (tabs opened later join a running job)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
 	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
-	fs.DurationVar(&c.Linger, "linger", 0, "keep serving the page this long after the workers finished")
+	linger := lingerFlag{auto: true}
+	fs.Var(&linger, "linger", "keep serving the page after the workers finished: true (until Ctrl-C), false (exit) or a duration;\n"+
+		"auto: until Ctrl-C when stdout is a terminal, else exit (so that scripts and CI end)")
 	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
 	fs.StringVar(&c.Train.Job, "job", www.DefaultJob().Job, "job id")
 	trainFlags(fs, &c.Train, &cpu)
@@ -40,7 +94,14 @@ func runDemo(args []string) int {
 	}
 	c.Train.Shard = -1
 	c.Out = os.Stdout
-	e := chooseEngines(cpu, c.Workers, max(c.Train.Batch, 256), os.Stdout)
+	c.Linger = linger.d
+	if linger.auto {
+		c.Linger = 0
+		if isTerminal(os.Stdout) {
+			c.Linger = -1
+		}
+	}
+	e := chooseEngines(cpu, c.Workers, c.Train.Batch, os.Stdout)
 	c.Engines, c.Backend = e.list, e.backend
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

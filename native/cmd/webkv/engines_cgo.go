@@ -17,6 +17,7 @@ import (
 // a CPU adapter n devices would each start a thread pool and fight over
 // the same cores.
 func openGPU(n, maxBatch int) (engines, error) {
+	quietWGPU()
 	d, err := native.Open(nil)
 	if err != nil {
 		return engines{}, err
@@ -40,5 +41,5 @@ func openGPU(n, maxBatch int) (engines, error) {
 		gs = append(gs, g)
 		list[i] = g
 	}
-	return engines{list: list, backend: fmt.Sprintf("webgpu: %s", d.Name()), cpuAdapter: d.IsCPU(), close: closeAll}, nil
+	return engines{list: list, backend: fmt.Sprintf("webgpu: %s", d.Name()), close: closeAll}, nil
 }
