@@ -17,7 +17,10 @@ import (
 type engines struct {
 	list    []mnist.Engine // nil: each worker uses the CPU reference
 	backend string         // what computes, for the dashboard and the result line
-	close   func() error
+	// cpuAdapter is true when the WebGPU adapter the check ran on is a
+	// CPU rasterizer (lavapipe, llvmpipe, SwiftShader), whichever won.
+	cpuAdapter bool
+	close      func() error
 }
 
 // cpuEngines is the CPU reference for every worker.
@@ -55,7 +58,9 @@ func chooseEngines(cpu bool, n, batch int, out io.Writer) engines {
 	if err := e.close(); err != nil {
 		fmt.Fprintf(out, "closing WebGPU: %v\n", err)
 	}
-	return cpuEngines(fmt.Sprintf("Go reference, %.0f× faster than WebGPU here", b.speedup()))
+	c := cpuEngines(fmt.Sprintf("Go reference, %.0f× faster than WebGPU here", b.speedup()))
+	c.cpuAdapter = e.cpuAdapter
+	return c
 }
 
 // bench is what benchEngines measured: the time of one gradient step

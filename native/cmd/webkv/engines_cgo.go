@@ -41,5 +41,5 @@ func openGPU(n, maxBatch int) (engines, error) {
 		gs = append(gs, g)
 		list[i] = g
 	}
-	return engines{list: list, backend: fmt.Sprintf("webgpu: %s", d.Name()), close: closeAll}, nil
+	return engines{list: list, backend: fmt.Sprintf("webgpu: %s", d.Name()), cpuAdapter: d.IsCPU(), close: closeAll}, nil
 }
