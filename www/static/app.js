@@ -238,6 +238,7 @@ function showMe() {
 // phases formats a peer's per-round costs: "pull 3 · upload 1 · …" (ms).
 const PHASES = ['pull', 'upload', 'batch', 'grad', 'compute', 'readback', 'push'];
 const phases = (p) => Object.entries(p || {}).sort(([a], [b]) => PHASES.indexOf(a) - PHASES.indexOf(b)).map(([k, v]) => `${k} ${v < 10 ? v.toFixed(1) : v.toFixed(0)}`).join(' · ');
+const mb = (n) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GB` : `${(n / (1 << 20)).toFixed(1)} MB`);
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 // showJob fills the job's cards from /api/peers' job (the relay's view)
 // and the peers' reports.
@@ -245,9 +246,11 @@ function showJob(job, peers) {
   const live = peers.filter((p) => !p.gone && p.state !== 'done');
   const best = Math.max(0, ...peers.map((p) => p.test_acc || 0));
   const rate = live.reduce((s, p) => s + (p.state === 'training' ? p.samples_per_sec || 0 : 0), 0);
-  const mb = (n) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GB` : `${(n / (1 << 20)).toFixed(1)} MB`);
+  // A peer's training mode (local steps, aggregation: the federated
+  // settings) says more than the relay's job mode.
+  const mode = (peers.find((p) => p.mode) || {}).mode || (job && job.mode) || '';
   if (job) {
-    $('j-job').textContent = `${job.job}${job.mode ? ' · ' + job.mode : ''}${job.done ? ' · finished' : ''}`;
+    $('j-job').textContent = `${job.job}${mode ? ' · ' + mode : ''}${job.done ? ' · finished' : ''}`;
     $('j-round').textContent = job.rounds ? `${job.round} / ${job.rounds}` : String(job.round);
     $('j-workers').textContent = String(job.live_workers);
     const perRound = job.round && job.live_workers ? (job.bytes_in + job.bytes_out) / job.round / Math.max(1, job.live_workers) : 0;
@@ -275,9 +278,10 @@ async function refresh() {
         `<td>${esc(p.kind)}</td><td>${esc(p.backend)}</td><td><span class="state ${esc(st)}" title="${esc(p.message)}">${esc(st)}</span></td>` +
         `<td>${p.rank >= 0 ? p.rank : '–'}</td><td>${p.round}</td><td>${p.samples}</td><td>${p.round ? p.loss.toFixed(3) : '–'}</td>` +
         `<td>${p.test_acc ? (100 * p.test_acc).toFixed(1) + ' %' : '–'}</td><td>${p.samples_per_sec ? p.samples_per_sec.toFixed(0) : '–'}</td>` +
+        `<td title="sent + received on its relay connection">${p.bytes ? mb(p.bytes) : '–'}</td>` +
         `<td class="ph">${esc(phases(p.phases_ms)) || '–'}</td></tr>`;
     });
-    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="11">No peers yet.</td></tr>';
+    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="12">No peers yet.</td></tr>';
     $('legend').innerHTML = '<span><i style="background:#555"></i>test accuracy (left axis)</span><span><i style="background:repeating-linear-gradient(90deg,#555 0 4px,transparent 4px 7px)"></i>training loss (right axis)</span>';
     draw($('chart'), series, job ? job.round : 0);
     window.__dashboard = { job: job || null, series: series.map((s) => s.points.map((p) => p.round)), refreshes: window.__dashboard.refreshes + 1 };

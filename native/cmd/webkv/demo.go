@@ -71,20 +71,27 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func runDemo(args []string) int {
+// demoFlags are webkv demo's flags, into c, cpu and linger.
+func demoFlags(c *demo.Config, cpu *bool, linger *lingerFlag) *flag.FlagSet {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	var c demo.Config
-	var cpu bool
 	fs.IntVar(&c.Workers, "workers", 2, "native workers to run")
 	fs.IntVar(&c.Tabs, "tabs", 0, "browser tabs the job waits for before it starts (tabs opened later join a running job)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
 	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
-	linger := lingerFlag{auto: true}
-	fs.Var(&linger, "linger", "keep serving the page after the workers finished: true (until Ctrl-C), false (exit) or a duration;\n"+
+	*linger = lingerFlag{auto: true}
+	fs.Var(linger, "linger", "keep serving the page after the workers finished: true (until Ctrl-C), false (exit) or a duration;\n"+
 		"auto: until Ctrl-C when stdout is a terminal, else exit (so that scripts and CI end)")
 	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
 	fs.StringVar(&c.Train.Job, "job", www.DefaultJob().Job, "job id")
-	trainFlags(fs, &c.Train, &cpu)
+	trainFlags(fs, &c.Train, cpu)
+	return fs
+}
+
+func runDemo(args []string) int {
+	var c demo.Config
+	var cpu bool
+	var linger lingerFlag
+	fs := demoFlags(&c, &cpu, &linger)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

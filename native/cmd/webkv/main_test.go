@@ -11,11 +11,13 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/webkv/webkv/native"
+	"github.com/webkv/webkv/www/demo"
 	"github.com/webkv/webkv/www/mnist"
 )
 
@@ -263,5 +265,60 @@ func TestWGPUStartupWarningsFiltered(t *testing.T) {
 func TestWorkerAlone(t *testing.T) {
 	if code := commands["worker"].run([]string{"-url", "local", "-cpu", "-steps", "5", "-eval-every", "0"}); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestREADMEDemoFlags: every flag the README gives for `make demo` is a
+// flag of `webkv demo`, every value it shows parses, and each form does
+// something: a bare boolean flag must not be one that is already true by
+// default (the README once said `-iid`, which defaults to true), and a
+// flag=value form must name a value other than the default.
+func TestREADMEDemoFlags(t *testing.T) {
+	b, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "- `make demo`:")
+	if i < 0 {
+		t.Fatal("README has no `make demo` item")
+	}
+	item := readme[i:]
+	if j := strings.Index(item[2:], "\n- "); j >= 0 {
+		item = item[:j+2]
+	}
+	flagRE := regexp.MustCompile("(?:`|'| )(-[a-z][a-z-]*)(=[^` ']+)?")
+	n := 0
+	for _, m := range flagRE.FindAllStringSubmatch(item, -1) {
+		name, value := m[1][1:], strings.TrimPrefix(m[2], "=")
+		n++
+		var c demo.Config
+		var cpu bool
+		var linger lingerFlag
+		fs := demoFlags(&c, &cpu, &linger)
+		f := fs.Lookup(name)
+		if f == nil {
+			t.Errorf("README: -%s is not a flag of webkv demo", name)
+			continue
+		}
+		if value == "" {
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() && f.DefValue == "true" {
+				t.Errorf("README: -%s alone does nothing: it defaults to true (say -%s=false)", name, name)
+			}
+			continue
+		}
+		changes := false
+		for _, v := range strings.Split(value, "|") {
+			if err := fs.Set(name, v); err != nil {
+				t.Errorf("README: -%s=%s: %v", name, v, err)
+			}
+			changes = changes || v != f.DefValue
+		}
+		if !changes {
+			t.Errorf("README: -%s=%s is the default", name, value)
+		}
+	}
+	if n < 6 {
+		t.Errorf("found %d flags in the README's make demo item, want >= 6:\n%s", n, item)
 	}
 }
