@@ -146,10 +146,23 @@ func (b *Board) Report(r Report) error {
 		}
 		p.hist = append(p.hist, pt)
 		if len(p.hist) > maxHistory {
-			p.hist = append(p.hist[:0], p.hist[len(p.hist)-maxHistory/2:]...)
+			p.hist = thin(p.hist)
 		}
 	}
 	return nil
+}
+
+// thin halves a full history and keeps its whole span, so that the chart
+// still starts at the first round: every evaluation, the first and last
+// points, and every other point between them.
+func thin(h []Point) []Point {
+	out := h[:1]
+	for i := 1; i < len(h)-1; i++ {
+		if h[i].TestAcc != 0 || i%2 == 0 {
+			out = append(out, h[i])
+		}
+	}
+	return append(out, h[len(h)-1])
 }
 
 // Leave marks peer id as gone.

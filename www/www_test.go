@@ -154,3 +154,31 @@ func TestBoardPlotsJobRounds(t *testing.T) {
 		t.Errorf("history without a job: %+v", h)
 	}
 }
+
+// TestBoardHistoryKeepsItsSpan: a long run's history is thinned, not cut:
+// the chart still starts at the first round and keeps every evaluation.
+func TestBoardHistoryKeepsItsSpan(t *testing.T) {
+	b := NewBoard(nil)
+	for r := 1; r <= 3*maxHistory; r++ {
+		rep := Report{ID: "n", State: "training", Round: r, Loss: 1}
+		if r%250 == 0 {
+			rep.TestAcc = float64(r) / (3 * maxHistory) // a new value at each evaluation
+		}
+		if err := b.Report(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := b.Peers()[0].History
+	if len(h) > maxHistory || h[0].Round != 1 || h[len(h)-1].Round != 3*maxHistory {
+		t.Fatalf("history of %d points from round %d to %d, want <= %d from 1 to %d", len(h), h[0].Round, h[len(h)-1].Round, maxHistory, 3*maxHistory)
+	}
+	evals := 0
+	for _, p := range h {
+		if p.TestAcc != 0 {
+			evals++
+		}
+	}
+	if evals != 3*maxHistory/250 {
+		t.Errorf("%d evaluations kept, want %d", evals, 3*maxHistory/250)
+	}
+}
