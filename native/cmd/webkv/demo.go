@@ -21,15 +21,13 @@ func init() {
 	register("demo", "federated MNIST demo: a relay serving the web page, and N native workers training together", runDemo)
 }
 
-// lingerFlag is -linger: a duration, or a boolean (true: until Ctrl-C, as
-// a negative duration; false: 0), so that both `-linger` and
-// `-linger=false` read as they say. auto: not given on the command line.
+// lingerFlag is -linger: a duration (-linger 10m), or true (until
+// Ctrl-C, held as a negative duration) or false (0), or auto: until Ctrl-C
+// on a terminal, else 0 (the default; auto is set).
 type lingerFlag struct {
 	d    time.Duration
 	auto bool
 }
-
-func (f *lingerFlag) IsBoolFlag() bool { return true }
 
 func (f *lingerFlag) String() string {
 	switch {
@@ -79,8 +77,8 @@ func demoFlags(c *demo.Config, cpu *bool, linger *lingerFlag) *flag.FlagSet {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "relay and web page address (port 0 picks a free port)")
 	fs.StringVar(&c.JSDir, "js", "bin/webkv-js", "folder with the webkv JS runtime (wasm/js/build.sh output)")
 	*linger = lingerFlag{auto: true}
-	fs.Var(linger, "linger", "keep serving the page after the workers finished: true (until Ctrl-C), false (exit) or a duration;\n"+
-		"auto: until Ctrl-C when stdout is a terminal, else exit (so that scripts and CI end)")
+	fs.Var(linger, "linger", "keep serving the page after the workers finished: true (until Ctrl-C), false (exit), a duration (10m),\n"+
+		"or auto: until Ctrl-C when stdout is a terminal, else exit (so that scripts and CI end)")
 	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
 	fs.StringVar(&c.Train.Job, "job", www.DefaultJob().Job, "job id")
 	trainFlags(fs, &c.Train, cpu)

@@ -187,8 +187,9 @@ func (w wrongGrad) Grad(x []float32, y []uint8, g *mnist.Params) (float64, int, 
 	return l, c, err
 }
 
-// TestLingerFlag: -linger reads as it says: alone or true until Ctrl-C,
-// false not at all, a duration that long; not given, "auto".
+// TestLingerFlag: -linger reads as it says: true until Ctrl-C, false not
+// at all, a duration that long (-linger 3m as well as -linger=3m); not
+// given, "auto".
 func TestLingerFlag(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -196,11 +197,11 @@ func TestLingerFlag(t *testing.T) {
 		auto bool
 	}{
 		{nil, 0, true},
-		{[]string{"-linger"}, -1, false},
 		{[]string{"-linger=true"}, -1, false},
+		{[]string{"-linger", "true"}, -1, false},
 		{[]string{"-linger=false"}, 0, false},
 		{[]string{"-linger=90s"}, 90 * time.Second, false},
-		{[]string{"-linger", "-workers", "1"}, -1, false},
+		{[]string{"-linger", "3m", "-workers", "1"}, 3 * time.Minute, false},
 		{[]string{"-linger=auto"}, 0, true},
 	} {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
