@@ -253,7 +253,9 @@ function showJob(job, peers) {
     $('j-job').textContent = `${job.job}${mode ? ' · ' + mode : ''}${job.done ? ' · finished' : ''}`;
     $('j-round').textContent = job.rounds ? `${job.round} / ${job.rounds}` : String(job.round);
     $('j-workers').textContent = String(job.live_workers);
-    const perRound = job.round && job.live_workers ? (job.bytes_in + job.bytes_out) / job.round / Math.max(1, job.live_workers) : 0;
+    // Per worker: over the workers that trained (the live ones are gone once the job finished).
+    const trained = Math.max(job.live_workers, peers.filter((p) => p.round > 0).length);
+    const perRound = job.round && trained ? (job.bytes_in + job.bytes_out) / job.round / trained : 0;
     $('j-traffic').textContent = `${mb(job.bytes_in)} in · ${mb(job.bytes_out)} out` + (perRound ? ` · ${(perRound / 1024).toFixed(0)} kB per worker per round` : '');
   } else {
     $('j-job').textContent = cfg ? cfg.job : '–';
