@@ -119,7 +119,10 @@ async function train() {
   let solo = '';
   try {
     const webkv = await import('/webkv/webkv.js');
-    kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000 });
+    // resume: a tab that joins the demo's job continues its training, also
+    // after the native workers finished and left (the relay otherwise
+    // refuses an init of the keys of that earlier run: EARLIER_RUN).
+    kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000, resume: true });
     kv.on('connection', (d) => {
       // connected | reconnecting | reconnected | lost (kvcore's connection events)
       if (d.state === 'connected') return;
