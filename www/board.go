@@ -92,7 +92,8 @@ type BoardOptions struct {
 
 // Stale is how long a peer may stay silent before the dashboard shows it
 // as gone: a tab that was killed without its unload beacon drops out of
-// the table instead of looking stuck.
+// the table instead of looking stuck. A peer loading its data or
+// evaluating gets four times as long.
 const Stale = 15 * time.Second
 
 const maxHistory = 2000
@@ -188,7 +189,11 @@ func (b *Board) Peers() []PeerStatus {
 	defer b.mu.Unlock()
 	out := make([]PeerStatus, 0, len(b.peers))
 	for _, p := range b.peers {
-		gone := p.last.State == "left" || (p.last.State != "done" && time.Since(p.last.Seen) > Stale)
+		stale := Stale
+		if p.last.State == "loading" || p.last.State == "evaluating" {
+			stale = 4 * Stale // long phases without reports (a loaded machine took 17 s to load the data)
+		}
+		gone := p.last.State == "left" || (p.last.State != "done" && time.Since(p.last.Seen) > stale)
 		out = append(out, PeerStatus{Report: p.last, Gone: gone, History: append([]Point(nil), p.hist...)})
 	}
 	sort.Slice(out, func(i, j int) bool {
