@@ -23,9 +23,19 @@ func TestRelayRowSparse(t *testing.T) {
 	const workers, rows, width, steps = 2, 500, 16, 4
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	srv, u := start(t, relay.Config{MinWorkers: workers})
+	dir := t.TempDir()
+	srv, err := relay.NewServer(relay.Config{MinWorkers: workers, DataDir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer srv.Shutdown(ctx)
 	p := func(v float64) *float64 { return &v }
 	opt := &optimizer.Spec{Name: "adam", LearningRate: p(0.01), WD: p(0.001)}
 	init := make([]float32, rows*width)
@@ -152,6 +162,38 @@ func TestRelayRowSparse(t *testing.T) {
 		t.Fatalf("relay received %+v; %d dense pushes would be %d bytes, %d rows %d", st.Jobs, workers*steps, dense, pushed, pushed*width*4)
 	}
 	t.Logf("relay received %d bytes; dense pushes would be %d", st.Jobs[0].BytesIn, dense)
+
+	// Checkpointed like a dense key: a relay restarted on the same data
+	// directory serves the trained rows to a new worker.
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, u2 := start(t, relay.Config{DataDir: dir})
+	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "emb", Logger: quiet()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, _ = kvcore.FromSlice(kvcore.CPU(0), init, rows, width)
+	if err := s.Init(ctx, k, a); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int64{rows - 1, 0, 7, 7, 250}
+	out := kvcore.RowSparse{Data: mustArray(4, width)}
+	if err := s.RowSparsePull(k, &out, ids); err != nil {
+		t.Fatal(err)
+	}
+	got, err := out.Data.ToSlice(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, row := range out.Rows {
+		for j := range width {
+			if g, w := got[i*width+j], want[int(row)*width+j]; g != w {
+				t.Fatalf("after the restart: row %d [%d] = %v, want %v", row, j, g, w)
+			}
+		}
+	}
 }
 
 func mustArray(shape ...int) *kvcore.Array {

@@ -31,7 +31,7 @@ type keyRows struct {
 	host  []float32      // full rows of a push, host side
 	stage compute.Buffer // the same on the backend
 	rows  []uint32
-	resv  int64 // bytes reserved for the scratch
+	resv  int64 // bytes reserved from the budget for the scratch (rowScratch)
 }
 
 func (j *Job) freeRows(k *key) {
@@ -60,16 +60,18 @@ func (k *key) rowWidth() int {
 	return w
 }
 
-// rowScratch returns k's scratch, reserving from the budget what the
-// row-sparse update of k may hold besides its value and states: the
-// compact weights, gradient and states of every row of the part, and the
-// staging of one push (states+3 arrays of the part).
-func (j *Job) rowScratch(k *key, states int) (*keyRows, *wire.Error) {
+// rowScratch returns k's scratch, first reserving from the budget the
+// words it may hold (at least: the reservation only grows): the lazy
+// update's compact weights, gradient and states, and on a backend other
+// than the CPU the staging of one push.
+func (j *Job) rowScratch(k *key, words int) (*keyRows, *wire.Error) {
 	if k.rs == nil {
 		k.rs = &keyRows{}
 	}
-	need := 4 * int64(k.n) * int64(states+3)
-	if need > k.rs.resv {
+	if _, cpu := j.be.(*compute.CPU); !cpu {
+		words += k.n
+	}
+	if need := 4 * int64(words); need > k.rs.resv {
 		if !j.reserve(need-k.rs.resv, false) {
 			return nil, j.errBudget(fmt.Sprintf("the row-sparse scratch of key %s", k.label()), need-k.rs.resv)
 		}
@@ -89,7 +91,7 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 			k.label(), m.DType, m.Offset, m.Count, m.Total, k.off, k.n, k.total))
 		return
 	}
-	rs, werr := j.rowScratch(k, numStates(j.opt, k))
+	rs, werr := j.rowScratch(k, 0)
 	if werr != nil {
 		j.reject(w, m.Seq, werr)
 		return
@@ -235,12 +237,13 @@ func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 	want := opt.Kind().NumStates(&p)
 	if len(k.slot.States) != want {
 		if need := keyBytes(k.n, opt, want); need > k.resv && !j.rebudget(k, need) {
-			return j.errBudget(fmt.Sprintf("the %d optimizer states of key %s", want, k.label()), need-k.resv)
+			return &codedErr{j.errBudget(fmt.Sprintf("the %d optimizer states of key %s", want, k.label()), need-k.resv)}
 		}
 	}
-	rs, werr := j.rowScratch(k, want)
+	// Compact weights, gradient and states of at most every row.
+	rs, werr := j.rowScratch(k, (want+2)*k.n)
 	if werr != nil {
-		return werr
+		return &codedErr{werr}
 	}
 	if len(u) == 0 {
 		// Nothing to update, but the update is counted (MXNet's lazy
