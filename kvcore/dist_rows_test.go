@@ -232,3 +232,104 @@ func TestDistRowSparse(t *testing.T) {
 		})
 	}
 }
+
+// TestDistRowSparseAsync: dist_async applies every worker's row-sparse
+// push on arrival, lazily (plain SGD: the order of the pushes does not
+// change the result); a pushpull-free worker reads the sum of every update
+// after a barrier.
+func TestDistRowSparseAsync(t *testing.T) {
+	const nworker, rows, width, steps = 3, 40, 5, 4
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	srv := testServer(t, psm.Config{})
+	p := func(v float64) *float64 { return &v }
+	opt := &optimizer.Spec{Name: "sgd", LearningRate: p(0.5)}
+	// Each worker's rows and values per step, and the expected result.
+	type push struct {
+		rows []int64
+		data []float32
+	}
+	plan := make([][]push, nworker)
+	want := make([]float32, rows*width)
+	for i := range want {
+		want[i] = 1
+	}
+	r := rand.New(rand.NewPCG(seed, 5))
+	for w := range plan {
+		for range steps {
+			var ps push
+			for row := range rows {
+				if r.IntN(4) == 0 {
+					ps.rows = append(ps.rows, int64(row))
+					for j := range width {
+						v := float32(r.IntN(8)) // small integers: exact sums in any order
+						ps.data = append(ps.data, v)
+						want[row*width+j] -= 0.5 * v
+					}
+				}
+			}
+			plan[w] = append(plan[w], ps)
+		}
+	}
+	ctx := testCtx(t)
+	k := kvcore.IntKey(4)
+	errs := make([]error, nworker)
+	var wg sync.WaitGroup
+	for i := range nworker {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				kv, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: srv.Connect("async", nworker)})
+				if err != nil {
+					return err
+				}
+				defer kv.Close()
+				if err := kv.Init(ctx, k, filled(t, kvcore.CPU(0), 1, rows, width)); err != nil {
+					return err
+				}
+				if err := kv.SetOptimizer(ctx, opt); err != nil {
+					return err
+				}
+				if err := kv.Barrier(ctx); err != nil {
+					return err
+				}
+				for _, ps := range plan[kv.Rank()] {
+					v := kvcore.RowSparse{Rows: ps.rows}
+					if len(ps.rows) > 0 {
+						v.Data, _ = kvcore.FromSlice(kvcore.CPU(0), ps.data, len(ps.rows), width)
+					}
+					if err := kv.PushRowSparse(k, v); err != nil {
+						return err
+					}
+				}
+				if err := kv.WaitAll(ctx); err != nil {
+					return err
+				}
+				if err := kv.Barrier(ctx); err != nil {
+					return err
+				}
+				out := filled(t, kvcore.CPU(0), 0, rows, width)
+				if err := kv.Pull(k, out); err != nil {
+					return err
+				}
+				got, err := out.ToSlice(ctx)
+				if err != nil {
+					return err
+				}
+				for i := range got {
+					if got[i] != want[i] {
+						return fmt.Errorf("rank %d: [%d] = %v, want %v", kv.Rank(), i, got[i], want[i])
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("worker %d: %v", i, err)
+		}
+	}
+}

@@ -387,3 +387,38 @@ func TestRowSparseBadInput(t *testing.T) {
 		t.Fatalf("compressed row-sparse push: %v", err)
 	}
 }
+
+// An Updater sees the densified sum of a row-sparse push (MXNet's updater
+// gets the merged row_sparse value; webkv's updaters take dense arrays).
+func TestRowSparseUpdater(t *testing.T) {
+	kv := mustStore(t, "local")
+	k := kvcore.IntKey(2)
+	if err := kv.Init(t.Context(), k, filled(t, kvcore.CPU(0), 1, 3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.SetUpdater(t.Context(), func(key kvcore.Key, merged, stored *kvcore.Array) error {
+		m, err := merged.Data(t.Context())
+		if err != nil {
+			return err
+		}
+		s, err := stored.Data(t.Context())
+		if err != nil {
+			return err
+		}
+		for i := range s {
+			s[i] += m[i]
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := kvcore.FromSlice(kvcore.CPU(0), []float32{3, 4}, 1, 2)
+	for range 2 {
+		if err := kv.PushRowSparse(k, kvcore.RowSparse{Rows: []int64{1}, Data: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := values(t, pulled(t, kv, k, 3, 2)), []float32{1, 1, 7, 9, 1, 1}; !slices.Equal(got, want) {
+		t.Fatalf("after two pushes through the updater: %v, want %v", got, want)
+	}
+}
