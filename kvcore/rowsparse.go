@@ -67,9 +67,9 @@ func rowWidth(shape []int) (width, rows int) {
 // updater or optimizer the sum replaces the stored value (the rows it does
 // not hold become zero, as MXNet assigns a row_sparse push); with an
 // optimizer only the rows the sum holds are updated when the optimizer
-// updates lazily (sgd, adam, adagrad, ftrl: MXNet's lazy_update), and the
-// densified sum goes through the others and through an Updater or updater
-// module. In a dist store only the rows travel: the servers sum the
+// updates lazily (optimizer.Spec.Lazy: sgd and adam with MXNet's
+// lazy_update, true by default, adagrad, ftrl), and the densified sum goes
+// through the others and through an Updater or updater module. In a dist store only the rows travel: the servers sum the
 // workers' rows (a worker's value without rows still counts for its
 // dist_sync round). Row-sparse values are never compressed: with a
 // gradient compression set the push fails with ErrUnsupported (MXNet's

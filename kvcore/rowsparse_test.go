@@ -263,6 +263,9 @@ func TestRowSparseLazyUpdate(t *testing.T) {
 		"adagrad":     {Name: "adagrad", LearningRate: p(0.1)},
 		"ftrl":        {Name: "ftrl", LearningRate: p(0.1)},
 		"rmsprop":     {Name: "rmsprop", LearningRate: p(0.01), WD: p(0.01)}, // not lazy: dense update
+		// MXNet's lazy_update=False (std_update): the dense update.
+		"sgdStd":  {Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9), WD: p(0.01), LazyUpdate: new(false)},
+		"adamStd": {Name: "adam", LearningRate: p(0.01), WD: p(0.001), LazyUpdate: new(false)},
 	}
 	const rows, width, steps = 9, 3, 5
 	for name, opt := range opts {
@@ -319,14 +322,14 @@ func TestRowSparseLazyUpdate(t *testing.T) {
 			}
 			got := values(t, out)
 			want := ref.w
-			if name == "rmsprop" {
+			if !opt.Lazy() {
 				want = values(t, pulled(t, dense, k, rows, width))
 			}
 			for i := range got {
 				if got[i] != want[i] {
 					t.Fatalf("[%d] = %v, want %v", i, got[i], want[i])
 				}
-				if name != "rmsprop" && !touched[int64(i/width)] && got[i] != init[i] {
+				if opt.Lazy() && !touched[int64(i/width)] && got[i] != init[i] {
 					t.Fatalf("row %d was never pushed but changed: %v -> %v", i/width, init[i], got[i])
 				}
 			}
@@ -374,6 +377,13 @@ func TestRowSparseBadInput(t *testing.T) {
 	}
 	if err := kv.WaitAll(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	// lazy_update is sgd's and adam's (MXNet's), no other optimizer's.
+	if _, err := optimizer.Parse([]byte(`{"name":"adam","lazy_update":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := optimizer.Parse([]byte(`{"name":"rmsprop","lazy_update":true}`)); !errors.Is(err, kvcore.ErrBadOptimizer) {
+		t.Fatalf("rmsprop with lazy_update: %v", err)
 	}
 	// A device store with compression refuses row-sparse pushes (MXNet).
 	dev := mustStore(t, "device")

@@ -20,7 +20,7 @@ import (
 // is assigned (rows nobody pushed become zero, MXNet's assign of a
 // row_sparse push). With one, a round whose pushes were all row-sparse
 // updates only the union of their rows when the optimizer updates lazily
-// (optstate.Lazy: sgd, adam, adagrad, ftrl); the others, a custom updater
+// (optimizer.Spec.Lazy: sgd, adam, adagrad, ftrl); the others, a custom updater
 // module, and rounds mixing dense pushes take the dense update. A pull of
 // rows answers only those rows' values inside the part.
 
@@ -217,7 +217,7 @@ func (j *Job) decodeRows(k *key, rows []uint32, width int, m *wire.Msg) (compute
 // and the optimizer updates lazily, densely otherwise (update).
 func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 	opt := j.opt
-	if opt == nil || j.cu != nil || !optstate.Lazy(opt.Kind()) {
+	if opt == nil || j.cu != nil || !opt.Lazy() {
 		return j.update(k, g)
 	}
 	var u []uint32

@@ -7,24 +7,6 @@ import (
 	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
-// Lazy reports whether kind updates a row-sparse gradient lazily, as
-// MXNet's sparse update kernels do: only the rows the gradient holds
-// change (their weights, weight decay and states); every other row, and
-// its states, stay as they are. These are MXNet's optimizers with a
-// row_sparse update: sgd (with and without momentum) and adam with their
-// default lazy_update=True, adagrad (_sparse_adagrad_update) and ftrl
-// (ftrl_update on row_sparse gradients). The others (nag, adamw, rmsprop,
-// adadelta, signum, lamb) have no sparse kernel in MXNet, which falls back
-// to the dense update of the densified gradient (zero rows included): so
-// does webkv.
-func Lazy(kind compute.OptKind) bool {
-	switch kind {
-	case compute.OptSGD, compute.OptAdam, compute.OptAdaGrad, compute.OptFTRL:
-		return true
-	}
-	return false
-}
-
 // Rows is the scratch of row-sparse updates of one key (kept by its owner
 // between updates, freed with Free).
 type Rows struct {
@@ -58,8 +40,8 @@ func (rs *Rows) Free(be compute.Backend) {
 // for Prepare) with a row-sparse gradient:
 // grad holds len(rows) rows of width words back to back, rows[i] being
 // the row number of its i-th row (strictly increasing) in weight, whose
-// first word is word shift of the whole key (see compute.RowMover). With a
-// Lazy optimizer only those rows change; otherwise the gradient is
+// first word is word shift of the whole key (see compute.RowMover). When
+// spec.Lazy() only those rows change; otherwise the gradient is
 // densified (zero elsewhere) and the dense update runs. grad has exactly
 // len(rows)*width words (it may be nil when rows is empty). n is weight's
 // length; key and numUpdate are as in Prepare.
@@ -68,7 +50,7 @@ func (sl *Slot) StepRows(be compute.Backend, rs *Rows, spec *optimizer.Spec, key
 	if err != nil {
 		return err
 	}
-	if !Lazy(kind) {
+	if !spec.Lazy() {
 		if rs.d, err = Exact(be, rs.d, n); err != nil {
 			return err
 		}
