@@ -104,6 +104,7 @@ type entry struct {
 	hostIn []float32     // dist: value as pulled
 	mview  Array
 	sview  Array
+	rows   *rowScratch // row-sparse scratch (rowsparse.go)
 }
 
 // Create returns a store of type typ: "local" (aliases "local_update_cpu",
@@ -1169,6 +1170,9 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	for _, e := range s.keys {
 		e.slot.Reset(s.be)
+		if e.rows != nil {
+			e.rows.free(s.be)
+		}
 		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed} {
 			for _, b := range l {
 				if b != nil {

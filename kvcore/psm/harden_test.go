@@ -119,6 +119,9 @@ func checkBudget(t testing.TB, j *Job) {
 	var sum int64
 	for _, k := range j.keys {
 		sum += k.resv
+		if k.rs != nil {
+			sum += k.rs.resv // row-sparse scratch (rows.go)
+		}
 		if min := keyBytes(k.n, nil, len(k.slot.States)); k.resv < min {
 			t.Fatalf("key %d reserves %d bytes, holds at least %d", k.id, k.resv, min)
 		}

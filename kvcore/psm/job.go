@@ -237,6 +237,8 @@ type arrival struct {
 	seq  uint64
 	pull bool
 	buf  compute.Buffer
+	rows []uint32 // a row-sparse push's rows (rows.go)
+	rsp  bool     // a row-sparse push
 }
 
 type round struct {
@@ -282,6 +284,7 @@ type key struct {
 	slot    optstate.Slot    // optimizer states (shared code with the store)
 	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
 	resv    int64            // bytes reserved from the budget (keyBytes)
+	rs      *keyRows         // row-sparse scratch (rows.go)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -392,6 +395,7 @@ func (j *Job) freeKey(k *key) {
 		}
 	}
 	k.slot.Reset(j.be)
+	j.freeRows(k)
 	for _, b := range k.free {
 		j.be.Free(b)
 	}
@@ -1053,6 +1057,10 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		j.push(now, w, m)
 	case wire.TypePull:
 		j.pull(w, m)
+	case wire.TypeRowPush:
+		j.rowPush(now, w, m)
+	case wire.TypeRowPull:
+		j.rowPull(w, m)
 	case wire.TypeBarrier:
 		if old, ok := j.barrier[w]; ok {
 			delete(w.held, old) // a barrier its worker gave up on
@@ -1534,7 +1542,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 			err = j.be.Reduce(k.merge, srcs, scale)
 		}
 		if err == nil {
-			err = j.update(k, k.merge)
+			err = j.updateArrivals(k, k.merge, arr)
 		}
 	} else if len(arr) == 1 && scale == 1 {
 		// Assign of a single push: take its buffer as the value (the old

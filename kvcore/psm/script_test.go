@@ -31,6 +31,8 @@ import (
 //	init <conn> seq=<n> key=<k> [name=<s>] [shape=2,3] vals=<v,v,...> [off=<n> total=<n>]
 //	push|pushpull <conn> seq=<n> key=<k> round=<r> vals=<v,...> [ack=<n>] [dtype=2bit words=<hex,...> count=<n>]
 //	pull <conn> seq=<n> key=<k>
+//	rowpush <conn> seq=<n> key=<k> round=<r> rows=<r,...> vals=<v,...> off=<n> total=<n>
+//	rowpull <conn> seq=<n> key=<k> rows=<r,...> count=<n> off=<n> total=<n>
 //	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
 //	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
@@ -322,6 +324,19 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		}
 	case "pull":
 		h.Type = wire.TypePull
+	case "rowpush", "rowpull":
+		// rows=<r,...> [vals=...] [count=<n>] off=<n> total=<n> (rows.go)
+		h.Type, h.DType, h.Count = wire.TypeRowPush, wire.DTypeF32, uint32(len(vals))
+		if cmd == "rowpull" {
+			h.Type, h.DType, h.Count = wire.TypeRowPull, wire.DTypeNone, uint32(num(a, "count"))
+		}
+		h.Offset, h.Total = uint32(num(a, "off")), uint32(num(a, "total"))
+		if a["rows"] != "" {
+			for _, r := range strings.Split(a["rows"], ",") {
+				v, _ := strconv.ParseUint(r, 10, 32)
+				meta = wire.AppendRowIDs(meta, []uint32{uint32(v)})
+			}
+		}
 	case "barrier":
 		h.Type = wire.TypeBarrier
 	case "leave":

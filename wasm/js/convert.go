@@ -73,6 +73,7 @@ var codes = []struct {
 	{kvcore.ErrBadCompression, "BAD_COMPRESSION"},
 	{kvcore.ErrBadStates, "BAD_STATES"},
 	{kvcore.ErrBadOptimizer, "BAD_OPTIMIZER"},
+	{kvcore.ErrBadRowIDs, "BAD_ROW_IDS"},
 	{errBadArgument, "BAD_ARGUMENT"},
 	{errWebGPU, "WEBGPU"},
 	{errNoWebGPU, "NO_WEBGPU"},

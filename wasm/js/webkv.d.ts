@@ -8,6 +8,18 @@ export type Key = number | string;
  * device (STORAGE | COPY_SRC | COPY_DST usage, at least 4·size bytes). A
  * plain number[] is converted to a Float32Array. */
 export type Value = Float32Array | GPUBuffer | number[];
+/** Row numbers of a row-sparse value or pull. */
+export type RowIds = number[] | Int32Array | Uint32Array | BigInt64Array;
+/** A row-sparse value (MXNet's row_sparse): rows rowIds of a key, every other row zero. */
+export interface RowSparse {
+  rows: Float32Array | number[];
+  rowIds: RowIds;
+}
+/** What rowSparsePull resolves to: the rows asked, sorted, without repeats, and their values. */
+export interface RowSparseResult {
+  rows: Float32Array;
+  rowIds: number[];
+}
 
 /** Store types: 'local' (alias 'local_update_cpu', 'local_allreduce_cpu'),
  * 'device' ('local_allreduce_device'), 'dist_sync', 'dist_async',
@@ -137,6 +149,12 @@ export declare class KVStore {
   pushPull(key: Key, value: Value | Value[], out?: undefined, priority?: number): Promise<Float32Array>;
   pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T, priority?: number): Promise<T>;
   pushPull(keys: Key[], values: (Value | Value[])[], outs?: (Float32Array | GPUBuffer | undefined)[], priority?: number): Promise<(Float32Array | GPUBuffer)[]>;
+  /** Pushes rows rowIds (strictly increasing) of key only; values of one call are summed row by row. */
+  pushRowSparse(key: Key, value: RowSparse | RowSparse[]): Promise<void>;
+  /** Pulls rows rowIds of key (any order, repeats allowed): the rows asked, sorted, without repeats. */
+  rowSparsePull(key: Key, rowIds: RowIds): Promise<RowSparseResult>;
+  /** Writes rows rowIds of key into out (the key's size), zeroes every other row. */
+  rowSparsePull(key: Key, rowIds: RowIds, out: Float32Array): Promise<Float32Array>;
   setOptimizer(spec: OptimizerSpec | string): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
   barrier(): Promise<void>;

@@ -227,6 +227,17 @@ export class KVStore {
   pull(key, out, priority) { return this.#api.pull(this.#id, key, out, priority); }
   /** pushPull(key | keys[], value(s), out(s)?, priority?) */
   pushPull(key, val, out, priority) { return this.#api.pushPull(this.#id, key, value(val), out, priority); }
+  /**
+   * pushRowSparse(key, {rows, rowIds} | {rows, rowIds}[]): pushes only rows rowIds (strictly
+   * increasing) of key, their values back to back in rows; values of one call are summed row by row.
+   */
+  pushRowSparse(key, val) { return this.#api.pushRowSparse(this.#id, key, val); }
+  /**
+   * rowSparsePull(key, rowIds, out?): resolves to {rows, rowIds} (the rows asked, sorted, no
+   * repeats); with out (a Float32Array of the key's size) writes them there, zeroes the rest,
+   * and resolves to out.
+   */
+  rowSparsePull(key, rowIds, out) { return this.#api.rowSparsePull(this.#id, key, rowIds, out); }
   /** setOptimizer({name: 'adam', learning_rate: 0.001, …}): MXNet's names and defaults. */
   setOptimizer(spec) {
     let s;

@@ -279,7 +279,7 @@ func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
 func (m *Machine) header(sh *shard, r *req) wire.Header {
 	h := wire.Header{Type: r.typ, Flags: r.flags, DType: r.dt, Seq: r.seq, Key: r.key,
 		Count: r.count, Offset: r.offset, Total: r.total}
-	if r.typ == wire.TypePush || r.typ == wire.TypePushPull {
+	if r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush {
 		h.Round = r.k.pst[r.part].next
 	}
 	return h
