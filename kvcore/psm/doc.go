@@ -157,6 +157,10 @@
 // (compute.ParseCompression); compressed pushes are dequantized with it. Head
 // 16 (updater.CommandHead) carries a custom updater module, loaded with
 // Config.Updaters, which then runs in place of the optimizer (updater.go).
+// Head 17 (CmdAggregate) carries the job's aggregation rule: how a
+// dist_sync round combines its pushes before the optimizer step (sum,
+// mean, median, trimmed-mean, optional norm clipping; aggregate.go, where
+// the refusal of NaN and Inf pushes is described too).
 // Other heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
