@@ -41,23 +41,29 @@ func fedRun(t *testing.T, cfg Config) Result {
 	return res
 }
 
-// Local steps: 2 workers × 10 rounds of 10 local steps reach what 100
-// per-step rounds reach, with a tenth of the traffic; 10 per-step rounds
-// (the same traffic) stay far below.
+// small is the tests' training: 8 rounds of batches of 32 from shards
+// capped at 3000 samples (evenly spaced: a non-IID shard keeps its
+// digits), evaluated on 2000 test images, small enough for the race
+// detector.
+func small(localSteps int) worker.Config {
+	return worker.Config{Steps: 8, LocalSteps: localSteps, Batch: 32, Shard: -1, IID: true, Momentum: 0.9, MaxPerShard: 3000, FinalTestSize: 2000}
+}
+
+// Local steps: 2 workers × 8 rounds of 8 local steps learn far more than
+// 8 per-step rounds, for the same traffic (one pull and one push of the
+// model per round).
 func TestFederatedLocalSteps(t *testing.T) {
-	train := worker.Config{Steps: 10, Shard: -1, IID: true, Momentum: 0.9, MaxPerShard: 4000}
-	perStep := fedRun(t, Config{Workers: 2, Train: train}).Results[0]
-	train.LocalSteps = 10
-	local := fedRun(t, Config{Workers: 2, Train: train}).Results[0]
-	t.Logf("10 rounds: per-step %.2f%% (%d bytes), 10 local steps %.2f%% (%d bytes)", 100*perStep.TestAcc, perStep.Bytes, 100*local.TestAcc, local.Bytes)
-	if local.TestAcc < 0.88 || local.TestAcc < perStep.TestAcc+0.05 {
-		t.Errorf("10 local steps: %.2f%%, want >= 88%% and 5 points above per-step training (%.2f%%)", 100*local.TestAcc, 100*perStep.TestAcc)
+	perStep := fedRun(t, Config{Workers: 2, Train: small(1)}).Results[0]
+	local := fedRun(t, Config{Workers: 2, Train: small(8)}).Results[0]
+	t.Logf("8 rounds: per-step %.2f%% (%d bytes), 8 local steps %.2f%% (%d bytes)", 100*perStep.TestAcc, perStep.Bytes, 100*local.TestAcc, local.Bytes)
+	if local.TestAcc < 0.82 || local.TestAcc < perStep.TestAcc+0.1 {
+		t.Errorf("8 local steps: %.2f%%, want >= 82%% and 10 points above per-step training (%.2f%%)", 100*local.TestAcc, 100*perStep.TestAcc)
 	}
 	// The model is 101,770 floats: a round pulls and pushes it once.
 	const model = 4 * 101770
 	for _, r := range []worker.Result{perStep, local} {
-		if r.Bytes < 2*10*model || r.Bytes > 3*10*model {
-			t.Errorf("%s: %d bytes over 10 rounds, want about 2 × 10 × %d", r.Mode, r.Bytes, model)
+		if r.Bytes < 2*8*model || r.Bytes > 3*8*model {
+			t.Errorf("%s: %d bytes over 8 rounds, want about 2 × 8 × %d", r.Mode, r.Bytes, model)
 		}
 	}
 }
@@ -65,10 +71,12 @@ func TestFederatedLocalSteps(t *testing.T) {
 // Non-IID shards (label-sorted: each worker sees two or three digits):
 // local steps with the outer optimizer still learn every digit.
 func TestFederatedNonIID(t *testing.T) {
-	r := fedRun(t, Config{Workers: 4, Train: worker.Config{Steps: 10, LocalSteps: 10, Shard: -1, IID: false, Momentum: 0.9}}).Results[0]
-	t.Logf("4 non-IID workers, 10 rounds of 10 local steps: %.2f%%", 100*r.TestAcc)
-	if r.TestAcc < 0.8 {
-		t.Errorf("test accuracy %.2f%%, want >= 80%%", 100*r.TestAcc)
+	train := small(8)
+	train.IID = false
+	r := fedRun(t, Config{Workers: 4, Train: train}).Results[0]
+	t.Logf("4 non-IID workers, 8 rounds of 8 local steps: %.2f%%", 100*r.TestAcc)
+	if r.TestAcc < 0.75 {
+		t.Errorf("test accuracy %.2f%%, want >= 75%% (a worker alone sees 2 or 3 digits: under 35%%)", 100*r.TestAcc)
 	}
 }
 
@@ -76,13 +84,13 @@ func TestFederatedNonIID(t *testing.T) {
 // mean cuts it and training proceeds; the plain sum (the same run) is
 // wrecked by it, so the attack is real.
 func TestFederatedByzantineTrimmedMean(t *testing.T) {
-	train := worker.Config{Steps: 10, LocalSteps: 10, Shard: -1, IID: true, Momentum: 0.9, MaxPerShard: 4000}
+	train := small(8)
 	sum := fedRun(t, Config{Workers: 4, Byzantine: 1, ByzantineMode: worker.ByzantineFlip, Train: train}).Results[0]
 	train.Aggregate = "trimmed-mean"
 	trim := fedRun(t, Config{Workers: 4, Byzantine: 1, ByzantineMode: worker.ByzantineFlip, Train: train}).Results[0]
 	t.Logf("1 of 4 workers flips: sum %.2f%%, trimmed-mean %.2f%%", 100*sum.TestAcc, 100*trim.TestAcc)
-	if trim.TestAcc < 0.88 {
-		t.Errorf("trimmed-mean: %.2f%%, want >= 88%%", 100*trim.TestAcc)
+	if trim.TestAcc < 0.8 {
+		t.Errorf("trimmed-mean: %.2f%%, want >= 80%%", 100*trim.TestAcc)
 	}
 	if sum.TestAcc > 0.5 {
 		t.Errorf("sum: %.2f%% with a Byzantine worker: want it wrecked (< 50%%), or the test shows nothing", 100*sum.TestAcc)
@@ -99,10 +107,12 @@ func TestFederatedNaNRefused(t *testing.T) {
 	out := &resultWriter{urlWriter: urlWriter{c: urlc}, done: make(chan struct{})}
 	done := make(chan error, 1)
 	var res Result
+	nanTrain := small(8)
+	nanTrain.Aggregate = "mean"
 	go func() {
 		var err error
 		res, err = Run(ctx, Config{Workers: 3, Byzantine: 1, ByzantineMode: worker.ByzantineNaN, Listen: "127.0.0.1:0", Out: out, Linger: time.Hour,
-			Train: worker.Config{Steps: 10, LocalSteps: 10, Aggregate: "mean", Shard: -1, IID: true, Momentum: 0.9, MaxPerShard: 4000}})
+			Train: nanTrain})
 		done <- err
 	}()
 	var u string
@@ -139,11 +149,11 @@ func TestFederatedNaNRefused(t *testing.T) {
 	j := st.Jobs[0]
 	r := res.Results[0]
 	t.Logf("status: %+v; worker 0: %.2f%%", j, 100*r.TestAcc)
-	if j.Aggregate != "mean" || j.NonFinite == 0 || j.Updates < 4*10 {
-		t.Errorf("status %+v: want aggregate mean, 40 updates and refused non-finite pushes counted", j)
+	if j.Aggregate != "mean" || j.NonFinite == 0 || j.Updates < 4*8 {
+		t.Errorf("status %+v: want aggregate mean, 32 updates and refused non-finite pushes counted", j)
 	}
-	if r.TestAcc < 0.88 {
-		t.Errorf("test accuracy %.2f%% beside a NaN-pushing worker, want >= 88%%", 100*r.TestAcc)
+	if r.TestAcc < 0.82 {
+		t.Errorf("test accuracy %.2f%% beside a NaN-pushing worker, want >= 82%%", 100*r.TestAcc)
 	}
 }
 

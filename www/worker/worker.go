@@ -41,6 +41,7 @@ type Config struct {
 	Seed            int64
 	EvalEvery       int  // steps between test evaluations (0: only at the end)
 	TestSize        int  // test samples for the periodic evaluations (the final one uses all 10000)
+	FinalTestSize   int  // test samples of the final evaluation (0: all 10000; short tests use fewer)
 	Barrier         bool // wait for every worker after set-up (workers started together)
 	Workers         int  // hold the job's start until this many workers joined (0: no wait)
 
@@ -201,11 +202,7 @@ func loadShard(ctx context.Context, cfg *Config, shard int) (*mnist.Set, *mnist.
 		if err != nil {
 			return nil, nil, err
 		}
-		idx := parts[shard]
-		if cfg.MaxPerShard > 0 && cfg.MaxPerShard < len(idx) {
-			idx = idx[:cfg.MaxPerShard]
-		}
-		s, err := train.Subset(idx)
+		s, err := train.Subset(mnist.Cap(parts[shard], cfg.MaxPerShard))
 		return s, test, err
 	}
 	if isLocal(cfg.URL) {
@@ -482,6 +479,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, fmt.Errorf("worker: final pull: %w", err)
 	}
 	fx, fy := test.Inputs()
+	if cfg.FinalTestSize > 0 {
+		fx, fy = test.Head(cfg.FinalTestSize).Inputs()
+	}
 	if res.TestLoss, res.TestAcc, err = engine.Evaluate(fx, fy); err != nil {
 		return res, err
 	}
