@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		fmt.Fprintf(cfg.Out, "mode: %s\n", mode)
 	}
 	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s", res.URL, job.Job, runtimeNote)
-	fmt.Fprintf(cfg.Out, "more native workers can join with: webkv worker -url %s -job %s -token %s -steps %d\n", page, job.Job, cfg.Token, tc.Steps)
+	fmt.Fprintf(cfg.Out, "more native workers can join with: webkv worker -url %s -job %s -token %s -steps %d%s\n", page, job.Job, cfg.Token, tc.Steps, fedFlags(&tc))
 	if cfg.Tabs > 0 {
 		fmt.Fprintf(cfg.Out, "the job starts once %d browser tab(s) joined: open the URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
 	}
@@ -332,6 +332,25 @@ func fedMode(tc *worker.Config, byz int, byzMode string) string {
 	s := c.Mode()
 	if byz > 0 {
 		s += fmt.Sprintf(", %d byzantine worker(s) pushing %s updates", byz, byzMode)
+	}
+	return s
+}
+
+// fedFlags are the `webkv worker` flags that make a joining worker train
+// in the job's federated mode ("" for per-step training).
+func fedFlags(tc *worker.Config) string {
+	var s string
+	if tc.LocalSteps > 1 {
+		s += fmt.Sprintf(" -local-steps %d", tc.LocalSteps)
+		if tc.Inner != "" && tc.Inner != "sgd" {
+			s += " -inner " + tc.Inner
+		}
+	}
+	if tc.Aggregate != "" && tc.Aggregate != "sum" {
+		s += " -aggregate " + tc.Aggregate
+	}
+	if tc.Compression != "" {
+		s += " -compress " + tc.Compression
 	}
 	return s
 }
