@@ -219,13 +219,13 @@ func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key)
 var errNoneAccepted = errors.New("every push of the round was refused (NaN or Inf): nothing applied")
 
 // The aggregation rule's snapshot section, written before the custom
-// updater's when the rule is not plain sum:
+// updater's unless the rule and Config.Aggregate are both plain sum:
 //
 //	u8 snapAggregate, u8 kind, u64 trim (float64 bits), u64 clip (float64 bits)
 const snapAggregate = 2
 
 func (j *Job) appendAggregate(e senc) senc {
-	if j.agg == (Aggregate{}) {
+	if j.agg == (Aggregate{}) && j.cfg.Aggregate == (Aggregate{}) {
 		return e
 	}
 	return e.u8(snapAggregate).u8(uint8(j.agg.Kind)).u64(math.Float64bits(j.agg.Trim)).u64(math.Float64bits(j.agg.Clip))
