@@ -181,8 +181,8 @@
 // since (their workers have moved on and do not resend them).
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
-// counters, membership (with resume keys and participants) and the answer
-// cache; Restore rebuilds a Job from it (also from version-1 snapshots,
+// counters, membership (with resume keys and participants), the answer
+// cache and the aggregation rule; Restore rebuilds a Job from it (also from version-1 snapshots,
 // whose workers have no resume key and join anew).
 // Requests held in open rounds, barriers and init waits are not saved: they
 // were not acknowledged, and their workers resend them (same seq) when they
