@@ -182,8 +182,9 @@
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
 // counters, membership (with resume keys and participants), the answer
-// cache and the aggregation rule; Restore rebuilds a Job from it (also from version-1 snapshots,
-// whose workers have no resume key and join anew).
+// cache and the aggregation rule; Restore rebuilds a Job from it (also
+// from version-1 snapshots, whose workers have no resume key and join
+// anew).
 // Requests held in open rounds, barriers and init waits are not saved: they
 // were not acknowledged, and their workers resend them (same seq) when they
 // reconnect, so no acknowledged update is lost and none is applied twice.
