@@ -4,6 +4,32 @@
 // mnist/gpu, or the CPU reference), and reports its progress to the demo's
 // dashboard. `webkv worker` and `webkv demo` (native/cmd/webkv, package
 // demo) run it; browser tabs run the same loop in www/static/app.js.
+//
+// Federated training (local steps, as in FedAvg and DiLoCo) is a pattern
+// on top of the MXNet API, not a store type:
+//
+//	pull w                          // the job's weights
+//	w_start := w
+//	repeat H times:                 // local steps, no traffic
+//	    g := gradient of one batch at w
+//	    w = inner optimizer step(w, g)   // SGD with momentum, or Adam
+//	push w_start − w                // the "pseudo-gradient"
+//
+// and the job's optimizer, set once by rank 0, is the outer optimizer: it
+// treats the aggregate of the pushed pseudo-gradients as a gradient.
+// Nesterov momentum (MXNet's "nag") is DiLoCo's outer optimizer; plain
+// averaging (FedAvg) is SGD with learning rate 1 and no momentum. With the
+// sum aggregate each worker pushes its pseudo-gradient divided by the
+// number of workers (the sum is then their mean); with mean, median or
+// trimmed-mean (psm's robust rules, command psm.CmdAggregate) it pushes
+// it whole. 2-bit compression quantizes the pushed pseudo-gradient with
+// error feedback (the residual stays on the worker, MXNet's rule). H = 1
+// with the outer optimizer on the relay is per-step data-parallel SGD,
+// which is the default (LocalSteps <= 1): there the job's optimizer is
+// SGD(LR, Momentum) and the worker pushes its gradient.
+//
+// One round costs a worker one pull and one push of the model whatever H
+// is, so the traffic of a run is rounds × 2 × model size.
 package worker
 
 import (
