@@ -128,6 +128,10 @@ type JobStatus struct {
 	LastCkpt    time.Time `json:"last_checkpoint,omitzero"`
 	BudgetBytes int64     `json:"budget_bytes"`
 	Stalls      uint64    `json:"flow_stalls"`
+	// Aggregate is the job's aggregation rule (psm.Aggregate, e.g.
+	// "trimmed-mean=0.25"); NonFinite counts pushes refused for NaN or Inf.
+	Aggregate string `json:"aggregate,omitempty"`
+	NonFinite uint64 `json:"non_finite_pushes"`
 }
 
 // QuarantinedJob is a job whose checkpoint did not restore: connections to

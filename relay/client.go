@@ -57,6 +57,9 @@ type DialOptions struct {
 	TLSConfig *tls.Config
 	// Logger receives reconnection events (default slog.Default()).
 	Logger *slog.Logger
+	// Traffic, if set, counts the bytes of this client's connections
+	// (every shard, every reconnection; native only).
+	Traffic *Traffic
 }
 
 func (o DialOptions) withDefaults() DialOptions {

@@ -27,6 +27,9 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 			if err != nil {
 				return nil, err
 			}
+			if o.Traffic != nil {
+				c = countConn{c, o.Traffic}
+			}
 			bc = newBatchConn(c, batchSize)
 			return bc, nil
 		},

@@ -57,6 +57,7 @@ type job struct {
 	lastCkT time.Time
 	mode    string
 	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
+	agg     string    // the state machine's aggregation rule, for /status
 }
 
 type eventKind uint8
@@ -731,6 +732,7 @@ func (j *job) publish() psm.Stats {
 	j.m.budget.Store(j.sm.BudgetUsed())
 	j.mu.Lock()
 	j.stats = st
+	j.agg = j.sm.Aggregate().String()
 	if j.mode == "" && j.sm.Mode() != 0 {
 		j.mode = j.sm.Mode().String()
 	}
@@ -740,7 +742,7 @@ func (j *job) publish() psm.Stats {
 
 func (j *job) status() JobStatus {
 	j.mu.Lock()
-	last, mode, st := j.lastCkT, j.mode, j.stats
+	last, mode, st, agg := j.lastCkT, j.mode, j.stats, j.agg
 	j.mu.Unlock()
 	return JobStatus{
 		Job:         j.name,
@@ -762,6 +764,8 @@ func (j *job) status() JobStatus {
 		LastCkpt:    last,
 		BudgetBytes: j.m.budget.Load(),
 		Stalls:      j.m.stalls.Load(),
+		Aggregate:   agg,
+		NonFinite:   st.NonFinite,
 	}
 }
 

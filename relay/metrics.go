@@ -136,6 +136,7 @@ func writeStateMetrics(w io.Writer, jobs map[string]JobStatus) {
 		{"webkv_rescaled_rounds_total", "Rounds closed at their deadline without every worker (sum rescaled).", "counter", func(j JobStatus) uint64 { return j.Rescaled }},
 		{"webkv_duplicate_requests_total", "Retried requests answered from the cache, not applied again.", "counter", func(j JobStatus) uint64 { return j.Duplicates }},
 		{"webkv_removed_workers_total", "Workers removed after a silence timeout or a leave.", "counter", func(j JobStatus) uint64 { return j.Removed }},
+		{"webkv_non_finite_pushes_total", "Pushes refused for holding NaN or Inf (never aggregated).", "counter", func(j JobStatus) uint64 { return j.NonFinite }},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", s.name, s.help, s.name, s.typ)
 		for _, n := range names {

@@ -59,6 +59,19 @@ type JobConfig struct {
 	// below it wait at a barrier after set-up so that nobody pushes before
 	// rank 0 set the optimizer. 0: peers join whenever and skip it.
 	StartWorkers int `json:"start_workers"`
+	// Federated mode (www/worker's federated.go): LocalSteps > 1 makes a
+	// round LocalSteps batches with the inner optimizer (Inner "sgd" with
+	// LR and Momentum, or "adam") and a push of the weight change, which
+	// the job's outer optimizer (Outer "nag" with OuterLR, OuterMomentum,
+	// or "fedavg") applies to the Aggregate of the pushes (psm's rule, ""
+	// = sum); Compression is the pushes' ("2bit,0.002"; "" none).
+	LocalSteps    int     `json:"local_steps,omitempty"`
+	Inner         string  `json:"inner,omitempty"`
+	Outer         string  `json:"outer,omitempty"`
+	OuterLR       float64 `json:"outer_learning_rate,omitempty"`
+	OuterMomentum float64 `json:"outer_momentum,omitempty"`
+	Aggregate     string  `json:"aggregate,omitempty"`
+	Compression   string  `json:"compression,omitempty"`
 }
 
 // DefaultJob is the demo's job: 4 IID shards, batch 64, SGD 0.1 with

@@ -157,6 +157,10 @@
 // (compute.ParseCompression); compressed pushes are dequantized with it. Head
 // 16 (updater.CommandHead) carries a custom updater module, loaded with
 // Config.Updaters, which then runs in place of the optimizer (updater.go).
+// Head 17 (CmdAggregate) carries the job's aggregation rule: how a
+// dist_sync round combines its pushes before the optimizer step (sum,
+// mean, median, trimmed-mean, optional norm clipping; aggregate.go, where
+// the refusal of NaN and Inf pushes is described too).
 // Other heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
@@ -177,9 +181,10 @@
 // since (their workers have moved on and do not resend them).
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
-// counters, membership (with resume keys and participants) and the answer
-// cache; Restore rebuilds a Job from it (also from version-1 snapshots,
-// whose workers have no resume key and join anew).
+// counters, membership (with resume keys and participants), the answer
+// cache and the aggregation rule; Restore rebuilds a Job from it (also
+// from version-1 snapshots, whose workers have no resume key and join
+// anew).
 // Requests held in open rounds, barriers and init waits are not saved: they
 // were not acknowledged, and their workers resend them (same seq) when they
 // reconnect, so no acknowledged update is lost and none is applied twice.

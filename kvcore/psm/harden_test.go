@@ -116,7 +116,7 @@ func TestRestoreOlderSnapshots(t *testing.T) {
 // exactly what its keys and waiting inits hold.
 func checkBudget(t testing.TB, j *Job) {
 	t.Helper()
-	var sum int64
+	sum := j.aggResv
 	for _, k := range j.keys {
 		sum += k.resv
 		if k.rs != nil {

@@ -84,6 +84,11 @@ type Config struct {
 	// Updaters loads custom updater modules (command updater.CommandHead;
 	// see updater.go). Nil: modules are refused.
 	Updaters updater.Loader
+
+	// Aggregate is how a dist_sync round combines its pushes until a
+	// worker sets another rule (command CmdAggregate; aggregate.go).
+	// The zero value is MXNet's sum.
+	Aggregate Aggregate
 }
 
 func (c *Config) fill() error {
@@ -134,6 +139,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxKeyName <= 0 {
 		c.MaxKeyName = DefaultMaxKeyName
+	}
+	if err := c.Aggregate.validate(); err != nil {
+		return fmt.Errorf("psm: %v", err)
 	}
 	if c.Window < 0 || c.WindowBytes < 0 || c.IdleExpiry < 0 {
 		return fmt.Errorf("psm: negative window or idle expiry")
@@ -199,6 +207,7 @@ type Stats struct {
 	Rescaled    uint64 // rounds closed at a deadline without every worker
 	Duplicates  uint64 // retried requests answered from the cache
 	BadMessages uint64
+	NonFinite   uint64 // pushes refused for holding NaN or Inf (aggregate.go)
 }
 
 // reply is a cached answer to a request, for retries.
@@ -239,6 +248,7 @@ type arrival struct {
 	buf  compute.Buffer
 	rows []uint32 // a row-sparse push's rows (rows.go)
 	rsp  bool     // a row-sparse push
+	bad  string   // refused (NaN or Inf): the error it is answered with; buf is nil
 }
 
 type round struct {
@@ -343,6 +353,11 @@ type Job struct {
 	idle     bool                         // no worker since idleFrom
 	idleFrom time.Duration
 	verSeq   uint64 // last value version handed out
+
+	agg       Aggregate // aggregate.go
+	aggBuf    []float32 // the order statistics' host scratch
+	aggFactor []float32
+	aggResv   int64 // aggBuf's bytes, reserved from the budgets
 }
 
 // New returns an empty Job.
@@ -354,6 +369,7 @@ func New(cfg Config) (*Job, error) {
 		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, open: map[*key]bool{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
+	j.agg = cfg.Aggregate
 	j.indexTokens()
 	return j, nil
 }
@@ -386,6 +402,8 @@ func (j *Job) Close() {
 		}
 	}
 	j.heldInits = nil
+	j.release(j.aggResv)
+	j.aggResv, j.aggBuf = 0, nil
 }
 
 func (j *Job) freeKey(k *key) {
@@ -400,7 +418,9 @@ func (j *Job) freeKey(k *key) {
 		j.be.Free(b)
 	}
 	for _, a := range k.cur.arrived {
-		j.be.Free(a.buf)
+		if a.buf != nil {
+			j.be.Free(a.buf)
+		}
 	}
 	for _, a := range k.queued {
 		j.be.Free(a.buf)
@@ -1378,6 +1398,9 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
+	if j.refuseNonFinite(now, w, m, k) {
+		return
+	}
 	buf, err := j.decodePush(k, m, c)
 	if err != nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
@@ -1519,38 +1542,8 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 			arr[x], arr[x-1] = arr[x-1], arr[x]
 		}
 	}
-	scale := float32(1)
-	var flags uint16
-	if deadline && len(arr) < len(k.cur.expected) {
-		j.stats.Rescaled++
-		if !j.cfg.NoRescale {
-			scale = float32(len(k.cur.expected)) / float32(len(arr))
-			flags = wire.FlagRescaled
-		}
-	}
-	srcs := j.srcs[:0]
-	for _, a := range arr {
-		srcs = append(srcs, a.buf)
-	}
-	j.srcs = srcs
-	var err error
-	if j.opt != nil || j.cu != nil {
-		if k.merge == nil {
-			k.merge, err = j.be.Alloc(k.n)
-		}
-		if err == nil {
-			err = j.be.Reduce(k.merge, srcs, scale)
-		}
-		if err == nil {
-			err = j.updateArrivals(k, k.merge, arr)
-		}
-	} else if len(arr) == 1 && scale == 1 {
-		// Assign of a single push: take its buffer as the value (the old
-		// value's buffer goes to the free list) instead of copying.
-		k.stored, arr[0].buf = arr[0].buf, k.stored
-	} else {
-		err = j.be.Reduce(k.stored, srcs, scale)
-	}
+	// The job's Aggregate rule, then the optimizer (aggregate_round.go).
+	flags, err := j.combine(k, arr, deadline)
 	j.touch(k)
 	r := k.rounds
 	if err == nil {
@@ -1563,6 +1556,10 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		j.rd.Persist = true
 	}
 	for _, a := range arr {
+		if a.buf == nil {
+			j.reject(a.w, a.seq, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+			continue
+		}
 		k.free = append(k.free, a.buf)
 		if err != nil {
 			j.reject(a.w, a.seq, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
@@ -1668,6 +1665,9 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 		j.rd.Persist = true
 	case updater.CommandHead:
 		j.setCustom(w, m)
+		return
+	case CmdAggregate:
+		j.setAggregate(w, m)
 		return
 	case CmdCompression:
 		if len(m.Payload) > 256 {

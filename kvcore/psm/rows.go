@@ -222,6 +222,9 @@ func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 	}
 	var u []uint32
 	for _, a := range arr {
+		if a.buf == nil {
+			continue // refused (NaN or Inf): not part of the update
+		}
 		if !a.rsp {
 			return j.update(k, g)
 		}

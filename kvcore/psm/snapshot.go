@@ -29,6 +29,7 @@ import (
 //	  uv offset, uv n, uv total, uv rounds, uv t,
 //	  uv inited; str worker ids..., n float32 value,
 //	  uv states; n float32 each
+//	the aggregation rule's section, unless it is sum (aggregate.go)
 //	the custom updater's section, if one is installed (updater.go)
 //	u32 CRC-32 (IEEE) of everything before it
 //
@@ -102,6 +103,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			e = senc(wire.AppendFloat32s(e, tmp))
 		}
 	}
+	e = j.appendAggregate(e)
 	e = j.appendCustom(e)
 	e = e.u32(crc32.ChecksumIEEE(e[start:]))
 	return e, nil
@@ -325,6 +327,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		j.keys[k.id] = k
 		ps = append(ps, p)
 	}
+	j.restoreAggregate(d)
 	j.restoreCustom(d)
 	if d.err == nil && d.left() != 0 {
 		d.fail("%d trailing bytes", d.left())

@@ -31,6 +31,8 @@ func runDemo(args []string) int {
 	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
 	fs.StringVar(&c.Train.Job, "job", www.DefaultJob().Job, "job id")
 	trainFlags(fs, &c.Train, &cpu)
+	fs.IntVar(&c.Byzantine, "byzantine", 0, "this many of the native workers push corrupted updates (see -byzantine-mode)")
+	fs.StringVar(&c.ByzantineMode, "byzantine-mode", "flip", "what the -byzantine workers push: flip (their update times -10), scale (times 100) or nan")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
