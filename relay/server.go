@@ -46,8 +46,12 @@ type Config struct {
 	WorkerTokens map[string]map[string]string
 	// Origins are the Origin host patterns (path.Match syntax, e.g.
 	// "example.com", "*.example.com", "localhost:8080") allowed besides
-	// the relay's own host. Requests without an Origin header (native
-	// clients) are always allowed.
+	// the relay's own host. A pattern without a port allows every port of
+	// its hosts ("127.0.0.1" allows a page at http://127.0.0.1:8000); with
+	// one, only that port. Requests without an Origin header (native
+	// clients) are always allowed. A page from another origin is refused
+	// inside the websocket (wire.CodeOrigin, close code 4403) with the
+	// -origins value that would allow it.
 	Origins []string
 	// DataDir holds the checkpoint database; empty disables persistence.
 	DataDir string

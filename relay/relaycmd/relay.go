@@ -69,7 +69,7 @@ func Run(args []string) int {
 	hard := relayHardening(fs)
 	fs.Var(&tokens, "token", "job=token (repeatable); with none, any job may connect unauthenticated")
 	fs.Var(&shards, "shards", "comma-separated URLs of every relay shard, in order (empty: one relay)")
-	fs.Var(&origins, "origins", "comma-separated Origin host patterns allowed for browsers (e.g. example.com,*.example.org)")
+	fs.Var(&origins, "origins", "comma-separated Origin hosts allowed for pages served from elsewhere than the relay; a host without a port allows every port of it (127.0.0.1 allows http://127.0.0.1:8000), host:port only that port; * wildcards (*.example.org)")
 	updaters := updaterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
