@@ -21,9 +21,12 @@ type DialOptions struct {
 	// open relay). The token travels as a "webkv.token.<token>"
 	// subprotocol, which browsers can set, never as a header.
 	Job, Token string
-	// Workers, if > 0, makes the job's first join wait until that many
-	// workers joined (MXNet's DMLC_NUM_WORKER), so ranks are final before
-	// training starts.
+	// Workers is the job's worker count (MXNet's DMLC_NUM_WORKER): the
+	// job's start waits until that many workers joined, so ranks are final
+	// before training starts, and every worker's NumWorkers says it. Every
+	// worker of a job must give the same count, or 0 to take the job's
+	// (set by the relay's -workers or the job's first worker); another
+	// count is refused (kvcore.ErrWorkerCount).
 	Workers int
 	// BigArrayBound is the element count from which keys are split over
 	// every shard (0: MXNet's 1,000,000); all workers must agree.

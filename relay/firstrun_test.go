@@ -189,3 +189,64 @@ func TestOriginsHostWithoutPort(t *testing.T) {
 		c.CloseNow()
 	}
 }
+
+// Issue 11, problem 3: the README's recipe, three workers of one job.
+// With a count, every worker says "of 3" (they used to say 1, 2 and 3);
+// a worker asking for another count is refused, saying the job's.
+func TestWorkerCount(t *testing.T) {
+	for _, relayCount := range []int{0, 3} {
+		_, u := startServer(t, Config{MinWorkers: relayCount})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		type res struct {
+			s   *kvcore.Store
+			err error
+		}
+		ch := make(chan res, 3)
+		for i := range 3 {
+			want := 3
+			if relayCount > 0 && i > 0 {
+				want = 0 // takes the relay's
+			}
+			go func() {
+				s, err := Create(ctx, "dist_sync", u, DialOptions{Job: "mnist", Workers: want, Logger: quietLogger()}, nil)
+				ch <- res{s, err}
+			}()
+		}
+		var stores []*kvcore.Store
+		for range 3 {
+			r := <-ch
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			stores = append(stores, r.s)
+		}
+		for _, s := range stores {
+			if s.NumWorkers() != 3 {
+				t.Errorf("relay -workers %d: rank %d of %d, want of 3", relayCount, s.Rank(), s.NumWorkers())
+			}
+		}
+		_, err := Create(ctx, "dist_sync", u, DialOptions{Job: "mnist", Workers: 2, Logger: quietLogger()}, nil)
+		if !errors.Is(err, kvcore.ErrWorkerCount) || !strings.Contains(err.Error(), "has 3 workers") {
+			t.Errorf("relay -workers %d: a worker asking for 2: %v", relayCount, err)
+		}
+		// One leaves: the count stays 3 for the others (MXNet's
+		// num_workers does not change with membership).
+		stores[0].Close()
+		errc := make(chan error, 2)
+		for _, s := range stores[1:] {
+			go func() { errc <- s.Barrier(ctx) }()
+		}
+		for range 2 {
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := stores[1].NumWorkers(); n != 3 {
+			t.Errorf("after a leave: %d workers, want 3", n)
+		}
+		for _, s := range stores[1:] {
+			s.Close()
+		}
+	}
+}

@@ -87,9 +87,12 @@ type Config struct {
 	// at its deadline. 0 means all live workers.
 	Quorum float64
 
-	// MinWorkers holds every job's Welcome answers until that many workers
-	// joined (MXNet's DMLC_NUM_WORKER start barrier); a Hello may ask for
-	// more (DialOptions.Workers), up to MaxWorkers. 0: none.
+	// MinWorkers is every job's worker count (MXNet's DMLC_NUM_WORKER):
+	// Welcome answers wait until that many workers joined, every worker
+	// sees it as its NumWorkers, and a worker asking for another count
+	// (DialOptions.Workers) is refused (kvcore.ErrWorkerCount). 0: each
+	// job's first worker sets its count (DialOptions.Workers, 0 for none:
+	// NumWorkers then follows the membership).
 	MinWorkers int
 
 	// Shards lists the URLs of all relay shards of a sharded deployment;

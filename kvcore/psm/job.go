@@ -307,7 +307,8 @@ type Job struct {
 	lim    *wire.Limits
 	mode   wire.Mode
 	nextID uint64
-	// started is set once MinWorkers (or a Hello's Want) workers joined.
+	// started is set once want workers joined in this run; want is the
+	// job's worker count (workers.go), 0 when it has none.
 	started bool
 	want    int
 
@@ -718,6 +719,10 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "want %d workers: job %s admits at most %d", h.Want, short(j.cfg.Job), j.cfg.MaxWorkers))
 		return
 	}
+	if e := j.checkWant(h, w); e != nil {
+		j.badMessage(from, 0, e)
+		return
+	}
 	for _, d := range h.Keys {
 		if k := j.keys[d.Key]; k != nil && !sameShape(k.shape, d.Shape) {
 			j.badMessage(from, 0, wire.Errorf(wire.CodeShape, "declared key %s has shape %v, the job has %v", k.label(), d.Shape, k.shape))
@@ -767,6 +772,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
+		if len(j.workers) == 0 {
+			j.newRun(h)
+		}
 		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
 		j.workers[w.id] = w
 		j.markIdle(now)
@@ -782,9 +790,6 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
 	j.rd.Joined = append(j.rd.Joined, from)
-	if int(h.Want) > j.want && !j.started {
-		j.want = int(h.Want)
-	}
 	if w.welcomed {
 		j.welcome(w)
 		j.notifyMembers(w)
@@ -837,7 +842,7 @@ func (j *Job) notifyMembers(w *worker) {
 func (j *Job) welcome(w *worker) {
 	start := len(j.scratch)
 	j.scratch = wire.AppendWelcome(j.scratch, &wire.Welcome{WorkerID: w.id, Rank: uint32(w.rank),
-		NumWorkers: uint32(len(j.workers)), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
+		NumWorkers: uint32(j.numWorkers()), Workers: uint32(j.want), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
 		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode,
 		ResumeKey: w.key, Window: uint32(min(j.cfg.Window, math.MaxUint32)), WindowBytes: uint64(j.cfg.WindowBytes)})
 	var m wire.Msg
@@ -1087,7 +1092,7 @@ func (j *Job) checkBarrier() {
 			}
 		}
 	}
-	n := uint32(len(j.workers))
+	n := uint32(j.numWorkers())
 	ws := make([]*worker, 0, len(j.barrier))
 	for w := range j.barrier {
 		ws = append(ws, w)

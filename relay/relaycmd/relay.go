@@ -50,7 +50,7 @@ func Run(args []string) int {
 		ckRounds  = fs.Int("checkpoint-rounds", 100, "checkpoint after this many state-changing steps (closed rounds, new keys, joins)")
 		ckEvery   = fs.Duration("checkpoint-interval", 30*time.Second, "checkpoint at least this often while the state changes")
 		durable   = fs.Bool("durable", true, "acknowledge an update only after it is checkpointed (needs -data)")
-		workers   = fs.Int("workers", 0, "hold each job's start until this many workers joined (0: none; a worker may ask for more)")
+		workers   = fs.Int("workers", 0, "every job's worker count (MXNet's DMLC_NUM_WORKER): a job starts once that many joined, every worker sees it, a worker asking for another count is refused (0: the first worker of a job sets it)")
 		shardIdx  = fs.Int("shard-index", 0, "this relay's index in -shards")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file (serve wss:// with -tls-key)")
 		tlsKey    = fs.String("tls-key", "", "PEM key file")
