@@ -317,7 +317,7 @@ func (c *Conn) Shards() int { return 1 }
 
 // Join implements transport.Transport: what a store's handshake says.
 func (c *Conn) Join() transport.Join {
-	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
+	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound, Resume: c.opts.Resume}
 }
 
 // Send implements transport.Transport: head then body as one websocket

@@ -228,6 +228,7 @@ type worker struct {
 
 	key         string   // resume key (secret), given in every Welcome
 	participant string   // the WorkerTokens name it joined with ("": the job token)
+	resume      bool     // its Hello said Resume: its inits may continue an earlier run
 	order       []uint64 // done's seqs in the order answered (eviction order)
 	doneBytes   int      // what done costs (see reply.cost)
 }
@@ -282,6 +283,7 @@ type key struct {
 	slot    optstate.Slot    // optimizer states (shared code with the store)
 	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
 	resv    int64            // bytes reserved from the budget (keyBytes)
+	run     uint64           // the run that created or resumed it (runs.go)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -341,6 +343,8 @@ type Job struct {
 	idle     bool                         // no worker since idleFrom
 	idleFrom time.Duration
 	verSeq   uint64 // last value version handed out
+	run      uint64 // the current run (runs.go)
+	restored bool   // restored from a snapshot, no Hello since (runs.go)
 }
 
 // New returns an empty Job.
@@ -772,7 +776,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
-		if len(j.workers) == 0 {
+		if j.runOver() {
 			j.newRun(h)
 		}
 		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
@@ -787,6 +791,8 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 	if j.mode == 0 {
 		j.mode = h.Mode
 	}
+	j.restored = false
+	w.resume = h.Resume
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
 	j.rd.Joined = append(j.rd.Joined, from)
@@ -1158,6 +1164,10 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeReinit, "key %s: this worker initialized it already (init and broadcast work once per key)", k.label()))
 			return
 		}
+		if e := j.checkRun(w, k); e != nil {
+			j.reject(w, m.Seq, e)
+			return
+		}
 		k.inited[w.id] = true
 		j.answer(w, m.Seq, wire.TypeInit, wire.Header{Key: k.id, Round: k.rounds})
 		return
@@ -1245,7 +1255,7 @@ func (j *Job) createFromHeld(id uint64) {
 // init waiting for the key.
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
-	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}, run: j.run}
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]

@@ -26,7 +26,7 @@ func (j *Job) checkWant(h *wire.Hello, w *worker) *wire.Error {
 	if w != nil {
 		others--
 	}
-	if others == 0 && j.cfg.MinWorkers == 0 {
+	if (others == 0 || w == nil && j.runOver()) && j.cfg.MinWorkers == 0 {
 		return nil // the first worker of a run sets the count (newRun)
 	}
 	if j.want == 0 {
@@ -45,6 +45,8 @@ func (j *Job) checkWant(h *wire.Hello, w *worker) *wire.Error {
 // Unless the relay fixed it, the count is the new first worker's, and
 // the start barrier holds again for it.
 func (j *Job) newRun(h *wire.Hello) {
+	j.run++
+	j.rd.Persist = true
 	if j.cfg.MinWorkers == 0 {
 		j.want = int(h.Want)
 	}

@@ -57,6 +57,10 @@ type Hello struct {
 	// another worker's session. Empty when joining. (Encoded after Keys,
 	// optional: a Hello without it decodes with "".)
 	ResumeKey string
+	// Resume lets this worker's inits continue a run that the job's keys
+	// hold from earlier (psm's runs.go). Encoded after ResumeKey (which
+	// is then written even when empty), optional.
+	Resume bool
 }
 
 // Welcome answers a Hello.
@@ -295,8 +299,11 @@ func AppendHello(b []byte, h *Hello) []byte {
 	for _, k := range h.Keys {
 		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
 	}
-	if h.ResumeKey != "" {
+	if h.ResumeKey != "" || h.Resume {
 		e = e.str(h.ResumeKey)
+	}
+	if h.Resume {
+		e = e.u8(1)
 	}
 	return setPLen(e, start)
 }
@@ -329,6 +336,9 @@ func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		h.ResumeKey = d.str("resume key")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		h.Resume = d.u8("resume") == 1
 	}
 	d.done()
 	if d.err != nil {
