@@ -44,7 +44,7 @@ var (
 	// restarted on its data): training would silently continue from the
 	// old weights and optimizer states. Set the resume option
 	// (relay.DialOptions.Resume) to continue that run, or reset the job.
-	ErrEarlierRun = errors.New("the job holds this key from an earlier run (set the resume option to continue it, or reset the job)")
+	ErrEarlierRun = errors.New("key from an earlier run of the job")
 	// ErrWorkerCount is wrapped by the error of a worker that asks for a
 	// different number of workers than its job has (fixed by the relay's
 	// -workers or by the job's first worker).

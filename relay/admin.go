@@ -31,13 +31,15 @@ func (s *Server) adminOK(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.cfg.AdminToken)) == 1
 }
 
-// AdminHandler serves /status and /metrics with every job, without a
+// AdminHandler serves /status, /metrics and /jobs with every job, without a
 // token: mount it on a listener only the operator reaches (the webkv
 // command's -admin-listen).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) { s.writeStatus(w, true) })
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { s.writeMetrics(w, true) })
+	mux.HandleFunc("/jobs", func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, true) })
+	mux.HandleFunc("/jobs/", func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, true) })
 	return mux
 }
 

@@ -28,11 +28,14 @@ type job struct {
 	in   chan event
 	wake chan struct{} // cap 1: a stalled peer's answers drained
 	quit chan struct{}
+	wipe chan struct{} // the operator wipes the job (jobs.go)
 	done chan struct{}
 
 	// users counts the connections that hold this job (under Server.mu);
-	// a job is dropped only when it has none.
-	users int
+	// a job is dropped only when it has none. wiping: the operator wipes
+	// it (jobs.go), jobFor refuses it.
+	users  int
+	wiping bool
 
 	// owned by the job goroutine
 	sm      *psm.Job
@@ -57,6 +60,7 @@ type job struct {
 	lastCkT time.Time
 	mode    string
 	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
+	runNo   uint64    // the state machine's run
 }
 
 type eventKind uint8
@@ -188,6 +192,7 @@ func (s *Server) startJob(name string, sm *psm.Job) *job {
 		in:      make(chan event, 256),
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
+		wipe:    make(chan struct{}),
 		done:    make(chan struct{}),
 		sm:      sm,
 		peers:   map[uint64]*peer{},
@@ -377,6 +382,9 @@ func (j *job) run() {
 		select {
 		case <-j.quit:
 			j.shutdown()
+			return
+		case <-j.wipe:
+			j.wipeNow()
 			return
 		case e := <-j.in:
 			j.handle(e, timer)
@@ -731,6 +739,7 @@ func (j *job) publish() psm.Stats {
 	j.m.budget.Store(j.sm.BudgetUsed())
 	j.mu.Lock()
 	j.stats = st
+	j.runNo = j.sm.Run()
 	if j.mode == "" && j.sm.Mode() != 0 {
 		j.mode = j.sm.Mode().String()
 	}

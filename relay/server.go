@@ -372,6 +372,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/ws", s.serveWS)
 	s.mux.HandleFunc("/metrics", s.serveMetrics)
 	s.mux.HandleFunc("/status", s.serveStatus)
+	jobs := func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, s.adminOK(r)) }
+	s.mux.HandleFunc("/jobs", jobs)
+	s.mux.HandleFunc("/jobs/", jobs)
 	return s, nil
 }
 
@@ -701,7 +704,7 @@ func (s *Server) servePeer(p *peer, name string, sl *slot) {
 	if err != nil {
 		bufpool.Put(hello)
 		code := wire.CodeLimit
-		if errors.Is(err, errShuttingDown) {
+		if errors.Is(err, errShuttingDown) || errors.Is(err, ErrJobWiping) {
 			code = wire.CodeClosed
 		}
 		refuse(p, wire.Errorf(code, "%v", err), s.cfg.WriteTimeout)
@@ -867,6 +870,9 @@ func (s *Server) jobFor(name string) (*job, error) {
 		return nil, fmt.Errorf("job %s is quarantined: %s", quote(name), why)
 	}
 	if j, ok := s.jobs[name]; ok {
+		if j.wiping {
+			return nil, fmt.Errorf("job %s: %w", quote(name), ErrJobWiping)
+		}
 		j.users++
 		return j, nil
 	}
