@@ -36,11 +36,11 @@ import (
 type JobInfo struct {
 	Job         string    `json:"job"`
 	Mode        string    `json:"mode,omitempty"`
-	Run         uint64    `json:"run"`               // runs started (psm: a run starts when a worker joins a job without any)
-	LiveWorkers int64     `json:"live_workers"`      // members of the current run
-	Connections int64     `json:"connections"`       // connections open now
-	Keys        int       `json:"keys"`              // keys (parts on this shard)
-	Rounds      uint64    `json:"rounds"`            // dist_sync rounds closed
+	Run         uint64    `json:"run"`          // runs started (psm: a run starts when a worker joins a job without any)
+	LiveWorkers int64     `json:"live_workers"` // members of the current run
+	Connections int64     `json:"connections"`  // connections open now
+	Keys        int       `json:"keys"`         // keys (parts on this shard)
+	Rounds      uint64    `json:"rounds"`       // dist_sync rounds closed
 	LastCkpt    time.Time `json:"last_checkpoint,omitzero"`
 	Quarantined string    `json:"quarantined,omitempty"` // why its checkpoint did not restore
 }
