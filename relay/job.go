@@ -580,6 +580,9 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		j.dirty = true
 		j.sinceCk++
 	}
+	for i := range rd.Notes {
+		j.logNote(&rd.Notes[i])
+	}
 	if rd.Next > 0 {
 		d := rd.Next - j.now()
 		if d < 0 {
@@ -594,7 +597,9 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		if !j.roundStart.IsZero() {
 			d = time.Since(j.roundStart)
 		}
-		j.m.observeRound(d)
+		// Every round closed counts (several keys close together): the
+		// histogram's count is webkv_rounds_total.
+		j.m.observeRounds(st.Rounds-j.lastRounds, d)
 		j.roundStart = time.Time{}
 	case st.Pushes != j.lastPushes && j.roundStart.IsZero():
 		j.roundStart = time.Now()
@@ -735,7 +740,6 @@ func (j *job) release() {
 func (j *job) publish() psm.Stats {
 	st := j.sm.Stats()
 	j.m.liveWorkers.Store(int64(st.Workers))
-	j.m.rounds.Store(st.Rounds)
 	j.m.budget.Store(j.sm.BudgetUsed())
 	j.mu.Lock()
 	j.stats = st
@@ -762,7 +766,7 @@ func (j *job) status() JobStatus {
 		Removed:     st.Removed,
 		LiveWorkers: j.m.liveWorkers.Load(),
 		Connections: j.m.conns.Load(),
-		Rounds:      j.m.rounds.Load(),
+		Rounds:      j.m.roundCount(),
 		Pushes:      j.m.pushes.Load(),
 		Pulls:       j.m.pulls.Load(),
 		BytesIn:     j.m.bytesIn.Load(),
@@ -828,5 +832,25 @@ func refuse(p *peer, we *wire.Error, timeout time.Duration) {
 	case <-p.done:
 	case <-t.C:
 		p.close(websocket.StatusPolicyViolation, we)
+	}
+}
+
+// logNote logs what the state machine noted: joins, resumes, leaves and
+// removals (Info, with the worker, its rank and the membership after it),
+// new runs, rounds closed at their deadline without every worker (Warn).
+func (j *job) logNote(n *psm.Note) {
+	switch n.Kind {
+	case psm.NoteJoined:
+		j.log.Info("worker joined", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteResumed:
+		j.log.Info("worker resumed", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteLeft:
+		j.log.Info("worker left", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteRemoved:
+		j.log.Warn("worker removed", "worker", n.Worker, "rank", n.Rank, "why", n.Why, "workers", n.Workers)
+	case psm.NoteRun:
+		j.log.Info("job run started", "run", n.Run)
+	case psm.NoteDeadline:
+		j.log.Warn("round closed at its deadline without every worker", "key", n.Key, "round", n.Round, "pushed", n.Pushed, "missing_ranks", n.Missing)
 	}
 }

@@ -309,6 +309,8 @@ type Server struct {
 	httpSrv *http.Server
 	ln      net.Listener
 
+	metricsPublic, metricsFull http.Handler // metrics.go
+
 	upd      *sandbox.Host // runs custom updater modules (updaters.go)
 	ownUpd   bool
 	compiles sync.WaitGroup // compileFirst goroutines
@@ -369,6 +371,7 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.metricsPublic, s.metricsFull = s.metricsHandlers()
 	s.mux.HandleFunc("/ws", s.serveWS)
 	s.mux.HandleFunc("/metrics", s.serveMetrics)
 	s.mux.HandleFunc("/status", s.serveStatus)

@@ -182,6 +182,10 @@ type Ready struct {
 	// Expired says that the job has had no worker for Config.IdleExpiry:
 	// the caller may delete it (and its checkpoint).
 	Expired bool
+	// Notes are what happened that an operator wants in the log: joins,
+	// resumes, leaves, removals, new runs, rounds closed at their
+	// deadline without every worker (notes.go).
+	Notes []Note
 }
 
 // Stats are counters for metrics.
@@ -417,6 +421,8 @@ func (j *Job) begin() *Ready {
 	}
 	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
 	rd.Joined, rd.Expired = rd.Joined[:0], false
+	clear(rd.Notes)
+	rd.Notes = rd.Notes[:0]
 	j.scratch = j.scratch[:0]
 	return rd
 }
@@ -741,6 +747,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 		w.attempt = h.Attempt
+		if w.conn != from {
+			j.note(Note{Kind: NoteResumed, Worker: w.id, Rank: w.rank})
+		}
 		if w.conn != 0 && w.conn != from {
 			// The old connection is stale (its client moved on): close it
 			// without a word, the client reads nothing more from it.
@@ -757,6 +766,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			// its client its resume key, or it would resume): it makes
 			// way for the new one instead of holding the token until its
 			// silence timeout.
+			j.note(Note{Kind: NoteRemoved, Worker: old.id, Rank: old.rank, Why: "its participant joined again"})
 			j.remove(now, old)
 		}
 		if len(j.workers) >= j.cfg.MaxWorkers {
@@ -787,6 +797,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		}
 		j.ranks[w.rank] = w
 		j.rd.Persist = true
+		j.note(Note{Kind: NoteJoined, Worker: w.id, Rank: w.rank})
 	}
 	if j.mode == 0 {
 		j.mode = h.Mode
@@ -897,6 +908,7 @@ func (j *Job) Tick(now time.Duration) Ready {
 	}
 	sort.Slice(gone, func(a, b int) bool { return gone[a].rank < gone[b].rank })
 	for _, w := range gone {
+		j.note(Note{Kind: NoteRemoved, Worker: w.id, Rank: w.rank, Why: fmt.Sprintf("silent for %v", now-w.lastSeen)})
 		j.remove(now, w)
 	}
 	if j.cfg.RoundDeadline > 0 {
@@ -1083,6 +1095,7 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		// close, but no longer belongs to a member.
 		delete(j.conns, w.conn)
 		w.conn = 0
+		j.note(Note{Kind: NoteLeft, Worker: w.id, Rank: w.rank})
 		j.remove(now, w)
 	}
 }
@@ -1529,6 +1542,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	scale := float32(1)
 	var flags uint16
 	if deadline && len(arr) < len(k.cur.expected) {
+		j.noteDeadline(k, arr)
 		j.stats.Rescaled++
 		if !j.cfg.NoRescale {
 			scale = float32(len(k.cur.expected)) / float32(len(arr))

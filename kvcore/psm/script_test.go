@@ -24,6 +24,7 @@ import (
 //	config deadline=<ms> quorum=<n> frac=<f> min=<n> timeout=<ms> norescale shards=<n> shard=<i>
 //	       token=<t> wtoken=<name>:<t>,... maxworkers=<n> maxkeys=<n> maxelems=<n> maxbytes=<n>
 //	       maxreply=<n> keyname=<n> expiry=<ms> window=<n> windowbytes=<n> maxstring=<n>
+//	       notes (print Ready.Notes: "note <kind> worker=.. rank=.. workers=..")
 //	hello <conn> [id=<worker id>] [rkey=@<worker id>|<literal>] [want=<n>] [mode=async] [token=<t>] [attempt=<n>] [resume]
 //	connect <conn> token=<t>      (a token presented at the upgrade: Job.Connect)
 //	heard <conn>                  (bytes arrived: Job.Heard at the current clock)
@@ -73,6 +74,7 @@ type scriptEnv struct {
 	conns map[string]ConnID
 	names map[ConnID]string
 	keys  map[string]string // resume key by worker id, from Welcomes
+	notes bool              // print Ready.Notes (config notes)
 }
 
 // countingReader is a fixed, non-repeating byte stream for resume keys.
@@ -206,6 +208,7 @@ func (e *scriptEnv) run(line string) string {
 		}
 		c.MinWorkers = int(num(args, "min"))
 		_, c.NoRescale = args["norescale"]
+		e.notes = has(args, "notes")
 		if _, ok := args["shards"]; ok {
 			c.Shards, c.Shard = int(num(args, "shards")), int(num(args, "shard"))
 		}
@@ -444,6 +447,21 @@ func (e *scriptEnv) format(rd Ready) string {
 	}
 	if rd.Expired {
 		b.WriteString("expired\n")
+	}
+	if e.notes {
+		for _, n := range rd.Notes {
+			fmt.Fprintf(&b, "note %v worker=%s rank=%d workers=%d", n.Kind, n.Worker, n.Rank, n.Workers)
+			if n.Why != "" {
+				fmt.Fprintf(&b, " why=%q", n.Why)
+			}
+			if n.Kind == NoteRun {
+				fmt.Fprintf(&b, " run=%d", n.Run)
+			}
+			if n.Kind == NoteDeadline {
+				fmt.Fprintf(&b, " key=%s round=%d pushed=%d missing=%v", n.Key, n.Round, n.Pushed, n.Missing)
+			}
+			b.WriteString("\n")
+		}
 	}
 	return b.String()
 }

@@ -47,6 +47,7 @@ func (j *Job) checkWant(h *wire.Hello, w *worker) *wire.Error {
 func (j *Job) newRun(h *wire.Hello) {
 	j.run++
 	j.rd.Persist = true
+	j.note(Note{Kind: NoteRun, Run: j.run})
 	if j.cfg.MinWorkers == 0 {
 		j.want = int(h.Want)
 	}

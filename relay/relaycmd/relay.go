@@ -148,7 +148,7 @@ func Run(args []string) int {
 	}
 	// The URL on stdout is the readiness signal scripts and tests wait for.
 	fmt.Printf("webkv relay listening on %s\n", url)
-	log.Info("relay ready", "url", url, "data", *dataDir, "jobs", len(tok), "durable", *durable)
+	logReady(log, url, srv, &cfg)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
@@ -279,4 +279,20 @@ func serveAdmin(addr string, srv *relay.Server, log *slog.Logger) (string, error
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go hs.Serve(ln)
 	return ln.Addr().String(), nil
+}
+
+// logReady writes the startup line: jobs counts the jobs the relay holds
+// (restored from -data), not the tokens (token_jobs: jobs with a -token or
+// -worker-token; quarantined: jobs refused for a corrupt checkpoint).
+func logReady(log *slog.Logger, url string, srv *relay.Server, cfg *relay.Config) {
+	st := srv.Status()
+	named := map[string]bool{}
+	for j := range cfg.Tokens {
+		named[j] = true
+	}
+	for j := range cfg.WorkerTokens {
+		named[j] = true
+	}
+	log.Info("relay ready", "url", url, "data", cfg.DataDir, "jobs", st.NumJobs, "quarantined", st.NumQuarantined,
+		"token_jobs", len(named), "durable", cfg.Durable, "workers", cfg.MinWorkers, "version", Version())
 }
