@@ -77,6 +77,8 @@ func (s *Server) writeStatus(w http.ResponseWriter, full bool) {
 type JobStatus struct {
 	Job         string    `json:"job"`
 	Mode        string    `json:"mode,omitempty"`
+	Run         uint64    `json:"run"`
+	Workers     int       `json:"workers"`
 	LiveWorkers int64     `json:"live_workers"`
 	Connections int64     `json:"connections"`
 	Keys        int       `json:"keys"`
@@ -107,6 +109,7 @@ type QuarantinedJob struct {
 // and no Quarantined entries, only their counts.
 type Status struct {
 	Version        string           `json:"version"`
+	Build          string           `json:"build"`
 	Uptime         float64          `json:"uptime_seconds"`
 	Connections    int64            `json:"connections"`
 	PreAuth        int64            `json:"preauth_connections"`
@@ -140,6 +143,7 @@ func (s *Server) Status() Status {
 	authed, pre := s.connCounts()
 	st := Status{
 		Version:        Subprotocol,
+		Build:          s.cfg.Build,
 		Uptime:         time.Since(s.started).Seconds(),
 		Connections:    int64(authed + pre),
 		PreAuth:        int64(pre),

@@ -61,6 +61,7 @@ type job struct {
 	mode    string
 	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
 	runNo   uint64    // the state machine's run
+	workers int       // the state machine's worker count
 }
 
 type eventKind uint8
@@ -744,6 +745,7 @@ func (j *job) publish() psm.Stats {
 	j.mu.Lock()
 	j.stats = st
 	j.runNo = j.sm.Run()
+	j.workers = j.sm.Workers()
 	if j.mode == "" && j.sm.Mode() != 0 {
 		j.mode = j.sm.Mode().String()
 	}
@@ -753,11 +755,13 @@ func (j *job) publish() psm.Stats {
 
 func (j *job) status() JobStatus {
 	j.mu.Lock()
-	last, mode, st := j.lastCkT, j.mode, j.stats
+	last, mode, st, run, workers := j.lastCkT, j.mode, j.stats, j.runNo, j.workers
 	j.mu.Unlock()
 	return JobStatus{
 		Job:         j.name,
 		Mode:        mode,
+		Run:         run,
+		Workers:     workers,
 		Keys:        st.Keys,
 		Updates:     st.Updates,
 		LatePushes:  st.LatePushes,

@@ -170,6 +170,10 @@ type Config struct {
 	// Updaters configures custom updater modules (updaters.go).
 	Updaters UpdaterConfig
 
+	// Build describes the relay's build in /status (the webkv command
+	// sets relaycmd.Version()).
+	Build string
+
 	Logger *slog.Logger
 }
 

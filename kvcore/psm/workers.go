@@ -53,3 +53,7 @@ func (j *Job) newRun(h *wire.Hello) {
 	}
 	j.started = false
 }
+
+// Workers is the job's worker count (0: none; NumWorkers follows the
+// membership).
+func (j *Job) Workers() int { return j.want }

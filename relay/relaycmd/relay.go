@@ -119,6 +119,7 @@ func Run(args []string) int {
 		WriteTimeout:       *wTimeout,
 		IdleTimeout:        *idle,
 		Updaters:           updaters(),
+		Build:              Version(),
 		Logger:             log,
 	}
 	adminLn, err := hard.apply(&cfg)
