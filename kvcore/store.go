@@ -1034,6 +1034,9 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 	if !dumpOptimizer {
 		snap.Optimizer = nil
 	}
+	if err := s.addResiduals(snap); err != nil {
+		return fmt.Errorf("kvcore: save optimizer states: %w", err)
+	}
 	if err := encodeStates(w, snap); err != nil {
 		return fmt.Errorf("kvcore: save optimizer states: %w", err)
 	}
@@ -1050,6 +1053,18 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
+	if err := s.checkResiduals(snap); err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: %w", err)
+	}
+	if err := s.loadStates(ctx, snap); err != nil {
+		return err
+	}
+	return s.installResiduals(snap)
+}
+
+// loadStates installs the optimizer states of snap (LoadOptimizerStates).
+func (s *Store) loadStates(ctx context.Context, snap *stateSnapshot) error {
+	var err error
 	var opt *optimizer.Spec
 	marker := updater.IsMarker(snap.Optimizer)
 	if snap.Optimizer != nil && !marker {
