@@ -42,7 +42,7 @@ type Config struct {
 	QuorumFrac    float64
 	NoRescale     bool // leave a deadline round's sum unscaled
 
-	MinWorkers int // hold Welcome answers until this many workers joined
+	MinWorkers int // the job's worker count (workers.go): Welcomes wait until that many joined; 0: the run's first worker sets it
 
 	MaxKeys    int // keys per job (default 1<<16)
 	MaxWorkers int // workers per job (default 1024); also bounds a Hello's Want
