@@ -3,8 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"unicode/utf8"
 
@@ -24,7 +22,7 @@ type refusedError struct {
 }
 
 func (e *refusedError) Error() string {
-	if e.status == http.StatusForbidden {
+	if e.status == statusForbidden {
 		return e.err.Error()
 	}
 	return fmt.Sprintf("relay refused the connection (HTTP %d): %s", e.status, e.reason)
@@ -32,28 +30,28 @@ func (e *refusedError) Error() string {
 
 func (e *refusedError) Unwrap() error { return e.err }
 
-// refusal classifies a failed upgrade's response. A 403 (wrong or missing
-// token, unknown job) is kvcore.ErrAuth with the same words a browser
-// reads in the relay's Error frame (the relay writes them in the body).
-func refusal(resp *http.Response, err error) error {
-	reason := ""
-	if resp.Body != nil {
-		// The websocket library kept (at most) the first KiB of the body.
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		reason = printable(strings.TrimSpace(string(b)))
-	}
+// refusalOf classifies a failed upgrade: HTTP status and the relay's
+// reason (its response body; "" where the client cannot read it). A 403
+// (wrong or missing token, unknown job) is kvcore.ErrAuth with the same
+// words a browser reads in the relay's Error frame (the relay writes them
+// in the body); 4xx are final, 5xx retried on reconnection.
+func refusalOf(status int, reason string, err error) error {
 	if reason == "" {
-		reason = http.StatusText(resp.StatusCode)
+		reason = fmt.Sprintf("HTTP status %d", status)
 	}
-	e := &refusedError{status: resp.StatusCode, reason: reason, err: err}
-	if resp.StatusCode == http.StatusForbidden {
+	e := &refusedError{status: status, reason: reason, err: err}
+	if status == statusForbidden {
 		e.err = fmt.Errorf("%w: %w", kvcore.ErrAuth, &wire.Error{Code: wire.CodeAuth, Msg: reason})
 	}
-	if resp.StatusCode < 500 {
+	if status < 500 {
 		return &finalError{e}
 	}
 	return e
 }
+
+// statusForbidden is http.StatusForbidden (net/http stays out of the js
+// build).
+const statusForbidden = 403
 
 // firstDialErr is the error of a first connection attempt that failed:
 // a refusal as it is, anything else (nothing listens, no route, no name,
