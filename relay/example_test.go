@@ -28,6 +28,7 @@ func worker(ctx context.Context, url string) error {
 		return err
 	}
 	defer s.Close()
+	rank, n := s.Rank(), s.NumWorkers() // the same n on every worker: the relay waits for all 3
 	w, err := kvcore.FromSlice(kvcore.CPU(0), make([]float32, 4), 4)
 	if err != nil {
 		return err
@@ -47,7 +48,7 @@ func worker(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("rank %d of %d: %v\n", s.Rank(), s.NumWorkers(), v)
+	fmt.Printf("rank %d of %d: %v\n", rank, n, v)
 	return nil
 }
 

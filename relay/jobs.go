@@ -23,7 +23,7 @@ import (
 // -admin-listen handler, or OpenAdmin):
 //
 //	GET    /jobs                 the jobs, in memory and quarantined (JSON: JobInfo list)
-//	POST   /jobs/{job}/reset     wipe a job without connected workers (409 if it has some)
+//	POST   /jobs/{job}/reset     wipe a job without workers (409 if it has some)
 //	DELETE /jobs/{job}           wipe a job, disconnecting its workers (CodeRemoved), and
 //	                             forget a quarantined job's record
 //
@@ -72,11 +72,12 @@ func (s *Server) Jobs() []JobInfo {
 // Errors of ResetJob and DeleteJob.
 var (
 	ErrNoJob     = errors.New("no such job")
-	ErrJobInUse  = errors.New("the job has connected workers (delete disconnects them)")
+	ErrJobInUse  = errors.New("the job has workers (delete disconnects them)")
 	ErrJobWiping = errors.New("the job is being wiped")
 )
 
-// ResetJob wipes job name (see /jobs) if no worker is connected to it.
+// ResetJob wipes job name (see /jobs) if it has no worker (a worker that
+// closed its store left; one that vanished leaves at its silence timeout).
 func (s *Server) ResetJob(name string) error { return s.wipe(name, false) }
 
 // DeleteJob wipes job name, disconnecting its workers, and forgets its
@@ -101,7 +102,7 @@ func (s *Server) wipe(name string, force bool) error {
 	case j != nil && j.wiping:
 		s.mu.Unlock()
 		return fmt.Errorf("relay: job %s: %w", quote(name), ErrJobWiping)
-	case j != nil && !force && j.m.conns.Load() > 0:
+	case j != nil && !force && j.m.liveWorkers.Load() > 0:
 		s.mu.Unlock()
 		return fmt.Errorf("relay: reset job %s: %w", quote(name), ErrJobInUse)
 	}

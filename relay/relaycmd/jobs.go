@@ -35,7 +35,7 @@ func runJobs(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: jobs [flags] list | reset JOB | delete JOB\n\n"+
 			"  list    the jobs in memory and the quarantined ones\n"+
-			"  reset   wipe a job's keys, values, optimizer, states and runs (refused while workers are connected)\n"+
+			"  reset   wipe a job's keys, values, optimizer, states and runs (refused while it has workers)\n"+
 			"  delete  the same, disconnecting its workers; also forgets a quarantined job\n\nflags:\n")
 		fs.PrintDefaults()
 	}
