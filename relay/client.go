@@ -21,9 +21,12 @@ type DialOptions struct {
 	// open relay). The token travels as a "webkv.token.<token>"
 	// subprotocol, which browsers can set, never as a header.
 	Job, Token string
-	// Workers, if > 0, makes the job's first join wait until that many
-	// workers joined (MXNet's DMLC_NUM_WORKER), so ranks are final before
-	// training starts.
+	// Workers is the job's worker count (MXNet's DMLC_NUM_WORKER): the
+	// job's start waits until that many workers joined, so ranks are final
+	// before training starts, and every worker's NumWorkers says it. Every
+	// worker of a job must give the same count, or 0 to take the job's
+	// (set by the relay's -workers or the job's first worker); another
+	// count is refused (kvcore.ErrWorkerCount).
 	Workers int
 	// BigArrayBound is the element count from which keys are split over
 	// every shard (0: MXNet's 1,000,000); all workers must agree.
@@ -40,6 +43,17 @@ type DialOptions struct {
 	// GiveUp is how long the client keeps trying to reconnect before Recv
 	// and Send fail for good (default 2 min).
 	GiveUp time.Duration
+	// WaitForRelay retries the first connection with backoff (until ctx
+	// ends or GiveUp passes), for workers started before their relay.
+	// Without it a relay that cannot be reached fails Dial at once
+	// (kvcore.ErrUnreachable, naming the address); reconnections after a
+	// session existed are always retried.
+	WaitForRelay bool
+	// Resume lets this worker's Init continue a run of the job that its
+	// keys hold from earlier (its workers all left, or the relay restarted
+	// on its data). Without it such an Init fails (kvcore.ErrEarlierRun):
+	// reusing a job id must not silently resume old weights.
+	Resume bool
 	// IdleTimeout is how long Recv waits for any message before it deems
 	// the connection dead and reconnects (default 60 s; the store pings
 	// every heartbeat and the relay answers each ping, so a healthy
@@ -142,10 +156,12 @@ func (c *Conn) notify(st transport.State, attempt int, err error) {
 }
 
 // Dial connects to the relay at url (ws://, wss://, http:// or https://;
-// an empty path means /ws) for opts.Job. The first connection attempt is
-// retried with backoff until ctx ends or opts.GiveUp passes, so workers may
-// start before their relay; an HTTP refusal (bad token, unknown job, bad
-// origin) or an untrusted certificate is final.
+// an empty path means /ws) for opts.Job. A relay that cannot be reached
+// fails the first attempt at once (kvcore.ErrUnreachable) unless
+// opts.WaitForRelay asks to retry it with backoff until ctx ends or
+// opts.GiveUp passes; a refusal (kvcore.ErrAuth for a bad token or an
+// unknown job, HTTP 4xx and 5xx with the relay's reason) or an untrusted
+// certificate is final.
 func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if opts.Job == "" {
 		return nil, errors.New("relay: dial: DialOptions.Job is empty")
@@ -165,6 +181,9 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 		}
 		if isFinal(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("relay: dial %s: %w", url, err)
+		}
+		if !c.opts.WaitForRelay {
+			return nil, firstDialErr(url, err)
 		}
 		if !sleepCtx(ctx, c.backoff(attempt)) {
 			return nil, fmt.Errorf("relay: dial %s: %w (last error: %v)", url, ctx.Err(), err)
@@ -203,8 +222,8 @@ func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 	defer cancel()
 	l, resp, err := dialLink(dctx, c.url, c.protos, &c.opts)
 	if err != nil {
-		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			return nil, &finalError{fmt.Errorf("relay refused the connection (HTTP %d): %w", resp.StatusCode, err)}
+		if resp != nil && resp.StatusCode >= 400 {
+			return nil, refusal(resp, err)
 		}
 		if isCertError(err) {
 			return nil, &finalError{err}
@@ -301,7 +320,7 @@ func (c *Conn) Shards() int { return 1 }
 
 // Join implements transport.Transport: what a store's handshake says.
 func (c *Conn) Join() transport.Join {
-	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
+	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound, Resume: c.opts.Resume}
 }
 
 // Send implements transport.Transport: head then body as one websocket

@@ -164,12 +164,12 @@ func TestRelayRowSparse(t *testing.T) {
 	t.Logf("relay received %d bytes; dense pushes would be %d", st.Jobs[0].BytesIn, dense)
 
 	// Checkpointed like a dense key: a relay restarted on the same data
-	// directory serves the trained rows to a new worker.
+	// directory serves the trained rows to a new worker (that resumes the run).
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, u2 := start(t, relay.Config{DataDir: dir})
-	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "emb", Logger: quiet()}, nil)
+	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "emb", Resume: true, Logger: quiet()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

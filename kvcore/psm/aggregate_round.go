@@ -31,6 +31,7 @@ func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 	scale := float32(1)
 	var flags uint16
 	if deadline && len(arr) < expected {
+		j.noteDeadline(k, arr)
 		j.stats.Rescaled++
 	}
 	switch j.agg.Kind {

@@ -42,7 +42,7 @@ type Config struct {
 	QuorumFrac    float64
 	NoRescale     bool // leave a deadline round's sum unscaled
 
-	MinWorkers int // hold Welcome answers until this many workers joined
+	MinWorkers int // the job's worker count (workers.go): Welcomes wait until that many joined; 0: the run's first worker sets it
 
 	MaxKeys    int // keys per job (default 1<<16)
 	MaxWorkers int // workers per job (default 1024); also bounds a Hello's Want
@@ -190,6 +190,10 @@ type Ready struct {
 	// Expired says that the job has had no worker for Config.IdleExpiry:
 	// the caller may delete it (and its checkpoint).
 	Expired bool
+	// Notes are what happened that an operator wants in the log: joins,
+	// resumes, leaves, removals, new runs, rounds closed at their
+	// deadline without every worker (notes.go).
+	Notes []Note
 }
 
 // Stats are counters for metrics.
@@ -237,6 +241,7 @@ type worker struct {
 
 	key         string   // resume key (secret), given in every Welcome
 	participant string   // the WorkerTokens name it joined with ("": the job token)
+	resume      bool     // its Hello said Resume: its inits may continue an earlier run
 	order       []uint64 // done's seqs in the order answered (eviction order)
 	doneBytes   int      // what done costs (see reply.cost)
 }
@@ -295,6 +300,7 @@ type key struct {
 	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
 	resv    int64            // bytes reserved from the budget (keyBytes)
 	rs      *keyRows         // row-sparse scratch (rows.go)
+	run     uint64           // the run that created or resumed it (runs.go)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -320,7 +326,8 @@ type Job struct {
 	lim    *wire.Limits
 	mode   wire.Mode
 	nextID uint64
-	// started is set once MinWorkers (or a Hello's Want) workers joined.
+	// started is set once want workers joined in this run; want is the
+	// job's worker count (workers.go), 0 when it has none.
 	started bool
 	want    int
 
@@ -358,6 +365,8 @@ type Job struct {
 	aggBuf    []float32 // the order statistics' host scratch
 	aggFactor []float32
 	aggResv   int64 // aggBuf's bytes, reserved from the budgets
+	run      uint64 // the current run (runs.go)
+	restored bool   // restored from a snapshot, no Hello since (runs.go)
 }
 
 // New returns an empty Job.
@@ -436,6 +445,8 @@ func (j *Job) begin() *Ready {
 	}
 	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
 	rd.Joined, rd.Expired = rd.Joined[:0], false
+	clear(rd.Notes)
+	rd.Notes = rd.Notes[:0]
 	j.scratch = j.scratch[:0]
 	return rd
 }
@@ -742,6 +753,10 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "want %d workers: job %s admits at most %d", h.Want, short(j.cfg.Job), j.cfg.MaxWorkers))
 		return
 	}
+	if e := j.checkWant(h, w); e != nil {
+		j.badMessage(from, 0, e)
+		return
+	}
 	for _, d := range h.Keys {
 		if k := j.keys[d.Key]; k != nil && !sameShape(k.shape, d.Shape) {
 			j.badMessage(from, 0, wire.Errorf(wire.CodeShape, "declared key %s has shape %v, the job has %v", k.label(), d.Shape, k.shape))
@@ -756,6 +771,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 		w.attempt = h.Attempt
+		if w.conn != from {
+			j.note(Note{Kind: NoteResumed, Worker: w.id, Rank: w.rank})
+		}
 		if w.conn != 0 && w.conn != from {
 			// The old connection is stale (its client moved on): close it
 			// without a word, the client reads nothing more from it.
@@ -772,6 +790,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			// its client its resume key, or it would resume): it makes
 			// way for the new one instead of holding the token until its
 			// silence timeout.
+			j.note(Note{Kind: NoteRemoved, Worker: old.id, Rank: old.rank, Why: "its participant joined again"})
 			j.remove(now, old)
 		}
 		if len(j.workers) >= j.cfg.MaxWorkers {
@@ -791,6 +810,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
+		if j.runOver() {
+			j.newRun(h)
+		}
 		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
 		j.workers[w.id] = w
 		j.markIdle(now)
@@ -799,16 +821,16 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		}
 		j.ranks[w.rank] = w
 		j.rd.Persist = true
+		j.note(Note{Kind: NoteJoined, Worker: w.id, Rank: w.rank})
 	}
 	if j.mode == 0 {
 		j.mode = h.Mode
 	}
+	j.restored = false
+	w.resume = h.Resume
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
 	j.rd.Joined = append(j.rd.Joined, from)
-	if int(h.Want) > j.want && !j.started {
-		j.want = int(h.Want)
-	}
 	if w.welcomed {
 		j.welcome(w)
 		j.notifyMembers(w)
@@ -910,6 +932,7 @@ func (j *Job) Tick(now time.Duration) Ready {
 	}
 	sort.Slice(gone, func(a, b int) bool { return gone[a].rank < gone[b].rank })
 	for _, w := range gone {
+		j.note(Note{Kind: NoteRemoved, Worker: w.id, Rank: w.rank, Why: fmt.Sprintf("silent for %v", now-w.lastSeen)})
 		j.remove(now, w)
 	}
 	if j.cfg.RoundDeadline > 0 {
@@ -1100,6 +1123,7 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		// close, but no longer belongs to a member.
 		delete(j.conns, w.conn)
 		w.conn = 0
+		j.note(Note{Kind: NoteLeft, Worker: w.id, Rank: w.rank})
 		j.remove(now, w)
 	}
 }
@@ -1179,6 +1203,10 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		}
 		if k.inited[w.id] {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeReinit, "key %s: this worker initialized it already (init and broadcast work once per key)", k.label()))
+			return
+		}
+		if e := j.checkRun(w, k); e != nil {
+			j.reject(w, m.Seq, e)
 			return
 		}
 		k.inited[w.id] = true
@@ -1268,7 +1296,7 @@ func (j *Job) createFromHeld(id uint64) {
 // init waiting for the key.
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
-	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}, run: j.run}
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]
