@@ -17,8 +17,9 @@ import (
 const batchSize = 1 << 20
 
 // dialLink opens one websocket connection through an http.Transport whose
-// connections are wrapped in a batchConn (see batchConn for why).
-func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, *http.Response, error) {
+// connections are wrapped in a batchConn (see batchConn for why). A refused
+// upgrade also returns the HTTP status (0 when there was no response).
+func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, int, error) {
 	var bc *batchConn
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -42,12 +43,16 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		return nil, resp, err
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		return nil, status, err
 	}
 	ws.SetReadLimit(o.MaxMessage)
 	l := &link{ws: ws}
 	if bc != nil {
 		l.bc = bc
 	}
-	return l, resp, nil
+	return l, 0, nil
 }
