@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -32,7 +31,7 @@ func (o DialOptions) withDefaults() DialOptions {
 		o.GiveUp = 2 * time.Minute
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = defaultLogger()
 	}
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 16 << 20

@@ -48,10 +48,14 @@ type DialOptions struct {
 	// before Send waits (default 16 MiB; GOOS=js only: WebSocket.send never
 	// blocks by itself). Natively the socket's own buffers bound it.
 	MaxBuffered int
-	// Logger receives reconnection events (default slog.Default()).
+	// Logger receives reconnection events (default slog.Default()
+	// natively; none in the browser, where a store's "connection" events
+	// report them and slog's handlers would only grow the runtime).
 	Logger *slog.Logger
 }
 
 // isCertError is false in the browser: a WebSocket that fails for an
 // untrusted certificate reports no more than any other failed dial.
 func isCertError(error) bool { return false }
+
+func defaultLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -55,9 +55,13 @@ type DialOptions struct {
 	Header http.Header
 	// TLSConfig is used for wss:// URLs (native only).
 	TLSConfig *tls.Config
-	// Logger receives reconnection events (default slog.Default()).
+	// Logger receives reconnection events (default slog.Default()
+	// natively; none in the browser, where a store's "connection" events
+	// report them and slog's handlers would only grow the runtime).
 	Logger *slog.Logger
 }
+
+func defaultLogger() *slog.Logger { return slog.Default() }
 
 // isCertError reports a TLS certificate the client does not trust: waiting
 // does not fix that.
