@@ -113,7 +113,9 @@ func (st *jsStore) onEvent(e kvcore.Event) {
 			d["message"] = e.Err.Error()
 		}
 		st.emit("connection", d)
-		js.Global().Get("console").Call("log", fmt.Sprintf("webkv: relay shard %d %v", e.Shard, e.Conn), errText(e.Err))
+		if debug {
+			js.Global().Get("console").Call("log", fmt.Sprintf("webkv: relay shard %d %v", e.Shard, e.Conn), errText(e.Err))
+		}
 	}
 }
 

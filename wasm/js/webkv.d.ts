@@ -1,5 +1,8 @@
 // Type declarations for webkv.js: MXNet's KVStore for the browser (WebGPU
-// when available, CPU otherwise).
+// when available, CPU otherwise). They use the WebGPU types of the
+// @webgpu/types package (npm i -D @webgpu/types); tests/tsc checks this file
+// under tsc --strict.
+/// <reference types="@webgpu/types" />
 
 /** A key: an integer or a string; one store takes one kind only. */
 export type Key = number | string;
@@ -37,15 +40,20 @@ export interface CreateOptions {
   /** For 'device' types without WebGPU: run on the CPU (default true) and
    * say so in KVStore.fallback, or reject (false). */
   allowCPUFallback?: boolean;
-  /** Where webkv.wasm and wasm_exec.js are (default: next to webkv.js). */
+  /** Where webkv.wasm and webkv-go.js are (default: next to webkv.js); used by the first load only. */
   wasmURL?: string | URL;
   execURL?: string | URL;
+  /** Log what webkv does to the console (it is silent otherwise); used by the first load only. */
+  debug?: boolean;
 }
+
+/** MXNet's optimizer names. */
+export type OptimizerName = 'sgd' | 'nag' | 'adam' | 'adamw' | 'adagrad' | 'rmsprop' | 'adadelta' | 'signum' | 'ftrl' | 'lamb';
 
 /** MXNet optimizer spec: name plus MXNet's constructor arguments. Unknown or
  * inapplicable fields are errors. */
 export interface OptimizerSpec {
-  name: 'sgd' | 'nag' | 'adam' | 'adamw' | 'adagrad' | 'rmsprop' | 'adadelta' | 'signum' | 'ftrl' | 'lamb' | (string & {});
+  name: OptimizerName | (string & {});
   version?: number;
   learning_rate?: number;
   wd?: number;
@@ -79,9 +87,12 @@ export type ErrorCode =
   | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'AUTH' | 'BAD_COMPRESSION'
   | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU' | 'ERROR';
 
-export interface WebKVError extends Error {
-  name: 'WebKVError';
-  code: ErrorCode;
+/** The error every webkv Promise rejects with (`e instanceof WebKVError`). */
+export declare class WebKVError extends Error {
+  constructor(message: string, code?: ErrorCode);
+  readonly name: 'WebKVError';
+  /** The error's class; branch on it, not on the message. */
+  readonly code: ErrorCode;
 }
 
 export interface GPUInfo {
@@ -137,7 +148,8 @@ export declare class KVStore {
   pushPull(key: Key, value: Value | Value[], out?: undefined, priority?: number): Promise<Float32Array>;
   pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T, priority?: number): Promise<T>;
   pushPull(keys: Key[], values: (Value | Value[])[], outs?: (Float32Array | GPUBuffer | undefined)[], priority?: number): Promise<(Float32Array | GPUBuffer)[]>;
-  setOptimizer(spec: OptimizerSpec | string): Promise<void>;
+  /** An optimizer spec, a name ('adam': MXNet's defaults), or a spec in JSON. */
+  setOptimizer(spec: OptimizerSpec | OptimizerName | (string & {})): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
   barrier(): Promise<void>;
   waitAll(): Promise<void>;
@@ -147,8 +159,9 @@ export declare class KVStore {
   on<E extends keyof EventMap>(event: E, fn: (detail: EventMap[E]) => void): () => void;
 }
 
-/** simd: false leaves the SIMD kernels (webkv-simd.wasm) out; the CPU path then runs Go's loops. */
-export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL; simd?: boolean; simdURL?: string | URL }): Promise<unknown>;
+/** Loads webkv.wasm once (create does). simd: false leaves the SIMD kernels (webkv-simd.wasm) out, the CPU
+ * path then runs Go's loops; debug: true logs what webkv does to the console (silent otherwise). */
+export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL; simd?: boolean; simdURL?: string | URL; debug?: boolean }): Promise<unknown>;
 /** Whether the browser runs WebAssembly SIMD. */
 export declare function simdSupported(): boolean;
 /** Instantiates the SIMD kernels over a Go program's memory: their exports, or {error}. */
