@@ -125,6 +125,12 @@ func serverErr(e *wire.Error) error {
 		s = ErrUnsupported
 	case wire.CodeAuth:
 		s = ErrAuth
+	case wire.CodeOrigin:
+		s = ErrOrigin
+	case wire.CodeEarlierRun:
+		s = ErrEarlierRun
+	case wire.CodeWorkerCount:
+		s = ErrWorkerCount
 	default:
 		s = ErrServer
 	}

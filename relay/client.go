@@ -91,10 +91,12 @@ func (c *Conn) notify(st transport.State, attempt int, err error) {
 }
 
 // Dial connects to the relay at url (ws://, wss://, http:// or https://;
-// an empty path means /ws) for opts.Job. The first connection attempt is
-// retried with backoff until ctx ends or opts.GiveUp passes, so workers may
-// start before their relay; an HTTP refusal (bad token, unknown job, bad
-// origin) or an untrusted certificate is final.
+// an empty path means /ws) for opts.Job. A relay that cannot be reached
+// fails the first attempt at once (kvcore.ErrUnreachable) unless
+// opts.WaitForRelay asks to retry it with backoff until ctx ends or
+// opts.GiveUp passes; a refusal (kvcore.ErrAuth for a bad token or an
+// unknown job, HTTP 4xx and 5xx with the relay's reason) or an untrusted
+// certificate is final.
 func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if opts.Job == "" {
 		return nil, errors.New("relay: dial: DialOptions.Job is empty")
@@ -114,6 +116,9 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 		}
 		if isFinal(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("relay: dial %s: %w", url, err)
+		}
+		if !c.opts.WaitForRelay {
+			return nil, firstDialErr(url, err)
 		}
 		if !sleepCtx(ctx, c.backoff(attempt)) {
 			return nil, fmt.Errorf("relay: dial %s: %w (last error: %v)", url, ctx.Err(), err)
@@ -142,8 +147,8 @@ func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 	defer cancel()
 	l, status, err := dialLink(dctx, c.url, c.protos, &c.opts)
 	if err != nil {
-		if status >= 400 && status < 500 {
-			return nil, &finalError{fmt.Errorf("relay refused the connection (HTTP %d): %w", status, err)}
+		if status >= 400 {
+			return nil, err // classified by dialLink (refusal in dial_notjs.go)
 		}
 		if isCertError(err) {
 			return nil, &finalError{err}
@@ -240,7 +245,7 @@ func (c *Conn) Shards() int { return 1 }
 
 // Join implements transport.Transport: what a store's handshake says.
 func (c *Conn) Join() transport.Join {
-	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
+	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound, Resume: c.opts.Resume}
 }
 
 // Send implements transport.Transport: head then body as one websocket

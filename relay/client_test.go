@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore"
 	"nhooyr.io/websocket"
 )
 
@@ -161,8 +162,8 @@ func TestDialRefusedIsFinal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := Dial(ctx, e.url, DialOptions{Job: "refuse"})
-	if err == nil || !strings.Contains(err.Error(), "403") {
-		t.Fatalf("got %v, want an HTTP 403 refusal", err)
+	if !errors.Is(err, kvcore.ErrAuth) || errors.Is(err, kvcore.ErrUnreachable) {
+		t.Fatalf("got %v, want an HTTP 403 refusal (kvcore.ErrAuth)", err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("a refusal was retried until the context ended")
@@ -200,7 +201,7 @@ func TestDialWaitsForServer(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, "ws://"+addr, DialOptions{Job: "j"})
+	c, err := Dial(ctx, "ws://"+addr, DialOptions{Job: "j", WaitForRelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}

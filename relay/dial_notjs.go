@@ -18,7 +18,7 @@ const batchSize = 1 << 20
 
 // dialLink opens one websocket connection through an http.Transport whose
 // connections are wrapped in a batchConn (see batchConn for why). A refused
-// upgrade also returns the HTTP status (0 when there was no response).
+// upgrade returns the HTTP status (0 without a response) and refusal's error.
 func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, int, error) {
 	var bc *batchConn
 	tr := &http.Transport{
@@ -43,11 +43,10 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
+		if resp != nil && resp.StatusCode >= 400 {
+			return nil, resp.StatusCode, refusal(resp, err)
 		}
-		return nil, status, err
+		return nil, 0, err
 	}
 	ws.SetReadLimit(o.MaxMessage)
 	l := &link{ws: ws}

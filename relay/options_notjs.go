@@ -21,9 +21,12 @@ type DialOptions struct {
 	// open relay). The token travels as a "webkv.token.<token>"
 	// subprotocol, which browsers can set, never as a header.
 	Job, Token string
-	// Workers, if > 0, makes the job's first join wait until that many
-	// workers joined (MXNet's DMLC_NUM_WORKER), so ranks are final before
-	// training starts.
+	// Workers is the job's worker count (MXNet's DMLC_NUM_WORKER): the
+	// job's start waits until that many workers joined, so ranks are final
+	// before training starts, and every worker's NumWorkers says it. Every
+	// worker of a job must give the same count, or 0 to take the job's
+	// (set by the relay's -workers or the job's first worker); another
+	// count is refused (kvcore.ErrWorkerCount).
 	Workers int
 	// BigArrayBound is the element count from which keys are split over
 	// every shard (0: MXNet's 1,000,000); all workers must agree.
@@ -40,6 +43,17 @@ type DialOptions struct {
 	// GiveUp is how long the client keeps trying to reconnect before Recv
 	// and Send fail for good (default 2 min).
 	GiveUp time.Duration
+	// WaitForRelay retries the first connection with backoff (until ctx
+	// ends or GiveUp passes), for workers started before their relay.
+	// Without it a relay that cannot be reached fails Dial at once
+	// (kvcore.ErrUnreachable, naming the address); reconnections after a
+	// session existed are always retried.
+	WaitForRelay bool
+	// Resume lets this worker's Init continue a run of the job that its
+	// keys hold from earlier (its workers all left, or the relay restarted
+	// on its data). Without it such an Init fails (kvcore.ErrEarlierRun):
+	// reusing a job id must not silently resume old weights.
+	Resume bool
 	// IdleTimeout is how long Recv waits for any message before it deems
 	// the connection dead and reconnects (default 60 s; the store pings
 	// every heartbeat and the relay answers each ping, so a healthy

@@ -29,10 +29,14 @@
 // Membership. The first message on a connection must be a Hello; anything
 // else gets an error and the connection is closed. A Hello without a
 // worker id joins: the worker gets the lowest free rank, a fresh id and a
-// resume key (below). With Config.MinWorkers or a Hello's Want (at most
+// resume key (below). A job has one worker count (workers.go):
+// Config.MinWorkers, else the Want of its run's first worker (at most
 // Config.MaxWorkers: a larger one is refused with CodeLimit and changes
-// nothing), the Welcome answers are held until that many workers joined
-// (MXNet's start barrier), so ranks and NumWorkers are known to all. A
+// nothing); a Hello asking for another is refused with CodeWorkerCount.
+// The Welcome answers are held until that many workers joined (MXNet's
+// start barrier), so ranks and NumWorkers are known to all, and
+// NumWorkers never falls below the count. A job counts runs (runs.go): an
+// Init of a key from an earlier run needs the worker's Hello.Resume. A
 // Hello with a worker id and its resume key resumes that worker on the new
 // connection (its held requests answer there). Leave removes a worker at
 // once; silence removes it too (see Liveness): its rank is freed, it drops

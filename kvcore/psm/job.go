@@ -42,7 +42,7 @@ type Config struct {
 	QuorumFrac    float64
 	NoRescale     bool // leave a deadline round's sum unscaled
 
-	MinWorkers int // hold Welcome answers until this many workers joined
+	MinWorkers int // the job's worker count (workers.go): Welcomes wait until that many joined; 0: the run's first worker sets it
 
 	MaxKeys    int // keys per job (default 1<<16)
 	MaxWorkers int // workers per job (default 1024); also bounds a Hello's Want
@@ -182,6 +182,10 @@ type Ready struct {
 	// Expired says that the job has had no worker for Config.IdleExpiry:
 	// the caller may delete it (and its checkpoint).
 	Expired bool
+	// Notes are what happened that an operator wants in the log: joins,
+	// resumes, leaves, removals, new runs, rounds closed at their
+	// deadline without every worker (notes.go).
+	Notes []Note
 }
 
 // Stats are counters for metrics.
@@ -228,6 +232,7 @@ type worker struct {
 
 	key         string   // resume key (secret), given in every Welcome
 	participant string   // the WorkerTokens name it joined with ("": the job token)
+	resume      bool     // its Hello said Resume: its inits may continue an earlier run
 	order       []uint64 // done's seqs in the order answered (eviction order)
 	doneBytes   int      // what done costs (see reply.cost)
 }
@@ -282,6 +287,7 @@ type key struct {
 	slot    optstate.Slot    // optimizer states (shared code with the store)
 	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
 	resv    int64            // bytes reserved from the budget (keyBytes)
+	run     uint64           // the run that created or resumed it (runs.go)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -307,7 +313,8 @@ type Job struct {
 	lim    *wire.Limits
 	mode   wire.Mode
 	nextID uint64
-	// started is set once MinWorkers (or a Hello's Want) workers joined.
+	// started is set once want workers joined in this run; want is the
+	// job's worker count (workers.go), 0 when it has none.
 	started bool
 	want    int
 
@@ -340,6 +347,8 @@ type Job struct {
 	idle     bool                         // no worker since idleFrom
 	idleFrom time.Duration
 	verSeq   uint64 // last value version handed out
+	run      uint64 // the current run (runs.go)
+	restored bool   // restored from a snapshot, no Hello since (runs.go)
 }
 
 // New returns an empty Job.
@@ -412,6 +421,8 @@ func (j *Job) begin() *Ready {
 	}
 	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
 	rd.Joined, rd.Expired = rd.Joined[:0], false
+	clear(rd.Notes)
+	rd.Notes = rd.Notes[:0]
 	j.scratch = j.scratch[:0]
 	return rd
 }
@@ -718,6 +729,10 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "want %d workers: job %s admits at most %d", h.Want, short(j.cfg.Job), j.cfg.MaxWorkers))
 		return
 	}
+	if e := j.checkWant(h, w); e != nil {
+		j.badMessage(from, 0, e)
+		return
+	}
 	for _, d := range h.Keys {
 		if k := j.keys[d.Key]; k != nil && !sameShape(k.shape, d.Shape) {
 			j.badMessage(from, 0, wire.Errorf(wire.CodeShape, "declared key %s has shape %v, the job has %v", k.label(), d.Shape, k.shape))
@@ -732,6 +747,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 		w.attempt = h.Attempt
+		if w.conn != from {
+			j.note(Note{Kind: NoteResumed, Worker: w.id, Rank: w.rank})
+		}
 		if w.conn != 0 && w.conn != from {
 			// The old connection is stale (its client moved on): close it
 			// without a word, the client reads nothing more from it.
@@ -748,6 +766,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			// its client its resume key, or it would resume): it makes
 			// way for the new one instead of holding the token until its
 			// silence timeout.
+			j.note(Note{Kind: NoteRemoved, Worker: old.id, Rank: old.rank, Why: "its participant joined again"})
 			j.remove(now, old)
 		}
 		if len(j.workers) >= j.cfg.MaxWorkers {
@@ -767,6 +786,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
+		if j.runOver() {
+			j.newRun(h)
+		}
 		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
 		j.workers[w.id] = w
 		j.markIdle(now)
@@ -775,16 +797,16 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		}
 		j.ranks[w.rank] = w
 		j.rd.Persist = true
+		j.note(Note{Kind: NoteJoined, Worker: w.id, Rank: w.rank})
 	}
 	if j.mode == 0 {
 		j.mode = h.Mode
 	}
+	j.restored = false
+	w.resume = h.Resume
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
 	j.rd.Joined = append(j.rd.Joined, from)
-	if int(h.Want) > j.want && !j.started {
-		j.want = int(h.Want)
-	}
 	if w.welcomed {
 		j.welcome(w)
 		j.notifyMembers(w)
@@ -837,7 +859,7 @@ func (j *Job) notifyMembers(w *worker) {
 func (j *Job) welcome(w *worker) {
 	start := len(j.scratch)
 	j.scratch = wire.AppendWelcome(j.scratch, &wire.Welcome{WorkerID: w.id, Rank: uint32(w.rank),
-		NumWorkers: uint32(len(j.workers)), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
+		NumWorkers: uint32(j.numWorkers()), Workers: uint32(j.want), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
 		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode,
 		ResumeKey: w.key, Window: uint32(min(j.cfg.Window, math.MaxUint32)), WindowBytes: uint64(j.cfg.WindowBytes)})
 	var m wire.Msg
@@ -886,6 +908,7 @@ func (j *Job) Tick(now time.Duration) Ready {
 	}
 	sort.Slice(gone, func(a, b int) bool { return gone[a].rank < gone[b].rank })
 	for _, w := range gone {
+		j.note(Note{Kind: NoteRemoved, Worker: w.id, Rank: w.rank, Why: fmt.Sprintf("silent for %v", now-w.lastSeen)})
 		j.remove(now, w)
 	}
 	if j.cfg.RoundDeadline > 0 {
@@ -1072,6 +1095,7 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		// close, but no longer belongs to a member.
 		delete(j.conns, w.conn)
 		w.conn = 0
+		j.note(Note{Kind: NoteLeft, Worker: w.id, Rank: w.rank})
 		j.remove(now, w)
 	}
 }
@@ -1087,7 +1111,7 @@ func (j *Job) checkBarrier() {
 			}
 		}
 	}
-	n := uint32(len(j.workers))
+	n := uint32(j.numWorkers())
 	ws := make([]*worker, 0, len(j.barrier))
 	for w := range j.barrier {
 		ws = append(ws, w)
@@ -1151,6 +1175,10 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		}
 		if k.inited[w.id] {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeReinit, "key %s: this worker initialized it already (init and broadcast work once per key)", k.label()))
+			return
+		}
+		if e := j.checkRun(w, k); e != nil {
+			j.reject(w, m.Seq, e)
 			return
 		}
 		k.inited[w.id] = true
@@ -1240,7 +1268,7 @@ func (j *Job) createFromHeld(id uint64) {
 // init waiting for the key.
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
-	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}, run: j.run}
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]
@@ -1514,6 +1542,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	scale := float32(1)
 	var flags uint16
 	if deadline && len(arr) < len(k.cur.expected) {
+		j.noteDeadline(k, arr)
 		j.stats.Rescaled++
 		if !j.cfg.NoRescale {
 			scale = float32(len(k.cur.expected)) / float32(len(arr))

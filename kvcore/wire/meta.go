@@ -40,7 +40,7 @@ type Hello struct {
 	Token    string // the job's access token
 	WorkerID string // "" to join as a new worker, or the id to resume
 	Mode     Mode
-	Want     uint32 // workers the job should wait for before answering joins (0: none)
+	Want     uint32 // the job's worker count this worker expects (0: the job's); see psm's workers.go
 	// RankHint is 1 + the rank a new worker asks for (0: any). A worker of
 	// a sharded job joins shard 0 first and asks the other shards for the
 	// rank shard 0 gave it, so that ranks (and rank 0's init values) agree
@@ -57,6 +57,10 @@ type Hello struct {
 	// another worker's session. Empty when joining. (Encoded after Keys,
 	// optional: a Hello without it decodes with "".)
 	ResumeKey string
+	// Resume lets this worker's inits continue a run that the job's keys
+	// hold from earlier (psm's runs.go). Encoded after ResumeKey (which
+	// is then written even when empty), optional.
+	Resume bool
 }
 
 // Welcome answers a Hello.
@@ -89,6 +93,11 @@ type Welcome struct {
 	// closes a client for exceeding it either, it only stops reading the
 	// client's requests until its answers drain.
 	WindowBytes uint64
+	// Workers is the job's worker count when it has one (the relay's
+	// -workers, or its first worker's Hello.Want): NumWorkers never falls
+	// below it, whatever the membership (0: no count, NumWorkers follows
+	// the membership). Encoded after WindowBytes, optional.
+	Workers uint32
 }
 
 // InitMeta is the metadata of a TypeInit message.
@@ -290,8 +299,11 @@ func AppendHello(b []byte, h *Hello) []byte {
 	for _, k := range h.Keys {
 		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
 	}
-	if h.ResumeKey != "" {
+	if h.ResumeKey != "" || h.Resume {
 		e = e.str(h.ResumeKey)
+	}
+	if h.Resume {
+		e = e.u8(1)
 	}
 	return setPLen(e, start)
 }
@@ -325,6 +337,9 @@ func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
 	if d.err == nil && len(d.b) > 0 {
 		h.ResumeKey = d.str("resume key")
 	}
+	if d.err == nil && len(d.b) > 0 {
+		h.Resume = d.u8("resume") == 1
+	}
 	d.done()
 	if d.err != nil {
 		return nil, d.err
@@ -340,8 +355,11 @@ func AppendWelcome(b []byte, w *Welcome) []byte {
 	start := len(b)
 	b = AppendHeader(b, &Header{Type: TypeWelcome})
 	e := enc(b).str(w.WorkerID).u32(w.Rank).u32(w.NumWorkers).u32(w.Shard).u32(w.Heartbeat).u32(w.Timeout).u8(uint8(w.Mode))
-	if w.ResumeKey != "" || w.Window != 0 || w.WindowBytes != 0 {
+	if w.ResumeKey != "" || w.Window != 0 || w.WindowBytes != 0 || w.Workers != 0 {
 		e = e.str(w.ResumeKey).u32(w.Window).u64(w.WindowBytes)
+	}
+	if w.Workers != 0 {
+		e = e.u32(w.Workers)
 	}
 	return setPLen(e, start)
 }
@@ -355,6 +373,9 @@ func DecodeWelcome(p []byte, lim *Limits) (*Welcome, error) {
 		w.ResumeKey = d.str("resume key")
 		w.Window = d.u32("window")
 		w.WindowBytes = d.u64("window bytes")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		w.Workers = d.u32("job workers")
 	}
 	d.done()
 	if d.err != nil {

@@ -367,12 +367,15 @@ const (
 	CodeClosed              // the job or server is shutting down
 	CodeNeedValue           // an init without a value must create the key: resend it with the value
 	CodeUpdater             // the job's custom updater module refused or failed the update
+	CodeOrigin              // a browser's Origin is not allowed (the relay's -origins)
+	CodeEarlierRun          // an init of a key the job holds from an earlier run, without resume
+	CodeWorkerCount         // a Hello asks for another worker count than the job's
 	codeEnd
 )
 
 var codeNames = [...]string{"ok", "bad frame", "version", "limit", "auth", "not joined", "removed",
 	"bad request", "unknown key", "reinit", "shape", "mode", "bad optimizer", "bad compression",
-	"bad states", "internal", "closed", "need value", "updater"}
+	"bad states", "internal", "closed", "need value", "updater", "origin", "earlier run", "worker count"}
 
 func (c Code) String() string {
 	if c < codeEnd {

@@ -44,6 +44,8 @@ type Config struct {
 	TestSize        int  // test samples for the periodic evaluations (the final one uses all 10000)
 	Barrier         bool // wait for every worker after set-up (workers started together)
 	Workers         int  // hold the job's start until this many workers joined (0: no wait)
+	WaitForRelay    bool // retry the first connection until the relay is up (relay.DialOptions.WaitForRelay)
+	Resume          bool // continue a run the job's keys hold from earlier (relay.DialOptions.Resume)
 
 	// Engine computes the gradients; nil: the CPU reference
 	// (mnist.NewCPU). Backend describes it for the dashboard and the
@@ -118,7 +120,8 @@ func openStore(ctx context.Context, cfg *Config) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
 		return kvcore.Create(ctx, "local", nil)
 	}
-	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers}, nil)
+	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers,
+		WaitForRelay: cfg.WaitForRelay, Resume: cfg.Resume}, nil)
 }
 
 // HTTPBase turns a relay URL (ws://host/ws, http://host) into its http(s)

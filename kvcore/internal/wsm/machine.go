@@ -231,6 +231,7 @@ type Machine struct {
 	keys   map[keyRef]*Key
 	rank   int
 	nw     int
+	fixed  int // the job's worker count (Welcome.Workers; 0: none)
 	joined bool
 	closed error
 

@@ -65,7 +65,7 @@ func (m *Machine) hello(sh *shard) Outgoing {
 	j := m.cfg.Join
 	sh.head = wire.AppendHello(sh.head[:0], &wire.Hello{Job: j.Job, Role: "worker", Token: j.Token,
 		WorkerID: sh.workerID, Mode: m.cfg.Mode, Want: uint32(max(0, j.Workers)), RankHint: sh.rankHint, Attempt: sh.attempt,
-		ResumeKey: sh.resumeKey})
+		ResumeKey: sh.resumeKey, Resume: j.Resume})
 	return m.out(sh, wire.TypeHello, 0, sh.head, nil)
 }
 

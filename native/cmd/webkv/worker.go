@@ -60,7 +60,9 @@ func runWorker(args []string) int {
 	fs.StringVar(&c.ID, "id", "", "name on the dashboard (default native-<host>-<pid>)")
 	fs.IntVar(&c.Shard, "shard", -1, "shard to train on (-1: rank % shards)")
 	fs.BoolVar(&c.Barrier, "barrier", false, "wait for all workers after set-up (for workers started together)")
-	fs.IntVar(&c.Workers, "workers", 0, "hold the job's start until this many workers joined (0: start at once)")
+	fs.IntVar(&c.Workers, "workers", 0, "the job's worker count (MXNet's DMLC_NUM_WORKER): its start waits until that many joined; every worker must give the same (0: the job's)")
+	fs.BoolVar(&c.WaitForRelay, "wait", false, "keep retrying the first connection until the relay is up (default: fail at once when it cannot be reached)")
+	fs.BoolVar(&c.Resume, "resume", false, "continue the run the job holds from earlier (default: an earlier run's keys are an error; reset the job or pass -resume)")
 	trainFlags(fs, &c, &cpu)
 	if code, ok := parse(fs, args); !ok {
 		return code

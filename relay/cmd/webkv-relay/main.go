@@ -9,7 +9,7 @@
 //	webkv-relay -listen 127.0.0.1:7070 -data ./relay-data -token job=secret
 //
 // Its flags are those of `webkv relay` (package relaycmd); run with -h for
-// the list.
+// the list. `webkv-relay version` prints the build.
 package main
 
 import (
@@ -19,5 +19,8 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "version" || os.Args[1] == "-version" || os.Args[1] == "--version") {
+		os.Exit(relaycmd.RunVersion(os.Args[2:]))
+	}
 	os.Exit(relaycmd.Run(os.Args[1:]))
 }
