@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,14 @@ func TestBrowserJSAPI(t *testing.T) {
 	}
 	srv := brServer(t, map[string]http.Handler{"/ws": rs})
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	// A relay on another origin that allows only example.com.
+	strict, err := relay.NewServer(relay.Config{Origins: []string{"example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strictSrv := httptest.NewServer(strict)
+	t.Cleanup(strictSrv.Close)
+	strictURL := "ws" + strings.TrimPrefix(strictSrv.URL, "http") + "/ws"
 	type rej struct {
 		OK               bool
 		Name, Code       string
@@ -45,8 +54,12 @@ func TestBrowserJSAPI(t *testing.T) {
 			Connection []string
 			Membership []int
 		}
-		Ranks  []int
-		Leaked []string
+		Ranks               []int
+		Leaked              []string
+		Unreachable, Origin struct {
+			rej
+			MS float64
+		}
 	}
 	for _, debug := range []bool{false, true} {
 		t.Run(fmt.Sprintf("debug=%v", debug), func(t *testing.T) {
@@ -74,7 +87,7 @@ func TestBrowserJSAPI(t *testing.T) {
 				d = "1"
 			}
 			var res result
-			brRunPage(t, ctx, fmt.Sprintf("%s/jsapi.html?url=%s&job=jsapi%s&debug=%s", srv.URL, wsURL, d, d), 2*time.Minute, &res)
+			brRunPage(t, ctx, fmt.Sprintf("%s/jsapi.html?url=%s&strict=%s&job=jsapi%s&debug=%s", srv.URL, wsURL, strictURL, d, d), 2*time.Minute, &res)
 			if res.Fatal != "" {
 				t.Fatalf("page failed: %s", res.Fatal)
 			}
@@ -112,6 +125,14 @@ func TestBrowserJSAPI(t *testing.T) {
 			if len(res.Events) != 2 {
 				t.Errorf("events of %d stores", len(res.Events))
 			}
+			if u := res.Unreachable; u.OK || u.Code != "UNREACHABLE" || !u.IsWebKV || !strings.Contains(u.Message, "127.0.0.1:9") || u.MS > 10000 {
+				t.Errorf("create against nothing: %+v, want code UNREACHABLE naming 127.0.0.1:9 well within 10 s", u)
+			}
+			if o := res.Origin; o.OK || o.Code != "ORIGIN" || !o.IsWebKV || !strings.Contains(o.Message, "-origins") || !strings.Contains(o.Message, "127.0.0.1") {
+				t.Errorf("create against a relay refusing the origin: %+v, want code ORIGIN with the relay's reason", o)
+			}
+			t.Logf("UNREACHABLE after %.0f ms: %s", res.Unreachable.MS, res.Unreachable.Message)
+			t.Logf("ORIGIN after %.0f ms: %s", res.Origin.MS, res.Origin.Message)
 			if len(res.Leaked) != 0 {
 				t.Errorf("globals left on the page: %q", res.Leaked)
 			}

@@ -55,6 +55,15 @@ async function main() {
   out.ranks = [a.rank, b.rank].sort();
   await Promise.all([a.close(), b.close()]);
 
+  // A relay that is not there: at once, code UNREACHABLE, the address named.
+  let t0 = performance.now();
+  out.unreachable = await rejection(webkv.create('dist_sync', {url: 'ws://127.0.0.1:9/ws', job}));
+  out.unreachable.ms = performance.now() - t0;
+  // A relay that refuses this page's origin: code ORIGIN with the relay's reason.
+  t0 = performance.now();
+  out.origin = await rejection(webkv.create('dist_sync', {url: q.get('strict'), job}));
+  out.origin.ms = performance.now() - t0;
+
   out.leaked = Object.getOwnPropertyNames(globalThis).filter((n) => !before.has(n));
   return out;
 }

@@ -34,6 +34,12 @@ export interface CreateOptions {
   bigArrayBound?: number;
   /** Bound on connecting to the relay and joining the job, in ms (default 30000). */
   timeoutMs?: number;
+  /** Retry the first connection until the relay is up (within timeoutMs); without it a relay that cannot be
+   * reached rejects at once with code 'UNREACHABLE'. Connections lost later are always retried. */
+  waitForRelay?: boolean;
+  /** Continue a run of the job whose keys are left from earlier (its workers all left, or the relay restarted
+   * on its data); without it init of such a key rejects with code 'EARLIER_RUN'. */
+  resume?: boolean;
   /** A GPUDevice of the page's to compute on (default: webkv requests one
    * with the adapter's largest buffer limits). Every create must pass the same one. */
   device?: GPUDevice;
@@ -85,7 +91,16 @@ export interface OptimizerSpec {
 export type ErrorCode =
   | 'UNKNOWN_KEY' | 'DUPLICATE_INIT' | 'SHAPE_MISMATCH' | 'MIXED_KEYS' | 'NO_VALUE'
   | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'AUTH' | 'BAD_COMPRESSION'
-  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU' | 'ERROR';
+  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU'
+  /** The relay could not be reached at all (the message names the address). */
+  | 'UNREACHABLE'
+  /** The relay refused the page's Origin (the message is the relay's: which origin, and how to allow it). */
+  | 'ORIGIN'
+  /** init of a key the job holds from an earlier run (see CreateOptions.resume). */
+  | 'EARLIER_RUN'
+  /** The job has another worker count than CreateOptions.workers. */
+  | 'WORKER_COUNT'
+  | 'ERROR';
 
 /** The error every webkv Promise rejects with (`e instanceof WebKVError`). */
 export declare class WebKVError extends Error {
