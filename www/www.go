@@ -81,7 +81,7 @@ type Config struct {
 	// on the printed URL can join without typing it (the demo on loopback).
 	// Without it, a tab reads the token from the URL fragment (#token=…).
 	ShareToken bool
-	// Runtime holds webkv.js, webkv.wasm and wasm_exec.js (built by
+	// Runtime holds webkv.js, webkv.wasm, webkv-go.js and their twins (built by
 	// wasm/js/build.sh into bin/webkv-js); nil serves a 404 that says so,
 	// and the page then trains alone.
 	Runtime fs.FS
