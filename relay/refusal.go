@@ -3,8 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/webkv/webkv/kvcore"
 )
@@ -38,15 +36,4 @@ func firstDialErr(url string, err error) error {
 		return fmt.Errorf("relay: dial %s: %w", url, err)
 	}
 	return fmt.Errorf("relay: dial %s: %w: %w (is the relay running? DialOptions.WaitForRelay waits for it)", url, kvcore.ErrUnreachable, err)
-}
-
-// printable cuts s to valid UTF-8 without control characters.
-func printable(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || r == utf8.RuneError {
-			return '?'
-		}
-		return r
-	}, s)
 }

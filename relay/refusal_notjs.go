@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -33,4 +34,15 @@ func refusal(resp *http.Response, err error) error {
 		return &finalError{e}
 	}
 	return e
+}
+
+// printable cuts s to valid UTF-8 without control characters.
+func printable(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, s)
 }
