@@ -71,6 +71,17 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 		l.mu.Unlock()
 		l.wake()
 	})
+	l.on("error", func(js.Value) {
+		// Browsers follow an error with a close; node's WebSocket (undici,
+		// node 20) does not when the connection is refused: without this a
+		// first dial to a relay that is not there waited for its timeout.
+		select {
+		case <-opened:
+		default:
+			l.fail(errors.New("websocket error before the connection opened (nothing listens there, or the network refused it)"))
+			once.Do(func() { close(opened) })
+		}
+	})
 	l.on("close", func(e js.Value) {
 		l.fail(fmt.Errorf("websocket closed (code %d %q)", e.Get("code").Int(), e.Get("reason").String()))
 		once.Do(func() { close(opened) })

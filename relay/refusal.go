@@ -19,13 +19,17 @@ type refusedError struct {
 }
 
 func (e *refusedError) Error() string {
-	if e.status == 403 { // Forbidden
+	if e.status == statusForbidden {
 		return e.err.Error()
 	}
 	return fmt.Sprintf("relay refused the connection (HTTP %d): %s", e.status, e.reason)
 }
 
 func (e *refusedError) Unwrap() error { return e.err }
+
+// statusForbidden is http.StatusForbidden (net/http stays out of the js
+// build).
+const statusForbidden = 403
 
 // firstDialErr is the error of a first connection attempt that failed:
 // a refusal as it is, anything else (nothing listens, no route, no name,

@@ -34,9 +34,9 @@
 // Config.MaxWorkers: a larger one is refused with CodeLimit and changes
 // nothing); a Hello asking for another is refused with CodeWorkerCount.
 // The Welcome answers are held until that many workers joined (MXNet's
-// start barrier), so ranks and NumWorkers are known to all, and
-// NumWorkers never falls below the count. A job counts runs (runs.go): an
-// Init of a key from an earlier run needs the worker's Hello.Resume. A
+// start barrier), so ranks and NumWorkers are known to all. A job counts
+// runs (runs.go): an Init of a key from an earlier run needs the worker's
+// Hello.Resume. A
 // Hello with a worker id and its resume key resumes that worker on the new
 // connection (its held requests answer there). Leave removes a worker at
 // once; silence removes it too (see Liveness): its rank is freed, it drops

@@ -859,7 +859,7 @@ func (j *Job) notifyMembers(w *worker) {
 func (j *Job) welcome(w *worker) {
 	start := len(j.scratch)
 	j.scratch = wire.AppendWelcome(j.scratch, &wire.Welcome{WorkerID: w.id, Rank: uint32(w.rank),
-		NumWorkers: uint32(j.numWorkers()), Workers: uint32(j.want), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
+		NumWorkers: uint32(len(j.workers)), Shard: uint32(j.cfg.Shard), Heartbeat: uint32(j.cfg.Heartbeat / time.Millisecond),
 		Timeout: uint32(j.cfg.Timeout / time.Millisecond), Mode: j.mode,
 		ResumeKey: w.key, Window: uint32(min(j.cfg.Window, math.MaxUint32)), WindowBytes: uint64(j.cfg.WindowBytes)})
 	var m wire.Msg
@@ -1111,7 +1111,7 @@ func (j *Job) checkBarrier() {
 			}
 		}
 	}
-	n := uint32(j.numWorkers())
+	n := uint32(len(j.workers))
 	ws := make([]*worker, 0, len(j.barrier))
 	for w := range j.barrier {
 		ws = append(ws, w)

@@ -3,17 +3,15 @@ package psm
 import "github.com/webkv/webkv/kvcore/wire"
 
 // A job's worker count (issue 11): MXNet's DMLC_NUM_WORKER, one number
-// every worker sees. It is Config.MinWorkers (the relay's -workers) when
+// for the whole job. It is Config.MinWorkers (the relay's -workers) when
 // set, else the Want of the run's first worker (a run starts when a worker
-// joins a job that has none); 0 means none, and then the count is the
-// live membership. Welcomes hold until that many workers joined (the start
-// barrier); NumWorkers (in Welcomes, barrier answers) is the count, or the
-// membership when more joined (elastic extras such as a browser tab). A
-// Hello asking for another count is refused with CodeWorkerCount: the
-// count of a job must not depend on who joined first.
-
-// numWorkers is what the job reports as its number of workers.
-func (j *Job) numWorkers() int { return max(j.want, len(j.workers)) }
+// joins a job that has none); 0 means none. Welcomes hold until that many
+// workers joined (the start barrier), so every worker starts with the same
+// rank space and NumWorkers; a Hello asking for another count is refused
+// with CodeWorkerCount (the count must not depend on who joined first).
+// After the start NumWorkers (Welcomes, membership notices, barrier
+// answers) is the live membership, the same for every worker: elastic jobs
+// (a worker dies, a browser tab joins) average over who is there.
 
 // checkWant refuses a Hello whose Want contradicts the job's count; w is
 // the worker it resumes (nil: a new one).

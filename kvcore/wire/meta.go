@@ -93,11 +93,6 @@ type Welcome struct {
 	// closes a client for exceeding it either, it only stops reading the
 	// client's requests until its answers drain.
 	WindowBytes uint64
-	// Workers is the job's worker count when it has one (the relay's
-	// -workers, or its first worker's Hello.Want): NumWorkers never falls
-	// below it, whatever the membership (0: no count, NumWorkers follows
-	// the membership). Encoded after WindowBytes, optional.
-	Workers uint32
 }
 
 // InitMeta is the metadata of a TypeInit message.
@@ -355,11 +350,8 @@ func AppendWelcome(b []byte, w *Welcome) []byte {
 	start := len(b)
 	b = AppendHeader(b, &Header{Type: TypeWelcome})
 	e := enc(b).str(w.WorkerID).u32(w.Rank).u32(w.NumWorkers).u32(w.Shard).u32(w.Heartbeat).u32(w.Timeout).u8(uint8(w.Mode))
-	if w.ResumeKey != "" || w.Window != 0 || w.WindowBytes != 0 || w.Workers != 0 {
+	if w.ResumeKey != "" || w.Window != 0 || w.WindowBytes != 0 {
 		e = e.str(w.ResumeKey).u32(w.Window).u64(w.WindowBytes)
-	}
-	if w.Workers != 0 {
-		e = e.u32(w.Workers)
 	}
 	return setPLen(e, start)
 }
@@ -374,9 +366,7 @@ func DecodeWelcome(p []byte, lim *Limits) (*Welcome, error) {
 		w.Window = d.u32("window")
 		w.WindowBytes = d.u64("window bytes")
 	}
-	if d.err == nil && len(d.b) > 0 {
-		w.Workers = d.u32("job workers")
-	}
+
 	d.done()
 	if d.err != nil {
 		return nil, d.err

@@ -231,7 +231,6 @@ type Machine struct {
 	keys   map[keyRef]*Key
 	rank   int
 	nw     int
-	fixed  int // the job's worker count (Welcome.Workers; 0: none)
 	joined bool
 	closed error
 

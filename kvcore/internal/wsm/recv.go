@@ -77,7 +77,7 @@ func (m *Machine) welcome(sh *shard, msg *wire.Msg) {
 	}
 	sh.welcomed, sh.st = true, stReady
 	if sh.idx == 0 {
-		m.rank, m.nw, m.fixed = sh.rank, sh.nw, int(w.Workers)
+		m.rank, m.nw = sh.rank, sh.nw
 	}
 	switch {
 	case first:
@@ -217,7 +217,7 @@ func (m *Machine) apply(sh *shard, r *req, msg *wire.Msg) error {
 		}
 	case wire.TypeBarrier:
 		o.workers = int(msg.Count)
-		m.nw = max(int(msg.Count), m.fixed)
+		m.nw = int(msg.Count)
 	case wire.TypeSaveStates:
 		st, err := wire.DecodeStates(msg.Payload, nil)
 		if err != nil {
@@ -249,10 +249,10 @@ func (m *Machine) membership(msg *wire.Msg) {
 		// informs; the next notice or barrier corrects it.
 		return
 	}
-	m.nw = max(len(ranks), m.fixed)
+	m.nw = len(ranks)
 	if slices.Equal(ranks, m.members) {
 		return
 	}
 	m.members = ranks
-	m.event(Event{Kind: EventMembers, Shard: 0, Rank: m.rank, Workers: m.nw, Members: slices.Clone(ranks)})
+	m.event(Event{Kind: EventMembers, Shard: 0, Rank: m.rank, Workers: len(ranks), Members: slices.Clone(ranks)})
 }

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestCommands(t *testing.T) {
-	for _, name := range []string{"relay", "worker", "demo", "version"} {
+	for _, name := range []string{"relay", "worker", "demo", "version", "jobs"} {
 		if _, ok := commands[name]; !ok {
 			t.Errorf("no %q subcommand", name)
 		}
