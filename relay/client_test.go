@@ -176,36 +176,48 @@ func TestDialRefusedIsFinal(t *testing.T) {
 	}
 }
 
+// TestDialWaitsForServer: Dial retries a relay that is not serving yet.
+// The first connection is cut before its upgrade (no sleep: the server
+// answers only from the second attempt on).
 func TestDialWaitsForServer(t *testing.T) {
-	// Reserve a port, start the server on it only after a while.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return
+	first := &cutFirst{Listener: ln}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err == nil {
+			c.Close(websocket.StatusNormalClosure, "")
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := websocket.Accept(w, r, nil)
-			if err == nil {
-				c.Close(websocket.StatusNormalClosure, "")
-			}
-		})}
-		t.Cleanup(func() { srv.Close() })
-		srv.Serve(ln)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	})}
+	go srv.Serve(first)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := Dial(ctx, "ws://"+addr, DialOptions{Job: "j", WaitForRelay: true})
+	c, err := Dial(ctx, "ws://"+ln.Addr().String(), DialOptions{Job: "j", WaitForRelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
+	if !first.cut.Load() {
+		t.Fatal("the first connection was not cut")
+	}
+}
+
+// cutFirst closes the first connection it accepts.
+type cutFirst struct {
+	net.Listener
+	cut atomic.Bool
+}
+
+func (l *cutFirst) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.cut.CompareAndSwap(false, true) {
+		c.Close()
+		return l.Listener.Accept()
+	}
+	return c, err
 }
 
 func TestReconnect(t *testing.T) {

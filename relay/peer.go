@@ -132,13 +132,24 @@ func (p *peer) hold() func() {
 	}
 }
 
-// progressReader notes every byte that arrives.
+// progressReader notes the bytes that arrive, at least every readChunk.
 type progressReader struct {
 	r io.Reader
 	p *peer
 }
 
+// readChunk bounds one Read of a frame's payload. The websocket library
+// fills the whole buffer it is given before returning (io.ReadFull on the
+// socket), so reading a 24 MiB frame in one call would show no progress
+// until its last byte: an honest worker uploading it over a slow link
+// looked silent and was removed. In pieces, a peer must deliver 256 KiB
+// per idle timeout (25 KB/s at the default 10 s) to count as alive.
+const readChunk = 256 << 10
+
 func (r progressReader) Read(b []byte) (int, error) {
+	if len(b) > readChunk {
+		b = b[:readChunk]
+	}
 	n, err := r.r.Read(b)
 	if n > 0 {
 		r.p.lastRead.Store(r.p.clock())

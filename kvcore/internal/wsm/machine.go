@@ -56,8 +56,9 @@ var (
 	// ErrLost is wrapped by the errors of requests on a shard whose
 	// connection failed for good (Lost, a bad message, a refusal).
 	ErrLost = errors.New("connection to the parameter server lost")
-	// ErrClosed is wrapped by the errors of requests failed by Close.
-	ErrClosed = errors.New("closed")
+	// ErrClosed (the transport's: one closed error in every layer) is
+	// wrapped by the errors of requests failed by Close.
+	ErrClosed = transport.ErrClosed
 	// ErrArg is wrapped by the errors of calls with bad arguments.
 	ErrArg = errors.New("bad argument")
 )

@@ -117,10 +117,18 @@ func newFixture(t *testing.T, h Harness) *fixture {
 	}
 	f := &fixture{t: t, ctx: ctx, tr: tr, peer: peer}
 	t.Cleanup(func() {
-		tr.Close()
+		// The peer's ends close while the transport closes: a transport
+		// that closes politely waits for its peer's answer, and the
+		// accepted connections are not read any more.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tr.Close()
+		}()
 		for _, c := range f.closers {
 			c.Close()
 		}
+		<-done
 	})
 	return f
 }
