@@ -291,22 +291,6 @@ func TestReconnectGivesUp(t *testing.T) {
 	}
 }
 
-func TestWSURL(t *testing.T) {
-	for _, tc := range []struct{ in, job, tok, want string }{
-		{"ws://h:1", "a", "", "ws://h:1/ws?job=a"},
-		{"http://h:1/", "a b", "tok", "ws://h:1/ws?job=a+b"},
-		{"https://h/x/ws", "a", "has space", "wss://h/x/ws?job=a&token=has+space"},
-	} {
-		got, err := wsURL(tc.in, tc.job, tc.tok)
-		if err != nil || got != tc.want {
-			t.Errorf("wsURL(%q,%q,%q) = %q, %v; want %q", tc.in, tc.job, tc.tok, got, err, tc.want)
-		}
-	}
-	if p := subprotocols("a/b"); len(p) != 1 {
-		t.Errorf("a token with '/' was offered as a subprotocol: %q", p)
-	}
-}
-
 // TestBatchConnOrder checks that coalesced writes keep their order and that
 // writes outside begin/end are not held back.
 func TestBatchConnOrder(t *testing.T) {

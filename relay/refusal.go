@@ -3,11 +3,8 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // How a client tells a refusal from a relay that is not there (issue 11:
@@ -30,25 +27,6 @@ func (e *refusedError) Error() string {
 
 func (e *refusedError) Unwrap() error { return e.err }
 
-// refusalOf classifies a failed upgrade: HTTP status and the relay's
-// reason (its response body; "" where the client cannot read it). A 403
-// (wrong or missing token, unknown job) is kvcore.ErrAuth with the same
-// words a browser reads in the relay's Error frame (the relay writes them
-// in the body); 4xx are final, 5xx retried on reconnection.
-func refusalOf(status int, reason string, err error) error {
-	if reason == "" {
-		reason = fmt.Sprintf("HTTP status %d", status)
-	}
-	e := &refusedError{status: status, reason: reason, err: err}
-	if status == statusForbidden {
-		e.err = fmt.Errorf("%w: %w", kvcore.ErrAuth, &wire.Error{Code: wire.CodeAuth, Msg: reason})
-	}
-	if status < 500 {
-		return &finalError{e}
-	}
-	return e
-}
-
 // statusForbidden is http.StatusForbidden (net/http stays out of the js
 // build).
 const statusForbidden = 403
@@ -62,15 +40,4 @@ func firstDialErr(url string, err error) error {
 		return fmt.Errorf("relay: dial %s: %w", url, err)
 	}
 	return fmt.Errorf("relay: dial %s: %w: %w (is the relay running? DialOptions.WaitForRelay waits for it)", url, kvcore.ErrUnreachable, err)
-}
-
-// printable cuts s to valid UTF-8 without control characters.
-func printable(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || r == utf8.RuneError {
-			return '?'
-		}
-		return r
-	}, s)
 }

@@ -20,7 +20,8 @@
 //	/api/report       POST: a peer's progress report (JSON Report)
 //	/api/leave        POST: a peer leaves (sent with navigator.sendBeacon on unload)
 //	/api/peers        GET: every peer's latest report and history (JSON)
-//	/webkv/           the webkv JavaScript runtime (webkv.js, webkv.wasm, wasm_exec.js), when given
+//	/webkv/           the webkv JavaScript runtime (webkv.js, webkv.wasm, ...), when given,
+//	                  with its precompressed twins (package www/serve)
 //
 // The demo mounts it on its relay at "/" (relay.Server.Handle("/", h)),
 // next to the relay's own /ws, /status and /metrics. The package is pure Go
@@ -34,6 +35,7 @@ import (
 	"net/http"
 
 	"github.com/webkv/webkv/www/mnist"
+	"github.com/webkv/webkv/www/serve"
 )
 
 //go:embed static
@@ -92,7 +94,7 @@ type Config struct {
 	// on the printed URL can join without typing it (the demo on loopback).
 	// Without it, a tab reads the token from the URL fragment (#token=…).
 	ShareToken bool
-	// Runtime holds webkv.js, webkv.wasm and wasm_exec.js (built by
+	// Runtime holds webkv.js, webkv.wasm, webkv-go.js and their twins (built by
 	// wasm/js/build.sh into bin/webkv-js); nil serves a 404 that says so,
 	// and the page then trains alone.
 	Runtime fs.FS
@@ -110,7 +112,7 @@ func Handler(o Config) http.Handler {
 		panic(err) // "static" is embedded above
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /", http.FileServerFS(sub))
+	mux.Handle("GET /", serve.Handler(sub, nil))
 	mux.Handle("GET /mlp/", http.StripPrefix("/mlp/", http.FileServerFS(mnist.KernelSources())))
 	mux.Handle("GET /data/", mnist.DataHandler())
 	cfg := o.Job
@@ -127,7 +129,7 @@ func Handler(o Config) http.Handler {
 	mux.Handle("POST /api/report", o.Board)
 	mux.Handle("POST /api/leave", o.Board)
 	if o.Runtime != nil {
-		mux.Handle("GET /webkv/", http.StripPrefix("/webkv/", http.FileServerFS(o.Runtime)))
+		mux.Handle("GET /webkv/", http.StripPrefix("/webkv/", serve.Handler(o.Runtime, nil)))
 	} else {
 		mux.HandleFunc("GET /webkv/", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "webkv runtime not mounted: build it with wasm/js/build.sh and pass its folder (webkv demo -js bin/webkv-js)", http.StatusNotFound)

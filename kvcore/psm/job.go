@@ -364,9 +364,9 @@ type Job struct {
 	agg       Aggregate // aggregate.go
 	aggBuf    []float32 // the order statistics' host scratch
 	aggFactor []float32
-	aggResv   int64 // aggBuf's bytes, reserved from the budgets
-	run      uint64 // the current run (runs.go)
-	restored bool   // restored from a snapshot, no Hello since (runs.go)
+	aggResv   int64  // aggBuf's bytes, reserved from the budgets
+	run       uint64 // the current run (runs.go)
+	restored  bool   // restored from a snapshot, no Hello since (runs.go)
 }
 
 // New returns an empty Job.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/www/serve"
 )
 
 // Summary is the one-line description of the relay command.
@@ -62,6 +63,7 @@ func Run(args []string) int {
 		idle      = fs.Duration("idle-timeout", 0, "close a connection from which nothing arrived this long (0: 3x -timeout, at least 2m)")
 		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "close a connection to which a write made no progress this long (the peer stopped reading)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		static    = fs.String("static", "", "serve this page folder at / (precompressed .br/.gz twins, ETags; see wasm/js/build.sh)")
 		tokens    listFlag
 		shards    listFlag
 		origins   listFlag
@@ -131,6 +133,14 @@ func Run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
 		return 1
+	}
+	if *static != "" {
+		if st, err := os.Stat(*static); err != nil || !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "webkv relay: -static %q is not a folder\n", *static)
+			_ = srv.Shutdown(context.Background()) // nothing served yet
+			return 2
+		}
+		srv.Handle("/", serve.Handler(os.DirFS(*static), nil))
 	}
 	url, err := srv.Listen(*listen)
 	if err != nil {
