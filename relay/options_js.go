@@ -67,7 +67,7 @@ type DialOptions struct {
 	// report them and slog's handlers would only grow the runtime).
 	Logger *slog.Logger
 	// Traffic, if set, counts the bytes of this client's connections
-	// (every shard, every reconnection; natively only: in a browser it stays at 0).
+	// (every shard, every reconnection; native only).
 	Traffic *Traffic
 }
 
