@@ -33,6 +33,12 @@ type Report struct {
 	// are timed together), push: where a round's time goes.
 	Phases map[string]float64 `json:"phases_ms,omitempty"`
 	Token  string             `json:"token,omitempty"` // the job token, when the board requires it
+	// Mode is the peer's training mode (e.g. "local steps 30 (inner SGD
+	// lr 0.1 momentum 0.9, outer Nesterov lr 0.6 momentum 0.5),
+	// trimmed-mean"); Bytes what it sent and received on its websocket
+	// connections so far (0 where it cannot count).
+	Mode  string `json:"mode,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
 
 	Seen time.Time `json:"seen"` // set by the board
 

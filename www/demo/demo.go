@@ -46,6 +46,10 @@ type Config struct {
 	// On a terminal the progress is bars redrawn in place, elsewhere (a
 	// pipe, a log) one line per event.
 	Out io.Writer
+	// Byzantine native workers (the last ones) push ByzantineMode updates
+	// (worker.ByzantineFlip, ...) instead of their real ones.
+	Byzantine     int
+	ByzantineMode string
 
 	tty int // tests: 1 draws bars as on a terminal, -1 lines; 0: as Out is
 }
@@ -92,6 +96,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if job.EvalEvery <= 0 {
 		job.EvalEvery = max(tc.Steps, 1) // tabs too evaluate only at the end
 	}
+	if cfg.Byzantine < 0 || cfg.Byzantine > cfg.Workers {
+		return res, fmt.Errorf("demo: -byzantine %d of %d workers", cfg.Byzantine, cfg.Workers)
+	}
+	job.LocalSteps, job.Inner, job.Outer, job.OuterLR, job.OuterMomentum = tc.LocalSteps, tc.Inner, tc.Outer, tc.OuterLR, tc.OuterMomentum
+	job.Aggregate, job.Compression = tc.Aggregate, tc.Compression
 	if cfg.Tabs < 0 {
 		return res, fmt.Errorf("demo: -tabs %d, want >= 0", cfg.Tabs)
 	}
@@ -162,11 +171,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if backend == "" {
 		backend = "cpu"
 	}
-	fmt.Fprintf(cfg.Out, "webkv demo: federated MNIST, %d native workers on %s, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n\n",
+	fmt.Fprintf(cfg.Out, "webkv demo: federated MNIST, %d native workers on %s, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
 		cfg.Workers, backend, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
+	if mode := fedMode(&tc, cfg.Byzantine, cfg.ByzantineMode); mode != "" {
+		fmt.Fprintf(cfg.Out, "mode: %s\n", mode)
+	}
+	fmt.Fprintln(cfg.Out)
 	fmt.Fprintf(cfg.Out, "  watch:  %s   the dashboard, read-only: it neither joins nor slows the job\n", res.WatchURL)
 	fmt.Fprintf(cfg.Out, "  join:   %s   a tab that opens it trains with the job (job %q)\n%s", res.URL, job.Job, runtimeNote)
-	fmt.Fprintf(cfg.Out, "          webkv worker -url %s -job %s -token %s -steps %d   another native worker\n", page, job.Job, cfg.Token, tc.Steps)
+	fmt.Fprintf(cfg.Out, "          webkv worker -url %s -job %s -token %s -steps %d%s   another native worker\n", page, job.Job, cfg.Token, tc.Steps, fedFlags(&tc))
 	if cfg.Tabs > 0 {
 		fmt.Fprintf(cfg.Out, "  the job starts once %d browser tab(s) joined: open the join URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
 	}
@@ -182,6 +195,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wc := tc
 		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, job.StartWorkers, true
 		wc.ID = fmt.Sprintf("native-%d", i)
+		if i >= cfg.Workers-cfg.Byzantine {
+			wc.Byzantine = cfg.ByzantineMode
+			if wc.Byzantine == "" {
+				wc.Byzantine = worker.ByzantineFlip
+			}
+			wc.ID = fmt.Sprintf("byzantine-%d", i)
+		}
 		wc.Backend = cfg.Backend
 		if cfg.Engines != nil {
 			wc.Engine = cfg.Engines[i]
@@ -222,7 +242,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	// The result comes before the lingering, so that a user (or a test)
 	// who keeps the page open sees it at once.
-	printSummary(cfg.Out, res, tc.Batch, time.Since(start))
+	printSummary(cfg.Out, res, tc.Batch*max(tc.LocalSteps, 1), time.Since(start))
 	switch {
 	case cfg.Linger < 0:
 		fmt.Fprintf(cfg.Out, "\nthe dashboard stays up at %s (tabs can still join at %s): Ctrl-C to stop\n", res.WatchURL, res.URL)
@@ -277,4 +297,41 @@ func printSummary(out io.Writer, res Result, batch int, elapsed time.Duration) {
 		fmt.Fprintf(out, "per round on %s: pull %.2f ms (waits for the round), upload %.2f ms, gradient %.2f ms (kernels + readback), push %.2f ms\n",
 			"worker 0", ms(ph["pull"]), ms(ph["upload"]), ms(ph["grad"]), ms(ph["push"]))
 	}
+	fmt.Fprintf(out, "traffic per worker: %d bytes (worker 0, sent + received on its websocket)\n", best.Bytes)
+}
+
+// fedMode is the federated part of the run's description ("" for plain
+// per-step training).
+func fedMode(tc *worker.Config, byz int, byzMode string) string {
+	c := *tc
+	if c.LocalSteps <= 1 && c.Aggregate == "" && c.Compression == "" && byz == 0 {
+		return ""
+	}
+	if err := c.Validate(); err != nil {
+		return err.Error() // Run's workers refuse it the same way
+	}
+	s := c.Mode()
+	if byz > 0 {
+		s += fmt.Sprintf(", %d byzantine worker(s) pushing %s updates", byz, byzMode)
+	}
+	return s
+}
+
+// fedFlags are the `webkv worker` flags that make a joining worker train
+// in the job's federated mode ("" for per-step training).
+func fedFlags(tc *worker.Config) string {
+	var s string
+	if tc.LocalSteps > 1 {
+		s += fmt.Sprintf(" -local-steps %d", tc.LocalSteps)
+		if tc.Inner != "" && tc.Inner != "sgd" {
+			s += " -inner " + tc.Inner
+		}
+	}
+	if tc.Aggregate != "" && tc.Aggregate != "sum" {
+		s += " -aggregate " + tc.Aggregate
+	}
+	if tc.Compression != "" {
+		s += " -compress " + tc.Compression
+	}
+	return s
 }

@@ -138,13 +138,20 @@ async function train() {
   me.rank = kv ? kv.rank : 0;
   me.workers = kv ? kv.numWorkers : 1;
   const init = initParams(cfg.seed);
+  const H = kv ? Math.max(1, cfg.local_steps || 1) : 1; // local steps per round
   let w = init;
   if (kv) {
     for (const k of KEYS) {
       try { await kv.init(k, init[k], shapes[k]); } catch (e) { if (e.code !== 'DUPLICATE_INIT') throw e; }
     }
     // MXNet's rule: only rank 0 sends the optimizer to the servers.
-    if (kv.rank === 0) await kv.setOptimizer({ name: 'sgd', learning_rate: cfg.learning_rate, momentum: cfg.momentum });
+    // With local steps (the job's mode, www/worker's federated.go) the
+    // job's optimizer is the outer one. (The aggregation rule is a
+    // command the JS API does not send: the demo's native rank 0 sets it.)
+    if (kv.rank === 0) await kv.setOptimizer(H > 1
+      ? (cfg.outer === 'fedavg' ? { name: 'sgd', learning_rate: 1 } : { name: 'nag', learning_rate: cfg.outer_learning_rate, momentum: cfg.outer_momentum })
+      : { name: 'sgd', learning_rate: cfg.learning_rate, momentum: cfg.momentum });
+    if (cfg.compression) { const [type, th] = cfg.compression.split(','); await kv.setGradientCompression({ type, threshold: Number(th) }); }
     // Workers that start the job together meet once after set-up, so that
     // nobody pushes before rank 0 set the optimizer; later joiners skip it.
     if (cfg.start_workers > 0 && kv.rank < cfg.start_workers) { status('Waiting for the other workers…'); await kv.barrier(); }
@@ -170,7 +177,27 @@ async function train() {
   status(solo || `Training on shard ${shardIdx} of ${cfg.shards} (${shard.n} samples, ${cfg.iid ? 'IID' : 'non-IID'}) as rank ${me.rank}.`, solo ? 'warn' : '');
   const rounds = Number(qs.get('rounds')) || cfg.rounds || Infinity;
   const B = cfg.batch, x = new Float32Array(B * 784), y = new Uint8Array(B), g = zeros();
-  const mom = zeros();
+  const mom = zeros(), vel = zeros(), wStart = zeros();
+  let innerT = 0;
+  // The inner optimizer of local steps: SGD with momentum, or Adam.
+  const innerStep = () => {
+    innerT++;
+    const lrA = cfg.learning_rate * Math.sqrt(1 - 0.999 ** innerT) / (1 - 0.9 ** innerT);
+    for (const k of KEYS) {
+      const wk = w[k], gk = g[k], m = mom[k], v = vel[k];
+      for (let i = 0; i < wk.length; i++) {
+        if (cfg.inner === 'adam') { m[i] = 0.9 * m[i] + 0.1 * gk[i]; v[i] = 0.999 * v[i] + 0.001 * gk[i] * gk[i]; wk[i] -= lrA * m[i] / (Math.sqrt(v[i]) + 1e-8); } else { m[i] = cfg.momentum * m[i] - cfg.learning_rate * gk[i]; wk[i] += m[i]; }
+      }
+    }
+  };
+  const nextBatch = () => {
+    const idx = [];
+    while (idx.length < B) {
+      if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
+      idx.push(order[pos++]);
+    }
+    toInputs(shard, idx, x, y);
+  };
   // The batch order is seeded by the job's seed and this peer's rank, so
   // that a run can be replayed (native workers do the same).
   const rand = uniform(cfg.seed * 7919 + me.rank + 1);
@@ -190,25 +217,30 @@ async function train() {
     }
     engine.setParams(w);
     lap('upload');
-    const idx = [];
-    while (idx.length < B) {
-      if (pos === order.length) { for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; } pos = 0; }
-      idx.push(order[pos++]);
+    if (H > 1) for (const k of KEYS) wStart[k].set(w[k]);
+    let r;
+    for (let h = 0; h < H; h++) {
+      if (h > 0) { engine.setParams(w); lap('upload'); }
+      nextBatch();
+      lap('batch');
+      r = await engine.grad(x, y, g);
+      if (engine.timing) { add('compute', engine.timing.compute); add('readback', engine.timing.readback); t = performance.now(); } else lap('grad');
+      me.loss = me.round || h ? 0.9 * me.loss + 0.1 * r.loss : r.loss;
+      if (H > 1) innerStep();
     }
-    toInputs(shard, idx, x, y);
-    lap('batch');
-    const r = await engine.grad(x, y, g);
-    if (engine.timing) { add('compute', engine.timing.compute); add('readback', engine.timing.readback); t = performance.now(); } else lap('grad');
-    me.loss = me.round ? 0.9 * me.loss + 0.1 * r.loss : r.loss;
+    // Local steps push the weight change w_start − w (the pseudo-gradient).
+    if (H > 1) for (const k of KEYS) { const gk = g[k], a = wStart[k], b = w[k]; for (let i = 0; i < gk.length; i++) gk[i] = a[i] - b[i]; }
     if (kv) {
-      // The server sums the round's pushes: push this worker's share of the mean.
-      const inv = 1 / Math.max(1, me.workers);
+      // The server sums the round's pushes by default: push this worker's
+      // share of the mean; the averaging rules take it whole.
+      const whole = cfg.aggregate && !cfg.aggregate.startsWith('sum');
+      const inv = whole ? 1 : 1 / Math.max(1, me.workers);
       await Promise.all(KEYS.map((k) => { const v = g[k]; for (let i = 0; i < v.length; i++) v[i] *= inv; return kv.push(k, v); }));
       lap('push');
     } else {
       for (const k of KEYS) for (let i = 0; i < w[k].length; i++) { mom[k][i] = cfg.momentum * mom[k][i] - cfg.learning_rate * g[k][i]; w[k][i] += mom[k][i]; }
     }
-    me.round++; me.samples += B;
+    me.round++; me.samples += B * H;
     me.phases_ms = Object.fromEntries(Object.entries(tot).map(([k, v]) => [k, v / me.round]));
     const now = performance.now();
     if (now - t0 > 1000) { me.samples_per_sec = ((me.samples - s0) * 1000) / (now - t0); t0 = now; s0 = me.samples; }

@@ -82,6 +82,8 @@ func demoFlags(c *demo.Config, cpu *bool, linger *lingerFlag) *flag.FlagSet {
 	fs.StringVar(&c.Token, "token", "", "job token (default: random; the page gets it from /api/config)")
 	fs.StringVar(&c.Train.Job, "job", www.DefaultJob().Job, "job id")
 	trainFlags(fs, &c.Train, cpu)
+	fs.IntVar(&c.Byzantine, "byzantine", 0, "this many of the native workers push corrupted updates (see -byzantine-mode)")
+	fs.StringVar(&c.ByzantineMode, "byzantine-mode", "flip", "what the -byzantine workers push: flip (their update times -10), scale (times 100) or nan")
 	return fs
 }
 

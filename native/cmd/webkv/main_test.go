@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestCommands(t *testing.T) {
-	for _, name := range []string{"relay", "worker", "demo"} {
+	for _, name := range []string{"relay", "worker", "demo", "version", "jobs"} {
 		if _, ok := commands[name]; !ok {
 			t.Errorf("no %q subcommand", name)
 		}
@@ -322,4 +322,33 @@ func TestREADMEDemoFlags(t *testing.T) {
 	if n < 6 {
 		t.Errorf("found %d flags in the README's make demo item, want >= 6:\n%s", n, item)
 	}
+}
+
+// Issue 11, problem 2: a worker pointed at a relay that is not running
+// exits at once with an error that names the address and says why (it
+// used to wait two minutes in silence). The bound of 10 s is the issue's
+// acceptance figure; the worker takes milliseconds.
+func TestWorkerNoRelay(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	done := make(chan int, 1)
+	go func() { done <- commands["worker"].run([]string{"-url", "ws://127.0.0.1:9", "-cpu", "-steps", "5"}) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(10 * time.Second):
+		os.Stderr = stderr
+		t.Fatal("webkv worker -url ws://127.0.0.1:9 still runs after 10 s")
+	}
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if code != 1 || !strings.Contains(string(out), "127.0.0.1:9") || !strings.Contains(string(out), "unreachable") {
+		t.Fatalf("exit code %d, stderr %q; want 1 and an unreachable error naming the address", code, out)
+	}
+	t.Logf("%s", out)
 }
