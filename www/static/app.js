@@ -1,6 +1,8 @@
 // The demo page: join the job, train, report, and show the dashboard.
-// Query parameters: ?watch (only show the dashboard), ?job=…, ?cpu (force
-// the CPU engine), ?rounds=N; the token comes from #token=… or /api/config.
+// Query parameters: ?watch (only show the dashboard: the tab neither joins
+// the job nor loads the runtime, so watching never slows it), ?job=…, ?cpu
+// (force the CPU engine), ?rounds=N; the token comes from #token=… or
+// /api/config.
 import { CpuMLP } from './cpu.js';
 import { GpuMLP, openGPU } from './gpu.js';
 import { draw, color } from './chart.js';
@@ -12,10 +14,16 @@ const qs = new URLSearchParams(location.search);
 const hash = new URLSearchParams(location.hash.slice(1));
 const myID = 'tab-' + Math.random().toString(16).slice(2, 8);
 
-const me = { id: myID, kind: 'browser', backend: '', rank: -1, workers: 0, state: 'joining', round: 0, samples: 0,
-  loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '', phases_ms: {} };
+const watching = qs.has('watch');
+// job_round: the job's round as this tab saw it (its round events), so
+// that the dashboard plots every peer on the job's rounds.
+const me = { id: myID, kind: 'browser', backend: '', rank: -1, workers: 0, state: watching ? 'watching' : 'joining', round: 0,
+  job_round: 0, samples: 0, loss: 0, test_acc: 0, test_loss: 0, samples_per_sec: 0, message: '', phases_ms: {} };
 let cfg = null, token = '', kv = null, leaving = false;
 window.__demo = me; // for automated tests: state, round, test_acc, backend
+// For automated tests: what the dashboard last showed (the job, and the
+// chart's series in job rounds).
+window.__dashboard = { job: null, series: [], refreshes: 0 };
 
 function status(text, cls = '') { const s = $('status'); s.textContent = text; s.className = cls; }
 function fail(e, where) {
@@ -28,7 +36,7 @@ function fail(e, where) {
 // late 'training' report can never overtake the final 'done'.
 let reportChain = Promise.resolve();
 function report() {
-  if (qs.has('watch') || !cfg) return reportChain;
+  if (watching || !cfg) return reportChain;
   reportChain = reportChain.then(() => fetch('/api/report', { method: 'POST', keepalive: true,
     headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...me, token }) })).catch(() => { /* best effort */ });
   return reportChain;
@@ -38,7 +46,7 @@ function report() {
 // close the store so the relay drops this worker from the round at once
 // instead of waiting for its heartbeat timeout.
 function leave() {
-  if (leaving) return;
+  if (leaving || watching) return;
   leaving = true;
   me.state = 'left';
   navigator.sendBeacon('/api/leave', JSON.stringify({ id: myID, token }));
@@ -111,13 +119,18 @@ async function train() {
   let solo = '';
   try {
     const webkv = await import('/webkv/webkv.js');
-    kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000 });
+    // resume: a tab that joins the demo's job continues its training, also
+    // after the native workers finished and left (the relay otherwise
+    // refuses an init of the keys of that earlier run: EARLIER_RUN).
+    kv = await webkv.create(cfg.type, { url: location.origin, token, job: qs.get('job') || cfg.job, timeoutMs: 30000, resume: true });
     kv.on('connection', (d) => {
       // connected | reconnecting | reconnected | lost (kvcore's connection events)
       if (d.state === 'connected') return;
       const level = d.state === 'lost' ? 'error' : d.state === 'reconnected' ? '' : 'warn';
       status(`Relay connection ${d.state}${d.attempt ? ' (attempt ' + d.attempt + ')' : ''}${d.message ? ': ' + d.message : ''}`, level);
     });
+    // Rounds count from 0 per key; a closed round n means n+1 rounds done.
+    kv.on('round', (d) => { if (!d.late) me.job_round = Math.max(me.job_round, d.round + 1); });
   } catch (e) {
     solo = `webkv unavailable (${e.message}): training alone in this tab`;
     kv = null;
@@ -248,7 +261,7 @@ async function train() {
 }
 
 function showMe() {
-  $('m-id').textContent = qs.has('watch') ? 'watching only' : myID;
+  $('m-id').textContent = myID;
   $('m-rank').textContent = me.rank >= 0 ? `${me.rank} / ${me.workers}` : '–';
   $('m-round').textContent = String(me.round);
   $('m-loss').textContent = me.round ? me.loss.toFixed(3) : '–';
@@ -260,11 +273,39 @@ function showMe() {
 // phases formats a peer's per-round costs: "pull 3 · upload 1 · …" (ms).
 const PHASES = ['pull', 'upload', 'batch', 'grad', 'compute', 'readback', 'push'];
 const phases = (p) => Object.entries(p || {}).sort(([a], [b]) => PHASES.indexOf(a) - PHASES.indexOf(b)).map(([k, v]) => `${k} ${v < 10 ? v.toFixed(1) : v.toFixed(0)}`).join(' · ');
+const mb = (n) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GB` : `${(n / (1 << 20)).toFixed(1)} MB`);
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+// showJob fills the job's cards from /api/peers' job (the relay's view)
+// and the peers' reports.
+function showJob(job, peers) {
+  const live = peers.filter((p) => !p.gone && p.state !== 'done');
+  const best = Math.max(0, ...peers.map((p) => p.test_acc || 0));
+  const rate = live.reduce((s, p) => s + (p.state === 'training' ? p.samples_per_sec || 0 : 0), 0);
+  // A peer's training mode (local steps, aggregation: the federated
+  // settings) says more than the relay's job mode.
+  const mode = (peers.find((p) => p.mode) || {}).mode || (job && job.mode) || '';
+  if (job) {
+    $('j-job').textContent = `${job.job}${mode ? ' · ' + mode : ''}${job.done ? ' · finished' : ''}`;
+    $('j-round').textContent = job.rounds ? `${job.round} / ${job.rounds}` : String(job.round);
+    $('j-workers').textContent = String(job.live_workers);
+    // Per worker: over the workers that trained (the live ones are gone once the job finished).
+    const trained = Math.max(job.live_workers, peers.filter((p) => p.round > 0).length);
+    const perRound = job.round && trained ? (job.bytes_in + job.bytes_out) / job.round / trained : 0;
+    $('j-traffic').textContent = `${mb(job.bytes_in)} in · ${mb(job.bytes_out)} out` + (perRound ? ` · ${(perRound / 1024).toFixed(0)} kB per worker per round` : '');
+  } else {
+    $('j-job').textContent = cfg ? cfg.job : '–';
+    $('j-round').textContent = String(Math.max(0, ...peers.map((p) => p.job_round || p.round || 0)));
+    $('j-workers').textContent = String(live.length);
+  }
+  $('j-acc').textContent = best ? `${(100 * best).toFixed(1)} %` : '–';
+  $('j-rate').textContent = rate ? rate.toFixed(0) : '–';
+}
+
 async function refresh() {
   try {
     const resp = await fetch('/api/peers', { cache: 'no-store' });
-    const { peers } = await resp.json();
+    const { peers, job } = await resp.json();
+    showJob(job, peers);
     const series = [];
     const rows = peers.map((p, i) => {
       const c = color(i);
@@ -274,11 +315,13 @@ async function refresh() {
         `<td>${esc(p.kind)}</td><td>${esc(p.backend)}</td><td><span class="state ${esc(st)}" title="${esc(p.message)}">${esc(st)}</span></td>` +
         `<td>${p.rank >= 0 ? p.rank : '–'}</td><td>${p.round}</td><td>${p.samples}</td><td>${p.round ? p.loss.toFixed(3) : '–'}</td>` +
         `<td>${p.test_acc ? (100 * p.test_acc).toFixed(1) + ' %' : '–'}</td><td>${p.samples_per_sec ? p.samples_per_sec.toFixed(0) : '–'}</td>` +
+        `<td title="sent + received on its relay connection">${p.bytes ? mb(p.bytes) : '–'}</td>` +
         `<td class="ph">${esc(phases(p.phases_ms)) || '–'}</td></tr>`;
     });
-    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="11">No peers yet.</td></tr>';
+    $('peers').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="12">No peers yet.</td></tr>';
     $('legend').innerHTML = '<span><i style="background:#555"></i>test accuracy (left axis)</span><span><i style="background:repeating-linear-gradient(90deg,#555 0 4px,transparent 4px 7px)"></i>training loss (right axis)</span>';
-    draw($('chart'), series);
+    draw($('chart'), series, job ? job.round : 0);
+    window.__dashboard = { job: job || null, series: series.map((s) => s.points.map((p) => p.round)), refreshes: window.__dashboard.refreshes + 1 };
   } catch (e) { /* retry on the next tick */ }
 }
 
@@ -320,8 +363,15 @@ async function selfTest() {
     token = hash.get('token') || qs.get('token') || cfg.token || '';
   } catch (e) { fail(e, 'loading the job configuration'); return; }
   setInterval(refresh, 1000); refresh();
+  if (watching) {
+    // Read-only: no runtime, no store, no reports; the page polls
+    // /api/peers once a second, nothing more.
+    $('leave').hidden = true; $('join').hidden = false;
+    status('Watching the job (read-only: this tab does not train). Use "Join the job with this tab" to train with it.');
+    return;
+  }
+  $('me').hidden = false;
   showMe();
-  if (qs.has('watch')) { status('Watching only (remove ?watch to join with this tab).'); return; }
   setInterval(() => { if (!leaving && me.state !== 'done') report(); }, 2000);
   try { await train(); } catch (e) { if (!leaving) fail(e, 'training'); }
 })();

@@ -77,7 +77,7 @@ func runWorker(args []string) int {
 		return code
 	}
 	c.Log = os.Stdout
-	e := chooseEngines(cpu, 1, max(c.Batch, 256), os.Stdout)
+	e := chooseEngines(cpu, 1, c.Batch, os.Stdout)
 	if e.list != nil {
 		c.Engine = e.list[0]
 	}
