@@ -1454,7 +1454,13 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
-	j.hold(w, m.Seq)
+	j.arrive(now, w, m.Seq, k, a, buf)
+}
+
+// arrive adds a dist_sync push (dense or row-sparse) to k's open round, or
+// queues it for the next round when w's push of this round is in.
+func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival, buf compute.Buffer) {
+	j.hold(w, seq)
 	if !k.cur.open {
 		j.openRound(now, k)
 	}
@@ -1470,7 +1476,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 			// again, so it never has two pushes ahead of the round; one
 			// that does is misbehaving (and would pin memory).
 			k.free = append(k.free, buf)
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
+			j.reject(w, seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
 			return
 		}
 	}

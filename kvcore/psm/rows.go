@@ -133,24 +133,7 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 		j.answer(w, m.Seq, m.Type, wire.Header{Key: k.id, Round: k.rounds - 1})
 		return
 	}
-	j.hold(w, m.Seq)
-	if !k.cur.open {
-		j.openRound(now, k)
-	}
-	if arrived, ok := k.cur.expected[w]; ok && !arrived {
-		k.cur.expected[w] = true
-		k.cur.arrived = append(k.cur.arrived, a)
-		j.maybeClose(now, k)
-		return
-	}
-	for _, q := range k.queued {
-		if q.w == w {
-			k.free = append(k.free, buf)
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
-			return
-		}
-	}
-	k.queued = append(k.queued, a)
+	j.arrive(now, w, m.Seq, k, a, buf)
 }
 
 // decodeRows makes the arrival buffer of a row-sparse push: the part,
