@@ -128,12 +128,14 @@ bench:
 	@awk '/^pkg: / { pkg = $$2; sub(".*/", "", pkg) } /^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if ($$i ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$$/ && u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-50s %12s %s\n", pkg "." $$1, $$i, u } }' bin/bench.txt
 
 # The federated demo (www/demo): the relay with the page mounted and native
-# workers on embedded defaults; open the printed URL to watch and to join
-# with tabs. `make demo-local` is the single-process data-parallel example
+# workers on embedded defaults; open the printed URLs to watch (?watch) or to
+# join with tabs. Flags go in DEMO_FLAGS (make demo DEMO_FLAGS=-cpu).
+# `make demo-local` is the single-process data-parallel example
 # (www/localdemo).
+DEMO_FLAGS ?=
 demo: deps
 	sh wasm/js/build.sh
-	$(GO) run ./native/cmd/webkv demo -js bin/webkv-js
+	$(GO) run ./native/cmd/webkv demo -js bin/webkv-js $(DEMO_FLAGS)
 
 demo-local: deps
 	$(GO) run ./www/localdemo

@@ -66,6 +66,10 @@ type remote interface {
 	// together); done(i, err) reports items[i], once each, possibly before
 	// list returns. An item with err set failed before the network.
 	list(items []listItem, done func(i int, err error))
+	// rowPush and rowPull are push and pull of rows (rows of width
+	// values, back to back in data and out; dist_rows.go).
+	rowPush(k Key, rows []uint32, width int, data []float32, done func(error))
+	rowPull(k Key, rows []uint32, width int, out []float32, done func(error))
 	barrier(ctx context.Context) error
 	command(ctx context.Context, head int, body []byte) error
 	setOptimizer(ctx context.Context, spec []byte) error
@@ -125,6 +129,12 @@ func serverErr(e *wire.Error) error {
 		s = ErrUnsupported
 	case wire.CodeAuth:
 		s = ErrAuth
+	case wire.CodeOrigin:
+		s = ErrOrigin
+	case wire.CodeEarlierRun:
+		s = ErrEarlierRun
+	case wire.CodeWorkerCount:
+		s = ErrWorkerCount
 	default:
 		s = ErrServer
 	}

@@ -23,7 +23,7 @@ func TestDistCloseLeaksNothing(t *testing.T) {
 	ctx := testCtx(t)
 	ignore := goleak.IgnoreCurrent()
 	for range 5 {
-		s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("leak", 0), Events: func(kvcore.Event) {}})
+		s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.ConnectJoin(transport.Join{Job: "leak", Resume: true}), Events: func(kvcore.Event) {}})
 		if err != nil {
 			t.Fatal(err)
 		}

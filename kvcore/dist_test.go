@@ -460,7 +460,7 @@ func TestDistAsyncAppliesEveryPushOnce(t *testing.T) {
 		}
 		defer r.Close()
 	})
-	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: srv.Connect("async", 0)})
+	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: srv.ConnectJoin(transport.Join{Job: "async", Resume: true})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +645,8 @@ func TestDistSaveLoadStates(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = func() error {
-				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("job", 0)})
+				// Resume: the job's first pair of workers left.
+				s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.ConnectJoin(transport.Join{Job: "job", Resume: true})})
 				if err != nil {
 					return err
 				}

@@ -47,6 +47,11 @@
 // several keys is read by a later key's push after an earlier key's pull
 // wrote it.
 //
+// Row-sparse values (RowSparse: some rows of a key, MXNet's row_sparse)
+// are pushed with PushRowSparse and pulled with RowSparsePull; their rows
+// are summed row by row, lazy optimizers (sgd, adam, adagrad, ftrl) update
+// only the rows pushed, and a dist store sends only the rows.
+//
 // # Errors
 //
 // Every error says "kvcore: <operation> [key <k>]: " and wraps one of the

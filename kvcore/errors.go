@@ -26,3 +26,27 @@ var (
 	ErrBadOptimizer   = optimizer.ErrInvalid  // an optimizer spec is not valid
 	ErrUpdater        = errors.New("the custom updater module refused or failed the update")
 )
+
+// First-run errors of dist stores (see package relay): what a user meets
+// before anything trains, each with the relay's own words.
+var (
+	// ErrUnreachable is wrapped by the error of a first connection to a
+	// parameter server (relay) that could not be reached at all (nothing
+	// listens there, no route, no name); the error names the address.
+	// The first dial is not retried unless asked (relay.DialOptions.WaitForRelay).
+	ErrUnreachable = errors.New("parameter server unreachable")
+	// ErrOrigin is wrapped by the error of a browser page whose Origin the
+	// relay does not allow (the relay's -origins); the text says which
+	// origin and how to allow it.
+	ErrOrigin = errors.New("page origin refused by the parameter server")
+	// ErrEarlierRun is wrapped by the error of an Init of a key that the
+	// job holds from an earlier run (its workers all left, or the relay
+	// restarted on its data): training would silently continue from the
+	// old weights and optimizer states. Set the resume option
+	// (relay.DialOptions.Resume) to continue that run, or reset the job.
+	ErrEarlierRun = errors.New("key from an earlier run of the job")
+	// ErrWorkerCount is wrapped by the error of a worker that asks for a
+	// different number of workers than its job has (fixed by the relay's
+	// -workers or by the job's first worker).
+	ErrWorkerCount = errors.New("the job has a different worker count")
+)

@@ -18,16 +18,17 @@ type stateSnapshot struct {
 // keyStates are the optimizer states of one key: t updates so far, and
 // len(States) arrays of N values each.
 type keyStates struct {
-	Key    Key
-	T      int64
-	N      int
-	States [][]float32
+	Key       Key
+	T         int64
+	N         int
+	States    [][]float32
+	Residuals [][]float32 // gradient compression residuals (residuals.go)
 }
 
 func encodeStates(w io.Writer, s *stateSnapshot) error {
 	o := &optstate.Snapshot{Optimizer: s.Optimizer, NumUpdate: s.NumUpdate, Keys: make([]optstate.KeyStates, len(s.Keys))}
 	for i, k := range s.Keys {
-		o.Keys[i] = optstate.KeyStates{Key: optstate.Key{Str: k.Key.isStr, Name: k.Key.s, Int: k.Key.i}, T: k.T, N: k.N, States: k.States}
+		o.Keys[i] = optstate.KeyStates{Key: optstate.Key{Str: k.Key.isStr, Name: k.Key.s, Int: k.Key.i}, T: k.T, N: k.N, States: k.States, Residuals: k.Residuals}
 	}
 	return optstate.Encode(w, o)
 }
@@ -43,7 +44,7 @@ func decodeStates(r io.Reader) (*stateSnapshot, error) {
 		if k.Key.Str {
 			key = StrKey(k.Key.Name)
 		}
-		s.Keys[i] = keyStates{Key: key, T: k.T, N: k.N, States: k.States}
+		s.Keys[i] = keyStates{Key: key, T: k.T, N: k.N, States: k.States, Residuals: k.Residuals}
 	}
 	return s, nil
 }

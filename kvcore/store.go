@@ -104,6 +104,7 @@ type entry struct {
 	hostIn []float32     // dist: value as pulled
 	mview  Array
 	sview  Array
+	rows   *rowScratch // row-sparse scratch (rowsparse.go)
 }
 
 // Create returns a store of type typ: "local" (aliases "local_update_cpu",
@@ -932,6 +933,17 @@ func (s *Store) SetOptimizer(ctx context.Context, opt *optimizer.Spec) error {
 // SetGradientCompression enables 2bit or 1bit compression of pushed
 // gradients with error feedback. Only device and dist stores compress, as in
 // MXNet; it can be set once.
+//
+// With an optimizer, mind the threshold: 2bit sends each element as 0 or
+// ±threshold and keeps the rest in a residual, so the optimizer sees a
+// sparse, bursty gradient of magnitude threshold. MXNet's default of 0.5
+// suits SGD on gradients of that scale; with Adam (which divides by the
+// root of the gradients' second moment, so every burst is a full step)
+// and gradients much smaller than the threshold, training can diverge
+// (issue 11 saw an MNIST loss go from 461 to 547). Choose a threshold near
+// the gradients' typical magnitude, or SGD with momentum. The residuals
+// are part of the training state: SaveOptimizerStates writes them and
+// LoadOptimizerStates restores them.
 func (s *Store) SetGradientCompression(ctx context.Context, c compute.Compression) error {
 	if err := s.checkOpen("set gradient compression"); err != nil {
 		return err
@@ -1041,6 +1053,9 @@ func (s *Store) SaveOptimizerStates(ctx context.Context, w io.Writer, dumpOptimi
 	if !dumpOptimizer {
 		snap.Optimizer = nil
 	}
+	if err := s.addResiduals(snap); err != nil {
+		return fmt.Errorf("kvcore: save optimizer states: %w", err)
+	}
 	if err := encodeStates(w, snap); err != nil {
 		return fmt.Errorf("kvcore: save optimizer states: %w", err)
 	}
@@ -1057,6 +1072,18 @@ func (s *Store) LoadOptimizerStates(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("kvcore: load optimizer states: %w", err)
 	}
+	if err := s.checkResiduals(snap); err != nil {
+		return fmt.Errorf("kvcore: load optimizer states: %w", err)
+	}
+	if err := s.loadStates(ctx, snap); err != nil {
+		return err
+	}
+	return s.installResiduals(snap)
+}
+
+// loadStates installs the optimizer states of snap (LoadOptimizerStates).
+func (s *Store) loadStates(ctx context.Context, snap *stateSnapshot) error {
+	var err error
 	var opt *optimizer.Spec
 	marker := updater.IsMarker(snap.Optimizer)
 	if snap.Optimizer != nil && !marker {
@@ -1176,6 +1203,9 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	for _, e := range s.keys {
 		e.slot.Reset(s.be)
+		if e.rows != nil {
+			e.rows.free(s.be)
+		}
 		for _, l := range [][]compute.Buffer{{e.stored, e.merge}, e.stage, e.deq, e.resid, e.packed} {
 			for _, b := range l {
 				if b != nil {

@@ -5,8 +5,6 @@ package relay
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -31,13 +29,15 @@ func (s *Server) adminOK(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.cfg.AdminToken)) == 1
 }
 
-// AdminHandler serves /status and /metrics with every job, without a
+// AdminHandler serves /status, /metrics and /jobs with every job, without a
 // token: mount it on a listener only the operator reaches (the webkv
 // command's -admin-listen).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) { s.writeStatus(w, true) })
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { s.writeMetrics(w, true) })
+	mux.Handle("/metrics", noStore(s.metricsFull))
+	mux.HandleFunc("/jobs", func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, true) })
+	mux.HandleFunc("/jobs/", func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, true) })
 	return mux
 }
 
@@ -46,7 +46,19 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	s.writeMetrics(w, s.adminOK(r))
+	w.Header().Set("Cache-Control", "no-store")
+	if s.adminOK(r) {
+		s.metricsFull.ServeHTTP(w, r)
+		return
+	}
+	s.metricsPublic.ServeHTTP(w, r)
+}
+
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) writeStatus(w http.ResponseWriter, full bool) {
@@ -61,56 +73,12 @@ func (s *Server) writeStatus(w http.ResponseWriter, full bool) {
 	_ = enc.Encode(st)
 }
 
-func (s *Server) writeMetrics(w http.ResponseWriter, full bool) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	s.writeRelayMetrics(w)
-	if !full {
-		return
-	}
-	s.mu.Lock()
-	ms := make(map[string]*jobMetrics, len(s.jobs))
-	sts := make(map[string]JobStatus, len(s.jobs))
-	for n, j := range s.jobs {
-		ms[n] = j.m
-		sts[n] = j.status()
-	}
-	s.mu.Unlock()
-	writeMetrics(w, ms)
-	writeStateMetrics(w, sts)
-}
-
-// writeRelayMetrics prints the figures without a job label.
-func (s *Server) writeRelayMetrics(w io.Writer) {
-	authed, pre := s.connCounts()
-	s.mu.Lock()
-	jobs, quar := len(s.jobs), len(s.quarantine)
-	s.mu.Unlock()
-	for _, g := range []struct {
-		name, help, typ string
-		v               any
-	}{
-		{"webkv_relay_uptime_seconds", "Seconds since the relay started.", "gauge", time.Since(s.started).Seconds()},
-		{"webkv_relay_connections", "Open websocket connections (authenticated and not).", "gauge", authed + pre},
-		{"webkv_relay_preauth_connections", "Connections whose Hello is not accepted yet.", "gauge", pre},
-		{"webkv_relay_jobs", "Jobs in memory.", "gauge", jobs},
-		{"webkv_relay_quarantined_jobs", "Jobs whose checkpoint was corrupt, refused until cleared.", "gauge", quar},
-		{"webkv_relay_budget_bytes", "Bytes of the budget for all jobs' values and states in use.", "gauge", s.budget.Used()},
-		{"webkv_relay_budget_max_bytes", "The budget for all jobs' values and states.", "gauge", s.budget.Max()},
-		{"webkv_relay_refused_full_total", "Upgrades refused: the authenticated connection slots were full.", "counter", s.rm.refusedFull.Load()},
-		{"webkv_relay_refused_preauth_total", "Upgrades refused: the slots of connections without a token at the upgrade were full.", "counter", s.rm.refusedPreAuth.Load()},
-		{"webkv_relay_refused_auth_total", "Upgrades refused: bad or missing token, unknown job.", "counter", s.rm.refusedAuth.Load()},
-		{"webkv_relay_handshake_failures_total", "Connections closed before their Hello was accepted (no Hello in time, bad first frame).", "counter", s.rm.noHello.Load()},
-		{"webkv_relay_expired_jobs_total", "Jobs deleted after their idle expiry.", "counter", s.rm.expired.Load()},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", g.name, g.help, g.name, g.typ, g.name, g.v)
-	}
-}
-
 // JobStatus is one job in /status.
 type JobStatus struct {
 	Job         string    `json:"job"`
 	Mode        string    `json:"mode,omitempty"`
+	Run         uint64    `json:"run"`
+	Workers     int       `json:"workers"`
 	LiveWorkers int64     `json:"live_workers"`
 	Connections int64     `json:"connections"`
 	Keys        int       `json:"keys"`
@@ -128,6 +96,10 @@ type JobStatus struct {
 	LastCkpt    time.Time `json:"last_checkpoint,omitzero"`
 	BudgetBytes int64     `json:"budget_bytes"`
 	Stalls      uint64    `json:"flow_stalls"`
+	// Aggregate is the job's aggregation rule (psm.Aggregate, e.g.
+	// "trimmed-mean=0.25"); NonFinite counts pushes refused for NaN or Inf.
+	Aggregate string `json:"aggregate,omitempty"`
+	NonFinite uint64 `json:"non_finite_pushes"`
 }
 
 // QuarantinedJob is a job whose checkpoint did not restore: connections to
@@ -141,6 +113,7 @@ type QuarantinedJob struct {
 // and no Quarantined entries, only their counts.
 type Status struct {
 	Version        string           `json:"version"`
+	Build          string           `json:"build"`
 	Uptime         float64          `json:"uptime_seconds"`
 	Connections    int64            `json:"connections"`
 	PreAuth        int64            `json:"preauth_connections"`
@@ -174,6 +147,7 @@ func (s *Server) Status() Status {
 	authed, pre := s.connCounts()
 	st := Status{
 		Version:        Subprotocol,
+		Build:          s.cfg.Build,
 		Uptime:         time.Since(s.started).Seconds(),
 		Connections:    int64(authed + pre),
 		PreAuth:        int64(pre),

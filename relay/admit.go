@@ -156,5 +156,5 @@ const maxJobName = 256
 
 // httpRefuse answers a refused upgrade with status and the reason.
 func httpRefuse(w http.ResponseWriter, status int, why error) {
-	http.Error(w, "webkv relay: "+why.Error(), status)
+	http.Error(w, refusedPrefix+why.Error(), status)
 }

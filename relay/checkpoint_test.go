@@ -185,7 +185,7 @@ func TestCheckpointJobQuarantine(t *testing.T) {
 // checkValues has a new worker of job read its keys and compares them.
 func checkValues(t *testing.T, ctx context.Context, u, job string, want [][]float32) {
 	t.Helper()
-	s, err := relay.Create(ctx, "dist_sync", u, relay.DialOptions{Job: job, Logger: quiet()}, nil)
+	s, err := relay.Create(ctx, "dist_sync", u, relay.DialOptions{Job: job, Resume: true, Logger: quiet()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

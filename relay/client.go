@@ -2,62 +2,14 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/webkv/webkv/kvcore/transport"
 )
-
-// DialOptions configure a client connection to a relay.
-type DialOptions struct {
-	// Job is the job id (required); Token its access token (empty for an
-	// open relay). The token travels as a "webkv.token.<token>"
-	// subprotocol, which browsers can set, never as a header.
-	Job, Token string
-	// Workers, if > 0, makes the job's first join wait until that many
-	// workers joined (MXNet's DMLC_NUM_WORKER), so ranks are final before
-	// training starts.
-	Workers int
-	// BigArrayBound is the element count from which keys are split over
-	// every shard (0: MXNet's 1,000,000); all workers must agree.
-	BigArrayBound int
-	// MaxMessage is the largest message accepted from the relay (the
-	// websocket read limit; the library's 32 KiB default is far too small
-	// for arrays). Default 1 GiB + header.
-	MaxMessage int64
-	// ReconnectMin and ReconnectMax bound the exponential backoff between
-	// reconnection attempts (defaults 50 ms and 5 s); each wait is drawn
-	// uniformly from [d/2, d] (jitter) so that workers cut off together do
-	// not reconnect in lockstep.
-	ReconnectMin, ReconnectMax time.Duration
-	// GiveUp is how long the client keeps trying to reconnect before Recv
-	// and Send fail for good (default 2 min).
-	GiveUp time.Duration
-	// IdleTimeout is how long Recv waits for any message before it deems
-	// the connection dead and reconnects (default 60 s; the store pings
-	// every heartbeat and the relay answers each ping, so a healthy
-	// connection is never silent that long). It also bounds the transfer
-	// of one message. Negative disables it.
-	IdleTimeout time.Duration
-	// MaxBuffered bounds the bytes a browser's WebSocket may hold unsent
-	// before Send waits (default 16 MiB; GOOS=js only: WebSocket.send never
-	// blocks by itself). Natively the socket's own buffers bound it.
-	MaxBuffered int
-	// Header is added to the HTTP upgrade request (native only; browsers
-	// set their own, e.g. Origin).
-	Header http.Header
-	// TLSConfig is used for wss:// URLs (native only).
-	TLSConfig *tls.Config
-	// Logger receives reconnection events (default slog.Default()).
-	Logger *slog.Logger
-}
 
 func (o DialOptions) withDefaults() DialOptions {
 	if o.MaxMessage <= 0 {
@@ -79,7 +31,7 @@ func (o DialOptions) withDefaults() DialOptions {
 		o.GiveUp = 2 * time.Minute
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = defaultLogger()
 	}
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 16 << 20
@@ -139,10 +91,12 @@ func (c *Conn) notify(st transport.State, attempt int, err error) {
 }
 
 // Dial connects to the relay at url (ws://, wss://, http:// or https://;
-// an empty path means /ws) for opts.Job. The first connection attempt is
-// retried with backoff until ctx ends or opts.GiveUp passes, so workers may
-// start before their relay; an HTTP refusal (bad token, unknown job, bad
-// origin) or an untrusted certificate is final.
+// an empty path means /ws) for opts.Job. A relay that cannot be reached
+// fails the first attempt at once (kvcore.ErrUnreachable) unless
+// opts.WaitForRelay asks to retry it with backoff until ctx ends or
+// opts.GiveUp passes; a refusal (kvcore.ErrAuth for a bad token or an
+// unknown job, HTTP 4xx and 5xx with the relay's reason) or an untrusted
+// certificate is final.
 func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 	if opts.Job == "" {
 		return nil, errors.New("relay: dial: DialOptions.Job is empty")
@@ -163,6 +117,9 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Conn, error) {
 		if isFinal(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("relay: dial %s: %w", url, err)
 		}
+		if !c.opts.WaitForRelay {
+			return nil, firstDialErr(url, err)
+		}
 		if !sleepCtx(ctx, c.backoff(attempt)) {
 			return nil, fmt.Errorf("relay: dial %s: %w (last error: %v)", url, ctx.Err(), err)
 		}
@@ -180,16 +137,6 @@ type finalError struct{ err error }
 func (e *finalError) Error() string { return e.err.Error() }
 func (e *finalError) Unwrap() error { return e.err }
 
-// isCertError reports a TLS certificate the client does not trust: waiting
-// does not fix that.
-func isCertError(err error) bool {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
-}
-
 func isFinal(err error) bool {
 	var f *finalError
 	return errors.As(err, &f)
@@ -198,10 +145,10 @@ func isFinal(err error) bool {
 func (c *Conn) dialOnce(ctx context.Context) (*link, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	l, resp, err := dialLink(dctx, c.url, c.protos, &c.opts)
+	l, status, err := dialLink(dctx, c.url, c.protos, &c.opts)
 	if err != nil {
-		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			return nil, &finalError{fmt.Errorf("relay refused the connection (HTTP %d): %w", resp.StatusCode, err)}
+		if status >= 400 {
+			return nil, err // classified by dialLink (refusal in dial_notjs.go)
 		}
 		if isCertError(err) {
 			return nil, &finalError{err}
@@ -298,7 +245,7 @@ func (c *Conn) Shards() int { return 1 }
 
 // Join implements transport.Transport: what a store's handshake says.
 func (c *Conn) Join() transport.Join {
-	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound}
+	return transport.Join{Job: c.opts.Job, Token: c.opts.Token, Workers: c.opts.Workers, BigArrayBound: c.opts.BigArrayBound, Resume: c.opts.Resume}
 }
 
 // Send implements transport.Transport: head then body as one websocket

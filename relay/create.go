@@ -16,6 +16,10 @@ import (
 // hash). kvopts may add store options (a backend, events); its Transport
 // is set here.
 func Create(ctx context.Context, typ, url string, opts DialOptions, kvopts *kvcore.Options) (*kvcore.Store, error) {
+	if !strings.HasPrefix(typ, "dist") {
+		// A local or device store would silently ignore the relay.
+		return nil, fmt.Errorf("relay: create %s: only dist_sync, dist_async and dist_device_sync stores use a relay (use kvcore.Create for %s): %w", typ, typ, kvcore.ErrUnsupported)
+	}
 	urls := splitURLs(url)
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("relay: create %s: no relay url", typ)

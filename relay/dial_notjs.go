@@ -17,8 +17,9 @@ import (
 const batchSize = 1 << 20
 
 // dialLink opens one websocket connection through an http.Transport whose
-// connections are wrapped in a batchConn (see batchConn for why).
-func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, *http.Response, error) {
+// connections are wrapped in a batchConn (see batchConn for why). A refused
+// upgrade returns the HTTP status (0 without a response) and refusal's error.
+func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, int, error) {
 	var bc *batchConn
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -26,6 +27,9 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
+			}
+			if o.Traffic != nil {
+				c = countConn{c, o.Traffic}
 			}
 			bc = newBatchConn(c, batchSize)
 			return bc, nil
@@ -42,12 +46,15 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		return nil, resp, err
+		if resp != nil && resp.StatusCode >= 400 {
+			return nil, resp.StatusCode, refusal(resp, err)
+		}
+		return nil, 0, err
 	}
 	ws.SetReadLimit(o.MaxMessage)
 	l := &link{ws: ws}
 	if bc != nil {
 		l.bc = bc
 	}
-	return l, resp, nil
+	return l, 0, nil
 }

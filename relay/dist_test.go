@@ -326,8 +326,8 @@ func TestRestoreJobs(t *testing.T) {
 	if len(st.Jobs) != 2 || st.Jobs[0].Job != "a" || st.Jobs[1].Job != "b" || st.Jobs[0].Keys != 1 || st.Jobs[0].LastCkpt.IsZero() {
 		t.Fatalf("restored status: %+v", st)
 	}
-	// A new worker of job a reads the trained value.
-	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "a", Logger: quiet()}, nil)
+	// A new worker of job a resumes its run and reads the trained value.
+	s, err := relay.Create(ctx, "dist_sync", u2, relay.DialOptions{Job: "a", Resume: true, Logger: quiet()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,54 @@
 // verdicts and owns connections, bytes and time.
 //
 // Endpoints: /ws?job=<id> (the websocket, subprotocol "webkv.1"), /metrics
-// (Prometheus text format), /status (JSON), and whatever is mounted with
-// Handle or HandleFS (the browser app on "/"). AdminHandler serves
-// /metrics and /status with every job for a separate listener.
+// (Prometheus, through prometheus/client_golang: go_*, process_*,
+// go_build_info and webkv_*), /status (JSON, below), /jobs (list, reset and
+// delete jobs; see Server.Jobs), and whatever is mounted with Handle or
+// HandleFS (the browser app on "/"). AdminHandler serves /metrics, /status
+// and /jobs with every job for a separate listener.
+//
+// # /status
+//
+// GET /status answers one JSON object (the Status type; the public view,
+// without the admin credential, leaves out "shards", "jobs" and
+// "quarantined"):
+//
+//	version              string   wire protocol ("webkv.1")
+//	build                string   the relay's build (relaycmd.Version: module version, revision, Go)
+//	uptime_seconds       number   since the relay started
+//	connections          integer  open websocket connections (authenticated and not)
+//	preauth_connections  integer  of which the Hello is not accepted yet
+//	shards               [string] every shard's URL (sharded relays)
+//	shard_index          integer  this relay's position in shards
+//	persistent           bool     a data directory keeps checkpoints
+//	num_jobs             integer  jobs in memory
+//	num_quarantined      integer  jobs refused for a corrupt checkpoint
+//	budget_bytes         integer  bytes of the relay's budget in use
+//	jobs                 [object] one per job, sorted by id:
+//	  job                string   its id
+//	  mode               string   "sync" or "async" (absent before the first worker)
+//	  run                integer  its run (a run starts when a worker joins a job without any)
+//	  workers            integer  its worker count (the relay's -workers or its first worker's; 0: none)
+//	  live_workers       integer  members now
+//	  connections        integer  open connections
+//	  keys               integer  keys (parts on this shard)
+//	  rounds             integer  dist_sync rounds closed, summed over keys
+//	  updates            integer  updates applied (rounds, async pushes)
+//	  late_pushes        integer  pushes that came after their round closed
+//	  rescaled_rounds    integer  rounds closed at the deadline without every worker
+//	  duplicate_requests integer  retried requests answered from the cache
+//	  removed_workers    integer  workers removed (silence, leave)
+//	  pushes, pulls      integer  requests received
+//	  bytes_in, bytes_out integer message bytes
+//	  checkpoints        integer  checkpoints written
+//	  last_checkpoint    string   RFC 3339 time of the last one (absent before)
+//	  budget_bytes       integer  bytes of the job's budget in use
+//	  flow_stalls        integer  times a connection's requests waited for its answers to drain
+//	  aggregate          string   the job's aggregation rule (sum, mean, median, trimmed-mean=f[,clip=C]; absent: sum)
+//	  non_finite_pushes  integer  pushes refused for holding NaN or Inf (never aggregated)
+//	quarantined          [object] {job, reason}: jobs refused until deleted (DELETE /jobs/{job}) or -clear-quarantine
+//
+// TestStatusSchemaDocumented keeps this list and the types in step.
 //
 // # Threat model: who is trusted with what
 //
@@ -64,8 +109,13 @@
 // wrong; a browser, which hides a 403 from its page, gets the websocket and
 // in it an auth Error, seq 0, that its client treats as final); a token
 // given there replaces the one in the Hello. A connection without one must
-// carry it in its Hello. The Origin check (Config.Origins; requests without
-// Origin, i.e. native clients, pass). Then per frame: the 56-byte header is
+// carry it in its Hello. The Origin check comes first (Config.Origins;
+// requests without Origin, i.e. native clients, pass): a page from an
+// origin that is not allowed gets the websocket and in it an Error (seq 0,
+// wire.CodeOrigin) naming the origin and the -origins value that would
+// allow it, then close code 4403 with that reason; a token refusal closes
+// with 4401 (the close codes are 4400 + the HTTP status a native client
+// gets; pages without webkv's runtime read CloseEvent.code and .reason). Then per frame: the 56-byte header is
 // read and validated (wire.DecodeHeader against the limits) before a buffer
 // of the announced size is taken. A frame that fails validation gets an
 // Error message naming the problem, then that connection (only) is closed
@@ -120,12 +170,20 @@
 //
 // A job that holds nothing (no worker, key, optimizer) is dropped, with
 // its checkpoint, when its last connection closes; on an open relay a job
-// without workers for Config.JobExpiry is deleted too.
+// without workers for Config.JobExpiry is deleted too. Otherwise a job id
+// outlives its workers, so a job counts runs: an Init of a key from an
+// earlier run fails (kvcore.ErrEarlierRun) unless the worker asked to
+// resume (DialOptions.Resume); the operator lists, resets and deletes jobs
+// at /jobs.
 //
 // # Client
 //
 // Dial returns a Conn, a transport.Transport (package kvcore/transport) of
-// one shard that reconnects by itself with exponential backoff and jitter.
+// one shard that reconnects by itself with exponential backoff and jitter
+// once a session existed; a first connection that cannot reach the relay
+// fails at once (kvcore.ErrUnreachable) unless DialOptions.WaitForRelay,
+// and a refusal is final (kvcore.ErrAuth for a bad token or unknown job,
+// with the relay's reason).
 // Each connection is an epoch: a send for a replaced connection writes
 // nothing, and Recv announces each new connection (transport.ErrReconnected
 // with its epoch) before anything read from it; the store's worker state

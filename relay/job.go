@@ -28,11 +28,14 @@ type job struct {
 	in   chan event
 	wake chan struct{} // cap 1: a stalled peer's answers drained
 	quit chan struct{}
+	wipe chan struct{} // the operator wipes the job (jobs.go)
 	done chan struct{}
 
 	// users counts the connections that hold this job (under Server.mu);
-	// a job is dropped only when it has none.
-	users int
+	// a job is dropped only when it has none. wiping: the operator wipes
+	// it (jobs.go), jobFor refuses it.
+	users  int
+	wiping bool
 
 	// owned by the job goroutine
 	sm      *psm.Job
@@ -57,6 +60,9 @@ type job struct {
 	lastCkT time.Time
 	mode    string
 	stats   psm.Stats // copy of the state machine's counters, for /status and /metrics
+	agg     string    // the state machine's aggregation rule, for /status
+	runNo   uint64    // the state machine's run
+	workers int       // the state machine's worker count
 }
 
 type eventKind uint8
@@ -188,6 +194,7 @@ func (s *Server) startJob(name string, sm *psm.Job) *job {
 		in:      make(chan event, 256),
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
+		wipe:    make(chan struct{}),
 		done:    make(chan struct{}),
 		sm:      sm,
 		peers:   map[uint64]*peer{},
@@ -377,6 +384,9 @@ func (j *job) run() {
 		select {
 		case <-j.quit:
 			j.shutdown()
+			return
+		case <-j.wipe:
+			j.wipeNow()
 			return
 		case e := <-j.in:
 			j.handle(e, timer)
@@ -572,6 +582,9 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		j.dirty = true
 		j.sinceCk++
 	}
+	for i := range rd.Notes {
+		j.logNote(&rd.Notes[i])
+	}
 	if rd.Next > 0 {
 		d := rd.Next - j.now()
 		if d < 0 {
@@ -586,7 +599,9 @@ func (j *job) apply(rd psm.Ready, timer *time.Timer) {
 		if !j.roundStart.IsZero() {
 			d = time.Since(j.roundStart)
 		}
-		j.m.observeRound(d)
+		// Every round closed counts (several keys close together): the
+		// histogram's count is webkv_rounds_total.
+		j.m.observeRounds(st.Rounds-j.lastRounds, d)
 		j.roundStart = time.Time{}
 	case st.Pushes != j.lastPushes && j.roundStart.IsZero():
 		j.roundStart = time.Now()
@@ -727,10 +742,12 @@ func (j *job) release() {
 func (j *job) publish() psm.Stats {
 	st := j.sm.Stats()
 	j.m.liveWorkers.Store(int64(st.Workers))
-	j.m.rounds.Store(st.Rounds)
 	j.m.budget.Store(j.sm.BudgetUsed())
 	j.mu.Lock()
 	j.stats = st
+	j.agg = j.sm.Aggregate().String()
+	j.runNo = j.sm.Run()
+	j.workers = j.sm.Workers()
 	if j.mode == "" && j.sm.Mode() != 0 {
 		j.mode = j.sm.Mode().String()
 	}
@@ -740,11 +757,13 @@ func (j *job) publish() psm.Stats {
 
 func (j *job) status() JobStatus {
 	j.mu.Lock()
-	last, mode, st := j.lastCkT, j.mode, j.stats
+	last, mode, st, agg, run, workers := j.lastCkT, j.mode, j.stats, j.agg, j.runNo, j.workers
 	j.mu.Unlock()
 	return JobStatus{
 		Job:         j.name,
 		Mode:        mode,
+		Run:         run,
+		Workers:     workers,
 		Keys:        st.Keys,
 		Updates:     st.Updates,
 		LatePushes:  st.LatePushes,
@@ -753,7 +772,7 @@ func (j *job) status() JobStatus {
 		Removed:     st.Removed,
 		LiveWorkers: j.m.liveWorkers.Load(),
 		Connections: j.m.conns.Load(),
-		Rounds:      j.m.rounds.Load(),
+		Rounds:      j.m.roundCount(),
 		Pushes:      j.m.pushes.Load(),
 		Pulls:       j.m.pulls.Load(),
 		BytesIn:     j.m.bytesIn.Load(),
@@ -762,6 +781,8 @@ func (j *job) status() JobStatus {
 		LastCkpt:    last,
 		BudgetBytes: j.m.budget.Load(),
 		Stalls:      j.m.stalls.Load(),
+		Aggregate:   agg,
+		NonFinite:   st.NonFinite,
 	}
 }
 
@@ -819,5 +840,25 @@ func refuse(p *peer, we *wire.Error, timeout time.Duration) {
 	case <-p.done:
 	case <-t.C:
 		p.close(websocket.StatusPolicyViolation, we)
+	}
+}
+
+// logNote logs what the state machine noted: joins, resumes, leaves and
+// removals (Info, with the worker, its rank and the membership after it),
+// new runs, rounds closed at their deadline without every worker (Warn).
+func (j *job) logNote(n *psm.Note) {
+	switch n.Kind {
+	case psm.NoteJoined:
+		j.log.Info("worker joined", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteResumed:
+		j.log.Info("worker resumed", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteLeft:
+		j.log.Info("worker left", "worker", n.Worker, "rank", n.Rank, "workers", n.Workers)
+	case psm.NoteRemoved:
+		j.log.Warn("worker removed", "worker", n.Worker, "rank", n.Rank, "why", n.Why, "workers", n.Workers)
+	case psm.NoteRun:
+		j.log.Info("job run started", "run", n.Run)
+	case psm.NoteDeadline:
+		j.log.Warn("round closed at its deadline without every worker", "key", n.Key, "round", n.Round, "pushed", n.Pushed, "missing_ranks", n.Missing)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"syscall/js"
 	"time"
@@ -34,10 +33,10 @@ type link struct {
 // buffer looks again (WebSocket has no event for that).
 const bufferPoll = time.Millisecond
 
-func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, *http.Response, error) {
+func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) (*link, int, error) {
 	ctor := js.Global().Get("WebSocket")
 	if ctor.IsUndefined() {
-		return nil, nil, errors.New("relay: this JavaScript host has no WebSocket")
+		return nil, 0, errors.New("relay: this JavaScript host has no WebSocket")
 	}
 	jsProtos := js.Global().Get("Array").New()
 	for _, p := range protos {
@@ -45,7 +44,7 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 	}
 	var ws js.Value
 	if err := catch(func() { ws = ctor.New(url, jsProtos) }); err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	ws.Set("binaryType", "arraybuffer")
 	l := &link{ws: ws, max: o.MaxMessage, signal: make(chan struct{}, 1)}
@@ -72,6 +71,17 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 		l.mu.Unlock()
 		l.wake()
 	})
+	l.on("error", func(js.Value) {
+		// Browsers follow an error with a close; node's WebSocket (undici,
+		// node 20) does not when the connection is refused: without this a
+		// first dial to a relay that is not there waited for its timeout.
+		select {
+		case <-opened:
+		default:
+			l.fail(errors.New("websocket error before the connection opened (nothing listens there, or the network refused it)"))
+			once.Do(func() { close(opened) })
+		}
+	})
 	l.on("close", func(e js.Value) {
 		l.fail(fmt.Errorf("websocket closed (code %d %q)", e.Get("code").Int(), e.Get("reason").String()))
 		once.Do(func() { close(opened) })
@@ -83,16 +93,16 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 	case <-opened:
 	case <-ctx.Done():
 		l.closeNow()
-		return nil, nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 	if err := l.err(); err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	if p := ws.Get("protocol").String(); p != Subprotocol {
 		l.closeNow()
-		return nil, nil, fmt.Errorf("relay did not select the %s subprotocol (got %q)", Subprotocol, p)
+		return nil, 0, fmt.Errorf("relay did not select the %s subprotocol (got %q)", Subprotocol, p)
 	}
-	return l, nil, nil
+	return l, 0, nil
 }
 
 func (l *link) on(event string, fn func(js.Value)) {

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -44,8 +46,12 @@ type Config struct {
 	WorkerTokens map[string]map[string]string
 	// Origins are the Origin host patterns (path.Match syntax, e.g.
 	// "example.com", "*.example.com", "localhost:8080") allowed besides
-	// the relay's own host. Requests without an Origin header (native
-	// clients) are always allowed.
+	// the relay's own host. A pattern without a port allows every port of
+	// its hosts ("127.0.0.1" allows a page at http://127.0.0.1:8000); with
+	// one, only that port. Requests without an Origin header (native
+	// clients) are always allowed. A page from another origin is refused
+	// inside the websocket (wire.CodeOrigin, close code 4403) with the
+	// -origins value that would allow it.
 	Origins []string
 	// DataDir holds the checkpoint database; empty disables persistence.
 	DataDir string
@@ -81,9 +87,12 @@ type Config struct {
 	// at its deadline. 0 means all live workers.
 	Quorum float64
 
-	// MinWorkers holds every job's Welcome answers until that many workers
-	// joined (MXNet's DMLC_NUM_WORKER start barrier); a Hello may ask for
-	// more (DialOptions.Workers), up to MaxWorkers. 0: none.
+	// MinWorkers is every job's worker count (MXNet's DMLC_NUM_WORKER):
+	// Welcome answers wait until that many workers joined, every worker
+	// sees it as its NumWorkers, and a worker asking for another count
+	// (DialOptions.Workers) is refused (kvcore.ErrWorkerCount). 0: each
+	// job's first worker sets its count (DialOptions.Workers, 0 for none:
+	// NumWorkers then follows the membership).
 	MinWorkers int
 
 	// Shards lists the URLs of all relay shards of a sharded deployment;
@@ -160,6 +169,10 @@ type Config struct {
 
 	// Updaters configures custom updater modules (updaters.go).
 	Updaters UpdaterConfig
+
+	// Build describes the relay's build in /status (the webkv command
+	// sets relaycmd.Version()).
+	Build string
 
 	Logger *slog.Logger
 }
@@ -265,6 +278,7 @@ type relayMetrics struct {
 	refusedFull    atomic.Uint64 // upgrades refused: authenticated slots full
 	refusedPreAuth atomic.Uint64 // upgrades refused: unauthenticated slots full
 	refusedAuth    atomic.Uint64 // upgrades refused: bad token, unknown job
+	refusedOrigin  atomic.Uint64 // upgrades refused: a browser's Origin is not allowed
 	noHello        atomic.Uint64 // connections closed before a Hello was accepted
 	expired        atomic.Uint64 // jobs deleted after the idle expiry
 }
@@ -298,6 +312,8 @@ type Server struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+
+	metricsPublic, metricsFull http.Handler // metrics.go
 
 	upd      *sandbox.Host // runs custom updater modules (updaters.go)
 	ownUpd   bool
@@ -359,9 +375,13 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.metricsPublic, s.metricsFull = s.metricsHandlers()
 	s.mux.HandleFunc("/ws", s.serveWS)
 	s.mux.HandleFunc("/metrics", s.serveMetrics)
 	s.mux.HandleFunc("/status", s.serveStatus)
+	jobs := func(w http.ResponseWriter, r *http.Request) { s.serveJobs(w, r, s.adminOK(r)) }
+	s.mux.HandleFunc("/jobs", jobs)
+	s.mux.HandleFunc("/jobs/", jobs)
 	return s, nil
 }
 
@@ -579,6 +599,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	browser := r.Header.Get("Origin") != ""
+	if err := s.checkOrigin(r); err != nil {
+		// Before any token: a page from an origin the operator did not
+		// allow learns why (a 403 would look like a relay that is down).
+		s.rm.refusedOrigin.Add(1)
+		s.log.Warn("connection refused", "job", name, "remote", r.RemoteAddr, "err", err)
+		s.refuseBrowser(w, r, wire.CodeOrigin, err)
+		return
+	}
 	// A token given at upgrade is checked here, before anything is
 	// allocated for the connection; a connection without one must
 	// present it in its Hello.
@@ -630,12 +658,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sl.release()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols:    []string{Subprotocol},
-		OriginPatterns:  s.cfg.Origins,
-		CompressionMode: websocket.CompressionDisabled,
+		Subprotocols: []string{Subprotocol},
+		// checkOrigin decided the Origin above.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
-		// Accept has already written the HTTP error (403 for a bad Origin).
+		// Accept has already written the HTTP error.
 		s.log.Warn("websocket upgrade refused", "job", name, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
@@ -682,7 +711,7 @@ func (s *Server) servePeer(p *peer, name string, sl *slot) {
 	if err != nil {
 		bufpool.Put(hello)
 		code := wire.CodeLimit
-		if errors.Is(err, errShuttingDown) {
+		if errors.Is(err, errShuttingDown) || errors.Is(err, ErrJobWiping) {
 			code = wire.CodeClosed
 		}
 		refuse(p, wire.Errorf(code, "%v", err), s.cfg.WriteTimeout)
@@ -741,8 +770,11 @@ func (s *Server) readHello(p *peer, name string) (*[]byte, error) {
 // page (a 403 looks like a relay that is down, which a client retries), so
 // the upgrade is accepted, an Error (code, seq 0) sent, and the
 // connection held until the client closes it (at most refuseLinger): a
-// close right after the Error could reach the page's reader first. The
-// client treats a seq-0 Error as final (CodeClosed: retry later). It
+// close right after the Error could reach the page's reader first. Then
+// the relay closes with an application close code (closeCode: 4401 for a
+// token or job refusal, 4403 for an Origin) and the reason, cut to what a
+// close frame holds, for pages that read CloseEvent.code and .reason
+// without webkv's runtime. The client treats a seq-0 Error as final. It
 // holds an unauthenticated slot meanwhile, so refused browsers cannot
 // fill the slots honest peers need.
 func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, code wire.Code, why error) {
@@ -753,28 +785,79 @@ func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request, code wire
 	}
 	defer sl.release()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols:    []string{Subprotocol},
-		OriginPatterns:  s.cfg.Origins,
-		CompressionMode: websocket.CompressionDisabled,
+		Subprotocols:       []string{Subprotocol},
+		InsecureSkipVerify: true, // the refusal itself must reach any origin
+		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
-		return // Accept wrote the HTTP error (a bad Origin)
+		return // Accept wrote the HTTP error
 	}
 	ws.SetReadLimit(1 << 10)
 	ctx, cancel := context.WithTimeout(r.Context(), refuseLinger)
 	defer cancel()
-	msg := wire.AppendError(nil, 0, code, "webkv relay refused the connection: "+why.Error())
+	text := refusedPrefix + why.Error()
+	msg := wire.AppendError(nil, 0, code, text)
 	if err := ws.Write(ctx, websocket.MessageBinary, msg); err != nil {
 		ws.CloseNow()
 		return
 	}
-	// Wait for the client's close (its reads are discarded).
-	for {
-		if _, _, err := ws.Read(ctx); err != nil {
-			break
+	// Wait for the client's close (its reads are discarded), at most
+	// refuseLinger; then close with the code (the library bounds the
+	// close handshake), which also ends the reader.
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				return
+			}
 		}
+	}()
+	select {
+	case <-read:
+	case <-ctx.Done():
 	}
-	ws.Close(websocket.StatusPolicyViolation, "refused")
+	ws.Close(closeCode(code), closeReason(code, text))
+	ws.CloseNow()
+	<-read
+}
+
+// refusedPrefix starts every refusal's text, in the HTTP body (native
+// clients) and in the Error frame (browsers) alike, so that both read the
+// same words.
+const refusedPrefix = "webkv relay refused the connection: "
+
+// Application close codes of a refused browser connection (RFC 6455
+// reserves 4000-4999 for applications): 4400 + the HTTP status a native
+// client gets for the same refusal.
+const (
+	closeAuth   websocket.StatusCode = 4401 // wrong or missing token, unknown job
+	closeOrigin websocket.StatusCode = 4403 // the page's Origin is not allowed
+	closeOther  websocket.StatusCode = 4400 // any other refusal (quarantined job)
+)
+
+func closeCode(c wire.Code) websocket.StatusCode {
+	switch c {
+	case wire.CodeAuth:
+		return closeAuth
+	case wire.CodeOrigin:
+		return closeOrigin
+	}
+	return closeOther
+}
+
+// closeReason is "<code name>: <text>" cut to the 123 bytes a close frame
+// holds, at a UTF-8 boundary.
+func closeReason(c wire.Code, text string) string {
+	r := c.String() + ": " + strings.TrimPrefix(text, refusedPrefix)
+	if len(r) <= 123 {
+		return r
+	}
+	r = r[:123]
+	for !utf8.ValidString(r) {
+		r = r[:len(r)-1]
+	}
+	return r
 }
 
 // refuseLinger bounds how long a refused browser connection is held for
@@ -794,6 +877,9 @@ func (s *Server) jobFor(name string) (*job, error) {
 		return nil, fmt.Errorf("job %s is quarantined: %s", quote(name), why)
 	}
 	if j, ok := s.jobs[name]; ok {
+		if j.wiping {
+			return nil, fmt.Errorf("job %s: %w", quote(name), ErrJobWiping)
+		}
 		j.users++
 		return j, nil
 	}

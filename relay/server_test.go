@@ -188,9 +188,12 @@ func TestOrigin(t *testing.T) {
 	_, u := startServer(t, Config{Origins: []string{"good.example"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, resp, err := rawDial(t, ctx, u, "j", "", http.Header{"Origin": {"https://evil.example"}})
-	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("bad origin: err %v; want HTTP 403", err)
+	c, _, err := rawDial(t, ctx, u, "j", "", http.Header{"Origin": {"https://evil.example"}})
+	if err != nil {
+		t.Fatalf("bad origin: %v; want the refusal inside the websocket (TestOriginRefusalReachesPage)", err)
+	}
+	if m := recvMsg(t, ctx, c); m.Type != wire.TypeError || m.Code != wire.CodeOrigin {
+		t.Fatalf("bad origin: got %v %v, want an origin refusal", m.Type, m.Code)
 	}
 	if _, _, err := rawDial(t, ctx, u, "j", "", http.Header{"Origin": {"https://good.example"}}); err != nil {
 		t.Fatalf("allowed origin: %v", err)

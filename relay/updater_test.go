@@ -41,7 +41,8 @@ func dialN(t *testing.T, ctx context.Context, url, typ, job string, n int) []*kv
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ws[i], errs[i] = relay.Create(ctx, typ, url, relay.DialOptions{Job: job, Workers: n, Logger: quiet()}, nil)
+			// Resume: the second phase continues the job after a restart.
+			ws[i], errs[i] = relay.Create(ctx, typ, url, relay.DialOptions{Job: job, Workers: n, Resume: true, Logger: quiet()}, nil)
 		}()
 	}
 	wg.Wait()

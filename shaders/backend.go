@@ -863,26 +863,11 @@ func (b *Backend) putReadStaging(rs *sized) {
 }
 
 // mapRead maps rs (whose copy has completed) and copies its first
-// len(dst) words into dst. Natively Poll drives the map callback; on js
-// MapAsync itself waits and GetMappedRange returns a copy.
+// len(dst) words into dst (see mapForRead; on js GetMappedRange returns a
+// copy).
 func mapRead(b *Backend, rs *sized, size uint64, dst []float32) error {
-	done := false
-	status := wgpu.BufferMapAsyncStatusUnknown
-	err := rs.buf.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) {
-		status = s
-		done = true
-	})
-	if err != nil {
-		return fmt.Errorf("shaders: mapping the readback buffer: %w", err)
-	}
-	for i := 0; !done && i < 1000; i++ {
-		b.dev.Poll(true, nil)
-	}
-	if !done {
-		return errors.New("shaders: readback buffer never mapped")
-	}
-	if status != wgpu.BufferMapAsyncStatusSuccess {
-		return fmt.Errorf("shaders: mapping the readback buffer: %v", status)
+	if err := mapForRead(b, rs.buf, size); err != nil {
+		return err
 	}
 	data := rs.buf.GetMappedRange(0, uint(size))
 	if uint64(len(data)) < size {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"text/template"
 
 	"github.com/webkv/webkv/kvcore/compute"
 )
 
-// The kernels are text/templates over WGSL, so that one source gives the
+// The kernels are templates over WGSL (text/template's syntax, expanded by
+// wgsltmpl.go), so that one source gives the
 // vec4 and the scalar variant of a kernel (V = vec4<f32> or f32: WGSL's
 // arithmetic and built-ins are component-wise, so the bodies are the same)
 // and the reduce kernel for any number of inputs. WGSL has no preprocessor;
@@ -21,13 +21,13 @@ var wgslFiles embed.FS
 
 var (
 	tmplOnce sync.Once
-	tmpls    *template.Template
+	tmpls    *tmplSet
 	tmplErr  error
 )
 
-func templates() (*template.Template, error) {
+func templates() (*tmplSet, error) {
 	tmplOnce.Do(func() {
-		tmpls, tmplErr = template.New("").Option("missingkey=error").ParseFS(wgslFiles, "*.wgsl")
+		tmpls, tmplErr = parseTemplates(wgslFiles, "*.wgsl")
 	})
 	return tmpls, tmplErr
 }
@@ -83,11 +83,11 @@ func (k *kernel) source(loop bool) (string, error) {
 		data[n] = v
 	}
 	var sb strings.Builder
-	if err := t.ExecuteTemplate(&sb, "common.wgsl", data); err != nil {
+	if err := t.execute(&sb, "common.wgsl", data); err != nil {
 		return "", fmt.Errorf("shaders: common.wgsl: %w", err)
 	}
 	sb.WriteString("\n")
-	if err := t.ExecuteTemplate(&sb, k.file, data); err != nil {
+	if err := t.execute(&sb, k.file, data); err != nil {
 		return "", fmt.Errorf("shaders: %s: %w", k.file, err)
 	}
 	return sb.String(), nil

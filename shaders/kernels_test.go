@@ -12,6 +12,17 @@ import (
 // (no GPU needed, so it runs in every build) and checks that each has one
 // entry point and declares exactly the bindings its layout describes.
 func TestKernelSources(t *testing.T) {
+	ks := allKernels(t)
+	for _, k := range ks {
+		for _, loop := range []bool{false, true} {
+			checkSource(t, k, loop)
+		}
+	}
+	t.Logf("%d kernel variants expand, each with and without the grid-stride loop", len(ks))
+}
+
+// allKernels is every kernel variant the backend can ask for.
+func allKernels(t *testing.T) []*kernel {
 	var ks []*kernel
 	for _, vec4 := range []bool{false, true} {
 		for k := 0; k <= 7; k++ {
@@ -50,12 +61,7 @@ func TestKernelSources(t *testing.T) {
 	if _, err := optKernel(compute.OptLAMB, 2, 0, false, true, true); err == nil {
 		t.Error("optKernel accepted LAMB, which has its own three-phase kernel")
 	}
-	for _, k := range ks {
-		for _, loop := range []bool{false, true} {
-			checkSource(t, k, loop)
-		}
-	}
-	t.Logf("%d kernel variants expand, each with and without the grid-stride loop", len(ks))
+	return ks
 }
 
 func checkSource(t *testing.T, k *kernel, loop bool) {

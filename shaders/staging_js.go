@@ -111,9 +111,10 @@ func (st *staging) close(b *Backend) {
 	st.pages, st.big, st.bigBytes, st.cur, st.used = nil, nil, 0, 0, 0
 }
 
-// waitIdle blocks until submitted work is done (onSubmittedWorkDone is
-// awaited by the binding; never call this from a js.FuncOf callback).
-func waitIdle(b *Backend) { b.q.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) {}) }
+// waitIdle blocks until submitted work is done (never call this from a
+// js.FuncOf callback). It awaits onSubmittedWorkDone itself, as mapForRead
+// awaits mapAsync.
+func waitIdle(b *Backend) { await((*jsHandle)(unsafe.Pointer(b.q)).v.Call("onSubmittedWorkDone")) }
 
 func endPass(p *wgpu.ComputePassEncoder) error {
 	p.End()

@@ -45,13 +45,20 @@ type demoProc struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	out    strings.Builder
-	url    chan string
+	url    chan string   // the join URL (a tab that opens it trains)
+	watch  string        // the watch URL (read-only dashboard), under mu; printed before the join URL
 	final  chan string   // the "test accuracy reached" line
 	exit   chan error    // the exit status, once
 	exited chan struct{} // closed after the exit
 }
 
 func (p *demoProc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+
+// demoURLRE matches the demo's "watch:" and "join:" lines.
+var demoURLRE = regexp.MustCompile(`^\s*(watch|join):\s+(http://\S+)`)
+
+// watchURL is the demo's read-only dashboard URL.
+func (p *demoProc) watchURL() string { p.mu.Lock(); defer p.mu.Unlock(); return p.watch }
 
 // startDemo runs the webkv binary's demo subcommand, the very code `make
 // demo` runs, and returns once it printed its URL.
@@ -76,10 +83,16 @@ func startDemo(t testing.TB, args ...string) (*demoProc, string) {
 			p.mu.Lock()
 			p.out.WriteString(l + "\n")
 			p.mu.Unlock()
-			if i := strings.Index(l, "open http://"); i >= 0 {
-				select {
-				case p.url <- strings.Fields(l[i+5:])[0]:
-				default:
+			if m := demoURLRE.FindStringSubmatch(l); m != nil {
+				if m[1] == "watch" {
+					p.mu.Lock()
+					p.watch = m[2]
+					p.mu.Unlock()
+				} else {
+					select {
+					case p.url <- m[2]:
+					default:
+					}
 				}
 			}
 			if strings.HasPrefix(l, "test accuracy reached:") {

@@ -118,6 +118,8 @@ func brBuild(tb testing.TB) string {
 	dir := tb.TempDir()
 	cmd := exec.Command("sh", filepath.Join(root, "wasm/js/build.sh"), dir)
 	cmd.Dir = root
+	// The tests serve the files themselves: no precompressed twins.
+	cmd.Env = append(os.Environ(), "WEBKV_PRECOMPRESS=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		tb.Fatalf("building wasm/js: %v\n%s", err, out)

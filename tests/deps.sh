@@ -2,7 +2,8 @@
 # deps.sh installs what webkv's build, tests and demo need on Debian 12, and
 # only what is missing: Mesa's lavapipe Vulkan driver (native WebGPU on the
 # CPU), Chromium (browser WebGPU on SwiftShader), Node.js (the GOOS=js test
-# runner) and the Go modules pinned in go.mod. Safe to run again: a second run
+# runner), npm (TestBrowserReadme installs tests/tsc with it) and the Go
+# modules pinned in go.mod. Safe to run again: a second run
 # installs nothing and says so. Needs root (or sudo) only when a Debian package
 # is missing. Network: Debian apt and the Go module proxy.
 set -euo pipefail
@@ -20,6 +21,10 @@ done
 # keep it; Go's go_js_wasm_exec needs any node >= 18.
 if ! command -v node >/dev/null 2>&1; then
 	missing+=(nodejs)
+fi
+# npm installs tests/tsc (TypeScript and @webgpu/types for TestBrowserReadme).
+if ! command -v npm >/dev/null 2>&1; then
+	missing+=(npm)
 fi
 
 if ((${#missing[@]})); then

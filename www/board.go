@@ -33,14 +33,27 @@ type Report struct {
 	// are timed together), push: where a round's time goes.
 	Phases map[string]float64 `json:"phases_ms,omitempty"`
 	Token  string             `json:"token,omitempty"` // the job token, when the board requires it
+	// Mode is the peer's training mode (e.g. "local steps 30 (inner SGD
+	// lr 0.1 momentum 0.9, outer Nesterov lr 0.6 momentum 0.5),
+	// trimmed-mean"); Bytes what it sent and received on its websocket
+	// connections so far (0 where it cannot count).
+	Mode  string `json:"mode,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
 
 	Seen time.Time `json:"seen"` // set by the board
+
+	// JobRound is the job's round as this peer last saw it (the rounds
+	// of the job's first key the relay closed; a tab reads it from its
+	// round events): a peer that joined a running job has done fewer
+	// rounds than the job. 0: not known; the board then takes the job's
+	// round from BoardOptions.Job at the report, else Round.
+	JobRound int `json:"job_round,omitempty"`
 }
 
 // Point is one entry of a peer's history.
 type Point struct {
-	Round   int     `json:"round"`
-	T       float64 `json:"t"` // seconds since the board started
+	Round   int     `json:"round"` // the job's round (Report.JobRound), so that every peer's curve shares one axis
+	T       float64 `json:"t"`     // seconds since the board started
 	Loss    float64 `json:"loss"`
 	TestAcc float64 `json:"test_acc,omitempty"`
 }
@@ -58,11 +71,35 @@ type Board struct {
 	start time.Time
 	peers map[string]*peer
 	token string
+	job   func() JobState
+}
+
+// JobState is the job as its relay sees it, for the dashboard: /api/peers
+// serves it as "job" when BoardOptions.Job is set.
+type JobState struct {
+	Job         string `json:"job"`
+	Round       int    `json:"round"`  // rounds the job closed (of its first key; every key closes once a round)
+	Rounds      int    `json:"rounds"` // rounds it trains (0: open-ended)
+	LiveWorkers int    `json:"live_workers"`
+	Mode        string `json:"mode,omitempty"` // the job's mode as the relay reports it (e.g. sync)
+	BytesIn     uint64 `json:"bytes_in"`       // bytes the relay received for the job
+	BytesOut    uint64 `json:"bytes_out"`      // bytes the relay sent for the job
+	Done        bool   `json:"done"`           // the demo's native workers finished
+}
+
+// BoardOptions configure NewBoard.
+type BoardOptions struct {
+	// Job, when set, returns the job's state. The board stamps reports
+	// that carry no JobRound with its Round, and /api/peers serves it,
+	// so that a page that only watches shows the job. It is called for
+	// each report and each /api/peers request: keep it cheap.
+	Job func() JobState
 }
 
 // Stale is how long a peer may stay silent before the dashboard shows it
 // as gone: a tab that was killed without its unload beacon drops out of
-// the table instead of looking stuck.
+// the table instead of looking stuck. A peer loading its data or
+// evaluating gets four times as long.
 const Stale = 15 * time.Second
 
 const maxHistory = 2000
@@ -73,8 +110,14 @@ const maxPeers = 1024
 // ErrBadReport is wrapped by Board.Report's errors about the report itself.
 var ErrBadReport = errors.New("bad report")
 
-// NewBoard returns an empty board.
-func NewBoard() *Board { return &Board{start: time.Now(), peers: map[string]*peer{}} }
+// NewBoard returns an empty board; o may be nil.
+func NewBoard(o *BoardOptions) *Board {
+	b := &Board{start: time.Now(), peers: map[string]*peer{}}
+	if o != nil {
+		b.job = o.Job
+	}
+	return b
+}
 
 // Report records r (r.ID required).
 func (b *Board) Report(r Report) error {
@@ -83,6 +126,9 @@ func (b *Board) Report(r Report) error {
 	}
 	r.Token = ""
 	r.Seen = time.Now()
+	if r.JobRound <= 0 && b.job != nil && r.Round > 0 {
+		r.JobRound = b.job().Round
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.peers[r.ID]
@@ -93,20 +139,37 @@ func (b *Board) Report(r Report) error {
 		p = &peer{}
 		b.peers[r.ID] = p
 	}
+	x := r.Round // the chart's axis: the job's round where known
+	if r.JobRound > 0 {
+		x = r.JobRound
+	}
 	evaluated := r.TestAcc != p.last.TestAcc
-	newRound := len(p.hist) == 0 || r.Round != p.hist[len(p.hist)-1].Round || evaluated
+	newRound := len(p.hist) == 0 || x != p.hist[len(p.hist)-1].Round || evaluated
 	p.last = r
 	if newRound && r.Round > 0 {
-		pt := Point{Round: r.Round, T: time.Since(b.start).Seconds(), Loss: r.Loss}
+		pt := Point{Round: x, T: time.Since(b.start).Seconds(), Loss: r.Loss}
 		if evaluated {
 			pt.TestAcc = r.TestAcc // only at evaluations, so the chart joins real measurements
 		}
 		p.hist = append(p.hist, pt)
 		if len(p.hist) > maxHistory {
-			p.hist = append(p.hist[:0], p.hist[len(p.hist)-maxHistory/2:]...)
+			p.hist = thin(p.hist)
 		}
 	}
 	return nil
+}
+
+// thin halves a full history and keeps its whole span, so that the chart
+// still starts at the first round: every evaluation, the first and last
+// points, and every other point between them.
+func thin(h []Point) []Point {
+	out := h[:1]
+	for i := 1; i < len(h)-1; i++ {
+		if h[i].TestAcc != 0 || i%2 == 0 {
+			out = append(out, h[i])
+		}
+	}
+	return append(out, h[len(h)-1])
 }
 
 // Leave marks peer id as gone.
@@ -132,7 +195,11 @@ func (b *Board) Peers() []PeerStatus {
 	defer b.mu.Unlock()
 	out := make([]PeerStatus, 0, len(b.peers))
 	for _, p := range b.peers {
-		gone := p.last.State == "left" || (p.last.State != "done" && time.Since(p.last.Seen) > Stale)
+		stale := Stale
+		if p.last.State == "loading" || p.last.State == "evaluating" {
+			stale = 4 * Stale // long phases without reports (a loaded machine took 17 s to load the data)
+		}
+		gone := p.last.State == "left" || (p.last.State != "done" && time.Since(p.last.Seen) > stale)
 		out = append(out, PeerStatus{Report: p.last, Gone: gone, History: append([]Point(nil), p.hist...)})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -150,7 +217,11 @@ func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		// An error here is the client gone mid-answer: nothing to tell it.
-		_ = json.NewEncoder(w).Encode(map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()})
+		doc := map[string]any{"uptime": time.Since(b.start).Seconds(), "peers": b.Peers()}
+		if b.job != nil {
+			doc["job"] = b.job()
+		}
+		_ = json.NewEncoder(w).Encode(doc)
 	case (r.URL.Path == "/api/report" || r.URL.Path == "/api/leave") && r.Method == http.MethodPost:
 		var rep Report
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))

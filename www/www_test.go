@@ -103,3 +103,82 @@ func TestHandlerWithoutRuntime(t *testing.T) {
 		t.Errorf("ShareToken: config %s", body)
 	}
 }
+
+// TestBoardPlotsJobRounds: a peer's history is in the job's rounds, so a
+// tab that joined a running job is drawn where the job was, not at its
+// own round 1: a report's JobRound wins, and without one the board asks
+// the job (BoardOptions.Job). /api/peers serves the job's state.
+func TestBoardPlotsJobRounds(t *testing.T) {
+	jobRound := 500
+	b := NewBoard(&BoardOptions{Job: func() JobState {
+		return JobState{Job: "mnist", Round: jobRound, Rounds: 3000, LiveWorkers: 2}
+	}})
+	srv := httptest.NewServer(Handler(Config{Job: DefaultJob(), Board: b}))
+	defer srv.Close()
+	// A tab that joined at the job's round 500 reports its own rounds 1
+	// and 2 with the job rounds it saw; a native worker reports none.
+	post(t, srv.URL+"/api/report", `{"id":"tab-1","kind":"browser","state":"training","round":1,"job_round":501,"loss":2}`)
+	post(t, srv.URL+"/api/report", `{"id":"tab-1","kind":"browser","state":"training","round":2,"job_round":502,"loss":1.9}`)
+	post(t, srv.URL+"/api/report", `{"id":"native-0","kind":"native","state":"training","round":500,"loss":0.1}`)
+	jobRound = 501
+	post(t, srv.URL+"/api/report", `{"id":"native-0","kind":"native","state":"training","round":501,"loss":0.1}`)
+	_, body := get(t, srv.URL+"/api/peers")
+	var st struct {
+		Job   JobState     `json:"job"`
+		Peers []PeerStatus `json:"peers"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Job.Round != 501 || st.Job.Rounds != 3000 || st.Job.LiveWorkers != 2 {
+		t.Errorf("job %+v", st.Job)
+	}
+	rounds := map[string][]int{}
+	for _, p := range st.Peers {
+		for _, pt := range p.History {
+			rounds[p.ID] = append(rounds[p.ID], pt.Round)
+		}
+	}
+	if got := rounds["tab-1"]; len(got) != 2 || got[0] != 501 || got[1] != 502 {
+		t.Errorf("tab-1's history in rounds %v, want the job's [501 502]", got)
+	}
+	if got := rounds["native-0"]; len(got) != 2 || got[0] != 500 || got[1] != 501 {
+		t.Errorf("native-0's history in rounds %v, want the job's [500 501]", got)
+	}
+	// Without a job (a page served without a relay) the peer's own rounds.
+	b2 := NewBoard(nil)
+	if err := b2.Report(Report{ID: "a", State: "training", Round: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if h := b2.Peers()[0].History; len(h) != 1 || h[0].Round != 7 {
+		t.Errorf("history without a job: %+v", h)
+	}
+}
+
+// TestBoardHistoryKeepsItsSpan: a long run's history is thinned, not cut:
+// the chart still starts at the first round and keeps every evaluation.
+func TestBoardHistoryKeepsItsSpan(t *testing.T) {
+	b := NewBoard(nil)
+	for r := 1; r <= 3*maxHistory; r++ {
+		rep := Report{ID: "n", State: "training", Round: r, Loss: 1}
+		if r%250 == 0 {
+			rep.TestAcc = float64(r) / (3 * maxHistory) // a new value at each evaluation
+		}
+		if err := b.Report(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := b.Peers()[0].History
+	if len(h) > maxHistory || h[0].Round != 1 || h[len(h)-1].Round != 3*maxHistory {
+		t.Fatalf("history of %d points from round %d to %d, want <= %d from 1 to %d", len(h), h[0].Round, h[len(h)-1].Round, maxHistory, 3*maxHistory)
+	}
+	evals := 0
+	for _, p := range h {
+		if p.TestAcc != 0 {
+			evals++
+		}
+	}
+	if evals != 3*maxHistory/250 {
+		t.Errorf("%d evaluations kept, want %d", evals, 3*maxHistory/250)
+	}
+}

@@ -70,6 +70,7 @@ type Spec struct {
 	BiasCorrection *bool    `json:"bias_correction,omitempty"` // lamb (true)
 	CorrectBias    *bool    `json:"correct_bias,omitempty"`    // adamw (true)
 	Eta            *float64 `json:"eta,omitempty"`             // adamw step multiplier (1)
+	LazyUpdate     *bool    `json:"lazy_update,omitempty"`     // sgd, adam (true): see Lazy
 
 	// LRScheduler makes the learning rate a function of the store's update
 	// count (MXNet's lr_scheduler). Its base learning rate is learning_rate.
@@ -129,9 +130,9 @@ type optDefaults struct {
 // python/mxnet/optimizer/adamW.py of MXNet 2, the first Python AdamW: 1.x
 // has only the contrib operator). Booleans are 0/1.
 var optimizerDefaults = map[string]optDefaults{
-	"sgd":      {compute.OptSGD, 0.01, map[string]float64{"momentum": 0}},
+	"sgd":      {compute.OptSGD, 0.01, map[string]float64{"momentum": 0, "lazy_update": 1}},
 	"nag":      {compute.OptNAG, 0.01, map[string]float64{"momentum": 0}},
-	"adam":     {compute.OptAdam, 0.001, map[string]float64{"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}},
+	"adam":     {compute.OptAdam, 0.001, map[string]float64{"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "lazy_update": 1}},
 	"adamw":    {compute.OptAdamW, 0.001, map[string]float64{"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-6, "correct_bias": 1, "eta": 1}},
 	"adagrad":  {compute.OptAdaGrad, 0.01, map[string]float64{"epsilon": 1e-7}},
 	"rmsprop":  {compute.OptRMSProp, 0.001, map[string]float64{"gamma1": 0.9, "gamma2": 0.9, "epsilon": 1e-8, "centered": 0, "clip_weights": 0}},
@@ -162,7 +163,7 @@ type optField struct {
 	b    *bool
 }
 
-func (o *Spec) fields() [17]optField {
+func (o *Spec) fields() [18]optField {
 	return [...]optField{
 		{name: "momentum", f: o.Momentum},
 		{name: "beta1", f: o.Beta1},
@@ -181,6 +182,7 @@ func (o *Spec) fields() [17]optField {
 		{name: "bias_correction", b: o.BiasCorrection},
 		{name: "correct_bias", b: o.CorrectBias},
 		{name: "eta", f: o.Eta},
+		{name: "lazy_update", b: o.LazyUpdate},
 	}
 }
 
@@ -341,7 +343,7 @@ func (o *Spec) Clone() *Spec {
 			*p = new(**p)
 		}
 	}
-	for _, p := range []**bool{&c.Centered, &c.BiasCorrection, &c.CorrectBias} {
+	for _, p := range []**bool{&c.Centered, &c.BiasCorrection, &c.CorrectBias, &c.LazyUpdate} {
 		if *p != nil {
 			*p = new(**p)
 		}
@@ -389,6 +391,24 @@ func (o *Spec) flag(p *bool, d *optDefaults, name string) bool {
 		return *p
 	}
 	return d.params[name] != 0
+}
+
+// Lazy reports whether a row-sparse gradient updates only the rows it
+// holds (their weights, weight decay and states; every other row and its
+// states stay as they are), as MXNet's sparse update kernels do: sgd and
+// adam with lazy_update (true by default; false: the dense update of the
+// densified gradient, MXNet's std_update), adagrad and ftrl always (their
+// sparse kernels). The other optimizers have no sparse kernel in MXNet,
+// which runs the dense update on the densified gradient: so does webkv.
+func (o *Spec) Lazy() bool {
+	d, _ := o.defaults()
+	switch d.kind {
+	case compute.OptSGD, compute.OptAdam:
+		return o.flag(o.LazyUpdate, &d, "lazy_update")
+	case compute.OptAdaGrad, compute.OptFTRL:
+		return true
+	}
+	return false
 }
 
 // Kind is the kernel the optimizer runs (0 if the name is unknown).

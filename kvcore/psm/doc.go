@@ -29,10 +29,14 @@
 // Membership. The first message on a connection must be a Hello; anything
 // else gets an error and the connection is closed. A Hello without a
 // worker id joins: the worker gets the lowest free rank, a fresh id and a
-// resume key (below). With Config.MinWorkers or a Hello's Want (at most
+// resume key (below). A job has one worker count (workers.go):
+// Config.MinWorkers, else the Want of its run's first worker (at most
 // Config.MaxWorkers: a larger one is refused with CodeLimit and changes
-// nothing), the Welcome answers are held until that many workers joined
-// (MXNet's start barrier), so ranks and NumWorkers are known to all. A
+// nothing); a Hello asking for another is refused with CodeWorkerCount.
+// The Welcome answers are held until that many workers joined (MXNet's
+// start barrier), so ranks and NumWorkers are known to all. A job counts
+// runs (runs.go): an Init of a key from an earlier run needs the worker's
+// Hello.Resume. A
 // Hello with a worker id and its resume key resumes that worker on the new
 // connection (its held requests answer there). Leave removes a worker at
 // once; silence removes it too (see Liveness): its rank is freed, it drops
@@ -157,6 +161,10 @@
 // (compute.ParseCompression); compressed pushes are dequantized with it. Head
 // 16 (updater.CommandHead) carries a custom updater module, loaded with
 // Config.Updaters, which then runs in place of the optimizer (updater.go).
+// Head 17 (CmdAggregate) carries the job's aggregation rule: how a
+// dist_sync round combines its pushes before the optimizer step (sum,
+// mean, median, trimmed-mean, optional norm clipping; aggregate.go, where
+// the refusal of NaN and Inf pushes is described too).
 // Other heads are acknowledged. SaveStates answers with a wire.States table;
 // LoadStates installs one after checking all of it.
 //
@@ -177,9 +185,10 @@
 // since (their workers have moved on and do not resend them).
 //
 // Snapshots. AppendSnapshot writes values, optimizer spec and states, round
-// counters, membership (with resume keys and participants) and the answer
-// cache; Restore rebuilds a Job from it (also from version-1 snapshots,
-// whose workers have no resume key and join anew).
+// counters, membership (with resume keys and participants), the answer
+// cache and the aggregation rule; Restore rebuilds a Job from it (also
+// from version-1 snapshots, whose workers have no resume key and join
+// anew).
 // Requests held in open rounds, barriers and init waits are not saved: they
 // were not acknowledged, and their workers resend them (same seq) when they
 // reconnect, so no acknowledged update is lost and none is applied twice.

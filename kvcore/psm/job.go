@@ -42,7 +42,7 @@ type Config struct {
 	QuorumFrac    float64
 	NoRescale     bool // leave a deadline round's sum unscaled
 
-	MinWorkers int // hold Welcome answers until this many workers joined
+	MinWorkers int // the job's worker count (workers.go): Welcomes wait until that many joined; 0: the run's first worker sets it
 
 	MaxKeys    int // keys per job (default 1<<16)
 	MaxWorkers int // workers per job (default 1024); also bounds a Hello's Want
@@ -84,6 +84,11 @@ type Config struct {
 	// Updaters loads custom updater modules (command updater.CommandHead;
 	// see updater.go). Nil: modules are refused.
 	Updaters updater.Loader
+
+	// Aggregate is how a dist_sync round combines its pushes until a
+	// worker sets another rule (command CmdAggregate; aggregate.go).
+	// The zero value is MXNet's sum.
+	Aggregate Aggregate
 }
 
 func (c *Config) fill() error {
@@ -135,6 +140,9 @@ func (c *Config) fill() error {
 	if c.MaxKeyName <= 0 {
 		c.MaxKeyName = DefaultMaxKeyName
 	}
+	if err := c.Aggregate.validate(); err != nil {
+		return fmt.Errorf("psm: %v", err)
+	}
 	if c.Window < 0 || c.WindowBytes < 0 || c.IdleExpiry < 0 {
 		return fmt.Errorf("psm: negative window or idle expiry")
 	}
@@ -182,6 +190,10 @@ type Ready struct {
 	// Expired says that the job has had no worker for Config.IdleExpiry:
 	// the caller may delete it (and its checkpoint).
 	Expired bool
+	// Notes are what happened that an operator wants in the log: joins,
+	// resumes, leaves, removals, new runs, rounds closed at their
+	// deadline without every worker (notes.go).
+	Notes []Note
 }
 
 // Stats are counters for metrics.
@@ -199,6 +211,7 @@ type Stats struct {
 	Rescaled    uint64 // rounds closed at a deadline without every worker
 	Duplicates  uint64 // retried requests answered from the cache
 	BadMessages uint64
+	NonFinite   uint64 // pushes refused for holding NaN or Inf (aggregate.go)
 }
 
 // reply is a cached answer to a request, for retries.
@@ -228,6 +241,7 @@ type worker struct {
 
 	key         string   // resume key (secret), given in every Welcome
 	participant string   // the WorkerTokens name it joined with ("": the job token)
+	resume      bool     // its Hello said Resume: its inits may continue an earlier run
 	order       []uint64 // done's seqs in the order answered (eviction order)
 	doneBytes   int      // what done costs (see reply.cost)
 }
@@ -237,6 +251,9 @@ type arrival struct {
 	seq  uint64
 	pull bool
 	buf  compute.Buffer
+	rows []uint32 // a row-sparse push's rows (rows.go)
+	rsp  bool     // a row-sparse push
+	bad  string   // refused (NaN or Inf): the error it is answered with; buf is nil
 }
 
 type round struct {
@@ -312,6 +329,8 @@ type key struct {
 	slot    optstate.Slot    // optimizer states (shared code with the store)
 	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
 	resv    int64            // bytes reserved from the budget (keyBytes)
+	rs      *keyRows         // row-sparse scratch (rows.go)
+	run     uint64           // the run that created or resumed it (runs.go)
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -339,7 +358,8 @@ type Job struct {
 	lim    *wire.Limits
 	mode   wire.Mode
 	nextID uint64
-	// started is set once MinWorkers (or a Hello's Want) workers joined.
+	// started is set once want workers joined in this run; want is the
+	// job's worker count (workers.go), 0 when it has none.
 	started bool
 	want    int
 
@@ -373,6 +393,13 @@ type Job struct {
 	idle     bool                         // no worker since idleFrom
 	idleFrom time.Duration
 	verSeq   uint64 // last value version handed out
+
+	agg       Aggregate // aggregate.go
+	aggBuf    []float32 // the order statistics' host scratch
+	aggFactor []float32
+	aggResv   int64  // aggBuf's bytes, reserved from the budgets
+	run       uint64 // the current run (runs.go)
+	restored  bool   // restored from a snapshot, no Hello since (runs.go)
 }
 
 // New returns an empty Job.
@@ -384,6 +411,7 @@ func New(cfg Config) (*Job, error) {
 		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
+	j.agg = cfg.Aggregate
 	j.indexTokens()
 	return j, nil
 }
@@ -416,6 +444,8 @@ func (j *Job) Close() {
 		}
 	}
 	j.heldInits = nil
+	j.release(j.aggResv)
+	j.aggResv, j.aggBuf = 0, nil
 }
 
 func (j *Job) freeKey(k *key) {
@@ -425,11 +455,14 @@ func (j *Job) freeKey(k *key) {
 		}
 	}
 	k.slot.Reset(j.be)
+	j.freeRows(k)
 	for _, b := range k.free {
 		j.be.Free(b)
 	}
 	for _, a := range k.cur.arrived {
-		j.be.Free(a.buf)
+		if a.buf != nil {
+			j.be.Free(a.buf)
+		}
 	}
 	for _, a := range k.queued {
 		j.be.Free(a.buf)
@@ -445,6 +478,8 @@ func (j *Job) begin() *Ready {
 	}
 	rd.Msgs, rd.Close, rd.Persist, rd.Next = rd.Msgs[:0], rd.Close[:0], false, 0
 	rd.Joined, rd.Expired = rd.Joined[:0], false
+	clear(rd.Notes)
+	rd.Notes = rd.Notes[:0]
 	j.scratch = j.scratch[:0]
 	return rd
 }
@@ -751,6 +786,10 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		j.badMessage(from, 0, wire.Errorf(wire.CodeLimit, "want %d workers: job %s admits at most %d", h.Want, short(j.cfg.Job), j.cfg.MaxWorkers))
 		return
 	}
+	if e := j.checkWant(h, w); e != nil {
+		j.badMessage(from, 0, e)
+		return
+	}
 	for _, d := range h.Keys {
 		if k := j.keys[d.Key]; k != nil && !sameShape(k.shape, d.Shape) {
 			j.badMessage(from, 0, wire.Errorf(wire.CodeShape, "declared key %s has shape %v, the job has %v", k.label(), d.Shape, k.shape))
@@ -765,6 +804,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			return
 		}
 		w.attempt = h.Attempt
+		if w.conn != from {
+			j.note(Note{Kind: NoteResumed, Worker: w.id, Rank: w.rank})
+		}
 		if w.conn != 0 && w.conn != from {
 			// The old connection is stale (its client moved on): close it
 			// without a word, the client reads nothing more from it.
@@ -781,6 +823,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			// its client its resume key, or it would resume): it makes
 			// way for the new one instead of holding the token until its
 			// silence timeout.
+			j.note(Note{Kind: NoteRemoved, Worker: old.id, Rank: old.rank, Why: "its participant joined again"})
 			j.remove(now, old)
 		}
 		if len(j.workers) >= j.cfg.MaxWorkers {
@@ -800,6 +843,9 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 				rank = r
 			}
 		}
+		if j.runOver() {
+			j.newRun(h)
+		}
 		w = &worker{id: fmt.Sprintf("%s/%d", j.cfg.Job, j.nextID), rank: rank, attempt: h.Attempt, key: key, participant: part}
 		j.workers[w.id] = w
 		j.markIdle(now)
@@ -808,16 +854,16 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		}
 		j.ranks[w.rank] = w
 		j.rd.Persist = true
+		j.note(Note{Kind: NoteJoined, Worker: w.id, Rank: w.rank})
 	}
 	if j.mode == 0 {
 		j.mode = h.Mode
 	}
+	j.restored = false
+	w.resume = h.Resume
 	w.conn, w.lastSeen = from, now
 	j.conns[from] = w
 	j.rd.Joined = append(j.rd.Joined, from)
-	if int(h.Want) > j.want && !j.started {
-		j.want = int(h.Want)
-	}
 	if w.welcomed {
 		j.welcome(w)
 		j.notifyMembers(w)
@@ -919,6 +965,7 @@ func (j *Job) Tick(now time.Duration) Ready {
 	}
 	sort.Slice(gone, func(a, b int) bool { return gone[a].rank < gone[b].rank })
 	for _, w := range gone {
+		j.note(Note{Kind: NoteRemoved, Worker: w.id, Rank: w.rank, Why: fmt.Sprintf("silent for %v", now-w.lastSeen)})
 		j.remove(now, w)
 	}
 	if j.cfg.RoundDeadline > 0 {
@@ -1086,6 +1133,10 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		j.push(now, w, m)
 	case wire.TypePull:
 		j.pull(w, m)
+	case wire.TypeRowPush:
+		j.rowPush(now, w, m)
+	case wire.TypeRowPull:
+		j.rowPull(w, m)
 	case wire.TypeBarrier:
 		if old, ok := j.barrier[w]; ok {
 			delete(w.held, old) // a barrier its worker gave up on
@@ -1105,6 +1156,7 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		// close, but no longer belongs to a member.
 		delete(j.conns, w.conn)
 		w.conn = 0
+		j.note(Note{Kind: NoteLeft, Worker: w.id, Rank: w.rank})
 		j.remove(now, w)
 	}
 }
@@ -1184,6 +1236,10 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		}
 		if k.inited[w.id] {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeReinit, "key %s: this worker initialized it already (init and broadcast work once per key)", k.label()))
+			return
+		}
+		if e := j.checkRun(w, k); e != nil {
+			j.reject(w, m.Seq, e)
 			return
 		}
 		k.inited[w.id] = true
@@ -1273,7 +1329,7 @@ func (j *Job) createFromHeld(id uint64) {
 // init waiting for the key.
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
-	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}}
+	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}, run: j.run}
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]
@@ -1429,6 +1485,9 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
+	if j.refuseNonFinite(now, w, m, k) {
+		return
+	}
 	buf, err := j.decodePush(k, m, c)
 	if err != nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
@@ -1454,7 +1513,13 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
-	j.hold(w, m.Seq)
+	j.arrive(now, w, m.Seq, k, a, buf)
+}
+
+// arrive adds a dist_sync push (dense or row-sparse) to k's open round, or
+// queues it for the next round when w's push of this round is in.
+func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival, buf compute.Buffer) {
+	j.hold(w, seq)
 	if !k.cur.open {
 		j.openRound(now, k)
 	}
@@ -1470,7 +1535,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 			// again, so it never has two pushes ahead of the round; one
 			// that does is misbehaving (and would pin memory).
 			k.free = append(k.free, buf)
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
+			j.reject(w, seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
 			return
 		}
 	}
@@ -1569,38 +1634,8 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 			arr[x], arr[x-1] = arr[x-1], arr[x]
 		}
 	}
-	scale := float32(1)
-	var flags uint16
-	if deadline && len(arr) < k.cur.nexp {
-		j.stats.Rescaled++
-		if !j.cfg.NoRescale {
-			scale = float32(k.cur.nexp) / float32(len(arr))
-			flags = wire.FlagRescaled
-		}
-	}
-	srcs := j.srcs[:0]
-	for _, a := range arr {
-		srcs = append(srcs, a.buf)
-	}
-	j.srcs = srcs
-	var err error
-	if j.opt != nil || j.cu != nil {
-		if k.merge == nil {
-			k.merge, err = j.be.Alloc(k.n)
-		}
-		if err == nil {
-			err = j.be.Reduce(k.merge, srcs, scale)
-		}
-		if err == nil {
-			err = j.update(k, k.merge)
-		}
-	} else if len(arr) == 1 && scale == 1 {
-		// Assign of a single push: take its buffer as the value (the old
-		// value's buffer goes to the free list) instead of copying.
-		k.stored, arr[0].buf = arr[0].buf, k.stored
-	} else {
-		err = j.be.Reduce(k.stored, srcs, scale)
-	}
+	// The job's Aggregate rule, then the optimizer (aggregate_round.go).
+	flags, err := j.combine(k, arr, deadline)
 	j.touch(k)
 	r := k.rounds
 	if err == nil {
@@ -1613,6 +1648,10 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		j.rd.Persist = true
 	}
 	for _, a := range arr {
+		if a.buf == nil {
+			j.reject(a.w, a.seq, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+			continue
+		}
 		k.free = append(k.free, a.buf)
 		if err != nil {
 			j.reject(a.w, a.seq, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
@@ -1717,6 +1756,9 @@ func (j *Job) command(w *worker, m *wire.Msg) {
 		j.rd.Persist = true
 	case updater.CommandHead:
 		j.setCustom(w, m)
+		return
+	case CmdAggregate:
+		j.setAggregate(w, m)
 		return
 	case CmdCompression:
 		if len(m.Payload) > 256 {

@@ -24,13 +24,16 @@ import (
 //	config deadline=<ms> quorum=<n> frac=<f> min=<n> timeout=<ms> norescale shards=<n> shard=<i>
 //	       token=<t> wtoken=<name>:<t>,... maxworkers=<n> maxkeys=<n> maxelems=<n> maxbytes=<n>
 //	       maxreply=<n> keyname=<n> expiry=<ms> window=<n> windowbytes=<n> maxstring=<n>
-//	hello <conn> [id=<worker id>] [rkey=@<worker id>|<literal>] [want=<n>] [mode=async] [token=<t>] [attempt=<n>]
+//	       notes (print Ready.Notes: "note <kind> worker=.. rank=.. workers=..")
+//	hello <conn> [id=<worker id>] [rkey=@<worker id>|<literal>] [want=<n>] [mode=async] [token=<t>] [attempt=<n>] [resume]
 //	connect <conn> token=<t>      (a token presented at the upgrade: Job.Connect)
 //	heard <conn>                  (bytes arrived: Job.Heard at the current clock)
 //	budget <n>                    (a Budget of n bytes shared by the jobs of this script)
 //	init <conn> seq=<n> key=<k> [name=<s>] [shape=2,3] vals=<v,v,...> [off=<n> total=<n>]
 //	push|pushpull <conn> seq=<n> key=<k> round=<r> vals=<v,...> [ack=<n>] [dtype=2bit words=<hex,...> count=<n>]
 //	pull <conn> seq=<n> key=<k>
+//	rowpush <conn> seq=<n> key=<k> round=<r> rows=<r,...> vals=<v,...> off=<n> total=<n>
+//	rowpull <conn> seq=<n> key=<k> rows=<r,...> count=<n> off=<n> total=<n>
 //	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
 //	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
@@ -38,6 +41,7 @@ import (
 //	ping <conn>
 //	raw <conn> hex=<bytes>
 //	disconnect <conn>
+//	restore                       (snapshot the job and restore it: a relay restart)
 //	tick
 //	usage                         (the job's budget use: Job.BudgetUsed, and the shared Budget's)
 //	cache <worker id>             (the worker's answer cache: entries and bytes)
@@ -72,6 +76,7 @@ type scriptEnv struct {
 	conns map[string]ConnID
 	names map[ConnID]string
 	keys  map[string]string // resume key by worker id, from Welcomes
+	notes bool              // print Ready.Notes (config notes)
 }
 
 // countingReader is a fixed, non-repeating byte stream for resume keys.
@@ -205,6 +210,7 @@ func (e *scriptEnv) run(line string) string {
 		}
 		c.MinWorkers = int(num(args, "min"))
 		_, c.NoRescale = args["norescale"]
+		e.notes = has(args, "notes")
 		if _, ok := args["shards"]; ok {
 			c.Shards, c.Shard = int(num(args, "shards")), int(num(args, "shard"))
 		}
@@ -251,6 +257,18 @@ func (e *scriptEnv) run(line string) string {
 		rd = e.job().Tick(e.now)
 	case "disconnect":
 		rd = e.job().Disconnect(e.now, e.conn(fs[1]))
+	case "restore":
+		// A relay restart: the job's snapshot restored into a new Job
+		// (its connections are gone).
+		snap, err := e.job().AppendSnapshot(nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.j.Close()
+		if e.j, err = Restore(e.cfg, snap, e.now); err != nil {
+			e.t.Fatal(err)
+		}
+		return fmt.Sprintf("restored: run %d, %d workers, %d keys\n", e.j.Run(), len(e.j.workers), len(e.j.keys))
 	default:
 		c := e.conn(fs[1])
 		rd = e.job().Step(e.now, c, e.frame(fs[0], args))
@@ -284,7 +302,7 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 			key = e.keys[id]
 		}
 		return wire.AppendHello(nil, &wire.Hello{Job: "j", Role: "worker", Token: a["token"], WorkerID: a["id"], Mode: mode,
-			Want: uint32(num(a, "want")), Attempt: uint32(num(a, "attempt")), ResumeKey: key})
+			Want: uint32(num(a, "want")), Attempt: uint32(num(a, "attempt")), ResumeKey: key, Resume: has(a, "resume")})
 	case "init":
 		h.Type = wire.TypeInit
 		data()
@@ -322,6 +340,19 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		}
 	case "pull":
 		h.Type = wire.TypePull
+	case "rowpush", "rowpull":
+		// rows=<r,...> [vals=...] [count=<n>] off=<n> total=<n> (rows.go)
+		h.Type, h.DType, h.Count = wire.TypeRowPush, wire.DTypeF32, uint32(len(vals))
+		if cmd == "rowpull" {
+			h.Type, h.DType, h.Count = wire.TypeRowPull, wire.DTypeNone, uint32(num(a, "count"))
+		}
+		h.Offset, h.Total = uint32(num(a, "off")), uint32(num(a, "total"))
+		if a["rows"] != "" {
+			for _, r := range strings.Split(a["rows"], ",") {
+				v, _ := strconv.ParseUint(r, 10, 32)
+				meta = wire.AppendRowIDs(meta, []uint32{uint32(v)})
+			}
+		}
 	case "barrier":
 		h.Type = wire.TypeBarrier
 	case "leave":
@@ -432,5 +463,25 @@ func (e *scriptEnv) format(rd Ready) string {
 	if rd.Expired {
 		b.WriteString("expired\n")
 	}
+	if e.notes {
+		for _, n := range rd.Notes {
+			fmt.Fprintf(&b, "note %v worker=%s rank=%d workers=%d", n.Kind, n.Worker, n.Rank, n.Workers)
+			if n.Why != "" {
+				fmt.Fprintf(&b, " why=%q", n.Why)
+			}
+			if n.Kind == NoteRun {
+				fmt.Fprintf(&b, " run=%d", n.Run)
+			}
+			if n.Kind == NoteDeadline {
+				fmt.Fprintf(&b, " key=%s round=%d pushed=%d missing=%v", n.Key, n.Round, n.Pushed, n.Missing)
+			}
+			b.WriteString("\n")
+		}
+	}
 	return b.String()
+}
+
+func has(a map[string]string, k string) bool {
+	_, ok := a[k]
+	return ok
 }

@@ -14,10 +14,11 @@ import (
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
-// Snapshot format, version 2 (all numbers little-endian; uv = uvarint):
+// Snapshot format, version 3 (all numbers little-endian; uv = uvarint):
 //
 //	"WKPS" magic, u32 version
-//	u8 mode, u8 started, uv want, uv next worker number
+//	u8 mode, u8 started, uv want, uv next worker number,
+//	uv run (version 3; older versions: run 0, the keys' run)
 //	bytes optimizer spec (uv length + JSON), uv num_update,
 //	u8 compression kind, u32 threshold bits
 //	uv workers; each: str id, uv rank, uv ack mark, u8 welcomed, u32 attempt,
@@ -26,15 +27,16 @@ import (
 //	  str resume key, str participant (version 2; version 1 has neither:
 //	  its workers cannot resume and rejoin as new ones)
 //	uv keys; each: u64 id, u8 is-string, str name, uv rank, uv dims...,
-//	  uv offset, uv n, uv total, uv rounds, uv t,
+//	  uv offset, uv n, uv total, uv rounds, uv t, uv run (version 3),
 //	  uv inited; str worker ids..., n float32 value,
 //	  uv states; n float32 each
+//	the aggregation rule's section, unless it is sum (aggregate.go)
 //	the custom updater's section, if one is installed (updater.go)
 //	u32 CRC-32 (IEEE) of everything before it
 //
 // Held requests (open rounds, barriers, init waits) are not part of it: see
 // the package doc.
-const snapVersion = 2
+const snapVersion = 3
 
 var snapMagic = [4]byte{'W', 'K', 'P', 'S'}
 
@@ -59,7 +61,7 @@ func (e senc) bool(b bool) senc  { return senc(bincodec.Enc(e).Bool(b)) }
 func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 	start := len(b)
 	e := senc(append(b, snapMagic[:]...)).u32(snapVersion)
-	e = e.u8(uint8(j.mode)).bool(j.started).uv(uint64(j.want)).uv(j.nextID)
+	e = e.u8(uint8(j.mode)).bool(j.started).uv(uint64(j.want)).uv(j.nextID).uv(j.run)
 	e = e.str(string(j.optJSON)).uv(uint64(j.numUpdate)).u8(uint8(j.comp.Kind)).u32(math.Float32bits(j.comp.Threshold))
 	ws := make([]*worker, 0, len(j.workers))
 	for _, r := range j.ranks {
@@ -83,7 +85,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 		for _, d := range k.shape {
 			e = e.uv(uint64(d))
 		}
-		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.slot.T))
+		e = e.uv(uint64(k.off)).uv(uint64(k.n)).uv(uint64(k.total)).uv(k.rounds).uv(uint64(k.slot.T)).uv(k.run)
 		e = e.uv(uint64(len(k.inited)))
 		for _, id := range sortedStrings(k.inited) {
 			e = e.str(id)
@@ -102,6 +104,7 @@ func (j *Job) AppendSnapshot(b []byte) ([]byte, error) {
 			e = senc(wire.AppendFloat32s(e, tmp))
 		}
 	}
+	e = j.appendAggregate(e)
 	e = j.appendCustom(e)
 	e = e.u32(crc32.ChecksumIEEE(e[start:]))
 	return e, nil
@@ -224,13 +227,17 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	}
 	d := newSdec(body[4:])
 	version := d.u32()
-	if version != snapVersion && version != 1 {
-		return nil, fmt.Errorf("%w: version %d, this build reads 1 and %d", ErrBadSnapshot, version, snapVersion)
+	if version < 1 || version > snapVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrBadSnapshot, version, snapVersion)
 	}
 	j.mode = wire.Mode(d.u8())
 	j.started = d.u8() == 1
 	j.want = int(d.uv())
 	j.nextID = d.uv()
+	if version >= 3 {
+		j.run = d.uv()
+	}
+	j.restored = true
 	if !j.started && (j.want > j.cfg.MaxWorkers || j.want < 0) {
 		// A start barrier no job can meet (an older relay checkpointed
 		// whatever a Hello asked for): back to the configured one.
@@ -300,6 +307,9 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		}
 		k.off, k.n, k.total = int(d.uv()), int(d.uv()), int(d.uv())
 		k.rounds, k.slot.T = d.uv(), int(d.uv())
+		if version >= 3 {
+			k.run = d.uv()
+		}
 		ni := d.count(1)
 		for range ni {
 			k.inited[d.str()] = true
@@ -325,6 +335,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 		j.setKey(k)
 		ps = append(ps, p)
 	}
+	j.restoreAggregate(d)
 	j.restoreCustom(d)
 	if d.err == nil && d.left() != 0 {
 		d.fail("%d trailing bytes", d.left())

@@ -104,6 +104,10 @@ type Join struct {
 	// every shard (0: wire.DefaultBigArrayBound); all workers of a job
 	// must agree on it.
 	BigArrayBound int
+	// Resume lets the worker's inits continue a run that the job's keys
+	// hold from earlier (without it such an init is refused: reusing a
+	// job id must not silently resume old weights).
+	Resume bool
 }
 
 // Watcher is implemented by transports that reconnect by themselves: Watch

@@ -2,7 +2,6 @@ package updater
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -89,7 +88,7 @@ var (
 )
 
 // Hash is the SHA-256 of a module's code: modules are content-addressed.
-type Hash [sha256.Size]byte
+type Hash [32]byte
 
 // String is "sha256:" and the hash in hex.
 func (h Hash) String() string { return "sha256:" + hex.EncodeToString(h[:]) }
@@ -112,7 +111,7 @@ type Module struct {
 }
 
 // Hash is the SHA-256 of m.Code.
-func (m *Module) Hash() Hash { return sha256.Sum256(m.Code) }
+func (m *Module) Hash() Hash { return sum256(m.Code) }
 
 // moduleMagic opens an encoded Module.
 var moduleMagic = [4]byte{'W', 'K', 'U', 'M'}
@@ -291,7 +290,7 @@ type marker struct {
 // the module and its config by hash, so loading checks that the same
 // module runs.
 func Marker(m *Module) []byte {
-	b, _ := json.Marshal(marker{Updater: "wasm", Module: m.Hash().String(), Config: Hash(sha256.Sum256(m.Config)).String()})
+	b, _ := json.Marshal(marker{Updater: "wasm", Module: m.Hash().String(), Config: Hash(sum256(m.Config)).String()})
 	return b
 }
 
@@ -313,7 +312,7 @@ func CheckMarker(spec []byte, m *Module) error {
 	if h := m.Hash().String(); mk.Module != h {
 		return fmt.Errorf("states are of custom updater module %s, the installed one is %s", mk.Module, h)
 	}
-	if c := Hash(sha256.Sum256(m.Config)).String(); mk.Config != c {
+	if c := Hash(sum256(m.Config)).String(); mk.Config != c {
 		return fmt.Errorf("states are of module %s with config %s, it runs with config %s", mk.Module, mk.Config, c)
 	}
 	return nil

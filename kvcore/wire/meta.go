@@ -40,7 +40,7 @@ type Hello struct {
 	Token    string // the job's access token
 	WorkerID string // "" to join as a new worker, or the id to resume
 	Mode     Mode
-	Want     uint32 // workers the job should wait for before answering joins (0: none)
+	Want     uint32 // the job's worker count this worker expects (0: the job's); see psm's workers.go
 	// RankHint is 1 + the rank a new worker asks for (0: any). A worker of
 	// a sharded job joins shard 0 first and asks the other shards for the
 	// rank shard 0 gave it, so that ranks (and rank 0's init values) agree
@@ -57,6 +57,10 @@ type Hello struct {
 	// another worker's session. Empty when joining. (Encoded after Keys,
 	// optional: a Hello without it decodes with "".)
 	ResumeKey string
+	// Resume lets this worker's inits continue a run that the job's keys
+	// hold from earlier (psm's runs.go). Encoded after ResumeKey (which
+	// is then written even when empty), optional.
+	Resume bool
 }
 
 // Welcome answers a Hello.
@@ -306,8 +310,11 @@ func AppendHello(b []byte, h *Hello) []byte {
 	for _, k := range h.Keys {
 		e = e.u64(k.Key).str(k.Name).shape(k.Shape)
 	}
-	if h.ResumeKey != "" {
+	if h.ResumeKey != "" || h.Resume {
 		e = e.str(h.ResumeKey)
+	}
+	if h.Resume {
+		e = e.u8(1)
 	}
 	return setPLen(e, start)
 }
@@ -341,6 +348,9 @@ func DecodeHello(p []byte, lim *Limits) (*Hello, error) {
 	if d.err == nil && len(d.b) > 0 {
 		h.ResumeKey = d.str("resume key")
 	}
+	if d.err == nil && len(d.b) > 0 {
+		h.Resume = d.u8("resume") == 1
+	}
 	d.done()
 	if d.err != nil {
 		return nil, d.err
@@ -372,6 +382,7 @@ func DecodeWelcome(p []byte, lim *Limits) (*Welcome, error) {
 		w.Window = d.u32("window")
 		w.WindowBytes = d.u64("window bytes")
 	}
+
 	d.done()
 	if d.err != nil {
 		return nil, d.err

@@ -40,12 +40,14 @@ const (
 	TypePushPulls                  // many pushpulls in one message
 	TypeAnswers                    // many Ack and Error replies in one message
 	TypeInits                      // many inits in one message
+	TypeRowPush                    // row-sparse push: metadata the row ids, data their rows (rows.go)
+	TypeRowPull                    // row-sparse pull: metadata the row ids; answered by Ack with their rows
 	typeEnd
 )
 
 var typeNames = [...]string{"", "hello", "welcome", "init", "push", "pull", "pushpull", "barrier",
 	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error",
-	"pushes", "pulls", "pushpulls", "answers", "inits"}
+	"pushes", "pulls", "pushpulls", "answers", "inits", "rowpush", "rowpull"}
 
 func (t Type) String() string {
 	if t > 0 && t < typeEnd {
@@ -59,7 +61,7 @@ func (t Type) String() string {
 func (t Type) IsRequest() bool {
 	switch t {
 	case TypeInit, TypePush, TypePull, TypePushPull, TypeBarrier, TypeCommand,
-		TypeSaveStates, TypeLoadStates, TypeLeave:
+		TypeSaveStates, TypeLoadStates, TypeLeave, TypeRowPush, TypeRowPull:
 		return true
 	}
 	return false
@@ -367,12 +369,15 @@ const (
 	CodeClosed              // the job or server is shutting down
 	CodeNeedValue           // an init without a value must create the key: resend it with the value
 	CodeUpdater             // the job's custom updater module refused or failed the update
+	CodeOrigin              // a browser's Origin is not allowed (the relay's -origins)
+	CodeEarlierRun          // an init of a key the job holds from an earlier run, without resume
+	CodeWorkerCount         // a Hello asks for another worker count than the job's
 	codeEnd
 )
 
 var codeNames = [...]string{"ok", "bad frame", "version", "limit", "auth", "not joined", "removed",
 	"bad request", "unknown key", "reinit", "shape", "mode", "bad optimizer", "bad compression",
-	"bad states", "internal", "closed", "need value", "updater"}
+	"bad states", "internal", "closed", "need value", "updater", "origin", "earlier run", "worker count"}
 
 func (c Code) String() string {
 	if c < codeEnd {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/relay"
+	"github.com/webkv/webkv/www/serve"
 )
 
 // Summary is the one-line description of the relay command.
@@ -50,7 +51,7 @@ func Run(args []string) int {
 		ckRounds  = fs.Int("checkpoint-rounds", 100, "checkpoint after this many state-changing steps (closed rounds, new keys, joins)")
 		ckEvery   = fs.Duration("checkpoint-interval", 30*time.Second, "checkpoint at least this often while the state changes")
 		durable   = fs.Bool("durable", true, "acknowledge an update only after it is checkpointed (needs -data)")
-		workers   = fs.Int("workers", 0, "hold each job's start until this many workers joined (0: none; a worker may ask for more)")
+		workers   = fs.Int("workers", 0, "every job's worker count (MXNet's DMLC_NUM_WORKER): a job starts once that many joined, every worker sees it, a worker asking for another count is refused (0: the first worker of a job sets it)")
 		shardIdx  = fs.Int("shard-index", 0, "this relay's index in -shards")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file (serve wss:// with -tls-key)")
 		tlsKey    = fs.String("tls-key", "", "PEM key file")
@@ -62,6 +63,7 @@ func Run(args []string) int {
 		idle      = fs.Duration("idle-timeout", 0, "close a connection from which nothing arrived this long (0: 3x -timeout, at least 2m)")
 		wTimeout  = fs.Duration("write-timeout", 30*time.Second, "close a connection to which a write made no progress this long (the peer stopped reading)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		static    = fs.String("static", "", "serve this page folder at / (precompressed .br/.gz twins, ETags; see wasm/js/build.sh)")
 		tokens    listFlag
 		shards    listFlag
 		origins   listFlag
@@ -69,7 +71,7 @@ func Run(args []string) int {
 	hard := relayHardening(fs)
 	fs.Var(&tokens, "token", "job=token (repeatable); with none, any job may connect unauthenticated")
 	fs.Var(&shards, "shards", "comma-separated URLs of every relay shard, in order (empty: one relay)")
-	fs.Var(&origins, "origins", "comma-separated Origin host patterns allowed for browsers (e.g. example.com,*.example.org)")
+	fs.Var(&origins, "origins", "comma-separated Origin hosts allowed for pages served from elsewhere than the relay; a host without a port allows every port of it (127.0.0.1 allows http://127.0.0.1:8000), host:port only that port; * wildcards (*.example.org)")
 	updaters := updaterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,6 +121,7 @@ func Run(args []string) int {
 		WriteTimeout:       *wTimeout,
 		IdleTimeout:        *idle,
 		Updaters:           updaters(),
+		Build:              Version(),
 		Logger:             log,
 	}
 	adminLn, err := hard.apply(&cfg)
@@ -130,6 +133,14 @@ func Run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "webkv relay: %v\n", err)
 		return 1
+	}
+	if *static != "" {
+		if st, err := os.Stat(*static); err != nil || !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "webkv relay: -static %q is not a folder\n", *static)
+			_ = srv.Shutdown(context.Background()) // nothing served yet
+			return 2
+		}
+		srv.Handle("/", serve.Handler(os.DirFS(*static), nil))
 	}
 	url, err := srv.Listen(*listen)
 	if err != nil {
@@ -148,7 +159,7 @@ func Run(args []string) int {
 	}
 	// The URL on stdout is the readiness signal scripts and tests wait for.
 	fmt.Printf("webkv relay listening on %s\n", url)
-	log.Info("relay ready", "url", url, "data", *dataDir, "jobs", len(tok), "durable", *durable)
+	logReady(log, url, srv, &cfg)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
@@ -279,4 +290,20 @@ func serveAdmin(addr string, srv *relay.Server, log *slog.Logger) (string, error
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go hs.Serve(ln)
 	return ln.Addr().String(), nil
+}
+
+// logReady writes the startup line: jobs counts the jobs the relay holds
+// (restored from -data), not the tokens (token_jobs: jobs with a -token or
+// -worker-token; quarantined: jobs refused for a corrupt checkpoint).
+func logReady(log *slog.Logger, url string, srv *relay.Server, cfg *relay.Config) {
+	st := srv.Status()
+	named := map[string]bool{}
+	for j := range cfg.Tokens {
+		named[j] = true
+	}
+	for j := range cfg.WorkerTokens {
+		named[j] = true
+	}
+	log.Info("relay ready", "url", url, "data", cfg.DataDir, "jobs", st.NumJobs, "quarantined", st.NumQuarantined,
+		"token_jobs", len(named), "durable", cfg.Durable, "workers", cfg.MinWorkers, "version", Version())
 }

@@ -69,10 +69,15 @@ var codes = []struct {
 	{kvcore.ErrUnsupported, "UNSUPPORTED"},
 	{kvcore.ErrClosed, "CLOSED"},
 	{kvcore.ErrNoTransport, "NO_TRANSPORT"},
+	{kvcore.ErrUnreachable, "UNREACHABLE"},
+	{kvcore.ErrOrigin, "ORIGIN"},
+	{kvcore.ErrEarlierRun, "EARLIER_RUN"},
+	{kvcore.ErrWorkerCount, "WORKER_COUNT"},
 	{kvcore.ErrAuth, "AUTH"},
 	{kvcore.ErrBadCompression, "BAD_COMPRESSION"},
 	{kvcore.ErrBadStates, "BAD_STATES"},
 	{kvcore.ErrBadOptimizer, "BAD_OPTIMIZER"},
+	{kvcore.ErrBadRowIDs, "BAD_ROW_IDS"},
 	{errBadArgument, "BAD_ARGUMENT"},
 	{errWebGPU, "WEBGPU"},
 	{errNoWebGPU, "NO_WEBGPU"},
@@ -88,12 +93,18 @@ var errBadArgument = errors.New("bad argument")
 // errWebGPU marks errors the browser's WebGPU reported.
 var errWebGPU = errors.New("webgpu error")
 
-// jsError converts err into a JavaScript Error whose message is err's text
+// errorClass is webkv.js's WebKVError (api.setErrorClass); until it is
+// set, errors are plain Errors named "WebKVError".
+var errorClass js.Value
+
+// debug is whether the page asked webkv to log to the console
+// (load({debug: true})).
+var debug bool
+
+// jsError converts err into a WebKVError whose message is err's text
 // (kvcore's messages name the operation, key and what was wrong) and whose
 // code names the error class ("UNKNOWN_KEY", …; "ERROR" otherwise).
 func jsError(err error) js.Value {
-	e := js.Global().Get("Error").New(err.Error())
-	e.Set("name", "WebKVError")
 	code := "ERROR"
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
@@ -106,6 +117,11 @@ func jsError(err error) js.Value {
 		// sentinel error yet).
 		code = "WEBGPU"
 	}
+	if errorClass.Type() == js.TypeFunction {
+		return errorClass.New(err.Error(), code)
+	}
+	e := js.Global().Get("Error").New(err.Error())
+	e.Set("name", "WebKVError")
 	e.Set("code", code)
 	return e
 }

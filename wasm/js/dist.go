@@ -17,6 +17,7 @@ type distOptions struct {
 	url, token, job        string
 	workers, bigArrayBound int
 	timeout                time.Duration
+	waitForRelay, resume   bool
 }
 
 func distOptionsFromJS(opts js.Value) (distOptions, error) {
@@ -43,6 +44,12 @@ func distOptionsFromJS(opts js.Value) (distOptions, error) {
 		return d, badArg("webkv: options workers (%v) and bigArrayBound (%v) must be non-negative integers", w, bb)
 	}
 	d.workers, d.bigArrayBound = int(w), int(bb)
+	if d.waitForRelay, err = optBool(opts, "waitForRelay", false); err != nil {
+		return d, err
+	}
+	if d.resume, err = optBool(opts, "resume", false); err != nil {
+		return d, err
+	}
 	ms, err := optNumber(opts, "timeoutMs", 30000)
 	if err != nil {
 		return d, err
@@ -69,6 +76,7 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 	defer cancel()
 	c, err := relay.Dial(dctx, o.url, relay.DialOptions{
 		Job: o.job, Token: o.token, Workers: o.workers, BigArrayBound: o.bigArrayBound,
+		WaitForRelay: o.waitForRelay, Resume: o.resume,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)
@@ -113,7 +121,9 @@ func (st *jsStore) onEvent(e kvcore.Event) {
 			d["message"] = e.Err.Error()
 		}
 		st.emit("connection", d)
-		js.Global().Get("console").Call("log", fmt.Sprintf("webkv: relay shard %d %v", e.Shard, e.Conn), errText(e.Err))
+		if debug {
+			js.Global().Get("console").Call("log", fmt.Sprintf("webkv: relay shard %d %v", e.Shard, e.Conn), errText(e.Err))
+		}
 	}
 }
 

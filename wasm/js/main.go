@@ -11,10 +11,15 @@
 // Arguments are converted before the call returns, so the page may reuse its
 // typed arrays as soon as a call was made.
 //
-// The loader protocol: webkv.js defines globalThis.__webkvInit(api) and sets
-// globalThis.wasm to the WebAssembly.instantiate result (the WebGPU binding
-// reads wasm memory through it), then runs this program, which calls
-// __webkvInit with its API object and parks.
+// The loader protocol: webkv.js runs this program in a scope of its own (Go's
+// js.Global() is that scope, a Proxy over the page's globalThis that keeps
+// its own writes, so nothing here becomes a global of the page's). There it
+// defines __webkvInit(api), __webkvDebug (whether to log to the console),
+// __webkvSIMD (package simd) and wasm, the WebAssembly.instantiate result
+// (the WebGPU binding reads wasm memory through it); this program calls
+// __webkvInit with its API object and parks. The page then hands it the
+// class of its errors (api.setErrorClass(WebKVError)) and its event
+// dispatcher (api.setEmitter).
 package main
 
 import (
@@ -26,6 +31,13 @@ func main() {
 	api.Set("create", js.FuncOf(jsCreate))
 	api.Set("gpu", js.FuncOf(jsGPU))
 	api.Set("info", js.FuncOf(jsInfo))
+	api.Set("setErrorClass", js.FuncOf(func(this js.Value, args []js.Value) any {
+		if len(args) == 1 && args[0].Type() == js.TypeFunction {
+			errorClass = args[0]
+		}
+		return nil
+	}))
+	debug = js.Global().Get("__webkvDebug").Truthy()
 	api.Set("setEmitter", js.FuncOf(func(this js.Value, args []js.Value) any {
 		if len(args) == 1 && args[0].Type() == js.TypeFunction {
 			emitter = args[0]

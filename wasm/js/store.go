@@ -236,6 +236,8 @@ var storeMethods = map[string]method{
 	"saveOptimizerStates":    (*jsStore).saveStates,
 	"loadOptimizerStates":    (*jsStore).loadStates,
 	"close":                  (*jsStore).close,
+	"pushRowSparse":          (*jsStore).pushRowSparse, // rowsparse.go
+	"rowSparsePull":          (*jsStore).rowSparsePull,
 }
 
 func storeCall(name string, m method) func(js.Value, []js.Value) any {

@@ -1,5 +1,8 @@
 // Type declarations for webkv.js: MXNet's KVStore for the browser (WebGPU
-// when available, CPU otherwise).
+// when available, CPU otherwise). They use the WebGPU types of the
+// @webgpu/types package (npm i -D @webgpu/types); tests/tsc checks this file
+// under tsc --strict.
+/// <reference types="@webgpu/types" />
 
 /** A key: an integer or a string; one store takes one kind only. */
 export type Key = number | string;
@@ -8,6 +11,18 @@ export type Key = number | string;
  * device (STORAGE | COPY_SRC | COPY_DST usage, at least 4·size bytes). A
  * plain number[] is converted to a Float32Array. */
 export type Value = Float32Array | GPUBuffer | number[];
+/** Row numbers of a row-sparse value or pull. */
+export type RowIds = number[] | Int32Array | Uint32Array | BigInt64Array;
+/** A row-sparse value (MXNet's row_sparse): rows rowIds of a key, every other row zero. */
+export interface RowSparse {
+  rows: Float32Array | number[];
+  rowIds: RowIds;
+}
+/** What rowSparsePull resolves to: the rows asked, sorted, without repeats, and their values. */
+export interface RowSparseResult {
+  rows: Float32Array;
+  rowIds: number[];
+}
 
 /** Store types: 'local' (alias 'local_update_cpu', 'local_allreduce_cpu'),
  * 'device' ('local_allreduce_device'), 'dist_sync', 'dist_async',
@@ -31,21 +46,32 @@ export interface CreateOptions {
   bigArrayBound?: number;
   /** Bound on connecting to the relay and joining the job, in ms (default 30000). */
   timeoutMs?: number;
+  /** Retry the first connection until the relay is up (within timeoutMs); without it a relay that cannot be
+   * reached rejects at once with code 'UNREACHABLE'. Connections lost later are always retried. */
+  waitForRelay?: boolean;
+  /** Continue a run of the job whose keys are left from earlier (its workers all left, or the relay restarted
+   * on its data); without it init of such a key rejects with code 'EARLIER_RUN'. */
+  resume?: boolean;
   /** A GPUDevice of the page's to compute on (default: webkv requests one
    * with the adapter's largest buffer limits). Every create must pass the same one. */
   device?: GPUDevice;
   /** For 'device' types without WebGPU: run on the CPU (default true) and
    * say so in KVStore.fallback, or reject (false). */
   allowCPUFallback?: boolean;
-  /** Where webkv.wasm and wasm_exec.js are (default: next to webkv.js). */
+  /** Where webkv.wasm and webkv-go.js are (default: next to webkv.js); used by the first load only. */
   wasmURL?: string | URL;
   execURL?: string | URL;
+  /** Log what webkv does to the console (it is silent otherwise); used by the first load only. */
+  debug?: boolean;
 }
+
+/** MXNet's optimizer names. */
+export type OptimizerName = 'sgd' | 'nag' | 'adam' | 'adamw' | 'adagrad' | 'rmsprop' | 'adadelta' | 'signum' | 'ftrl' | 'lamb';
 
 /** MXNet optimizer spec: name plus MXNet's constructor arguments. Unknown or
  * inapplicable fields are errors. */
 export interface OptimizerSpec {
-  name: 'sgd' | 'nag' | 'adam' | 'adamw' | 'adagrad' | 'rmsprop' | 'adadelta' | 'signum' | 'ftrl' | 'lamb' | (string & {});
+  name: OptimizerName | (string & {});
   version?: number;
   learning_rate?: number;
   wd?: number;
@@ -77,11 +103,23 @@ export interface OptimizerSpec {
 export type ErrorCode =
   | 'UNKNOWN_KEY' | 'DUPLICATE_INIT' | 'SHAPE_MISMATCH' | 'MIXED_KEYS' | 'NO_VALUE'
   | 'UNKNOWN_TYPE' | 'UNSUPPORTED' | 'CLOSED' | 'NO_TRANSPORT' | 'AUTH' | 'BAD_COMPRESSION'
-  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU' | 'ERROR';
+  | 'BAD_STATES' | 'BAD_OPTIMIZER' | 'BAD_ARGUMENT' | 'WEBGPU' | 'NO_WEBGPU'
+  /** The relay could not be reached at all (the message names the address). */
+  | 'UNREACHABLE'
+  /** The relay refused the page's Origin (the message is the relay's: which origin, and how to allow it). */
+  | 'ORIGIN'
+  /** init of a key the job holds from an earlier run (see CreateOptions.resume). */
+  | 'EARLIER_RUN'
+  /** The job has another worker count than CreateOptions.workers. */
+  | 'WORKER_COUNT'
+  | 'ERROR';
 
-export interface WebKVError extends Error {
-  name: 'WebKVError';
-  code: ErrorCode;
+/** The error every webkv Promise rejects with (`e instanceof WebKVError`). */
+export declare class WebKVError extends Error {
+  constructor(message: string, code?: ErrorCode);
+  readonly name: 'WebKVError';
+  /** The error's class; branch on it, not on the message. */
+  readonly code: ErrorCode;
 }
 
 export interface GPUInfo {
@@ -137,7 +175,14 @@ export declare class KVStore {
   pushPull(key: Key, value: Value | Value[], out?: undefined, priority?: number): Promise<Float32Array>;
   pushPull<T extends Float32Array | GPUBuffer>(key: Key, value: Value | Value[], out: T, priority?: number): Promise<T>;
   pushPull(keys: Key[], values: (Value | Value[])[], outs?: (Float32Array | GPUBuffer | undefined)[], priority?: number): Promise<(Float32Array | GPUBuffer)[]>;
-  setOptimizer(spec: OptimizerSpec | string): Promise<void>;
+  /** Pushes rows rowIds (strictly increasing) of key only; values of one call are summed row by row. */
+  pushRowSparse(key: Key, value: RowSparse | RowSparse[]): Promise<void>;
+  /** Pulls rows rowIds of key (any order, repeats allowed): the rows asked, sorted, without repeats. */
+  rowSparsePull(key: Key, rowIds: RowIds): Promise<RowSparseResult>;
+  /** Writes rows rowIds of key into out (the key's size), zeroes every other row. */
+  rowSparsePull(key: Key, rowIds: RowIds, out: Float32Array): Promise<Float32Array>;
+  /** An optimizer spec, a name ('adam': MXNet's defaults), or a spec in JSON. */
+  setOptimizer(spec: OptimizerSpec | OptimizerName | (string & {})): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
   barrier(): Promise<void>;
   waitAll(): Promise<void>;
@@ -147,8 +192,9 @@ export declare class KVStore {
   on<E extends keyof EventMap>(event: E, fn: (detail: EventMap[E]) => void): () => void;
 }
 
-/** simd: false leaves the SIMD kernels (webkv-simd.wasm) out; the CPU path then runs Go's loops. */
-export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL; simd?: boolean; simdURL?: string | URL }): Promise<unknown>;
+/** Loads webkv.wasm once (create does). simd: false leaves the SIMD kernels (webkv-simd.wasm) out, the CPU
+ * path then runs Go's loops; debug: true logs what webkv does to the console (silent otherwise). */
+export declare function load(opts?: { wasmURL?: string | URL; execURL?: string | URL; simd?: boolean; simdURL?: string | URL; debug?: boolean }): Promise<unknown>;
 /** Whether the browser runs WebAssembly SIMD. */
 export declare function simdSupported(): boolean;
 /** Instantiates the SIMD kernels over a Go program's memory: their exports, or {error}. */

@@ -12,21 +12,77 @@
 // kvcore's (it names the operation, the key and what was wrong) and whose
 // `code` names the error class ('UNKNOWN_KEY', 'SHAPE_MISMATCH', …).
 //
-// The module loads webkv.wasm and wasm_exec.js (Go's loader, copied from the
-// Go toolchain at build time) from its own directory, once per page. It sets
-// the global `wasm` to the instantiated module: the WebGPU binding inside
-// webkv.wasm reads Go memory through it. Where the browser has WebAssembly
-// SIMD it also loads webkv-simd.wasm, small hand-written kernels that run
-// the CPU path's loops (reduce, optimizers, quantizers) on Go's own memory:
-// stores that compute on the CPU then report the backend 'cpu+wasm-simd'.
+// The module loads webkv.wasm and webkv-go.js (Go's wasm_exec.js from the
+// toolchain that built it, wrapped as an ES module by build.sh) from its own
+// directory, once per page. It sets no global of the page's: Go's loader
+// and the Go program see a scope of their own (a Proxy over globalThis that
+// keeps its own writes), in which `wasm` is the instantiated module (the
+// WebGPU binding reads Go memory through it), `fs` and `process` are Go's
+// stubs, and the loader's hand-over to the Go program happens. Where the
+// browser has WebAssembly SIMD it also loads webkv-simd.wasm, small
+// hand-written kernels that run the CPU path's loops (reduce, optimizers,
+// quantizers) on Go's own memory: stores that compute on the CPU then
+// report the backend 'cpu+wasm-simd'. Nothing is written to the console
+// unless load or the first create is given {debug: true}.
 
 let loading = null;
 let api = null;
+let debug = false;
 const handles = new Map(); // store id -> KVStore (for events)
 // Events of a store whose create() has not resolved yet (connected, the
-// first membership): delivered just after it resolves, so listeners added
-// right after `await create(...)` see them.
+// first membership): kept until the store has a listener for them, so that
+// listeners added after `await create(...)`, or after a Promise.all of
+// several creates, see them.
 const early = new Map(); // store id -> [[name, detail], ...]
+
+/**
+ * The error every webkv Promise rejects with: message is kvcore's (it names
+ * the operation, the key and what was wrong), code names the class
+ * ('UNKNOWN_KEY', 'SHAPE_MISMATCH', 'UNREACHABLE', 'ORIGIN', …).
+ */
+export class WebKVError extends Error {
+  constructor(message, code = 'ERROR') {
+    super(message);
+    this.name = 'WebKVError';
+    this.code = code;
+  }
+}
+
+// goScope is the global scope Go's loader and the Go program see: reads
+// fall through to globalThis, writes stay here.
+function goScope() {
+  const own = Object.create(null);
+  return new Proxy(own, {
+    get: (o, k) => (k in o ? o[k] : globalThis[k]),
+    set: (o, k, v) => { o[k] = v; return true; },
+    has: (o, k) => k in o || k in globalThis,
+    deleteProperty: (o, k) => { delete o[k]; return true; },
+  });
+}
+
+// quietFS is Go's stdout/stderr when debug is off: the last few KB are kept
+// for the message of a runtime that exits.
+function quietFS(tail) {
+  const dec = new TextDecoder('utf-8');
+  const enosys = () => { const e = new Error('not implemented'); e.code = 'ENOSYS'; return e; };
+  const fs = {
+    constants: { O_WRONLY: -1, O_RDWR: -1, O_CREAT: -1, O_TRUNC: -1, O_APPEND: -1, O_EXCL: -1, O_DIRECTORY: -1 },
+    writeSync(fd, buf) {
+      tail.text = (tail.text + dec.decode(buf)).slice(-4096);
+      return buf.length;
+    },
+    write(fd, buf, offset, length, position, callback) {
+      if (offset !== 0 || length !== buf.length || position !== null) { callback(enosys()); return; }
+      callback(null, this.writeSync(fd, buf));
+    },
+    fsync(fd, callback) { callback(null); },
+  };
+  for (const m of ['chmod', 'chown', 'close', 'fchmod', 'fchown', 'fstat', 'ftruncate', 'lchown', 'link', 'lstat',
+    'mkdir', 'open', 'read', 'readdir', 'readlink', 'rename', 'rmdir', 'stat', 'symlink', 'truncate', 'unlink', 'utimes']) {
+    fs[m] = (...args) => args[args.length - 1](enosys());
+  }
+  return fs;
+}
 
 // A module of one simd128 function: WebAssembly.validate accepts it only in
 // browsers with WebAssembly SIMD.
@@ -81,10 +137,14 @@ async function instantiateSIMD(compiling, memory) {
 /**
  * Loads webkv.wasm (once). create() calls it; call it yourself to choose the
  * wasm URL or to load early. simd: false leaves the SIMD kernels out (the
- * CPU path then runs Go's loops); simdURL says where webkv-simd.wasm is.
- * @param {{wasmURL?: string|URL, execURL?: string|URL, simd?: boolean, simdURL?: string|URL}} [opts]
+ * CPU path then runs Go's loops); simdURL says where webkv-simd.wasm is;
+ * execURL where webkv-go.js is; debug: true logs what webkv does (SIMD
+ * kernels missing, CPU fallbacks, relay connections, the Go runtime's
+ * output) to the console, which stays silent otherwise.
+ * @param {{wasmURL?: string|URL, execURL?: string|URL, simd?: boolean, simdURL?: string|URL, debug?: boolean}} [opts]
  */
 export function load(opts = {}) {
+  if (opts.debug) debug = true;
   if (loading) return loading;
   loading = (async () => {
     // The kernels download and compile while webkv.wasm does.
@@ -92,13 +152,14 @@ export function load(opts = {}) {
       ? Promise.reject(new Error('left out by the page (load({simd: false}))'))
       : compileSIMD(opts.simdURL ?? new URL('./webkv-simd.wasm', import.meta.url));
     simd.catch(() => {}); // reported through __webkvSIMD below
-    if (typeof globalThis.Go !== 'function') {
-      // wasm_exec.js is a classic script that defines globalThis.Go; a
-      // dynamic import runs it for that side effect.
-      await import(String(opts.execURL ?? new URL('./wasm_exec.js', import.meta.url)));
-    }
-    const go = new globalThis.Go();
-    const ready = new Promise((resolve) => { globalThis.__webkvInit = resolve; });
+    const scope = goScope();
+    const tail = {text: ''};
+    if (!debug && !('fs' in globalThis)) scope.fs = quietFS(tail);
+    const {goClass} = await import(String(opts.execURL ?? new URL('./webkv-go.js', import.meta.url)));
+    const go = new (goClass(scope))();
+    go.exit = (code) => { if (code !== 0 && debug) console.warn('webkv: the Go runtime exited with code', code); };
+    const ready = new Promise((resolve) => { scope.__webkvInit = resolve; });
+    scope.__webkvDebug = debug;
     const url = opts.wasmURL ?? new URL('./webkv.wasm', import.meta.url);
     let inst;
     try {
@@ -106,26 +167,28 @@ export function load(opts = {}) {
     } catch (e) {
       // Servers that do not send application/wasm: fall back to bytes.
       const resp = await fetch(url);
-      if (!resp.ok) throw new Error(`webkv: cannot fetch ${url}: HTTP ${resp.status}`);
+      if (!resp.ok) throw new WebKVError(`webkv: cannot fetch ${url}: HTTP ${resp.status}`);
       inst = await WebAssembly.instantiate(await resp.arrayBuffer(), go.importObject);
     }
-    globalThis.wasm = inst; // read by github.com/cogentcore/webgpu (jsx.BytesToJS)
+    scope.wasm = inst; // read by github.com/cogentcore/webgpu and package shaders (Go memory)
     // Read by the Go program at start (package wasm/js/simd). A kernels
     // download that stalls must not stall webkv: after 10 s the CPU path
     // runs Go's loops.
     let stalled;
-    globalThis.__webkvSIMD = await Promise.race([
+    scope.__webkvSIMD = await Promise.race([
       instantiateSIMD(simd, inst.instance.exports.mem),
       new Promise((resolve) => { stalled = setTimeout(() => resolve({error: 'webkv-simd.wasm did not load within 10 s'}), 10000); }),
     ]);
     clearTimeout(stalled);
-    if (globalThis.__webkvSIMD.error) console.info(`webkv: no SIMD kernels, the CPU path runs Go's loops: ${globalThis.__webkvSIMD.error}`);
+    if (scope.__webkvSIMD.error && debug) console.info(`webkv: no SIMD kernels, the CPU path runs Go's loops: ${scope.__webkvSIMD.error}`);
     go.run(inst.instance).then(() => {
       api = null;
-      console.error('webkv: the Go runtime exited');
+      loading = null;
+      if (debug) console.error('webkv: the Go runtime exited', tail.text);
     });
     api = await ready;
-    delete globalThis.__webkvInit;
+    delete scope.__webkvInit;
+    api.setErrorClass(WebKVError);
     api.setEmitter((id, name, detail) => {
       const kv = handles.get(id);
       if (kv) { kv._emit(name, detail); return; }
@@ -165,12 +228,10 @@ export async function gpu(device) {
 export async function create(type, opts = {}) {
   const a = await load(opts);
   const info = await a.create(type, opts);
-  const kv = new KVStore(a, info);
-  handles.set(info.id, kv);
-  const q = early.get(info.id);
+  const kv = new KVStore(a, info, early.get(info.id) ?? []);
   early.delete(info.id);
-  if (q) setTimeout(() => { for (const [name, detail] of q) kv._emit(name, detail); }, 0);
-  if (info.fallback) console.warn(`webkv: '${info.type}' store runs on the CPU: ${info.fallback}`);
+  handles.set(info.id, kv);
+  if (info.fallback && debug) console.warn(`webkv: '${info.type}' store runs on the CPU: ${info.fallback}`);
   return kv;
 }
 
@@ -188,11 +249,16 @@ function value(v) {
 
 export class KVStore {
   #api; #id; #info; #listeners = new Map();
+  // Events that came before any listener for them (create's 'connection'
+  // and first 'membership'): each goes to the first listener added for its
+  // name, once.
+  #pending;
 
-  constructor(a, info) {
+  constructor(a, info, pending = []) {
     this.#api = a;
     this.#id = info.id;
     this.#info = info;
+    this.#pending = pending;
   }
 
   #refresh() {
@@ -227,11 +293,30 @@ export class KVStore {
   pull(key, out, priority) { return this.#api.pull(this.#id, key, out, priority); }
   /** pushPull(key | keys[], value(s), out(s)?, priority?) */
   pushPull(key, val, out, priority) { return this.#api.pushPull(this.#id, key, value(val), out, priority); }
-  /** setOptimizer({name: 'adam', learning_rate: 0.001, …}): MXNet's names and defaults. */
+  /**
+   * pushRowSparse(key, {rows, rowIds} | {rows, rowIds}[]): pushes only rows rowIds (strictly
+   * increasing) of key, their values back to back in rows; values of one call are summed row by row.
+   */
+  pushRowSparse(key, val) { return this.#api.pushRowSparse(this.#id, key, val); }
+  /**
+   * rowSparsePull(key, rowIds, out?): resolves to {rows, rowIds} (the rows asked, sorted, no
+   * repeats); with out (a Float32Array of the key's size) writes them there, zeroes the rest,
+   * and resolves to out.
+   */
+  rowSparsePull(key, rowIds, out) { return this.#api.rowSparsePull(this.#id, key, rowIds, out); }
+  /**
+   * setOptimizer({name: 'adam', learning_rate: 0.001, …}) or setOptimizer('adam'):
+   * MXNet's names and defaults (a string is a name, or a spec in JSON).
+   */
   setOptimizer(spec) {
-    let s;
-    try { s = JSON.stringify(spec); } catch (e) { return Promise.reject(e); }
-    return this.#api.setOptimizer(this.#id, typeof spec === 'object' && spec !== null ? s : spec);
+    let s = spec;
+    try {
+      if (typeof spec === 'string' && !spec.trimStart().startsWith('{')) s = JSON.stringify({name: spec});
+      else if (typeof spec === 'object' && spec !== null) s = JSON.stringify(spec);
+    } catch (e) {
+      return Promise.reject(new WebKVError(`webkv: setOptimizer: ${e.message}`, 'BAD_OPTIMIZER'));
+    }
+    return this.#api.setOptimizer(this.#id, s);
   }
   /** setGradientCompression({type: '2bit'|'1bit', threshold}) */
   setGradientCompression(c) { return this.#api.setGradientCompression(this.#id, c); }
@@ -261,12 +346,22 @@ export class KVStore {
   on(event, fn) {
     if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
     this.#listeners.get(event).add(fn);
+    const mine = this.#pending.filter(([name]) => name === event);
+    if (mine.length > 0) {
+      this.#pending = this.#pending.filter(([name]) => name !== event);
+      queueMicrotask(() => { for (const [, detail] of mine) call(fn, detail); });
+    }
     return () => this.#listeners.get(event)?.delete(fn);
   }
 
   _emit(name, detail) {
-    for (const fn of this.#listeners.get(name) ?? []) {
-      try { fn(detail); } catch (e) { console.error('webkv: event listener failed', e); }
-    }
+    for (const fn of this.#listeners.get(name) ?? []) call(fn, detail);
   }
+}
+
+// call runs a listener; one that throws is reported as the browser reports
+// any event listener's exception (an uncaught error), and the others still
+// run.
+function call(fn, detail) {
+  try { fn(detail); } catch (e) { queueMicrotask(() => { throw e; }); }
 }

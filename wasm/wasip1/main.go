@@ -11,6 +11,11 @@
 // ModuleConfig.WithStartFunctions("_initialize")), and then the kv_*
 // exports below. Calls must not overlap (a wasm instance is single-threaded).
 //
+// Compiling the 5 MB module is most of an instantiation: in wazero, keep a
+// compilation cache (wazero.NewCompilationCacheWithDir in the
+// RuntimeConfig, as Example does): measured here (TestInstantiateCache),
+// 3.2 s cold and 0.2 s from the cache.
+//
 // # Conventions
 //
 // Memory: the host gets memory with kv_alloc(size) and gives it back with
@@ -23,8 +28,24 @@
 // and -1 on error; kv_last_error then gives the message, which names the
 // call, the key and what was wrong.
 //
-// Values: keys are ints; every value is a 1-D float32 array of n elements,
-// so a key's n is fixed by its kv_init.
+// Keys: a store's keys are ints, or strings: kv_key_str(h, name, len)
+// returns the id that stands for a string key in the key arguments of that
+// store's calls. One store takes one kind (as kvcore does): after
+// kv_key_str, every key argument of the store must be an id it returned,
+// and a store that used int keys refuses kv_key_str.
+//
+// Values: every value is n float32s; a key's shape (kv_init_shape, default
+// [n]) fixes n, and kv_shape reads it back.
+//
+// Errors: kv_last_error(buf, cap) copies the message of the last failed
+// call (a success does not clear it) into buf, at most cap bytes and never
+// half a UTF-8 character, with no terminating NUL, and returns the whole
+// message's length: a return above cap means the copy was cut, so call
+// again with a buffer of that size (kv_last_error(0, 0) just asks for it).
+//
+// Versions: kv_abi_version() is 2 for this ABI. Version 1 (the first
+// eleven functions) had no kv_abi_version; everything version 1 had is
+// unchanged.
 //
 // # Functions
 //
@@ -40,6 +61,20 @@
 //	kv_wait(h i32) -> i32
 //	kv_last_error(buf ptr, cap u32) -> len u32
 //
+// Version 2 adds:
+//
+//	kv_abi_version() -> u32                         2
+//	kv_key_str(h i32, name ptr, len u32) -> key i32 the id of a string key (>= 0)
+//	kv_init_shape(h, key i32, data ptr, shape ptr, ndim u32) -> i32   shape: ndim i32s (ndim 1..8)
+//	kv_shape(h, key i32, out ptr, cap u32) -> ndim i32    writes min(ndim, cap) i32s
+//	kv_set_compression(h i32, type ptr, len u32, threshold f32) -> i32   "2bit", "1bit" or "none"
+//	kv_barrier(h i32) -> i32
+//	kv_save_states(h, dump i32, buf ptr, cap u32) -> len i32   MXNet's save_optimizer_states (dump: with the optimizer)
+//	kv_load_states(h i32, buf ptr, len u32) -> i32
+//
+// kv_save_states returns the states' length and copies them only when they
+// fit in cap (all or nothing): a return above cap asks for a bigger buffer.
+//
 // kv_push queues the sum of ndev arrays (data holds ndev*n floats, one array
 // per simulated device, as MXNet's push of a list of values) and returns:
 // its data is copied before it returns, so the host may reuse the block at
@@ -54,13 +89,16 @@ package main
 //lint:file-ignore U1000 the kv_* functions are exported to the host by //go:wasmexport, which staticcheck does not follow.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"sort"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
 )
 
@@ -84,6 +122,25 @@ type handle struct {
 	in map[int][]*kvcore.Array
 	// out[key] is where a pull lands before it is copied to the host.
 	out map[int]*kvcore.Array
+	// strs are the string keys of kv_key_str, by id (nil: int keys);
+	// ids finds a name's id.
+	strs    []string
+	ids     map[string]int32
+	intKeys bool // a call used an int key: kv_key_str is refused
+	// shapes are the keys' shapes (kv_init, kv_init_shape).
+	shapes map[int32][]int
+}
+
+// key is the kvcore key of a key argument.
+func (st *handle) key(call string, k int32) (kvcore.Key, error) {
+	if st.strs == nil {
+		st.intKeys = true
+		return kvcore.IntKey(int(k)), nil
+	}
+	if k < 0 || int(k) >= len(st.strs) {
+		return kvcore.Key{}, fmt.Errorf("%s: key %d is not an id from kv_key_str (the store's keys are strings): %w", call, k, kvcore.ErrMixedKeys)
+	}
+	return kvcore.StrKey(st.strs[k]), nil
 }
 
 var (
@@ -177,7 +234,16 @@ func kvFree(ptr uint32) int32 {
 func kvLastError(buf, capacity uint32) uint32 {
 	if capacity > 0 {
 		if b, err := mem("kv_last_error", buf, capacity); err == nil {
-			copy(b, lastErr)
+			msg := lastErr
+			if len(msg) > len(b) {
+				// Cut before a character that would not fit whole.
+				cut := len(b)
+				for cut > 0 && !utf8.RuneStart(msg[cut]) {
+					cut--
+				}
+				msg = msg[:cut]
+			}
+			copy(b, msg)
 		}
 	}
 	return uint32(len(lastErr))
@@ -194,7 +260,7 @@ func kvCreate(name, n uint32) int32 {
 		return fail(err)
 	}
 	nextH++
-	stores[nextH] = &handle{s: s, in: map[int][]*kvcore.Array{}, out: map[int]*kvcore.Array{}}
+	stores[nextH] = &handle{s: s, in: map[int][]*kvcore.Array{}, out: map[int]*kvcore.Array{}, shapes: map[int32][]int{}}
 	return nextH
 }
 
@@ -226,16 +292,201 @@ func kvInit(h, key int32, data, n uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	src, err := floats(fmt.Sprintf("kv_init key %d: data", key), data, n)
+	return st.initShape("kv_init", key, data, []int{int(n)})
+}
+
+func (st *handle) initShape(call string, key int32, data uint32, shape []int) int32 {
+	k, err := st.key(call, key)
 	if err != nil {
 		return fail(err)
 	}
-	a, err := kvcore.FromSlice(kvcore.CPU(0), src, int(n))
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	src, err := floats(fmt.Sprintf("%s key %v: data", call, k), data, uint32(n))
 	if err != nil {
-		return fail(fmt.Errorf("kv_init key %d: %w", key, err))
+		return fail(err)
+	}
+	a, err := kvcore.FromSlice(kvcore.CPU(0), src, shape...)
+	if err != nil {
+		return fail(fmt.Errorf("%s key %v: %w", call, k, err))
 	}
 	defer release(a)
-	if err := st.s.Init(bg, kvcore.IntKey(int(key)), a); err != nil {
+	if err := st.s.Init(bg, k, a); err != nil {
+		return fail(err)
+	}
+	st.shapes[key] = shape
+	return 0
+}
+
+//go:wasmexport kv_abi_version
+func kvABIVersion() uint32 { return 2 }
+
+//go:wasmexport kv_key_str
+func kvKeyStr(h int32, name, n uint32) int32 {
+	st, err := store("kv_key_str", h)
+	if err != nil {
+		return fail(err)
+	}
+	if n > 1<<16 {
+		return fail(fmt.Errorf("kv_key_str: a key of %d bytes (at most 65536)", n))
+	}
+	b, err := mem("kv_key_str: name", name, n)
+	if err != nil {
+		return fail(err)
+	}
+	if st.intKeys {
+		return fail(fmt.Errorf("kv_key_str %q: the store already uses int keys: %w", b, kvcore.ErrMixedKeys))
+	}
+	if id, ok := st.ids[string(b)]; ok {
+		return id
+	}
+	if len(st.strs) >= 1<<24 {
+		return fail(fmt.Errorf("kv_key_str: more than %d string keys", 1<<24))
+	}
+	if st.ids == nil {
+		st.ids, st.strs = map[string]int32{}, []string{}
+	}
+	id := int32(len(st.strs))
+	st.strs = append(st.strs, string(b))
+	st.ids[string(b)] = id
+	return id
+}
+
+//go:wasmexport kv_init_shape
+func kvInitShape(h, key int32, data, shape, ndim uint32) int32 {
+	st, err := store("kv_init_shape", h)
+	if err != nil {
+		return fail(err)
+	}
+	if ndim == 0 || ndim > 8 {
+		return fail(fmt.Errorf("kv_init_shape key %d: ndim = %d, want 1 to 8", key, ndim))
+	}
+	if shape%4 != 0 {
+		return fail(fmt.Errorf("kv_init_shape key %d: shape pointer %#x is not 4-byte aligned", key, shape))
+	}
+	b, err := mem(fmt.Sprintf("kv_init_shape key %d: shape", key), shape, 4*ndim)
+	if err != nil {
+		return fail(err)
+	}
+	dims := make([]int, ndim)
+	total := uint64(1)
+	for i := range dims {
+		d := int32(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+		if d <= 0 {
+			return fail(fmt.Errorf("kv_init_shape key %d: shape[%d] = %d, want > 0: %w", key, i, d, kvcore.ErrShapeMismatch))
+		}
+		total *= uint64(d)
+		if total > maxBlock/4 {
+			return fail(fmt.Errorf("kv_init_shape key %d: shape %v holds more than %d floats", key, dims[:i+1], maxBlock/4))
+		}
+		dims[i] = int(d)
+	}
+	return st.initShape("kv_init_shape", key, data, dims)
+}
+
+//go:wasmexport kv_shape
+func kvShape(h, key int32, out, capacity uint32) int32 {
+	st, err := store("kv_shape", h)
+	if err != nil {
+		return fail(err)
+	}
+	k, err := st.key("kv_shape", key)
+	if err != nil {
+		return fail(err)
+	}
+	shape, ok := st.shapes[key]
+	if !ok {
+		return fail(fmt.Errorf("kv_shape key %v: %w", k, kvcore.ErrUnknownKey))
+	}
+	if c := min(int(capacity), len(shape)); c > 0 {
+		if out%4 != 0 {
+			return fail(fmt.Errorf("kv_shape key %v: out pointer %#x is not 4-byte aligned", k, out))
+		}
+		b, err := mem(fmt.Sprintf("kv_shape key %v: out", k), out, uint32(4*c))
+		if err != nil {
+			return fail(err)
+		}
+		for i, d := range shape[:c] {
+			b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(d), byte(d>>8), byte(d>>16), byte(d>>24)
+		}
+	}
+	return int32(len(shape))
+}
+
+//go:wasmexport kv_set_compression
+func kvSetCompression(h int32, typ, n uint32, threshold float32) int32 {
+	st, err := store("kv_set_compression", h)
+	if err != nil {
+		return fail(err)
+	}
+	b, err := mem("kv_set_compression: type", typ, n)
+	if err != nil {
+		return fail(err)
+	}
+	var c compute.Compression
+	switch string(b) {
+	case "2bit":
+		c = compute.Compression{Kind: compute.Compress2Bit, Threshold: threshold}
+	case "1bit":
+		c = compute.Compression{Kind: compute.Compress1Bit, Threshold: threshold}
+	case "none":
+	default:
+		return fail(fmt.Errorf("kv_set_compression: type %q (want \"2bit\", \"1bit\" or \"none\"): %w", b, kvcore.ErrBadCompression))
+	}
+	if err := st.s.SetGradientCompression(bg, c); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+//go:wasmexport kv_barrier
+func kvBarrier(h int32) int32 {
+	st, err := store("kv_barrier", h)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.s.Barrier(bg); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+//go:wasmexport kv_save_states
+func kvSaveStates(h, dump int32, buf, capacity uint32) int32 {
+	st, err := store("kv_save_states", h)
+	if err != nil {
+		return fail(err)
+	}
+	var w bytes.Buffer
+	if err := st.s.SaveOptimizerStates(bg, &w, dump != 0); err != nil {
+		return fail(err)
+	}
+	if w.Len() > math.MaxInt32 {
+		return fail(fmt.Errorf("kv_save_states: %d bytes of states do not fit the ABI's i32", w.Len()))
+	}
+	if uint64(w.Len()) <= uint64(capacity) && w.Len() > 0 {
+		b, err := mem("kv_save_states: buf", buf, uint32(w.Len()))
+		if err != nil {
+			return fail(err)
+		}
+		copy(b, w.Bytes())
+	}
+	return int32(w.Len())
+}
+
+//go:wasmexport kv_load_states
+func kvLoadStates(h int32, buf, n uint32) int32 {
+	st, err := store("kv_load_states", h)
+	if err != nil {
+		return fail(err)
+	}
+	b, err := mem("kv_load_states: buf", buf, n)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.s.LoadOptimizerStates(bg, bytes.NewReader(b)); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -261,7 +512,7 @@ func (st *handle) stage(call string, key int32, data, n, ndev uint32) ([]*kvcore
 		in = in[:0]
 	}
 	for len(in) < int(ndev) {
-		a, err := kvcore.NewArray(kvcore.CPU(0), int(n))
+		a, err := kvcore.NewArray(kvcore.CPU(0), st.shapeOf(key, n)...)
 		if err != nil {
 			return nil, fmt.Errorf("%s key %d: %w", call, key, err)
 		}
@@ -277,6 +528,21 @@ func (st *handle) stage(call string, key int32, data, n, ndev uint32) ([]*kvcore
 	return in, nil
 }
 
+// shapeOf is key's shape when it holds n floats, else [n] (kvcore then
+// reports the mismatch).
+func (st *handle) shapeOf(key int32, n uint32) []int {
+	if sh, ok := st.shapes[key]; ok {
+		c := 1
+		for _, d := range sh {
+			c *= d
+		}
+		if c == int(n) {
+			return sh
+		}
+	}
+	return []int{int(n)}
+}
+
 // pullArray returns the key's pull array of n floats.
 func (st *handle) pullArray(call string, key int32, n uint32) (*kvcore.Array, error) {
 	a := st.out[int(key)]
@@ -286,7 +552,7 @@ func (st *handle) pullArray(call string, key int32, n uint32) (*kvcore.Array, er
 	if a != nil {
 		release(a)
 	}
-	a, err := kvcore.NewArray(kvcore.CPU(0), int(n))
+	a, err := kvcore.NewArray(kvcore.CPU(0), st.shapeOf(key, n)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s key %d: %w", call, key, err)
 	}
@@ -304,7 +570,11 @@ func kvPush(h, key int32, data, n, ndev uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.s.Push(kvcore.IntKey(int(key)), in...); err != nil {
+	k, err := st.key("kv_push", key)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.s.Push(k, in...); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -324,7 +594,11 @@ func kvPull(h, key int32, out, n uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.s.Pull(kvcore.IntKey(int(key)), a); err != nil {
+	k, err := st.key("kv_pull", key)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.s.Pull(k, a); err != nil {
 		return fail(err)
 	}
 	if err := a.CopyTo(bg, dst); err != nil {
@@ -351,7 +625,11 @@ func kvPushPull(h, key int32, data, n, ndev, out uint32) int32 {
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.s.PushPullTo(kvcore.IntKey(int(key)), in, a); err != nil {
+	k, err := st.key("kv_pushpull", key)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.s.PushPullTo(k, in, a); err != nil {
 		return fail(err)
 	}
 	if err := a.CopyTo(bg, dst); err != nil {

@@ -12,8 +12,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webkv/webkv/relay"
@@ -30,30 +30,42 @@ type Config struct {
 	Workers int
 	Tabs    int // browser tabs the job waits for before it starts
 	Listen  string
-	JSDir   string        // webkv JS runtime (wasm/js/build.sh output); "" or missing: tabs train alone
-	Linger  time.Duration // keep serving after the workers finished
-	Token   string        // the job's token; "": a random one
-	Train   worker.Config // the shared training settings (Engine, Report, Log and ID are set per worker)
+	JSDir   string // webkv JS runtime (wasm/js/build.sh output); "" or missing: tabs train alone
+	// Linger is how long the page stays up after the workers finished: 0
+	// returns at once, < 0 until ctx is done (the command's Ctrl-C).
+	Linger time.Duration
+	Token  string        // the job's token; "": a random one
+	Train  worker.Config // the shared training settings (Engine, Report, Log and ID are set per worker)
 	// Engines are the native workers' engines, one per worker (the
 	// command opens them on one device; see mnist/gpu's Options.Lock);
 	// nil: each worker computes on the CPU reference. Backend describes
 	// them. The caller closes them after Run.
 	Engines []mnist.Engine
 	Backend string
-	Out     io.Writer // progress and the result; nil: discarded
+	// Out receives the header, the progress and the result; nil: discarded.
+	// On a terminal the progress is bars redrawn in place, elsewhere (a
+	// pipe, a log) one line per event.
+	Out io.Writer
+	// Byzantine native workers (the last ones) push ByzantineMode updates
+	// (worker.ByzantineFlip, ...) instead of their real ones.
+	Byzantine     int
+	ByzantineMode string
+
+	tty int // tests: 1 draws bars as on a terminal, -1 lines; 0: as Out is
 }
 
 // Result is what the demo reached.
 type Result struct {
-	URL     string
-	Results []worker.Result
+	URL      string // the page: a tab that opens it joins the job
+	WatchURL string // the dashboard alone (?watch): it does not join
+	Results  []worker.Result
 }
 
 // Run starts a relay with the web app mounted, runs cfg.Workers native
 // workers in this process against it (each its own relay connection, its
 // own shard, its own engine), draws their progress and returns once they
 // all finished (and Linger passed). Tabs opened on the URL join the same
-// job while it runs.
+// job while it runs; tabs on the watch URL only show it.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	var res Result
 	start := time.Now()
@@ -84,6 +96,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if job.EvalEvery <= 0 {
 		job.EvalEvery = max(tc.Steps, 1) // tabs too evaluate only at the end
 	}
+	if cfg.Byzantine < 0 || cfg.Byzantine > cfg.Workers {
+		return res, fmt.Errorf("demo: -byzantine %d of %d workers", cfg.Byzantine, cfg.Workers)
+	}
+	job.LocalSteps, job.Inner, job.Outer, job.OuterLR, job.OuterMomentum = tc.LocalSteps, tc.Inner, tc.Outer, tc.OuterLR, tc.OuterMomentum
+	job.Aggregate, job.Compression = tc.Aggregate, tc.Compression
 	if cfg.Tabs < 0 {
 		return res, fmt.Errorf("demo: -tabs %d, want >= 0", cfg.Tabs)
 	}
@@ -113,10 +130,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if _, err := os.Stat(cfg.JSDir + "/webkv.js"); err == nil {
 			runtime = os.DirFS(cfg.JSDir)
 		} else {
-			runtimeNote = fmt.Sprintf("note: no webkv JS runtime in %s (build it with wasm/js/build.sh): tabs will train alone\n", cfg.JSDir)
+			runtimeNote = fmt.Sprintf("          (no webkv JS runtime in %s, build it with wasm/js/build.sh: tabs will train alone)\n", cfg.JSDir)
 		}
 	}
-	board := www.NewBoard()
+	var finished atomic.Bool
+	jobState := func() www.JobState {
+		st := www.JobState{Job: job.Job, Rounds: tc.Steps, Done: finished.Load()}
+		for _, j := range srv.Status().Jobs {
+			if j.Job == job.Job {
+				if j.Keys > 0 {
+					st.Round = int(j.Rounds / uint64(j.Keys))
+				}
+				st.LiveWorkers, st.Mode = int(j.LiveWorkers), j.Mode
+				st.BytesIn, st.BytesOut = j.BytesIn, j.BytesOut
+			}
+		}
+		return st
+	}
+	board := www.NewBoard(&www.BoardOptions{Job: jobState})
 	srv.Handle("/", www.Handler(www.Config{Job: job, ShareToken: true, Runtime: runtime, Board: board}))
 	base, err := srv.Listen(cfg.Listen)
 	if err != nil {
@@ -135,13 +166,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.URL = page + "/"
-	fmt.Fprintf(cfg.Out, "webkv demo: %d native workers, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
-		cfg.Workers, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
-	fmt.Fprintf(cfg.Out, "open %s to watch, and to join the job with more tabs (job %q)\n%s", res.URL, job.Job, runtimeNote)
-	fmt.Fprintf(cfg.Out, "more native workers can join with: webkv worker -url %s -job %s -token %s -steps %d\n", page, job.Job, cfg.Token, tc.Steps)
+	res.URL, res.WatchURL = page+"/", page+"/?watch"
+	backend := cfg.Backend
+	if backend == "" {
+		backend = "cpu"
+	}
+	fmt.Fprintf(cfg.Out, "webkv demo: federated MNIST, %d native workers on %s, %d rounds of %d samples each, %d %s shards, SGD lr %g momentum %g\n",
+		cfg.Workers, backend, tc.Steps, tc.Batch, tc.Shards, map[bool]string{true: "IID", false: "non-IID"}[tc.IID], tc.LR, tc.Momentum)
+	if mode := fedMode(&tc, cfg.Byzantine, cfg.ByzantineMode); mode != "" {
+		fmt.Fprintf(cfg.Out, "mode: %s\n", mode)
+	}
+	fmt.Fprintln(cfg.Out)
+	fmt.Fprintf(cfg.Out, "  watch:  %s   the dashboard, read-only: it neither joins nor slows the job\n", res.WatchURL)
+	fmt.Fprintf(cfg.Out, "  join:   %s   a tab that opens it trains with the job (job %q)\n%s", res.URL, job.Job, runtimeNote)
+	fmt.Fprintf(cfg.Out, "          webkv worker -url %s -job %s -token %s -steps %d%s   another native worker\n", page, job.Job, cfg.Token, tc.Steps, fedFlags(&tc))
 	if cfg.Tabs > 0 {
-		fmt.Fprintf(cfg.Out, "the job starts once %d browser tab(s) joined: open the URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
+		fmt.Fprintf(cfg.Out, "  the job starts once %d browser tab(s) joined: open the join URL in %d tab(s)\n", cfg.Tabs, cfg.Tabs)
 	}
 	fmt.Fprintln(cfg.Out)
 
@@ -155,6 +195,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wc := tc
 		wc.URL, wc.Token, wc.Workers, wc.Barrier = base, cfg.Token, job.StartWorkers, true
 		wc.ID = fmt.Sprintf("native-%d", i)
+		if i >= cfg.Workers-cfg.Byzantine {
+			wc.Byzantine = cfg.ByzantineMode
+			if wc.Byzantine == "" {
+				wc.Byzantine = worker.ByzantineFlip
+			}
+			wc.ID = fmt.Sprintf("byzantine-%d", i)
+		}
 		wc.Backend = cfg.Backend
 		if cfg.Engines != nil {
 			wc.Engine = cfg.Engines[i]
@@ -176,12 +223,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	drawProgress(ctx, cfg.Out, board, tc.Steps, done, serveErr)
+	tty := isTerminal(cfg.Out)
+	if cfg.tty != 0 {
+		tty = cfg.tty > 0
+	}
+	drawProgress(ctx, newProgress(cfg.Out, tty, start), board, jobState, done, serveErr, cfg.Out)
 	// drawProgress also returns on an interrupt or a relay that stopped:
 	// the workers then end too, and are waited for before their results
 	// are read.
 	cancel()
 	<-done
+	finished.Store(true)
 	if parent.Err() != nil {
 		return res, fmt.Errorf("demo: interrupted before the workers finished: %w", context.Cause(parent))
 	}
@@ -190,9 +242,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	// The result comes before the lingering, so that a user (or a test)
 	// who keeps the page open sees it at once.
-	printSummary(cfg.Out, res, tc.Batch, time.Since(start))
-	if cfg.Linger > 0 {
-		fmt.Fprintf(cfg.Out, "serving %s for %v more (Ctrl-C to stop)\n", res.URL, cfg.Linger)
+	printSummary(cfg.Out, res, tc.Batch*max(tc.LocalSteps, 1), time.Since(start))
+	switch {
+	case cfg.Linger < 0:
+		fmt.Fprintf(cfg.Out, "\nthe dashboard stays up at %s (tabs can still join at %s): Ctrl-C to stop\n", res.WatchURL, res.URL)
+		<-parent.Done()
+	case cfg.Linger > 0:
+		fmt.Fprintf(cfg.Out, "\nthe dashboard stays up at %s for %v (Ctrl-C to stop)\n", res.WatchURL, cfg.Linger)
 		select {
 		case <-time.After(cfg.Linger):
 		case <-parent.Done():
@@ -201,73 +257,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-// drawProgress redraws one progress bar per peer on the board (native
-// workers and tabs) until done; on a terminal in place, otherwise as a
-// status line every 5 s.
-func drawProgress(ctx context.Context, out io.Writer, board *www.Board, steps int, done <-chan struct{}, serveErr <-chan error) {
-	tty := false
-	if f, ok := out.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	period := 5 * time.Second
-	if tty {
-		period = 300 * time.Millisecond
-	}
-	tick := time.NewTicker(period)
+// drawProgress draws the job and its peers with pr until done, ctx ends
+// or the relay stops.
+func drawProgress(ctx context.Context, pr progress, board *www.Board, job func() www.JobState, done <-chan struct{}, serveErr <-chan error, out io.Writer) {
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	drawn := 0
-	draw := func() {
-		peers := board.Peers()
-		var lines []string
-		for _, p := range peers {
-			total := steps
-			if p.Kind != "native" {
-				total = max(total, p.Round)
-			}
-			frac := 0.0
-			if total > 0 {
-				frac = min(float64(p.Round)/float64(total), 1)
-			}
-			const width = 24
-			n := int(frac * width)
-			bar := strings.Repeat("█", n) + strings.Repeat("░", width-n)
-			acc := "   –  "
-			if p.TestAcc > 0 {
-				acc = fmt.Sprintf("%5.1f%%", 100*p.TestAcc)
-			}
-			st := p.State
-			if p.Gone && st != "left" {
-				st = "gone"
-			}
-			lines = append(lines, fmt.Sprintf("%-10s %s %4d/%-4d loss %6.3f  acc %s  %6.0f samples/s  %-8s %s",
-				trunc(p.ID, 10), bar, p.Round, total, p.Loss, acc, p.Rate, st, trunc(p.Backend, 40)))
-		}
-		if tty {
-			if drawn > 0 {
-				fmt.Fprintf(out, "\x1b[%dA", drawn) // back to the first bar
-			}
-			for _, l := range lines {
-				fmt.Fprintf(out, "\x1b[2K%s\n", l)
-			}
-			drawn = len(lines)
-		} else {
-			fmt.Fprintf(out, "%s\n", strings.Join(lines, "\n"))
-		}
-	}
 	for {
 		select {
 		case <-done:
-			draw()
+			pr.finish(job(), board.Peers())
 			return
 		case <-ctx.Done():
+			pr.finish(job(), board.Peers())
 			return
 		case err := <-serveErr:
+			pr.finish(job(), board.Peers())
 			fmt.Fprintf(out, "relay stopped: %v\n", err)
 			return
 		case <-tick.C:
-			draw()
+			pr.draw(job(), board.Peers())
 		}
 	}
 }
@@ -289,12 +297,41 @@ func printSummary(out io.Writer, res Result, batch int, elapsed time.Duration) {
 		fmt.Fprintf(out, "per round on %s: pull %.2f ms (waits for the round), upload %.2f ms, gradient %.2f ms (kernels + readback), push %.2f ms\n",
 			"worker 0", ms(ph["pull"]), ms(ph["upload"]), ms(ph["grad"]), ms(ph["push"]))
 	}
+	fmt.Fprintf(out, "traffic per worker: %d bytes (worker 0, sent + received on its websocket)\n", best.Bytes)
 }
 
-func trunc(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
+// fedMode is the federated part of the run's description ("" for plain
+// per-step training).
+func fedMode(tc *worker.Config, byz int, byzMode string) string {
+	c := *tc
+	if c.LocalSteps <= 1 && c.Aggregate == "" && c.Compression == "" && byz == 0 {
+		return ""
 	}
-	return string(r[:n-1]) + "…"
+	if err := c.Validate(); err != nil {
+		return err.Error() // Run's workers refuse it the same way
+	}
+	s := c.Mode()
+	if byz > 0 {
+		s += fmt.Sprintf(", %d byzantine worker(s) pushing %s updates", byz, byzMode)
+	}
+	return s
+}
+
+// fedFlags are the `webkv worker` flags that make a joining worker train
+// in the job's federated mode ("" for per-step training).
+func fedFlags(tc *worker.Config) string {
+	var s string
+	if tc.LocalSteps > 1 {
+		s += fmt.Sprintf(" -local-steps %d", tc.LocalSteps)
+		if tc.Inner != "" && tc.Inner != "sgd" {
+			s += " -inner " + tc.Inner
+		}
+	}
+	if tc.Aggregate != "" && tc.Aggregate != "sum" {
+		s += " -aggregate " + tc.Aggregate
+	}
+	if tc.Compression != "" {
+		s += " -compress " + tc.Compression
+	}
+	return s
 }

@@ -4,13 +4,17 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/www"
 	"github.com/webkv/webkv/www/worker"
 )
 
@@ -20,9 +24,12 @@ import (
 // 64 (3200 samples) and 3 workers 88.3% after 50 rounds (9600 samples), so
 // 85% leaves room for seeds and round timing while catching a broken
 // reduction (a worker alone at 25 rounds is at 82.8%).
+//
+// It waits for the run to end, bounded only by the test binary's -timeout
+// (a 3-minute bound of its own failed runs under load 26 that were slow,
+// not stuck).
 func TestDemoTrainsTogether(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := t.Context()
 	cfg := Config{Workers: 3, Listen: "127.0.0.1:0", Out: io.Discard,
 		Train: worker.Config{Steps: 50, EvalEvery: 25, Shard: -1, IID: true, Momentum: 0.9}}
 	res, err := Run(ctx, cfg)
@@ -88,16 +95,131 @@ func TestDemoServesPage(t *testing.T) {
 	}
 }
 
-type urlWriter struct{ c chan string }
+// urlWriter passes the demo's output to out (if set) and sends its join
+// URL on c.
+type urlWriter struct {
+	c     chan string
+	final chan struct{} // closed at the result line, if set
+	mu    sync.Mutex
+	out   strings.Builder
+}
+
+var joinRE = regexp.MustCompile(`(?m)^\s*join:\s+(http://\S+)`)
 
 func (w *urlWriter) Write(p []byte) (int, error) {
-	s := string(p)
-	if i := strings.Index(s, "open http://"); i >= 0 {
-		f := strings.Fields(s[i+5:])
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out.Write(p)
+	if w.final != nil && strings.Contains(string(p), "test accuracy reached:") {
+		close(w.final)
+	}
+	if m := joinRE.FindStringSubmatch(string(p)); m != nil {
 		select {
-		case w.c <- f[0]:
+		case w.c <- m[1]:
 		default:
 		}
 	}
 	return len(p), nil
+}
+
+func (w *urlWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.out.String() }
+
+// TestDemoLingersAfterTraining: with Linger < 0 (the command's default on
+// a terminal) the demo prints its result, then keeps serving the page and
+// the job's final state until it is interrupted, and then returns without
+// an error.
+func TestDemoLingersAfterTraining(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &urlWriter{c: make(chan string, 1), final: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Workers: 1, Listen: "127.0.0.1:0", Out: out, Linger: -1,
+			Train: worker.Config{Steps: 10, Shard: -1, IID: true}})
+		done <- err
+	}()
+	var u string
+	select {
+	case u = <-out.c:
+	case err := <-done:
+		t.Fatalf("demo returned before printing its URL: %v", err)
+	}
+	select {
+	case <-out.final:
+	case err := <-done:
+		t.Fatalf("demo returned before its result: %v\n%s", err, out)
+	}
+	// Training is over: the page and the job's final state are still served.
+	code, body := httpGet(t, u+"?watch")
+	if code != 200 || !strings.Contains(body, `id="chart"`) {
+		t.Errorf("GET %s?watch after training: %d", u, code)
+	}
+	var st struct {
+		Job   www.JobState     `json:"job"`
+		Peers []www.PeerStatus `json:"peers"`
+	}
+	_, body = httpGet(t, u+"api/peers")
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Job.Done || st.Job.Round != 10 || st.Job.Rounds != 10 || len(st.Peers) != 1 || st.Peers[0].State != "done" {
+		t.Errorf("after training: job %+v, peers %+v", st.Job, st.Peers)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("demo returned while lingering (not interrupted): %v", err)
+	default:
+	}
+	if !strings.Contains(out.String(), "Ctrl-C to stop") {
+		t.Errorf("the demo does not say how to stop it:\n%s", out)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("interrupted while lingering: %v, want nil (training had finished)", err)
+	}
+}
+
+// TestDemoPlainOutputWhenNotATerminal: the demo's whole output to a
+// non-terminal (a pipe, a CI log) is lines without escape codes, the
+// progress one line per event, and it names the watch and join URLs and
+// the result.
+func TestDemoPlainOutputWhenNotATerminal(t *testing.T) {
+	out := &urlWriter{c: make(chan string, 1), final: make(chan struct{})}
+	_, err := Run(context.Background(), Config{Workers: 2, Listen: "127.0.0.1:0", Out: out,
+		Train: worker.Config{Steps: 40, EvalEvery: 20, Shard: -1, IID: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	t.Logf("output:\n%s", s)
+	if strings.ContainsAny(s, "\x1b\r") {
+		t.Errorf("escape codes or carriage returns in the output")
+	}
+	for _, re := range []string{`(?m)^  watch:  http://127\.0\.0\.1:\d+/\?watch `, `(?m)^  join:   http://127\.0\.0\.1:\d+/ `,
+		`(?m)^native-0 \(native, (rank \d, )?cpu\): `, `(?m)^job mnist: .*round 40/40`, `(?m)^test accuracy reached: `} {
+		if !regexp.MustCompile(re).MatchString(s) {
+			t.Errorf("output lacks %s", re)
+		}
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" && seen[l] {
+			t.Errorf("line printed twice: %q", l)
+		}
+		seen[l] = true
+	}
+}
+
+func httpGet(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }

@@ -182,6 +182,20 @@ var ErrBadSplit = errors.New("bad shard split")
 // Split partitions the sample indices of a set with these labels into n
 // shards of nearly equal size (sizes differ by at most one).
 //
+// Cap returns at most max of a shard's indices (max <= 0: all of them),
+// evenly spaced over it, so that a capped label-sorted (non-IID) shard
+// keeps its mix of digits instead of keeping its first digit only.
+func Cap(idx []int, max int) []int {
+	if max <= 0 || max >= len(idx) {
+		return idx
+	}
+	out := make([]int, max)
+	for i := range out {
+		out[i] = idx[i*len(idx)/max]
+	}
+	return out
+}
+
 // IID: a seeded shuffle, so every shard sees every digit in the usual
 // proportions. Non-IID: the indices sorted by label (stably), then cut into
 // contiguous runs, so each shard holds only one or two digits — the hard

@@ -168,11 +168,7 @@ func serveShard(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	idx := parts[i]
-	if maxN > 0 && maxN < len(idx) {
-		idx = idx[:maxN]
-	}
-	sub, err := train.Subset(idx)
+	sub, err := train.Subset(Cap(parts[i], maxN))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

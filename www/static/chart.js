@@ -1,11 +1,12 @@
 // A small line chart on a canvas: test accuracy (solid, left axis 0–100 %)
-// and training loss (dashed, right axis) per peer over rounds. No library.
+// and training loss (dashed, right axis) per peer over the job's rounds
+// (a tab that joined late starts where the job was). No library.
 
 const COLORS = ['#2b6cb0', '#c05621', '#2f855a', '#b83280', '#6b46c1', '#c53030', '#2c7a7b', '#975a16'];
 
 export function color(i) { return COLORS[i % COLORS.length]; }
 
-export function draw(canvas, series) {
+export function draw(canvas, series, jobRound = 0) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   if (canvas.width !== w * dpr || canvas.height !== h * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
@@ -13,7 +14,7 @@ export function draw(canvas, series) {
   c.setTransform(dpr, 0, 0, dpr, 0, 0);
   c.clearRect(0, 0, w, h);
   const L = 44, R = 44, T = 10, B = 26, pw = w - L - R, ph = h - T - B;
-  let maxRound = 10, maxLoss = 0.5;
+  let maxRound = Math.max(10, jobRound), maxLoss = 0.5;
   for (const s of series) for (const p of s.points) { maxRound = Math.max(maxRound, p.round); maxLoss = Math.max(maxLoss, p.loss || 0); }
   maxLoss = Math.min(maxLoss, 5);
   const X = (r) => L + (r / maxRound) * pw, YA = (a) => T + (1 - a) * ph, YL = (l) => T + (1 - Math.min(l, maxLoss) / maxLoss) * ph;
@@ -26,7 +27,7 @@ export function draw(canvas, series) {
   }
   c.textAlign = 'center';
   for (let i = 0; i <= 5; i++) c.fillText(String(Math.round((i / 5) * maxRound)), X((i / 5) * maxRound), h - 8);
-  c.fillText('round', L + pw / 2, h - 8 + 0); // axis name under the middle tick is fine at this size
+  c.fillText('job round', L + pw / 2, h - 8 + 0); // axis name under the middle tick is fine at this size
   series.forEach((s) => {
     c.strokeStyle = s.color; c.lineWidth = 1.5;
     c.setLineDash([4, 3]); c.beginPath();

@@ -4,6 +4,32 @@
 // mnist/gpu, or the CPU reference), and reports its progress to the demo's
 // dashboard. `webkv worker` and `webkv demo` (native/cmd/webkv, package
 // demo) run it; browser tabs run the same loop in www/static/app.js.
+//
+// Federated training (local steps, as in FedAvg and DiLoCo) is a pattern
+// on top of the MXNet API, not a store type:
+//
+//	pull w                          // the job's weights
+//	w_start := w
+//	repeat H times:                 // local steps, no traffic
+//	    g := gradient of one batch at w
+//	    w = inner optimizer step(w, g)   // SGD with momentum, or Adam
+//	push w_start − w                // the "pseudo-gradient"
+//
+// and the job's optimizer, set once by rank 0, is the outer optimizer: it
+// treats the aggregate of the pushed pseudo-gradients as a gradient.
+// Nesterov momentum (MXNet's "nag") is DiLoCo's outer optimizer; plain
+// averaging (FedAvg) is SGD with learning rate 1 and no momentum. With the
+// sum aggregate each worker pushes its pseudo-gradient divided by the
+// number of workers (the sum is then their mean); with mean, median or
+// trimmed-mean (psm's robust rules, command psm.CmdAggregate) it pushes
+// it whole. 2-bit compression quantizes the pushed pseudo-gradient with
+// error feedback (the residual stays on the worker, MXNet's rule). H = 1
+// with the outer optimizer on the relay is per-step data-parallel SGD,
+// which is the default (LocalSteps <= 1): there the job's optimizer is
+// SGD(LR, Momentum) and the worker pushes its gradient.
+//
+// One round costs a worker one pull and one push of the model whatever H
+// is, so the traffic of a run is rounds × 2 × model size.
 package worker
 
 import (
@@ -20,7 +46,6 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/www"
 	"github.com/webkv/webkv/www/mnist"
@@ -42,8 +67,11 @@ type Config struct {
 	Seed            int64
 	EvalEvery       int  // steps between test evaluations (0: only at the end)
 	TestSize        int  // test samples for the periodic evaluations (the final one uses all 10000)
+	FinalTestSize   int  // test samples of the final evaluation (0: all 10000; short tests use fewer)
 	Barrier         bool // wait for every worker after set-up (workers started together)
 	Workers         int  // hold the job's start until this many workers joined (0: no wait)
+	WaitForRelay    bool // retry the first connection until the relay is up (relay.DialOptions.WaitForRelay)
+	Resume          bool // continue a run the job's keys hold from earlier (relay.DialOptions.Resume)
 
 	// Engine computes the gradients; nil: the CPU reference
 	// (mnist.NewCPU). Backend describes it for the dashboard and the
@@ -57,6 +85,26 @@ type Config struct {
 	Report func(www.Report)
 	// Log receives human-readable progress lines; nil: none.
 	Log io.Writer
+
+	// Federated training (federated.go). LocalSteps > 1: each round
+	// trains LocalSteps batches with the inner optimizer (Inner "sgd" with
+	// LR and Momentum, or "adam" with LR) and pushes the weight change;
+	// the job's optimizer is the outer one (Outer "nag" with OuterLR and
+	// OuterMomentum, defaults DefaultOuterLR and DefaultOuterMomentum, or
+	// "fedavg"). Aggregate is the job's rule (psm.ParseAggregate; ""
+	// keeps the relay's, sum), Compression the pushes' ("2bit,0.01").
+	// Byzantine makes this worker push a corrupted update (flip, scale,
+	// nan) instead of its own.
+	LocalSteps    int
+	Inner         string
+	Outer         string
+	OuterLR       float64
+	OuterMomentum float64
+	Aggregate     string
+	Compression   string
+	Byzantine     string
+	// Traffic counts this worker's websocket bytes; nil: Run makes one.
+	Traffic *relay.Traffic
 }
 
 // Result is what a finished worker reached.
@@ -73,6 +121,10 @@ type Result struct {
 	// the store), upload (weights to the engine), grad (the gradient:
 	// kernels and readback), push (the gradient to the store).
 	Phases map[string]time.Duration
+	// Mode is the training mode (Config.Mode); Bytes what this worker
+	// sent and received on its websocket connections (0 on a local store).
+	Mode  string
+	Bytes int64
 }
 
 // Defaults fills the zero fields that have a default: Batch, LR, Shards,
@@ -118,7 +170,8 @@ func openStore(ctx context.Context, cfg *Config) (*kvcore.Store, error) {
 	if isLocal(cfg.URL) {
 		return kvcore.Create(ctx, "local", nil)
 	}
-	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers}, nil)
+	return relay.Create(ctx, "dist_sync", cfg.URL, relay.DialOptions{Job: cfg.Job, Token: cfg.Token, Workers: cfg.Workers, Traffic: cfg.Traffic,
+		WaitForRelay: cfg.WaitForRelay, Resume: cfg.Resume}, nil)
 }
 
 // HTTPBase turns a relay URL (ws://host/ws, http://host) into its http(s)
@@ -178,11 +231,7 @@ func loadShard(ctx context.Context, cfg *Config, shard int) (*mnist.Set, *mnist.
 		if err != nil {
 			return nil, nil, err
 		}
-		idx := parts[shard]
-		if cfg.MaxPerShard > 0 && cfg.MaxPerShard < len(idx) {
-			idx = idx[:cfg.MaxPerShard]
-		}
-		s, err := train.Subset(idx)
+		s, err := train.Subset(mnist.Cap(parts[shard], cfg.MaxPerShard))
 		return s, test, err
 	}
 	if isLocal(cfg.URL) {
@@ -238,6 +287,13 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if cfg.Shard >= cfg.Shards {
 		return res, fmt.Errorf("worker: shard %d of %d", cfg.Shard, cfg.Shards)
 	}
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
+	if cfg.Traffic == nil {
+		cfg.Traffic = new(relay.Traffic)
+	}
+	res.Mode = cfg.Mode()
 	report := cfg.Report
 	if report == nil {
 		report = func(www.Report) {}
@@ -247,7 +303,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			}
 		}
 	}
-	rep := www.Report{ID: cfg.ID, Kind: "native", Rank: -1, State: "joining"}
+	rep := www.Report{ID: cfg.ID, Kind: "native", Rank: -1, State: "joining", Mode: res.Mode}
 	defer func() {
 		if err != nil {
 			rep.State, rep.Message = "error", err.Error()
@@ -300,10 +356,8 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			return res, fmt.Errorf("worker: init %s: %w", mnist.TensorNames[i], err)
 		}
 	}
-	if kv.Rank() == 0 {
-		if err := kv.SetOptimizer(ctx, optimizer.SGD(cfg.LR, cfg.Momentum)); err != nil {
-			return res, fmt.Errorf("worker: set optimizer: %w", err)
-		}
+	if err := setUpJob(ctx, kv, &cfg); err != nil {
+		return res, err
 	}
 	if cfg.Barrier {
 		if err := kv.Barrier(ctx); err != nil {
@@ -357,6 +411,13 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return err
 	}
 
+	local := &localSteps{cfg: &cfg, engine: engine, bt: bt}
+	if cfg.federated() {
+		local.inner = newInnerOpt(&cfg, p)
+		if local.g, err = mnist.NewParams(mnist.MLP); err != nil {
+			return res, err
+		}
+	}
 	rep.State = "training"
 	cfg.logf("%s: shard %d of %d (%d samples, %s), batch %d, SGD lr %g momentum %g", cfg.ID, shard, cfg.Shards, set.Len(),
 		map[bool]string{true: "IID", false: "non-IID"}[cfg.IID], cfg.Batch, cfg.LR, cfg.Momentum)
@@ -369,20 +430,26 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		if err := pull(); err != nil {
 			return res, fmt.Errorf("worker: pull at step %d: %w", step, err)
 		}
-		bt.Next()
 		g0 := time.Now()
-		loss, _, err := engine.Grad(bt.X, bt.Y, g)
+		// The round's update: one batch's gradient, or with local steps
+		// the weight change of LocalSteps batches (federated.go).
+		loss, err := local.update(p, g)
 		if err != nil {
 			return res, fmt.Errorf("worker: gradient at step %d: %w", step, err)
 		}
+		if cfg.Byzantine != "" {
+			for _, t := range g.Tensors() {
+				byzantine(cfg.Byzantine, t)
+			}
+		}
 		g1 := time.Now()
 		tot[phGrad] += g1.Sub(g0)
-		// dist_sync sums the round's pushes: push this worker's share of
-		// the mean gradient.
+		// dist_sync sums the round's pushes by default: push this
+		// worker's share of the mean; the averaging rules take it whole.
 		nw := max(kv.NumWorkers(), 1)
 		inv := 1 / float32(nw)
 		for i, t := range g.Tensors() {
-			if nw > 1 {
+			if nw > 1 && !cfg.pushesWhole() {
 				for j := range t {
 					t[j] *= inv
 				}
@@ -394,8 +461,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 				return res, fmt.Errorf("worker: push at step %d: %w", step, err)
 			}
 		}
+		if cfg.Byzantine == ByzantineNaN {
+			// The relay refuses its pushes (that is the point): their
+			// errors are this worker's to ignore, not to stop on.
+			_ = kv.WaitAll(ctx)
+		}
 		tot[phPush] += time.Since(g1)
-		res.Steps, res.Samples = step, res.Samples+int64(cfg.Batch)
+		res.Steps, res.Samples = step, res.Samples+int64(cfg.Batch*cfg.LocalSteps)
+		res.Bytes, rep.Bytes = cfg.Traffic.Total(), cfg.Traffic.Total()
 		res.Phases = map[string]time.Duration{"pull": tot[phPull] / time.Duration(step), "upload": tot[phUpload] / time.Duration(step),
 			"grad": tot[phGrad] / time.Duration(step), "push": tot[phPush] / time.Duration(step)}
 		rep.Phases = map[string]float64{}
@@ -435,11 +508,15 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, fmt.Errorf("worker: final pull: %w", err)
 	}
 	fx, fy := test.Inputs()
+	if cfg.FinalTestSize > 0 {
+		fx, fy = test.Head(cfg.FinalTestSize).Inputs()
+	}
 	if res.TestLoss, res.TestAcc, err = engine.Evaluate(fx, fy); err != nil {
 		return res, err
 	}
 	rep.TestAcc, rep.TestLoss = res.TestAcc, res.TestLoss
 	res.Elapsed = time.Since(start)
+	res.Bytes, rep.Bytes = cfg.Traffic.Total(), cfg.Traffic.Total()
 	cfg.logf("%s: done: %d steps, %d samples, test accuracy %.2f%% on %d images, %.1fs", cfg.ID, res.Steps, res.Samples, 100*res.TestAcc, len(fy), res.Elapsed.Seconds())
 	return res, nil
 }

@@ -133,6 +133,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) compute.Backend, opts ...Op
 		{"Step", (*suite).step},
 		{"ReduceStep", (*suite).reduceStep},
 		{"Quantize", (*suite).quantize},
+		{"Rows", (*suite).rows},
 		{"Errors", (*suite).errors},
 		{"Ordering", (*suite).ordering},
 		{"Concurrent", (*suite).concurrent},

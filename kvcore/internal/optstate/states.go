@@ -11,7 +11,7 @@ package optstate
 //
 //	offset  size   field
 //	0       4      magic "WKVS"
-//	4       2      format version, uint16 = 1
+//	4       2      format version, uint16: 1, or 2 when a key has residuals
 //	6       2      flags, uint16 = 0 (reserved; readers reject other values)
 //	8       8      num_update, int64 >= 0 (the store's update count)
 //	16      4      L: length of the optimizer spec, uint32 <= 1 MiB (0: no spec)
@@ -25,6 +25,8 @@ package optstate
 //	        8      N: values per state array, uint64 <= 2^40
 //	        1      S: number of state arrays, <= 8
 //	        4*N*S  the S arrays, one after the other, N float32 each
+//	        1      R: number of compression residual arrays, <= 64 (version 2 only)
+//	        4*N*R  the R arrays, N float32 each
 //	then
 //	        4      CRC-32C (Castagnoli) of every byte before it
 //
@@ -35,6 +37,13 @@ package optstate
 // is an error that wraps ErrBadStates and says where it was found. The
 // reader reads exactly the encoding and nothing after it, so a states file
 // can be embedded in a longer stream.
+//
+// Version 2 adds the gradient compression residuals of each key (what
+// 2bit/1bit quantization has not sent yet: one array per device in a local
+// or device store, one per key in a dist store's worker), so a training
+// run restored from a states file continues exactly, not with residuals
+// reset to zero. Encode writes version 1 when no key has residuals, so
+// those files stay readable by older builds; Decode reads both.
 
 import (
 	"errors"
@@ -81,11 +90,15 @@ type KeyStates struct {
 	T      int64
 	N      int
 	States [][]float32
+	// Residuals are the key's compression residuals, N values each
+	// (version 2).
+	Residuals [][]float32
 }
 
 const (
 	statesMagic      = "WKVS"
-	statesVersion    = 1
+	statesVersion    = 2 // the newest version Decode reads
+	statesMaxResid   = 64
 	statesMaxSpec    = 1 << 20
 	statesMaxKeys    = 1 << 24
 	statesMaxKeyLen  = 1 << 16
@@ -125,10 +138,24 @@ func Encode(w io.Writer, s *Snapshot) error {
 				return fmt.Errorf("encode states: key %v: state %d has %d values, N = %d", k.Key, j, len(st), k.N)
 			}
 		}
+		if len(k.Residuals) > statesMaxResid {
+			return fmt.Errorf("encode states: key %v: %d residual arrays, at most %d", k.Key, len(k.Residuals), statesMaxResid)
+		}
+		for j, st := range k.Residuals {
+			if len(st) != k.N {
+				return fmt.Errorf("encode states: key %v: residual %d has %d values, N = %d", k.Key, j, len(st), k.N)
+			}
+		}
+	}
+	version := uint16(1)
+	for i := range s.Keys {
+		if len(s.Keys[i].Residuals) > 0 {
+			version = 2
+		}
 	}
 	e := bincodec.NewWriter(w)
 	e.Raw([]byte(statesMagic))
-	e.U16(statesVersion)
+	e.U16(version)
 	e.U16(0)
 	e.U64(uint64(s.NumUpdate))
 	e.U32(uint32(len(s.Optimizer)))
@@ -149,6 +176,12 @@ func Encode(w io.Writer, s *Snapshot) error {
 		e.U8(uint8(len(k.States)))
 		for _, st := range k.States {
 			e.Float32s(st)
+		}
+		if version >= 2 {
+			e.U8(uint8(len(k.Residuals)))
+			for _, st := range k.Residuals {
+				e.Float32s(st)
+			}
 		}
 	}
 	e.Trailer(e.Sum32())
@@ -176,8 +209,8 @@ func Decode(r io.Reader) (*Snapshot, error) {
 	if err != nil {
 		return nil, bad(err)
 	}
-	if ver != statesVersion {
-		return nil, fmt.Errorf("%w: states file version %d is not supported (this build reads version %d)", ErrBadStates, ver, statesVersion)
+	if ver < 1 || ver > statesVersion {
+		return nil, fmt.Errorf("%w: states file version %d is not supported (this build reads versions 1 to %d)", ErrBadStates, ver, statesVersion)
 	}
 	flags, err := d.U16("flags")
 	if err != nil {
@@ -288,6 +321,22 @@ func Decode(r io.Reader) (*Snapshot, error) {
 				return nil, bad(err)
 			}
 			ks.States = append(ks.States, st)
+		}
+		if ver >= 2 {
+			nr, err := d.U8(what("residual count"))
+			if err != nil {
+				return nil, bad(err)
+			}
+			if nr > statesMaxResid {
+				return nil, fmt.Errorf("%w: key %v: %d residual arrays, at most %d", ErrBadStates, ks.Key, nr, statesMaxResid)
+			}
+			for j := range int(nr) {
+				st, err := d.Float32s(ks.N, stateEagerValues, fmt.Sprintf("key %v residual %d", ks.Key, j))
+				if err != nil {
+					return nil, bad(err)
+				}
+				ks.Residuals = append(ks.Residuals, st)
+			}
 		}
 		s.Keys = append(s.Keys, ks)
 	}

@@ -24,16 +24,20 @@ func sameSnapshot(t *testing.T, a, b *Snapshot) {
 	}
 	for i := range a.Keys {
 		x, y := &a.Keys[i], &b.Keys[i]
-		if x.Key != y.Key || x.T != y.T || x.N != y.N || len(x.States) != len(y.States) {
+		if x.Key != y.Key || x.T != y.T || x.N != y.N || len(x.States) != len(y.States) || len(x.Residuals) != len(y.Residuals) {
 			t.Fatalf("key record %d: %+v vs %+v", i, x.Key, y.Key)
 		}
-		for j := range x.States {
-			if len(x.States[j]) != len(y.States[j]) {
-				t.Fatalf("key %v state %d: %d vs %d values", x.Key, j, len(x.States[j]), len(y.States[j]))
+		for j := range append(x.States, x.Residuals...) {
+			xs, ys := x.States, y.States
+			if j >= len(x.States) {
+				xs, ys, j = x.Residuals, y.Residuals, j-len(x.States)
 			}
-			for k := range x.States[j] {
-				if math.Float32bits(x.States[j][k]) != math.Float32bits(y.States[j][k]) {
-					t.Fatalf("key %v state %d [%d]: %v vs %v", x.Key, j, k, x.States[j][k], y.States[j][k])
+			if len(xs[j]) != len(ys[j]) {
+				t.Fatalf("key %v array %d: %d vs %d values", x.Key, j, len(xs[j]), len(ys[j]))
+			}
+			for k := range xs[j] {
+				if math.Float32bits(xs[j][k]) != math.Float32bits(ys[j][k]) {
+					t.Fatalf("key %v array %d [%d]: %v vs %v", x.Key, j, k, xs[j][k], ys[j][k])
 				}
 			}
 		}
@@ -76,6 +80,54 @@ func testSnapshots(r *rand.Rand) []*Snapshot {
 			{Key: Key{Str: true, Name: strings.Repeat("ü", 1000)}, T: 9, N: 2},
 		}},
 		{NumUpdate: 2, Keys: []KeyStates{{Key: Key{Int: 0}, T: 2, N: len(big), States: [][]float32{big, big[:len(big):len(big)]}}}},
+		// Version 2: compression residuals (2 devices on key 1, none on key 2).
+		{Optimizer: []byte(`{"name":"adam"}`), NumUpdate: 7, Keys: []KeyStates{
+			{Key: Key{Int: 1}, T: 7, N: 3, States: [][]float32{{1, 2, 3}, {4, 5, 6}}, Residuals: [][]float32{{0.25, -0.5, 0}, {0, 0.125, -0.25}}},
+			{Key: Key{Int: 2}, T: 7, N: 1, States: [][]float32{{1}, {2}}},
+			{Key: Key{Int: 3}, T: 0, N: len(big), Residuals: [][]float32{big}},
+		}},
+	}
+}
+
+// TestStatesResidualsLayout: a file with residuals is version 2, each key
+// record ending with its residual count and arrays; one without stays
+// version 1 (readable by older builds).
+func TestStatesResidualsLayout(t *testing.T) {
+	t.Parallel()
+	le := binary.LittleEndian
+	var b bytes.Buffer
+	b.WriteString("WKVS")
+	b.Write(le.AppendUint16(nil, 2))
+	b.Write(le.AppendUint16(nil, 0))
+	b.Write(le.AppendUint64(nil, 1))
+	b.Write(le.AppendUint32(nil, 0))
+	b.Write(le.AppendUint32(nil, 1))
+	b.WriteByte(0)
+	b.Write(le.AppendUint64(nil, 9))
+	b.Write(le.AppendUint64(nil, 1)) // t
+	b.Write(le.AppendUint64(nil, 2)) // N
+	b.WriteByte(0)                   // no states (plain SGD)
+	b.WriteByte(1)                   // one residual
+	b.Write(le.AppendUint32(nil, math.Float32bits(0.5)))
+	b.Write(le.AppendUint32(nil, math.Float32bits(-0.25)))
+	b.Write(le.AppendUint32(nil, crc32.Checksum(b.Bytes(), crc32.MakeTable(crc32.Castagnoli))))
+	want := &Snapshot{NumUpdate: 1, Keys: []KeyStates{{Key: Key{Int: 9}, T: 1, N: 2, Residuals: [][]float32{{0.5, -0.25}}}}}
+	got, err := Decode(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, want, got)
+	if enc := encode(t, want); !bytes.Equal(enc, b.Bytes()) {
+		t.Errorf("Encode differs from the documented layout:\n%x\n%x", enc, b.Bytes())
+	}
+	want.Keys[0].Residuals = nil
+	if enc := encode(t, want); le.Uint16(enc[4:]) != 1 {
+		t.Errorf("a file without residuals is version %d, want 1", le.Uint16(enc[4:]))
+	}
+	bad := append([]byte(nil), b.Bytes()[:b.Len()-4-8-1]...)
+	bad = append(bad, 65)
+	if _, err := Decode(bytes.NewReader(withCRC(bad))); err == nil || !strings.Contains(err.Error(), "65 residual arrays") {
+		t.Errorf("65 residual arrays: %v", err)
 	}
 }
 
@@ -256,7 +308,8 @@ func TestStatesBadFields(t *testing.T) {
 		want string
 	}{
 		{"magic", withCRC(append([]byte("WKVX"), header(0, "", 0)[4:]...)), "not a webkv states file"},
-		{"version", withCRC(cat([]byte("WKVS"), le.AppendUint16(nil, 2), header(0, "", 0)[6:])), "version 2 is not supported"},
+		{"version", withCRC(cat([]byte("WKVS"), le.AppendUint16(nil, 3), header(0, "", 0)[6:])), "version 3 is not supported"},
+		{"version 0", withCRC(cat([]byte("WKVS"), le.AppendUint16(nil, 0), header(0, "", 0)[6:])), "version 0 is not supported"},
 		{"flags", withCRC(cat(header(0, "", 0)[:6], le.AppendUint16(nil, 1), header(0, "", 0)[8:])), "unknown flags"},
 		{"num_update", withCRC(header(1<<63, "", 0)), "num_update"},
 		{"spec", withCRC(header(0, `{"name":"sgdd"}`, 0)), "optimizer spec in the file"},

@@ -401,7 +401,7 @@ func (m *Machine) submit(r *req) {
 		r.cost += 4 * len(r.out)
 	}
 	// dist_sync pushes are outside the window (see the package doc).
-	r.counted = !(m.cfg.Mode == wire.ModeSync && (r.typ == wire.TypePush || r.typ == wire.TypePushPull))
+	r.counted = !(m.cfg.Mode == wire.ModeSync && (r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush))
 	if r.k != nil {
 		ps := &r.k.pst[r.part]
 		if ps.busy != nil {

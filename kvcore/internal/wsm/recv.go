@@ -209,7 +209,7 @@ func (m *Machine) apply(sh *shard, r *req, msg *wire.Msg) error {
 	switch r.typ {
 	case wire.TypeInit:
 		r.k.pst[r.part].next = msg.Round
-	case wire.TypePush, wire.TypePushPull:
+	case wire.TypePush, wire.TypePushPull, wire.TypeRowPush:
 		r.k.pst[r.part].next = msg.Round + 1
 		if r.part == 0 && m.cfg.Mode == wire.ModeSync {
 			m.event(Event{Kind: EventRound, Shard: sh.idx, Key: r.k, Round: msg.Round,

@@ -1,6 +1,7 @@
 package wsm
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"math"
@@ -40,6 +41,8 @@ import (
 //	init <tok> key=<k> [name=<s>] [shape=<d,d>] vals=<v,...>
 //	push|pushpull <tok> key=<k> vals=<v,...> [dtype=2bit|1bit words=<hex,...> n=<n>]
 //	pull <tok> key=<k>
+//	rowpush <tok> key=<k> rows=<r,...> width=<w> vals=<v,...>
+//	rowpull <tok> key=<k> rows=<r,...> width=<w>
 //	barrier|save|leave <tok>
 //	cmd <tok> head=<h> body=<text>
 //	cancel <tok>
@@ -288,6 +291,24 @@ func (e *scriptEnv) run(line string) string {
 		out := make([]float32, k.N())
 		e.outs[fs[1]] = out
 		callErr(e.machine().Pull(fs[1], k, out))
+	case "rowpush", "rowpull":
+		// rows=<r,...> width=<w> [vals=<v,...>] (rows.go)
+		k := e.keys[keyName(a)]
+		var rows []uint32
+		if a["rows"] != "" {
+			for _, r := range strings.Split(a["rows"], ",") {
+				v, _ := strconv.ParseUint(r, 10, 32)
+				rows = append(rows, uint32(v))
+			}
+		}
+		width := int(num(a, "width"))
+		if fs[0] == "rowpush" {
+			callErr(e.machine().RowPush(fs[1], k, rows, width, floats(a["vals"], ",")))
+		} else {
+			out := make([]float32, len(rows)*width)
+			e.outs[fs[1]] = out
+			callErr(e.machine().RowPull(fs[1], k, rows, width, out))
+		}
 	case "barrier":
 		callErr(e.machine().Barrier(fs[1]))
 	case "save":
@@ -431,8 +452,18 @@ func formatReq(m *wire.Msg, withAck bool) string {
 		return s
 	}
 	s += fmt.Sprintf(" key=%d", int64(m.Key))
-	if m.Type == wire.TypePush || m.Type == wire.TypePushPull {
+	if m.Type == wire.TypePush || m.Type == wire.TypePushPull || m.Type == wire.TypeRowPush {
 		s += fmt.Sprintf(" round=%d", m.Round)
+	}
+	if m.Type == wire.TypeRowPush || m.Type == wire.TypeRowPull {
+		var ids []string
+		for i := 0; i+4 <= len(m.Meta()); i += 4 {
+			ids = append(ids, strconv.FormatUint(uint64(binary.LittleEndian.Uint32(m.Meta()[i:])), 10))
+		}
+		s += " rows=[" + strings.Join(ids, ",") + "]"
+		if m.Type == wire.TypeRowPull {
+			s += fmt.Sprintf(" count=%d", m.Count)
+		}
 	}
 	if m.Type == wire.TypePull {
 		if m.Offset != 0 {

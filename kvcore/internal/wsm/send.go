@@ -65,7 +65,7 @@ func (m *Machine) hello(sh *shard) Outgoing {
 	j := m.cfg.Join
 	sh.head = wire.AppendHello(sh.head[:0], &wire.Hello{Job: j.Job, Role: "worker", Token: j.Token,
 		WorkerID: sh.workerID, Mode: m.cfg.Mode, Want: uint32(max(0, j.Workers)), RankHint: sh.rankHint, Attempt: sh.attempt,
-		ResumeKey: sh.resumeKey})
+		ResumeKey: sh.resumeKey, Resume: j.Resume})
 	return m.out(sh, wire.TypeHello, 0, sh.head, nil)
 }
 
@@ -279,7 +279,7 @@ func (m *Machine) fromQueue(sh *shard) (Outgoing, bool) {
 func (m *Machine) header(sh *shard, r *req) wire.Header {
 	h := wire.Header{Type: r.typ, Flags: r.flags, DType: r.dt, Seq: r.seq, Key: r.key,
 		Count: r.count, Offset: r.offset, Total: r.total}
-	if r.typ == wire.TypePush || r.typ == wire.TypePushPull {
+	if r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush {
 		h.Round = r.k.pst[r.part].next
 	}
 	return h

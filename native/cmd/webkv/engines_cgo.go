@@ -17,6 +17,7 @@ import (
 // a CPU adapter n devices would each start a thread pool and fight over
 // the same cores.
 func openGPU(n, maxBatch int) (engines, error) {
+	quietWGPU()
 	d, err := native.Open(nil)
 	if err != nil {
 		return engines{}, err

@@ -7,6 +7,8 @@
 //	webkv relay  -listen 127.0.0.1:7070 -data ./relay-data -token job=secret
 //	webkv worker -url ws://127.0.0.1:7070 -job mnist -token secret
 //	webkv demo   [-workers 2] [-steps 200] [-cpu]
+//	webkv jobs   -admin 127.0.0.1:7070 -admin-token T list|reset JOB|delete JOB
+//	webkv version
 //	webkv help
 //
 // relay is the relay server of package relaycmd, the same as the pure-Go

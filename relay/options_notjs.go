@@ -1,0 +1,91 @@
+//go:build !js
+
+package relay
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// DialOptions has a twin in options_js.go without the native-only fields
+// (Header, TLSConfig), so that the browser build links neither net/http nor
+// crypto/tls; TestDialOptionsTwins keeps the two in step.
+
+// DialOptions configure a client connection to a relay.
+type DialOptions struct {
+	// Job is the job id (required); Token its access token (empty for an
+	// open relay). The token travels as a "webkv.token.<token>"
+	// subprotocol, which browsers can set, never as a header.
+	Job, Token string
+	// Workers is the job's worker count (MXNet's DMLC_NUM_WORKER): the
+	// job's start waits until that many workers joined, so ranks are final
+	// before training starts, and every worker's NumWorkers says it. Every
+	// worker of a job must give the same count, or 0 to take the job's
+	// (set by the relay's -workers or the job's first worker); another
+	// count is refused (kvcore.ErrWorkerCount).
+	Workers int
+	// BigArrayBound is the element count from which keys are split over
+	// every shard (0: MXNet's 1,000,000); all workers must agree.
+	BigArrayBound int
+	// MaxMessage is the largest message accepted from the relay (the
+	// websocket read limit; the library's 32 KiB default is far too small
+	// for arrays). Default 1 GiB + header.
+	MaxMessage int64
+	// ReconnectMin and ReconnectMax bound the exponential backoff between
+	// reconnection attempts (defaults 50 ms and 5 s); each wait is drawn
+	// uniformly from [d/2, d] (jitter) so that workers cut off together do
+	// not reconnect in lockstep.
+	ReconnectMin, ReconnectMax time.Duration
+	// GiveUp is how long the client keeps trying to reconnect before Recv
+	// and Send fail for good (default 2 min).
+	GiveUp time.Duration
+	// WaitForRelay retries the first connection with backoff (until ctx
+	// ends or GiveUp passes), for workers started before their relay.
+	// Without it a relay that cannot be reached fails Dial at once
+	// (kvcore.ErrUnreachable, naming the address); reconnections after a
+	// session existed are always retried.
+	WaitForRelay bool
+	// Resume lets this worker's Init continue a run of the job that its
+	// keys hold from earlier (its workers all left, or the relay restarted
+	// on its data). Without it such an Init fails (kvcore.ErrEarlierRun):
+	// reusing a job id must not silently resume old weights.
+	Resume bool
+	// IdleTimeout is how long Recv waits for any message before it deems
+	// the connection dead and reconnects (default 60 s; the store pings
+	// every heartbeat and the relay answers each ping, so a healthy
+	// connection is never silent that long). It also bounds the transfer
+	// of one message. Negative disables it.
+	IdleTimeout time.Duration
+	// MaxBuffered bounds the bytes a browser's WebSocket may hold unsent
+	// before Send waits (default 16 MiB; GOOS=js only: WebSocket.send never
+	// blocks by itself). Natively the socket's own buffers bound it.
+	MaxBuffered int
+	// Header is added to the HTTP upgrade request (native only; browsers
+	// set their own, e.g. Origin).
+	Header http.Header
+	// TLSConfig is used for wss:// URLs (native only).
+	TLSConfig *tls.Config
+	// Logger receives reconnection events (default slog.Default()
+	// natively; none in the browser, where a store's "connection" events
+	// report them and slog's handlers would only grow the runtime).
+	Logger *slog.Logger
+	// Traffic, if set, counts the bytes of this client's connections
+	// (every shard, every reconnection; native only).
+	Traffic *Traffic
+}
+
+func defaultLogger() *slog.Logger { return slog.Default() }
+
+// isCertError reports a TLS certificate the client does not trust: waiting
+// does not fix that.
+func isCertError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+}
