@@ -819,33 +819,60 @@ func formatFloat32(f float32) string {
 	return strconv.FormatFloat(float64(f), 'g', -1, 32)
 }
 
-// keyMap finds the Machine's key of a store key: int and string keys in
-// maps of their own (an int key hashes as one word; a list call of 100,000
-// keys looks each up).
+// keyMap finds the Machine's key of a store key: int keys from 0 up in a
+// slice indexed by the key (a list call of 100,000 keys looks each up: a
+// map lookup in a map that big misses the cache every time), other int
+// keys and string keys in maps of their own. The slice grows only to about
+// twice the number of int keys (plus denseSlack), so a sparse or huge key
+// costs no memory.
 type keyMap struct {
-	ints map[int]*wsm.Key
-	strs map[string]*wsm.Key
+	dense []*wsm.Key
+	n     int // int keys held in dense
+	ints  map[int]*wsm.Key
+	strs  map[string]*wsm.Key
 }
 
-func (m keyMap) get(k Key) *wsm.Key {
+// denseSlack is how far past twice its int keys the dense slice may grow.
+const denseSlack = 1024
+
+func (m *keyMap) get(k Key) *wsm.Key {
 	if k.isStr {
 		return m.strs[k.s]
+	}
+	if k.i >= 0 && k.i < len(m.dense) {
+		if wk := m.dense[k.i]; wk != nil {
+			return wk
+		}
 	}
 	return m.ints[k.i]
 }
 
-func (m keyMap) set(k Key, wk *wsm.Key) {
+func (m *keyMap) set(k Key, wk *wsm.Key) {
 	if k.isStr {
 		m.strs[k.s] = wk
-	} else {
-		m.ints[k.i] = wk
+		return
 	}
+	m.del(k)
+	if k.i >= 0 && k.i < 2*(m.n+len(m.ints)+1)+denseSlack {
+		if k.i >= len(m.dense) {
+			m.dense = append(m.dense, make([]*wsm.Key, k.i+1-len(m.dense))...)
+			m.dense = m.dense[:cap(m.dense)]
+		}
+		m.dense[k.i] = wk
+		m.n++
+		return
+	}
+	m.ints[k.i] = wk
 }
 
-func (m keyMap) del(k Key) {
+func (m *keyMap) del(k Key) {
 	if k.isStr {
 		delete(m.strs, k.s)
-	} else {
-		delete(m.ints, k.i)
+		return
 	}
+	if k.i >= 0 && k.i < len(m.dense) && m.dense[k.i] != nil {
+		m.dense[k.i] = nil
+		m.n--
+	}
+	delete(m.ints, k.i)
 }

@@ -475,10 +475,17 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
 	}
 	// Validate everything first: nothing is queued if any part is bad.
+	var entries []*entry // a dist store's keys, looked up once
+	if s.kind == kindDist {
+		entries = make([]*entry, len(keys))
+	}
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
 			return err
+		}
+		if entries != nil {
+			entries[i] = e
 		}
 		if values != nil {
 			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
@@ -493,7 +500,7 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 	}
 	if s.kind == kindDist {
 		// Many keys per engine operation, sent together (store_dist.go).
-		s.queueDistList(keys, values, outs, prio)
+		s.queueDistList(entries, values, outs, prio)
 		return nil
 	}
 	// MXNet's order for local and device pushpull: all pushes, then all

@@ -154,16 +154,12 @@ var distListPool = sync.Pool{New: func() any {
 	return l
 }}
 
-// queueDistList queues a checked list call of a dist store; the caller
-// holds s.mu (read).
-func (s *Store) queueDistList(keys []Key, values, outs [][]*Array, prio int) {
-	entries := make([]*entry, len(keys))
-	for i, k := range keys {
-		entries[i] = s.keys[k]
-	}
+// queueDistList queues a checked list call of a dist store (its keys'
+// entries, in order); the caller holds s.mu (read).
+func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio int) {
 	next, dup := sameEntries(entries)
 	var l *distList
-	for i := range keys {
+	for i := range entries {
 		if dup != nil && dup[i] {
 			continue // summed into its first occurrence
 		}
@@ -177,6 +173,11 @@ func (s *Store) queueDistList(keys []Key, values, outs [][]*Array, prio int) {
 		}
 		if l == nil {
 			l = distListPool.Get().(*distList)
+			if cap(l.es) == 0 {
+				// A new list: sized once for its keys, not regrown.
+				n := min(distListChunk, len(entries)-i)
+				l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
+			}
 			l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, values != nil, outs != nil, prio, l
 		}
 		if len(l.at) == 0 {
@@ -276,6 +277,11 @@ func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]]
 // Run implements engine.Task: prepare every key, hand them to the remote.
 func (l *distList) Run() (bool, error) {
 	s := l.s
+	if cap(l.items) < len(l.es) {
+		// Sized once (a list from the pool may be new): no regrowth.
+		l.items = make([]listItem, 0, len(l.es))
+		l.direct = make([]bool, 0, len(l.es))
+	}
 	l.items = l.items[:0]
 	l.direct = l.direct[:0]
 	for i, e := range l.es {
@@ -346,7 +352,7 @@ func (l *distList) Done() {
 // sameEntries is sameKeys on resolved entries (a pointer map: cheaper to
 // hash than keys).
 func sameEntries(es []*entry) (next []int, dup []bool) {
-	if len(es) < 2 {
+	if len(es) < 2 || !maybeSame(es) {
 		return nil, nil
 	}
 	last := make(map[*entry]int32, len(es))
@@ -363,4 +369,26 @@ func sameEntries(es []*entry) (next []int, dup []bool) {
 		last[e] = int32(i)
 	}
 	return next, dup
+}
+
+// maybeSame reports whether es may hold an entry twice. Two entries of one
+// key share their id, so distinct ids rule a repetition out: checked on a
+// bitset when the ids are small (a list of 100,000 keys: 12 KiB instead of
+// a map of 100,000 entries). A false alarm (an id out of range, or equal
+// ids of an int and a string key) only sends the caller to the exact map.
+func maybeSame(es []*entry) bool {
+	lim := 4*len(es) + 1024
+	bits := make([]uint64, (lim+63)/64)
+	for _, e := range es {
+		id := e.id
+		if id < 0 || id >= lim {
+			return true
+		}
+		w, b := id/64, uint64(1)<<(id%64)
+		if bits[w]&b != 0 {
+			return true
+		}
+		bits[w] |= b
+	}
+	return false
 }

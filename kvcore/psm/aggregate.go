@@ -202,10 +202,10 @@ func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key)
 		if !k.cur.open {
 			j.openRound(now, k)
 		}
-		if arrived, ok := k.cur.expected[w]; ok && !arrived {
+		if k.cur.expects(w) {
 			// Its arrival, without a value: the round does not wait for it.
 			j.hold(w, m.Seq)
-			k.cur.expected[w] = true
+			k.cur.arrive(w)
 			k.cur.arrived = append(k.cur.arrived, arrival{w: w, seq: m.Seq, pull: m.Type == wire.TypePushPull, bad: msg})
 			j.maybeClose(now, k)
 			return true

@@ -27,7 +27,7 @@ func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 		return 0, errNoneAccepted
 	}
 	refused := len(arr) - len(srcs)
-	expected := len(k.cur.expected)
+	expected := k.cur.nexp
 	scale := float32(1)
 	var flags uint16
 	if deadline && len(arr) < expected {

@@ -257,10 +257,40 @@ type arrival struct {
 }
 
 type round struct {
-	open     bool
-	opened   time.Duration
-	expected map[*worker]bool // true once arrived
-	arrived  []arrival
+	open    bool
+	opened  time.Duration
+	exp     []expected // the workers the round waits for, indexed by rank (w nil: none)
+	nexp    int        // workers expected
+	waiting int        // expected workers that have not pushed yet
+	arrived []arrival
+}
+
+// expected is a worker a round expects a push from, and whether it came.
+// A round's expected workers are indexed by rank (dense, at most
+// MaxWorkers), not kept in a map: one key's round costs no map operation
+// and no allocation once its slice exists (issue 12, many small keys).
+type expected struct {
+	w       *worker
+	arrived bool
+}
+
+// expects reports whether the round expects a push from w that has not
+// arrived yet.
+func (r *round) expects(w *worker) bool {
+	return w.rank >= 0 && w.rank < len(r.exp) && r.exp[w.rank].w == w && !r.exp[w.rank].arrived
+}
+
+// arrive records w's push (w expected, see expects).
+func (r *round) arrive(w *worker) {
+	r.exp[w.rank].arrived = true
+	r.waiting--
+}
+
+// unexpect stops expecting w (removed before it pushed; see expects).
+func (r *round) unexpect(w *worker) {
+	r.exp[w.rank] = expected{}
+	r.nexp--
+	r.waiting--
 }
 
 type heldInit struct {
@@ -315,7 +345,9 @@ func (j *Job) popOpen() {
 	j.openQ[0] = openEnt{}
 	j.openQ = j.openQ[1:]
 	if len(j.openQ) == 0 {
-		j.openQ = nil
+		// Empty: start again at the front of the buffer (a round per
+		// key of 100,000 keys would otherwise regrow it every time).
+		j.openQ = j.openBuf[:0]
 	}
 }
 
@@ -336,8 +368,9 @@ type Job struct {
 	ranks   []*worker // by rank; nil = free
 
 	keys      map[uint64]*key
-	open      map[*key]bool // keys with an open round
-	openQ     []openEnt     // open rounds in the order they opened (some stale)
+	byID      []*key    // keys with small ids, indexed by id (see setKey)
+	openQ     []openEnt // open rounds in the order they opened (some stale)
+	openBuf   []openEnt // the biggest buffer openQ had, for reuse once it is empty
 	heldInits map[uint64][]heldInit
 
 	barrier   map[*worker]uint64 // worker -> seq of its barrier request
@@ -375,7 +408,7 @@ func New(cfg Config) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{cfg: cfg, be: cfg.Backend, lim: cfg.Limits, workers: map[string]*worker{},
-		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, open: map[*key]bool{}, heldInits: map[uint64][]heldInit{},
+		conns: map[ConnID]*worker{}, keys: map[uint64]*key{}, heldInits: map[uint64][]heldInit{},
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
 	j.agg = cfg.Aggregate
@@ -404,7 +437,7 @@ func (j *Job) Close() {
 	for _, k := range j.keys {
 		j.freeKey(k)
 	}
-	j.keys = nil
+	j.keys, j.byID = nil, nil
 	for _, hs := range j.heldInits {
 		for _, h := range hs {
 			j.release(h.resv)
@@ -578,7 +611,7 @@ func (j *Job) resend(w *worker, m *wire.Msg, r reply) {
 	h := wire.Header{Type: wire.TypeAck, Seq: m.Seq, Flags: r.flags | wire.FlagDup, Round: r.round, Count: r.count, Key: r.key}
 	switch r.req {
 	case wire.TypePushPull:
-		if k := j.keys[r.key]; k != nil {
+		if k := j.key(r.key); k != nil {
 			j.sendValue(w.conn, h, k)
 			return
 		}
@@ -1049,8 +1082,8 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 		k.queued = q
 		if k.cur.open {
-			if arrived, ok := k.cur.expected[w]; ok && !arrived {
-				delete(k.cur.expected, w)
+			if k.cur.expects(w) {
+				k.cur.unexpect(w)
 			}
 			j.maybeClose(now, k)
 		}
@@ -1191,7 +1224,7 @@ func (j *Job) init(w *worker, m *wire.Msg) {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "key %s: shape %v has %d elements, message says %d", keyLabel(m), meta.Shape, total, m.Total))
 		return
 	}
-	if k := j.keys[m.Key]; k != nil {
+	if k := j.key(m.Key); k != nil {
 		if e := k.matches(str, meta.Name, meta.Shape); e != nil {
 			j.reject(w, m.Seq, e)
 			return
@@ -1333,7 +1366,7 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	}
 	k.stored = b
 	j.touch(k)
-	j.keys[id] = k
+	j.setKey(k)
 	j.rd.Persist = true
 	j.stats.BytesIn += uint64(4 * n)
 	k.inited[h.w.id] = true
@@ -1357,8 +1390,34 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	}
 }
 
+// setKey adds k to j.keys, and to byID if its id is small. Keys are added
+// only through setKey and never deleted from a live Job, so byID holds no
+// stale key; a key missing from byID is found in the map.
+func (j *Job) setKey(k *key) {
+	j.keys[k.id] = k
+	// byID grows to at most about twice the keys (bounded by MaxKeys).
+	if k.id < uint64(2*len(j.keys)+1024) {
+		if k.id >= uint64(len(j.byID)) {
+			j.byID = append(j.byID, make([]*key, int(k.id)+1-len(j.byID))...)
+			j.byID = j.byID[:cap(j.byID)]
+		}
+		j.byID[k.id] = k
+	}
+}
+
+// key returns key id (nil if unknown): one slice load for the small ids of
+// a many-keys job instead of a map lookup that misses the cache.
+func (j *Job) key(id uint64) *key {
+	if id < uint64(len(j.byID)) {
+		if k := j.byID[id]; k != nil {
+			return k
+		}
+	}
+	return j.keys[id]
+}
+
 func (j *Job) lookup(w *worker, m *wire.Msg) *key {
-	k := j.keys[m.Key]
+	k := j.key(m.Key)
 	if k == nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "key %s was not initialized (call Init first)", keyLabel(m)))
 		return nil
@@ -1464,8 +1523,8 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 	if !k.cur.open {
 		j.openRound(now, k)
 	}
-	if arrived, ok := k.cur.expected[w]; ok && !arrived {
-		k.cur.expected[w] = true
+	if k.cur.expects(w) {
+		k.cur.arrive(w)
 		k.cur.arrived = append(k.cur.arrived, a)
 		j.maybeClose(now, k)
 		return
@@ -1485,17 +1544,23 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
-	j.open[k] = true
 	j.openQ = append(j.openQ, openEnt{k: k, at: now})
-	if k.cur.expected == nil {
-		k.cur.expected = map[*worker]bool{}
+	if cap(j.openQ) > cap(j.openBuf) {
+		j.openBuf = j.openQ[:0]
 	}
-	clear(k.cur.expected)
-	for _, w := range j.workers {
-		if w.welcomed {
-			k.cur.expected[w] = false
+	r := &k.cur
+	clear(r.exp)
+	r.exp, r.nexp = r.exp[:0], 0
+	for rank, w := range j.ranks {
+		if w != nil && w.welcomed && w.rank == rank {
+			if rank >= len(r.exp) {
+				r.exp = append(r.exp, make([]expected, rank+1-len(r.exp))...)
+			}
+			r.exp[rank] = expected{w: w}
+			r.nexp++
 		}
 	}
+	r.waiting = r.nexp
 }
 
 // decodePush copies (and dequantizes) a push's data into a backend buffer.
@@ -1552,18 +1617,11 @@ func (j *Job) maybeClose(now time.Duration, k *key) {
 	if !k.cur.open || len(k.cur.arrived) == 0 {
 		return
 	}
-	all := true
-	for _, arrived := range k.cur.expected {
-		if !arrived {
-			all = false
-			break
-		}
-	}
-	if all {
+	if k.cur.waiting == 0 {
 		j.closeRound(now, k, false)
 		return
 	}
-	if j.cfg.RoundDeadline > 0 && now-k.cur.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(len(k.cur.expected)) {
+	if j.cfg.RoundDeadline > 0 && now-k.cur.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(k.cur.nexp) {
 		j.closeRound(now, k, true)
 	}
 }
@@ -1611,7 +1669,6 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	k.cur.arrived = arr[:0]
 	k.cur.open = false
-	delete(j.open, k)
 	// Pushes queued for later rounds open the next one.
 	if len(k.queued) > 0 {
 		q := k.queued
@@ -1619,8 +1676,8 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		j.openRound(now, k)
 		var rest []arrival
 		for _, a := range q {
-			if arrived, ok := k.cur.expected[a.w]; ok && !arrived {
-				k.cur.expected[a.w] = true
+			if k.cur.expects(a.w) {
+				k.cur.arrive(a.w)
 				k.cur.arrived = append(k.cur.arrived, a)
 			} else {
 				rest = append(rest, a)

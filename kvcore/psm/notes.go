@@ -50,9 +50,9 @@ func (j *Job) note(n Note) {
 // noteDeadline notes a round of k closing at its deadline with arr.
 func (j *Job) noteDeadline(k *key, arr []arrival) {
 	var missing []int
-	for w, arrived := range k.cur.expected {
-		if !arrived {
-			missing = append(missing, w.rank)
+	for rank, x := range k.cur.exp {
+		if x.w != nil && !x.arrived {
+			missing = append(missing, rank)
 		}
 	}
 	sort.Ints(missing)

@@ -332,7 +332,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			d.fail("key %d twice", k.id)
 			break
 		}
-		j.keys[k.id] = k
+		j.setKey(k)
 		ps = append(ps, p)
 	}
 	j.restoreAggregate(d)

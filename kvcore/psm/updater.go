@@ -160,7 +160,7 @@ func (j *Job) customUpdate(k *key, g compute.Buffer) error {
 	}
 	workers := 1
 	if k.cur.open {
-		workers = len(k.cur.expected)
+		workers = k.cur.nexp
 	}
 	c := &cu.call
 	*c = updater.Call{Key: k.id, Str: k.str, Name: k.optName(), Offset: k.off, Total: k.total, Workers: workers, Recv: recv, Stored: stored}

@@ -168,6 +168,17 @@ func (d *dec) uv(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		// One byte, the common case of a batch entry's fields.
+		v := uint64(d.b[0])
+		d.b = d.b[1:]
+		return v
+	}
+	if v, n := binary.Uvarint(d.b); n > 0 {
+		d.b = d.b[n:]
+		return v
+	}
+	// Truncated or overlong: the codec names the failure.
 	c := d.codec()
 	v := c.Uvarint(what)
 	d.done1(&c)
@@ -207,6 +218,11 @@ func (d *dec) bytes(what string, max uint64) []byte {
 func (d *dec) u8(what string) uint8 {
 	if d.err != nil {
 		return 0
+	}
+	if len(d.b) > 0 {
+		v := d.b[0]
+		d.b = d.b[1:]
+		return v
 	}
 	c := d.codec()
 	v := c.U8(what)

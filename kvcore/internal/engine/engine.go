@@ -135,6 +135,7 @@ type Op struct {
 
 	vars    []*Var
 	writes  []bool
+	pairs   []varWrite // sortMergeVars' scratch, kept for reuse
 	waitFor atomic.Int32
 	seq     uint64
 	r       *Runner
@@ -193,15 +194,11 @@ func (o *Op) sortVars() {
 func (o *Op) sortMergeVars() {
 	// Sort (variable, write) pairs packed in one slice: the writes ride
 	// along, and merging needs no second buffer.
-	type vw struct {
-		v *Var
-		w bool
-	}
-	pairs := make([]vw, len(o.vars))
+	pairs := o.pairs[:0]
 	for i, v := range o.vars {
-		pairs[i] = vw{v, o.writes[i]}
+		pairs = append(pairs, varWrite{v, o.writes[i]})
 	}
-	slices.SortFunc(pairs, func(a, b vw) int {
+	slices.SortFunc(pairs, func(a, b varWrite) int {
 		return cmp.Compare(uintptr(unsafe.Pointer(a.v)), uintptr(unsafe.Pointer(b.v)))
 	})
 	n := 0
@@ -215,6 +212,14 @@ func (o *Op) sortMergeVars() {
 	}
 	clear(o.vars[n:])
 	o.vars, o.writes = o.vars[:n], o.writes[:n]
+	clear(pairs)
+	o.pairs = pairs[:0]
+}
+
+// varWrite is a variable of an operation and whether it writes it.
+type varWrite struct {
+	v *Var
+	w bool
 }
 
 // Finish completes o: it releases its variables, records err on the ones
