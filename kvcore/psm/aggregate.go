@@ -1,6 +1,7 @@
 package psm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -176,10 +177,24 @@ func (j *Job) setAggregate(w *worker, m *wire.Msg) {
 }
 
 // nonFinite returns the index of the first NaN or ±Inf in a float32
-// push's data, or -1.
-func nonFinite(data []byte, tmp []float32) int {
-	for i, v := range wire.Float32View(data, tmp) {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+// push's data (little-endian words), or -1. It tests the exponent bits
+// (all ones) of two words at a time, without converting to float: this
+// pass runs over every pushed byte in the job's step.
+func nonFinite(data []byte) int {
+	const exp = 0x7f800000
+	n := len(data) / 4
+	i := 0
+	for ; i+2 <= n; i += 2 {
+		x := binary.LittleEndian.Uint64(data[4*i:])
+		if x&exp == exp {
+			return i
+		}
+		if x&(exp<<32) == exp<<32 {
+			return i + 1
+		}
+	}
+	for ; i < n; i++ {
+		if binary.LittleEndian.Uint32(data[4*i:])&exp == exp {
 			return i
 		}
 	}
@@ -192,7 +207,7 @@ func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key)
 	if m.DType != wire.DTypeF32 {
 		return false // dequantized values are finite
 	}
-	i := nonFinite(m.Data(), k.wordTmp)
+	i := nonFinite(m.Data())
 	if i < 0 {
 		return false
 	}
