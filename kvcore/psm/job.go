@@ -397,9 +397,10 @@ type Job struct {
 	agg       Aggregate // aggregate.go
 	aggBuf    []float32 // the order statistics' host scratch
 	aggFactor []float32
-	aggResv   int64  // aggBuf's bytes, reserved from the budgets
-	run       uint64 // the current run (runs.go)
-	restored  bool   // restored from a snapshot, no Hello since (runs.go)
+	aggResv   int64    // aggBuf's bytes, reserved from the budgets
+	run       uint64   // the current run (runs.go)
+	restored  bool     // restored from a snapshot, no Hello since (runs.go)
+	rowUnion  []uint32 // a lazy update's rows, reused (rows.go)
 }
 
 // New returns an empty Job.

@@ -203,7 +203,7 @@ func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 	if opt == nil || j.cu != nil || !opt.Lazy() {
 		return j.update(k, g)
 	}
-	var u []uint32
+	u := j.rowUnion[:0] // reused: one lazy update a round, no allocation
 	for _, a := range arr {
 		if a.buf == nil {
 			continue // refused (NaN or Inf): not part of the update
@@ -215,6 +215,7 @@ func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 	}
 	slices.Sort(u)
 	u = slices.Compact(u)
+	j.rowUnion = u
 	width := k.rowWidth()
 	k.slot.T++
 	j.numUpdate = max(j.numUpdate, k.slot.T)
