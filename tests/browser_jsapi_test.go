@@ -21,7 +21,8 @@ import (
 // global behind (wasm, Go, fs, __webkv*), rejects with a real WebKVError
 // class (instanceof) carrying a code, accepts optimizer names as strings,
 // delivers 'connection' and the first 'membership' event to each of two
-// stores created by one Promise.all, and writes nothing to the console
+// stores created by one Promise.all (and the membership change a store saw
+// before the page listened), and writes nothing to the console
 // unless asked to (load({debug: true})).
 func TestBrowserJSAPI(t *testing.T) {
 	integration(t)
@@ -55,6 +56,7 @@ func TestBrowserJSAPI(t *testing.T) {
 			Membership []int
 		}
 		Ranks               []int
+		Late                []int
 		Leaked              []string
 		Unreachable, Origin struct {
 			rej
@@ -121,6 +123,9 @@ func TestBrowserJSAPI(t *testing.T) {
 				if len(ev.Connection) == 0 || ev.Connection[0] != "connected" || len(ev.Membership) == 0 {
 					t.Errorf("store %d of Promise.all: events %+v, want 'connected' and a membership event", i, ev)
 				}
+			}
+			if len(res.Late) == 0 || res.Late[len(res.Late)-1] != 2 {
+				t.Errorf("membership events of a store whose listener came after a worker joined: %v, want the last to say 2 workers", res.Late)
 			}
 			if len(res.Events) != 2 {
 				t.Errorf("events of %d stores", len(res.Events))

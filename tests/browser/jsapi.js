@@ -55,6 +55,18 @@ async function main() {
   out.ranks = [a.rank, b.rank].sort();
   await Promise.all([a.close(), b.close()]);
 
+  // A membership change that comes after create resolved but before the
+  // page listens (the race of a Promise.all, made certain): c sees d join
+  // (its numWorkers turns 2, set as the event is emitted), then listens.
+  const c = await webkv.create('dist_sync', {url, job: job + '-late', workers: 1});
+  const d = await webkv.create('dist_sync', {url, job: job + '-late', workers: 1});
+  for (let i = 0; c.numWorkers !== 2 && i < 1000; i++) await new Promise((r) => setTimeout(r, 10));
+  const late = [];
+  c.on('membership', (e) => late.push(e.numWorkers));
+  await new Promise((r) => setTimeout(r, 0)); // the pending events are delivered in a microtask
+  out.late = late.slice(); // before d leaves
+  await Promise.all([c.close(), d.close()]);
+
   // A relay that is not there: at once, code UNREACHABLE, the address named.
   let t0 = performance.now();
   out.unreachable = await rejection(webkv.create('dist_sync', {url: 'ws://127.0.0.1:9/ws', job}));

@@ -249,9 +249,9 @@ function value(v) {
 
 export class KVStore {
   #api; #id; #info; #listeners = new Map();
-  // Events that came before any listener for them (create's 'connection'
-  // and first 'membership'): each goes to the first listener added for its
-  // name, once.
+  // 'connection' and 'membership' events that came before any listener
+  // for them (during create or after it): each goes to the first listener
+  // added for its name, once.
   #pending;
 
   constructor(a, info, pending = []) {
@@ -355,7 +355,18 @@ export class KVStore {
   }
 
   _emit(name, detail) {
-    for (const fn of this.#listeners.get(name) ?? []) call(fn, detail);
+    const fns = this.#listeners.get(name);
+    if (fns?.size > 0) {
+      for (const fn of fns) call(fn, detail);
+      return;
+    }
+    // No listener yet: the state events wait for the first one (a store
+    // of a Promise.all of creates resolves before its siblings, and its
+    // membership may change before the page adds listeners to it).
+    if (name === 'connection' || name === 'membership') {
+      if (this.#pending.length >= 64) this.#pending.shift();
+      this.#pending.push([name, detail]);
+    }
   }
 }
 
