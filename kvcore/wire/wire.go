@@ -42,12 +42,14 @@ const (
 	TypeInits                      // many inits in one message
 	TypeRowPush                    // row-sparse push: metadata the row ids, data their rows (rows.go)
 	TypeRowPull                    // row-sparse pull: metadata the row ids; answered by Ack with their rows
+	TypePushList                   // the values of many whole keys in one request: key ids, one dense value buffer (list.go)
+	TypePullList                   // the values of many whole keys, answered by one Ack with one dense value buffer
 	typeEnd
 )
 
 var typeNames = [...]string{"", "hello", "welcome", "init", "push", "pull", "pushpull", "barrier",
 	"command", "savestates", "loadstates", "ping", "pong", "leave", "ack", "error",
-	"pushes", "pulls", "pushpulls", "answers", "inits", "rowpush", "rowpull"}
+	"pushes", "pulls", "pushpulls", "answers", "inits", "rowpush", "rowpull", "pushlist", "pulllist"}
 
 func (t Type) String() string {
 	if t > 0 && t < typeEnd {
@@ -61,7 +63,7 @@ func (t Type) String() string {
 func (t Type) IsRequest() bool {
 	switch t {
 	case TypeInit, TypePush, TypePull, TypePushPull, TypeBarrier, TypeCommand,
-		TypeSaveStates, TypeLoadStates, TypeLeave, TypeRowPush, TypeRowPull:
+		TypeSaveStates, TypeLoadStates, TypeLeave, TypeRowPush, TypeRowPull, TypePushList, TypePullList:
 		return true
 	}
 	return false
@@ -135,6 +137,9 @@ func PackedSpan(d DType, offset, count int) (first, n int) {
 func (h *Header) DataBytes() int {
 	if h.DType == DTypeNone || h.DType >= dtypeEnd || h.Type.IsBatch() {
 		return 0
+	}
+	if h.Type.IsList() {
+		return 4 * int(h.Total)
 	}
 	_, n := PackedSpan(h.DType, int(h.Offset), int(h.Count))
 	return 4 * n
@@ -306,6 +311,9 @@ func DecodeHeader(frame []byte, lim *Limits, h *Header) error {
 	}
 	if h.Type.IsBatch() {
 		return checkBatchHeader(h, &l)
+	}
+	if h.Type.IsList() {
+		return checkListHeader(h, &l)
 	}
 	if h.Type == TypeInit && h.Flags&FlagNoValue != 0 {
 		if h.DType != DTypeNone {
