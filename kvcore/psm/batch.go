@@ -74,6 +74,9 @@ func (j *Job) closing(c ConnID) bool {
 // coalescible reports whether e may go into an Answers message.
 func coalescible(e *Envelope) bool {
 	t := e.Msg.Type
+	if e.Msg.Flags&wire.FlagList != 0 && e.Msg.DType == wire.DTypeNone && len(e.Msg.Payload) > 0 {
+		return false // a push list's answer table: Answers entries carry no such payload
+	}
 	return (t == wire.TypeAck || t == wire.TypeError) && e.Msg.Seq != 0 && len(e.Msg.Payload) <= maxCoalesce
 }
 

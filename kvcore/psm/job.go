@@ -254,6 +254,8 @@ type arrival struct {
 	rows []uint32 // a row-sparse push's rows (rows.go)
 	rsp  bool     // a row-sparse push
 	bad  string   // refused (NaN or Inf): the error it is answered with; buf is nil
+	lr   *listReq // the push list it is a key of (list.go), or nil
+	li   int32    // its index in lr
 }
 
 type round struct {
@@ -397,10 +399,11 @@ type Job struct {
 	agg       Aggregate // aggregate.go
 	aggBuf    []float32 // the order statistics' host scratch
 	aggFactor []float32
-	aggResv   int64    // aggBuf's bytes, reserved from the budgets
-	run       uint64   // the current run (runs.go)
-	restored  bool     // restored from a snapshot, no Hello since (runs.go)
-	rowUnion  []uint32 // a lazy update's rows, reused (rows.go)
+	aggResv   int64     // aggBuf's bytes, reserved from the budgets
+	run       uint64    // the current run (runs.go)
+	restored  bool      // restored from a snapshot, no Hello since (runs.go)
+	rowUnion  []uint32  // a lazy update's rows, reused (rows.go)
+	ls        listState // list.go
 }
 
 // New returns an empty Job.
@@ -618,6 +621,9 @@ func (j *Job) resend(w *worker, m *wire.Msg, r reply) {
 		}
 	case wire.TypeSaveStates:
 		j.saveStates(w, m)
+		return
+	case wire.TypePushList:
+		j.send(w.conn, wire.Msg{Header: h, Payload: []byte(r.msg)})
 		return
 	}
 	j.send(w.conn, wire.Msg{Header: h})
@@ -1138,6 +1144,10 @@ func (j *Job) request(now time.Duration, w *worker, m *wire.Msg) {
 		j.rowPush(now, w, m)
 	case wire.TypeRowPull:
 		j.rowPull(w, m)
+	case wire.TypePushList:
+		j.pushList(now, w, m)
+	case wire.TypePullList:
+		j.pullList(w, m)
 	case wire.TypeBarrier:
 		if old, ok := j.barrier[w]; ok {
 			delete(w.held, old) // a barrier its worker gave up on
@@ -1520,7 +1530,9 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 // arrive adds a dist_sync push (dense or row-sparse) to k's open round, or
 // queues it for the next round when w's push of this round is in.
 func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival, buf compute.Buffer) {
-	j.hold(w, seq)
+	if a.lr == nil {
+		j.hold(w, seq) // a list is held once (list.go)
+	}
 	if !k.cur.open {
 		j.openRound(now, k)
 	}
@@ -1536,7 +1548,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 			// again, so it never has two pushes ahead of the round; one
 			// that does is misbehaving (and would pin memory).
 			k.free = append(k.free, buf)
-			j.reject(w, seq, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
+			j.settle(&a, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
 			return
 		}
 	}
@@ -1650,12 +1662,16 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	for _, a := range arr {
 		if a.buf == nil {
-			j.reject(a.w, a.seq, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+			j.settle(&a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
 			continue
 		}
 		k.free = append(k.free, a.buf)
 		if err != nil {
-			j.reject(a.w, a.seq, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
+			j.settle(&a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
+			continue
+		}
+		if a.lr != nil {
+			j.listSettle(a.lr, int(a.li), r, flags, nil)
 			continue
 		}
 		h := wire.Header{Key: k.id, Round: r, Flags: flags}

@@ -161,7 +161,9 @@ func (r *reply) cost() int { return replyCost + len(r.msg) }
 // which are its newest, so evicting the oldest costs exactly-once only
 // for a client that keeps far more than its window unacknowledged.
 func (j *Job) remember(w *worker, seq uint64, r reply) {
-	r.msg = cutText(r.msg, maxCachedText)
+	if r.req != wire.TypePushList { // a list's answer table is kept whole (list.go)
+		r.msg = cutText(r.msg, maxCachedText)
+	}
 	if w.done == nil {
 		w.done = map[uint64]reply{}
 	}

@@ -35,6 +35,8 @@ import (
 //	rowpush <conn> seq=<n> key=<k> round=<r> rows=<r,...> vals=<v,...> off=<n> total=<n>
 //	rowpull <conn> seq=<n> key=<k> rows=<r,...> count=<n> off=<n> total=<n>
 //	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
+//	pushlist <conn> seq=<n> [ack=<n>] keys=<key>:<round>:<v/v/...>;... [total=<n>] [str]
+//	pulllist <conn> seq=<n> [ack=<n>] keys=<key>;... total=<n> [str]
 //	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
 //	cmd <conn> seq=<n> head=<h> body=<text>
@@ -366,6 +368,8 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 		h.Type = wire.TypePing
 	case "pushes", "pulls", "pushpulls":
 		return batchFrame(cmd, a)
+	case "pushlist", "pulllist":
+		return listFrame(cmd, a)
 	case "raw":
 		var b []byte
 		fmt.Sscanf(a["hex"], "%x", &b)
@@ -427,7 +431,7 @@ func (e *scriptEnv) format(rd Ready) string {
 		for _, f := range []struct {
 			bit  uint16
 			name string
-		}{{wire.FlagLate, "late"}, {wire.FlagDup, "dup"}, {wire.FlagRescaled, "rescaled"}} {
+		}{{wire.FlagLate, "late"}, {wire.FlagDup, "dup"}, {wire.FlagRescaled, "rescaled"}, {wire.FlagList, "list"}} {
 			if h.Flags&f.bit != 0 {
 				b.WriteString(" " + f.name)
 			}
@@ -440,7 +444,9 @@ func (e *scriptEnv) format(rd Ready) string {
 			}
 			fmt.Fprintf(&b, " vals=%s", strings.Join(s, ","))
 		}
-		if h.Type == wire.TypeAck && len(m.Msg.Payload) > 0 && h.DType == wire.DTypeNone {
+		if h.Type == wire.TypeAck && h.Flags&wire.FlagList != 0 && len(m.Msg.Payload) > 0 && h.DType == wire.DTypeNone {
+			formatListAnswer(&b, &m.Msg)
+		} else if h.Type == wire.TypeAck && len(m.Msg.Payload) > 0 && h.DType == wire.DTypeNone {
 			st, err := wire.DecodeStates(m.Msg.Payload, nil)
 			if err == nil {
 				fmt.Fprintf(&b, " states(numupdate=%d keys=%d)", st.NumUpdate, len(st.Keys))

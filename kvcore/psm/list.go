@@ -1,0 +1,256 @@
+package psm
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// List requests (wire/list.go): many whole keys in one request. Per key,
+// a list does what a single push or pull of that key would (the same
+// rounds, late pushes, NaN refusals, optimizer steps, queueing for the
+// next round), but the request has ONE seq: one answer-cache entry, one
+// held entry, one answer. A pull list is answered at once with the
+// values of all its keys (the worker sends it only after its pushes of
+// those keys were answered, as for single pulls). A push list is answered
+// once every key's push was settled (its round closed, or refused), with
+// the per-key rounds and codes (wire.ListResult; no payload when all are
+// the rounds the list named). A list with a bad key (unknown, mixed kind,
+// split over shards, a wrong element count) is refused whole and changes
+// nothing.
+
+// listReq is a push list whose keys are not all settled yet.
+type listReq struct {
+	w    *worker
+	seq  uint64
+	left int
+	rs   []wire.ListResult // Delta is minus the named round until settled
+	text string            // the first refusal's text
+}
+
+type listState struct {
+	keys, rounds []uint64
+	ks           []*key
+	free         []*listReq
+}
+
+func (j *Job) newList(w *worker, seq uint64, n int) *listReq {
+	var lr *listReq
+	if l := len(j.ls.free); l > 0 {
+		lr = j.ls.free[l-1]
+		j.ls.free = j.ls.free[:l-1]
+	} else {
+		lr = new(listReq)
+	}
+	lr.w, lr.seq, lr.left, lr.text = w, seq, n, ""
+	if cap(lr.rs) < n {
+		lr.rs = make([]wire.ListResult, n)
+	}
+	lr.rs = lr.rs[:n]
+	return lr
+}
+
+func idLabel(id uint64, str bool) string {
+	if str {
+		return fmt.Sprintf("#%016x", id)
+	}
+	return strconv.FormatInt(int64(id), 10)
+}
+
+// listKeys decodes and checks list m: its keys (reused slice), or nil
+// after refusing the list.
+func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
+	keys, rounds, _, err := wire.DecodeList(m, j.lim, j.ls.keys[:0], j.ls.rounds[:0])
+	j.ls.keys, j.ls.rounds = keys, rounds
+	if err != nil {
+		j.badMessage(w.conn, m.Seq, err.(*wire.Error))
+		return nil
+	}
+	str := m.Flags&wire.FlagStrKey != 0
+	ks := j.ls.ks[:0]
+	total := 0
+	for i, id := range keys {
+		k := j.key(id)
+		if k == nil {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s was not initialized (call Init first)", m.Type, i, idLabel(id, str)))
+			return nil
+		}
+		if k.str != str {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s: int and string keys cannot be mixed", m.Type, i, idLabel(id, str)))
+			return nil
+		}
+		if k.off != 0 || k.n != k.total {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v entry %d: key %s is split over shards (this one holds [%d, +%d) of %d): send it on its own", m.Type, i, k.label(), k.off, k.n, k.total))
+			return nil
+		}
+		total += k.n
+		ks = append(ks, k)
+	}
+	j.ls.ks = ks
+	if total != int(m.Total) {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v of %d keys says %d elements, the keys hold %d", m.Type, len(keys), m.Total, total))
+		return nil
+	}
+	return ks
+}
+
+func (j *Job) pullList(w *worker, m *wire.Msg) {
+	ks := j.listKeys(w, m)
+	if ks == nil {
+		return
+	}
+	start := len(j.scratch)
+	j.scratch = slices.Grow(j.scratch, 4*int(m.Total))
+	for _, k := range ks {
+		vals, err := j.hostValue(k)
+		if err != nil {
+			j.scratch = j.scratch[:start]
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: reading the value: %v", k.label(), err))
+			return
+		}
+		j.scratch = wire.AppendFloat32s(j.scratch, vals)
+	}
+	p := j.scratch[start:]
+	clear(ks)
+	j.stats.Pulls += uint64(len(ks))
+	j.stats.BytesOut += uint64(len(p))
+	delete(w.held, m.Seq)
+	j.send(w.conn, wire.Msg{Header: wire.Header{Type: wire.TypeAck, Flags: wire.FlagList, Seq: m.Seq,
+		DType: wire.DTypeF32, Count: m.Total, Total: m.Total}, Payload: p})
+}
+
+func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
+	ks := j.listKeys(w, m)
+	if ks == nil {
+		return
+	}
+	if j.mode == wire.ModeAsync && j.opt == nil && j.cu == nil {
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeMode, "%v: dist_async needs an optimizer on the server: call SetOptimizer before pushing", m.Type))
+		return
+	}
+	data := m.Data()
+	j.stats.Pushes += uint64(len(ks))
+	j.stats.BytesIn += uint64(len(data))
+	lr := j.newList(w, m.Seq, len(ks))
+	rounds := j.ls.rounds
+	off := 0
+	for i, k := range ks {
+		d := data[4*off : 4*(off+k.n)]
+		off += k.n
+		lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
+		j.pushListKey(now, lr, i, k, rounds[i], d)
+	}
+	clear(ks)
+	if lr.left > 0 {
+		j.hold(w, m.Seq)
+	}
+}
+
+// pushListKey handles key i of push list lr as a single push of data for
+// round would be handled.
+func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte) {
+	w := lr.w
+	if j.mode == wire.ModeSync && round < k.rounds {
+		j.stats.LatePushes++
+		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
+		return
+	}
+	if x := nonFinite(d); x >= 0 {
+		j.stats.NonFinite++
+		msg := fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(d, k.wordTmp)[x], x)
+		if j.mode == wire.ModeSync {
+			if !k.cur.open {
+				j.openRound(now, k)
+			}
+			if k.cur.expects(w) {
+				k.cur.arrive(w)
+				k.cur.arrived = append(k.cur.arrived, arrival{w: w, seq: lr.seq, bad: msg, lr: lr, li: int32(i)})
+				j.maybeClose(now, k)
+				return
+			}
+		}
+		j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeBadRequest, "%s", msg))
+		return
+	}
+	buf, err := j.bufferOf(k)
+	if err == nil {
+		if err = j.be.Write(buf, 0, wire.Float32View(d, k.wordTmp)); err != nil {
+			k.free = append(k.free, buf)
+		}
+	}
+	if err != nil {
+		j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
+		return
+	}
+	if j.mode == wire.ModeAsync {
+		err := j.update(k, buf)
+		k.free = append(k.free, buf)
+		j.touch(k)
+		if err != nil {
+			j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
+			return
+		}
+		k.rounds++
+		j.stats.Updates++
+		j.rd.Persist = true
+		j.listSettle(lr, i, k.rounds-1, 0, nil)
+		return
+	}
+	j.arrive(now, w, lr.seq, k, arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)
+}
+
+// bufferOf returns a free arrival buffer of k, or a new one.
+func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {
+	if l := len(k.free); l > 0 {
+		b = k.free[l-1]
+		k.free = k.free[:l-1]
+		return b, nil
+	}
+	return j.be.Alloc(k.n)
+}
+
+// settle answers arrival a with err: its list's key, or its request.
+func (j *Job) settle(a *arrival, err *wire.Error) {
+	if a.lr != nil {
+		j.listSettle(a.lr, int(a.li), 0, 0, err)
+		return
+	}
+	j.reject(a.w, a.seq, err)
+}
+
+// listSettle settles key i of lr: answered with round and flags, or
+// refused with err. The list is answered with its last key.
+func (j *Job) listSettle(lr *listReq, i int, round uint64, flags uint16, err *wire.Error) {
+	r := &lr.rs[i]
+	if err != nil {
+		*r = wire.ListResult{Code: err.Code}
+		if lr.text == "" {
+			lr.text = err.Msg
+		}
+	} else {
+		r.Delta += int64(round)
+		r.Flags = flags
+	}
+	if lr.left--; lr.left > 0 {
+		return
+	}
+	w := lr.w
+	delete(w.held, lr.seq)
+	h := wire.Header{Type: wire.TypeAck, Flags: wire.FlagList, Seq: lr.seq, Count: uint32(len(lr.rs))}
+	var p []byte
+	if f, ok := wire.UniformList(lr.rs); ok {
+		h.Flags |= f
+	} else {
+		start := len(j.scratch)
+		j.scratch = wire.AppendListAnswer(j.scratch, lr.rs, lr.text)
+		p = j.scratch[start:]
+	}
+	j.remember(w, lr.seq, reply{typ: wire.TypeAck, flags: h.Flags, count: h.Count, req: wire.TypePushList, msg: string(p)})
+	j.send(w.conn, wire.Msg{Header: h, Payload: p})
+	lr.w, lr.text = nil, ""
+	j.ls.free = append(j.ls.free, lr)
+}

@@ -1,0 +1,78 @@
+package psm
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/webkv/webkv/kvcore/wire"
+)
+
+// listFrame builds a list request for the scripts: pushlist <conn> seq=<n>
+// ack=<n> keys=<key>:<round>:<v/v/...>;... and pulllist <conn> seq=<n>
+// ack=<n> keys=<key>;... total=<elements>; [str] marks string-key ids and
+// total= overrides the element count.
+func listFrame(cmd string, a map[string]string) []byte {
+	typ := wire.TypePushList
+	if cmd == "pulllist" {
+		typ = wire.TypePullList
+	}
+	var b wire.ListBuilder
+	b.Reset(typ)
+	var data []byte
+	total := 0
+	for _, ent := range strings.Split(a["keys"], ";") {
+		f := strings.Split(ent, ":")
+		key, _ := strconv.ParseInt(f[0], 10, 64)
+		var round uint64
+		if len(f) > 1 {
+			round, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+		if len(f) > 2 {
+			vals := floats(strings.ReplaceAll(f[2], "/", ","))
+			total += len(vals)
+			data = wire.AppendFloat32s(data, vals)
+		}
+		b.Add(uint64(key), round)
+	}
+	if has(a, "total") {
+		total = int(num(a, "total"))
+	}
+	var flags uint16
+	if has(a, "str") {
+		flags = wire.FlagStrKey
+	}
+	h := b.ListHeader(num(a, "seq"), num(a, "ack"), flags, total)
+	h.PLen = uint32(len(b.Table()) + len(data))
+	frame := wire.AppendHeader(nil, &h)
+	frame = append(frame, b.Table()...)
+	return append(frame, data...)
+}
+
+// formatListAnswer prints a push list's per-key results.
+func formatListAnswer(b *strings.Builder, m *wire.Msg) {
+	rs, text, err := wire.DecodeListAnswer(m, int(m.Count), nil)
+	if err != nil {
+		fmt.Fprintf(b, " bad answer: %v", err)
+		return
+	}
+	b.WriteString(" results=")
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(b, "%+d", r.Delta)
+		if r.Flags&wire.FlagLate != 0 {
+			b.WriteString("/late")
+		}
+		if r.Flags&wire.FlagRescaled != 0 {
+			b.WriteString("/rescaled")
+		}
+		if r.Code != wire.CodeOK {
+			fmt.Fprintf(b, "/%v", r.Code)
+		}
+	}
+	if text != "" {
+		fmt.Fprintf(b, " text=%q", text)
+	}
+}
