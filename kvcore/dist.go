@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/wsm"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 )
@@ -62,10 +63,12 @@ type remote interface {
 	pull(k Key, out []float32, done func(error))
 	// pushPull is push then pull in one round trip.
 	pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error))
-	// list starts items together (their requests reach the wire
-	// together); done(i, err) reports items[i], once each, possibly before
-	// list returns. An item with err set failed before the network.
-	list(items []listItem, done func(i int, err error))
+	// list starts items together; sink hears how each ends, once each,
+	// possibly before list returns. An item with err set failed before
+	// the network. Small whole keys of plain pushes or pulls go in one list
+	// request (g: the group's buffers, kept until its groupDone), the
+	// others as requests of their own (batched on the wire).
+	list(items []listItem, sink listSink, g *listGroup)
 	// rowPush and rowPull are push and pull of rows (rows of width
 	// values, back to back in data and out; dist_rows.go).
 	rowPush(k Key, rows []uint32, width int, data []float32, done func(error))
@@ -77,6 +80,22 @@ type remote interface {
 	saveStates(ctx context.Context) (*stateSnapshot, error)
 	loadStates(ctx context.Context, s *stateSnapshot) error
 	close() error
+}
+
+// listSink hears how the items of a list call end.
+type listSink interface {
+	// itemDone reports items[i], sent on its own.
+	itemDone(i int, err error)
+	// groupDone reports the items g.idx, sent as one list request; for a
+	// pull, g.vals holds their values back to back, in g.idx order.
+	groupDone(g *listGroup, err error)
+}
+
+// listGroup is the items of a list call that go as one list request.
+type listGroup struct {
+	idx  []int32
+	keys []*wsm.Key
+	vals []float32 // a push's values gathered, or a pull's answer
 }
 
 // listItem is one key of a list call (remote.list): a push (data, n, c), a

@@ -53,6 +53,8 @@ type call struct {
 	ldone func(int, error)
 	ch    chan wsm.Done
 	idx   int // which key of an initList or a list
+	sink  listSink
+	group *listGroup // a list request's items
 }
 
 func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, events func(Event)) (*distRemote, error) {
@@ -60,7 +62,7 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 	if n < 1 {
 		return nil, fmt.Errorf("transport with %d shards: %w", n, ErrNoTransport)
 	}
-	m, err := wsm.New(wsm.Config{Shards: n, Mode: mode, Join: t.Join()})
+	m, err := wsm.New(wsm.Config{Shards: n, Mode: mode, Join: t.Join(), NoRoundEvents: events == nil})
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +167,10 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 			f, idx := c.ldone, c.idx
 			spent[n], n = c, n+1
 			f(idx, remoteErr(d.Err))
+		case c.sink != nil:
+			sink, g := c.sink, c.group
+			spent[n], n = c, n+1
+			sink.groupDone(g, remoteErr(d.Err))
 		default:
 			done := c.done
 			spent[n], n = c, n+1
@@ -542,13 +548,17 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compressio
 	})
 }
 
-func (r *distRemote) list(items []listItem, done func(int, error)) {
+func (r *distRemote) list(items []listItem, sink listSink, g *listGroup) {
 	type fail struct {
 		i   int
 		err error
 	}
 	var fails []fail
+	g.idx, g.keys, g.vals = g.idx[:0], g.keys[:0], g.vals[:0]
 	r.mu.Lock()
+	// One list request: the plain pushes or plain pulls of small whole
+	// keys of one kind, in a job of one shard (others go on their own).
+	listing := r.t.Shards() == 1
 	for i := range items {
 		it := &items[i]
 		if it.err != nil {
@@ -564,8 +574,17 @@ func (r *distRemote) list(items []listItem, done func(int, error)) {
 			fails = append(fails, fail{i, ErrUnknownKey})
 			continue
 		}
+		if listing && it.push != it.pull && !it.k.isStr && it.c.Kind == compute.CompressNone &&
+			len(g.idx) < distListChunk && r.m.Listable(wk) && (!it.push || len(it.data) == wk.N()) {
+			g.idx = append(g.idx, int32(i))
+			g.keys = append(g.keys, wk)
+			if it.push {
+				g.vals = append(g.vals, it.data...)
+			}
+			continue
+		}
 		c := r.newCall(nil)
-		c.ldone, c.idx = done, i
+		c.ldone, c.idx = sink.itemDone, i
 		var err error
 		switch {
 		case it.push && it.pull:
@@ -584,11 +603,34 @@ func (r *distRemote) list(items []listItem, done func(int, error)) {
 			fails = append(fails, fail{i, remoteErr(err)})
 		}
 	}
+	var gerr error
+	if len(g.idx) > 0 {
+		c := r.newCall(nil)
+		c.sink, c.group = sink, g
+		if items[g.idx[0]].push {
+			gerr = r.m.PushList(c, g.keys, g.vals)
+		} else {
+			n := 0
+			for _, k := range g.keys {
+				n += k.N()
+			}
+			g.vals = slices.Grow(g.vals, n)[:n]
+			gerr = r.m.PullList(c, g.keys, g.vals)
+		}
+		if gerr != nil {
+			*c = call{}
+			r.free = append(r.free, c)
+			gerr = remoteErr(gerr)
+		}
+	}
 	ds := r.carry(nil)
 	r.mu.Unlock()
 	r.dispatch(ds)
 	for _, f := range fails {
-		done(f.i, f.err)
+		sink.itemDone(f.i, f.err)
+	}
+	if gerr != nil {
+		sink.groupDone(g, gerr)
 	}
 }
 

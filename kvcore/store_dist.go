@@ -123,13 +123,14 @@ func (o *op) pullDone(err error) {
 
 // A list call of a dist store (PushList, PullList, PushPullList) runs as
 // engine operations of up to distListChunk keys each: one operation
-// prepares its keys' values and hands them to the remote in one call, so
-// they reach the wire together (batched, many keys per message) instead of
-// one engine operation and one trip through the state machine per key.
+// prepares its keys' values and hands them to the remote in one call. Its
+// small whole keys of a push list or pull list go as ONE list request
+// (wire/list.go: one seq, one dense value buffer, one answer); the other
+// keys go as requests of their own, reaching the wire together (batched).
 // Per key, the order is MXNet's dist order, as for single calls: the
 // operation holds every key's variable (and its arrays') until the server
 // answered that key's push or pull; a repeated key's values are summed.
-const distListChunk = 1024
+const distListChunk = 4096
 
 type distList struct {
 	eng        engine.Op
@@ -141,18 +142,14 @@ type distList struct {
 	items      []listItem
 	direct     []bool               // the answer went straight into the key's only output
 	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
+	group      listGroup            // the keys sent as one list request
 
-	mu     sync.Mutex
-	left   int
-	err    error
-	doneFn func(int, error)
+	mu   sync.Mutex
+	left int
+	err  error
 }
 
-var distListPool = sync.Pool{New: func() any {
-	l := new(distList)
-	l.doneFn = l.itemDone
-	return l
-}}
+var distListPool = sync.Pool{New: func() any { return new(distList) }}
 
 // queueDistList queues a checked list call of a dist store (its keys'
 // entries, in order); the caller holds s.mu (read).
@@ -302,7 +299,7 @@ func (l *distList) Run() (bool, error) {
 		l.direct = append(l.direct, direct)
 	}
 	l.left = len(l.items)
-	s.rem.list(l.items, l.doneFn)
+	s.rem.list(l.items, l, &l.group)
 	return true, nil
 }
 
@@ -317,18 +314,30 @@ func (l *distList) itemDone(i int, err error) {
 			}
 		}
 	}
+	if err != nil {
+		err = fmt.Errorf("kvcore: %s key %v: %w", l.op(), e.key, err)
+	}
+	l.settled(1, err)
+}
+
+func (l *distList) op() string {
+	switch {
+	case l.push && l.pull:
+		return "pushpull"
+	case l.pull:
+		return "pull"
+	}
+	return "push"
+}
+
+// settled counts n keys finished (err: the first failure); the operation
+// finishes with its last key.
+func (l *distList) settled(n int, err error) {
 	l.mu.Lock()
 	if err != nil && l.err == nil {
-		op := "push"
-		switch {
-		case l.push && l.pull:
-			op = "pushpull"
-		case l.pull:
-			op = "pull"
-		}
-		l.err = fmt.Errorf("kvcore: %s key %v: %w", op, e.key, err)
+		l.err = err
 	}
-	l.left--
+	l.left -= n
 	last := l.left == 0
 	err = l.err
 	l.mu.Unlock()
@@ -337,12 +346,39 @@ func (l *distList) itemDone(i int, err error) {
 	}
 }
 
+// groupDone finishes the keys sent as one list request: a pull's values
+// go from the answer into the keys' outputs.
+func (l *distList) groupDone(g *listGroup, err error) {
+	if err == nil && l.pull {
+		at := 0
+		for _, i := range g.idx {
+			n := l.es[i].n
+			src := g.vals[at : at+n]
+			at += n
+			if l.direct[i] {
+				copy(l.items[i].out, src)
+				continue
+			}
+			for _, a := range l.outs(int(i)) {
+				if werr := a.be.Write(a.buf, 0, src); werr != nil && err == nil {
+					err = werr
+				}
+			}
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("kvcore: %s of %d keys (key %v first): %w", l.op(), len(g.idx), l.es[g.idx[0]].key, err)
+	}
+	l.settled(len(g.idx), err)
+}
+
 // Done implements engine.Task: l goes back to the pool.
 func (l *distList) Done() {
 	clear(l.es)
 	clear(l.arrs)
 	clear(l.items)
 	clear(l.vars)
+	clear(l.group.keys)
 	l.eng.Reset()
 	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
 	l.s, l.err, l.left = nil, nil, 0

@@ -34,6 +34,11 @@ import "encoding/binary"
 // FlagList marks the Ack of a list request (see list.go).
 const FlagList uint16 = 1 << 6
 
+// MaxListKeys bounds the keys of one list request, whatever the Limits: a
+// push list's answer (at most about 12 bytes a key) must fit a worker's
+// answer cache on the server.
+const MaxListKeys = 1 << 14
+
 // IsList reports whether t is a list request type.
 func (t Type) IsList() bool { return t == TypePushList || t == TypePullList }
 
@@ -48,8 +53,8 @@ func checkListHeader(h *Header, l *Limits) error {
 	if h.Count == 0 {
 		return errf(CodeBadFrame, "%v of no keys", h.Type)
 	}
-	if uint64(h.Count) > uint64(l.MaxKeys) {
-		return errf(CodeLimit, "%v of %d keys exceeds the limit of %d", h.Type, h.Count, l.MaxKeys)
+	if uint64(h.Count) > uint64(min(l.MaxKeys, MaxListKeys)) {
+		return errf(CodeLimit, "%v of %d keys exceeds the limit of %d", h.Type, h.Count, min(l.MaxKeys, MaxListKeys))
 	}
 	if 4*uint64(h.Total) > uint64(l.MaxPayload) {
 		return errf(CodeLimit, "%v of %d elements: their %d bytes exceed the payload limit of %d", h.Type, h.Total, 4*uint64(h.Total), l.MaxPayload)

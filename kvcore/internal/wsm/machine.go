@@ -22,6 +22,9 @@ type Config struct {
 	// to travel in a batch (default 16 KiB); BatchBytes and BatchEntries
 	// bound one batch (defaults 1 MiB and 4096).
 	BatchEntry, BatchBytes, BatchEntries int
+	// NoRoundEvents leaves out the EventRound reports (a driver that
+	// nobody listens to: a list of many keys would report every key).
+	NoRoundEvents bool
 }
 
 // Window bounds what is in flight on one shard.
@@ -246,6 +249,7 @@ type Machine struct {
 	opFree  []*op
 	msg     wire.Msg
 	ents    []wire.Msg
+	lrs     []wire.ListResult // a push list's answer, decoded (list.go)
 }
 
 // New returns a Machine; call Start to begin joining.

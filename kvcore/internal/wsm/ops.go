@@ -114,7 +114,8 @@ type req struct {
 	fl        *flight // the message that first carried it (counted requests)
 	notJoined int
 	deferErr  error
-	copying   bool // its answer's values are being copied (Ready.Copies)
+	copying   bool   // its answer's values are being copied (Ready.Copies)
+	lkeys     []*Key // a list request's keys (list.go)
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {
@@ -401,7 +402,7 @@ func (m *Machine) submit(r *req) {
 		r.cost += 4 * len(r.out)
 	}
 	// dist_sync pushes are outside the window (see the package doc).
-	r.counted = !(m.cfg.Mode == wire.ModeSync && (r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush))
+	r.counted = !(m.cfg.Mode == wire.ModeSync && (r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush || r.typ == wire.TypePushList))
 	if r.k != nil {
 		ps := &r.k.pst[r.part]
 		if ps.busy != nil {
@@ -437,22 +438,11 @@ func (m *Machine) complete(r *req, err error) {
 					break
 				}
 			}
-		} else if ps.busy == r {
-			ps.busy = nil
-			if len(ps.waiting) > 0 {
-				next := ps.waiting[0]
-				copy(ps.waiting, ps.waiting[1:])
-				ps.waiting[len(ps.waiting)-1] = nil
-				ps.waiting = ps.waiting[:len(ps.waiting)-1]
-				ps.busy = next
-				if next.sh.st == stDead {
-					next.state = rsQueued
-					m.complete(next, next.sh.dead)
-				} else {
-					m.release(next)
-				}
-			}
+		} else {
+			m.freePart(r.k, r.part, r)
 		}
+	} else if r.lkeys != nil {
+		m.listDone(r)
 	}
 	r.state = rsDone
 	if sh.writingReq == r || r.copying {
@@ -462,6 +452,29 @@ func (m *Machine) complete(r *req, err error) {
 		return
 	}
 	m.finish(r, err)
+}
+
+// freePart ends r's hold on part i of k: the next request waiting on it
+// is released.
+func (m *Machine) freePart(k *Key, i int, r *req) {
+	ps := &k.pst[i]
+	if ps.busy != r {
+		return
+	}
+	ps.busy = nil
+	if len(ps.waiting) > 0 {
+		next := ps.waiting[0]
+		copy(ps.waiting, ps.waiting[1:])
+		ps.waiting[len(ps.waiting)-1] = nil
+		ps.waiting = ps.waiting[:len(ps.waiting)-1]
+		ps.busy = next
+		if next.sh.st == stDead {
+			next.state = rsQueued
+			m.complete(next, next.sh.dead)
+		} else {
+			m.release(next)
+		}
+	}
 }
 
 // finish counts r in its operation and recycles it.

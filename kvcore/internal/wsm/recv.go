@@ -209,9 +209,11 @@ func (m *Machine) apply(sh *shard, r *req, msg *wire.Msg) error {
 	switch r.typ {
 	case wire.TypeInit:
 		r.k.pst[r.part].next = msg.Round
+	case wire.TypePushList:
+		return m.applyList(sh, r, msg)
 	case wire.TypePush, wire.TypePushPull, wire.TypeRowPush:
 		r.k.pst[r.part].next = msg.Round + 1
-		if r.part == 0 && m.cfg.Mode == wire.ModeSync {
+		if r.part == 0 && m.cfg.Mode == wire.ModeSync && !m.cfg.NoRoundEvents {
 			m.event(Event{Kind: EventRound, Shard: sh.idx, Key: r.k, Round: msg.Round,
 				Late: msg.Flags&wire.FlagLate != 0, Rescaled: msg.Flags&wire.FlagRescaled != 0})
 		}
