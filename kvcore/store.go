@@ -70,7 +70,8 @@ type Store struct {
 
 	mu        sync.RWMutex
 	keys      map[Key]*entry
-	keyKind   int8 // 0 unset, 1 int, 2 string
+	dense     []*entry // int keys from 0 up, by key: lookup's fast path (store_keys.go)
+	keyKind   int8     // 0 unset, 1 int, 2 string
 	nextStr   int
 	updater   Updater
 	module    *moduleRun     // custom updater module (store_module.go)
@@ -206,6 +207,9 @@ func (s *Store) checkOpen(op string) error {
 // lookup returns the entry of k, checking the key kind. The caller holds
 // s.mu (read) and has checked that s is open.
 func (s *Store) lookup(op string, k Key) (*entry, error) {
+	if e := s.denseEntry(k); e != nil {
+		return e, nil
+	}
 	if e, ok := s.keys[k]; ok {
 		return e, nil
 	}
@@ -316,7 +320,7 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 		} else {
 			e.id = e.key.i
 		}
-		s.keys[e.key] = e
+		s.setKey(e)
 	}
 	if s.kind != kindDist {
 		for i, e := range entries {
@@ -339,7 +343,7 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 			if err := values[i].CopyTo(ctx, hosts[i]); err != nil { // its errors name themselves
 				s.mu.Lock()
 				for _, f := range entries {
-					delete(s.keys, f.key)
+					s.delKey(f.key)
 				}
 				s.mu.Unlock()
 				return err
@@ -351,7 +355,7 @@ func (s *Store) InitList(ctx context.Context, keys []Key, values []*Array) error
 		for i, err := range errs {
 			if err != nil {
 				// Forget the keys not created, so the caller can retry.
-				delete(s.keys, entries[i].key)
+				s.delKey(entries[i].key)
 				if first == nil {
 					first = fmt.Errorf("kvcore: init key %v: %w", entries[i].key, err)
 				}
@@ -1214,7 +1218,7 @@ func (s *Store) Close() error {
 			}
 		}
 	}
-	s.keys = map[Key]*entry{}
+	s.keys, s.dense = map[Key]*entry{}, nil
 	s.dropModule()
 	s.mu.Unlock()
 	if err != nil && errors.Is(err, ErrClosed) {
