@@ -54,6 +54,7 @@ type workload struct {
 	comp     *compute.Compression
 	pushpull bool
 	strKeys  bool
+	lists    bool // workers push and pull every key of a step in one PushList and one PullList
 }
 
 func (w *workload) key(i int) kvcore.Key {
@@ -194,6 +195,12 @@ func (w *workload) runWorker(ctx context.Context, t *testing.T, typ string, tr t
 	for step := range w.steps {
 		if hook != nil {
 			hook(wi, s, step)
+		}
+		if w.lists {
+			if err := w.listStep(s, step, rank, outs); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		for i := range w.sizes {
 			g := arr(t, w.grad(step, rank, i))

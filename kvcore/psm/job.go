@@ -212,6 +212,7 @@ type Stats struct {
 	Duplicates  uint64 // retried requests answered from the cache
 	BadMessages uint64
 	NonFinite   uint64 // pushes refused for holding NaN or Inf (aggregate.go)
+	Lists       uint64 // list requests taken (list.go; their keys count in Pushes and Pulls)
 }
 
 // reply is a cached answer to a request, for retries.

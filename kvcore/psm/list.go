@@ -116,6 +116,7 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 	}
 	p := j.scratch[start:]
 	clear(ks)
+	j.stats.Lists++
 	j.stats.Pulls += uint64(len(ks))
 	j.stats.BytesOut += uint64(len(p))
 	delete(w.held, m.Seq)
@@ -133,6 +134,7 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 		return
 	}
 	data := m.Data()
+	j.stats.Lists++
 	j.stats.Pushes += uint64(len(ks))
 	j.stats.BytesIn += uint64(len(data))
 	lr := j.newList(w, m.Seq, len(ks))
