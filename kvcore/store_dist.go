@@ -2,7 +2,9 @@ package kvcore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
@@ -155,12 +157,13 @@ var distListPool = sync.Pool{New: func() any { return new(distList) }}
 // entries, in order); the caller holds s.mu (read).
 func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio int) {
 	next, dup := sameEntries(entries)
+	shared := outs != nil && sharedArrays(values, outs)
 	var l *distList
 	for i := range entries {
 		if dup != nil && dup[i] {
 			continue // summed into its first occurrence
 		}
-		if l != nil && l.conflicts(i, next, values, outs) {
+		if shared && l != nil && l.conflicts(i, next, values, outs) {
 			// An array written by an earlier key of the operation is read or
 			// written by this one (or this one writes what an earlier one
 			// reads): key by key, as MXNet's dist store runs a list, this
@@ -195,7 +198,9 @@ func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio in
 		}
 		l.at = append(l.at, len(l.arrs))
 		l.es = append(l.es, entries[i])
-		l.mark(len(l.es) - 1)
+		if shared {
+			l.mark(len(l.es) - 1)
+		}
 		if len(l.es) == distListChunk {
 			s.pushDistList(l)
 			l = nil
@@ -205,6 +210,33 @@ func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio in
 		s.pushDistList(l)
 	}
 }
+
+// sharedArrays reports whether an array appears twice among a list
+// call's inputs and outputs (only then can one key's output be another
+// key's input or output, which conflicts checks key by key). One sort of
+// the arrays' addresses, instead of a map insert and lookup per array.
+func sharedArrays(values, outs [][]*Array) bool {
+	bp := addrPool.Get().(*[]uintptr)
+	defer addrPool.Put(bp)
+	ps := (*bp)[:0]
+	defer func() { *bp = ps[:0] }()
+	for _, as := range [2][][]*Array{values, outs} {
+		for _, a := range as {
+			for _, x := range a {
+				ps = append(ps, uintptr(unsafe.Pointer(x.v)))
+			}
+		}
+	}
+	slices.Sort(ps)
+	for i := 1; i < len(ps); i++ {
+		if ps[i] == ps[i-1] {
+			return true
+		}
+	}
+	return false
+}
+
+var addrPool = sync.Pool{New: func() any { return new([]uintptr) }}
 
 // conflicts reports whether key i of a list call (with its repetitions,
 // next) touches an array that the keys already in l write, or writes one

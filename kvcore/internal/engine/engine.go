@@ -136,6 +136,7 @@ type Op struct {
 	vars    []*Var
 	writes  []bool
 	pairs   []varWrite // sortMergeVars' scratch, kept for reuse
+	packed  []uint64   // sortPacked's scratch
 	waitFor atomic.Int32
 	seq     uint64
 	r       *Runner
@@ -192,6 +193,9 @@ func (o *Op) sortVars() {
 // sortMergeVars sorts a big operation's variables by address and merges
 // duplicates (a write wins).
 func (o *Op) sortMergeVars() {
+	if o.sortPacked() {
+		return
+	}
 	// Sort (variable, write) pairs packed in one slice: the writes ride
 	// along, and merging needs no second buffer.
 	pairs := o.pairs[:0]
@@ -214,6 +218,50 @@ func (o *Op) sortMergeVars() {
 	o.vars, o.writes = o.vars[:n], o.writes[:n]
 	clear(pairs)
 	o.pairs = pairs[:0]
+}
+
+// sortPacked is sortMergeVars for up to 2^16 variables at addresses
+// below 2^48 (every 64-bit platform's heap): each variable is one
+// uint64, its address above its index, so the sort is of plain integers
+// (several times faster than sorting pairs with a comparison function; a
+// list call of 4,096 keys has 8,192 variables). False if it does not
+// apply.
+func (o *Op) sortPacked() bool {
+	const idxBits = 16
+	n := len(o.vars)
+	if n > 1<<idxBits || unsafe.Sizeof(uintptr(0)) != 8 {
+		return false
+	}
+	ps := o.packed[:0]
+	for i, v := range o.vars {
+		a := uint64(uintptr(unsafe.Pointer(v)))
+		if a>>(64-idxBits) != 0 {
+			return false
+		}
+		ps = append(ps, a<<idxBits|uint64(i))
+	}
+	slices.Sort(ps)
+	// Rebuild in place: vars and writes by sorted index, through the
+	// pairs scratch (the originals are read while the slots are written).
+	pairs := o.pairs[:0]
+	for _, p := range ps {
+		i := int(p & (1<<idxBits - 1))
+		pairs = append(pairs, varWrite{o.vars[i], o.writes[i]})
+	}
+	m := 0
+	for _, p := range pairs {
+		if m > 0 && o.vars[m-1] == p.v {
+			o.writes[m-1] = o.writes[m-1] || p.w
+			continue
+		}
+		o.vars[m], o.writes[m] = p.v, p.w
+		m++
+	}
+	clear(o.vars[m:])
+	o.vars, o.writes = o.vars[:m], o.writes[:m]
+	clear(pairs)
+	o.pairs, o.packed = pairs[:0], ps[:0]
+	return true
 }
 
 // varWrite is a variable of an operation and whether it writes it.
