@@ -18,7 +18,7 @@ func listFrame(cmd string, a map[string]string) []byte {
 		typ = wire.TypePullList
 	}
 	var b wire.ListBuilder
-	b.Reset(typ)
+	b.Reset(typ, 8)
 	var data []byte
 	total := 0
 	for _, ent := range strings.Split(a["keys"], ";") {

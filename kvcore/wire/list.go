@@ -88,8 +88,14 @@ type ListBuilder struct {
 	table []byte
 }
 
-// Reset starts a list of type typ (TypePushList or TypePullList).
-func (b *ListBuilder) Reset(typ Type) { b.typ, b.n, b.table = typ, 0, b.table[:0] }
+// Reset starts a list of type typ (TypePushList or TypePullList) of
+// about n keys (room for the table is made at once).
+func (b *ListBuilder) Reset(typ Type, n int) {
+	b.typ, b.n, b.table = typ, 0, b.table[:0]
+	if need := 4*n + 3; cap(b.table) < need {
+		b.table = make([]byte, 0, need)
+	}
+}
 
 // Add appends key id (and, in a push list, the round its push is for).
 func (b *ListBuilder) Add(id, round uint64) {

@@ -10,7 +10,7 @@ import (
 // and, for a push, lens[i] values of key i.
 func buildList(typ Type, seq uint64, keys, rounds []uint64, lens []int) []byte {
 	var b ListBuilder
-	b.Reset(typ)
+	b.Reset(typ, len(keys))
 	total := 0
 	for i, k := range keys {
 		var r uint64
@@ -162,7 +162,7 @@ func FuzzList(f *testing.F) {
 			return
 		}
 		var b ListBuilder
-		b.Reset(m.Type)
+		b.Reset(m.Type, len(ks))
 		for i, k := range ks {
 			var r uint64
 			if rs != nil {

@@ -67,7 +67,7 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 	r := m.newReq(o, typ, m.shards[shard])
 	r.lkeys = keys
 	var lb wire.ListBuilder
-	lb.Reset(typ)
+	lb.Reset(typ, len(keys))
 	for _, k := range keys {
 		lb.Add(k.id, k.pst[0].next)
 		k.pst[0].busy = r
