@@ -26,6 +26,7 @@ type Workload struct {
 	Sizes     []int           // element count of each int key 0..len-1
 	Optimizer json.RawMessage // spec; empty: no optimizer (assign)
 	PushPull  bool            // one PushPull per key per round instead of Push then Pull
+	Lists     bool            // one PushList and one PullList of every key per round
 	// Short, if > 0, makes the worker with this rank stop (and leave)
 	// after ShortRounds rounds: uneven batches at epoch end.
 	ShortRank, ShortRounds int
@@ -177,8 +178,34 @@ func RunWorker(ctx context.Context, url, typ string, w *Workload, opts relay.Dia
 		return nil, fmt.Errorf("rank %d: barrier: %w", rank, err)
 	}
 	var g []float32
+	keys := make([]kvcore.Key, len(w.Sizes))
+	vals, outl := make([][]*kvcore.Array, len(w.Sizes)), make([][]*kvcore.Array, len(w.Sizes))
+	for k := range w.Sizes {
+		keys[k], vals[k], outl[k] = kvcore.IntKey(k), []*kvcore.Array{arrs[k]}, []*kvcore.Array{outs[k]}
+	}
 	for round := 0; round < w.roundsOf(rank); round++ {
 		for k := range w.Sizes {
+			if !w.Lists {
+				break
+			}
+			g = w.Grad(round, rank, k, g)
+			if err := arrs[k].CopyFrom(ctx, g); err != nil {
+				return nil, err
+			}
+		}
+		if w.Lists {
+			err = s.PushList(keys, vals, 0)
+			if err == nil {
+				err = s.PullList(keys, outl, 0)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("rank %d round %d: lists: %w", rank, round, err)
+			}
+		}
+		for k := range w.Sizes {
+			if w.Lists {
+				break
+			}
 			g = w.Grad(round, rank, k, g)
 			if err := arrs[k].CopyFrom(ctx, g); err != nil {
 				return nil, err
