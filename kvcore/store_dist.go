@@ -22,6 +22,12 @@ func (s *Store) distPrepare(e *entry, vals []*Array) ([]float32, compute.Compres
 	s.mu.RLock()
 	c := s.comp
 	s.mu.RUnlock()
+	return s.distPrepareWith(e, vals, c)
+}
+
+// distPrepareWith is distPrepare with the store's compression c (a list
+// reads it once for all its keys).
+func (s *Store) distPrepareWith(e *entry, vals []*Array, c compute.Compression) ([]float32, compute.Compression, error) {
 	ins, err := s.gather(e, vals, false)
 	if err != nil {
 		return nil, c, err
@@ -313,10 +319,16 @@ func (l *distList) Run() (bool, error) {
 	}
 	l.items = l.items[:0]
 	l.direct = l.direct[:0]
+	var c compute.Compression
+	if l.push {
+		s.mu.RLock()
+		c = s.comp
+		s.mu.RUnlock()
+	}
 	for i, e := range l.es {
 		it := listItem{k: e.key, push: l.push, pull: l.pull, n: e.n}
 		if l.push {
-			it.data, it.c, it.err = s.distPrepare(e, l.ins(i))
+			it.data, it.c, it.err = s.distPrepareWith(e, l.ins(i), c)
 		}
 		direct := false
 		if l.pull {
