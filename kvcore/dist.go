@@ -66,9 +66,10 @@ type remote interface {
 	// list starts items together; sink hears how each ends, once each,
 	// possibly before list returns. An item with err set failed before
 	// the network. Small whole keys of plain pushes or pulls go in one list
-	// request (g: the group's buffers, kept until its groupDone), the
-	// others as requests of their own (batched on the wire).
-	list(items []listItem, sink listSink, g *listGroup)
+	// request per shard (gs: the groups' buffers, one per shard, kept
+	// until their groupDone), the others as requests of their own
+	// (batched on the wire).
+	list(items []listItem, sink listSink, gs *[]listGroup)
 	// rowPush and rowPull are push and pull of rows (rows of width
 	// values, back to back in data and out; dist_rows.go).
 	rowPush(k Key, rows []uint32, width int, data []float32, done func(error))

@@ -8,6 +8,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
+	"github.com/webkv/webkv/kvcore/psm/inproc"
 	"github.com/webkv/webkv/kvcore/transport"
 )
 
@@ -97,4 +98,32 @@ func TestDistSyncListsSurviveReconnects(t *testing.T) {
 			t.Error("no list requests")
 		}
 	})
+}
+
+// Two shards: each gets one list request per call for its small keys;
+// keys split over both shards (a small BigArrayBound) go on their own.
+func TestDistSyncListsSharded(t *testing.T) {
+	p := func(v float64) *float64 { return &v }
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	w := &workload{n: 3, sizes: []int{5, 40, 101, 1, 2, 3, 4, 6, 7, 8, 9, 10}, steps: 4, seed: seed, lists: true,
+		opt: &optimizer.Spec{Name: "adam", LearningRate: p(0.01)}}
+	want := w.runLocal(t)
+	srvs := []*inproc.Server{
+		testServer(t, psm.Config{Shard: 0, Shards: 2}),
+		testServer(t, psm.Config{Shard: 1, Shards: 2}),
+	}
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+		return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 30})
+	}, nil)
+	for r := range got {
+		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+	}
+	for i, s := range srvs {
+		s.Do("job", func(j *psm.Job) {
+			if st := j.Stats(); st.Lists == 0 {
+				t.Errorf("shard %d got no list request (stats %+v)", i, st)
+			}
+		})
+	}
 }

@@ -548,17 +548,22 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compressio
 	})
 }
 
-func (r *distRemote) list(items []listItem, sink listSink, g *listGroup) {
+func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	type fail struct {
 		i   int
 		err error
 	}
 	var fails []fail
-	g.idx, g.keys, g.vals = g.idx[:0], g.keys[:0], g.vals[:0]
+	n := r.t.Shards()
+	for len(*gs) < n {
+		*gs = append(*gs, listGroup{})
+	}
+	groups := (*gs)[:n]
+	for i := range groups {
+		g := &groups[i]
+		g.idx, g.keys, g.vals = g.idx[:0], g.keys[:0], g.vals[:0]
+	}
 	r.mu.Lock()
-	// One list request: the plain pushes or plain pulls of small whole
-	// keys of one kind, in a job of one shard (others go on their own).
-	listing := r.t.Shards() == 1
 	for i := range items {
 		it := &items[i]
 		if it.err != nil {
@@ -574,14 +579,18 @@ func (r *distRemote) list(items []listItem, sink listSink, g *listGroup) {
 			fails = append(fails, fail{i, ErrUnknownKey})
 			continue
 		}
-		if listing && it.push != it.pull && !it.k.isStr && it.c.Kind == compute.CompressNone &&
-			len(g.idx) < distListChunk && r.m.Listable(wk) && (!it.push || len(it.data) == wk.N()) {
-			g.idx = append(g.idx, int32(i))
-			g.keys = append(g.keys, wk)
-			if it.push {
-				g.vals = append(g.vals, it.data...)
+		// One list request per shard: the plain pushes or plain pulls of
+		// small whole int keys; the others go on their own.
+		if it.push != it.pull && !it.k.isStr && it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
+			(!it.push || len(it.data) == wk.N()) {
+			if g := &groups[wk.ListShard()]; len(g.idx) < distListChunk {
+				g.idx = append(g.idx, int32(i))
+				g.keys = append(g.keys, wk)
+				if it.push {
+					g.vals = append(g.vals, it.data...)
+				}
+				continue
 			}
-			continue
 		}
 		c := r.newCall(nil)
 		c.ldone, c.idx = sink.itemDone, i
@@ -603,24 +612,30 @@ func (r *distRemote) list(items []listItem, sink listSink, g *listGroup) {
 			fails = append(fails, fail{i, remoteErr(err)})
 		}
 	}
-	var gerr error
-	if len(g.idx) > 0 {
+	var gfails []*listGroup
+	var gerrs []error
+	for gi := range groups {
+		g := &groups[gi]
+		if len(g.idx) == 0 {
+			continue
+		}
 		c := r.newCall(nil)
 		c.sink, c.group = sink, g
+		var err error
 		if items[g.idx[0]].push {
-			gerr = r.m.PushList(c, g.keys, g.vals)
+			err = r.m.PushList(c, g.keys, g.vals)
 		} else {
 			n := 0
 			for _, k := range g.keys {
 				n += k.N()
 			}
 			g.vals = slices.Grow(g.vals, n)[:n]
-			gerr = r.m.PullList(c, g.keys, g.vals)
+			err = r.m.PullList(c, g.keys, g.vals)
 		}
-		if gerr != nil {
+		if err != nil {
 			*c = call{}
 			r.free = append(r.free, c)
-			gerr = remoteErr(gerr)
+			gfails, gerrs = append(gfails, g), append(gerrs, remoteErr(err))
 		}
 	}
 	ds := r.carry(nil)
@@ -629,8 +644,8 @@ func (r *distRemote) list(items []listItem, sink listSink, g *listGroup) {
 	for _, f := range fails {
 		sink.itemDone(f.i, f.err)
 	}
-	if gerr != nil {
-		sink.groupDone(g, gerr)
+	for i, g := range gfails {
+		sink.groupDone(g, gerrs[i])
 	}
 }
 

@@ -155,7 +155,7 @@ type distList struct {
 	items      []listItem
 	direct     []bool               // the answer went straight into the key's only output
 	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
-	group      listGroup            // the keys sent as one list request
+	groups     []listGroup          // the keys sent as one list request, per shard
 	bytes      int                  // the keys' value bytes (distListBytes)
 
 	mu   sync.Mutex
@@ -350,7 +350,7 @@ func (l *distList) Run() (bool, error) {
 		l.direct = append(l.direct, direct)
 	}
 	l.left = len(l.items)
-	s.rem.list(l.items, l, &l.group)
+	s.rem.list(l.items, l, &l.groups)
 	return true, nil
 }
 
@@ -429,7 +429,9 @@ func (l *distList) Done() {
 	clear(l.arrs)
 	clear(l.items)
 	clear(l.vars)
-	clear(l.group.keys)
+	for i := range l.groups {
+		clear(l.groups[i].keys)
+	}
 	l.eng.Reset()
 	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
 	l.s, l.err, l.left, l.bytes = nil, nil, 0, 0
