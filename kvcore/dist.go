@@ -65,10 +65,10 @@ type remote interface {
 	pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error))
 	// list starts items together; sink hears how each ends, once each,
 	// possibly before list returns. An item with err set failed before
-	// the network. Small whole keys of plain pushes or pulls go in one list
-	// request per shard (gs: the groups' buffers, one per shard, kept
-	// until their groupDone), the others as requests of their own
-	// (batched on the wire).
+	// the network. Small whole keys of plain pushes or pulls go in list
+	// requests, one per shard and distListBytes of values (gs: the
+	// groups' buffers, kept until their groupDone), the others as
+	// requests of their own (batched on the wire).
 	list(items []listItem, sink listSink, gs *[]listGroup)
 	// rowPush and rowPull are push and pull of rows (rows of width
 	// values, back to back in data and out; dist_rows.go).
@@ -94,9 +94,10 @@ type listSink interface {
 
 // listGroup is the items of a list call that go as one list request.
 type listGroup struct {
-	idx  []int32
-	keys []*wsm.Key
-	vals []float32 // a push's values gathered, or a pull's answer
+	idx   []int32
+	keys  []*wsm.Key
+	vals  []float32 // a push's values gathered, or a pull's answer
+	elems int       // the keys' elements
 }
 
 // listItem is one key of a list call (remote.list): a push (data, n, c), a

@@ -127,3 +127,26 @@ func TestDistSyncListsSharded(t *testing.T) {
 		})
 	}
 }
+
+// A call whose small keys hold more than a list request's bound of values
+// (1 MiB) sends them in several list requests.
+func TestDistSyncListsSplitByBytes(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	sizes := make([]int, 70) // 70 keys x 16 KiB: two list requests per call
+	for i := range sizes {
+		sizes[i] = 4096
+	}
+	w := &workload{n: 2, sizes: sizes, steps: 2, seed: seed, lists: true}
+	want := w.runLocal(t)
+	srv := testServer(t, psm.Config{})
+	got := w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
+	for r := range got {
+		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+	}
+	srv.Do("job", func(j *psm.Job) {
+		if st, want := j.Stats(), uint64(2*2*w.n*w.steps); st.Lists != want {
+			t.Errorf("%d list requests, want %d", st.Lists, want)
+		}
+	})
+}

@@ -554,14 +554,27 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		err error
 	}
 	var fails []fail
-	n := r.t.Shards()
-	for len(*gs) < n {
-		*gs = append(*gs, listGroup{})
+	// cur[s] is shard s's open group (-1: none); full groups stay in
+	// groups, a new one opens after them.
+	groups := (*gs)[:0]
+	var curBuf [8]int
+	cur := curBuf[:0]
+	for range r.t.Shards() {
+		cur = append(cur, -1)
 	}
-	groups := (*gs)[:n]
-	for i := range groups {
-		g := &groups[i]
-		g.idx, g.keys, g.vals = g.idx[:0], g.keys[:0], g.vals[:0]
+	group := func(shard, elems int) *listGroup {
+		if c := cur[shard]; c >= 0 && 4*(groups[c].elems+elems) <= distListBytes {
+			return &groups[c]
+		}
+		if len(groups) < cap(groups) {
+			groups = groups[:len(groups)+1]
+		} else {
+			groups = append(groups, listGroup{})
+		}
+		g := &groups[len(groups)-1]
+		g.idx, g.keys, g.vals, g.elems = g.idx[:0], g.keys[:0], g.vals[:0], 0
+		cur[shard] = len(groups) - 1
+		return g
 	}
 	r.mu.Lock()
 	for i := range items {
@@ -583,14 +596,14 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		// small whole int keys; the others go on their own.
 		if it.push != it.pull && !it.k.isStr && it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
 			(!it.push || len(it.data) == wk.N()) {
-			if g := &groups[wk.ListShard()]; len(g.idx) < distListChunk {
-				g.idx = append(g.idx, int32(i))
-				g.keys = append(g.keys, wk)
-				if it.push {
-					g.vals = append(g.vals, it.data...)
-				}
-				continue
+			g := group(wk.ListShard(), wk.N())
+			g.idx = append(g.idx, int32(i))
+			g.keys = append(g.keys, wk)
+			g.elems += wk.N()
+			if it.push {
+				g.vals = append(g.vals, it.data...)
 			}
+			continue
 		}
 		c := r.newCall(nil)
 		c.ldone, c.idx = sink.itemDone, i
@@ -612,24 +625,18 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 			fails = append(fails, fail{i, remoteErr(err)})
 		}
 	}
+	*gs = groups
 	var gfails []*listGroup
 	var gerrs []error
 	for gi := range groups {
 		g := &groups[gi]
-		if len(g.idx) == 0 {
-			continue
-		}
 		c := r.newCall(nil)
 		c.sink, c.group = sink, g
 		var err error
 		if items[g.idx[0]].push {
 			err = r.m.PushList(c, g.keys, g.vals)
 		} else {
-			n := 0
-			for _, k := range g.keys {
-				n += k.N()
-			}
-			g.vals = slices.Grow(g.vals, n)[:n]
+			g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
 			err = r.m.PullList(c, g.keys, g.vals)
 		}
 		if err != nil {

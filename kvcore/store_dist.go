@@ -140,9 +140,9 @@ func (o *op) pullDone(err error) {
 // answered that key's push or pull; a repeated key's values are summed.
 const distListChunk = 4096
 
-// distListBytes closes an operation of a list call once its keys hold
-// that many bytes: a list request stays about a batch's size, so the
-// server works on one while the next is on the wire.
+// distListBytes bounds the values of one list request (a call's keys of
+// one shard go in as many as needed): a list request stays about a
+// batch's size, so the server works on one while the next is on the wire.
 const distListBytes = 1 << 20
 
 type distList struct {
@@ -155,8 +155,7 @@ type distList struct {
 	items      []listItem
 	direct     []bool               // the answer went straight into the key's only output
 	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
-	groups     []listGroup          // the keys sent as one list request, per shard
-	bytes      int                  // the keys' value bytes (distListBytes)
+	groups     []listGroup          // keys sent as list requests (per shard, distListBytes each)
 
 	mu   sync.Mutex
 	left int
@@ -213,8 +212,7 @@ func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio in
 		if shared {
 			l.mark(len(l.es) - 1)
 		}
-		l.bytes += 4 * entries[i].n
-		if len(l.es) == distListChunk || l.bytes >= distListBytes {
+		if len(l.es) == distListChunk {
 			s.pushDistList(l)
 			l = nil
 		}
@@ -434,7 +432,7 @@ func (l *distList) Done() {
 	}
 	l.eng.Reset()
 	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
-	l.s, l.err, l.left, l.bytes = nil, nil, 0, 0
+	l.s, l.err, l.left = nil, nil, 0
 	distListPool.Put(l)
 }
 
