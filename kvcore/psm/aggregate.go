@@ -1,7 +1,6 @@
 package psm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -176,54 +176,13 @@ func (j *Job) setAggregate(w *worker, m *wire.Msg) {
 	j.answer(w, m.Seq, wire.TypeCommand, wire.Header{Key: m.Key})
 }
 
-// nonFinite returns the index of the first NaN or ±Inf in a float32
-// push's data (little-endian words), or -1. It tests the exponent bits
-// (all ones) of two words at a time, without converting to float: this
-// pass runs over every pushed byte in the job's step.
-func nonFinite(data []byte) int {
-	// A float32 is NaN or ±Inf when its 8 exponent bits are all ones.
-	// Masked to its exponent, each half of a 64-bit word then carries into
-	// its sign bit when 1<<23 is added (and only then; the halves cannot
-	// carry into each other, their sign bits being clear): 16 floats are
-	// tested with eight adds and one branch, and only a block that has
-	// one is searched float by float.
-	const (
-		exp   = 0x7f800000
-		exp2  = exp<<32 | exp
-		carry = 1<<55 | 1<<23
-		sign2 = 1<<63 | 1<<31
-	)
-	n := len(data) / 4
-	i := 0
-	for ; i+16 <= n; i += 16 {
-		b := data[4*i : 4*i+64]
-		t := (binary.LittleEndian.Uint64(b[0:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[8:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[16:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[24:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[32:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[40:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[48:])&exp2 + carry) |
-			(binary.LittleEndian.Uint64(b[56:])&exp2 + carry)
-		if t&sign2 != 0 {
-			break // the loop below finds which
-		}
-	}
-	for ; i < n; i++ {
-		if binary.LittleEndian.Uint32(data[4*i:])&exp == exp {
-			return i
-		}
-	}
-	return -1
-}
-
 // refuseNonFinite handles a float32 push that holds a NaN or ±Inf (see
 // the doc above); it reports whether it did (the push is then done with).
 func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key) bool {
 	if m.DType != wire.DTypeF32 {
 		return false // dequantized values are finite
 	}
-	i := nonFinite(m.Data())
+	i := kernels.FirstNonFinite(m.Data())
 	if i < 0 {
 		return false
 	}
