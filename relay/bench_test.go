@@ -46,6 +46,7 @@ func echoURL(b *testing.B) string {
 		if err != nil {
 			return
 		}
+		defer c.CloseNow() // its goroutines end with the handler
 		c.SetReadLimit(-1)
 		var buf []byte
 		for {

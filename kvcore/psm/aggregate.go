@@ -1,7 +1,6 @@
 package psm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -176,38 +176,13 @@ func (j *Job) setAggregate(w *worker, m *wire.Msg) {
 	j.answer(w, m.Seq, wire.TypeCommand, wire.Header{Key: m.Key})
 }
 
-// nonFinite returns the index of the first NaN or ±Inf in a float32
-// push's data (little-endian words), or -1. It tests the exponent bits
-// (all ones) of two words at a time, without converting to float: this
-// pass runs over every pushed byte in the job's step.
-func nonFinite(data []byte) int {
-	const exp = 0x7f800000
-	n := len(data) / 4
-	i := 0
-	for ; i+2 <= n; i += 2 {
-		x := binary.LittleEndian.Uint64(data[4*i:])
-		if x&exp == exp {
-			return i
-		}
-		if x&(exp<<32) == exp<<32 {
-			return i + 1
-		}
-	}
-	for ; i < n; i++ {
-		if binary.LittleEndian.Uint32(data[4*i:])&exp == exp {
-			return i
-		}
-	}
-	return -1
-}
-
 // refuseNonFinite handles a float32 push that holds a NaN or ±Inf (see
 // the doc above); it reports whether it did (the push is then done with).
 func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key) bool {
 	if m.DType != wire.DTypeF32 {
 		return false // dequantized values are finite
 	}
-	i := nonFinite(m.Data())
+	i := kernels.FirstNonFinite(m.Data())
 	if i < 0 {
 		return false
 	}

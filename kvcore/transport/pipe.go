@@ -45,6 +45,11 @@ type pipeQueue struct {
 	closed bool
 	data   chan struct{} // capacity 1: "a message was queued, or closed"
 	space  chan struct{} // capacity 1: "a message was taken, or closed"
+	// Goroutines waiting on data and on space (under mu): a put or take
+	// signals only when someone waits, so the common case, a reader already
+	// waiting and a sender with room, costs one channel operation a
+	// message, not three.
+	takers, putters int
 }
 
 func newPipeQueue(capacity int) *pipeQueue {
@@ -69,8 +74,8 @@ func (q *pipeQueue) close() {
 // put queues head+body, waiting for room.
 func (q *pipeQueue) put(ctx context.Context, head, body []byte) error {
 	n := len(head) + len(body)
+	q.mu.Lock()
 	for {
-		q.mu.Lock()
 		if q.closed {
 			q.mu.Unlock()
 			return errPipeClosed
@@ -80,27 +85,38 @@ func (q *pipeQueue) put(ctx context.Context, head, body []byte) error {
 			*b = append(append(*b, head...), body...)
 			q.msgs = append(q.msgs, b)
 			q.bytes += n
-			room := q.cap <= 0 || q.bytes < q.cap
+			wake := q.takers > 0
+			more := q.putters > 0 && (q.cap <= 0 || q.bytes < q.cap)
 			q.mu.Unlock()
-			signal(q.data)
-			if room {
+			if wake {
+				signal(q.data)
+			}
+			if more {
 				signal(q.space) // another waiting sender may fit too
 			}
 			return nil
 		}
+		q.putters++
 		q.mu.Unlock()
+		var err error
 		select {
 		case <-q.space:
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
+		}
+		q.mu.Lock()
+		q.putters--
+		if err != nil {
+			q.mu.Unlock()
+			return err
 		}
 	}
 }
 
 // take returns the next message, waiting for one.
 func (q *pipeQueue) take(ctx context.Context) (*[]byte, error) {
+	q.mu.Lock()
 	for {
-		q.mu.Lock()
 		if q.head < len(q.msgs) {
 			b := q.msgs[q.head]
 			q.msgs[q.head] = nil
@@ -111,20 +127,31 @@ func (q *pipeQueue) take(ctx context.Context) (*[]byte, error) {
 				q.msgs, q.head = q.msgs[:0], 0
 			}
 			q.bytes -= len(*b)
+			wake := q.putters > 0
 			q.mu.Unlock()
-			signal(q.space)
+			if wake {
+				signal(q.space)
+			}
 			return b, nil
 		}
-		closed := q.closed
-		q.mu.Unlock()
-		if closed {
+		if q.closed {
+			q.mu.Unlock()
 			signal(q.data) // let another waiter see it too
 			return nil, errPipeClosed
 		}
+		q.takers++
+		q.mu.Unlock()
+		var err error
 		select {
 		case <-q.data:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
+		}
+		q.mu.Lock()
+		q.takers--
+		if err != nil {
+			q.mu.Unlock()
+			return nil, err
 		}
 	}
 }

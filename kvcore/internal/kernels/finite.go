@@ -1,0 +1,51 @@
+package kernels
+
+import "encoding/binary"
+
+// FirstNonFinite returns the index of the first NaN or ±Inf among the
+// little-endian float32 values in data (a trailing partial value is
+// ignored), or -1 when all are finite. Reference loop:
+//
+//	for i := range len(data) / 4 {
+//		f := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+//		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+//			return i
+//		}
+//	}
+//	return -1
+//
+// A float32 is NaN or ±Inf when its 8 exponent bits are all ones. The
+// vector path (AVX2) clears 32 values per step; the Go loop tests 16 per
+// branch (each half of a 64-bit word, masked to its exponent, carries into
+// its sign bit when 1<<23 is added, and only then) and finds the exact
+// index in the first block that has one.
+func FirstNonFinite(data []byte) int {
+	const (
+		exp   = 0x7f800000
+		exp2  = exp<<32 | exp
+		carry = 1<<55 | 1<<23
+		sign2 = 1<<63 | 1<<31
+	)
+	n := len(data) / 4
+	i := nonFiniteVec(data[:4*n]) / 4 // values before i are finite
+	for ; i+16 <= n; i += 16 {
+		b := data[4*i : 4*i+64]
+		t := (binary.LittleEndian.Uint64(b[0:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[8:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[16:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[24:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[32:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[40:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[48:])&exp2 + carry) |
+			(binary.LittleEndian.Uint64(b[56:])&exp2 + carry)
+		if t&sign2 != 0 {
+			break // the loop below finds which
+		}
+	}
+	for ; i < n; i++ {
+		if binary.LittleEndian.Uint32(data[4*i:])&exp == exp {
+			return i
+		}
+	}
+	return -1
+}

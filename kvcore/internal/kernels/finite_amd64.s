@@ -1,0 +1,37 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func finiteBlocksAVX2(p *byte, blocks int) int
+// Per 128-byte block: each float32 masked to its exponent bits, compared
+// with all ones, the four compares ORed and tested.
+TEXT ·finiteBlocksAVX2(SB), NOSPLIT, $0-24
+	MOVQ p+0(FP), SI
+	MOVQ blocks+8(FP), CX
+	MOVL $0x7f800000, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	XORQ DX, DX
+loop:
+	CMPQ DX, CX
+	JGE  done
+	VPAND    (SI), Y15, Y0
+	VPAND    32(SI), Y15, Y1
+	VPAND    64(SI), Y15, Y2
+	VPAND    96(SI), Y15, Y3
+	VPCMPEQD Y15, Y0, Y0
+	VPCMPEQD Y15, Y1, Y1
+	VPCMPEQD Y15, Y2, Y2
+	VPCMPEQD Y15, Y3, Y3
+	VPOR     Y1, Y0, Y0
+	VPOR     Y3, Y2, Y2
+	VPOR     Y2, Y0, Y0
+	VPTEST   Y0, Y0
+	JNZ      done
+	ADDQ     $128, SI
+	INCQ     DX
+	JMP      loop
+done:
+	MOVQ DX, ret+16(FP)
+	VZEROUPPER
+	RET
