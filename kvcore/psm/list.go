@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -161,7 +162,7 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
 		return
 	}
-	if x := nonFinite(d); x >= 0 {
+	if x := kernels.FirstNonFinite(d); x >= 0 {
 		j.stats.NonFinite++
 		msg := fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(d, k.wordTmp)[x], x)
 		if j.mode == wire.ModeSync {
