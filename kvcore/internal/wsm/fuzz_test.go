@@ -2,6 +2,7 @@ package wsm_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,7 +76,10 @@ func TestAgainstServer(t *testing.T) {
 					rounds += r
 				}
 			}
-			t.Logf("%d workers, %d shards: %d reconnects, %d job restarts, %d pushes", len(w.ws), len(w.jobs), rec, w.restart, rounds)
+			t.Logf("%d workers, %d shards: %d reconnects, %d job restarts, %d pushes, %d list requests", len(w.ws), len(w.jobs), rec, w.restart, rounds, w.lists)
+			if w.lists == 0 {
+				t.Error("no list request was sent")
+			}
 		})
 	}
 }
@@ -109,6 +113,7 @@ type world struct {
 	nkeys   int
 	keyLen  []int
 	restart int
+	lists   int // list requests sent (resends included)
 }
 
 func newWorld(t *testing.T, workers, shards, nkeys int) *world {
@@ -230,6 +235,9 @@ func (w *world) send(wi, s int) bool {
 		w.t.Fatalf("worker %d sent a bad message: %v", wi, err)
 	}
 	seqs := []uint64{m.Seq}
+	if m.Type.IsList() {
+		w.lists++
+	}
 	if m.Type.IsBatch() {
 		es, err := wire.DecodeBatch(&m, nil, nil)
 		if err != nil {
@@ -391,9 +399,15 @@ func (w *world) run(script []byte) {
 			for x, j := range w.jobs {
 				w.carry(x, j.Tick(w.now))
 			}
-		case 11, 12:
+		case 11:
 			w.push(wi, b%w.nkeys)
+		case 12:
+			w.list(wi, b%w.nkeys, true)
 		case 13:
+			if b%2 == 1 {
+				w.list(wi, b%w.nkeys, false)
+				break
+			}
 			k := b % w.nkeys
 			tok := fmt.Sprintf("pull %d.%d", k, wk.rounds[k])
 			if !wk.open[tok] && !wk.open["init "+fmt.Sprint(k)] {
@@ -430,6 +444,55 @@ func (w *world) push(wi, k int) {
 	wk.open[tok] = true
 	wk.rounds[k]++
 	if err := wk.m.Push(tok, wk.keys[k], wire.DTypeF32, v, len(v)); err != nil {
+		w.t.Fatal(err)
+	}
+	w.collect(wi)
+}
+
+// list has worker wi push (or pull) up to 3 keys from k0 on in one list
+// request: those that may join one now (Listable, on the first one's
+// shard).
+func (w *world) list(wi, k0 int, push bool) {
+	wk := w.ws[wi]
+	var keys []*wsm.Key
+	var ks []int
+	var vals []float32
+	shard := -1
+	for d := range 3 {
+		k := (k0 + d) % w.nkeys
+		if wk.open["init "+fmt.Sprint(k)] || push && wk.rounds[k] >= 6 || !wk.m.Listable(wk.keys[k]) ||
+			shard >= 0 && wk.keys[k].ListShard() != shard || slices.Contains(ks, k) {
+			continue
+		}
+		shard = wk.keys[k].ListShard()
+		for e := range w.keyLen[k] {
+			vals = append(vals, value(wi, k, wk.rounds[k], e))
+		}
+		keys, ks = append(keys, wk.keys[k]), append(ks, k)
+	}
+	if len(keys) == 0 {
+		return
+	}
+	tok := fmt.Sprintf("pulllist %v", ks)
+	if push {
+		var rs []int
+		for _, k := range ks {
+			rs = append(rs, wk.rounds[k])
+			wk.rounds[k]++
+		}
+		tok = fmt.Sprintf("pushlist %v.%v", ks, rs)
+	}
+	if wk.open[tok] {
+		return
+	}
+	wk.open[tok] = true
+	var err error
+	if push {
+		err = wk.m.PushList(tok, keys, vals)
+	} else {
+		err = wk.m.PullList(tok, keys, vals) // the values are checked by the final pulls
+	}
+	if err != nil {
 		w.t.Fatal(err)
 	}
 	w.collect(wi)
