@@ -56,7 +56,9 @@
 // Many small keys travel together: TypePushes, TypePulls, TypePushPulls and
 // TypeInits carry a table of requests (each with its own seq) and their
 // data in one message, and a server answers a worker that sent such a
-// batch with TypeAnswers, many replies in one message (batch.go). An Init
+// batch with TypeAnswers, many replies in one message (batch.go). A list
+// request (TypePushList, TypePullList) is ONE request for many whole keys:
+// one seq, the key ids, one dense value buffer, one Ack (list.go). An Init
 // with FlagNoValue carries the key and its shape only: only rank 0 sends
 // the value that wins; a server that needs one answers CodeNeedValue.
 //
