@@ -355,16 +355,21 @@ func (r *Runner) Push(o *Op) {
 	// One extra count until every FIFO is joined, so that an operation
 	// finishing meanwhile cannot make o ready early.
 	o.waitFor.Store(1)
+	// Each variable is locked in address order and o queued on it at
+	// once (one pass over the variables, not two); no lock is released
+	// before o is on every queue, so two operations' orders agree on all
+	// the variables they share. The waits are counted once, still under
+	// the locks (no operation ahead can finish meanwhile).
+	var waits int32
 	for _, v := range o.vars {
 		v.mu.Lock()
-	}
-	for _, v := range o.vars {
 		v.queue = append(v.queue, o)
 		v.issued++
 		if len(v.queue) > 1 {
-			o.waitFor.Add(1)
+			waits++
 		}
 	}
+	o.waitFor.Add(waits)
 	for i := len(o.vars) - 1; i >= 0; i-- {
 		o.vars[i].mu.Unlock()
 	}
