@@ -39,7 +39,8 @@ func TestDistSyncListsMatchLocal(t *testing.T) {
 	t.Logf("seed %d", seed)
 	for _, name := range []string{"none", "sgd", "adam", "sgd-schedule"} {
 		t.Run(name, func(t *testing.T) {
-			w := &workload{n: 3, sizes: []int{1, 37, 300, 16, 5000}, steps: 4, seed: seed, opt: optimizers()[name], lists: true}
+			w := &workload{n: 3, sizes: []int{1, 37, 300, 16, 5000}, steps: 4, seed: seed, opt: optimizers()[name], lists: true,
+				strKeys: name == "adam"}
 			want := w.runLocal(t)
 			srv := testServer(t, psm.Config{})
 			got := w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)

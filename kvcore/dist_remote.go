@@ -554,12 +554,13 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		err error
 	}
 	var fails []fail
-	// cur[s] is shard s's open group (-1: none); full groups stay in
-	// groups, a new one opens after them.
+	// cur[2*s] is shard s's open group of int keys, cur[2*s+1] its group
+	// of string keys (-1: none; a list is of one kind); full groups stay
+	// in groups, a new one opens after them.
 	groups := (*gs)[:0]
 	var curBuf [8]int
 	cur := curBuf[:0]
-	for range r.t.Shards() {
+	for range 2 * r.t.Shards() {
 		cur = append(cur, -1)
 	}
 	group := func(shard, elems int) *listGroup {
@@ -592,11 +593,11 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 			fails = append(fails, fail{i, ErrUnknownKey})
 			continue
 		}
-		// One list request per shard: the plain pushes or plain pulls of
-		// small whole int keys; the others go on their own.
-		if it.push != it.pull && !it.k.isStr && it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
+		// List requests per shard and key kind: the plain pushes or plain
+		// pulls of small whole keys; the others go on their own.
+		if it.push != it.pull && it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
 			(!it.push || len(it.data) == wk.N()) {
-			g := group(wk.ListShard(), wk.N())
+			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N())
 			g.idx = append(g.idx, int32(i))
 			g.keys = append(g.keys, wk)
 			g.elems += wk.N()
@@ -654,6 +655,13 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	for i, g := range gfails {
 		sink.groupDone(g, gerrs[i])
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // barrierWait is the barrier this worker entered last; it outlives a
