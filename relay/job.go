@@ -289,9 +289,9 @@ func (j *job) count(h *wire.Header, n int) {
 	j.m.msgsIn.Add(1)
 	j.m.bytesIn.Add(uint64(n))
 	switch h.Type {
-	case wire.TypePush, wire.TypePushPull:
+	case wire.TypePush, wire.TypePushPull, wire.TypePushList:
 		j.m.pushes.Add(1)
-	case wire.TypePull:
+	case wire.TypePull, wire.TypePullList:
 		j.m.pulls.Add(1)
 	}
 }
