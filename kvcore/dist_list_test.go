@@ -3,6 +3,7 @@ package kvcore_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
@@ -148,6 +149,103 @@ func TestDistSyncListsSplitByBytes(t *testing.T) {
 	srv.Do("job", func(j *psm.Job) {
 		if st, want := j.Stats(), uint64(2*2*w.n*w.steps); st.Lists != want {
 			t.Errorf("%d list requests, want %d", st.Lists, want)
+		}
+	})
+}
+
+// dist_async list requests apply every key's push exactly once (SGD with
+// lr 1, integer gradients: each key ends at minus the sum of all pushes),
+// also across broken connections.
+func TestDistAsyncListsEveryPushOnce(t *testing.T) {
+	const n, steps, nkeys, size = 2, 20, 5, 3
+	lr := 1.0
+	srv := testServer(t, psm.Config{})
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := srv.Connect("async", n)
+			s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: conn})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer s.Close()
+			keys := make([]kvcore.Key, nkeys)
+			vals := make([][]*kvcore.Array, nkeys)
+			for k := range keys {
+				keys[k] = kvcore.IntKey(k)
+				if err := s.Init(ctx, keys[k], arr(t, make([]float32, size))); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			if err := s.SetOptimizer(ctx, &optimizer.Spec{Name: "sgd", LearningRate: &lr}); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := s.Barrier(ctx); err != nil {
+				errs[i] = err
+				return
+			}
+			for step := range steps {
+				for k := range keys {
+					g := make([]float32, size)
+					for j := range g {
+						g[j] = float32((s.Rank() + 1) * (k + 1))
+					}
+					vals[k] = []*kvcore.Array{arr(t, g)}
+				}
+				if step%7 == 3 {
+					conn.BreakAfter(1)
+				}
+				if err := s.PushList(keys, vals, 0); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			if errs[i] = s.WaitAll(ctx); errs[i] == nil {
+				errs[i] = s.Barrier(ctx) // every push of every worker answered
+			}
+			if errs[i] != nil {
+				return
+			}
+			outs := make([][]*kvcore.Array, nkeys)
+			for k := range outs {
+				outs[k] = []*kvcore.Array{arr(t, make([]float32, size))}
+			}
+			if errs[i] = s.PullList(keys, outs, 0); errs[i] == nil {
+				errs[i] = s.WaitAll(ctx)
+			}
+			for k := range outs {
+				if errs[i] != nil {
+					return
+				}
+				want := -float32(steps * n * (n + 1) / 2 * (k + 1))
+				for e, v := range values(t, outs[k][0]) {
+					if v != want {
+						errs[i] = fmt.Errorf("key %d [%d] = %v, want %v (every push once)", k, e, v, want)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	srv.Do("async", func(j *psm.Job) {
+		st := j.Stats()
+		if st.Updates != n*steps*nkeys {
+			t.Errorf("%d updates applied, want %d", st.Updates, n*steps*nkeys)
+		}
+		if st.Lists == 0 {
+			t.Error("no list requests")
 		}
 	})
 }
