@@ -25,6 +25,9 @@ func (w *workload) listStep(s *kvcore.Store, step, rank int, outs []*kvcore.Arra
 		}
 		keys[i], vals[i], os[i] = w.key(i), []*kvcore.Array{g}, []*kvcore.Array{outs[i]}
 	}
+	if w.pushpull {
+		return s.PushPullList(keys, vals, os, 0)
+	}
 	if err := s.PushList(keys, vals, 0); err != nil {
 		return err
 	}
@@ -34,14 +37,14 @@ func (w *workload) listStep(s *kvcore.Store, step, rank int, outs []*kvcore.Arra
 // List requests (many small keys in one request) give exactly the
 // single-process result, with several workers and the optimizers on the
 // server (per-key states); the big key (over the list bound) goes on its
-// own in the same calls.
+// own in the same calls. PushPullList sends a push list, then a pull list.
 func TestDistSyncListsMatchLocal(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	for _, name := range []string{"none", "sgd", "adam", "sgd-schedule"} {
 		t.Run(name, func(t *testing.T) {
 			w := &workload{n: 3, sizes: []int{1, 37, 300, 16, 5000}, steps: 4, seed: seed, opt: optimizers()[name], lists: true,
-				strKeys: name == "adam"}
+				strKeys: name == "adam", pushpull: name == "sgd"}
 			want := w.runLocal(t)
 			srv := testServer(t, psm.Config{})
 			got := w.runDist(t, "dist_sync", func(int) transport.Transport { return srv.Connect("job", w.n) }, nil)
@@ -65,12 +68,13 @@ func TestDistSyncListsMatchLocal(t *testing.T) {
 
 // Connections that break while list requests are in flight (a list
 // reaches the server and its answer is lost, or the other way round): the
-// lists are resent with their seqs and applied exactly once.
+// lists are resent with their seqs and applied exactly once (PushPullList:
+// a push list, then a pull list).
 func TestDistSyncListsSurviveReconnects(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	w := &workload{n: 3, sizes: []int{8, 64, 3, 100}, steps: 12, seed: seed, lists: true,
+	w := &workload{n: 3, sizes: []int{8, 64, 3, 100}, steps: 12, seed: seed, lists: true, pushpull: true,
 		opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
 	want := w.runLocal(t)
 	srv := testServer(t, psm.Config{})

@@ -55,6 +55,7 @@ type call struct {
 	idx   int // which key of an initList or a list
 	sink  listSink
 	group *listGroup // a list request's items
+	then  bool       // a pushpull's push list: its pull list follows
 }
 
 func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, events func(Event)) (*distRemote, error) {
@@ -168,9 +169,13 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 			spent[n], n = c, n+1
 			f(idx, remoteErr(d.Err))
 		case c.sink != nil:
-			sink, g := c.sink, c.group
+			sink, g, then := c.sink, c.group, c.then
 			spent[n], n = c, n+1
-			sink.groupDone(g, remoteErr(d.Err))
+			if then && d.Err == nil {
+				r.pullGroup(sink, g) // a pushpull list's pull, once its push was answered
+			} else {
+				sink.groupDone(g, remoteErr(d.Err))
+			}
 		default:
 			done := c.done
 			spent[n], n = c, n+1
@@ -593,9 +598,10 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 			fails = append(fails, fail{i, ErrUnknownKey})
 			continue
 		}
-		// List requests per shard and key kind: the plain pushes or plain
-		// pulls of small whole keys; the others go on their own.
-		if it.push != it.pull && it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
+		// List requests per shard and key kind: the plain pushes, pulls
+		// or pushpulls (a push list, then a pull list once it is
+		// answered) of small whole keys; the others go on their own.
+		if it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
 			(!it.push || len(it.data) == wk.N()) {
 			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N())
 			g.idx = append(g.idx, int32(i))
@@ -634,7 +640,8 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		c := r.newCall(nil)
 		c.sink, c.group = sink, g
 		var err error
-		if items[g.idx[0]].push {
+		if it := &items[g.idx[0]]; it.push {
+			c.then = it.pull
 			err = r.m.PushList(c, g.keys, g.vals)
 		} else {
 			g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
@@ -654,6 +661,31 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	}
 	for i, g := range gfails {
 		sink.groupDone(g, gerrs[i])
+	}
+}
+
+// pullGroup sends the pull list of g's keys (their pushpull's second
+// half): the values come back into g.vals.
+func (r *distRemote) pullGroup(sink listSink, g *listGroup) {
+	r.mu.Lock()
+	var err error
+	if r.closed {
+		err = ErrClosed
+	} else {
+		c := r.newCall(nil)
+		c.sink, c.group = sink, g
+		g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
+		if err = r.m.PullList(c, g.keys, g.vals); err != nil {
+			*c = call{}
+			r.free = append(r.free, c)
+			err = remoteErr(err)
+		}
+	}
+	ds := r.carry(nil)
+	r.mu.Unlock()
+	r.dispatch(ds)
+	if err != nil {
+		sink.groupDone(g, err)
 	}
 }
 
