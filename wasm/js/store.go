@@ -232,6 +232,7 @@ var storeMethods = map[string]method{
 	"setOptimizer":           (*jsStore).setOptimizer,
 	"setGradientCompression": (*jsStore).setGradientCompression,
 	"barrier":                (*jsStore).barrier,
+	"sendCommandToServers":   (*jsStore).sendCommand,
 	"waitAll":                (*jsStore).waitAll,
 	"saveOptimizerStates":    (*jsStore).saveStates,
 	"loadOptimizerStates":    (*jsStore).loadStates,
@@ -838,6 +839,23 @@ func (st *jsStore) setGradientCompression(args []js.Value) (enqueue, error) {
 	}
 	return func() (work, error) {
 		return done(js.Undefined(), st.settle(st.s.SetGradientCompression(st.ctx, c)))
+	}, nil
+}
+
+// sendCommandToServers(head, body) is MXNet's _send_command_to_servers: a
+// command (head an integer, body a string) every server of a dist store
+// handles before the Promise resolves; local stores ignore it.
+func (st *jsStore) sendCommand(args []js.Value) (enqueue, error) {
+	h, b := arg(args, 0), arg(args, 1)
+	if h.Type() != js.TypeNumber || h.Float() != float64(int32(h.Int())) {
+		return nil, badArg("webkv: sendCommandToServers: head must be an integer, got %s", typeName(h))
+	}
+	if b.Type() != js.TypeString {
+		return nil, badArg("webkv: sendCommandToServers: body must be a string, got %s", typeName(b))
+	}
+	head, body := h.Int(), []byte(b.String())
+	return func() (work, error) {
+		return done(js.Undefined(), st.settle(st.s.SendCommandToServers(st.ctx, head, body)))
 	}, nil
 }
 

@@ -184,6 +184,10 @@ export declare class KVStore {
   /** An optimizer spec, a name ('adam': MXNet's defaults), or a spec in JSON. */
   setOptimizer(spec: OptimizerSpec | OptimizerName | (string & {})): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
+  /** MXNet's _send_command_to_servers: every server of a dist store handles the command first. */
+  sendCommandToServers(head: number, body: string): Promise<void>;
+  /** How the relay combines each dist_sync round's pushes: 'sum', 'mean', 'median', 'trimmed-mean=0.1', optionally ',clip=C'. */
+  setAggregate(rule: 'sum' | 'mean' | 'median' | (string & {})): Promise<void>;
   barrier(): Promise<void>;
   waitAll(): Promise<void>;
   saveOptimizerStates(dumpOptimizer?: boolean): Promise<Uint8Array>;
