@@ -55,6 +55,7 @@ func TestBrowserJSAPI(t *testing.T) {
 		UnknownKey, BadArg    rej
 		SGD, Adam, JSON, Nope rej
 		BadRule               rej
+		Traffic               struct{ Sent, Received int64 }
 		After, Sum            []float64
 		Events                []struct {
 			Connection []string
@@ -120,6 +121,11 @@ func TestBrowserJSAPI(t *testing.T) {
 					t.Errorf("dist_sync of two stores pushing 1 and 2 after setAggregate('mean'): %v, want 1.5 everywhere", res.Sum)
 					break
 				}
+			}
+			// a's pushes (2 x 32 bytes of values with their headers) and
+			// its pull's answer, each in a masked or plain frame.
+			if tr := res.Traffic; tr.Sent < 2*(32+6) || tr.Received < 32+2 {
+				t.Errorf("traffic of a store after init, push and pull of 8 floats: %+v", tr)
 			}
 			if r := res.BadRule; r.OK || !r.IsWebKV || !strings.Contains(r.Message, "nope") {
 				t.Errorf("setAggregate('nope'): %+v, want a WebKVError naming the rule", r)

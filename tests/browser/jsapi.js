@@ -56,6 +56,7 @@ async function main() {
   await first.setAggregate('mean');
   await Promise.all([a.push('w', new Float32Array(8).fill(1)), b.push('w', new Float32Array(8).fill(2))]);
   out.sum = Array.from(await a.pull('w'));
+  out.traffic = a.traffic;
   out.events = seen;
   out.ranks = [a.rank, b.rank].sort();
   await Promise.all([a.close(), b.close()]);

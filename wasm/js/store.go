@@ -14,6 +14,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/relay"
 )
 
 // jsStore is one store created by the page, known to JavaScript by id.
@@ -24,7 +25,8 @@ type jsStore struct {
 	fallback string // why a device store runs on the CPU ("" if it does not)
 	ctx      context.Context
 	cancel   context.CancelFunc
-	dist     distLink // nil unless dist
+	dist     distLink      // nil unless dist
+	traffic  relay.Traffic // a dist store's websocket bytes
 
 	mu     sync.Mutex
 	shapes map[kvcore.Key][]int // shapes of initialized keys, to shape pushed values
@@ -151,6 +153,8 @@ func (st *jsStore) describe() js.Value {
 	o.Set("numWorkers", st.numWorkers)
 	st.mu.Unlock()
 	o.Set("backend", st.s.Backend().Name())
+	o.Set("bytesSent", st.traffic.Sent())
+	o.Set("bytesReceived", st.traffic.Received())
 	if st.fallback != "" {
 		o.Set("fallback", st.fallback)
 	} else {

@@ -161,6 +161,8 @@ export declare class KVStore {
   readonly type: string;
   readonly rank: number;
   readonly numWorkers: number;
+  /** A dist store's websocket bytes so far: each message with its frame header, every shard and reconnection. */
+  readonly traffic: { sent: number; received: number };
   /** 'webgpu: <adapter>', or 'cpu+wasm-simd' / 'cpu' (without WebAssembly SIMD) for stores computing on the CPU. */
   readonly backend: string;
   readonly fallback: string | null;

@@ -276,6 +276,11 @@ export class KVStore {
   get rank() { return this.#refresh().rank; }
   /** The number of workers (1 unless dist). */
   get numWorkers() { return this.#refresh().numWorkers; }
+  /**
+   * A dist store's websocket bytes so far, {sent, received}: each message
+   * with its frame header, every shard and reconnection (0 for others).
+   */
+  get traffic() { const i = this.#refresh(); return {sent: i.bytesSent, received: i.bytesReceived}; }
   /** What reduces and updates: 'cpu+wasm-simd', 'cpu' (no SIMD) or 'webgpu: <adapter>'. */
   get backend() { return this.#info.backend; }
   /** Why a 'device' store runs on the CPU, or null. */
