@@ -64,6 +64,9 @@ func dialLink(ctx context.Context, url string, protos []string, o *DialOptions) 
 			ws.Call("close", 1009, "message too big")
 			return
 		}
+		if t := o.Traffic; t != nil {
+			t.received.Add(frameBytes(n, false))
+		}
 		b := make([]byte, n)
 		js.CopyBytesToGo(b, js.Global().Get("Uint8Array").New(data))
 		l.mu.Lock()
@@ -174,7 +177,13 @@ func (l *link) send(ctx context.Context, head, body []byte, o *DialOptions) erro
 	if len(body) > 0 {
 		js.CopyBytesToJS(u8.Call("subarray", len(head)), body)
 	}
-	return catch(func() { l.ws.Call("send", u8) })
+	if err := catch(func() { l.ws.Call("send", u8) }); err != nil {
+		return err
+	}
+	if t := o.Traffic; t != nil {
+		t.sent.Add(frameBytes(len(head)+len(body), true))
+	}
+	return nil
 }
 
 // recv returns the next message; a closed socket's messages are read

@@ -67,7 +67,8 @@ type DialOptions struct {
 	// report them and slog's handlers would only grow the runtime).
 	Logger *slog.Logger
 	// Traffic, if set, counts the bytes of this client's connections
-	// (every shard, every reconnection; native only).
+	// (every shard, every reconnection; see Traffic for what a browser
+	// counts).
 	Traffic *Traffic
 }
 

@@ -27,6 +27,7 @@ type demoPeers struct {
 		Kind    string `json:"kind"`
 		State   string `json:"state"`
 		Round   int    `json:"round"`
+		Bytes   int64  `json:"bytes"`
 		History []struct {
 			Round int `json:"round"`
 		} `json:"history"`
@@ -137,6 +138,7 @@ func TestE2EDemoWatchAndJobRounds(t *testing.T) {
 	}
 	var tabRounds []int
 	var tabID string
+	var tabBytes int64
 	waitFor(t, 30*time.Second, 200*time.Millisecond, "the board's history of the tab", func() (bool, error) {
 		p, err := peers()
 		if err != nil {
@@ -144,7 +146,7 @@ func TestE2EDemoWatchAndJobRounds(t *testing.T) {
 		}
 		for _, pe := range p.Peers {
 			if pe.Kind == "browser" && pe.State == "done" {
-				tabID, tabRounds = pe.ID, nil
+				tabID, tabRounds, tabBytes = pe.ID, nil, pe.Bytes
 				for _, h := range pe.History {
 					tabRounds = append(tabRounds, h.Round)
 				}
@@ -153,7 +155,10 @@ func TestE2EDemoWatchAndJobRounds(t *testing.T) {
 		}
 		return false, fmt.Errorf("no browser peer done: %+v", p.Peers)
 	})
-	t.Logf("tab %s joined at the job's round %d; its history is at rounds %v", tabID, joinedAt, tabRounds)
+	t.Logf("tab %s joined at the job's round %d; its history is at rounds %v; it reports %d websocket bytes", tabID, joinedAt, tabRounds, tabBytes)
+	if tabBytes < 5*4*784 { // 5 rounds of more than a 784-float layer, pushed and pulled
+		t.Errorf("the tab reports %d bytes of traffic after 5 rounds", tabBytes)
+	}
 	if slices.Min(tabRounds) <= joinedAt {
 		t.Errorf("the tab's history starts at round %d, not after the job's round %d when it joined: rounds %v (its own rounds, not the job's?)",
 			slices.Min(tabRounds), joinedAt, tabRounds)

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/relay"
 )
 
@@ -50,6 +54,8 @@ func TestBrowserJSAPI(t *testing.T) {
 		Fatal                 string
 		UnknownKey, BadArg    rej
 		SGD, Adam, JSON, Nope rej
+		BadRule               rej
+		Traffic               struct{ Sent, Received int64 }
 		After, Sum            []float64
 		Events                []struct {
 			Connection []string
@@ -110,11 +116,19 @@ func TestBrowserJSAPI(t *testing.T) {
 			if len(res.After) != 4 || res.After[0] >= 0 || res.After[3] >= res.After[0] {
 				t.Errorf("after an update with the named optimizer: %v", res.After)
 			}
-			for i, w := range res.Sum {
-				if w != res.Sum[0] || (i == 0 && w == 0) {
-					t.Errorf("dist_sync of two stores: %v", res.Sum)
+			for _, w := range res.Sum {
+				if w != 1.5 {
+					t.Errorf("dist_sync of two stores pushing 1 and 2 after setAggregate('mean'): %v, want 1.5 everywhere", res.Sum)
 					break
 				}
+			}
+			// a's pushes (2 x 32 bytes of values with their headers) and
+			// its pull's answer, each in a masked or plain frame.
+			if tr := res.Traffic; tr.Sent < 2*(32+6) || tr.Received < 32+2 {
+				t.Errorf("traffic of a store after init, push and pull of 8 floats: %+v", tr)
+			}
+			if r := res.BadRule; r.OK || !r.IsWebKV || !strings.Contains(r.Message, "nope") {
+				t.Errorf("setAggregate('nope'): %+v, want a WebKVError naming the rule", r)
 			}
 			if len(res.Ranks) != 2 || res.Ranks[0] != 0 || res.Ranks[1] != 1 {
 				t.Errorf("ranks %v", res.Ranks)
@@ -150,5 +164,20 @@ func TestBrowserJSAPI(t *testing.T) {
 				t.Errorf("with debug, no relay connection line on the console: %q", console)
 			}
 		})
+	}
+}
+
+// TestJSCommandHeads checks that webkv.js's command heads are the relay's.
+func TestJSCommandHeads(t *testing.T) {
+	src, err := os.ReadFile("../wasm/js/webkv.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`const CMD_AGGREGATE = (\d+);`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("webkv.js defines no CMD_AGGREGATE")
+	}
+	if n, _ := strconv.Atoi(string(m[1])); n != psm.CmdAggregate {
+		t.Errorf("webkv.js CMD_AGGREGATE = %d, psm.CmdAggregate = %d", n, psm.CmdAggregate)
 	}
 }

@@ -49,8 +49,14 @@ async function main() {
   });
   await new Promise((r) => setTimeout(r, 0)); // the pending events are delivered in a microtask
   await Promise.all([a.init('w', new Float32Array(8)), b.init('w', new Float32Array(8))]);
+  // Rank 0 sets the job's aggregation (federated training): the mean of
+  // the two pushes, not their sum; a rule the relay does not know is refused.
+  const first = a.rank === 0 ? a : b;
+  out.badRule = await rejection(first.setAggregate('nope'));
+  await first.setAggregate('mean');
   await Promise.all([a.push('w', new Float32Array(8).fill(1)), b.push('w', new Float32Array(8).fill(2))]);
   out.sum = Array.from(await a.pull('w'));
+  out.traffic = a.traffic;
   out.events = seen;
   out.ranks = [a.rank, b.rank].sort();
   await Promise.all([a.close(), b.close()]);

@@ -76,7 +76,7 @@ func dialDist(ctx context.Context, typ string, o distOptions, st *jsStore) (dist
 	defer cancel()
 	c, err := relay.Dial(dctx, o.url, relay.DialOptions{
 		Job: o.job, Token: o.token, Workers: o.workers, BigArrayBound: o.bigArrayBound,
-		WaitForRelay: o.waitForRelay, Resume: o.resume,
+		WaitForRelay: o.waitForRelay, Resume: o.resume, Traffic: &st.traffic,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("webkv: create %q: %w", typ, err)

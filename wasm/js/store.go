@@ -14,6 +14,7 @@ import (
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/relay"
 )
 
 // jsStore is one store created by the page, known to JavaScript by id.
@@ -24,7 +25,8 @@ type jsStore struct {
 	fallback string // why a device store runs on the CPU ("" if it does not)
 	ctx      context.Context
 	cancel   context.CancelFunc
-	dist     distLink // nil unless dist
+	dist     distLink      // nil unless dist
+	traffic  relay.Traffic // a dist store's websocket bytes
 
 	mu     sync.Mutex
 	shapes map[kvcore.Key][]int // shapes of initialized keys, to shape pushed values
@@ -151,6 +153,8 @@ func (st *jsStore) describe() js.Value {
 	o.Set("numWorkers", st.numWorkers)
 	st.mu.Unlock()
 	o.Set("backend", st.s.Backend().Name())
+	o.Set("bytesSent", st.traffic.Sent())
+	o.Set("bytesReceived", st.traffic.Received())
 	if st.fallback != "" {
 		o.Set("fallback", st.fallback)
 	} else {
@@ -232,6 +236,7 @@ var storeMethods = map[string]method{
 	"setOptimizer":           (*jsStore).setOptimizer,
 	"setGradientCompression": (*jsStore).setGradientCompression,
 	"barrier":                (*jsStore).barrier,
+	"sendCommandToServers":   (*jsStore).sendCommand,
 	"waitAll":                (*jsStore).waitAll,
 	"saveOptimizerStates":    (*jsStore).saveStates,
 	"loadOptimizerStates":    (*jsStore).loadStates,
@@ -838,6 +843,23 @@ func (st *jsStore) setGradientCompression(args []js.Value) (enqueue, error) {
 	}
 	return func() (work, error) {
 		return done(js.Undefined(), st.settle(st.s.SetGradientCompression(st.ctx, c)))
+	}, nil
+}
+
+// sendCommandToServers(head, body) is MXNet's _send_command_to_servers: a
+// command (head an integer, body a string) every server of a dist store
+// handles before the Promise resolves; local stores ignore it.
+func (st *jsStore) sendCommand(args []js.Value) (enqueue, error) {
+	h, b := arg(args, 0), arg(args, 1)
+	if h.Type() != js.TypeNumber || h.Float() != float64(int32(h.Int())) {
+		return nil, badArg("webkv: sendCommandToServers: head must be an integer, got %s", typeName(h))
+	}
+	if b.Type() != js.TypeString {
+		return nil, badArg("webkv: sendCommandToServers: body must be a string, got %s", typeName(b))
+	}
+	head, body := h.Int(), []byte(b.String())
+	return func() (work, error) {
+		return done(js.Undefined(), st.settle(st.s.SendCommandToServers(st.ctx, head, body)))
 	}, nil
 }
 

@@ -161,6 +161,8 @@ export declare class KVStore {
   readonly type: string;
   readonly rank: number;
   readonly numWorkers: number;
+  /** A dist store's websocket bytes so far: each message with its frame header, every shard and reconnection. */
+  readonly traffic: { sent: number; received: number };
   /** 'webgpu: <adapter>', or 'cpu+wasm-simd' / 'cpu' (without WebAssembly SIMD) for stores computing on the CPU. */
   readonly backend: string;
   readonly fallback: string | null;
@@ -184,6 +186,10 @@ export declare class KVStore {
   /** An optimizer spec, a name ('adam': MXNet's defaults), or a spec in JSON. */
   setOptimizer(spec: OptimizerSpec | OptimizerName | (string & {})): Promise<void>;
   setGradientCompression(c: { type: '2bit' | '1bit'; threshold?: number }): Promise<void>;
+  /** MXNet's _send_command_to_servers: every server of a dist store handles the command first. */
+  sendCommandToServers(head: number, body: string): Promise<void>;
+  /** How the relay combines each dist_sync round's pushes: 'sum', 'mean', 'median', 'trimmed-mean=0.1', optionally ',clip=C'. */
+  setAggregate(rule: 'sum' | 'mean' | 'median' | (string & {})): Promise<void>;
   barrier(): Promise<void>;
   waitAll(): Promise<void>;
   saveOptimizerStates(dumpOptimizer?: boolean): Promise<Uint8Array>;

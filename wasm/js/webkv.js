@@ -34,6 +34,9 @@ const handles = new Map(); // store id -> KVStore (for events)
 // listeners added after `await create(...)`, or after a Promise.all of
 // several creates, see them.
 const early = new Map(); // store id -> [[name, detail], ...]
+// The command head that sets a job's aggregation rule (the relay's
+// psm.CmdAggregate; tests check they agree).
+const CMD_AGGREGATE = 17;
 
 /**
  * The error every webkv Promise rejects with: message is kvcore's (it names
@@ -273,6 +276,11 @@ export class KVStore {
   get rank() { return this.#refresh().rank; }
   /** The number of workers (1 unless dist). */
   get numWorkers() { return this.#refresh().numWorkers; }
+  /**
+   * A dist store's websocket bytes so far, {sent, received}: each message
+   * with its frame header, every shard and reconnection (0 for others).
+   */
+  get traffic() { const i = this.#refresh(); return {sent: i.bytesSent, received: i.bytesReceived}; }
   /** What reduces and updates: 'cpu+wasm-simd', 'cpu' (no SIMD) or 'webgpu: <adapter>'. */
   get backend() { return this.#info.backend; }
   /** Why a 'device' store runs on the CPU, or null. */
@@ -320,6 +328,19 @@ export class KVStore {
   }
   /** setGradientCompression({type: '2bit'|'1bit', threshold}) */
   setGradientCompression(c) { return this.#api.setGradientCompression(this.#id, c); }
+  /**
+   * sendCommandToServers(head, body): MXNet's _send_command_to_servers; every
+   * server of a dist store handles the command (head an integer, body a
+   * string) before the Promise resolves. Local stores ignore it.
+   */
+  sendCommandToServers(head, body) { return this.#api.sendCommandToServers(this.#id, head, body); }
+  /**
+   * setAggregate(rule): how the relay combines each dist_sync round's pushes
+   * (federated training): 'sum' (MXNet's), 'mean', 'median',
+   * 'trimmed-mean=0.1', each optionally with ',clip=C' (clip every push to
+   * L2 norm C first). Set by one worker, usually rank 0.
+   */
+  setAggregate(rule) { return this.sendCommandToServers(CMD_AGGREGATE, rule); }
   /** barrier(): waits for every worker (dist). */
   barrier() { return this.#api.barrier(this.#id); }
   /** waitAll(): waits for every queued operation; rejects with the first failure. */

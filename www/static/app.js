@@ -37,6 +37,7 @@ function fail(e, where) {
 let reportChain = Promise.resolve();
 function report() {
   if (watching || !cfg) return reportChain;
+  if (kv) { const t = kv.traffic; me.bytes = t.sent + t.received; } // this tab's websocket bytes
   reportChain = reportChain.then(() => fetch('/api/report', { method: 'POST', keepalive: true,
     headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...me, token }) })).catch(() => { /* best effort */ });
   return reportChain;
