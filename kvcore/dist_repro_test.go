@@ -3,16 +3,15 @@ package kvcore_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/storetest"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 )
@@ -22,42 +21,6 @@ import (
 // Hello, or the connection is refused and the store fails for good). They
 // run natively and, with -short, as GOOS=wasip1 in wazero and GOOS=js in
 // node; package relay runs them again over websockets.
-
-// connCount counts a store's connection events by shard.
-type connCount struct {
-	mu          sync.Mutex
-	reconnected []int
-	lost        []error
-	wake        chan struct{}
-}
-
-func newConnCount(shards int) *connCount {
-	return &connCount{reconnected: make([]int, shards), wake: make(chan struct{}, 1)}
-}
-
-func (c *connCount) fn(e kvcore.Event) {
-	if e.Kind != kvcore.EventConnection {
-		return
-	}
-	c.mu.Lock()
-	switch e.Conn {
-	case kvcore.ConnReconnected:
-		c.reconnected[e.Shard]++
-	case kvcore.ConnLost:
-		c.lost = append(c.lost, e.Err)
-	}
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (c *connCount) get() (reconnected []int, lost []error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]int(nil), c.reconnected...), append([]error(nil), c.lost...)
-}
 
 // Bug 2: after a reconnect only shard 0 held other messages back until its
 // Hello; a heartbeat ping could reach shard 1's new connection first, the
@@ -88,8 +51,8 @@ func TestDistShardReconnectsHelloFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := newConnCount(2)
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.fn})
+	count := storetest.NewConnEvents(2)
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.Fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +81,7 @@ func TestDistShardReconnectsHelloFirst(t *testing.T) {
 	}()
 	grad, out := make([]float32, n), arr(t, make([]float32, n))
 	for round := 0; ; round++ {
-		r, lost := count.get()
+		r, lost := count.Get()
 		if len(lost) > 0 {
 			t.Fatalf("round %d, after %d reconnects of shard 1: the store lost its connection: %v", round, r[1], lost[0])
 		}
@@ -231,7 +194,7 @@ func TestDistKVApp(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[w] = runKVApp(ctx, shardsOf(t, srvs, transport.Join{Job: "kvapp", Workers: 2}), keys, repeat)
+			errs[w] = storetest.KVApp(ctx, shardsOf(t, srvs, transport.Join{Job: "kvapp", Workers: 2}), keys, repeat)
 		}()
 	}
 	wg.Wait()
@@ -240,72 +203,6 @@ func TestDistKVApp(t *testing.T) {
 			t.Errorf("worker %d: %v", w, err)
 		}
 	}
-}
-
-// runKVApp is one test_kv_app worker: its keys are kMaxKey/num*i + rank
-// (here 2*i + rank, so both workers' keys interleave over both shards).
-func runKVApp(ctx context.Context, tr transport.Transport, num, repeat int) error {
-	count := newConnCount(tr.Shards())
-	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: tr, Events: count.fn})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	rank := s.Rank()
-	lr := 1.0
-	if err := s.SetOptimizer(ctx, &optimizer.Spec{Name: "sgd", LearningRate: &lr}); err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(uint64(rank)+7, 0))
-	keys := make([]kvcore.Key, num)
-	vals := make([]float32, num)
-	grads := make([][]*kvcore.Array, num)
-	outs := make([][]*kvcore.Array, num)
-	inits := make([]*kvcore.Array, num)
-	for i := range keys {
-		keys[i] = kvcore.IntKey(2*i + rank)
-		vals[i] = float32(rng.IntN(1000))
-		g, err := kvcore.FromSlice(kvcore.CPU(0), []float32{-vals[i]}) // w -= lr*g adds vals[i]
-		if err != nil {
-			return err
-		}
-		grads[i] = []*kvcore.Array{g}
-		o, _ := kvcore.NewArray(kvcore.CPU(0), 1)
-		outs[i] = []*kvcore.Array{o}
-		inits[i], _ = kvcore.NewArray(kvcore.CPU(0), 1)
-	}
-	if err := s.InitList(ctx, keys, inits); err != nil {
-		return err
-	}
-	for i := range repeat {
-		if err := s.PushList(keys, grads, 0); err != nil {
-			return err
-		}
-		if i%10 == 9 { // test_kv_app waits for the push 10 back
-			if err := s.WaitAll(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.PullList(keys, outs, 0); err != nil {
-		return err
-	}
-	if err := s.WaitAll(ctx); err != nil {
-		return err
-	}
-	for i := range keys {
-		got, err := outs[i][0].ToSlice(ctx)
-		if err != nil {
-			return err
-		}
-		if want := vals[i] * float32(repeat); got[0] != want {
-			return fmt.Errorf("key %v: %v, want %v (%d pushes of %v)", keys[i], got[0], want, repeat, vals[i])
-		}
-	}
-	if r, lost := count.get(); r[0]+r[1] != 0 || len(lost) != 0 {
-		return fmt.Errorf("reconnects by shard %v, lost %v: want none", r, lost)
-	}
-	return nil
 }
 
 // A 10,000-key dist_sync job, 2 workers, 2 shards: several rounds of every
@@ -327,7 +224,7 @@ func TestDistManyKeysSync(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[w] = RunManyKeysSync(ctx, shardsOf(t, srvs, transport.Join{Job: "many", Workers: 2}), keys, rounds)
+			errs[w] = storetest.ManyKeysSync(ctx, shardsOf(t, srvs, transport.Join{Job: "many", Workers: 2}), keys, rounds)
 		}()
 	}
 	wg.Wait()
@@ -336,56 +233,4 @@ func TestDistManyKeysSync(t *testing.T) {
 			t.Errorf("worker %d: %v", w, err)
 		}
 	}
-}
-
-// RunManyKeysSync is one worker of a dist_sync job of num one-float keys
-// (worker r pushes round*1000 + key + r; the job assigns the sum), checking
-// every pushpull result and that the store never reconnected.
-func RunManyKeysSync(ctx context.Context, tr transport.Transport, num, rounds int) error {
-	count := newConnCount(tr.Shards())
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.fn})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	nw := s.NumWorkers()
-	keys := make([]kvcore.Key, num)
-	vals := make([][]*kvcore.Array, num)
-	inits := make([]*kvcore.Array, num)
-	for i := range keys {
-		keys[i] = kvcore.IntKey(i)
-		inits[i], _ = kvcore.NewArray(kvcore.CPU(0), 1)
-		a, _ := kvcore.NewArray(kvcore.CPU(0), 1)
-		vals[i] = []*kvcore.Array{a}
-	}
-	if err := s.InitList(ctx, keys, inits); err != nil {
-		return err
-	}
-	for r := range rounds {
-		for i := range keys {
-			if err := vals[i][0].Fill(ctx, float32(r*1000+i+s.Rank())); err != nil {
-				return err
-			}
-		}
-		if err := s.PushPullList(keys, vals, nil, 0); err != nil {
-			return err
-		}
-		if err := s.WaitAll(ctx); err != nil {
-			return err
-		}
-		for i := range keys {
-			got, err := vals[i][0].ToSlice(ctx)
-			if err != nil {
-				return err
-			}
-			want := float32(nw*(r*1000+i) + nw*(nw-1)/2)
-			if got[0] != want {
-				return fmt.Errorf("round %d key %d: %v, want %v", r, i, got[0], want)
-			}
-		}
-	}
-	if r, lost := count.get(); r[0]+r[1] != 0 || len(lost) != 0 {
-		return fmt.Errorf("reconnects by shard %v, lost %v: want none", r, lost)
-	}
-	return nil
 }

@@ -5,13 +5,12 @@ package relay_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/optimizer"
+	"github.com/webkv/webkv/kvcore/storetest"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 	"github.com/webkv/webkv/relay"
@@ -19,33 +18,6 @@ import (
 
 // The repros of issue 9 over real relays (kvcore's dist_repro_test.go runs
 // them over in-process servers, also in wazero and node).
-
-// conns counts a store's reconnections and losses.
-type conns struct {
-	mu          sync.Mutex
-	reconnected int
-	lost        []error
-}
-
-func (c *conns) fn(e kvcore.Event) {
-	if e.Kind != kvcore.EventConnection {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch e.Conn {
-	case kvcore.ConnReconnected:
-		c.reconnected++
-	case kvcore.ConnLost:
-		c.lost = append(c.lost, e.Err)
-	}
-}
-
-func (c *conns) get() (int, []error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reconnected, append([]error(nil), c.lost...)
-}
 
 // sharded starts n relays serving the shards of one job.
 func sharded(t testing.TB, n int, cfg relay.Config) []string {
@@ -98,8 +70,8 @@ func TestShardReconnectsHelloFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var count conns
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.fn})
+	count := storetest.NewConnEvents(2)
+	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.Fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +84,8 @@ func TestShardReconnectsHelloFirst(t *testing.T) {
 	}
 	grad, kills := make([]float32, n), 0
 	for round := 0; ; round++ {
-		r, lost := count.get()
+		rs, lost := count.Get()
+		r := rs[1]
 		if len(lost) > 0 {
 			t.Fatalf("round %d, after %d reconnects: the store lost its connection: %v", round, r, lost[0])
 		}
@@ -207,7 +180,7 @@ func TestKVApp(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, tr := dialShards(t, ctx, urls, relay.DialOptions{Job: "kvapp", Workers: 2, Logger: quiet()})
-			errs[w] = kvApp(ctx, tr, num, repeat)
+			errs[w] = storetest.KVApp(ctx, tr, num, repeat)
 		}()
 	}
 	wg.Wait()
@@ -216,65 +189,6 @@ func TestKVApp(t *testing.T) {
 			t.Errorf("worker %d: %v", w, err)
 		}
 	}
-}
-
-func kvApp(ctx context.Context, tr transport.Transport, num, repeat int) error {
-	var count conns
-	s, err := kvcore.Create(ctx, "dist_async", &kvcore.Options{Transport: tr, Events: count.fn})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	rank := s.Rank()
-	lr := 1.0
-	if err := s.SetOptimizer(ctx, &optimizer.Spec{Name: "sgd", LearningRate: &lr}); err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(uint64(rank)+7, 0))
-	keys := make([]kvcore.Key, num)
-	vals := make([]float32, num)
-	grads, outs := make([][]*kvcore.Array, num), make([][]*kvcore.Array, num)
-	inits := make([]*kvcore.Array, num)
-	for i := range keys {
-		keys[i] = kvcore.IntKey(2*i + rank)
-		vals[i] = float32(rng.IntN(1000))
-		g, _ := kvcore.FromSlice(kvcore.CPU(0), []float32{-vals[i]})
-		o, _ := kvcore.NewArray(kvcore.CPU(0), 1)
-		inits[i], _ = kvcore.NewArray(kvcore.CPU(0), 1)
-		grads[i], outs[i] = []*kvcore.Array{g}, []*kvcore.Array{o}
-	}
-	if err := s.InitList(ctx, keys, inits); err != nil {
-		return err
-	}
-	for i := range repeat {
-		if err := s.PushList(keys, grads, 0); err != nil {
-			return err
-		}
-		if i%10 == 9 {
-			if err := s.WaitAll(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.PullList(keys, outs, 0); err != nil {
-		return err
-	}
-	if err := s.WaitAll(ctx); err != nil {
-		return err
-	}
-	for i := range keys {
-		got, err := outs[i][0].ToSlice(ctx)
-		if err != nil {
-			return err
-		}
-		if want := vals[i] * float32(repeat); got[0] != want {
-			return fmt.Errorf("key %v: %v, want %v", keys[i], got[0], want)
-		}
-	}
-	if r, lost := count.get(); r != 0 || len(lost) != 0 {
-		return fmt.Errorf("%d reconnects, lost %v: want none", r, lost)
-	}
-	return nil
 }
 
 // A 10,000-key dist_sync job, 2 workers, 2 relay shards with default
@@ -294,7 +208,7 @@ func TestManyKeysSyncNoReconnects(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, tr := dialShards(t, ctx, urls, relay.DialOptions{Job: "many", Workers: 2, Logger: quiet()})
-			errs[w] = manyKeysSync(ctx, tr, num, rounds)
+			errs[w] = storetest.ManyKeysSync(ctx, tr, num, rounds)
 		}()
 	}
 	wg.Wait()
@@ -303,59 +217,4 @@ func TestManyKeysSyncNoReconnects(t *testing.T) {
 			t.Errorf("worker %d: %v", w, err)
 		}
 	}
-}
-
-func manyKeysSync(ctx context.Context, tr transport.Transport, num, rounds int) error {
-	var count conns
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: tr, Events: count.fn})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	nw := s.NumWorkers()
-	keys := kvcore.Keys(seq(num)...)
-	vals := make([][]*kvcore.Array, num)
-	inits := make([]*kvcore.Array, num)
-	for i := range keys {
-		inits[i], _ = kvcore.NewArray(kvcore.CPU(0), 1)
-		a, _ := kvcore.NewArray(kvcore.CPU(0), 1)
-		vals[i] = []*kvcore.Array{a}
-	}
-	if err := s.InitList(ctx, keys, inits); err != nil {
-		return err
-	}
-	for r := range rounds {
-		for i := range keys {
-			if err := vals[i][0].Fill(ctx, float32(r*1000+i+s.Rank())); err != nil {
-				return err
-			}
-		}
-		if err := s.PushPullList(keys, vals, nil, 0); err != nil {
-			return err
-		}
-		if err := s.WaitAll(ctx); err != nil {
-			return err
-		}
-		for i := range keys {
-			got, err := vals[i][0].ToSlice(ctx)
-			if err != nil {
-				return err
-			}
-			if want := float32(nw*(r*1000+i) + nw*(nw-1)/2); got[0] != want {
-				return fmt.Errorf("round %d key %d: %v, want %v", r, i, got[0], want)
-			}
-		}
-	}
-	if r, lost := count.get(); r != 0 || len(lost) != 0 {
-		return fmt.Errorf("%d reconnects, lost %v: want none", r, lost)
-	}
-	return nil
-}
-
-func seq(n int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = i
-	}
-	return s
 }

@@ -51,6 +51,11 @@
 //
 // Inputs are seeded random values; the seed is printed, and Seed replays
 // it.
+//
+// The package also holds dist workloads, one worker each over any
+// transport (KVApp, ps-lite's test_kv_app; ManyKeysSync), with ConnEvents
+// to count a store's reconnections: kvcore runs them over in-process
+// servers, package relay over websockets.
 package storetest
 
 import (
