@@ -188,7 +188,7 @@ func (c *Conn) lost(l *link, why error) {
 	l.closeNow()
 	c.cur = nil
 	c.up = make(chan struct{})
-	c.opts.Logger.Info("relay connection lost; reconnecting", "job", c.opts.Job, "err", why)
+	c.opts.info("relay connection lost; reconnecting", "job", c.opts.Job, "err", why)
 	c.wg.Add(1)
 	go c.reconnect()
 	c.mu.Unlock()
@@ -217,7 +217,7 @@ func (c *Conn) reconnect() {
 			c.epoch++
 			close(c.up)
 			c.mu.Unlock()
-			c.opts.Logger.Info("relay connection re-established", "job", c.opts.Job, "attempts", attempt+1)
+			c.opts.info("relay connection re-established", "job", c.opts.Job, "attempts", attempt+1)
 			return
 		}
 		if isFinal(err) {
