@@ -100,4 +100,7 @@ func (c *CPU) scratch(n int) *CPUBuffer {
 	return &CPUBuffer{data: make([]float32, n)}
 }
 
-var _ ReduceStepper = (*CPU)(nil)
+var (
+	_ ReduceStepper = (*CPU)(nil)
+	_ FiniteWriter  = (*CPU)(nil)
+)

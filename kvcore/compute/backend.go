@@ -76,6 +76,15 @@ type Flusher interface {
 	Flush() error
 }
 
+// FiniteWriter is a Backend that checks host values for NaN and ±Inf in
+// the same pass that writes them: WriteFinite is Write, and also returns
+// the index in src of its first NaN or ±Inf, or -1. The parameter server
+// refuses such pushes (psm); with a FiniteWriter that costs no second read
+// of a push. After a non-finite value the buffer's contents are undefined.
+type FiniteWriter interface {
+	WriteFinite(dst Buffer, off int, src []float32) (bad int, err error)
+}
+
 // OptKind selects one fused optimizer kernel. The formulas are MXNet's
 // optimizer of the same name; each CPU kernel's doc
 // (kvcore/internal/kernels/optimizers.go) is its reference loop.

@@ -143,6 +143,31 @@ func (c *CPU) Write(dst Buffer, off int, src []float32) error {
 	return nil
 }
 
+// WriteFinite is Write that also returns the index in src of its first NaN
+// or ±Inf, or -1, found in the same pass (FiniteWriter).
+func (c *CPU) WriteFinite(dst Buffer, off int, src []float32) (int, error) {
+	d, err := cpuData(dst)
+	if err != nil {
+		return -1, err
+	}
+	if off < 0 || off+len(src) > len(d) {
+		return -1, fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", len(src), off, len(d))
+	}
+	d = d[off : off+len(src)]
+	if len(src) < parallelMin || runtime.GOMAXPROCS(0) == 1 {
+		return kernels.CopyFinite(d, src), nil
+	}
+	var bad atomic.Int64
+	bad.Store(math.MaxInt64)
+	j := c.getJob()
+	j.kind, j.dst, j.src, j.bad = jobCopyFinite, d, src, &bad
+	j.runParallel(len(src))
+	if b := bad.Load(); b != math.MaxInt64 {
+		return int(b), nil
+	}
+	return -1, nil
+}
+
 // Read copies words of src from off into dst.
 func (c *CPU) Read(src Buffer, off int, dst []float32) error {
 	s, err := cpuData(src)
@@ -356,6 +381,7 @@ const (
 	jobQuantize   // dst: packed words, grad: values, src: residual
 	jobDequantize // dst: values, src: packed words
 	jobReduceStep // dst: weight, srcs: states, ins: inputs (see ReduceStep)
+	jobCopyFinite // dst, src; bad: the least index of a NaN or ±Inf found
 )
 
 // job is one element-wise operation split into chunks. Jobs are pooled
@@ -372,7 +398,8 @@ type job struct {
 	params *StepParams
 	opt    OptKind
 	comp   Compression
-	ins    [][]float32 // jobReduceStep's inputs
+	ins    [][]float32   // jobReduceStep's inputs
+	bad    *atomic.Int64 // jobCopyFinite's result
 
 	wg     sync.WaitGroup
 	lo, hi []int    // chunk i is [lo[i], hi[i]); chunk 0 runs on the caller
@@ -403,7 +430,7 @@ func putJob(j *job) {
 		j.ins[i] = nil
 	}
 	j.ins = j.ins[:0]
-	j.dst, j.src, j.grad, j.params = nil, nil, nil, nil
+	j.dst, j.src, j.grad, j.params, j.bad = nil, nil, nil, nil, nil
 	c := j.c
 	c.jobMu.Lock()
 	if len(c.jobs) < jobCache {
@@ -462,6 +489,15 @@ func (j *job) run(lo, hi int) {
 		fill(j.dst[lo:hi], j.scale)
 	case jobCopy:
 		copy(j.dst[lo:hi], j.src[lo:hi])
+	case jobCopyFinite:
+		if i := kernels.CopyFinite(j.dst[lo:hi], j.src[lo:hi]); i >= 0 {
+			for at := int64(lo + i); ; {
+				cur := j.bad.Load()
+				if at >= cur || j.bad.CompareAndSwap(cur, at) {
+					break
+				}
+			}
+		}
 	case jobReduce:
 		kernels.ReduceRange(j.dst, j.srcs, j.scale, lo, hi)
 	case jobStep:

@@ -186,6 +186,13 @@ func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key)
 	if i < 0 {
 		return false
 	}
+	j.refuseAt(now, w, m, k, i)
+	return true
+}
+
+// refuseAt refuses a float32 push whose element i (of its data) is NaN or
+// ±Inf.
+func (j *Job) refuseAt(now time.Duration, w *worker, m *wire.Msg, k *key, i int) {
 	j.stats.NonFinite++
 	msg := fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(m.Data(), k.wordTmp)[i], int(m.Offset)+i)
 	if j.mode == wire.ModeSync {
@@ -198,11 +205,10 @@ func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key)
 			k.cur.arrive(w)
 			k.cur.arrived = append(k.cur.arrived, arrival{w: w, seq: m.Seq, pull: m.Type == wire.TypePushPull, bad: msg})
 			j.maybeClose(now, k)
-			return true
+			return
 		}
 	}
 	j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "%s", msg))
-	return true
 }
 
 // errNoneAccepted fails a round whose every push was refused.

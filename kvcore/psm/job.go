@@ -1497,12 +1497,21 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
-	if j.refuseNonFinite(now, w, m, k) {
+	// A backend that writes and checks in one pass (compute.FiniteWriter)
+	// spares the push a second read; others check first.
+	_, fused := j.be.(compute.FiniteWriter)
+	fused = fused && m.DType == wire.DTypeF32 && c.Kind == compute.CompressNone
+	if !fused && j.refuseNonFinite(now, w, m, k) {
 		return
 	}
-	buf, err := j.decodePush(k, m, c)
+	buf, bad, err := j.decodePush(k, m, c)
 	if err != nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
+		return
+	}
+	if bad >= 0 {
+		k.free = append(k.free, buf)
+		j.refuseAt(now, w, m, k, bad)
 		return
 	}
 	a := arrival{w: w, seq: m.Seq, pull: pull, buf: buf}
@@ -1578,25 +1587,29 @@ func (j *Job) openRound(now time.Duration, k *key) {
 }
 
 // decodePush copies (and dequantizes) a push's data into a backend buffer.
-func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (compute.Buffer, error) {
-	var buf compute.Buffer
+// With a compute.FiniteWriter backend, a float32 push is checked in the
+// same pass: bad is the index of its first NaN or ±Inf (the buffer is then
+// the caller's to free), else -1.
+func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf compute.Buffer, bad int, err error) {
 	if l := len(k.free); l > 0 {
 		buf = k.free[l-1]
 		k.free = k.free[:l-1]
-	} else {
-		b, err := j.be.Alloc(k.n)
-		if err != nil {
-			return nil, err
-		}
-		buf = b
+	} else if buf, err = j.be.Alloc(k.n); err != nil {
+		return nil, -1, err
 	}
 	words := wire.Float32View(m.Data(), k.wordTmp)
 	if c.Kind == compute.CompressNone {
-		if err := j.be.Write(buf, 0, words); err != nil {
-			k.free = append(k.free, buf)
-			return nil, err
+		bad = -1
+		if fw, ok := j.be.(compute.FiniteWriter); ok && m.DType == wire.DTypeF32 {
+			bad, err = fw.WriteFinite(buf, 0, words)
+		} else {
+			err = j.be.Write(buf, 0, words)
 		}
-		return buf, nil
+		if err != nil {
+			k.free = append(k.free, buf)
+			return nil, -1, err
+		}
+		return buf, bad, nil
 	}
 	// Dequantize on the host (the part may start inside a word), then
 	// write the values.
@@ -1613,9 +1626,9 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (compute.Bu
 	}
 	if err := j.be.Write(buf, 0, deq[skip:skip+k.n]); err != nil {
 		k.free = append(k.free, buf)
-		return nil, err
+		return nil, -1, err
 	}
-	return buf, nil
+	return buf, -1, nil
 }
 
 // quorum is how many pushes a round with e expected workers needs to close

@@ -1,6 +1,9 @@
 package kernels
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // FirstNonFinite returns the index of the first NaN or ±Inf among the
 // little-endian float32 values in data (a trailing partial value is
@@ -46,6 +49,24 @@ func FirstNonFinite(data []byte) int {
 		if binary.LittleEndian.Uint32(data[4*i:])&exp == exp {
 			return i
 		}
+	}
+	return -1
+}
+
+// CopyFinite copies src into dst[:len(src)] and returns the index of the
+// first NaN or ±Inf in src, or -1: copy and FirstNonFinite in one pass over
+// src (AVX2: 32 floats per step, loaded once for both). dst must not be
+// shorter than src.
+func CopyFinite(dst, src []float32) int {
+	dst = dst[:len(src)]
+	done := copyFiniteVec(dst, src) // copied, and finite
+	if done == len(src) {
+		return -1
+	}
+	copy(dst[done:], src[done:])
+	rest := src[done:]
+	if i := FirstNonFinite(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(rest))), 4*len(rest))); i >= 0 {
+		return done + i
 	}
 	return -1
 }

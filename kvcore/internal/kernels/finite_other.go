@@ -4,3 +4,6 @@ package kernels
 
 // nonFiniteVec: no vector path here; FirstNonFinite's Go loop does it all.
 func nonFiniteVec(data []byte) int { return 0 }
+
+// copyFiniteVec: no vector path here; CopyFinite copies and checks in Go.
+func copyFiniteVec(dst, src []float32) int { return 0 }
