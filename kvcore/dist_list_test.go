@@ -66,46 +66,6 @@ func TestDistSyncListsMatchLocal(t *testing.T) {
 	}
 }
 
-// Connections that break while list requests are in flight (a list
-// reaches the server and its answer is lost, or the other way round): the
-// lists are resent with their seqs and applied exactly once (PushPullList:
-// a push list, then a pull list).
-func TestDistSyncListsSurviveReconnects(t *testing.T) {
-	p := func(v float64) *float64 { return &v }
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	w := &workload{n: 3, sizes: []int{8, 64, 3, 100}, steps: 12, seed: seed, lists: true, pushpull: true,
-		opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
-	want := w.runLocal(t)
-	srv := testServer(t, psm.Config{})
-	conns := make([]*transport.Conn, w.n)
-	for i := range conns {
-		conns[i] = srv.Connect("job", w.n)
-	}
-	got := w.runDist(t, "dist_sync", func(i int) transport.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
-		c := conns[i]
-		switch step % 4 {
-		case 1:
-			c.BreakAfter(1 + s.Rank()) // a request arrives, its answer is lost
-		case 3:
-			c.Break()
-		}
-	})
-	for r := range got {
-		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
-	}
-	srv.Do("job", func(j *psm.Job) {
-		st := j.Stats()
-		t.Logf("stats: %+v", st)
-		if st.Rounds != uint64(w.steps*len(w.sizes)) {
-			t.Errorf("%d rounds closed, want %d", st.Rounds, w.steps*len(w.sizes))
-		}
-		if st.Lists == 0 {
-			t.Error("no list requests")
-		}
-	})
-}
-
 // Two shards: each gets one list request per call for its small keys;
 // keys split over both shards (a small BigArrayBound) go on their own.
 func TestDistSyncListsSharded(t *testing.T) {

@@ -361,36 +361,50 @@ func TestDistCompressionMatchesDevice(t *testing.T) {
 
 // Connections that break mid-training (requests reach the server but the
 // answers are lost, or the other way round) are resumed: every push is
-// applied exactly once and the result is still the single-process one.
+// applied exactly once and the result is still the single-process one. In
+// "lists" the breaks hit list requests (PushPullList: a push list, then a
+// pull list), resent with their seqs and applied exactly once too.
 func TestDistSyncSurvivesReconnects(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
-	w := &workload{n: 3, sizes: []int{8, 64}, steps: 12, seed: 5, opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
-	t.Logf("seed %d", w.seed)
-	want := w.runLocal(t)
-	srv := testServer(t, psm.Config{})
-	conns := make([]*transport.Conn, w.n)
-	for i := range conns {
-		conns[i] = srv.Connect("job", w.n)
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	for _, lists := range []bool{false, true} {
+		t.Run(map[bool]string{false: "keys", true: "lists"}[lists], func(t *testing.T) {
+			w := &workload{n: 3, sizes: []int{8, 64}, steps: 12, seed: seed, lists: lists, pushpull: lists,
+				opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.9)}}
+			if lists {
+				w.sizes = []int{8, 64, 3, 100}
+			}
+			want := w.runLocal(t)
+			srv := testServer(t, psm.Config{})
+			conns := make([]*transport.Conn, w.n)
+			for i := range conns {
+				conns[i] = srv.Connect("job", w.n)
+			}
+			got := w.runDist(t, "dist_sync", func(i int) transport.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
+				c := conns[i]
+				switch step % 4 {
+				case 1:
+					c.BreakAfter(1 + s.Rank()) // a request arrives, its answer is lost
+				case 3:
+					c.Break()
+				}
+			})
+			for r := range got {
+				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+			}
+			srv.Do("job", func(j *psm.Job) {
+				st := j.Stats()
+				t.Logf("stats: %+v", st)
+				if st.Rounds != uint64(w.steps*len(w.sizes)) {
+					t.Errorf("%d rounds closed, want %d", st.Rounds, w.steps*len(w.sizes))
+				}
+				if lists && st.Lists == 0 {
+					t.Error("no list requests")
+				}
+			})
+		})
 	}
-	got := w.runDist(t, "dist_sync", func(i int) transport.Transport { return conns[i] }, func(i int, s *kvcore.Store, step int) {
-		c := conns[i]
-		switch step % 4 {
-		case 1:
-			c.BreakAfter(1 + s.Rank()) // a request arrives, its answer is lost
-		case 3:
-			c.Break()
-		}
-	})
-	for r := range got {
-		sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
-	}
-	srv.Do("job", func(j *psm.Job) {
-		st := j.Stats()
-		t.Logf("stats: %+v", st)
-		if st.Rounds != uint64(w.steps*len(w.sizes)) {
-			t.Errorf("%d rounds closed, want %d", st.Rounds, w.steps*len(w.sizes))
-		}
-	})
 }
 
 // dist_async applies every push exactly once: with SGD (lr 1) and integer
