@@ -130,30 +130,46 @@ func cpuData(b Buffer) ([]float32, error) {
 	return cb.data, nil
 }
 
+// writeRange is dst's words [off, off+n) as a slice, checked.
+func writeRange(dst Buffer, off, n int) ([]float32, error) {
+	d, err := cpuData(dst)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || off+n > len(d) {
+		return nil, fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", n, off, len(d))
+	}
+	return d[off : off+n], nil
+}
+
+// cpuPair is cpuData of dst and src.
+func cpuPair(dst, src Buffer) (d, s []float32, err error) {
+	if d, err = cpuData(dst); err != nil {
+		return nil, nil, err
+	}
+	if s, err = cpuData(src); err != nil {
+		return nil, nil, err
+	}
+	return d, s, nil
+}
+
 // Write copies src into dst at word off.
 func (c *CPU) Write(dst Buffer, off int, src []float32) error {
-	d, err := cpuData(dst)
+	d, err := writeRange(dst, off, len(src))
 	if err != nil {
 		return err
 	}
-	if off < 0 || off+len(src) > len(d) {
-		return fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", len(src), off, len(d))
-	}
-	c.parallelCopy(d[off:off+len(src)], src)
+	c.parallelCopy(d, src)
 	return nil
 }
 
 // WriteFinite is Write that also returns the index in src of its first NaN
 // or ±Inf, or -1, found in the same pass (FiniteWriter).
 func (c *CPU) WriteFinite(dst Buffer, off int, src []float32) (int, error) {
-	d, err := cpuData(dst)
+	d, err := writeRange(dst, off, len(src))
 	if err != nil {
 		return -1, err
 	}
-	if off < 0 || off+len(src) > len(d) {
-		return -1, fmt.Errorf("compute: cpu write of %d words at %d into a buffer of %d", len(src), off, len(d))
-	}
-	d = d[off : off+len(src)]
 	if len(src) < parallelMin || runtime.GOMAXPROCS(0) == 1 {
 		return kernels.CopyFinite(d, src), nil
 	}
@@ -183,11 +199,7 @@ func (c *CPU) Read(src Buffer, off int, dst []float32) error {
 
 // Copy copies src into dst.
 func (c *CPU) Copy(dst, src Buffer) error {
-	d, err := cpuData(dst)
-	if err != nil {
-		return err
-	}
-	s, err := cpuData(src)
+	d, s, err := cpuPair(dst, src)
 	if err != nil {
 		return err
 	}
@@ -334,11 +346,7 @@ func (c *CPU) Quantize(cm Compression, grad, residual, out Buffer) error {
 
 // Dequantize unpacks in into out.
 func (c *CPU) Dequantize(cm Compression, in, out Buffer) error {
-	i, err := cpuData(in)
-	if err != nil {
-		return err
-	}
-	o, err := cpuData(out)
+	o, i, err := cpuPair(out, in)
 	if err != nil {
 		return err
 	}

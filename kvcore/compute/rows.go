@@ -136,11 +136,7 @@ func scatterRows(d, s []float32, rows []uint32, width, shift int, add bool) {
 
 // GatherRows implements RowMover.
 func (c *CPU) GatherRows(dst, src Buffer, rows []uint32, width, shift int) error {
-	d, err := cpuData(dst)
-	if err != nil {
-		return err
-	}
-	s, err := cpuData(src)
+	d, s, err := cpuPair(dst, src)
 	if err != nil {
 		return err
 	}
@@ -153,11 +149,7 @@ func (c *CPU) GatherRows(dst, src Buffer, rows []uint32, width, shift int) error
 
 // ScatterRows implements RowMover.
 func (c *CPU) ScatterRows(dst, src Buffer, rows []uint32, width, shift int, add bool) error {
-	d, err := cpuData(dst)
-	if err != nil {
-		return err
-	}
-	s, err := cpuData(src)
+	d, s, err := cpuPair(dst, src)
 	if err != nil {
 		return err
 	}
