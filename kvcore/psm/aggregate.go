@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -176,39 +175,34 @@ func (j *Job) setAggregate(w *worker, m *wire.Msg) {
 	j.answer(w, m.Seq, wire.TypeCommand, wire.Header{Key: m.Key})
 }
 
-// refuseNonFinite handles a float32 push that holds a NaN or ±Inf (see
-// the doc above); it reports whether it did (the push is then done with).
-func (j *Job) refuseNonFinite(now time.Duration, w *worker, m *wire.Msg, k *key) bool {
-	if m.DType != wire.DTypeF32 {
-		return false // dequantized values are finite
-	}
-	i := kernels.FirstNonFinite(m.Data())
-	if i < 0 {
-		return false
-	}
-	j.refuseAt(now, w, m, k, i)
-	return true
+// nonFiniteMsg says why a push of k is refused: element i of its data
+// (little-endian float32s starting at element off of the key) is NaN or ±Inf.
+func nonFiniteMsg(k *key, data []byte, i, off int) string {
+	return fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(data, k.wordTmp)[i], off+i)
 }
 
-// refuseAt refuses a float32 push whose element i (of its data) is NaN or
-// ±Inf.
-func (j *Job) refuseAt(now time.Duration, w *worker, m *wire.Msg, k *key, i int) {
-	j.stats.NonFinite++
-	msg := fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(m.Data(), k.wordTmp)[i], int(m.Offset)+i)
-	if j.mode == wire.ModeSync {
-		if !k.cur.open {
-			j.openRound(now, k)
-		}
-		if k.cur.expects(w) {
-			// Its arrival, without a value: the round does not wait for it.
-			j.hold(w, m.Seq)
-			k.cur.arrive(w)
-			k.cur.arrived = append(k.cur.arrived, arrival{w: w, seq: m.Seq, pull: m.Type == wire.TypePushPull, bad: msg})
-			j.maybeClose(now, k)
-			return
-		}
+// arriveRefused records a's refused push (a.bad says why) as its worker's
+// arrival in k's sync round, if that round expects the worker: the round
+// then does not wait for it, and its answer carries the refusal. It
+// reports whether it did; if not, the caller answers the refusal at once.
+// hold holds a's request first (a single request; a list holds itself).
+func (j *Job) arriveRefused(now time.Duration, k *key, a arrival, hold bool) bool {
+	if j.mode != wire.ModeSync {
+		return false
 	}
-	j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "%s", msg))
+	if !k.cur.open {
+		j.openRound(now, k)
+	}
+	if !k.cur.expects(a.w) {
+		return false
+	}
+	if hold {
+		j.hold(a.w, a.seq)
+	}
+	k.cur.arrive(a.w)
+	k.cur.arrived = append(k.cur.arrived, a)
+	j.maybeClose(now, k)
+	return true
 }
 
 // errNoneAccepted fails a round whose every push was refused.

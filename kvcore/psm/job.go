@@ -1497,21 +1497,17 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
-	// A backend that writes and checks in one pass (compute.FiniteWriter)
-	// spares the push a second read; others check first.
-	_, fused := j.be.(compute.FiniteWriter)
-	fused = fused && m.DType == wire.DTypeF32 && c.Kind == compute.CompressNone
-	if !fused && j.refuseNonFinite(now, w, m, k) {
+	buf, bad, err := j.decodePush(k, m, c)
+	if bad >= 0 {
+		j.stats.NonFinite++
+		msg := nonFiniteMsg(k, m.Data(), bad, int(m.Offset))
+		if !j.arriveRefused(now, k, arrival{w: w, seq: m.Seq, pull: pull, bad: msg}, true) {
+			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "%s", msg))
+		}
 		return
 	}
-	buf, bad, err := j.decodePush(k, m, c)
 	if err != nil {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
-		return
-	}
-	if bad >= 0 {
-		k.free = append(k.free, buf)
-		j.refuseAt(now, w, m, k, bad)
 		return
 	}
 	a := arrival{w: w, seq: m.Seq, pull: pull, buf: buf}
@@ -1587,32 +1583,18 @@ func (j *Job) openRound(now time.Duration, k *key) {
 }
 
 // decodePush copies (and dequantizes) a push's data into a backend buffer.
-// With a compute.FiniteWriter backend, a float32 push is checked in the
-// same pass: bad is the index of its first NaN or ±Inf (the buffer is then
-// the caller's to free), else -1.
+// A float32 push that holds a NaN or ±Inf is refused: bad is the index of
+// the first (else -1), and no buffer is returned.
 func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf compute.Buffer, bad int, err error) {
-	if l := len(k.free); l > 0 {
-		buf = k.free[l-1]
-		k.free = k.free[:l-1]
-	} else if buf, err = j.be.Alloc(k.n); err != nil {
+	if m.DType == wire.DTypeF32 {
+		return j.writeArrival(k, m.Data())
+	}
+	// Dequantized values are finite. Dequantize on the host (the part may
+	// start inside a word), then write the values.
+	if buf, err = j.bufferOf(k); err != nil {
 		return nil, -1, err
 	}
 	words := wire.Float32View(m.Data(), k.wordTmp)
-	if c.Kind == compute.CompressNone {
-		bad = -1
-		if fw, ok := j.be.(compute.FiniteWriter); ok && m.DType == wire.DTypeF32 {
-			bad, err = fw.WriteFinite(buf, 0, words)
-		} else {
-			err = j.be.Write(buf, 0, words)
-		}
-		if err != nil {
-			k.free = append(k.free, buf)
-			return nil, -1, err
-		}
-		return buf, bad, nil
-	}
-	// Dequantize on the host (the part may start inside a word), then
-	// write the values.
 	per := m.DType.PerWord()
 	skip := int(m.Offset) % per
 	if need := len(words) * per; cap(k.deq) < need {
@@ -1629,6 +1611,43 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf comput
 		return nil, -1, err
 	}
 	return buf, -1, nil
+}
+
+// writeArrival writes a float32 push's data into an arrival buffer of k
+// unless it holds a NaN or ±Inf (bad: the index of the first, else -1): a
+// backend that is a compute.FiniteWriter checks while it writes (one read
+// of the push); others are checked first.
+func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, err error) {
+	fw, fused := j.be.(compute.FiniteWriter)
+	if !fused {
+		if bad = kernels.FirstNonFinite(data); bad >= 0 {
+			return nil, bad, nil
+		}
+	}
+	if buf, err = j.bufferOf(k); err != nil {
+		return nil, -1, err
+	}
+	words := wire.Float32View(data, k.wordTmp)
+	if fused {
+		bad, err = fw.WriteFinite(buf, 0, words)
+	} else {
+		bad, err = -1, j.be.Write(buf, 0, words)
+	}
+	if err != nil || bad >= 0 {
+		k.free = append(k.free, buf)
+		return nil, bad, err
+	}
+	return buf, -1, nil
+}
+
+// bufferOf returns a free arrival buffer of k, or a new one.
+func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {
+	if l := len(k.free); l > 0 {
+		b = k.free[l-1]
+		k.free = k.free[:l-1]
+		return b, nil
+	}
+	return j.be.Alloc(k.n)
 }
 
 // quorum is how many pushes a round with e expected workers needs to close

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/webkv/webkv/kvcore/compute"
-	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -162,28 +160,14 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
 		return
 	}
-	if x := kernels.FirstNonFinite(d); x >= 0 {
+	buf, x, err := j.writeArrival(k, d)
+	if x >= 0 {
 		j.stats.NonFinite++
-		msg := fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(d, k.wordTmp)[x], x)
-		if j.mode == wire.ModeSync {
-			if !k.cur.open {
-				j.openRound(now, k)
-			}
-			if k.cur.expects(w) {
-				k.cur.arrive(w)
-				k.cur.arrived = append(k.cur.arrived, arrival{w: w, seq: lr.seq, bad: msg, lr: lr, li: int32(i)})
-				j.maybeClose(now, k)
-				return
-			}
+		msg := nonFiniteMsg(k, d, x, 0)
+		if !j.arriveRefused(now, k, arrival{w: w, seq: lr.seq, bad: msg, lr: lr, li: int32(i)}, false) {
+			j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeBadRequest, "%s", msg))
 		}
-		j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeBadRequest, "%s", msg))
 		return
-	}
-	buf, err := j.bufferOf(k)
-	if err == nil {
-		if err = j.be.Write(buf, 0, wire.Float32View(d, k.wordTmp)); err != nil {
-			k.free = append(k.free, buf)
-		}
 	}
 	if err != nil {
 		j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
@@ -204,16 +188,6 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		return
 	}
 	j.arrive(now, w, lr.seq, k, arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)
-}
-
-// bufferOf returns a free arrival buffer of k, or a new one.
-func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {
-	if l := len(k.free); l > 0 {
-		b = k.free[l-1]
-		k.free = k.free[:l-1]
-		return b, nil
-	}
-	return j.be.Alloc(k.n)
 }
 
 // settle answers arrival a with err: its list's key, or its request.
