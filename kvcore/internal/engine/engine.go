@@ -205,6 +205,12 @@ func (o *Op) sortMergeVars() {
 	slices.SortFunc(pairs, func(a, b varWrite) int {
 		return cmp.Compare(uintptr(unsafe.Pointer(a.v)), uintptr(unsafe.Pointer(b.v)))
 	})
+	o.merge(pairs)
+}
+
+// merge sets vars and writes from pairs sorted by variable, one entry per
+// variable (writing if any pair writes), and recycles pairs.
+func (o *Op) merge(pairs []varWrite) {
 	n := 0
 	for _, p := range pairs {
 		if n > 0 && o.vars[n-1] == p.v {
@@ -248,19 +254,8 @@ func (o *Op) sortPacked() bool {
 		i := int(p & (1<<idxBits - 1))
 		pairs = append(pairs, varWrite{o.vars[i], o.writes[i]})
 	}
-	m := 0
-	for _, p := range pairs {
-		if m > 0 && o.vars[m-1] == p.v {
-			o.writes[m-1] = o.writes[m-1] || p.w
-			continue
-		}
-		o.vars[m], o.writes[m] = p.v, p.w
-		m++
-	}
-	clear(o.vars[m:])
-	o.vars, o.writes = o.vars[:m], o.writes[:m]
-	clear(pairs)
-	o.pairs, o.packed = pairs[:0], ps[:0]
+	o.merge(pairs)
+	o.packed = ps[:0]
 	return true
 }
 

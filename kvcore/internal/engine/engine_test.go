@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"unsafe"
@@ -290,5 +291,40 @@ func TestBigOp(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.log) != 2 || rec.log[0] != 1 || rec.log[1] != 2 {
 		t.Fatalf("ran %v, want [1 2]", rec.log)
+	}
+}
+
+// TestSortMergeVars checks both ways a big operation's variables are
+// sorted and merged (packed integers up to 2^16 variables, pairs beyond)
+// against a map: each variable once, ascending by address, writing if any
+// of its entries writes. Seeded; the seed is printed.
+func TestSortMergeVars(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	pool := make([]*Var, 3000)
+	for i := range pool {
+		pool[i] = new(Var)
+	}
+	for _, n := range []int{bigOp, 5000, 1<<16 + 1000} {
+		o := &Op{}
+		want := map[*Var]bool{}
+		for range n {
+			v, w := pool[r.IntN(len(pool))], r.IntN(4) == 0
+			o.vars, o.writes = append(o.vars, v), append(o.writes, w)
+			want[v] = want[v] || w
+		}
+		o.sortMergeVars()
+		if len(o.vars) != len(want) || len(o.writes) != len(o.vars) {
+			t.Fatalf("n %d: %d vars (%d writes) after merging, want %d", n, len(o.vars), len(o.writes), len(want))
+		}
+		for i, v := range o.vars {
+			if i > 0 && uintptr(unsafe.Pointer(o.vars[i-1])) >= uintptr(unsafe.Pointer(v)) {
+				t.Fatalf("n %d: not ascending at %d", n, i)
+			}
+			if o.writes[i] != want[v] {
+				t.Fatalf("n %d: var %d writes %v, want %v", n, i, o.writes[i], want[v])
+			}
+		}
 	}
 }
