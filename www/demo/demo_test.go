@@ -99,7 +99,7 @@ func TestDemoServesPage(t *testing.T) {
 // URL on c.
 type urlWriter struct {
 	c     chan string
-	final chan struct{} // closed at the result line, if set
+	final chan struct{} // closed at the line that says the demo lingers, if set
 	mu    sync.Mutex
 	out   strings.Builder
 }
@@ -110,7 +110,7 @@ func (w *urlWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.out.Write(p)
-	if w.final != nil && strings.Contains(string(p), "test accuracy reached:") {
+	if w.final != nil && strings.Contains(string(p), "Ctrl-C to stop") {
 		close(w.final)
 	}
 	if m := joinRE.FindStringSubmatch(string(p)); m != nil {
@@ -147,7 +147,7 @@ func TestDemoLingersAfterTraining(t *testing.T) {
 	select {
 	case <-out.final:
 	case err := <-done:
-		t.Fatalf("demo returned before its result: %v\n%s", err, out)
+		t.Fatalf("demo returned before it said it lingers (Ctrl-C to stop): %v\n%s", err, out)
 	}
 	// Training is over: the page and the job's final state are still served.
 	code, body := httpGet(t, u+"?watch")
@@ -170,8 +170,9 @@ func TestDemoLingersAfterTraining(t *testing.T) {
 		t.Fatalf("demo returned while lingering (not interrupted): %v", err)
 	default:
 	}
-	if !strings.Contains(out.String(), "Ctrl-C to stop") {
-		t.Errorf("the demo does not say how to stop it:\n%s", out)
+	// It printed its result before it said it lingers.
+	if s := out.String(); !strings.Contains(s, "test accuracy reached:") || strings.Index(s, "test accuracy reached:") > strings.Index(s, "Ctrl-C to stop") {
+		t.Errorf("the demo lingers without its result first:\n%s", s)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -184,7 +185,7 @@ func TestDemoLingersAfterTraining(t *testing.T) {
 // progress one line per event, and it names the watch and join URLs and
 // the result.
 func TestDemoPlainOutputWhenNotATerminal(t *testing.T) {
-	out := &urlWriter{c: make(chan string, 1), final: make(chan struct{})}
+	out := &urlWriter{c: make(chan string, 1)}
 	_, err := Run(context.Background(), Config{Workers: 2, Listen: "127.0.0.1:0", Out: out,
 		Train: worker.Config{Steps: 40, EvalEvery: 20, Shard: -1, IID: true}})
 	if err != nil {
