@@ -89,7 +89,7 @@ func TestNativeRefusalIsErrAuth(t *testing.T) {
 		{"zzz", "ta", `webkv relay refused the connection: unknown job "zzz"`},
 	} {
 		_, err := Create(ctx, "dist_sync", u, DialOptions{Job: tc.job, Token: tc.token, Logger: quietLogger()}, nil)
-		if !errors.Is(err, kvcore.ErrAuth) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "101") {
+		if !errors.Is(err, kvcore.ErrAuth) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "status code 101") {
 			t.Fatalf("native %+v: %v; want kvcore.ErrAuth saying %q", tc, err, tc.want)
 		}
 		// The browser path (an Origin: the refusal inside the websocket).
