@@ -98,10 +98,11 @@ func TestDemoServesPage(t *testing.T) {
 // urlWriter passes the demo's output to out (if set) and sends its join
 // URL on c.
 type urlWriter struct {
-	c     chan string
-	final chan struct{} // closed at the line that says the demo lingers, if set
-	mu    sync.Mutex
-	out   strings.Builder
+	c      chan string
+	final  chan struct{} // closed at the line that says the demo lingers, if set
+	closed bool          // final is closed
+	mu     sync.Mutex
+	out    strings.Builder
 }
 
 var joinRE = regexp.MustCompile(`(?m)^\s*join:\s+(http://\S+)`)
@@ -110,7 +111,8 @@ func (w *urlWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.out.Write(p)
-	if w.final != nil && strings.Contains(string(p), "Ctrl-C to stop") {
+	if w.final != nil && !w.closed && strings.Contains(w.out.String(), "Ctrl-C to stop") {
+		w.closed = true
 		close(w.final)
 	}
 	if m := joinRE.FindStringSubmatch(string(p)); m != nil {
