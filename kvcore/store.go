@@ -478,18 +478,15 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 	if s.closed {
 		return fmt.Errorf("kvcore: %s: %w", op, ErrClosed)
 	}
-	// Validate everything first: nothing is queued if any part is bad.
-	var entries []*entry // a dist store's keys, looked up once
 	if s.kind == kindDist {
-		entries = make([]*entry, len(keys))
+		// Many keys per engine operation, sent together (store_distcall.go).
+		return s.queueDistCall(op, keys, values, outs, prio)
 	}
+	// Validate everything first: nothing is queued if any part is bad.
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
 			return err
-		}
-		if entries != nil {
-			entries[i] = e
 		}
 		if values != nil {
 			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
@@ -501,11 +498,6 @@ func (s *Store) queueList(op string, keys []Key, values, outs [][]*Array, prio i
 				return err
 			}
 		}
-	}
-	if s.kind == kindDist {
-		// Many keys per engine operation, sent together (store_dist.go).
-		s.queueDistList(entries, values, outs, prio)
-		return nil
 	}
 	// MXNet's order for local and device pushpull: all pushes, then all
 	// pulls. A dist store keeps one push-and-pull per key.

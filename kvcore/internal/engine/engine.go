@@ -344,6 +344,9 @@ func NewRunner() *Runner {
 // Push queues o on r.
 func (r *Runner) Push(o *Op) {
 	o.r = r
+	if len(o.vars) >= bigOp && r.pushBig(o) {
+		return
+	}
 	o.sortVars()
 	o.seq = r.seq.Add(1)
 	r.pending.Add(1)

@@ -1,0 +1,181 @@
+package kvcore
+
+import (
+	"slices"
+	"sync"
+)
+
+// A dist store's list call in one pass (queueDistCall): every key is
+// looked up and its arrays checked, and while doing so the call's engine
+// operations (distList, distListChunk keys each) are built; once all is
+// valid they are queued with engine.Runner.TryPush, which needs no sort of
+// their variables. The checks a list call needs beyond that come free:
+// a repeated key is seen on a bitset of the keys' ids, and an array that
+// two keys of one operation share (a variable named twice) makes TryPush
+// refuse. In both cases, and when a variable is busy at that moment, the
+// keys not yet queued take queueDistList's path (which sums repeated keys
+// and splits operations where one key's output is another's array);
+// operations queued before stay valid, as the engine orders every key and
+// array across operations anyway.
+
+type distCall struct {
+	entries []*entry
+	bits    []uint64
+	lists   []*distList
+}
+
+var distCallPool = sync.Pool{New: func() any { return new(distCall) }}
+
+// queueDistCall checks and queues list call op of a dist store; the
+// caller holds s.mu (read) and checked that the store is open.
+func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, prio int) error {
+	c := distCallPool.Get().(*distCall)
+	defer c.put()
+	entries := slices.Grow(c.entries[:0], len(keys))
+	lim := 4*len(keys) + 1024
+	bits := slices.Grow(c.bits[:0], (lim+63)/64)[:(lim+63)/64]
+	clear(bits)
+	repeat := false
+	var l *distList
+	for i, k := range keys {
+		e, err := s.lookup(op, k)
+		if err != nil {
+			c.entries = entries
+			return err
+		}
+		if values != nil && !fits(e, values[i]) {
+			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
+				c.entries = entries
+				return err
+			}
+		}
+		if outs != nil && !fits(e, outs[i]) {
+			if err := checkArrays(op, k, e, outs[i], "output"); err != nil {
+				c.entries = entries
+				return err
+			}
+		}
+		entries = append(entries, e)
+		if id := e.id; id < 0 || id >= lim || bits[id/64]&(1<<(id%64)) != 0 {
+			repeat = true // maybe: queueDistList looks exactly
+		} else {
+			bits[id/64] |= 1 << (id % 64)
+		}
+		if repeat {
+			continue
+		}
+		if l == nil {
+			l = s.newDistList(len(keys)-i, values != nil, outs != nil, prio)
+		}
+		l.add(e, values, outs, i)
+		if len(l.es) == distListChunk {
+			c.lists = append(c.lists, l)
+			l = nil
+		}
+	}
+	if l != nil {
+		c.lists = append(c.lists, l)
+	}
+	c.entries, c.bits = entries, bits
+	if repeat {
+		s.queueDistList(entries, values, outs, prio)
+		return nil
+	}
+	for li, l := range c.lists {
+		if s.tryPush(l) {
+			c.lists[li] = nil
+			continue
+		}
+		from := li * distListChunk
+		s.queueDistList(entries[from:], tail(values, from), tail(outs, from), prio)
+		break
+	}
+	return nil
+}
+
+// tryPush queues l if its variables are all distinct; a busy variable gets
+// two more tries (an operation finishing holds one only briefly).
+func (s *Store) tryPush(l *distList) bool {
+	for range 3 {
+		if s.run.TryPush(&l.eng) {
+			return true
+		}
+	}
+	return false
+}
+
+func tail(as [][]*Array, from int) [][]*Array {
+	if as == nil {
+		return nil
+	}
+	return as[from:]
+}
+
+// put returns c (and the operations it did not queue) to their pools.
+func (c *distCall) put() {
+	for _, l := range c.lists {
+		if l != nil {
+			l.Done()
+		}
+	}
+	clear(c.lists)
+	clear(c.entries)
+	c.lists, c.entries = c.lists[:0], c.entries[:0]
+	distCallPool.Put(c)
+}
+
+// fits reports whether arrs are one or more arrays of e's shape: the
+// common case of checkArrays, with no error built. A 1-d shape matches
+// on the element count alone (no read of the array's shape slice).
+func fits(e *entry, arrs []*Array) bool {
+	if len(arrs) == 0 {
+		return false
+	}
+	for _, a := range arrs {
+		if a == nil || a.buf == nil || a.n != e.n || len(a.shape) != len(e.shape) {
+			return false
+		}
+		if len(e.shape) > 1 && !slices.Equal(a.shape, e.shape) {
+			return false
+		}
+	}
+	return true
+}
+
+// newDistList takes a list from the pool for up to n keys (sized once).
+func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
+	l := distListPool.Get().(*distList)
+	if cap(l.es) == 0 {
+		n = min(distListChunk, n)
+		l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
+	}
+	l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, push, pull, prio, l
+	l.at = append(l.at[:0], 0)
+	return l
+}
+
+// add appends key i of the call (entry e) to l with its variables.
+func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
+	l.eng.Add(e.v, true)
+	var ins, outArrs []*Array
+	if values != nil {
+		ins = values[i]
+	}
+	if outs != nil {
+		outArrs = outs[i]
+	}
+	for _, a := range ins {
+		l.arrs = append(l.arrs, a)
+		if !slices.Contains(outArrs, a) { // an output too (in place): named once, below
+			l.eng.Add(a.v, false)
+		}
+	}
+	l.at = append(l.at, len(l.arrs))
+	for _, a := range outArrs {
+		l.arrs = append(l.arrs, a)
+		l.eng.Add(a.v, true)
+	}
+	l.at = append(l.at, len(l.arrs))
+	l.es = append(l.es, e)
+}
+
