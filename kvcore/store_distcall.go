@@ -178,4 +178,3 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 	l.at = append(l.at, len(l.arrs))
 	l.es = append(l.es, e)
 }
-
