@@ -317,34 +317,49 @@ func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]]
 // Run implements engine.Task: prepare every key, hand them to the remote.
 func (l *distList) Run() (bool, error) {
 	s := l.s
-	if cap(l.items) < len(l.es) {
+	if cap(l.direct) < len(l.es) {
 		// Sized once (a list from the pool may be new): no regrowth.
-		l.items = make([]listItem, 0, len(l.es))
 		l.direct = make([]bool, 0, len(l.es))
 	}
-	l.items = l.items[:0]
 	l.direct = l.direct[:0]
+	if len(l.items) != len(l.es) {
+		// Queued by queueDistList: the keys and sizes come from the
+		// entries (queueDistCall wrote them while checking the call).
+		if cap(l.items) < len(l.es) {
+			l.items = make([]listItem, 0, len(l.es))
+		}
+		l.items = l.items[:0]
+		for _, e := range l.es {
+			l.items = append(l.items, listItem{k: e.key, n: e.n})
+		}
+	}
 	var c compute.Compression
 	if l.push {
 		s.mu.RLock()
 		c = s.comp
 		s.mu.RUnlock()
 	}
-	for i, e := range l.es {
-		it := listItem{k: e.key, push: l.push, pull: l.pull, n: e.n}
+	for i := range l.items {
+		it := &l.items[i]
+		it.push, it.pull = l.push, l.pull
 		if l.push {
-			it.data, it.c, it.err = s.distPrepareWith(e, l.ins(i), c)
+			if data, ok := s.hostInput(l.ins(i), it.n, c); ok {
+				it.data, it.c = data, c
+			} else {
+				it.data, it.c, it.err = s.distPrepareWith(l.es[i], l.ins(i), c)
+			}
 		}
 		direct := false
 		if l.pull {
-			it.out = e.pullBuf()
 			if outs := l.outs(i); len(outs) == 1 && !l.push {
 				if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
-					it.out, direct = cb.Float32s()[:e.n], true
+					it.out, direct = cb.Float32s()[:it.n], true
 				}
 			}
+			if !direct {
+				it.out = l.es[i].pullBuf()
+			}
 		}
-		l.items = append(l.items, it)
 		l.direct = append(l.direct, direct)
 	}
 	l.left = len(l.items)

@@ -2,6 +2,8 @@ package kvcore
 
 import (
 	"slices"
+
+	"github.com/webkv/webkv/kvcore/compute"
 	"sync"
 )
 
@@ -177,4 +179,19 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 	}
 	l.at = append(l.at, len(l.arrs))
 	l.es = append(l.es, e)
+	l.items = append(l.items, listItem{k: e.key, n: e.n})
+}
+
+// hostInput is distPrepareWith's common case without the entry: one
+// input in host memory of the store's backend, sent uncompressed, is sent
+// from where it is (the operation holds its variable until answered).
+func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32, bool) {
+	if len(ins) != 1 || c.Kind != compute.CompressNone || !compatible(ins[0].be, s.be) {
+		return nil, false
+	}
+	cb, ok := ins[0].buf.(*compute.CPUBuffer)
+	if !ok {
+		return nil, false
+	}
+	return cb.Float32s()[:n], true
 }

@@ -15,17 +15,12 @@ func (r *Runner) pushBig(o *Op) bool {
 	for i, v := range o.vars {
 		if !v.mu.TryLock() {
 			for j := i - 1; j >= 0; j-- {
-				u := o.vars[j]
-				u.queue[len(u.queue)-1] = nil
-				u.queue = u.queue[:len(u.queue)-1]
-				u.issued--
-				u.mu.Unlock()
+				o.vars[j].unjoin()
+				o.vars[j].mu.Unlock()
 			}
 			return false
 		}
-		v.queue = append(v.queue, o)
-		v.issued++
-		if len(v.queue) > 1 {
+		if v.join(o) {
 			waits++
 		}
 	}

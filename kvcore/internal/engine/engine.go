@@ -41,13 +41,16 @@ import (
 // Var is an engine variable: the FIFO of operations on one key or array.
 // Its zero value is ready to use.
 type Var struct {
+	// The FIFO is head, then rest (see fifo.go): the fields a push and a
+	// finish touch come first, in one cache line.
 	mu        sync.Mutex
-	queue     []*Op  // queue[0] runs or waits to run; the rest wait for it
+	head      *Op    // runs or waits to run; nil when the FIFO is empty
 	issued    uint64 // operations ever queued
 	completed uint64 // operations finished (in issue order)
+	err       error  // error of the last op that wrote this var (cleared by a later successful write)
 	waiters   int
+	rest      []*Op     // operations behind head, in order
 	done      sync.Cond // broadcast when completed grows and waiters > 0
-	err       error     // error of the last op that wrote this var (cleared by a later successful write)
 }
 
 // Wait waits until every operation queued on v before the call finished
@@ -101,7 +104,7 @@ func (v *Var) drain(ctx context.Context) error {
 func (v *Var) Idle() bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return len(v.queue) == 0
+	return v.head == nil
 }
 
 // ClearErr forgets the error of an earlier failed write (the caller has
@@ -278,16 +281,9 @@ func (o *Op) finish(err error, self *Runner) {
 	for i, v := range o.vars {
 		v.mu.Lock()
 		// o heads v's queue by construction.
-		copy(v.queue, v.queue[1:])
-		v.queue[len(v.queue)-1] = nil
-		v.queue = v.queue[:len(v.queue)-1]
-		v.completed++
+		next := v.leave()
 		if o.writes[i] {
 			v.err = err
-		}
-		var next *Op
-		if len(v.queue) > 0 {
-			next = v.queue[0]
 		}
 		if v.waiters > 0 {
 			v.done.Broadcast()
@@ -361,9 +357,7 @@ func (r *Runner) Push(o *Op) {
 	var waits int32
 	for _, v := range o.vars {
 		v.mu.Lock()
-		v.queue = append(v.queue, o)
-		v.issued++
-		if len(v.queue) > 1 {
+		if v.join(o) {
 			waits++
 		}
 	}
