@@ -49,8 +49,14 @@ type Var struct {
 	completed uint64 // operations finished (in issue order)
 	err       error  // error of the last op that wrote this var (cleared by a later successful write)
 	waiters   int
-	rest      []*Op     // operations behind head, in order
-	done      sync.Cond // broadcast when completed grows and waiters > 0
+	more      *varMore // made when an operation or a Wait first waits on the variable
+}
+
+// varMore is the part of a Var that only waiting needs (a Var stays one
+// cache line).
+type varMore struct {
+	rest []*Op     // operations behind head, in order
+	done sync.Cond // broadcast when completed grows and waiters > 0
 }
 
 // Wait waits until every operation queued on v before the call finished
@@ -84,10 +90,13 @@ func (v *Var) drain(ctx context.Context) error {
 	if v.completed >= target {
 		return nil
 	}
-	if v.done.L == nil {
-		v.done.L = &v.mu
+	if v.more == nil {
+		v.more = new(varMore)
 	}
-	stop := wakeOnDone(ctx, &v.done)
+	if v.more.done.L == nil {
+		v.more.done.L = &v.mu
+	}
+	stop := wakeOnDone(ctx, &v.more.done)
 	defer stop()
 	v.waiters++
 	defer func() { v.waiters-- }()
@@ -95,7 +104,7 @@ func (v *Var) drain(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v.done.Wait()
+		v.more.done.Wait()
 	}
 	return nil
 }
@@ -286,7 +295,7 @@ func (o *Op) finish(err error, self *Runner) {
 			v.err = err
 		}
 		if v.waiters > 0 {
-			v.done.Broadcast()
+			v.more.done.Broadcast()
 		}
 		v.mu.Unlock()
 		if next != nil && next.waitFor.Add(-1) == 0 {

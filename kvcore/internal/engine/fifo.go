@@ -1,7 +1,7 @@
 package engine
 
 // A variable's FIFO: its head in the Var itself, the operations behind
-// it in rest, which is touched only when operations wait on the
+// it in more.rest, which is touched only when operations wait on the
 // variable. A list call of a dist store joins and leaves the FIFOs of
 // thousands of variables, each a cache miss; the queue's own backing
 // array was a second one. The caller holds v.mu.
@@ -13,16 +13,20 @@ func (v *Var) join(o *Op) bool {
 		v.head = o
 		return false
 	}
-	v.rest = append(v.rest, o)
+	if v.more == nil {
+		v.more = new(varMore)
+	}
+	v.more.rest = append(v.more.rest, o)
 	return true
 }
 
 // unjoin takes back the last join (pushBig's undo).
 func (v *Var) unjoin() {
 	v.issued--
-	if n := len(v.rest); n > 0 {
-		v.rest[n-1] = nil
-		v.rest = v.rest[:n-1]
+	if v.more != nil && len(v.more.rest) > 0 {
+		m := v.more
+		m.rest[len(m.rest)-1] = nil
+		m.rest = m.rest[:len(m.rest)-1]
 		return
 	}
 	v.head = nil
@@ -35,10 +39,11 @@ func (v *Var) leave() *Op {
 		v.head = nil
 		return nil
 	}
-	next := v.rest[0]
-	copy(v.rest, v.rest[1:])
-	v.rest[len(v.rest)-1] = nil
-	v.rest = v.rest[:len(v.rest)-1]
+	m := v.more
+	next := m.rest[0]
+	copy(m.rest, m.rest[1:])
+	m.rest[len(m.rest)-1] = nil
+	m.rest = m.rest[:len(m.rest)-1]
 	v.head = next
 	return next
 }
