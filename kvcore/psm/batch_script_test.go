@@ -5,13 +5,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // batchFrame builds a request batch for the scripts:
 // entries=<seq>:<key>:<round>[:<v/v/...>];... (values for pushes).
-func batchFrame(cmd string, a map[string]string) []byte {
-	typ := map[string]wire.Type{"pushes": wire.TypePushes, "pulls": wire.TypePulls, "pushpulls": wire.TypePushPulls}[cmd]
+func batchFrame(a *scripttest.Line) []byte {
+	typ := map[string]wire.Type{"pushes": wire.TypePushes, "pulls": wire.TypePulls, "pushpulls": wire.TypePushPulls}[a.Cmd]
 	dt := wire.DTypeF32
 	if typ == wire.TypePulls {
 		dt = wire.DTypeNone
@@ -19,20 +20,20 @@ func batchFrame(cmd string, a map[string]string) []byte {
 	var b wire.BatchBuilder
 	b.Reset(typ, dt)
 	var data []byte
-	for _, ent := range strings.Split(a["entries"], ";") {
+	for _, ent := range strings.Split(a.Str("entries"), ";") {
 		f := strings.Split(ent, ":")
 		seq, _ := strconv.ParseUint(f[0], 10, 64)
 		key, _ := strconv.ParseInt(f[1], 10, 64)
 		round, _ := strconv.ParseUint(f[2], 10, 64)
 		h := wire.Header{Seq: seq, Key: uint64(key), Round: round}
 		if len(f) > 3 {
-			vals := floats(strings.ReplaceAll(f[3], "/", ","))
+			vals := a.ParseFloat32s(f[3], "/")
 			h.Count, h.Total = uint32(len(vals)), uint32(len(vals))
 			data = wire.AppendFloat32s(data, vals)
 		}
 		b.Add(&h)
 	}
-	head := b.Head(num(a, "ack"), len(data))
+	head := b.Head(a.Num("ack"), len(data))
 	return append(append([]byte(nil), head...), data...)
 }
 

@@ -1564,8 +1564,8 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 func (j *Job) openRound(now time.Duration, k *key) {
 	k.cur.open, k.cur.opened = true, now
 	if j.cfg.RoundDeadline > 0 {
-		// Only the deadline reads (and pops) the queue: without one it
-		// grew by a round per key and push, forever.
+		// Without a deadline nothing pops the queue: it would grow by a
+		// pointer per round for the job's life.
 		j.openQ = append(j.openQ, openEnt{k: k, at: now})
 		if cap(j.openQ) > cap(j.openBuf) {
 			j.openBuf = j.openQ[:0]

@@ -339,6 +339,29 @@ func TestQueuedPushesOpenNextRound(t *testing.T) {
 	}
 }
 
+// A job's queue of open rounds (which the round deadline reads) does not
+// grow with the number of rounds: without a deadline nothing is queued, with
+// one the closed rounds leave it.
+func TestOpenRoundsBounded(t *testing.T) {
+	for _, dl := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprint(dl), func(t *testing.T) {
+			h := newHarness(t, Config{RoundDeadline: dl})
+			h.hello(1, 1)
+			h.init(1, 1, []float32{0})
+			for r := range 1000 {
+				h.step(1, dataMsg(wire.TypePush, h.nextSeq(1), 1, uint64(r), []float32{1}))
+				if a := h.acks(); len(a) != 1 || a[0].Msg.Round != uint64(r) {
+					t.Fatalf("round %d acks: %+v", r, a)
+				}
+				h.keep(h.j.Tick(h.now))
+			}
+			if n := len(h.j.openQ); n > 1 {
+				t.Fatalf("deadline %v: %d open rounds queued after 1000 closed rounds", dl, n)
+			}
+		})
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{{Shards: 2, Shard: 2}, {QuorumFrac: 2}, {Heartbeat: time.Second, Timeout: time.Millisecond}, {QuorumMin: -1}} {
 		if _, err := New(c); err == nil {

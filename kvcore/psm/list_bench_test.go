@@ -67,19 +67,6 @@ func (w *listWorker) list(typ wire.Type, from, to int, round uint64) []byte {
 	return append(w.frame, d...)
 }
 
-// Without a round deadline nothing reads the queue of open rounds: it
-// stays empty however many rounds close (it grew by one entry per key
-// and round, for the life of the job).
-func TestOpenRoundsNotKeptWithoutDeadline(t *testing.T) {
-	w := newListWorker(t, Config{Job: "q"}, 50, 2)
-	for round := range uint64(20) {
-		w.step(w.list(wire.TypePushList, 0, 50, round))
-	}
-	if len(w.j.openQ) != 0 {
-		t.Fatalf("%d open rounds queued after 20 rounds of 50 keys", len(w.j.openQ))
-	}
-}
-
 // BenchmarkListManyKeys is the server's part of relay's BenchmarkManyKeys
 // without I/O: 100,000 keys of 16 floats, one dist_sync worker, every key
 // pushed (one round) then pulled in list requests of 4,096 keys, as the

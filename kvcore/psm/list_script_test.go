@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -12,16 +13,16 @@ import (
 // ack=<n> keys=<key>:<round>:<v/v/...>;... and pulllist <conn> seq=<n>
 // ack=<n> keys=<key>;... total=<elements>; [str] marks string-key ids and
 // total= overrides the element count.
-func listFrame(cmd string, a map[string]string) []byte {
+func listFrame(a *scripttest.Line) []byte {
 	typ := wire.TypePushList
-	if cmd == "pulllist" {
+	if a.Cmd == "pulllist" {
 		typ = wire.TypePullList
 	}
 	var b wire.ListBuilder
 	b.Reset(typ, 8)
 	var data []byte
 	total := 0
-	for _, ent := range strings.Split(a["keys"], ";") {
+	for _, ent := range strings.Split(a.Str("keys"), ";") {
 		f := strings.Split(ent, ":")
 		key, _ := strconv.ParseInt(f[0], 10, 64)
 		var round uint64
@@ -29,20 +30,20 @@ func listFrame(cmd string, a map[string]string) []byte {
 			round, _ = strconv.ParseUint(f[1], 10, 64)
 		}
 		if len(f) > 2 {
-			vals := floats(strings.ReplaceAll(f[2], "/", ","))
+			vals := a.ParseFloat32s(f[2], "/")
 			total += len(vals)
 			data = wire.AppendFloat32s(data, vals)
 		}
 		b.Add(uint64(key), round)
 	}
-	if has(a, "total") {
-		total = int(num(a, "total"))
+	if a.Has("total") {
+		total = a.Int("total")
 	}
 	var flags uint16
-	if has(a, "str") {
+	if a.Has("str") {
 		flags = wire.FlagStrKey
 	}
-	h := b.ListHeader(num(a, "seq"), num(a, "ack"), flags, total)
+	h := b.ListHeader(a.Num("seq"), a.Num("ack"), flags, total)
 	h.PLen = uint32(len(b.Table()) + len(data))
 	frame := wire.AppendHeader(nil, &h)
 	frame = append(frame, b.Table()...)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -12,9 +13,9 @@ import (
 // answer is a well-formed message (a push list's table decodes), the
 // budget is what the keys hold, and it all comes back at Close.
 func FuzzList(f *testing.F) {
-	f.Add(listFrame("pushlist", map[string]string{"seq": "3", "ack": "3", "keys": "1:0:1;2:0:1/2;3:0:1/2/3"}))
-	f.Add(listFrame("pulllist", map[string]string{"seq": "3", "ack": "3", "keys": "3;1", "total": "4"}))
-	f.Add(listFrame("pushlist", map[string]string{"seq": "4", "ack": "3", "keys": "2:0:1/2;2:1:1/2"}))
+	f.Add(listFrame(scripttest.Parse(f, "pushlist seq=3 ack=3 keys=1:0:1;2:0:1/2;3:0:1/2/3")))
+	f.Add(listFrame(scripttest.Parse(f, "pulllist seq=3 ack=3 keys=3;1 total=4")))
+	f.Add(listFrame(scripttest.Parse(f, "pushlist seq=4 ack=3 keys=2:0:1/2;2:1:1/2")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		budget := NewBudget(1 << 12)
 		j, err := New(Config{Job: "f", MaxKeys: 4, MaxBytes: 1 << 11, Budget: budget, Limits: &wire.Limits{MaxPayload: 1 << 16}})
@@ -52,7 +53,7 @@ func FuzzList(f *testing.F) {
 				check(j.Step(0, c, wire.Append(nil, m)))
 			}
 		}
-		check(j.Step(1, 2, listFrame("pushlist", map[string]string{"seq": "4", "ack": "4", "keys": "1:0:1;3:0:1/2/3"})))
+		check(j.Step(1, 2, listFrame(scripttest.Parse(t, "pushlist seq=4 ack=4 keys=1:0:1;3:0:1/2/3"))))
 		check(j.Step(1, 1, frame))
 		check(j.Step(2, 1, frame)) // again: a retry, or a second push
 		check(j.Tick(time.Hour))

@@ -1,25 +1,24 @@
 package psm
 
 import (
-	"flag"
 	"fmt"
-	"math"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
+	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // Data-driven tests, in the style of etcd-raft's: testdata/*.txt are
-// scripts of messages and ticks, each followed by "----" and the exact
-// output the Job must produce. Run with -update to rewrite the expected
+// scripts of messages and ticks, each block followed by "----" and the
+// exact output the Job must produce (kvcore/internal/scripttest runs them
+// on cockroachdb/datadriven). Run with -rewrite to rewrite the expected
 // outputs after reviewing a change.
 //
-// Commands (one per block; "at=<ms>" on any command sets the clock first):
+// Commands (one or more per block; "at=<ms>" on any command sets the clock
+// first):
 //
 //	config deadline=<ms> quorum=<n> frac=<f> min=<n> timeout=<ms> norescale shards=<n> shard=<i>
 //	       token=<t> wtoken=<name>:<t>,... maxworkers=<n> maxkeys=<n> maxelems=<n> maxbytes=<n>
@@ -58,16 +57,10 @@ import (
 // Resume keys come from a fixed stream (Config.Rand), and the script
 // remembers each worker's from its Welcome: rkey=@j/1 sends it.
 
-var update = flag.Bool("update", false, "rewrite testdata expected outputs")
-
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
-	}
+	scripttest.Run(t, "testdata/*.txt", func(t *testing.T) func(*scripttest.Line) string {
+		return newScriptEnv(t, nil).run
+	})
 }
 
 type scriptEnv struct {
@@ -81,6 +74,13 @@ type scriptEnv struct {
 	notes bool              // print Ready.Notes (config notes)
 }
 
+// newScriptEnv is the state of one script: a job made on first use, with
+// the config the script's config lines set.
+func newScriptEnv(t *testing.T, updaters updater.Loader) *scriptEnv {
+	return &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{}, keys: map[string]string{},
+		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Rand: &countingReader{}, Updaters: updaters}}
+}
+
 // countingReader is a fixed, non-repeating byte stream for resume keys.
 type countingReader struct{ n byte }
 
@@ -90,46 +90,6 @@ func (r *countingReader) Read(p []byte) (int, error) {
 		p[i] = r.n
 	}
 	return len(p), nil
-}
-
-func runScript(t *testing.T, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{}, keys: map[string]string{},
-		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Rand: &countingReader{}}}
-	var out strings.Builder
-	blocks := strings.Split(strings.TrimRight(string(raw), "\n")+"\n", "\n\n")
-	failed := false
-	for _, blk := range blocks {
-		blk = strings.Trim(blk, "\n")
-		if blk == "" {
-			continue
-		}
-		cmd, want, _ := strings.Cut(blk, "\n----")
-		want = strings.Trim(want, "\n")
-		var got string
-		for _, line := range strings.Split(cmd, "\n") {
-			if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-				continue
-			}
-			got += env.run(line)
-		}
-		got = strings.TrimRight(got, "\n")
-		if got != want && !*update {
-			t.Errorf("%s:\n%s\n---- got:\n%s\n---- want:\n%s", path, cmd, got, want)
-			failed = true
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		out.WriteString("\n")
-	}
-	if *update && !failed {
-		os.WriteFile(path, []byte(out.String()), 0o644)
-	}
 }
 
 func (e *scriptEnv) job() *Job {
@@ -152,96 +112,56 @@ func (e *scriptEnv) conn(name string) ConnID {
 	return c
 }
 
-func parseArgs(fields []string) map[string]string {
-	m := map[string]string{}
-	for _, f := range fields {
-		k, v, _ := strings.Cut(f, "=")
-		m[k] = v
+func (e *scriptEnv) run(l *scripttest.Line) string {
+	if l.Has("at") {
+		e.now = time.Duration(l.Num("at")) * time.Millisecond
 	}
-	return m
-}
-
-func num(m map[string]string, k string) uint64 {
-	v, ok := m[k]
-	if !ok {
-		return 0
-	}
-	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return uint64(i)
-	}
-	panic("bad number " + k + "=" + v)
-}
-
-func floats(s string) []float32 {
-	if s == "" {
-		return nil
-	}
-	var r []float32
-	for _, x := range strings.Split(s, ",") {
-		f, err := strconv.ParseFloat(x, 32)
-		if err != nil {
-			panic("bad float " + x)
-		}
-		r = append(r, float32(f))
-	}
-	return r
-}
-
-func (e *scriptEnv) run(line string) string {
-	fs := strings.Fields(line)
-	args := parseArgs(fs[1:])
-	if at, ok := args["at"]; ok {
-		ms, _ := strconv.Atoi(at)
-		e.now = time.Duration(ms) * time.Millisecond
-	}
+	ms := func(k string) time.Duration { return time.Duration(l.Num(k)) * time.Millisecond }
 	var rd Ready
-	switch fs[0] {
+	switch l.Cmd {
 	case "config":
 		c := &e.cfg
-		if v, ok := args["deadline"]; ok {
-			ms, _ := strconv.Atoi(v)
-			c.RoundDeadline = time.Duration(ms) * time.Millisecond
+		if l.Has("deadline") {
+			c.RoundDeadline = ms("deadline")
 		}
-		if v, ok := args["timeout"]; ok {
-			ms, _ := strconv.Atoi(v)
-			c.Timeout = time.Duration(ms) * time.Millisecond
+		if l.Has("timeout") {
+			c.Timeout = ms("timeout")
 		}
-		c.QuorumMin = int(num(args, "quorum"))
-		if v, ok := args["frac"]; ok {
-			c.QuorumFrac, _ = strconv.ParseFloat(v, 64)
+		c.QuorumMin = l.Int("quorum")
+		if l.Has("frac") {
+			c.QuorumFrac = l.Float("frac")
 		}
-		c.MinWorkers = int(num(args, "min"))
-		_, c.NoRescale = args["norescale"]
-		e.notes = has(args, "notes")
-		if _, ok := args["shards"]; ok {
-			c.Shards, c.Shard = int(num(args, "shards")), int(num(args, "shard"))
+		c.MinWorkers = l.Int("min")
+		c.NoRescale = l.Has("norescale")
+		e.notes = l.Has("notes")
+		if l.Has("shards") {
+			c.Shards, c.Shard = l.Int("shards"), l.Int("shard")
 		}
-		c.Token = args["token"]
-		if v, ok := args["wtoken"]; ok {
+		c.Token = l.Str("token")
+		if l.Has("wtoken") {
 			c.WorkerTokens = map[string]string{}
-			for _, p := range strings.Split(v, ",") {
+			for _, p := range strings.Split(l.Str("wtoken"), ",") {
 				name, tok, _ := strings.Cut(p, ":")
 				c.WorkerTokens[name] = tok
 			}
 		}
-		ms := func(k string) time.Duration { return time.Duration(num(args, k)) * time.Millisecond }
-		c.MaxWorkers, c.MaxKeys, c.MaxElems = int(num(args, "maxworkers")), int(num(args, "maxkeys")), int(num(args, "maxelems"))
-		c.MaxBytes, c.MaxReplyBytes, c.MaxKeyName = int64(num(args, "maxbytes")), int(num(args, "maxreply")), int(num(args, "keyname"))
-		c.IdleExpiry, c.Window, c.WindowBytes = ms("expiry"), int(num(args, "window")), int64(num(args, "windowbytes"))
-		if _, ok := args["maxstring"]; ok {
-			c.Limits = &wire.Limits{MaxString: int(num(args, "maxstring"))}
+		c.MaxWorkers, c.MaxKeys, c.MaxElems = l.Int("maxworkers"), l.Int("maxkeys"), l.Int("maxelems")
+		c.MaxBytes, c.MaxReplyBytes, c.MaxKeyName = int64(l.Num("maxbytes")), l.Int("maxreply"), l.Int("keyname")
+		c.IdleExpiry, c.Window, c.WindowBytes = ms("expiry"), l.Int("window"), int64(l.Num("windowbytes"))
+		if l.Has("maxstring") {
+			c.Limits = &wire.Limits{MaxString: l.Int("maxstring")}
 		}
 		return ""
 	case "cache":
-		w := e.job().workers[fs[1]]
+		w := e.job().workers[l.Word(0)]
 		if w == nil {
-			return "no worker " + fs[1] + "\n"
+			return "no worker " + l.Word(0) + "\n"
 		}
-		return fmt.Sprintf("cache %s: %d answers, %d bytes, seqs %v\n", fs[1], len(w.done), w.doneBytes, sortedSeqs(w.done))
+		return fmt.Sprintf("cache %s: %d answers, %d bytes, seqs %v\n", l.Word(0), len(w.done), w.doneBytes, sortedSeqs(w.done))
 	case "empty":
 		return fmt.Sprintf("empty %v\n", e.job().Empty())
 	case "budget":
-		e.cfg.Budget = NewBudget(int64(num(map[string]string{"n": fs[1]}, "n")))
+		e.cfg.Budget = NewBudget(int64(l.WordNum(0)))
 		return ""
 	case "usage":
 		s := fmt.Sprintf("job %d of %d bytes", e.job().BudgetUsed(), e.j.cfg.MaxBytes)
@@ -250,15 +170,15 @@ func (e *scriptEnv) run(line string) string {
 		}
 		return s + "\n"
 	case "connect":
-		e.job().Connect(e.conn(fs[1]), args["token"])
+		e.job().Connect(e.conn(l.Word(0)), l.Str("token"))
 		return ""
 	case "heard":
-		e.job().Heard(e.now, e.conn(fs[1]))
+		e.job().Heard(e.now, e.conn(l.Word(0)))
 		return ""
 	case "tick":
 		rd = e.job().Tick(e.now)
 	case "disconnect":
-		rd = e.job().Disconnect(e.now, e.conn(fs[1]))
+		rd = e.job().Disconnect(e.now, e.conn(l.Word(0)))
 	case "restore":
 		// A relay restart: the job's snapshot restored into a new Job
 		// (its connections are gone).
@@ -272,89 +192,76 @@ func (e *scriptEnv) run(line string) string {
 		}
 		return fmt.Sprintf("restored: run %d, %d workers, %d keys\n", e.j.Run(), len(e.j.workers), len(e.j.keys))
 	default:
-		c := e.conn(fs[1])
-		rd = e.job().Step(e.now, c, e.frame(fs[0], args))
+		c := e.conn(l.Word(0))
+		rd = e.job().Step(e.now, c, e.frame(l))
 	}
 	checkBudget(e.t, e.j)
 	return e.format(rd)
 }
 
-func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
-	h := wire.Header{Seq: num(a, "seq"), Key: num(a, "key"), Round: num(a, "round"), Ack: num(a, "ack")}
-	if name, ok := a["name"]; ok {
+func (e *scriptEnv) frame(a *scripttest.Line) []byte {
+	h := wire.Header{Seq: a.Num("seq"), Key: a.Num("key"), Round: a.Num("round"), Ack: a.Num("ack")}
+	if name, ok := a.Get("name"); ok {
 		h.Key = wire.StrKeyID(name)
 		h.Flags |= wire.FlagStrKey
 	}
-	vals := floats(a["vals"])
+	vals := a.Float32s("vals")
 	data := func() {
 		h.DType, h.Count, h.Total = wire.DTypeF32, uint32(len(vals)), uint32(len(vals))
-		if _, ok := a["total"]; ok {
-			h.Offset, h.Total = uint32(num(a, "off")), uint32(num(a, "total"))
+		if a.Has("total") {
+			h.Offset, h.Total = uint32(a.Num("off")), uint32(a.Num("total"))
 		}
 	}
 	var meta []byte
-	switch cmd {
+	switch a.Cmd {
 	case "hello":
 		mode := wire.ModeSync
-		if a["mode"] == "async" {
+		if a.Str("mode") == "async" {
 			mode = wire.ModeAsync
 		}
-		key := a["rkey"]
+		key := a.Str("rkey")
 		if id, ok := strings.CutPrefix(key, "@"); ok {
 			key = e.keys[id]
 		}
-		return wire.AppendHello(nil, &wire.Hello{Job: "j", Role: "worker", Token: a["token"], WorkerID: a["id"], Mode: mode,
-			Want: uint32(num(a, "want")), Attempt: uint32(num(a, "attempt")), ResumeKey: key, Resume: has(a, "resume")})
+		return wire.AppendHello(nil, &wire.Hello{Job: "j", Role: "worker", Token: a.Str("token"), WorkerID: a.Str("id"), Mode: mode,
+			Want: uint32(a.Num("want")), Attempt: uint32(a.Num("attempt")), ResumeKey: key, Resume: a.Has("resume")})
 	case "init":
 		h.Type = wire.TypeInit
 		data()
-		if _, ok := a["novalue"]; ok {
+		if a.Has("novalue") {
 			h.Flags |= wire.FlagNoValue
-			h.DType, h.Count = wire.DTypeNone, uint32(num(a, "count"))
-			if _, ok := a["total"]; !ok {
+			h.DType, h.Count = wire.DTypeNone, uint32(a.Num("count"))
+			if !a.Has("total") {
 				h.Total = h.Count
 			}
 		}
 		shape := []int64{int64(h.Total)}
-		if s, ok := a["shape"]; ok {
-			shape = nil
-			for _, d := range strings.Split(s, ",") {
-				v, _ := strconv.Atoi(d)
-				shape = append(shape, int64(v))
-			}
+		if a.Has("shape") {
+			shape = a.Ints("shape")
 		}
-		meta = wire.AppendInitMeta(nil, &wire.InitMeta{Name: a["name"], Shape: shape})
+		meta = wire.AppendInitMeta(nil, &wire.InitMeta{Name: a.Str("name"), Shape: shape})
 	case "push", "pushpull":
 		h.Type = wire.TypePush
-		if cmd == "pushpull" {
+		if a.Cmd == "pushpull" {
 			h.Type = wire.TypePushPull
 		}
 		data()
-		if dt, ok := a["dtype"]; ok {
+		if dt, ok := a.Get("dtype"); ok {
 			h.DType = map[string]wire.DType{"2bit": wire.DType2Bit, "1bit": wire.DType1Bit}[dt]
-			h.Count = uint32(num(a, "count"))
+			h.Count = uint32(a.Num("count"))
 			h.Total = h.Count
-			vals = nil
-			for _, w := range strings.Split(a["words"], ",") {
-				u, _ := strconv.ParseUint(w, 16, 32)
-				vals = append(vals, math.Float32frombits(uint32(u)))
-			}
+			vals = a.Bits("words")
 		}
 	case "pull":
 		h.Type = wire.TypePull
 	case "rowpush", "rowpull":
 		// rows=<r,...> [vals=...] [count=<n>] off=<n> total=<n> (rows.go)
 		h.Type, h.DType, h.Count = wire.TypeRowPush, wire.DTypeF32, uint32(len(vals))
-		if cmd == "rowpull" {
-			h.Type, h.DType, h.Count = wire.TypeRowPull, wire.DTypeNone, uint32(num(a, "count"))
+		if a.Cmd == "rowpull" {
+			h.Type, h.DType, h.Count = wire.TypeRowPull, wire.DTypeNone, uint32(a.Num("count"))
 		}
-		h.Offset, h.Total = uint32(num(a, "off")), uint32(num(a, "total"))
-		if a["rows"] != "" {
-			for _, r := range strings.Split(a["rows"], ",") {
-				v, _ := strconv.ParseUint(r, 10, 32)
-				meta = wire.AppendRowIDs(meta, []uint32{uint32(v)})
-			}
-		}
+		h.Offset, h.Total = uint32(a.Num("off")), uint32(a.Num("total"))
+		meta = wire.AppendRowIDs(meta, a.Uint32s("rows"))
 	case "barrier":
 		h.Type = wire.TypeBarrier
 	case "leave":
@@ -362,20 +269,18 @@ func (e *scriptEnv) frame(cmd string, a map[string]string) []byte {
 	case "save":
 		h.Type = wire.TypeSaveStates
 	case "cmd":
-		h.Type, h.Key = wire.TypeCommand, num(a, "head")
-		meta = []byte(a["body"])
+		h.Type, h.Key = wire.TypeCommand, a.Num("head")
+		meta = []byte(a.Str("body"))
 	case "ping":
 		h.Type = wire.TypePing
 	case "pushes", "pulls", "pushpulls":
-		return batchFrame(cmd, a)
+		return batchFrame(a)
 	case "pushlist", "pulllist":
-		return listFrame(cmd, a)
+		return listFrame(a)
 	case "raw":
-		var b []byte
-		fmt.Sscanf(a["hex"], "%x", &b)
-		return b
+		return a.Hex("hex")
 	default:
-		e.t.Fatalf("unknown command %q", cmd)
+		e.t.Fatalf("%s: unknown command %q", a.Pos, a.Cmd)
 	}
 	m := wire.Msg{Header: h, Payload: wire.AppendFloat32s(meta, vals)}
 	return wire.Append(nil, &m)
@@ -437,12 +342,7 @@ func (e *scriptEnv) format(rd Ready) string {
 			}
 		}
 		if h.DType == wire.DTypeF32 {
-			v := wire.Float32View(m.Msg.Data(), nil)
-			s := make([]string, len(v))
-			for i, x := range v {
-				s[i] = strconv.FormatFloat(float64(x), 'g', -1, 32)
-			}
-			fmt.Fprintf(&b, " vals=%s", strings.Join(s, ","))
+			fmt.Fprintf(&b, " vals=%s", scripttest.FormatFloat32s(wire.Float32View(m.Msg.Data(), nil)))
 		}
 		if h.Type == wire.TypeAck && h.Flags&wire.FlagList != 0 && len(m.Msg.Payload) > 0 && h.DType == wire.DTypeNone {
 			formatListAnswer(&b, &m.Msg)
@@ -485,9 +385,4 @@ func (e *scriptEnv) format(rd Ready) string {
 		}
 	}
 	return b.String()
-}
-
-func has(a map[string]string, k string) bool {
-	_, ok := a[k]
-	return ok
 }

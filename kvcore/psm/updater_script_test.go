@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/updater"
 	"github.com/webkv/webkv/kvcore/wire"
 )
@@ -35,13 +34,19 @@ import (
 //	refuse   refuses every update (status 1)
 //	refused  is refused by the loader's policy (updater.ErrRefused)
 func TestUpdaterScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/updater/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata/updater")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runUpdaterScript(t, f) })
-	}
+	scripttest.Run(t, "testdata/updater/*.txt", func(t *testing.T) func(*scripttest.Line) string {
+		l := &scriptLoader{}
+		env := &updEnv{scriptEnv: newScriptEnv(t, l), loader: l}
+		t.Cleanup(func() {
+			if env.j != nil {
+				env.j.Close()
+			}
+			if l.live != 0 {
+				t.Errorf("%d module instances not closed", l.live)
+			}
+		})
+		return env.run
+	})
 }
 
 type updEnv struct {
@@ -50,74 +55,22 @@ type updEnv struct {
 	saved  []byte // payload of the last SaveStates answer
 }
 
-func runUpdaterScript(t *testing.T, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+func (e *updEnv) run(l *scripttest.Line) string {
+	if l.Has("at") {
+		e.now = time.Duration(l.Num("at")) * time.Millisecond
 	}
-	l := &scriptLoader{}
-	env := &updEnv{scriptEnv: &scriptEnv{t: t, conns: map[string]ConnID{}, names: map[ConnID]string{}, keys: map[string]string{},
-		cfg: Config{Job: "j", Heartbeat: 100 * time.Millisecond, Timeout: time.Second, Rand: &countingReader{}, Updaters: l}}, loader: l}
-	t.Cleanup(func() {
-		if env.j != nil {
-			env.j.Close()
-		}
-		if l.live != 0 {
-			t.Errorf("%d module instances not closed", l.live)
-		}
-	})
-	var out strings.Builder
-	blocks := strings.Split(strings.TrimRight(string(raw), "\n")+"\n", "\n\n")
-	failed := false
-	for _, blk := range blocks {
-		blk = strings.Trim(blk, "\n")
-		if blk == "" {
-			continue
-		}
-		cmd, want, _ := strings.Cut(blk, "\n----")
-		want = strings.Trim(want, "\n")
-		var got string
-		for _, line := range strings.Split(cmd, "\n") {
-			if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-				continue
-			}
-			got += env.runLine(line)
-		}
-		got = strings.TrimRight(got, "\n")
-		if got != want && !*update {
-			t.Errorf("%s:\n%s\n---- got:\n%s\n---- want:\n%s", path, cmd, got, want)
-			failed = true
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		out.WriteString("\n")
-	}
-	if *update && !failed {
-		os.WriteFile(path, []byte(out.String()), 0o644)
-	}
-}
-
-func (e *updEnv) runLine(line string) string {
-	fs := strings.Fields(line)
-	args := parseArgs(fs[1:])
-	if at, ok := args["at"]; ok {
-		ms, _ := strconv.Atoi(at)
-		e.now = time.Duration(ms) * time.Millisecond
-	}
-	switch fs[0] {
+	switch l.Cmd {
 	case "upd":
-		m := updater.Module{Code: append([]byte("\x00asm\x01\x00\x00\x00"), args["rule"]...), Config: []byte(args["config"])}
+		m := updater.Module{Code: append([]byte("\x00asm\x01\x00\x00\x00"), l.Str("rule")...), Config: []byte(l.Str("config"))}
 		body, err := m.AppendBinary(nil)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		h := wire.Header{Type: wire.TypeCommand, Seq: num(args, "seq"), Key: updater.CommandHead}
-		return e.step(fs[1], wire.Append(nil, &wire.Msg{Header: h, Payload: body}))
+		h := wire.Header{Type: wire.TypeCommand, Seq: l.Num("seq"), Key: updater.CommandHead}
+		return e.step(l.Word(0), wire.Append(nil, &wire.Msg{Header: h, Payload: body}))
 	case "loadsaved":
-		h := wire.Header{Type: wire.TypeLoadStates, Seq: num(args, "seq")}
-		return e.step(fs[1], wire.Append(nil, &wire.Msg{Header: h, Payload: e.saved}))
+		h := wire.Header{Type: wire.TypeLoadStates, Seq: l.Num("seq")}
+		return e.step(l.Word(0), wire.Append(nil, &wire.Msg{Header: h, Payload: e.saved}))
 	case "restart":
 		snap, err := e.job().AppendSnapshot(nil)
 		if err != nil {
@@ -135,15 +88,15 @@ func (e *updEnv) runLine(line string) string {
 		e.cfg.Updaters = nil
 		return ""
 	case "policy":
-		e.loader.refuseAll = fs[1] == "refuse"
+		e.loader.refuseAll = l.Word(0) == "refuse"
 		return ""
 	case "loads":
 		s := strings.Join(e.loader.log, "\n")
 		e.loader.log = nil
 		return s
 	}
-	out := e.scriptEnv.run(line)
-	if fs[0] == "config" {
+	out := e.scriptEnv.run(l)
+	if l.Cmd == "config" {
 		return out
 	}
 	return e.capture(out, e.j.rd)

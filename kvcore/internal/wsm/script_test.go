@@ -2,25 +2,24 @@ package wsm
 
 import (
 	"encoding/binary"
-	"flag"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
 // Data-driven tests in the style of etcd-raft's (and kvcore/psm's):
 // testdata/*.txt are scripts of inputs, each block followed by "----" and
-// the exact output the Machine must produce. Run with -update to rewrite
-// the expected outputs after reviewing a change.
+// the exact output the Machine must produce (kvcore/internal/scripttest
+// runs them on cockroachdb/datadriven). Run with -rewrite to rewrite the
+// expected outputs after reviewing a change.
 //
 // Commands (one or more per block):
 //
@@ -52,16 +51,12 @@ import (
 // [err=...] [vals=...]" per finished operation; "event ..." per event;
 // "joined" / "join error: ..." when joining ends.
 
-var update = flag.Bool("update", false, "rewrite testdata expected outputs")
-
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
-	}
+	scripttest.Run(t, "testdata/*.txt", func(t *testing.T) func(*scripttest.Line) string {
+		env := &scriptEnv{t: t, outs: map[string][]float32{}, keys: map[string]*Key{},
+			cfg: Config{Shards: 1, Mode: wire.ModeSync, Join: transport.Join{Job: "j"}}}
+		return env.run
+	})
 }
 
 type scriptEnv struct {
@@ -70,90 +65,6 @@ type scriptEnv struct {
 	m    *Machine
 	outs map[string][]float32
 	keys map[string]*Key
-}
-
-func runScript(t *testing.T, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &scriptEnv{t: t, outs: map[string][]float32{}, keys: map[string]*Key{},
-		cfg: Config{Shards: 1, Mode: wire.ModeSync, Join: transport.Join{Job: "j"}}}
-	var out strings.Builder
-	blocks := strings.Split(strings.TrimRight(string(raw), "\n")+"\n", "\n\n")
-	failed := false
-	for _, blk := range blocks {
-		blk = strings.Trim(blk, "\n")
-		if blk == "" {
-			continue
-		}
-		cmd, want, _ := strings.Cut(blk, "\n----")
-		want = strings.Trim(want, "\n")
-		var got string
-		for _, line := range strings.Split(cmd, "\n") {
-			if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-				continue
-			}
-			got += env.run(line)
-		}
-		got = strings.TrimRight(got, "\n")
-		if got != want && !*update {
-			t.Errorf("%s:\n%s\n---- got:\n%s\n---- want:\n%s", path, cmd, got, want)
-			failed = true
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		out.WriteString("\n")
-	}
-	if *update && !failed {
-		os.WriteFile(path, []byte(out.String()), 0o644)
-	}
-}
-
-func args(fields []string) map[string]string {
-	m := map[string]string{}
-	for _, f := range fields {
-		k, v, _ := strings.Cut(f, "=")
-		m[k] = v
-	}
-	return m
-}
-
-func num(a map[string]string, k string) uint64 {
-	v, ok := a[k]
-	if !ok {
-		return 0
-	}
-	i, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		panic("bad number " + k + "=" + v)
-	}
-	return uint64(i)
-}
-
-func floats(s, sep string) []float32 {
-	if s == "" {
-		return nil
-	}
-	var r []float32
-	for _, x := range strings.Split(s, sep) {
-		f, err := strconv.ParseFloat(x, 32)
-		if err != nil {
-			panic("bad float " + x)
-		}
-		r = append(r, float32(f))
-	}
-	return r
-}
-
-func fmtFloats(v []float32) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = strconv.FormatFloat(float64(x), 'g', -1, 32)
-	}
-	return strings.Join(s, ",")
 }
 
 func (e *scriptEnv) machine() *Machine {
@@ -167,39 +78,35 @@ func (e *scriptEnv) machine() *Machine {
 	return e.m
 }
 
-func (e *scriptEnv) run(line string) string {
-	fs := strings.Fields(line)
-	a := args(fs[1:])
+func (e *scriptEnv) run(l *scripttest.Line) string {
 	var b strings.Builder
 	callErr := func(err error) {
 		if err != nil {
 			fmt.Fprintf(&b, "call error: %v\n", err)
 		}
 	}
-	switch fs[0] {
+	tok := l.Word(0)
+	switch l.Cmd {
 	case "config":
 		c := &e.cfg
-		if v, ok := a["shards"]; ok {
-			c.Shards, _ = strconv.Atoi(v)
+		if l.Has("shards") {
+			c.Shards = l.Int("shards")
 		}
-		if a["mode"] == "async" {
+		if l.Str("mode") == "async" {
 			c.Mode = wire.ModeAsync
 		}
-		c.Join.Workers = int(num(a, "workers"))
-		c.Join.BigArrayBound = int(num(a, "bound"))
-		if v, ok := a["window"]; ok {
-			f := strings.Split(v, ",")
-			c.Window.Requests, _ = strconv.Atoi(f[0])
-			c.Window.Bytes, _ = strconv.Atoi(f[1])
+		c.Join.Workers = l.Int("workers")
+		c.Join.BigArrayBound = l.Int("bound")
+		if l.Has("window") {
+			f := l.Ints("window")
+			c.Window.Requests, c.Window.Bytes = int(f[0]), int(f[1])
 			if len(f) > 2 {
-				c.Window.Messages, _ = strconv.Atoi(f[2])
+				c.Window.Messages = int(f[2])
 			}
 		}
-		if v, ok := a["batch"]; ok {
-			f := strings.Split(v, ",")
-			c.BatchEntry, _ = strconv.Atoi(f[0])
-			c.BatchBytes, _ = strconv.Atoi(f[1])
-			c.BatchEntries, _ = strconv.Atoi(f[2])
+		if l.Has("batch") {
+			f := l.Ints("batch")
+			c.BatchEntry, c.BatchBytes, c.BatchEntries = int(f[0]), int(f[1]), int(f[2])
 		}
 		return ""
 	case "start":
@@ -207,9 +114,8 @@ func (e *scriptEnv) run(line string) string {
 	case "send":
 		m := e.machine()
 		shards := []int{}
-		if len(fs) > 1 {
-			s, _ := strconv.Atoi(fs[1])
-			shards = append(shards, s)
+		if len(l.Args) > 0 {
+			shards = append(shards, int(l.WordNum(0)))
 		} else {
 			for i := range m.Shards() {
 				shards = append(shards, i)
@@ -226,113 +132,93 @@ func (e *scriptEnv) run(line string) string {
 			}
 		}
 	case "send1":
-		s, _ := strconv.Atoi(fs[1])
-		if out, ok := e.machine().Next(s); ok {
+		if out, ok := e.machine().Next(int(l.WordNum(0))); ok {
 			b.WriteString(e.formatOut(out))
 		}
 	case "written":
-		s, _ := strconv.Atoi(fs[1])
-		e.machine().Written(s)
+		e.machine().Written(int(l.WordNum(0)))
 	case "recv":
-		s, _ := strconv.Atoi(fs[1])
+		s := int(l.WordNum(0))
 		m := e.machine()
-		m.Recv(s, m.Epoch(s), e.frame(fs[2], fs[3:]))
+		m.Recv(s, m.Epoch(s), e.frame(l))
 	case "reconnect":
-		s, _ := strconv.Atoi(fs[1])
-		ep, _ := strconv.Atoi(fs[2])
-		e.machine().Reconnected(s, transport.Epoch(ep))
+		e.machine().Reconnected(int(l.WordNum(0)), transport.Epoch(l.WordNum(1)))
 	case "lost":
-		s, _ := strconv.Atoi(fs[1])
-		e.machine().Lost(s, fmt.Errorf("gave up"))
+		e.machine().Lost(int(l.WordNum(0)), fmt.Errorf("gave up"))
 	case "tick":
-		ms, _ := strconv.Atoi(fs[1])
-		e.machine().Tick(time.Duration(ms) * time.Millisecond)
+		e.machine().Tick(time.Duration(l.WordNum(0)) * time.Millisecond)
 	case "init":
-		vals := floats(a["vals"], ",")
+		vals := l.Float32s("vals")
 		shape := []int64{int64(len(vals))}
-		if s, ok := a["shape"]; ok {
-			shape = nil
-			for _, d := range strings.Split(s, ",") {
-				v, _ := strconv.Atoi(d)
-				shape = append(shape, int64(v))
-			}
+		if l.Has("shape") {
+			shape = l.Ints("shape")
 		}
-		spec := KeySpec{ID: num(a, "key"), Shape: shape, N: len(vals)}
-		if name, ok := a["name"]; ok {
+		spec := KeySpec{ID: l.Num("key"), Shape: shape, N: len(vals)}
+		if name, ok := l.Get("name"); ok {
 			spec.ID, spec.Str, spec.Name = wire.StrKeyID(name), true, name
 		}
-		k, err := e.machine().InitKey(fs[1], spec, vals)
+		k, err := e.machine().InitKey(tok, spec, vals)
 		callErr(err)
 		if k != nil {
-			e.keys[keyName(a)] = k
+			e.keys[keyName(l)] = k
 		}
 	case "push", "pushpull":
-		k := e.keys[keyName(a)]
-		dt, data := wire.DTypeF32, floats(a["vals"], ",")
+		k := e.keys[keyName(l)]
+		dt, data := wire.DTypeF32, l.Float32s("vals")
 		n := len(data)
-		if d, ok := a["dtype"]; ok {
+		if d, ok := l.Get("dtype"); ok {
 			dt = map[string]wire.DType{"2bit": wire.DType2Bit, "1bit": wire.DType1Bit}[d]
-			n = int(num(a, "n"))
-			data = nil
-			for _, w := range strings.Split(a["words"], ",") {
-				u, _ := strconv.ParseUint(w, 16, 32)
-				data = append(data, math.Float32frombits(uint32(u)))
-			}
+			n = l.Int("n")
+			data = l.Bits("words")
 		}
-		if fs[0] == "push" {
-			callErr(e.machine().Push(fs[1], k, dt, data, n))
+		if l.Cmd == "push" {
+			callErr(e.machine().Push(tok, k, dt, data, n))
 		} else {
 			out := make([]float32, k.N())
-			e.outs[fs[1]] = out
-			callErr(e.machine().PushPull(fs[1], k, dt, data, n, out))
+			e.outs[tok] = out
+			callErr(e.machine().PushPull(tok, k, dt, data, n, out))
 		}
 	case "pull":
-		k := e.keys[keyName(a)]
+		k := e.keys[keyName(l)]
 		out := make([]float32, k.N())
-		e.outs[fs[1]] = out
-		callErr(e.machine().Pull(fs[1], k, out))
+		e.outs[tok] = out
+		callErr(e.machine().Pull(tok, k, out))
 	case "rowpush", "rowpull":
 		// rows=<r,...> width=<w> [vals=<v,...>] (rows.go)
-		k := e.keys[keyName(a)]
-		var rows []uint32
-		if a["rows"] != "" {
-			for _, r := range strings.Split(a["rows"], ",") {
-				v, _ := strconv.ParseUint(r, 10, 32)
-				rows = append(rows, uint32(v))
-			}
-		}
-		width := int(num(a, "width"))
-		if fs[0] == "rowpush" {
-			callErr(e.machine().RowPush(fs[1], k, rows, width, floats(a["vals"], ",")))
+		k := e.keys[keyName(l)]
+		rows := l.Uint32s("rows")
+		width := l.Int("width")
+		if l.Cmd == "rowpush" {
+			callErr(e.machine().RowPush(tok, k, rows, width, l.Float32s("vals")))
 		} else {
 			out := make([]float32, len(rows)*width)
-			e.outs[fs[1]] = out
-			callErr(e.machine().RowPull(fs[1], k, rows, width, out))
+			e.outs[tok] = out
+			callErr(e.machine().RowPull(tok, k, rows, width, out))
 		}
 	case "barrier":
-		callErr(e.machine().Barrier(fs[1]))
+		callErr(e.machine().Barrier(tok))
 	case "save":
-		callErr(e.machine().SaveStates(fs[1]))
+		callErr(e.machine().SaveStates(tok))
 	case "leave":
-		callErr(e.machine().Leave(fs[1]))
+		callErr(e.machine().Leave(tok))
 	case "cmd":
-		callErr(e.machine().Command(fs[1], int(num(a, "head")), []byte(a["body"])))
+		callErr(e.machine().Command(tok, l.Int("head"), []byte(l.Str("body"))))
 	case "cancel":
-		e.machine().Cancel(fs[1])
+		e.machine().Cancel(tok)
 	case "close":
 		e.machine().Close()
 	default:
-		e.t.Fatalf("unknown command %q", fs[0])
+		e.t.Fatalf("%s: unknown command %q", l.Pos, l.Cmd)
 	}
 	b.WriteString(e.ready())
 	return b.String()
 }
 
-func keyName(a map[string]string) string {
-	if n, ok := a["name"]; ok {
+func keyName(l *scripttest.Line) string {
+	if n, ok := l.Get("name"); ok {
 		return "s:" + n
 	}
-	return "i:" + a["key"]
+	return "i:" + l.Str("key")
 }
 
 // ready prints and clears what the Machine reported.
@@ -357,7 +243,7 @@ func (e *scriptEnv) ready() string {
 			fmt.Fprintf(&b, " err=%v", d.Err)
 		}
 		if out, ok := e.outs[d.Tok.(string)]; ok && d.Err == nil {
-			fmt.Fprintf(&b, " vals=%s", fmtFloats(out))
+			fmt.Fprintf(&b, " vals=%s", scripttest.FormatFloat32s(out))
 		}
 		if d.Workers != 0 {
 			fmt.Fprintf(&b, " workers=%d", d.Workers)
@@ -480,7 +366,7 @@ func formatReq(m *wire.Msg, withAck bool) string {
 	}
 	switch m.DType {
 	case wire.DTypeF32:
-		s += " vals=" + fmtFloats(wire.Float32View(m.Data(), nil))
+		s += " vals=" + scripttest.FormatFloat32s(wire.Float32View(m.Data(), nil))
 	case wire.DType2Bit, wire.DType1Bit:
 		w := wire.Float32View(m.Data(), nil)
 		hex := make([]string, len(w))
@@ -492,79 +378,73 @@ func formatReq(m *wire.Msg, withAck bool) string {
 	return s
 }
 
-// frame builds a server message for recv.
-func (e *scriptEnv) frame(kind string, fs []string) []byte {
-	if kind == "answers" {
+// frame builds a server message for "recv <shard> <kind> ...".
+func (e *scriptEnv) frame(l *scripttest.Line) []byte {
+	kind := l.Word(1)
+	switch kind {
+	case "answers":
 		var b wire.AnswersBuilder
-		for _, ent := range strings.Split(strings.Join(fs, " "), ";") {
-			f := strings.Fields(ent)
-			m := e.reply(f[0], args(f[1:]), "/")
+		for _, ent := range strings.Split(strings.Join(l.Words(2), " "), ";") {
+			m := e.reply(l.Sub(ent), "/")
 			b.Add(&m)
 		}
 		m, _ := b.Append(nil)
 		return wire.Append(nil, &m)
-	}
-	a := args(fs)
-	switch kind {
 	case "welcome":
-		w := &wire.Welcome{WorkerID: a["id"], Rank: uint32(num(a, "rank")), ResumeKey: a["key"],
-			NumWorkers: uint32(num(a, "workers")), Heartbeat: uint32(num(a, "hb")), Timeout: 10000, Mode: e.cfg.Mode}
-		if v, ok := a["window"]; ok {
-			r, b, _ := strings.Cut(v, ",")
-			n, _ := strconv.Atoi(r)
-			by, _ := strconv.Atoi(b)
-			w.Window, w.WindowBytes = uint32(n), uint64(by)
+		w := &wire.Welcome{WorkerID: l.Str("id"), Rank: uint32(l.Num("rank")), ResumeKey: l.Str("key"),
+			NumWorkers: uint32(l.Num("workers")), Heartbeat: uint32(l.Num("hb")), Timeout: 10000, Mode: e.cfg.Mode}
+		if l.Has("window") {
+			f := l.Ints("window")
+			w.Window, w.WindowBytes = uint32(f[0]), uint64(f[1])
 		}
 		return wire.AppendWelcome(nil, w)
 	case "members":
 		var ranks []int
-		for _, r := range strings.Split(a["ranks"], ",") {
-			v, _ := strconv.Atoi(r)
-			ranks = append(ranks, v)
+		for _, r := range l.Ints("ranks") {
+			ranks = append(ranks, int(r))
 		}
 		sort.Ints(ranks)
 		return wire.AppendMembers(nil, ranks)
 	case "pong":
 		return wire.AppendHeader(nil, &wire.Header{Type: wire.TypePong})
 	case "raw":
-		var b []byte
-		fmt.Sscanf(a["hex"], "%x", &b)
-		return b
+		return l.Hex("hex")
 	}
-	m := e.reply(kind, a, ",")
+	m := e.reply(l.Sub(strings.Join(l.Words(1), " ")), ",")
 	return wire.Append(nil, &m)
 }
 
-func (e *scriptEnv) reply(kind string, a map[string]string, sep string) wire.Msg {
-	h := wire.Header{Seq: num(a, "seq"), Round: num(a, "round"), Count: uint32(num(a, "count")), Key: num(a, "key")}
+// reply builds an ack or an error, "ack|error seq=<n> ...", its values
+// separated by sep.
+func (e *scriptEnv) reply(a *scripttest.Line, sep string) wire.Msg {
+	h := wire.Header{Seq: a.Num("seq"), Round: a.Num("round"), Count: uint32(a.Num("count")), Key: a.Num("key")}
 	var payload []byte
-	switch kind {
+	switch a.Cmd {
 	case "ack":
 		h.Type = wire.TypeAck
-		if _, ok := a["late"]; ok {
+		if a.Has("late") {
 			h.Flags |= wire.FlagLate
 		}
-		if _, ok := a["rescaled"]; ok {
+		if a.Has("rescaled") {
 			h.Flags |= wire.FlagRescaled
 		}
-		if v, ok := a["vals"]; ok {
-			vals := floats(v, sep)
+		if v, ok := a.Get("vals"); ok {
+			vals := a.ParseFloat32s(v, sep)
 			h.DType, h.Count = wire.DTypeF32, uint32(len(vals))
-			h.Offset, h.Total = uint32(num(a, "off")), uint32(len(vals))+uint32(num(a, "off"))
-			if t, ok := a["total"]; ok {
-				n, _ := strconv.Atoi(t)
-				h.Total = uint32(n)
+			h.Offset, h.Total = uint32(a.Num("off")), uint32(len(vals))+uint32(a.Num("off"))
+			if a.Has("total") {
+				h.Total = uint32(a.Num("total"))
 			}
 			payload = wire.AppendFloat32s(nil, vals)
 		}
-		if _, ok := a["states"]; ok {
+		if a.Has("states") {
 			payload = wire.AppendStates(nil, &wire.States{NumUpdate: 3})
 		}
 	case "error":
-		h.Type, h.Code = wire.TypeError, codeNamed(e.t, a["code"])
-		payload = []byte(a["text"])
+		h.Type, h.Code = wire.TypeError, codeNamed(e.t, a.Str("code"))
+		payload = []byte(a.Str("text"))
 	default:
-		e.t.Fatalf("unknown message %q", kind)
+		e.t.Fatalf("%s: unknown message %q", a.Pos, a.Cmd)
 	}
 	h.PLen = uint32(len(payload))
 	return wire.Msg{Header: h, Payload: payload}
