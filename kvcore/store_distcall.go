@@ -39,22 +39,26 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 	clear(bits)
 	repeat := false
 	var l *distList
+	fail := func(err error) error {
+		if l != nil {
+			c.lists = append(c.lists, l) // back to the pool with the others
+		}
+		c.entries = entries
+		return err
+	}
 	for i, k := range keys {
 		e, err := s.lookup(op, k)
 		if err != nil {
-			c.entries = entries
-			return err
+			return fail(err)
 		}
 		if values != nil && !fits(e, values[i]) {
 			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
-				c.entries = entries
-				return err
+				return fail(err)
 			}
 		}
 		if outs != nil && !fits(e, outs[i]) {
 			if err := checkArrays(op, k, e, outs[i], "output"); err != nil {
-				c.entries = entries
-				return err
+				return fail(err)
 			}
 		}
 		entries = append(entries, e)
