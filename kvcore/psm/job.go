@@ -310,30 +310,72 @@ type heldInit struct {
 }
 
 type key struct {
-	id      uint64
-	str     bool
+	// The fields a list request reads for every key come first, so that
+	// they share the struct's first cache lines (issue 12, many small
+	// keys); the cold ones follow.
+	id     uint64
+	str    bool
+	dirty  bool
+	off    int
+	n      int // elements of this part
+	total  int
+	rounds uint64 // completed rounds (or applied async pushes)
+	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
+	stored compute.Buffer
+	free   []compute.Buffer // arrival buffers for reuse
+	cur    round
+	queued []arrival // pushes for later rounds
+	merge  compute.Buffer
+	slot   optstate.Slot // optimizer states (shared code with the store)
+	// Inline backing of free, cur.exp and cur.arrived for the common case
+	// of a single worker (see inline): no separate allocation to reach.
+	free1 [1]compute.Buffer
+	exp1  [1]expected
+	arr1  [1]arrival
+
 	name    string
 	oname   string // optName of an int key, once made
 	shape   []int64
-	off     int
-	n       int // elements of this part
-	total   int
-	stored  compute.Buffer
 	host    []float32 // host copy of stored (valid unless dirty)
-	dirty   bool
 	inited  map[string]bool
-	rounds  uint64 // completed rounds (or applied async pushes)
-	cur     round
-	queued  []arrival // pushes for later rounds
-	merge   compute.Buffer
-	deq     []float32        // host scratch for dequantizing
-	wordTmp []float32        // host scratch where data cannot be viewed in place
-	free    []compute.Buffer // arrival buffers for reuse
-	slot    optstate.Slot    // optimizer states (shared code with the store)
-	ver     uint64           // version of stored (Envelope.Ver), from Job.verSeq
-	resv    int64            // bytes reserved from the budget (keyBytes)
-	rs      *keyRows         // row-sparse scratch (rows.go)
-	run     uint64           // the run that created or resumed it (runs.go)
+	deq     []float32 // host scratch for dequantizing
+	wordTmp []float32 // host scratch where data cannot be viewed in place
+	resv    int64     // bytes reserved from the budget (keyBytes)
+	rs      *keyRows  // row-sparse scratch (rows.go)
+	run     uint64    // the run that created or resumed it (runs.go)
+}
+
+// inline points k's empty free list, expected workers and arrivals at
+// the key's own one-element arrays; they move to the heap if they grow.
+func (k *key) inline() {
+	k.free, k.cur.exp, k.cur.arrived = k.free1[:0], k.exp1[:0], k.arr1[:0]
+}
+
+// keyChunk is how many keys newKey allocates at once.
+const keyChunk = 256
+
+// newKey returns a zeroed key with inline backings (see inline). Keys
+// come from chunks allocated together, so that the keys created in a
+// row (0, 1, 2, ... as workers init them) lie next to each other in
+// memory and a list of them reads memory in order. A key is never
+// deleted from a live Job, so a chunk lives as long as the Job; a key
+// whose creation failed goes back with dropKey.
+func (j *Job) newKey() *key {
+	if j.keyNext == len(j.keyBuf) {
+		j.keyBuf, j.keyNext = make([]key, keyChunk), 0
+	}
+	k := &j.keyBuf[j.keyNext]
+	j.keyNext++
+	k.inline()
+	return k
+}
+
+// dropKey gives back k, the latest newKey, which was not used.
+func (j *Job) dropKey(k *key) {
+	if j.keyNext > 0 && k == &j.keyBuf[j.keyNext-1] {
+		*k = key{}
+		j.keyNext--
+	}
 }
 
 // openEnt is a round that opened at at; stale once it closed.
@@ -405,6 +447,8 @@ type Job struct {
 	restored  bool      // restored from a snapshot, no Hello since (runs.go)
 	rowUnion  []uint32  // a lazy update's rows, reused (rows.go)
 	ls        listState // list.go
+	keyBuf    []key     // the chunk newKey takes keys from
+	keyNext   int       // keyBuf's first unused key
 }
 
 // New returns an empty Job.
@@ -442,7 +486,7 @@ func (j *Job) Close() {
 	for _, k := range j.keys {
 		j.freeKey(k)
 	}
-	j.keys, j.byID = nil, nil
+	j.keys, j.byID, j.keyBuf = nil, nil, nil
 	for _, hs := range j.heldInits {
 		for _, h := range hs {
 			j.release(h.resv)
@@ -1341,7 +1385,8 @@ func (j *Job) createFromHeld(id uint64) {
 // init waiting for the key.
 func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
-	k := &key{id: id, str: str, name: h.name, shape: h.shape, off: int(h.off), n: n, total: int(h.total), inited: map[string]bool{}, run: j.run}
+	k := j.newKey()
+	k.id, k.str, k.name, k.shape, k.off, k.n, k.total, k.inited, k.run = id, str, h.name, h.shape, int(h.off), n, int(h.total), map[string]bool{}, j.run
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]
@@ -1357,6 +1402,7 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 			}
 		}
 		delete(j.heldInits, id)
+		j.dropKey(k)
 	}
 	need := keyBytes(n, j.opt, numStates(j.opt, k))
 	if !j.reserve(need, false) {

@@ -297,6 +297,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	nk := d.count(20)
 	for range nk {
 		k := &key{id: d.u64(), str: d.u8() == 1, name: d.str(), inited: map[string]bool{}}
+		k.inline()
 		nd := d.count(1)
 		if d.err == nil && nd > 64 { // rank 0: a scalar
 			d.fail("key %d: rank %d", k.id, nd)
