@@ -16,8 +16,8 @@ import (
 func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 	srcs := j.srcs[:0]
 	one := -1
-	for i, a := range arr {
-		if a.buf != nil {
+	for i := range arr {
+		if a := &arr[i]; a.buf != nil {
 			srcs = append(srcs, a.buf)
 			one = i
 		}

@@ -442,13 +442,14 @@ type Job struct {
 	agg       Aggregate // aggregate.go
 	aggBuf    []float32 // the order statistics' host scratch
 	aggFactor []float32
-	aggResv   int64     // aggBuf's bytes, reserved from the budgets
-	run       uint64    // the current run (runs.go)
-	restored  bool      // restored from a snapshot, no Hello since (runs.go)
-	rowUnion  []uint32  // a lazy update's rows, reused (rows.go)
-	ls        listState // list.go
-	keyBuf    []key     // the chunk newKey takes keys from
-	keyNext   int       // keyBuf's first unused key
+	aggResv   int64                // aggBuf's bytes, reserved from the budgets
+	run       uint64               // the current run (runs.go)
+	restored  bool                 // restored from a snapshot, no Hello since (runs.go)
+	rowUnion  []uint32             // a lazy update's rows, reused (rows.go)
+	ls        listState            // list.go
+	fw        compute.FiniteWriter // be, if it is one (writeArrival)
+	keyBuf    []key                // the chunk newKey takes keys from
+	keyNext   int                  // keyBuf's first unused key
 }
 
 // New returns an empty Job.
@@ -461,6 +462,7 @@ func New(cfg Config) (*Job, error) {
 		barrier: map[*worker]uint64{}}
 	j.want = cfg.MinWorkers
 	j.agg = cfg.Aggregate
+	j.fw, _ = j.be.(compute.FiniteWriter)
 	j.indexTokens()
 	return j, nil
 }
@@ -1668,7 +1670,8 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf comput
 // backend that is a compute.FiniteWriter checks while it writes (one read
 // of the push); others are checked first.
 func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, err error) {
-	fw, fused := j.be.(compute.FiniteWriter)
+	fw := j.fw
+	fused := fw != nil
 	if !fused {
 		if bad = kernels.FirstNonFinite(data); bad >= 0 {
 			return nil, bad, nil
@@ -1743,14 +1746,15 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		j.stats.Updates++
 		j.rd.Persist = true
 	}
-	for _, a := range arr {
+	for i := range arr {
+		a := &arr[i]
 		if a.buf == nil {
-			j.settle(&a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+			j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
 			continue
 		}
 		k.free = append(k.free, a.buf)
 		if err != nil {
-			j.settle(&a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
+			j.settle(a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
 			continue
 		}
 		if a.lr != nil {

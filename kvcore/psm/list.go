@@ -74,6 +74,11 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 	total := 0
 	for i, id := range keys {
 		k := j.key(id)
+		if k != nil && k.str == str && k.off == 0 && k.n == k.total {
+			total += k.n
+			ks = append(ks, k)
+			continue
+		}
 		if k == nil {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s was not initialized (call Init first)", m.Type, i, idLabel(id, str)))
 			return nil
@@ -86,8 +91,6 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v entry %d: key %s is split over shards (this one holds [%d, +%d) of %d): send it on its own", m.Type, i, k.label(), k.off, k.n, k.total))
 			return nil
 		}
-		total += k.n
-		ks = append(ks, k)
 	}
 	j.ls.ks = ks
 	if total != int(m.Total) {
