@@ -312,27 +312,28 @@ type heldInit struct {
 type key struct {
 	// The fields a list request reads for every key come first, so that
 	// they share the struct's first cache lines (issue 12, many small
-	// keys); the cold ones follow.
-	id     uint64
-	str    bool
-	dirty  bool
+	// keys): a list's keys are found by id, so id is not among them.
+	rounds uint64 // completed rounds (or applied async pushes)
+	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
 	off    int
 	n      int // elements of this part
 	total  int
-	rounds uint64 // completed rounds (or applied async pushes)
-	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
 	stored compute.Buffer
+	str    bool
+	dirty  bool
 	free   []compute.Buffer // arrival buffers for reuse
-	cur    round
+	free1  [1]compute.Buffer
 	queued []arrival // pushes for later rounds
-	merge  compute.Buffer
-	slot   optstate.Slot // optimizer states (shared code with the store)
-	// Inline backing of free, cur.exp and cur.arrived for the common case
-	// of a single worker (see inline): no separate allocation to reach.
-	free1 [1]compute.Buffer
-	exp1  [1]expected
-	arr1  [1]arrival
+	cur    round
+	// Inline backing of free (free1 above), cur.exp and cur.arrived for
+	// the common case of a single worker (see inline): no separate
+	// allocation to reach.
+	exp1 [1]expected
+	arr1 [1]arrival
 
+	id      uint64
+	merge   compute.Buffer
+	slot    optstate.Slot // optimizer states (shared code with the store)
 	name    string
 	oname   string // optName of an int key, once made
 	shape   []int64
@@ -1682,7 +1683,10 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	if buf, err = j.bufferOf(k); err != nil {
 		return nil, -1, err
 	}
-	words := wire.Float32View(data, k.wordTmp)
+	// No scratch: a push's data is 4-byte aligned in practice (a view, no
+	// copy), and reading the key's scratch field would cost one more cache
+	// line per key; unaligned data are decoded into a new slice.
+	words := wire.Float32View(data, nil)
 	if cb, ok := buf.(*compute.CPUBuffer); ok && j.cpu && len(words) <= smallWrite {
 		// The CPU backend's own write of a small array, without its
 		// checks and calls (the same kernel: the same bits).
