@@ -352,7 +352,9 @@ func (k *key) inline() {
 	k.free, k.cur.exp, k.cur.arrived = k.free1[:0], k.exp1[:0], k.arr1[:0]
 }
 
-// keyChunk is how many keys newKey allocates at once.
+// keyChunk is the most keys newKey allocates at once: a chunk holds as
+// many keys as the job has (at least 8), so a small job does not carry
+// hundreds of unused keys.
 const keyChunk = 256
 
 // newKey returns a zeroed key with inline backings (see inline). Keys
@@ -363,7 +365,7 @@ const keyChunk = 256
 // whose creation failed goes back with dropKey.
 func (j *Job) newKey() *key {
 	if j.keyNext == len(j.keyBuf) {
-		j.keyBuf, j.keyNext = make([]key, keyChunk), 0
+		j.keyBuf, j.keyNext = make([]key, min(keyChunk, max(8, len(j.keys)))), 0
 	}
 	k := &j.keyBuf[j.keyNext]
 	j.keyNext++
