@@ -155,6 +155,12 @@ func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
 		n = min(distListChunk, n)
 		l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
 	}
+	if cap(l.items) < cap(l.es) {
+		// add appends an item per key: sized once, not regrown (an item is
+		// over 100 bytes; growing by doubling copied and allocated each
+		// list's items about twice).
+		l.items = make([]listItem, 0, cap(l.es))
+	}
 	l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, push, pull, prio, l
 	l.at = append(l.at[:0], 0)
 	return l
