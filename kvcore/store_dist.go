@@ -416,7 +416,7 @@ func (l *distList) groupDone(g *listGroup, err error) {
 	if err == nil && l.pull {
 		at := 0
 		for _, i := range g.idx {
-			n := l.es[i].n
+			n := l.items[i].n // not l.es[i].n: the entry is another object to fetch per key
 			src := g.vals[at : at+n]
 			at += n
 			if l.direct[i] {

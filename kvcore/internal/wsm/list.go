@@ -18,11 +18,12 @@ import (
 // small (at most Config.BatchEntry bytes). Big keys and split keys go on
 // their own.
 func (m *Machine) Listable(k *Key) bool {
-	return len(k.parts) == 1 && k.pst[0].busy == nil && len(k.pst[0].waiting) == 0 && 4*k.n <= m.cfg.BatchEntry
+	ps := &k.pst1[0] // k.pst[0] for a key of one part
+	return k.shard1 >= 0 && ps.busy == nil && len(ps.waiting) == 0 && 4*k.n <= m.cfg.BatchEntry
 }
 
 // ListShard is the shard a listable key lives on.
-func (k *Key) ListShard() int { return k.parts[0].Shard }
+func (k *Key) ListShard() int { return int(k.shard1) }
 
 // PushList sends this worker's values of keys in one request: data holds
 // their values back to back (float32, each key's N). Every key must be
@@ -69,8 +70,8 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 	var lb wire.ListBuilder
 	lb.Reset(typ, len(keys))
 	for _, k := range keys {
-		lb.Add(k.id, k.pst[0].next)
-		k.pst[0].busy = r
+		lb.Add(k.id, k.pst1[0].next)
+		k.pst1[0].busy = r
 	}
 	r.meta = lb.Table()
 	r.count, r.total = uint32(len(keys)), uint32(total)
@@ -89,7 +90,7 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 // listDone frees the key parts of list request r.
 func (m *Machine) listDone(r *req) {
 	for _, k := range r.lkeys {
-		m.freePart(k, 0, r)
+		m.freeState(&k.pst1[0], r) // k.pst[0]: a listed key has one part
 	}
 }
 
@@ -109,7 +110,7 @@ func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 			}
 			continue
 		}
-		ps := &k.pst[0]
+		ps := &k.pst1[0]
 		round := uint64(int64(ps.next) + x.Delta)
 		ps.next = round + 1
 		if m.cfg.Mode == wire.ModeSync && !m.cfg.NoRoundEvents {
