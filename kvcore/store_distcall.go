@@ -189,7 +189,22 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 	}
 	l.at = append(l.at, len(l.arrs))
 	l.es = append(l.es, e)
-	l.items = append(l.items, listItem{k: e.key, n: e.n})
+	it := listItem{k: e.key, n: e.n}
+	// While the key's arrays are at hand (their variables were just read
+	// from them), take what Run would fetch them again for: a host input
+	// (sent from where it is unless the store compresses, which Run
+	// checks) and a pull list's only output in host memory (the answer
+	// goes straight into it). An array's buffer stays until the array is
+	// released, which waits for the operations queued on it.
+	if len(ins) == 1 {
+		it.data, _ = l.s.hostInput(ins, e.n, compute.Compression{Kind: compute.CompressNone})
+	}
+	if len(outArrs) == 1 && values == nil {
+		if cb, ok := outArrs[0].buf.(*compute.CPUBuffer); ok {
+			it.out = cb.Float32s()[:e.n]
+		}
+	}
+	l.items = append(l.items, it)
 }
 
 // hostInput is distPrepareWith's common case without the entry: one
