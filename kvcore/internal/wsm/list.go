@@ -89,12 +89,18 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 
 // listDone frees the key parts of list request r.
 func (m *Machine) listDone(r *req) {
+	if r.lfreed {
+		return
+	}
 	for _, k := range r.lkeys {
 		m.freeState(&k.pst1[0], r) // k.pst[0]: a listed key has one part
 	}
 }
 
-// applyList takes the Ack of push list r: every key's round.
+// applyList takes the Ack of push list r: every key's round. It frees
+// each key's part as it goes (listDone's work, in the same pass over the
+// keys: complete follows at once): a later request waiting on a key
+// starts from the round set here, as it would after listDone.
 func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 	rs, text, err := wire.DecodeListAnswer(msg, len(r.lkeys), m.lrs[:0])
 	m.lrs = rs[:0]
@@ -104,19 +110,22 @@ func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 	var first error
 	for i, k := range r.lkeys {
 		x := rs[i]
+		ps := &k.pst1[0]
 		if x.Code != wire.CodeOK {
 			if first == nil {
 				first = &wire.Error{Code: x.Code, Msg: text}
 			}
+			m.freeState(ps, r)
 			continue
 		}
-		ps := &k.pst1[0]
 		round := uint64(int64(ps.next) + x.Delta)
 		ps.next = round + 1
 		if m.cfg.Mode == wire.ModeSync && !m.cfg.NoRoundEvents {
 			m.event(Event{Kind: EventRound, Shard: sh.idx, Key: k, Round: round,
 				Late: x.Flags&wire.FlagLate != 0, Rescaled: x.Flags&wire.FlagRescaled != 0})
 		}
+		m.freeState(ps, r)
 	}
+	r.lfreed = true
 	return first
 }

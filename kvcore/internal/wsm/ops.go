@@ -125,6 +125,7 @@ type req struct {
 	deferErr  error
 	copying   bool   // its answer's values are being copied (Ready.Copies)
 	lkeys     []*Key // a list request's keys (list.go)
+	lfreed    bool   // applyList already freed lkeys (listDone has nothing to do)
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {
