@@ -108,6 +108,41 @@ type fixture struct {
 	closers []Conn
 }
 
+// group holds a test's goroutines: wait, deferred, lets them end before
+// the test does (the fixture's cleanup closes the peer, and a Send still
+// returning then, its message already read, would fail with "closed"); if
+// the test did not reach passed, their context is cancelled first.
+type group struct {
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	ok     bool
+}
+
+func (f *fixture) group() *group {
+	g := &group{}
+	g.ctx, g.cancel = context.WithCancel(f.ctx)
+	return g
+}
+
+func (g *group) run(fn func(ctx context.Context)) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn(g.ctx)
+	}()
+}
+
+func (g *group) passed() { g.ok = true }
+
+func (g *group) wait() {
+	if !g.ok {
+		g.cancel()
+	}
+	g.wg.Wait()
+	g.cancel()
+}
+
 func newFixture(t *testing.T, h Harness) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	t.Cleanup(cancel)
@@ -259,17 +294,19 @@ func testOrder(f *fixture, h Harness) {
 	if testing.Short() {
 		k = 40
 	}
+	g := f.group()
+	defer g.wait()
 	up := sizes(r, k)
-	go func() {
+	g.run(func(ctx context.Context) {
 		for i, n := range up {
 			p := payload(i, n)
 			k := r.IntN(len(p) + 1) // any split into head and body
-			if err := f.tr.Send(f.ctx, 0, e, p[:k], p[k:]); err != nil {
+			if err := f.tr.Send(ctx, 0, e, p[:k], p[k:]); err != nil {
 				t.Errorf("Send %d: %v", i, err)
 				return
 			}
 		}
-	}()
+	})
 	for i, n := range up {
 		m, err := c.Recv(f.ctx)
 		if err != nil {
@@ -280,19 +317,20 @@ func testOrder(f *fixture, h Harness) {
 		}
 	}
 	down := sizes(r, k)
-	go func() {
+	g.run(func(ctx context.Context) {
 		for i, n := range down {
-			if err := c.Send(f.ctx, payload(i, n)); err != nil {
+			if err := c.Send(ctx, payload(i, n)); err != nil {
 				t.Errorf("peer: Send %d: %v", i, err)
 				return
 			}
 		}
-	}()
+	})
 	for i, n := range down {
 		if err := checkPayload(f.recv(e), i, n); err != nil {
 			t.Fatalf("server to client: %v", err)
 		}
 	}
+	g.passed()
 }
 
 func testHeadBody(f *fixture, h Harness) {
@@ -348,32 +386,35 @@ func testConcurrent(f *fixture, h Harness) {
 	}
 	f.send(e, payload(0, 100), nil)
 	c := f.accept()
-	go func() {
+	g := f.group()
+	defer g.wait()
+	g.run(func(ctx context.Context) {
 		for i := range k {
-			m, err := c.Recv(f.ctx)
+			m, err := c.Recv(ctx)
 			if err != nil {
 				t.Errorf("peer: Recv %d: %v", i, err)
 				return
 			}
-			if err := c.Send(f.ctx, m); err != nil {
+			if err := c.Send(ctx, m); err != nil {
 				t.Errorf("peer: Send %d: %v", i, err)
 				return
 			}
 		}
-	}()
-	go func() {
+	})
+	g.run(func(ctx context.Context) {
 		for i := 1; i < k; i++ {
-			if err := f.tr.Send(f.ctx, 0, e, payload(i, 100+i%300), nil); err != nil {
+			if err := f.tr.Send(ctx, 0, e, payload(i, 100+i%300), nil); err != nil {
 				t.Errorf("Send %d: %v", i, err)
 				return
 			}
 		}
-	}()
+	})
 	for i := range k {
 		if err := checkPayload(f.recv(e), i, 100+i%300); err != nil && i > 0 {
 			t.Fatalf("echo: %v", err)
 		}
 	}
+	g.passed()
 }
 
 // testPeerDrops: the peer drops the connection. A reconnecting transport
