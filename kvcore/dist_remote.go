@@ -562,6 +562,12 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	// cur[2*s] is shard s's open group of int keys, cur[2*s+1] its group
 	// of string keys (-1: none; a list is of one kind); full groups stay
 	// in groups, a new one opens after them.
+	push, pushLeft := len(items) > 0 && items[0].push, 0
+	if push {
+		for i := range items {
+			pushLeft += len(items[i].data)
+		}
+	}
 	groups := (*gs)[:0]
 	var curBuf [8]int
 	cur := curBuf[:0]
@@ -579,12 +585,21 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		}
 		g := &groups[len(groups)-1]
 		g.idx, g.keys, g.vals, g.elems = g.idx[:0], g.keys[:0], g.vals[:0], 0
+		if want := min(distListBytes/4, pushLeft+elems); push && cap(g.vals) < want {
+			// A push group's values fill up to distListBytes: sized once
+			// (bounded by what is left of the call: pushLeft counts the
+			// items after the one opening the group), not regrown.
+			g.vals = make([]float32, 0, want)
+		}
 		cur[shard] = len(groups) - 1
 		return g
 	}
 	r.mu.Lock()
 	for i := range items {
 		it := &items[i]
+		if push {
+			pushLeft -= len(it.data)
+		}
 		if it.err != nil {
 			fails = append(fails, fail{i, it.err})
 			continue

@@ -339,22 +339,24 @@ func TestDistCompressionMatchesDevice(t *testing.T) {
 	p := func(v float64) *float64 { return &v }
 	for _, c := range []compute.Compression{{Kind: compute.Compress2Bit, Threshold: 0.3}, {Kind: compute.Compress1Bit, Threshold: 0}} {
 		for _, shards := range []int{1, 2} {
-			t.Run(fmt.Sprintf("%v/%dshards", c.Kind, shards), func(t *testing.T) {
-				w := &workload{n: 4, sizes: []int{3, 50, 77}, steps: 6, seed: 3, comp: &c,
-					opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.5)}}
-				t.Logf("seed %d", w.seed)
-				want := w.runLocal(t)
-				var srvs []*inproc.Server
-				for i := range shards {
-					srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: shards}))
-				}
-				got := w.runDist(t, "dist_sync", func(int) transport.Transport {
-					return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 40})
-				}, nil)
-				for r := range got {
-					sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
-				}
-			})
+			for _, lists := range []bool{false, true} { // lists: a list call's keys are compressed too
+				t.Run(fmt.Sprintf("%v/%dshards/lists=%v", c.Kind, shards, lists), func(t *testing.T) {
+					w := &workload{n: 4, sizes: []int{3, 50, 77}, steps: 6, seed: 3, comp: &c, lists: lists,
+						opt: &optimizer.Spec{Name: "sgd", LearningRate: p(0.1), Momentum: p(0.5)}}
+					t.Logf("seed %d", w.seed)
+					want := w.runLocal(t)
+					var srvs []*inproc.Server
+					for i := range shards {
+						srvs = append(srvs, testServer(t, psm.Config{Shard: i, Shards: shards}))
+					}
+					got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+						return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n, BigArrayBound: 40})
+					}, nil)
+					for r := range got {
+						sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+					}
+				})
+			}
 		}
 	}
 }

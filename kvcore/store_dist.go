@@ -343,7 +343,9 @@ func (l *distList) Run() (bool, error) {
 		it := &l.items[i]
 		it.push, it.pull = l.push, l.pull
 		if l.push {
-			if data, ok := s.hostInput(l.ins(i), it.n, c); ok {
+			if it.data != nil && c.Kind == compute.CompressNone {
+				it.c = c // a host input, found by add
+			} else if data, ok := s.hostInput(l.ins(i), it.n, c); ok {
 				it.data, it.c = data, c
 			} else {
 				it.data, it.c, it.err = s.distPrepareWith(l.es[i], l.ins(i), c)
@@ -351,7 +353,9 @@ func (l *distList) Run() (bool, error) {
 		}
 		direct := false
 		if l.pull {
-			if outs := l.outs(i); len(outs) == 1 && !l.push {
+			if it.out != nil {
+				direct = true // a pull list's only output in host memory, found by add
+			} else if outs := l.outs(i); len(outs) == 1 && !l.push {
 				if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
 					it.out, direct = cb.Float32s()[:it.n], true
 				}
@@ -416,7 +420,7 @@ func (l *distList) groupDone(g *listGroup, err error) {
 	if err == nil && l.pull {
 		at := 0
 		for _, i := range g.idx {
-			n := l.es[i].n
+			n := l.items[i].n // not l.es[i].n: the entry is another object to fetch per key
 			src := g.vals[at : at+n]
 			at += n
 			if l.direct[i] {

@@ -155,6 +155,12 @@ func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
 		n = min(distListChunk, n)
 		l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
 	}
+	if cap(l.items) < cap(l.es) {
+		// add appends an item per key: sized once, not regrown (an item is
+		// over 100 bytes; growing by doubling copied and allocated each
+		// list's items about twice).
+		l.items = make([]listItem, 0, cap(l.es))
+	}
 	l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, push, pull, prio, l
 	l.at = append(l.at[:0], 0)
 	return l
@@ -183,7 +189,22 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 	}
 	l.at = append(l.at, len(l.arrs))
 	l.es = append(l.es, e)
-	l.items = append(l.items, listItem{k: e.key, n: e.n})
+	it := listItem{k: e.key, n: e.n}
+	// While the key's arrays are at hand (their variables were just read
+	// from them), take what Run would fetch them again for: a host input
+	// (sent from where it is unless the store compresses, which Run
+	// checks) and a pull list's only output in host memory (the answer
+	// goes straight into it). An array's buffer stays until the array is
+	// released, which waits for the operations queued on it.
+	if len(ins) == 1 {
+		it.data, _ = l.s.hostInput(ins, e.n, compute.Compression{Kind: compute.CompressNone})
+	}
+	if len(outArrs) == 1 && values == nil {
+		if cb, ok := outArrs[0].buf.(*compute.CPUBuffer); ok {
+			it.out = cb.Float32s()[:e.n]
+		}
+	}
+	l.items = append(l.items, it)
 }
 
 // hostInput is distPrepareWith's common case without the entry: one

@@ -18,11 +18,12 @@ import (
 // small (at most Config.BatchEntry bytes). Big keys and split keys go on
 // their own.
 func (m *Machine) Listable(k *Key) bool {
-	return len(k.parts) == 1 && k.pst[0].busy == nil && len(k.pst[0].waiting) == 0 && 4*k.n <= m.cfg.BatchEntry
+	ps := &k.pst1[0] // k.pst[0] for a key of one part
+	return k.shard1 >= 0 && ps.busy == nil && len(ps.waiting) == 0 && 4*k.n <= m.cfg.BatchEntry
 }
 
 // ListShard is the shard a listable key lives on.
-func (k *Key) ListShard() int { return k.parts[0].Shard }
+func (k *Key) ListShard() int { return int(k.shard1) }
 
 // PushList sends this worker's values of keys in one request: data holds
 // their values back to back (float32, each key's N). Every key must be
@@ -69,8 +70,8 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 	var lb wire.ListBuilder
 	lb.Reset(typ, len(keys))
 	for _, k := range keys {
-		lb.Add(k.id, k.pst[0].next)
-		k.pst[0].busy = r
+		lb.Add(k.id, k.pst1[0].next)
+		k.pst1[0].busy = r
 	}
 	r.meta = lb.Table()
 	r.count, r.total = uint32(len(keys)), uint32(total)
@@ -88,12 +89,18 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 
 // listDone frees the key parts of list request r.
 func (m *Machine) listDone(r *req) {
+	if r.lfreed {
+		return
+	}
 	for _, k := range r.lkeys {
-		m.freePart(k, 0, r)
+		m.freeState(&k.pst1[0], r) // k.pst[0]: a listed key has one part
 	}
 }
 
-// applyList takes the Ack of push list r: every key's round.
+// applyList takes the Ack of push list r: every key's round. It frees
+// each key's part as it goes (listDone's work, in the same pass over the
+// keys: complete follows at once): a later request waiting on a key
+// starts from the round set here, as it would after listDone.
 func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 	rs, text, err := wire.DecodeListAnswer(msg, len(r.lkeys), m.lrs[:0])
 	m.lrs = rs[:0]
@@ -103,19 +110,22 @@ func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 	var first error
 	for i, k := range r.lkeys {
 		x := rs[i]
+		ps := &k.pst1[0]
 		if x.Code != wire.CodeOK {
 			if first == nil {
 				first = &wire.Error{Code: x.Code, Msg: text}
 			}
+			m.freeState(ps, r)
 			continue
 		}
-		ps := &k.pst[0]
 		round := uint64(int64(ps.next) + x.Delta)
 		ps.next = round + 1
 		if m.cfg.Mode == wire.ModeSync && !m.cfg.NoRoundEvents {
 			m.event(Event{Kind: EventRound, Shard: sh.idx, Key: k, Round: round,
 				Late: x.Flags&wire.FlagLate != 0, Rescaled: x.Flags&wire.FlagRescaled != 0})
 		}
+		m.freeState(ps, r)
 	}
+	r.lfreed = true
 	return first
 }

@@ -24,16 +24,24 @@ type keyRef struct {
 
 // Key is a key the Machine knows (InitKey).
 type Key struct {
-	id    uint64
-	str   bool
+	// What a list call reads and writes per key comes first, in the
+	// Key's first cache line (a list of 100,000 keys fetches each Key
+	// from memory; the Key is 192 bytes, a size class whose objects start
+	// on a cache line): a key of one part keeps its part's state in the
+	// Key (pst1) and its shard in shard1.
+	pst1   [1]partState // pst of a key of one part
+	id     uint64
+	n      int
+	shard1 int32 // the shard of a key of one part; -1: a split key
+	str    bool
+
 	name  string
-	n     int
 	meta  []byte // init metadata
 	parts []wire.Part
 	pst   []partState
-	pst1  [1]partState // pst of a key of one part: in the Key, one cache line less to fetch per key of a list
 	// Ref is the driver's (the Machine never looks at it).
 	Ref any
+	_   [24]byte // to 192 bytes (see above)
 }
 
 // ID, Str and Name identify k.
@@ -117,6 +125,7 @@ type req struct {
 	deferErr  error
 	copying   bool   // its answer's values are being copied (Ready.Copies)
 	lkeys     []*Key // a list request's keys (list.go)
+	lfreed    bool   // applyList already freed lkeys (listDone has nothing to do)
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {
@@ -198,9 +207,9 @@ func (m *Machine) InitKey(tok any, spec KeySpec, value []float32) (*Key, error) 
 			return nil, fmt.Errorf("wsm: init key %d: a part of %d values does not fit one wire message (4 GiB): use more shards: %w", spec.ID, p.Len, ErrArg)
 		}
 	}
-	k := &Key{id: spec.ID, str: spec.Str, name: spec.Name, n: spec.N, parts: parts}
+	k := &Key{id: spec.ID, str: spec.Str, name: spec.Name, n: spec.N, parts: parts, shard1: -1}
 	if len(parts) == 1 {
-		k.pst = k.pst1[:]
+		k.pst, k.shard1 = k.pst1[:], int32(parts[0].Shard)
 	} else {
 		k.pst = make([]partState, len(parts))
 	}
@@ -463,7 +472,11 @@ func (m *Machine) complete(r *req, err error) {
 // freePart ends r's hold on part i of k: the next request waiting on it
 // is released.
 func (m *Machine) freePart(k *Key, i int, r *req) {
-	ps := &k.pst[i]
+	m.freeState(&k.pst[i], r)
+}
+
+// freeState is freePart on the part's state ps.
+func (m *Machine) freeState(ps *partState, r *req) {
 	if ps.busy != r {
 		return
 	}
