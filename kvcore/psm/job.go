@@ -451,7 +451,6 @@ type Job struct {
 	rowUnion  []uint32             // a lazy update's rows, reused (rows.go)
 	ls        listState            // list.go
 	fw        compute.FiniteWriter // be, if it is one (writeArrival)
-	cpu       bool                 // be is a *compute.CPU (writeArrival)
 	keyBuf    []key                // the chunk newKey takes keys from
 	keyNext   int                  // keyBuf's first unused key
 }
@@ -467,7 +466,6 @@ func New(cfg Config) (*Job, error) {
 	j.want = cfg.MinWorkers
 	j.agg = cfg.Aggregate
 	j.fw, _ = j.be.(compute.FiniteWriter)
-	_, j.cpu = j.be.(*compute.CPU)
 	j.indexTokens()
 	return j, nil
 }
@@ -1689,11 +1687,7 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	// copy), and reading the key's scratch field would cost one more cache
 	// line per key; unaligned data are decoded into a new slice.
 	words := wire.Float32View(data, nil)
-	if cb, ok := buf.(*compute.CPUBuffer); ok && j.cpu && len(words) <= smallWrite {
-		// The CPU backend's own write of a small array, without its
-		// checks and calls (the same kernel: the same bits).
-		bad = kernels.CopyFinite(cb.Float32s(), words)
-	} else if fused {
+	if fused {
 		bad, err = fw.WriteFinite(buf, 0, words)
 	} else {
 		bad, err = -1, j.be.Write(buf, 0, words)
@@ -1704,11 +1698,6 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	}
 	return buf, -1, nil
 }
-
-// smallWrite is the most elements writeArrival copies into a CPU buffer
-// by itself: far below the size where the CPU backend splits a write
-// over cores.
-const smallWrite = 4096
 
 // bufferOf returns a free arrival buffer of k, or a new one.
 func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {

@@ -141,63 +141,17 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	j.stats.BytesIn += uint64(len(data))
 	lr := j.newList(w, m.Seq, len(ks))
 	rounds := j.ls.rounds
-	sole := j.soleAssign(w)
 	off := 0
 	for i, k := range ks {
 		d := data[4*off : 4*(off+k.n)]
 		off += k.n
 		lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
-		if sole && !k.cur.open && len(k.queued) == 0 && rounds[i] >= k.rounds && j.assignSole(lr, i, k, d) {
-			continue
-		}
 		j.pushListKey(now, lr, i, k, rounds[i], d)
 	}
 	clear(ks)
 	if lr.left > 0 {
 		j.hold(w, m.Seq)
 	}
-}
-
-// soleAssign reports whether a round of any key would expect w alone (the
-// only welcomed member) and close with its push by assigning the pushed
-// value: dist_sync, no optimizer or custom updater, a plain sum or mean.
-func (j *Job) soleAssign(w *worker) bool {
-	if j.mode != wire.ModeSync || j.opt != nil || j.cu != nil || j.agg.Kind > AggMean || j.agg.Clip > 0 {
-		return false
-	}
-	n := 0
-	for rank, x := range j.ranks {
-		if x != nil && x.welcomed && x.rank == rank {
-			if x != w {
-				return false
-			}
-			n++
-		}
-	}
-	return n == 1
-}
-
-// assignSole is what a push of d to key i of lr does when the key's round
-// is closed, nothing is queued and soleAssign holds: the round opens,
-// expects lr's worker alone, and closes at once with d as the key's value
-// (openRound, arrive, closeRound and combine's single-push assign in one
-// step, issue 12). It returns false, having changed nothing, when d is
-// refused or cannot be written: the caller takes the general path.
-func (j *Job) assignSole(lr *listReq, i int, k *key, d []byte) bool {
-	buf, x, err := j.writeArrival(k, d)
-	if x >= 0 || err != nil {
-		return false // buf went back to k.free
-	}
-	k.free = append(k.free, k.stored)
-	k.stored = buf
-	j.touch(k)
-	r := k.rounds
-	k.rounds++
-	j.stats.Rounds++
-	j.stats.Updates++
-	j.rd.Persist = true
-	j.listSettle(lr, i, r, 0, nil)
-	return true
 }
 
 // pushListKey handles key i of push list lr as a single push of data for
