@@ -2,9 +2,9 @@ package kvcore
 
 import (
 	"slices"
+	"sync"
 
 	"github.com/webkv/webkv/kvcore/compute"
-	"sync"
 )
 
 // A dist store's list call in one pass (queueDistCall): every key is
