@@ -1,6 +1,9 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // Lists carry many whole keys in ONE request, as ps-lite's KVPairs do: one
 // seq, one answer, one entry in the server's answer cache, and the values
@@ -140,17 +143,43 @@ func DecodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64,
 	}
 	k0, r0 := len(keys), len(rounds)
 	push := m.Type == TypePushList
-	d := dec{b: m.Payload, l: l, ctx: m.Type.String()}
-	for i := uint32(0); i < m.Count && d.err == nil; i++ {
-		keys = append(keys, d.uv("key"))
-		if push {
-			rounds = append(rounds, d.uv("round"))
-		}
+	// The table in one tight loop (a list is thousands of small keys):
+	// uvarints read in place; a malformed one is read again by dec, which
+	// names the failure.
+	n := int(m.Count)
+	keys = slices.Grow(keys, n)
+	if push {
+		rounds = slices.Grow(rounds, n)
 	}
-	if d.err != nil {
+	b, at := m.Payload, 0
+	for range n {
+		v, next := listUvarint(b, at)
+		if next <= at {
+			break
+		}
+		at = next
+		keys = append(keys, v)
+		if !push {
+			continue
+		}
+		if v, next = listUvarint(b, at); next <= at {
+			break
+		}
+		at = next
+		rounds = append(rounds, v)
+	}
+	if len(keys)-k0 < n || (push && len(rounds)-r0 < n) {
+		d := dec{b: b, l: l, ctx: m.Type.String()}
+		for i := 0; i < n && d.err == nil; i++ {
+			d.uv("key")
+			if push {
+				d.uv("round")
+			}
+		}
 		return keys[:k0], rounds[:r0], nil, d.err
 	}
-	table := len(m.Payload) - len(d.b)
+	d := dec{b: b[at:]}
+	table := at
 	p := pad4(table)
 	var want uint64
 	if push {
@@ -255,4 +284,26 @@ func DecodeListAnswer(m *Msg, n int, rs []ListResult) ([]ListResult, string, err
 		return rs[:r0], "", errf(CodeBadFrame, "answer to a push list: %d trailing bytes", len(b))
 	}
 	return rs, text, nil
+}
+
+// listUvarint is binary.Uvarint of b[at:], returning the value and the
+// index after it (<= at when malformed), with the cases of up to three
+// bytes unrolled (a list's key ids and rounds are mostly below 1<<21).
+func listUvarint(b []byte, at int) (uint64, int) {
+	if at+2 < len(b) {
+		c0, c1, c2 := b[at], b[at+1], b[at+2]
+		switch {
+		case c0 < 0x80:
+			return uint64(c0), at + 1
+		case c1 < 0x80:
+			return uint64(c0&0x7f) | uint64(c1)<<7, at + 2
+		case c2 < 0x80:
+			return uint64(c0&0x7f) | uint64(c1&0x7f)<<7 | uint64(c2)<<14, at + 3
+		}
+	}
+	if at >= len(b) {
+		return 0, at
+	}
+	v, w := binary.Uvarint(b[at:])
+	return v, at + w
 }

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -182,4 +184,35 @@ func FuzzList(f *testing.F) {
 			t.Fatalf("re-encoded list differs: %v", err)
 		}
 	})
+}
+
+// TestListUvarint checks DecodeList's unrolled varint reader against
+// binary.Uvarint on seeded random bytes (short, long, non-minimal,
+// overlong and truncated encodings, read at every position).
+func TestListUvarint(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	for trial := range 20000 {
+		b := make([]byte, r.IntN(14))
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+			if r.IntN(3) == 0 {
+				b[i] &= 0x7f // end a varint here
+			}
+		}
+		for at := 0; at <= len(b); at++ {
+			v, next := listUvarint(b, at)
+			want, w := binary.Uvarint(b[at:])
+			if w <= 0 {
+				if next > at {
+					t.Fatalf("trial %d: % x at %d: read %d up to %d, binary.Uvarint fails (%d)", trial, b, at, v, next, w)
+				}
+				continue
+			}
+			if v != want || next != at+w {
+				t.Fatalf("trial %d: % x at %d: %d up to %d, want %d up to %d", trial, b, at, v, next, want, at+w)
+			}
+		}
+	}
 }
