@@ -247,16 +247,18 @@ type worker struct {
 	doneBytes   int      // what done costs (see reply.cost)
 }
 
+// arrival is a push in a round. Its fields are ordered so that it packs
+// (88 bytes, not 104): a key holds one inline (key.arr1).
 type arrival struct {
 	w    *worker
-	seq  uint64
-	pull bool
 	buf  compute.Buffer
-	rows []uint32 // a row-sparse push's rows (rows.go)
+	lr   *listReq // the push list it is a key of (list.go), or nil
+	seq  uint64
+	li   int32 // its index in lr
+	pull bool
 	rsp  bool     // a row-sparse push
 	bad  string   // refused (NaN or Inf): the error it is answered with; buf is nil
-	lr   *listReq // the push list it is a key of (list.go), or nil
-	li   int32    // its index in lr
+	rows []uint32 // a row-sparse push's rows (rows.go)
 }
 
 type round struct {
@@ -275,6 +277,14 @@ type round struct {
 type expected struct {
 	w       *worker
 	arrived bool
+}
+
+// seen is 1 if the push arrived (for warm: a read of the entry).
+func (e *expected) seen() uint64 {
+	if e.arrived {
+		return 1
+	}
+	return 0
 }
 
 // expects reports whether the round expects a push from w that has not
@@ -309,10 +319,13 @@ type heldInit struct {
 	resv  int64     // bytes of data reserved from the budget
 }
 
+// key is a key part of the job. Its fields are split by how often a
+// round touches them (issue 12, many small keys): key holds what a list
+// request reads or writes for every key, in five cache lines (320 bytes,
+// TestKeyLayout), and keyCold the rest, in a separate chunk. A list of
+// 100,000 keys walks the keys in order; the denser they lie, the fewer
+// memory pages (and page-table walks) a round takes.
 type key struct {
-	// The fields a list request reads for every key come first, so that
-	// they share the struct's first cache lines (issue 12, many small
-	// keys): a list's keys are found by id, so id is not among them.
 	rounds uint64 // completed rounds (or applied async pushes)
 	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
 	off    int
@@ -331,6 +344,11 @@ type key struct {
 	exp1 [1]expected
 	arr1 [1]arrival
 
+	*keyCold
+}
+
+// keyCold is the part of a key that a plain round does not touch.
+type keyCold struct {
 	id      uint64
 	merge   compute.Buffer
 	slot    optstate.Slot // optimizer states (shared code with the store)
@@ -365,9 +383,11 @@ const keyChunk = 256
 // whose creation failed goes back with dropKey.
 func (j *Job) newKey() *key {
 	if j.keyNext == len(j.keyBuf) {
-		j.keyBuf, j.keyNext = make([]key, min(keyChunk, max(8, len(j.keys)))), 0
+		n := min(keyChunk, max(8, len(j.keys)))
+		j.keyBuf, j.coldBuf, j.keyNext = make([]key, n), make([]keyCold, n), 0
 	}
 	k := &j.keyBuf[j.keyNext]
+	k.keyCold = &j.coldBuf[j.keyNext]
 	j.keyNext++
 	k.inline()
 	return k
@@ -376,6 +396,7 @@ func (j *Job) newKey() *key {
 // dropKey gives back k, the latest newKey, which was not used.
 func (j *Job) dropKey(k *key) {
 	if j.keyNext > 0 && k == &j.keyBuf[j.keyNext-1] {
+		*k.keyCold = keyCold{}
 		*k = key{}
 		j.keyNext--
 	}
@@ -452,6 +473,7 @@ type Job struct {
 	ls        listState            // list.go
 	fw        compute.FiniteWriter // be, if it is one (writeArrival)
 	keyBuf    []key                // the chunk newKey takes keys from
+	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
 }
 
@@ -491,7 +513,7 @@ func (j *Job) Close() {
 	for _, k := range j.keys {
 		j.freeKey(k)
 	}
-	j.keys, j.byID, j.keyBuf = nil, nil, nil
+	j.keys, j.byID, j.keyBuf, j.coldBuf = nil, nil, nil, nil
 	for _, hs := range j.heldInits {
 		for _, h := range hs {
 			j.release(h.resv)
@@ -1581,12 +1603,12 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		return
 	}
-	j.arrive(now, w, m.Seq, k, a, buf)
+	j.arrive(now, w, m.Seq, k, &a, buf)
 }
 
 // arrive adds a dist_sync push (dense or row-sparse) to k's open round, or
 // queues it for the next round when w's push of this round is in.
-func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival, buf compute.Buffer) {
+func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arrival, buf compute.Buffer) {
 	if a.lr == nil {
 		j.hold(w, seq) // a list is held once (list.go)
 	}
@@ -1595,7 +1617,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 	}
 	if k.cur.expects(w) {
 		k.cur.arrive(w)
-		k.cur.arrived = append(k.cur.arrived, a)
+		k.cur.arrived = append(k.cur.arrived, *a)
 		j.maybeClose(now, k)
 		return
 	}
@@ -1605,11 +1627,11 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a arrival
 			// again, so it never has two pushes ahead of the round; one
 			// that does is misbehaving (and would pin memory).
 			k.free = append(k.free, buf)
-			j.settle(&a, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
+			j.settle(a, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
 			return
 		}
 	}
-	k.queued = append(k.queued, a)
+	k.queued = append(k.queued, *a)
 }
 
 func (j *Job) openRound(now time.Duration, k *key) {
@@ -1622,17 +1644,23 @@ func (j *Job) openRound(now time.Duration, k *key) {
 			j.openBuf = j.openQ[:0]
 		}
 	}
+	// The expected workers are written over the last round's in place
+	// (every rank's entry, a free rank's empty), not cleared and
+	// appended: with few workers the clearing calls cost more than the
+	// entries.
 	r := &k.cur
-	clear(r.exp)
+	old := len(r.exp)
 	r.exp, r.nexp = r.exp[:0], 0
 	for rank, w := range j.ranks {
+		e := expected{}
 		if w != nil && w.welcomed && w.rank == rank {
-			if rank >= len(r.exp) {
-				r.exp = append(r.exp, make([]expected, rank+1-len(r.exp))...)
-			}
-			r.exp[rank] = expected{w: w}
+			e.w = w
 			r.nexp++
 		}
+		r.exp = append(r.exp, e)
+	}
+	if old > len(r.exp) {
+		clear(r.exp[len(r.exp):old]) // drop removed workers
 	}
 	r.waiting = r.nexp
 }
@@ -1754,28 +1782,8 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	}
 	for i := range arr {
 		a := &arr[i]
-		if a.buf == nil {
-			j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
-			continue
-		}
-		k.free = append(k.free, a.buf)
-		if err != nil {
-			j.settle(a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
-			continue
-		}
-		if a.lr != nil {
-			j.listSettle(a.lr, int(a.li), r, flags, nil)
-			continue
-		}
-		h := wire.Header{Key: k.id, Round: r, Flags: flags}
-		if a.pull {
-			j.answerValue(a.w, a.seq, wire.TypePushPull, h, k)
-		} else {
-			j.answer(a.w, a.seq, wire.TypePush, h)
-		}
-	}
-	for i := range arr {
-		arr[i] = arrival{}
+		j.settleClosed(k, a, r, flags, err)
+		*a = arrival{} // in the same pass: no second one to clear them
 	}
 	k.cur.arrived = arr[:0]
 	k.cur.open = false
@@ -1795,6 +1803,30 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		}
 		k.queued = rest
 		j.maybeClose(now, k)
+	}
+}
+
+// settleClosed answers arrival a of k's round r, which closed with flags
+// (or failed with err); its buffer goes back to k's free list.
+func (j *Job) settleClosed(k *key, a *arrival, r uint64, flags uint16, err error) {
+	if a.buf == nil {
+		j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+		return
+	}
+	k.free = append(k.free, a.buf)
+	if err != nil {
+		j.settle(a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
+		return
+	}
+	if a.lr != nil {
+		j.listSettle(a.lr, int(a.li), r, flags, nil)
+		return
+	}
+	h := wire.Header{Key: k.id, Round: r, Flags: flags}
+	if a.pull {
+		j.answerValue(a.w, a.seq, wire.TypePushPull, h, k)
+	} else {
+		j.answer(a.w, a.seq, wire.TypePush, h)
 	}
 }
 

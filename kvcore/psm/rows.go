@@ -133,7 +133,7 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 		j.answer(w, m.Seq, m.Type, wire.Header{Key: k.id, Round: k.rounds - 1})
 		return
 	}
-	j.arrive(now, w, m.Seq, k, a, buf)
+	j.arrive(now, w, m.Seq, k, &a, buf)
 }
 
 // decodeRows makes the arrival buffer of a row-sparse push: the part,

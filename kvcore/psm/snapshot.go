@@ -296,8 +296,8 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 	var ps []pending
 	nk := d.count(20)
 	for range nk {
-		k := &key{id: d.u64(), str: d.u8() == 1, name: d.str(), inited: map[string]bool{}}
-		k.inline()
+		k := j.newKey()
+		k.id, k.str, k.name, k.inited = d.u64(), d.u8() == 1, d.str(), map[string]bool{}
 		nd := d.count(1)
 		if d.err == nil && nd > 64 { // rank 0: a scalar
 			d.fail("key %d: rank %d", k.id, nd)
