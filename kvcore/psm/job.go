@@ -279,14 +279,6 @@ type expected struct {
 	arrived bool
 }
 
-// seen is 1 if the push arrived (for warm: a read of the entry).
-func (e *expected) seen() uint64 {
-	if e.arrived {
-		return 1
-	}
-	return 0
-}
-
 // expects reports whether the round expects a push from w that has not
 // arrived yet.
 func (r *round) expects(w *worker) bool {

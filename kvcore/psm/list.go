@@ -2,12 +2,10 @@ package psm
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -37,7 +35,6 @@ type listState struct {
 	keys, rounds []uint64
 	ks           []*key
 	free         []*listReq
-	sink         uint64 // what warm read
 }
 
 func (j *Job) newList(w *worker, seq uint64, n int) *listReq {
@@ -110,10 +107,7 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 	}
 	start := len(j.scratch)
 	j.scratch = slices.Grow(j.scratch, 4*int(m.Total))
-	for i, k := range ks {
-		if i%listGroup == 0 {
-			j.warm(ks[i:min(i+listGroup, len(ks))], false)
-		}
+	for _, k := range ks {
 		vals, err := j.hostValue(k)
 		if err != nil {
 			j.scratch = j.scratch[:start]
@@ -132,42 +126,6 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 		DType: wire.DTypeF32, Count: m.Total, Total: m.Total}, Payload: p})
 }
 
-// listGroup is how many keys of a list are warmed (see warm) and then
-// handled at a time: their lines fit a core's second-level cache.
-const listGroup = 128
-
-// warm reads, for each of ks, what handling the key in a list will read:
-// for a push its round state's cache lines and its next arrival buffer,
-// for a pull its value. Handling a key is a long chain of dependent loads
-// (key, buffer, data), so its misses come one after another; here the
-// loads of different keys are independent and the processor has many in
-// flight at once. With 100,000 keys nothing of a key is still cached from
-// the last round.
-func (j *Job) warm(ks []*key, push bool) {
-	var s uint64
-	for _, k := range ks {
-		if push {
-			s += uint64(len(k.free)+len(k.queued)+k.cur.nexp) + k.exp1[0].seen() + k.arr1[0].seq
-			if l := len(k.free); l > 0 {
-				s += touchBuffer(k.free[l-1])
-			}
-			continue
-		}
-		s += touchBuffer(k.stored)
-	}
-	j.ls.sink = s
-}
-
-// touchBuffer reads b's first word where b is host memory.
-func touchBuffer(b compute.Buffer) uint64 {
-	if cb, ok := b.(*compute.CPUBuffer); ok {
-		if d := cb.Float32s(); len(d) > 0 {
-			return uint64(math.Float32bits(d[0]))
-		}
-	}
-	return 0
-}
-
 func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	ks := j.listKeys(w, m)
 	if ks == nil {
@@ -184,16 +142,11 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	lr := j.newList(w, m.Seq, len(ks))
 	rounds := j.ls.rounds
 	off := 0
-	for g := 0; g < len(ks); g += listGroup {
-		group := ks[g:min(g+listGroup, len(ks))]
-		j.warm(group, true)
-		for x, k := range group {
-			i := g + x
-			d := data[4*off : 4*(off+k.n)]
-			off += k.n
-			lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
-			j.pushListKey(now, lr, i, k, rounds[i], d)
-		}
+	for i, k := range ks {
+		d := data[4*off : 4*(off+k.n)]
+		off += k.n
+		lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
+		j.pushListKey(now, lr, i, k, rounds[i], d)
 	}
 	clear(ks)
 	if lr.left > 0 {
