@@ -181,7 +181,7 @@ func nonFiniteMsg(k *key, data []byte, i, off int) string {
 	return fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(data, k.wordTmp)[i], off+i)
 }
 
-// arriveRefused records a's refused push (a.bad says why) as its worker's
+// arriveRefused records a's refused push (a.bad() says why) as its worker's
 // arrival in k's sync round, if that round expects the worker: the round
 // then does not wait for it, and its answer carries the refusal. It
 // reports whether it did; if not, the caller answers the refusal at once.
@@ -190,7 +190,7 @@ func (j *Job) arriveRefused(now time.Duration, k *key, a arrival, hold bool) boo
 	if j.mode != wire.ModeSync {
 		return false
 	}
-	if !k.cur.open {
+	if !k.open {
 		j.openRound(now, k)
 	}
 	if !k.cur.expects(a.w) {

@@ -247,8 +247,9 @@ type worker struct {
 	doneBytes   int      // what done costs (see reply.cost)
 }
 
-// arrival is a push in a round. Its fields are ordered so that it packs
-// (88 bytes, not 104): a key holds one inline (key.arr1).
+// arrival is a push in a round. A key holds one inline (key.arr1), so
+// it is small (56 bytes): what only refused and row-sparse pushes carry
+// is in ext.
 type arrival struct {
 	w    *worker
 	buf  compute.Buffer
@@ -256,14 +257,34 @@ type arrival struct {
 	seq  uint64
 	li   int32 // its index in lr
 	pull bool
-	rsp  bool     // a row-sparse push
+	rsp  bool // a row-sparse push
+	ext  *arrivalExt
+}
+
+// arrivalExt is the rest of an arrival that has any.
+type arrivalExt struct {
 	bad  string   // refused (NaN or Inf): the error it is answered with; buf is nil
 	rows []uint32 // a row-sparse push's rows (rows.go)
 }
 
+// bad is the refusal text of an arrival without a buffer.
+func (a *arrival) bad() string {
+	if a.ext == nil {
+		return ""
+	}
+	return a.ext.bad
+}
+
+// rows is a row-sparse arrival's rows.
+func (a *arrival) rows() []uint32 {
+	if a.ext == nil {
+		return nil
+	}
+	return a.ext.rows
+}
+
+// round is a key's open round (whether it is open is key.open).
 type round struct {
-	open    bool
-	opened  time.Duration
 	exp     []expected // the workers the round waits for, indexed by rank (w nil: none)
 	nexp    int        // workers expected
 	waiting int        // expected workers that have not pushed yet
@@ -313,19 +334,19 @@ type heldInit struct {
 
 // key is a key part of the job. Its fields are split by how often a
 // round touches them (issue 12, many small keys): key holds what a list
-// request reads or writes for every key, in five cache lines (320 bytes,
+// request reads or writes for every key, in four cache lines (256 bytes,
 // TestKeyLayout), and keyCold the rest, in a separate chunk. A list of
-// 100,000 keys walks the keys in order; the denser they lie, the fewer
-// memory pages (and page-table walks) a round takes.
+// 100,000 keys walks the keys in order, and every line of key it touches
+// is a miss; the fewer lines and pages, the faster a round.
 type key struct {
 	rounds uint64 // completed rounds (or applied async pushes)
 	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
-	off    int
-	n      int // elements of this part
-	total  int
+	n      int    // elements of this part
 	stored compute.Buffer
 	str    bool
 	dirty  bool
+	whole  bool             // off == 0 && n == total: the part is the whole key
+	open   bool             // a round is open (cur)
 	free   []compute.Buffer // arrival buffers for reuse
 	free1  [1]compute.Buffer
 	queued []arrival // pushes for later rounds
@@ -341,6 +362,9 @@ type key struct {
 
 // keyCold is the part of a key that a plain round does not touch.
 type keyCold struct {
+	off     int
+	total   int
+	opened  time.Duration // when cur opened (kept with a round deadline only)
 	id      uint64
 	merge   compute.Buffer
 	slot    optstate.Slot // optimizer states (shared code with the store)
@@ -400,7 +424,7 @@ type openEnt struct {
 	at time.Duration
 }
 
-func (e openEnt) stale() bool { return !e.k.cur.open || e.k.cur.opened != e.at }
+func (e openEnt) stale() bool { return !e.k.open || e.k.opened != e.at }
 
 func (j *Job) popOpen() {
 	j.openQ[0] = openEnt{}
@@ -1140,7 +1164,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 	}
 	for _, k := range j.sortedKeys() {
-		if !k.cur.open && len(k.queued) == 0 {
+		if !k.open && len(k.queued) == 0 {
 			continue
 		}
 		q := k.queued[:0]
@@ -1152,7 +1176,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 			q = append(q, a)
 		}
 		k.queued = q
-		if k.cur.open {
+		if k.open {
 			if k.cur.expects(w) {
 				k.cur.unexpect(w)
 			}
@@ -1406,6 +1430,7 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	n := len(value)
 	k := j.newKey()
 	k.id, k.str, k.name, k.shape, k.off, k.n, k.total, k.inited, k.run = id, str, h.name, h.shape, int(h.off), n, int(h.total), map[string]bool{}, j.run
+	k.whole = k.off == 0 && k.n == k.total
 	// The held inits' copies go once the key exists (below); their
 	// reservation pays for the key's first.
 	hs := j.heldInits[id]
@@ -1566,7 +1591,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 	if bad >= 0 {
 		j.stats.NonFinite++
 		msg := nonFiniteMsg(k, m.Data(), bad, int(m.Offset))
-		if !j.arriveRefused(now, k, arrival{w: w, seq: m.Seq, pull: pull, bad: msg}, true) {
+		if !j.arriveRefused(now, k, arrival{w: w, seq: m.Seq, pull: pull, ext: &arrivalExt{bad: msg}}, true) {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeBadRequest, "%s", msg))
 		}
 		return
@@ -1604,7 +1629,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 	if a.lr == nil {
 		j.hold(w, seq) // a list is held once (list.go)
 	}
-	if !k.cur.open {
+	if !k.open {
 		j.openRound(now, k)
 	}
 	if k.cur.expects(w) {
@@ -1627,8 +1652,9 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 }
 
 func (j *Job) openRound(now time.Duration, k *key) {
-	k.cur.open, k.cur.opened = true, now
+	k.open = true
 	if j.cfg.RoundDeadline > 0 {
+		k.opened = now
 		// Without a deadline nothing pops the queue: it would grow by a
 		// pointer per round for the job's life.
 		j.openQ = append(j.openQ, openEnt{k: k, at: now})
@@ -1739,14 +1765,14 @@ func (j *Job) quorum(e int) int {
 // maybeClose closes k's round when every expected worker pushed, or when
 // the deadline passed with a quorum in.
 func (j *Job) maybeClose(now time.Duration, k *key) {
-	if !k.cur.open || len(k.cur.arrived) == 0 {
+	if !k.open || len(k.cur.arrived) == 0 {
 		return
 	}
 	if k.cur.waiting == 0 {
 		j.closeRound(now, k, false)
 		return
 	}
-	if j.cfg.RoundDeadline > 0 && now-k.cur.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(k.cur.nexp) {
+	if j.cfg.RoundDeadline > 0 && now-k.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(k.cur.nexp) {
 		j.closeRound(now, k, true)
 	}
 }
@@ -1778,7 +1804,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		*a = arrival{} // in the same pass: no second one to clear them
 	}
 	k.cur.arrived = arr[:0]
-	k.cur.open = false
+	k.open = false
 	// Pushes queued for later rounds open the next one.
 	if len(k.queued) > 0 {
 		q := k.queued
@@ -1802,7 +1828,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 // (or failed with err); its buffer goes back to k's free list.
 func (j *Job) settleClosed(k *key, a *arrival, r uint64, flags uint16, err error) {
 	if a.buf == nil {
-		j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad))
+		j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad()))
 		return
 	}
 	k.free = append(k.free, a.buf)

@@ -74,7 +74,7 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 	total := 0
 	for i, id := range keys {
 		k := j.key(id)
-		if k != nil && k.str == str && k.off == 0 && k.n == k.total {
+		if k != nil && k.str == str && k.whole {
 			total += k.n
 			ks = append(ks, k)
 			continue
@@ -87,7 +87,7 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s: int and string keys cannot be mixed", m.Type, i, idLabel(id, str)))
 			return nil
 		}
-		if k.off != 0 || k.n != k.total {
+		if !k.whole {
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v entry %d: key %s is split over shards (this one holds [%d, +%d) of %d): send it on its own", m.Type, i, k.label(), k.off, k.n, k.total))
 			return nil
 		}
@@ -167,7 +167,7 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 	if x >= 0 {
 		j.stats.NonFinite++
 		msg := nonFiniteMsg(k, d, x, 0)
-		if !j.arriveRefused(now, k, arrival{w: w, seq: lr.seq, bad: msg, lr: lr, li: int32(i)}, false) {
+		if !j.arriveRefused(now, k, arrival{w: w, seq: lr.seq, ext: &arrivalExt{bad: msg}, lr: lr, li: int32(i)}, false) {
 			j.listSettle(lr, i, 0, 0, wire.Errorf(wire.CodeBadRequest, "%s", msg))
 		}
 		return

@@ -118,7 +118,7 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 		j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: %v", k.label(), err))
 		return
 	}
-	a := arrival{w: w, seq: m.Seq, buf: buf, rows: slices.Clone(rows), rsp: true}
+	a := arrival{w: w, seq: m.Seq, buf: buf, rsp: true, ext: &arrivalExt{rows: slices.Clone(rows)}}
 	if j.mode == wire.ModeAsync {
 		err := j.updateArrivals(k, buf, []arrival{a})
 		k.free = append(k.free, buf)
@@ -211,7 +211,7 @@ func (j *Job) updateArrivals(k *key, g compute.Buffer, arr []arrival) error {
 		if !a.rsp {
 			return j.update(k, g)
 		}
-		u = append(u, a.rows...)
+		u = append(u, a.rows()...)
 	}
 	slices.Sort(u)
 	u = slices.Compact(u)

@@ -307,6 +307,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			k.shape[i] = int64(d.uv())
 		}
 		k.off, k.n, k.total = int(d.uv()), int(d.uv()), int(d.uv())
+		k.whole = k.off == 0 && k.n == k.total
 		k.rounds, k.slot.T = d.uv(), int(d.uv())
 		if version >= 3 {
 			k.run = d.uv()
