@@ -97,7 +97,7 @@ func (c *CPU) scratch(n int) *CPUBuffer {
 		return b
 	}
 	c.mu.Unlock()
-	return &CPUBuffer{data: make([]float32, n)}
+	return newCPUBuffer(n)
 }
 
 var (

@@ -101,7 +101,46 @@ func (c *CPU) Alloc(n int) (Buffer, error) {
 		return b, nil
 	}
 	c.mu.Unlock()
-	return &CPUBuffer{data: make([]float32, n)}, nil
+	return newCPUBuffer(n), nil
+}
+
+// newCPUBuffer returns a zeroed buffer of n words. A small one is a single
+// allocation, its words right after its header, so that reaching its
+// values costs one cache miss, not two (a parameter server holds many
+// small keys, each with a value and an arrival buffer, and a round walks
+// them all: see the psm package).
+func newCPUBuffer(n int) *CPUBuffer {
+	switch {
+	case n <= 4:
+		p := new(struct {
+			b CPUBuffer
+			w [4]float32
+		})
+		p.b.data = p.w[:n:n]
+		return &p.b
+	case n <= 8:
+		p := new(struct {
+			b CPUBuffer
+			w [8]float32
+		})
+		p.b.data = p.w[:n:n]
+		return &p.b
+	case n <= 16:
+		p := new(struct {
+			b CPUBuffer
+			w [16]float32
+		})
+		p.b.data = p.w[:n:n]
+		return &p.b
+	case n <= 32:
+		p := new(struct {
+			b CPUBuffer
+			w [32]float32
+		})
+		p.b.data = p.w[:n:n]
+		return &p.b
+	}
+	return &CPUBuffer{data: make([]float32, n)}
 }
 
 // Free keeps b for reuse while the pool has room.
