@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -130,6 +131,37 @@ type Status struct {
 func (st Status) public() Status {
 	st.Jobs, st.Quarantined, st.Shards = nil, nil, nil
 	return st
+}
+
+// changes tells waiters that the counts Status reports (connections, jobs,
+// a job's connections) may have moved: a wait reads Status again instead
+// of polling it (the relay's tests wait this way, see WaitStatus in
+// export_test.go). Its zero value is ready; note is cheap when nobody
+// waits.
+type changes struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next note; nil while nobody waits
+}
+
+// note wakes every waiter.
+func (c *changes) note() {
+	c.mu.Lock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+	c.mu.Unlock()
+}
+
+// next returns a channel closed at the next note: take it before reading
+// the state, so that a change in between is not missed.
+func (c *changes) next() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
 }
 
 // Status returns what /status serves to an admin.

@@ -59,6 +59,7 @@ func (s *Server) admitAuthed(job string) (*slot, error) {
 	}
 	a.conns++
 	a.perJob[job]++
+	s.changes.note()
 	return &slot{s: s, job: job, held: true}, nil
 }
 
@@ -78,6 +79,7 @@ func (s *Server) admitPreAuth(remote string) (*slot, error) {
 	}
 	a.pre++
 	a.preAddr[host]++
+	s.changes.note()
 	return &slot{s: s, addr: host, pre: true, held: true}, nil
 }
 
@@ -101,6 +103,7 @@ func (sl *slot) release() {
 		return
 	}
 	sl.held = false
+	defer sl.s.changes.note() // once the counts are down
 	a := &sl.s.slots
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -275,18 +275,9 @@ func TestAttackPreAuthFlood(t *testing.T) {
 	if closedFirst.Load() == 0 || closedSilent.Load() == 0 || browsers.Load() == 0 {
 		t.Fatal("the attack did not run")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := adminStatus(t, u, "adm")
-		if st.PreAuth == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d unauthenticated connections left after the attack", st.PreAuth)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if st, err := relay.WaitStatus(ctx, s, func(st relay.Status) bool { return st.PreAuth == 0 }); err != nil {
+		t.Fatalf("%d unauthenticated connections left after the attack: %v", st.PreAuth, err)
 	}
-	_ = s
 }
 
 // TestAttackOpenRelay: on a relay without tokens, everyone is
@@ -443,12 +434,8 @@ func TestAttackJobSlots(t *testing.T) {
 	}
 	waitJobs := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for adminStatus(t, u, "adm").NumJobs != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("jobs: %d, want %d", adminStatus(t, u, "adm").NumJobs, n)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if st, err := relay.WaitStatus(ctx, s, func(st relay.Status) bool { return st.NumJobs == n }); err != nil {
+			t.Fatalf("jobs: %d, want %d: %v", st.NumJobs, n, err)
 		}
 	}
 	for i := range 4 {
@@ -462,7 +449,7 @@ func TestAttackJobSlots(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, u = start(t, cfg)
+	s, u = start(t, cfg)
 	if n := adminStatus(t, u, "adm").NumJobs; n != 4 {
 		t.Fatalf("%d jobs restored, want 4", n)
 	}
@@ -601,18 +588,11 @@ func TestManyReconnectsLeakNothing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := adminStatus(t, u, "adm")
-		if st.Connections == 0 && st.NumJobs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d connections: %d connections and %d jobs left", n, st.Connections, st.NumJobs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	st, err := relay.WaitStatus(ctx, s, func(st relay.Status) bool { return st.Connections == 0 && st.NumJobs == 0 })
+	if err != nil {
+		t.Fatalf("after %d connections: %d connections and %d jobs left: %v", n, st.Connections, st.NumJobs, err)
 	}
-	_ = s
+	deadline := time.Now().Add(20 * time.Second)
 	for runtime.NumGoroutine() > g0+8 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)

@@ -170,25 +170,9 @@ func TestKVApp(t *testing.T) {
 	case raceEnabled:
 		repeat = 5
 	}
-	urls := sharded(t, 2, relay.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, tr := dialShards(t, ctx, urls, relay.DialOptions{Job: "kvapp", Workers: 2, Logger: quiet()})
-			errs[w] = storetest.KVApp(ctx, tr, num, repeat)
-		}()
-	}
-	wg.Wait()
-	for w, err := range errs {
-		if err != nil {
-			t.Errorf("worker %d: %v", w, err)
-		}
-	}
+	twoShardWorkers(t, "kvapp", func(ctx context.Context, tr transport.Transport) error {
+		return storetest.KVApp(ctx, tr, num, repeat)
+	})
 }
 
 // A 10,000-key dist_sync job, 2 workers, 2 relay shards with default
@@ -198,6 +182,15 @@ func TestManyKeysSyncNoReconnects(t *testing.T) {
 	if testing.Short() {
 		num, rounds = 2000, 2
 	}
+	twoShardWorkers(t, "many", func(ctx context.Context, tr transport.Transport) error {
+		return storetest.ManyKeysSync(ctx, tr, num, rounds)
+	})
+}
+
+// twoShardWorkers runs work as the two workers of job on two relay shards
+// with default settings, each on its own sharded transport, and fails t
+// with each worker's error.
+func twoShardWorkers(t *testing.T, job string, work func(context.Context, transport.Transport) error) {
 	urls := sharded(t, 2, relay.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -207,8 +200,8 @@ func TestManyKeysSyncNoReconnects(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, tr := dialShards(t, ctx, urls, relay.DialOptions{Job: "many", Workers: 2, Logger: quiet()})
-			errs[w] = storetest.ManyKeysSync(ctx, tr, num, rounds)
+			_, tr := dialShards(t, ctx, urls, relay.DialOptions{Job: job, Workers: 2, Logger: quiet()})
+			errs[w] = work(ctx, tr)
 		}()
 	}
 	wg.Wait()

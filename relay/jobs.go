@@ -130,6 +130,7 @@ func (s *Server) wipe(name string, force bool) error {
 	}
 	delete(s.quarantine, name)
 	s.mu.Unlock()
+	s.changes.note()
 	if quar && s.db != nil {
 		if err := s.db.forgetQuarantine(name); err != nil {
 			return err

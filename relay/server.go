@@ -297,6 +297,7 @@ type Server struct {
 	rm      relayMetrics
 	preM    jobMetrics // traffic of connections before their job is known
 	slots   slots
+	changes changes // the counts Status reports moved (admin.go)
 
 	mu         sync.Mutex
 	jobs       map[string]*job
@@ -719,7 +720,11 @@ func (s *Server) servePeer(p *peer, name string, sl *slot) {
 	}
 	defer s.unuse(j)
 	j.m.conns.Add(1)
-	defer j.m.conns.Add(-1)
+	s.changes.note()
+	defer func() {
+		j.m.conns.Add(-1)
+		s.changes.note()
+	}()
 	j.serve(p, hello, func() {
 		// Accepted: the full frame size from now on.
 		p.lastRead.Store(p.clock())
@@ -892,6 +897,7 @@ func (s *Server) jobFor(name string) (*job, error) {
 	}
 	s.jobs[name] = j
 	j.users++
+	s.changes.note()
 	return j, nil
 }
 
@@ -919,6 +925,7 @@ func (s *Server) dropJob(j *job) bool {
 	if j.expired {
 		s.rm.expired.Add(1)
 	}
+	s.changes.note()
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -449,7 +450,9 @@ func TestInboundCredit(t *testing.T) {
 		t.Fatal("credit not returned")
 	}
 	go func() { got <- p.acquire(inboundLimit) }()
-	time.Sleep(20 * time.Millisecond)
+	for p.held.Load() == 0 { // until it waits for credit
+		runtime.Gosched()
+	}
 	p.close(websocket.StatusNormalClosure, nil)
 	if <-got {
 		t.Fatal("acquire succeeded on a closed peer")
@@ -507,12 +510,8 @@ func TestSlowPeerDoesNotStall(t *testing.T) {
 			t.Fatalf("ping took %v while another peer stalled", d)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Status().Jobs[0].Connections != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the slow peer was not disconnected: %+v", s.Status().Jobs[0])
-		}
-		time.Sleep(20 * time.Millisecond)
+	if st, err := WaitStatus(ctx, s, func(st Status) bool { return len(st.Jobs) == 1 && st.Jobs[0].Connections == 1 }); err != nil {
+		t.Fatalf("the slow peer was not disconnected: %+v: %v", st.Jobs, err)
 	}
 	s.mu.Lock()
 	j := s.jobs["j"]

@@ -276,24 +276,10 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	if len(g) != len(w) {
 		return fmt.Errorf("compute: cpu %v step: grad has %d values, weight %d", kind, len(g), len(w))
 	}
-	if kind < OptSGD || kind > OptLAMB {
-		return fmt.Errorf("compute: cpu step: unknown optimizer kind %v", kind)
-	}
-	if want := kind.NumStates(p); len(states) != want {
-		return fmt.Errorf("compute: cpu %v step needs %d states, got %d", kind, want, len(states))
-	}
 	j := c.getJob()
-	for i, b := range states {
-		s, err := cpuData(b)
-		if err != nil {
-			putJob(j)
-			return err
-		}
-		if len(s) != len(w) {
-			putJob(j)
-			return fmt.Errorf("compute: cpu %v state %d has %d values, weight %d", kind, i, len(s), len(w))
-		}
-		j.srcs = append(j.srcs, s)
+	if err := j.stepStates("step", kind, p, len(w), states); err != nil {
+		putJob(j)
+		return err
 	}
 	if c.accelerates(len(w)) {
 		err := c.accel.Step(kind, p, w, g, j.srcs)
@@ -308,6 +294,37 @@ func (c *CPU) Step(kind OptKind, p *StepParams, weight, grad Buffer, states []Bu
 	j.kind, j.dst, j.grad, j.params, j.opt = jobStep, w, g, p, kind
 	j.runParallel(len(w))
 	return nil
+}
+
+// stepStates checks a step's optimizer kind and number of states (op names
+// the call in errors: "step", "reduce-step") and appends the states' data,
+// n values each, to j.srcs.
+func (j *job) stepStates(op string, kind OptKind, p *StepParams, n int, states []Buffer) error {
+	if kind < OptSGD || kind > OptLAMB {
+		return fmt.Errorf("compute: cpu %s: unknown optimizer kind %v", op, kind)
+	}
+	if want := kind.NumStates(p); len(states) != want {
+		return fmt.Errorf("compute: cpu %v %s needs %d states, got %d", kind, op, want, len(states))
+	}
+	var err error
+	j.srcs, err = appendData(j.srcs, states, n, kind, "state")
+	return err
+}
+
+// appendData appends the data of bufs, n values each, to dst; what names
+// them in errors ("state", "reduce-step input").
+func appendData(dst [][]float32, bufs []Buffer, n int, kind OptKind, what string) ([][]float32, error) {
+	for i, b := range bufs {
+		s, err := cpuData(b)
+		if err != nil {
+			return dst, err
+		}
+		if len(s) != n {
+			return dst, fmt.Errorf("compute: cpu %v %s %d has %d values, weight %d", kind, what, i, len(s), n)
+		}
+		dst = append(dst, s)
+	}
+	return dst, nil
 }
 
 // Quantize adds grad into residual and packs the codes into out (MXNet's

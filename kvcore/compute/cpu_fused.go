@@ -31,36 +31,14 @@ func (c *CPU) reduceStep(kind OptKind, p *StepParams, w []float32, srcs []Buffer
 	if p == nil {
 		return fmt.Errorf("compute: cpu %v reduce-step without parameters", kind)
 	}
-	if kind < OptSGD || kind > OptLAMB {
-		return fmt.Errorf("compute: cpu reduce-step: unknown optimizer kind %v", kind)
-	}
-	if want := kind.NumStates(p); len(states) != want {
-		return fmt.Errorf("compute: cpu %v reduce-step needs %d states, got %d", kind, want, len(states))
-	}
 	j := c.getJob()
-	for i, b := range states {
-		s, err := cpuData(b)
-		if err != nil {
-			putJob(j)
-			return err
-		}
-		if len(s) != len(w) {
-			putJob(j)
-			return fmt.Errorf("compute: cpu %v state %d has %d values, weight %d", kind, i, len(s), len(w))
-		}
-		j.srcs = append(j.srcs, s)
+	err := j.stepStates("reduce-step", kind, p, len(w), states)
+	if err == nil {
+		j.ins, err = appendData(j.ins, srcs, len(w), kind, "reduce-step input")
 	}
-	for i, b := range srcs {
-		s, err := cpuData(b)
-		if err != nil {
-			putJob(j)
-			return err
-		}
-		if len(s) != len(w) {
-			putJob(j)
-			return fmt.Errorf("compute: cpu %v reduce-step input %d has %d values, weight %d", kind, i, len(s), len(w))
-		}
-		j.ins = append(j.ins, s)
+	if err != nil {
+		putJob(j)
+		return err
 	}
 	if kind == OptLAMB {
 		defer putJob(j)

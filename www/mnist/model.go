@@ -203,10 +203,12 @@ func forward(p *Params, x []float32, b int, ws *Workspace) {
 	}
 }
 
-// softmaxXent turns logits z (one row) into the gradient of the mean loss
-// over a batch of b, (softmax(z) - onehot(y)) / b, written to dz, and
-// returns the row's loss and whether its argmax is y.
-func softmaxXent(z []float32, y int, b int, dz []float32) (float64, bool) {
+// SoftmaxXent turns logits z (one row) into the gradient of the mean loss
+// over a batch of b, (softmax(z) - onehot(y)) / b, written to dz (nil: no
+// gradient), and returns the row's loss and whether its argmax is y. It is
+// the reference of every backend's loss kernel (www/mnist/gpu tests its
+// WGSL kernel against it).
+func SoftmaxXent(z []float32, y int, b int, dz []float32) (float64, bool) {
 	mx := z[0]
 	arg := 0
 	for j, v := range z {
@@ -257,7 +259,7 @@ func Grad(p *Params, x []float32, y []uint8, g *Params, ws *Workspace) (loss flo
 	forward(p, x, b, ws)
 	ws.dz2 = grow(ws.dz2, b*s.Out)
 	for r := 0; r < b; r++ {
-		l, ok := softmaxXent(ws.z2[r*s.Out:(r+1)*s.Out], int(y[r]), b, ws.dz2[r*s.Out:(r+1)*s.Out])
+		l, ok := SoftmaxXent(ws.z2[r*s.Out:(r+1)*s.Out], int(y[r]), b, ws.dz2[r*s.Out:(r+1)*s.Out])
 		loss += l
 		if ok {
 			correct++
@@ -326,7 +328,7 @@ func Evaluate(p *Params, x []float32, y []uint8) (loss, acc float64, err error) 
 		hi := min(lo+chunk, n)
 		forward(p, x[lo*p.In:hi*p.In], hi-lo, &ws)
 		for r := 0; r < hi-lo; r++ {
-			l, ok := softmaxXent(ws.z2[r*p.Out:(r+1)*p.Out], int(y[lo+r]), 1, nil)
+			l, ok := SoftmaxXent(ws.z2[r*p.Out:(r+1)*p.Out], int(y[lo+r]), 1, nil)
 			loss += l
 			if ok {
 				correct++

@@ -34,22 +34,12 @@ func (s *suite) reduceStepCase(rs compute.ReduceStepper, c stepCase, n, k int) {
 	w := s.random(n, 1)
 	bw, rw := s.upload(s.b, w), s.upload(s.ref, w)
 	rm := s.alloc(s.ref, n)
-	bst, rst := make([]compute.Buffer, ns), make([]compute.Buffer, ns)
-	for i := range ns {
-		v := c.stateInit(i)
-		bst[i], rst[i] = s.alloc(s.b, n), s.alloc(s.ref, n)
-		s.must("Fill state", func() error { return s.b.Fill(bst[i], v) })
-		s.must("Fill state (reference)", func() error { return s.ref.Fill(rst[i], v) })
-	}
+	bst, rst, prevS := s.states(c, ns, n)
 	allowed := 0
 	if discontinuous(c.kind) {
 		allowed = 1 + n/10000
 	}
 	prevW := w
-	prevS := make([][]float32, ns)
-	for i := range ns {
-		prevS[i] = s.download(s.ref, rst[i])
-	}
 	for t := 1; t <= 2; t++ {
 		p := c.params(t)
 		scale := float32(1)

@@ -182,22 +182,12 @@ func (s *suite) stepCase(c stepCase, n, steps int) {
 	w := s.random(n, 1)
 	bw, rw := s.upload(s.b, w), s.upload(s.ref, w)
 	bg, rg := s.alloc(s.b, n), s.alloc(s.ref, n)
-	bst, rst := make([]compute.Buffer, ns), make([]compute.Buffer, ns)
-	for i := range ns {
-		v := c.stateInit(i)
-		bst[i], rst[i] = s.alloc(s.b, n), s.alloc(s.ref, n)
-		s.must("Fill state", func() error { return s.b.Fill(bst[i], v) })
-		s.must("Fill state (reference)", func() error { return s.ref.Fill(rst[i], v) })
-	}
+	bst, rst, prevS := s.states(c, ns, n)
 	allowed := 0
 	if discontinuous(c.kind) {
 		allowed = 1 + n/10000
 	}
 	prevW := w
-	prevS := make([][]float32, ns)
-	for i := range ns {
-		prevS[i] = s.download(s.ref, rst[i])
-	}
 	for t := 1; t <= steps; t++ {
 		p := c.params(t)
 		what := fmt.Sprintf("%v step %d (%s) n=%d", c.kind, t, c.name, n)
@@ -227,4 +217,19 @@ func (s *suite) stepCase(c stepCase, n, steps int) {
 			}
 		}
 	}
+}
+
+// states makes the ns optimizer states of case c, n values each, on the
+// backend under test and on the reference, filled with their initial
+// values, and returns the reference's values as downloaded.
+func (s *suite) states(c stepCase, ns, n int) (bst, rst []compute.Buffer, prev [][]float32) {
+	bst, rst, prev = make([]compute.Buffer, ns), make([]compute.Buffer, ns), make([][]float32, ns)
+	for i := range ns {
+		v := c.stateInit(i)
+		bst[i], rst[i] = s.alloc(s.b, n), s.alloc(s.ref, n)
+		s.must("Fill state", func() error { return s.b.Fill(bst[i], v) })
+		s.must("Fill state (reference)", func() error { return s.ref.Fill(rst[i], v) })
+		prev[i] = s.download(s.ref, rst[i])
+	}
+	return bst, rst, prev
 }

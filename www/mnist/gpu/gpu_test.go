@@ -253,7 +253,7 @@ func TestXentKernel(t *testing.T) {
 		wantSt := make([]float64, 2*c.rows)
 		dz := make([]float32, c.n)
 		for row := range c.rows {
-			l, ok := softmaxXent(z[row*c.n:(row+1)*c.n], int(y[row]), c.rows, dz)
+			l, ok := mnist.SoftmaxXent(z[row*c.n:(row+1)*c.n], int(y[row]), c.rows, dz)
 			for j, v := range dz {
 				wantDz[row*c.n+j] = float64(v)
 			}
@@ -473,33 +473,4 @@ func TestSharedLockConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
-}
-
-// softmaxXent is package mnist's reference for one row (model.go), the oracle
-// of the xent kernel: the loss of row z with label y, whether argmax(z) = y,
-// and the row's gradient scaled by 1/b into dz.
-func softmaxXent(z []float32, y int, b int, dz []float32) (float64, bool) {
-	mx := z[0]
-	arg := 0
-	for j, v := range z {
-		if v > mx {
-			mx, arg = v, j
-		}
-	}
-	var sum float64
-	for _, v := range z {
-		sum += math.Exp(float64(v - mx))
-	}
-	loss := math.Log(sum) - float64(z[y]-mx)
-	if dz != nil {
-		inv := 1 / float64(b)
-		for j, v := range z {
-			pj := math.Exp(float64(v-mx)) / sum
-			if j == y {
-				pj -= 1
-			}
-			dz[j] = float32(pj * inv)
-		}
-	}
-	return loss, arg == y
 }
