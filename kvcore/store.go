@@ -70,7 +70,7 @@ type Store struct {
 
 	mu        sync.RWMutex
 	keys      map[Key]*entry
-	dense     []*entry // int keys from 0 up, by key: lookup's fast path (store_keys.go)
+	dense     []keyHot // int keys from 0 up, by key: lookup's fast path (store_keys.go)
 	keyKind   int8     // 0 unset, 1 int, 2 string
 	nextStr   int
 	updater   Updater

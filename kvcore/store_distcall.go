@@ -47,22 +47,22 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 		return err
 	}
 	for i, k := range keys {
-		e, err := s.lookup(op, k)
+		h, err := s.hotKey(op, k)
 		if err != nil {
 			return fail(err)
 		}
-		if values != nil && !fits(e, values[i]) {
-			if err := checkArrays(op, k, e, values[i], "value"); err != nil {
+		if values != nil && !fits(h, values[i]) {
+			if err := checkArrays(op, k, h.e, values[i], "value"); err != nil {
 				return fail(err)
 			}
 		}
-		if outs != nil && !fits(e, outs[i]) {
-			if err := checkArrays(op, k, e, outs[i], "output"); err != nil {
+		if outs != nil && !fits(h, outs[i]) {
+			if err := checkArrays(op, k, h.e, outs[i], "output"); err != nil {
 				return fail(err)
 			}
 		}
-		entries = append(entries, e)
-		if id := e.id; id < 0 || id >= lim || bits[id/64]&(1<<(id%64)) != 0 {
+		entries = append(entries, h.e)
+		if id := h.id; id < 0 || id >= lim || bits[id/64]&(1<<(id%64)) != 0 {
 			repeat = true // maybe: queueDistList looks exactly
 		} else {
 			bits[id/64] |= 1 << (id % 64)
@@ -73,7 +73,7 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 		if l == nil {
 			l = s.newDistList(len(keys)-i, values != nil, outs != nil, prio)
 		}
-		l.add(e, values, outs, i)
+		l.add(h, k, values, outs, i)
 		if len(l.es) == distListChunk {
 			c.lists = append(c.lists, l)
 			l = nil
@@ -130,18 +130,19 @@ func (c *distCall) put() {
 	distCallPool.Put(c)
 }
 
-// fits reports whether arrs are one or more arrays of e's shape: the
+// fits reports whether arrs are one or more arrays of h's shape: the
 // common case of checkArrays, with no error built. A 1-d shape matches
-// on the element count alone (no read of the array's shape slice).
-func fits(e *entry, arrs []*Array) bool {
+// on the element count alone (no read of the array's shape slice, nor of
+// the entry's).
+func fits(h keyHot, arrs []*Array) bool {
 	if len(arrs) == 0 {
 		return false
 	}
 	for _, a := range arrs {
-		if a == nil || a.buf == nil || a.n != e.n || len(a.shape) != len(e.shape) {
+		if a == nil || a.buf == nil || a.n != h.n || len(a.shape) != h.dims {
 			return false
 		}
-		if len(e.shape) > 1 && !slices.Equal(a.shape, e.shape) {
+		if h.dims > 1 && !slices.Equal(a.shape, h.e.shape) {
 			return false
 		}
 	}
@@ -166,9 +167,10 @@ func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
 	return l
 }
 
-// add appends key i of the call (entry e) to l with its variables.
-func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
-	l.eng.Add(e.v, true)
+// add appends key i of the call (k, its record h) to l with its
+// variables. The entry itself is not read (see keyHot).
+func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
+	l.eng.Add(h.v, true)
 	var ins, outArrs []*Array
 	if values != nil {
 		ins = values[i]
@@ -188,8 +190,8 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 		l.eng.Add(a.v, true)
 	}
 	l.at = append(l.at, len(l.arrs))
-	l.es = append(l.es, e)
-	it := listItem{k: e.key, n: e.n}
+	l.es = append(l.es, h.e)
+	it := listItem{k: k, n: h.n}
 	// While the key's arrays are at hand (their variables were just read
 	// from them), take what Run would fetch them again for: a host input
 	// (sent from where it is unless the store compresses, which Run
@@ -197,11 +199,11 @@ func (l *distList) add(e *entry, values, outs [][]*Array, i int) {
 	// goes straight into it). An array's buffer stays until the array is
 	// released, which waits for the operations queued on it.
 	if len(ins) == 1 {
-		it.data, _ = l.s.hostInput(ins, e.n, compute.Compression{Kind: compute.CompressNone})
+		it.data, _ = l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone})
 	}
 	if len(outArrs) == 1 && values == nil {
 		if cb, ok := outArrs[0].buf.(*compute.CPUBuffer); ok {
-			it.out = cb.Float32s()[:e.n]
+			it.out = cb.Float32s()[:h.n]
 		}
 	}
 	l.items = append(l.items, it)
