@@ -2,129 +2,26 @@ package kvcore_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
+	"github.com/webkv/webkv/kvcore/storetest"
 )
 
-// BenchmarkDistManyKeys is relay's BenchmarkManyKeys without the relay:
-// 100,000 keys of 16 floats, each its own array, pushed (PushList), pulled
-// (PullList) and waited for (WaitAll) by one dist_sync worker of an
-// in-process server, alternately with one key of the same 6.4 MB. It
-// isolates the client's cost per key: keys/s is the many-keys rate (a key
-// pushed and pulled), x_one_key the many-keys time over the one-key time,
-// ms/push_call, ms/pull_call and ms/wait the phases of a many-keys round
-// (the calls' time is spent queueing on the caller's goroutine; wait is
-// what is left); cpu_ms/many_keys is the CPU time of the process (the
-// store's goroutines and the server's) over a many-keys round, steadier
-// than the wall time on a busy machine. Medians over b.N.
+// BenchmarkDistManyKeys is relay's BenchmarkManyKeys without the relay
+// (storetest.BenchManyKeys: 100,000 keys of 16 floats pushed and pulled
+// with list calls, against one key of the same bytes) on one dist_sync
+// worker of an in-process server: the client's cost per key.
 func BenchmarkDistManyKeys(b *testing.B) {
-	const keys, elems = 100_000, 16
-	ctx := context.Background()
-	srv := inproc.New(psm.Config{MaxKeys: 2 * keys, Heartbeat: time.Second, Timeout: time.Minute})
+	srv := inproc.New(psm.Config{MaxKeys: 2 * storetest.ManyKeysKeys, Heartbeat: time.Second, Timeout: time.Minute})
 	defer srv.Close()
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("many", 1)})
+	s, err := kvcore.Create(context.Background(), "dist_sync", &kvcore.Options{Transport: srv.Connect("many", 1)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	ks := make([]kvcore.Key, keys)
-	vals, outs := make([][]*kvcore.Array, keys), make([][]*kvcore.Array, keys)
-	inits := make([]*kvcore.Array, keys)
-	for i := range ks {
-		ks[i] = kvcore.IntKey(i)
-		v, err := kvcore.NewArray(kvcore.CPU(0), elems)
-		if err != nil {
-			b.Fatal(err)
-		}
-		o, err := kvcore.NewArray(kvcore.CPU(0), elems)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := v.Fill(ctx, float32(i%7)); err != nil {
-			b.Fatal(err)
-		}
-		vals[i], outs[i], inits[i] = []*kvcore.Array{v}, []*kvcore.Array{o}, v
-	}
-	if err := s.InitList(ctx, ks, inits); err != nil {
-		b.Fatal(err)
-	}
-	big, err := kvcore.NewArray(kvcore.CPU(0), keys*elems)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bigOut, err := kvcore.NewArray(kvcore.CPU(0), keys*elems)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bigKey := kvcore.IntKey(-1)
-	if err := s.Init(ctx, bigKey, big); err != nil {
-		b.Fatal(err)
-	}
-	var push, pull, wait, many, one, cpu []time.Duration
-	round := func(record bool) {
-		c0 := cpuTime()
-		t0 := time.Now()
-		if err := s.PushList(ks, vals, 0); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := s.PullList(ks, outs, 0); err != nil {
-			b.Fatal(err)
-		}
-		t2 := time.Now()
-		if err := s.WaitAll(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
-		c3 := cpuTime()
-		if err := s.Push(bigKey, big); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Pull(bigKey, bigOut); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.WaitAll(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t4 := time.Now()
-		if record {
-			push, pull, wait = append(push, t1.Sub(t0)), append(pull, t2.Sub(t1)), append(wait, t3.Sub(t2))
-			many, one = append(many, t3.Sub(t0)), append(one, t4.Sub(t3))
-			cpu = append(cpu, c3-c0)
-		}
-	}
-	round(false) // warm: pools, buffers
-	// One check that the round moved the values (one worker: the pull
-	// returns what was pushed).
-	got, err := outs[keys-1][0].ToSlice(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if want := float32((keys - 1) % 7); got[0] != want || got[elems-1] != want {
-		b.Fatalf("key %d pulled %v, want %v", keys-1, got[0], want)
-	}
-	b.ResetTimer()
-	for range b.N {
-		round(true)
-	}
-	b.StopTimer()
-	med := func(d []time.Duration) time.Duration {
-		slices.Sort(d)
-		return d[len(d)/2]
-	}
-	ms := func(d []time.Duration) float64 { return float64(med(d).Microseconds()) / 1000 }
-	m, o := med(many), med(one)
-	b.ReportMetric(float64(keys)/m.Seconds(), "keys/s")
-	b.ReportMetric(m.Seconds()/o.Seconds(), "x_one_key")
-	b.ReportMetric(ms(many), "ms/many_keys")
-	b.ReportMetric(ms(one), "ms/one_key")
-	b.ReportMetric(ms(push), "ms/push_call")
-	b.ReportMetric(ms(pull), "ms/pull_call")
-	b.ReportMetric(ms(wait), "ms/wait")
-	b.ReportMetric(ms(cpu), "cpu_ms/many_keys")
+	storetest.BenchManyKeys(b, s)
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package kvcore_test
+package storetest
 
 import (
 	"syscall"
