@@ -112,35 +112,26 @@ func (c *CPU) Alloc(n int) (Buffer, error) {
 func newCPUBuffer(n int) *CPUBuffer {
 	switch {
 	case n <= 4:
-		p := new(struct {
-			b CPUBuffer
-			w [4]float32
-		})
-		p.b.data = p.w[:n:n]
-		return &p.b
+		return inlineBuffer(n, func(w *[4]float32) []float32 { return w[:] })
 	case n <= 8:
-		p := new(struct {
-			b CPUBuffer
-			w [8]float32
-		})
-		p.b.data = p.w[:n:n]
-		return &p.b
+		return inlineBuffer(n, func(w *[8]float32) []float32 { return w[:] })
 	case n <= 16:
-		p := new(struct {
-			b CPUBuffer
-			w [16]float32
-		})
-		p.b.data = p.w[:n:n]
-		return &p.b
+		return inlineBuffer(n, func(w *[16]float32) []float32 { return w[:] })
 	case n <= 32:
-		p := new(struct {
-			b CPUBuffer
-			w [32]float32
-		})
-		p.b.data = p.w[:n:n]
-		return &p.b
+		return inlineBuffer(n, func(w *[32]float32) []float32 { return w[:] })
 	}
 	return &CPUBuffer{data: make([]float32, n)}
+}
+
+// inlineBuffer allocates a buffer and its words (an array A, which words
+// slices) together and returns it with n of them.
+func inlineBuffer[A any](n int, words func(*A) []float32) *CPUBuffer {
+	p := new(struct {
+		b CPUBuffer
+		w A
+	})
+	p.b.data = words(&p.w)[:n:n]
+	return &p.b
 }
 
 // Free keeps b for reuse while the pool has room.
