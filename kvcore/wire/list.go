@@ -176,19 +176,21 @@ func DecodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64,
 				d.uv("round")
 			}
 		}
+		if d.err == nil { // both read binary.Uvarint: not reached
+			d.err = errf(CodeBadFrame, "%v: malformed key table", m.Type)
+		}
 		return keys[:k0], rounds[:r0], nil, d.err
 	}
-	d := dec{b: b[at:]}
-	table := at
-	p := pad4(table)
+	rest := b[at:]
+	p := pad4(at)
 	var want uint64
 	if push {
 		want = 4 * uint64(m.Total)
 	}
-	if uint64(len(d.b)) != uint64(p)+want {
-		return keys[:k0], rounds[:r0], nil, errf(CodeBadFrame, "%v: %d bytes after the table of %d keys, want %d padding + %d bytes of values", m.Type, len(d.b), m.Count, p, want)
+	if uint64(len(rest)) != uint64(p)+want {
+		return keys[:k0], rounds[:r0], nil, errf(CodeBadFrame, "%v: %d bytes after the table of %d keys, want %d padding + %d bytes of values", m.Type, len(rest), m.Count, p, want)
 	}
-	for _, c := range d.b[:p] {
+	for _, c := range rest[:p] {
 		if c != 0 {
 			return keys[:k0], rounds[:r0], nil, errf(CodeBadFrame, "%v: non-zero padding", m.Type)
 		}
@@ -196,7 +198,7 @@ func DecodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64,
 	if !push {
 		return keys, rounds, nil, nil
 	}
-	return keys, rounds, d.b[p:], nil
+	return keys, rounds, rest[p:], nil
 }
 
 // ListResult is what the Ack of a push list says about one of its keys.
