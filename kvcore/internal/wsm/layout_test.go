@@ -1,0 +1,30 @@
+package wsm
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// TestKeyLayout keeps what a list call reads and writes of every Key in
+// its first cache line, and the Key at 192 bytes (a size class whose
+// objects start on a cache line; see Key): a field added before pst1's
+// line, or the Key grown or shrunk past its padding, shows here.
+func TestKeyLayout(t *testing.T) {
+	var k Key
+	if size := unsafe.Sizeof(k); size != 192 {
+		t.Errorf("Key is %d bytes, want 192: adjust its padding", size)
+	}
+	for _, f := range []struct {
+		name     string
+		off, end uintptr
+	}{
+		{"pst1", unsafe.Offsetof(k.pst1), unsafe.Offsetof(k.pst1) + unsafe.Sizeof(k.pst1)},
+		{"id", unsafe.Offsetof(k.id), unsafe.Offsetof(k.id) + unsafe.Sizeof(k.id)},
+		{"n", unsafe.Offsetof(k.n), unsafe.Offsetof(k.n) + unsafe.Sizeof(k.n)},
+		{"shard1", unsafe.Offsetof(k.shard1), unsafe.Offsetof(k.shard1) + unsafe.Sizeof(k.shard1)},
+	} {
+		if f.end > 64 {
+			t.Errorf("Key.%s ends at byte %d, outside the first cache line", f.name, f.end)
+		}
+	}
+}
