@@ -178,7 +178,7 @@ func (j *Job) setAggregate(w *worker, m *wire.Msg) {
 // nonFiniteMsg says why a push of k is refused: element i of its data
 // (little-endian float32s starting at element off of the key) is NaN or ±Inf.
 func nonFiniteMsg(k *key, data []byte, i, off int) string {
-	return fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(data, k.wordTmp)[i], off+i)
+	return fmt.Sprintf("key %s: push holds %v at element %d: refused, not aggregated", k.label(), wire.Float32View(data, nil)[i], off+i)
 }
 
 // arriveRefused records a's refused push (a.bad() says why) as its worker's

@@ -362,22 +362,21 @@ type key struct {
 
 // keyCold is the part of a key that a plain round does not touch.
 type keyCold struct {
-	off     int
-	total   int
-	opened  time.Duration // when cur opened (kept with a round deadline only)
-	id      uint64
-	merge   compute.Buffer
-	slot    optstate.Slot // optimizer states (shared code with the store)
-	name    string
-	oname   string // optName of an int key, once made
-	shape   []int64
-	host    []float32 // host copy of stored (valid unless dirty)
-	inited  map[string]bool
-	deq     []float32 // host scratch for dequantizing
-	wordTmp []float32 // host scratch where data cannot be viewed in place
-	resv    int64     // bytes reserved from the budget (keyBytes)
-	rs      *keyRows  // row-sparse scratch (rows.go)
-	run     uint64    // the run that created or resumed it (runs.go)
+	off    int
+	total  int
+	opened time.Duration // when cur opened (kept with a round deadline only)
+	id     uint64
+	merge  compute.Buffer
+	slot   optstate.Slot // optimizer states (shared code with the store)
+	name   string
+	oname  string // optName of an int key, once made
+	shape  []int64
+	host   []float32 // host copy of stored (valid unless dirty)
+	inited map[string]bool
+	deq    []float32 // host scratch for dequantizing
+	resv   int64     // bytes reserved from the budget (keyBytes)
+	rs     *keyRows  // row-sparse scratch (rows.go)
+	run    uint64    // the run that created or resumed it (runs.go)
 }
 
 // inline points k's empty free list, expected workers and arrivals at
@@ -1695,7 +1694,7 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf comput
 	if buf, err = j.bufferOf(k); err != nil {
 		return nil, -1, err
 	}
-	words := wire.Float32View(m.Data(), k.wordTmp)
+	words := wire.Float32View(m.Data(), nil)
 	per := m.DType.PerWord()
 	skip := int(m.Offset) % per
 	if need := len(words) * per; cap(k.deq) < need {
@@ -1729,9 +1728,10 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	if buf, err = j.bufferOf(k); err != nil {
 		return nil, -1, err
 	}
-	// No scratch: a push's data is 4-byte aligned in practice (a view, no
-	// copy), and reading the key's scratch field would cost one more cache
-	// line per key; unaligned data are decoded into a new slice.
+	// A view, no copy: a push's data is 4-byte aligned in every frame (the
+	// header is 56 bytes, list and batch tables are padded to 4, and every
+	// value is a 4-byte word); only an unaligned buffer would be decoded
+	// into a new slice.
 	words := wire.Float32View(data, nil)
 	if fused {
 		bad, err = fw.WriteFinite(buf, 0, words)

@@ -162,7 +162,7 @@ func (j *Job) decodeRows(k *key, rows []uint32, width int, m *wire.Msg) (compute
 	}
 	// The data is rows' values inside the part: full rows but for the
 	// start of the first and the end of the last.
-	vals := wire.Float32View(m.Data(), k.wordTmp)
+	vals := wire.Float32View(m.Data(), nil)
 	full := len(rows) * width
 	lead := max(k.off-int(rows[0])*width, 0)
 	if cb, ok := buf.(*compute.CPUBuffer); ok {
