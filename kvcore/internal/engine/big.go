@@ -13,14 +13,14 @@ package engine
 func (r *Runner) pushBig(o *Op) bool {
 	var waits int32
 	for i, v := range o.vars {
-		if !v.mu.TryLock() {
+		s, ok := v.tryLockJoin()
+		if !ok {
 			for j := i - 1; j >= 0; j-- {
 				o.vars[j].unjoin()
-				o.vars[j].mu.Unlock()
 			}
 			return false
 		}
-		if v.join(o) {
+		if v.join(o, s>>stCountShift) {
 			waits++
 		}
 	}
@@ -28,7 +28,7 @@ func (r *Runner) pushBig(o *Op) bool {
 	r.pending.Add(1)
 	o.waitFor.Store(1 + waits)
 	for i := len(o.vars) - 1; i >= 0; i-- {
-		o.vars[i].mu.Unlock()
+		o.vars[i].release()
 	}
 	if o.waitFor.Add(-1) == 0 {
 		r.ready(o, true)

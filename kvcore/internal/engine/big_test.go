@@ -43,11 +43,11 @@ func TestTryPush(t *testing.T) {
 		big.op.Add(vars[i], i%2 == 0)
 	}
 	busy := vars[bigOp]
-	busy.mu.Lock()
+	s := busy.lock()
 	if r.TryPush(&big.op) {
 		t.Fatal("TryPush queued an operation with a locked variable")
 	}
-	busy.mu.Unlock()
+	busy.unlock(s)
 	for i, v := range vars[:len(vars)-1] {
 		if !v.Idle() {
 			t.Fatalf("variable %d joined by a refused operation", i)

@@ -41,23 +41,57 @@ import (
 // Var is an engine variable: the FIFO of operations on one key or array.
 // Its zero value is ready to use.
 type Var struct {
-	// The FIFO is head, then rest (see fifo.go): the fields a push and a
-	// finish touch come first, in one cache line.
-	mu        sync.Mutex
-	head      *Op    // runs or waits to run; nil when the FIFO is empty
-	issued    uint64 // operations ever queued
-	completed uint64 // operations finished (in issue order)
-	err       error  // error of the last op that wrote this var (cleared by a later successful write)
-	waiters   int
-	more      *varMore // made when an operation or a Wait first waits on the variable
+	// state is the FIFO's length above the flag bits (locked, waiters,
+	// err set; see the package doc's "state word"); the fields a push and
+	// a finish touch come first, in one cache line (the Var is padded to
+	// 64 bytes).
+	state  atomic.Uint64
+	second *Op    // the operation behind the head, when 2 or more are queued
+	issued uint64 // operations ever queued (under the lock)
+	err    error  // error of the last op that wrote this var (cleared by a later successful write)
+	more   *varMore
+	_      [64 - 48]byte
 }
+
+// The state word of a Var: a spin lock bit, two flags and the number of
+// operations in the FIFO (the head, which runs or waits to run, then
+// second, then more.rest).
+const (
+	stLocked  = 1 << iota // a push, a finish's slow path or a Wait holds the Var
+	stWaiters             // more.waiters > 0: a finish broadcasts more.done
+	stErr                 // err != nil
+	stCountShift
+	stOne = 1 << stCountShift // one operation in the FIFO
+)
 
 // varMore is the part of a Var that only waiting needs (a Var stays one
 // cache line).
 type varMore struct {
-	rest []*Op     // operations behind head, in order
-	done sync.Cond // broadcast when completed grows and waiters > 0
+	rest    []*Op // operations behind second, in order
+	mu      sync.Mutex
+	done    sync.Cond // broadcast (under mu) when an operation leaves and waiters > 0
+	waiters int       // Wait and Drain calls waiting (under the Var's lock)
 }
+
+// lock takes v's lock bit and returns the state without it. The critical
+// sections are short (a join or a leave, at most the joins of one
+// operation while Push holds several), so it spins, yielding after a few
+// tries (a single-threaded wasm runtime runs the holder then).
+func (v *Var) lock() uint64 {
+	for i := 0; ; i++ {
+		s := v.state.Load()
+		if s&stLocked == 0 && v.state.CompareAndSwap(s, s|stLocked) {
+			return s
+		}
+		if i >= 16 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// unlock sets the state to s (without the lock bit): nothing else writes
+// the state while it is locked.
+func (v *Var) unlock(s uint64) { v.state.Store(s) }
 
 // Wait waits until every operation queued on v before the call finished
 // (or ctx ends) and returns the error of the last one that wrote v, or
@@ -66,12 +100,12 @@ func (v *Var) Wait(ctx context.Context) error {
 	if v == nil {
 		return nil
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.drain(ctx); err != nil {
-		return err
+	s, err := v.drain(ctx)
+	if err == nil {
+		err = v.err
 	}
-	return v.err
+	v.unlock(s)
+	return err
 }
 
 // Drain is Wait without the write error: it returns only ctx's.
@@ -79,52 +113,67 @@ func (v *Var) Drain(ctx context.Context) error {
 	if v == nil {
 		return nil
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.drain(ctx)
+	s, err := v.drain(ctx)
+	v.unlock(s)
+	return err
 }
 
-// drain waits (under v.mu) for the operations queued so far.
-func (v *Var) drain(ctx context.Context) error {
+// drain waits for the operations queued so far and returns with v locked
+// (the state to unlock with).
+func (v *Var) drain(ctx context.Context) (uint64, error) {
+	s := v.lock()
+	// Completed operations: issued, less those still in the FIFO.
 	target := v.issued
-	if v.completed >= target {
-		return nil
+	if v.issued-s>>stCountShift >= target {
+		return s, nil
 	}
 	if v.more == nil {
 		v.more = new(varMore)
 	}
-	if v.more.done.L == nil {
-		v.more.done.L = &v.mu
+	m := v.more
+	if m.done.L == nil {
+		m.done.L = &m.mu
 	}
-	stop := wakeOnDone(ctx, &v.more.done)
+	stop := wakeOnDone(ctx, &m.done)
 	defer stop()
-	v.waiters++
-	defer func() { v.waiters-- }()
-	for v.completed < target {
-		if err := ctx.Err(); err != nil {
-			return err
+	m.waiters++
+	s |= stWaiters
+	var err error
+	for v.issued-s>>stCountShift < target {
+		// Take m.mu before letting go of v: a finish broadcasts under
+		// both, so it cannot slip between the check and the wait; ctx's
+		// broadcast takes m.mu, and ctx.Err is set before it.
+		m.mu.Lock()
+		if err = ctx.Err(); err != nil {
+			m.mu.Unlock()
+			break
 		}
-		v.more.done.Wait()
+		v.unlock(s)
+		m.done.Wait()
+		m.mu.Unlock()
+		s = v.lock()
 	}
-	return nil
+	m.waiters--
+	if m.waiters == 0 {
+		s &^= stWaiters
+	}
+	return s, err
 }
 
 // Idle reports whether no operation is queued on v.
 func (v *Var) Idle() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.head == nil
+	return v.state.Load()>>stCountShift == 0
 }
 
 // ClearErr forgets the error of an earlier failed write (the caller has
 // just overwritten the whole variable).
 func (v *Var) ClearErr() {
-	if v == nil {
+	if v == nil || v.state.Load()&stErr == 0 {
 		return
 	}
-	v.mu.Lock()
+	s := v.lock()
 	v.err = nil
-	v.mu.Unlock()
+	v.unlock(s &^ stErr)
 }
 
 // Task is the work of an Op.
@@ -287,21 +336,25 @@ func (o *Op) Finish(err error) { o.finish(err, nil) }
 // makes ready on its own Runner needs no other worker woken.
 func (o *Op) finish(err error, self *Runner) {
 	r := o.r
+	// The operations that o made the head of a FIFO: consecutive
+	// variables often hand over to the same one (a pull list behind a
+	// push list), so its count drops once per run of them, not once per
+	// variable. A count dropped late only readies it later.
+	var next *Op
+	var n int32
 	for i, v := range o.vars {
-		v.mu.Lock()
 		// o heads v's queue by construction.
-		next := v.leave()
-		if o.writes[i] {
-			v.err = err
+		nx := v.leave(o.writes[i], err)
+		if nx == nil {
+			continue
 		}
-		if v.waiters > 0 {
-			v.more.done.Broadcast()
+		if nx != next {
+			next.handOver(n, self)
+			next, n = nx, 0
 		}
-		v.mu.Unlock()
-		if next != nil && next.waitFor.Add(-1) == 0 {
-			next.r.ready(next, next.r != self)
-		}
+		n++
 	}
+	next.handOver(n, self)
 	if err != nil {
 		r.mu.Lock()
 		if r.err == nil {
@@ -317,6 +370,14 @@ func (o *Op) finish(err error, self *Runner) {
 		r.mu.Unlock()
 	}
 	o.Task.Done()
+}
+
+// handOver drops o's count of FIFOs it waits to head by n and readies it
+// at zero (nothing on a nil o).
+func (o *Op) handOver(n int32, self *Runner) {
+	if o != nil && o.waitFor.Add(-n) == 0 {
+		o.r.ready(o, o.r != self)
+	}
 }
 
 // Runner runs the operations of one store: its ready queue, its workers,
@@ -355,24 +416,22 @@ func (r *Runner) Push(o *Op) {
 	o.sortVars()
 	o.seq = r.seq.Add(1)
 	r.pending.Add(1)
-	// One extra count until every FIFO is joined, so that an operation
-	// finishing meanwhile cannot make o ready early.
-	o.waitFor.Store(1)
 	// Each variable is locked in address order and o queued on it at
 	// once (one pass over the variables, not two); no lock is released
 	// before o is on every queue, so two operations' orders agree on all
-	// the variables they share. The waits are counted once, still under
-	// the locks (no operation ahead can finish meanwhile).
+	// the variables they share. The waits are counted, and stored, still
+	// under the locks: no operation ahead can leave a FIFO meanwhile. One
+	// extra count, dropped after the release, keeps an operation that
+	// finishes once a lock is released from readying o as well.
 	var waits int32
 	for _, v := range o.vars {
-		v.mu.Lock()
-		if v.join(o) {
+		if v.join(o, v.lockJoin()>>stCountShift) {
 			waits++
 		}
 	}
-	o.waitFor.Add(waits)
+	o.waitFor.Store(1 + waits)
 	for i := len(o.vars) - 1; i >= 0; i-- {
-		o.vars[i].mu.Unlock()
+		o.vars[i].release()
 	}
 	if o.waitFor.Add(-1) == 0 {
 		r.ready(o, true)
