@@ -33,7 +33,7 @@ func TestTryPush(t *testing.T) {
 		t.Fatal("TryPush queued an operation naming a variable twice")
 	}
 	for i, v := range vars[:len(vars)-1] {
-		if !v.Idle() || v.issued != 0 {
+		if !v.Idle() || v.state.Load() != 0 {
 			t.Fatalf("variable %d joined by a refused operation", i)
 		}
 	}

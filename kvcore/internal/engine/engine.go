@@ -42,15 +42,13 @@ import (
 // Its zero value is ready to use.
 type Var struct {
 	// state is the FIFO's length above the flag bits (locked, waiters,
-	// err set; see the package doc's "state word"); the fields a push and
-	// a finish touch come first, in one cache line (the Var is padded to
-	// 64 bytes).
+	// err set); second is the operation behind the head. A push and a
+	// finish touch these two words only. A Var is 32 bytes (two to a
+	// cache line; those of keys made one after another are neighbours).
 	state  atomic.Uint64
-	second *Op    // the operation behind the head, when 2 or more are queued
-	issued uint64 // operations ever queued (under the lock)
-	err    error  // error of the last op that wrote this var (cleared by a later successful write)
-	more   *varMore
-	_      [64 - 48]byte
+	second *Op
+	more   *varMore // made at the first error, or when two operations or a Wait wait
+	_      [8]byte
 }
 
 // The state word of a Var: a spin lock bit, two flags and the number of
@@ -68,9 +66,22 @@ const (
 // cache line).
 type varMore struct {
 	rest    []*Op // operations behind second, in order
+	err     error // error of the last op that wrote the var (cleared by a later successful write)
 	mu      sync.Mutex
 	done    sync.Cond // broadcast (under mu) when an operation leaves and waiters > 0
 	waiters int       // Wait and Drain calls waiting (under the Var's lock)
+	// left counts the operations that left the FIFO while waiters > 0
+	// (each takes the slow path then): a Wait waits for it to pass the
+	// count when it began plus the FIFO's length then.
+	left uint64
+}
+
+// ext returns v.more, made if need be; the caller holds v's lock.
+func (v *Var) ext() *varMore {
+	if v.more == nil {
+		v.more = new(varMore)
+	}
+	return v.more
 }
 
 // lock takes v's lock bit and returns the state without it. The critical
@@ -101,8 +112,8 @@ func (v *Var) Wait(ctx context.Context) error {
 		return nil
 	}
 	s, err := v.drain(ctx)
-	if err == nil {
-		err = v.err
+	if err == nil && s&stErr != 0 {
+		err = v.more.err
 	}
 	v.unlock(s)
 	return err
@@ -122,24 +133,21 @@ func (v *Var) Drain(ctx context.Context) error {
 // (the state to unlock with).
 func (v *Var) drain(ctx context.Context) (uint64, error) {
 	s := v.lock()
-	// Completed operations: issued, less those still in the FIFO.
-	target := v.issued
-	if v.issued-s>>stCountShift >= target {
+	n := s >> stCountShift
+	if n == 0 {
 		return s, nil
 	}
-	if v.more == nil {
-		v.more = new(varMore)
-	}
-	m := v.more
+	m := v.ext()
 	if m.done.L == nil {
 		m.done.L = &m.mu
 	}
+	target := m.left + n
 	stop := wakeOnDone(ctx, &m.done)
 	defer stop()
 	m.waiters++
 	s |= stWaiters
 	var err error
-	for v.issued-s>>stCountShift < target {
+	for m.left < target {
 		// Take m.mu before letting go of v: a finish broadcasts under
 		// both, so it cannot slip between the check and the wait; ctx's
 		// broadcast takes m.mu, and ctx.Err is set before it.
@@ -172,7 +180,7 @@ func (v *Var) ClearErr() {
 		return
 	}
 	s := v.lock()
-	v.err = nil
+	v.more.err = nil
 	v.unlock(s &^ stErr)
 }
 

@@ -328,3 +328,15 @@ func TestSortMergeVars(t *testing.T) {
 		}
 	}
 }
+
+// A Var is 32 bytes: two to a cache line, none across two (the size class
+// of 32-byte objects keeps them aligned); a push and a finish touch its
+// first two words only.
+func TestVarLayout(t *testing.T) {
+	if s := unsafe.Sizeof(Var{}); s != 32 {
+		t.Fatalf("Var is %d bytes, want 32", s)
+	}
+	if o := unsafe.Offsetof(Var{}.second); o != 8 {
+		t.Fatalf("Var.second at %d, want 8", o)
+	}
+}

@@ -47,17 +47,14 @@ func (v *Var) release() { v.state.Add(^uint64(0)) }
 // join queues o on v, whose FIFO held n operations, and reports whether
 // o waits behind another. The caller holds the lock (lockJoin).
 func (v *Var) join(o *Op, n uint64) bool {
-	v.issued++
 	switch n {
 	case 0:
 		return false
 	case 1:
 		v.second = o
 	default:
-		if v.more == nil {
-			v.more = new(varMore)
-		}
-		v.more.rest = append(v.more.rest, o)
+		m := v.ext()
+		m.rest = append(m.rest, o)
 	}
 	return true
 }
@@ -65,7 +62,6 @@ func (v *Var) join(o *Op, n uint64) bool {
 // unjoin takes back the last join (pushBig's undo) and unlocks v.
 func (v *Var) unjoin() {
 	s := v.state.Load() - stLocked - stOne
-	v.issued--
 	switch n := s >> stCountShift; n {
 	case 0:
 	case 1:
@@ -128,15 +124,16 @@ func (v *Var) leaveLocked(write bool, err error) *Op {
 	}
 	if write {
 		if err != nil {
-			v.err = err
+			v.ext().err = err
 			s |= stErr
 		} else if s&stErr != 0 {
-			v.err = nil
+			v.more.err = nil
 			s &^= stErr
 		}
 	}
 	if s&stWaiters != 0 {
 		m := v.more
+		m.left++
 		m.mu.Lock()
 		m.done.Broadcast()
 		m.mu.Unlock()
