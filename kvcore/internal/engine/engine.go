@@ -12,15 +12,45 @@
 //     comes from the network): its Task returns pending and the operation's
 //     Finish is called later.
 //
-// The dependency bookkeeping lives on the variables, each with its own
-// lock; the ready queue, the worker goroutines and the count of unfinished
-// operations live on a Runner, one per store. An array used by several
-// stores orders their operations through its variable, and each operation
-// still runs on its own store's workers. Push locks all the variables of an
-// operation (in address order, so two pushes cannot deadlock) before it
-// joins their FIFOs: the joins of two operations that share variables are
-// never interleaved, so the FIFOs agree with one order of the pushes and no
-// cycle (deadlock) can form.
+// The dependency bookkeeping lives on the variables; the ready queue, the
+// worker goroutines and the count of unfinished operations live on a
+// Runner, one per store. An array used by several stores orders their
+// operations through its variable, and each operation still runs on its
+// own store's workers.
+//
+// A variable's state is one atomic word: a lock bit, a flag for waiting
+// Waits, a flag for a recorded write error, and above them the length of
+// its FIFO. The FIFO's head is implicit (the operation that finishes is
+// the head), the operation behind it is in Var.second, the rest in a part
+// made on demand. Push takes the lock bit of every variable of an
+// operation (in address order, so two pushes cannot deadlock; TryPush in
+// the order given, giving up on a taken one), counting the operation in
+// the FIFO in the same CAS, before it releases any: the joins of two
+// operations that share variables are never interleaved, so the FIFOs
+// agree with one order of the pushes and no cycle (deadlock) can form.
+// That is two atomic instructions per variable, as with a mutex.
+//
+// Leaving is one CAS and no lock when nothing else is to do: no Wait
+// waits, and the operation writes no error and clears none. The CAS takes
+// the length from 1 to 0, or from 2 to 1 handing the variable to second,
+// read just before. The CAS expects the lock bit clear, so it never lands
+// inside a push's or a slow path's critical section, and it fails if
+// anything changed the word since it was read. The memory-model argument:
+// second is written only by a join that takes the length from 1 to 2,
+// under the lock, before the release (an atomic write of the word); the
+// finisher's load of the word reads that release or a later write, so the
+// write of second happens before its read (Go's atomics are sequentially
+// consistent and synchronize). Nothing writes second again until the
+// length drops below 2, which only the head's finish does (or the undo of
+// that same join, under the lock, which the CAS sees). The next writer of
+// second locks the word after the finisher's CAS, so the read happens
+// before it. Whatever a finished operation wrote happens before its
+// successor runs: the successor becomes ready only through the
+// finisher's CAS (or lock) and its atomic count of FIFOs still to head.
+// The slow path (a Wait waiting, an error to record or clear, two or more
+// operations behind the head) takes the lock bit as a push does. The lock
+// spins, yielding to the scheduler after a few tries: it is held for a
+// join, a leave, or the joins of one operation.
 //
 // A Runner's workers start with its first ready operation and stop at
 // Close. Nothing here allocates per operation: the caller pools its
