@@ -87,13 +87,13 @@ type Var struct {
 const (
 	stLocked  = 1 << iota // a push, a finish's slow path or a Wait holds the Var
 	stWaiters             // more.waiters > 0: a finish broadcasts more.done
-	stErr                 // err != nil
+	stErr                 // more.err != nil
 	stCountShift
 	stOne = 1 << stCountShift // one operation in the FIFO
 )
 
-// varMore is the part of a Var that only waiting needs (a Var stays one
-// cache line).
+// varMore is the part of a Var that only waiting (two or more operations
+// behind the head, or a Wait) and errors need (a Var stays 32 bytes).
 type varMore struct {
 	rest    []*Op // operations behind second, in order
 	err     error // error of the last op that wrote the var (cleared by a later successful write)
