@@ -21,6 +21,12 @@ import (
 // and splits operations where one key's output is another's array);
 // operations queued before stay valid, as the engine orders every key and
 // array across operations anyway.
+//
+// A call of several operations is checked and built by up to GOMAXPROCS
+// goroutines (the caller and helpers joined before it returns), each
+// taking the next chunk of keys; each keeps its own bitset, and the
+// bitsets are merged to find a key repeated across their shares. Queueing
+// stays with the caller, in key order.
 
 type distCall struct {
 	entries []*entry
@@ -45,22 +51,18 @@ type chunkErr struct {
 
 var distCallPool = sync.Pool{New: func() any { return new(distCall) }}
 
-// splitMin is the fewest operations a call must have for its preparation
-// to be shared between goroutines (splitWorkers of them at most, the
-// caller included); a variable for the tests.
-var splitMin, splitWorkers = 4, func() int { return runtime.GOMAXPROCS(0) }
-
 // queueDistCall checks and queues list call op of a dist store; the
 // caller holds s.mu (read) and checked that the store is open.
 //
 // The call is checked and its operations built a chunk of distListChunk
 // keys at a time; a big call's chunks are shared between the caller and
-// up to GOMAXPROCS-1 goroutines, each taking the next chunk in key order,
-// all joined before anything is queued. The error is the first bad key in
-// key order (every chunk before the first failing one is checked whole),
-// and nothing is queued when there is one. The operations are then queued
-// in key order by the caller alone (two chunks may share an array, and
-// the engine must see them in the call's order).
+// up to GOMAXPROCS-1 goroutines (s.callWorkers in tests), each taking the
+// next chunk in key order, all joined before anything is queued. The
+// error is the first bad key in key order (every chunk before the first
+// failing one is checked whole), and nothing is queued when there is one.
+// The operations are then queued in key order by the caller alone (two
+// chunks may share an array, and the engine must see them in the call's
+// order).
 func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, prio int) error {
 	c := distCallPool.Get().(*distCall)
 	defer c.put()
@@ -68,10 +70,11 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 	c.entries = slices.Grow(c.entries[:0], len(keys))[:len(keys)]
 	c.lists = slices.Grow(c.lists[:0], nc)[:nc]
 	c.chunks = slices.Grow(c.chunks[:0], nc)[:nc]
-	workers := 1
-	if nc >= splitMin {
-		workers = max(1, min(splitWorkers(), nc/2))
+	workers := s.callWorkers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
+	workers = max(1, min(workers, nc))
 	if cap(c.parts) < workers {
 		c.parts = make([]callPart, workers)
 	}
