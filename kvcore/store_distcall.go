@@ -23,7 +23,8 @@ import (
 // array across operations anyway.
 //
 // A call of several operations is checked and built by up to GOMAXPROCS
-// goroutines (the caller and helpers joined before it returns), each
+// goroutines, one fewer while earlier operations are pending (the caller
+// and helpers joined before it returns), each
 // taking the next chunk of keys; each keeps its own bitset, and the
 // bitsets are merged to find a key repeated across their shares. Queueing
 // stays with the caller, in key order.
@@ -56,8 +57,9 @@ var distCallPool = sync.Pool{New: func() any { return new(distCall) }}
 //
 // The call is checked and its operations built a chunk of distListChunk
 // keys at a time; a big call's chunks are shared between the caller and
-// up to GOMAXPROCS-1 goroutines (s.callWorkers in tests), each taking the
-// next chunk in key order, all joined before anything is queued. The
+// up to GOMAXPROCS-1 goroutines (one fewer while the engine has
+// operations pending; s.callWorkers in tests), each taking the next chunk
+// in key order, all joined before anything is queued. The
 // error is the first bad key in key order (every chunk before the first
 // failing one is checked whole), and nothing is queued when there is one.
 // The operations are then queued in key order by the caller alone (two
@@ -73,6 +75,11 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 	workers := s.callWorkers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
+		if s.run.Pending() > 0 {
+			// Operations queued before this call keep the engine worker,
+			// the sender and the receiver busy: leave them a core.
+			workers--
+		}
 	}
 	workers = max(1, min(workers, nc))
 	if cap(c.parts) < workers {
