@@ -24,10 +24,10 @@ import (
 //
 // A call of several operations is checked and built by up to GOMAXPROCS
 // goroutines, one fewer while earlier operations are pending (the caller
-// and helpers joined before it returns), each
-// taking the next chunk of keys; each keeps its own bitset, and the
-// bitsets are merged to find a key repeated across their shares. Queueing
-// stays with the caller, in key order.
+// and helpers, joined before it returns), each taking the next chunk of
+// keys; each keeps its own bitset, and the bitsets are merged to find a
+// key repeated across their shares. Queueing stays with the caller, in
+// key order.
 
 type distCall struct {
 	entries []*entry
