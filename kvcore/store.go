@@ -67,6 +67,9 @@ type Store struct {
 	fl    compute.Flusher       // be's Flush, if it queues work
 	run   *engine.Runner
 	rem   remote
+	// callWorkers is how many goroutines may prepare a dist list call of
+	// several operations (queueDistCall); 0: GOMAXPROCS. Tests set it.
+	callWorkers int
 
 	mu        sync.RWMutex
 	keys      map[Key]*entry

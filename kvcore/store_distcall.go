@@ -1,8 +1,10 @@
 package kvcore
 
 import (
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/webkv/webkv/kvcore/compute"
 )
@@ -19,72 +21,109 @@ import (
 // and splits operations where one key's output is another's array);
 // operations queued before stay valid, as the engine orders every key and
 // array across operations anyway.
+//
+// A call of several operations is checked and built by up to GOMAXPROCS
+// goroutines, one fewer while earlier operations are pending (the caller
+// and helpers, joined before it returns), each taking the next chunk of
+// keys; each keeps its own bitset, and the bitsets are merged to find a
+// key repeated across their shares. Queueing stays with the caller, in
+// key order.
 
 type distCall struct {
 	entries []*entry
-	bits    []uint64
 	lists   []*distList
+	parts   []callPart // one per goroutine building the call
+	chunks  []chunkErr // per operation: its first bad key, if any
+	next    atomic.Int64
+	failed  atomic.Int64 // the lowest operation with a bad key (len(chunks): none)
+	repeat  atomic.Bool
+}
+
+// callPart is what one goroutine building a call keeps: a bitset of the
+// ids of the keys it saw (a key repeated within its share shows there;
+// across shares, when the bitsets are merged).
+type callPart struct {
+	bits []uint64
+}
+
+type chunkErr struct {
+	err error
 }
 
 var distCallPool = sync.Pool{New: func() any { return new(distCall) }}
 
 // queueDistCall checks and queues list call op of a dist store; the
 // caller holds s.mu (read) and checked that the store is open.
+//
+// The call is checked and its operations built a chunk of distListChunk
+// keys at a time; a big call's chunks are shared between the caller and
+// up to GOMAXPROCS-1 goroutines (one fewer while the engine has
+// operations pending; s.callWorkers in tests), each taking the next chunk
+// in key order, all joined before anything is queued. The
+// error is the first bad key in key order (every chunk before the first
+// failing one is checked whole), and nothing is queued when there is one.
+// The operations are then queued in key order by the caller alone (two
+// chunks may share an array, and the engine must see them in the call's
+// order).
 func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, prio int) error {
 	c := distCallPool.Get().(*distCall)
 	defer c.put()
-	entries := slices.Grow(c.entries[:0], len(keys))
+	nc := (len(keys) + distListChunk - 1) / distListChunk
+	c.entries = slices.Grow(c.entries[:0], len(keys))[:len(keys)]
+	c.lists = slices.Grow(c.lists[:0], nc)[:nc]
+	c.chunks = slices.Grow(c.chunks[:0], nc)[:nc]
+	workers := s.callWorkers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+		if s.run.Pending() > 0 {
+			// Operations queued before this call keep the engine worker,
+			// the sender and the receiver busy: leave them a core.
+			workers--
+		}
+	}
+	workers = max(1, min(workers, nc))
+	if cap(c.parts) < workers {
+		c.parts = make([]callPart, workers)
+	}
+	c.parts = c.parts[:workers]
 	lim := 4*len(keys) + 1024
-	bits := slices.Grow(c.bits[:0], (lim+63)/64)[:(lim+63)/64]
-	clear(bits)
-	repeat := false
-	var l *distList
-	fail := func(err error) error {
-		if l != nil {
-			c.lists = append(c.lists, l) // back to the pool with the others
+	c.next.Store(0)
+	c.failed.Store(int64(nc))
+	c.repeat.Store(false)
+	if workers > 1 {
+		var wg sync.WaitGroup
+		for w := 1; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.buildDistCall(c, &c.parts[w], lim, op, keys, values, outs, prio)
+			}()
 		}
-		c.entries = entries
-		return err
+		s.buildDistCall(c, &c.parts[0], lim, op, keys, values, outs, prio)
+		wg.Wait()
+	} else {
+		s.buildDistCall(c, &c.parts[0], lim, op, keys, values, outs, prio)
 	}
-	for i, k := range keys {
-		h, err := s.hotKey(op, k)
-		if err != nil {
-			return fail(err)
-		}
-		if values != nil && !fits(h, values[i]) {
-			if err := checkArrays(op, k, h.e, values[i], "value"); err != nil {
-				return fail(err)
+	if f := c.failed.Load(); f < int64(nc) {
+		return c.chunks[f].err
+	}
+	repeat := c.repeat.Load()
+	if !repeat && workers > 1 {
+		// A key in two goroutines' shares: their bitsets overlap.
+		acc := c.parts[0].bits
+	merge:
+		for _, p := range c.parts[1:] {
+			for w, x := range p.bits {
+				if acc[w]&x != 0 {
+					repeat = true
+					break merge
+				}
+				acc[w] |= x
 			}
 		}
-		if outs != nil && !fits(h, outs[i]) {
-			if err := checkArrays(op, k, h.e, outs[i], "output"); err != nil {
-				return fail(err)
-			}
-		}
-		entries = append(entries, h.e)
-		if id := h.id; id < 0 || id >= lim || bits[id/64]&(1<<(id%64)) != 0 {
-			repeat = true // maybe: queueDistList looks exactly
-		} else {
-			bits[id/64] |= 1 << (id % 64)
-		}
-		if repeat {
-			continue
-		}
-		if l == nil {
-			l = s.newDistList(len(keys)-i, values != nil, outs != nil, prio)
-		}
-		l.add(h, k, values, outs, i)
-		if len(l.es) == distListChunk {
-			c.lists = append(c.lists, l)
-			l = nil
-		}
 	}
-	if l != nil {
-		c.lists = append(c.lists, l)
-	}
-	c.entries, c.bits = entries, bits
 	if repeat {
-		s.queueDistList(entries, values, outs, prio)
+		s.queueDistList(c.entries, values, outs, prio)
 		return nil
 	}
 	for li, l := range c.lists {
@@ -93,10 +132,72 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 			continue
 		}
 		from := li * distListChunk
-		s.queueDistList(entries[from:], tail(values, from), tail(outs, from), prio)
+		s.queueDistList(c.entries[from:], tail(values, from), tail(outs, from), prio)
 		break
 	}
 	return nil
+}
+
+// buildDistCall checks and builds chunks of call c until none is left
+// (or one before the next has a bad key): the keys' entries, and while
+// no key repeats, the chunks' operations.
+func (s *Store) buildDistCall(c *distCall, p *callPart, lim int, op string, keys []Key, values, outs [][]*Array, prio int) {
+	p.bits = slices.Grow(p.bits[:0], (lim+63)/64)[:(lim+63)/64]
+	clear(p.bits)
+	bits := p.bits
+	for {
+		li := c.next.Add(1) - 1
+		if li >= int64(len(c.lists)) || li > c.failed.Load() {
+			return
+		}
+		from := int(li) * distListChunk
+		to := min(from+distListChunk, len(keys))
+		c.chunks[li] = chunkErr{}
+		repeat := c.repeat.Load()
+		var l *distList
+		for i := from; i < to; i++ {
+			k := keys[i]
+			h, err := s.hotKey(op, k)
+			if err == nil && values != nil && !fits(h, values[i]) {
+				err = checkArrays(op, k, h.e, values[i], "value")
+			}
+			if err == nil && outs != nil && !fits(h, outs[i]) {
+				err = checkArrays(op, k, h.e, outs[i], "output")
+			}
+			if err != nil {
+				c.chunks[li].err = err
+				c.fail(li)
+				return
+			}
+			c.entries[i] = h.e
+			if id := h.id; id < 0 || id >= lim || bits[id/64]&(1<<(id%64)) != 0 {
+				if !repeat {
+					repeat = true // maybe: queueDistList looks exactly
+					c.repeat.Store(true)
+				}
+			} else {
+				bits[id/64] |= 1 << (id % 64)
+			}
+			if repeat {
+				continue
+			}
+			if l == nil {
+				l = s.newDistList(to-i, values != nil, outs != nil, prio)
+				c.lists[li] = l // back to the pool with the others if not queued
+			}
+			l.add(h, k, values, outs, i)
+		}
+	}
+}
+
+// fail records that chunk li has a bad key: the lowest such chunk wins.
+func (c *distCall) fail(li int64) {
+	for {
+		f := c.failed.Load()
+		if li >= f || c.failed.CompareAndSwap(f, li) {
+			return
+		}
+	}
 }
 
 // tryPush queues l if its variables are all distinct; a busy variable gets
@@ -126,7 +227,8 @@ func (c *distCall) put() {
 	}
 	clear(c.lists)
 	clear(c.entries)
-	c.lists, c.entries = c.lists[:0], c.entries[:0]
+	clear(c.chunks)
+	c.lists, c.entries, c.chunks = c.lists[:0], c.entries[:0], c.chunks[:0]
 	distCallPool.Put(c)
 }
 
