@@ -227,14 +227,14 @@ func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio in
 // key's input or output, which conflicts checks key by key). One sort of
 // the arrays' addresses, instead of a map insert and lookup per array.
 func sharedArrays(values, outs [][]*Array) bool {
-	bp := addrPool.Get().(*[]uintptr)
+	bp := addrPool.Get().(*[]int)
 	defer addrPool.Put(bp)
 	ps := (*bp)[:0]
 	defer func() { *bp = ps[:0] }()
 	for _, as := range [2][][]*Array{values, outs} {
 		for _, a := range as {
 			for _, x := range a {
-				ps = append(ps, uintptr(unsafe.Pointer(x.v)))
+				ps = append(ps, int(uintptr(unsafe.Pointer(x.v))))
 			}
 		}
 	}
@@ -247,7 +247,11 @@ func sharedArrays(values, outs [][]*Array) bool {
 	return false
 }
 
-var addrPool = sync.Pool{New: func() any { return new([]uintptr) }}
+// The addresses are ints, not uintptrs: fmt and the engine sort ints too,
+// and every element type slices.Sort is used with links its own sort code
+// (about 12 KB of webkv.wasm each; RATIONALE's runtime budget). Only
+// equality matters here, so an address's sign does not.
+var addrPool = sync.Pool{New: func() any { return new([]int) }}
 
 // conflicts reports whether key i of a list call (with its repetitions,
 // next) touches an array that the keys already in l write, or writes one

@@ -235,7 +235,7 @@ type Op struct {
 	vars    []*Var
 	writes  []bool
 	pairs   []varWrite // sortMergeVars' scratch, kept for reuse
-	packed  []uint64   // sortPacked's scratch
+	packed  []int      // sortPacked's scratch
 	waitFor atomic.Int32
 	seq     uint64
 	r       *Runner
@@ -326,24 +326,26 @@ func (o *Op) merge(pairs []varWrite) {
 }
 
 // sortPacked is sortMergeVars for up to 2^16 variables at addresses
-// below 2^48 (every 64-bit platform's heap): each variable is one
-// uint64, its address above its index, so the sort is of plain integers
-// (several times faster than sorting pairs with a comparison function; a
-// list call of 4,096 keys has 8,192 variables). False if it does not
-// apply.
+// below 2^47 (every 64-bit platform's user space): each variable is one
+// non-negative int, its address above its index, so the sort is of plain
+// integers (several times faster than sorting pairs with a comparison
+// function; a list call of 4,096 keys has 8,192 variables). False if it
+// does not apply. The integers are ints, not uint64s: fmt sorts ints
+// already, and each element type slices.Sort is used with links its own
+// sort code (about 12 KB of webkv.wasm; RATIONALE's runtime budget).
 func (o *Op) sortPacked() bool {
 	const idxBits = 16
 	n := len(o.vars)
-	if n > 1<<idxBits || unsafe.Sizeof(uintptr(0)) != 8 {
+	if n > 1<<idxBits || unsafe.Sizeof(0) != 8 || unsafe.Sizeof(uintptr(0)) != 8 {
 		return false
 	}
 	ps := o.packed[:0]
 	for i, v := range o.vars {
 		a := uint64(uintptr(unsafe.Pointer(v)))
-		if a>>(64-idxBits) != 0 {
+		if a>>(63-idxBits) != 0 {
 			return false
 		}
-		ps = append(ps, a<<idxBits|uint64(i))
+		ps = append(ps, int(a<<idxBits|uint64(i)))
 	}
 	slices.Sort(ps)
 	// Rebuild in place: vars and writes by sorted index, through the
