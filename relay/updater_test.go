@@ -427,51 +427,56 @@ func TestWasmUpdaterLimits(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, tc := range cases {
 		wg.Add(1)
-		go t.Run(tc.job, func(t *testing.T) {
+		// wg is done once t.Run returns, after the subtest's cleanups
+		// (dialN's stores closing): done from inside the subtest, the
+		// test could end, and goleak look, while a store still closed.
+		go func() {
 			defer wg.Done()
-			defer failed.Done()
-			ws := dialN(t, ctx, u, "dist_sync", tc.job, 2)
-			k := kvcore.IntKey(1)
-			errs := make([][]error, len(ws))
-			each(t, ws, func(s *kvcore.Store) error {
-				if err := s.Init(ctx, k, full(1, 8)); err != nil {
-					return err
-				}
-				if s.Rank() == 0 {
-					if err := s.SetUpdaterModule(ctx, tc.mod); err != nil {
+			t.Run(tc.job, func(t *testing.T) {
+				defer failed.Done()
+				ws := dialN(t, ctx, u, "dist_sync", tc.job, 2)
+				k := kvcore.IntKey(1)
+				errs := make([][]error, len(ws))
+				each(t, ws, func(s *kvcore.Store) error {
+					if err := s.Init(ctx, k, full(1, 8)); err != nil {
 						return err
 					}
-				}
-				if err := s.Barrier(ctx); err != nil {
-					return err
-				}
-				for range 2 {
-					err := s.Push(k, full(1, 8))
-					if err == nil {
-						err = s.WaitAll(ctx)
+					if s.Rank() == 0 {
+						if err := s.SetUpdaterModule(ctx, tc.mod); err != nil {
+							return err
+						}
 					}
-					errs[s.Rank()] = append(errs[s.Rank()], err)
+					if err := s.Barrier(ctx); err != nil {
+						return err
+					}
+					for range 2 {
+						err := s.Push(k, full(1, 8))
+						if err == nil {
+							err = s.WaitAll(ctx)
+						}
+						errs[s.Rank()] = append(errs[s.Rank()], err)
+					}
+					return nil
+				})
+				for rank, es := range errs {
+					first, second := es[0], es[1]
+					if !errors.Is(first, kvcore.ErrUpdater) || !strings.Contains(first.Error(), tc.want) || !strings.Contains(first.Error(), tc.mod.Hash().String()) {
+						t.Errorf("worker %d, first round: %v, want ErrUpdater naming the module and saying %q", rank, first, tc.want)
+					}
+					if !errors.Is(second, kvcore.ErrUpdater) || !strings.Contains(second.Error(), "unloaded after a failure") {
+						t.Errorf("worker %d, second round: %v, want ErrUpdater: unloaded", rank, second)
+					}
 				}
-				return nil
+				t.Logf("%s: %v", tc.job, errs[0][0])
+				v, err := values(ctx, ws[0], k, 8)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v[0] != 1 {
+					t.Errorf("value after failed updates: %v, want 1s", v)
+				}
 			})
-			for rank, es := range errs {
-				first, second := es[0], es[1]
-				if !errors.Is(first, kvcore.ErrUpdater) || !strings.Contains(first.Error(), tc.want) || !strings.Contains(first.Error(), tc.mod.Hash().String()) {
-					t.Errorf("worker %d, first round: %v, want ErrUpdater naming the module and saying %q", rank, first, tc.want)
-				}
-				if !errors.Is(second, kvcore.ErrUpdater) || !strings.Contains(second.Error(), "unloaded after a failure") {
-					t.Errorf("worker %d, second round: %v, want ErrUpdater: unloaded", rank, second)
-				}
-			}
-			t.Logf("%s: %v", tc.job, errs[0][0])
-			v, err := values(ctx, ws[0], k, 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v[0] != 1 {
-				t.Errorf("value after failed updates: %v, want 1s", v)
-			}
-		})
+		}()
 	}
 	// The honest job: 3 workers push rank+1 for 20 rounds with the Test
 	// optimizer (rescale_grad 1): the key grows by 6 per round, exactly.
