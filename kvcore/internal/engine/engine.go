@@ -114,14 +114,18 @@ func (v *Var) ext() *varMore {
 	return v.more
 }
 
-// lock takes v's lock bit and returns the state without it. The critical
-// sections are short (a join or a leave, at most the joins of one
-// operation while Push holds several), so it spins, yielding after a few
-// tries (a single-threaded wasm runtime runs the holder then).
-func (v *Var) lock() uint64 {
+// lock takes v's lock bit and returns the state without it.
+func (v *Var) lock() uint64 { return v.lockAdd(0) }
+
+// lockAdd takes v's lock bit, adding add to the state in the same CAS, and
+// returns the state before. The critical sections are short (a join or a
+// leave, at most the joins of one operation while Push holds several), so
+// it spins, yielding after a few tries (a single-threaded wasm runtime
+// runs the holder then).
+func (v *Var) lockAdd(add uint64) uint64 {
 	for i := 0; ; i++ {
 		s := v.state.Load()
-		if s&stLocked == 0 && v.state.CompareAndSwap(s, s|stLocked) {
+		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+add|stLocked) {
 			return s
 		}
 		if i >= 16 {
@@ -196,11 +200,6 @@ func (v *Var) drain(ctx context.Context) (uint64, error) {
 		s &^= stWaiters
 	}
 	return s, err
-}
-
-// Idle reports whether no operation is queued on v.
-func (v *Var) Idle() bool {
-	return v.state.Load()>>stCountShift == 0
 }
 
 // ClearErr forgets the error of an earlier failed write (the caller has

@@ -340,3 +340,9 @@ func TestVarLayout(t *testing.T) {
 		t.Fatalf("Var.second at %d, want 8", o)
 	}
 }
+
+// Idle reports whether no operation is queued on v (the tests' check that
+// every FIFO drained).
+func (v *Var) Idle() bool {
+	return v.state.Load()>>stCountShift == 0
+}

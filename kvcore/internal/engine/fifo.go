@@ -1,7 +1,5 @@
 package engine
 
-import "runtime"
-
 // A variable's FIFO: its length in the state word, its head implicit (the
 // operation that finishes it knows it is the head), the operation behind
 // the head in v.second, the ones behind that in more.rest, which is
@@ -14,17 +12,7 @@ import "runtime"
 // one CAS; it returns the state before (the FIFO's length above
 // stCountShift). The caller then calls join and releases the lock with
 // release.
-func (v *Var) lockJoin() uint64 {
-	for i := 0; ; i++ {
-		s := v.state.Load()
-		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+stOne|stLocked) {
-			return s
-		}
-		if i >= 16 {
-			runtime.Gosched()
-		}
-	}
-}
+func (v *Var) lockJoin() uint64 { return v.lockAdd(stOne) }
 
 // tryLockJoin is lockJoin that gives up (false) if v is locked.
 func (v *Var) tryLockJoin() (uint64, bool) {
