@@ -32,22 +32,14 @@ import (
 type distCall struct {
 	entries []*entry
 	lists   []*distList
-	parts   []callPart // one per goroutine building the call
-	chunks  []chunkErr // per operation: its first bad key, if any
-	next    atomic.Int64
-	failed  atomic.Int64 // the lowest operation with a bad key (len(chunks): none)
-	repeat  atomic.Bool
-}
-
-// callPart is what one goroutine building a call keeps: a bitset of the
-// ids of the keys it saw (a key repeated within its share shows there;
-// across shares, when the bitsets are merged).
-type callPart struct {
-	bits []uint64
-}
-
-type chunkErr struct {
-	err error
+	// bits holds one bitset per goroutine building the call: the ids of
+	// the keys it saw (a key repeated within its share shows there;
+	// across shares, when the bitsets are merged).
+	bits   [][]uint64
+	errs   []error // per operation: its first bad key, if any
+	next   atomic.Int64
+	failed atomic.Int64 // the lowest operation with a bad key (len(errs): none)
+	repeat atomic.Bool
 }
 
 var distCallPool = sync.Pool{New: func() any { return new(distCall) }}
@@ -71,7 +63,7 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 	nc := (len(keys) + distListChunk - 1) / distListChunk
 	c.entries = slices.Grow(c.entries[:0], len(keys))[:len(keys)]
 	c.lists = slices.Grow(c.lists[:0], nc)[:nc]
-	c.chunks = slices.Grow(c.chunks[:0], nc)[:nc]
+	c.errs = slices.Grow(c.errs[:0], nc)[:nc]
 	workers := s.callWorkers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -82,10 +74,10 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 		}
 	}
 	workers = max(1, min(workers, nc))
-	if cap(c.parts) < workers {
-		c.parts = make([]callPart, workers)
+	if cap(c.bits) < workers {
+		c.bits = make([][]uint64, workers)
 	}
-	c.parts = c.parts[:workers]
+	c.bits = c.bits[:workers]
 	lim := 4*len(keys) + 1024
 	c.next.Store(0)
 	c.failed.Store(int64(nc))
@@ -96,24 +88,24 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.buildDistCall(c, &c.parts[w], lim, op, keys, values, outs, prio)
+				s.buildDistCall(c, &c.bits[w], lim, op, keys, values, outs, prio)
 			}()
 		}
-		s.buildDistCall(c, &c.parts[0], lim, op, keys, values, outs, prio)
+		s.buildDistCall(c, &c.bits[0], lim, op, keys, values, outs, prio)
 		wg.Wait()
 	} else {
-		s.buildDistCall(c, &c.parts[0], lim, op, keys, values, outs, prio)
+		s.buildDistCall(c, &c.bits[0], lim, op, keys, values, outs, prio)
 	}
 	if f := c.failed.Load(); f < int64(nc) {
-		return c.chunks[f].err
+		return c.errs[f]
 	}
 	repeat := c.repeat.Load()
 	if !repeat && workers > 1 {
 		// A key in two goroutines' shares: their bitsets overlap.
-		acc := c.parts[0].bits
+		acc := c.bits[0]
 	merge:
-		for _, p := range c.parts[1:] {
-			for w, x := range p.bits {
+		for _, b := range c.bits[1:] {
+			for w, x := range b {
 				if acc[w]&x != 0 {
 					repeat = true
 					break merge
@@ -141,10 +133,10 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 // buildDistCall checks and builds chunks of call c until none is left
 // (or one before the next has a bad key): the keys' entries, and while
 // no key repeats, the chunks' operations.
-func (s *Store) buildDistCall(c *distCall, p *callPart, lim int, op string, keys []Key, values, outs [][]*Array, prio int) {
-	p.bits = slices.Grow(p.bits[:0], (lim+63)/64)[:(lim+63)/64]
-	clear(p.bits)
-	bits := p.bits
+func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, keys []Key, values, outs [][]*Array, prio int) {
+	bits := slices.Grow((*bp)[:0], (lim+63)/64)[:(lim+63)/64]
+	clear(bits)
+	*bp = bits
 	for {
 		li := c.next.Add(1) - 1
 		if li >= int64(len(c.lists)) || li > c.failed.Load() {
@@ -152,7 +144,7 @@ func (s *Store) buildDistCall(c *distCall, p *callPart, lim int, op string, keys
 		}
 		from := int(li) * distListChunk
 		to := min(from+distListChunk, len(keys))
-		c.chunks[li] = chunkErr{}
+		c.errs[li] = nil
 		repeat := c.repeat.Load()
 		var l *distList
 		for i := from; i < to; i++ {
@@ -165,7 +157,7 @@ func (s *Store) buildDistCall(c *distCall, p *callPart, lim int, op string, keys
 				err = checkArrays(op, k, h.e, outs[i], "output")
 			}
 			if err != nil {
-				c.chunks[li].err = err
+				c.errs[li] = err
 				c.fail(li)
 				return
 			}
@@ -227,8 +219,8 @@ func (c *distCall) put() {
 	}
 	clear(c.lists)
 	clear(c.entries)
-	clear(c.chunks)
-	c.lists, c.entries, c.chunks = c.lists[:0], c.entries[:0], c.chunks[:0]
+	clear(c.errs)
+	c.lists, c.entries, c.errs = c.lists[:0], c.entries[:0], c.errs[:0]
 	distCallPool.Put(c)
 }
 
