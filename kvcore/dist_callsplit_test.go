@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/psm"
 )
 
 // A dist list call of several engine operations (4,096 keys each) is
@@ -21,12 +20,7 @@ func TestDistListSplitCall(t *testing.T) {
 	const chunk, elems = 4096, 4
 	const n = 5*chunk - 100
 	ctx := context.Background()
-	srv := testServer(t, psm.Config{})
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("split", 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := soleWorker(t, "split")
 	kvcore.SetCallWorkers(s, 5)
 	keys := make([]kvcore.Key, n)
 	for i := range keys {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/psm"
 )
 
 // A dist list call bigger than one engine operation (4,096 keys) keeps
@@ -17,12 +16,7 @@ import (
 func TestDistBigListsKeyByKey(t *testing.T) {
 	const n, elems = 5000, 4
 	ctx := context.Background()
-	srv := testServer(t, psm.Config{})
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("big", 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := soleWorker(t, "big")
 	keys := make([]kvcore.Key, n)
 	arrs := func(fill func(i int) float32) []*kvcore.Array {
 		as := make([]*kvcore.Array, n)

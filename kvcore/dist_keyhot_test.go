@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
-	"github.com/webkv/webkv/kvcore/psm"
 )
 
 // A dist list call checks every key's arrays against the key's shape
@@ -18,20 +17,17 @@ import (
 func TestDistListShapeFromKeyRecord(t *testing.T) {
 	const n = 10_000
 	ctx := context.Background()
-	srv := testServer(t, psm.Config{})
-	s, err := kvcore.Create(ctx, "dist_sync", &kvcore.Options{Transport: srv.Connect("shape", 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := soleWorker(t, "shape")
 	keys := make([]kvcore.Key, n)
 	vals, outs := make([][]*kvcore.Array, n), make([][]*kvcore.Array, n)
 	inits := make([]*kvcore.Array, n)
 	for i := range keys {
 		keys[i] = kvcore.IntKey(i)
-		if inits[i], err = kvcore.FromSlice(kvcore.CPU(0), []float32{1, 2, 3, 4}, 2, 2); err != nil {
+		in, err := kvcore.FromSlice(kvcore.CPU(0), []float32{1, 2, 3, 4}, 2, 2)
+		if err != nil {
 			t.Fatal(err)
 		}
+		inits[i] = in
 		v, err := kvcore.FromSlice(kvcore.CPU(0), []float32{5, 5, 5, 5}, 2, 2)
 		if err != nil {
 			t.Fatal(err)

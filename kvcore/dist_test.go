@@ -37,6 +37,19 @@ func testServer(t *testing.T, cfg psm.Config) *inproc.Server {
 	return srv
 }
 
+// soleWorker returns a dist_sync store, the only worker of job on a new
+// in-process server; it is closed when the test ends.
+func soleWorker(t *testing.T, job string) *kvcore.Store {
+	t.Helper()
+	srv := testServer(t, psm.Config{})
+	s, err := kvcore.Create(context.Background(), "dist_sync", &kvcore.Options{Transport: srv.Connect(job, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
