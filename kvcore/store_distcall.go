@@ -16,7 +16,8 @@ import (
 // their variables. The checks a list call needs beyond that come free:
 // a repeated key is seen on a bitset of the keys' ids, and an array that
 // two keys of one operation share (a variable named twice) makes TryPush
-// refuse. In both cases, and when a variable is busy at that moment, the
+// refuse. In both cases, and when a variable stays locked (another call
+// queueing on it at that moment, see engine.Runner.TryPush), the
 // keys not yet queued take queueDistList's path (which sums repeated keys
 // and splits operations where one key's output is another's array);
 // operations queued before stay valid, as the engine orders every key and
@@ -119,7 +120,7 @@ func (s *Store) queueDistCall(op string, keys []Key, values, outs [][]*Array, pr
 		return nil
 	}
 	for li, l := range c.lists {
-		if s.tryPush(l) {
+		if s.run.TryPush(&l.eng) {
 			c.lists[li] = nil
 			continue
 		}
@@ -190,17 +191,6 @@ func (c *distCall) fail(li int64) {
 			return
 		}
 	}
-}
-
-// tryPush queues l if its variables are all distinct; a busy variable gets
-// two more tries (an operation finishing holds one only briefly).
-func (s *Store) tryPush(l *distList) bool {
-	for range 3 {
-		if s.run.TryPush(&l.eng) {
-			return true
-		}
-	}
-	return false
 }
 
 func tail(as [][]*Array, from int) [][]*Array {

@@ -2,14 +2,15 @@ package engine
 
 // pushBig is Push for a big operation (a dist store's list call) whose
 // variables are all free to lock right now and appear once each, the
-// common case: it locks and joins them in the order given, with TryLock,
-// so nothing is sorted. Holding every lock at once before any is
-// released keeps the FIFOs agreeing with one order of the pushes, as in
-// Push; never waiting for a lock while holding others keeps it from
-// deadlocking with an operation that locks in address order. A lock that
-// is taken (by another push or finish, or by o itself: a variable named
-// twice) undoes the joins made so far and reports false: the caller then
-// sorts, merges and locks as Push does. o.r is set.
+// common case: it locks and joins them in the order given, with
+// tryLockJoin, so nothing is sorted. Holding every lock at once before
+// any is released keeps the FIFOs agreeing with one order of the pushes,
+// as in Push; never waiting for a lock while holding others (beyond a
+// bounded spin) keeps it from deadlocking with an operation that locks in
+// address order. A lock that stays taken (by another push, or by o
+// itself: a variable named twice) undoes the joins made so far and
+// reports false: the caller then sorts, merges and locks as Push does.
+// o.r is set.
 func (r *Runner) pushBig(o *Op) bool {
 	var waits int32
 	for i, v := range o.vars {

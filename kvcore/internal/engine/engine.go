@@ -128,7 +128,7 @@ func (v *Var) lockAdd(add uint64) uint64 {
 		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+add|stLocked) {
 			return s
 		}
-		if i >= 16 {
+		if i >= tryLockSpins {
 			runtime.Gosched()
 		}
 	}

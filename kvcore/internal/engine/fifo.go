@@ -14,18 +14,24 @@ package engine
 // release.
 func (v *Var) lockJoin() uint64 { return v.lockAdd(stOne) }
 
-// tryLockJoin is lockJoin that gives up (false) if v is locked.
+// tryLockJoin is lockJoin that gives up (false) if v stays locked for
+// tryLockSpins tries. A lock is held for a join, a leave, or the joins
+// of one operation: a short spin outlasts the first two, which a
+// concurrent finish takes, and pushBig, which holds other locks, must
+// not wait longer (see pushBig).
 func (v *Var) tryLockJoin() (uint64, bool) {
-	for {
+	for range tryLockSpins {
 		s := v.state.Load()
-		if s&stLocked != 0 {
-			return 0, false
-		}
-		if v.state.CompareAndSwap(s, s+stOne|stLocked) {
+		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+stOne|stLocked) {
 			return s, true
 		}
 	}
+	return 0, false
 }
+
+// tryLockSpins is how many times tryLockJoin tries a lock (lockAdd's
+// spins before it yields).
+const tryLockSpins = 16
 
 // release lets go of the lock taken by lockJoin: nothing else writes the
 // state while it is locked, so clearing the lock bit (bit 0) is
