@@ -18,7 +18,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"github.com/webkv/webkv/kvcore/wire"
 	"github.com/webkv/webkv/relay"
 	"github.com/webkv/webkv/relay/relaytest"
+	"go.uber.org/goleak"
 	"nhooyr.io/websocket"
 )
 
@@ -561,7 +561,9 @@ func TestManyReconnectsLeakNothing(t *testing.T) {
 	s, u := start(t, relay.Config{Timeout: 200 * time.Millisecond, Heartbeat: 50 * time.Millisecond, AdminToken: "adm"})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	g0 := runtime.NumGoroutine()
+	// The server's own goroutines, started before, stay; every
+	// connection's must end with it.
+	ignore := goleak.IgnoreCurrent()
 	n := 1000
 	if testing.Short() {
 		n = 200
@@ -592,12 +594,10 @@ func TestManyReconnectsLeakNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after %d connections: %d connections and %d jobs left: %v", n, st.Connections, st.NumJobs, err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for runtime.NumGoroutine() > g0+8 {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after %d connections, %d before:\n%s", runtime.NumGoroutine(), n, g0, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
+	// No goroutine has an event to wait for: goleak looks again (with
+	// backoff) until the connections' last goroutines are gone, and
+	// names the ones that are not.
+	if err := goleak.Find(ignore); err != nil {
+		t.Fatalf("after %d connections: %v", n, err)
 	}
 }
