@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
@@ -64,12 +65,18 @@ func (d Device) backend() (compute.Backend, error) {
 // array may be used by several stores; its operations still run in the
 // order they were issued.
 type Array struct {
-	shape []int
-	n     int
-	dev   Device
-	be    compute.Backend
+	// What a list call reads of each array is in its first 64 bytes: an
+	// Array is 120 bytes, in the 128-byte size class, whose objects start
+	// on a cache line, so checking an array and taking its values costs
+	// one cache miss, with no buffer to fetch (TestArrayLayout; RATIONALE:
+	// "Why are an array's list-call fields in its first cache line?").
 	buf   compute.Buffer
+	host  *float32 // buf's first word when buf is a CPUBuffer of a CPU backend; nil otherwise
+	n     int
 	v     *engine.Var // nil for the views an updater receives
+	shape []int
+	be    compute.Backend
+	dev   Device
 	owned bool
 }
 
@@ -107,7 +114,25 @@ func NewArray(dev Device, shape ...int) (*Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kvcore: new array %v on %v: %w", shape, dev, err)
 	}
-	return &Array{shape: slices.Clone(shape), n: n, dev: dev, be: be, buf: buf, v: new(engine.Var), owned: true}, nil
+	return newArray(shape, n, dev, be, buf, true), nil
+}
+
+// newArray returns an array of buf with a variable of its own.
+func newArray(shape []int, n int, dev Device, be compute.Backend, buf compute.Buffer, owned bool) *Array {
+	a := &Array{buf: buf, n: n, v: new(engine.Var), shape: slices.Clone(shape), be: be, dev: dev, owned: owned}
+	if cb, ok := buf.(*compute.CPUBuffer); ok && cb.Len() > 0 && isCPU(be) {
+		a.host = &cb.Float32s()[0]
+	}
+	return a
+}
+
+// hostWords returns a's values in host memory, without a copy, when its
+// buffer is a CPU backend's (host is set); nil otherwise.
+func (a *Array) hostWords() []float32 {
+	if a.host == nil {
+		return nil
+	}
+	return unsafe.Slice(a.host, a.n)
 }
 
 // FromSlice returns an array on dev holding a copy of data. Without a
@@ -147,7 +172,7 @@ func WrapBuffer(dev Device, buf compute.Buffer, shape ...int) (*Array, error) {
 	if buf == nil || buf.Len() < n {
 		return nil, fmt.Errorf("kvcore: wrap buffer: shape %v needs %d words: %w", shape, n, ErrShapeMismatch)
 	}
-	return &Array{shape: slices.Clone(shape), n: n, dev: dev, be: be, buf: buf, v: new(engine.Var)}, nil
+	return newArray(shape, n, dev, be, buf, false), nil
 }
 
 // Shape returns the array's shape (a copy; empty for a 0-d array).
@@ -259,7 +284,7 @@ func (a *Array) free() {
 	if a.owned && a.buf != nil {
 		a.be.Free(a.buf)
 	}
-	a.buf = nil
+	a.buf, a.host = nil, nil
 }
 
 func (a *Array) sameShape(shape []int) bool { return slices.Equal(a.shape, shape) }

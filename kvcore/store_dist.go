@@ -92,10 +92,10 @@ func runDistPull(o *op) (bool, error) {
 	e := o.e
 	buf := e.pullBuf()
 	if outs := o.arrs[o.n:]; len(outs) == 1 {
-		if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
+		if out := outs[0].hostOut(e.n); out != nil {
 			// One host output: the answer is decoded straight into it
 			// (the op holds its variable until done), saving a copy.
-			buf, o.direct = cb.Float32s()[:e.n], true
+			buf, o.direct = out, true
 		}
 	}
 	o.s.rem.pull(e.key, buf, o.pullDoneFn)
@@ -360,8 +360,8 @@ func (l *distList) Run() (bool, error) {
 			if it.out != nil {
 				direct = true // a pull list's only output in host memory, found by add
 			} else if outs := l.outs(i); len(outs) == 1 && !l.push {
-				if cb, ok := outs[0].buf.(*compute.CPUBuffer); ok {
-					it.out, direct = cb.Float32s()[:it.n], true
+				if out := outs[0].hostOut(it.n); out != nil {
+					it.out, direct = out, true
 				}
 			}
 			if !direct {

@@ -286,9 +286,7 @@ func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
 		it.data, _ = l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone})
 	}
 	if len(outArrs) == 1 && values == nil {
-		if cb, ok := outArrs[0].buf.(*compute.CPUBuffer); ok {
-			it.out = cb.Float32s()[:h.n]
-		}
+		it.out = outArrs[0].hostOut(h.n)
 	}
 	l.items = append(l.items, it)
 }
@@ -297,12 +295,32 @@ func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
 // input in host memory of the store's backend, sent uncompressed, is sent
 // from where it is (the operation holds its variable until answered).
 func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32, bool) {
-	if len(ins) != 1 || c.Kind != compute.CompressNone || !compatible(ins[0].be, s.be) {
+	if len(ins) != 1 || c.Kind != compute.CompressNone {
 		return nil, false
 	}
-	cb, ok := ins[0].buf.(*compute.CPUBuffer)
+	a := ins[0]
+	if a.host != nil && isCPU(s.be) {
+		return a.hostWords()[:n], true // a.be is a CPU too: compatible
+	}
+	if !compatible(a.be, s.be) {
+		return nil, false
+	}
+	cb, ok := a.buf.(*compute.CPUBuffer)
 	if !ok {
 		return nil, false
 	}
 	return cb.Float32s()[:n], true
+}
+
+// hostOut is the first n values of a when its buffer is in host memory (a
+// CPUBuffer, of any backend), for an answer to go straight into; nil
+// otherwise.
+func (a *Array) hostOut(n int) []float32 {
+	if a.host != nil {
+		return a.hostWords()[:n]
+	}
+	if cb, ok := a.buf.(*compute.CPUBuffer); ok {
+		return cb.Float32s()[:n]
+	}
+	return nil
 }
