@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
@@ -124,15 +123,6 @@ func newArray(shape []int, n int, dev Device, be compute.Backend, buf compute.Bu
 		a.host = &cb.Float32s()[0]
 	}
 	return a
-}
-
-// hostWords returns a's values in host memory, without a copy, when its
-// buffer is a CPU backend's (host is set); nil otherwise.
-func (a *Array) hostWords() []float32 {
-	if a.host == nil {
-		return nil
-	}
-	return unsafe.Slice(a.host, a.n)
 }
 
 // FromSlice returns an array on dev holding a copy of data. Without a

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 )
@@ -300,7 +301,7 @@ func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32
 	}
 	a := ins[0]
 	if a.host != nil && isCPU(s.be) {
-		return a.hostWords()[:n], true // a.be is a CPU too: compatible
+		return unsafe.Slice(a.host, n), true // a.be is a CPU too: compatible
 	}
 	if !compatible(a.be, s.be) {
 		return nil, false
@@ -317,7 +318,7 @@ func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32
 // otherwise.
 func (a *Array) hostOut(n int) []float32 {
 	if a.host != nil {
-		return a.hostWords()[:n]
+		return unsafe.Slice(a.host, n)
 	}
 	if cb, ok := a.buf.(*compute.CPUBuffer); ok {
 		return cb.Float32s()[:n]
