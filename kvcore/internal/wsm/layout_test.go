@@ -5,14 +5,16 @@ import (
 	"unsafe"
 )
 
-// TestKeyLayout keeps what a list call reads and writes of every Key in
-// its first cache line, and the Key at 192 bytes (a size class whose
-// objects start on a cache line; see Key): a field added before pst1's
-// line, or the Key grown or shrunk past its padding, shows here.
+// TestKeyLayout keeps the Key at one cache line, 64 bytes, with what a
+// list call reads and writes of every key (see Key): a field added, or
+// the Key grown or shrunk past its padding, shows here.
 func TestKeyLayout(t *testing.T) {
 	var k Key
-	if size := unsafe.Sizeof(k); size != 192 {
-		t.Errorf("Key is %d bytes, want 192: adjust its padding", size)
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the layout is planned for 64-bit pointers")
+	}
+	if size := unsafe.Sizeof(k); size != 64 {
+		t.Errorf("Key is %d bytes, want 64: adjust its padding", size)
 	}
 	for _, f := range []struct {
 		name     string

@@ -19,7 +19,7 @@ import (
 // their own.
 func (m *Machine) Listable(k *Key) bool {
 	ps := &k.pst1[0] // k.pst[0] for a key of one part
-	return k.shard1 >= 0 && ps.busy == nil && len(ps.waiting) == 0 && 4*k.n <= m.cfg.BatchEntry
+	return k.shard1 >= 0 && ps.busy == nil && !ps.waits() && 4*k.n <= m.cfg.BatchEntry
 }
 
 // ListShard is the shard a listable key lives on.

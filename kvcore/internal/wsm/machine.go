@@ -233,10 +233,12 @@ type Machine struct {
 	bound  int
 	shards []*shard
 	keys   map[keyRef]*Key
-	rank   int
-	nw     int
-	joined bool
-	closed error
+	// keyChunk is where newKey takes the next Key from.
+	keyChunk []Key
+	rank     int
+	nw       int
+	joined   bool
+	closed   error
 
 	members []int
 	now     time.Duration
@@ -459,7 +461,7 @@ func (m *Machine) failShard(sh *shard, err error) {
 	for _, k := range m.sortedKeys() {
 		for i, p := range k.parts {
 			if p.Shard == sh.idx {
-				for _, r := range k.pst[i].waiting {
+				for _, r := range k.pst[i].waiting() {
 					all = append(all, qent{r, r.gen})
 				}
 			}
