@@ -211,9 +211,22 @@ func (s *Server) startJob(name string, sm *psm.Job) *job {
 	return j
 }
 
+// testHooks order a job goroutine against its readers in tests
+// (answers_test.go); a Server's is nil otherwise.
+type testHooks struct {
+	posted func(wire.Header) // a reader queued a request for the job goroutine
+	step   func(wire.Header) // the job goroutine is about to step a request
+}
+
 // post hands an event to the job goroutine; false once the job stopped.
 // The reader counts as held back (not silent) while it waits.
 func (j *job) post(e event) bool {
+	if h := j.s.hooks; h != nil && e.kind == evMsg {
+		var hd wire.Header
+		if wire.DecodeHeader(*e.buf, nil, &hd) == nil {
+			defer h.posted(hd)
+		}
+	}
 	select {
 	case j.in <- e:
 		return true
@@ -392,8 +405,15 @@ func (j *job) run() {
 			j.handle(e, timer)
 			// Drain what is already queued before the group commit, so
 			// one checkpoint covers a whole round's worth of pushes.
+			// Answers that no durable checkpoint holds go out as each
+			// request is handled: the worker acts on the first while
+			// the relay steps through the rest (a list call's many
+			// requests arrive together).
 		drain:
 			for range cap(j.in) {
+				if !j.holdsAnswers() {
+					j.send()
+				}
 				select {
 				case e := <-j.in:
 					j.handle(e, timer)
@@ -486,6 +506,12 @@ func (j *job) handle(e event, timer *time.Timer) {
 }
 
 func (j *job) step(p *peer, buf *[]byte, timer *time.Timer) {
+	if h := j.s.hooks; h != nil {
+		var hd wire.Header
+		if wire.DecodeHeader(*buf, nil, &hd) == nil {
+			h.step(hd)
+		}
+	}
 	j.apply(j.sm.Step(j.now(), psm.ConnID(p.id), *buf), timer)
 	p.release(len(*buf))
 	bufpool.Put(buf)
@@ -627,6 +653,17 @@ func (j *job) flush() bool {
 			return false
 		}
 	}
+	j.send()
+	return true
+}
+
+// holdsAnswers reports whether answers wait for a checkpoint (Durable
+// mode): they go out in flush, after it. Otherwise a checkpoint is
+// periodic and answers need not wait for it.
+func (j *job) holdsAnswers() bool { return j.s.cfg.Durable && j.s.db != nil }
+
+// send hands the queued messages to their peers' writers.
+func (j *job) send() {
 	for i, pm := range j.pending {
 		pm.p.pend -= pm.size
 		switch {
@@ -642,7 +679,6 @@ func (j *job) flush() bool {
 		j.pending[i] = pendingMsg{}
 	}
 	j.pending = j.pending[:0]
-	return true
 }
 
 // checkpoint writes the job's snapshot in one bbolt transaction.

@@ -319,6 +319,8 @@ type Server struct {
 	upd      *sandbox.Host // runs custom updater modules (updaters.go)
 	ownUpd   bool
 	compiles sync.WaitGroup // compileFirst goroutines
+
+	hooks *testHooks // tests only
 }
 
 // NewServer opens the checkpoint database (when cfg.DataDir is set),

@@ -25,6 +25,12 @@ func quietLogger() *slog.Logger {
 // startServer runs a relay on 127.0.0.1:0 until the test ends.
 func startServer(t testing.TB, cfg Config) (*Server, string) {
 	t.Helper()
+	return startHooked(t, cfg, nil)
+}
+
+// startHooked is startServer with test hooks set before it serves.
+func startHooked(t testing.TB, cfg Config, hooks *testHooks) (*Server, string) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -32,6 +38,7 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.hooks = hooks
 	u, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
