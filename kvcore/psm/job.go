@@ -452,7 +452,7 @@ type Job struct {
 	ranks   []*worker // by rank; nil = free
 
 	keys      map[uint64]*key
-	byID      []*key    // keys with small ids, indexed by id (see setKey)
+	byID      []keyRef  // keys with small ids, indexed by id (see setKey)
 	openQ     []openEnt // open rounds in the order they opened (some stale)
 	openBuf   []openEnt // the biggest buffer openQ had, for reuse once it is empty
 	heldInits map[uint64][]heldInit
@@ -1491,18 +1491,29 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	}
 }
 
+// keyRef is a key of byID with what a list checks of it (list.go):
+// the check pass of a list reads these 16 bytes per key, in id order,
+// and no line of the key itself (issue 12, many small keys).
+type keyRef struct {
+	k     *key
+	n     uint32 // k.n
+	str   bool   // k.str
+	whole bool   // k.whole
+}
+
 // setKey adds k to j.keys, and to byID if its id is small. Keys are added
 // only through setKey and never deleted from a live Job, so byID holds no
-// stale key; a key missing from byID is found in the map.
+// stale key; a key missing from byID is found in the map. A key's n, str
+// and whole are fixed before setKey and never change.
 func (j *Job) setKey(k *key) {
 	j.keys[k.id] = k
 	// byID grows to at most about twice the keys (bounded by MaxKeys).
 	if k.id < uint64(2*len(j.keys)+1024) {
 		if k.id >= uint64(len(j.byID)) {
-			j.byID = append(j.byID, make([]*key, int(k.id)+1-len(j.byID))...)
+			j.byID = append(j.byID, make([]keyRef, int(k.id)+1-len(j.byID))...)
 			j.byID = j.byID[:cap(j.byID)]
 		}
-		j.byID[k.id] = k
+		j.byID[k.id] = keyRef{k: k, n: uint32(k.n), str: k.str, whole: k.whole}
 	}
 }
 
@@ -1510,7 +1521,7 @@ func (j *Job) setKey(k *key) {
 // a many-keys job instead of a map lookup that misses the cache.
 func (j *Job) key(id uint64) *key {
 	if id < uint64(len(j.byID)) {
-		if k := j.byID[id]; k != nil {
+		if k := j.byID[id].k; k != nil {
 			return k
 		}
 	}

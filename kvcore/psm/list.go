@@ -72,7 +72,15 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 	str := m.Flags&wire.FlagStrKey != 0
 	ks := j.ls.ks[:0]
 	total := 0
+	byID := j.byID
 	for i, id := range keys {
+		if id < uint64(len(byID)) {
+			if r := &byID[id]; r.k != nil && r.str == str && r.whole {
+				total += int(r.n)
+				ks = append(ks, r.k)
+				continue
+			}
+		}
 		k := j.key(id)
 		if k != nil && k.str == str && k.whole {
 			total += k.n
