@@ -186,7 +186,7 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 	}
 	if j.mode == wire.ModeAsync {
 		err := j.update(k, buf)
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		j.touch(k)
 		if err != nil {
 			j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
