@@ -247,7 +247,7 @@ type worker struct {
 	doneBytes   int      // what done costs (see reply.cost)
 }
 
-// arrival is a push in a round. A key holds one inline (key.arr1), so
+// arrival is a push in a round. A round holds one inline (round.arr1), so
 // it is small (56 bytes): what only refused and row-sparse pushes carry
 // is in ext.
 type arrival struct {
