@@ -190,17 +190,18 @@ func (j *Job) arriveRefused(now time.Duration, k *key, a arrival, hold bool) boo
 	if j.mode != wire.ModeSync {
 		return false
 	}
-	if !k.open {
-		j.openRound(now, k)
+	r := k.cur
+	if r == nil {
+		r = j.openRound(now, k)
 	}
-	if !k.cur.expects(a.w) {
+	if !r.expects(a.w) {
 		return false
 	}
 	if hold {
 		j.hold(a.w, a.seq)
 	}
-	k.cur.arrive(a.w)
-	k.cur.arrived = append(k.cur.arrived, a)
+	r.arrive(a.w)
+	r.arrived = append(r.arrived, a)
 	j.maybeClose(now, k)
 	return true
 }

@@ -247,7 +247,7 @@ type worker struct {
 	doneBytes   int      // what done costs (see reply.cost)
 }
 
-// arrival is a push in a round. A key holds one inline (key.arr1), so
+// arrival is a push in a round. A round holds one inline (round.arr1), so
 // it is small (56 bytes): what only refused and row-sparse pushes carry
 // is in ext.
 type arrival struct {
@@ -283,12 +283,44 @@ func (a *arrival) rows() []uint32 {
 	return a.ext.rows
 }
 
-// round is a key's open round (whether it is open is key.open).
+// round is a key's open round (key.cur). Rounds are the job's, not the
+// key's: a key holds a pointer while its round is open, and a closed
+// round goes back to the job's free list for the next key's round
+// (issue 12, many small keys: a round that opens and closes within one
+// push reuses the same round, in cache, for every key of a list). The
+// expected workers and the arrivals start in one-element arrays inside
+// the round; they move to the heap if a round has more, and the round
+// keeps them when it is reused.
 type round struct {
-	exp     []expected // the workers the round waits for, indexed by rank (w nil: none)
-	nexp    int        // workers expected
-	waiting int        // expected workers that have not pushed yet
+	exp     []expected    // the workers the round waits for, indexed by rank (w nil: none)
+	nexp    int           // workers expected
+	waiting int           // expected workers that have not pushed yet
+	opened  time.Duration // when it opened (kept with a round deadline only)
 	arrived []arrival
+	queued  []arrival // pushes for later rounds (none without an open round)
+	exp1    [1]expected
+	arr1    [1]arrival
+}
+
+// newRound returns an empty round from the job's free list, or a new one.
+func (j *Job) newRound() *round {
+	if l := len(j.roundFree); l > 0 {
+		r := j.roundFree[l-1]
+		j.roundFree[l-1] = nil
+		j.roundFree = j.roundFree[:l-1]
+		return r
+	}
+	r := new(round)
+	r.exp, r.arrived = r.exp1[:0], r.arr1[:0]
+	return r
+}
+
+// freeRound gives r, closed and emptied (no arrival, nothing queued),
+// back to the job's free list. Its expected workers stay: the next
+// openRound writes every entry.
+func (j *Job) freeRound(r *round) {
+	r.arrived, r.queued = r.arrived[:0], nil
+	j.roundFree = append(j.roundFree, r)
 }
 
 // expected is a worker a round expects a push from, and whether it came.
@@ -334,28 +366,21 @@ type heldInit struct {
 
 // key is a key part of the job. Its fields are split by how often a
 // round touches them (issue 12, many small keys): key holds what a list
-// request reads or writes for every key, in four cache lines (256 bytes,
-// TestKeyLayout), and keyCold the rest, in a separate chunk. A list of
-// 100,000 keys walks the keys in order, and every line of key it touches
-// is a miss; the fewer lines and pages, the faster a round.
+// request reads or writes for every key, in 80 bytes (TestKeyLayout), the
+// open round is the job's (round), and keyCold holds the rest, in a
+// separate chunk. A list of 100,000 keys walks the keys in order, and
+// every line of key it touches is a miss; the fewer lines, the faster a
+// round.
 type key struct {
 	rounds uint64 // completed rounds (or applied async pushes)
 	ver    uint64 // version of stored (Envelope.Ver), from Job.verSeq
 	n      int    // elements of this part
 	stored compute.Buffer
+	spare  compute.Buffer // a free arrival buffer (more in keyCold.free)
+	cur    *round         // the open round, nil if none
 	str    bool
 	dirty  bool
-	whole  bool             // off == 0 && n == total: the part is the whole key
-	open   bool             // a round is open (cur)
-	free   []compute.Buffer // arrival buffers for reuse
-	free1  [1]compute.Buffer
-	queued []arrival // pushes for later rounds
-	cur    round
-	// Inline backing of free (free1 above), cur.exp and cur.arrived for
-	// the common case of a single worker (see inline): no separate
-	// allocation to reach.
-	exp1 [1]expected
-	arr1 [1]arrival
+	whole  bool // off == 0 && n == total: the part is the whole key
 
 	*keyCold
 }
@@ -364,7 +389,7 @@ type key struct {
 type keyCold struct {
 	off    int
 	total  int
-	opened time.Duration // when cur opened (kept with a round deadline only)
+	free   []compute.Buffer // arrival buffers for reuse, after key.spare
 	id     uint64
 	merge  compute.Buffer
 	slot   optstate.Slot // optimizer states (shared code with the store)
@@ -379,10 +404,13 @@ type keyCold struct {
 	run    uint64    // the run that created or resumed it (runs.go)
 }
 
-// inline points k's empty free list, expected workers and arrivals at
-// the key's own one-element arrays; they move to the heap if they grow.
-func (k *key) inline() {
-	k.free, k.cur.exp, k.cur.arrived = k.free1[:0], k.exp1[:0], k.arr1[:0]
+// putFree keeps b, an arrival buffer of k, for reuse (bufferOf).
+func (k *key) putFree(b compute.Buffer) {
+	if k.spare == nil {
+		k.spare = b
+		return
+	}
+	k.free = append(k.free, b)
 }
 
 // keyChunk is the most keys newKey allocates at once: a chunk holds as
@@ -390,7 +418,7 @@ func (k *key) inline() {
 // hundreds of unused keys.
 const keyChunk = 256
 
-// newKey returns a zeroed key with inline backings (see inline). Keys
+// newKey returns a zeroed key. Keys
 // come from chunks allocated together, so that the keys created in a
 // row (0, 1, 2, ... as workers init them) lie next to each other in
 // memory and a list of them reads memory in order. A key is never
@@ -404,7 +432,6 @@ func (j *Job) newKey() *key {
 	k := &j.keyBuf[j.keyNext]
 	k.keyCold = &j.coldBuf[j.keyNext]
 	j.keyNext++
-	k.inline()
 	return k
 }
 
@@ -423,7 +450,7 @@ type openEnt struct {
 	at time.Duration
 }
 
-func (e openEnt) stale() bool { return !e.k.open || e.k.opened != e.at }
+func (e openEnt) stale() bool { return e.k.cur == nil || e.k.cur.opened != e.at }
 
 func (j *Job) popOpen() {
 	j.openQ[0] = openEnt{}
@@ -452,7 +479,7 @@ type Job struct {
 	ranks   []*worker // by rank; nil = free
 
 	keys      map[uint64]*key
-	byID      []*key    // keys with small ids, indexed by id (see setKey)
+	byID      []keyRef  // keys with small ids, indexed by id (see setKey)
 	openQ     []openEnt // open rounds in the order they opened (some stale)
 	openBuf   []openEnt // the biggest buffer openQ had, for reuse once it is empty
 	heldInits map[uint64][]heldInit
@@ -490,6 +517,7 @@ type Job struct {
 	keyBuf    []key                // the chunk newKey takes keys from
 	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
+	roundFree []*round             // closed rounds for reuse (newRound)
 }
 
 // New returns an empty Job.
@@ -547,16 +575,21 @@ func (j *Job) freeKey(k *key) {
 	}
 	k.slot.Reset(j.be)
 	j.freeRows(k)
+	if k.spare != nil {
+		j.be.Free(k.spare)
+	}
 	for _, b := range k.free {
 		j.be.Free(b)
 	}
-	for _, a := range k.cur.arrived {
-		if a.buf != nil {
+	if r := k.cur; r != nil {
+		for _, a := range r.arrived {
+			if a.buf != nil {
+				j.be.Free(a.buf)
+			}
+		}
+		for _, a := range r.queued {
 			j.be.Free(a.buf)
 		}
-	}
-	for _, a := range k.queued {
-		j.be.Free(a.buf)
 	}
 	j.release(k.resv)
 	k.resv = 0
@@ -1163,24 +1196,24 @@ func (j *Job) remove(now time.Duration, w *worker) {
 		}
 	}
 	for _, k := range j.sortedKeys() {
-		if !k.open && len(k.queued) == 0 {
-			continue
+		r := k.cur
+		if r == nil {
+			continue // nothing queued either: pushes queue behind an open round
 		}
-		q := k.queued[:0]
-		for _, a := range k.queued {
+		q := r.queued[:0]
+		for _, a := range r.queued {
 			if a.w == w {
 				j.be.Free(a.buf)
 				continue
 			}
 			q = append(q, a)
 		}
-		k.queued = q
-		if k.open {
-			if k.cur.expects(w) {
-				k.cur.unexpect(w)
-			}
-			j.maybeClose(now, k)
+		clear(r.queued[len(q):])
+		r.queued = q
+		if r.expects(w) {
+			r.unexpect(w)
 		}
+		j.maybeClose(now, k)
 	}
 	// Inits waiting for a rank 0 that is gone: the first waiting one creates.
 	if j.ranks0() == nil {
@@ -1491,18 +1524,29 @@ func (j *Job) create(id uint64, str bool, h heldInit, value []float32) {
 	}
 }
 
+// keyRef is a key of byID with what a list checks of it (list.go):
+// the check pass of a list reads these 16 bytes per key, in id order,
+// and no line of the key itself (issue 12, many small keys).
+type keyRef struct {
+	k     *key
+	n     uint32 // k.n
+	str   bool   // k.str
+	whole bool   // k.whole
+}
+
 // setKey adds k to j.keys, and to byID if its id is small. Keys are added
 // only through setKey and never deleted from a live Job, so byID holds no
-// stale key; a key missing from byID is found in the map.
+// stale key; a key missing from byID is found in the map. A key's n, str
+// and whole are fixed before setKey and never change.
 func (j *Job) setKey(k *key) {
 	j.keys[k.id] = k
 	// byID grows to at most about twice the keys (bounded by MaxKeys).
 	if k.id < uint64(2*len(j.keys)+1024) {
 		if k.id >= uint64(len(j.byID)) {
-			j.byID = append(j.byID, make([]*key, int(k.id)+1-len(j.byID))...)
+			j.byID = append(j.byID, make([]keyRef, int(k.id)+1-len(j.byID))...)
 			j.byID = j.byID[:cap(j.byID)]
 		}
-		j.byID[k.id] = k
+		j.byID[k.id] = keyRef{k: k, n: uint32(k.n), str: k.str, whole: k.whole}
 	}
 }
 
@@ -1510,7 +1554,7 @@ func (j *Job) setKey(k *key) {
 // a many-keys job instead of a map lookup that misses the cache.
 func (j *Job) key(id uint64) *key {
 	if id < uint64(len(j.byID)) {
-		if k := j.byID[id]; k != nil {
+		if k := j.byID[id].k; k != nil {
 			return k
 		}
 	}
@@ -1602,7 +1646,7 @@ func (j *Job) push(now time.Duration, w *worker, m *wire.Msg) {
 	a := arrival{w: w, seq: m.Seq, pull: pull, buf: buf}
 	if j.mode == wire.ModeAsync {
 		err := j.update(k, buf)
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		j.touch(k)
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
@@ -1628,32 +1672,35 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 	if a.lr == nil {
 		j.hold(w, seq) // a list is held once (list.go)
 	}
-	if !k.open {
-		j.openRound(now, k)
+	r := k.cur
+	if r == nil {
+		r = j.openRound(now, k)
 	}
-	if k.cur.expects(w) {
-		k.cur.arrive(w)
-		k.cur.arrived = append(k.cur.arrived, *a)
+	if r.expects(w) {
+		r.arrive(w)
+		r.arrived = append(r.arrived, *a)
 		j.maybeClose(now, k)
 		return
 	}
-	for _, q := range k.queued {
+	for _, q := range r.queued {
 		if q.w == w {
 			// A worker waits for its push's ack before it pushes the key
 			// again, so it never has two pushes ahead of the round; one
 			// that does is misbehaving (and would pin memory).
-			k.free = append(k.free, buf)
+			k.putFree(buf)
 			j.settle(a, wire.Errorf(wire.CodeBadRequest, "key %s: a second push while one is already queued for the next round", k.label()))
 			return
 		}
 	}
-	k.queued = append(k.queued, *a)
+	r.queued = append(r.queued, *a)
 }
 
-func (j *Job) openRound(now time.Duration, k *key) {
-	k.open = true
+// openRound opens a round of k (which has none open) and returns it.
+func (j *Job) openRound(now time.Duration, k *key) *round {
+	r := j.newRound()
+	k.cur = r
 	if j.cfg.RoundDeadline > 0 {
-		k.opened = now
+		r.opened = now
 		// Without a deadline nothing pops the queue: it would grow by a
 		// pointer per round for the job's life.
 		j.openQ = append(j.openQ, openEnt{k: k, at: now})
@@ -1665,7 +1712,6 @@ func (j *Job) openRound(now time.Duration, k *key) {
 	// (every rank's entry, a free rank's empty), not cleared and
 	// appended: with few workers the clearing calls cost more than the
 	// entries.
-	r := &k.cur
 	old := len(r.exp)
 	r.exp, r.nexp = r.exp[:0], 0
 	for rank, w := range j.ranks {
@@ -1680,6 +1726,7 @@ func (j *Job) openRound(now time.Duration, k *key) {
 		clear(r.exp[len(r.exp):old]) // drop removed workers
 	}
 	r.waiting = r.nexp
+	return r
 }
 
 // decodePush copies (and dequantizes) a push's data into a backend buffer.
@@ -1707,7 +1754,7 @@ func (j *Job) decodePush(k *key, m *wire.Msg, c compute.Compression) (buf comput
 		kernels.Dequantize1Bit(deq, words, c.Threshold)
 	}
 	if err := j.be.Write(buf, 0, deq[skip:skip+k.n]); err != nil {
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		return nil, -1, err
 	}
 	return buf, -1, nil
@@ -1739,7 +1786,7 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 		bad, err = -1, j.be.Write(buf, 0, words)
 	}
 	if err != nil || bad >= 0 {
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		return nil, bad, err
 	}
 	return buf, -1, nil
@@ -1747,6 +1794,10 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 
 // bufferOf returns a free arrival buffer of k, or a new one.
 func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {
+	if b = k.spare; b != nil {
+		k.spare = nil
+		return b, nil
+	}
 	if l := len(k.free); l > 0 {
 		b = k.free[l-1]
 		k.free = k.free[:l-1]
@@ -1765,20 +1816,22 @@ func (j *Job) quorum(e int) int {
 // maybeClose closes k's round when every expected worker pushed, or when
 // the deadline passed with a quorum in.
 func (j *Job) maybeClose(now time.Duration, k *key) {
-	if !k.open || len(k.cur.arrived) == 0 {
+	r := k.cur
+	if r == nil || len(r.arrived) == 0 {
 		return
 	}
-	if k.cur.waiting == 0 {
+	if r.waiting == 0 {
 		j.closeRound(now, k, false)
 		return
 	}
-	if j.cfg.RoundDeadline > 0 && now-k.opened >= j.cfg.RoundDeadline && len(k.cur.arrived) >= j.quorum(k.cur.nexp) {
+	if j.cfg.RoundDeadline > 0 && now-r.opened >= j.cfg.RoundDeadline && len(r.arrived) >= j.quorum(r.nexp) {
 		j.closeRound(now, k, true)
 	}
 }
 
 func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
-	arr := k.cur.arrived
+	cur := k.cur
+	arr := cur.arrived
 	// Rank order (insertion sort: few workers, and no allocation).
 	for i := 1; i < len(arr); i++ {
 		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
@@ -1803,23 +1856,23 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		j.settleClosed(k, a, r, flags, err)
 		*a = arrival{} // in the same pass: no second one to clear them
 	}
-	k.cur.arrived = arr[:0]
-	k.open = false
+	cur.arrived = arr[:0]
+	q := cur.queued
+	k.cur = nil
+	j.freeRound(cur)
 	// Pushes queued for later rounds open the next one.
-	if len(k.queued) > 0 {
-		q := k.queued
-		k.queued = nil
-		j.openRound(now, k)
+	if len(q) > 0 {
+		r := j.openRound(now, k)
 		var rest []arrival
 		for _, a := range q {
-			if k.cur.expects(a.w) {
-				k.cur.arrive(a.w)
-				k.cur.arrived = append(k.cur.arrived, a)
+			if r.expects(a.w) {
+				r.arrive(a.w)
+				r.arrived = append(r.arrived, a)
 			} else {
 				rest = append(rest, a)
 			}
 		}
-		k.queued = rest
+		r.queued = rest
 		j.maybeClose(now, k)
 	}
 }
@@ -1831,7 +1884,7 @@ func (j *Job) settleClosed(k *key, a *arrival, r uint64, flags uint16, err error
 		j.settle(a, wire.Errorf(wire.CodeBadRequest, "%s", a.bad()))
 		return
 	}
-	k.free = append(k.free, a.buf)
+	k.putFree(a.buf)
 	if err != nil {
 		j.settle(a, wire.Errorf(updateCode(err), "key %s: round %d: %v", k.label(), r, err))
 		return

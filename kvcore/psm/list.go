@@ -72,7 +72,15 @@ func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
 	str := m.Flags&wire.FlagStrKey != 0
 	ks := j.ls.ks[:0]
 	total := 0
+	byID := j.byID
 	for i, id := range keys {
+		if id < uint64(len(byID)) {
+			if r := &byID[id]; r.k != nil && r.str == str && r.whole {
+				total += int(r.n)
+				ks = append(ks, r.k)
+				continue
+			}
+		}
 		k := j.key(id)
 		if k != nil && k.str == str && k.whole {
 			total += k.n
@@ -178,7 +186,7 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 	}
 	if j.mode == wire.ModeAsync {
 		err := j.update(k, buf)
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		j.touch(k)
 		if err != nil {
 			j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))

@@ -11,6 +11,7 @@ import (
 type listWorker struct {
 	tb    testing.TB
 	j     *Job
+	conn  ConnID
 	elems int
 	seq   uint64
 	frame []byte
@@ -19,27 +20,38 @@ type listWorker struct {
 }
 
 func newListWorker(tb testing.TB, cfg Config, keys, elems int) *listWorker {
+	return newListWorkers(tb, cfg, 1, keys, elems)[0]
+}
+
+// newListWorkers returns n workers of one new Job (connections 1..n, ranks
+// 0..n-1), each of which inited keys 0..keys-1.
+func newListWorkers(tb testing.TB, cfg Config, n, keys, elems int) []*listWorker {
 	j, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(j.Close)
-	w := &listWorker{tb: tb, j: j, elems: elems}
-	w.step(wire.AppendHello(nil, &wire.Hello{Job: cfg.Job, Mode: wire.ModeSync, Want: 1}))
-	vals := make([]float32, elems)
-	for k := range keys {
-		w.seq++
-		m := &wire.Msg{Header: wire.Header{Type: wire.TypeInit, Seq: w.seq, Ack: w.seq, Key: uint64(k), DType: wire.DTypeF32, Count: uint32(elems), Total: uint32(elems)}}
-		m.Payload = wire.AppendFloat32s(wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{int64(elems)}}), vals)
-		w.frame = wire.Append(w.frame[:0], m)
-		w.step(w.frame)
+	ws := make([]*listWorker, n)
+	for i := range ws {
+		ws[i] = &listWorker{tb: tb, j: j, conn: ConnID(i + 1), elems: elems}
+		ws[i].step(wire.AppendHello(nil, &wire.Hello{Job: cfg.Job, Mode: wire.ModeSync, Want: uint32(n)}))
 	}
-	return w
+	vals := make([]float32, elems)
+	for _, w := range ws {
+		for k := range keys {
+			w.seq++
+			m := &wire.Msg{Header: wire.Header{Type: wire.TypeInit, Seq: w.seq, Ack: w.seq, Key: uint64(k), DType: wire.DTypeF32, Count: uint32(elems), Total: uint32(elems)}}
+			m.Payload = wire.AppendFloat32s(wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{int64(elems)}}), vals)
+			w.frame = wire.Append(w.frame[:0], m)
+			w.step(w.frame)
+		}
+	}
+	return ws
 }
 
 // step hands frame to the job and fails on an Error answer.
 func (w *listWorker) step(frame []byte) {
-	for _, e := range w.j.Step(0, 1, frame).Msgs {
+	for _, e := range w.j.Step(0, w.conn, frame).Msgs {
 		if e.Msg.Type == wire.TypeError {
 			w.tb.Fatalf("seq %d: %v", e.Msg.Seq, wire.ErrorOf(&e.Msg))
 		}
@@ -82,6 +94,29 @@ func BenchmarkListManyKeys(b *testing.B) {
 				f := w.list(typ, from, min(from+per, keys), round)
 				b.StartTimer()
 				w.step(f)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/keys, "ns/key")
+}
+
+// BenchmarkListManyKeys2 is BenchmarkListManyKeys with two workers: each
+// list of 4,096 keys is pushed by both (the first opens the keys' rounds,
+// the second closes them), then pulled by both. ns/key is one key pushed
+// and pulled by every worker.
+func BenchmarkListManyKeys2(b *testing.B) {
+	const keys, elems, per = 100_000, 16, 4096
+	ws := newListWorkers(b, Config{Job: "b", MaxKeys: 2 * keys, Limits: &wire.Limits{MaxPayload: 1 << 24}}, 2, keys, elems)
+	b.ResetTimer()
+	for round := range uint64(b.N) {
+		for _, typ := range []wire.Type{wire.TypePushList, wire.TypePullList} {
+			for from := 0; from < keys; from += per {
+				for _, w := range ws {
+					b.StopTimer()
+					f := w.list(typ, from, min(from+per, keys), round)
+					b.StartTimer()
+					w.step(f)
+				}
 			}
 		}
 	}

@@ -121,7 +121,7 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 	a := arrival{w: w, seq: m.Seq, buf: buf, rsp: true, ext: &arrivalExt{rows: slices.Clone(rows)}}
 	if j.mode == wire.ModeAsync {
 		err := j.updateArrivals(k, buf, []arrival{a})
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		j.touch(k)
 		if err != nil {
 			j.reject(w, m.Seq, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
@@ -139,19 +139,12 @@ func (j *Job) rowPush(now time.Duration, w *worker, m *wire.Msg) {
 // decodeRows makes the arrival buffer of a row-sparse push: the part,
 // zero but for the pushed rows.
 func (j *Job) decodeRows(k *key, rows []uint32, width int, m *wire.Msg) (compute.Buffer, error) {
-	var buf compute.Buffer
-	if l := len(k.free); l > 0 {
-		buf = k.free[l-1]
-		k.free = k.free[:l-1]
-	} else {
-		b, err := j.be.Alloc(k.n)
-		if err != nil {
-			return nil, err
-		}
-		buf = b
+	buf, err := j.bufferOf(k)
+	if err != nil {
+		return nil, err
 	}
 	fail := func(err error) (compute.Buffer, error) {
-		k.free = append(k.free, buf)
+		k.putFree(buf)
 		return nil, err
 	}
 	if err := j.be.Fill(buf, 0); err != nil {
@@ -182,7 +175,6 @@ func (j *Job) decodeRows(k *key, rows []uint32, width int, m *wire.Msg) (compute
 	h := rs.host[:full]
 	clear(h)
 	copy(h[lead:], vals)
-	var err error
 	if rs.stage, err = optstate.Exact(j.be, rs.stage, full); err != nil {
 		return fail(err)
 	}

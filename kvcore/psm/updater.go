@@ -159,7 +159,7 @@ func (j *Job) customUpdate(k *key, g compute.Buffer) error {
 		}
 	}
 	workers := 1
-	if k.open {
+	if k.cur != nil {
 		workers = k.cur.nexp
 	}
 	c := &cu.call
