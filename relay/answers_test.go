@@ -51,14 +51,7 @@ func TestAnswersLeaveBeforeTheRest(t *testing.T) {
 			}
 		},
 	})
-	c, _, err := rawDial(t, ctx, u, "j", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sendMsg(t, ctx, c, hello("j", ""))
-	if m := recvMsg(t, ctx, c); m.Type != wire.TypeWelcome {
-		t.Fatalf("join: %v", m.Type)
-	}
+	c := joinRaw(t, ctx, u, "j")
 	meta := wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{4}})
 	sendMsg(t, ctx, c, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeInit, Seq: 1, Ack: 1, Key: 7, DType: wire.DTypeF32, Count: 4, Total: 4}, Payload: append(meta, make([]byte, 16)...)}))
 	if m := recvMsg(t, ctx, c); m.Type != wire.TypeAck || m.Seq != 1 {

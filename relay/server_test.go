@@ -98,6 +98,20 @@ func hello(job, token string) []byte {
 	return wire.AppendHello(nil, &wire.Hello{Job: job, Role: "worker", Token: token, Mode: wire.ModeSync})
 }
 
+// joinRaw dials job as a raw websocket and joins it (Hello, Welcome).
+func joinRaw(t testing.TB, ctx context.Context, u, job string) *websocket.Conn {
+	t.Helper()
+	c, _, err := rawDial(t, ctx, u, job, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendMsg(t, ctx, c, hello(job, ""))
+	if m := recvMsg(t, ctx, c); m.Type != wire.TypeWelcome {
+		t.Fatalf("join %s: %v %v", job, m.Type, wire.ErrorOf(m))
+	}
+	return c
+}
+
 // expectClosed reads until the connection ends and returns the error frame
 // seen before the close (nil if none).
 func expectClosed(t testing.TB, ctx context.Context, c *websocket.Conn) *wire.Error {
@@ -216,14 +230,7 @@ func TestBadFrames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// A healthy worker of the same job must not notice the others' trouble.
-	good, _, err := rawDial(t, ctx, u, "j", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sendMsg(t, ctx, good, hello("j", ""))
-	if m := recvMsg(t, ctx, good); m.Type != wire.TypeWelcome {
-		t.Fatalf("good worker: %v", m.Type)
-	}
+	good := joinRaw(t, ctx, u, "j")
 	big := wire.AppendHeader(nil, &wire.Header{Type: wire.TypePush, DType: wire.DTypeF32, Count: 1, Total: 1, PLen: 1<<30 - 8})
 	cases := []struct {
 		name string
@@ -475,19 +482,8 @@ func TestSlowPeerDoesNotStall(t *testing.T) {
 	s, u := startServer(t, Config{WriteTimeout: 300 * time.Millisecond, SendBuffer: 8 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	join := func() *websocket.Conn {
-		c, _, err := rawDial(t, ctx, u, "j", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sendMsg(t, ctx, c, hello("j", ""))
-		if m := recvMsg(t, ctx, c); m.Type != wire.TypeWelcome {
-			t.Fatalf("join: %v", m.Type)
-		}
-		return c
-	}
-	good := join()
-	slow := join()
+	good := joinRaw(t, ctx, u, "j")
+	slow := joinRaw(t, ctx, u, "j")
 	// The good worker creates a 4 MB key.
 	const n = 1 << 20
 	meta := wire.AppendInitMeta(nil, &wire.InitMeta{Shape: []int64{n}})
