@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webkv/webkv/kvcore/compute"
@@ -31,6 +33,12 @@ type distRemote struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// A receiver hands a big list group's completion to a helper
+	// goroutine (at most one at a time, counted in wg) when the process
+	// has another core: see dispatchShared.
+	share   bool
+	helping atomic.Bool
 
 	mu      sync.Mutex
 	keys    keyMap
@@ -68,7 +76,7 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 		return nil, err
 	}
 	r := &distRemote{t: t, m: m, start: time.Now(), keys: keyMap{ints: map[int]*wsm.Key{}, strs: map[string]*wsm.Key{}}, ev: newEventQueue(events),
-		tick: make(chan struct{}, 1), joined: make(chan struct{})}
+		tick: make(chan struct{}, 1), joined: make(chan struct{}), share: runtime.GOMAXPROCS(0) > 1}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if w, ok := t.(transport.Watcher); ok && r.ev != nil {
 		w.Watch(func(s transport.Status) {
@@ -145,7 +153,24 @@ func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 
 // dispatch runs completions (not under r.mu) and clears ds. The calls of
 // asynchronous operations go back to the free list a batch at a time.
-func (r *distRemote) dispatch(ds []wsm.Done) {
+func (r *distRemote) dispatch(ds []wsm.Done) { r.dispatchOn(ds, false) }
+
+// dispatchShared is dispatch for a receiver: the completion of a list
+// group of at least shareKeys keys (copying a pull's values into the
+// keys' outputs, releasing the operation's variables when it is its last
+// group) goes to a helper goroutine if none is running, so that the
+// receiver reads the next answer meanwhile. At the end of a many-keys
+// round the answers of the last pull lists arrive faster than one
+// goroutine completes them; two share them. The helper is counted in
+// r.wg (the receiver, counted too, starts it), so shutdown waits for it.
+func (r *distRemote) dispatchShared(ds []wsm.Done) { r.dispatchOn(ds, r.share) }
+
+// shareKeys is the smallest list group whose completion a receiver hands
+// to a helper: about 25 us of work at least, well above starting and
+// waking a goroutine.
+const shareKeys = 256
+
+func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 	var spent [128]*call
 	n := 0
 	flush := func() {
@@ -171,9 +196,18 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 		case c.sink != nil:
 			sink, g, then := c.sink, c.group, c.then
 			spent[n], n = c, n+1
-			if then && d.Err == nil {
+			switch {
+			case then && d.Err == nil:
 				r.pullGroup(sink, g) // a pushpull list's pull, once its push was answered
-			} else {
+			case share && len(g.idx) >= shareKeys && r.helping.CompareAndSwap(false, true):
+				err := remoteErr(d.Err)
+				r.wg.Add(1)
+				go func() {
+					defer r.wg.Done()
+					sink.groupDone(g, err)
+					r.helping.Store(false)
+				}()
+			default:
 				sink.groupDone(g, remoteErr(d.Err))
 			}
 		default:
@@ -321,7 +355,7 @@ func (r *distRemote) receiver(s int) {
 			ds = r.carry(ds)
 			r.mu.Unlock()
 		}
-		r.dispatch(ds)
+		r.dispatchShared(ds)
 		if err != nil && !errors.Is(err, transport.ErrReconnected) {
 			return
 		}
