@@ -36,7 +36,7 @@ type distRemote struct {
 
 	// A receiver hands a big list group's completion to a helper
 	// goroutine (at most one at a time, counted in wg) when the process
-	// has another core: see dispatchShared.
+	// has another core: see dispatchOn.
 	share   bool
 	helping atomic.Bool
 
@@ -155,21 +155,15 @@ func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 // asynchronous operations go back to the free list a batch at a time.
 func (r *distRemote) dispatch(ds []wsm.Done) { r.dispatchOn(ds, false) }
 
-// dispatchShared is dispatch for a receiver: the completion of a list
-// group of at least shareKeys keys (copying a pull's values into the
-// keys' outputs, releasing the operation's variables when it is its last
-// group) goes to a helper goroutine if none is running, so that the
-// receiver reads the next answer meanwhile. At the end of a many-keys
-// round the answers of the last pull lists arrive faster than one
-// goroutine completes them; two share them. The helper is counted in
-// r.wg (the receiver, counted too, starts it), so shutdown waits for it.
-func (r *distRemote) dispatchShared(ds []wsm.Done) { r.dispatchOn(ds, r.share) }
-
-// shareKeys is the smallest list group whose completion a receiver hands
-// to a helper: about 25 us of work at least, well above starting and
-// waking a goroutine.
-const shareKeys = 256
-
+// dispatchOn is dispatch; share (a receiver's, r.share) hands the
+// completion of a list group of at least shareKeys keys (a pull's values
+// copied into the keys' outputs; the operation's variables released with
+// its last group) to a helper goroutine when none runs, and the receiver
+// reads the next answer meanwhile. At the end of a many-keys round the
+// answers of the last pull lists arrive faster than one goroutine
+// completes them; two share them. The receiver (counted in r.wg) counts
+// the helper there too, so shutdown waits for it; shutdown's own
+// dispatch, after that wait, never shares.
 func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 	var spent [128]*call
 	n := 0
@@ -199,14 +193,9 @@ func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 			switch {
 			case then && d.Err == nil:
 				r.pullGroup(sink, g) // a pushpull list's pull, once its push was answered
-			case share && len(g.idx) >= shareKeys && r.helping.CompareAndSwap(false, true):
-				err := remoteErr(d.Err)
+			case threads && share && len(g.idx) >= shareKeys && r.helping.CompareAndSwap(false, true):
 				r.wg.Add(1)
-				go func() {
-					defer r.wg.Done()
-					sink.groupDone(g, err)
-					r.helping.Store(false)
-				}()
+				go r.help(sink, g, remoteErr(d.Err))
 			default:
 				sink.groupDone(g, remoteErr(d.Err))
 			}
@@ -223,6 +212,23 @@ func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 	if n > 0 {
 		flush()
 	}
+}
+
+// shareKeys is the smallest list group whose completion a receiver hands
+// to a helper: about 25 us of work at least, well above starting and
+// waking a goroutine.
+const shareKeys = 256
+
+// threads is whether goroutines may run in parallel: not on wasm, whose
+// runtime has one thread (there the helper would only cost code: the
+// browser runtime's size budget).
+const threads = runtime.GOARCH != "wasm"
+
+// help completes list group g for dispatchOn.
+func (r *distRemote) help(sink listSink, g *listGroup, err error) {
+	defer r.wg.Done()
+	sink.groupDone(g, err)
+	r.helping.Store(false)
 }
 
 func (r *distRemote) event(e wsm.Event) {
@@ -355,7 +361,7 @@ func (r *distRemote) receiver(s int) {
 			ds = r.carry(ds)
 			r.mu.Unlock()
 		}
-		r.dispatchShared(ds)
+		r.dispatchOn(ds, r.share)
 		if err != nil && !errors.Is(err, transport.ErrReconnected) {
 			return
 		}
