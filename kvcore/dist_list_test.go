@@ -213,3 +213,34 @@ func TestDistAsyncListsEveryPushOnce(t *testing.T) {
 		}
 	})
 }
+
+// Calls of thousands of keys: their list groups are big enough for a
+// receiver to hand their completion (a pull's values into the outputs,
+// the operation's release) to a helper goroutine, so several groups of
+// one call, of both shards, complete at once on two goroutines. The
+// results are the single-process ones, and the store's Close leaves no
+// goroutine (TestMain).
+func TestDistSyncListsManyKeysShared(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	sizes := make([]int, 9000) // three operations per call, two shards each
+	for i := range sizes {
+		sizes[i] = 1 + i%5
+	}
+	for _, pushpull := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pushpull=%v", pushpull), func(t *testing.T) {
+			w := &workload{n: 2, sizes: sizes, steps: 3, seed: seed, lists: true, pushpull: pushpull}
+			want := w.runLocal(t)
+			srvs := []*inproc.Server{
+				testServer(t, psm.Config{Shard: 0, Shards: 2}),
+				testServer(t, psm.Config{Shard: 1, Shards: 2}),
+			}
+			got := w.runDist(t, "dist_sync", func(int) transport.Transport {
+				return shardsOf(t, srvs, transport.Join{Job: "job", Workers: w.n})
+			}, nil)
+			for r := range got {
+				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
+			}
+		})
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webkv/webkv/kvcore/compute"
@@ -31,6 +33,12 @@ type distRemote struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// A receiver hands a big list group's completion to a helper
+	// goroutine (at most one at a time, counted in wg) when the process
+	// has another core: see dispatchOn.
+	share   bool
+	helping atomic.Bool
 
 	mu      sync.Mutex
 	keys    keyMap
@@ -68,7 +76,7 @@ func dialRemote(ctx context.Context, t transport.Transport, mode wire.Mode, even
 		return nil, err
 	}
 	r := &distRemote{t: t, m: m, start: time.Now(), keys: keyMap{ints: map[int]*wsm.Key{}, strs: map[string]*wsm.Key{}}, ev: newEventQueue(events),
-		tick: make(chan struct{}, 1), joined: make(chan struct{})}
+		tick: make(chan struct{}, 1), joined: make(chan struct{}), share: runtime.GOMAXPROCS(0) > 1}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if w, ok := t.(transport.Watcher); ok && r.ev != nil {
 		w.Watch(func(s transport.Status) {
@@ -145,7 +153,18 @@ func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 
 // dispatch runs completions (not under r.mu) and clears ds. The calls of
 // asynchronous operations go back to the free list a batch at a time.
-func (r *distRemote) dispatch(ds []wsm.Done) {
+func (r *distRemote) dispatch(ds []wsm.Done) { r.dispatchOn(ds, false) }
+
+// dispatchOn is dispatch; share (a receiver's, r.share) hands the
+// completion of a list group of at least shareKeys keys (a pull's values
+// copied into the keys' outputs; the operation's variables released with
+// its last group) to a helper goroutine when none runs, and the receiver
+// reads the next answer meanwhile. At the end of a many-keys round the
+// answers of the last pull lists arrive faster than one goroutine
+// completes them; two share them. The receiver (counted in r.wg) counts
+// the helper there too, so shutdown waits for it; shutdown's own
+// dispatch, after that wait, never shares.
+func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 	var spent [128]*call
 	n := 0
 	flush := func() {
@@ -171,9 +190,13 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 		case c.sink != nil:
 			sink, g, then := c.sink, c.group, c.then
 			spent[n], n = c, n+1
-			if then && d.Err == nil {
+			switch {
+			case then && d.Err == nil:
 				r.pullGroup(sink, g) // a pushpull list's pull, once its push was answered
-			} else {
+			case threads && share && len(g.idx) >= shareKeys && r.helping.CompareAndSwap(false, true):
+				r.wg.Add(1)
+				go r.help(sink, g, remoteErr(d.Err))
+			default:
 				sink.groupDone(g, remoteErr(d.Err))
 			}
 		default:
@@ -189,6 +212,23 @@ func (r *distRemote) dispatch(ds []wsm.Done) {
 	if n > 0 {
 		flush()
 	}
+}
+
+// shareKeys is the smallest list group whose completion a receiver hands
+// to a helper: about 25 us of work at least, well above starting and
+// waking a goroutine.
+const shareKeys = 256
+
+// threads is whether goroutines may run in parallel: not on wasm, whose
+// runtime has one thread (there the helper would only cost code: the
+// browser runtime's size budget).
+const threads = runtime.GOARCH != "wasm"
+
+// help completes list group g for dispatchOn.
+func (r *distRemote) help(sink listSink, g *listGroup, err error) {
+	defer r.wg.Done()
+	sink.groupDone(g, err)
+	r.helping.Store(false)
 }
 
 func (r *distRemote) event(e wsm.Event) {
@@ -321,7 +361,7 @@ func (r *distRemote) receiver(s int) {
 			ds = r.carry(ds)
 			r.mu.Unlock()
 		}
-		r.dispatch(ds)
+		r.dispatchOn(ds, r.share)
 		if err != nil && !errors.Is(err, transport.ErrReconnected) {
 			return
 		}
