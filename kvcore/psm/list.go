@@ -117,7 +117,7 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 	// capacity is exact, so no append of a key reallocates.
 	start := len(j.scratch)
 	j.scratch = slices.Grow(j.scratch, 4*int(m.Total))
-	p := j.scratch[start:start:start+4*int(m.Total)]
+	p := j.scratch[start : start : start+4*int(m.Total)]
 	for _, k := range ks {
 		vals, ok := cpuValue(k)
 		if !ok {
