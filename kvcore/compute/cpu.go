@@ -265,22 +265,22 @@ func (c *CPU) Reduce(dst Buffer, srcs []Buffer, scale float32) error {
 	if err != nil {
 		return err
 	}
-	j := c.getJob()
-	for i, b := range srcs {
-		s, err := cpuData(b)
+	if len(d) < parallelMin && len(srcs) <= reduceSmallSrcs && !c.accelerates(len(d)) {
+		// Too small to split: the inputs' slices on the stack, not in a
+		// pooled job (no pool and its two lock operations per call;
+		// issue 12: a round of a 16-float key).
+		var buf [reduceSmallSrcs][]float32
+		in, err := reduceInputs(buf[:0], d, srcs)
 		if err != nil {
-			putJob(j)
 			return err
 		}
-		if len(s) != len(d) {
-			putJob(j)
-			return fmt.Errorf("compute: cpu reduce input %d has %d words, output %d", i, len(s), len(d))
-		}
-		if i > 0 && len(s) > 0 && &s[0] == &d[0] {
-			putJob(j)
-			return fmt.Errorf("compute: cpu reduce output may alias only input 0, not input %d", i)
-		}
-		j.srcs = append(j.srcs, s)
+		kernels.ReduceRange(d, in, scale, 0, len(d))
+		return nil
+	}
+	j := c.getJob()
+	if j.srcs, err = reduceInputs(j.srcs, d, srcs); err != nil {
+		putJob(j)
+		return err
 	}
 	if c.accelerates(len(d)) {
 		err := c.accel.Reduce(d, j.srcs, scale)
@@ -290,6 +290,29 @@ func (c *CPU) Reduce(dst Buffer, srcs []Buffer, scale float32) error {
 	j.kind, j.dst, j.scale = jobReduce, d, scale
 	j.runParallel(len(d))
 	return nil
+}
+
+// reduceSmallSrcs is the most inputs that Reduce of a small array keeps
+// on the stack.
+const reduceSmallSrcs = 8
+
+// reduceInputs appends the words of Reduce's inputs srcs to in, checked
+// against its output d.
+func reduceInputs(in [][]float32, d []float32, srcs []Buffer) ([][]float32, error) {
+	for i, b := range srcs {
+		s, err := cpuData(b)
+		if err != nil {
+			return in, err
+		}
+		if len(s) != len(d) {
+			return in, fmt.Errorf("compute: cpu reduce input %d has %d words, output %d", i, len(s), len(d))
+		}
+		if i > 0 && len(s) > 0 && &s[0] == &d[0] {
+			return in, fmt.Errorf("compute: cpu reduce output may alias only input 0, not input %d", i)
+		}
+		in = append(in, s)
+	}
+	return in, nil
 }
 
 // Step applies one update of kind (see kernels/optimizers.go for each
@@ -512,8 +535,11 @@ func (j *job) chunks(p int) {
 // 32 elements (one packed 1bit word), the first on the calling goroutine,
 // waits for all, then returns j to the pool.
 func (j *job) runParallel(n int) {
-	p := runtime.GOMAXPROCS(0)
-	if n < parallelMin || p == 1 {
+	p := 1 // a small job does not ask: GOMAXPROCS takes the scheduler's lock
+	if n >= parallelMin {
+		p = runtime.GOMAXPROCS(0)
+	}
+	if p == 1 {
 		j.per = max(n, 1)
 		j.run(0, n)
 		putJob(j)

@@ -806,9 +806,21 @@ func (j *Job) sendValue(to ConnID, h wire.Header, k *key) {
 	}
 }
 
+// cpuValue is k's value when a CPU backend holds it: its buffer itself
+// (small enough to inline: a pull list reads every key's value).
+func cpuValue(k *key) ([]float32, bool) {
+	cb, ok := k.stored.(*compute.CPUBuffer)
+	if !ok {
+		return nil, false
+	}
+	return cb.Float32s()[:k.n], true
+}
+
+// hostValue is k's value on the host: cpuValue, or else the value read
+// from the backend into k.host (again only after it changed).
 func (j *Job) hostValue(k *key) ([]float32, error) {
-	if cb, ok := k.stored.(*compute.CPUBuffer); ok {
-		return cb.Float32s()[:k.n], nil
+	if v, ok := cpuValue(k); ok {
+		return v, nil
 	}
 	if k.host == nil {
 		k.host = make([]float32, k.n)

@@ -113,18 +113,23 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 	if ks == nil {
 		return
 	}
+	// The values are appended into the room grown for all of them: p's
+	// capacity is exact, so no append of a key reallocates.
 	start := len(j.scratch)
 	j.scratch = slices.Grow(j.scratch, 4*int(m.Total))
+	p := j.scratch[start : start : start+4*int(m.Total)]
 	for _, k := range ks {
-		vals, err := j.hostValue(k)
-		if err != nil {
-			j.scratch = j.scratch[:start]
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: reading the value: %v", k.label(), err))
-			return
+		vals, ok := cpuValue(k)
+		if !ok {
+			var err error
+			if vals, err = j.hostValue(k); err != nil {
+				j.reject(w, m.Seq, wire.Errorf(wire.CodeInternal, "key %s: reading the value: %v", k.label(), err))
+				return
+			}
 		}
-		j.scratch = wire.AppendFloat32s(j.scratch, vals)
+		p = wire.AppendFloat32s(p, vals)
 	}
-	p := j.scratch[start:]
+	j.scratch = j.scratch[:start+len(p)]
 	clear(ks)
 	j.stats.Lists++
 	j.stats.Pulls += uint64(len(ks))

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"math"
 	"unsafe"
 )
 
@@ -55,18 +56,67 @@ func FirstNonFinite(data []byte) int {
 
 // CopyFinite copies src into dst[:len(src)] and returns the index of the
 // first NaN or ±Inf in src, or -1: copy and FirstNonFinite in one pass over
-// src (AVX2: 32 floats per step, loaded once for both). dst must not be
-// shorter than src.
+// src (AVX2: 32 floats per step, then 8, loaded once for both; fewer
+// than copyFiniteSmall floats, and the vector path's tail:
+// copyFiniteWords).
+// dst must not be shorter than src, nor overlap it other than exactly.
 func CopyFinite(dst, src []float32) int {
 	dst = dst[:len(src)]
 	done := copyFiniteVec(dst, src) // copied, and finite
 	if done == len(src) {
 		return -1
 	}
+	if copyFiniteSmall > 0 && len(src)-done < copyFiniteSmall {
+		if i := copyFiniteWords(dst[done:], src[done:]); i >= 0 {
+			return done + i
+		}
+		return -1
+	}
 	copy(dst[done:], src[done:])
 	rest := src[done:]
 	if i := FirstNonFinite(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(rest))), 4*len(rest))); i >= 0 {
 		return done + i
+	}
+	return -1
+}
+
+// copyFiniteWords is CopyFinite's loop for few floats: it copies src into
+// dst (as long) two floats per 64-bit word, ORs each word's exponents
+// with FirstNonFinite's carry test, and only when a word had one finds
+// the exact index.
+func copyFiniteWords(dst, src []float32) int {
+	const (
+		exp   = 0x7f800000
+		exp2  = exp<<32 | exp
+		carry = 1<<55 | 1<<23
+		sign2 = 1<<63 | 1<<31
+	)
+	n := len(src)
+	if n == 0 {
+		return -1
+	}
+	dst = dst[:n]
+	s := unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*n)
+	d := unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n)
+	var t uint64
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := binary.NativeEndian.Uint64(s[i : i+8])
+		binary.NativeEndian.PutUint64(d[i:i+8], v)
+		t |= v&exp2 + carry
+	}
+	if i < len(s) {
+		v := binary.NativeEndian.Uint32(s[i : i+4])
+		binary.NativeEndian.PutUint32(d[i:i+4], v)
+		t |= uint64(v&exp + 1<<23)
+	}
+	if t&sign2 == 0 {
+		return -1
+	}
+	for i, f := range src {
+		if math.Float32bits(f)&exp == exp {
+			return i
+		}
 	}
 	return -1
 }

@@ -78,3 +78,32 @@ cdone:
 	MOVQ DX, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func copyFinite8AVX2(dst, src *float32, units int) int
+// As copyFiniteAVX2 with 8-float units: one 32-byte load, store and test
+// per unit (small keys, and the tail of 32-float blocks).
+TEXT ·copyFinite8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ units+16(FP), CX
+	MOVL $0x7f800000, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	XORQ DX, DX
+uloop:
+	CMPQ DX, CX
+	JGE  udone
+	VMOVUPS  (SI), Y0
+	VMOVUPS  Y0, (DI)
+	VPAND    Y15, Y0, Y0
+	VPCMPEQD Y15, Y0, Y0
+	VPTEST   Y0, Y0
+	JNZ      udone
+	ADDQ     $32, SI
+	ADDQ     $32, DI
+	INCQ     DX
+	JMP      uloop
+udone:
+	MOVQ DX, ret+24(FP)
+	VZEROUPPER
+	RET
