@@ -189,15 +189,29 @@ func checkPushRows(ids []int64, nrows int) ([]uint32, error) {
 // normalizeRows checks pull row ids against [0, nrows) and returns them
 // sorted, without repeats (MXNet's Unique on the server).
 func normalizeRows(ids []int64, nrows int) ([]uint32, error) {
-	rows := make([]uint32, len(ids))
+	rows := make([]int, len(ids))
 	for i, r := range ids {
 		if r < 0 || r >= int64(nrows) {
 			return nil, fmt.Errorf("row id %d outside [0, %d): %w", r, nrows, ErrBadRowIDs)
 		}
-		rows[i] = uint32(r)
+		rows[i] = int(r)
 	}
+	return uniqueRows(rows), nil
+}
+
+// uniqueRows returns rows (row numbers) sorted, without repeats. It sorts
+// ints, not uint32s: each element type slices.Sort is used with links its
+// own sort code into the browser runtime (~4 KB gzipped; see addrPool),
+// and the int one is linked anyway.
+func uniqueRows(rows []int) []uint32 {
 	slices.Sort(rows)
-	return slices.Compact(rows), nil
+	u := make([]uint32, 0, len(rows))
+	for i, r := range rows {
+		if i == 0 || r != rows[i-1] {
+			u = append(u, uint32(r))
+		}
+	}
+	return u
 }
 
 // unionRows merges strictly increasing row lists into one.
@@ -205,12 +219,13 @@ func unionRows(lists [][]uint32) []uint32 {
 	if len(lists) == 1 {
 		return lists[0]
 	}
-	var u []uint32
+	var rows []int
 	for _, l := range lists {
-		u = append(u, l...)
+		for _, r := range l {
+			rows = append(rows, int(r))
+		}
 	}
-	slices.Sort(u)
-	return slices.Compact(u)
+	return uniqueRows(rows)
 }
 
 // positions returns where each of rows (a subset of u, both increasing)
