@@ -77,6 +77,21 @@ func TestArrayHostWords(t *testing.T) {
 		t.Fatalf("wrapped buffer's host words: %d of them, or not the buffer's", len(w))
 	}
 
+	// More words than the array has are never made from its host
+	// pointer: the wrapped buffer's slice answers (it has 8), and past
+	// the buffer its bounds check panics.
+	if w := wa.hostOut(8); len(w) != 8 || &w[0] != &buf.(*compute.CPUBuffer).Float32s()[0] {
+		t.Fatalf("hostOut(8) of a 4-word array on an 8-word buffer: %d words", len(w))
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("hostOut(9) of an 8-word buffer did not panic")
+			}
+		}()
+		wa.hostOut(9)
+	}()
+
 	// Another backend's CPU buffer: no host words (the store's backend
 	// must match it), but a pull may still answer straight into it.
 	g := fakeGPU{compute.NewCPU(nil)}

@@ -300,7 +300,7 @@ func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32
 		return nil, false
 	}
 	a := ins[0]
-	if a.host != nil && isCPU(s.be) {
+	if a.host != nil && n <= a.n && isCPU(s.be) {
 		return unsafe.Slice(a.host, n), true // a.be is a CPU too: compatible
 	}
 	if !compatible(a.be, s.be) {
@@ -315,9 +315,11 @@ func (s *Store) hostInput(ins []*Array, n int, c compute.Compression) ([]float32
 
 // hostOut is the first n values of a when its buffer is in host memory (a
 // CPUBuffer, of any backend), for an answer to go straight into; nil
-// otherwise.
+// otherwise. Callers checked a's shape; n beyond a's size is still never
+// made into a slice of host (unsafe.Slice has no bounds to check): the
+// buffer's own slice below panics on it instead.
 func (a *Array) hostOut(n int) []float32 {
-	if a.host != nil {
+	if a.host != nil && n <= a.n {
 		return unsafe.Slice(a.host, n)
 	}
 	if cb, ok := a.buf.(*compute.CPUBuffer); ok {
