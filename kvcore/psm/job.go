@@ -317,7 +317,7 @@ func (j *Job) newRound() *round {
 
 // freeRound gives r, closed and emptied (no arrival, nothing queued),
 // back to the job's free list. Its expected workers stay: the next
-// openRound writes every entry.
+// openRound writes every entry (and remove drops a removed worker's).
 func (j *Job) freeRound(r *round) {
 	r.arrived, r.queued = r.arrived[:0], nil
 	j.roundFree = append(j.roundFree, r)
@@ -1205,6 +1205,14 @@ func (j *Job) remove(now time.Duration, w *worker) {
 			delete(j.heldInits, id)
 		} else {
 			j.heldInits[id] = out
+		}
+	}
+	// Free rounds keep their expected workers for the next openRound to
+	// overwrite; a free round that is not reused soon must not keep a
+	// removed worker (and all it holds) alive.
+	for _, r := range j.roundFree {
+		if w.rank >= 0 && w.rank < len(r.exp) && r.exp[w.rank].w == w {
+			r.exp[w.rank] = expected{}
 		}
 	}
 	for _, k := range j.sortedKeys() {

@@ -408,3 +408,34 @@ func FuzzStep(f *testing.F) {
 		check(j.Tick(time.Hour))
 	})
 }
+
+// TestFreeRoundsForgetRemovedWorkers: closed rounds wait in the job's free
+// list with their expected workers; a worker that leaves is dropped from
+// them too, so a free round that is not reused soon does not keep it (and
+// what it holds) alive.
+func TestFreeRoundsForgetRemovedWorkers(t *testing.T) {
+	ws := newListWorkers(t, Config{Job: "free"}, 2, 8, 4)
+	j := ws[0].j
+	for _, w := range ws { // the first push opens the 8 keys' rounds, the second closes them
+		w.step(w.list(wire.TypePushList, 0, 8, 0))
+	}
+	if len(j.roundFree) < 8 {
+		t.Fatalf("%d free rounds after 8 closed, want 8", len(j.roundFree))
+	}
+	gone := j.ranks[1]
+	if gone == nil {
+		t.Fatal("no worker of rank 1")
+	}
+	ws[1].seq++
+	ws[1].step(wire.AppendHeader(nil, &wire.Header{Type: wire.TypeLeave, Seq: ws[1].seq}))
+	if _, ok := j.workers[gone.id]; ok {
+		t.Fatal("the worker that left is still in the job")
+	}
+	for i, r := range j.roundFree {
+		for _, e := range r.exp {
+			if e.w == gone {
+				t.Fatalf("free round %d still expects the worker that left", i)
+			}
+		}
+	}
+}
