@@ -98,6 +98,8 @@ type listGroup struct {
 	keys  []*wsm.Key
 	vals  []float32 // a push's values gathered, or a pull's answer
 	elems int       // the keys' elements
+	req   wsm.ListReq
+	c     *call // the list request's token
 }
 
 // listItem is one key of a list call (remote.list): a push (data, n, c), a

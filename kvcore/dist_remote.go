@@ -601,21 +601,24 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	var fails []fail
 	// cur[2*s] is shard s's open group of int keys, cur[2*s+1] its group
 	// of string keys (-1: none; a list is of one kind); full groups stay
-	// in groups, a new one opens after them.
+	// in groups, a new one opens after them. A group's list request is
+	// built as its keys join (wsm.ListAdd: the key is checked, held and
+	// written into the request's table in this one pass).
 	push, pushLeft := len(items) > 0 && items[0].push, 0
 	if push {
 		for i := range items {
 			pushLeft += len(items[i].data)
 		}
 	}
+	then := push && len(items) > 0 && items[0].pull
 	groups := (*gs)[:0]
 	var curBuf [8]int
 	cur := curBuf[:0]
 	for range 2 * r.t.Shards() {
 		cur = append(cur, -1)
 	}
-	group := func(shard, elems int) *listGroup {
-		if c := cur[shard]; c >= 0 && 4*(groups[c].elems+elems) <= distListBytes {
+	group := func(shard, elems, left int) *listGroup {
+		if c := cur[shard]; c >= 0 && 4*(groups[c].elems+elems) <= distListBytes && len(groups[c].idx) < wire.MaxListKeys {
 			return &groups[c]
 		}
 		if len(groups) < cap(groups) {
@@ -624,13 +627,16 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 			groups = append(groups, listGroup{})
 		}
 		g := &groups[len(groups)-1]
-		g.idx, g.keys, g.vals, g.elems = g.idx[:0], g.keys[:0], g.vals[:0], 0
+		g.idx, g.vals, g.elems = g.idx[:0], g.vals[:0], 0
 		if want := min(distListBytes/4, pushLeft+elems); push && cap(g.vals) < want {
 			// A push group's values fill up to distListBytes: sized once
 			// (bounded by what is left of the call: pushLeft counts the
 			// items after the one opening the group), not regrown.
 			g.vals = make([]float32, 0, want)
 		}
+		g.c = r.newCall(nil)
+		g.c.sink, g.c.then = sink, then
+		g.req.StartList(g.c, push, min(left, distListBytes/4/max(elems, 1)), g.keys)
 		cur[shard] = len(groups) - 1
 		return g
 	}
@@ -658,14 +664,15 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		// answered) of small whole keys; the others go on their own.
 		if it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
 			(!it.push || len(it.data) == wk.N()) {
-			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N())
-			g.idx = append(g.idx, int32(i))
-			g.keys = append(g.keys, wk)
-			g.elems += wk.N()
-			if it.push {
-				g.vals = append(g.vals, it.data...)
+			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N(), len(items)-i)
+			if r.m.ListAdd(&g.req, wk) {
+				g.idx = append(g.idx, int32(i))
+				g.elems += wk.N()
+				if it.push {
+					g.vals = append(g.vals, it.data...)
+				}
+				continue
 			}
-			continue
 		}
 		c := r.newCall(nil)
 		c.ldone, c.idx = sink.itemDone, i
@@ -687,35 +694,30 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 			fails = append(fails, fail{i, remoteErr(err)})
 		}
 	}
-	*gs = groups
-	var gfails []*listGroup
-	var gerrs []error
+	// Failures (a closed Machine) come back as the groups' Done.
 	for gi := range groups {
 		g := &groups[gi]
-		c := r.newCall(nil)
-		c.sink, c.group = sink, g
-		var err error
-		if it := &items[g.idx[0]]; it.push {
-			c.then = it.pull
-			err = r.m.PushList(c, g.keys, g.vals)
-		} else {
+		if !push {
 			g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
-			err = r.m.PullList(c, g.keys, g.vals)
 		}
+		c := g.c
+		g.c = nil
+		c.group = g // not before: groups may have moved as it grew
+		err := r.m.SendList(&g.req, g.vals)
+		g.keys = g.req.Keys()
 		if err != nil {
+			// No key joined (they all went on their own): nothing was
+			// sent, no Done follows.
 			*c = call{}
 			r.free = append(r.free, c)
-			gfails, gerrs = append(gfails, g), append(gerrs, remoteErr(err))
 		}
 	}
+	*gs = groups
 	ds := r.carry(nil)
 	r.mu.Unlock()
 	r.dispatch(ds)
 	for _, f := range fails {
 		sink.itemDone(f.i, f.err)
-	}
-	for i, g := range gfails {
-		sink.groupDone(g, gerrs[i])
 	}
 }
 

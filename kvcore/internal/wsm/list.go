@@ -28,8 +28,8 @@ func (k *Key) ListShard() int { return int(k.shard1) }
 // PushList sends this worker's values of keys in one request: data holds
 // their values back to back (float32, each key's N). Every key must be
 // Listable, on one shard, and of one kind (int or string keys), with at
-// most wire.MaxListKeys keys. keys and data stay untouched until the
-// operation's Done (dist_sync: once every key's round closed). The server
+// most wire.MaxListKeys keys, none twice. keys and data stay untouched
+// until the operation's Done (dist_sync: once every key's round closed). The server
 // may refuse some keys (a NaN, a failed optimizer step): their pushes
 // were not applied, and Done's error is the first refusal.
 func (m *Machine) PushList(tok any, keys []*Key, data []float32) error {
@@ -60,28 +60,118 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 	if len(vals) != total {
 		return fmt.Errorf("wsm: %v of %d keys: %d values, the keys hold %d: %w", typ, len(keys), len(vals), total, ErrArg)
 	}
-	kind := opPush
-	if typ == wire.TypePullList {
-		kind = opPull
-	}
-	o := m.newOp(tok, kind, 1)
-	r := m.newReq(o, typ, m.shards[shard])
-	r.lkeys = keys
-	var lb wire.ListBuilder
-	lb.Reset(typ, len(keys))
+	var l ListReq
+	// The list's keys are keys itself: ListAdd writes each back in place.
+	l.StartList(tok, typ == wire.TypePushList, len(keys), keys[:0])
 	for _, k := range keys {
-		lb.Add(k.id, k.pst1[0].next)
-		k.pst1[0].busy = r
+		if !m.ListAdd(&l, k) {
+			// Only a key listed twice: the checks above passed.
+			l.lfree(m)
+			return fmt.Errorf("wsm: %v: key %d cannot join the list twice: %w", typ, k.id, ErrArg)
+		}
 	}
-	r.meta = lb.Table()
-	r.count, r.total = uint32(len(keys)), uint32(total)
-	if str {
-		r.flags |= wire.FlagStrKey
+	return m.SendList(&l, vals)
+}
+
+// lfree undoes the ListAdds of l, which is not sent.
+func (l *ListReq) lfree(m *Machine) {
+	if l.r == nil {
+		return
 	}
-	if typ == wire.TypePushList {
+	for _, k := range l.keys {
+		k.pst1[0].busy = nil
+	}
+	o := l.r.op
+	m.putReq(l.r)
+	m.putOp(o)
+	l.r = nil
+}
+
+// ListReq is a list request built one key at a time, in the driver's own
+// pass over its keys (StartList, ListAdd, SendList): PushList and PullList
+// make two more passes over the keys (their check, then the table), each
+// touching every key's line again.
+type ListReq struct {
+	tok   any
+	push  bool
+	r     *req // made by the first ListAdd
+	shard int32
+	str   bool // the shard and kind of the first key
+	lb    wire.ListBuilder
+	keys  []*Key
+	total int
+}
+
+// StartList readies l for a list request of operation tok (a push list
+// when push, else a pull list) of about n keys (sizes the table); the keys
+// are appended to keys[:0].
+func (l *ListReq) StartList(tok any, push bool, n int, keys []*Key) {
+	*l = ListReq{tok: tok, push: push, keys: keys[:0]}
+	l.lb.Reset(wire.TypePullList, min(n, wire.MaxListKeys))
+}
+
+// Keys is the keys added to l.
+func (l *ListReq) Keys() []*Key { return l.keys }
+
+// ListAdd adds k to list l and reports whether it did: k must be Listable,
+// and on the shard and of the kind of l's first key, and l must have room
+// (wire.MaxListKeys). An added key is held by the list (as by a request of
+// its own: later requests on it wait) until the list's Done; SendList
+// must follow.
+func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
+	ps := &k.pst1[0]
+	if k.shard1 < 0 || ps.busy != nil || ps.waits() || 4*k.n > m.cfg.BatchEntry {
+		return false
+	}
+	if l.r == nil {
+		typ, kind := wire.TypePullList, opPull
+		if l.push {
+			typ, kind = wire.TypePushList, opPush
+		}
+		l.r = m.newReq(m.newOp(l.tok, kind, 1), typ, m.shards[k.shard1])
+		l.shard, l.str = k.shard1, k.str
+		if k.str {
+			l.r.flags |= wire.FlagStrKey
+		}
+		l.lb.Reset(typ, 0) // keeps the table StartList sized
+	} else if k.shard1 != l.shard || k.str != l.str || len(l.keys) == wire.MaxListKeys {
+		return false
+	}
+	l.lb.Add(k.id, ps.next)
+	ps.busy = l.r
+	l.keys = append(l.keys, k)
+	l.total += k.n
+	return true
+}
+
+// SendList sends list l with vals: for a push list the keys' values back
+// to back, for a pull list where their values go (as PushList and
+// PullList). A list without keys is an error (nothing is sent, no Done
+// follows); any other failure is the operation's Done (the keys are
+// freed), as for a request whose shard is dead.
+func (m *Machine) SendList(l *ListReq, vals []float32) error {
+	r := l.r
+	if r == nil {
+		return fmt.Errorf("wsm: a list of no keys: %w", ErrArg)
+	}
+	l.r, l.tok = nil, nil
+	r.lkeys = l.keys
+	r.meta = l.lb.Table()
+	l.lb = wire.ListBuilder{} // the table is r's until it is done
+	r.count, r.total = uint32(len(l.keys)), uint32(l.total)
+	if r.typ == wire.TypePushList {
 		r.dt, r.data = wire.DTypeF32, f32Bytes(vals)
 	} else {
 		r.out = vals
+	}
+	err := m.check()
+	if err == nil && len(vals) != l.total {
+		err = fmt.Errorf("wsm: %v of %d keys: %d values, the keys hold %d: %w", r.typ, len(l.keys), len(vals), l.total, ErrArg)
+	}
+	if err != nil {
+		r.state = rsQueued // complete expects a live state
+		m.complete(r, err)
+		return nil
 	}
 	m.submit(r)
 	return nil
