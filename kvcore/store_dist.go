@@ -378,6 +378,7 @@ func (l *distList) Run() (bool, error) {
 // itemDone finishes key i; the operation finishes with its last key.
 func (l *distList) itemDone(i int, err error) {
 	e := l.es[i]
+	l.items[i] = listItem{} // see groupDone
 	if err == nil && l.pull && !l.direct[i] {
 		for _, a := range l.outs(i) {
 			if werr := a.be.Write(a.buf, 0, e.hostIn[:e.n]); werr != nil {
@@ -421,21 +422,29 @@ func (l *distList) settled(n int, err error) {
 // groupDone finishes the keys sent as one list request: a pull's values
 // go from the answer into the keys' outputs.
 func (l *distList) groupDone(g *listGroup, err error) {
-	if err == nil && l.pull {
+	if l.pull {
+		// Each item is cleared here, while its line is at hand: Done
+		// clears a pull's items no more (a pass over cold lines on the
+		// round's last goroutines).
 		at := 0
+		ok := err == nil
 		for _, i := range g.idx {
-			n := l.items[i].n // not l.es[i].n: the entry is another object to fetch per key
+			it := &l.items[i]
+			n := it.n // not l.es[i].n: the entry is another object to fetch per key
 			src := g.vals[at : at+n]
 			at += n
-			if l.direct[i] {
-				copy(l.items[i].out, src)
-				continue
-			}
-			for _, a := range l.outs(int(i)) {
-				if werr := a.be.Write(a.buf, 0, src); werr != nil && err == nil {
-					err = werr
+			switch {
+			case !ok:
+			case l.direct[i]:
+				copy(it.out, src)
+			default:
+				for _, a := range l.outs(int(i)) {
+					if werr := a.be.Write(a.buf, 0, src); werr != nil && err == nil {
+						err = werr
+					}
 				}
 			}
+			*it = listItem{}
 		}
 	}
 	if err != nil {
@@ -448,7 +457,9 @@ func (l *distList) groupDone(g *listGroup, err error) {
 func (l *distList) Done() {
 	clear(l.es)
 	clear(l.arrs)
-	clear(l.items)
+	if !l.pull {
+		clear(l.items) // a pull's items were cleared as they finished
+	}
 	clear(l.vars)
 	for i := range l.groups {
 		clear(l.groups[i].keys)

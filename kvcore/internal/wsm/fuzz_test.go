@@ -131,7 +131,8 @@ func newWorld(t *testing.T, workers, shards, nkeys int) *world {
 	for i := range workers {
 		m, err := wsm.New(wsm.Config{Shards: shards, Mode: wire.ModeSync,
 			Join:   transport.Join{Job: "f", Workers: workers, BigArrayBound: 8},
-			Window: wsm.Window{Requests: 3, Bytes: 400, Messages: 2}, BatchEntries: 3})
+			Window: wsm.Window{Requests: 3, Bytes: 400, Messages: 2}, BatchEntries: 3,
+			NoRoundEvents: i == 1}) // both ways of taking a push list's Ack (applyList)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -104,9 +104,10 @@ type ListReq struct {
 
 // StartList readies l for a list request of operation tok (a push list
 // when push, else a pull list) of about n keys (sizes the table); the keys
-// are appended to keys[:0].
+// are appended to keys[:0]. The table's memory is l's: a ListReq that was
+// sent is started again only after its list's Done.
 func (l *ListReq) StartList(tok any, push bool, n int, keys []*Key) {
-	*l = ListReq{tok: tok, push: push, keys: keys[:0]}
+	*l = ListReq{tok: tok, push: push, keys: keys[:0], lb: l.lb}
 	l.lb.Reset(wire.TypePullList, min(n, wire.MaxListKeys))
 }
 
@@ -156,8 +157,7 @@ func (m *Machine) SendList(l *ListReq, vals []float32) error {
 	}
 	l.r, l.tok = nil, nil
 	r.lkeys = l.keys
-	r.meta = l.lb.Table()
-	l.lb = wire.ListBuilder{} // the table is r's until it is done
+	r.meta = l.lb.Table() // l's memory (see StartList)
 	r.count, r.total = uint32(len(l.keys)), uint32(l.total)
 	if r.typ == wire.TypePushList {
 		r.dt, r.data = wire.DTypeF32, f32Bytes(vals)
@@ -192,6 +192,20 @@ func (m *Machine) listDone(r *req) {
 // keys: complete follows at once): a later request waiting on a key
 // starts from the round set here, as it would after listDone.
 func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
+	if len(msg.Payload) == 0 && (m.cfg.Mode != wire.ModeSync || m.cfg.NoRoundEvents) &&
+		msg.Type == wire.TypeAck && msg.Flags&wire.FlagList != 0 && msg.DType == wire.DTypeNone && int(msg.Count) == len(r.lkeys) {
+		// Every key's push was taken for the round the list named (an
+		// empty answer: DecodeListAnswer's table would be all zero
+		// deltas), and no round events are wanted: the keys move on
+		// without the table.
+		for _, k := range r.lkeys {
+			ps := &k.pst1[0]
+			ps.next++
+			m.freeState(ps, r)
+		}
+		r.lfreed = true
+		return nil
+	}
 	rs, text, err := wire.DecodeListAnswer(msg, len(r.lkeys), m.lrs[:0])
 	m.lrs = rs[:0]
 	if err != nil {
