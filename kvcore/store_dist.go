@@ -184,9 +184,9 @@ func (s *Store) queueDistList(entries []*entry, values, outs [][]*Array, prio in
 		}
 		if l == nil {
 			l = distListPool.Get().(*distList)
-			if cap(l.es) == 0 {
-				// A new list: sized once for its keys, not regrown.
-				n := min(distListChunk, len(entries)-i)
+			if n := min(distListChunk, len(entries)-i); cap(l.es) < n {
+				// A new list, or a pooled one sized for fewer keys:
+				// sized once for its keys, not regrown.
 				l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
 			}
 			l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, values != nil, outs != nil, prio, l

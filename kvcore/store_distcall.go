@@ -205,6 +205,10 @@ func tail(as [][]*Array, from int) [][]*Array {
 func (c *distCall) put() {
 	for _, l := range c.lists {
 		if l != nil {
+			// Never run: a pull list's items still point into the
+			// caller's outputs (Done leaves them to the completion, which
+			// clears each as it finishes).
+			clear(l.items)
 			l.Done()
 		}
 	}
@@ -237,8 +241,9 @@ func fits(h keyHot, arrs []*Array) bool {
 // newDistList takes a list from the pool for up to n keys (sized once).
 func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
 	l := distListPool.Get().(*distList)
-	if cap(l.es) == 0 {
-		n = min(distListChunk, n)
+	if n = min(distListChunk, n); cap(l.es) < n {
+		// A new list, or a pooled one sized for a shorter chunk (a
+		// call's last): sized for these keys, not regrown by add.
 		l.es, l.at, l.arrs = make([]*entry, 0, n), make([]int, 0, 2*n+1), make([]*Array, 0, 2*n)
 	}
 	if cap(l.items) < cap(l.es) {
