@@ -1,7 +1,6 @@
 package psm
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
@@ -139,15 +138,4 @@ func BenchmarkListManyKeys2(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/keys, "ns/key")
 	b.ReportMetric(float64(cpu)/float64(b.N)/keys, "cpu_ns/key")
-}
-
-// cpuTime is the CPU time the process used so far (user and system, every
-// thread, the GC's included): a benchmark's cpu_ns/key, which another
-// process on the machine moves less than the wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
