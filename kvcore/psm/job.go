@@ -514,7 +514,6 @@ type Job struct {
 	rowUnion  []uint32             // a lazy update's rows, reused (rows.go)
 	ls        listState            // list.go
 	fw        compute.FiniteWriter // be, if it is one (writeArrival)
-	cpu       bool                 // be is a *compute.CPU: its buffers are written directly (writeArrival)
 	keyBuf    []key                // the chunk newKey takes keys from
 	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
@@ -532,7 +531,6 @@ func New(cfg Config) (*Job, error) {
 	j.want = cfg.MinWorkers
 	j.agg = cfg.Aggregate
 	j.fw, _ = j.be.(compute.FiniteWriter)
-	_, j.cpu = j.be.(*compute.CPU)
 	j.indexTokens()
 	return j, nil
 }
@@ -1802,12 +1800,7 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	// value is a 4-byte word); only an unaligned buffer would be decoded
 	// into a new slice.
 	words := wire.Float32View(data, nil)
-	if cb, ok := buf.(*compute.CPUBuffer); ok && j.cpu && len(words) < cpuDirectMax && len(words) <= cb.Len() {
-		// What CPU.WriteFinite does for a push this small (no parallel
-		// copy), without the interface call and its checks again: a list
-		// writes thousands of small pushes (issue 12).
-		bad = kernels.CopyFinite(cb.Float32s()[:len(words)], words)
-	} else if fused {
+	if fused {
 		bad, err = fw.WriteFinite(buf, 0, words)
 	} else {
 		bad, err = -1, j.be.Write(buf, 0, words)
@@ -1818,10 +1811,6 @@ func (j *Job) writeArrival(k *key, data []byte) (buf compute.Buffer, bad int, er
 	}
 	return buf, -1, nil
 }
-
-// cpuDirectMax bounds the pushes writeArrival copies into a CPU buffer
-// itself: CPU.WriteFinite splits bigger ones over goroutines (from 1<<16).
-const cpuDirectMax = 1 << 12
 
 // bufferOf returns a free arrival buffer of k, or a new one.
 func (j *Job) bufferOf(k *key) (b compute.Buffer, err error) {

@@ -1,14 +1,8 @@
 package psm
 
 import (
-	"encoding/binary"
-	"math"
-	"slices"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/webkv/webkv/kvcore/compute"
 
 	"github.com/webkv/webkv/kvcore/internal/scripttest"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -64,50 +58,4 @@ func FuzzList(f *testing.F) {
 		check(j.Step(2, 1, frame)) // again: a retry, or a second push
 		check(j.Tick(time.Hour))
 	})
-}
-
-// cpuWrap is the CPU backend behind another type: a Job's pushes are
-// written through its FiniteWriter, not copied by writeArrival itself.
-type cpuWrap struct{ *compute.CPU }
-
-// TestListDirectWrite checks that a push list written into the CPU
-// backend's buffers by writeArrival itself (Job.cpu) answers, stores and
-// refuses exactly as through the backend: every key length around the
-// copy's 8- and 32-float units, a NaN or an Inf at the first, middle and
-// last element of a key, or none.
-func TestListDirectWrite(t *testing.T) {
-	const keys = 3
-	nan, inf := math.Float32bits(float32(math.NaN())), math.Float32bits(float32(math.Inf(-1)))
-	for _, elems := range []int{1, 7, 8, 16, 33, 100} {
-		for _, bad := range []int{-1, 0, elems / 2, elems - 1} {
-			var got [2][]string
-			for v, be := range []compute.Backend{compute.NewCPU(nil), cpuWrap{compute.NewCPU(nil)}} {
-				w := newListWorker(t, Config{Job: "d", Backend: be, Limits: &wire.Limits{MaxPayload: 1 << 20}}, keys, elems)
-				if w.j.cpu != (v == 0) {
-					t.Fatalf("Job.cpu = %v with backend %T", w.j.cpu, be)
-				}
-				f := w.list(wire.TypePushList, 0, keys, 0)
-				d := f[len(f)-4*keys*elems:]
-				for i := range keys * elems {
-					binary.LittleEndian.PutUint32(d[4*i:], math.Float32bits(float32(i+1)*0.25))
-				}
-				if bad >= 0 {
-					binary.LittleEndian.PutUint32(d[4*(elems+bad):], nan)           // key 1
-					binary.LittleEndian.PutUint32(d[4*(2*elems+elems-1-bad):], inf) // key 2
-				}
-				for _, e := range w.j.Step(0, w.conn, f).Msgs {
-					got[v] = append(got[v], string(e.Append(nil)))
-				}
-				for _, e := range w.j.Step(0, w.conn, w.list(wire.TypePullList, 0, keys, 0)).Msgs {
-					got[v] = append(got[v], string(e.Append(nil)))
-				}
-			}
-			if len(got[0]) != 2 || (bad >= 0) != strings.Contains(got[0][0], "NaN") {
-				t.Fatalf("%d floats, bad element %d: answers %q (want a push list's and a pull list's; a refusal with a NaN)", elems, bad, got[0])
-			}
-			if !slices.Equal(got[0], got[1]) {
-				t.Errorf("%d floats, bad element %d: direct write answered\n%q\nthe backend's\n%q", elems, bad, got[0], got[1])
-			}
-		}
-	}
 }
