@@ -216,3 +216,37 @@ func TestListUvarint(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeList decodes the tables of a push list and a pull list of
+// 4,096 keys of 16 floats (ids 60,000 up: three-byte uvarints, as most of
+// relay's BenchmarkManyKeys are), the server's per-list decode; ns/key is
+// one key's push and pull entries.
+func BenchmarkDecodeList(b *testing.B) {
+	const n, elems = 4096, 16
+	ids, rounds, lens := make([]uint64, n), make([]uint64, n), make([]int, n)
+	for i := range ids {
+		ids[i], rounds[i], lens[i] = uint64(60_000+i), 300, elems
+	}
+	lim := &Limits{MaxPayload: 1 << 24}
+	var push, pull Msg
+	for _, x := range []struct {
+		m   *Msg
+		typ Type
+	}{{&push, TypePushList}, {&pull, TypePullList}} {
+		if err := Decode(buildList(x.typ, 1, ids, rounds, lens), lim, x.m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ks, rs []uint64
+	b.ResetTimer()
+	for range b.N {
+		var err error
+		if ks, rs, _, err = DecodeList(&push, lim, ks[:0], rs[:0]); err != nil {
+			b.Fatal(err)
+		}
+		if ks, rs, _, err = DecodeList(&pull, lim, ks[:0], rs[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+}
