@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/internal/cputime"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -103,9 +104,9 @@ func benchListKeys(b *testing.B, keys int) {
 				b.StopTimer()
 				f := w.list(typ, from, min(from+per, keys), round)
 				b.StartTimer()
-				c0 := cpuTime()
+				c0 := cputime.Now()
 				w.step(f)
-				cpu += cpuTime() - c0
+				cpu += cputime.Now() - c0
 			}
 		}
 	}
@@ -129,9 +130,9 @@ func BenchmarkListManyKeys2(b *testing.B) {
 					b.StopTimer()
 					f := w.list(typ, from, min(from+per, keys), round)
 					b.StartTimer()
-					c0 := cpuTime()
+					c0 := cputime.Now()
 					w.step(f)
-					cpu += cpuTime() - c0
+					cpu += cputime.Now() - c0
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/internal/cputime"
 )
 
 // ManyKeysKeys is how many keys BenchManyKeys uses: the store it is given
@@ -64,7 +65,7 @@ func BenchManyKeys(b *testing.B, s *kvcore.Store) {
 	}
 	var push, pull, wait, many, one, cpu []time.Duration
 	round := func(record bool) {
-		c0 := cpuTime()
+		c0 := cputime.Now()
 		t0 := time.Now()
 		if err := s.PushList(ks, vals, 0); err != nil {
 			b.Fatal(err)
@@ -78,7 +79,7 @@ func BenchManyKeys(b *testing.B, s *kvcore.Store) {
 			b.Fatal(err)
 		}
 		t3 := time.Now()
-		c3 := cpuTime()
+		c3 := cputime.Now()
 		if err := s.Push(bigKey, big); err != nil {
 			b.Fatal(err)
 		}
