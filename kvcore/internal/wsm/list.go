@@ -120,10 +120,10 @@ func (l *ListReq) Keys() []*Key { return l.keys }
 // its own: later requests on it wait) until the list's Done; SendList
 // must follow.
 func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
-	ps := &k.pst1[0]
-	if k.shard1 < 0 || ps.busy != nil || ps.waits() || 4*k.n > m.cfg.BatchEntry {
+	if !m.Listable(k) {
 		return false
 	}
+	ps := &k.pst1[0]
 	if l.r == nil {
 		typ, kind := wire.TypePullList, opPull
 		if l.push {
