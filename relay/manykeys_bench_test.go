@@ -24,3 +24,18 @@ func BenchmarkManyKeys(b *testing.B) {
 	b.Cleanup(func() { s.Close() })
 	storetest.BenchManyKeys(b, s)
 }
+
+// BenchmarkManyKeysInCache is BenchmarkManyKeys with 8,192 keys, whose
+// state stays in the caches: its cpu_ns/key is what a key's instructions
+// cost through the client, the relay and the server, to set against
+// BenchmarkManyKeys' (RATIONALE: "Why is the many-keys gap instructions
+// more than memory?").
+func BenchmarkManyKeysInCache(b *testing.B) {
+	u := startBench(b, relay.Config{MaxKeys: 2 * storetest.ManyKeysInCache})
+	s, err := relay.Create(context.Background(), "dist_sync", u, relay.DialOptions{Job: "cached", Logger: quiet()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	storetest.BenchManyKeysInCache(b, s)
+}
