@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/storetest"
 	"github.com/webkv/webkv/relay"
 )
@@ -16,13 +17,7 @@ import (
 // same 6.4 MB; x_one_key is the many-keys time over the one-key time, the
 // goal at most 3).
 func BenchmarkManyKeys(b *testing.B) {
-	u := startBench(b, relay.Config{MaxKeys: 2 * storetest.ManyKeysKeys})
-	s, err := relay.Create(context.Background(), "dist_sync", u, relay.DialOptions{Job: "many", Logger: quiet()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	storetest.BenchManyKeys(b, s)
+	storetest.BenchManyKeys(b, manyKeysStore(b, "many", storetest.ManyKeysKeys))
 }
 
 // BenchmarkManyKeysInCache is BenchmarkManyKeys with 8,192 keys, whose
@@ -31,11 +26,17 @@ func BenchmarkManyKeys(b *testing.B) {
 // BenchmarkManyKeys' (RATIONALE: "Why is the many-keys gap instructions
 // more than memory?").
 func BenchmarkManyKeysInCache(b *testing.B) {
-	u := startBench(b, relay.Config{MaxKeys: 2 * storetest.ManyKeysInCache})
-	s, err := relay.Create(context.Background(), "dist_sync", u, relay.DialOptions{Job: "cached", Logger: quiet()}, nil)
+	storetest.BenchManyKeysInCache(b, manyKeysStore(b, "cached", storetest.ManyKeysInCache))
+}
+
+// manyKeysStore is a dist_sync store of one worker of job on a relay of
+// its own that admits twice keys.
+func manyKeysStore(b *testing.B, job string, keys int) *kvcore.Store {
+	u := startBench(b, relay.Config{MaxKeys: 2 * keys})
+	s, err := relay.Create(context.Background(), "dist_sync", u, relay.DialOptions{Job: job, Logger: quiet()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	storetest.BenchManyKeysInCache(b, s)
+	return s
 }
