@@ -36,7 +36,7 @@ const ManyKeysInCache = 8_192
 // keys: a key pushed and pulled, client and server). Medians over b.N.
 func BenchManyKeys(b *testing.B, s *kvcore.Store) { benchManyKeys(b, s, ManyKeysKeys) }
 
-// BenchManyKeysInCache is BenchManyKeys with ManyKeysInCache keys (and a
+// BenchManyKeysInCache is BenchManyKeys with ManyKeysInCache keys (and
 // one key of their bytes): what a key costs when its state is cached.
 func BenchManyKeysInCache(b *testing.B, s *kvcore.Store) { benchManyKeys(b, s, ManyKeysInCache) }
 
