@@ -66,6 +66,14 @@ type Options struct {
 	// padded for vec4 (they otherwise run only on wrapped buffers of odd
 	// size). Tests use it to check the scalar variants.
 	ScalarOnly bool
+	// CopyPassBytes makes a copy between two buffers of at least this many
+	// bytes (Copy, and a Reduce of one input with scale 1) a compute pass
+	// that reads and writes each word, instead of CopyBufferToBuffer; 0
+	// never does. NVIDIA's Vulkan driver moves 64 MiB about twice as fast
+	// that way (RATIONALE: "Why may a copy between GPU buffers be a compute
+	// pass?"); lavapipe's CopyBufferToBuffer is a memcpy, four times its
+	// pass. native.Device.ShaderOptions sets it for the adapter.
+	CopyPassBytes uint64
 }
 
 // Buffer is a compute.Buffer in GPU memory.
@@ -140,6 +148,7 @@ type Backend struct {
 	maxInputs  int // reduce inputs per pass
 	maxGroups  int // workgroups per dispatch
 	scalar     bool
+	copyPass   uint64 // Options.CopyPassBytes
 
 	layouts   map[string]*layout
 	pipelines map[pipeKey]*pipeline
@@ -218,6 +227,7 @@ func New(dev *wgpu.Device, opts *Options) (*Backend, error) {
 		b.maxGroups = opts.MaxWorkgroups
 	}
 	b.scalar = opts.ScalarOnly
+	b.copyPass = opts.CopyPassBytes
 	ub, err := dev.CreateBuffer(&wgpu.BufferDescriptor{
 		Label: "webkv uniforms", Size: uniformSlots * uniformStride,
 		Usage: wgpu.BufferUsageUniform | wgpu.BufferUsageCopyDst,
@@ -899,7 +909,16 @@ func (b *Backend) Copy(dst, src compute.Buffer) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.copyCmd(s.buf, 0, d.buf, 0, uint64(d.n)*4)
+	return b.copy(d, s)
+}
+
+// copy copies s into d (same size, other buffers): a compute pass from
+// Options.CopyPassBytes up, else CopyBufferToBuffer. The caller holds b.mu.
+func (b *Backend) copy(d, s *Buffer) error {
+	if size := uint64(d.n) * 4; b.copyPass == 0 || size < b.copyPass {
+		return b.copyCmd(s.buf, 0, d.buf, 0, size)
+	}
+	return b.reducePass(d, []*Buffer{s}, false, 1)
 }
 
 // Fill sets every word of dst to v.
@@ -955,7 +974,7 @@ func (b *Backend) Reduce(dst compute.Buffer, srcs []compute.Buffer, scale float3
 			return b.reducePass(d, nil, true, scale)
 		}
 	} else if len(rest) == 1 && scale == 1 {
-		return b.copyCmd(rest[0].buf, 0, d.buf, 0, uint64(d.n)*4)
+		return b.copy(d, rest[0])
 	}
 	for len(rest) > 0 {
 		k := min(len(rest), b.maxInputs)
