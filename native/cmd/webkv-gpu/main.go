@@ -48,7 +48,7 @@ func run(n, inputs int) error {
 	fmt.Printf("device: %s (maxBufferSize %d MiB, maxStorageBufferBindingSize %d MiB%s)\n",
 		d.Name(), d.MaxBufferSize>>20, d.MaxStorageBufferBindingSize>>20,
 		map[bool]string{true: ", WebGPU default limits", false: ""}[d.LimitsFallback])
-	gpu, err := shaders.New(d.Device, &shaders.Options{Name: d.Name()})
+	gpu, err := shaders.New(d.Device, d.ShaderOptions())
 	if err != nil {
 		return err
 	}
