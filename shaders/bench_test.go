@@ -51,6 +51,26 @@ func timeCPU(iters int, op func() error) (time.Duration, error) {
 	return time.Since(start) / time.Duration(iters), nil
 }
 
+// timeB runs op once untimed (pipeline builds, first use of the buffers),
+// then b.N times timed, and returns the time per op with the timer
+// stopped.
+func timeB(b *testing.B, op func() error) time.Duration {
+	b.Helper()
+	if err := op(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	return per
+}
+
 func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
 	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9, "GB/s")
 	b.ReportMetric(float64(bytes)/cpuPerOp.Seconds()/1e9, "cpu-GB/s")
@@ -126,18 +146,7 @@ func BenchmarkReduce4x16M(b *testing.B) {
 		}
 		return be.Sync()
 	}
-	if err := op(g, gb); err != nil { // compile pipelines
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := op(g, gb); err != nil {
-			b.Fatal(err)
-		}
-	}
-	gpu := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
+	gpu := timeB(b, func() error { return op(g, gb) })
 	cpu, err := timeCPU(max(b.N, 3), func() error { return op(compute.NewCPU(nil), cb) })
 	if err != nil {
 		b.Fatal(err)
@@ -169,18 +178,7 @@ func BenchmarkAdam16M(b *testing.B) {
 		}
 		return be.Sync()
 	}
-	if err := op(g, gb); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := op(g, gb); err != nil {
-			b.Fatal(err)
-		}
-	}
-	gpu := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
+	gpu := timeB(b, func() error { return op(g, gb) })
 	cpu, err := timeCPU(max(b.N, 3), func() error { return op(compute.NewCPU(nil), cb) })
 	if err != nil {
 		b.Fatal(err)
@@ -212,20 +210,7 @@ func benchCopy(b *testing.B, n int) {
 		}
 	}
 	plainOp, passOp := op(plain, benchArrays(b, plain, 2, d)), op(pass, benchArrays(b, pass, 2, d))
-	for _, f := range []func() error{plainOp, passOp} { // compile, first use
-		if err := f(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := plainOp(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	per := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
+	per := timeB(b, plainOp)
 	passPer, err := timeCPU(max(b.N, 3), passOp)
 	if err != nil {
 		b.Fatal(err)
@@ -330,18 +315,7 @@ func BenchmarkReduceAdamFused4x16M(b *testing.B) {
 		}
 		return g.Sync()
 	}
-	if err := fused(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := fused(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	per := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
+	per := timeB(b, fused)
 	base, err := timeCPU(max(b.N, 3), unfused)
 	if err != nil {
 		b.Fatal(err)

@@ -191,18 +191,7 @@ func BenchmarkDeviceStoreStep(b *testing.B) {
 	done()
 	fused, done := setup(g)
 	defer done()
-	if err := fused(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := fused(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	per := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
+	per := timeB(b, fused)
 	b.ReportMetric(float64(per.Microseconds())/keys, "µs/key")
 	b.ReportMetric(base.Seconds()/per.Seconds(), "x-vs-unfused")
 	b.ReportMetric(base2.Seconds()/per.Seconds(), "x-vs-flush-only")
