@@ -909,12 +909,12 @@ func (b *Backend) Copy(dst, src compute.Buffer) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.copy(d, s)
+	return b.copyBuffer(d, s)
 }
 
-// copy copies s into d (same size, other buffers): a compute pass from
+// copyBuffer copies s into d (same size, other buffers): a compute pass from
 // Options.CopyPassBytes up, else CopyBufferToBuffer. The caller holds b.mu.
-func (b *Backend) copy(d, s *Buffer) error {
+func (b *Backend) copyBuffer(d, s *Buffer) error {
 	if size := uint64(d.n) * 4; b.copyPass == 0 || size < b.copyPass {
 		return b.copyCmd(s.buf, 0, d.buf, 0, size)
 	}
@@ -974,7 +974,7 @@ func (b *Backend) Reduce(dst compute.Buffer, srcs []compute.Buffer, scale float3
 			return b.reducePass(d, nil, true, scale)
 		}
 	} else if len(rest) == 1 && scale == 1 {
-		return b.copy(d, rest[0])
+		return b.copyBuffer(d, rest[0])
 	}
 	for len(rest) > 0 {
 		k := min(len(rest), b.maxInputs)
