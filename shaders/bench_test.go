@@ -51,23 +51,16 @@ func timeCPU(iters int, op func() error) (time.Duration, error) {
 	return time.Since(start) / time.Duration(iters), nil
 }
 
-// timeB runs op once untimed (pipeline builds, first use of the buffers),
-// then b.N times timed, and returns the time per op with the timer
-// stopped.
+// timeB is timeCPU over b.N operations inside the benchmark's timer,
+// which it leaves stopped.
 func timeB(b *testing.B, op func() error) time.Duration {
 	b.Helper()
-	if err := op(); err != nil {
+	b.ResetTimer()
+	per, err := timeCPU(b.N, op)
+	b.StopTimer()
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		if err := op(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	per := time.Since(start) / time.Duration(b.N)
-	b.StopTimer()
 	return per
 }
 
