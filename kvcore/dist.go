@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/wsm"
@@ -63,13 +64,14 @@ type remote interface {
 	pull(k Key, out []float32, done func(error))
 	// pushPull is push then pull in one round trip.
 	pushPull(k Key, data []float32, n int, c compute.Compression, out []float32, done func(error))
-	// list starts items together; sink hears how each ends, once each,
-	// possibly before list returns. An item with err set failed before
-	// the network. Small whole keys of plain pushes or pulls go in list
-	// requests, one per shard and distListBytes of values (gs: the
-	// groups' buffers, kept until their groupDone), the others as
-	// requests of their own (batched on the wire).
-	list(items []listItem, sink listSink, gs *[]listGroup)
+	// list starts items together, pushes (compressed as c) if push, then
+	// pulls if pull; sink hears how each ends, once each, possibly before
+	// list returns. An item with dn < 0 failed before the network: list
+	// skips it (the caller reports it). Small whole keys of plain pushes
+	// or pulls go in list requests, one per shard and distListBytes of
+	// values (gs: the groups' buffers, kept until their groupDone), the
+	// others as requests of their own (batched on the wire).
+	list(push, pull bool, c compute.Compression, items []listItem, sink listSink, gs *[]listGroup)
 	// rowPush and rowPull are push and pull of rows (rows of width
 	// values, back to back in data and out; dist_rows.go).
 	rowPush(k Key, rows []uint32, width int, data []float32, done func(error))
@@ -102,17 +104,26 @@ type listGroup struct {
 	c     *call // the list request's token
 }
 
-// listItem is one key of a list call (remote.list): a push (data, n, c), a
-// pull (into out) or both.
+// listItem is one key of a list call (remote.list): a push of its dn
+// words at data (n values, compressed as the call says), a pull of its n
+// values into out, or both. What is the same for every key of a call
+// (push, pull, the compression) is the call's, not the item's: an item
+// is one cache line (64 bytes on 64-bit platforms), written once per key
+// by the call and read by each pass after (RATIONALE: "Why is a list
+// call's item one cache line?").
 type listItem struct {
-	k          Key
-	push, pull bool
-	data       []float32
-	n          int
-	c          compute.Compression
-	out        []float32
-	err        error
+	k    Key
+	data *float32 // a push's first word (nil: a pull only)
+	out  *float32 // where a pull's answer goes (nil: a push only)
+	n    int
+	dn   int // a push's words; -1: the key failed before the network
 }
+
+// words returns the dn words of a push item.
+func (it *listItem) words() []float32 { return unsafe.Slice(it.data, it.dn) }
+
+// outs returns the n values a pull item's answer goes into.
+func (it *listItem) outs() []float32 { return unsafe.Slice(it.out, it.n) }
 
 // Dist-mode errors.
 var (

@@ -593,7 +593,7 @@ func (r *distRemote) pushPull(k Key, data []float32, n int, c compute.Compressio
 	})
 }
 
-func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
+func (r *distRemote) list(push, pull bool, c compute.Compression, items []listItem, sink listSink, gs *[]listGroup) {
 	type fail struct {
 		i   int
 		err error
@@ -604,13 +604,13 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	// in groups, a new one opens after them. A group's list request is
 	// built as its keys join (wsm.ListAdd: the key is checked, held and
 	// written into the request's table in this one pass).
-	push, pushLeft := len(items) > 0 && items[0].push, 0
+	pushLeft := 0
 	if push {
 		for i := range items {
-			pushLeft += len(items[i].data)
+			pushLeft += max(items[i].dn, 0)
 		}
 	}
-	then := push && len(items) > 0 && items[0].pull
+	then := push && pull
 	groups := (*gs)[:0]
 	var curBuf [8]int
 	cur := curBuf[:0]
@@ -618,8 +618,8 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		cur = append(cur, -1)
 	}
 	group := func(shard, elems, left int) *listGroup {
-		if c := cur[shard]; c >= 0 && 4*(groups[c].elems+elems) <= distListBytes && len(groups[c].idx) < wire.MaxListKeys {
-			return &groups[c]
+		if gi := cur[shard]; gi >= 0 && 4*(groups[gi].elems+elems) <= distListBytes && len(groups[gi].idx) < wire.MaxListKeys {
+			return &groups[gi]
 		}
 		if len(groups) < cap(groups) {
 			groups = groups[:len(groups)+1]
@@ -643,12 +643,11 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 	r.mu.Lock()
 	for i := range items {
 		it := &items[i]
-		if push {
-			pushLeft -= len(it.data)
+		if it.dn < 0 {
+			continue // failed before the network: the caller reports it
 		}
-		if it.err != nil {
-			fails = append(fails, fail{i, it.err})
-			continue
+		if push {
+			pushLeft -= it.dn
 		}
 		if r.closed {
 			fails = append(fails, fail{i, ErrClosed})
@@ -662,32 +661,32 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		// List requests per shard and key kind: the plain pushes, pulls
 		// or pushpulls (a push list, then a pull list once it is
 		// answered) of small whole keys; the others go on their own.
-		if it.c.Kind == compute.CompressNone && r.m.Listable(wk) &&
-			(!it.push || len(it.data) == wk.N()) {
+		if c.Kind == compute.CompressNone && r.m.Listable(wk) &&
+			(!push || it.dn == wk.N()) {
 			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N(), len(items)-i)
 			if r.m.ListAdd(&g.req, wk) {
 				g.idx = append(g.idx, int32(i))
 				g.elems += wk.N()
-				if it.push {
-					g.vals = append(g.vals, it.data...)
+				if push {
+					g.vals = append(g.vals, it.words()...)
 				}
 				continue
 			}
 		}
-		c := r.newCall(nil)
-		c.ldone, c.idx = sink.itemDone, i
+		cl := r.newCall(nil)
+		cl.ldone, cl.idx = sink.itemDone, i
 		var err error
 		switch {
-		case it.push && it.pull:
-			err = r.m.PushPull(c, wk, dtypeOf(it.c), it.data, it.n, it.out)
-		case it.push:
-			err = r.m.Push(c, wk, dtypeOf(it.c), it.data, it.n)
+		case push && pull:
+			err = r.m.PushPull(cl, wk, dtypeOf(c), it.words(), it.n, it.outs())
+		case push:
+			err = r.m.Push(cl, wk, dtypeOf(c), it.words(), it.n)
 		default:
-			err = r.m.Pull(c, wk, it.out)
+			err = r.m.Pull(cl, wk, it.outs())
 		}
 		if err != nil {
-			*c = call{}
-			r.free = append(r.free, c)
+			*cl = call{}
+			r.free = append(r.free, cl)
 			if errors.Is(err, wsm.ErrArg) {
 				err = fmt.Errorf("%w (%v)", ErrShapeMismatch, err)
 			}
@@ -700,16 +699,16 @@ func (r *distRemote) list(items []listItem, sink listSink, gs *[]listGroup) {
 		if !push {
 			g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
 		}
-		c := g.c
+		gc := g.c
 		g.c = nil
-		c.group = g // not before: groups may have moved as it grew
+		gc.group = g // not before: groups may have moved as it grew
 		err := r.m.SendList(&g.req, g.vals)
 		g.keys = g.req.Keys()
 		if err != nil {
 			// No key joined (they all went on their own): nothing was
 			// sent, no Done follows.
-			*c = call{}
-			r.free = append(r.free, c)
+			*gc = call{}
+			r.free = append(r.free, gc)
 		}
 	}
 	*gs = groups

@@ -13,7 +13,7 @@ func TestUnqueuedListForgetsOutputs(t *testing.T) {
 	}
 	s := &Store{}
 	l := s.newDistList(1, false, true, 0)
-	l.items = append(l.items, listItem{k: IntKey(1), n: 4, pull: true, out: out.hostOut(4)})
+	l.items = append(l.items, listItem{k: IntKey(1), n: 4, out: &out.hostOut(4)[0]})
 	items := l.items
 	c := distCallPool.Get().(*distCall)
 	c.lists = append(c.lists[:0], l)

@@ -154,6 +154,8 @@ type distList struct {
 	at         []int    // key i's inputs are arrs[at[2i]:at[2i+1]], its outputs arrs[at[2i+1]:at[2i+2]]
 	items      []listItem
 	direct     []bool               // the answer went straight into the key's only output
+	allDirect  bool                 // every key's did (direct is not filled)
+	ready      int                  // items add completed: their push words, a pull list's output in host memory
 	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
 	groups     []listGroup          // keys sent as list requests (per shard, distListBytes each)
 
@@ -321,11 +323,6 @@ func (l *distList) outs(i int) []*Array { return l.arrs[l.at[2*i+1]:l.at[2*i+2]]
 // Run implements engine.Task: prepare every key, hand them to the remote.
 func (l *distList) Run() (bool, error) {
 	s := l.s
-	if cap(l.direct) < len(l.es) {
-		// Sized once (a list from the pool may be new): no regrowth.
-		l.direct = make([]bool, 0, len(l.es))
-	}
-	l.direct = l.direct[:0]
 	if len(l.items) != len(l.es) {
 		// Queued by queueDistList: the keys and sizes come from the
 		// entries (queueDistCall wrote them while checking the call).
@@ -343,16 +340,42 @@ func (l *distList) Run() (bool, error) {
 		c = s.comp
 		s.mu.RUnlock()
 	}
+	l.left = len(l.items)
+	if l.ready == len(l.items) && c.Kind == compute.CompressNone {
+		// add found every key's words or output: nothing to prepare,
+		// every pull goes straight to its output.
+		l.allDirect = true
+		s.rem.list(l.push, l.pull, c, l.items, l, &l.groups)
+		return true, nil
+	}
+	if cap(l.direct) < len(l.es) {
+		// Sized once (a list from the pool may be new): no regrowth.
+		l.direct = make([]bool, 0, len(l.es))
+	}
+	l.direct, l.allDirect = l.direct[:0], false
+	type fail struct {
+		i   int
+		err error
+	}
+	var fails []fail
 	for i := range l.items {
 		it := &l.items[i]
-		it.push, it.pull = l.push, l.pull
 		if l.push {
-			if it.data != nil && c.Kind == compute.CompressNone {
-				it.c = c // a host input, found by add
-			} else if data, ok := s.hostInput(l.ins(i), it.n, c); ok {
-				it.data, it.c = data, c
-			} else {
-				it.data, it.c, it.err = s.distPrepareWith(l.es[i], l.ins(i), c)
+			switch {
+			case it.data != nil && c.Kind == compute.CompressNone:
+				// a host input, found by add
+			default:
+				data, ok := s.hostInput(l.ins(i), it.n, c)
+				var err error
+				if !ok {
+					data, _, err = s.distPrepareWith(l.es[i], l.ins(i), c)
+				}
+				if err != nil {
+					it.data, it.dn = nil, -1
+					fails = append(fails, fail{i, err})
+				} else {
+					it.data, it.dn = &data[0], len(data)
+				}
 			}
 		}
 		direct := false
@@ -361,25 +384,30 @@ func (l *distList) Run() (bool, error) {
 				direct = true // a pull list's only output in host memory, found by add
 			} else if outs := l.outs(i); len(outs) == 1 && !l.push {
 				if out := outs[0].hostOut(it.n); out != nil {
-					it.out, direct = out, true
+					it.out, direct = &out[0], true
 				}
 			}
 			if !direct {
-				it.out = l.es[i].pullBuf()
+				it.out = &l.es[i].pullBuf()[0]
 			}
 		}
 		l.direct = append(l.direct, direct)
 	}
-	l.left = len(l.items)
-	s.rem.list(l.items, l, &l.groups)
+	s.rem.list(l.push, l.pull, c, l.items, l, &l.groups)
+	for _, f := range fails {
+		l.itemDone(f.i, f.err)
+	}
 	return true, nil
 }
+
+// isDirect reports whether key i's answer goes straight into its output.
+func (l *distList) isDirect(i int) bool { return l.allDirect || l.direct[i] }
 
 // itemDone finishes key i; the operation finishes with its last key.
 func (l *distList) itemDone(i int, err error) {
 	e := l.es[i]
 	l.items[i] = listItem{} // see groupDone
-	if err == nil && l.pull && !l.direct[i] {
+	if err == nil && l.pull && !l.isDirect(i) {
 		for _, a := range l.outs(i) {
 			if werr := a.be.Write(a.buf, 0, e.hostIn[:e.n]); werr != nil {
 				err = werr
@@ -435,8 +463,8 @@ func (l *distList) groupDone(g *listGroup, err error) {
 			at += n
 			switch {
 			case !ok:
-			case l.direct[i]:
-				copy(it.out, src)
+			case l.isDirect(int(i)):
+				copy(it.outs(), src)
 			default:
 				for _, a := range l.outs(int(i)) {
 					if werr := a.be.Write(a.buf, 0, src); werr != nil && err == nil {
@@ -466,7 +494,7 @@ func (l *distList) Done() {
 	}
 	l.eng.Reset()
 	l.es, l.arrs, l.at, l.items, l.direct = l.es[:0], l.arrs[:0], l.at[:0], l.items[:0], l.direct[:0]
-	l.s, l.err, l.left = nil, nil, 0
+	l.s, l.err, l.left, l.ready = nil, nil, 0, 0
 	distListPool.Put(l)
 }
 

@@ -289,10 +289,18 @@ func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
 	// goes straight into it). An array's buffer stays until the array is
 	// released, which waits for the operations queued on it.
 	if len(ins) == 1 {
-		it.data, _ = l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone})
+		if data, ok := l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone}); ok {
+			it.data, it.dn = &data[0], len(data)
+			if outs == nil {
+				l.ready++ // a pushpull's output is taken by Run
+			}
+		}
 	}
 	if len(outArrs) == 1 && values == nil {
-		it.out = outArrs[0].hostOut(h.n)
+		if out := outArrs[0].hostOut(h.n); out != nil {
+			it.out = &out[0]
+			l.ready++
+		}
 	}
 	l.items = append(l.items, it)
 }
