@@ -156,6 +156,7 @@ type distList struct {
 	direct     []bool               // the answer went straight into the key's only output
 	allDirect  bool                 // every key's did (direct is not filled)
 	ready      int                  // items add completed: their push words, a pull list's output in host memory
+	hostCPU    bool                 // the store's backend is a CPU: an array's host words are its input as is
 	vars       map[*engine.Var]bool // the keys' arrays: written (true) or only read
 	groups     []listGroup          // keys sent as list requests (per shard, distListBytes each)
 

@@ -149,14 +149,35 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 		c.errs[li] = nil
 		repeat := c.repeat.Load()
 		var l *distList
+		var hk keyHot // a key outside dense: its record, made from the entry
+		dense := s.dense
 		for i := from; i < to; i++ {
-			k := keys[i]
-			h, err := s.hotKey(op, k)
-			if err == nil && values != nil && !fits(h, values[i]) {
-				err = checkArrays(op, k, h.e, values[i], "value")
+			k := &keys[i]
+			// The record of a dense key is read in place (not copied: a
+			// key's passes over 40 bytes add up over a call).
+			var h *keyHot
+			if !k.isStr && uint(k.i) < uint(len(dense)) && dense[k.i].e != nil {
+				h = &dense[k.i]
+			} else {
+				var err error
+				if hk, err = s.hotKey(op, *k); err != nil {
+					c.errs[li] = err
+					c.fail(li)
+					return
+				}
+				h = &hk
 			}
-			if err == nil && outs != nil && !fits(h, outs[i]) {
-				err = checkArrays(op, k, h.e, outs[i], "output")
+			var ins, outArrs []*Array
+			var err error
+			if values != nil {
+				if ins = values[i]; !fits(h, ins) {
+					err = checkArrays(op, *k, h.e, ins, "value")
+				}
+			}
+			if err == nil && outs != nil {
+				if outArrs = outs[i]; !fits(h, outArrs) {
+					err = checkArrays(op, *k, h.e, outArrs, "output")
+				}
 			}
 			if err != nil {
 				c.errs[li] = err
@@ -179,7 +200,7 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 				l = s.newDistList(to-i, values != nil, outs != nil, prio)
 				c.lists[li] = l // back to the pool with the others if not queued
 			}
-			l.add(h, k, values, outs, i)
+			l.add(h, k, ins, outArrs)
 		}
 	}
 }
@@ -223,7 +244,7 @@ func (c *distCall) put() {
 // common case of checkArrays, with no error built. A 1-d shape matches
 // on the element count alone (no read of the array's shape slice, nor of
 // the entry's).
-func fits(h keyHot, arrs []*Array) bool {
+func fits(h *keyHot, arrs []*Array) bool {
 	if len(arrs) == 0 {
 		return false
 	}
@@ -253,21 +274,48 @@ func (s *Store) newDistList(n int, push, pull bool, prio int) *distList {
 		l.items = make([]listItem, 0, cap(l.es))
 	}
 	l.s, l.push, l.pull, l.eng.Prio, l.eng.Task = s, push, pull, prio, l
+	l.hostCPU = isCPU(s.be)
 	l.at = append(l.at[:0], 0)
 	return l
 }
 
-// add appends key i of the call (k, its record h) to l with its
-// variables. The entry itself is not read (see keyHot).
-func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
+// add appends a key of the call (k, its record h, its inputs and
+// outputs) to l with its variables. The entry itself is not read (see
+// keyHot).
+func (l *distList) add(h *keyHot, k *Key, ins, outArrs []*Array) {
+	n := len(l.items)
+	l.items = l.items[:n+1] // sized for the chunk by newDistList
+	it := &l.items[n]
+	*it = listItem{k: *k, n: h.n}
+	l.es = append(l.es, h.e)
+	if len(ins)+len(outArrs) == 1 {
+		// A push list's or a pull list's key of one array: the common case,
+		// without the general case's loops.
+		if len(ins) == 1 {
+			a := ins[0]
+			l.eng.Add2(h.v, true, a.v, false)
+			l.arrs = append(l.arrs, a)
+			l.at = append(l.at, len(l.arrs), len(l.arrs))
+			if a.host != nil && l.hostCPU {
+				it.data, it.dn = a.host, h.n // see hostInput
+				l.ready++
+			} else if data, ok := l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone}); ok {
+				it.data, it.dn = &data[0], len(data)
+				l.ready++
+			}
+			return
+		}
+		a := outArrs[0]
+		l.eng.Add2(h.v, true, a.v, true)
+		l.arrs = append(l.arrs, a)
+		l.at = append(l.at, len(l.arrs)-1, len(l.arrs))
+		if out := a.hostOut(h.n); out != nil {
+			it.out = &out[0]
+			l.ready++
+		}
+		return
+	}
 	l.eng.Add(h.v, true)
-	var ins, outArrs []*Array
-	if values != nil {
-		ins = values[i]
-	}
-	if outs != nil {
-		outArrs = outs[i]
-	}
 	for _, a := range ins {
 		l.arrs = append(l.arrs, a)
 		if !slices.Contains(outArrs, a) { // an output too (in place): named once, below
@@ -280,8 +328,6 @@ func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
 		l.eng.Add(a.v, true)
 	}
 	l.at = append(l.at, len(l.arrs))
-	l.es = append(l.es, h.e)
-	it := listItem{k: k, n: h.n}
 	// While the key's arrays are at hand (their variables were just read
 	// from them), take what Run would fetch them again for: a host input
 	// (sent from where it is unless the store compresses, which Run
@@ -291,18 +337,17 @@ func (l *distList) add(h keyHot, k Key, values, outs [][]*Array, i int) {
 	if len(ins) == 1 {
 		if data, ok := l.s.hostInput(ins, h.n, compute.Compression{Kind: compute.CompressNone}); ok {
 			it.data, it.dn = &data[0], len(data)
-			if outs == nil {
+			if outArrs == nil {
 				l.ready++ // a pushpull's output is taken by Run
 			}
 		}
 	}
-	if len(outArrs) == 1 && values == nil {
+	if len(outArrs) == 1 && ins == nil {
 		if out := outArrs[0].hostOut(h.n); out != nil {
 			it.out = &out[0]
 			l.ready++
 		}
 	}
-	l.items = append(l.items, it)
 }
 
 // hostInput is distPrepareWith's common case without the entry: one

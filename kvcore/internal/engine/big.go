@@ -58,3 +58,14 @@ func (o *Op) Add(v *Var, write bool) {
 		o.writes = append(o.writes, write)
 	}
 }
+
+// Add2 is two Adds (a key's variable and its array's, in one append).
+func (o *Op) Add2(v *Var, write bool, v2 *Var, write2 bool) {
+	if v == nil || v2 == nil {
+		o.Add(v, write)
+		o.Add(v2, write2)
+		return
+	}
+	o.vars = append(o.vars, v, v2)
+	o.writes = append(o.writes, write, write2)
+}
