@@ -14,7 +14,13 @@ package engine
 func (r *Runner) pushBig(o *Op) bool {
 	var waits int32
 	for i, v := range o.vars {
-		s, ok := v.tryLockJoin()
+		// tryLockJoin's first try here (the variable free: the common
+		// case), the spin only when it is locked.
+		s := v.state.Load()
+		ok := s&stLocked == 0 && v.state.CompareAndSwap(s, s+stOne|stLocked)
+		if !ok {
+			s, ok = v.tryLockJoin()
+		}
 		if !ok {
 			for j := i - 1; j >= 0; j-- {
 				o.vars[j].unjoin()

@@ -382,7 +382,14 @@ func (o *Op) finish(err error, self *Runner) {
 	var next *Op
 	var n int32
 	for i, v := range o.vars {
-		// o heads v's queue by construction.
+		// o heads v's queue by construction. leave's commonest case (o
+		// alone in the FIFO, no error, no Wait) is tried here first: a
+		// list's finish leaves thousands of variables, and leave is
+		// too big to inline.
+		if s := v.state.Load(); s&(stLocked|stWaiters|stErr) == 0 && s>>stCountShift == 1 &&
+			(err == nil || !o.writes[i]) && v.state.CompareAndSwap(s, s-stOne) {
+			continue
+		}
 		nx := v.leave(o.writes[i], err)
 		if nx == nil {
 			continue
