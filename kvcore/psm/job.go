@@ -1136,13 +1136,37 @@ func (j *Job) Tick(now time.Duration) Ready {
 // own liveness is the server's business), so it is not removed.
 func waiting(w *worker) bool { return !w.welcomed && w.conn != 0 }
 
+// sortedKeys returns the keys in id order. The keys in byID are already
+// in it; only the others (large and string ids) are sorted, then merged
+// in. A job of 100,000 dense keys (issue 12) paid a sort of all of them,
+// tens of milliseconds, on every worker removal and snapshot.
 func (j *Job) sortedKeys() []*key {
 	ks := make([]*key, 0, len(j.keys))
-	for _, k := range j.keys {
-		ks = append(ks, k)
+	for i := range j.byID {
+		if k := j.byID[i].k; k != nil {
+			ks = append(ks, k)
+		}
 	}
-	sort.Slice(ks, func(a, b int) bool { return ks[a].id < ks[b].id })
-	return ks
+	if len(ks) == len(j.keys) {
+		return ks
+	}
+	rest := make([]*key, 0, len(j.keys)-len(ks))
+	for id, k := range j.keys {
+		if id >= uint64(len(j.byID)) || j.byID[id].k != k {
+			rest = append(rest, k)
+		}
+	}
+	sort.Slice(rest, func(a, b int) bool { return rest[a].id < rest[b].id })
+	out := make([]*key, 0, len(j.keys))
+	for len(ks) > 0 && len(rest) > 0 {
+		if ks[0].id < rest[0].id {
+			out, ks = append(out, ks[0]), ks[1:]
+		} else {
+			out, rest = append(out, rest[0]), rest[1:]
+		}
+	}
+	out = append(out, ks...)
+	return append(out, rest...)
 }
 
 func (j *Job) nextTimer(now time.Duration) time.Duration {

@@ -439,3 +439,45 @@ func TestFreeRoundsForgetRemovedWorkers(t *testing.T) {
 		}
 	}
 }
+
+// sortedKeys lists every key in id order: the keys of byID as they lie,
+// the others (an id too large for byID when it was created, even one
+// that byID covers later, a huge id, string keys) sorted and merged in.
+func TestSortedKeys(t *testing.T) {
+	h := newHarness(t, Config{MaxKeys: 1000})
+	h.hello(1, 1)
+	initKey := func(id uint64, name string) {
+		m := dataMsg(wire.TypeInit, h.nextSeq(1), id, 0, []float32{1})
+		if name != "" {
+			m.Key, m.Flags = wire.StrKeyID(name), m.Flags|wire.FlagStrKey
+		}
+		m.Payload = wire.AppendFloat32s(wire.AppendInitMeta(nil, &wire.InitMeta{Name: name, Shape: []int64{1}}), []float32{1})
+		h.step(1, m)
+		h.acks()
+	}
+	initKey(1500, "") // not in byID (too large for 1 key), later within its length
+	initKey(1<<40, "")
+	initKey(0, "w")
+	for id := range uint64(400) {
+		initKey(id, "")
+	}
+	initKey(1600, "") // in byID: byID now covers 1500
+	initKey(0, "b")
+	if len(h.j.byID) <= 1500 || h.j.byID[1500].k != nil {
+		t.Fatalf("byID has %d entries, key 1500 in it: %v (the test wants it covered, not in it)", len(h.j.byID), len(h.j.byID) > 1500 && h.j.byID[1500].k != nil)
+	}
+	got := h.j.sortedKeys()
+	if len(got) != len(h.j.keys) {
+		t.Fatalf("%d keys listed, the job has %d", len(got), len(h.j.keys))
+	}
+	seen := map[*key]bool{}
+	for i, k := range got {
+		if seen[k] || h.j.keys[k.id] != k {
+			t.Fatalf("entry %d: key %d listed twice or not the job's", i, k.id)
+		}
+		seen[k] = true
+		if i > 0 && got[i-1].id >= k.id {
+			t.Fatalf("entry %d: id %d after %d", i, k.id, got[i-1].id)
+		}
+	}
+}

@@ -18,7 +18,8 @@ import (
 // outputs after reviewing a change.
 //
 // Commands (one or more per block; "at=<ms>" on any command sets the clock
-// first):
+// first, and "timer" on a command that steps the job prints when its
+// Ready asks for the next Tick: "timer at=<ms>" or "timer none"):
 //
 //	config deadline=<ms> quorum=<n> frac=<f> min=<n> timeout=<ms> norescale shards=<n> shard=<i>
 //	       token=<t> wtoken=<name>:<t>,... maxworkers=<n> maxkeys=<n> maxelems=<n> maxbytes=<n>
@@ -196,7 +197,15 @@ func (e *scriptEnv) run(l *scripttest.Line) string {
 		rd = e.job().Step(e.now, c, e.frame(l))
 	}
 	checkBudget(e.t, e.j)
-	return e.format(rd)
+	out := e.format(rd)
+	if l.Has("timer") {
+		if rd.Next == 0 {
+			out += "timer none\n"
+		} else {
+			out += fmt.Sprintf("timer at=%d\n", rd.Next/time.Millisecond)
+		}
+	}
+	return out
 }
 
 func (e *scriptEnv) frame(a *scripttest.Line) []byte {
