@@ -110,7 +110,8 @@ type listGroup struct {
 // (push, pull, the compression) is the call's, not the item's: an item
 // is one cache line (64 bytes on 64-bit platforms), written once per key
 // by the call and read by each pass after (RATIONALE: "Why is a list
-// call's item one cache line?").
+// call's item one cache line, and a key of one array added without
+// loops?").
 type listItem struct {
 	k    Key
 	data *float32 // a push's first word (nil: a pull only)
