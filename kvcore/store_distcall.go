@@ -286,7 +286,9 @@ func (l *distList) add(h *keyHot, k *Key, ins, outArrs []*Array) {
 	n := len(l.items)
 	l.items = l.items[:n+1] // sized for the chunk by newDistList
 	it := &l.items[n]
-	*it = listItem{k: *k, n: h.n}
+	// Field by field: a composite literal is built on the stack, then
+	// copied (every field is written: a pooled item may be stale).
+	it.k, it.n, it.data, it.out, it.dn = *k, h.n, nil, nil, 0
 	l.es = append(l.es, h.e)
 	if len(ins)+len(outArrs) == 1 {
 		// A push list's or a pull list's key of one array: the common case,
