@@ -640,6 +640,11 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		cur[shard] = len(groups) - 1
 		return g
 	}
+	// g is the group the last listed key joined (of cur[gslot]): the
+	// next key of that shard and kind joins it while it has room,
+	// without a call of group.
+	var g *listGroup
+	gslot := -1
 	r.mu.Lock()
 	for i := range items {
 		it := &items[i]
@@ -661,12 +666,19 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		// List requests per shard and key kind: the plain pushes, pulls
 		// or pushpulls (a push list, then a pull list once it is
 		// answered) of small whole keys; the others go on their own.
-		if c.Kind == compute.CompressNone && r.m.Listable(wk) &&
-			(!push || it.dn == wk.N()) {
-			g := group(2*wk.ListShard()+b2i(it.k.isStr), wk.N(), len(items)-i)
-			if r.m.ListAdd(&g.req, wk) {
+		// A key for the group of the last one goes to ListAdd, which
+		// checks that it is listable; before a group is opened (or
+		// found) for it, Listable says.
+		if n := wk.N(); c.Kind == compute.CompressNone && (!push || it.dn == n) {
+			slot := 2*wk.ListShard() + b2i(it.k.isStr) // < 0 for a split key: never gslot
+			joins := g != nil && slot == gslot && 4*(g.elems+n) <= distListBytes && len(g.idx) < wire.MaxListKeys
+			if !joins && r.m.Listable(wk) {
+				g, gslot = group(slot, n, len(items)-i), slot // g is new, or another slot's: groups may have moved
+				joins = true
+			}
+			if joins && r.m.ListAdd(&g.req, wk) {
 				g.idx = append(g.idx, int32(i))
-				g.elems += wk.N()
+				g.elems += n
 				if push {
 					g.vals = append(g.vals, it.words()...)
 				}

@@ -19,7 +19,8 @@ import (
 // their own.
 func (m *Machine) Listable(k *Key) bool {
 	ps := &k.pst1[0] // k.pst[0] for a key of one part
-	return k.shard1 >= 0 && ps.busy == nil && !ps.waits() && 4*k.n <= m.cfg.BatchEntry
+	b := ps.busy     // k.holder(0), inlined
+	return k.shard1 >= 0 && (b == nil || b.gen != k.bgen || b.state == rsDone) && !ps.waits() && 4*k.n <= m.cfg.BatchEntry
 }
 
 // ListShard is the shard a listable key lives on.
@@ -80,6 +81,9 @@ func (l *ListReq) lfree(m *Machine) {
 	}
 	for _, k := range l.keys {
 		k.pst1[0].busy = nil
+		if l.push {
+			k.pst1[0].next-- // ListAdd counted the round
+		}
 	}
 	o := l.r.op
 	m.putReq(l.r)
@@ -118,7 +122,9 @@ func (l *ListReq) Keys() []*Key { return l.keys }
 // and on the shard and of the kind of l's first key, and l must have room
 // (wire.MaxListKeys). An added key is held by the list (as by a request of
 // its own: later requests on it wait) until the list's Done; SendList
-// must follow.
+// must follow. A push list counts the key's round at once (the round
+// after the one the list names): taken, it stays (applyList corrects it
+// by what the answer says); refused or failed, it goes back.
 func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
 	if !m.Listable(k) {
 		return false
@@ -139,7 +145,10 @@ func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
 		return false
 	}
 	l.lb.Add(k.id, ps.next)
-	ps.busy = l.r
+	if l.push {
+		ps.next++
+	}
+	ps.busy, k.bgen = l.r, l.r.gen // k.hold(0, l.r)
 	l.keys = append(l.keys, k)
 	l.total += k.n
 	return true
@@ -177,31 +186,42 @@ func (m *Machine) SendList(l *ListReq, vals []float32) error {
 	return nil
 }
 
-// listDone frees the key parts of list request r.
+// listDone frees the key parts of list request r, which ends. Its keys
+// are free once it ended (Key.holder): only those a request waits behind
+// are freed here, and the rounds of a push list that applyList did not
+// take go back (ListAdd counted them).
 func (m *Machine) listDone(r *req) {
-	if r.lfreed {
+	undo := r.typ == wire.TypePushList
+	if r.lfreed || !undo && !r.lwait {
 		return
 	}
 	for _, k := range r.lkeys {
-		m.freeState(&k.pst1[0], r) // k.pst[0]: a listed key has one part
+		ps := &k.pst1[0] // k.pst[0]: a listed key has one part
+		if undo {
+			ps.next--
+		}
+		m.freeState(ps, r)
 	}
 }
 
-// applyList takes the Ack of push list r: every key's round. It frees
-// each key's part as it goes (listDone's work, in the same pass over the
-// keys: complete follows at once): a later request waiting on a key
-// starts from the round set here, as it would after listDone.
+// applyList takes the Ack of push list r: every key's round (ListAdd
+// counted the round after the one named: an answer that every push was
+// taken as named, without round events, needs no pass over the keys).
+// When it passes over them it frees each key's part as it goes
+// (listDone's work: complete follows at once): a later request waiting
+// on a key starts from the round set here, as it would after listDone.
 func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 	if len(msg.Payload) == 0 && (m.cfg.Mode != wire.ModeSync || m.cfg.NoRoundEvents) &&
 		msg.Type == wire.TypeAck && msg.Flags&wire.FlagList != 0 && msg.DType == wire.DTypeNone && int(msg.Count) == len(r.lkeys) {
 		// Every key's push was taken for the round the list named (an
 		// empty answer: DecodeListAnswer's table would be all zero
-		// deltas), and no round events are wanted: the keys move on
-		// without the table.
-		for _, k := range r.lkeys {
-			ps := &k.pst1[0]
-			ps.next++
-			m.freeState(ps, r)
+		// deltas), and no round events are wanted: the keys are at the
+		// round ListAdd counted, and free once r ends (unless a request
+		// waits behind one).
+		if r.lwait {
+			for _, k := range r.lkeys {
+				m.freeState(&k.pst1[0], r)
+			}
 		}
 		r.lfreed = true
 		return nil
@@ -219,11 +239,14 @@ func (m *Machine) applyList(sh *shard, r *req, msg *wire.Msg) error {
 			if first == nil {
 				first = &wire.Error{Code: x.Code, Msg: text}
 			}
+			ps.next-- // not taken: ListAdd counted it
 			m.freeState(ps, r)
 			continue
 		}
-		round := uint64(int64(ps.next) + x.Delta)
-		ps.next = round + 1
+		// ListAdd counted the round named: the key's next round is the
+		// one after the round answered.
+		ps.next = uint64(int64(ps.next) + x.Delta)
+		round := ps.next - 1
 		if m.cfg.Mode == wire.ModeSync && !m.cfg.NoRoundEvents {
 			m.event(Event{Kind: EventRound, Shard: sh.idx, Key: k, Round: round,
 				Late: x.Flags&wire.FlagLate != 0, Rescaled: x.Flags&wire.FlagRescaled != 0})

@@ -2,6 +2,7 @@ package wsm
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/webkv/webkv/kvcore/transport"
@@ -126,5 +127,163 @@ func TestListReq(t *testing.T) {
 	}
 	if !m.Listable(keys[1][0]) {
 		t.Fatal("the key of a failed list is still held")
+	}
+}
+
+// listWorld is a Machine of two shards, welcomed, with 8 keys of 2
+// values initialized (noEvents: Config.NoRoundEvents); keys are by shard.
+func listWorld(t *testing.T, noEvents bool) (m *Machine, send func(s int) wire.Msg, keys [2][]*Key) {
+	t.Helper()
+	m, err := New(Config{Shards: 2, Mode: wire.ModeSync, Join: transport.Join{}, NoRoundEvents: noEvents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send = func(s int) wire.Msg {
+		t.Helper()
+		out, ok := m.Next(s)
+		if !ok {
+			t.Fatalf("shard %d has nothing to send", s)
+		}
+		var msg wire.Msg
+		if err := wire.Decode(append(append([]byte(nil), out.Head...), out.Body...), nil, &msg); err != nil {
+			t.Fatal(err)
+		}
+		m.Written(s)
+		return msg
+	}
+	m.Start()
+	for s := range 2 {
+		send(s)
+		m.Recv(s, 1, wire.AppendWelcome(nil, &wire.Welcome{WorkerID: "w", NumWorkers: 1}))
+	}
+	m.Clear()
+	for id := range 8 {
+		k, err := m.InitKey(id, KeySpec{ID: wire.IntKeyID(id), Shape: []int64{2}, N: 2}, []float32{1, 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := k.ListShard()
+		msg := send(s)
+		m.Recv(s, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, Round: 5}}))
+		keys[s] = append(keys[s], k)
+	}
+	m.Clear()
+	if len(keys[0]) < 3 {
+		t.Fatalf("%d keys on shard 0, want 3 at least", len(keys[0]))
+	}
+	return m, send, keys
+}
+
+// listRounds sends a push list of keys (on shard 0) and returns the
+// rounds its table names, and its seq.
+func listRounds(t *testing.T, m *Machine, send func(int) wire.Msg, tok string, keys []*Key) ([]uint64, uint64) {
+	t.Helper()
+	if err := m.PushList(tok, keys, make([]float32, 2*len(keys))); err != nil {
+		t.Fatal(err)
+	}
+	msg := send(0)
+	_, rounds, _, err := wire.DecodeList(&msg, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rounds, msg.Seq
+}
+
+// A list request's keys are held until its answer, and free after it
+// without a pass over them (Key.holder): a request on a listed key waits
+// and goes once the list is answered; once a list ended, its keys take
+// requests at once, whatever became of its request. A push list's rounds
+// move on by what its answer says (taken: the round after the answered
+// one; refused or failed: the same round again), as single pushes' do.
+func TestListHold(t *testing.T) {
+	for _, noEvents := range []bool{true, false} {
+		m, send, keys := listWorld(t, noEvents)
+		ks := keys[0][:3]
+		done := func(tok string) {
+			t.Helper()
+			rd := m.Ready()
+			if len(rd.Done) != 1 || rd.Done[0].Tok != tok || (rd.Done[0].Err != nil) != (tok == "p3") {
+				t.Fatalf("noEvents %v: done %+v, want %s (failed only if p3)", noEvents, rd.Done, tok)
+			}
+			m.Clear()
+		}
+		ack := func(seq uint64, n int, payload []byte) {
+			m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Flags: wire.FlagList, Seq: seq, Count: uint32(n)}, Payload: payload}))
+		}
+
+		// A uniform answer: every key's next round is the one after.
+		rounds, seq := listRounds(t, m, send, "p1", ks)
+		if rounds[0] != 5 || rounds[2] != 5 {
+			t.Fatalf("noEvents %v: first list names rounds %v, want 5s", noEvents, rounds)
+		}
+		ack(seq, len(ks), nil)
+		done("p1")
+
+		// A key pushed on its own while a list holds it waits for the
+		// list's answer (which frees it), then goes with its round.
+		rounds, seq = listRounds(t, m, send, "p2", ks)
+		if rounds[1] != 6 {
+			t.Fatalf("noEvents %v: second list names rounds %v, want 6s", noEvents, rounds)
+		}
+		if m.Listable(ks[1]) {
+			t.Fatal("a key in a list is listable before its answer")
+		}
+		if err := m.Push("single", ks[1], wire.DTypeF32, []float32{1, 2}, 2); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.Next(0); ok {
+			t.Fatal("a push on a key held by a list was sent before the list's answer")
+		}
+		// Key 0 taken one round late, key 1 taken, key 2 refused.
+		ack(seq, len(ks), wire.AppendListAnswer(nil, []wire.ListResult{{Delta: 1}, {}, {Code: wire.CodeUpdater}}, "refused"))
+		if rd := m.Ready(); len(rd.Done) != 1 || rd.Done[0].Tok != "p2" || rd.Done[0].Err == nil {
+			t.Fatalf("noEvents %v: done %+v, want p2 with the refusal", noEvents, rd.Done)
+		}
+		m.Clear()
+		msg := send(0)
+		if msg.Type != wire.TypePush || msg.Key != ks[1].ID() || msg.Round != 7 {
+			t.Fatalf("noEvents %v: sent %v of key %d round %d, want the waiting push of key %d round 7", noEvents, msg.Type, msg.Key, msg.Round, ks[1].ID())
+		}
+		m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, Round: 7}}))
+		done("single")
+
+		// A pull list: its keys are free once it is answered (its request
+		// recycled by the next list), a pull of one goes at once.
+		if err := m.PullList("pl", ks, make([]float32, 2*len(ks))); err != nil {
+			t.Fatal(err)
+		}
+		msg = send(0)
+		m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Flags: wire.FlagList, Seq: msg.Seq, DType: wire.DTypeF32,
+			Count: 6, Total: 6}, Payload: wire.AppendFloat32s(nil, make([]float32, 6))}))
+		done("pl")
+		for _, k := range ks {
+			if !m.Listable(k) {
+				t.Fatalf("noEvents %v: key %d not listable after its pull list's answer", noEvents, k.ID())
+			}
+		}
+		if err := m.Pull("one", ks[0], make([]float32, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if msg = send(0); msg.Type != wire.TypePull || msg.Key != ks[0].ID() {
+			t.Fatalf("noEvents %v: sent %v of key %d, want the pull of key %d", noEvents, msg.Type, msg.Key, ks[0].ID())
+		}
+		m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, DType: wire.DTypeF32, Count: 2, Total: 2}, Payload: wire.AppendFloat32s(nil, []float32{1, 2})}))
+		done("one")
+
+		// Rounds now: key 0 at 8 (taken for 7), key 1 at 8 (its single
+		// push), key 2 at 6 (refused). A list failed by an error answer
+		// leaves them; so does a list never sent (a key twice).
+		rounds, seq = listRounds(t, m, send, "p3", ks)
+		if want := []uint64{8, 8, 6}; !slices.Equal(rounds, want) {
+			t.Fatalf("noEvents %v: third list names rounds %v, want %v", noEvents, rounds, want)
+		}
+		m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeError, Seq: seq, Code: wire.CodeInternal}}))
+		done("p3")
+		if err := m.PushList("twice", []*Key{ks[0], ks[0]}, make([]float32, 4)); !errors.Is(err, ErrArg) {
+			t.Fatalf("noEvents %v: a list of a key twice: %v, want ErrArg", noEvents, err)
+		}
+		if rounds, _ = listRounds(t, m, send, "p4", ks); !slices.Equal(rounds, []uint64{8, 8, 6}) {
+			t.Fatalf("noEvents %v: after a failed list, rounds %v, want 8 8 6", noEvents, rounds)
+		}
 	}
 }

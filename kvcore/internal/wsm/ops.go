@@ -39,7 +39,10 @@ type Key struct {
 	shard1 int32 // the shard of a key of one part; -1: a split key
 	str    bool
 	*keyCold
-	_ [8]byte // to 64 bytes (see above)
+	// bgen is the gen of the request pst1[0].busy names, when it was set:
+	// a list request leaves its keys' busy behind when it ends (see
+	// holder).
+	bgen uint64
 }
 
 // keyCold is what only a key's init, its single requests and errors read.
@@ -81,8 +84,29 @@ func (k *Key) Parts() []wire.Part { return k.parts }
 
 type partState struct {
 	next uint64  // the dist_sync round of the part's next push
-	busy *req    // the request in progress on the part
+	busy *req    // the request in progress on the part (but see holder)
 	wait *[]*req // requests behind it, in issue order (made for the first)
+}
+
+// holder is the request in progress on part i of k, or nil. A request of
+// its own clears its part's busy when it ends; a list request (list.go)
+// does not, unless a request waits behind one of its keys: clearing
+// 100,000 keys' busy would be a pass over their lines when the answer
+// comes. A key of one part (every listed key is one) whose busy names a
+// request that ended (rsDone) or was recycled since (its gen is not the
+// key's bgen) is free.
+func (k *Key) holder(i int) *req {
+	b := k.pst[i].busy
+	if b != nil && k.shard1 >= 0 && (b.gen != k.bgen || b.state == rsDone) {
+		return nil
+	}
+	return b
+}
+
+// hold makes r the request in progress on part i of k.
+func (k *Key) hold(i int, r *req) {
+	k.pst[i].busy = r
+	k.bgen = r.gen // read for a key of one part only
 }
 
 // waits reports whether requests wait behind ps.busy.
@@ -161,6 +185,7 @@ type req struct {
 	copying   bool   // its answer's values are being copied (Ready.Copies)
 	lkeys     []*Key // a list request's keys (list.go)
 	lfreed    bool   // applyList already freed lkeys (listDone has nothing to do)
+	lwait     bool   // a request waits behind one of lkeys (listDone frees them)
 }
 
 func (m *Machine) newReq(o *op, typ wire.Type, sh *shard) *req {
@@ -456,7 +481,10 @@ func (m *Machine) submit(r *req) {
 	r.counted = !(m.cfg.Mode == wire.ModeSync && (r.typ == wire.TypePush || r.typ == wire.TypePushPull || r.typ == wire.TypeRowPush || r.typ == wire.TypePushList))
 	if r.k != nil {
 		ps := &r.k.pst[r.part]
-		if ps.busy != nil {
+		if b := r.k.holder(r.part); b != nil {
+			if b.lkeys != nil {
+				b.lwait = true
+			}
 			r.state = rsWaiting
 			if ps.wait == nil {
 				ps.wait = new([]*req)
@@ -464,7 +492,7 @@ func (m *Machine) submit(r *req) {
 			*ps.wait = append(*ps.wait, r)
 			return
 		}
-		ps.busy = r
+		r.k.hold(r.part, r)
 	}
 	m.release(r)
 }
@@ -529,7 +557,7 @@ func (m *Machine) freeState(ps *partState, r *req) {
 		copy(w, w[1:])
 		w[len(w)-1] = nil
 		*ps.wait = w[:len(w)-1]
-		ps.busy = next
+		next.k.hold(next.part, next)
 		if next.sh.st == stDead {
 			next.state = rsQueued
 			m.complete(next, next.sh.dead)
