@@ -58,7 +58,6 @@
 package engine
 
 import (
-	"cmp"
 	"container/heap"
 	"context"
 	"runtime"
@@ -294,16 +293,31 @@ func (o *Op) sortMergeVars() {
 	if o.sortPacked() {
 		return
 	}
-	// Sort (variable, write) pairs packed in one slice: the writes ride
-	// along, and merging needs no second buffer.
-	pairs := o.pairs[:0]
+	// The rare case (more than 2^16 variables, or an address sortPacked
+	// cannot pack): the variables merged in a map by address, the
+	// addresses sorted as ints (their sign bit flipped, so that the order
+	// is the unsigned one of the other sorts). Not slices.SortFunc on
+	// pairs: a generic sort of its own element type would cost the
+	// browser runtime about 19 KB (RATIONALE: "Why is the browser runtime
+	// small ...?").
+	m := make(map[uintptr]varWrite, len(o.vars))
 	for i, v := range o.vars {
-		pairs = append(pairs, varWrite{v, o.writes[i]})
+		a := uintptr(unsafe.Pointer(v))
+		m[a] = varWrite{v, m[a].w || o.writes[i]}
 	}
-	slices.SortFunc(pairs, func(a, b varWrite) int {
-		return cmp.Compare(uintptr(unsafe.Pointer(a.v)), uintptr(unsafe.Pointer(b.v)))
-	})
-	o.merge(pairs)
+	const flip = uintptr(1) << (8*unsafe.Sizeof(uintptr(0)) - 1)
+	ps := o.packed[:0]
+	for a := range m {
+		ps = append(ps, int(a^flip))
+	}
+	slices.Sort(ps)
+	for i, p := range ps {
+		vw := m[uintptr(p)^flip]
+		o.vars[i], o.writes[i] = vw.v, vw.w
+	}
+	clear(o.vars[len(ps):])
+	o.vars, o.writes = o.vars[:len(ps)], o.writes[:len(ps)]
+	o.packed = ps[:0]
 }
 
 // merge sets vars and writes from pairs sorted by variable, one entry per

@@ -295,7 +295,7 @@ func TestBigOp(t *testing.T) {
 }
 
 // TestSortMergeVars checks both ways a big operation's variables are
-// sorted and merged (packed integers up to 2^16 variables, pairs beyond)
+// sorted and merged (packed integers up to 2^16 variables, a map beyond)
 // against a map: each variable once, ascending by address, writing if any
 // of its entries writes. Seeded; the seed is printed.
 func TestSortMergeVars(t *testing.T) {
