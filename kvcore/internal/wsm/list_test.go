@@ -14,41 +14,7 @@ import (
 // joined are held until the answer, a list of no keys sends nothing, and a
 // list sent on a closed Machine fails as its Done and frees its keys.
 func TestListReq(t *testing.T) {
-	m, err := New(Config{Shards: 2, Mode: wire.ModeSync, Join: transport.Join{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(s int) wire.Msg {
-		t.Helper()
-		out, ok := m.Next(s)
-		if !ok {
-			t.Fatalf("shard %d has nothing to send", s)
-		}
-		var msg wire.Msg
-		if err := wire.Decode(append(append([]byte(nil), out.Head...), out.Body...), nil, &msg); err != nil {
-			t.Fatal(err)
-		}
-		m.Written(s)
-		return msg
-	}
-	m.Start()
-	for s := range 2 {
-		send(s)
-		m.Recv(s, 1, wire.AppendWelcome(nil, &wire.Welcome{WorkerID: "w", NumWorkers: 1}))
-	}
-	m.Clear()
-	var keys [2][]*Key // by shard
-	for id := range 8 {
-		k, err := m.InitKey(id, KeySpec{ID: wire.IntKeyID(id), Shape: []int64{2}, N: 2}, []float32{1, 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := k.ListShard()
-		msg := send(s)
-		m.Recv(s, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq}}))
-		keys[s] = append(keys[s], k)
-	}
-	m.Clear()
+	m, send, keys := listWorld(t, false, 0)
 	if len(keys[0]) < 2 || len(keys[1]) < 1 {
 		t.Fatalf("keys per shard %d and %d: want 2 and 1 at least", len(keys[0]), len(keys[1]))
 	}
@@ -132,7 +98,7 @@ func TestListReq(t *testing.T) {
 
 // listWorld is a Machine of two shards, welcomed, with 8 keys of 2
 // values initialized (noEvents: Config.NoRoundEvents); keys are by shard.
-func listWorld(t *testing.T, noEvents bool) (m *Machine, send func(s int) wire.Msg, keys [2][]*Key) {
+func listWorld(t *testing.T, noEvents bool, round uint64) (m *Machine, send func(s int) wire.Msg, keys [2][]*Key) {
 	t.Helper()
 	m, err := New(Config{Shards: 2, Mode: wire.ModeSync, Join: transport.Join{}, NoRoundEvents: noEvents})
 	if err != nil {
@@ -164,7 +130,7 @@ func listWorld(t *testing.T, noEvents bool) (m *Machine, send func(s int) wire.M
 		}
 		s := k.ListShard()
 		msg := send(s)
-		m.Recv(s, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, Round: 5}}))
+		m.Recv(s, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, Round: round}}))
 		keys[s] = append(keys[s], k)
 	}
 	m.Clear()
@@ -197,7 +163,7 @@ func listRounds(t *testing.T, m *Machine, send func(int) wire.Msg, tok string, k
 // one; refused or failed: the same round again), as single pushes' do.
 func TestListHold(t *testing.T) {
 	for _, noEvents := range []bool{true, false} {
-		m, send, keys := listWorld(t, noEvents)
+		m, send, keys := listWorld(t, noEvents, 5)
 		ks := keys[0][:3]
 		done := func(tok string) {
 			t.Helper()
