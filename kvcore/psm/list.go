@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -154,12 +156,30 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	j.stats.BytesIn += uint64(len(data))
 	lr := j.newList(w, m.Seq, len(ks))
 	rounds := j.ls.rounds
-	off := 0
+	// On the CPU backend, the small keys' values are checked for NaN and
+	// ±Inf a run of keys at a time (one kernel call) and then copied
+	// straight into their arrival buffers' words; a run that holds one
+	// goes the per-key way (writeArrival), which finds and names it.
+	var words []float32
+	if j.cpu {
+		words = wire.Float32View(data, nil)
+	}
+	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
-		d := data[4*off : 4*(off+k.n)]
-		off += k.n
-		lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
-		j.pushListKey(now, lr, i, k, rounds[i], d)
+		n, r := k.n, rounds[i]
+		lr.rs[i] = wire.ListResult{Delta: -int64(r)}
+		if words != nil && n <= cleanKeyMax {
+			if off >= checked {
+				checked, clean = cleanRun(ks[i:], data, off)
+			}
+			if off+n <= clean {
+				j.pushListKey(now, lr, i, k, r, nil, words[off:off+n])
+				off += n
+				continue
+			}
+		}
+		j.pushListKey(now, lr, i, k, r, data[4*off:4*(off+n)], nil)
+		off += n
 	}
 	clear(ks)
 	if lr.left > 0 {
@@ -167,16 +187,50 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	}
 }
 
+// Checked runs of a push list (pushList): keys of up to cleanKeyMax words
+// (above, the backend's own checked write, which may split a big one over
+// its goroutines), runs of up to cleanRunMax words (the run stays in the
+// cache between its check and its copies).
+const (
+	cleanKeyMax = 1 << 12
+	cleanRunMax = 1 << 14
+)
+
+// cleanRun checks the run of keys from ks[0] (which has at most
+// cleanKeyMax words) whose values start at word off of data: it returns the run's end
+// and, if every value in it is finite, the same end, else off.
+func cleanRun(ks []*key, data []byte, off int) (end, clean int) {
+	end = off
+	for _, k := range ks {
+		if k.n > cleanKeyMax || end+k.n-off > cleanRunMax {
+			break
+		}
+		end += k.n
+	}
+	if kernels.FirstNonFinite(data[4*off:4*end]) >= 0 {
+		return end, off
+	}
+	return end, end
+}
+
 // pushListKey handles key i of push list lr as a single push of data for
-// round would be handled.
-func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte) {
+// round would be handled; or, when v is not nil, of v, finite values for
+// the CPU backend (pushList).
+func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte, v []float32) {
 	w := lr.w
 	if j.mode == wire.ModeSync && round < k.rounds {
 		j.stats.LatePushes++
 		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
 		return
 	}
-	buf, x, err := j.writeArrival(k, d)
+	var buf compute.Buffer
+	x, err := -1, error(nil)
+	if v != nil {
+		buf, err = j.writeClean(k, v)
+	}
+	if buf == nil && err == nil {
+		buf, x, err = j.writeArrival(k, d)
+	}
 	if x >= 0 {
 		j.stats.NonFinite++
 		msg := nonFiniteMsg(k, d, x, 0)
@@ -204,6 +258,28 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		return
 	}
 	j.arrive(now, w, lr.seq, k, &arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)
+}
+
+// writeClean writes finite values v into an arrival buffer of k, a CPU
+// buffer: writeArrival's work without its checks and calls. It returns
+// no buffer (and no error) when that buffer is not what it expects.
+func (j *Job) writeClean(k *key, v []float32) (compute.Buffer, error) {
+	buf := k.spare // bufferOf's commonest case
+	if buf != nil {
+		k.spare = nil
+	} else {
+		var err error
+		if buf, err = j.bufferOf(k); err != nil {
+			return nil, err
+		}
+	}
+	cb, ok := buf.(*compute.CPUBuffer)
+	if !ok || cb == nil || len(cb.Float32s()) != len(v) {
+		k.putFree(buf)
+		return nil, nil
+	}
+	copy(cb.Float32s(), v)
+	return buf, nil
 }
 
 // settle answers arrival a with err: its list's key, or its request.
