@@ -164,22 +164,30 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	if j.cpu {
 		words = wire.Float32View(data, nil)
 	}
+	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
 		n, r := k.n, rounds[i]
 		lr.rs[i] = wire.ListResult{Delta: -int64(r)}
-		if words != nil && n <= cleanKeyMax {
-			if off >= checked {
-				checked, clean = cleanRun(ks[i:], data, off)
+		at := off
+		off += n
+		if words != nil && n <= cleanKeyMax && !(sync && r < k.rounds) {
+			if at >= checked {
+				checked, clean = cleanRun(ks[i:], data, at)
 			}
-			if off+n <= clean {
-				j.pushListKey(now, lr, i, k, r, nil, words[off:off+n])
-				off += n
-				continue
+			if off <= clean {
+				if buf := freeCPU(k); buf != nil {
+					copy(buf.Float32s(), words[at:off])
+					if async {
+						j.pushListAsync(lr, i, k, buf)
+					} else {
+						j.arrive(now, w, seq, k, &arrival{w: w, seq: seq, buf: buf, lr: lr, li: int32(i)}, buf)
+					}
+					continue
+				}
 			}
 		}
-		j.pushListKey(now, lr, i, k, r, data[4*off:4*(off+n)], nil)
-		off += n
+		j.pushListKey(now, lr, i, k, r, data[4*at:4*off])
 	}
 	clear(ks)
 	if lr.left > 0 {
@@ -214,23 +222,15 @@ func cleanRun(ks []*key, data []byte, off int) (end, clean int) {
 }
 
 // pushListKey handles key i of push list lr as a single push of data for
-// round would be handled; or, when v is not nil, of v, finite values for
-// the CPU backend (pushList).
-func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte, v []float32) {
+// round would be handled.
+func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte) {
 	w := lr.w
 	if j.mode == wire.ModeSync && round < k.rounds {
 		j.stats.LatePushes++
 		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
 		return
 	}
-	var buf compute.Buffer
-	x, err := -1, error(nil)
-	if v != nil {
-		buf, err = j.writeClean(k, v)
-	}
-	if buf == nil && err == nil {
-		buf, x, err = j.writeArrival(k, d)
-	}
+	buf, x, err := j.writeArrival(k, d)
 	if x >= 0 {
 		j.stats.NonFinite++
 		msg := nonFiniteMsg(k, d, x, 0)
@@ -244,42 +244,51 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		return
 	}
 	if j.mode == wire.ModeAsync {
-		err := j.update(k, buf)
-		k.putFree(buf)
-		j.touch(k)
-		if err != nil {
-			j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
-			return
-		}
-		k.rounds++
-		j.stats.Updates++
-		j.rd.Persist = true
-		j.listSettle(lr, i, k.rounds-1, 0, nil)
+		j.pushListAsync(lr, i, k, buf)
 		return
 	}
 	j.arrive(now, w, lr.seq, k, &arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)
 }
 
-// writeClean writes finite values v into an arrival buffer of k, a CPU
-// buffer: writeArrival's work without its checks and calls. It returns
-// no buffer (and no error) when that buffer is not what it expects.
-func (j *Job) writeClean(k *key, v []float32) (compute.Buffer, error) {
-	buf := k.spare // bufferOf's commonest case
-	if buf != nil {
+// pushListAsync applies key i of push list lr, written into buf, in
+// dist_async: the optimizer's step at once.
+func (j *Job) pushListAsync(lr *listReq, i int, k *key, buf compute.Buffer) {
+	err := j.update(k, buf)
+	k.putFree(buf)
+	j.touch(k)
+	if err != nil {
+		j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
+		return
+	}
+	k.rounds++
+	j.stats.Updates++
+	j.rd.Persist = true
+	j.listSettle(lr, i, k.rounds-1, 0, nil)
+}
+
+// freeCPU takes a free arrival buffer of k as bufferOf would (the spare,
+// else the last of the free list) when it is a CPU buffer of k's length,
+// for pushList to copy checked values into; nil otherwise (then
+// pushListKey writes the push the general way).
+func freeCPU(k *key) *compute.CPUBuffer {
+	b, spare := k.spare, true
+	if b == nil {
+		l := len(k.free)
+		if l == 0 {
+			return nil
+		}
+		b, spare = k.free[l-1], false
+	}
+	cb, ok := b.(*compute.CPUBuffer)
+	if !ok || cb == nil || len(cb.Float32s()) != k.n {
+		return nil
+	}
+	if spare {
 		k.spare = nil
 	} else {
-		var err error
-		if buf, err = j.bufferOf(k); err != nil {
-			return nil, err
-		}
+		k.free = k.free[:len(k.free)-1]
 	}
-	cb, ok := buf.(*compute.CPUBuffer)
-	if !ok || cb == nil || len(cb.Float32s()) != len(v) {
-		k.putFree(buf)
-		return nil, nil
-	}
-	copy(cb.Float32s(), v)
-	return buf, nil
+	return cb
 }
 
 // settle answers arrival a with err: its list's key, or its request.
