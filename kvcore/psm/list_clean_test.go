@@ -19,14 +19,18 @@ type wrappedCPU struct{ compute.Backend }
 // TestPushListCleanRunsMatchGeneral runs the same seeded push and pull
 // lists (keys of 1 to 100 words and some above cleanKeyMax, a NaN or ±Inf
 // planted at the first, a middle or the last element of some keys, late
-// pushes, two workers) on a job with the CPU backend, whose push lists
+// pushes, one or two workers, dist_sync and dist_async with sgd) on a job with the CPU backend, whose push lists
 // check runs of keys at once and copy them straight into their buffers,
 // and on one with a wrapped CPU backend: every message either sends must
 // be the same, byte for byte.
 func TestPushListCleanRunsMatchGeneral(t *testing.T) {
-	for seed := uint64(1); seed <= 12; seed++ {
+	for seed := uint64(1); seed <= 16; seed++ {
+		mode := wire.ModeSync
+		if seed%4 == 0 {
+			mode = wire.ModeAsync
+		}
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			t.Logf("seed %d", seed)
+			t.Logf("seed %d, mode %v", seed, mode)
 			rng := rand.New(rand.NewPCG(seed, 99))
 			nkeys := 1 + rng.IntN(300)
 			sizes := make([]int, nkeys)
@@ -61,8 +65,12 @@ func TestPushListCleanRunsMatchGeneral(t *testing.T) {
 			seq := map[ConnID]uint64{}
 			for c := ConnID(1); c <= ConnID(workers); c++ {
 				for _, j := range jobs { // the welcome holds a random token
-					j.Step(0, c, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: wire.ModeSync, Want: uint32(workers)}))
+					j.Step(0, c, wire.AppendHello(nil, &wire.Hello{Job: "t", Mode: mode, Want: uint32(workers)}))
 				}
+			}
+			if mode == wire.ModeAsync {
+				seq[1]++
+				step(1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeCommand, Seq: seq[1], Key: CmdController}, Payload: []byte(`{"name":"sgd","learning_rate":0.5}`)}))
 			}
 			for c := ConnID(1); c <= ConnID(workers); c++ {
 				for id, n := range sizes {
@@ -111,6 +119,9 @@ func TestPushListCleanRunsMatchGeneral(t *testing.T) {
 				}
 				seq[1]++
 				step(1, wire.Append(nil, &wire.Msg{Header: b.ListHeader(seq[1], 0, 0, total), Payload: b.Table()}))
+			}
+			if st := jobs[0].Stats(); st.Updates == 0 || st.NonFinite == 0 || st.LatePushes == 0 && mode == wire.ModeSync && workers == 1 {
+				t.Fatalf("stats %+v: the lists were not applied, or held no bad value or late push", st)
 			}
 		})
 	}
