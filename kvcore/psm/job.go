@@ -514,6 +514,7 @@ type Job struct {
 	rowUnion  []uint32             // a lazy update's rows, reused (rows.go)
 	ls        listState            // list.go
 	fw        compute.FiniteWriter // be, if it is one (writeArrival)
+	cpu       bool                 // be is the CPU backend itself (pushList's checked runs)
 	keyBuf    []key                // the chunk newKey takes keys from
 	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
@@ -531,6 +532,7 @@ func New(cfg Config) (*Job, error) {
 	j.want = cfg.MinWorkers
 	j.agg = cfg.Aggregate
 	j.fw, _ = j.be.(compute.FiniteWriter)
+	_, j.cpu = j.be.(*compute.CPU)
 	j.indexTokens()
 	return j, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -154,17 +156,69 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	j.stats.BytesIn += uint64(len(data))
 	lr := j.newList(w, m.Seq, len(ks))
 	rounds := j.ls.rounds
-	off := 0
+	// On the CPU backend, the small keys' values are checked for NaN and
+	// ±Inf a run of keys at a time (one kernel call) and then copied
+	// straight into their arrival buffers' words; a run that holds one
+	// goes the per-key way (writeArrival), which finds and names it.
+	var words []float32
+	if j.cpu {
+		words = wire.Float32View(data, nil)
+	}
+	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
+	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
-		d := data[4*off : 4*(off+k.n)]
-		off += k.n
-		lr.rs[i] = wire.ListResult{Delta: -int64(rounds[i])}
-		j.pushListKey(now, lr, i, k, rounds[i], d)
+		n, r := k.n, rounds[i]
+		lr.rs[i] = wire.ListResult{Delta: -int64(r)}
+		at := off
+		off += n
+		if words != nil && n <= cleanKeyMax && !(sync && r < k.rounds) {
+			if at >= checked {
+				checked, clean = cleanRun(ks[i:], data, at)
+			}
+			if off <= clean {
+				if buf := freeCPU(k); buf != nil {
+					copy(buf.Float32s(), words[at:off])
+					if async {
+						j.pushListAsync(lr, i, k, buf)
+					} else {
+						j.arrive(now, w, seq, k, &arrival{w: w, seq: seq, buf: buf, lr: lr, li: int32(i)}, buf)
+					}
+					continue
+				}
+			}
+		}
+		j.pushListKey(now, lr, i, k, r, data[4*at:4*off])
 	}
 	clear(ks)
 	if lr.left > 0 {
 		j.hold(w, m.Seq)
 	}
+}
+
+// Checked runs of a push list (pushList): keys of up to cleanKeyMax words
+// (above, the backend's own checked write, which may split a big one over
+// its goroutines), runs of up to cleanRunMax words (the run stays in the
+// cache between its check and its copies).
+const (
+	cleanKeyMax = 1 << 12
+	cleanRunMax = 1 << 14
+)
+
+// cleanRun checks the run of keys from ks[0] (which has at most
+// cleanKeyMax words) whose values start at word off of data: it returns the run's end
+// and, if every value in it is finite, the same end, else off.
+func cleanRun(ks []*key, data []byte, off int) (end, clean int) {
+	end = off
+	for _, k := range ks {
+		if k.n > cleanKeyMax || end+k.n-off > cleanRunMax {
+			break
+		}
+		end += k.n
+	}
+	if kernels.FirstNonFinite(data[4*off:4*end]) >= 0 {
+		return end, off
+	}
+	return end, end
 }
 
 // pushListKey handles key i of push list lr as a single push of data for
@@ -190,20 +244,51 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 		return
 	}
 	if j.mode == wire.ModeAsync {
-		err := j.update(k, buf)
-		k.putFree(buf)
-		j.touch(k)
-		if err != nil {
-			j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
-			return
-		}
-		k.rounds++
-		j.stats.Updates++
-		j.rd.Persist = true
-		j.listSettle(lr, i, k.rounds-1, 0, nil)
+		j.pushListAsync(lr, i, k, buf)
 		return
 	}
 	j.arrive(now, w, lr.seq, k, &arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)
+}
+
+// pushListAsync applies key i of push list lr, written into buf, in
+// dist_async: the optimizer's step at once.
+func (j *Job) pushListAsync(lr *listReq, i int, k *key, buf compute.Buffer) {
+	err := j.update(k, buf)
+	k.putFree(buf)
+	j.touch(k)
+	if err != nil {
+		j.listSettle(lr, i, 0, 0, wire.Errorf(updateCode(err), "key %s: optimizer step: %v", k.label(), err))
+		return
+	}
+	k.rounds++
+	j.stats.Updates++
+	j.rd.Persist = true
+	j.listSettle(lr, i, k.rounds-1, 0, nil)
+}
+
+// freeCPU takes a free arrival buffer of k as bufferOf would (the spare,
+// else the last of the free list) when it is a CPU buffer of k's length,
+// for pushList to copy checked values into; nil otherwise (then
+// pushListKey writes the push the general way).
+func freeCPU(k *key) *compute.CPUBuffer {
+	b, spare := k.spare, true
+	if b == nil {
+		l := len(k.free)
+		if l == 0 {
+			return nil
+		}
+		b, spare = k.free[l-1], false
+	}
+	cb, ok := b.(*compute.CPUBuffer)
+	if !ok || cb == nil || len(cb.Float32s()) != k.n {
+		return nil
+	}
+	if spare {
+		k.spare = nil
+	} else {
+		k.free = k.free[:len(k.free)-1]
+	}
+	return cb
 }
 
 // settle answers arrival a with err: its list's key, or its request.

@@ -151,22 +151,52 @@ func DecodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64,
 	if push {
 		rounds = slices.Grow(rounds, n)
 	}
+	// Written by index into the room grown above; uvarints of up to
+	// three bytes are read inline (listUvarint's cases), longer ones by
+	// listUvarint.
+	ks, rs, per := keys[k0:k0+n], rounds[r0:r0], 1
+	if push {
+		rs, per = rounds[r0:r0+n], 2
+	}
 	b, at := m.Payload, 0
-	for range n {
-		v, next := listUvarint(b, at)
+	got := 0
+	for ; got < per*n; got++ {
+		var v uint64
+		next := at
+		if at+2 < len(b) {
+			c0, c1, c2 := b[at], b[at+1], b[at+2]
+			switch {
+			case c0 < 0x80:
+				v, next = uint64(c0), at+1
+			case c1 < 0x80:
+				v, next = uint64(c0&0x7f)|uint64(c1)<<7, at+2
+			case c2 < 0x80:
+				v, next = uint64(c0&0x7f)|uint64(c1&0x7f)<<7|uint64(c2)<<14, at+3
+			default:
+				v, next = listUvarint(b, at)
+			}
+		} else {
+			v, next = listUvarint(b, at)
+		}
 		if next <= at {
 			break
 		}
 		at = next
-		keys = append(keys, v)
-		if !push {
-			continue
+		if push {
+			if got&1 == 0 {
+				ks[got>>1] = v
+			} else {
+				rs[got>>1] = v
+			}
+		} else {
+			ks[got] = v
 		}
-		if v, next = listUvarint(b, at); next <= at {
-			break
+	}
+	if got == per*n {
+		keys = keys[:k0+n]
+		if push {
+			rounds = rounds[:r0+n]
 		}
-		at = next
-		rounds = append(rounds, v)
 	}
 	if len(keys)-k0 < n || (push && len(rounds)-r0 < n) {
 		d := dec{b: b, l: l, ctx: m.Type.String()}
