@@ -1,12 +1,17 @@
 package kvcore_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/webkv/webkv/kvcore"
+	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/optimizer"
 	"github.com/webkv/webkv/kvcore/psm"
 	"github.com/webkv/webkv/kvcore/psm/inproc"
@@ -242,5 +247,71 @@ func TestDistSyncListsManyKeysShared(t *testing.T) {
 				sameBits(t, fmt.Sprintf("worker %d", r), got[r], want)
 			}
 		})
+	}
+}
+
+// failReduce is a CPU backend (not a *compute.CPU: a device store's) whose
+// Reduce fails while fail is set.
+type failReduce struct {
+	*compute.CPU
+	fail atomic.Bool
+}
+
+func (f *failReduce) Reduce(dst compute.Buffer, srcs []compute.Buffer, scale float32) error {
+	if f.fail.Load() {
+		return errors.New("reduce refused by the test")
+	}
+	return f.CPU.Reduce(dst, srcs, scale)
+}
+
+// A key of a list call whose push cannot be prepared (the local reduce of
+// its two values fails) fails before the network, with an error naming
+// it; the call's other keys are pushed as usual, and the store goes on.
+func TestDistListKeyFailsBeforeNetwork(t *testing.T) {
+	ctx := context.Background()
+	srv := testServer(t, psm.Config{})
+	be := &failReduce{CPU: compute.NewCPU(nil)}
+	s, err := kvcore.Create(ctx, "dist_device_sync", &kvcore.Options{Backend: be, Transport: srv.Connect("job", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dev := kvcore.GPU(0, be)
+	arr := func(v float32) *kvcore.Array {
+		t.Helper()
+		a, err := kvcore.FromSlice(dev, []float32{v, v, v, v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	keys := []kvcore.Key{kvcore.IntKey(0), kvcore.IntKey(1), kvcore.IntKey(2)}
+	if err := s.InitList(ctx, keys, []*kvcore.Array{arr(0), arr(0), arr(0)}); err != nil {
+		t.Fatal(err)
+	}
+	be.fail.Store(true)
+	if err := s.PushList(keys, [][]*kvcore.Array{{arr(1)}, {arr(2), arr(3)}, {arr(4)}}, 0); err != nil {
+		t.Fatalf("PushList: %v (the failure comes from the operation)", err)
+	}
+	err = s.WaitAll(ctx)
+	if err == nil || !strings.Contains(err.Error(), "push key 1") || !strings.Contains(err.Error(), "refused by the test") {
+		t.Fatalf("WaitAll: %v, want the failure of key 1", err)
+	}
+	be.fail.Store(false)
+	outs := [][]*kvcore.Array{{arr(-1)}, {arr(-1)}}
+	if err := s.PullList([]kvcore.Key{keys[0], keys[2]}, outs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float32{1, 4} {
+		got, err := outs[i][0].ToSlice(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != want || got[3] != want {
+			t.Errorf("key %d pulled %v, want %v (its push went through)", 2*i, got, want)
+		}
 	}
 }
