@@ -361,22 +361,18 @@ func (l *distList) Run() (bool, error) {
 	var fails []fail
 	for i := range l.items {
 		it := &l.items[i]
-		if l.push {
-			switch {
-			case it.data != nil && c.Kind == compute.CompressNone:
-				// a host input, found by add
-			default:
-				data, ok := s.hostInput(l.ins(i), it.n, c)
-				var err error
-				if !ok {
-					data, _, err = s.distPrepareWith(l.es[i], l.ins(i), c)
-				}
-				if err != nil {
-					it.data, it.dn = nil, -1
-					fails = append(fails, fail{i, err})
-				} else {
-					it.data, it.dn = &data[0], len(data)
-				}
+		if l.push && (it.data == nil || c.Kind != compute.CompressNone) {
+			// Not a host input found by add (or the store compresses).
+			data, ok := s.hostInput(l.ins(i), it.n, c)
+			var err error
+			if !ok {
+				data, _, err = s.distPrepareWith(l.es[i], l.ins(i), c)
+			}
+			if err != nil {
+				it.data, it.dn = nil, -1
+				fails = append(fails, fail{i, err})
+			} else {
+				it.data, it.dn = &data[0], len(data)
 			}
 		}
 		direct := false
