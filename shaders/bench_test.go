@@ -64,6 +64,22 @@ func timeB(b *testing.B, op func() error) time.Duration {
 	return per
 }
 
+// batchOps is how many operations batched issues per Sync.
+const batchOps = 8
+
+// batched returns op issued batchOps times, then be's Sync: the submit
+// and the wait for the GPU are then not what is timed.
+func batched(be compute.Backend, op func() error) func() error {
+	return func() error {
+		for range batchOps {
+			if err := op(); err != nil {
+				return err
+			}
+		}
+		return be.Sync()
+	}
+}
+
 func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
 	b.ReportMetric(float64(bytes)/gpuPerOp.Seconds()/1e9, "GB/s")
 	b.ReportMetric(float64(bytes)/cpuPerOp.Seconds()/1e9, "cpu-GB/s")
@@ -74,27 +90,19 @@ func report(b *testing.B, bytes int64, gpuPerOp, cpuPerOp time.Duration) {
 // another (read + written per second), the yardstick for kernel bandwidth:
 // the better of Backend.Copy (CopyBufferToBuffer) and a compute pass that
 // reads and writes each word once (a one-input Reduce), each issued
-// copyBatch times per Sync so that the submit and wait are not what is
+// batchOps times per Sync so that the submit and wait are not what is
 // timed. Either can be the faster: lavapipe's Copy is a memcpy, four times
 // its compute pass; NVIDIA's Vulkan driver moves a 64 MiB CopyBufferToBuffer
 // at a half to a third of a compute pass's rate (on an H200, BenchmarkCopy
 // /64MB: 505-622 against 945-1,130 GB/s; BenchmarkBatched: 694-703
 // against 2,053-2,138).
 func copyGBps(b *testing.B, g compute.Backend, bufs []compute.Buffer) float64 {
-	const copyBatch = 8
 	best := 0.0
 	for _, op := range []func() error{
 		func() error { return g.Copy(bufs[1], bufs[0]) },
 		func() error { return g.Reduce(bufs[1], bufs[:1], 0.5) },
 	} {
-		batch := func() error {
-			for range copyBatch {
-				if err := op(); err != nil {
-					return err
-				}
-			}
-			return g.Sync()
-		}
+		batch := batched(g, op)
 		// At least 0.2 s of batches: a GPU idle at its lowest clock
 		// (an H200 at 345 MHz) takes a while to raise it.
 		if err := batch(); err != nil {
@@ -107,7 +115,7 @@ func copyGBps(b *testing.B, g compute.Backend, bufs []compute.Buffer) float64 {
 			}
 		}
 		per := time.Since(start) / time.Duration(n)
-		best = max(best, float64(copyBatch*2*4*bufs[0].Len())/per.Seconds()/1e9)
+		best = max(best, float64(batchOps*2*4*bufs[0].Len())/per.Seconds()/1e9)
 	}
 	return best
 }
@@ -230,7 +238,6 @@ func benchCopy(b *testing.B, n int) {
 // (the other benchmarks Sync after each operation, as a training step
 // does): GB/s is the bytes the eight move over their time.
 func BenchmarkBatched(b *testing.B) {
-	const batch = 8
 	g := newBackend(b, nil)
 	pass := newBackend(b, &shaders.Options{CopyPassBytes: 1})
 	b.Logf("adapter: %s", g.Name())
@@ -254,15 +261,8 @@ func BenchmarkBatched(b *testing.B) {
 		{"copy64MB-pass", pass, 2 * 4 * benchN, func() error { return pass.Copy(pb[1], pb[0]) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			per := timeB(b, func() error {
-				for range batch {
-					if err := c.op(); err != nil {
-						return err
-					}
-				}
-				return c.be.Sync()
-			})
-			b.ReportMetric(float64(batch*c.bytes)/per.Seconds()/1e9, "GB/s")
+			per := timeB(b, batched(c.be, c.op))
+			b.ReportMetric(float64(batchOps*c.bytes)/per.Seconds()/1e9, "GB/s")
 		})
 	}
 }
