@@ -234,23 +234,35 @@ func DecodeListRuns(m *Msg, lim *Limits, runs []ListRun) ([]ListRun, []byte, err
 	}
 	b, at := m.Payload[:uint64(len(m.Payload))-want], 0
 	n := uint64(m.Count) // keys left
-	bad := func(i int, what string) ([]ListRun, []byte, error) {
-		if _, k := binary.Uvarint(b[at:]); k == 0 {
-			return runs[:r0], nil, errf(CodeBadFrame, "%v: the key table ends in entry %d (%s), after %d of %d keys", m.Type, i, what, uint64(m.Count)-n, m.Count)
-		}
-		return runs[:r0], nil, errf(CodeBadFrame, "%v: key table entry %d: malformed %s", m.Type, i, what)
-	}
 	for i := 0; n > 0; i++ {
-		first, next := listUvarint(b, at)
+		// The id's uvarint of up to three bytes read inline (an older
+		// client's table is one per key), the rest by listUvarint.
+		var first uint64
+		next := at
+		if at+2 < len(b) {
+			c0, c1, c2 := b[at], b[at+1], b[at+2]
+			switch {
+			case c0 < 0x80:
+				first, next = uint64(c0), at+1
+			case c1 < 0x80:
+				first, next = uint64(c0&0x7f)|uint64(c1)<<7, at+2
+			case c2 < 0x80:
+				first, next = uint64(c0&0x7f)|uint64(c1&0x7f)<<7|uint64(c2)<<14, at+3
+			default:
+				first, next = listUvarint(b, at)
+			}
+		} else {
+			first, next = listUvarint(b, at)
+		}
 		if next <= at {
-			return bad(i, "key id")
+			return runs[:r0], nil, badEntry(m, b[at:], i, "key id", n)
 		}
 		at = next
 		c := uint64(1)
 		if isRuns {
 			c1, next := listUvarint(b, at)
 			if next <= at {
-				return bad(i, "run length")
+				return runs[:r0], nil, badEntry(m, b[at:], i, "run length", n)
 			}
 			at = next
 			if c1 >= n {
@@ -263,9 +275,16 @@ func DecodeListRuns(m *Msg, lim *Limits, runs []ListRun) ([]ListRun, []byte, err
 		}
 		var round uint64
 		if push {
-			round, next = listUvarint(b, at)
+			// A round of up to two bytes inline.
+			if at+1 < len(b) && b[at] < 0x80 {
+				round, next = uint64(b[at]), at+1
+			} else if at+1 < len(b) && b[at+1] < 0x80 {
+				round, next = uint64(b[at]&0x7f)|uint64(b[at+1])<<7, at+2
+			} else {
+				round, next = listUvarint(b, at)
+			}
 			if next <= at {
-				return bad(i, "round")
+				return runs[:r0], nil, badEntry(m, b[at:], i, "round", n)
 			}
 			at = next
 		}
@@ -294,6 +313,15 @@ func DecodeListRuns(m *Msg, lim *Limits, runs []ListRun) ([]ListRun, []byte, err
 		return runs, nil, nil
 	}
 	return runs, m.Payload[len(b):], nil
+}
+
+// badEntry is the error of a list's key table whose entry i has no whole
+// uvarint what at the start of rest, with n of its keys left.
+func badEntry(m *Msg, rest []byte, i int, what string, n uint64) error {
+	if _, k := binary.Uvarint(rest); k == 0 {
+		return errf(CodeBadFrame, "%v: the key table ends in entry %d (%s), after %d of %d keys", m.Type, i, what, uint64(m.Count)-n, m.Count)
+	}
+	return errf(CodeBadFrame, "%v: key table entry %d: malformed %s", m.Type, i, what)
 }
 
 // DecodeList is DecodeListRuns with the runs spelled out: it appends the

@@ -248,8 +248,9 @@ func TestListUvarint(t *testing.T) {
 
 // BenchmarkDecodeList decodes the tables of a push list and a pull list of
 // 4,096 keys of 16 floats (ids 60,000 up: three-byte uvarints, as most of
-// relay's BenchmarkManyKeys are), the server's per-list decode; ns/key is
-// one key's push and pull entries.
+// relay's BenchmarkManyKeys are) with DecodeListRuns, the server's
+// per-list decode: as ListBuilder writes them (runs) and as an older
+// client does (one entry per key); ns/key is one key's push and pull.
 func BenchmarkDecodeList(b *testing.B) {
 	const n, elems = 4096, 16
 	ids, rounds, lens := make([]uint64, n), make([]uint64, n), make([]int, n)
@@ -257,27 +258,39 @@ func BenchmarkDecodeList(b *testing.B) {
 		ids[i], rounds[i], lens[i] = uint64(60_000+i), 300, elems
 	}
 	lim := &Limits{MaxPayload: 1 << 24}
-	var push, pull Msg
-	for _, x := range []struct {
-		m   *Msg
-		typ Type
-	}{{&push, TypePushList}, {&pull, TypePullList}} {
-		if err := Decode(buildList(x.typ, 1, ids, rounds, lens), lim, x.m); err != nil {
-			b.Fatal(err)
+	for _, perKey := range []bool{false, true} {
+		name := "runs"
+		if perKey {
+			name = "perkey"
 		}
+		b.Run(name, func(b *testing.B) {
+			var push, pull Msg
+			for _, x := range []struct {
+				m   *Msg
+				typ Type
+			}{{&push, TypePushList}, {&pull, TypePullList}} {
+				f := buildList(x.typ, 1, ids, rounds, lens)
+				if perKey {
+					f = listFrame(x.typ, 0, n, n*elems, perKeyTable(x.typ, ids, rounds))
+				}
+				if err := Decode(f, lim, x.m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var runs []ListRun
+			b.ResetTimer()
+			for range b.N {
+				var err error
+				if runs, _, err = DecodeListRuns(&push, lim, runs[:0]); err != nil || len(runs) != 1 {
+					b.Fatal(err, len(runs))
+				}
+				if runs, _, err = DecodeListRuns(&pull, lim, runs[:0]); err != nil || len(runs) != 1 {
+					b.Fatal(err, len(runs))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+		})
 	}
-	var ks, rs []uint64
-	b.ResetTimer()
-	for range b.N {
-		var err error
-		if ks, rs, _, err = DecodeList(&push, lim, ks[:0], rs[:0]); err != nil {
-			b.Fatal(err)
-		}
-		if ks, rs, _, err = DecodeList(&pull, lim, ks[:0], rs[:0]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
 }
 
 // perKeyTable is the padded key table of one entry per key that a client
