@@ -232,6 +232,9 @@ func DecodeListRuns(m *Msg, lim *Limits, runs []ListRun) ([]ListRun, []byte, err
 	if push {
 		want = 4 * uint64(m.Total)
 	}
+	if uint64(len(m.Payload)) < want { // Decode checked PLen; a Msg made by hand may differ
+		return runs, nil, errf(CodeBadFrame, "%v: a payload of %d bytes cannot hold %d bytes of values", m.Type, len(m.Payload), want)
+	}
 	b, at := m.Payload[:uint64(len(m.Payload))-want], 0
 	n := uint64(m.Count) // keys left
 	for i := 0; n > 0; i++ {

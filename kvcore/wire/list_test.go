@@ -512,3 +512,17 @@ func TestListRunsBad(t *testing.T) {
 		}
 	}
 }
+
+// TestListShortPayload: a list Msg whose payload is shorter than its
+// header says (made by hand, not by Decode) is refused, not sliced.
+func TestListShortPayload(t *testing.T) {
+	frame := buildList(TypePushList, 1, []uint64{1, 2}, []uint64{0, 0}, []int{2, 2})
+	var m Msg
+	if err := Decode(frame, nil, &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Payload = m.Payload[:8]
+	if _, _, err := DecodeListRuns(&m, nil, nil); !errors.Is(err, &Error{Code: CodeBadFrame}) {
+		t.Fatalf("got %v", err)
+	}
+}
