@@ -34,9 +34,10 @@ type listReq struct {
 }
 
 type listState struct {
-	keys, rounds []uint64
-	ks           []*key
-	free         []*listReq
+	runs   []wire.ListRun
+	rounds []uint64
+	ks     []*key
+	free   []*listReq
 }
 
 func (j *Job) newList(w *worker, seq uint64, n int) *listReq {
@@ -63,51 +64,86 @@ func idLabel(id uint64, str bool) string {
 }
 
 // listKeys decodes and checks list m: its keys (reused slice), or nil
-// after refusing the list.
+// after refusing the list; a push list's rounds are in j.ls.rounds, one
+// per key. The table is runs of consecutive ids (wire.DecodeListRuns, which
+// checked that they do not wrap and that they hold m.Count keys), so a
+// run's keys are one slice of byID, read in order with one bounds check
+// for the run; a key not found there is looked up and checked on its own.
 func (j *Job) listKeys(w *worker, m *wire.Msg) []*key {
-	keys, rounds, _, err := wire.DecodeList(m, j.lim, j.ls.keys[:0], j.ls.rounds[:0])
-	j.ls.keys, j.ls.rounds = keys, rounds
+	runs, _, err := wire.DecodeListRuns(m, j.lim, j.ls.runs[:0])
+	j.ls.runs = runs
 	if err != nil {
 		j.badMessage(w.conn, m.Seq, err.(*wire.Error))
 		return nil
 	}
-	str := m.Flags&wire.FlagStrKey != 0
-	ks := j.ls.ks[:0]
+	str, push := m.Flags&wire.FlagStrKey != 0, m.Type == wire.TypePushList
+	n := int(m.Count)
+	ks := slices.Grow(j.ls.ks[:0], n)[:n]
+	j.ls.ks = ks
+	if push {
+		j.ls.rounds = slices.Grow(j.ls.rounds[:0], n)[:n]
+	}
 	total := 0
 	byID := j.byID
-	for i, id := range keys {
-		if id < uint64(len(byID)) {
-			if r := &byID[id]; r.k != nil && r.str == str && r.whole {
-				total += int(r.n)
-				ks = append(ks, r.k)
-				continue
+	i := 0 // the entry (key) index of the list
+	for _, run := range runs {
+		id, end := run.First, run.First+run.Count
+		if push {
+			rs := j.ls.rounds[i : i+int(run.Count)]
+			for x := range rs {
+				rs[x] = run.Round
 			}
 		}
-		k := j.key(id)
-		if k != nil && k.str == str && k.whole {
-			total += k.n
-			ks = append(ks, k)
-			continue
+		if id < uint64(len(byID)) {
+			x, t := listRun(byID[id:min(end, uint64(len(byID)))], ks[i:], str)
+			id, i, total = id+uint64(x), i+x, total+t
 		}
-		if k == nil {
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s was not initialized (call Init first)", m.Type, i, idLabel(id, str)))
-			return nil
-		}
-		if k.str != str {
-			j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s: int and string keys cannot be mixed", m.Type, i, idLabel(id, str)))
-			return nil
-		}
-		if !k.whole {
+		for ; id < end; id, i = id+1, i+1 {
+			k := j.key(id)
+			if k != nil && k.str == str && k.whole {
+				total += k.n
+				ks[i] = k
+				continue
+			}
+			clear(ks)
+			if k == nil {
+				j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s was not initialized (call Init first)", m.Type, i, idLabel(id, str)))
+				return nil
+			}
+			if k.str != str {
+				j.reject(w, m.Seq, wire.Errorf(wire.CodeUnknownKey, "%v entry %d: key %s: int and string keys cannot be mixed", m.Type, i, idLabel(id, str)))
+				return nil
+			}
 			j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v entry %d: key %s is split over shards (this one holds [%d, +%d) of %d): send it on its own", m.Type, i, k.label(), k.off, k.n, k.total))
 			return nil
 		}
 	}
-	j.ls.ks = ks
 	if total != int(m.Total) {
-		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v of %d keys says %d elements, the keys hold %d", m.Type, len(keys), m.Total, total))
+		clear(ks)
+		j.reject(w, m.Seq, wire.Errorf(wire.CodeShape, "%v of %d keys says %d elements, the keys hold %d", m.Type, n, m.Total, total))
 		return nil
 	}
 	return ks
+}
+
+// listRun puts the keys of refs (a run of a list's keys in byID) into out
+// while they are whole keys of kind str: the keys put and their elements.
+// An entry of byID without a key is not whole (its zero value). Not
+// inlined: as a function of its own, its loop keeps everything in
+// registers.
+//
+//go:noinline
+func listRun(refs []keyRef, out []*key, str bool) (n, total int) {
+	out = out[:len(refs)]
+	for x := range refs {
+		r := &refs[x]
+		if !r.whole || r.str != str {
+			return x, total
+		}
+		total += int(r.n)
+		out[x] = r.k
+	}
+	return len(refs), total
 }
 
 func (j *Job) pullList(w *worker, m *wire.Msg) {

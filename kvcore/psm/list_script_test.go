@@ -1,6 +1,7 @@
 package psm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +12,9 @@ import (
 
 // listFrame builds a list request for the scripts: pushlist <conn> seq=<n>
 // ack=<n> keys=<key>:<round>:<v/v/...>;... and pulllist <conn> seq=<n>
-// ack=<n> keys=<key>;... total=<elements>; [str] marks string-key ids and
+// ack=<n> keys=<key>;... total=<elements>; [perkey] writes the key table
+// one entry per key (a client older than wire.FlagRuns), not runs; [str]
+// marks string-key ids and
 // total= overrides the element count.
 func listFrame(a *scripttest.Line) []byte {
 	typ := wire.TypePushList
@@ -44,10 +47,34 @@ func listFrame(a *scripttest.Line) []byte {
 		flags = wire.FlagStrKey
 	}
 	h := b.ListHeader(a.Num("seq"), a.Num("ack"), flags, total)
-	h.PLen = uint32(len(b.Table()) + len(data))
+	table := b.Table()
+	if a.Has("perkey") {
+		h.Flags &^= wire.FlagRuns
+		table = perKeyTable(typ, a.Str("keys"))
+	}
+	h.PLen = uint32(len(table) + len(data))
 	frame := wire.AppendHeader(nil, &h)
-	frame = append(frame, b.Table()...)
+	frame = append(frame, table...)
 	return append(frame, data...)
+}
+
+// perKeyTable is the key table of keys (as listFrame reads them) with one
+// entry per key, as a client older than wire.FlagRuns writes it.
+func perKeyTable(typ wire.Type, keys string) []byte {
+	var t []byte
+	for _, ent := range strings.Split(keys, ";") {
+		f := strings.Split(ent, ":")
+		key, _ := strconv.ParseInt(f[0], 10, 64)
+		t = binary.AppendUvarint(t, uint64(key))
+		if typ == wire.TypePushList {
+			var round uint64
+			if len(f) > 1 {
+				round, _ = strconv.ParseUint(f[1], 10, 64)
+			}
+			t = binary.AppendUvarint(t, round)
+		}
+	}
+	return append(t, make([]byte, (4-len(t)%4)%4)...)
 }
 
 // formatListAnswer prints a push list's per-key results.

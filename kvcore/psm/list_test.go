@@ -16,6 +16,8 @@ func FuzzList(f *testing.F) {
 	f.Add(listFrame(scripttest.Parse(f, "pushlist seq=3 ack=3 keys=1:0:1;2:0:1/2;3:0:1/2/3")))
 	f.Add(listFrame(scripttest.Parse(f, "pulllist seq=3 ack=3 keys=3;1 total=4")))
 	f.Add(listFrame(scripttest.Parse(f, "pushlist seq=4 ack=3 keys=2:0:1/2;2:1:1/2")))
+	f.Add(listFrame(scripttest.Parse(f, "pushlist seq=4 ack=3 keys=1:0:1;2:0:1/2 perkey")))
+	f.Add(listFrame(scripttest.Parse(f, "pulllist seq=5 ack=3 keys=1;2;3;4 total=7")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		budget := NewBudget(1 << 12)
 		j, err := New(Config{Job: "f", MaxKeys: 4, MaxBytes: 1 << 11, Budget: budget, Limits: &wire.Limits{MaxPayload: 1 << 16}})

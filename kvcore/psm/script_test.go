@@ -35,8 +35,8 @@ import (
 //	rowpush <conn> seq=<n> key=<k> round=<r> rows=<r,...> vals=<v,...> off=<n> total=<n>
 //	rowpull <conn> seq=<n> key=<k> rows=<r,...> count=<n> off=<n> total=<n>
 //	pushes|pulls|pushpulls <conn> [ack=<n>] entries=<seq>:<key>:<round>[:<v/v/...>];...
-//	pushlist <conn> seq=<n> [ack=<n>] keys=<key>:<round>:<v/v/...>;... [total=<n>] [str]
-//	pulllist <conn> seq=<n> [ack=<n>] keys=<key>;... total=<n> [str]
+//	pushlist <conn> seq=<n> [ack=<n>] keys=<key>:<round>:<v/v/...>;... [total=<n>] [str] [perkey]
+//	pulllist <conn> seq=<n> [ack=<n>] keys=<key>;... total=<n> [str] [perkey]
 //	init ... novalue count=<n>     (FlagNoValue: key and shape only)
 //	barrier|leave|save <conn> seq=<n>
 //	cmd <conn> seq=<n> head=<h> body=<text>

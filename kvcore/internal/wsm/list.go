@@ -167,6 +167,7 @@ func (m *Machine) SendList(l *ListReq, vals []float32) error {
 	l.r, l.tok = nil, nil
 	r.lkeys = l.keys
 	r.meta = l.lb.Table() // l's memory (see StartList)
+	r.flags |= l.lb.Flags()
 	r.count, r.total = uint32(len(l.keys)), uint32(l.total)
 	if r.typ == wire.TypePushList {
 		r.dt, r.data = wire.DTypeF32, f32Bytes(vals)
