@@ -1808,7 +1808,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 	}
 	if r.expects(w) {
 		r.arrive(w)
-		r.arrived = append(r.arrived, *a)
+		*r.add() = *a
 		j.maybeClose(now, k)
 		return
 	}
@@ -1959,11 +1959,8 @@ func (j *Job) maybeClose(now time.Duration, k *key) {
 func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	cur := k.cur
 	arr := cur.arrived
-	// Rank order (insertion sort: few workers, and no allocation).
-	for i := 1; i < len(arr); i++ {
-		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
-			arr[x], arr[x-1] = arr[x-1], arr[x]
-		}
+	if len(arr) > 1 {
+		byRank(arr)
 	}
 	// The job's Aggregate rule, then the optimizer (aggregate_round.go).
 	flags, err := j.combine(k, arr, deadline)
@@ -1973,7 +1970,7 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		// A failed update applied nothing: the next round keeps this
 		// number, so the workers, which advance on acks only, push
 		// into it and not as late.
-		k.rounds++
+		k.rounds = r + 1
 		j.stats.Rounds++
 		j.stats.Updates++
 		j.rd.Persist = true
@@ -1993,25 +1990,39 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		}
 		*a = arrival{} // in the same pass: no second one to clear them
 	}
-	cur.arrived = arr[:0]
 	q := cur.queued
 	k.cur = nil
 	j.freeRound(cur)
 	// Pushes queued for later rounds open the next one.
 	if len(q) > 0 {
-		r := j.openRound(now, k)
-		var rest []arrival
-		for _, a := range q {
-			if r.expects(a.w) {
-				r.arrive(a.w)
-				r.arrived = append(r.arrived, a)
-			} else {
-				rest = append(rest, a)
-			}
-		}
-		r.queued = rest
-		j.maybeClose(now, k)
+		j.openQueued(now, k, q)
 	}
+}
+
+// byRank sorts a closing round's arrivals in rank order (insertion sort:
+// few workers, and no allocation).
+func byRank(arr []arrival) {
+	for i := 1; i < len(arr); i++ {
+		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
+			arr[x], arr[x-1] = arr[x-1], arr[x]
+		}
+	}
+}
+
+// openQueued opens k's next round with the pushes q queued for it.
+func (j *Job) openQueued(now time.Duration, k *key, q []arrival) {
+	r := j.openRound(now, k)
+	var rest []arrival
+	for _, a := range q {
+		if r.expects(a.w) {
+			r.arrive(a.w)
+			*r.add() = a
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	r.queued = rest
+	j.maybeClose(now, k)
 }
 
 // settleClosed answers arrival a of k's round r, which closed with flags
