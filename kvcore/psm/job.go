@@ -1321,7 +1321,6 @@ func (j *Job) remove(now time.Duration, w *worker) {
 	// Free rounds keep their members for the next openRound to replace;
 	// a free round that is not reused soon must not keep a removed worker
 	// (and all it holds) alive.
-	j.membersChanged()
 	for _, r := range j.roundFree {
 		r.mem = nil
 	}
