@@ -201,7 +201,7 @@ func (j *Job) arriveRefused(now time.Duration, k *key, a arrival, hold bool) boo
 		j.hold(a.w, a.seq)
 	}
 	r.arrive(a.w)
-	r.arrived = append(r.arrived, a)
+	*r.add() = a
 	j.maybeClose(now, k)
 	return true
 }

@@ -14,6 +14,16 @@ import (
 // optimizer's update of their aggregate, or, without an optimizer, its
 // assignment. It returns the acks' flags.
 func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
+	if len(arr) == 1 && arr[0].buf != nil && !(deadline && k.cur.nexp > 1) &&
+		j.opt == nil && j.cu == nil && j.agg.Kind <= AggMean && j.agg.Clip == 0 {
+		// The assignment of a round's single accepted push, decided
+		// before the list of sources is built: a sum or mean of one push
+		// (scale 1, nothing refused, no deadline short of pushes) without
+		// an optimizer. Its buffer becomes the value (the old value's
+		// buffer goes to the free list) instead of being copied.
+		k.stored, arr[0].buf = arr[0].buf, k.stored
+		return 0, nil
+	}
 	srcs := j.srcs[:0]
 	one := -1
 	for i := range arr {

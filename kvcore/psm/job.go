@@ -288,17 +288,20 @@ func (a *arrival) rows() []uint32 {
 // round goes back to the job's free list for the next key's round
 // (issue 12, many small keys: a round that opens and closes within one
 // push reuses the same round, in cache, for every key of a list). The
-// expected workers and the arrivals start in one-element arrays inside
-// the round; they move to the heap if a round has more, and the round
-// keeps them when it is reused.
+// arrivals start in a one-element array inside the round; they move to
+// the heap if a round has more, and the round keeps them when it is
+// reused. The workers a round expects are the job's members when it
+// opened (mem, shared by every round opened under that membership), less
+// those whose bit in done is set (pushed, or removed before they did).
 type round struct {
-	exp     []expected    // the workers the round waits for, indexed by rank (w nil: none)
+	mem     *members      // the workers it expects, by rank
+	done    uint64        // ranks 0-63 of mem that pushed or were removed
+	doneHi  []uint64      // the same for ranks from 64 (kept on reuse)
 	nexp    int           // workers expected
 	waiting int           // expected workers that have not pushed yet
 	opened  time.Duration // when it opened (kept with a round deadline only)
 	arrived []arrival
 	queued  []arrival // pushes for later rounds (none without an open round)
-	exp1    [1]expected
 	arr1    [1]arrival
 }
 
@@ -311,42 +314,102 @@ func (j *Job) newRound() *round {
 		return r
 	}
 	r := new(round)
-	r.exp, r.arrived = r.exp1[:0], r.arr1[:0]
+	r.arrived = r.arr1[:0]
 	return r
 }
 
 // freeRound gives r, closed and emptied (no arrival, nothing queued),
-// back to the job's free list. Its expected workers stay: the next
-// openRound writes every entry (and remove drops a removed worker's).
+// back to the job's free list. Its members stay until the next openRound
+// sets them (remove drops them from the free rounds).
 func (j *Job) freeRound(r *round) {
 	r.arrived, r.queued = r.arrived[:0], nil
 	j.roundFree = append(j.roundFree, r)
 }
 
-// expected is a worker a round expects a push from, and whether it came.
-// A round's expected workers are indexed by rank (dense, at most
-// MaxWorkers), not kept in a map: one key's round costs no map operation
-// and no allocation once its slice exists (issue 12, many small keys).
-type expected struct {
-	w       *worker
-	arrived bool
+// members is the job's welcomed workers by rank, the workers a round
+// that opens expects: built once per change of membership (Job.mem, nil
+// until then) and shared, never changed, by every round opened under it,
+// so opening a round writes no entry per rank (issue 12, many small
+// keys).
+type members struct {
+	w []*worker // by rank; nil: no welcomed worker holds the rank
+	n int       // workers in w
+}
+
+// members returns the job's members, built again after a change
+// (membersChanged).
+func (j *Job) members() *members {
+	if m := j.mem; m != nil {
+		return m
+	}
+	m := &members{w: make([]*worker, len(j.ranks))}
+	for rank, w := range j.ranks {
+		if w != nil && w.welcomed && w.rank == rank {
+			m.w[rank] = w
+			m.n++
+		}
+	}
+	j.mem = m
+	return m
+}
+
+// membersChanged drops the job's members: a worker joined, was welcomed
+// or was removed. Rounds already open keep the members they opened with.
+func (j *Job) membersChanged() { j.mem = nil }
+
+// isDone reports whether rank's bit in done is set.
+func (r *round) isDone(rank int) bool {
+	if rank < 64 {
+		return r.done&(1<<uint(rank)) != 0
+	}
+	rank -= 64
+	return r.doneHi[rank/64]&(1<<uint(rank%64)) != 0
+}
+
+func (r *round) setDone(rank int) {
+	if rank < 64 {
+		r.done |= 1 << uint(rank)
+		return
+	}
+	rank -= 64
+	r.doneHi[rank/64] |= 1 << uint(rank%64)
 }
 
 // expects reports whether the round expects a push from w that has not
 // arrived yet.
 func (r *round) expects(w *worker) bool {
-	return w.rank >= 0 && w.rank < len(r.exp) && r.exp[w.rank].w == w && !r.exp[w.rank].arrived
+	m := r.mem
+	return uint(w.rank) < uint(len(m.w)) && m.w[w.rank] == w && !r.isDone(w.rank)
+}
+
+// missing reports whether the round expects rank's worker and it has not
+// pushed.
+func (r *round) missing(rank int) bool {
+	return r.mem.w[rank] != nil && !r.isDone(rank)
 }
 
 // arrive records w's push (w expected, see expects).
 func (r *round) arrive(w *worker) {
-	r.exp[w.rank].arrived = true
+	r.setDone(w.rank)
 	r.waiting--
+}
+
+// add returns a new arrival of the round, zero (closeRound clears the
+// arrivals it settles, and growing the slice zeroes the new room): the
+// caller writes its fields in place instead of copying 56 bytes in.
+func (r *round) add() *arrival {
+	n := len(r.arrived)
+	if n < cap(r.arrived) {
+		r.arrived = r.arrived[:n+1]
+	} else {
+		r.arrived = append(r.arrived, arrival{})
+	}
+	return &r.arrived[n]
 }
 
 // unexpect stops expecting w (removed before it pushed; see expects).
 func (r *round) unexpect(w *worker) {
-	r.exp[w.rank] = expected{}
+	r.setDone(w.rank)
 	r.nexp--
 	r.waiting--
 }
@@ -452,6 +515,26 @@ type openEnt struct {
 
 func (e openEnt) stale() bool { return e.k.cur == nil || e.k.cur.opened != e.at }
 
+// dropStale drops the closed rounds at the queue's front in one step
+// (nextTimer, after every Step: a list closes thousands of rounds, and a
+// pop each cost a call and a store per round).
+func (j *Job) dropStale() {
+	q := j.openQ
+	i := 0
+	for i < len(q) && q[i].stale() {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	clear(q[:i])
+	if i == len(q) {
+		j.openQ = j.openBuf[:0]
+		return
+	}
+	j.openQ = q[i:]
+}
+
 func (j *Job) popOpen() {
 	j.openQ[0] = openEnt{}
 	j.openQ = j.openQ[1:]
@@ -518,6 +601,7 @@ type Job struct {
 	keyBuf    []key                // the chunk newKey takes keys from
 	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
+	mem       *members             // the members a round opens with (nil: build them; members)
 	roundFree []*round             // closed rounds for reuse (newRound)
 }
 
@@ -994,6 +1078,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 			j.ranks = append(j.ranks, nil)
 		}
 		j.ranks[w.rank] = w
+		j.membersChanged()
 		j.rd.Persist = true
 		j.note(Note{Kind: NoteJoined, Worker: w.id, Rank: w.rank})
 	}
@@ -1018,6 +1103,7 @@ func (j *Job) hello(now time.Duration, from ConnID, m *wire.Msg) {
 		for _, x := range j.ranks {
 			if x != nil && !x.welcomed {
 				x.welcomed = true
+				j.membersChanged()
 				j.welcome(x)
 			}
 		}
@@ -1187,9 +1273,7 @@ func (j *Job) nextTimer(now time.Duration) time.Duration {
 		}
 	}
 	if j.cfg.RoundDeadline > 0 {
-		for len(j.openQ) > 0 && j.openQ[0].stale() {
-			j.popOpen()
-		}
+		j.dropStale()
 		if len(j.openQ) > 0 {
 			min(j.openQ[0].at + j.cfg.RoundDeadline)
 		}
@@ -1216,6 +1300,7 @@ func (j *Job) remove(now time.Duration, w *worker) {
 	if w.rank < len(j.ranks) && j.ranks[w.rank] == w {
 		j.ranks[w.rank] = nil
 	}
+	j.membersChanged()
 	delete(j.barrier, w)
 	j.rd.Persist = true
 	for id, hs := range j.heldInits {
@@ -1233,13 +1318,11 @@ func (j *Job) remove(now time.Duration, w *worker) {
 			j.heldInits[id] = out
 		}
 	}
-	// Free rounds keep their expected workers for the next openRound to
-	// overwrite; a free round that is not reused soon must not keep a
-	// removed worker (and all it holds) alive.
+	// Free rounds keep their members for the next openRound to replace;
+	// a free round that is not reused soon must not keep a removed worker
+	// (and all it holds) alive.
 	for _, r := range j.roundFree {
-		if w.rank >= 0 && w.rank < len(r.exp) && r.exp[w.rank].w == w {
-			r.exp[w.rank] = expected{}
-		}
+		r.mem = nil
 	}
 	for _, k := range j.sortedKeys() {
 		r := k.cur
@@ -1724,7 +1807,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 	}
 	if r.expects(w) {
 		r.arrive(w)
-		r.arrived = append(r.arrived, *a)
+		*r.add() = *a
 		j.maybeClose(now, k)
 		return
 	}
@@ -1754,24 +1837,21 @@ func (j *Job) openRound(now time.Duration, k *key) *round {
 			j.openBuf = j.openQ[:0]
 		}
 	}
-	// The expected workers are written over the last round's in place
-	// (every rank's entry, a free rank's empty), not cleared and
-	// appended: with few workers the clearing calls cost more than the
-	// entries.
-	old := len(r.exp)
-	r.exp, r.nexp = r.exp[:0], 0
-	for rank, w := range j.ranks {
-		e := expected{}
-		if w != nil && w.welcomed && w.rank == rank {
-			e.w = w
-			r.nexp++
+	// The job's members, built once per change of membership: no entry
+	// per rank to write.
+	m := j.mem
+	if m == nil {
+		m = j.members()
+	}
+	r.mem, r.done, r.nexp, r.waiting = m, 0, m.n, m.n
+	if len(m.w) > 64 {
+		n := (len(m.w) - 1) / 64 // words for ranks from 64
+		if cap(r.doneHi) < n {
+			r.doneHi = make([]uint64, n)
 		}
-		r.exp = append(r.exp, e)
+		r.doneHi = r.doneHi[:n]
+		clear(r.doneHi)
 	}
-	if old > len(r.exp) {
-		clear(r.exp[len(r.exp):old]) // drop removed workers
-	}
-	r.waiting = r.nexp
 	return r
 }
 
@@ -1878,11 +1958,8 @@ func (j *Job) maybeClose(now time.Duration, k *key) {
 func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	cur := k.cur
 	arr := cur.arrived
-	// Rank order (insertion sort: few workers, and no allocation).
-	for i := 1; i < len(arr); i++ {
-		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
-			arr[x], arr[x-1] = arr[x-1], arr[x]
-		}
+	if len(arr) > 1 {
+		byRank(arr)
 	}
 	// The job's Aggregate rule, then the optimizer (aggregate_round.go).
 	flags, err := j.combine(k, arr, deadline)
@@ -1892,35 +1969,59 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		// A failed update applied nothing: the next round keeps this
 		// number, so the workers, which advance on acks only, push
 		// into it and not as late.
-		k.rounds++
+		k.rounds = r + 1
 		j.stats.Rounds++
 		j.stats.Updates++
 		j.rd.Persist = true
 	}
 	for i := range arr {
 		a := &arr[i]
-		j.settleClosed(k, a, r, flags, err)
+		if lr := a.lr; lr != nil && a.buf != nil && err == nil && lr.left > 1 {
+			// settleClosed's and listSettle's work for a list's key
+			// that is not its last.
+			k.putFree(a.buf)
+			res := &lr.rs[a.li]
+			res.Delta += int64(r)
+			res.Flags = flags
+			lr.left--
+		} else {
+			j.settleClosed(k, a, r, flags, err)
+		}
 		*a = arrival{} // in the same pass: no second one to clear them
 	}
-	cur.arrived = arr[:0]
 	q := cur.queued
 	k.cur = nil
 	j.freeRound(cur)
 	// Pushes queued for later rounds open the next one.
 	if len(q) > 0 {
-		r := j.openRound(now, k)
-		var rest []arrival
-		for _, a := range q {
-			if r.expects(a.w) {
-				r.arrive(a.w)
-				r.arrived = append(r.arrived, a)
-			} else {
-				rest = append(rest, a)
-			}
-		}
-		r.queued = rest
-		j.maybeClose(now, k)
+		j.openQueued(now, k, q)
 	}
+}
+
+// byRank sorts a closing round's arrivals in rank order (insertion sort:
+// few workers, and no allocation).
+func byRank(arr []arrival) {
+	for i := 1; i < len(arr); i++ {
+		for x := i; x > 0 && arr[x].w.rank < arr[x-1].w.rank; x-- {
+			arr[x], arr[x-1] = arr[x-1], arr[x]
+		}
+	}
+}
+
+// openQueued opens k's next round with the pushes q queued for it.
+func (j *Job) openQueued(now time.Duration, k *key, q []arrival) {
+	r := j.openRound(now, k)
+	var rest []arrival
+	for _, a := range q {
+		if r.expects(a.w) {
+			r.arrive(a.w)
+			*r.add() = a
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	r.queued = rest
+	j.maybeClose(now, k)
 }
 
 // settleClosed answers arrival a of k's round r, which closed with flags

@@ -410,8 +410,8 @@ func FuzzStep(f *testing.F) {
 }
 
 // TestFreeRoundsForgetRemovedWorkers: closed rounds wait in the job's free
-// list with their expected workers; a worker that leaves is dropped from
-// them too, so a free round that is not reused soon does not keep it (and
+// list with the members they opened with; a worker that leaves is dropped
+// from them (and from the job's members) too, so a free round that is not reused soon does not keep it (and
 // what it holds) alive.
 func TestFreeRoundsForgetRemovedWorkers(t *testing.T) {
 	ws := newListWorkers(t, Config{Job: "free"}, 2, 8, 4)
@@ -432,11 +432,16 @@ func TestFreeRoundsForgetRemovedWorkers(t *testing.T) {
 		t.Fatal("the worker that left is still in the job")
 	}
 	for i, r := range j.roundFree {
-		for _, e := range r.exp {
-			if e.w == gone {
-				t.Fatalf("free round %d still expects the worker that left", i)
+		if r.mem != nil {
+			for _, w := range r.mem.w {
+				if w == gone {
+					t.Fatalf("free round %d still expects the worker that left", i)
+				}
 			}
 		}
+	}
+	if m := j.members(); m.n != 1 || len(m.w) > 1 && m.w[1] != nil {
+		t.Fatalf("the job's members after the leave: %d workers, %v", m.n, m.w)
 	}
 }
 

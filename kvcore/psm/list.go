@@ -201,6 +201,7 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 		words = wire.Float32View(data, nil)
 	}
 	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
+	deadline := j.cfg.RoundDeadline
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
 		n, r := k.n, rounds[i]
@@ -216,8 +217,26 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 					copy(buf.Float32s(), words[at:off])
 					if async {
 						j.pushListAsync(lr, i, k, buf)
-					} else {
+						continue
+					}
+					// arrive's work, with the arrival written in its
+					// round's slot (no 56-byte copy) and maybeClose's
+					// test in the loop; a push that queues takes arrive.
+					r := k.cur
+					if r == nil {
+						r = j.openRound(now, k)
+					}
+					if !r.expects(w) {
 						j.arrive(now, w, seq, k, &arrival{w: w, seq: seq, buf: buf, lr: lr, li: int32(i)}, buf)
+						continue
+					}
+					r.arrive(w)
+					a := r.add()
+					a.w, a.buf, a.lr, a.seq, a.li = w, buf, lr, seq, int32(i)
+					if r.waiting == 0 {
+						j.closeRound(now, k, false)
+					} else if deadline > 0 && now-r.opened >= deadline {
+						j.maybeClose(now, k)
 					}
 					continue
 				}
@@ -307,23 +326,28 @@ func (j *Job) pushListAsync(lr *listReq, i int, k *key, buf compute.Buffer) {
 // for pushList to copy checked values into; nil otherwise (then
 // pushListKey writes the push the general way).
 func freeCPU(k *key) *compute.CPUBuffer {
-	b, spare := k.spare, true
-	if b == nil {
-		l := len(k.free)
-		if l == 0 {
-			return nil
-		}
-		b, spare = k.free[l-1], false
+	// The spare in the caller (inlined), the free list in a call.
+	if cb, ok := k.spare.(*compute.CPUBuffer); ok && cb != nil && cb.Len() == k.n {
+		k.spare = nil
+		return cb
 	}
-	cb, ok := b.(*compute.CPUBuffer)
-	if !ok || cb == nil || len(cb.Float32s()) != k.n {
+	return freeCPUList(k)
+}
+
+// freeCPUList is freeCPU without a spare: the last of the free list.
+func freeCPUList(k *key) *compute.CPUBuffer {
+	if k.spare != nil {
+		return nil // a spare that is not a CPU buffer of k's length
+	}
+	l := len(k.free)
+	if l == 0 {
 		return nil
 	}
-	if spare {
-		k.spare = nil
-	} else {
-		k.free = k.free[:len(k.free)-1]
+	cb, ok := k.free[l-1].(*compute.CPUBuffer)
+	if !ok || cb == nil || cb.Len() != k.n {
+		return nil
 	}
+	k.free = k.free[:l-1]
 	return cb
 }
 

@@ -50,8 +50,8 @@ func (j *Job) note(n Note) {
 // noteDeadline notes a round of k closing at its deadline with arr.
 func (j *Job) noteDeadline(k *key, arr []arrival) {
 	var missing []int
-	for rank, x := range k.cur.exp {
-		if x.w != nil && !x.arrived {
+	for rank := range k.cur.mem.w {
+		if k.cur.missing(rank) {
 			missing = append(missing, rank)
 		}
 	}

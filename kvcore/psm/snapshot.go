@@ -286,6 +286,7 @@ func Restore(cfg Config, snap []byte, now time.Duration) (*Job, error) {
 			break
 		}
 		j.ranks[w.rank] = w
+		j.membersChanged()
 		j.workers[w.id] = w
 	}
 	type pending struct {
