@@ -447,7 +447,20 @@ func (l *distList) settled(n int, err error) {
 // groupDone finishes the keys sent as one list request: a pull's values
 // go from the answer into the keys' outputs.
 func (l *distList) groupDone(g *listGroup, err error) {
-	if l.pull {
+	if l.pull && err == nil && l.allDirect {
+		// Every key's answer goes to its one host output (the common
+		// case): one copy and the item's clear per key, no test of the
+		// key's path (the loop's values in registers: nothing it
+		// writes can change them).
+		vals, items, at := g.vals, l.items, 0
+		for _, i := range g.idx {
+			it := &items[i]
+			n := it.n
+			copy(it.outs(), vals[at:at+n])
+			at += n
+			*it = listItem{}
+		}
+	} else if l.pull {
 		// Each item is cleared here, while its line is at hand: Done
 		// clears a pull's items no more (a pass over cold lines on the
 		// round's last goroutines).

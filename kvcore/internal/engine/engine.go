@@ -396,15 +396,23 @@ func (o *Op) finish(err error, self *Runner) {
 	var next *Op
 	var n int32
 	for i, v := range o.vars {
-		// o heads v's queue by construction. leave's commonest case (o
-		// alone in the FIFO, no error, no Wait) is tried here first: a
-		// list's finish leaves thousands of variables, and leave is
-		// too big to inline.
-		if s := v.state.Load(); s&(stLocked|stWaiters|stErr) == 0 && s>>stCountShift == 1 &&
-			(err == nil || !o.writes[i]) && v.state.CompareAndSwap(s, s-stOne) {
-			continue
+		// o heads v's queue by construction. leave's commonest cases (o
+		// alone in the FIFO, or one operation behind it, as a pull list
+		// behind a push list; no error, no Wait) are tried here first: a
+		// list's finish leaves thousands of variables, and leave is too
+		// big to inline. second is read before the CAS, as leave does.
+		var nx *Op
+		if s := v.state.Load(); s&(stLocked|stWaiters|stErr) == 0 && s>>stCountShift-1 <= 1 &&
+			(err == nil || !o.writes[i]) {
+			if s>>stCountShift == 2 {
+				nx = v.second
+			}
+			if !v.state.CompareAndSwap(s, s-stOne) {
+				nx = v.leave(o.writes[i], err)
+			}
+		} else {
+			nx = v.leave(o.writes[i], err)
 		}
-		nx := v.leave(o.writes[i], err)
 		if nx == nil {
 			continue
 		}
