@@ -604,12 +604,6 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	// in groups, a new one opens after them. A group's list request is
 	// built as its keys join (wsm.ListAdd: the key is checked, held and
 	// written into the request's table in this one pass).
-	pushLeft := 0
-	if push {
-		for i := range items {
-			pushLeft += max(items[i].dn, 0)
-		}
-	}
 	then := push && pull
 	groups := (*gs)[:0]
 	var curBuf [8]int
@@ -628,10 +622,11 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		}
 		g := &groups[len(groups)-1]
 		g.idx, g.vals, g.elems = g.idx[:0], g.vals[:0], 0
-		if want := min(distListBytes/4, pushLeft+elems); push && cap(g.vals) < want {
+		if want := min(distListBytes/4, elems*left); push && cap(g.vals) < want {
 			// A push group's values fill up to distListBytes: sized once
-			// (bounded by what is left of the call: pushLeft counts the
-			// items after the one opening the group), not regrown.
+			// for the call's keys left if they are the size of the one
+			// opening the group (a list's keys mostly are), not regrown
+			// then; a group of bigger keys grows by append.
 			g.vals = make([]float32, 0, want)
 		}
 		g.c = r.newCall(nil)
@@ -646,17 +641,18 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	var g *listGroup
 	gslot := -1
 	r.mu.Lock()
+	if r.closed {
+		for i := range items {
+			if items[i].dn >= 0 {
+				fails = append(fails, fail{i, ErrClosed})
+			}
+		}
+		items = nil // nothing to send
+	}
 	for i := range items {
 		it := &items[i]
 		if it.dn < 0 {
 			continue // failed before the network: the caller reports it
-		}
-		if push {
-			pushLeft -= it.dn
-		}
-		if r.closed {
-			fails = append(fails, fail{i, ErrClosed})
-			continue
 		}
 		wk := r.keys.get(it.k)
 		if wk == nil {
