@@ -76,6 +76,7 @@ func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 		k.stored, arr[one].buf = arr[one].buf, k.stored
 		return flags, nil
 	case j.cpuLoops && k.n <= cleanKeyMax && reduceCPU(dst, srcs, scale):
+		// Summed on the CPU backend's kernel, as its Reduce would.
 	default:
 		err = j.be.Reduce(dst, srcs, scale)
 	}
