@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
@@ -74,6 +75,8 @@ func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 		// value's buffer goes to the free list) instead of copying.
 		k.stored, arr[one].buf = arr[one].buf, k.stored
 		return flags, nil
+	case j.cpuLoops && k.n <= cleanKeyMax && reduceCPU(dst, srcs, scale):
+		// Summed on the CPU backend's kernel, as its Reduce would.
 	default:
 		err = j.be.Reduce(dst, srcs, scale)
 	}
@@ -185,4 +188,41 @@ func sortFloats(v []float32) {
 			v[x], v[x-1] = v[x-1], v[x]
 		}
 	}
+}
+
+// reduceSrcsMax is the most sources reduceCPU sums.
+const reduceSrcsMax = 8
+
+// reduceCPU is the CPU backend's Reduce of a small key (at most
+// cleanKeyMax words, at most reduceSrcsMax sources) without its calls:
+// the same kernel on the same slices, so the same bits (issue 12: a
+// round of a 16-float key spent more in the backend's call layers than in
+// the sum). It reports false, having done nothing, for anything else
+// (a buffer that is not a CPU buffer, lengths that differ, an output
+// that aliases a source): then the backend's Reduce does it, or names
+// what is wrong.
+func reduceCPU(dst compute.Buffer, srcs []compute.Buffer, scale float32) bool {
+	if len(srcs) > reduceSrcsMax {
+		return false
+	}
+	db, ok := dst.(*compute.CPUBuffer)
+	if !ok || db == nil {
+		return false
+	}
+	d := db.Float32s()
+	var buf [reduceSrcsMax][]float32
+	in := buf[:len(srcs)]
+	for i, b := range srcs {
+		sb, ok := b.(*compute.CPUBuffer)
+		if !ok || sb == nil {
+			return false
+		}
+		s := sb.Float32s()
+		if len(s) != len(d) || len(s) == 0 || &s[0] == &d[0] {
+			return false
+		}
+		in[i] = s
+	}
+	kernels.ReduceInto(d, in, scale, 0)
+	return true
 }

@@ -598,6 +598,7 @@ type Job struct {
 	ls        listState            // list.go
 	fw        compute.FiniteWriter // be, if it is one (writeArrival)
 	cpu       bool                 // be is the CPU backend itself (pushList's checked runs)
+	cpuLoops  bool                 // be is the CPU backend without an accelerator (combine's reduce)
 	keyBuf    []key                // the chunk newKey takes keys from
 	coldBuf   []keyCold            // and their cold parts
 	keyNext   int                  // keyBuf's first unused key
@@ -617,6 +618,7 @@ func New(cfg Config) (*Job, error) {
 	j.agg = cfg.Aggregate
 	j.fw, _ = j.be.(compute.FiniteWriter)
 	_, j.cpu = j.be.(*compute.CPU)
+	j.cpuLoops = j.cpu && j.be.Name() == "cpu"
 	j.indexTokens()
 	return j, nil
 }
