@@ -749,7 +749,7 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 // values that loop needs: every register is the caller's in Go's calling
 // convention, so each value live across ListAdd's call is reloaded after
 // it (RATIONALE: "Why does ListAdd alone check a key that joins a
-// list?").
+// list, and list's loop for one group's keys run on its own?").
 func (r *distRemote) listRun(g *listGroup, push bool, items []listItem, i int) int {
 	for ; i < len(items); i++ {
 		it := &items[i]

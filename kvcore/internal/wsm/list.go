@@ -138,7 +138,8 @@ func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
 	// Every check in one condition, the first key's set-up out of line:
 	// ListAdd runs once per key of a list call, in the engine worker's
 	// pass that sends it (RATIONALE: "Why does ListAdd alone check a key
-	// that joins a list?").
+	// that joins a list, and list's loop for one group's keys run on its
+	// own?").
 	ps := &k.pst1[0]
 	if b := ps.busy; l.r == nil || k.shard1 != l.shard || k.str != l.str || len(l.keys) == wire.MaxListKeys ||
 		l.total+k.n > l.maxVals || b != nil && b.gen == k.bgen && b.state != rsDone || ps.wait != nil && len(*ps.wait) > 0 ||
