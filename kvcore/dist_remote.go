@@ -603,7 +603,8 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	// of string keys (-1: none; a list is of one kind); full groups stay
 	// in groups, a new one opens after them. A group's list request is
 	// built as its keys join (wsm.ListAdd: the key is checked, held and
-	// written into the request's table in this one pass).
+	// written into the request's table in this one pass; the group's
+	// room, distListBytes of values, is the request's).
 	then := push && pull
 	groups := (*gs)[:0]
 	var curBuf [8]int
@@ -611,8 +612,11 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	for range 2 * r.t.Shards() {
 		cur = append(cur, -1)
 	}
-	group := func(shard, elems, left int) *listGroup {
-		if gi := cur[shard]; gi >= 0 && 4*(groups[gi].elems+elems) <= distListBytes && len(groups[gi].idx) < wire.MaxListKeys {
+	// join adds listable key wk of slot to the slot's open group, or to a
+	// new one when that one is full, and returns the group (nil: it did
+	// not join, and goes on its own).
+	join := func(slot int, wk *wsm.Key, left int) *listGroup {
+		if gi := cur[slot]; gi >= 0 && r.m.ListAdd(&groups[gi].req, wk) {
 			return &groups[gi]
 		}
 		if len(groups) < cap(groups) {
@@ -622,6 +626,7 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		}
 		g := &groups[len(groups)-1]
 		g.idx, g.vals, g.elems = g.idx[:0], g.vals[:0], 0
+		elems := wk.N()
 		if want := min(distListBytes/4, elems*left); push && cap(g.vals) < want {
 			// A push group's values fill up to distListBytes: sized once
 			// for the call's keys left if they are the size of the one
@@ -631,15 +636,19 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		}
 		g.c = r.newCall(nil)
 		g.c.sink, g.c.then = sink, then
-		g.req.StartList(g.c, push, min(left, distListBytes/4/max(elems, 1)), g.keys)
-		cur[shard] = len(groups) - 1
-		return g
+		g.req.StartList(g.c, push, min(left, distListBytes/4/max(elems, 1)), distListBytes/4, g.keys)
+		cur[slot] = len(groups) - 1
+		if r.m.ListAdd(&g.req, wk) {
+			return g
+		}
+		return nil
 	}
-	// g is the group the last listed key joined (of cur[gslot]): the
-	// next key of that shard and kind joins it while it has room,
-	// without a call of group.
+	// g is the group the last listed key joined: the next key goes
+	// straight to ListAdd with it, which refuses a key of another shard
+	// or kind, a key that is not listable and a key the group has no
+	// room for; only then does the key look for its group (join).
 	var g *listGroup
-	gslot := -1
+	listed := c.Kind == compute.CompressNone // compressed pushes go on their own
 	r.mu.Lock()
 	if r.closed {
 		for i := range items {
@@ -649,7 +658,14 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		}
 		items = nil // nothing to send
 	}
-	for i := range items {
+	for i := 0; i < len(items); i++ {
+		if g != nil && listed {
+			// The keys that join g, in a loop of their own (listRun);
+			// the key it stopped at goes through the general way.
+			if i = r.listRun(g, push, items, i); i == len(items) {
+				break
+			}
+		}
 		it := &items[i]
 		if it.dn < 0 {
 			continue // failed before the network: the caller reports it
@@ -662,19 +678,16 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		// List requests per shard and key kind: the plain pushes, pulls
 		// or pushpulls (a push list, then a pull list once it is
 		// answered) of small whole keys; the others go on their own.
-		// A key for the group of the last one goes to ListAdd, which
-		// checks that it is listable; before a group is opened (or
-		// found) for it, Listable says.
-		if n := wk.N(); c.Kind == compute.CompressNone && (!push || it.dn == n) {
-			slot := 2*wk.ListShard() + b2i(it.k.isStr) // < 0 for a split key: never gslot
-			joins := g != nil && slot == gslot && 4*(g.elems+n) <= distListBytes && len(g.idx) < wire.MaxListKeys
-			if !joins && r.m.Listable(wk) {
-				g, gslot = group(slot, n, len(items)-i), slot // g is new, or another slot's: groups may have moved
-				joins = true
+		if listed && (!push || it.dn == wk.N()) {
+			ok := g != nil && r.m.ListAdd(&g.req, wk)
+			if !ok && r.m.Listable(wk) {
+				// < 0 for a split key, which is not Listable
+				if jg := join(2*wk.ListShard()+b2i(it.k.isStr), wk, len(items)-i); jg != nil {
+					g, ok = jg, true // g is new, or another slot's: groups may have moved
+				}
 			}
-			if joins && r.m.ListAdd(&g.req, wk) {
+			if ok {
 				g.idx = append(g.idx, int32(i))
-				g.elems += n
 				if push {
 					g.vals = append(g.vals, it.words()...)
 				}
@@ -704,6 +717,7 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	// Failures (a closed Machine) come back as the groups' Done.
 	for gi := range groups {
 		g := &groups[gi]
+		g.elems = g.req.Total()
 		if !push {
 			g.vals = slices.Grow(g.vals[:0], g.elems)[:g.elems]
 		}
@@ -726,6 +740,29 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 	for _, f := range fails {
 		sink.itemDone(f.i, f.err)
 	}
+}
+
+// listRun adds items[i:] to group g while they join it (a listed key of
+// the call, known, that ListAdd takes: of g's shard and kind, listable,
+// with room in g) and returns the index of the first that does not (or
+// len(items)). It is list's loop for the keys of one group, with the few
+// values that loop needs: every register is the caller's in Go's calling
+// convention, so each value live across ListAdd's call is reloaded after
+// it (RATIONALE: "Why does ListAdd alone check a key that joins a
+// list, and list's loop for one group's keys run on its own?").
+func (r *distRemote) listRun(g *listGroup, push bool, items []listItem, i int) int {
+	for ; i < len(items); i++ {
+		it := &items[i]
+		wk := r.keys.get(it.k)
+		if wk == nil || it.dn < 0 || push && it.dn != wk.N() || !r.m.ListAdd(&g.req, wk) {
+			break
+		}
+		g.idx = append(g.idx, int32(i))
+		if push {
+			g.vals = append(g.vals, it.words()...)
+		}
+	}
+	return i
 }
 
 // pullGroup sends the pull list of g's keys (their pushpull's second

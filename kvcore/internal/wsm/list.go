@@ -63,7 +63,7 @@ func (m *Machine) list(tok any, typ wire.Type, keys []*Key, vals []float32) erro
 	}
 	var l ListReq
 	// The list's keys are keys itself: ListAdd writes each back in place.
-	l.StartList(tok, typ == wire.TypePushList, len(keys), keys[:0])
+	l.StartList(tok, typ == wire.TypePushList, len(keys), total, keys[:0])
 	for _, k := range keys {
 		if !m.ListAdd(&l, k) {
 			// Only a key listed twice: the checks above passed.
@@ -96,53 +96,58 @@ func (l *ListReq) lfree(m *Machine) {
 // make two more passes over the keys (their check, then the table), each
 // touching every key's line again.
 type ListReq struct {
-	tok   any
-	push  bool
-	r     *req // made by the first ListAdd
-	shard int32
-	str   bool // the shard and kind of the first key
-	lb    wire.ListBuilder
-	keys  []*Key
-	total int
+	tok     any
+	push    bool
+	r       *req // made by the first ListAdd
+	shard   int32
+	str     bool // the shard and kind of the first key
+	lb      wire.ListBuilder
+	keys    []*Key
+	total   int
+	maxVals int // the most values the list takes (StartList)
 }
 
 // StartList readies l for a list request of operation tok (a push list
-// when push, else a pull list) of about n keys (sizes the table); the keys
-// are appended to keys[:0]. The table's memory is l's: a ListReq that was
-// sent is started again only after its list's Done.
-func (l *ListReq) StartList(tok any, push bool, n int, keys []*Key) {
-	*l = ListReq{tok: tok, push: push, keys: keys[:0], lb: l.lb}
+// when push, else a pull list) of about n keys (sizes the table) and at
+// most maxVals values: a key that would take the list past them (or past
+// wire.MaxListKeys keys) does not join. The keys are appended to
+// keys[:0]. The table's memory is l's: a ListReq that was sent is started
+// again only after its list's Done.
+func (l *ListReq) StartList(tok any, push bool, n, maxVals int, keys []*Key) {
+	*l = ListReq{tok: tok, push: push, keys: keys[:0], lb: l.lb, maxVals: maxVals}
 	l.lb.Reset(wire.TypePullList, min(n, wire.MaxListKeys))
 }
 
 // Keys is the keys added to l.
 func (l *ListReq) Keys() []*Key { return l.keys }
 
+// Total is the values of the keys added to l.
+func (l *ListReq) Total() int { return l.total }
+
 // ListAdd adds k to list l and reports whether it did: k must be Listable,
 // and on the shard and of the kind of l's first key, and l must have room
-// (wire.MaxListKeys). An added key is held by the list (as by a request of
-// its own: later requests on it wait) until the list's Done; SendList
-// must follow. A push list counts the key's round at once (the round
-// after the one the list names): taken, it stays (applyList corrects it
-// by what the answer says); refused or failed, it goes back.
+// (StartList's maxVals, wire.MaxListKeys keys). These are ListAdd's
+// own checks: a driver needs none of its own before it (a key refused
+// here is either not Listable, and goes on its own, or for another
+// list). An added key is held by the list (as by a request of its own:
+// later requests on it wait) until the list's Done; SendList must follow.
+// A push list counts the key's round at once (the round after the one the
+// list names): taken, it stays (applyList corrects it by what the answer
+// says); refused or failed, it goes back.
 func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
-	if !m.Listable(k) {
-		return false
-	}
+	// Every check in one condition, the first key's set-up out of line:
+	// ListAdd runs once per key of a list call, in the engine worker's
+	// pass that sends it (RATIONALE: "Why does ListAdd alone check a key
+	// that joins a list, and list's loop for one group's keys run on its
+	// own?").
 	ps := &k.pst1[0]
-	if l.r == nil {
-		typ, kind := wire.TypePullList, opPull
-		if l.push {
-			typ, kind = wire.TypePushList, opPush
+	if b := ps.busy; l.r == nil || k.shard1 != l.shard || k.str != l.str || len(l.keys) == wire.MaxListKeys ||
+		l.total+k.n > l.maxVals || b != nil && b.gen == k.bgen && b.state != rsDone || ps.wait != nil && len(*ps.wait) > 0 ||
+		4*k.n > m.cfg.BatchEntry {
+		if l.r != nil || !m.Listable(k) || k.n > l.maxVals {
+			return false
 		}
-		l.r = m.newReq(m.newOp(l.tok, kind, 1), typ, m.shards[k.shard1])
-		l.shard, l.str = k.shard1, k.str
-		if k.str {
-			l.r.flags |= wire.FlagStrKey
-		}
-		l.lb.Reset(typ, 0) // keeps the table StartList sized
-	} else if k.shard1 != l.shard || k.str != l.str || len(l.keys) == wire.MaxListKeys {
-		return false
+		m.listOpen(l, k)
 	}
 	l.lb.Add(k.id, ps.next)
 	if l.push {
@@ -152,6 +157,20 @@ func (m *Machine) ListAdd(l *ListReq, k *Key) bool {
 	l.keys = append(l.keys, k)
 	l.total += k.n
 	return true
+}
+
+// listOpen makes the request of list l, whose first key is k.
+func (m *Machine) listOpen(l *ListReq, k *Key) {
+	typ, kind := wire.TypePullList, opPull
+	if l.push {
+		typ, kind = wire.TypePushList, opPush
+	}
+	l.r = m.newReq(m.newOp(l.tok, kind, 1), typ, m.shards[k.shard1])
+	l.shard, l.str = k.shard1, k.str
+	if k.str {
+		l.r.flags |= wire.FlagStrKey
+	}
+	l.lb.Reset(typ, 0) // keeps the table StartList sized
 }
 
 // SendList sends list l with vals: for a push list the keys' values back

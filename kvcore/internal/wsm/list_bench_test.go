@@ -60,7 +60,7 @@ func benchList(b *testing.B, push bool) {
 		for li := range lists {
 			l := &lists[li]
 			n := min(per, keys-li*per)
-			l.StartList(li, push, n, lkeys[li])
+			l.StartList(li, push, n, n*elems, lkeys[li])
 			for _, k := range ks[li*per : li*per+n] {
 				if !m.ListAdd(l, k) {
 					b.Fatal("key not listable")

@@ -20,7 +20,7 @@ func TestListReq(t *testing.T) {
 	}
 
 	var l ListReq
-	l.StartList("empty", false, 4, nil)
+	l.StartList("empty", false, 4, 1<<20, nil)
 	if err := m.SendList(&l, nil); !errors.Is(err, ErrArg) {
 		t.Fatalf("a list of no keys: %v, want ErrArg", err)
 	}
@@ -28,7 +28,7 @@ func TestListReq(t *testing.T) {
 		t.Fatalf("a list of no keys: %d done, %d shards woken; want nothing", len(rd.Done), len(rd.Wake))
 	}
 
-	l.StartList("pull", false, 4, nil)
+	l.StartList("pull", false, 4, 1<<20, nil)
 	for _, k := range keys[0] {
 		if !m.ListAdd(&l, k) {
 			t.Fatalf("key %d did not join", k.ID())
@@ -79,7 +79,32 @@ func TestListReq(t *testing.T) {
 		t.Fatal("a key is not listable after its list's answer")
 	}
 
-	l.StartList("closed", true, 4, nil)
+	// Room: a list of at most 3 values takes one key of 2, then refuses
+	// the next (ListAdd is the only check a driver makes); a first key
+	// bigger than the room does not open the list.
+	l.StartList("room", false, 4, 3, nil)
+	if !m.ListAdd(&l, keys[0][0]) || m.ListAdd(&l, keys[0][1]) {
+		t.Fatal("a list of 3 values: want its first key of 2 in, the second out")
+	}
+	if got := l.Total(); got != 2 || len(l.Keys()) != 1 {
+		t.Fatalf("a list of 3 values: %d values in %d keys, want 2 in 1", got, len(l.Keys()))
+	}
+	if !m.Listable(keys[0][1]) {
+		t.Fatal("a key refused for room is held")
+	}
+	if err := m.SendList(&l, make([]float32, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if msg := send(0); msg.Type != wire.TypePullList || msg.Count != 1 {
+		t.Fatalf("sent %v of %d keys, want a pull list of 1", msg.Type, msg.Count)
+	}
+	var small ListReq
+	small.StartList("small", true, 4, 1, nil)
+	if m.ListAdd(&small, keys[1][0]) || !m.Listable(keys[1][0]) {
+		t.Fatal("a key of 2 values opened a list of 1 value, or is held")
+	}
+
+	l.StartList("closed", true, 4, 1<<20, nil)
 	if !m.ListAdd(&l, keys[1][0]) {
 		t.Fatal("key did not join")
 	}
