@@ -30,38 +30,12 @@ func (s *recSink) groupDone(*listGroup, error) { s.groups++ }
 // except those that failed before the network (the caller reports them),
 // and sends nothing.
 func TestListOnClosedRemote(t *testing.T) {
-	ctx := context.Background()
-	srv := inproc.New(psm.Config{})
-	defer srv.Close()
-	s, err := Create(ctx, "dist_sync", &Options{Transport: srv.Connect("job", 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := s.rem.(*distRemote)
-	keys := []Key{IntKey(0), IntKey(1), IntKey(2)}
-	inits := make([]*Array, len(keys))
-	for i := range inits {
-		if inits[i], err = FromSlice(CPU(0), []float32{1, 2, 3, 4}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.InitList(ctx, keys, inits); err != nil {
-		t.Fatal(err)
-	}
+	s, r, keys := listRemote(t, 3)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	vals := []float32{1, 2, 3, 4}
 	for _, push := range []bool{true, false} {
-		items := make([]listItem, len(keys))
-		for i, k := range keys {
-			items[i] = listItem{k: k, n: 4}
-			if push {
-				items[i].data, items[i].dn = &vals[0], 4
-			} else {
-				items[i].out = &make([]float32, 4)[0]
-			}
-		}
+		items := listItems(keys, push)
 		items[1].dn = -1 // failed before the network
 		sink := &recSink{items: map[int]error{}}
 		var gs []listGroup
@@ -75,4 +49,46 @@ func TestListOnClosedRemote(t *testing.T) {
 			}
 		}
 	}
+}
+
+// listRemote is a dist_sync store of one worker on an in-process server
+// (closed with the test), its remote, and n int keys of 4 values each.
+func listRemote(t *testing.T, n int) (*Store, *distRemote, []Key) {
+	t.Helper()
+	ctx := context.Background()
+	srv := inproc.New(psm.Config{})
+	t.Cleanup(srv.Close)
+	s, err := Create(ctx, "dist_sync", &Options{Transport: srv.Connect("job", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	keys := make([]Key, n)
+	inits := make([]*Array, n)
+	for i := range keys {
+		keys[i] = IntKey(i)
+		if inits[i], err = FromSlice(CPU(0), []float32{1, 2, 3, 4}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.InitList(ctx, keys, inits); err != nil {
+		t.Fatal(err)
+	}
+	return s, s.rem.(*distRemote), keys
+}
+
+// listItems are a list call's items of keys (4 values each): pushes of
+// 1, 2, 3, 4, or pulls into new outputs.
+func listItems(keys []Key, push bool) []listItem {
+	vals := []float32{1, 2, 3, 4}
+	items := make([]listItem, len(keys))
+	for i, k := range keys {
+		items[i] = listItem{k: k, n: 4}
+		if push {
+			items[i].data, items[i].dn = &vals[0], 4
+		} else {
+			items[i].out = &make([]float32, 4)[0]
+		}
+	}
+	return items
 }
