@@ -16,7 +16,9 @@ import (
 // Listable reports whether k may go into a list request now: it lives
 // whole on one shard, nothing is in progress on it, and its values are
 // small (at most Config.BatchEntry bytes). Big keys and split keys go on
-// their own.
+// their own. ListAdd repeats these tests inline for the keys after a
+// list's first (TestListAddAgreesWithListable): a change here is a change
+// there.
 func (m *Machine) Listable(k *Key) bool {
 	ps := &k.pst1[0] // k.pst[0] for a key of one part
 	b := ps.busy     // k.holder(0), inlined

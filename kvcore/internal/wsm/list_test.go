@@ -278,3 +278,61 @@ func TestListHold(t *testing.T) {
 		}
 	}
 }
+
+// ListAdd repeats Listable's tests inline for the keys after a list's
+// first: for a key of the list's shard and kind, with room, it takes the
+// key exactly when Listable says it may, whatever the key's state (free,
+// held by a list in flight, pushed alone, waiting behind that push, free
+// again after the answers).
+func TestListAddAgreesWithListable(t *testing.T) {
+	m, send, keys := listWorld(t, false, 0)
+	k0, a, b := keys[0][0], keys[0][1], keys[0][2]
+	check := func(state string, k *Key, listable bool) {
+		t.Helper()
+		var l ListReq
+		l.StartList("probe", false, 2, 1<<20, nil)
+		if !m.ListAdd(&l, k0) {
+			t.Fatalf("%s: the list's first key did not join", state)
+		}
+		want := m.Listable(k)
+		if want != listable {
+			t.Fatalf("%s: Listable says %v, want %v", state, want, listable)
+		}
+		if got := m.ListAdd(&l, k); got != want {
+			t.Fatalf("%s: ListAdd took the key: %v, Listable says %v", state, got, want)
+		}
+		// The probe is never sent: its keys go back as a dead list's would.
+		l.lfree(m)
+	}
+	check("free", a, true)
+	// a held by a pull list in flight.
+	var held ListReq
+	held.StartList("held", false, 1, 1<<20, nil)
+	if !m.ListAdd(&held, a) {
+		t.Fatal("a free key did not join a list")
+	}
+	if err := m.SendList(&held, make([]float32, 2)); err != nil {
+		t.Fatal(err)
+	}
+	listMsg := send(0)
+	check("in a list in flight", a, false)
+	// b pushed alone, then pushed again (waiting behind the first).
+	if err := m.Push("p1", b, wire.DTypeF32, []float32{1, 2}, 2); err != nil {
+		t.Fatal(err)
+	}
+	check("pushed alone", b, false)
+	if err := m.Push("p2", b, wire.DTypeF32, []float32{1, 2}, 2); err != nil {
+		t.Fatal(err)
+	}
+	check("waiting behind a push", b, false)
+	// The answers: a's list, then b's two pushes.
+	m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Flags: wire.FlagList, Seq: listMsg.Seq, DType: wire.DTypeF32,
+		Count: 2, Total: 2}, Payload: wire.AppendFloat32s(nil, []float32{5, 6})}))
+	check("after its list's answer", a, true)
+	for range 2 {
+		msg := send(0)
+		m.Recv(0, 1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeAck, Seq: msg.Seq, Round: msg.Round}}))
+	}
+	check("after its pushes' answers", b, true)
+	m.Clear()
+}
