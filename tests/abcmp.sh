@@ -14,7 +14,7 @@
 # takes). RATIONALE's issue-12 entries cite this as "cmp.sh R A B" (the
 # many-keys round) and "ccmp.sh R A B" (BENCH '^BenchmarkManyKeysInCache$',
 # BENCHTIME 400x). Needs benchstat on PATH or in $(go env GOPATH)/bin
-# (go install golang.org/x/perf/cmd/benchstat@latest).
+# (go install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da).
 set -euo pipefail
 r=${1:?pairs}; a=${2:?A.test}; b=${3:?B.test}
 bench=${4:-'^BenchmarkManyKeys$'}; bt=${5:-20x}
