@@ -678,19 +678,13 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 		// List requests per shard and key kind: the plain pushes, pulls
 		// or pushpulls (a push list, then a pull list once it is
 		// answered) of small whole keys; the others go on their own.
-		if listed && (!push || it.dn == wk.N()) {
-			ok := g != nil && r.m.ListAdd(&g.req, wk)
-			if !ok && r.m.Listable(wk) {
-				// < 0 for a split key, which is not Listable
-				if jg := join(2*wk.ListShard()+b2i(it.k.isStr), wk, len(items)-i); jg != nil {
-					g, ok = jg, true // g is new, or another slot's: groups may have moved
-				}
-			}
-			if ok {
-				g.idx = append(g.idx, int32(i))
-				if push {
-					g.vals = append(g.vals, it.words()...)
-				}
+		// The last key's group, g, was offered this key in listRun and
+		// refused it: it looks for its own (join).
+		if listed && (!push || it.dn == wk.N()) && r.m.Listable(wk) {
+			// slot < 0 for a split key, which is not Listable
+			if jg := join(2*wk.ListShard()+b2i(it.k.isStr), wk, len(items)-i); jg != nil {
+				g = jg // g is new, or another slot's: groups may have moved
+				g.take(int32(i), it, push)
 				continue
 			}
 		}
@@ -757,12 +751,18 @@ func (r *distRemote) listRun(g *listGroup, push bool, items []listItem, i int) i
 		if wk == nil || it.dn < 0 || push && it.dn != wk.N() || !r.m.ListAdd(&g.req, wk) {
 			break
 		}
-		g.idx = append(g.idx, int32(i))
-		if push {
-			g.vals = append(g.vals, it.words()...)
-		}
+		g.take(int32(i), it, push)
 	}
 	return i
+}
+
+// take records item i, which joined g's list request: its index and, for
+// a push, its values.
+func (g *listGroup) take(i int32, it *listItem, push bool) {
+	g.idx = append(g.idx, i)
+	if push {
+		g.vals = append(g.vals, it.words()...)
+	}
 }
 
 // pullGroup sends the pull list of g's keys (their pushpull's second
