@@ -232,7 +232,7 @@ type Op struct {
 
 	vars    []*Var
 	writes  []bool
-	pairs   []varWrite // sortMergeVars' scratch, kept for reuse
+	pairs   []varWrite // sortPacked's rebuild scratch (merge), kept for reuse
 	packed  []int      // sortPacked's scratch
 	waitFor atomic.Int32
 	seq     uint64
