@@ -327,24 +327,6 @@ func badEntry(m *Msg, rest []byte, i int, what string, n uint64) error {
 	return errf(CodeBadFrame, "%v: key table entry %d: malformed %s", m.Type, i, what)
 }
 
-// DecodeList is DecodeListRuns with the runs spelled out: it appends the
-// list's key ids to keys and, for a push list, their rounds to rounds.
-func DecodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64, []byte, error) {
-	runs, data, err := DecodeListRuns(m, lim, nil)
-	if err != nil {
-		return keys, rounds, nil, err
-	}
-	for _, r := range runs {
-		for id := r.First; id-r.First < r.Count; id++ {
-			keys = append(keys, id)
-			if m.Type == TypePushList {
-				rounds = append(rounds, r.Round)
-			}
-		}
-	}
-	return keys, rounds, data, nil
-}
-
 // ListResult is what the Ack of a push list says about one of its keys.
 type ListResult struct {
 	Delta int64  // the round answered minus the round the list named

@@ -50,7 +50,7 @@ func TestListRoundTrip(t *testing.T) {
 		if m.Count != 3 || m.Total != 8 || m.Seq != 9 {
 			t.Fatalf("%v: header %+v", typ, m.Header)
 		}
-		ks, got, data, err := DecodeList(&m, nil, nil, nil)
+		ks, got, data, err := decodeList(&m, nil, nil, nil)
 		if err != nil {
 			t.Fatalf("%v: %v", typ, err)
 		}
@@ -103,7 +103,7 @@ func TestListBad(t *testing.T) {
 		var m Msg
 		err := Decode(c.frame, nil, &m)
 		if err == nil {
-			_, _, _, err = DecodeList(&m, nil, nil, nil)
+			_, _, _, err = decodeList(&m, nil, nil, nil)
 		}
 		var we *Error
 		if !errors.As(err, &we) || we.Code != c.code {
@@ -117,7 +117,7 @@ func TestListBad(t *testing.T) {
 	if err := Decode(frame, nil, &m); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := DecodeList(&m, nil, nil, nil); err == nil {
+	if _, _, _, err := decodeList(&m, nil, nil, nil); err == nil {
 		t.Fatal("non-zero padding accepted")
 	}
 }
@@ -175,7 +175,7 @@ func FuzzList(f *testing.F) {
 			return
 		}
 		runs, rdata, rerr := DecodeListRuns(&m, nil, nil)
-		ks, rs, data, err := DecodeList(&m, nil, nil, nil)
+		ks, rs, data, err := decodeList(&m, nil, nil, nil)
 		if (err == nil) != (rerr == nil) || string(data) != string(rdata) {
 			t.Fatalf("DecodeList: %v, DecodeListRuns: %v", err, rerr)
 		}
@@ -208,7 +208,7 @@ func FuzzList(f *testing.F) {
 		if err := Decode(again, nil, &m2); err != nil {
 			t.Fatalf("re-encoded list does not decode: %v", err)
 		}
-		ks2, rs2, data2, err := DecodeList(&m2, nil, nil, nil)
+		ks2, rs2, data2, err := decodeList(&m2, nil, nil, nil)
 		if err != nil || !reflect.DeepEqual(ks, ks2) || !reflect.DeepEqual(rs, rs2) || string(data) != string(data2) {
 			t.Fatalf("re-encoded list differs: %v", err)
 		}
@@ -368,7 +368,7 @@ func TestListRuns(t *testing.T) {
 			if err := Decode(frame, nil, &m); err != nil || m.Flags&FlagRuns == 0 {
 				t.Fatalf("%s: %v, flags %#x", c.name, err, m.Flags)
 			}
-			ks, rs, _, err := DecodeList(&m, nil, nil, nil)
+			ks, rs, _, err := decodeList(&m, nil, nil, nil)
 			if err != nil || !reflect.DeepEqual(ks, c.keys) || !reflect.DeepEqual(rs, rounds) {
 				t.Errorf("%s, %v: keys %v rounds %v (%v)", c.name, typ, ks, rs, err)
 			}
@@ -446,7 +446,7 @@ func TestListOldTable(t *testing.T) {
 		if err := Decode(frame, nil, &m); err != nil {
 			t.Fatal(err)
 		}
-		ks, got, _, err := DecodeList(&m, nil, nil, nil)
+		ks, got, _, err := decodeList(&m, nil, nil, nil)
 		if err != nil || !reflect.DeepEqual(ks, keys) || !reflect.DeepEqual(got, rs) {
 			t.Fatalf("%v: keys %v rounds %v (%v)", typ, ks, got, err)
 		}
@@ -525,4 +525,22 @@ func TestListShortPayload(t *testing.T) {
 	if _, _, err := DecodeListRuns(&m, nil, nil); !errors.Is(err, &Error{Code: CodeBadFrame}) {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// decodeList is DecodeListRuns with the runs spelled out: it appends the
+// list's key ids to keys and, for a push list, their rounds to rounds.
+func decodeList(m *Msg, lim *Limits, keys, rounds []uint64) ([]uint64, []uint64, []byte, error) {
+	runs, data, err := DecodeListRuns(m, lim, nil)
+	if err != nil {
+		return keys, rounds, nil, err
+	}
+	for _, r := range runs {
+		for id := r.First; id-r.First < r.Count; id++ {
+			keys = append(keys, id)
+			if m.Type == TypePushList {
+				rounds = append(rounds, r.Round)
+			}
+		}
+	}
+	return keys, rounds, data, nil
 }

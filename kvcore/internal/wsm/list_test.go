@@ -51,10 +51,7 @@ func TestListReq(t *testing.T) {
 	if msg.Type != wire.TypePullList || int(msg.Count) != len(keys[0]) {
 		t.Fatalf("sent %v of %d keys, want a pull list of %d", msg.Type, msg.Count, len(keys[0]))
 	}
-	ids, _, _, err := wire.DecodeList(&msg, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, _ := listTable(t, &msg)
 	for i, k := range keys[0] {
 		if ids[i] != k.ID() {
 			t.Fatalf("key %d of the list is %d, want %d", i, ids[i], k.ID())
@@ -173,10 +170,7 @@ func listRounds(t *testing.T, m *Machine, send func(int) wire.Msg, tok string, k
 		t.Fatal(err)
 	}
 	msg := send(0)
-	_, rounds, _, err := wire.DecodeList(&msg, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rounds := listTable(t, &msg)
 	return rounds, msg.Seq
 }
 
@@ -335,4 +329,21 @@ func TestListAddAgreesWithListable(t *testing.T) {
 	}
 	check("after its pushes' answers", b, true)
 	m.Clear()
+}
+
+// listTable is list request msg's key ids and, for a push list, their
+// rounds, one per key.
+func listTable(t *testing.T, msg *wire.Msg) (ids, rounds []uint64) {
+	t.Helper()
+	runs, _, err := wire.DecodeListRuns(msg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		for x := range r.Count {
+			ids = append(ids, r.First+x)
+			rounds = append(rounds, r.Round)
+		}
+	}
+	return ids, rounds
 }
