@@ -10,8 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 	"github.com/webkv/webkv/kvcore/internal/wsm"
 	"github.com/webkv/webkv/kvcore/transport"
 	"github.com/webkv/webkv/kvcore/wire"
@@ -746,6 +748,15 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 // list, and list's loop for one group's keys run on its own?").
 func (r *distRemote) listRun(g *listGroup, push bool, items []listItem, i int) int {
 	for ; i < len(items); i++ {
+		if j := i + pfAhead; j < len(items) {
+			// The lines this loop reads of a key pfAhead on: its
+			// wsm.Key and, for a push, its values.
+			pt := &items[j]
+			r.keys.prefetch(pt.k)
+			if pt.data != nil {
+				kernels.Prefetch(unsafe.Pointer(pt.data))
+			}
+		}
 		it := &items[i]
 		wk := r.keys.get(it.k)
 		if wk == nil || it.dn < 0 || push && it.dn != wk.N() || !r.m.ListAdd(&g.req, wk) {
@@ -1050,6 +1061,14 @@ func (m *keyMap) get(k Key) *wsm.Key {
 		}
 	}
 	return m.ints[k.i]
+}
+
+// prefetch asks for the line of k's *wsm.Key when k is in dense (where a
+// list's int keys are), ahead of a get.
+func (m *keyMap) prefetch(k Key) {
+	if !k.isStr && k.i >= 0 && k.i < len(m.dense) {
+		kernels.Prefetch(unsafe.Pointer(m.dense[k.i]))
+	}
 }
 
 func (m *keyMap) set(k Key, wk *wsm.Key) {

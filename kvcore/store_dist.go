@@ -8,6 +8,7 @@ import (
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/engine"
+	"github.com/webkv/webkv/kvcore/internal/kernels"
 )
 
 // Dist-mode operations: the local part (gathering the per-device values and
@@ -453,7 +454,10 @@ func (l *distList) groupDone(g *listGroup, err error) {
 		// key's path (the loop's values in registers: nothing it
 		// writes can change them).
 		vals, items, at := g.vals, l.items, 0
-		for _, i := range g.idx {
+		for x, i := range g.idx {
+			if y := x + pfAhead; y < len(g.idx) {
+				kernels.Prefetch(unsafe.Pointer(items[g.idx[y]].out)) // the output a few keys on
+			}
 			it := &items[i]
 			n := it.n
 			copy(it.outs(), vals[at:at+n])
