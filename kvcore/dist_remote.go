@@ -748,7 +748,7 @@ func (r *distRemote) list(push, pull bool, c compute.Compression, items []listIt
 // list, and list's loop for one group's keys run on its own?").
 func (r *distRemote) listRun(g *listGroup, push bool, items []listItem, i int) int {
 	for ; i < len(items); i++ {
-		if j := i + pfAhead; j < len(items) {
+		if j := i + pfAhead; kernels.HasPrefetch && j < len(items) {
 			// The lines this loop reads of a key pfAhead on: its
 			// wsm.Key and, for a push, its values.
 			pt := &items[j]

@@ -455,7 +455,7 @@ func (l *distList) groupDone(g *listGroup, err error) {
 		// writes can change them).
 		vals, items, at := g.vals, l.items, 0
 		for x, i := range g.idx {
-			if y := x + pfAhead; y < len(g.idx) {
+			if y := x + pfAhead; kernels.HasPrefetch && y < len(g.idx) {
 				kernels.Prefetch(unsafe.Pointer(items[g.idx[y]].out)) // the output a few keys on
 			}
 			it := &items[i]

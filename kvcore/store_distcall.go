@@ -153,7 +153,7 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 		var hk keyHot // a key outside dense: its record, made from the entry
 		dense := s.dense
 		for i := from; i < to; i++ {
-			if j := i + pfAhead; j < to {
+			if j := i + pfAhead; kernels.HasPrefetch && j < to {
 				// The arrays of a key pfAhead on: each is an object of
 				// its own, whose first line fits and add read.
 				if values != nil && len(values[j]) > 0 {

@@ -4,6 +4,11 @@ package kernels
 
 import "unsafe"
 
+// HasPrefetch is whether Prefetch does anything here: callers put the
+// work of finding what to prefetch behind it, so that a build without
+// one (wasm, whose runtime's size is budgeted) has none of that code.
+const HasPrefetch = true
+
 // Prefetch asks the CPU to bring the cache line at p into its caches
 // (PREFETCHT0 on amd64, PRFM PLDL1KEEP on arm64): a hint, which never
 // faults whatever p is (nil, freed, unmapped) and changes no memory. A

@@ -4,5 +4,8 @@ package kernels
 
 import "unsafe"
 
+// HasPrefetch: see prefetch_asm.go.
+const HasPrefetch = false
+
 // Prefetch is a no-op here (wasm has no prefetch instruction).
 func Prefetch(p unsafe.Pointer) {}
