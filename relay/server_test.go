@@ -334,7 +334,7 @@ func TestMetricsStatus(t *testing.T) {
 // upgrade) take the global and per-job slots; jobs are created only by a
 // well-formed Hello and capped by MaxJobs.
 func TestConnectionLimits(t *testing.T) {
-	_, u := startServer(t, Config{Tokens: map[string]string{"a": "ta", "b": "tb", "c": "tc"}, MaxConnsPerJob: 2, MaxConns: 4, MaxJobs: 2})
+	s, u := startServer(t, Config{Tokens: map[string]string{"a": "ta", "b": "tb", "c": "tc"}, MaxConnsPerJob: 2, MaxConns: 4, MaxJobs: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dial := func(job, tok string) *websocket.Conn {
@@ -363,6 +363,11 @@ func TestConnectionLimits(t *testing.T) {
 	sendMsg(t, ctx, c, hello("c", ""))
 	if werr := expectClosed(t, ctx, c); werr == nil || werr.Code != wire.CodeLimit || !strings.Contains(werr.Msg, "too many jobs") {
 		t.Fatalf("a third job: %v; want a limit error", werr)
+	}
+	// The refused connection's slot comes back when its handler returns,
+	// which may be after its close frame reached c.
+	if st, err := WaitStatus(ctx, s, func(st Status) bool { return st.Connections == 3 }); err != nil {
+		t.Fatalf("the refused job's connection still holds its slot: %d connections: %v", st.Connections, err)
 	}
 	dial("b", "tb")
 	if _, resp, err := rawDial(t, ctx, u, "b", "tb", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
