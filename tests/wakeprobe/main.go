@@ -25,17 +25,20 @@ import (
 	"time"
 )
 
-var sink int
+// sink keeps work's loop from being compiled away.
+var sink atomic.Int64
 
 // work keeps the calling goroutine's P busy until done reports true or
 // limit passes.
 func work(limit time.Duration, done func() bool) {
 	t := time.Now()
+	s := 0
 	for !done() && time.Since(t) < limit {
 		for i := range 1000 {
-			sink += i
+			s += i
 		}
 	}
+	sink.Add(int64(s))
 }
 
 func probe(rounds int, idle time.Duration) []time.Duration {
