@@ -32,8 +32,11 @@ const ManyKeysInCache = 8_192
 // and ms/pull_call: the calls' queueing on the caller's goroutine;
 // ms/wait: what is left) and cpu_ms/many_keys (the CPU time of the
 // process over a many-keys round, steadier than the wall time on a busy
-// machine; 0 where it is not measured) and cpu_ns/key (the same over the
-// keys: a key pushed and pulled, client and server). Medians over b.N.
+// machine; 0 where it is not measured), cpu_ns/key (the same over the
+// keys: a key pushed and pulled, client and server), cpu_ms/one_key and
+// x_one_key_cpu (the many-keys CPU time over the one-key CPU time: the
+// ratio without the time cores sit idle, which moves from run to run on
+// a machine slow to wake an idle core). Medians over b.N.
 func BenchManyKeys(b *testing.B, s *kvcore.Store) { benchManyKeys(b, s, ManyKeysKeys) }
 
 // BenchManyKeysInCache is BenchManyKeys with ManyKeysInCache keys (and
@@ -76,7 +79,7 @@ func benchManyKeys(b *testing.B, s *kvcore.Store, keys int) {
 	if err := s.Init(ctx, bigKey, big); err != nil {
 		b.Fatal(err)
 	}
-	var push, pull, wait, many, one, cpu []time.Duration
+	var push, pull, wait, many, one, cpu, cpuOne []time.Duration
 	round := func(record bool) {
 		c0 := cputime.Now()
 		t0 := time.Now()
@@ -103,10 +106,11 @@ func benchManyKeys(b *testing.B, s *kvcore.Store, keys int) {
 			b.Fatal(err)
 		}
 		t4 := time.Now()
+		c4 := cputime.Now()
 		if record {
 			push, pull, wait = append(push, t1.Sub(t0)), append(pull, t2.Sub(t1)), append(wait, t3.Sub(t2))
 			many, one = append(many, t3.Sub(t0)), append(one, t4.Sub(t3))
-			cpu = append(cpu, c3-c0)
+			cpu, cpuOne = append(cpu, c3-c0), append(cpuOne, c4-c3)
 		}
 	}
 	round(false) // warm: pools, buffers
@@ -140,4 +144,8 @@ func benchManyKeys(b *testing.B, s *kvcore.Store, keys int) {
 	b.ReportMetric(ms(wait), "ms/wait")
 	b.ReportMetric(ms(cpu), "cpu_ms/many_keys")
 	b.ReportMetric(float64(med(cpu).Nanoseconds())/float64(keys), "cpu_ns/key")
+	b.ReportMetric(ms(cpuOne), "cpu_ms/one_key")
+	if co := med(cpuOne); co > 0 {
+		b.ReportMetric(float64(med(cpu))/float64(co), "x_one_key_cpu")
+	}
 }
