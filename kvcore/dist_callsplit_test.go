@@ -3,6 +3,8 @@ package kvcore_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,4 +141,131 @@ func TestDistListSplitCall(t *testing.T) {
 		}
 	}
 	check("after the pushpull list", func(i int) float32 { return float32(3 * i) })
+}
+
+// The keys of a list call that are not the common case (a 2-d key, a key
+// of two arrays) interrupt the run of common keys a loop of its own
+// builds (buildRun) at any place of an operation, its first key
+// included: each goes the general way and the run resumes after it. The
+// values pushed and pulled are every key's, in every array, whichever way
+// it was built, and the engine orders the arrays' next uses after them;
+// a repeated key still sends the call the exact way (summed into its
+// first occurrence).
+func TestDistListCommonRunInterrupted(t *testing.T) {
+	const n = 2*4096 + 300 // three operations
+	ctx := context.Background()
+	s := soleWorker(t, "mixed")
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	// kind: 0 a common key of 3 floats, 1 a 2x2 key, 2 a key of 3 floats
+	// with two arrays. Operation starts (0, 4096, 8192) are uncommon keys,
+	// and so is a random tenth of the others.
+	kind := make([]int, n)
+	for i := range kind {
+		if i%4096 == 0 || rng.IntN(10) == 0 {
+			kind[i] = 1 + i%2
+		}
+	}
+	keys := make([]kvcore.Key, n)
+	inits := make([]*kvcore.Array, n)
+	newArr := func(i int) *kvcore.Array {
+		shape := []int{3}
+		if kind[i] == 1 {
+			shape = []int{2, 2}
+		}
+		a, err := kvcore.NewArray(kvcore.CPU(0), shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for i := range keys {
+		keys[i] = kvcore.IntKey(i)
+		inits[i] = newArr(i)
+	}
+	if err := s.InitList(ctx, keys, inits); err != nil {
+		t.Fatal(err)
+	}
+	// arrays are the arrays of keys ks (one per key, two for kind 2),
+	// filled with fill(key, array).
+	arrays := func(ks []kvcore.Key, fill func(i, j int) float32) [][]*kvcore.Array {
+		as := make([][]*kvcore.Array, len(ks))
+		for x, k := range ks {
+			i := k.Int()
+			for j := range 1 + b2i(kind[i] == 2) {
+				a := newArr(i)
+				if err := a.Fill(ctx, fill(i, j)); err != nil {
+					t.Fatal(err)
+				}
+				as[x] = append(as[x], a)
+			}
+		}
+		return as
+	}
+	pushPull := func(keys []kvcore.Key, vals [][]*kvcore.Array, want func(i int) float32) {
+		t.Helper()
+		if err := s.PushList(keys, vals, 0); err != nil {
+			t.Fatal(err)
+		}
+		// The engine orders what follows after the calls, with no
+		// WaitAll: a write of the values waits until the push read them,
+		// a read of the outputs until the pull wrote them.
+		for _, as := range vals {
+			for _, a := range as {
+				if err := a.Fill(ctx, 999); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		outs := arrays(keys, func(int, int) float32 { return -1 })
+		if err := s.PullList(keys, outs, 0); err != nil {
+			t.Fatal(err)
+		}
+		for x, os := range outs {
+			i := keys[x].Int()
+			for j, o := range os {
+				got, err := o.ToSlice(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for e, v := range got {
+					if w := want(i); v != w {
+						t.Fatalf("key %d (kind %d) output %d element %d = %v, want %v", i, kind[i], j, e, v, w)
+					}
+				}
+			}
+		}
+		if err := s.WaitAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every key once: a key of two arrays pushes their sum.
+	pushPull(keys, arrays(keys, func(i, j int) float32 { return float32(i + 1000*j) }), func(i int) float32 {
+		if kind[i] == 2 {
+			return float32(2*i + 1000)
+		}
+		return float32(i)
+	})
+	// A repeated key: key 7 pushed twice (its pushes summed) in a call of
+	// the keys up to the second operation's start; the rest unchanged.
+	m := 4096 + 10
+	rk := append(slices.Clone(keys[:m]), keys[7])
+	vals := arrays(keys[:m], func(i, j int) float32 { return float32(3 * (i + j)) })
+	vals = append(vals, arrays(keys[7:8], func(i, j int) float32 { return float32(5 * (i + j)) })...)
+	want := func(i int) float32 {
+		v := float32(3*i) + float32(b2i(kind[i] == 2))*float32(3*(i+1))
+		if i == 7 {
+			v += float32(5*7) + float32(b2i(kind[7] == 2))*float32(5*8)
+		}
+		return v
+	}
+	pushPull(rk, vals, want)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -152,7 +152,26 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 		var l *distList
 		var hk keyHot // a key outside dense: its record, made from the entry
 		dense := s.dense
+		// A push list's values or a pull list's outputs, one array a key
+		// (buildRun's common case); nil: the general way only.
+		var one [][]*Array
+		if values == nil {
+			one = outs
+		} else if outs == nil && isCPU(s.be) {
+			one = values
+		}
+		if !repeat && one != nil {
+			l = s.newDistList(to-from, values != nil, outs != nil, prio)
+			c.lists[li] = l
+		}
 		for i := from; i < to; i++ {
+			if one != nil && l != nil && !repeat {
+				// The keys of the common case in a loop of their own; the
+				// key it stops at (if any) goes the general way below.
+				if i = s.buildRun(c, l, bits, lim, keys, one, values != nil, i, to); i == to {
+					break
+				}
+			}
 			if j := i + pfAhead; kernels.HasPrefetch && j < to {
 				// The arrays of a key pfAhead on: each is an object of
 				// its own, whose first line fits and add read.
@@ -212,6 +231,82 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 				c.lists[li] = l // back to the pool with the others if not queued
 			}
 			l.add(h, k, ins, outArrs)
+		}
+	}
+}
+
+// buildRun checks and adds keys[i:to] of a push list (arrs: its values,
+// push) or a pull list (arrs: its outputs) to l while each is the common
+// case: a dense int key, one array of its 1-d shape in host memory (for a
+// push, on a CPU store: sent from where it is), not seen before in the
+// call. It returns the first key it did not add (to: none); that key goes
+// the general way (fits, add, or an error). What it writes is what
+// buildDistCall and add write for such a key, into the list's slices
+// held in locals (sized for the chunk by newDistList) instead of one
+// append at a time, and without calls in the loop but a prefetch every
+// pfAhead keys: every register is the caller's in Go's calling
+// convention, so a call per key reloads the loop's values after it.
+//
+//go:noinline
+func (s *Store) buildRun(c *distCall, l *distList, bits []uint64, lim int, keys []Key, arrs [][]*Array, push bool, i, to int) int {
+	m := to - i
+	n0, e0, a0, t0 := len(l.items), len(l.es), len(l.arrs), len(l.at)
+	if cap(l.items)-n0 < m || cap(l.es)-e0 < m || cap(l.arrs)-a0 < m || cap(l.at)-t0 < 2*m {
+		return i
+	}
+	items, es, as, at := l.items[n0:n0+m], l.es[e0:e0+m], l.arrs[a0:a0+m], l.at[t0:t0+2*m]
+	vars, writes := l.eng.Room(2 * m)
+	dense, entries := s.dense, c.entries[i:to]
+	keys, arrs = keys[i:to], arrs[i:to]
+	x := 0
+	for ; x < m; x++ {
+		if kernels.HasPrefetch && x%pfAhead == 0 {
+			prefetchFirst(arrs, x+pfAhead, min(x+2*pfAhead, m))
+		}
+		k := &keys[x]
+		if k.isStr || uint(k.i) >= uint(len(dense)) {
+			break
+		}
+		h := &dense[k.i]
+		e := h.e
+		if e == nil || h.dims != 1 || len(arrs[x]) != 1 {
+			break
+		}
+		a := arrs[x][0]
+		if a == nil || a.buf == nil || a.host == nil || a.n != h.n || len(a.shape) != 1 || h.v == nil || a.v == nil {
+			break
+		}
+		id := h.id
+		if uint(id) >= uint(lim) || bits[id/64]&(1<<(id%64)) != 0 {
+			break
+		}
+		bits[id/64] |= 1 << (id % 64)
+		entries[x] = e
+		it := &items[x]
+		it.k, it.n = *k, h.n
+		if push {
+			it.data, it.out, it.dn = a.host, nil, h.n
+			at[2*x], at[2*x+1] = a0+x+1, a0+x+1
+		} else {
+			it.data, it.out, it.dn = nil, a.host, 0
+			at[2*x], at[2*x+1] = a0+x, a0+x+1
+		}
+		es[x], as[x] = e, a
+		vars[2*x], vars[2*x+1] = h.v, a.v
+		writes[2*x], writes[2*x+1] = true, !push
+	}
+	l.items, l.es, l.arrs, l.at = l.items[:n0+x], l.es[:e0+x], l.arrs[:a0+x], l.at[:t0+2*x]
+	l.eng.Took(2 * x)
+	l.ready += x
+	return i + x
+}
+
+// prefetchFirst asks for the first array of arrs[from:to] (buildRun's
+// look-ahead, a call per pfAhead keys).
+func prefetchFirst(arrs [][]*Array, from, to int) {
+	for j := from; j < to; j++ {
+		if len(arrs[j]) > 0 {
+			kernels.Prefetch(unsafe.Pointer(arrs[j][0]))
 		}
 	}
 }

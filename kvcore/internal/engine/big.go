@@ -1,5 +1,7 @@
 package engine
 
+import "slices"
+
 // pushBig is Push for a big operation (a dist store's list call) whose
 // variables are all free to lock right now and appear once each, the
 // common case: it locks and joins them in the order given, with
@@ -74,4 +76,19 @@ func (o *Op) Add2(v *Var, write bool, v2 *Var, write2 bool) {
 	}
 	o.vars = append(o.vars, v, v2)
 	o.writes = append(o.writes, write, write2)
+}
+
+// Room returns o's variable and write slices extended by n entries for
+// the caller to fill in place (a list call's keys, in a loop that keeps
+// them in registers instead of appending one by one); Took(m) then keeps
+// the first m of them. Nil variables must not be left in what Took keeps.
+func (o *Op) Room(n int) (vars []*Var, writes []bool) {
+	l := len(o.vars)
+	o.vars, o.writes = slices.Grow(o.vars, n), slices.Grow(o.writes, n)
+	return o.vars[l : l+n], o.writes[l : l+n]
+}
+
+// Took keeps m of the n entries the last Room returned.
+func (o *Op) Took(m int) {
+	o.vars, o.writes = o.vars[:len(o.vars)+m], o.writes[:len(o.writes)+m]
 }
