@@ -155,9 +155,11 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 		// A push list's values or a pull list's outputs, one array a key
 		// (buildRun's common case); nil: the general way only.
 		var one [][]*Array
-		if values == nil {
+		switch {
+		case !buildRuns:
+		case values == nil:
 			one = outs
-		} else if outs == nil && isCPU(s.be) {
+		case outs == nil && isCPU(s.be):
 			one = values
 		}
 		if !repeat && one != nil {
@@ -300,6 +302,12 @@ func (s *Store) buildRun(c *distCall, l *distList, bits []uint64, lim int, keys 
 	l.ready += x
 	return i + x
 }
+
+// buildRuns says whether buildRun is used: not on wasm, where the browser
+// runtime's size budget (RATIONALE: "Why is the browser runtime small?")
+// has no room for its ~3.8 KB gzipped; there every key goes the general
+// way.
+const buildRuns = runtime.GOARCH != "wasm"
 
 // prefetchFirst asks for the first array of arrs[from:to] (buildRun's
 // look-ahead, a call per pfAhead keys).
