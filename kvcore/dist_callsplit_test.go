@@ -143,10 +143,11 @@ func TestDistListSplitCall(t *testing.T) {
 	check("after the pushpull list", func(i int) float32 { return float32(3 * i) })
 }
 
-// The keys of a list call that are not the common case (a 2-d key, a key
-// of two arrays) interrupt the run of common keys a loop of its own
-// builds (buildRun) at any place of an operation, its first key
-// included: each goes the general way and the run resumes after it. The
+// The keys of a list call that are not the common case (a key of two
+// arrays) interrupt the run of common keys (of one array, 1-d or 2-d) a
+// loop of its own builds (buildRun) at any place of an operation, its
+// first key included: each goes the general way and the run resumes
+// after it. The
 // values pushed and pulled are every key's, in every array, whichever way
 // it was built, and the engine orders the arrays' next uses after them;
 // a repeated key still sends the call the exact way (summed into its
@@ -158,9 +159,9 @@ func TestDistListCommonRunInterrupted(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	// kind: 0 a common key of 3 floats, 1 a 2x2 key, 2 a key of 3 floats
-	// with two arrays. Operation starts (0, 4096, 8192) are uncommon keys,
-	// and so is a random tenth of the others.
+	// kind: 0 a key of 3 floats, 1 a 2x2 key, 2 a key of 3 floats with
+	// two arrays (the uncommon one). Operation starts (0, 4096, 8192) are
+	// of kind 1 or 2, and so is a random tenth of the others.
 	kind := make([]int, n)
 	for i := range kind {
 		if i%4096 == 0 || rng.IntN(10) == 0 {

@@ -45,22 +45,23 @@ func TestPooledListResized(t *testing.T) {
 
 // buildRun (a list call's common keys in a loop of their own) builds for
 // every key it takes exactly what the general way (fits, then add) builds
-// for it: the items, entries, arrays and their bounds, the engine
-// variables and whether each is written, the count of ready items, the
-// call's entries and the repeat bits; and it stops at the first key that
-// is not the common case (a key of two arrays, a 2-d key, a key seen
-// before, an array without host memory), which the general way then
+// for it (2-d keys among them): the items, entries, arrays and their
+// bounds, the engine variables and whether each is written, the count of
+// ready items, the call's entries and the repeat bits; and it stops at
+// the first key that is not the common case (a key of two arrays, an
+// array of another shape, a key seen before, a key outside the dense
+// table, an array without host memory), which the general way then
 // takes.
 func TestBuildRunAsAdd(t *testing.T) {
 	const n = 40
 	for _, push := range []bool{true, false} {
-		for _, stop := range []string{"none", "two arrays", "2-d", "repeat", "not dense", "no host"} {
+		for _, stop := range []string{"none", "2-d", "two arrays", "shape", "repeat", "not dense", "no host"} {
 			s := &Store{}
 			keys := make([]Key, n)
 			arrs := make([][]*Array, n)
 			for i := range keys {
 				shape := []int{3}
-				if stop == "2-d" && i == 17 {
+				if (stop == "2-d" || stop == "shape") && i%5 == 2 {
 					shape = []int{1, 3}
 				}
 				a, err := NewArray(CPU(0), shape...)
@@ -68,7 +69,11 @@ func TestBuildRunAsAdd(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.be = a.be
-				e := &entry{key: IntKey(i), id: i, shape: shape, n: 3, v: new(engine.Var)}
+				eshape := shape
+				if stop == "shape" && i == 17 {
+					eshape = []int{3, 1} // the key's shape; the array's is 1x3
+				}
+				e := &entry{key: IntKey(i), id: i, shape: eshape, n: 3, v: new(engine.Var)}
 				keys[i], arrs[i] = e.key, []*Array{a}
 				s.dense = append(s.dense, hotOf(e))
 			}
@@ -77,7 +82,7 @@ func TestBuildRunAsAdd(t *testing.T) {
 			case "two arrays":
 				arrs[17] = append(arrs[17], arrs[16][0])
 				want = 17
-			case "2-d":
+			case "shape":
 				want = 17
 			case "repeat":
 				keys[17] = keys[3]
@@ -109,7 +114,7 @@ func TestBuildRunAsAdd(t *testing.T) {
 				for i := range want {
 					h := &s.dense[keys[i].i]
 					if !fits(h, arrs[i]) {
-						t.Fatalf("key %d does not fit", i)
+						t.Fatalf("%s: key %d does not fit", stop, i)
 					}
 					c.entries[i] = h.e
 					bits[h.id/64] |= 1 << (h.id % 64)

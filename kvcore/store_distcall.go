@@ -156,10 +156,12 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 		// (buildRun's common case); nil: the general way only.
 		var one [][]*Array
 		switch {
-		case !buildRuns:
+		case !buildRuns || keys[from].isStr || !isCPU(s.be):
+			// A call's keys are all of one kind: string keys are not in
+			// dense. A device store's arrays are mostly not in host memory.
 		case values == nil:
 			one = outs
-		case outs == nil && isCPU(s.be):
+		case outs == nil:
 			one = values
 		}
 		if !repeat && one != nil {
@@ -239,9 +241,9 @@ func (s *Store) buildDistCall(c *distCall, bp *[]uint64, lim int, op string, key
 
 // buildRun checks and adds keys[i:to] of a push list (arrs: its values,
 // push) or a pull list (arrs: its outputs) to l while each is the common
-// case: a dense int key, one array of its 1-d shape in host memory (for a
-// push, on a CPU store: sent from where it is), not seen before in the
-// call. It returns the first key it did not add (to: none); that key goes
+// case: a dense int key, one array of its shape in host memory (on a CPU
+// store: a push is sent from where it is, a pull's answer goes straight
+// into it), not seen before in the call. It returns the first key it did not add (to: none); that key goes
 // the general way (fits, add, or an error). What it writes is what
 // buildDistCall and add write for such a key, into the list's slices
 // held in locals (sized for the chunk by newDistList) instead of one
@@ -261,6 +263,7 @@ func (s *Store) buildRun(c *distCall, l *distList, bits []uint64, lim int, keys 
 	dense, entries := s.dense, c.entries[i:to]
 	keys, arrs = keys[i:to], arrs[i:to]
 	x := 0
+run:
 	for ; x < m; x++ {
 		if kernels.HasPrefetch && x%pfAhead == 0 {
 			prefetchFirst(arrs, x+pfAhead, min(x+2*pfAhead, m))
@@ -271,12 +274,19 @@ func (s *Store) buildRun(c *distCall, l *distList, bits []uint64, lim int, keys 
 		}
 		h := &dense[k.i]
 		e := h.e
-		if e == nil || h.dims != 1 || len(arrs[x]) != 1 {
+		if e == nil || len(arrs[x]) != 1 {
 			break
 		}
 		a := arrs[x][0]
-		if a == nil || a.buf == nil || a.host == nil || a.n != h.n || len(a.shape) != 1 || h.v == nil || a.v == nil {
+		if a == nil || a.buf == nil || a.host == nil || a.n != h.n || len(a.shape) != h.dims || h.v == nil || a.v == nil {
 			break
+		}
+		if h.dims > 1 {
+			for d, n := range a.shape {
+				if n != e.shape[d] {
+					break run
+				}
+			}
 		}
 		id := h.id
 		if uint(id) >= uint(lim) || bits[id/64]&(1<<(id%64)) != 0 {
