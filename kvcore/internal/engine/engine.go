@@ -134,8 +134,9 @@ func (v *Var) lockAdd(add uint64) uint64 {
 }
 
 // unlock sets the state to s (without the lock bit): nothing else writes
-// the state while it is locked.
-func (v *Var) unlock(s uint64) { v.state.Store(s) }
+// the state while it is locked, so a release store does (no locked
+// instruction on amd64).
+func (v *Var) unlock(s uint64) { storeRelease(&v.state, s) }
 
 // Wait waits until every operation queued on v before the call finished
 // (or ctx ends) and returns the error of the last one that wrote v, or

@@ -34,9 +34,9 @@ func (v *Var) tryLockJoin() (uint64, bool) {
 const tryLockSpins = 16
 
 // release lets go of the lock taken by lockJoin: nothing else writes the
-// state while it is locked, so clearing the lock bit (bit 0) is
-// subtracting 1.
-func (v *Var) release() { v.state.Add(^uint64(0)) }
+// state while it is locked, so the state read is the state to clear the
+// lock bit of.
+func (v *Var) release() { v.unlock(v.state.Load() &^ stLocked) }
 
 // join queues o on v, whose FIFO held n operations, and reports whether
 // o waits behind another. The caller holds the lock (lockJoin).
