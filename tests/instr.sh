@@ -29,8 +29,8 @@ dir=$(go list -f '{{.Dir}}' "$pkg")
 run() {
 	# Valgrind 3.19 does not know RDTSCP, which Go's runtime.cputicks
 	# runs on some lock paths: a run that hits it dies with SIGILL, so a
-	# run is tried up to three times.
-	for try in 1 2 3; do
+	# run is tried up to eight times.
+	for try in 1 2 3 4 5 6 7 8; do
 		if (cd "$dir" && GOGC=off GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 \
 			valgrind --tool=callgrind --callgrind-out-file="$tmp/cg-$1.out" \
 			"$tmp/bench.test" -test.run '^$' -test.bench "^$bench\$" -test.benchtime "$1x" >"$tmp/out-$1.txt" 2>&1); then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 					outs[x] = fmt.Appendf(outs[x], "to %d: ", e.To)
 					outs[x] = wire.Append(outs[x], &e.Msg)
 				}
-				outs[x] = fmt.Appendf(outs[x], "close %v persist %v next %v notes %+v\n", rd.Close, rd.Persist, rd.Next, rd.Notes)
+				outs[x] = fmt.Appendf(outs[x], "close %v persist %v next %v notes %+v stats %+v\n", rd.Close, rd.Persist, rd.Next, rd.Notes, jobs[x].Stats())
 			}
 			check := func(what string) {
 				if !bytes.Equal(outs[0], outs[1]) {
@@ -174,6 +175,11 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 					step(ConnID(c), wire.AppendHeader(nil, &wire.Header{Type: wire.TypeLeave, Seq: next(c)}))
 				}
 			}
+			// What the messages do not show: each key's round and change
+			// mark (snapshots write the keys marked since the last).
+			if a, b := keyStates(jobs[0]), keyStates(jobs[1]); a != b {
+				t.Fatalf("keys differ:\n%s\nvs (the general path)\n%s", a, b)
+			}
 			st := jobs[0].Stats()
 			if st.Pushes == 0 || st.Updates == 0 {
 				t.Fatalf("stats %+v: nothing was pushed or applied", st)
@@ -253,4 +259,13 @@ func TestRoundRanksFrom64(t *testing.T) {
 	if len(got) != 1 || got[0] != n-1 {
 		t.Fatalf("value after round 1: %v, want [%d] (the sum of %d pushes of 1)", got, n-1, n-1)
 	}
+}
+
+// keyStates lists j's keys' rounds and change marks.
+func keyStates(j *Job) string {
+	var b strings.Builder
+	for _, k := range j.sortedKeys() {
+		fmt.Fprintf(&b, "key %d: rounds %d open %v dirty %v ver %d\n", k.id, k.rounds, k.cur != nil, k.dirty, k.ver)
+	}
+	return b.String()
 }
