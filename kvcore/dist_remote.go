@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,11 +35,14 @@ type distRemote struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// A receiver hands a big list group's completion to a helper
-	// goroutine (at most one at a time, counted in wg) when the process
-	// has another core: see dispatchOn.
+	// A receiver queues a big list group's completion for a helper
+	// goroutine (at most one at a time, counted in wg, with at most
+	// helpQueue groups waiting) when the process has another core: see
+	// dispatchOn.
 	share   bool
-	helping atomic.Bool
+	hmu     sync.Mutex
+	helping bool       // a helper runs (under hmu)
+	hq      []helpItem // groups queued for the helper (under hmu)
 
 	mu      sync.Mutex
 	keys    keyMap
@@ -157,11 +159,12 @@ func (r *distRemote) carry(ds []wsm.Done) []wsm.Done {
 // asynchronous operations go back to the free list a batch at a time.
 func (r *distRemote) dispatch(ds []wsm.Done) { r.dispatchOn(ds, false) }
 
-// dispatchOn is dispatch; share (a receiver's, r.share) hands the
+// dispatchOn is dispatch; share (a receiver's, r.share) queues the
 // completion of a list group of at least shareKeys keys (a pull's values
 // copied into the keys' outputs; the operation's variables released with
-// its last group) to a helper goroutine when none runs, and the receiver
-// reads the next answer meanwhile. At the end of a many-keys round the
+// its last group) for a helper goroutine (offer), and the receiver reads
+// the next answer meanwhile; with helpQueue groups already waiting it
+// completes the group itself. At the end of a many-keys round the
 // answers of the last pull lists arrive faster than one goroutine
 // completes them; two share them. The receiver (counted in r.wg) counts
 // the helper there too, so shutdown waits for it; shutdown's own
@@ -195,9 +198,7 @@ func (r *distRemote) dispatchOn(ds []wsm.Done, share bool) {
 			switch {
 			case then && d.Err == nil:
 				r.pullGroup(sink, g) // a pushpull list's pull, once its push was answered
-			case threads && share && len(g.idx) >= shareKeys && r.helping.CompareAndSwap(false, true):
-				r.wg.Add(1)
-				go r.help(sink, g, remoteErr(d.Err))
+			case threads && share && len(g.idx) >= shareKeys && r.offer(sink, g, remoteErr(d.Err)):
 			default:
 				sink.groupDone(g, remoteErr(d.Err))
 			}
@@ -226,11 +227,56 @@ const shareKeys = 256
 // browser runtime's size budget).
 const threads = runtime.GOARCH != "wasm"
 
-// help completes list group g for dispatchOn.
-func (r *distRemote) help(sink listSink, g *listGroup, err error) {
+// helpItem is a list group queued for the helper.
+type helpItem struct {
+	sink listSink
+	g    *listGroup
+	err  error
+}
+
+// helpQueue is how many groups may wait for the helper: a receiver whose
+// helper is that far behind completes the next group itself (so the
+// queue is bounded, and the receiver's reads slow down with the
+// helper). The helper takes the queued groups one after another and
+// exits when none is left: the receiver starts a goroutine (and waits,
+// when that goroutine takes the receiver's P: see RATIONALE) once per
+// run of groups, not once per group.
+const helpQueue = 2
+
+// offer queues g for the helper, starting one if none runs, unless the
+// queue is full: false then (the receiver completes g).
+func (r *distRemote) offer(sink listSink, g *listGroup, err error) bool {
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	if len(r.hq) >= helpQueue {
+		return false
+	}
+	r.hq = append(r.hq, helpItem{sink, g, err})
+	if !r.helping {
+		r.helping = true
+		r.wg.Add(1)
+		go r.help()
+	}
+	return true
+}
+
+// help completes the queued groups until none is left.
+func (r *distRemote) help() {
 	defer r.wg.Done()
-	sink.groupDone(g, err)
-	r.helping.Store(false)
+	for {
+		r.hmu.Lock()
+		if len(r.hq) == 0 {
+			r.helping = false
+			r.hmu.Unlock()
+			return
+		}
+		it := r.hq[0]
+		copy(r.hq, r.hq[1:])
+		r.hq[len(r.hq)-1] = helpItem{}
+		r.hq = r.hq[:len(r.hq)-1]
+		r.hmu.Unlock()
+		it.sink.groupDone(it.g, it.err)
+	}
 }
 
 func (r *distRemote) event(e wsm.Event) {
