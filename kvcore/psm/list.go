@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/webkv/webkv/kvcore/compute"
 	"github.com/webkv/webkv/kvcore/internal/kernels"
@@ -156,7 +157,10 @@ func (j *Job) pullList(w *worker, m *wire.Msg) {
 	start := len(j.scratch)
 	j.scratch = slices.Grow(j.scratch, 4*int(m.Total))
 	p := j.scratch[start : start : start+4*int(m.Total)]
-	for _, k := range ks {
+	for i, k := range ks {
+		if kernels.HasPrefetch {
+			prefetchAhead(ks, i, true)
+		}
 		vals, ok := cpuValue(k)
 		if !ok {
 			var err error
@@ -205,6 +209,9 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	solo := sync && j.soloRounds(w)
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
+		if kernels.HasPrefetch {
+			prefetchAhead(ks, i, false)
+		}
 		n, r := k.n, rounds[i]
 		lr.rs[i] = wire.ListResult{Delta: -int64(r)}
 		at := off
@@ -291,6 +298,35 @@ func (j *Job) closeSolo(k *key, buf compute.Buffer) {
 	j.stats.Updates++
 	j.rd.Persist = true
 }
+
+// prefetchAhead asks for the lines a list's loop reads of the keys ahead
+// of key i (kernels.Prefetch): the key's first line 2*pfAhead on, and
+// pfAhead on the buffer the loop reads (a pull: the key's value) or
+// writes (a push: its spare), a CPUBuffer and its first words, one object
+// for a small key (compute's inlineBuffer). A key's line holds n, the
+// round state and both buffers (keyLayout); a push list's cleanRun has
+// read it already. Each key of a list is its own object, and so is
+// each buffer: without this, the loop waits for two misses a key.
+func prefetchAhead(ks []*key, i int, pull bool) {
+	if j := i + 2*pfAhead; pull && j < len(ks) {
+		kernels.Prefetch(unsafe.Pointer(ks[j]))
+	}
+	j := i + pfAhead
+	if j >= len(ks) {
+		return
+	}
+	b := ks[j].spare
+	if pull {
+		b = ks[j].stored
+	}
+	if cb, ok := b.(*compute.CPUBuffer); ok && cb != nil {
+		kernels.Prefetch(unsafe.Pointer(cb))
+		kernels.Prefetch(unsafe.Add(unsafe.Pointer(cb), 64))
+	}
+}
+
+// pfAhead is how many keys ahead prefetchAhead asks for a key's buffer.
+const pfAhead = 8
 
 // Checked runs of a push list (pushList): keys of up to cleanKeyMax words
 // (above, the backend's own checked write, which may split a big one over
