@@ -321,7 +321,7 @@ func prefetchAhead(ks []*key, i int, pull bool) {
 	}
 	if cb, ok := b.(*compute.CPUBuffer); ok && cb != nil {
 		kernels.Prefetch(unsafe.Pointer(cb))
-		kernels.Prefetch(unsafe.Add(unsafe.Pointer(cb), 64))
+		kernels.PrefetchOff(unsafe.Pointer(cb), 64)
 	}
 }
 

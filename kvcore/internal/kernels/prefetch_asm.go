@@ -19,3 +19,11 @@ const HasPrefetch = true
 //
 //go:noescape
 func Prefetch(p unsafe.Pointer)
+
+// PrefetchOff is Prefetch of the line off bytes after p, which may lie
+// beyond p's object (a prefetch never reads it into the program): the
+// address is made in assembly, where Go's pointer checks (checkptr, on
+// with -race) do not refuse an address outside p's allocation.
+//
+//go:noescape
+func PrefetchOff(p unsafe.Pointer, off uintptr)

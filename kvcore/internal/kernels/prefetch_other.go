@@ -9,3 +9,6 @@ const HasPrefetch = false
 
 // Prefetch is a no-op here (wasm has no prefetch instruction).
 func Prefetch(p unsafe.Pointer) {}
+
+// PrefetchOff is a no-op here.
+func PrefetchOff(p unsafe.Pointer, off uintptr) {}

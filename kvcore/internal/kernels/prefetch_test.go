@@ -14,6 +14,9 @@ func TestPrefetchNeverFaults(t *testing.T) {
 	Prefetch(nil)
 	Prefetch(unsafe.Pointer(&b[0]))
 	Prefetch(unsafe.Pointer(&b[63]))
+	PrefetchOff(unsafe.Pointer(&b[0]), 64)    // past b
+	PrefetchOff(unsafe.Pointer(&b[0]), 1<<40) // far past anything mapped
+	PrefetchOff(nil, 0)
 	if b[0] != 0 || b[63] != 0 {
 		t.Fatal("Prefetch wrote memory")
 	}
