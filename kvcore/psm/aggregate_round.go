@@ -10,19 +10,13 @@ import (
 	"github.com/webkv/webkv/kvcore/wire"
 )
 
-// assigns reports whether a round's single push, closing it with scale 1,
-// becomes the key's value as it is: no optimizer or custom updater, and
-// a plain sum or mean without clipping.
-func (j *Job) assigns() bool {
-	return j.opt == nil && j.cu == nil && j.agg.Kind <= AggMean && j.agg.Clip == 0
-}
-
 // combine applies a closing round's accepted pushes (arr, in rank order;
 // refused ones have no buffer) to k by the job's Aggregate rule: the
 // optimizer's update of their aggregate, or, without an optimizer, its
 // assignment. It returns the acks' flags.
 func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
-	if len(arr) == 1 && arr[0].buf != nil && !(deadline && k.cur.nexp > 1) && j.assigns() {
+	if len(arr) == 1 && arr[0].buf != nil && !(deadline && k.cur.nexp > 1) &&
+		j.opt == nil && j.cu == nil && j.agg.Kind <= AggMean && j.agg.Clip == 0 {
 		// The assignment of a round's single accepted push, decided
 		// before the list of sources is built: a sum or mean of one push
 		// (scale 1, nothing refused, no deadline short of pushes) without

@@ -206,7 +206,6 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	}
 	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
 	deadline := j.cfg.RoundDeadline
-	solo := sync && j.soloRounds(w)
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
 		if kernels.HasPrefetch {
@@ -225,18 +224,6 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 					copy(buf.Float32s(), words[at:off])
 					if async {
 						j.pushListAsync(lr, i, k, buf)
-						continue
-					}
-					if solo && k.cur == nil && r == k.rounds {
-						// The round this push opens expects no one else:
-						// it closes at once (see soloRounds).
-						j.closeSolo(k, buf)
-						if lr.left > 1 {
-							lr.rs[i].Delta += int64(r) // closed as round r: listSettle's work
-							lr.left--
-						} else {
-							j.listSettle(lr, i, r, 0, nil)
-						}
 						continue
 					}
 					// arrive's work, with the arrival written in its
@@ -268,35 +255,6 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	if lr.left > 0 {
 		j.hold(w, m.Seq)
 	}
-}
-
-// soloRounds reports whether a round opened now by w's push would expect
-// w alone and close with it as its value (the assignment of combine's
-// first case): w is the job's only member, and no optimizer, custom
-// updater or aggregate rule other than a plain sum or mean applies.
-func (j *Job) soloRounds(w *worker) bool {
-	if !j.assigns() {
-		return false
-	}
-	m := j.mem
-	if m == nil {
-		m = j.members()
-	}
-	return m.n == 1 && w.rank >= 0 && w.rank < len(m.w) && m.w[w.rank] == w
-}
-
-// closeSolo is openRound, arrive and closeRound for a round that push
-// buf opens and closes (soloRounds): buf becomes k's value, the old
-// value's buffer goes to k's free list, and the round counts as closed.
-// No round is made, nor a deadline entry (it would be popped as closed).
-func (j *Job) closeSolo(k *key, buf compute.Buffer) {
-	k.stored, buf = buf, k.stored
-	k.putFree(buf)
-	j.touch(k)
-	k.rounds++
-	j.stats.Rounds++
-	j.stats.Updates++
-	j.rd.Persist = true
 }
 
 // prefetchAhead asks for the lines a list's loop reads of the keys ahead

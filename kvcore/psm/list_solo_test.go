@@ -10,12 +10,12 @@ import (
 
 // TestSoloRounds: a job whose only member pushes lists (dist_sync, no
 // optimizer, the CPU backend: every round opens and closes with the one
-// push, closeSolo) keeps what the general path keeps: each pull returns
-// the last push, each push is acked for its own round, each key counts
-// its rounds and is marked changed for the next snapshot, the step asks
-// for persistence, the stats count the rounds and updates, and a key's
-// two buffers (its value and the spare the next push is written into)
-// take turns, with none allocated after the first round.
+// push, its buffer assigned as the value) keeps each key's state: each
+// value is the last push, each push is acked for its own round, each key
+// counts its rounds and is marked changed for the next snapshot, the
+// step asks for persistence, the stats count the rounds and updates, and
+// a key's two buffers (its value and the spare the next push is written
+// into) take turns, with none allocated after the first round.
 func TestSoloRounds(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
@@ -92,7 +92,9 @@ func TestSoloRounds(t *testing.T) {
 // were members stays open for the one left after the other leaves; that
 // worker's push list is then the round's second push (the value is the
 // sum of both), not a round of its own, and only its next push list
-// closes rounds alone.
+// closes rounds alone (a shortcut for a job's only worker would have to
+// tell the two apart: see RATIONALE, "Why does the server keep a key's
+// list-path fields together?").
 func TestSoloRoundsJoinOpenRound(t *testing.T) {
 	h := newHarness(t, Config{Backend: compute.NewCPU(nil)})
 	h.hello(1, 2)
