@@ -261,10 +261,12 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 // of key i (kernels.Prefetch): the key's first line 2*pfAhead on, and
 // pfAhead on the buffer the loop reads (a pull: the key's value) or
 // writes (a push: its spare), a CPUBuffer and its first words, one object
-// for a small key (compute's inlineBuffer). A key's line holds n, the
-// round state and both buffers (keyLayout); a push list's cleanRun has
-// read it already. Each key of a list is its own object, and so is
-// each buffer: without this, the loop waits for two misses a key.
+// for a small key (compute's inlineBuffer). n and both buffers are in a
+// key's first 56 bytes (TestKeyLayout keeps a key within 80); a push
+// list's cleanRun has read them already. Keys lie in chunks but each
+// buffer is its own object: without this, the loop waits for a miss or
+// two a key (RATIONALE: "Why does a list call prefetch its keys' lines a
+// few keys ahead?").
 func prefetchAhead(ks []*key, i int, pull bool) {
 	if j := i + 2*pfAhead; pull && j < len(ks) {
 		kernels.Prefetch(unsafe.Pointer(ks[j]))
