@@ -22,6 +22,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/webkv/webkv/kvcore"
 	"github.com/webkv/webkv/kvcore/compute"
@@ -1140,23 +1142,61 @@ func waitFor(tb testing.TB, timeout, interval time.Duration, what string, cond f
 // fatalError makes waitFor stop at once.
 type fatalError struct{ error }
 
-// navigateTimeout bounds one page load: chromedp's Navigate waits for the
-// load event without a limit of its own, and a lost event would otherwise
-// hold a test until the package's timeout, with no word on what hung.
+// navigateTimeout bounds one page load, from the navigation's start to the
+// document's readyState "complete".
 const navigateTimeout = 2 * time.Minute
+
+// navigatePoll is how often brNavigate asks a loading page for its state.
+const navigatePoll = 50 * time.Millisecond
 
 // brNavigate runs the actions (a viewport, say) and then loads url in the
 // tab ctx, within navigateTimeout. The tab's target is created first
 // without the time limit, since chromedp ties a new target's life to the
 // context of its first Run.
+//
+// It starts the navigation (Page.navigate, which returns once the
+// browser has the request) and then asks the page for its location and
+// document.readyState until the new document is complete: a state the
+// page reports whenever asked. chromedp's Navigate waits instead for the
+// load event's message, which a busy machine once saw lost for the second
+// of two tabs loading at once (the page had loaded and trained) and the
+// test hung until the timeout.
 func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chromedp.Void]) error {
 	if err := chromedp.Do(ctx); err != nil {
 		return fmt.Errorf("opening a tab for %s: %v", url, err)
 	}
 	nctx, cancel := context.WithTimeout(ctx, navigateTimeout)
 	defer cancel()
-	if err := chromedp.Do(nctx, append(actions, chromedp.Navigate(url))...); err != nil {
+	start := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		res, err := cdp.Call(ctx, t, page.Navigate, page.NavigateParams{URL: url})
+		if err == nil && res.ErrorText != "" {
+			err = errors.New(res.ErrorText)
+		}
+		return err
+	})
+	if err := chromedp.Do(nctx, append(actions, start)...); err != nil {
 		return fmt.Errorf("navigating to %s: %v", url, err)
 	}
-	return nil
+	tick := time.NewTicker(navigatePoll)
+	defer tick.Stop()
+	last := "no answer yet"
+	for {
+		// The tab was blank before: a blank location is the old document,
+		// or the new one not yet committed. An evaluation can fail while
+		// the document changes; the next one is asked again.
+		state, err := chromedp.Run(nctx, chromedp.Evaluate[string](`location.href === "about:blank" ? "blank" : document.readyState`))
+		switch {
+		case err != nil:
+			last = err.Error()
+		case state == "complete":
+			return nil
+		default:
+			last = "document " + state
+		}
+		select {
+		case <-tick.C:
+		case <-nctx.Done():
+			return fmt.Errorf("navigating to %s: the page did not load within %v (last: %s)", url, navigateTimeout, last)
+		}
+	}
 }
