@@ -27,12 +27,14 @@ func FuzzRelayFrames(f *testing.F) {
 	f.Add(wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeLoadStates, Seq: 2}, Payload: []byte{1, 2, 3}}))
 	f.Add(hello("fz", ""))
 	// A short silence timeout removes the workers of closed connections
-	// quickly, so membership stays below the job's worker limit.
-	_, u := startServer(f, Config{MaxMessage: 1 << 16, Heartbeat: 50 * time.Millisecond, Timeout: 300 * time.Millisecond})
+	// quickly; an iteration waits for the job to be below its worker
+	// limit (the fuzzer runs thousands a second, faster than that).
+	s, u := startServer(f, Config{MaxMessage: 1 << 16, Heartbeat: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, MaxWorkers: fuzzWorkers})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
+		waitWorkersBelow(t, tctx, s, "fz", fuzzWorkers)
 		c, _, err := rawDial(t, tctx, u, "fz", "", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -68,4 +70,31 @@ func FuzzRelayFrames(f *testing.F) {
 		// silence timeout removes the worker).
 		c.Write(tctx, websocket.MessageBinary, wire.AppendHeader(nil, &wire.Header{Type: wire.TypeLeave, Seq: 1 << 40}))
 	})
+}
+
+// fuzzWorkers is FuzzRelayFrames' job's worker limit.
+const fuzzWorkers = 64
+
+// waitWorkersBelow waits until job has fewer than n workers (the relay's
+// Status, asked every few milliseconds), or fails t when ctx ends first.
+func waitWorkersBelow(t *testing.T, ctx context.Context, s *Server, job string, n int) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		workers := 0
+		for _, j := range s.Status().Jobs {
+			if j.Job == job {
+				workers = int(j.LiveWorkers)
+			}
+		}
+		if workers < n {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("job %q still has %d workers (limit %d) at the iteration's deadline", job, workers, n)
+		}
+	}
 }
