@@ -1154,13 +1154,14 @@ const navigatePoll = 50 * time.Millisecond
 // without the time limit, since chromedp ties a new target's life to the
 // context of its first Run.
 //
-// It starts the navigation (Page.navigate, which returns once the
-// browser has the request) and then asks the page for its location and
-// document.readyState until the new document is complete: a state the
-// page reports whenever asked. chromedp's Navigate waits instead for the
-// load event's message, which a busy machine once saw lost for the second
-// of two tabs loading at once (the page had loaded and trained) and the
-// test hung until the timeout.
+// It marks the document the tab shows (a blank one, or the last page:
+// tabs are reused), starts the navigation (Page.navigate, which may
+// return before the new document replaced the old) and then asks the tab
+// for its document's state until an unmarked document is complete: a
+// state the page reports whenever asked. chromedp's Navigate waits
+// instead for the load event's message, which a busy machine once saw
+// lost for the second of two tabs loading at once (the page had loaded
+// and trained) and the test hung until the timeout.
 func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chromedp.Void]) error {
 	if err := chromedp.Do(ctx); err != nil {
 		return fmt.Errorf("opening a tab for %s: %v", url, err)
@@ -1174,6 +1175,9 @@ func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chro
 		}
 		return err
 	})
+	if _, err := chromedp.Run(nctx, chromedp.Evaluate[bool](`document.__brOld = true`)); err != nil {
+		return fmt.Errorf("navigating to %s: marking the old document: %v", url, err)
+	}
 	if err := chromedp.Do(nctx, append(actions, start)...); err != nil {
 		return fmt.Errorf("navigating to %s: %v", url, err)
 	}
@@ -1181,10 +1185,10 @@ func brNavigate(ctx context.Context, url string, actions ...chromedp.Action[chro
 	defer tick.Stop()
 	last := "no answer yet"
 	for {
-		// The tab was blank before: a blank location is the old document,
-		// or the new one not yet committed. An evaluation can fail while
-		// the document changes; the next one is asked again.
-		state, err := chromedp.Run(nctx, chromedp.Evaluate[string](`location.href === "about:blank" ? "blank" : document.readyState`))
+		// A marked document is the old one (the new one is not in yet).
+		// An evaluation can fail while the document changes; the next
+		// one is asked again.
+		state, err := chromedp.Run(nctx, chromedp.Evaluate[string](`document.__brOld === true ? "the old one" : document.readyState`))
 		switch {
 		case err != nil:
 			last = err.Error()
