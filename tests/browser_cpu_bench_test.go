@@ -3,11 +3,13 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,6 +64,93 @@ type brCPUPushResult struct {
 	Check map[string]float64 `json:"check"`
 }
 
+// TestBrowserCPUBenchPages runs BenchmarkBrowserCPU's two pages at a small
+// size, one timed iteration each, with the benchmark's checks: the
+// benchmark's harness (the pages, tests/browsercpu, tfjs-backend-wasm
+// through webkv.js) is tested on every run of the tests, not only when
+// someone benchmarks (a change of the runtime's JavaScript API once broke
+// the benchmark unseen: the pages' program lacked a function webkv.js
+// calls when it loads).
+func TestBrowserCPUBenchPages(t *testing.T) {
+	integration(t)
+	seed := brSeed(t)
+	ctx, base := brCPUBench(t)
+	res, push := brCPUPages(t, ctx, base, 1<<14, 3, 1, 0, seed, false, 2*time.Minute)
+	brCPUChecks(t, res, push)
+	if res.N != 1<<14 || res.K != 3 {
+		t.Errorf("the page ran n=%d k=%d, want %d and 3", res.N, res.K, 1<<14)
+	}
+	if !strings.HasPrefix(res.Simd, "cpu+wasm-simd") {
+		t.Errorf("webkv's backend on the page is %q, want the SIMD kernels (cpu+wasm-simd)", res.Simd)
+	}
+	if len(res.Check) == 0 || len(push.Check) == 0 {
+		t.Errorf("the pages checked nothing: %v, %v", res.Check, push.Check)
+	}
+}
+
+// brCPUBench starts what the CPU benchmark's pages need (tfjs-backend-wasm
+// installed in tests/tfjs, tests/browsercpu built, a server of the pages
+// and a browser tab) and returns the tab and the server's URL.
+func brCPUBench(tb testing.TB) (context.Context, string) {
+	root := brRepoRoot(tb)
+	brNpmCI(tb, filepath.Join(root, "tests/tfjs"), "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm")
+	bench := brBuildCPUBench(tb)
+	srv := brServer(tb, map[string]http.Handler{
+		"/browsercpu.wasm": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, bench) }),
+	})
+	return brBrowser(tb), srv.URL
+}
+
+// brCPUPages runs the benchmark's two pages (cpubench.html, then
+// cpupush.html) in tab ctx of the server at base.
+func brCPUPages(tb testing.TB, ctx context.Context, base string, n, k, iters, warmup int, seed uint32, sweep bool, timeout time.Duration) (brCPUResult, brCPUPushResult) {
+	tb.Helper()
+	var res brCPUResult
+	var push brCPUPushResult
+	sw := 0
+	if sweep {
+		sw = 1
+	}
+	brRunPage(tb, ctx, fmt.Sprintf("%s/cpubench.html?n=%d&k=%d&iters=%d&warmup=%d&seed=%d&sweep=%d", base, n, k, iters, warmup, seed%100000, sw), timeout, &res)
+	brRunPage(tb, ctx, fmt.Sprintf("%s/cpupush.html?n=%d&k=%d&iters=%d&warmup=%d&seed=%d", base, n, k, iters, warmup, seed%100000), timeout, &push)
+	return res, push
+}
+
+// brCPUChecks fails tb unless the pages' baseline is tfjs-backend-wasm with
+// SIMD and webkv's results are the reference's (reduces are exact: the
+// same float32 sums in the same order, and the SIMD kernels have the Go
+// loops' bits; tfjs may sum otherwise).
+func brCPUChecks(tb testing.TB, res brCPUResult, push brCPUPushResult) {
+	tb.Helper()
+	if !res.Tfjs.Simd || res.Tfjs.Backend != "wasm" {
+		tb.Errorf("tfjs runs on %q with SIMD %v: the baseline must be tfjs-backend-wasm with SIMD", res.Tfjs.Backend, res.Tfjs.Simd)
+	}
+	for name, e := range push.Check {
+		if e != 0 {
+			tb.Errorf("runtime page: %s = %g", name, e)
+		}
+	}
+	for name, e := range res.Check {
+		if name != "tfjsAddNMaxRelErr" && e != 0 {
+			tb.Errorf("%s = %g: webkv's results are not the reference's", name, e)
+		}
+	}
+}
+
+// brNpmCI installs the npm packages of dir (npm ci) unless the file want,
+// relative to dir, is there already.
+func brNpmCI(tb testing.TB, dir, want string) {
+	tb.Helper()
+	if _, err := os.Stat(filepath.Join(dir, want)); err == nil {
+		return
+	}
+	npm := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+	npm.Dir = dir
+	if out, err := npm.CombinedOutput(); err != nil {
+		tb.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+}
+
 // brBuildCPUBench builds tests/browsercpu (the webkv side of the CPU
 // benchmark page) for GOOS=js into a temporary directory.
 func brBuildCPUBench(tb testing.TB) string {
@@ -97,44 +186,21 @@ func brBuildCPUBench(tb testing.TB) string {
 //
 //	go test ./tests -run '^$' -bench BrowserCPU -benchtime 1x
 //
-// Needs tests/tfjs/node_modules (npm ci --prefix tests/tfjs).
+// It installs tests/tfjs's packages (npm ci) when they are missing.
 func BenchmarkBrowserCPU(b *testing.B) {
-	root := brRepoRoot(b)
-	if _, err := os.Stat(filepath.Join(root, "tests/tfjs/node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm")); err != nil {
-		b.Fatalf("tfjs-backend-wasm is not installed (%v): run npm ci --prefix tests/tfjs", err)
-	}
 	const n, k = 4 << 20, 4
 	seed := brSeed(b)
-	bench := brBuildCPUBench(b)
-	srv := brServer(b, map[string]http.Handler{
-		"/browsercpu.wasm": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, bench) }),
-	})
-	ctx := brBrowser(b)
+	ctx, base := brCPUBench(b)
 	var res brCPUResult
 	var push brCPUPushResult
 	for i := range b.N {
-		url := fmt.Sprintf("%s/cpubench.html?n=%d&k=%d&iters=9&warmup=3&seed=%d&sweep=%d", srv.URL, n, k, seed%100000, map[bool]int{true: 1}[i == 0])
-		brRunPage(b, ctx, url, 8*time.Minute, &res)
-		url = fmt.Sprintf("%s/cpupush.html?n=%d&k=%d&iters=9&warmup=3&seed=%d", srv.URL, n, k, seed%100000)
-		brRunPage(b, ctx, url, 8*time.Minute, &push)
+		res, push = brCPUPages(b, ctx, base, n, k, 9, 3, seed, i == 0, 8*time.Minute)
 	}
 	b.Logf("webkv CPU backend %q (SIMD from %d elements); tfjs-core %s on %s, SIMD %v, threads %v", res.Simd, res.MinLen, res.Tfjs.Version, res.Tfjs.Backend, res.Tfjs.Simd, res.Tfjs.Threads)
-	if !res.Tfjs.Simd || res.Tfjs.Backend != "wasm" {
-		b.Errorf("tfjs runs on %q with SIMD %v: the baseline must be tfjs-backend-wasm with SIMD", res.Tfjs.Backend, res.Tfjs.Simd)
-	}
-	for name, e := range push.Check {
-		if e != 0 {
-			b.Errorf("runtime page: %s = %g", name, e)
-		}
-	}
 	for name, e := range res.Check {
 		b.Logf("check %s = %.3g", name, e)
-		// Reduces are exact (the same float32 sums in the same order) and
-		// the SIMD kernels have the Go loops' bits; tfjs may sum otherwise.
-		if name != "tfjsAddNMaxRelErr" && e != 0 {
-			b.Errorf("%s = %g: webkv's results are not the reference's", name, e)
-		}
 	}
+	brCPUChecks(b, res, push)
 	simd, ok := res.Webkv["simd"]
 	if !ok || simd.ReduceMs == 0 {
 		b.Fatalf("no SIMD kernels in Chromium: %s", res.Simd)

@@ -52,13 +52,7 @@ func readmeTypes(t *testing.T, example string) {
 	root := brRepoRoot(t)
 	tscDir := filepath.Join(root, "tests/tsc")
 	tsc := filepath.Join(tscDir, "node_modules/typescript/bin/tsc")
-	if _, err := os.Stat(tsc); err != nil {
-		npm := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-		npm.Dir = tscDir
-		if out, err := npm.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in tests/tsc: %v\n%s", err, out)
-		}
-	}
+	brNpmCI(t, tscDir, "node_modules/typescript/bin/tsc")
 	dir := t.TempDir()
 	if err := os.Symlink(filepath.Join(tscDir, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
 		t.Fatal(err)

@@ -61,6 +61,9 @@ var (
 
 func main() {
 	api := js.Global().Get("Object").New()
+	// webkv.js hands every runtime its error class and event emitter
+	// first; this program raises neither.
+	api.Set("setErrorClass", js.FuncOf(func(js.Value, []js.Value) any { return nil }))
 	api.Set("setEmitter", js.FuncOf(func(js.Value, []js.Value) any { return nil }))
 	api.Set("setup", js.FuncOf(func(_ js.Value, args []js.Value) any { return promise(func() (any, error) { return setup(args[0]) }) }))
 	api.Set("run", js.FuncOf(func(_ js.Value, args []js.Value) any {
