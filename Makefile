@@ -122,7 +122,6 @@ BENCH ?= .
 BENCHTIME ?= 1s
 bench:
 	mkdir -p bin
-	[ -d tests/tfjs/node_modules/@tensorflow ] || npm ci --prefix tests/tfjs --no-audit --no-fund
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 10m ./... | tee bin/bench.txt
 	@echo "--- ratios and other reported metrics ---"
 	@awk '/^pkg: / { pkg = $$2; sub(".*/", "", pkg) } /^Benchmark/ { for (i = 3; i < NF; i += 2) { u = $$(i+1); if ($$i ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$$/ && u != "ns/op" && u != "B/op" && u != "allocs/op" && u != "MB/s") printf "%-50s %12s %s\n", pkg "." $$1, $$i, u } }' bin/bench.txt

@@ -5,7 +5,6 @@ package tests
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -65,12 +64,9 @@ type brBenchResult struct {
 //
 //	go test ./tests -run '^$' -bench BrowserWebGPU -benchtime 1x
 //
-// Needs tests/tfjs/node_modules (npm ci --prefix tests/tfjs).
+// It installs tests/tfjs's packages (npm ci) when they are missing.
 func BenchmarkBrowserWebGPU(b *testing.B) {
-	root := brRepoRoot(b)
-	if _, err := os.Stat(filepath.Join(root, "tests/tfjs/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js")); err != nil {
-		b.Fatalf("tfjs is not installed (%v): run npm ci --prefix tests/tfjs", err)
-	}
+	brNpmCI(b, filepath.Join(brRepoRoot(b), "tests/tfjs"), "node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js")
 	const n, k = 4 << 20, 4
 	seed := brSeed(b)
 	srv := brServer(b, nil)

@@ -51,8 +51,9 @@ func TestBrowserReadme(t *testing.T) {
 func readmeTypes(t *testing.T, example string) {
 	root := brRepoRoot(t)
 	tscDir := filepath.Join(root, "tests/tsc")
-	tsc := filepath.Join(tscDir, "node_modules/typescript/bin/tsc")
-	brNpmCI(t, tscDir, "node_modules/typescript/bin/tsc")
+	const tscBin = "node_modules/typescript/bin/tsc"
+	brNpmCI(t, tscDir, tscBin)
+	tsc := filepath.Join(tscDir, tscBin)
 	dir := t.TempDir()
 	if err := os.Symlink(filepath.Join(tscDir, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
 		t.Fatal(err)
