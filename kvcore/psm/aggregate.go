@@ -190,6 +190,7 @@ func (j *Job) arriveRefused(now time.Duration, k *key, a arrival, hold bool) boo
 	if j.mode != wire.ModeSync {
 		return false
 	}
+	j.splitKey(k)
 	r := k.cur
 	if r == nil {
 		r = j.openRound(now, k)

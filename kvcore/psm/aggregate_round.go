@@ -15,8 +15,7 @@ import (
 // optimizer's update of their aggregate, or, without an optimizer, its
 // assignment. It returns the acks' flags.
 func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
-	if len(arr) == 1 && arr[0].buf != nil && !(deadline && k.cur.nexp > 1) &&
-		j.opt == nil && j.cu == nil && j.agg.Kind <= AggMean && j.agg.Clip == 0 {
+	if len(arr) == 1 && arr[0].buf != nil && !(deadline && k.cur.nexp > 1) && j.assigns() {
 		// The assignment of a round's single accepted push, decided
 		// before the list of sources is built: a sum or mean of one push
 		// (scale 1, nothing refused, no deadline short of pushes) without
@@ -84,6 +83,13 @@ func (j *Job) combine(k *key, arr []arrival, deadline bool) (uint16, error) {
 		err = j.updateArrivals(k, k.merge, arr)
 	}
 	return flags, err
+}
+
+// assigns reports whether a round closed by one accepted push, with
+// every expected worker's push in (scale 1), takes that push as its
+// value: no optimizer or custom updater, and a plain sum or mean.
+func (j *Job) assigns() bool {
+	return j.opt == nil && j.cu == nil && j.agg.Kind <= AggMean && j.agg.Clip == 0
 }
 
 // aggregateHost computes the clipped sum or mean, median or trimmed mean

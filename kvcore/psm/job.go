@@ -303,6 +303,7 @@ type round struct {
 	arrived []arrival
 	queued  []arrival // pushes for later rounds (none without an open round)
 	arr1    [1]arrival
+	list    *lround // the list round whose keys share it (listround.go), or nil
 }
 
 // newRound returns an empty round from the job's free list, or a new one.
@@ -510,10 +511,16 @@ func (j *Job) dropKey(k *key) {
 // openEnt is a round that opened at at; stale once it closed.
 type openEnt struct {
 	k  *key
+	l  *lround // a list round's entry (listround.go), instead of k
 	at time.Duration
 }
 
-func (e openEnt) stale() bool { return e.k.cur == nil || e.k.cur.opened != e.at }
+func (e openEnt) stale() bool {
+	if e.l != nil {
+		return e.l.closed
+	}
+	return e.k.cur == nil || e.k.cur.opened != e.at
+}
 
 // dropStale drops the closed rounds at the queue's front in one step
 // (nextTimer, after every Step: a list closes thousands of rounds, and a
@@ -604,6 +611,7 @@ type Job struct {
 	keyNext   int                  // keyBuf's first unused key
 	mem       *members             // the members a round opens with (nil: build them; members)
 	roundFree []*round             // closed rounds for reuse (newRound)
+	perKey    bool                 // no list rounds (tests compare the two)
 }
 
 // New returns an empty Job.
@@ -640,6 +648,7 @@ func (j *Job) Close() {
 		return
 	}
 	j.closed = true
+	j.listSplitAll() // the slots' buffers go with their keys' rounds
 	j.closeCustom()
 	for _, k := range j.keys {
 		j.freeKey(k)
@@ -1212,6 +1221,11 @@ func (j *Job) Tick(now time.Duration) Ready {
 			if now-e.at < j.cfg.RoundDeadline {
 				break
 			}
+			if e.l != nil {
+				// Due: its keys' own rounds take its place.
+				j.listSplit(e.l)
+				continue
+			}
 			j.popOpen()
 			j.maybeClose(now, e.k)
 		}
@@ -1292,6 +1306,7 @@ func (j *Job) nextTimer(now time.Duration) time.Duration {
 
 // remove drops w from the job: its rank is freed, it leaves every wait.
 func (j *Job) remove(now time.Duration, w *worker) {
+	j.listSplitAll()
 	j.stats.Removed++
 	delete(j.workers, w.id)
 	if w.conn != 0 {
@@ -1803,6 +1818,7 @@ func (j *Job) arrive(now time.Duration, w *worker, seq uint64, k *key, a *arriva
 	if a.lr == nil {
 		j.hold(w, seq) // a list is held once (list.go)
 	}
+	j.splitKey(k)
 	r := k.cur
 	if r == nil {
 		r = j.openRound(now, k)
@@ -1963,18 +1979,31 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 	if len(arr) > 1 {
 		byRank(arr)
 	}
+	j.settleRound(k, arr, deadline)
+	q := cur.queued
+	k.cur = nil
+	j.freeRound(cur)
+	// Pushes queued for later rounds open the next one.
+	if len(q) > 0 {
+		j.openQueued(now, k, q)
+	}
+}
+
+// settleRound closes k's open round (k.cur, a key's own or its list's)
+// with its arrivals arr, in rank order: the update, the round's number,
+// and each arrival's answer; it clears arr. The caller detaches the round.
+func (j *Job) settleRound(k *key, arr []arrival, deadline bool) {
 	// The job's Aggregate rule, then the optimizer (aggregate_round.go).
 	flags, err := j.combine(k, arr, deadline)
-	j.touch(k)
-	r := k.rounds
+	var r uint64
 	if err == nil {
+		r = j.roundDone(k)
+	} else {
 		// A failed update applied nothing: the next round keeps this
 		// number, so the workers, which advance on acks only, push
 		// into it and not as late.
-		k.rounds = r + 1
-		j.stats.Rounds++
-		j.stats.Updates++
-		j.rd.Persist = true
+		j.touch(k)
+		r = k.rounds
 	}
 	for i := range arr {
 		a := &arr[i]
@@ -1991,13 +2020,18 @@ func (j *Job) closeRound(now time.Duration, k *key, deadline bool) {
 		}
 		*a = arrival{} // in the same pass: no second one to clear them
 	}
-	q := cur.queued
-	k.cur = nil
-	j.freeRound(cur)
-	// Pushes queued for later rounds open the next one.
-	if len(q) > 0 {
-		j.openQueued(now, k, q)
-	}
+}
+
+// roundDone counts k's round as closed, its update applied: the closed
+// round's number.
+func (j *Job) roundDone(k *key) uint64 {
+	j.touch(k)
+	r := k.rounds
+	k.rounds = r + 1
+	j.stats.Rounds++
+	j.stats.Updates++
+	j.rd.Persist = true
+	return r
 }
 
 // byRank sorts a closing round's arrivals in rank order (insertion sort:

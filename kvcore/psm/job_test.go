@@ -416,11 +416,17 @@ func FuzzStep(f *testing.F) {
 func TestFreeRoundsForgetRemovedWorkers(t *testing.T) {
 	ws := newListWorkers(t, Config{Job: "free"}, 2, 8, 4)
 	j := ws[0].j
-	for _, w := range ws { // the first push opens the 8 keys' rounds, the second closes them
-		w.step(w.list(wire.TypePushList, 0, 8, 0))
+	// The first list opens a list round of the 8 keys; the second
+	// worker's first list closes keys 0-3 in it, and, shorter, splits
+	// keys 4-7 into their own rounds, which its second list closes.
+	ws[0].step(ws[0].list(wire.TypePushList, 0, 8, 0))
+	ws[1].step(ws[1].list(wire.TypePushList, 0, 4, 0))
+	ws[1].step(ws[1].list(wire.TypePushList, 4, 8, 0))
+	if len(j.ls.t.lrs) != 0 {
+		t.Fatalf("%d list rounds open after the lists that differ", len(j.ls.t.lrs))
 	}
-	if len(j.roundFree) < 8 {
-		t.Fatalf("%d free rounds after 8 closed, want 8", len(j.roundFree))
+	if len(j.roundFree) < 4 {
+		t.Fatalf("%d free rounds after 4 closed, want 4", len(j.roundFree))
 	}
 	gone := j.ranks[1]
 	if gone == nil {

@@ -39,6 +39,7 @@ type listState struct {
 	rounds []uint64
 	ks     []*key
 	free   []*listReq
+	t      listTurn // listround.go
 }
 
 func (j *Job) newList(w *worker, seq uint64, n int) *listReq {
@@ -206,6 +207,9 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	}
 	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
 	deadline := j.cfg.RoundDeadline
+	if sync {
+		j.listStart(now, w, lr, ks)
+	}
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
 		if kernels.HasPrefetch {
@@ -226,12 +230,18 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 						j.pushListAsync(lr, i, k, buf)
 						continue
 					}
+					if j.ls.t.l != nil && j.listAdd(i, k, buf) {
+						continue
+					}
 					// arrive's work, with the arrival written in its
 					// round's slot (no 56-byte copy) and maybeClose's
 					// test in the loop; a push that queues takes arrive.
 					r := k.cur
 					if r == nil {
 						r = j.openRound(now, k)
+					} else if r.list != nil {
+						j.listSplit(r.list)
+						r = k.cur
 					}
 					if !r.expects(w) {
 						j.arrive(now, w, seq, k, &arrival{w: w, seq: seq, buf: buf, lr: lr, li: int32(i)}, buf)
@@ -251,6 +261,7 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 		}
 		j.pushListKey(now, lr, i, k, r, data[4*at:4*off])
 	}
+	j.listEnd(len(ks))
 	clear(ks)
 	if lr.left > 0 {
 		j.hold(w, m.Seq)
@@ -319,11 +330,17 @@ func cleanRun(ks []*key, data []byte, off int) (end, clean int) {
 func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round uint64, d []byte) {
 	w := lr.w
 	if j.mode == wire.ModeSync && round < k.rounds {
+		if j.ls.t.l != nil {
+			j.listStop(i)
+		}
 		j.stats.LatePushes++
 		j.listSettle(lr, i, k.rounds-1, wire.FlagLate, nil)
 		return
 	}
 	buf, x, err := j.writeArrival(k, d)
+	if (x >= 0 || err != nil) && j.ls.t.l != nil {
+		j.listStop(i)
+	}
 	if x >= 0 {
 		j.stats.NonFinite++
 		msg := nonFiniteMsg(k, d, x, 0)
@@ -338,6 +355,9 @@ func (j *Job) pushListKey(now time.Duration, lr *listReq, i int, k *key, round u
 	}
 	if j.mode == wire.ModeAsync {
 		j.pushListAsync(lr, i, k, buf)
+		return
+	}
+	if j.ls.t.l != nil && j.listAdd(i, k, buf) {
 		return
 	}
 	j.arrive(now, w, lr.seq, k, &arrival{w: w, seq: lr.seq, buf: buf, lr: lr, li: int32(i)}, buf)

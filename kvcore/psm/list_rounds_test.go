@@ -15,13 +15,18 @@ import (
 )
 
 // TestPushListRoundsMatchGeneral runs seeded workloads of push and pull
-// lists through the rounds of a sync (or async) job with one to three
-// workers: a push list's clean keys arrive in their rounds from
-// pushList's own loop on the CPU backend (the round opened, the arrival
-// written in its slot, the round closed and its list keys settled in
-// closeRound's loop), and every key goes through pushListKey and arrive on
-// a wrapped CPU backend (the general path). Both must answer byte for
-// byte the same, with the same notes and timers, through: workers that
+// lists and single pushes through the rounds of a sync (or async) job
+// with one to three workers, in three jobs: a push list's clean keys
+// arrive from pushList's own loop on the CPU backend (into a list round
+// while the lists are alike, listround.go), every key goes through
+// pushListKey on a wrapped CPU backend (the general write, into a list
+// round too), and the CPU backend's job with list rounds off takes every
+// key in its own round (the round opened, the arrival written in its
+// slot, the round closed and its list keys settled in closeRound's loop).
+// All must answer byte for byte the same, with the same notes and
+// timers, through: workers that push the same lists (list rounds joined
+// and closed by the last list) or other runs of keys, shorter or longer
+// (list rounds split), single pushes of a key in a list round, workers that
 // run a round ahead (their pushes queue for the next round) or two (a
 // second push while one is queued is refused), round deadlines that fire
 // mid-list with a quorum, at a Tick or at the push that brings the quorum
@@ -31,9 +36,9 @@ import (
 // so is a hash of everything the jobs sent (the same before and after a
 // change of the round path that keeps its behaviour).
 func TestPushListRoundsMatchGeneral(t *testing.T) {
-	seeds := uint64(48)
+	seeds := uint64(96)
 	if testing.Short() {
-		seeds = 12
+		seeds = 24
 	}
 	for seed := uint64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
@@ -55,14 +60,21 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 			}
 			cfg.Aggregate = []Aggregate{{}, {}, {Kind: AggMean}, {Kind: AggMedian}, {Kind: AggTrimmedMean, Trim: 0.25}, {Kind: AggSum, Clip: 2}}[rng.IntN(6)]
 			nkeys := 1 + rng.IntN(120)
+			// Steady seeds are mostly training steps: every worker's
+			// list of the same keys (list rounds joined and closed).
+			steady := rng.IntN(2) == 0
+			steady01 := 0
+			if steady {
+				steady01 = 1
+			}
 			sizes := make([]int, nkeys)
 			for i := range sizes {
 				sizes[i] = 1 + rng.IntN(40)
 			}
-			t.Logf("seed %d: %d workers, %v, optimizer %q, deadline %v, aggregate %+v, %d keys", seed, workers, mode, opt, cfg.RoundDeadline, cfg.Aggregate, nkeys)
+			t.Logf("seed %d: %d workers, %v, optimizer %q, deadline %v, aggregate %+v, %d keys, steady %v", seed, workers, mode, opt, cfg.RoundDeadline, cfg.Aggregate, nkeys, steady)
 
-			var jobs [2]*Job
-			for x, be := range []compute.Backend{compute.NewCPU(nil), wrappedCPU{compute.NewCPU(nil)}} {
+			var jobs [3]*Job
+			for x, be := range []compute.Backend{compute.NewCPU(nil), wrappedCPU{compute.NewCPU(nil)}, compute.NewCPU(nil)} {
 				c := cfg
 				c.Backend, c.Rand = be, &countingReader{}
 				j, err := New(c)
@@ -70,9 +82,10 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(j.Close)
+				j.perKey = x == 2
 				jobs[x] = j
 			}
-			var outs [2][]byte
+			var outs [3][]byte
 			record := func(x int, rd Ready) {
 				for _, e := range rd.Msgs {
 					outs[x] = fmt.Appendf(outs[x], "to %d: ", e.To)
@@ -83,6 +96,9 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 			check := func(what string) {
 				if !bytes.Equal(outs[0], outs[1]) {
 					t.Fatalf("%s: the CPU backend's job (pushList's own arrivals) and the wrapped one's (the general path) answered differently", what)
+				}
+				if !bytes.Equal(outs[0], outs[2]) {
+					t.Fatalf("%s: the job with list rounds and the one with per-key rounds answered differently", what)
 				}
 			}
 			var now time.Duration
@@ -117,16 +133,35 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 			left := false
 			for at := range 60 {
 				c := 1 + rng.IntN(workers)
+				if steady && rng.IntN(10) > 0 {
+					c = 1 + at%workers // each worker's list of a step in turn
+				}
 				if gone[c] {
 					continue
 				}
 				if rng.IntN(3) == 0 {
 					now += time.Duration(rng.IntN(6)) // time passes without a Tick
 				}
-				switch a := rng.IntN(20); {
+				a := rng.IntN(20)
+				if steady && rng.IntN(4) > 0 {
+					a = 0 // mostly the workers' lists of the whole step
+				}
+				switch {
 				case a < 12: // a push list of a run of keys (a worker may run ahead)
 					from := rng.IntN(nkeys)
 					to := from + 1 + rng.IntN(nkeys-from)
+					if rng.IntN(10) < 5+4*steady01 {
+						// The lists of a training step: every worker
+						// pushes the same keys.
+						from, to = 0, nkeys
+						if rng.IntN(4+16*steady01) == 0 {
+							to = max(1, nkeys-1-rng.IntN(3)) // shorter
+						}
+					}
+					badAt := -1 // a key with a NaN or ±Inf
+					if rng.IntN(5+50*steady01) == 0 {
+						badAt = from + rng.IntN(to-from)
+					}
 					var b wire.ListBuilder
 					b.Reset(wire.TypePushList, to-from)
 					var data []byte
@@ -136,7 +171,7 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 						for e := range vals {
 							vals[e] = float32(rng.IntN(64)-32) / 8
 						}
-						if rng.IntN(30) == 0 {
+						if id == badAt {
 							vals[rng.IntN(len(vals))] = bad[rng.IntN(3)]
 						}
 						r := round[c]
@@ -149,9 +184,16 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 					}
 					h := b.ListHeader(next(c), 0, 0, total)
 					step(ConnID(c), wire.Append(nil, &wire.Msg{Header: h, Payload: append(append([]byte(nil), b.Table()...), data...)}))
-					if rng.IntN(3) > 0 {
+					if steady || rng.IntN(3) > 0 {
 						round[c]++
 					}
+				case a < 13: // a single push of a key (it splits a list round it is in)
+					id := rng.IntN(nkeys)
+					vals := make([]float32, sizes[id])
+					for e := range vals {
+						vals[e] = float32(rng.IntN(64)-32) / 8
+					}
+					step(ConnID(c), wire.Append(nil, dataMsg(wire.TypePush, next(c), uint64(id), round[c], vals)))
 				case a < 15: // a pull list of every key
 					var b wire.ListBuilder
 					b.Reset(wire.TypePullList, nkeys)
@@ -179,6 +221,9 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 			// mark (snapshots write the keys marked since the last).
 			if a, b := keyStates(jobs[0]), keyStates(jobs[1]); a != b {
 				t.Fatalf("keys differ:\n%s\nvs (the general path)\n%s", a, b)
+			}
+			if a, b := keyStates(jobs[0]), keyStates(jobs[2]); a != b {
+				t.Fatalf("keys differ:\n%s\nvs (per-key rounds)\n%s", a, b)
 			}
 			st := jobs[0].Stats()
 			if st.Pushes == 0 || st.Updates == 0 {

@@ -1,0 +1,350 @@
+package psm
+
+import (
+	"slices"
+	"time"
+
+	"github.com/webkv/webkv/kvcore/compute"
+)
+
+// List rounds (issue 12, many small keys). In dist_sync a push list opens
+// a round for each of its keys that has none; every worker's list then
+// arrives in each of them, and the last one closes them. A list round
+// holds those rounds as ONE while they are alike: opened by one list at
+// one time, with the same members, expecting the same workers, each
+// worker's pushes arriving by a list of the same keys in the same order.
+// The keys' cur points to the list round's shared round (its members,
+// done bits, expected and waiting counts, opening time); each arrived
+// worker's pushes are one slot, its arrival buffers by the list's key
+// index; the list round has one deadline entry. The last expected
+// worker's list closes each key's round as it reaches the key (the
+// arrivals of that key taken from the slots, then the same settleRound a
+// key's own round closes with), so nothing is held for it; with one
+// worker, the list that opens the round is also the last.
+//
+// Anything else splits a list round into the per-key rounds it stands
+// for, exactly those the same pushes would have opened one key at a time
+// (the same members, done bits, arrivals and opening time, and deadline
+// entries in its place in the queue): a list that differs (other keys,
+// another order, a late, refused or failed push, a worker the rounds do
+// not expect, a second push of a worker that already pushed), a single
+// push or row push of one of its keys, its deadline, a worker's removal,
+// and Close. From then on the per-key rounds handle everything as they
+// always did, so a list round changes no answer, update, order or note
+// (TestListRoundsMatchPerKey compares both on random workloads).
+
+// lround is a list round: the open rounds of a push list's keys.
+type lround struct {
+	r      round   // the keys' round (key.cur); r.list is this
+	ks     []*key  // the keys, in the list's order
+	from   int     // keys before from are closed (the last list's, in its call)
+	slots  []lslot // the pushes of the workers that arrived, in rank order
+	closed bool    // closed or split: its deadline entry is stale
+}
+
+// lslot is a worker's push list in a list round: its buffers by key
+// index (fewer than the keys only while its list is being taken).
+type lslot struct {
+	lr   *listReq
+	bufs []compute.Buffer
+}
+
+// listTurn is the list round the push list being taken is in (listState).
+type listTurn struct {
+	l    *lround // nil: the list's keys take their own rounds
+	w    *worker
+	lr   *listReq
+	open bool // the list opened l (else it joined l)
+	last bool // the list is the last l waits for: it closes each key
+	// assign: the list's pushes are its keys' rounds' only ones and
+	// become their values (combine's assignment, decided once a list)
+	assign bool
+	slot   lslot // its pushes (not last)
+	solo   lround
+	arr    []arrival // a closing key's arrivals (listClose)
+	lrs    []*lround // open list rounds (listSplitAll)
+	kpool  [][]*key
+	bpool  [][]compute.Buffer
+}
+
+// listStart decides whether push list lr of w, of keys ks, opens a list
+// round (its first key has no open round, and w is a member), joins one
+// (its first key is in a list round that expects w), or takes per-key
+// rounds (j.ls.t.l stays nil).
+func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
+	t := &j.ls.t
+	t.l = nil
+	if len(ks) == 0 || j.perKey {
+		return
+	}
+	t.w, t.lr = w, lr
+	r := ks[0].cur
+	if r == nil {
+		m := j.mem
+		if m == nil {
+			m = j.members()
+		}
+		if uint(w.rank) >= uint(len(m.w)) || m.w[w.rank] != w {
+			return
+		}
+		t.open, t.last = true, m.n == 1
+		t.assign = t.last && j.assigns()
+		l := &t.solo
+		if !t.last {
+			l = &lround{ks: j.keysFromPool()}
+			t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
+			t.lrs = append(t.lrs, l)
+		}
+		l.r.list = l
+		l.closed, l.from = false, 0
+		l.r.mem, l.r.done, l.r.nexp, l.r.waiting = m, 0, m.n, m.n
+		if len(m.w) > 64 {
+			n := (len(m.w) - 1) / 64
+			l.r.doneHi = slices.Grow(l.r.doneHi[:0], n)[:n]
+			clear(l.r.doneHi)
+		}
+		if d := j.cfg.RoundDeadline; d > 0 {
+			l.r.opened = now
+			if !t.last {
+				j.openQ = append(j.openQ, openEnt{l: l, at: now})
+				if cap(j.openQ) > cap(j.openBuf) {
+					j.openBuf = j.openQ[:0]
+				}
+			}
+		}
+		t.l = l
+		return
+	}
+	l := r.list
+	if l == nil || l.from != 0 || !r.expects(w) {
+		return
+	}
+	t.open, t.last, t.assign = false, r.waiting == 1, false
+	if !t.last {
+		t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
+	}
+	t.l = l
+}
+
+// listAdd takes the push of key i (k), written into buf, into the list
+// round: it reports false, having split the list round, if k does not
+// fit it (the caller then takes the push the per-key way).
+func (j *Job) listAdd(i int, k *key, buf compute.Buffer) bool {
+	t := &j.ls.t
+	l := t.l
+	if t.open {
+		if k.cur != nil {
+			j.listStop(i)
+			return false
+		}
+		if t.assign {
+			// settleRound's work for this round: buf becomes the
+			// value, the old value's buffer goes to the free list.
+			k.stored, buf = buf, k.stored
+			k.putFree(buf)
+			r := j.roundDone(k)
+			if lr := t.lr; lr.left > 1 {
+				lr.rs[i].Delta += int64(r)
+				lr.left--
+			} else {
+				j.listSettle(lr, i, r, 0, nil)
+			}
+			return true
+		}
+		k.cur = &l.r
+		if t.last {
+			j.listClose(i, k, buf)
+			return true
+		}
+		l.ks = append(l.ks, k)
+		t.slot.bufs = append(t.slot.bufs, buf)
+		return true
+	}
+	if i >= len(l.ks) || l.ks[i] != k {
+		j.listStop(i)
+		return false
+	}
+	if t.last {
+		j.listClose(i, k, buf)
+		return true
+	}
+	t.slot.bufs = append(t.slot.bufs, buf)
+	return true
+}
+
+// listClose closes the round of key i (k) of the list round with the
+// last expected push, buf, of the list being taken.
+func (j *Job) listClose(i int, k *key, buf compute.Buffer) {
+	t := &j.ls.t
+	w := t.w
+	cur := arrival{w: w, buf: buf, lr: t.lr, seq: t.lr.seq, li: int32(i)}
+	arr := t.arr[:0]
+	for x := range t.l.slots {
+		s := &t.l.slots[x]
+		if cur.w != nil && w.rank < s.lr.w.rank {
+			arr, cur.w = append(arr, cur), nil
+		}
+		arr = append(arr, arrival{w: s.lr.w, buf: s.bufs[i], lr: s.lr, seq: s.lr.seq, li: int32(i)})
+	}
+	if cur.w != nil {
+		arr = append(arr, cur)
+	}
+	t.arr = arr
+	j.settleRound(k, arr, false)
+	k.cur = nil
+	t.l.from = i + 1
+}
+
+// listStop ends the list being taken's part in its list round at its key
+// i: the list round is split (what it holds of the list, keys before i,
+// included), and key i on take their own rounds.
+func (j *Job) listStop(i int) {
+	t := &j.ls.t
+	l := t.l
+	t.l = nil
+	switch {
+	case t.last && t.open:
+		l.r.mem = nil // every key before i closed; solo holds nothing
+		return
+	case t.last:
+		l.from = i
+	default:
+		j.listSlot(l)
+	}
+	j.listSplit(l)
+}
+
+// listEnd ends the list being taken's part in its list round after its n
+// keys.
+func (j *Job) listEnd(n int) {
+	t := &j.ls.t
+	l := t.l
+	if l == nil {
+		return
+	}
+	t.l = nil
+	switch {
+	case t.last && t.open:
+		l.r.mem = nil
+	case t.last:
+		l.from = n
+		if n < len(l.ks) {
+			j.listSplit(l) // the list was shorter
+			return
+		}
+		j.listFree(l)
+	default:
+		short := n < len(l.ks)
+		j.listSlot(l)
+		if short {
+			j.listSplit(l)
+		}
+	}
+}
+
+// listSlot puts the slot of the list being taken into l, in rank order,
+// and counts its worker as arrived if its pushes cover every key.
+func (j *Job) listSlot(l *lround) {
+	t := &j.ls.t
+	s := t.slot
+	t.slot = lslot{}
+	x := len(l.slots)
+	for x > 0 && l.slots[x-1].lr.w.rank > t.w.rank {
+		x--
+	}
+	l.slots = slices.Insert(l.slots, x, s)
+	if len(s.bufs) == len(l.ks) {
+		l.r.arrive(t.w)
+	}
+}
+
+// listSplit replaces list round l by the per-key rounds it stands for
+// (see the top of this file), each with the arrivals its key has in the
+// slots, in l's place in the deadline queue.
+func (j *Job) listSplit(l *lround) {
+	var ents []openEnt
+	deadline := j.cfg.RoundDeadline > 0
+	if deadline {
+		ents = make([]openEnt, 0, len(l.ks)-l.from)
+	}
+	for x := l.from; x < len(l.ks); x++ {
+		k := l.ks[x]
+		r := j.newRound()
+		r.mem, r.done, r.nexp, r.waiting, r.opened = l.r.mem, l.r.done, l.r.nexp, l.r.waiting, l.r.opened
+		r.doneHi = append(r.doneHi[:0], l.r.doneHi...)
+		for si := range l.slots {
+			s := &l.slots[si]
+			if x >= len(s.bufs) {
+				continue
+			}
+			w := s.lr.w
+			if !r.isDone(w.rank) {
+				r.arrive(w) // a worker whose list stopped before the end
+			}
+			*r.add() = arrival{w: w, buf: s.bufs[x], lr: s.lr, seq: s.lr.seq, li: int32(x)}
+		}
+		k.cur = r
+		if deadline {
+			ents = append(ents, openEnt{k: k, at: r.opened})
+		}
+	}
+	if deadline {
+		if x := slices.IndexFunc(j.openQ, func(e openEnt) bool { return e.l == l }); x >= 0 {
+			j.openQ = slices.Replace(j.openQ, x, x+1, ents...)
+			if cap(j.openQ) > cap(j.openBuf) {
+				j.openBuf = j.openQ[:0]
+			}
+		}
+	}
+	j.listFree(l)
+}
+
+// listSplitAll splits every open list round.
+func (j *Job) listSplitAll() {
+	for len(j.ls.t.lrs) > 0 {
+		j.listSplit(j.ls.t.lrs[0])
+	}
+}
+
+// splitKey splits the list round k's round is part of, if it is.
+func (j *Job) splitKey(k *key) {
+	if r := k.cur; r != nil && r.list != nil {
+		j.listSplit(r.list)
+	}
+}
+
+// listFree drops l, closed or split, and keeps its slices for the next.
+func (j *Job) listFree(l *lround) {
+	t := &j.ls.t
+	l.closed = true
+	if x := slices.Index(t.lrs, l); x >= 0 {
+		t.lrs = slices.Delete(t.lrs, x, x+1)
+	}
+	clear(l.ks)
+	t.kpool = append(t.kpool, l.ks[:0])
+	for _, s := range l.slots {
+		clear(s.bufs)
+		t.bpool = append(t.bpool, s.bufs[:0])
+	}
+	l.ks, l.slots, l.r.mem, l.r.list = nil, nil, nil, nil
+}
+
+func (j *Job) keysFromPool() []*key {
+	t := &j.ls.t
+	if n := len(t.kpool); n > 0 {
+		ks := t.kpool[n-1]
+		t.kpool = t.kpool[:n-1]
+		return ks
+	}
+	return nil
+}
+
+func (j *Job) bufsFromPool() []compute.Buffer {
+	t := &j.ls.t
+	if n := len(t.bpool); n > 0 {
+		b := t.bpool[n-1]
+		t.bpool = t.bpool[:n-1]
+		return b
+	}
+	return nil
+}
