@@ -207,8 +207,10 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 	}
 	sync, async, seq := j.mode == wire.ModeSync, j.mode == wire.ModeAsync, m.Seq
 	deadline := j.cfg.RoundDeadline
+	assign := false
 	if sync {
 		j.listStart(now, w, lr, ks)
+		assign = j.ls.t.l != nil && j.ls.t.assign
 	}
 	off, checked, clean := 0, 0, 0 // words [off, clean) are finite, [clean, checked) hold a bad one
 	for i, k := range ks {
@@ -228,6 +230,10 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 					copy(buf.Float32s(), words[at:off])
 					if async {
 						j.pushListAsync(lr, i, k, buf)
+						continue
+					}
+					if assign && k.cur == nil {
+						j.listAssign(lr, i, k, buf) // listAdd's, in the loop
 						continue
 					}
 					if j.ls.t.l != nil && j.listAdd(i, k, buf) {

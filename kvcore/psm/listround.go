@@ -59,12 +59,19 @@ type listTurn struct {
 	// assign: the list's pushes are its keys' rounds' only ones and
 	// become their values (combine's assignment, decided once a list)
 	assign bool
-	slot   lslot // its pushes (not last)
-	solo   lround
-	arr    []arrival // a closing key's arrivals (listClose)
-	lrs    []*lround // open list rounds (listSplitAll)
-	kpool  [][]*key
-	bpool  [][]compute.Buffer
+	// sum: the last list closes each small key with the sum (or mean,
+	// scale) of every push on the CPU backend (combine's reduceCPU,
+	// decided once a list); its pushes go at slot index at.
+	sum   bool
+	scale float32
+	at    int
+	srcs  []compute.Buffer
+	slot  lslot // its pushes (not last)
+	solo  lround
+	arr   []arrival // a closing key's arrivals (listClose)
+	lrs   []*lround // open list rounds (listSplitAll)
+	kpool [][]*key
+	bpool [][]compute.Buffer
 }
 
 // listStart decides whether push list lr of w, of keys ks, opens a list
@@ -123,6 +130,17 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 	if !t.last {
 		t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
 	}
+	t.sum = t.last && j.cpuLoops && j.assigns() && len(l.slots)+1 <= reduceSrcsMax
+	if t.sum {
+		t.scale = 1
+		if j.agg.Kind == AggMean {
+			t.scale = 1 / float32(len(l.slots)+1)
+		}
+		t.at = 0
+		for t.at < len(l.slots) && l.slots[t.at].lr.w.rank < w.rank {
+			t.at++
+		}
+	}
 	t.l = l
 }
 
@@ -138,17 +156,7 @@ func (j *Job) listAdd(i int, k *key, buf compute.Buffer) bool {
 			return false
 		}
 		if t.assign {
-			// settleRound's work for this round: buf becomes the
-			// value, the old value's buffer goes to the free list.
-			k.stored, buf = buf, k.stored
-			k.putFree(buf)
-			r := j.roundDone(k)
-			if lr := t.lr; lr.left > 1 {
-				lr.rs[i].Delta += int64(r)
-				lr.left--
-			} else {
-				j.listSettle(lr, i, r, 0, nil)
-			}
+			j.listAssign(t.lr, i, k, buf)
 			return true
 		}
 		k.cur = &l.r
@@ -172,10 +180,22 @@ func (j *Job) listAdd(i int, k *key, buf compute.Buffer) bool {
 	return true
 }
 
+// listAssign closes the round of key i (k) of push list lr, its only
+// push, buf, taken as the value (listTurn.assign: combine's assignment,
+// then settleRound's work): the old value's buffer goes to the free list.
+func (j *Job) listAssign(lr *listReq, i int, k *key, buf compute.Buffer) {
+	k.stored, buf = buf, k.stored
+	k.putFree(buf)
+	j.listResult(lr, i, j.roundDone(k))
+}
+
 // listClose closes the round of key i (k) of the list round with the
 // last expected push, buf, of the list being taken.
 func (j *Job) listClose(i int, k *key, buf compute.Buffer) {
 	t := &j.ls.t
+	if t.sum && k.n <= cleanKeyMax && j.listSum(i, k, buf) {
+		return
+	}
 	w := t.w
 	cur := arrival{w: w, buf: buf, lr: t.lr, seq: t.lr.seq, li: int32(i)}
 	arr := t.arr[:0]
@@ -193,6 +213,58 @@ func (j *Job) listClose(i int, k *key, buf compute.Buffer) {
 	j.settleRound(k, arr, false)
 	k.cur = nil
 	t.l.from = i + 1
+}
+
+// listSum is listClose by the sum of key i's pushes (listTurn.sum):
+// combine's reduceCPU into the value, then settleRound's work for each
+// push, in rank order. It reports false, having done nothing, where
+// reduceCPU does (then listClose takes the general way).
+func (j *Job) listSum(i int, k *key, buf compute.Buffer) bool {
+	t := &j.ls.t
+	slots := t.l.slots
+	srcs := t.srcs[:0]
+	for x := range slots {
+		if x == t.at {
+			srcs = append(srcs, buf)
+		}
+		srcs = append(srcs, slots[x].bufs[i])
+	}
+	if t.at == len(slots) {
+		srcs = append(srcs, buf)
+	}
+	t.srcs = srcs
+	ok := reduceCPU(k.stored, srcs, t.scale)
+	clear(srcs)
+	if !ok {
+		return false
+	}
+	r := j.roundDone(k)
+	for x := range slots {
+		if x == t.at {
+			k.putFree(buf)
+			j.listResult(t.lr, i, r)
+		}
+		s := &slots[x]
+		k.putFree(s.bufs[i])
+		j.listResult(s.lr, i, r)
+	}
+	if t.at == len(slots) {
+		k.putFree(buf)
+		j.listResult(t.lr, i, r)
+	}
+	k.cur = nil
+	t.l.from = i + 1
+	return true
+}
+
+// listResult settles key i of push list lr as closed in round r.
+func (j *Job) listResult(lr *listReq, i int, r uint64) {
+	if lr.left > 1 {
+		lr.rs[i].Delta += int64(r)
+		lr.left--
+	} else {
+		j.listSettle(lr, i, r, 0, nil)
+	}
 }
 
 // listStop ends the list being taken's part in its list round at its key

@@ -116,7 +116,7 @@ func (p *lrPair) list(c ConnID, from, to int, r uint64, bad, late int) {
 	b.Reset(wire.TypePushList, to-from)
 	var data []byte
 	for id := from; id < to; id++ {
-		v := []float32{float32(c), float32(id), float32(r) + 0.5}
+		v := []float32{float32(c) / 7, float32(id) / 3, float32(r) + 0.1} // sums that round: their order shows
 		if id == bad {
 			v[1] = float32(math.NaN())
 		}
@@ -251,6 +251,13 @@ func TestListRoundSplits(t *testing.T) {
 			for r := range uint64(3) {
 				p.list(2, 0, keys, r, none, none)
 				p.list(1, 0, keys, r, none, none)
+			}
+		}},
+		{"mean", 3, Config{Aggregate: Aggregate{Kind: AggMean}}, func(p *lrPair) {
+			for r := range uint64(2) {
+				p.list(3, 0, keys, r, none, none)
+				p.list(1, 0, keys, r, none, none)
+				p.list(2, 0, keys, r, none, none)
 			}
 		}},
 		{"close with a list round open", 2, Config{}, func(p *lrPair) {
