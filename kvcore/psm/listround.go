@@ -1,6 +1,7 @@
 package psm
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -40,6 +41,7 @@ type lround struct {
 	from   int     // keys before from are closed (the last list's, in its call)
 	slots  []lslot // the pushes of the workers that arrived, in rank order
 	closed bool    // closed or split: its deadline entry is stale
+	idx    int     // its index in listTurn.lrs
 }
 
 // lslot is a worker's push list in a list round: its buffers by key
@@ -98,7 +100,7 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 		t.assign = t.last && j.assigns()
 		l := &t.solo
 		if !t.last {
-			l = &lround{ks: j.keysFromPool()}
+			l = &lround{ks: j.keysFromPool(), idx: len(t.lrs)}
 			t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
 			t.lrs = append(t.lrs, l)
 		}
@@ -361,7 +363,15 @@ func (j *Job) listSplit(l *lround) {
 		}
 	}
 	if deadline {
-		if x := slices.IndexFunc(j.openQ, func(e openEnt) bool { return e.l == l }); x >= 0 {
+		// The queue is in opening order: l's entry is among those of
+		// its time (one, unless steps share a time), found by a binary
+		// search, so that splitting many list rounds stays linear.
+		q := j.openQ
+		x, _ := slices.BinarySearchFunc(q, l.r.opened, func(e openEnt, at time.Duration) int { return cmp.Compare(e.at, at) })
+		for x < len(q) && q[x].at == l.r.opened && q[x].l != l {
+			x++
+		}
+		if x < len(q) && q[x].l == l {
 			j.openQ = slices.Replace(j.openQ, x, x+1, ents...)
 			if cap(j.openQ) > cap(j.openBuf) {
 				j.openBuf = j.openQ[:0]
@@ -389,8 +399,14 @@ func (j *Job) splitKey(k *key) {
 func (j *Job) listFree(l *lround) {
 	t := &j.ls.t
 	l.closed = true
-	if x := slices.Index(t.lrs, l); x >= 0 {
-		t.lrs = slices.Delete(t.lrs, x, x+1)
+	if x := l.idx; x < len(t.lrs) && t.lrs[x] == l {
+		last := len(t.lrs) - 1
+		if x != last {
+			t.lrs[x] = t.lrs[last]
+			t.lrs[x].idx = x
+		}
+		t.lrs[last] = nil
+		t.lrs = t.lrs[:last]
 	}
 	clear(l.ks)
 	t.kpool = append(t.kpool, l.ks[:0])

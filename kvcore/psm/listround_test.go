@@ -235,6 +235,24 @@ func TestListRoundSplits(t *testing.T) {
 			}
 			p.list(3, 0, keys-3, 0, none, none) // late
 		}},
+		{"many list rounds", 3, Config{RoundDeadline: 10, QuorumMin: 1}, func(p *lrPair) {
+			for id := range keys { // a list round a key, two opened at each time
+				p.now += time.Duration(id % 2)
+				p.list(1, id, id+1, 0, none, none)
+			}
+			if p.open() != keys {
+				p.t.Fatalf("%d list rounds open, want %d", p.open(), keys)
+			}
+			p.list(2, 4, 5, 0, none, none)
+			p.push(3, 7, 0)                                                                       // splits key 7's
+			p.list(3, 2, 4, 0, none, none)                                                        // splits key 2's (another run)
+			p.tick(6)                                                                             // due: keys 0-3's
+			p.step(2, wire.AppendHeader(nil, &wire.Header{Type: wire.TypeLeave, Seq: p.next(2)})) // splits the rest
+			if p.open() != 0 {
+				p.t.Fatalf("%d list rounds open after a worker left", p.open())
+			}
+			p.tick(20)
+		}},
 		{"leave", 3, Config{}, func(p *lrPair) {
 			p.list(1, 0, keys, 0, none, none)
 			p.list(2, 0, keys, 0, none, none)
