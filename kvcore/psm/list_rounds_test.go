@@ -31,7 +31,7 @@ import (
 // second push while one is queued is refused), round deadlines that fire
 // mid-list with a quorum, at a Tick or at the push that brings the quorum
 // (rescaled rounds, late pushes after them), NaN
-// and ±Inf planted, sgd and adam (sync and async), the aggregate rules,
+// and ±Inf planted, sgd and adam (sync and async, also set mid-run), the aggregate rules,
 // and a worker that leaves while its rounds are open. The seed is logged;
 // so is a hash of everything the jobs sent (the same before and after a
 // change of the round path that keeps its behaviour).
@@ -209,6 +209,12 @@ func TestPushListRoundsMatchGeneral(t *testing.T) {
 						record(x, j.Tick(now))
 					}
 					check(fmt.Sprintf("tick at %v", now))
+					if rng.IntN(6) == 0 {
+						// The optimizer changes mid-run: rounds already
+						// open close under the new rule.
+						o := []string{`{"name":"sgd","learning_rate":0.5}`, `{"name":"adam","learning_rate":0.01}`}[rng.IntN(2)]
+						step(ConnID(c), wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeCommand, Seq: next(c), Key: CmdController}, Payload: []byte(o)}))
+					}
 				default: // a worker leaves while its rounds are open
 					if left || workers == 1 || at < 30 {
 						continue

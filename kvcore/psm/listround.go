@@ -82,7 +82,7 @@ type listTurn struct {
 // rounds (j.ls.t.l stays nil).
 func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 	t := &j.ls.t
-	t.l = nil
+	t.l, t.assign, t.sum = nil, false, false
 	if len(ks) == 0 || j.perKey {
 		return
 	}
@@ -128,7 +128,7 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 	if l == nil || l.from != 0 || !r.expects(w) {
 		return
 	}
-	t.open, t.last, t.assign = false, r.waiting == 1, false
+	t.open, t.last = false, r.waiting == 1
 	if !t.last {
 		t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
 	}
@@ -275,7 +275,7 @@ func (j *Job) listResult(lr *listReq, i int, r uint64) {
 func (j *Job) listStop(i int) {
 	t := &j.ls.t
 	l := t.l
-	t.l = nil
+	defer t.done()
 	switch {
 	case t.last && t.open:
 		l.r.mem = nil // every key before i closed; solo holds nothing
@@ -296,7 +296,7 @@ func (j *Job) listEnd(n int) {
 	if l == nil {
 		return
 	}
-	t.l = nil
+	defer t.done()
 	switch {
 	case t.last && t.open:
 		l.r.mem = nil
@@ -315,6 +315,10 @@ func (j *Job) listEnd(n int) {
 		}
 	}
 }
+
+// done ends the turn of the list that was taken: nothing of it (its
+// worker, its request) is kept.
+func (t *listTurn) done() { t.l, t.w, t.lr = nil, nil, nil }
 
 // listSlot puts the slot of the list being taken into l, in rank order,
 // and counts its worker as arrived if its pushes cover every key.

@@ -278,6 +278,14 @@ func TestListRoundSplits(t *testing.T) {
 				p.list(2, 0, keys, r, none, none)
 			}
 		}},
+		{"sums, a leave, then an optimizer alone", 2, Config{}, func(p *lrPair) {
+			p.list(1, 0, keys, 0, none, none)
+			p.list(2, 0, keys, 0, none, none) // closed by the sum
+			p.step(2, wire.AppendHeader(nil, &wire.Header{Type: wire.TypeLeave, Seq: p.next(2)}))
+			p.step(1, wire.Append(nil, &wire.Msg{Header: wire.Header{Type: wire.TypeCommand, Seq: p.next(1), Key: CmdController}, Payload: []byte(`{"name":"sgd","learning_rate":0.5}`)}))
+			p.list(1, 0, keys, 1, none, none) // the only worker: the optimizer's step
+			p.list(1, 0, keys, 2, none, none)
+		}},
 		{"close with a list round open", 2, Config{}, func(p *lrPair) {
 			p.list(1, 0, keys, 0, none, none)
 		}},
