@@ -413,13 +413,22 @@ func (j *Job) listFree(l *lround) {
 		t.lrs = t.lrs[:last]
 	}
 	clear(l.ks)
-	t.kpool = append(t.kpool, l.ks[:0])
+	if len(t.kpool) < poolMax {
+		t.kpool = append(t.kpool, l.ks[:0])
+	}
 	for _, s := range l.slots {
 		clear(s.bufs)
-		t.bpool = append(t.bpool, s.bufs[:0])
+		if len(t.bpool) < poolMax {
+			t.bpool = append(t.bpool, s.bufs[:0])
+		}
 	}
 	l.ks, l.slots, l.r.mem, l.r.list = nil, nil, nil, nil
 }
+
+// poolMax bounds the slices listFree keeps for the next list rounds (a
+// job has one list round open a step, or a few; a burst of many does not
+// stay in memory).
+const poolMax = 16
 
 func (j *Job) keysFromPool() []*key {
 	t := &j.ls.t
