@@ -100,8 +100,8 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 		t.assign = t.last && j.assigns()
 		l := &t.solo
 		if !t.last {
-			l = &lround{ks: j.keysFromPool(), idx: len(t.lrs)}
-			t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
+			l = &lround{ks: fromPool(&t.kpool), idx: len(t.lrs)}
+			t.slot = lslot{lr: lr, bufs: fromPool(&t.bpool)}
 			t.lrs = append(t.lrs, l)
 		}
 		l.r.list = l
@@ -130,7 +130,7 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 	}
 	t.open, t.last = false, r.waiting == 1
 	if !t.last {
-		t.slot = lslot{lr: lr, bufs: j.bufsFromPool()}
+		t.slot = lslot{lr: lr, bufs: fromPool(&t.bpool)}
 	}
 	t.sum = t.last && j.cpuLoops && j.assigns() && len(l.slots)+1 <= reduceSrcsMax
 	if t.sum {
@@ -412,15 +412,9 @@ func (j *Job) listFree(l *lround) {
 		t.lrs[last] = nil
 		t.lrs = t.lrs[:last]
 	}
-	clear(l.ks)
-	if len(t.kpool) < poolMax {
-		t.kpool = append(t.kpool, l.ks[:0])
-	}
+	toPool(&t.kpool, l.ks)
 	for _, s := range l.slots {
-		clear(s.bufs)
-		if len(t.bpool) < poolMax {
-			t.bpool = append(t.bpool, s.bufs[:0])
-		}
+		toPool(&t.bpool, s.bufs)
 	}
 	l.ks, l.slots, l.r.mem, l.r.list = nil, nil, nil, nil
 }
@@ -430,22 +424,22 @@ func (j *Job) listFree(l *lround) {
 // stay in memory).
 const poolMax = 16
 
-func (j *Job) keysFromPool() []*key {
-	t := &j.ls.t
-	if n := len(t.kpool); n > 0 {
-		ks := t.kpool[n-1]
-		t.kpool = t.kpool[:n-1]
-		return ks
+// fromPool takes a kept slice (empty) from pool, or returns nil.
+func fromPool[T any](pool *[][]T) []T {
+	p := *pool
+	if n := len(p); n > 0 {
+		s := p[n-1]
+		p[n-1] = nil
+		*pool = p[:n-1]
+		return s
 	}
 	return nil
 }
 
-func (j *Job) bufsFromPool() []compute.Buffer {
-	t := &j.ls.t
-	if n := len(t.bpool); n > 0 {
-		b := t.bpool[n-1]
-		t.bpool = t.bpool[:n-1]
-		return b
+// toPool keeps s, cleared, in pool while it holds fewer than poolMax.
+func toPool[T any](pool *[][]T, s []T) {
+	clear(s)
+	if len(*pool) < poolMax {
+		*pool = append(*pool, s[:0])
 	}
-	return nil
 }
