@@ -232,7 +232,7 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 						j.pushListAsync(lr, i, k, buf)
 						continue
 					}
-					if assign && k.cur == nil {
+					if assign && k.cur == nil && j.ls.t.l != nil {
 						j.listAssign(lr, i, k, buf) // listAdd's, in the loop
 						continue
 					}
