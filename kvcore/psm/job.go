@@ -1227,6 +1227,10 @@ func (j *Job) Tick(now time.Duration) Ready {
 				continue
 			}
 			j.popOpen()
+			// An entry of the key's earlier round that opened at the
+			// same time stands for its current one (stale compares
+			// times): a list round it is in is split for it.
+			j.splitKey(e.k)
 			j.maybeClose(now, e.k)
 		}
 	}

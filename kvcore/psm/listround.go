@@ -29,8 +29,10 @@ import (
 // entries in its place in the queue): a list that differs (other keys,
 // another order, a late, refused or failed push, a worker the rounds do
 // not expect, a second push of a worker that already pushed), a single
-// push or row push of one of its keys, its deadline, a worker's removal,
-// and Close. From then on the per-key rounds handle everything as they
+// push or row push of one of its keys, its deadline (at its Tick, at a
+// Tick's earlier entry of one of its keys that opened at the same time,
+// or at a list that comes after it and before the Tick: a key's push may
+// then close its round with a quorum), a worker's removal, and Close. From then on the per-key rounds handle everything as they
 // always did, so a list round changes no answer, update, order or note
 // (TestListRoundsMatchPerKey compares both on random workloads).
 
@@ -126,6 +128,12 @@ func (j *Job) listStart(now time.Duration, w *worker, lr *listReq, ks []*key) {
 	}
 	l := r.list
 	if l == nil || l.from != 0 || !r.expects(w) {
+		return
+	}
+	if d := j.cfg.RoundDeadline; d > 0 && now-r.opened >= d {
+		// Due, its Tick not yet come: a push may close each key's round
+		// with a quorum (maybeClose), which the keys' own rounds do.
+		j.listSplit(l)
 		return
 	}
 	t.open, t.last = false, r.waiting == 1
