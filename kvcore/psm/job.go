@@ -304,6 +304,7 @@ type round struct {
 	queued  []arrival // pushes for later rounds (none without an open round)
 	arr1    [1]arrival
 	list    *lround // the list round whose keys share it (listround.go), or nil
+	seq     uint64  // its deadline entry's (openEnt), with a round deadline only
 }
 
 // newRound returns an empty round from the job's free list, or a new one.
@@ -508,18 +509,22 @@ func (j *Job) dropKey(k *key) {
 	}
 }
 
-// openEnt is a round that opened at at; stale once it closed.
+// openEnt is a round that opened at at; stale once it closed. The round
+// is k's with sequence number seq (an entry stands for that round alone,
+// not for a later one of its key that opened at the same time), or list
+// round l.
 type openEnt struct {
-	k  *key
-	l  *lround // a list round's entry (listround.go), instead of k
-	at time.Duration
+	k   *key
+	l   *lround // a list round's entry (listround.go), instead of k
+	at  time.Duration
+	seq uint64
 }
 
 func (e openEnt) stale() bool {
 	if e.l != nil {
 		return e.l.closed
 	}
-	return e.k.cur == nil || e.k.cur.opened != e.at
+	return e.k.cur == nil || e.k.cur.seq != e.seq
 }
 
 // dropStale drops the closed rounds at the queue's front in one step
@@ -612,6 +617,7 @@ type Job struct {
 	mem       *members             // the members a round opens with (nil: build them; members)
 	roundFree []*round             // closed rounds for reuse (newRound)
 	perKey    bool                 // no list rounds (tests compare the two)
+	roundSeq  uint64               // the last round sequence number (openEnt)
 }
 
 // New returns an empty Job.
@@ -1227,10 +1233,6 @@ func (j *Job) Tick(now time.Duration) Ready {
 				continue
 			}
 			j.popOpen()
-			// An entry of the key's earlier round that opened at the
-			// same time stands for its current one (stale compares
-			// times): a list round it is in is split for it.
-			j.splitKey(e.k)
 			j.maybeClose(now, e.k)
 		}
 	}
@@ -1854,7 +1856,9 @@ func (j *Job) openRound(now time.Duration, k *key) *round {
 		r.opened = now
 		// Without a deadline nothing pops the queue: it would grow by a
 		// pointer per round for the job's life.
-		j.openQ = append(j.openQ, openEnt{k: k, at: now})
+		j.roundSeq++
+		r.seq = j.roundSeq
+		j.openQ = append(j.openQ, openEnt{k: k, at: now, seq: r.seq})
 		if cap(j.openQ) > cap(j.openBuf) {
 			j.openBuf = j.openQ[:0]
 		}

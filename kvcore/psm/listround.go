@@ -29,10 +29,9 @@ import (
 // entries in its place in the queue): a list that differs (other keys,
 // another order, a late, refused or failed push, a worker the rounds do
 // not expect, a second push of a worker that already pushed), a single
-// push or row push of one of its keys, its deadline (at its Tick, at a
-// Tick's earlier entry of one of its keys that opened at the same time,
-// or at a list that comes after it and before the Tick: a key's push may
-// then close its round with a quorum), a worker's removal, and Close. From then on the per-key rounds handle everything as they
+// push or row push of one of its keys, its deadline (at its Tick, or at a
+// list that comes after it and before the Tick: a key's push may then
+// close its round with a quorum), a worker's removal, and Close. From then on the per-key rounds handle everything as they
 // always did, so a list round changes no answer, update, order or note
 // (TestListRoundsMatchPerKey compares both on random workloads).
 
@@ -371,7 +370,9 @@ func (j *Job) listSplit(l *lround) {
 		}
 		k.cur = r
 		if deadline {
-			ents = append(ents, openEnt{k: k, at: r.opened})
+			j.roundSeq++
+			r.seq = j.roundSeq
+			ents = append(ents, openEnt{k: k, at: r.opened, seq: r.seq})
 		}
 	}
 	if deadline {
