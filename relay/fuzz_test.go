@@ -5,6 +5,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -29,12 +30,13 @@ func FuzzRelayFrames(f *testing.F) {
 	// A short silence timeout removes the workers of closed connections
 	// quickly; an iteration waits for the job to be below its worker
 	// limit (the fuzzer runs thousands a second, faster than that).
-	s, u := startServer(f, Config{MaxMessage: 1 << 16, Heartbeat: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, MaxWorkers: fuzzWorkers})
+	gone := &leaveSignal{c: make(chan struct{}, 1)}
+	s, u := startServer(f, Config{MaxMessage: 1 << 16, Heartbeat: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, MaxWorkers: fuzzWorkers, Logger: slog.New(gone)})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		waitWorkersBelow(t, tctx, s, "fz", fuzzWorkers)
+		waitWorkersBelow(t, tctx, s, "fz", fuzzWorkers, gone.c)
 		c, _, err := rawDial(t, tctx, u, "fz", "", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -75,12 +77,28 @@ func FuzzRelayFrames(f *testing.F) {
 // fuzzWorkers is FuzzRelayFrames' job's worker limit.
 const fuzzWorkers = 64
 
+// leaveSignal is a log handler that signals c (capacity 1) when the
+// relay logs a worker's leave or removal.
+type leaveSignal struct{ c chan struct{} }
+
+func (l *leaveSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (l *leaveSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "worker removed" || r.Message == "worker left" {
+		select {
+		case l.c <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (l *leaveSignal) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *leaveSignal) WithGroup(string) slog.Handler      { return l }
+
 // waitWorkersBelow waits until job has fewer than n workers (the relay's
-// Status, asked every few milliseconds), or fails t when ctx ends first.
-func waitWorkersBelow(t *testing.T, ctx context.Context, s *Server, job string, n int) {
+// Status, asked again at each leave or removal the relay logs: gone), or
+// fails t when ctx ends first.
+func waitWorkersBelow(t *testing.T, ctx context.Context, s *Server, job string, n int, gone <-chan struct{}) {
 	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		workers := 0
 		for _, j := range s.Status().Jobs {
@@ -92,7 +110,7 @@ func waitWorkersBelow(t *testing.T, ctx context.Context, s *Server, job string, 
 			return
 		}
 		select {
-		case <-tick.C:
+		case <-gone:
 		case <-ctx.Done():
 			t.Fatalf("job %q still has %d workers (limit %d) at the iteration's deadline", job, workers, n)
 		}
