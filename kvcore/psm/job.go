@@ -2015,14 +2015,12 @@ func (j *Job) settleRound(k *key, arr []arrival, deadline bool) {
 	}
 	for i := range arr {
 		a := &arr[i]
-		if lr := a.lr; lr != nil && a.buf != nil && err == nil && lr.left > 1 {
-			// settleClosed's and listSettle's work for a list's key
-			// that is not its last.
+		if lr := a.lr; lr != nil && a.buf != nil && err == nil {
+			// settleClosed's work for a list's key.
 			k.putFree(a.buf)
-			res := &lr.rs[a.li]
-			res.Delta += int64(r)
-			res.Flags = flags
-			lr.left--
+			if !lr.take(int(a.li), r, flags) {
+				j.listSettle(lr, int(a.li), r, flags, nil)
+			}
 		} else {
 			j.settleClosed(k, a, r, flags, err)
 		}

@@ -424,6 +424,27 @@ func (j *Job) settle(a *arrival, err *wire.Error) {
 	j.reject(a.w, a.seq, err)
 }
 
+// take is listSettle's work for key i of lr, closed in round r with
+// flags, when the list has other keys left (it reports whether it did;
+// the last key is listSettle's, which answers): small enough to inline
+// in the loops that close a list's keys.
+func (lr *listReq) take(i int, r uint64, flags uint16) bool {
+	if lr.left <= 1 {
+		return false
+	}
+	res := &lr.rs[i]
+	res.Delta, res.Flags = res.Delta+int64(r), flags
+	lr.left--
+	return true
+}
+
+// listResult settles key i of lr as closed in round r with flags.
+func (j *Job) listResult(lr *listReq, i int, r uint64, flags uint16) {
+	if !lr.take(i, r, flags) {
+		j.listSettle(lr, i, r, flags, nil)
+	}
+}
+
 // listSettle settles key i of lr: answered with round and flags, or
 // refused with err. The list is answered with its last key.
 func (j *Job) listSettle(lr *listReq, i int, round uint64, flags uint16, err *wire.Error) {

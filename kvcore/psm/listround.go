@@ -195,7 +195,9 @@ func (j *Job) listAdd(i int, k *key, buf compute.Buffer) bool {
 func (j *Job) listAssign(lr *listReq, i int, k *key, buf compute.Buffer) {
 	k.stored, buf = buf, k.stored
 	k.putFree(buf)
-	j.listResult(lr, i, j.roundDone(k))
+	if r := j.roundDone(k); !lr.take(i, r, 0) {
+		j.listSettle(lr, i, r, 0, nil)
+	}
 }
 
 // listClose closes the round of key i (k) of the list round with the
@@ -251,29 +253,19 @@ func (j *Job) listSum(i int, k *key, buf compute.Buffer) bool {
 	for x := range slots {
 		if x == t.at {
 			k.putFree(buf)
-			j.listResult(t.lr, i, r)
+			j.listResult(t.lr, i, r, 0)
 		}
 		s := &slots[x]
 		k.putFree(s.bufs[i])
-		j.listResult(s.lr, i, r)
+		j.listResult(s.lr, i, r, 0)
 	}
 	if t.at == len(slots) {
 		k.putFree(buf)
-		j.listResult(t.lr, i, r)
+		j.listResult(t.lr, i, r, 0)
 	}
 	k.cur = nil
 	t.l.from = i + 1
 	return true
-}
-
-// listResult settles key i of push list lr as closed in round r.
-func (j *Job) listResult(lr *listReq, i int, r uint64) {
-	if lr.left > 1 {
-		lr.rs[i].Delta += int64(r)
-		lr.left--
-	} else {
-		j.listSettle(lr, i, r, 0, nil)
-	}
 }
 
 // listStop ends the list being taken's part in its list round at its key
