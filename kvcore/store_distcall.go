@@ -18,9 +18,9 @@ import (
 // their variables. The checks a list call needs beyond that come free:
 // a repeated key is seen on a bitset of the keys' ids, and an array that
 // two keys of one operation share (a variable named twice) makes TryPush
-// refuse. In both cases, and when a variable stays locked (another call
-// queueing on it at that moment, see engine.Runner.TryPush), the
-// keys not yet queued take queueDistList's path (which sums repeated keys
+// refuse. In both cases, and when an array's variable is of another
+// store's engine (an array that two stores use, see engine.Runner.TryPush),
+// the keys not yet queued take queueDistList's path (which sums repeated keys
 // and splits operations where one key's output is another's array);
 // operations queued before stay valid, as the engine orders every key and
 // array across operations anyway.

@@ -1,56 +1,192 @@
 package engine
 
-import "slices"
+import (
+	"slices"
+	"unsafe"
+)
 
-// pushBig is Push for a big operation (a dist store's list call) whose
-// variables are all free to lock right now and appear once each, the
-// common case: it locks and joins them in the order given, with
-// tryLockJoin, so nothing is sorted. Holding every lock at once before
-// any is released keeps the FIFOs agreeing with one order of the pushes,
-// as in Push; never waiting for a lock while holding others (beyond a
-// bounded spin) keeps it from deadlocking with an operation that locks in
-// address order. A lock that stays taken (by another push, or by o
-// itself: a variable named twice) undoes the joins made so far and
-// reports false: the caller then sorts, merges and locks as Push does.
-// o.r is set.
-func (r *Runner) pushBig(o *Op) bool {
+// The outcomes of pushOne.
+type pushResult int
+
+const (
+	pushed    pushResult = iota
+	pushTwice            // o names a variable twice: nothing joined
+	pushSpans            // o names a variable of another domain: nothing joined
+)
+
+// joinBatch is how many variables a push joins, or a finish leaves, per
+// hold of a domain's mutex (Runner.batch; tests make it smaller): holds
+// short enough that a finish (the receiver's) and a push (the caller's)
+// of one store take turns without waiting long for each other, and long
+// enough that the mutex costs little a variable.
+const joinBatch = 256
+
+// waitBias starts an operation's waitFor while it is pushed (see the
+// package comment): more than any operation's variables.
+const waitBias = 1 << 30
+
+// pushOne queues o on r if every variable it names is of r's domain (or
+// of none yet, and becomes r's) and appears once, joining them in the
+// order given (nothing sorted). Otherwise it undoes the joins made so far
+// and says why. o.r is set.
+//
+// An operation of up to r.batch variables joins them in one hold of the
+// domain's mutex, where nothing interleaves: it needs the push lock only
+// while a bigger push, which joins across several holds, is under way
+// (busy). A bigger one holds the push lock and joins r.batch variables
+// per hold.
+func (r *Runner) pushOne(o *Op) pushResult {
+	d, batch := r.dom, r.batch
+	n := len(o.vars)
+	big := n > batch
+	o.waitFor.Store(waitBias)
+	d.mu.Lock()
+	if big || d.busy {
+		d.mu.Unlock()
+		d.push.Lock()
+		d.mu.Lock() // not busy: a busy push holds the push lock
+		if !big {
+			d.push.Unlock() // one hold from here on
+		}
+	}
 	var waits int32
-	for i, v := range o.vars {
-		// tryLockJoin's first try here (the variable free: the common
-		// case), the spin only when it is locked.
-		s := v.state.Load()
-		ok := s&stLocked == 0 && v.state.CompareAndSwap(s, s+stOne|stLocked)
-		if !ok {
-			s, ok = v.tryLockJoin()
+	res := pushed
+	i := 0
+	for {
+		var w int32
+		i, res, w = o.joinRun(d, i, min(i+batch, n))
+		waits += w
+		if i == n || res != pushed {
+			break
 		}
-		if !ok {
-			for j := i - 1; j >= 0; j-- {
-				o.vars[j].unjoin()
-			}
-			return false
+		d.busy = true
+		d.mu.Unlock() // a finish may take its turn
+		if r.between != nil {
+			r.between()
 		}
-		if v.join(o, s>>stCountShift) {
+		d.mu.Lock()
+	}
+	// The joins' marks cleared, or the joins taken back, a batch per hold
+	// as they were made (the order does not matter). A finish may have
+	// handed a variable over to o meanwhile (under the mutex, so before
+	// this reaches it): the bias kept o from being readied, and its count
+	// is set afresh at the next push.
+	for b := 0; ; b += batch {
+		o.settle(b, min(b+batch, i), res)
+		if b+batch >= i {
+			break
+		}
+		d.mu.Unlock()
+		if r.between != nil {
+			r.between()
+		}
+		d.mu.Lock()
+	}
+	d.busy = false
+	d.mu.Unlock()
+	if big {
+		d.push.Unlock()
+	}
+	if res != pushed {
+		return res
+	}
+	o.seq = r.seq.Add(1)
+	r.pending.Add(1)
+	if o.waitFor.Add(waits-waitBias) == 0 {
+		r.ready(o, true)
+	}
+	return pushed
+}
+
+// joinRun joins o to o.vars[i:end], of domain d (whose mutex the caller
+// holds), marked; it stops at a variable of another domain or one o
+// joined already (a variable named twice). It returns where it stopped,
+// why, and how many of the joins wait behind another operation.
+func (o *Op) joinRun(d *domain, i, end int) (int, pushResult, int32) {
+	var waits int32
+	for ; i < end; i++ {
+		v := o.vars[i]
+		if c := v.domain(); c != d && (c != nil || v.claim(d) != d) {
+			return i, pushSpans, waits
+		}
+		if v.state&stMarked != 0 {
+			return i, pushTwice, waits
+		}
+		if v.join(o, stMarked) {
 			waits++
+		}
+	}
+	return i, pushed, waits
+}
+
+// settle ends the joins of o.vars[from:to] (the caller holds their
+// domain's mutex): their marks cleared if the push went through (res),
+// the joins taken back if not.
+func (o *Op) settle(from, to int, res pushResult) {
+	for _, v := range o.vars[from:to] {
+		if res == pushed {
+			v.unmark()
+		} else {
+			v.unjoin()
+		}
+	}
+}
+
+// pushSpan queues o, whose variables appear once each, on r when they
+// span several domains (an array that two stores use): it holds the push
+// locks of all of them, taken in address order, while it joins each
+// variable under its own domain's mutex.
+func (r *Runner) pushSpan(o *Op) {
+	var doms []*domain
+	for _, v := range o.vars {
+		if d := v.claim(r.dom); !slices.Contains(doms, d) {
+			doms = append(doms, d)
+		}
+	}
+	for i := 1; i < len(doms); i++ { // a few: sorted by insertion
+		for j := i; j > 0 && uintptr(unsafe.Pointer(doms[j])) < uintptr(unsafe.Pointer(doms[j-1])); j-- {
+			doms[j], doms[j-1] = doms[j-1], doms[j]
+		}
+	}
+	for _, d := range doms {
+		d.push.Lock()
+		d.mu.Lock()
+		d.busy = true
+		d.mu.Unlock()
+	}
+	o.waitFor.Store(waitBias)
+	var waits int32
+	for _, v := range o.vars {
+		d := v.domain()
+		d.mu.Lock()
+		if v.join(o, 0) {
+			waits++
+		}
+		d.mu.Unlock()
+		if r.between != nil {
+			r.between()
 		}
 	}
 	o.seq = r.seq.Add(1)
 	r.pending.Add(1)
-	o.waitFor.Store(1 + waits)
-	for i := len(o.vars) - 1; i >= 0; i-- {
-		o.vars[i].release()
+	for _, d := range doms {
+		d.mu.Lock()
+		d.busy = false
+		d.mu.Unlock()
+		d.push.Unlock()
 	}
-	if o.waitFor.Add(-1) == 0 {
+	if o.waitFor.Add(waits-waitBias) == 0 {
 		r.ready(o, true)
 	}
-	return true
 }
 
 // TryPush queues o as Push does if every variable it names appears once
-// and none is locked at this moment (nothing to sort: see pushBig);
-// otherwise it queues nothing and returns false.
+// and is of r's domain (or of none yet), in the order given; otherwise it
+// queues nothing and returns false (the caller then pushes it, or its
+// parts, with Push).
 func (r *Runner) TryPush(o *Op) bool {
 	o.r = r
-	if r.pushBig(o) {
+	if r.pushOne(o) == pushed {
 		return true
 	}
 	o.r = nil

@@ -2,17 +2,24 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 )
 
-// TryPush refuses an operation that names a variable twice or finds one
-// locked, leaving every variable as it was; otherwise it queues the
-// operation behind the ones before it on its variables, in the order
-// given (no sort).
+// TryPush refuses an operation that names a variable twice or one of
+// another runner's domain, leaving every variable as it was; otherwise it
+// queues the operation behind the ones before it on its variables, in
+// the order given (no sort).
 func TestTryPush(t *testing.T) {
-	r := NewRunner()
+	for _, batch := range []int{joinBatch, 4} {
+		t.Run(fmt.Sprint(batch), func(t *testing.T) { testTryPush(t, batch) })
+	}
+}
+
+func testTryPush(t *testing.T, batch int) {
+	r := smallBatches(NewRunner(), batch)
 	defer r.Close()
 	vars := make([]*Var, 3*bigOp)
 	for i := range vars {
@@ -33,7 +40,7 @@ func TestTryPush(t *testing.T) {
 		t.Fatal("TryPush queued an operation naming a variable twice")
 	}
 	for i, v := range vars[:len(vars)-1] {
-		if !v.Idle() || v.state.Load() != 0 {
+		if !v.Idle() || v.flags() != 0 {
 			t.Fatalf("variable %d joined by a refused operation", i)
 		}
 	}
@@ -42,17 +49,23 @@ func TestTryPush(t *testing.T) {
 	for i := len(vars) - 1; i >= 0; i-- { // descending: the order given is kept
 		big.op.Add(vars[i], i%2 == 0)
 	}
-	busy := vars[bigOp]
-	s := busy.lock()
+	// A variable another runner named first is of its domain.
+	other := NewRunner()
+	defer other.Close()
+	foreign := new(Var)
+	pre := rec.task(4, foreign)
+	other.Push(&pre.op)
+	<-pre.done
+	big.op.Add(foreign, true)
 	if r.TryPush(&big.op) {
-		t.Fatal("TryPush queued an operation with a locked variable")
+		t.Fatal("TryPush queued an operation with a variable of another domain")
 	}
-	busy.unlock(s)
 	for i, v := range vars[:len(vars)-1] {
-		if !v.Idle() {
+		if !v.Idle() || v.flags() != 0 {
 			t.Fatalf("variable %d joined by a refused operation", i)
 		}
 	}
+	big.op.vars, big.op.writes = big.op.vars[:len(vars)], big.op.writes[:len(vars)]
 	if !r.TryPush(&big.op) {
 		t.Fatal("TryPush refused an operation with free, distinct variables")
 	}
@@ -65,8 +78,13 @@ func TestTryPush(t *testing.T) {
 	rec.mu.Lock()
 	log := append([]int(nil), rec.log...)
 	rec.mu.Unlock()
-	if len(log) != 2 || log[0] != 1 || log[1] != 3 {
-		t.Fatalf("ran %v, want [1 3]", log)
+	if len(log) != 3 || log[0] != 4 || log[1] != 1 || log[2] != 3 {
+		t.Fatalf("ran %v, want [4 1 3]", log)
+	}
+	for i, v := range vars {
+		if !v.Idle() || v.flags() != 0 {
+			t.Fatalf("variable %d: flags %b after its operations finished (a mark left set?)", i, v.flags())
+		}
 	}
 	// The refused operation can still be pushed: merged and sorted.
 	r.Push(&twice.op)
@@ -81,7 +99,7 @@ func TestTryPush(t *testing.T) {
 func TestBigOpsNoDeadlock(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	rs := []*Runner{NewRunner(), NewRunner()}
+	rs := []*Runner{smallBatches(NewRunner(), 5), smallBatches(NewRunner(), 11)}
 	vars := make([]Var, 4*bigOp)
 	inUse := make([]int32, len(vars)) // operations running on each variable
 	var mu sync.Mutex

@@ -18,39 +18,35 @@
 // operations through its variable, and each operation still runs on its
 // own store's workers.
 //
-// A variable's state is one atomic word: a lock bit, a flag for waiting
-// Waits, a flag for a recorded write error, and above them the length of
-// its FIFO. The FIFO's head is implicit (the operation that finishes is
-// the head), the operation behind it is in Var.second, the rest in a part
-// made on demand. Push takes the lock bit of every variable of an
-// operation (in address order, so two pushes cannot deadlock; TryPush in
-// the order given, giving up on a taken one), counting the operation in
-// the FIFO in the same CAS, before it releases any: the joins of two
-// operations that share variables are never interleaved, so the FIFOs
-// agree with one order of the pushes and no cycle (deadlock) can form.
-// That is two atomic instructions per variable, as with a mutex.
+// Every variable belongs to a lock domain, that of the Runner whose push
+// named it first (set once, never changed): the domain's mutex guards
+// the FIFOs of all its variables, and its push lock is held for the joins
+// of one operation. An operation's joins take the domain's mutex once per
+// batch of joinBatch variables, not a locked instruction per variable,
+// and a finish leaves its variables a batch at a time the same way
+// (RATIONALE: "Why do a runner's variables share one lock?"). A push
+// whose variables are all of its Runner's domain (the common case: a
+// store's keys are its own, and its arrays are mostly used by it alone)
+// holds that domain's push lock; one whose variables span domains (an
+// array that two stores use) holds the push locks of all of them, taken
+// in address order. Either way the joins of two operations that share a
+// variable never interleave, so the FIFOs agree with one order of the
+// pushes and no cycle (deadlock) can form. A domain's mutex is held for a
+// batch of joins or leaves, or a Wait's look at a FIFO, and whoever holds
+// one waits for no push lock and no other domain's mutex (only, to ready
+// an operation, for a Runner's queue lock, under which nothing else is
+// taken): push locks are taken first (one, or several in address order),
+// mutexes one at a time.
 //
-// Leaving is one CAS and no lock when nothing else is to do: no Wait
-// waits, and the operation writes no error and clears none. The CAS takes
-// the length from 1 to 0, or from 2 to 1 handing the variable to second,
-// read just before. The CAS expects the lock bit clear, so it never lands
-// inside a push's or a slow path's critical section, and it fails if
-// anything changed the word since it was read. The memory-model argument:
-// second is written only by a join that takes the length from 1 to 2,
-// under the lock, before the release (an atomic write of the word); the
-// finisher's load of the word reads that release or a later write, so the
-// write of second happens before its read (Go's atomics are sequentially
-// consistent and synchronize). Nothing writes second again until the
-// length drops below 2, which only the head's finish does (or the undo of
-// that same join, under the lock, which the CAS sees). The next writer of
-// second locks the word after the finisher's CAS, so the read happens
-// before it. Whatever a finished operation wrote happens before its
-// successor runs: the successor becomes ready only through the
-// finisher's CAS (or lock) and its atomic count of FIFOs still to head.
-// The slow path (a Wait waiting, an error to record or clear, two or more
-// operations behind the head) takes the lock bit as a push does. The lock
-// spins, yielding to the scheduler after a few tries: it is held for a
-// join, a leave, or the joins of one operation.
+// An operation waits to head its FIFOs through a count of the FIFOs it
+// waits on (waitFor): it starts at a bias that no finish can bring to
+// zero while the joins go on (a finish between two batches may already
+// hand a variable over to it), and the joins' count of waits is settled
+// against the bias once they are all done. Finishes hand over under the
+// variable's domain mutex, so a push that must undo its joins (a
+// variable named twice, or one of another domain, found in a later
+// batch) sees every hand-over made so far and discards them with the
+// bias.
 //
 // A Runner's workers start with its first ready operation and stop at
 // Close. Nothing here allocates per operation: the caller pools its
@@ -70,26 +66,43 @@ import (
 // Var is an engine variable: the FIFO of operations on one key or array.
 // Its zero value is ready to use.
 type Var struct {
-	// state is the FIFO's length above the flag bits (locked, waiters,
-	// err set); second is the operation behind the head. A push and a
-	// finish touch these two words only. A Var is 32 bytes (two to a
-	// cache line; those of keys made one after another are neighbours).
-	state  atomic.Uint64
+	// state is the FIFO's length above the flag bits (marked, waiters,
+	// err set); second is the operation behind the head; more the rest.
+	// All three are read and written under dom's mutex only (plain
+	// fields: a push or a finish touches thousands in one hold). A Var is
+	// 32 bytes (two to a cache line; those of keys made one after another
+	// are neighbours).
+	state  uint64
 	second *Op
-	more   *varMore // made at the first error, or when two operations or a Wait wait
-	_      [8]byte
+	more   *varMore       // made at the first error, or when two operations or a Wait wait
+	dom    unsafe.Pointer // *domain: set once, by the first push naming v (see domain)
 }
 
-// The state word of a Var: a spin lock bit, two flags and the number of
-// operations in the FIFO (the head, which runs or waits to run, then
-// second, then more.rest).
+// The state word of a Var: two flags, a mark and the number of operations
+// in the FIFO (the head, which runs or waits to run, then second, then
+// more.rest).
 const (
-	stLocked  = 1 << iota // a push, a finish's slow path or a Wait holds the Var
-	stWaiters             // more.waiters > 0: a finish broadcasts more.done
+	stMarked  = 1 << iota // joined by the push now under way on v's domain (pushOne's check for a variable named twice)
+	stWaiters             // more.waiters > 0: a leave broadcasts more.done
 	stErr                 // more.err != nil
 	stCountShift
 	stOne = 1 << stCountShift // one operation in the FIFO
 )
+
+// domain is a lock domain: the variables first named by one Runner's
+// pushes (see the package comment).
+type domain struct {
+	// push is held for the joins of one operation on the domain's
+	// variables (with the push locks of its other domains, if any).
+	push sync.Mutex
+	// mu guards the state, second and more of the domain's variables,
+	// and busy.
+	mu sync.Mutex
+	// busy says that a push holding the push lock joins variables over
+	// several holds of mu: a small push, which joins in one hold without
+	// the push lock, waits for it (see pushOne).
+	busy bool
+}
 
 // varMore is the part of a Var that only waiting (two or more operations
 // behind the head, or a Wait) and errors need (a Var stays 32 bytes).
@@ -98,14 +111,14 @@ type varMore struct {
 	err     error // error of the last op that wrote the var (cleared by a later successful write)
 	mu      sync.Mutex
 	done    sync.Cond // broadcast (under mu) when an operation leaves and waiters > 0
-	waiters int       // Wait and Drain calls waiting (under the Var's lock)
+	waiters int       // Wait and Drain calls waiting (under the domain's mutex)
 	// left counts the operations that left the FIFO while waiters > 0
-	// (each takes the slow path then): a Wait waits for it to pass the
-	// count when it began plus the FIFO's length then.
+	// (each broadcasts then): a Wait waits for it to pass the count when
+	// it began plus the FIFO's length then.
 	left uint64
 }
 
-// ext returns v.more, made if need be; the caller holds v's lock.
+// ext returns v.more, made if need be; the caller holds v's domain mutex.
 func (v *Var) ext() *varMore {
 	if v.more == nil {
 		v.more = new(varMore)
@@ -113,63 +126,50 @@ func (v *Var) ext() *varMore {
 	return v.more
 }
 
-// lock takes v's lock bit and returns the state without it.
-func (v *Var) lock() uint64 { return v.lockAdd(0) }
+// domain returns v's domain (nil: no push named v yet). An
+// unsafe.Pointer rather than an atomic.Pointer, whose generic methods
+// would cost the browser runtime's budget.
+func (v *Var) domain() *domain { return (*domain)(atomic.LoadPointer(&v.dom)) }
 
-// lockAdd takes v's lock bit, adding add to the state in the same CAS, and
-// returns the state before. The critical sections are short (a join or a
-// leave, at most the joins of one operation while Push holds several), so
-// it spins, yielding after a few tries (a single-threaded wasm runtime
-// runs the holder then).
-func (v *Var) lockAdd(add uint64) uint64 {
-	for i := 0; ; i++ {
-		s := v.state.Load()
-		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+add|stLocked) {
-			return s
-		}
-		if i >= tryLockSpins {
-			runtime.Gosched()
-		}
+// claim returns v's domain, which becomes d if v has none yet.
+func (v *Var) claim(d *domain) *domain {
+	if atomic.CompareAndSwapPointer(&v.dom, nil, unsafe.Pointer(d)) {
+		return d
 	}
+	return v.domain()
 }
-
-// unlock sets the state to s (without the lock bit): nothing else writes
-// the state while it is locked, so a release store does (no locked
-// instruction on amd64).
-func (v *Var) unlock(s uint64) { storeRelease(&v.state, s) }
 
 // Wait waits until every operation queued on v before the call finished
 // (or ctx ends) and returns the error of the last one that wrote v, or
-// ctx's. A nil Var has nothing to wait for.
-func (v *Var) Wait(ctx context.Context) error {
-	if v == nil {
-		return nil
-	}
-	s, err := v.drain(ctx)
-	if err == nil && s&stErr != 0 {
-		err = v.more.err
-	}
-	v.unlock(s)
-	return err
-}
+// ctx's. A nil Var, or one no push named yet, has nothing to wait for.
+func (v *Var) Wait(ctx context.Context) error { return v.wait(ctx, true) }
 
 // Drain is Wait without the write error: it returns only ctx's.
-func (v *Var) Drain(ctx context.Context) error {
+func (v *Var) Drain(ctx context.Context) error { return v.wait(ctx, false) }
+
+func (v *Var) wait(ctx context.Context, writeErr bool) error {
 	if v == nil {
 		return nil
 	}
-	s, err := v.drain(ctx)
-	v.unlock(s)
+	d := v.domain()
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	err := v.drain(ctx, d)
+	if err == nil && writeErr && v.state&stErr != 0 {
+		err = v.more.err
+	}
+	d.mu.Unlock()
 	return err
 }
 
-// drain waits for the operations queued so far and returns with v locked
-// (the state to unlock with).
-func (v *Var) drain(ctx context.Context) (uint64, error) {
-	s := v.lock()
-	n := s >> stCountShift
+// drain waits for the operations queued so far; the caller holds d.mu,
+// v's domain mutex, which drain holds again when it returns.
+func (v *Var) drain(ctx context.Context, d *domain) error {
+	n := v.state >> stCountShift
 	if n == 0 {
-		return s, nil
+		return nil
 	}
 	m := v.ext()
 	if m.done.L == nil {
@@ -179,10 +179,10 @@ func (v *Var) drain(ctx context.Context) (uint64, error) {
 	stop := wakeOnDone(ctx, &m.done)
 	defer stop()
 	m.waiters++
-	s |= stWaiters
+	v.state |= stWaiters
 	var err error
 	for m.left < target {
-		// Take m.mu before letting go of v: a finish broadcasts under
+		// Take m.mu before letting go of d.mu: a leave broadcasts under
 		// both, so it cannot slip between the check and the wait; ctx's
 		// broadcast takes m.mu, and ctx.Err is set before it.
 		m.mu.Lock()
@@ -190,27 +190,34 @@ func (v *Var) drain(ctx context.Context) (uint64, error) {
 			m.mu.Unlock()
 			break
 		}
-		v.unlock(s)
+		d.mu.Unlock()
 		m.done.Wait()
 		m.mu.Unlock()
-		s = v.lock()
+		d.mu.Lock()
 	}
 	m.waiters--
 	if m.waiters == 0 {
-		s &^= stWaiters
+		v.state &^= stWaiters
 	}
-	return s, err
+	return err
 }
 
 // ClearErr forgets the error of an earlier failed write (the caller has
 // just overwritten the whole variable).
 func (v *Var) ClearErr() {
-	if v == nil || v.state.Load()&stErr == 0 {
+	if v == nil {
 		return
 	}
-	s := v.lock()
-	v.more.err = nil
-	v.unlock(s &^ stErr)
+	d := v.domain()
+	if d == nil {
+		return // no push named v: no error either
+	}
+	d.mu.Lock()
+	if v.state&stErr != 0 {
+		v.more.err = nil
+		v.state &^= stErr
+	}
+	d.mu.Unlock()
 }
 
 // Task is the work of an Op.
@@ -272,24 +279,9 @@ func (o *Op) Reset() {
 	o.waitFor.Store(0)
 }
 
-// sortVars orders o's variables by address: the lock order of Push.
-// Heap objects do not move in Go, so the order is stable.
-func (o *Op) sortVars() {
-	vs, ws := o.vars, o.writes
-	if len(vs) >= bigOp {
-		o.sortMergeVars()
-		return
-	}
-	for i := 1; i < len(vs); i++ {
-		for j := i; j > 0 && uintptr(unsafe.Pointer(vs[j])) < uintptr(unsafe.Pointer(vs[j-1])); j-- {
-			vs[j], vs[j-1] = vs[j-1], vs[j]
-			ws[j], ws[j-1] = ws[j-1], ws[j]
-		}
-	}
-}
-
-// sortMergeVars sorts a big operation's variables by address and merges
-// duplicates (a write wins).
+// sortMergeVars merges the duplicates among o's variables (a write wins),
+// sorting them by address (an operation built with Add, refused by
+// TryPush or by Push's first try for a variable named twice).
 func (o *Op) sortMergeVars() {
 	if o.sortPacked() {
 		return
@@ -393,24 +385,38 @@ func (o *Op) finish(err error, self *Runner) {
 	// The operations that o made the head of a FIFO: consecutive
 	// variables often hand over to the same one (a pull list behind a
 	// push list), so its count drops once per run of them, not once per
-	// variable. A count dropped late only readies it later.
+	// variable; the run is handed over before the domain's mutex is let
+	// go (see the package comment). The variables are left a batch at a
+	// time under their domain's mutex (one domain at a time).
 	var next *Op
 	var n int32
+	var d *domain // whose mutex is held
+	left := 0     // variables left under it
 	for i, v := range o.vars {
-		// o heads v's queue by construction. leave's commonest cases (o
-		// alone in the FIFO, or one operation behind it, as a pull list
-		// behind a push list; no error, no Wait) are tried here first: a
-		// list's finish leaves thousands of variables, and leave is too
-		// big to inline. second is read before the CAS, as leave does.
+		if vd := v.domain(); vd != d || left == r.batch {
+			next.handOver(n, self)
+			next, n = nil, 0
+			if d != nil {
+				d.mu.Unlock()
+				if r.between != nil {
+					r.between()
+				}
+			}
+			d, left = vd, 0
+			d.mu.Lock()
+		}
+		left++
+		// leave's commonest cases (o alone in the FIFO, or one operation
+		// behind it, as a pull list behind a push list; no error, no
+		// Wait) here: a list's finish leaves thousands of variables, and
+		// leave is too big to inline.
 		var nx *Op
-		if s := v.state.Load(); s&(stLocked|stWaiters|stErr) == 0 && s>>stCountShift-1 <= 1 &&
+		if s := v.state; s&(stWaiters|stErr) == 0 && s>>stCountShift-1 <= 1 &&
 			(err == nil || !o.writes[i]) {
 			if s>>stCountShift == 2 {
 				nx = v.second
 			}
-			if !v.state.CompareAndSwap(s, s-stOne) {
-				nx = v.leave(o.writes[i], err)
-			}
+			v.state = s - stOne
 		} else {
 			nx = v.leave(o.writes[i], err)
 		}
@@ -424,6 +430,9 @@ func (o *Op) finish(err error, self *Runner) {
 		n++
 	}
 	next.handOver(n, self)
+	if d != nil {
+		d.mu.Unlock()
+	}
 	if err != nil {
 		r.mu.Lock()
 		if r.err == nil {
@@ -455,6 +464,9 @@ type Runner struct {
 	pending atomic.Int64  // unfinished operations
 	waiters atomic.Int32  // WaitAll calls waiting
 	seq     atomic.Uint64 // issue order, for the ready queue
+	dom     *domain       // the lock domain of the variables r names first
+	batch   int           // variables joined or left per hold of a domain's mutex (joinBatch)
+	between func()        // nil; tests' runtime.Gosched between two such holds (smallBatches)
 
 	mu      sync.Mutex
 	work    sync.Cond // signalled when queue gets an op or the runner closes
@@ -470,7 +482,7 @@ type Runner struct {
 // NewRunner returns a Runner with max(2, GOMAXPROCS) workers, started at
 // its first ready operation.
 func NewRunner() *Runner {
-	r := &Runner{workers: max(2, runtime.GOMAXPROCS(0))}
+	r := &Runner{workers: max(2, runtime.GOMAXPROCS(0)), dom: new(domain), batch: joinBatch}
 	r.work.L = &r.mu
 	r.idle.L = &r.mu
 	return r
@@ -479,32 +491,20 @@ func NewRunner() *Runner {
 // Push queues o on r.
 func (r *Runner) Push(o *Op) {
 	o.r = r
-	if len(o.vars) >= bigOp && r.pushBig(o) {
+	switch r.pushOne(o) {
+	case pushed:
 		return
-	}
-	o.sortVars()
-	o.seq = r.seq.Add(1)
-	r.pending.Add(1)
-	// Each variable is locked in address order and o queued on it at
-	// once (one pass over the variables, not two); no lock is released
-	// before o is on every queue, so two operations' orders agree on all
-	// the variables they share. The waits are counted, and stored, still
-	// under the locks: no operation ahead can leave a FIFO meanwhile. One
-	// extra count, dropped after the release, keeps an operation that
-	// finishes once a lock is released from readying o as well.
-	var waits int32
-	for _, v := range o.vars {
-		if v.join(o, v.lockJoin()>>stCountShift) {
-			waits++
+	case pushTwice:
+		o.sortMergeVars()
+		if r.pushOne(o) == pushed {
+			return
 		}
+	default:
+		// pushOne stopped at a variable of another domain, maybe before a
+		// variable named twice: pushSpan needs them merged.
+		o.sortMergeVars()
 	}
-	o.waitFor.Store(1 + waits)
-	for i := len(o.vars) - 1; i >= 0; i-- {
-		o.vars[i].release()
-	}
-	if o.waitFor.Add(-1) == 0 {
-		r.ready(o, true)
-	}
+	r.pushSpan(o)
 }
 
 // ready hands o, which heads all its FIFOs, to r's workers; wake says

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"unsafe"
@@ -182,7 +183,7 @@ func TestPendingAndCancel(t *testing.T) {
 // its FIFO was joined.
 func TestNoDeadlock(t *testing.T) {
 	t.Parallel()
-	rs := []*Runner{NewRunner(), NewRunner(), NewRunner()}
+	rs := []*Runner{smallBatches(NewRunner(), 2), smallBatches(NewRunner(), 5), NewRunner()}
 	vars := make([]Var, 6)
 	var wg sync.WaitGroup
 	for g := range 6 {
@@ -344,5 +345,26 @@ func TestVarLayout(t *testing.T) {
 // Idle reports whether no operation is queued on v (the tests' check that
 // every FIFO drained).
 func (v *Var) Idle() bool {
-	return v.state.Load()>>stCountShift == 0
+	if d := v.domain(); d != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+	}
+	return v.state>>stCountShift == 0
+}
+
+// flags returns v's flag bits (under its domain's mutex).
+func (v *Var) flags() uint64 {
+	if d := v.domain(); d != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+	}
+	return v.state & (stOne - 1)
+}
+
+// smallBatches sets r to join and leave batch variables per hold of a
+// domain's mutex, so that tests of a few dozen variables take the paths of
+// a list call's thousands (several holds, the push lock, busy).
+func smallBatches(r *Runner, batch int) *Runner {
+	r.batch, r.between = batch, runtime.Gosched
+	return r
 }

@@ -6,57 +6,36 @@ package engine
 // touched only when two or more operations wait on the variable. A list
 // call of a dist store joins and leaves the FIFOs of thousands of
 // variables, each a cache miss; the queue's own backing array was a
-// second one.
+// second one. Everything here runs under the variable's domain mutex.
 
-// lockJoin takes v's lock and counts one more operation in its FIFO, in
-// one CAS; it returns the state before (the FIFO's length above
-// stCountShift). The caller then calls join and releases the lock with
-// release.
-func (v *Var) lockJoin() uint64 { return v.lockAdd(stOne) }
-
-// tryLockJoin is lockJoin that gives up (false) if v stays locked for
-// tryLockSpins tries. A lock is held for a join, a leave, or the joins
-// of one operation: a short spin outlasts the first two, which a
-// concurrent finish takes, and pushBig, which holds other locks, must
-// not wait longer (see pushBig).
-func (v *Var) tryLockJoin() (uint64, bool) {
-	for range tryLockSpins {
-		s := v.state.Load()
-		if s&stLocked == 0 && v.state.CompareAndSwap(s, s+stOne|stLocked) {
-			return s, true
-		}
-	}
-	return 0, false
-}
-
-// tryLockSpins is how many times tryLockJoin tries a lock (lockAdd's
-// spins before it yields).
-const tryLockSpins = 16
-
-// release lets go of the lock taken by lockJoin: nothing else writes the
-// state while it is locked, so the state read is the state to clear the
-// lock bit of.
-func (v *Var) release() { v.unlock(v.state.Load() &^ stLocked) }
-
-// join queues o on v, whose FIFO held n operations, and reports whether
-// o waits behind another. The caller holds the lock (lockJoin).
-func (v *Var) join(o *Op, n uint64) bool {
-	switch n {
+// join queues o on v, marked with mark (stMarked or 0), and reports
+// whether o waits behind another.
+func (v *Var) join(o *Op, mark uint64) bool {
+	s := v.state
+	v.state = s + stOne | mark
+	switch s >> stCountShift {
 	case 0:
 		return false
 	case 1:
 		v.second = o
 	default:
-		m := v.ext()
-		m.rest = append(m.rest, o)
+		v.queue(o)
 	}
 	return true
 }
 
-// unjoin takes back the last join (pushBig's undo) and unlocks v.
+// queue puts o behind second (join's rare case, out of line).
+func (v *Var) queue(o *Op) {
+	m := v.ext()
+	m.rest = append(m.rest, o)
+}
+
+// unjoin takes back the last join (a push's undo): no other push joined
+// v since (the push lock is held), and leaves only shortened the FIFO
+// from its head, so the last operation in it is the one to take back.
 func (v *Var) unjoin() {
-	s := v.state.Load() - stLocked - stOne
-	switch n := s >> stCountShift; n {
+	s := v.state - stOne
+	switch s >> stCountShift {
 	case 0:
 	case 1:
 		v.second = nil
@@ -65,44 +44,18 @@ func (v *Var) unjoin() {
 		m.rest[len(m.rest)-1] = nil
 		m.rest = m.rest[:len(m.rest)-1]
 	}
-	v.unlock(s)
+	v.state = s &^ stMarked
 }
+
+// unmark clears the mark of a join (the push is done).
+func (v *Var) unmark() { v.state &^= stMarked }
 
 // leave removes the head, which finished (writing v if write, with err),
-// and returns the new head, if any.
-//
-// Without a lock when it can: if no Wait waits and there is no error to
-// record or clear, one CAS takes the FIFO from one operation to none or
-// from two to one (the new head is second, which only a join from one
-// operation to two writes: the state's count says it was written, and by
-// whom nothing else until this CAS). Otherwise under the lock.
+// and returns the new head, if any: finish's slow path (an error to
+// record or clear, a Wait waiting, two or more operations behind the
+// head).
 func (v *Var) leave(write bool, err error) *Op {
-	for {
-		s := v.state.Load()
-		if s&(stLocked|stWaiters) != 0 || write && (err != nil || s&stErr != 0) {
-			break
-		}
-		switch s >> stCountShift {
-		case 1:
-			if v.state.CompareAndSwap(s, s-stOne) {
-				return nil
-			}
-			continue
-		case 2:
-			next := v.second
-			if v.state.CompareAndSwap(s, s-stOne) {
-				return next
-			}
-			continue
-		}
-		break
-	}
-	return v.leaveLocked(write, err)
-}
-
-// leaveLocked is leave's slow path.
-func (v *Var) leaveLocked(write bool, err error) *Op {
-	s := v.lock()
+	s := v.state
 	var next *Op
 	if n := s >> stCountShift; n >= 2 {
 		next = v.second
@@ -132,6 +85,6 @@ func (v *Var) leaveLocked(write bool, err error) *Op {
 		m.done.Broadcast()
 		m.mu.Unlock()
 	}
-	v.unlock(s - stOne)
+	v.state = s - stOne
 	return next
 }

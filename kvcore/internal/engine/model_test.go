@@ -40,7 +40,7 @@ func TestModel(t *testing.T) {
 		perG = 150
 	}
 	m := &model{
-		rs:     []*Runner{NewRunner(), NewRunner()},
+		rs:     []*Runner{smallBatches(NewRunner(), 3), smallBatches(NewRunner(), 7)},
 		vars:   make([]Var, nvars),
 		holder: make([]atomic.Int64, nvars),
 		logs:   make([][]int, nvars),
