@@ -137,7 +137,8 @@ func (o *Op) settle(from, to int, res pushResult) {
 // locks of all of them, taken in address order, while it joins each
 // variable under its own domain's mutex.
 func (r *Runner) pushSpan(o *Op) {
-	var doms []*domain
+	var few [4]*domain
+	doms := few[:0] // the domains, in address order
 	for _, v := range o.vars {
 		if d := v.claim(r.dom); !slices.Contains(doms, d) {
 			doms = append(doms, d)
