@@ -27,7 +27,9 @@
 // (RATIONALE: "Why do a runner's variables share one lock?"). A push
 // whose variables are all of its Runner's domain (the common case: a
 // store's keys are its own, and its arrays are mostly used by it alone)
-// holds that domain's push lock; one whose variables span domains (an
+// holds that domain's push lock (one of up to joinBatch variables joins
+// them in one hold of the mutex, and needs the push lock only while a
+// bigger push is between two holds); one whose variables span domains (an
 // array that two stores use) holds the push locks of all of them, taken
 // in address order. Either way the joins of two operations that share a
 // variable never interleave, so the FIFOs agree with one order of the
