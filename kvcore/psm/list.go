@@ -242,12 +242,10 @@ func (j *Job) pushList(now time.Duration, w *worker, m *wire.Msg) {
 					// arrive's work, with the arrival written in its
 					// round's slot (no 56-byte copy) and maybeClose's
 					// test in the loop; a push that queues takes arrive.
+					j.splitKey(k)
 					r := k.cur
 					if r == nil {
 						r = j.openRound(now, k)
-					} else if r.list != nil {
-						j.listSplit(r.list)
-						r = k.cur
 					}
 					if !r.expects(w) {
 						j.arrive(now, w, seq, k, &arrival{w: w, seq: seq, buf: buf, lr: lr, li: int32(i)}, buf)

@@ -52,6 +52,11 @@ type lslot struct {
 	bufs []compute.Buffer
 }
 
+// arrival is the slot's push of key index i.
+func (s *lslot) arrival(i int) arrival {
+	return arrival{w: s.lr.w, buf: s.bufs[i], lr: s.lr, seq: s.lr.seq, li: int32(i)}
+}
+
 // listTurn is the list round the push list being taken is in (listState).
 type listTurn struct {
 	l    *lround // nil: the list's keys take their own rounds
@@ -215,7 +220,7 @@ func (j *Job) listClose(i int, k *key, buf compute.Buffer) {
 		if cur.w != nil && w.rank < s.lr.w.rank {
 			arr, cur.w = append(arr, cur), nil
 		}
-		arr = append(arr, arrival{w: s.lr.w, buf: s.bufs[i], lr: s.lr, seq: s.lr.seq, li: int32(i)})
+		arr = append(arr, s.arrival(i))
 	}
 	if cur.w != nil {
 		arr = append(arr, cur)
@@ -358,7 +363,7 @@ func (j *Job) listSplit(l *lround) {
 			if !r.isDone(w.rank) {
 				r.arrive(w) // a worker whose list stopped before the end
 			}
-			*r.add() = arrival{w: w, buf: s.bufs[x], lr: s.lr, seq: s.lr.seq, li: int32(x)}
+			*r.add() = s.arrival(x)
 		}
 		k.cur = r
 		if deadline {

@@ -61,9 +61,7 @@ func (r *Runner) pushOne(o *Op) pushResult {
 		}
 		d.busy = true
 		d.mu.Unlock() // a finish may take its turn
-		if r.between != nil {
-			r.between()
-		}
+		r.yield()
 		d.mu.Lock()
 	}
 	// The joins' marks cleared, or the joins taken back, a batch per hold
@@ -77,9 +75,7 @@ func (r *Runner) pushOne(o *Op) pushResult {
 			break
 		}
 		d.mu.Unlock()
-		if r.between != nil {
-			r.between()
-		}
+		r.yield()
 		d.mu.Lock()
 	}
 	d.busy = false
@@ -87,15 +83,10 @@ func (r *Runner) pushOne(o *Op) pushResult {
 	if big {
 		d.push.Unlock()
 	}
-	if res != pushed {
-		return res
+	if res == pushed {
+		r.queued(o, waits)
 	}
-	o.seq = r.seq.Add(1)
-	r.pending.Add(1)
-	if o.waitFor.Add(waits-waitBias) == 0 {
-		r.ready(o, true)
-	}
-	return pushed
+	return res
 }
 
 // joinRun joins o to o.vars[i:end], of domain d (whose mutex the caller
@@ -164,21 +155,15 @@ func (r *Runner) pushSpan(o *Op) {
 			waits++
 		}
 		d.mu.Unlock()
-		if r.between != nil {
-			r.between()
-		}
+		r.yield()
 	}
-	o.seq = r.seq.Add(1)
-	r.pending.Add(1)
 	for _, d := range doms {
 		d.mu.Lock()
 		d.busy = false
 		d.mu.Unlock()
 		d.push.Unlock()
 	}
-	if o.waitFor.Add(waits-waitBias) == 0 {
-		r.ready(o, true)
-	}
+	r.queued(o, waits)
 }
 
 // TryPush queues o as Push does if every variable it names appears once

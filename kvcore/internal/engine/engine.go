@@ -264,13 +264,14 @@ func (o *Op) Use(v *Var, write bool) {
 		}
 	}
 	// A big operation (a dist store's list call) merges its duplicates
-	// when Push sorts its variables.
+	// when Push finds one named twice (sortMergeVars).
 	o.vars = append(o.vars, v)
 	o.writes = append(o.writes, write)
 }
 
 // bigOp is the variable count from which Use stops looking for duplicates
-// one by one (quadratic) and sortVars sorts and merges instead.
+// one by one (quadratic); Push merges them (sortMergeVars) if pushOne
+// finds one.
 const bigOp = 32
 
 // Reset clears o for reuse, keeping its slices.
@@ -400,9 +401,7 @@ func (o *Op) finish(err error, self *Runner) {
 			next, n = nil, 0
 			if d != nil {
 				d.mu.Unlock()
-				if r.between != nil {
-					r.between()
-				}
+				r.yield()
 			}
 			d, left = vd, 0
 			d.mu.Lock()
@@ -488,6 +487,24 @@ func NewRunner() *Runner {
 	r.work.L = &r.mu
 	r.idle.L = &r.mu
 	return r
+}
+
+// yield lets other goroutines run between two holds of a domain's mutex
+// where a test asks for it (between; nothing otherwise).
+func (r *Runner) yield() {
+	if r.between != nil {
+		r.between()
+	}
+}
+
+// queued counts o, whose joins are done (waits of them behind another
+// operation), as r's and readies it if it waits for none.
+func (r *Runner) queued(o *Op, waits int32) {
+	o.seq = r.seq.Add(1)
+	r.pending.Add(1)
+	if o.waitFor.Add(waits-waitBias) == 0 {
+		r.ready(o, true)
+	}
 }
 
 // Push queues o on r.
