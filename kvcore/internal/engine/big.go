@@ -52,9 +52,10 @@ func (r *Runner) pushOne(o *Op) pushResult {
 	var waits int32
 	res := pushed
 	i := 0
+	tag := d.nextTag()
 	for {
 		var w int32
-		i, res, w = o.joinRun(d, i, min(i+batch, n))
+		i, res, w = o.joinRun(d, tag, i, min(i+batch, n))
 		waits += w
 		if i == n || res != pushed {
 			break
@@ -64,19 +65,20 @@ func (r *Runner) pushOne(o *Op) pushResult {
 		r.yield()
 		d.mu.Lock()
 	}
-	// The joins' marks cleared, or the joins taken back, a batch per hold
-	// as they were made (the order does not matter). A finish may have
-	// handed a variable over to o meanwhile (under the mutex, so before
-	// this reaches it): the bias kept o from being readied, and its count
-	// is set afresh at the next push.
-	for b := 0; ; b += batch {
-		o.settle(b, min(b+batch, i), res)
-		if b+batch >= i {
-			break
+	// A refused push takes its joins back, a batch per hold as they were
+	// made (the order does not matter). A finish may have handed a
+	// variable over to o meanwhile (under the mutex, so before this
+	// reaches it): the bias kept o from being readied, and its count is
+	// set afresh at the next push.
+	for b := 0; res != pushed && b < i; b += batch {
+		if b > 0 {
+			d.mu.Unlock()
+			r.yield()
+			d.mu.Lock()
 		}
-		d.mu.Unlock()
-		r.yield()
-		d.mu.Lock()
+		for _, v := range o.vars[b:min(b+batch, i)] {
+			v.unjoin()
+		}
 	}
 	d.busy = false
 	d.mu.Unlock()
@@ -90,37 +92,24 @@ func (r *Runner) pushOne(o *Op) pushResult {
 }
 
 // joinRun joins o to o.vars[i:end], of domain d (whose mutex the caller
-// holds), marked; it stops at a variable of another domain or one o
-// joined already (a variable named twice). It returns where it stopped,
+// holds), with the push's tag; it stops at a variable of another domain
+// or one with the tag already (named twice). It returns where it stopped,
 // why, and how many of the joins wait behind another operation.
-func (o *Op) joinRun(d *domain, i, end int) (int, pushResult, int32) {
+func (o *Op) joinRun(d *domain, tag uint64, i, end int) (int, pushResult, int32) {
 	var waits int32
 	for ; i < end; i++ {
 		v := o.vars[i]
 		if c := v.domain(); c != d && (c != nil || v.claim(d) != d) {
 			return i, pushSpans, waits
 		}
-		if v.state&stMarked != 0 {
+		if v.state&stTag == tag {
 			return i, pushTwice, waits
 		}
-		if v.join(o, stMarked) {
+		if v.join(o, tag) {
 			waits++
 		}
 	}
 	return i, pushed, waits
-}
-
-// settle ends the joins of o.vars[from:to] (the caller holds their
-// domain's mutex): their marks cleared if the push went through (res),
-// the joins taken back if not.
-func (o *Op) settle(from, to int, res pushResult) {
-	for _, v := range o.vars[from:to] {
-		if res == pushed {
-			v.unmark()
-		} else {
-			v.unjoin()
-		}
-	}
 }
 
 // pushSpan queues o, whose variables appear once each, on r when they
@@ -151,7 +140,7 @@ func (r *Runner) pushSpan(o *Op) {
 	for _, v := range o.vars {
 		d := v.domain()
 		d.mu.Lock()
-		if v.join(o, 0) {
+		if v.join(o, v.state&stTag) {
 			waits++
 		}
 		d.mu.Unlock()

@@ -81,9 +81,21 @@ func testTryPush(t *testing.T, batch int) {
 	if len(log) != 3 || log[0] != 4 || log[1] != 1 || log[2] != 3 {
 		t.Fatalf("ran %v, want [4 1 3]", log)
 	}
+	// The same distinct variables again, push after push: each is taken
+	// (a push's check for a variable named twice sees no earlier push's).
+	for k := range 3 {
+		again := rec.task(10 + k)
+		for _, v := range vars {
+			again.op.Add(v, k%2 == 0)
+		}
+		if !r.TryPush(&again.op) {
+			t.Fatalf("TryPush refused push %d of the same distinct variables", k+2)
+		}
+		<-again.done
+	}
 	for i, v := range vars {
 		if !v.Idle() || v.flags() != 0 {
-			t.Fatalf("variable %d: flags %b after its operations finished (a mark left set?)", i, v.flags())
+			t.Fatalf("variable %d: flags %b after its operations finished", i, v.flags())
 		}
 	}
 	// The refused operation can still be pushed: merged and sorted.
@@ -168,3 +180,23 @@ func (k *checker) Run() (bool, error) {
 }
 
 func (k *checker) Done() { close(k.done) }
+
+// A push's tag is never 0, the tag of a variable no push joined yet, over
+// a whole cycle of tags: a list of fresh variables is never taken for one
+// that names a variable twice.
+func TestPushTagNeverZero(t *testing.T) {
+	d := new(domain)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen := make(map[uint64]bool)
+	for range 1 << stTagBits {
+		tag := d.nextTag()
+		if tag == 0 || tag&^stTag != 0 {
+			t.Fatalf("tag %#x: want a nonzero value in stTag's bits", tag)
+		}
+		seen[tag] = true
+	}
+	if len(seen) != 1<<stTagBits-1 {
+		t.Fatalf("%d tags in a cycle, want %d", len(seen), 1<<stTagBits-1)
+	}
+}

@@ -68,8 +68,8 @@ import (
 // Var is an engine variable: the FIFO of operations on one key or array.
 // Its zero value is ready to use.
 type Var struct {
-	// state is the FIFO's length above the flag bits (marked, waiters,
-	// err set); second is the operation behind the head; more the rest.
+	// state is the FIFO's length above the tag of the last push that
+	// joined it and the flag bits (waiters, err set); second is the operation behind the head; more the rest.
 	// All three are read and written under dom's mutex only (plain
 	// fields: a push or a finish touches thousands in one hold). A Var is
 	// 32 bytes (two to a cache line; those of keys made one after another
@@ -80,15 +80,18 @@ type Var struct {
 	dom    unsafe.Pointer // *domain: set once, by the first push naming v (see domain)
 }
 
-// The state word of a Var: two flags, a mark and the number of operations
-// in the FIFO (the head, which runs or waits to run, then second, then
-// more.rest).
+// The state word of a Var: two flags, the tag of the last pushOne that
+// joined it and the number of operations in the FIFO (the head, which
+// runs or waits to run, then second, then more.rest).
 const (
-	stMarked  = 1 << iota // joined by the push now under way on v's domain (pushOne's check for a variable named twice)
-	stWaiters             // more.waiters > 0: a leave broadcasts more.done
+	stWaiters = 1 << iota // more.waiters > 0: a leave broadcasts more.done
 	stErr                 // more.err != nil
-	stCountShift
-	stOne = 1 << stCountShift // one operation in the FIFO
+
+	stTagShift   = 2
+	stTagBits    = 16
+	stTag        = (1<<stTagBits - 1) << stTagShift // pushOne's tag (domain.tag): its check for a variable named twice
+	stCountShift = stTagShift + stTagBits
+	stOne        = 1 << stCountShift // one operation in the FIFO
 )
 
 // domain is a lock domain: the variables first named by one Runner's
@@ -104,6 +107,22 @@ type domain struct {
 	// several holds of mu: a small push, which joins in one hold without
 	// the push lock, waits for it (see pushOne).
 	busy bool
+	// tag is the last pushOne's tag (in stTag's bits, never 0): each
+	// push's joins write the next one into their variables' state, so a
+	// variable that shows the push's own tag was named twice. A tag comes
+	// back after 65,535 pushes: a variable last joined that long ago
+	// looks named twice, and Push then merges (nothing to merge) and
+	// pushes again with the next tag; no clearing pass is needed.
+	tag uint64
+}
+
+// nextTag returns the tag of a push that starts (d.mu held).
+func (d *domain) nextTag() uint64 {
+	d.tag = (d.tag + 1<<stTagShift) & stTag
+	if d.tag == 0 {
+		d.tag = 1 << stTagShift
+	}
+	return d.tag
 }
 
 // varMore is the part of a Var that only waiting (two or more operations

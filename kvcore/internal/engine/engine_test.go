@@ -358,7 +358,7 @@ func (v *Var) flags() uint64 {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 	}
-	return v.state & (stOne - 1)
+	return v.state & (stWaiters | stErr)
 }
 
 // smallBatches sets r to join and leave batch variables per hold of a

@@ -8,11 +8,11 @@ package engine
 // variables, each a cache miss; the queue's own backing array was a
 // second one. Everything here runs under the variable's domain mutex.
 
-// join queues o on v, marked with mark (stMarked or 0), and reports
-// whether o waits behind another.
-func (v *Var) join(o *Op, mark uint64) bool {
+// join queues o on v, with tag (stTag's bits), and reports whether o
+// waits behind another.
+func (v *Var) join(o *Op, tag uint64) bool {
 	s := v.state
-	v.state = s + stOne | mark
+	v.state = s&^stTag + stOne | tag
 	switch s >> stCountShift {
 	case 0:
 		return false
@@ -44,11 +44,8 @@ func (v *Var) unjoin() {
 		m.rest[len(m.rest)-1] = nil
 		m.rest = m.rest[:len(m.rest)-1]
 	}
-	v.state = s &^ stMarked
+	v.state = s
 }
-
-// unmark clears the mark of a join (the push is done).
-func (v *Var) unmark() { v.state &^= stMarked }
 
 // leave removes the head, which finished (writing v if write, with err),
 // and returns the new head, if any: finish's slow path (an error to
